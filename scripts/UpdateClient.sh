@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Start an nxt client: UpdateClient.sh <server-ip> <port> [nxt-client options]
+# Trust anchor: $NXT_TRUST, else etc/server.pub (installed from nxt_client.tgz), else the
+# server's key in a source checkout. Data dir: $NXT_DATA_DIR, else state/client.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+if [ $# -lt 2 ]; then
+  echo "usage: $(basename "$0") <server-ip> <port> [nxt-client options]" >&2
+  exit 2
+fi
+if [ ! -f "$root/dist/cli/client.js" ]; then
+  echo "$(basename "$0"): $root/dist is missing: run 'npm ci && npm run build' first" >&2
+  exit 2
+fi
+trust="${NXT_TRUST:-}"
+if [ -z "$trust" ]; then
+  if [ -f "$root/etc/server.pub" ]; then trust="$root/etc/server.pub"; else trust="$root/state/server/release.pub"; fi
+fi
+server=$1
+port=$2
+shift 2
+exec node "$root/dist/cli/client.js" --server "$server" --port "$port" --trust "$trust" \
+  --data-dir "${NXT_DATA_DIR:-$root/state/client}" "$@"

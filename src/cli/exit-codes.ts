@@ -1,0 +1,29 @@
+import { NxtError, errorMessage } from '../errors.js';
+
+/** Error codes → process exit codes, in one place. */
+const EXIT_CODES: Record<string, number> = {
+  usage: 2,
+  'no-trust': 3,
+  'bad-key': 3,
+  'bad-version': 2,
+  EADDRINUSE: 4,
+  EACCES: 4,
+};
+
+export function exitWithError(program: string, err: unknown): never {
+  const code = err instanceof NxtError ? err.code : (err as { code?: string })?.code;
+  process.stderr.write(`${program}: ${errorMessage(err)}\n`);
+  process.exit((code && EXIT_CODES[code]) || 1);
+}
+
+export function parsePort(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 0 || n > 65535) throw new NxtError('usage', `"${text}" is not a UDP port (0-65535)`);
+  return n;
+}
+
+export function parsePositiveMs(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1) throw new NxtError('usage', `"${text}" is not a positive number of milliseconds`);
+  return n;
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+/** nxt-server: parse flags, wire the parts, run. */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { openUdpEndpoint } from '../net/endpoint.js';
+import { loadOrCreateReleaseKey, PUBLIC_KEY_FILE } from '../security/release-key.js';
+import { NxtServer } from '../server/server.js';
+import { createServerRepl } from '../server/server-repl.js';
+import { systemClock, systemWallClock } from '../util/clock.js';
+import { exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
+
+const DEFAULT_STATE_DIR = 'state/server';
+
+const program = new Command('nxt-server')
+  .description('push signed plugin modules to nxt clients over UDP')
+  .option('-p, --port <port>', 'UDP port to listen on (IPv4 and IPv6)', '9000')
+  .option('-s, --state-dir <dir>', 'where the release key and server state live', DEFAULT_STATE_DIR)
+  .option('--peer-timeout <ms>', 'fail a push to a client silent this long', '10000')
+  .option('--renew <ms>', 'how often clients renew their registration', '10000')
+  .showHelpAfterError();
+
+program.action(async (opts: { port: string; stateDir: string; peerTimeout: string; renew: string }) => {
+  try {
+    const port = parsePort(opts.port);
+    const peerTimeoutMs = parsePositiveMs(opts.peerTimeout);
+    const renewMs = parsePositiveMs(opts.renew);
+    const { signer, created } = loadOrCreateReleaseKey(opts.stateDir, (n) => randomBytes(n));
+    const endpoint = await openUdpEndpoint({ port });
+    const server = new NxtServer({
+      endpoint, clock: systemClock, randomU32: () => randomBytes(4).readUInt32BE(0),
+      renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs },
+    });
+    const pub = join(opts.stateDir, PUBLIC_KEY_FILE);
+    process.stdout.write(`nxt server listening on UDP port ${endpoint.port}\n`);
+    process.stdout.write(`${created ? 'created a new release key; ' : ''}clients trust ${pub}\n`);
+    let stopping = false;
+    const stop = async (): Promise<void> => {
+      if (stopping) return;
+      stopping = true;
+      repl.close();
+      await server.close();
+      process.exit(0);
+    };
+    const repl = createServerRepl({
+      server, signer, clock: systemClock, wallClock: systemWallClock,
+      input: process.stdin, output: process.stdout,
+      onExit: () => void stop(),
+      onEnd: () => { if (!stopping) process.stdout.write('input closed; the server keeps running (stop it with SIGTERM or Ctrl-C)\n'); },
+    });
+    process.on('SIGINT', () => void stop());
+    process.on('SIGTERM', () => void stop());
+    repl.start();
+  } catch (err) {
+    exitWithError('nxt-server', err);
+  }
+});
+
+program
+  .command('keygen')
+  .description('create the release key in the state dir if there is none, and print where its public half is')
+  .option('-s, --state-dir <dir>', 'where the release key lives', DEFAULT_STATE_DIR)
+  .action((opts: { stateDir: string }) => {
+    try {
+      const { created } = loadOrCreateReleaseKey(opts.stateDir, (n) => randomBytes(n));
+      process.stdout.write(`${created ? 'created' : 'kept the existing'} release key; public key: ${join(opts.stateDir, PUBLIC_KEY_FILE)}\n`);
+    } catch (err) {
+      exitWithError('nxt-server', err);
+    }
+  });
+
+await program.parseAsync();

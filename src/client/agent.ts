@@ -1,0 +1,376 @@
+/**
+ * The device agent: registers with the server, receives pushed modules, verifies and activates
+ * them. It is the driver for ChunkReceiver: it turns datagrams into events and the receiver's
+ * actions into datagrams, file writes and timers.
+ */
+import { EventEmitter } from 'node:events';
+import { unlinkSync } from 'node:fs';
+import { NxtError, DecodeError, errorMessage } from '../errors.js';
+import {
+  decode, encode, type AbortMessage, type DataMessage, type Message, type OfferMessage,
+} from '../protocol/messages.js';
+import { ResultCode, type ResultCodeValue } from '../protocol/result-codes.js';
+import { compareReleaseVersions, formatReleaseVersion } from '../protocol/release-version.js';
+import { verifyManifest, type Manifest } from '../security/manifest.js';
+import { ChunkReceiver, type ReceiverAction, type ReceiverOptions } from '../transfer/receiver.js';
+import { IncomingModule } from '../plugin/incoming-module.js';
+import type { ActiveModule, ModuleStore } from '../plugin/module-store.js';
+import { samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
+import type { Clock } from '../util/clock.js';
+import { WakeTimer } from '../util/wake-timer.js';
+
+export interface ClientAgentOptions {
+  readonly endpoint: Endpoint;
+  readonly server: Peer;
+  readonly clientId: Uint8Array;
+  readonly store: ModuleStore;
+  readonly trustedKey: Uint8Array;
+  readonly clock: Clock;
+  readonly initial: ActiveModule;
+  readonly timing?: Partial<ClientTiming>;
+  readonly receiver?: Partial<ReceiverOptions>;
+}
+
+export interface ClientTiming {
+  /** First retry of an unanswered registration; doubles up to registerRetryMaxMs. */
+  readonly registerRetryMs: number;
+  readonly registerRetryMaxMs: number;
+  /** RESULT is repeated this often until the server acknowledges it… */
+  readonly resultRetryMs: number;
+  /** …at most this many times (≈ the server's peer timeout). */
+  readonly resultRetries: number;
+}
+
+export const DEFAULT_CLIENT_TIMING: ClientTiming = {
+  registerRetryMs: 500,
+  registerRetryMaxMs: 30_000,
+  resultRetryMs: 250,
+  resultRetries: 40,
+};
+
+export interface ClientStats {
+  datagrams: number;
+  malformed: number;
+  foreign: number;
+  unknownTransfer: number;
+}
+
+/** Events: 'registered', 'activated' (ActiveModule), 'refused' ({ code, message }), 'log' (string). */
+export class ClientAgent extends EventEmitter {
+  readonly stats: ClientStats = { datagrams: 0, malformed: 0, foreign: 0, unknownTransfer: 0 };
+  private activeModule: ActiveModule;
+  private readonly timing: ClientTiming;
+  private registered = false;
+  private registerSeq = 0;
+  private registerDelay: number;
+  private registerTimer: NodeJS.Timeout | undefined;
+  private current: Transfer | undefined;
+  private readonly results = new Map<number, PendingResult>();
+  private readonly abortedUnknown = new Map<number, number>();
+  private stopped = false;
+
+  constructor(private readonly options: ClientAgentOptions) {
+    super();
+    this.activeModule = options.initial;
+    this.timing = { ...DEFAULT_CLIENT_TIMING, ...options.timing };
+    this.registerDelay = this.timing.registerRetryMs;
+    options.endpoint.onDatagram((data, from) => this.onDatagram(data, from));
+  }
+
+  get active(): ActiveModule { return this.activeModule; }
+  get isRegistered(): boolean { return this.registered; }
+
+  start(): void {
+    this.sendRegister();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.registerTimer);
+    this.current?.suspend();
+    this.current = undefined;
+    for (const r of this.results.values()) clearTimeout(r.timer);
+    this.results.clear();
+    await this.options.endpoint.close();
+  }
+
+  // --- registration ---------------------------------------------------------------------------
+
+  private sendRegister(): void {
+    if (this.stopped) return;
+    this.registerSeq = (this.registerSeq + 1) >>> 0;
+    this.send({
+      type: 'register', clientId: this.options.clientId, seq: this.registerSeq,
+      version: this.activeModule.version, product: this.activeModule.product,
+    });
+    clearTimeout(this.registerTimer);
+    const delay = this.registerDelay;
+    // Unanswered: retry sooner than a renewal would, backing off so a dead server is not hammered.
+    this.registerDelay = Math.min(this.registerDelay * 2, this.timing.registerRetryMaxMs);
+    this.registerTimer = setTimeout(() => {
+      this.registered = false;
+      this.sendRegister();
+    }, delay);
+    this.registerTimer.unref();
+  }
+
+  private onRegistered(seq: number, renewMs: number): void {
+    if (seq !== this.registerSeq) return;
+    const first = !this.registered;
+    this.registered = true;
+    this.registerDelay = this.timing.registerRetryMs;
+    clearTimeout(this.registerTimer);
+    this.registerTimer = setTimeout(() => this.sendRegister(), Math.max(100, renewMs));
+    this.registerTimer.unref();
+    if (first) this.emit('registered');
+  }
+
+  // --- datagrams ------------------------------------------------------------------------------
+
+  private onDatagram(data: Buffer, from: Peer): void {
+    this.stats.datagrams++;
+    if (!samePeer(from, this.options.server)) {
+      this.stats.foreign++;
+      return;
+    }
+    let msg: Message;
+    try {
+      msg = decode(data);
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      this.stats.malformed++;
+      return;
+    }
+    try {
+      this.dispatch(msg);
+    } catch (err) {
+      // A bug or a disk error while handling one datagram must not take the device down.
+      this.log(`error handling ${msg.type}: ${errorMessage(err)}`);
+    }
+  }
+
+  private dispatch(msg: Message): void {
+    switch (msg.type) {
+      case 'registered':
+        if (Buffer.compare(msg.clientId, this.options.clientId) === 0) this.onRegistered(msg.seq, msg.renewMs);
+        return;
+      case 'offer': return this.onOffer(msg);
+      case 'data': return this.onData(msg);
+      case 'resultAck': {
+        const r = this.results.get(msg.transferId);
+        if (r) { clearTimeout(r.timer); this.results.delete(msg.transferId); }
+        return;
+      }
+      case 'abort': return this.onAbort(msg);
+      default:
+        this.stats.malformed++; // a message only a client sends
+    }
+  }
+
+  private onOffer(msg: OfferMessage): void {
+    const now = this.options.clock.now();
+    if (this.current?.transferId === msg.transferId) {
+      this.current.run(this.current.receiver.onOffer(now));
+      return;
+    }
+    const pending = this.results.get(msg.transferId);
+    if (pending) { this.options.endpoint.send(pending.bytes, this.options.server); return; }
+
+    let manifest: Manifest;
+    try {
+      manifest = verifyManifest(msg.manifest, msg.signature, this.options.trustedKey);
+    } catch (err) {
+      const code = err instanceof NxtError && err.code === 'bad-signature' ? ResultCode.badSignature : ResultCode.badManifest;
+      return this.refuse(msg.transferId, code, errorMessage(err));
+    }
+    // Rollback attack: never accept a version that is not above the one running.
+    if (compareReleaseVersions(manifest.version, this.activeModule.version) <= 0) {
+      return this.refuse(msg.transferId, ResultCode.rollback,
+        `version ${formatReleaseVersion(manifest.version)} is not newer than the active ${formatReleaseVersion(this.activeModule.version)}`);
+    }
+    if (this.current) {
+      // A newer offer replaces whatever was arriving; its bytes stay on disk for a resume.
+      this.current.suspend();
+      this.send({ type: 'abort', transferId: this.current.transferId, code: ResultCode.superseded, message: 'superseded by a newer offer' });
+      this.current = undefined;
+    }
+    let incoming: IncomingModule;
+    try {
+      incoming = new IncomingModule(manifest, this.options.store.partialPath(manifest.sha256));
+    } catch (err) {
+      return this.refuse(msg.transferId, ResultCode.storage, `cannot store the module: ${errorMessage(err)}`);
+    }
+    const receiver = new ChunkReceiver(incoming.totalChunks, now, incoming.heldChunks, this.options.receiver);
+    const transfer = new Transfer(this, msg.transferId, manifest, incoming, receiver, this.options.clock);
+    this.current = transfer;
+    const held = incoming.heldChunks > 0 ? `, resuming after ${incoming.heldChunks} chunks already held` : '';
+    this.log(`receiving ${manifest.name} ${formatReleaseVersion(manifest.version)} (${manifest.size} bytes${held})`);
+    if (receiver.complete) void this.finish(transfer);
+    else transfer.run(receiver.onOffer(now));
+  }
+
+  private onData(msg: DataMessage): void {
+    const t = this.current;
+    if (!t || t.transferId !== msg.transferId) {
+      if (this.results.has(msg.transferId)) return; // late duplicates of a finished transfer
+      this.stats.unknownTransfer++;
+      // Tell the server once in a while that we do not know this transfer (we restarted): it
+      // offers it again and we resume from disk.
+      const now = this.options.clock.now();
+      const last = this.abortedUnknown.get(msg.transferId);
+      if (last === undefined || now - last > 200) {
+        this.abortedUnknown.set(msg.transferId, now);
+        if (this.abortedUnknown.size > 64) this.abortedUnknown.delete(this.abortedUnknown.keys().next().value!);
+        this.send({ type: 'abort', transferId: msg.transferId, code: ResultCode.unknownTransfer, message: 'no such transfer here' });
+      }
+      return;
+    }
+    // Endless-data attack: a chunk must have exactly the length the signed manifest implies.
+    if (msg.index >= t.incoming.totalChunks || msg.payload.length !== t.incoming.chunkLength(msg.index)) {
+      this.stats.malformed++;
+      return;
+    }
+    t.run(t.receiver.onData(msg.index, msg.payload, this.options.clock.now()));
+  }
+
+  private onAbort(msg: AbortMessage): void {
+    const t = this.current;
+    if (t && t.transferId === msg.transferId) {
+      t.suspend();
+      this.current = undefined;
+      this.log(`server stopped the transfer of ${t.manifest.name}: ${msg.message}`);
+    }
+  }
+
+  // --- completion -----------------------------------------------------------------------------
+
+  /** @internal called by Transfer */
+  async finish(t: Transfer): Promise<void> {
+    if (t.finishing) return;
+    t.finishing = true;
+    t.clearTimer();
+    const { manifest } = t;
+    try {
+      t.incoming.complete(this.options.store.modulePath(manifest.sha256));
+    } catch (err) {
+      // Bad bytes are not worth resuming: discard them.
+      try { unlinkSync(t.incoming.partialPath); } catch { /* already gone */ }
+      const code = err instanceof NxtError && err.code === 'size-mismatch' ? ResultCode.sizeMismatch : ResultCode.hashMismatch;
+      return this.endTransfer(t, code, errorMessage(err));
+    }
+    if (compareReleaseVersions(manifest.version, this.activeModule.version) <= 0) {
+      return this.endTransfer(t, ResultCode.rollback, `version ${formatReleaseVersion(manifest.version)} is no longer newer than the active one`);
+    }
+    try {
+      const active = await this.options.store.activate(manifest);
+      this.activeModule = active;
+      this.endTransfer(t, ResultCode.ok, `${active.product.major}.${active.product.minor} ${active.product.productName} active`);
+      this.emit('activated', active);
+      // Tell the server our new version now rather than at the next renewal.
+      this.sendRegister();
+    } catch (err) {
+      const code = err instanceof NxtError && err.code === 'bad-shape' ? ResultCode.badShape : ResultCode.loadFailed;
+      this.endTransfer(t, code, errorMessage(err));
+    }
+  }
+
+  /** @internal called by Transfer */
+  timedOut(t: Transfer): void {
+    if (this.current !== t) return;
+    t.suspend();
+    this.current = undefined;
+    this.log(`transfer of ${t.manifest.name} stalled: the server went quiet; kept ${t.receiver.inOrder}/${t.incoming.totalChunks} chunks to resume`);
+  }
+
+  private endTransfer(t: Transfer, code: ResultCodeValue, message: string): void {
+    if (this.current === t) this.current = undefined;
+    if (code !== ResultCode.ok) this.emit('refused', { code, message: `${t.manifest.name}: ${message}` });
+    this.sendResult(t.transferId, code, message);
+  }
+
+  private refuse(transferId: number, code: ResultCodeValue, message: string): void {
+    this.emit('refused', { code, message });
+    this.sendResult(transferId, code, message);
+  }
+
+  private sendResult(transferId: number, code: number, message: string): void {
+    const bytes = encode({ type: 'result', transferId, code, active: this.activeModule.version, message });
+    const pending: PendingResult = { bytes, tries: 0, timer: undefined };
+    const resend = (): void => {
+      if (this.stopped || pending.tries++ >= this.timing.resultRetries) {
+        // Keep the entry so late duplicates of this transfer stay quiet; bounded below.
+        return;
+      }
+      this.options.endpoint.send(bytes, this.options.server);
+      pending.timer = setTimeout(resend, this.timing.resultRetryMs);
+      pending.timer.unref();
+    };
+    const old = this.results.get(transferId);
+    if (old) clearTimeout(old.timer);
+    this.results.set(transferId, pending);
+    if (this.results.size > 64) {
+      const [oldestId, oldest] = this.results.entries().next().value!;
+      clearTimeout(oldest.timer);
+      this.results.delete(oldestId);
+    }
+    resend();
+  }
+
+  /** @internal */
+  send(msg: Message): void {
+    this.options.endpoint.send(encode(msg), this.options.server);
+  }
+
+  /** @internal */
+  sendRaw(bytes: Uint8Array): void {
+    this.options.endpoint.send(bytes, this.options.server);
+  }
+
+  private log(line: string): void {
+    this.emit('log', line);
+  }
+}
+
+interface PendingResult {
+  readonly bytes: Uint8Array;
+  tries: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** One module arriving: the receiver state machine, its file, and its single timer. */
+class Transfer {
+  finishing = false;
+  private readonly timer: WakeTimer;
+
+  constructor(
+    private readonly agent: ClientAgent,
+    readonly transferId: number,
+    readonly manifest: Manifest,
+    readonly incoming: IncomingModule,
+    readonly receiver: ChunkReceiver,
+    clock: Clock,
+  ) {
+    this.timer = new WakeTimer(clock, () => this.run(this.receiver.onTimer(clock.now())));
+  }
+
+  run(actions: ReceiverAction[]): void {
+    for (const a of actions) {
+      switch (a.kind) {
+        case 'deliver': this.incoming.append(a.payload); break;
+        case 'send-ack': this.agent.sendRaw(encode(this.receiver.ack(this.transferId))); break;
+        case 'complete': void this.agent.finish(this); break;
+        case 'idle-timeout': this.agent.timedOut(this); break;
+      }
+    }
+    if (!this.finishing) this.timer.arm(this.receiver.wakeAt);
+  }
+
+  suspend(): void {
+    this.timer.clear();
+    if (!this.finishing) this.incoming.suspend();
+  }
+
+  clearTimer(): void {
+    this.timer.clear();
+  }
+}

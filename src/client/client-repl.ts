@@ -1,0 +1,51 @@
+/** The device's console: `NxtClient# `. */
+import type { Readable, Writable } from 'node:stream';
+import { formatProductVersion } from '../plugin/plugin-shape.js';
+import { formatReleaseVersion } from '../protocol/release-version.js';
+import { Repl } from '../util/repl.js';
+import type { ClientAgent } from './agent.js';
+
+export interface ClientReplOptions {
+  readonly agent: ClientAgent;
+  readonly input: Readable;
+  readonly output: Writable;
+  readonly onExit: () => void;
+  readonly onEnd?: () => void;
+}
+
+export function createClientRepl(o: ClientReplOptions): Repl {
+  const { agent } = o;
+  const say = (line: string): void => { o.output.write(`${line}\n`); };
+  const repl: Repl = new Repl({
+    prompt: 'NxtClient# ',
+    input: o.input,
+    output: o.output,
+    onEnd: o.onEnd,
+    commands: {
+      help: { usage: 'help', help: 'list the commands', run: () => say(`commands:\n${repl.helpText()}`) },
+      show: {
+        usage: 'show version',
+        help: 'print the active plugin\'s product version and release',
+        run: (args) => {
+          if (args[0] !== 'version' || args.length !== 1) { say('usage: show version'); return; }
+          say(formatProductVersion(agent.active.product));
+          say(`release = ${formatReleaseVersion(agent.active.version)} (${agent.active.name})`);
+        },
+      },
+      stats: {
+        usage: 'stats',
+        help: 'registration state and datagram counters',
+        run: () => {
+          const s = agent.stats;
+          say(`${agent.isRegistered ? 'registered' : 'not registered'}; datagrams ${s.datagrams}, malformed ${s.malformed}, foreign ${s.foreign}, unknown transfer ${s.unknownTransfer}`);
+        },
+      },
+      exit: { usage: 'exit', help: 'stop the client', run: () => o.onExit() },
+    },
+  });
+  agent.on('registered', () => repl.print('registered with the server'));
+  agent.on('activated', (a: { product: Parameters<typeof formatProductVersion>[0] }) => repl.print(formatProductVersion(a.product)));
+  agent.on('refused', (r: { message: string }) => repl.print(`update refused: ${r.message}`));
+  agent.on('log', (line: string) => repl.print(line));
+  return repl;
+}

@@ -1,0 +1,98 @@
+/**
+ * The one place that touches node:dgram: an Endpoint sends and receives datagrams and nothing
+ * else. Everything above it is testable with a fake.
+ */
+import dgram from 'node:dgram';
+import { isIP } from 'node:net';
+
+export interface Peer {
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface Endpoint {
+  readonly port: number;
+  send(data: Uint8Array, to: Peer): void;
+  onDatagram(handler: (data: Buffer, from: Peer) => void): void;
+  close(): Promise<void>;
+}
+
+/** Socket buffers big enough for a window of chunks in flight; the kernel may cap them lower. */
+const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Bind a UDP endpoint. With no host it listens on both IPv4 and IPv6 (a dual-stack socket),
+ * falling back to IPv4 only where the machine has no IPv6.
+ */
+export async function openUdpEndpoint(options: { port: number; host?: string; family?: 4 | 6 }): Promise<Endpoint> {
+  if (options.host !== undefined) {
+    const family = options.family ?? (isIP(options.host) === 6 ? 6 : 4);
+    return bind(dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' }), options.port, options.host);
+  }
+  if (options.family === 4) return bind(dgram.createSocket('udp4'), options.port, '0.0.0.0');
+  try {
+    return await bind(dgram.createSocket({ type: 'udp6', ipv6Only: false }), options.port, '::');
+  } catch (err) {
+    if (options.family === 6) throw err;
+    return bind(dgram.createSocket('udp4'), options.port, '0.0.0.0');
+  }
+}
+
+function bind(socket: dgram.Socket, port: number, host: string): Promise<Endpoint> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => {
+      socket.close();
+      reject(err);
+    };
+    socket.once('error', onError);
+    socket.bind(port, host, () => {
+      socket.off('error', onError);
+      // A send to a peer that went away surfaces as an error event on some platforms; a lost
+      // datagram is the protocol's business, not a reason to crash.
+      socket.on('error', () => undefined);
+      for (const set of [socket.setRecvBufferSize, socket.setSendBufferSize]) {
+        try { set.call(socket, SOCKET_BUFFER_BYTES); } catch { /* capped by the kernel: fine */ }
+      }
+      resolve(new UdpEndpoint(socket));
+    });
+  });
+}
+
+class UdpEndpoint implements Endpoint {
+  private closed = false;
+
+  constructor(private readonly socket: dgram.Socket) {}
+
+  get port(): number {
+    return this.socket.address().port;
+  }
+
+  send(data: Uint8Array, to: Peer): void {
+    if (this.closed) return;
+    this.socket.send(data, to.port, to.address, ignoreSendError);
+  }
+
+  onDatagram(handler: (data: Buffer, from: Peer) => void): void {
+    this.socket.on('message', (msg, rinfo) => handler(msg, { address: rinfo.address, port: rinfo.port }));
+  }
+
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    return new Promise((resolve) => this.socket.close(() => resolve()));
+  }
+}
+
+function ignoreSendError(): void {
+  // ENOBUFS / EHOSTUNREACH and the like: the datagram is lost, and retransmission deals with it.
+}
+
+/** "::ffff:127.0.0.1" → "127.0.0.1": how a person expects to see an IPv4 peer. */
+export function displayAddress(peer: Peer): string {
+  const a = peer.address.startsWith('::ffff:') ? peer.address.slice(7) : peer.address;
+  return a.includes(':') ? `[${a}]:${peer.port}` : `${a}:${peer.port}`;
+}
+
+export function samePeer(a: Peer, b: Peer): boolean {
+  return a.port === b.port && a.address === b.address;
+}

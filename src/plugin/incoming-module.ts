@@ -1,0 +1,105 @@
+/**
+ * A module arriving on disk: chunks are appended in order to `incoming/<sha256>.part` and hashed
+ * as they come, so neither side holds the module in memory. The partial file survives a restart;
+ * offered the same manifest again, the client resumes after the whole chunks it already holds.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { NxtError } from '../errors.js';
+import { chunkCount, type Manifest } from '../security/manifest.js';
+
+/** Batch appends: a syscall per 1400-byte chunk would cost more than the hashing. */
+const WRITE_BATCH_BYTES = 256 * 1024;
+
+export class IncomingModule {
+  private readonly fd: number;
+  private readonly hash: Hash;
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private written: number;
+  private closed = false;
+  readonly heldChunks: number;
+  readonly totalChunks: number;
+
+  constructor(readonly manifest: Manifest, readonly partialPath: string) {
+    this.totalChunks = chunkCount(manifest);
+    this.fd = openSync(partialPath, 'a+', 0o600);
+    try {
+      const have = Math.min(fstatSync(this.fd).size, manifest.size);
+      // Keep only whole chunks: a torn last write is simply fetched again.
+      this.heldChunks = have === manifest.size ? this.totalChunks : Math.floor(have / manifest.chunkSize);
+      this.written = Math.min(manifest.size, this.heldChunks * manifest.chunkSize);
+      ftruncateSync(this.fd, this.written);
+      this.hash = createHash('sha256');
+      this.hashPrefix(this.written);
+    } catch (err) {
+      closeSync(this.fd);
+      throw err;
+    }
+  }
+
+  /** Expected payload length of chunk `index`: all full but the last. */
+  chunkLength(index: number): number {
+    return index === this.totalChunks - 1 ? this.manifest.size - index * this.manifest.chunkSize : this.manifest.chunkSize;
+  }
+
+  append(payload: Uint8Array): void {
+    this.hash.update(payload);
+    this.pending.push(payload);
+    this.pendingBytes += payload.length;
+    if (this.pendingBytes >= WRITE_BATCH_BYTES) this.flush();
+  }
+
+  flush(): void {
+    if (this.pendingBytes === 0) return;
+    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    let off = 0;
+    while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
+    this.written += this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  /**
+   * All chunks are in: check size and digest, then move the file to `finalPath`. Throws
+   * 'size-mismatch' or 'hash-mismatch' (wrong-software attack) and deletes nothing: the caller
+   * decides. The digest is of the bytes we wrote, from the private data dir.
+   */
+  complete(finalPath: string): void {
+    this.flush();
+    fsyncSync(this.fd);
+    const size = fstatSync(this.fd).size;
+    this.close();
+    if (size !== this.manifest.size) throw new NxtError('size-mismatch', `received ${size} bytes, manifest says ${this.manifest.size}`);
+    const digest = this.hash.digest('hex');
+    if (digest !== this.manifest.sha256) throw new NxtError('hash-mismatch', `sha256 of received bytes is ${digest.slice(0, 16)}…, manifest says ${this.manifest.sha256.slice(0, 16)}…`);
+    renameSync(this.partialPath, finalPath);
+  }
+
+  /** Stop without completing; what was written stays for a later resume. */
+  suspend(): void {
+    if (this.closed) return;
+    try {
+      this.flush();
+    } finally {
+      this.close();
+    }
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd);
+  }
+
+  private hashPrefix(length: number): void {
+    const buf = Buffer.allocUnsafe(1024 * 1024);
+    let pos = 0;
+    while (pos < length) {
+      const n = readSync(this.fd, buf, 0, Math.min(buf.length, length - pos), pos);
+      if (n <= 0) break;
+      this.hash.update(buf.subarray(0, n));
+      pos += n;
+    }
+  }
+}

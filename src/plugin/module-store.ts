@@ -1,0 +1,91 @@
+/**
+ * The client's store of verified modules, in its private data dir:
+ *   incoming/<sha256>.part   a module arriving (resumable)
+ *   modules/<sha256>.mjs     verified modules, named by content: never by a peer-supplied name
+ *   active.json              which one is active (written atomically)
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { NxtError, errorMessage } from '../errors.js';
+import type { ProductInfo } from '../protocol/messages.js';
+import { formatReleaseVersion, parseReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
+import type { Manifest } from '../security/manifest.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
+import { loadPlugin } from './plugin-shape.js';
+
+/** The release version of the plugin every client ships with (libfunctional_1_0 is the same one). */
+export const BUILTIN_RELEASE: ReleaseVersion = { major: 1, minor: 0, patch: 0 };
+
+export interface ActiveModule {
+  readonly version: ReleaseVersion;
+  readonly product: ProductInfo;
+  /** undefined for the built-in plugin. */
+  readonly sha256?: string;
+  readonly name: string;
+}
+
+interface ActiveRecord {
+  name: string;
+  version: string;
+  sha256: string;
+}
+
+export class ModuleStore {
+  readonly incomingDir: string;
+  readonly modulesDir: string;
+  private readonly activePath: string;
+
+  constructor(readonly dataDir: string) {
+    this.incomingDir = join(dataDir, 'incoming');
+    this.modulesDir = join(dataDir, 'modules');
+    this.activePath = join(dataDir, 'active.json');
+    for (const dir of [dataDir, this.incomingDir, this.modulesDir]) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+
+  /** sha256 comes from a verified manifest and is 64 hex digits: safe as a file name. */
+  partialPath(sha256: string): string { return join(this.incomingDir, `${checkHex(sha256)}.part`); }
+  modulePath(sha256: string): string { return join(this.modulesDir, `${checkHex(sha256)}.mjs`); }
+
+  /**
+   * Import a verified module and, if it loads and has the right shape, make it the active one.
+   * On any failure nothing changes and the error says why.
+   */
+  async activate(manifest: Manifest): Promise<ActiveModule> {
+    const product = await loadPlugin(pathToFileURL(this.modulePath(manifest.sha256)).href);
+    const record: ActiveRecord = { name: manifest.name, version: formatReleaseVersion(manifest.version), sha256: manifest.sha256 };
+    writeFileAtomic(this.activePath, `${JSON.stringify(record)}\n`);
+    return { version: manifest.version, product, sha256: manifest.sha256, name: manifest.name };
+  }
+
+  /**
+   * The module to run at start: the recorded active one if it is intact and loads, else the
+   * built-in plugin (with a warning saying why).
+   */
+  async loadActive(): Promise<{ active: ActiveModule; warning?: string }> {
+    const builtin = await loadBuiltin();
+    if (!existsSync(this.activePath)) return { active: builtin };
+    try {
+      const record = JSON.parse(readFileSync(this.activePath, 'utf8')) as ActiveRecord;
+      const path = this.modulePath(record.sha256);
+      // Re-hash at start: a module corrupted or altered at rest is not run.
+      const digest = createHash('sha256').update(readFileSync(path)).digest('hex');
+      if (digest !== record.sha256) throw new NxtError('hash-mismatch', `${path} no longer matches its recorded sha256`);
+      const product = await loadPlugin(pathToFileURL(path).href);
+      return { active: { version: parseReleaseVersion(record.version), product, sha256: record.sha256, name: record.name } };
+    } catch (err) {
+      return { active: builtin, warning: `recorded active module not usable (${errorMessage(err)}); running the built-in plugin` };
+    }
+  }
+}
+
+async function loadBuiltin(): Promise<ActiveModule> {
+  const product = await loadPlugin(new URL('./default-plugin.js', import.meta.url).href);
+  return { version: BUILTIN_RELEASE, product, name: 'built-in' };
+}
+
+function checkHex(sha256: string): string {
+  if (!/^[0-9a-f]{64}$/.test(sha256)) throw new NxtError('bad-manifest', 'sha256 is not 64 hex digits');
+  return sha256;
+}

@@ -1,0 +1,312 @@
+/**
+ * The nxt wire format, implemented once. docs/protocol.md describes the same bytes for people.
+ *
+ * Every datagram starts with a 4-byte header: magic "NX" (0x4e 0x58), protocol version, type.
+ * All integers are big-endian. `decode` checks every length before it reads, rejects trailing
+ * bytes, and throws only DecodeError.
+ */
+import { DecodeError } from '../errors.js';
+import type { ReleaseVersion } from './release-version.js';
+
+export const MAGIC_0 = 0x4e; // 'N'
+export const MAGIC_1 = 0x58; // 'X'
+export const PROTOCOL_VERSION = 1;
+export const HEADER_BYTES = 4;
+
+/** 1500-byte Ethernet MTU − 40 (IPv6 header, the larger one) − 8 (UDP): never fragment. */
+export const MAX_DATAGRAM_BYTES = 1452;
+/** Largest chunk payload; DATA adds 12 bytes of header, so 1412 bytes on the wire. */
+export const MAX_CHUNK_BYTES = 1400;
+export const DATA_HEADER_BYTES = HEADER_BYTES + 8;
+export const CLIENT_ID_BYTES = 16;
+export const SIGNATURE_BYTES = 64;
+/** Room left in an OFFER datagram for the manifest after header, ids, lengths and signature. */
+export const MAX_MANIFEST_BYTES = MAX_DATAGRAM_BYTES - HEADER_BYTES - 4 - 2 - SIGNATURE_BYTES;
+export const MAX_TEXT_BYTES = 512;
+export const MAX_PRODUCT_NAME_BYTES = 64;
+/** A SACK bitmap covers at most this many chunks beyond the cumulative point. */
+export const MAX_SACK_BITMAP_BYTES = 1024;
+
+export const MessageType = {
+  register: 1,
+  registered: 2,
+  offer: 3,
+  data: 4,
+  ack: 5,
+  result: 6,
+  resultAck: 7,
+  abort: 8,
+} as const;
+
+export interface ProductInfo {
+  readonly major: number;
+  readonly minor: number;
+  readonly productName: string;
+}
+
+/** Client → server: "I exist, at this address, running this". Sent on start and to renew the lease. */
+export interface RegisterMessage {
+  readonly type: 'register';
+  readonly clientId: Uint8Array;
+  readonly seq: number;
+  readonly version: ReleaseVersion;
+  readonly product: ProductInfo;
+}
+
+/** Server → client: registration accepted; renew within `renewMs`, forgotten after `leaseMs`. */
+export interface RegisteredMessage {
+  readonly type: 'registered';
+  readonly clientId: Uint8Array;
+  readonly seq: number;
+  readonly leaseMs: number;
+  readonly renewMs: number;
+}
+
+/** Server → client: a signed manifest; the client answers with an ACK (accept) or a RESULT (refuse). */
+export interface OfferMessage {
+  readonly type: 'offer';
+  readonly transferId: number;
+  readonly manifest: Uint8Array;
+  readonly signature: Uint8Array;
+}
+
+export interface DataMessage {
+  readonly type: 'data';
+  readonly transferId: number;
+  readonly index: number;
+  readonly payload: Uint8Array;
+}
+
+/**
+ * Receiver → sender: chunks [0, cumulative) are held; bit i of `sack` (MSB first) says chunk
+ * cumulative + 1 + i is held too. `window` is how many chunks past `cumulative` it will buffer.
+ * `echo` is the chunk whose arrival caused this ACK (RTT sampling), or NO_ECHO.
+ */
+export interface AckMessage {
+  readonly type: 'ack';
+  readonly transferId: number;
+  readonly cumulative: number;
+  readonly window: number;
+  readonly echo: number;
+  readonly sack: Uint8Array;
+}
+
+export const NO_ECHO = 0xffff_ffff;
+
+/** Client → server: how a transfer ended, with the version now active. Repeated until RESULT_ACK. */
+export interface ResultMessage {
+  readonly type: 'result';
+  readonly transferId: number;
+  readonly code: number;
+  readonly active: ReleaseVersion;
+  readonly message: string;
+}
+
+export interface ResultAckMessage {
+  readonly type: 'resultAck';
+  readonly transferId: number;
+}
+
+/** Either side: stop this transfer (e.g. the client does not know it: it restarted). */
+export interface AbortMessage {
+  readonly type: 'abort';
+  readonly transferId: number;
+  readonly code: number;
+  readonly message: string;
+}
+
+export type Message =
+  | RegisterMessage
+  | RegisteredMessage
+  | OfferMessage
+  | DataMessage
+  | AckMessage
+  | ResultMessage
+  | ResultAckMessage
+  | AbortMessage;
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+class Writer {
+  private readonly buf: Buffer;
+  private pos = HEADER_BYTES;
+
+  constructor(type: number, capacity: number) {
+    this.buf = Buffer.allocUnsafe(HEADER_BYTES + capacity);
+    writeHeader(this.buf, type);
+  }
+
+  u8(v: number): this { this.buf.writeUInt8(v, this.pos); this.pos += 1; return this; }
+  u16(v: number): this { this.buf.writeUInt16BE(v, this.pos); this.pos += 2; return this; }
+  u32(v: number): this { this.buf.writeUInt32BE(v, this.pos); this.pos += 4; return this; }
+  bytes(b: Uint8Array): this { this.buf.set(b, this.pos); this.pos += b.length; return this; }
+  version(v: ReleaseVersion): this { return this.u32(v.major).u32(v.minor).u32(v.patch); }
+  /** A string with a u16 length prefix, cut to `max` bytes on a character boundary. */
+  text16(s: string, max = MAX_TEXT_BYTES): this {
+    const b = utf8Prefix(s, max);
+    return this.u16(b.length).bytes(b);
+  }
+  text8(s: string, max: number): this {
+    const b = utf8Prefix(s, max);
+    return this.u8(b.length).bytes(b);
+  }
+  done(): Buffer { return this.buf.subarray(0, this.pos); }
+}
+
+function writeHeader(buf: Uint8Array, type: number): void {
+  buf[0] = MAGIC_0;
+  buf[1] = MAGIC_1;
+  buf[2] = PROTOCOL_VERSION;
+  buf[3] = type;
+}
+
+function utf8Prefix(s: string, max: number): Buffer {
+  const b = Buffer.from(s, 'utf8');
+  if (b.length <= max) return b;
+  // Step back over continuation bytes so we never cut a character in half.
+  let end = max;
+  while (end > 0 && ((b[end] ?? 0) & 0xc0) === 0x80) end--;
+  return b.subarray(0, end);
+}
+
+/**
+ * Write the 12-byte DATA header into `buf`; the payload goes at DATA_HEADER_BYTES. The sender
+ * reads file chunks straight into such a buffer, so the hot path copies each byte once.
+ */
+export function writeDataHeader(buf: Buffer, transferId: number, index: number): void {
+  writeHeader(buf, MessageType.data);
+  buf.writeUInt32BE(transferId, 4);
+  buf.writeUInt32BE(index, 8);
+}
+
+export function encode(msg: Message): Buffer {
+  switch (msg.type) {
+    case 'register':
+      checkId(msg.clientId);
+      return new Writer(MessageType.register, 16 + 4 + 12 + 8 + 1 + MAX_PRODUCT_NAME_BYTES)
+        .bytes(msg.clientId).u32(msg.seq).version(msg.version)
+        .u32(msg.product.major).u32(msg.product.minor).text8(msg.product.productName, MAX_PRODUCT_NAME_BYTES)
+        .done();
+    case 'registered':
+      checkId(msg.clientId);
+      return new Writer(MessageType.registered, 16 + 12)
+        .bytes(msg.clientId).u32(msg.seq).u32(msg.leaseMs).u32(msg.renewMs).done();
+    case 'offer':
+      if (msg.manifest.length > MAX_MANIFEST_BYTES) throw new RangeError('manifest too large for one datagram');
+      if (msg.signature.length !== SIGNATURE_BYTES) throw new RangeError('signature must be 64 bytes');
+      return new Writer(MessageType.offer, 4 + 2 + msg.manifest.length + SIGNATURE_BYTES)
+        .u32(msg.transferId).u16(msg.manifest.length).bytes(msg.manifest).bytes(msg.signature).done();
+    case 'data': {
+      if (msg.payload.length === 0 || msg.payload.length > MAX_CHUNK_BYTES) throw new RangeError('bad chunk size');
+      const buf = Buffer.allocUnsafe(DATA_HEADER_BYTES + msg.payload.length);
+      writeDataHeader(buf, msg.transferId, msg.index);
+      buf.set(msg.payload, DATA_HEADER_BYTES);
+      return buf;
+    }
+    case 'ack':
+      if (msg.sack.length > MAX_SACK_BITMAP_BYTES) throw new RangeError('SACK bitmap too large');
+      return new Writer(MessageType.ack, 4 + 4 + 2 + 4 + 2 + msg.sack.length)
+        .u32(msg.transferId).u32(msg.cumulative).u16(msg.window).u32(msg.echo).u16(msg.sack.length).bytes(msg.sack)
+        .done();
+    case 'result':
+      return new Writer(MessageType.result, 4 + 1 + 12 + 2 + MAX_TEXT_BYTES)
+        .u32(msg.transferId).u8(msg.code).version(msg.active).text16(msg.message).done();
+    case 'resultAck':
+      return new Writer(MessageType.resultAck, 4).u32(msg.transferId).done();
+    case 'abort':
+      return new Writer(MessageType.abort, 4 + 1 + 2 + MAX_TEXT_BYTES)
+        .u32(msg.transferId).u8(msg.code).text16(msg.message).done();
+  }
+}
+
+function checkId(id: Uint8Array): void {
+  if (id.length !== CLIENT_ID_BYTES) throw new RangeError('client id must be 16 bytes');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+class Reader {
+  private pos = HEADER_BYTES;
+
+  constructor(private readonly buf: Uint8Array, private readonly view: DataView) {}
+
+  private need(n: number): void {
+    if (this.pos + n > this.buf.length) throw new DecodeError('truncated', `message ends early (needs ${n} more bytes)`);
+  }
+  u8(): number { this.need(1); return this.view.getUint8(this.pos++); }
+  u16(): number { this.need(2); const v = this.view.getUint16(this.pos); this.pos += 2; return v; }
+  u32(): number { this.need(4); const v = this.view.getUint32(this.pos); this.pos += 4; return v; }
+  bytes(n: number): Uint8Array { this.need(n); const b = this.buf.subarray(this.pos, this.pos + n); this.pos += n; return b; }
+  version(): ReleaseVersion { return { major: this.u32(), minor: this.u32(), patch: this.u32() }; }
+  text(len: number, max: number): string {
+    if (len > max) throw new DecodeError('too-long', `text of ${len} bytes exceeds ${max}`);
+    try {
+      return utf8.decode(this.bytes(len));
+    } catch (err) {
+      if (err instanceof DecodeError) throw err;
+      throw new DecodeError('bad-utf8', 'text is not valid UTF-8');
+    }
+  }
+  rest(): Uint8Array { const b = this.buf.subarray(this.pos); this.pos = this.buf.length; return b; }
+  end(): void {
+    if (this.pos !== this.buf.length) throw new DecodeError('trailing', `${this.buf.length - this.pos} trailing bytes`);
+  }
+}
+
+export function decode(buf: Uint8Array): Message {
+  if (buf.length < HEADER_BYTES) throw new DecodeError('truncated', 'datagram shorter than the header');
+  if (buf.length > MAX_DATAGRAM_BYTES) throw new DecodeError('too-long', `datagram of ${buf.length} bytes`);
+  if (buf[0] !== MAGIC_0 || buf[1] !== MAGIC_1) throw new DecodeError('bad-magic', 'not an nxt datagram');
+  if (buf[2] !== PROTOCOL_VERSION) throw new DecodeError('bad-version', `protocol version ${buf[2]} is not supported`);
+  const r = new Reader(buf, new DataView(buf.buffer, buf.byteOffset, buf.byteLength));
+  const msg = decodeBody(buf[3] ?? 0, r);
+  r.end();
+  return msg;
+}
+
+function decodeBody(type: number, r: Reader): Message {
+  switch (type) {
+    case MessageType.register:
+      return {
+        type: 'register', clientId: r.bytes(CLIENT_ID_BYTES), seq: r.u32(), version: r.version(),
+        product: { major: r.u32(), minor: r.u32(), productName: r.text(r.u8(), MAX_PRODUCT_NAME_BYTES) },
+      };
+    case MessageType.registered:
+      return { type: 'registered', clientId: r.bytes(CLIENT_ID_BYTES), seq: r.u32(), leaseMs: r.u32(), renewMs: r.u32() };
+    case MessageType.offer: {
+      const transferId = r.u32();
+      const len = r.u16();
+      if (len > MAX_MANIFEST_BYTES) throw new DecodeError('too-long', `manifest of ${len} bytes`);
+      return { type: 'offer', transferId, manifest: r.bytes(len), signature: r.bytes(SIGNATURE_BYTES) };
+    }
+    case MessageType.data: {
+      const transferId = r.u32();
+      const index = r.u32();
+      const payload = r.rest();
+      if (payload.length === 0) throw new DecodeError('empty-chunk', 'DATA without payload');
+      if (payload.length > MAX_CHUNK_BYTES) throw new DecodeError('too-long', `chunk of ${payload.length} bytes`);
+      return { type: 'data', transferId, index, payload };
+    }
+    case MessageType.ack: {
+      const transferId = r.u32();
+      const cumulative = r.u32();
+      const window = r.u16();
+      const echo = r.u32();
+      const len = r.u16();
+      if (len > MAX_SACK_BITMAP_BYTES) throw new DecodeError('too-long', `SACK bitmap of ${len} bytes`);
+      return { type: 'ack', transferId, cumulative, window, echo, sack: r.bytes(len) };
+    }
+    case MessageType.result:
+      return { type: 'result', transferId: r.u32(), code: r.u8(), active: r.version(), message: r.text(r.u16(), MAX_TEXT_BYTES) };
+    case MessageType.resultAck:
+      return { type: 'resultAck', transferId: r.u32() };
+    case MessageType.abort:
+      return { type: 'abort', transferId: r.u32(), code: r.u8(), message: r.text(r.u16(), MAX_TEXT_BYTES) };
+    default:
+      throw new DecodeError('bad-type', `unknown message type ${type}`);
+  }
+}

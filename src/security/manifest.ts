@@ -1,0 +1,88 @@
+/**
+ * The signed description of a module. The signature covers the manifest's exact bytes (UTF-8
+ * JSON); a client verifies those bytes first and only then parses them, so nothing unverified
+ * is ever interpreted.
+ */
+import { NxtError } from '../errors.js';
+import { MAX_CHUNK_BYTES, MAX_MANIFEST_BYTES } from '../protocol/messages.js';
+import { formatReleaseVersion, parseReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
+import { verifySignature, type Signer } from './release-key.js';
+
+/** Modules above this size are refused before a byte is sent (endless-data attack). */
+export const MAX_MODULE_BYTES = 4 * 1024 ** 3;
+const MAX_NAME_CHARS = 128;
+
+export interface Manifest {
+  readonly name: string;
+  readonly version: ReleaseVersion;
+  readonly size: number;
+  readonly sha256: string;
+  readonly chunkSize: number;
+  /** When it was signed (ISO 8601), for the operator's records. */
+  readonly created: string;
+}
+
+export interface SignedManifest {
+  readonly manifest: Manifest;
+  readonly bytes: Uint8Array;
+  readonly signature: Uint8Array;
+}
+
+export function chunkCount(m: Pick<Manifest, 'size' | 'chunkSize'>): number {
+  return Math.max(1, Math.ceil(m.size / m.chunkSize));
+}
+
+export function signManifest(manifest: Manifest, signer: Signer): SignedManifest {
+  const bytes = new Uint8Array(Buffer.from(JSON.stringify({
+    type: 'nxt-manifest/1',
+    name: manifest.name,
+    version: formatReleaseVersion(manifest.version),
+    size: manifest.size,
+    sha256: manifest.sha256,
+    chunkSize: manifest.chunkSize,
+    created: manifest.created,
+  })));
+  if (bytes.length > MAX_MANIFEST_BYTES) throw new NxtError('manifest-too-large', 'manifest does not fit one datagram: shorten the module name');
+  parseManifest(bytes); // never sign what a client would refuse to parse
+  return { manifest, bytes, signature: signer.sign(bytes) };
+}
+
+/**
+ * Verify, then parse. Throws NxtError 'bad-signature' (arbitrary-install attack: only the release
+ * key can introduce a module) or 'bad-manifest'.
+ */
+export function verifyManifest(bytes: Uint8Array, signature: Uint8Array, trusted: Uint8Array): Manifest {
+  if (!verifySignature(bytes, signature, trusted)) {
+    throw new NxtError('bad-signature', 'manifest signature does not verify against the trusted server key');
+  }
+  return parseManifest(bytes);
+}
+
+export function parseManifest(bytes: Uint8Array): Manifest {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch {
+    throw new NxtError('bad-manifest', 'manifest is not JSON');
+  }
+  const o = raw as Record<string, unknown>;
+  const bad = (what: string): never => { throw new NxtError('bad-manifest', `manifest ${what}`); };
+  if (typeof o !== 'object' || o === null || o.type !== 'nxt-manifest/1') bad('has an unknown type');
+  const { name, version, size, sha256, chunkSize, created } = o;
+  if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_CHARS) bad('name is missing or too long');
+  if (typeof version !== 'string') bad('version is missing');
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 1 || size > MAX_MODULE_BYTES) bad(`size must be 1..${MAX_MODULE_BYTES}`);
+  if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) bad('sha256 must be 64 lowercase hex digits');
+  if (typeof chunkSize !== 'number' || !Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > MAX_CHUNK_BYTES) bad(`chunkSize must be 1..${MAX_CHUNK_BYTES}`);
+  if (typeof created !== 'string') bad('created is missing');
+  let parsed: ReleaseVersion;
+  try {
+    parsed = parseReleaseVersion(version as string);
+  } catch {
+    return bad('version is not MAJOR.MINOR.PATCH');
+  }
+  return {
+    name: name as string, version: parsed, size: size as number, sha256: sha256 as string,
+    chunkSize: chunkSize as number, created: created as string,
+  };
+}

@@ -1,0 +1,93 @@
+/** The operator's console: `NxtServer# `. */
+import type { Readable, Writable } from 'node:stream';
+import { NxtError } from '../errors.js';
+import type { Signer } from '../security/release-key.js';
+import { displayAddress } from '../net/endpoint.js';
+import type { Clock, WallClock } from '../util/clock.js';
+import { Repl, takeOptions } from '../util/repl.js';
+import { prepareRelease } from './release.js';
+import { describeOutcome, shortId, versionText, type NxtServer } from './server.js';
+
+export interface ServerReplOptions {
+  readonly server: NxtServer;
+  readonly signer: Signer;
+  readonly clock: Clock;
+  readonly wallClock: WallClock;
+  readonly input: Readable;
+  readonly output: Writable;
+  readonly onExit: () => void;
+  readonly onEnd?: () => void;
+}
+
+export function createServerRepl(o: ServerReplOptions): Repl {
+  const { server } = o;
+  const say = (line: string): void => { o.output.write(`${line}\n`); };
+  const repl: Repl = new Repl({
+    prompt: 'NxtServer# ',
+    input: o.input,
+    output: o.output,
+    onEnd: o.onEnd,
+    commands: {
+      help: {
+        usage: 'help',
+        help: 'list the commands',
+        run: () => say(`commands:\n${repl.helpText()}`),
+      },
+      push: {
+        usage: 'push <file> [--version X.Y.Z]',
+        help: 'sign a plugin module and send it to every online client',
+        run: async (args) => {
+          const { positional, options } = takeOptions(args, ['version']);
+          const [file, extra] = positional;
+          if (file === undefined || extra !== undefined) throw new NxtError('usage', 'usage: push <file> [--version X.Y.Z]');
+          const release = await prepareRelease(file, { version: options.version, signer: o.signer, now: o.wallClock.wallNow() });
+          const m = release.signed.manifest;
+          const clients = server.onlineClients();
+          if (clients.length === 0) {
+            say(`push: no clients are registered; nothing sent (start a client, then push again)`);
+            return;
+          }
+          say(`push ${m.name} ${versionText(m.version)} (${m.size} bytes, sha256 ${m.sha256.slice(0, 12)}…) to ${clients.length} client(s)`);
+          const reports = await server.push(release, clients);
+          const ok = reports.filter((r) => r.ok).length;
+          say(`push finished: ${ok} done, ${reports.length - ok} failed`);
+        },
+      },
+      clients: {
+        usage: 'clients',
+        help: 'list registered clients (id, address, release, product version, state)',
+        run: () => {
+          const now = o.clock.now();
+          const all = server.registry.all();
+          if (all.length === 0) { say('no clients registered'); return; }
+          for (const c of all) {
+            const state = server.registry.isOnline(c, now) ? 'online' : 'offline';
+            const ago = Math.round((now - c.lastSeen) / 1000);
+            say(`  ${shortId(c.id)}  ${displayAddress(c.peer).padEnd(22)} release ${versionText(c.version).padEnd(8)} ${c.product.major}.${c.product.minor} ${c.product.productName}  ${state}, seen ${ago}s ago`);
+          }
+        },
+      },
+      stats: {
+        usage: 'stats',
+        help: 'datagram counters (malformed, unexpected, …) and pushes in progress',
+        run: () => {
+          const s = server.stats;
+          say(`datagrams ${s.datagrams}, malformed ${s.malformed}, unexpected ${s.unexpected}, foreign ${s.foreign}, registrations ${s.registrations}`);
+          for (const p of server.activeSessions) {
+            const g = p.progress;
+            say(`  push to ${shortId(p.client.id)}: ${g.phase} ${g.acked}/${g.total} chunks, ${g.retransmits} retransmitted`);
+          }
+        },
+      },
+      exit: {
+        usage: 'exit',
+        help: 'stop the server',
+        run: () => o.onExit(),
+      },
+    },
+  });
+  server.on('client-registered', (c) => repl.print(`client ${shortId(c.id)} registered from ${displayAddress(c.peer)} (release ${versionText(c.version)})`));
+  server.on('push-result', (r) => repl.print(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)} in ${Math.round(r.elapsedMs)} ms`));
+  server.on('warning', (w: string) => repl.print(`warning: ${w}`));
+  return repl;
+}

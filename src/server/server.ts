@@ -1,0 +1,165 @@
+/**
+ * The nxt server: answers registrations, keeps the fleet registry, and runs pushes. It is the
+ * dispatcher between the endpoint and the per-client push sessions.
+ */
+import { EventEmitter } from 'node:events';
+import { DecodeError, errorMessage } from '../errors.js';
+import { decode, encode, type Message } from '../protocol/messages.js';
+import { ResultCode, resultCodeName } from '../protocol/result-codes.js';
+import { formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
+import type { SenderOptions, SendOutcome } from '../transfer/sender.js';
+import { displayAddress, samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
+import type { Clock } from '../util/clock.js';
+import { PushSession } from './push-session.js';
+import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord } from './registry.js';
+import type { Release } from './release.js';
+
+export interface NxtServerOptions {
+  readonly endpoint: Endpoint;
+  readonly clock: Clock;
+  readonly randomU32: () => number;
+  readonly renewMs?: number;
+  readonly leaseMs?: number;
+  readonly sender?: Partial<SenderOptions>;
+}
+
+export interface ServerStats {
+  datagrams: number;
+  malformed: number;
+  unexpected: number;
+  foreign: number;
+  registrations: number;
+}
+
+export interface PushReport {
+  readonly client: ClientRecord;
+  readonly ok: boolean;
+  readonly outcome: SendOutcome;
+  readonly elapsedMs: number;
+}
+
+/** Events: 'client-registered' (ClientRecord), 'push-result' (PushReport). */
+export class NxtServer extends EventEmitter {
+  readonly stats: ServerStats = { datagrams: 0, malformed: 0, unexpected: 0, foreign: 0, registrations: 0 };
+  readonly registry: Registry;
+  private readonly sessions = new Map<number, PushSession>();
+  private readonly renewMs: number;
+
+  constructor(private readonly options: NxtServerOptions) {
+    super();
+    this.renewMs = options.renewMs ?? DEFAULT_RENEW_MS;
+    this.registry = new Registry(options.leaseMs ?? DEFAULT_LEASE_MS);
+    options.endpoint.onDatagram((data, from) => this.onDatagram(data, from));
+  }
+
+  get port(): number { return this.options.endpoint.port; }
+  get activeSessions(): PushSession[] { return [...this.sessions.values()]; }
+
+  onlineClients(): ClientRecord[] {
+    return this.registry.online(this.options.clock.now());
+  }
+
+  /** Push one release to each of `clients`; resolves when every one has finished or failed. */
+  async push(release: Release, clients: ClientRecord[]): Promise<PushReport[]> {
+    const sessions = clients.map((client) => {
+      const session = new PushSession(this.newTransferId(), client, release, this.options.endpoint, this.options.clock, this.options.sender);
+      this.sessions.set(session.transferId, session);
+      return session;
+    });
+    const reports = sessions.map(async (session) => {
+      session.start();
+      const outcome = await session.done;
+      this.sessions.delete(session.transferId);
+      if (outcome.code === ResultCode.ok && outcome.active) session.client.version = outcome.active;
+      const report: PushReport = {
+        client: session.client, ok: outcome.code === ResultCode.ok, outcome,
+        elapsedMs: this.options.clock.now() - session.startedAt,
+      };
+      this.emit('push-result', report);
+      return report;
+    });
+    return Promise.all(reports);
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sessions.values()) s.cancel('server shutting down');
+    await this.options.endpoint.close();
+  }
+
+  private newTransferId(): number {
+    for (;;) {
+      const id = this.options.randomU32() >>> 0;
+      if (id !== 0 && !this.sessions.has(id)) return id;
+    }
+  }
+
+  private onDatagram(data: Buffer, from: Peer): void {
+    this.stats.datagrams++;
+    let msg: Message;
+    try {
+      msg = decode(data);
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      this.stats.malformed++;
+      return;
+    }
+    try {
+      this.dispatch(msg, from);
+    } catch (err) {
+      // One bad datagram must never stop the server; count it and carry on.
+      this.stats.malformed++;
+      this.emit('warning', `error handling ${msg.type} from ${displayAddress(from)}: ${errorMessage(err)}`);
+    }
+  }
+
+  private dispatch(msg: Message, from: Peer): void {
+    switch (msg.type) {
+      case 'register': {
+        const id = Buffer.from(msg.clientId).toString('hex');
+        const { record, isNew } = this.registry.register(id, from, msg.version, msg.product, this.options.clock.now());
+        this.stats.registrations++;
+        this.options.endpoint.send(encode({
+          type: 'registered', clientId: msg.clientId, seq: msg.seq, leaseMs: this.registry.leaseMs, renewMs: this.renewMs,
+        }), from);
+        if (isNew) this.emit('client-registered', record);
+        return;
+      }
+      case 'ack':
+      case 'result':
+      case 'abort': {
+        const session = this.sessions.get(msg.transferId);
+        if (!session) {
+          // A RESULT whose RESULT_ACK was lost, after we finished: acknowledge again.
+          if (msg.type === 'result') this.options.endpoint.send(encode({ type: 'resultAck', transferId: msg.transferId }), from);
+          else this.stats.unexpected++;
+          return;
+        }
+        if (!samePeer(session.peer, from)) {
+          this.stats.foreign++;
+          return;
+        }
+        if (msg.type === 'ack') session.onAck(msg);
+        else if (msg.type === 'result') session.onResult(msg);
+        else session.onAbort(msg.code, msg.message);
+        return;
+      }
+      default:
+        this.stats.unexpected++; // a message only a server sends
+    }
+  }
+}
+
+export function describeOutcome(report: PushReport): string {
+  const { outcome } = report;
+  if (report.ok) return `done: ${outcome.message} (release ${outcome.active ? formatReleaseVersion(outcome.active) : '?'})`;
+  const still = outcome.active ? `; still on ${formatReleaseVersion(outcome.active)}` : '';
+  return `failed (${resultCodeName(outcome.code)}): ${outcome.message}${still}`;
+}
+
+export function shortId(id: string): string {
+  return id.slice(0, 12);
+}
+
+export function versionText(v: ReleaseVersion): string {
+  return formatReleaseVersion(v);
+}

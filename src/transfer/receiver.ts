@@ -1,0 +1,148 @@
+/**
+ * The receiving side of one transfer, as a pure state machine.
+ *
+ * It delivers chunks strictly in order (so the driver can append to a file and hash as it goes),
+ * buffers at most `window` chunks that arrive early, and answers with selective ACKs: at once when
+ * something is out of order (the sender needs gaps fast), otherwise every `ackEvery` chunks or
+ * after `ackDelayMs`, whichever comes first (the delayed ACK of RFC 1122 §4.2.3.2, batched harder
+ * because a chunk sender is bulk-only).
+ */
+import { MAX_SACK_BITMAP_BYTES, NO_ECHO, type AckMessage } from '../protocol/messages.js';
+
+export interface ReceiverOptions {
+  /** Chunks buffered beyond the first missing one: bounds memory at window × chunk size. */
+  readonly window: number;
+  readonly ackEvery: number;
+  /** Bounds the sender's wait for an ACK on a quiet tail; well below the sender's RTO floor. */
+  readonly ackDelayMs: number;
+  /** Give up (keeping what arrived, for resume) when the sender is silent this long. */
+  readonly idleTimeoutMs: number;
+}
+
+export const DEFAULT_RECEIVER_OPTIONS: ReceiverOptions = {
+  window: 2048,
+  ackEvery: 16,
+  ackDelayMs: 5,
+  idleTimeoutMs: 15_000,
+};
+
+export type ReceiverAction =
+  | { readonly kind: 'deliver'; readonly index: number; readonly payload: Uint8Array }
+  | { readonly kind: 'send-ack' }
+  | { readonly kind: 'complete' }
+  | { readonly kind: 'idle-timeout' };
+
+export class ChunkReceiver {
+  private readonly options: ReceiverOptions;
+  private cumulative: number;
+  private readonly early = new Map<number, Uint8Array>();
+  private highestEarly = -1;
+  private sinceAck = 0;
+  private ackDueAt: number | undefined;
+  private lastHeardAt: number;
+  private lastEcho = NO_ECHO;
+  private duplicatesValue = 0;
+  private finished = false;
+
+  /** `alreadyHeld` chunks (a resumed prefix) are treated as received. */
+  constructor(readonly totalChunks: number, now: number, alreadyHeld = 0, options: Partial<ReceiverOptions> = {}) {
+    this.options = { ...DEFAULT_RECEIVER_OPTIONS, ...options };
+    if (this.options.window > MAX_SACK_BITMAP_BYTES * 8) throw new RangeError('window larger than a SACK bitmap can describe');
+    this.cumulative = Math.min(alreadyHeld, totalChunks);
+    this.lastHeardAt = now;
+    this.finished = this.cumulative === totalChunks;
+  }
+
+  get received(): number { return this.cumulative + this.early.size; }
+  get inOrder(): number { return this.cumulative; }
+  get duplicates(): number { return this.duplicatesValue; }
+  get complete(): boolean { return this.finished; }
+
+  get wakeAt(): number | undefined {
+    if (this.finished) return undefined;
+    const idle = this.lastHeardAt + this.options.idleTimeoutMs;
+    return this.ackDueAt === undefined ? idle : Math.min(this.ackDueAt, idle);
+  }
+
+  /** The sender has (re)offered this transfer: answer with what we hold. */
+  onOffer(now: number): ReceiverAction[] {
+    this.lastHeardAt = now;
+    return [{ kind: 'send-ack' }];
+  }
+
+  onData(index: number, payload: Uint8Array, now: number): ReceiverAction[] {
+    if (index >= this.totalChunks) return [];
+    this.lastHeardAt = now;
+    this.lastEcho = index;
+    if (this.finished || index < this.cumulative || this.early.has(index)) {
+      // Our ACK was probably lost: say again what we have.
+      this.duplicatesValue++;
+      return this.ackNow();
+    }
+    if (index >= this.cumulative + this.options.window) return this.ackNow();
+    if (index !== this.cumulative) {
+      this.early.set(index, payload);
+      if (index > this.highestEarly) this.highestEarly = index;
+      return this.ackNow();
+    }
+
+    const actions: ReceiverAction[] = [{ kind: 'deliver', index, payload }];
+    this.cumulative++;
+    this.sinceAck++;
+    let filledGap = false;
+    for (let next = this.early.get(this.cumulative); next !== undefined; next = this.early.get(this.cumulative)) {
+      this.early.delete(this.cumulative);
+      actions.push({ kind: 'deliver', index: this.cumulative, payload: next });
+      this.cumulative++;
+      filledGap = true;
+    }
+    if (this.early.size === 0) this.highestEarly = -1;
+    if (this.cumulative === this.totalChunks) {
+      this.finished = true;
+      actions.push({ kind: 'complete' });
+      return [...actions, ...this.ackNow()];
+    }
+    if (filledGap || this.early.size > 0 || this.sinceAck >= this.options.ackEvery) return [...actions, ...this.ackNow()];
+    if (this.ackDueAt === undefined) this.ackDueAt = now + this.options.ackDelayMs;
+    return actions;
+  }
+
+  onTimer(now: number): ReceiverAction[] {
+    if (this.finished) return [];
+    if (now - this.lastHeardAt >= this.options.idleTimeoutMs) {
+      this.finished = true;
+      return [{ kind: 'idle-timeout' }];
+    }
+    if (this.ackDueAt !== undefined && now >= this.ackDueAt) return this.ackNow();
+    return [];
+  }
+
+  /** The ACK describing what we hold right now. */
+  ack(transferId: number): AckMessage {
+    let sack: Uint8Array = EMPTY;
+    if (this.highestEarly > this.cumulative) {
+      const bits = this.highestEarly - this.cumulative; // bit i ↔ chunk cumulative + 1 + i
+      sack = new Uint8Array(Math.ceil(bits / 8));
+      for (const index of this.early.keys()) {
+        const bit = index - this.cumulative - 1;
+        sack[bit >> 3] = (sack[bit >> 3] ?? 0) | (0x80 >> (bit & 7));
+      }
+    }
+    return {
+      type: 'ack',
+      transferId,
+      cumulative: this.cumulative,
+      window: this.options.window,
+      echo: this.lastEcho,
+      sack,
+    };
+  }
+
+  private ackNow(): ReceiverAction[] {
+    this.sinceAck = 0;
+    this.ackDueAt = undefined;
+    return [{ kind: 'send-ack' }];
+  }
+}
+
+const EMPTY = new Uint8Array(0);

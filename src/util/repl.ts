@@ -1,0 +1,137 @@
+/**
+ * The line-oriented console both programs share. Commands run one at a time in the order they
+ * were typed (or piped), and lines printed by background events never garble what the operator
+ * is typing: on a terminal the prompt and the partial input are redrawn below them.
+ */
+import { createInterface, type Interface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
+import { NxtError, errorMessage } from '../errors.js';
+
+export interface Command {
+  readonly usage: string;
+  readonly help: string;
+  run(args: string[]): Promise<void> | void;
+}
+
+export interface ReplOptions {
+  readonly prompt: string;
+  readonly input: Readable;
+  readonly output: Writable;
+  readonly commands: Record<string, Command>;
+  /** Called when input ends (EOF); the program decides whether to keep running headless. */
+  readonly onEnd?: () => void;
+}
+
+export class Repl {
+  private readonly rl: Interface;
+  private readonly queue: string[] = [];
+  private busy = false;
+  private ended = false;
+  private readonly terminal: boolean;
+
+  constructor(private readonly options: ReplOptions) {
+    this.terminal = (options.output as { isTTY?: boolean }).isTTY === true && (options.input as { isTTY?: boolean }).isTTY === true;
+    this.rl = createInterface({
+      input: options.input, output: options.output, prompt: options.prompt, terminal: this.terminal,
+      completer: (line: string) => this.complete(line),
+    });
+    this.rl.on('line', (line) => { this.queue.push(line); void this.drain(); });
+    this.rl.on('close', () => { this.ended = true; if (!this.busy && this.queue.length === 0) options.onEnd?.(); });
+  }
+
+  start(): void {
+    this.rl.prompt();
+  }
+
+  /** Print a line from a background event without breaking the prompt. */
+  print(text: string): void {
+    if (this.terminal && !this.busy) {
+      this.options.output.write('\r\x1b[K');
+      this.options.output.write(`${text}\n`);
+      this.rl.prompt(true);
+    } else {
+      this.options.output.write(`${text}\n`);
+    }
+  }
+
+  close(): void {
+    this.rl.close();
+  }
+
+  private async drain(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    while (this.queue.length > 0) {
+      const line = this.queue.shift() ?? '';
+      await this.execute(line);
+    }
+    this.busy = false;
+    if (this.ended) this.options.onEnd?.();
+    else this.rl.prompt();
+  }
+
+  private async execute(line: string): Promise<void> {
+    let words: string[];
+    try {
+      words = splitWords(line);
+    } catch (err) {
+      this.options.output.write(`error: ${errorMessage(err)}\n`);
+      return;
+    }
+    const [name, ...args] = words;
+    if (name === undefined) return;
+    const command = this.options.commands[name];
+    if (!command) {
+      this.options.output.write(`unknown command "${name}": type "help" for the list\n`);
+      return;
+    }
+    try {
+      await command.run(args);
+    } catch (err) {
+      const code = err instanceof NxtError ? ` [${err.code}]` : '';
+      this.options.output.write(`error${code}: ${errorMessage(err)}\n`);
+    }
+  }
+
+  private complete(line: string): [string[], string] {
+    const names = Object.keys(this.options.commands);
+    const hits = names.filter((n) => n.startsWith(line.trim()));
+    return [hits.length > 0 ? hits : names, line];
+  }
+
+  helpText(): string {
+    const entries = Object.values(this.options.commands);
+    const width = Math.max(...entries.map((c) => c.usage.length));
+    return entries.map((c) => `  ${c.usage.padEnd(width)}  ${c.help}`).join('\n');
+  }
+}
+
+/** Split a command line into words; "double" or 'single' quotes keep spaces in a word. */
+export function splitWords(line: string): string[] {
+  const words: string[] = [];
+  const re = /"([^"]*)"|'([^']*)'|(\S+)/g;
+  for (let m = re.exec(line); m; m = re.exec(line)) words.push(m[1] ?? m[2] ?? m[3] ?? '');
+  const quotes = (line.match(/"/g)?.length ?? 0) % 2 + (line.match(/'/g)?.length ?? 0) % 2;
+  if (quotes !== 0) throw new NxtError('usage', 'unbalanced quote');
+  return words;
+}
+
+/** Pull `--name value` options out of args; returns the rest as positional words. */
+export function takeOptions(args: string[], known: string[]): { positional: string[]; options: Record<string, string> } {
+  const positional: string[] = [];
+  const options: Record<string, string> = {};
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] ?? '';
+    if (a.startsWith('--')) {
+      const name = a.slice(2);
+      if (!known.includes(name)) throw new NxtError('usage', `unknown option ${a}`);
+      const value = args[i + 1];
+      if (value === undefined) throw new NxtError('usage', `${a} needs a value`);
+      options[name] = value;
+      i++;
+    } else {
+      positional.push(a);
+    }
+  }
+  return { positional, options };
+}

@@ -1,0 +1,183 @@
+/**
+ * A discrete-event simulation of one transfer: a ChunkSender and a ChunkReceiver joined by a
+ * link that loses, duplicates, reorders and delays datagrams, all on a fake clock. No sockets,
+ * no timers: the same seed gives the same run.
+ */
+import { ChunkSender, type SenderOptions, type SendOutcome } from '../../src/transfer/sender.js';
+import { ChunkReceiver, type ReceiverOptions } from '../../src/transfer/receiver.js';
+import { ResultCode } from '../../src/protocol/result-codes.js';
+import type { AckMessage } from '../../src/protocol/messages.js';
+import { seededRandom } from './random.js';
+
+export interface LinkProfile {
+  loss: number;
+  duplicate: number;
+  /** Extra random delay up to this many ms, which reorders datagrams. */
+  jitterMs: number;
+  delayMs: number;
+  /** Drop every datagram in both directions from this time on (a device that vanished). */
+  deadAfterMs?: number;
+  /** Drop specific chunk transmissions: (index, attempt) → drop. */
+  dropChunk?: (index: number, attempt: number) => boolean;
+}
+
+export interface SimulationResult {
+  outcome: SendOutcome | undefined;
+  delivered: Uint8Array[];
+  chunkTransmissions: number;
+  retransmits: number;
+  endedAt: number;
+  receiverTimedOut: boolean;
+}
+
+type Event = { at: number; seq: number; run: () => void };
+
+export function simulateTransfer(
+  chunks: Uint8Array[],
+  link: LinkProfile,
+  seed: number,
+  opts: { sender?: Partial<SenderOptions>; receiver?: Partial<ReceiverOptions>; maxTimeMs?: number; alreadyHeld?: number } = {},
+): SimulationResult {
+  const random = seededRandom(seed);
+  const events = new EventQueue();
+  let seq = 0;
+  let now = 0;
+  const schedule = (at: number, run: () => void): void => {
+    events.push({ at, seq: seq++, run });
+  };
+  const sender = new ChunkSender(chunks.length, opts.sender);
+  let receiver: ChunkReceiver | undefined;
+  const delivered: Uint8Array[] = [];
+  const attempts = new Map<number, number>();
+  let chunkTransmissions = 0;
+  let receiverTimedOut = false;
+  let senderTimerAt: number | undefined;
+  let receiverTimerAt: number | undefined;
+
+  const alive = (): boolean => link.deadAfterMs === undefined || now < link.deadAfterMs;
+  const transmit = (deliver: () => void): void => {
+    if (!alive() || random() < link.loss) return;
+    const copies = random() < link.duplicate ? 2 : 1;
+    for (let c = 0; c < copies; c++) schedule(now + link.delayMs + random() * link.jitterMs, deliver);
+  };
+
+  const armSender = (): void => {
+    const at = sender.wakeAt;
+    if (at !== undefined && at !== senderTimerAt) {
+      senderTimerAt = at;
+      schedule(at, () => { if (senderTimerAt === at) { senderTimerAt = undefined; runSender(sender.onTimer(now)); } });
+    }
+  };
+  const armReceiver = (): void => {
+    const at = receiver?.wakeAt;
+    if (at !== undefined && at !== receiverTimerAt) {
+      receiverTimerAt = at;
+      schedule(at, () => { if (receiverTimerAt === at && receiver) { receiverTimerAt = undefined; runReceiver(receiver.onTimer(now)); } });
+    }
+  };
+
+  const toSender = (ack: AckMessage): void => transmit(() => { runSender(sender.onAck(ack, now)); });
+  const runReceiver = (actions: ReturnType<ChunkReceiver['onData']>): void => {
+    for (const a of actions) {
+      if (a.kind === 'deliver') delivered.push(a.payload);
+      else if (a.kind === 'send-ack' && receiver) toSender(receiver.ack(7));
+      else if (a.kind === 'complete') {
+        // Like the client: repeat RESULT until the sender has it.
+        const sendResult = (): void => {
+          if (sender.phase === 'done') return;
+          transmit(() => { runSender(sender.onResult(ResultCode.ok, 'ok', { major: 1, minor: 0, patch: 0 }, now)); });
+          schedule(now + 50, sendResult);
+        };
+        sendResult();
+      } else if (a.kind === 'idle-timeout') receiverTimedOut = true;
+    }
+    armReceiver();
+  };
+  const runSender = (actions: ReturnType<ChunkSender['onTimer']>): void => {
+    for (const a of actions) {
+      if (a.kind === 'send-offer') {
+        transmit(() => {
+          receiver ??= new ChunkReceiver(chunks.length, now, opts.alreadyHeld ?? 0, opts.receiver);
+          runReceiver(receiver.onOffer(now));
+        });
+      } else if (a.kind === 'send-chunk') {
+        chunkTransmissions++;
+        const attempt = (attempts.get(a.index) ?? 0) + 1;
+        attempts.set(a.index, attempt);
+        if (link.dropChunk?.(a.index, attempt)) continue;
+        const payload = chunks[a.index]!;
+        transmit(() => { if (receiver) runReceiver(receiver.onData(a.index, payload, now)); });
+      } else if (a.kind === 'send-result-ack') {
+        // The receiver side has nothing more to do once acknowledged.
+      }
+    }
+    armSender();
+  };
+
+  runSender(sender.start(now));
+  const maxTime = opts.maxTimeMs ?? 600_000;
+  while (events.size > 0 && sender.phase !== 'done') {
+    const ev = events.pop();
+    if (ev.at > maxTime) break;
+    now = ev.at;
+    ev.run();
+  }
+  return {
+    outcome: sender.outcome,
+    delivered,
+    chunkTransmissions,
+    retransmits: sender.retransmits,
+    endedAt: now,
+    receiverTimedOut,
+  };
+}
+
+export function makeChunks(count: number, size = 100): Uint8Array[] {
+  return Array.from({ length: count }, (_, i) => {
+    const c = new Uint8Array(size);
+    c.fill(i & 0xff);
+    c[0] = i >> 8;
+    return c;
+  });
+}
+
+/** A binary min-heap of events by (time, insertion order). */
+class EventQueue {
+  private readonly heap: Event[] = [];
+  get size(): number { return this.heap.length; }
+  push(e: Event): void {
+    const h = this.heap;
+    h.push(e);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!before(h[i]!, h[p]!)) break;
+      [h[i], h[p]] = [h[p]!, h[i]!];
+      i = p;
+    }
+  }
+  pop(): Event {
+    const h = this.heap;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && before(h[l]!, h[m]!)) m = l;
+        if (r < h.length && before(h[r]!, h[m]!)) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m]!, h[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+function before(a: Event, b: Event): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+}

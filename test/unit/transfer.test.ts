@@ -1,0 +1,167 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { makeChunks, simulateTransfer, type LinkProfile } from '../support/simulated-link.js';
+import { ResultCode } from '../../src/protocol/result-codes.js';
+import { ChunkSender } from '../../src/transfer/sender.js';
+import { ChunkReceiver } from '../../src/transfer/receiver.js';
+
+const clean: LinkProfile = { loss: 0, duplicate: 0, jitterMs: 0, delayMs: 1 };
+
+function concat(parts: Uint8Array[]): Buffer {
+  return Buffer.concat(parts.map((p) => Buffer.from(p)));
+}
+
+describe('a transfer over a clean link', () => {
+  it('delivers every chunk once, in order, with no retransmission', () => {
+    const chunks = makeChunks(500);
+    const r = simulateTransfer(chunks, clean, 1);
+    expect(r.outcome?.code).toBe(ResultCode.ok);
+    expect(concat(r.delivered).equals(concat(chunks))).toBe(true);
+    expect(r.retransmits).toBe(0);
+    expect(r.chunkTransmissions).toBe(500);
+  });
+
+  it('handles a one-chunk transfer', () => {
+    const r = simulateTransfer(makeChunks(1), clean, 2);
+    expect(r.outcome?.code).toBe(ResultCode.ok);
+    expect(r.delivered).toHaveLength(1);
+  });
+});
+
+describe('when a chunk is lost', () => {
+  it('retransmits only it', () => {
+    const chunks = makeChunks(200);
+    const r = simulateTransfer(chunks, { ...clean, dropChunk: (i, attempt) => i === 57 && attempt === 1 }, 3);
+    expect(r.outcome?.code).toBe(ResultCode.ok);
+    expect(concat(r.delivered).equals(concat(chunks))).toBe(true);
+    expect(r.retransmits).toBe(1);
+    expect(r.chunkTransmissions).toBe(201);
+  });
+
+  it('recovers the last chunk by retransmission timeout (no later chunk reveals the gap)', () => {
+    const chunks = makeChunks(50);
+    const r = simulateTransfer(chunks, { ...clean, dropChunk: (i, attempt) => i === 49 && attempt <= 2 }, 4);
+    expect(r.outcome?.code).toBe(ResultCode.ok);
+    expect(concat(r.delivered).equals(concat(chunks))).toBe(true);
+    expect(r.retransmits).toBe(2);
+  });
+});
+
+describe('over a hostile link', () => {
+  for (const loss of [0.01, 0.05, 0.2, 0.4]) {
+    it(`completes with the exact bytes at ${loss * 100}% loss and 5% duplication`, () => {
+      const chunks = makeChunks(1000);
+      const r = simulateTransfer(chunks, { loss, duplicate: 0.05, jitterMs: 0, delayMs: 5 }, 42 + loss * 100);
+      expect(r.outcome?.code).toBe(ResultCode.ok);
+      expect(concat(r.delivered).equals(concat(chunks))).toBe(true);
+      // Selective repeat needs about N·p/(1−p) retransmissions; allow twice that (lost ACKs and
+      // timeouts resend some chunks that did arrive), far below a go-back-N multiple.
+      expect(r.retransmits).toBeLessThan(2 * 1000 * (loss / (1 - loss)) + 20);
+    });
+  }
+
+  it('any loss/reorder pattern that eventually delivers each chunk ends with the exact module', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 300 }),
+        fc.double({ min: 0, max: 0.5, noNaN: true }),
+        fc.double({ min: 0, max: 0.3, noNaN: true }),
+        // Heavy reordering causes spurious retransmissions (as in TCP); correctness must hold.
+        fc.integer({ min: 0, max: 20 }),
+        fc.integer(),
+        (count, loss, duplicate, jitterMs, seed) => {
+          const chunks = makeChunks(count, 17);
+          const r = simulateTransfer(chunks, { loss, duplicate, jitterMs, delayMs: 2 }, seed, { sender: { peerTimeoutMs: 600_000 }, receiver: { idleTimeoutMs: 600_000 } });
+          expect(r.outcome?.code).toBe(ResultCode.ok);
+          expect(concat(r.delivered).equals(concat(chunks))).toBe(true);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});
+
+describe('when the peer goes silent', () => {
+  it('fails with a timeout after the peer timeout, on both sides', () => {
+    const r = simulateTransfer(makeChunks(5000), { ...clean, deadAfterMs: 5 }, 5, {
+      sender: { peerTimeoutMs: 2000 },
+      receiver: { idleTimeoutMs: 3000 },
+      maxTimeMs: 60_000,
+    });
+    expect(r.outcome?.code).toBe(ResultCode.timeout);
+    expect(r.outcome?.message).toMatch(/stopped acknowledging/);
+    expect(r.endedAt).toBeGreaterThanOrEqual(2000);
+    expect(r.endedAt).toBeLessThan(2100);
+  });
+
+  it('fails an offer nobody answers', () => {
+    const r = simulateTransfer(makeChunks(10), { ...clean, deadAfterMs: 0 }, 6, { sender: { peerTimeoutMs: 1000 } });
+    expect(r.outcome?.code).toBe(ResultCode.timeout);
+    expect(r.outcome?.message).toMatch(/never answered the offer/);
+  });
+});
+
+describe('resume', () => {
+  it('sends only the chunks the receiver does not already hold', () => {
+    const chunks = makeChunks(400);
+    const r = simulateTransfer(chunks, clean, 7, { alreadyHeld: 250 });
+    expect(r.outcome?.code).toBe(ResultCode.ok);
+    expect(r.chunkTransmissions).toBe(150);
+    expect(concat(r.delivered).equals(concat(chunks.slice(250)))).toBe(true);
+  });
+
+  it('offers again when the receiver forgot the transfer, and only then', () => {
+    const sender = new ChunkSender(10);
+    sender.start(0);
+    // A stale "unknown transfer" while still offering changes nothing.
+    expect(sender.onAbort(ResultCode.unknownTransfer, 'who?', 1)).toEqual([]);
+    sender.onAck({ type: 'ack', transferId: 1, cumulative: 0, window: 64, echo: 0xffffffff, sack: new Uint8Array() }, 2);
+    expect(sender.phase).toBe('sending');
+    expect(sender.onAbort(ResultCode.unknownTransfer, 'who?', 3)).toEqual([{ kind: 'send-offer' }]);
+    expect(sender.phase).toBe('offering');
+  });
+});
+
+describe('ChunkSender against a lying peer', () => {
+  it('ignores an ACK that claims more chunks than exist', () => {
+    const sender = new ChunkSender(10);
+    sender.start(0);
+    expect(sender.onAck({ type: 'ack', transferId: 1, cumulative: 11, window: 64, echo: 0, sack: new Uint8Array() }, 1)).toEqual([]);
+    expect(sender.acked).toBe(0);
+    expect(sender.phase).toBe('offering');
+  });
+
+  it('ignores SACK bits past the last chunk', () => {
+    const sender = new ChunkSender(3);
+    sender.start(0);
+    sender.onAck({ type: 'ack', transferId: 1, cumulative: 0, window: 64, echo: 0, sack: new Uint8Array([0xff, 0xff]) }, 1);
+    expect(sender.acked).toBe(2); // chunks 1 and 2 exist; the other 14 bits name nothing
+  });
+});
+
+describe('ChunkReceiver', () => {
+  it('drops chunks beyond its window and keeps memory bounded', () => {
+    const rx = new ChunkReceiver(100, 0, 0, { window: 8 });
+    rx.onData(50, new Uint8Array(1), 1);
+    expect(rx.received).toBe(0);
+    rx.onData(5, new Uint8Array(1), 1);
+    expect(rx.received).toBe(1);
+  });
+
+  it('describes early chunks in the SACK bitmap', () => {
+    const rx = new ChunkReceiver(100, 0);
+    rx.onData(0, new Uint8Array(1), 0);
+    rx.onData(2, new Uint8Array(1), 0);
+    rx.onData(9, new Uint8Array(1), 0);
+    const ack = rx.ack(1);
+    expect(ack.cumulative).toBe(1);
+    // bit i ↔ chunk 2 + i: chunks 2 and 9 → bits 0 and 7
+    expect([...ack.sack]).toEqual([0b1000_0001]);
+  });
+
+  it('times out when the sender goes quiet', () => {
+    const rx = new ChunkReceiver(10, 0, 0, { idleTimeoutMs: 100 });
+    expect(rx.onTimer(99)).toEqual([]);
+    expect(rx.onTimer(100)).toEqual([{ kind: 'idle-timeout' }]);
+  });
+});
