@@ -18,6 +18,8 @@ const program = new Command('nxt-server')
   .option('-s, --state-dir <dir>', 'where the release key and server state live', DEFAULT_STATE_DIR)
   .option('--peer-timeout <ms>', 'fail a push to a client silent this long', '10000')
   .option('--renew <ms>', 'how often clients renew their registration', '10000')
+  // Options after a subcommand belong to it (keygen --state-dir D).
+  .enablePositionalOptions()
   .showHelpAfterError();
 
 program.action(async (opts: { port: string; stateDir: string; peerTimeout: string; renew: string }) => {

@@ -240,7 +240,8 @@ class Reader {
   u8(): number { this.need(1); return this.view.getUint8(this.pos++); }
   u16(): number { this.need(2); const v = this.view.getUint16(this.pos); this.pos += 2; return v; }
   u32(): number { this.need(4); const v = this.view.getUint32(this.pos); this.pos += 4; return v; }
-  bytes(n: number): Uint8Array { this.need(n); const b = this.buf.subarray(this.pos, this.pos + n); this.pos += n; return b; }
+  /** A view, not a copy; always a plain Uint8Array whatever the input was (a Buffer, usually). */
+  bytes(n: number): Uint8Array { this.need(n); const b = this.view_(this.pos, n); this.pos += n; return b; }
   version(): ReleaseVersion { return { major: this.u32(), minor: this.u32(), patch: this.u32() }; }
   text(len: number, max: number): string {
     if (len > max) throw new DecodeError('too-long', `text of ${len} bytes exceeds ${max}`);
@@ -251,7 +252,8 @@ class Reader {
       throw new DecodeError('bad-utf8', 'text is not valid UTF-8');
     }
   }
-  rest(): Uint8Array { const b = this.buf.subarray(this.pos); this.pos = this.buf.length; return b; }
+  rest(): Uint8Array { const b = this.view_(this.pos, this.buf.length - this.pos); this.pos = this.buf.length; return b; }
+  private view_(at: number, n: number): Uint8Array { return new Uint8Array(this.buf.buffer, this.buf.byteOffset + at, n); }
   end(): void {
     if (this.pos !== this.buf.length) throw new DecodeError('trailing', `${this.buf.length - this.pos} trailing bytes`);
   }

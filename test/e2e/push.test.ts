@@ -1,0 +1,215 @@
+/**
+ * The core promise, end to end: real server and client processes started by the shipped
+ * scripts, talking real UDP on 127.0.0.1.
+ */
+import dgram from 'node:dgram';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Proc, ROOT, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
+import { UdpProxy, passThrough, type ProxyRule } from '../support/udp-proxy.js';
+import { MessageType } from '../../src/protocol/messages.js';
+
+const V2 = join(ROOT, 'plugins/libfunctional_2_0.mjs');
+const V1 = join(ROOT, 'plugins/libfunctional_1_0.mjs');
+
+let dir: string;
+let server: Proc;
+let port: number;
+let trust: string;
+
+beforeEach(async () => {
+  dir = tempDir();
+  ({ proc: server, port } = await startServer(join(dir, 'server')));
+  trust = join(dir, 'server/release.pub');
+});
+
+afterEach(async () => {
+  await stopAll();
+  expect(runningCount()).toBe(0);
+});
+
+/** Type a push and wait for its summary line; returns everything it printed. */
+async function push(args: string): Promise<string> {
+  const at = server.type(`push ${args}`);
+  await server.waitFor(/push finished: .*\n|error.*\n|no clients.*\n/, 20_000, at);
+  return server.output.slice(at);
+}
+
+describe('push to registered clients', () => {
+  it('switches two clients from 5.6 to 8.6 without restarting them', async () => {
+    const a = await startClient('a', port, join(dir, 'a'), trust);
+    const b = await startClient('b', port, join(dir, 'b'), trust);
+    const pids = [a.pid, b.pid];
+    for (const c of [a, b]) await c.waitFor(/Major = 5\nMinor = 6\nproductName = nxtgen/);
+    const out = await push(V2);
+    expect(out).toMatch(/push finished: 2 done, 0 failed/);
+    for (const c of [a, b]) {
+      await c.waitFor(/Major = 8\nMinor = 6\nproductName = nxtgen/);
+      expect(c.alive).toBe(true);
+    }
+    expect([a.pid, b.pid]).toEqual(pids);
+    const at = a.type('show version');
+    await a.waitFor(/Major = 8[\s\S]*release = 2\.0\.0/, 5000, at);
+  });
+
+  it('says so when no client is registered', async () => {
+    expect(await push(V2)).toMatch(/no clients are registered; nothing sent/);
+  });
+
+  it('refuses an older or equal version, and the client keeps what it runs', async () => {
+    const a = await startClient('a', port, join(dir, 'a'), trust);
+    expect(await push(V2)).toMatch(/1 done/);
+    const equal = await push(V2);
+    expect(equal).toMatch(/failed \(rollback\): version 2\.0\.0 is not newer than the active 2\.0\.0/);
+    const older = await push(V1);
+    expect(older).toMatch(/failed \(rollback\)/);
+    const at = a.type('show version');
+    await a.waitFor(/Major = 8/, 5000, at);
+  });
+
+  it('prints a clear error for a missing file or a file without a version, and keeps serving', async () => {
+    await startClient('a', port, join(dir, 'a'), trust);
+    expect(await push(join(dir, 'nope_3_0.mjs'))).toMatch(/error \[no-such-file\]: cannot read/);
+    const unversioned = join(dir, 'plugin.mjs');
+    copyFileSync(V2, unversioned);
+    expect(await push(unversioned)).toMatch(/error \[no-version\].*--version X\.Y\.Z/);
+    expect(await push(`${unversioned} --version 7.1`)).toMatch(/1 done/);
+  });
+
+  it('brings a restarted client back on the version it last activated', async () => {
+    const a = await startClient('a', port, join(dir, 'a'), trust);
+    await push(V2);
+    await a.waitFor('Major = 8');
+    await a.stop();
+    const again = await startClient('a2', port, join(dir, 'a'), trust);
+    expect(again.output).toMatch(/Major = 8\nMinor = 6/);
+    expect(again.output).not.toMatch(/Major = 5/);
+  });
+});
+
+describe('a module that must not be activated', () => {
+  it('is refused when a byte is flipped on the wire', async () => {
+    let flipped = false;
+    const flipFirstChunk: ProxyRule = (data, direction) => {
+      if (direction === 'to-client' && data[3] === MessageType.data && !flipped) {
+        flipped = true;
+        const copy = Buffer.from(data);
+        copy[copy.length - 1] = (copy[copy.length - 1] ?? 0) ^ 0x01;
+        return [{ data: copy }];
+      }
+      return [{ data }];
+    };
+    const proxy = await UdpProxy.start(port, flipFirstChunk);
+    try {
+      const a = await startClient('a', proxy.port, join(dir, 'a'), trust);
+      expect(await push(V2)).toMatch(/failed \(hashMismatch\)/);
+      await a.waitFor(/update refused: .*sha256/);
+      expect(a.output).not.toMatch(/Major = 8/);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('is refused when the file changes after it was signed', async () => {
+    const file = join(dir, 'mod_3_0.mjs');
+    copyFileSync(V2, file);
+    let offersSeen = 0;
+    let release: () => void = () => undefined;
+    const firstOffer = new Promise<void>((res) => { release = res; });
+    let tampered = false;
+    // Hold back OFFERs until the file has been altered; the server's retransmission carries on.
+    const rule: ProxyRule = (data, direction) => {
+      if (direction === 'to-client' && data[3] === MessageType.offer && !tampered) {
+        offersSeen++;
+        release();
+        return [];
+      }
+      return [{ data }];
+    };
+    const proxy = await UdpProxy.start(port, rule);
+    try {
+      const a = await startClient('a', proxy.port, join(dir, 'a'), trust);
+      const pushed = push(file);
+      await firstOffer;
+      writeFileSync(file, readFileSync(file, 'utf8').replace('major: 8', 'major: 9'));
+      tampered = true;
+      expect(await pushed).toMatch(/failed \(hashMismatch\)/);
+      expect(offersSeen).toBeGreaterThan(0);
+      expect(a.output).not.toMatch(/Major = [89]/);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('is refused when signed by another key', async () => {
+    const other = join(dir, 'other');
+    const { proc: otherServer } = await startServer(other);
+    await otherServer.stop();
+    const a = await startClient('a', port, join(dir, 'a'), join(other, 'release.pub'));
+    expect(await push(V2)).toMatch(/failed \(badSignature\)/);
+    await a.waitFor(/update refused: manifest signature does not verify/);
+    expect(a.output).not.toMatch(/Major = 8/);
+  });
+
+  it('is refused when it fails to load or has the wrong shape, and the old one keeps running', async () => {
+    const a = await startClient('a', port, join(dir, 'a'), trust);
+    const broken = join(dir, 'broken_3_0.mjs');
+    writeFileSync(broken, 'export default function ( {{ not javascript');
+    expect(await push(broken)).toMatch(/failed \(loadFailed\)/);
+    const shapeless = join(dir, 'shapeless_4_0.mjs');
+    writeFileSync(shapeless, 'export default () => ({ major: "eight" });');
+    expect(await push(shapeless)).toMatch(/failed \(badShape\)/);
+    const at = a.type('show version');
+    await a.waitFor(/Major = 5\nMinor = 6/, 5000, at);
+    // The failed versions were never activated, so a real update still goes through.
+    expect(await push(V2)).toMatch(/1 done/);
+  });
+});
+
+describe('malformed datagrams', () => {
+  const garbage = [
+    Buffer.alloc(0),
+    Buffer.from([0x4e]),
+    Buffer.from([0x4e, 0x58, 1]), // truncated header
+    Buffer.from([0x00, 0x00, 1, 1, 0, 0]), // wrong magic
+    Buffer.from([0x4e, 0x58, 9, 1]), // unknown protocol version
+    Buffer.from([0x4e, 0x58, 1, 200]), // unknown type
+    Buffer.concat([Buffer.from([0x4e, 0x58, 1, 3, 0, 0, 0, 1, 0xff, 0xff]), Buffer.alloc(100)]), // huge manifest length
+    Buffer.from([0x4e, 0x58, 1, 5, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0xff, 0xff]), // huge SACK length
+    Buffer.concat([Buffer.from([0x4e, 0x58, 1, 2]), Buffer.alloc(10)]), // truncated REGISTERED
+    ...Array.from({ length: 200 }, (_, i) => Buffer.from(Array.from({ length: 1 + ((i * 7) % 1400) }, (_, j) => (i * 31 + j * 17) & 0xff))),
+  ];
+
+  it('are dropped and counted by the server, which keeps serving', async () => {
+    await startClient('a', port, join(dir, 'a'), trust);
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((res) => sock.bind(0, '127.0.0.1', () => res()));
+    await Promise.all(garbage.map((g) => new Promise<void>((res) => sock.send(g, port, '127.0.0.1', () => res()))));
+    sock.close();
+    // Counters are read after the datagrams are in: wait until all of them were counted.
+    for (let at = server.type('stats'); ; at = server.type('stats')) {
+      const m = await server.waitFor(/malformed (\d+)/, 5000, at);
+      if (Number(m[1]) >= garbage.length) break;
+      await server.waitFor('NxtServer# ', 5000, at);
+    }
+    expect(await push(V2)).toMatch(/1 done/);
+  });
+
+  it('are dropped and counted by the client, even when they come from the server\'s address', async () => {
+    const proxy = await UdpProxy.start(port, passThrough);
+    try {
+      const a = await startClient('a', proxy.port, join(dir, 'a'), trust);
+      for (const g of garbage) await proxy.injectToClient(g);
+      for (let at = a.type('stats'); ; at = a.type('stats')) {
+        const m = await a.waitFor(/malformed (\d+)/, 5000, at);
+        if (Number(m[1]) >= garbage.length) break;
+        await a.waitFor('NxtClient# ', 5000, at);
+      }
+      expect(await push(V2)).toMatch(/1 done/);
+      await a.waitFor('Major = 8');
+    } finally {
+      await proxy.close();
+    }
+  });
+});

@@ -1,0 +1,106 @@
+/**
+ * Real processes for end-to-end tests: start, wait for output (an event, with a timeout, never
+ * a sleep), type a line, stop. Every process started is stopped by stopAll() in afterEach.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+const running = new Set<Proc>();
+
+export class Proc {
+  output = '';
+  private readonly child: ChildProcess;
+  private readonly waiters = new Set<() => void>();
+  readonly exited: Promise<number | null>;
+
+  constructor(readonly name: string, command: string, args: string[], env: Record<string, string> = {}) {
+    this.child = spawn(command, args, {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const take = (d: Buffer): void => {
+      this.output += d.toString();
+      for (const w of [...this.waiters]) w();
+    };
+    this.child.stdout!.on('data', take);
+    this.child.stderr!.on('data', take);
+    this.child.stdin!.on('error', () => undefined);
+    this.exited = new Promise((res) => this.child.on('exit', (code) => {
+      running.delete(this);
+      for (const w of [...this.waiters]) w();
+      res(code);
+    }));
+    running.add(this);
+  }
+
+  get pid(): number { return this.child.pid ?? -1; }
+  get alive(): boolean { return this.child.exitCode === null && this.child.signalCode === null; }
+
+  /** Resolve with the first match of `pattern` in output after `from` (a character offset). */
+  waitFor(pattern: RegExp | string, timeoutMs = 15_000, from = 0): Promise<RegExpMatchArray> {
+    const re = typeof pattern === 'string' ? new RegExp(escape(pattern)) : pattern;
+    return new Promise((res, rej) => {
+      const check = (): void => {
+        const m = this.output.slice(from).match(re);
+        if (m) { done(); res(m); return; }
+        if (!this.alive) { done(); rej(new Error(`${this.name} exited (${this.child.exitCode}) before printing ${re}\n--- output ---\n${this.output}`)); }
+      };
+      const timer = setTimeout(() => { done(); rej(new Error(`${this.name}: no ${re} within ${timeoutMs} ms\n--- output ---\n${this.output}`)); }, timeoutMs);
+      const done = (): void => { clearTimeout(timer); this.waiters.delete(check); };
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  /** Type a command; returns the output offset before it, for waitFor(…, …, offset). */
+  type(line: string): number {
+    const at = this.output.length;
+    this.child.stdin!.write(`${line}\n`);
+    return at;
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.alive) {
+      this.child.kill(signal);
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    return this.exited;
+  }
+}
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+export async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((p) => p.stop('SIGKILL')));
+}
+
+export function runningCount(): number {
+  return running.size;
+}
+
+export function tempDir(prefix = 'nxt-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A server from scripts/UpdateServer.sh on a free port; resolves once it listens. */
+export async function startServer(stateDir: string, extra: string[] = []): Promise<{ proc: Proc; port: number }> {
+  const proc = new Proc('server', join(ROOT, 'scripts/UpdateServer.sh'), ['0', ...extra], { NXT_STATE_DIR: stateDir });
+  const m = await proc.waitFor(/listening on UDP port (\d+)/);
+  await proc.waitFor('NxtServer# ');
+  return { proc, port: Number(m[1]) };
+}
+
+/** A client from scripts/UpdateClient.sh; resolves once it is registered. */
+export async function startClient(name: string, port: number, dataDir: string, trust: string, host = '127.0.0.1'): Promise<Proc> {
+  const proc = new Proc(name, join(ROOT, 'scripts/UpdateClient.sh'), [host, String(port)], { NXT_DATA_DIR: dataDir, NXT_TRUST: trust });
+  await proc.waitFor('registered with the server');
+  return proc;
+}

@@ -1,0 +1,93 @@
+import { mkdtempSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { NxtError } from '../../src/errors.js';
+import { parseManifest, signManifest, verifyManifest, type Manifest } from '../../src/security/manifest.js';
+import { loadOrCreateReleaseKey, readPublicKey } from '../../src/security/release-key.js';
+import { compareReleaseVersions, parseReleaseVersion, releaseVersionFromFileName } from '../../src/protocol/release-version.js';
+
+const manifest: Manifest = {
+  name: 'libfunctional_2_0.mjs', version: { major: 2, minor: 0, patch: 0 }, size: 192,
+  sha256: 'a'.repeat(64), chunkSize: 1400, created: '2026-11-23T00:00:00.000Z',
+};
+
+function codeOf(fn: () => unknown): string | undefined {
+  try { fn(); } catch (err) { return err instanceof NxtError ? err.code : 'not-nxt-error'; }
+  return undefined;
+}
+
+describe('release keys', () => {
+  it('are created once, 0600, with the public key beside them', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nxt-key-'));
+    const first = loadOrCreateReleaseKey(dir, (n) => randomBytes(n));
+    const second = loadOrCreateReleaseKey(dir, (n) => randomBytes(n));
+    expect(first.created).toBe(true);
+    expect(second.created).toBe(false);
+    expect(Buffer.from(second.signer.publicKey)).toEqual(Buffer.from(first.signer.publicKey));
+    expect(statSync(join(dir, 'release.key')).mode & 0o777).toBe(0o600);
+    expect(Buffer.from(readPublicKey(join(dir, 'release.pub')))).toEqual(Buffer.from(first.signer.publicKey));
+  });
+});
+
+describe('signed manifests', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nxt-key-'));
+  const { signer } = loadOrCreateReleaseKey(dir, (n) => randomBytes(n));
+  const other = loadOrCreateReleaseKey(mkdtempSync(join(tmpdir(), 'nxt-key-')), (n) => randomBytes(n)).signer;
+
+  it('verify against the signing key and parse back to the same manifest', () => {
+    const s = signManifest(manifest, signer);
+    expect(verifyManifest(s.bytes, s.signature, signer.publicKey)).toEqual(manifest);
+  });
+
+  it('fail with bad-signature for another key, a flipped byte, or a flipped signature bit', () => {
+    const s = signManifest(manifest, signer);
+    expect(codeOf(() => verifyManifest(s.bytes, s.signature, other.publicKey))).toBe('bad-signature');
+    const bytes = Uint8Array.from(s.bytes);
+    bytes[10] = (bytes[10] ?? 0) ^ 1;
+    expect(codeOf(() => verifyManifest(bytes, s.signature, signer.publicKey))).toBe('bad-signature');
+    const sig = Uint8Array.from(s.signature);
+    sig[0] = (sig[0] ?? 0) ^ 1;
+    expect(codeOf(() => verifyManifest(s.bytes, sig, signer.publicKey))).toBe('bad-signature');
+  });
+
+  const hostile: [string, unknown][] = [
+    ['not JSON', '{'],
+    ['another type', { type: 'x' }],
+    ['a negative size', { ...wire(), size: -1 }],
+    ['a size beyond the cap', { ...wire(), size: 2 ** 40 }],
+    ['an upper-case digest', { ...wire(), sha256: 'A'.repeat(64) }],
+    ['a path as digest', { ...wire(), sha256: '../../etc/passwd' }],
+    ['a chunk size over 1400', { ...wire(), chunkSize: 1401 }],
+    ['a bad version', { ...wire(), version: '1.x' }],
+    ['an empty name', { ...wire(), name: '' }],
+  ];
+  for (const [what, value] of hostile) {
+    it(`refuses a manifest with ${what}`, () => {
+      const text = typeof value === 'string' ? value : JSON.stringify(value);
+      expect(codeOf(() => parseManifest(Buffer.from(text)))).toBe('bad-manifest');
+    });
+  }
+});
+
+function wire(): Record<string, unknown> {
+  return { type: 'nxt-manifest/1', name: 'a.mjs', version: '1.0.0', size: 1, sha256: 'b'.repeat(64), chunkSize: 1400, created: 'x' };
+}
+
+describe('release versions', () => {
+  it('come from the file name when it carries one', () => {
+    expect(releaseVersionFromFileName('libfunctional_2_0.mjs')).toEqual({ major: 2, minor: 0, patch: 0 });
+    expect(releaseVersionFromFileName('lib_10_2_7.mjs')).toEqual({ major: 10, minor: 2, patch: 7 });
+    expect(releaseVersionFromFileName('plugin.mjs')).toBeUndefined();
+  });
+
+  it('order numerically, not as text', () => {
+    expect(compareReleaseVersions(parseReleaseVersion('1.10'), parseReleaseVersion('1.9'))).toBeGreaterThan(0);
+    expect(compareReleaseVersions(parseReleaseVersion('2.0.0'), parseReleaseVersion('2.0'))).toBe(0);
+  });
+
+  it('reject text that is not a version', () => {
+    for (const bad of ['', '1', 'v1.0', '1.0.0.0', '1.-1', '99999999999.0']) expect(codeOf(() => parseReleaseVersion(bad))).toBe('bad-version');
+  });
+});

@@ -1,0 +1,73 @@
+/** The server console driven through streams, against a real server on 127.0.0.1. */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openUdpEndpoint } from '../../src/net/endpoint.js';
+import { loadOrCreateReleaseKey } from '../../src/security/release-key.js';
+import { NxtServer } from '../../src/server/server.js';
+import { createServerRepl } from '../../src/server/server-repl.js';
+import { systemClock, systemWallClock } from '../../src/util/clock.js';
+import { splitWords } from '../../src/util/repl.js';
+
+let server: NxtServer | undefined;
+afterEach(async () => { await server?.close(); });
+
+async function console_(): Promise<{ type: (l: string) => Promise<string>; exited: () => boolean }> {
+  const { signer } = loadOrCreateReleaseKey(mkdtempSync(join(tmpdir(), 'nxt-repl-')), (n) => randomBytes(n));
+  server = new NxtServer({ endpoint: await openUdpEndpoint({ port: 0, host: '127.0.0.1' }), clock: systemClock, randomU32: () => randomBytes(4).readUInt32BE(0) });
+  const input = new PassThrough();
+  const output = new PassThrough();
+  let text = '';
+  output.on('data', (d: Buffer) => { text += d.toString(); });
+  let exited = false;
+  createServerRepl({ server, signer, clock: systemClock, wallClock: systemWallClock, input, output, onExit: () => { exited = true; } }).start();
+  // Each command ends when the next prompt appears.
+  const type = (line: string): Promise<string> => new Promise((resolve, reject) => {
+    const from = text.length;
+    const timer = setTimeout(() => reject(new Error(`no prompt after "${line}": ${text.slice(from)}`)), 5000);
+    const check = (): void => {
+      const out = text.slice(from);
+      if (out.endsWith('NxtServer# ')) { clearTimeout(timer); output.off('data', check); resolve(out); }
+    };
+    output.on('data', check);
+    input.write(`${line}\n`);
+  });
+  return { type, exited: () => exited };
+}
+
+describe('the server console', () => {
+  it('lists its commands', async () => {
+    const c = await console_();
+    const out = await c.type('help');
+    for (const cmd of ['push <file>', 'clients', 'stats', 'exit']) expect(out).toContain(cmd);
+  });
+
+  it('names an unknown command and keeps going', async () => {
+    const c = await console_();
+    expect(await c.type('frobnicate now')).toMatch(/unknown command "frobnicate"/);
+    expect(await c.type('clients')).toMatch(/no clients registered/);
+  });
+
+  it('explains bad arguments', async () => {
+    const c = await console_();
+    expect(await c.type('push')).toMatch(/error \[usage\]: usage: push <file>/);
+    expect(await c.type('push a b')).toMatch(/usage: push/);
+    expect(await c.type('push x_1_0.mjs --colour red')).toMatch(/unknown option --colour/);
+    expect(await c.type('push "unterminated')).toMatch(/unbalanced quote/);
+  });
+
+  it('stops on exit', async () => {
+    const c = await console_();
+    await c.type('exit');
+    expect(c.exited()).toBe(true);
+  });
+});
+
+describe('splitWords', () => {
+  it('keeps quoted spaces', () => {
+    expect(splitWords(`push "my file_1_0.mjs" --version '2.0'`)).toEqual(['push', 'my file_1_0.mjs', '--version', '2.0']);
+  });
+});
