@@ -53,6 +53,12 @@ describe('push to registered clients', () => {
     await a.waitFor(/Major = 8[\s\S]*release = 2\.0\.0/, 5000, at);
   });
 
+  it('reaches a client that registered over IPv6', async () => {
+    const a = await startClient('a6', port, join(dir, 'a6'), trust, '::1');
+    expect(await push(V2)).toMatch(/\[::1\]:\d+ +done: 8\.6 nxtgen active/);
+    await a.waitFor('Major = 8');
+  });
+
   it('says so when no client is registered', async () => {
     expect(await push(V2)).toMatch(/no clients are registered; nothing sent/);
   });
