@@ -251,11 +251,12 @@ export class ClientAgent extends EventEmitter {
     t.clearTimer();
     const { manifest } = t;
     try {
-      t.incoming.complete(this.options.store.modulePath(manifest.sha256));
+      await t.incoming.complete(this.options.store.modulePath(manifest.sha256));
     } catch (err) {
       // Bad bytes are not worth resuming: discard them.
       try { unlinkSync(t.incoming.partialPath); } catch { /* already gone */ }
-      const code = err instanceof NxtError && err.code === 'size-mismatch' ? ResultCode.sizeMismatch : ResultCode.hashMismatch;
+      const code = !(err instanceof NxtError) || err.code === 'storage' ? ResultCode.storage
+        : err.code === 'size-mismatch' ? ResultCode.sizeMismatch : ResultCode.hashMismatch;
       return this.endTransfer(t, code, errorMessage(err));
     }
     if (compareReleaseVersions(manifest.version, this.activeModule.version) <= 0) {

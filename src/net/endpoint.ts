@@ -27,15 +27,31 @@ const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
 export async function openUdpEndpoint(options: { port: number; host?: string; family?: 4 | 6 }): Promise<Endpoint> {
   if (options.host !== undefined) {
     const family = options.family ?? (isIP(options.host) === 6 ? 6 : 4);
-    return bind(dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' }), options.port, options.host);
+    return bind(socket(family === 6 ? 'udp6' : 'udp4'), options.port, options.host);
   }
-  if (options.family === 4) return bind(dgram.createSocket('udp4'), options.port, '0.0.0.0');
+  if (options.family === 4) return bind(socket('udp4'), options.port, '0.0.0.0');
   try {
-    return await bind(dgram.createSocket({ type: 'udp6', ipv6Only: false }), options.port, '::');
+    return await bind(socket('udp6', false), options.port, '::');
   } catch (err) {
     if (options.family === 6) throw err;
-    return bind(dgram.createSocket('udp4'), options.port, '0.0.0.0');
+    return bind(socket('udp4'), options.port, '0.0.0.0');
   }
+}
+
+/**
+ * Peers are always IP literals (we never resolve names), so skip dgram's per-send DNS lookup:
+ * on the hot path it costs a regular expression and a tick for every datagram.
+ */
+function socket(type: 'udp4' | 'udp6', ipv6Only?: boolean): dgram.Socket {
+  return dgram.createSocket({
+    type,
+    ipv6Only,
+    lookup: (address, _options, callback) => {
+      const family = isIP(address);
+      if (family === 0) callback(new Error(`not an IP address: ${address}`), '', 0);
+      else callback(null, address, family);
+    },
+  });
 }
 
 function bind(socket: dgram.Socket, port: number, host: string): Promise<Endpoint> {
@@ -69,7 +85,10 @@ class UdpEndpoint implements Endpoint {
 
   send(data: Uint8Array, to: Peer): void {
     if (this.closed) return;
-    this.socket.send(data, to.port, to.address, ignoreSendError);
+    // No callback: Node then tries a synchronous send first, much cheaper per datagram. Errors
+    // (ENOBUFS, unreachable) become 'error' events, which bind() ignores: a lost datagram is
+    // the protocol's business.
+    this.socket.send(data, to.port, to.address);
   }
 
   onDatagram(handler: (data: Buffer, from: Peer) => void): void {
@@ -81,10 +100,6 @@ class UdpEndpoint implements Endpoint {
     this.closed = true;
     return new Promise((resolve) => this.socket.close(() => resolve()));
   }
-}
-
-function ignoreSendError(): void {
-  // ENOBUFS / EHOSTUNREACH and the like: the datagram is lost, and retransmission deals with it.
 }
 
 /** "::ffff:127.0.0.1" → "127.0.0.1": how a person expects to see an IPv4 peer. */

@@ -4,12 +4,21 @@
  * offered the same manifest again, the client resumes after the whole chunks it already holds.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { close, closeSync, fstatSync, fsync, ftruncateSync, openSync, readSync, rename, write, writeSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { NxtError } from '../errors.js';
 import { chunkCount, type Manifest } from '../security/manifest.js';
 
 /** Batch appends: a syscall per 1400-byte chunk would cost more than the hashing. */
-const WRITE_BATCH_BYTES = 256 * 1024;
+const WRITE_BATCH_BYTES = 512 * 1024;
+/** Writes run on libuv's thread pool so the receive loop never waits for the disk; past this many
+ *  bytes in flight a write is made synchronously, which slows ACKs and so the sender. */
+const MAX_WRITE_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
+
+const writeAsync = promisify(write);
+const fsyncAsync = promisify(fsync);
+const closeAsync = promisify(close);
+const renameAsync = promisify(rename);
 
 export class IncomingModule {
   private readonly fd: number;
@@ -18,6 +27,9 @@ export class IncomingModule {
   private pendingBytes = 0;
   private written: number;
   private closed = false;
+  private writesInFlight = new Set<Promise<void>>();
+  private bytesInFlight = 0;
+  private writeError: unknown;
   readonly heldChunks: number;
   readonly totalChunks: number;
 
@@ -50,14 +62,34 @@ export class IncomingModule {
     if (this.pendingBytes >= WRITE_BATCH_BYTES) this.flush();
   }
 
+  /** Hand what is pending to the disk, at its position; ordering between writes does not matter. */
   flush(): void {
     if (this.pendingBytes === 0) return;
     const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
-    let off = 0;
-    while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
+    const position = this.written;
     this.written += this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
+    if (this.bytesInFlight + buf.length > MAX_WRITE_BYTES_IN_FLIGHT) {
+      let off = 0;
+      while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off, position + off);
+      return;
+    }
+    this.bytesInFlight += buf.length;
+    const p: Promise<void> = this.writeAll(buf, position)
+      .catch((err: unknown) => { this.writeError ??= err; })
+      .finally(() => { this.bytesInFlight -= buf.length; this.writesInFlight.delete(p); });
+    this.writesInFlight.add(p);
+  }
+
+  private async writeAll(buf: Uint8Array, position: number): Promise<void> {
+    let off = 0;
+    while (off < buf.length) off += (await writeAsync(this.fd, buf, off, buf.length - off, position + off)).bytesWritten;
+  }
+
+  private async settle(): Promise<void> {
+    while (this.writesInFlight.size > 0) await Promise.all([...this.writesInFlight]);
+    if (this.writeError !== undefined) throw new NxtError('storage', `cannot write the module: ${String(this.writeError)}`, { cause: this.writeError });
   }
 
   /**
@@ -65,31 +97,30 @@ export class IncomingModule {
    * 'size-mismatch' or 'hash-mismatch' (wrong-software attack) and deletes nothing: the caller
    * decides. The digest is of the bytes we wrote, from the private data dir.
    */
-  complete(finalPath: string): void {
+  async complete(finalPath: string): Promise<void> {
     this.flush();
-    fsyncSync(this.fd);
+    await this.settle();
+    // Durable before it can become active: a crash must not leave active.json naming a torn file.
+    await fsyncAsync(this.fd);
     const size = fstatSync(this.fd).size;
-    this.close();
+    await this.closeAsync();
     if (size !== this.manifest.size) throw new NxtError('size-mismatch', `received ${size} bytes, manifest says ${this.manifest.size}`);
     const digest = this.hash.digest('hex');
     if (digest !== this.manifest.sha256) throw new NxtError('hash-mismatch', `sha256 of received bytes is ${digest.slice(0, 16)}…, manifest says ${this.manifest.sha256.slice(0, 16)}…`);
-    renameSync(this.partialPath, finalPath);
+    await renameAsync(this.partialPath, finalPath);
   }
 
   /** Stop without completing; what was written stays for a later resume. */
   suspend(): void {
     if (this.closed) return;
-    try {
-      this.flush();
-    } finally {
-      this.close();
-    }
+    this.flush();
+    void this.settle().catch(() => undefined).finally(() => this.closeAsync().catch(() => undefined));
   }
 
-  private close(): void {
+  private async closeAsync(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    closeSync(this.fd);
+    await closeAsync(this.fd);
   }
 
   private hashPrefix(length: number): void {

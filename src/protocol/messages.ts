@@ -264,10 +264,26 @@ export function decode(buf: Uint8Array): Message {
   if (buf.length > MAX_DATAGRAM_BYTES) throw new DecodeError('too-long', `datagram of ${buf.length} bytes`);
   if (buf[0] !== MAGIC_0 || buf[1] !== MAGIC_1) throw new DecodeError('bad-magic', 'not an nxt datagram');
   if (buf[2] !== PROTOCOL_VERSION) throw new DecodeError('bad-version', `protocol version ${buf[2]} is not supported`);
+  if (buf[3] === MessageType.data) return decodeData(buf);
   const r = new Reader(buf, new DataView(buf.buffer, buf.byteOffset, buf.byteLength));
   const msg = decodeBody(buf[3] ?? 0, r);
   r.end();
   return msg;
+}
+
+/** DATA is most of the traffic: read its fixed header directly, without a Reader. */
+function decodeData(buf: Uint8Array): DataMessage {
+  if (buf.length < DATA_HEADER_BYTES + 1) {
+    throw new DecodeError(buf.length < DATA_HEADER_BYTES ? 'truncated' : 'empty-chunk', 'DATA without a full header and payload');
+  }
+  if (buf.length > DATA_HEADER_BYTES + MAX_CHUNK_BYTES) throw new DecodeError('too-long', `chunk of ${buf.length - DATA_HEADER_BYTES} bytes`);
+  const u32 = (at: number): number => (((buf[at] ?? 0) << 24) >>> 0) + ((buf[at + 1] ?? 0) << 16) + ((buf[at + 2] ?? 0) << 8) + (buf[at + 3] ?? 0);
+  return {
+    type: 'data',
+    transferId: u32(4),
+    index: u32(8),
+    payload: new Uint8Array(buf.buffer, buf.byteOffset + DATA_HEADER_BYTES, buf.length - DATA_HEADER_BYTES),
+  };
 }
 
 function decodeBody(type: number, r: Reader): Message {
@@ -284,14 +300,6 @@ function decodeBody(type: number, r: Reader): Message {
       const len = r.u16();
       if (len > MAX_MANIFEST_BYTES) throw new DecodeError('too-long', `manifest of ${len} bytes`);
       return { type: 'offer', transferId, manifest: r.bytes(len), signature: r.bytes(SIGNATURE_BYTES) };
-    }
-    case MessageType.data: {
-      const transferId = r.u32();
-      const index = r.u32();
-      const payload = r.rest();
-      if (payload.length === 0) throw new DecodeError('empty-chunk', 'DATA without payload');
-      if (payload.length > MAX_CHUNK_BYTES) throw new DecodeError('too-long', `chunk of ${payload.length} bytes`);
-      return { type: 'data', transferId, index, payload };
     }
     case MessageType.ack: {
       const transferId = r.u32();

@@ -16,6 +16,7 @@ export interface PushProgress {
   readonly acked: number;
   readonly total: number;
   readonly retransmits: number;
+  readonly timeouts: number;
   readonly phase: string;
 }
 
@@ -49,7 +50,8 @@ export class PushSession {
   get peer(): Peer { return this.client.peer; }
 
   get progress(): PushProgress {
-    return { acked: this.sender.acked, total: this.sender.totalChunks, retransmits: this.sender.retransmits, phase: this.sender.phase };
+    const s = this.sender;
+    return { acked: s.acked, total: s.totalChunks, retransmits: s.retransmits, timeouts: s.timeouts, phase: s.phase };
   }
 
   start(): void { this.run(this.sender.start(this.clock.now())); }

@@ -75,7 +75,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
           say(`datagrams ${s.datagrams}, malformed ${s.malformed}, unexpected ${s.unexpected}, foreign ${s.foreign}, registrations ${s.registrations}`);
           for (const p of server.activeSessions) {
             const g = p.progress;
-            say(`  push to ${shortId(p.client.id)}: ${g.phase} ${g.acked}/${g.total} chunks, ${g.retransmits} retransmitted`);
+            say(`  push to ${shortId(p.client.id)}: ${g.phase} ${g.acked}/${g.total} chunks, ${g.retransmits} resent, ${g.timeouts} timeouts`);
           }
         },
       },
@@ -87,7 +87,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
     },
   });
   server.on('client-registered', (c) => repl.print(`client ${shortId(c.id)} registered from ${displayAddress(c.peer)} (release ${versionText(c.version)})`));
-  server.on('push-result', (r) => repl.print(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)} in ${Math.round(r.elapsedMs)} ms`));
+  server.on('push-result', (r) => repl.print(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`));
   server.on('warning', (w: string) => repl.print(`warning: ${w}`));
   return repl;
 }

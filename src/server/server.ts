@@ -10,7 +10,7 @@ import { formatReleaseVersion, type ReleaseVersion } from '../protocol/release-v
 import type { SenderOptions, SendOutcome } from '../transfer/sender.js';
 import { displayAddress, samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
 import type { Clock } from '../util/clock.js';
-import { PushSession } from './push-session.js';
+import { PushSession, type PushProgress } from './push-session.js';
 import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord } from './registry.js';
 import type { Release } from './release.js';
 
@@ -36,6 +36,7 @@ export interface PushReport {
   readonly ok: boolean;
   readonly outcome: SendOutcome;
   readonly elapsedMs: number;
+  readonly progress: PushProgress;
 }
 
 /** Events: 'client-registered' (ClientRecord), 'push-result' (PushReport). */
@@ -73,7 +74,7 @@ export class NxtServer extends EventEmitter {
       if (outcome.code === ResultCode.ok && outcome.active) session.client.version = outcome.active;
       const report: PushReport = {
         client: session.client, ok: outcome.code === ResultCode.ok, outcome,
-        elapsedMs: this.options.clock.now() - session.startedAt,
+        elapsedMs: this.options.clock.now() - session.startedAt, progress: session.progress,
       };
       this.emit('push-result', report);
       return report;
@@ -150,10 +151,12 @@ export class NxtServer extends EventEmitter {
 }
 
 export function describeOutcome(report: PushReport): string {
-  const { outcome } = report;
-  if (report.ok) return `done: ${outcome.message} (release ${outcome.active ? formatReleaseVersion(outcome.active) : '?'})`;
+  const { outcome, progress } = report;
+  const took = `in ${Math.round(report.elapsedMs)} ms`;
+  const lossy = progress.retransmits > 0 ? `, ${progress.retransmits} chunks resent${progress.timeouts > 0 ? `, ${progress.timeouts} timeouts` : ''}` : '';
+  if (report.ok) return `done: ${outcome.message} (release ${outcome.active ? formatReleaseVersion(outcome.active) : '?'}) ${took}${lossy}`;
   const still = outcome.active ? `; still on ${formatReleaseVersion(outcome.active)}` : '';
-  return `failed (${resultCodeName(outcome.code)}): ${outcome.message}${still}`;
+  return `failed (${resultCodeName(outcome.code)}): ${outcome.message}${still} ${took}${lossy}`;
 }
 
 export function shortId(id: string): string {

@@ -7,19 +7,24 @@
  * Reliability: selective acknowledgement (cumulative point + bitmap). A chunk counts as lost when
  * DUP_THRESH chunks transmitted after it have been acknowledged (the sequence form of RFC 6675's
  * DupThresh, as RACK does with time), and is retransmitted at once; a retransmission timeout
- * (RFC 6298, Karn's rule for samples) catches the tail. Congestion: AIMD on a window of chunks,
- * slow start up to ssthresh, one halving per loss episode, never more than the receiver's window.
+ * (RFC 6298, Karn's rule for samples) catches the tail. Rate: chunks are paced at the rate the
+ * RateModel derives from measured delivery rate and round-trip time, with at most its window in
+ * flight and never more than the receiver's window.
  */
 import type { AckMessage } from '../protocol/messages.js';
 import { ResultCode } from '../protocol/result-codes.js';
 import type { ReleaseVersion } from '../protocol/release-version.js';
+import { RateModel } from './rate-model.js';
 import { DEFAULT_RTT_OPTIONS, RttEstimator, type RttOptions } from './rtt.js';
 
 export interface SenderOptions {
-  /** Chunks in flight at the start (TCP's IW10 scaled up: loopback and LANs absorb this at once). */
+  /** Chunks in flight before anything is measured (TCP's IW10 scaled up: LANs absorb this at once). */
   readonly initialWindow: number;
   /** The window never drops below this, so a lossy link still makes progress every RTT. */
   readonly minWindow: number;
+  /** The longest burst pacing allows, in chunks: bursts overflow shallow queues (a slow device's
+   *  socket buffer, a router), so the driver wakes more often instead. */
+  readonly maxBurst: number;
   /** Upper bound on chunks in flight, whatever the receiver advertises. */
   readonly maxWindow: number;
   /** Chunks transmitted after a missing one that must be acknowledged before it counts as lost. */
@@ -33,7 +38,8 @@ export interface SenderOptions {
 
 export const DEFAULT_SENDER_OPTIONS: SenderOptions = {
   initialWindow: 32,
-  minWindow: 2,
+  minWindow: 4,
+  maxBurst: 32,
   maxWindow: 8192,
   dupThresh: 3,
   peerTimeoutMs: 10_000,
@@ -73,6 +79,10 @@ export class ChunkSender {
   private readonly sentAt: Float64Array;
   private readonly txSeqOf: Float64Array;
   private readonly sendCount: Uint8Array;
+  /** Delivery-rate bookkeeping per chunk, as of its latest transmission (BBR's P.delivered, …). */
+  private readonly deliveredAtSend: Float64Array;
+  private readonly deliveredTimeAtSend: Float64Array;
+  private readonly firstSentAtSend: Float64Array;
 
   /** Transmissions in order: [index, txSeq] pairs; stale entries are skipped when scanned. */
   private flightIdx: number[] = [];
@@ -83,14 +93,22 @@ export class ChunkSender {
 
   private txSeq = 0;
   private maxAckedTx = 0;
-  private recoveryPoint = 0;
   private nextNew = 0;
   private inFlight = 0;
   private ackedCount = 0;
   private peerCumulative = 0;
   private peerWindow: number;
-  private cwnd: number;
-  private ssthresh = Number.POSITIVE_INFINITY;
+
+  private readonly model: RateModel;
+  private deliveredTime = 0;
+  private lastAckedSentAt = 0;
+  private roundDelivered = 0;
+  private roundStartAcked = 0;
+  private lostInRound = 0;
+  private nextSendAt = 0;
+  private pacedWake: number | undefined;
+  /** After a retransmission timeout, send at most minWindow until new data is acknowledged. */
+  private timeoutClamp = false;
 
   private offerSentAt = 0;
   private offerSends = 0;
@@ -110,8 +128,17 @@ export class ChunkSender {
     this.sentAt = new Float64Array(totalChunks);
     this.txSeqOf = new Float64Array(totalChunks);
     this.sendCount = new Uint8Array(totalChunks);
-    this.cwnd = this.options.initialWindow;
+    this.deliveredAtSend = new Float64Array(totalChunks);
+    this.deliveredTimeAtSend = new Float64Array(totalChunks);
+    this.firstSentAtSend = new Float64Array(totalChunks);
     this.peerWindow = this.options.initialWindow;
+    this.model = new RateModel({
+      initialWindow: this.options.initialWindow,
+      minWindow: this.options.minWindow,
+      maxWindow: this.options.maxWindow,
+      ackAllowance: 64,
+      minRate: 0.01,
+    });
   }
 
   get phase(): SenderPhase { return this.phaseValue; }
@@ -119,7 +146,9 @@ export class ChunkSender {
   get retransmits(): number { return this.retransmitsValue; }
   /** Retransmission timeouts so far: a high count means a tail-lossy or dying link. */
   get timeouts(): number { return this.timeoutsValue; }
-  get window(): number { return Math.floor(this.cwnd); }
+  get window(): number { return this.currentWindow(); }
+  /** Estimated bottleneck bandwidth in chunks per ms (0 until measured). */
+  get bandwidth(): number { return this.model.bandwidth; }
   get srtt(): number | undefined { return this.rtt.srtt; }
   get rto(): number { return this.rtt.rto; }
   get outcome(): SendOutcome | undefined { return this.outcomeValue; }
@@ -129,7 +158,12 @@ export class ChunkSender {
     if (this.phaseValue === 'done') return undefined;
     const silence = this.lastHeardAt + this.options.peerTimeoutMs;
     if (this.phaseValue === 'offering') return Math.min(this.offerDeadline, silence);
-    if (this.phaseValue === 'sending' && this.rtoDeadline !== undefined) return Math.min(this.rtoDeadline, silence);
+    if (this.phaseValue === 'sending') {
+      let at = silence;
+      if (this.rtoDeadline !== undefined && this.rtoDeadline < at) at = this.rtoDeadline;
+      if (this.pacedWake !== undefined && this.pacedWake < at) at = this.pacedWake;
+      return at;
+    }
     return silence;
   }
 
@@ -145,8 +179,10 @@ export class ChunkSender {
     this.lastHeardAt = now;
     if (this.phaseValue === 'offering') {
       // The first ACK accepts the offer; it may already hold chunks (resume after a restart).
-      if (this.offerSends === 1) this.rtt.sample(now - this.offerSentAt);
+      if (this.offerSends === 1) this.sampleRtt(now - this.offerSentAt, now);
       this.phaseValue = 'sending';
+      this.deliveredTime = now;
+      this.nextSendAt = now;
     }
     this.peerWindow = Math.max(1, ack.window);
 
@@ -154,6 +190,7 @@ export class ChunkSender {
     const echoWasOutstanding = echo < this.totalChunks && this.state[echo] !== ACKED;
     let newlyAcked = 0;
     let newestTx = 0;
+    let newest = -1;
     const mark = (i: number): void => {
       const s = this.state[i];
       if (s === ACKED) return;
@@ -162,7 +199,7 @@ export class ChunkSender {
       this.ackedCount++;
       newlyAcked++;
       const tx = this.txSeqOf[i] ?? 0;
-      if (tx > newestTx) newestTx = tx;
+      if (tx > newestTx) { newestTx = tx; newest = i; }
     };
     if (ack.cumulative > this.peerCumulative) {
       for (let i = this.peerCumulative; i < ack.cumulative; i++) mark(i);
@@ -182,13 +219,14 @@ export class ChunkSender {
 
     // Karn's rule: only a chunk sent exactly once gives an unambiguous sample.
     if (echoWasOutstanding && this.state[echo] === ACKED && this.sendCount[echo] === 1) {
-      this.rtt.sample(now - (this.sentAt[echo] ?? now));
+      this.sampleRtt(now - (this.sentAt[echo] ?? now), now);
     }
     if (newestTx > this.maxAckedTx) this.maxAckedTx = newestTx;
 
     if (newlyAcked > 0) {
       this.rtt.resetBackoff();
-      this.growWindow(newlyAcked);
+      this.timeoutClamp = false;
+      this.sampleDeliveryRate(newest, now);
       // RFC 6298 §5.3: restart the timer when new data is acknowledged.
       this.rtoDeadline = now + this.rtt.rto;
     }
@@ -236,8 +274,9 @@ export class ChunkSender {
       this.rtt.backoff();
       return this.sendOffer(now);
     }
-    if (this.phaseValue === 'sending' && this.rtoDeadline !== undefined && now >= this.rtoDeadline) {
-      return this.retransmissionTimeout(now);
+    if (this.phaseValue === 'sending') {
+      if (this.rtoDeadline !== undefined && now >= this.rtoDeadline) return this.retransmissionTimeout(now);
+      if (this.pacedWake !== undefined && now >= this.pacedWake) return this.fill(now);
     }
     return [];
   }
@@ -260,6 +299,7 @@ export class ChunkSender {
     this.phaseValue = 'done';
     this.outcomeValue = outcome;
     this.rtoDeadline = undefined;
+    this.pacedWake = undefined;
     return { kind: 'done', outcome };
   }
 
@@ -278,35 +318,55 @@ export class ChunkSender {
     this.ackedCount = 0;
     this.peerCumulative = 0;
     this.rtoDeadline = undefined;
+    this.pacedWake = undefined;
   }
 
-  private growWindow(newlyAcked: number): void {
-    if (this.cwnd < this.ssthresh) this.cwnd += newlyAcked; // slow start
-    else this.cwnd += newlyAcked / this.cwnd; // congestion avoidance: +1 chunk per window
-    if (this.cwnd > this.options.maxWindow) this.cwnd = this.options.maxWindow;
+  private sampleRtt(rttMs: number, now: number): void {
+    this.rtt.sample(rttMs);
+    this.model.onRttSample(rttMs, now);
+  }
+
+  /**
+   * BBR's delivery-rate sample from the most recently sent chunk this ACK covers: chunks
+   * delivered since it was sent, over the longer of the send and ACK intervals (the longer one
+   * guards against ACK compression inflating the estimate).
+   */
+  private sampleDeliveryRate(newest: number, now: number): void {
+    if (newest < 0) return;
+    const delivered = this.ackedCount - (this.deliveredAtSend[newest] ?? 0);
+    const ackElapsed = now - (this.deliveredTimeAtSend[newest] ?? now);
+    const sendElapsed = (this.sentAt[newest] ?? now) - (this.firstSentAtSend[newest] ?? now);
+    const interval = Math.max(ackElapsed, sendElapsed);
+    this.deliveredTime = now;
+    this.lastAckedSentAt = this.sentAt[newest] ?? now;
+    if (interval > 0 && delivered > 0) this.model.onDeliveryRate(delivered / interval);
+    // A round ends when a chunk sent after the round began is acknowledged.
+    if ((this.deliveredAtSend[newest] ?? 0) >= this.roundDelivered) {
+      this.model.onRoundEnd(now, this.lostInRound, this.ackedCount - this.roundStartAcked);
+      this.roundDelivered = this.ackedCount;
+      this.roundStartAcked = this.ackedCount;
+      this.lostInRound = 0;
+    }
+  }
+
+  private currentWindow(): number {
+    return this.timeoutClamp ? this.options.minWindow : Math.min(this.model.window(), this.options.maxWindow);
   }
 
   /** Mark as lost every in-flight chunk that DUP_THRESH later transmissions have overtaken. */
   private detectLosses(): void {
-    let lossEpisode = false;
     const limit = this.maxAckedTx - this.options.dupThresh;
     while (this.flightHead < this.flightIdx.length) {
       const i = this.flightIdx[this.flightHead] ?? 0;
       const tx = this.flightTx[this.flightHead] ?? 0;
       if (this.state[i] !== IN_FLIGHT || this.txSeqOf[i] !== tx) { this.flightHead++; continue; }
       if (tx > limit) break;
+      // Loss alone does not slow us down: the rate model follows what is actually delivered.
       this.state[i] = LOST;
       this.inFlight--;
+      this.lostInRound++;
       this.retransmitQueue.push(i);
       this.flightHead++;
-      if (tx > this.recoveryPoint) lossEpisode = true;
-    }
-    if (lossEpisode) {
-      // Multiplicative decrease, once per episode: losses among chunks sent before the
-      // reaction are the same congestion event.
-      this.cwnd = Math.max(this.options.minWindow, this.cwnd / 2);
-      this.ssthresh = this.cwnd;
-      this.recoveryPoint = this.txSeq;
     }
     this.compactFlight();
   }
@@ -327,10 +387,8 @@ export class ChunkSender {
     this.flightIdx = [];
     this.flightTx = [];
     this.flightHead = 0;
-    this.ssthresh = Math.max(this.options.minWindow, this.inFlight / 2);
     this.inFlight = 0;
-    this.cwnd = this.options.minWindow;
-    this.recoveryPoint = this.txSeq;
+    this.timeoutClamp = true;
     this.rtt.backoff();
     this.rtoDeadline = now + this.rtt.rto;
     return this.fill(now);
@@ -338,24 +396,24 @@ export class ChunkSender {
 
   private fill(now: number): SenderAction[] {
     const actions: SenderAction[] = [];
-    const limit = Math.min(Math.floor(this.cwnd), this.options.maxWindow);
+    this.pacedWake = undefined;
+    const limit = this.currentWindow();
+    const interval = 1 / this.model.pacingRate(now, this.rtt.srtt);
+    // No credit for idle time beyond one burst: a paused sender must not flood afterwards.
+    const earliest = now - this.options.maxBurst * interval;
+    if (this.nextSendAt < earliest) this.nextSendAt = earliest;
     // The receiver buffers only [cumulative, cumulative + window): sending past it is waste.
     const edge = Math.min(this.totalChunks, this.peerCumulative + this.peerWindow);
     while (this.inFlight < limit) {
-      let index: number | undefined;
-      while (this.retransmitHead < this.retransmitQueue.length) {
-        const candidate = this.retransmitQueue[this.retransmitHead++] ?? 0;
-        if (this.state[candidate] === LOST) { index = candidate; break; }
+      const index = this.nextToSend(edge);
+      if (index === undefined) break;
+      if (this.nextSendAt > now) {
+        this.pacedWake = this.nextSendAt;
+        break;
       }
-      if (index === undefined) {
-        // Skip what the receiver already holds (a resumed prefix, or SACKed ahead of us).
-        while (this.nextNew < edge && this.state[this.nextNew] === ACKED) this.nextNew++;
-        if (this.nextNew >= edge) break;
-        index = this.nextNew++;
-      } else {
-        this.retransmitsValue++;
-      }
+      this.takeNext(index);
       this.transmit(index, now);
+      this.nextSendAt += interval;
       actions.push({ kind: 'send-chunk', index });
     }
     if (this.retransmitHead > 1024 && this.retransmitHead * 2 > this.retransmitQueue.length) {
@@ -365,10 +423,35 @@ export class ChunkSender {
     return actions;
   }
 
+  /** The chunk to send next (a lost one first, lowest index first), without taking it. */
+  private nextToSend(edge: number): number | undefined {
+    while (this.retransmitHead < this.retransmitQueue.length) {
+      const candidate = this.retransmitQueue[this.retransmitHead] ?? 0;
+      if (this.state[candidate] === LOST) return candidate;
+      this.retransmitHead++;
+    }
+    // Skip what the receiver already holds (a resumed prefix, or SACKed ahead of us).
+    while (this.nextNew < edge && this.state[this.nextNew] === ACKED) this.nextNew++;
+    return this.nextNew < edge ? this.nextNew : undefined;
+  }
+
+  private takeNext(index: number): void {
+    if (this.retransmitHead < this.retransmitQueue.length && this.retransmitQueue[this.retransmitHead] === index) {
+      this.retransmitHead++;
+      this.retransmitsValue++;
+    } else {
+      this.nextNew++;
+    }
+  }
+
   private transmit(index: number, now: number): void {
     this.state[index] = IN_FLIGHT;
     this.inFlight++;
     this.sentAt[index] = now;
+    this.deliveredAtSend[index] = this.ackedCount;
+    this.deliveredTimeAtSend[index] = this.deliveredTime;
+    // With nothing in flight the send interval starts now (BBR's first_sent_time).
+    this.firstSentAtSend[index] = this.inFlight === 1 ? now : this.lastAckedSentAt;
     const tx = ++this.txSeq;
     this.txSeqOf[index] = tx;
     if ((this.sendCount[index] ?? 0) < 255) this.sendCount[index] = (this.sendCount[index] ?? 0) + 1;

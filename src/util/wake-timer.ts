@@ -6,7 +6,7 @@ import type { Clock } from './clock.js';
  * more than an early wake-up, which the machine answers with no actions.
  */
 export class WakeTimer {
-  private timer: NodeJS.Timeout | undefined;
+  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private at = Number.POSITIVE_INFINITY;
 
   constructor(private readonly clock: Clock, private readonly fire: () => void) {}
@@ -14,17 +14,24 @@ export class WakeTimer {
   arm(at: number | undefined): void {
     if (at === undefined) return this.clear();
     if (this.timer !== undefined && this.at <= at) return;
-    clearTimeout(this.timer);
+    this.clear();
     this.at = at;
-    this.timer = setTimeout(() => {
+    const fire = (): void => {
       this.timer = undefined;
       this.at = Number.POSITIVE_INFINITY;
       this.fire();
-    }, Math.max(0, at - this.clock.now()));
+    };
+    const delay = at - this.clock.now();
+    // setTimeout cannot wait less than 1 ms; pacing at high rates needs finer steps. An
+    // immediate runs after pending I/O, so ACKs are still read between bursts.
+    this.timer = delay < 1 ? setImmediate(fire) : setTimeout(fire, delay);
   }
 
   clear(): void {
-    clearTimeout(this.timer);
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer as NodeJS.Timeout);
+      clearImmediate(this.timer as NodeJS.Immediate);
+    }
     this.timer = undefined;
     this.at = Number.POSITIVE_INFINITY;
   }

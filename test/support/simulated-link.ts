@@ -19,10 +19,15 @@ export interface LinkProfile {
   deadAfterMs?: number;
   /** Drop specific chunk transmissions: (index, attempt) → drop. */
   dropChunk?: (index: number, attempt: number) => boolean;
+  /** A bottleneck toward the receiver: chunks per ms it forwards, and how many it can queue
+   *  (tail drop beyond that). Unset: infinitely fast. */
+  capacity?: { chunksPerMs: number; buffer: number };
 }
 
 export interface SimulationResult {
   outcome: SendOutcome | undefined;
+  /** Chunks the bottleneck dropped because its queue was full. */
+  overflowDrops: number;
   delivered: Uint8Array[];
   chunkTransmissions: number;
   retransmits: number;
@@ -55,10 +60,20 @@ export function simulateTransfer(
   let receiverTimerAt: number | undefined;
 
   const alive = (): boolean => link.deadAfterMs === undefined || now < link.deadAfterMs;
-  const transmit = (deliver: () => void): void => {
+  let bottleneckFreeAt = 0;
+  let overflowDrops = 0;
+  const transmit = (deliver: () => void, throughBottleneck = false): void => {
     if (!alive() || random() < link.loss) return;
+    let departs = now;
+    if (throughBottleneck && link.capacity) {
+      const { chunksPerMs, buffer } = link.capacity;
+      const start = Math.max(now, bottleneckFreeAt);
+      if ((start - now) * chunksPerMs >= buffer) { overflowDrops++; return; }
+      bottleneckFreeAt = start + 1 / chunksPerMs;
+      departs = bottleneckFreeAt;
+    }
     const copies = random() < link.duplicate ? 2 : 1;
-    for (let c = 0; c < copies; c++) schedule(now + link.delayMs + random() * link.jitterMs, deliver);
+    for (let c = 0; c < copies; c++) schedule(departs + link.delayMs + random() * link.jitterMs, deliver);
   };
 
   const armSender = (): void => {
@@ -106,7 +121,7 @@ export function simulateTransfer(
         attempts.set(a.index, attempt);
         if (link.dropChunk?.(a.index, attempt)) continue;
         const payload = chunks[a.index]!;
-        transmit(() => { if (receiver) runReceiver(receiver.onData(a.index, payload, now)); });
+        transmit(() => { if (receiver) runReceiver(receiver.onData(a.index, payload, now)); }, true);
       } else if (a.kind === 'send-result-ack') {
         // The receiver side has nothing more to do once acknowledged.
       }
@@ -124,6 +139,7 @@ export function simulateTransfer(
   }
   return {
     outcome: sender.outcome,
+    overflowDrops,
     delivered,
     chunkTransmissions,
     retransmits: sender.retransmits,
