@@ -55,7 +55,18 @@ export interface ClientStats {
   unknownTransfer: number;
 }
 
-/** Events: 'registered', 'activated' (ActiveModule), 'refused' ({ code, message }), 'log' (string). */
+export interface DownloadProgress {
+  readonly name: string;
+  readonly receivedBytes: number;
+  readonly totalBytes: number;
+  readonly bytesPerSecond: number;
+}
+
+/** How often a download in progress is reported. */
+const PROGRESS_EVERY_MS = 1000;
+
+/** Events: 'registered', 'activated' (ActiveModule), 'refused' ({ code, message }), 'log' (string),
+ *  'progress' (DownloadProgress, every second while a module arrives). */
 export class ClientAgent extends EventEmitter {
   readonly stats: ClientStats = { datagrams: 0, malformed: 0, foreign: 0, unknownTransfer: 0 };
   private activeModule: ActiveModule;
@@ -68,6 +79,7 @@ export class ClientAgent extends EventEmitter {
   private readonly results = new Map<number, PendingResult>();
   private readonly abortedUnknown = new Map<number, number>();
   private stopped = false;
+  private progressTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: ClientAgentOptions) {
     super();
@@ -82,11 +94,26 @@ export class ClientAgent extends EventEmitter {
 
   start(): void {
     this.sendRegister();
+    let lastBytes = 0;
+    let lastTransfer: Transfer | undefined;
+    this.progressTimer = setInterval(() => {
+      const t = this.current;
+      if (!t || t.finishing) return;
+      const bytes = Math.min(t.manifest.size, t.receiver.inOrder * t.manifest.chunkSize);
+      if (t !== lastTransfer) { lastTransfer = t; lastBytes = bytes; return; }
+      this.emit('progress', {
+        name: t.manifest.name, receivedBytes: bytes, totalBytes: t.manifest.size,
+        bytesPerSecond: ((bytes - lastBytes) * 1000) / PROGRESS_EVERY_MS,
+      } satisfies DownloadProgress);
+      lastBytes = bytes;
+    }, PROGRESS_EVERY_MS);
+    this.progressTimer.unref();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.registerTimer);
+    clearInterval(this.progressTimer);
     this.current?.suspend();
     this.current = undefined;
     for (const r of this.results.values()) clearTimeout(r.timer);

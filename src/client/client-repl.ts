@@ -2,8 +2,9 @@
 import type { Readable, Writable } from 'node:stream';
 import { formatProductVersion } from '../plugin/plugin-shape.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
+import { mib } from '../util/format.js';
 import { Repl } from '../util/repl.js';
-import type { ClientAgent } from './agent.js';
+import type { ClientAgent, DownloadProgress } from './agent.js';
 
 export interface ClientReplOptions {
   readonly agent: ClientAgent;
@@ -47,5 +48,9 @@ export function createClientRepl(o: ClientReplOptions): Repl {
   agent.on('activated', (a: { product: Parameters<typeof formatProductVersion>[0] }) => repl.print(formatProductVersion(a.product)));
   agent.on('refused', (r: { message: string }) => repl.print(`update refused: ${r.message}`));
   agent.on('log', (line: string) => repl.print(line));
+  agent.on('progress', (p: DownloadProgress) => {
+    const pct = Math.floor((100 * p.receivedBytes) / p.totalBytes);
+    repl.print(`downloading ${p.name}: ${pct}% (${mib(p.receivedBytes)} of ${mib(p.totalBytes)}), ${mib(p.bytesPerSecond)}/s`);
+  });
   return repl;
 }

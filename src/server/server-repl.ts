@@ -4,6 +4,7 @@ import { NxtError } from '../errors.js';
 import type { Signer } from '../security/release-key.js';
 import { displayAddress } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
+import { mib } from '../util/format.js';
 import { Repl, takeOptions } from '../util/repl.js';
 import { prepareRelease } from './release.js';
 import { describeOutcome, shortId, versionText, type NxtServer } from './server.js';
@@ -17,6 +18,37 @@ export interface ServerReplOptions {
   readonly output: Writable;
   readonly onExit: () => void;
   readonly onEnd?: () => void;
+}
+
+/** Above this many clients, progress is one summary line rather than a line per client. */
+const PROGRESS_DETAIL_CLIENTS = 5;
+const PROGRESS_EVERY_MS = 1000;
+
+/** Print push progress every second: per client (percent, rate, resends), or a fleet summary. */
+function progressTicker(server: NxtServer, chunkSize: number, clock: Clock, say: (line: string) => void): NodeJS.Timeout {
+  const last = new Map<number, { acked: number; at: number }>();
+  return setInterval(() => {
+    const now = clock.now();
+    const sessions = server.activeSessions;
+    if (sessions.length === 0) return;
+    let totalRate = 0;
+    let acked = 0;
+    let total = 0;
+    const lines: string[] = [];
+    for (const s of sessions) {
+      const p = s.progress;
+      const prev = last.get(s.transferId) ?? { acked: 0, at: s.startedAt };
+      const rate = ((p.acked - prev.acked) * chunkSize) / Math.max(1, now - prev.at) * 1000;
+      last.set(s.transferId, { acked: p.acked, at: now });
+      totalRate += rate;
+      acked += p.acked;
+      total += p.total;
+      const pct = Math.floor((100 * p.acked) / p.total);
+      lines.push(`  ${shortId(s.client.id)} ${p.phase === 'verifying' ? 'verifying' : `${pct}%`} ${mib(rate)}/s, ${p.retransmits} resent`);
+    }
+    if (sessions.length <= PROGRESS_DETAIL_CLIENTS) for (const l of lines) say(l);
+    else say(`  ${sessions.length} clients in progress: ${Math.floor((100 * acked) / total)}% of all chunks, ${mib(totalRate)}/s together`);
+  }, PROGRESS_EVERY_MS);
 }
 
 export function createServerRepl(o: ServerReplOptions): Repl {
@@ -48,7 +80,8 @@ export function createServerRepl(o: ServerReplOptions): Repl {
             return;
           }
           say(`push ${m.name} ${versionText(m.version)} (${m.size} bytes, sha256 ${m.sha256.slice(0, 12)}…) to ${clients.length} client(s)`);
-          const reports = await server.push(release, clients);
+          const ticker = progressTicker(server, m.chunkSize, o.clock, say);
+          const reports = await server.push(release, clients).finally(() => clearInterval(ticker));
           const ok = reports.filter((r) => r.ok).length;
           say(`push finished: ${ok} done, ${reports.length - ok} failed`);
         },

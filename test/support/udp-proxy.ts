@@ -4,6 +4,7 @@
  * delay it, with a seeded random source so that a failing run replays.
  */
 import dgram from 'node:dgram';
+import { seededRandom } from './random.js';
 
 export type Direction = 'to-server' | 'to-client';
 
@@ -19,7 +20,8 @@ export class UdpProxy {
   forwarded = 0;
   dropped = 0;
 
-  private constructor(private readonly serverPort: number, private readonly rule: ProxyRule) {}
+  /** The rule can be swapped mid-test (e.g. cut the link). */
+  private constructor(private readonly serverPort: number, public rule: ProxyRule) {}
 
   static async start(serverPort: number, rule: ProxyRule): Promise<UdpProxy> {
     const p = new UdpProxy(serverPort, rule);
@@ -62,3 +64,20 @@ export class UdpProxy {
 }
 
 export const passThrough: ProxyRule = (data) => [{ data }];
+
+/**
+ * A bad network: each datagram is lost with probability `loss`, duplicated with `duplicate`, and
+ * delayed by `delayMs` plus, with probability `reorder`, up to `delayMs` more (which reorders it).
+ */
+export function lossyLink(seed: number, o: { loss: number; duplicate?: number; reorder?: number; delayMs?: number }): ProxyRule {
+  const random = seededRandom(seed);
+  return (data) => {
+    if (random() < o.loss) return [];
+    const delay = (): number => (o.delayMs ?? 0) + (random() < (o.reorder ?? 0) ? random() * (o.delayMs ?? 1) : 0);
+    const out = [{ data, delayMs: delay() }];
+    if (random() < (o.duplicate ?? 0)) out.push({ data, delayMs: delay() });
+    return out;
+  };
+}
+
+export const dropAll: ProxyRule = () => [];

@@ -1,0 +1,100 @@
+/**
+ * The transfer under a bad network, end to end: real processes, real UDP through a proxy that
+ * loses, duplicates, reorders and delays datagrams with a seeded random source.
+ */
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MessageType } from '../../src/protocol/messages.js';
+import { writeModule } from '../support/modules.js';
+import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
+import { UdpProxy, dropAll, lossyLink, passThrough } from '../support/udp-proxy.js';
+
+let dir: string;
+let server: Proc;
+let port: number;
+let trust: string;
+let proxy: UdpProxy | undefined;
+
+beforeEach(async () => {
+  dir = tempDir();
+  ({ proc: server, port } = await startServer(join(dir, 'server'), ['--peer-timeout', '3000']));
+  trust = join(dir, 'server/release.pub');
+});
+
+afterEach(async () => {
+  await proxy?.close();
+  proxy = undefined;
+  await stopAll();
+  expect(runningCount()).toBe(0);
+});
+
+function pushLine(file: string): { at: number; done: Promise<string> } {
+  const at = server.type(`push ${file}`);
+  return { at, done: server.waitFor(/push finished: .*\n/, 60_000, at).then(() => server.output.slice(at)) };
+}
+
+describe('through a lossy link', () => {
+  it('completes and verifies at 20% loss with duplication, reordering and 5 ms delay', async () => {
+    proxy = await UdpProxy.start(port, passThrough);
+    const client = await startClient('c', proxy.port, join(dir, 'c'), trust);
+    proxy.rule = lossyLink(20, { loss: 0.2, duplicate: 0.02, reorder: 0.1, delayMs: 5 });
+    const file = writeModule(dir, 'bulk_3_0.mjs', 2 * 1024 * 1024);
+    const out = await pushLine(file).done;
+    expect(out).toMatch(/done: 9\.1 bulk active .*chunks resent/);
+    await client.waitFor(/Major = 9\nMinor = 1/);
+  });
+});
+
+describe('when the link dies', () => {
+  it('fails the push with a clear reason within the peer timeout', async () => {
+    proxy = await UdpProxy.start(port, passThrough);
+    const client = await startClient('c', proxy.port, join(dir, 'c'), trust);
+    proxy.rule = dropAll;
+    const started = Date.now();
+    const out = await pushLine(writeModule(dir, 'never_3_0.mjs', 100_000)).done;
+    const took = Date.now() - started;
+    expect(out).toMatch(/failed \(timeout\): client never answered the offer \(silent for 3\d{3} ms\)/);
+    expect(took).toBeGreaterThanOrEqual(3000);
+    expect(took).toBeLessThan(5000);
+    expect(client.output).not.toMatch(/Major = 9/);
+  });
+});
+
+describe('resume', () => {
+  it('a client killed halfway through a 16 MiB push and restarted receives only the missing chunks', async () => {
+    const file = writeModule(dir, 'big_4_0.mjs', 16 * 1024 * 1024);
+    const totalChunks = Math.ceil(statSync(file).size / 1400);
+    let client = await startClient('first', port, join(dir, 'c'), trust); // learn nothing yet: registered directly
+    await client.stop();
+    // From now on the client talks through the proxy, which counts DATA and kills the client
+    // once half of the chunks have passed (the sender may have a window more in flight).
+    proxy = await UdpProxy.start(port, passThrough);
+    let dataBeforeKill = 0;
+    let dataAfterRestart = 0;
+    let killed = false;
+    let restarted = false;
+    proxy.rule = (data, direction) => {
+      if (direction === 'to-client' && data[3] === MessageType.data) {
+        if (restarted) dataAfterRestart++;
+        else if (killed) return [];
+        else if (++dataBeforeKill >= totalChunks / 2) { killed = true; void client.stop('SIGKILL'); }
+      }
+      return [{ data }];
+    };
+    client = await startClient('before', proxy.port, join(dir, 'c'), trust);
+    const push = pushLine(file);
+    await client.exited;
+    restarted = true;
+    client = await startClient('after', proxy.port, join(dir, 'c'), trust);
+    const out = await push.done;
+    expect(out).toMatch(/done: 9\.1 bulk active/);
+    const held = Number((await client.waitFor(/resuming after (\d+) chunks already held/))[1]);
+    await client.waitFor(/Major = 9\nMinor = 1/);
+    // What it kept on disk, less what was still being written when it died…
+    expect(held).toBeGreaterThan(totalChunks * 0.3);
+    // …is not sent again: only the rest crosses the network (plus a few retransmissions).
+    expect(dataAfterRestart).toBeLessThan((totalChunks - held) * 1.1 + 100);
+    expect(dataAfterRestart).toBeGreaterThanOrEqual(totalChunks - held);
+  });
+});
