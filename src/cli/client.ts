@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { ClientAgent } from '../client/agent.js';
+import { ClientAgent, DEFAULT_MAX_MODULE_BYTES } from '../client/agent.js';
 import { createClientRepl } from '../client/client-repl.js';
 import { NxtError } from '../errors.js';
 import { CLIENT_ID_BYTES } from '../protocol/messages.js';
@@ -23,20 +23,23 @@ const program = new Command('nxt-client')
   .requiredOption('-p, --port <port>', 'server UDP port')
   .option('--trust <file>', "the server's public release key", 'state/server/release.pub')
   .option('-d, --data-dir <dir>', 'where this client keeps its id and modules', 'state/client')
+  .option('--max-module-bytes <n>', 'refuse modules larger than this (V8 cannot load more than 512 MiB)', String(DEFAULT_MAX_MODULE_BYTES))
   .showHelpAfterError();
 
-program.action(async (opts: { server: string; port: string; trust: string; dataDir: string }) => {
+program.action(async (opts: { server: string; port: string; trust: string; dataDir: string; maxModuleBytes: string }) => {
   try {
     if (isIP(opts.server) === 0) throw new NxtError('usage', `"${opts.server}" is not an IP address`);
     const port = parsePort(opts.port);
     if (port === 0) throw new NxtError('usage', 'the server port cannot be 0');
+    const maxModuleBytes = Number(opts.maxModuleBytes);
+    if (!/^\d+$/.test(opts.maxModuleBytes) || maxModuleBytes < 1) throw new NxtError('usage', `--max-module-bytes "${opts.maxModuleBytes}" is not a positive number of bytes`);
     const trustedKey = readPublicKey(opts.trust);
     const store = new ModuleStore(opts.dataDir);
     const clientId = loadOrCreateClientId(opts.dataDir);
     const { active, warning } = await store.loadActive();
     const endpoint = await openUdpEndpoint({ port: 0, host: isIP(opts.server) === 6 ? '::' : '0.0.0.0' });
     const agent = new ClientAgent({
-      endpoint, server: { address: opts.server, port }, clientId, store, trustedKey, clock: systemClock, initial: active,
+      endpoint, server: { address: opts.server, port }, clientId, store, trustedKey, clock: systemClock, initial: active, maxModuleBytes,
     });
     if (warning) process.stdout.write(`warning: ${warning}\n`);
     process.stdout.write(`nxt client ${Buffer.from(clientId).toString('hex').slice(0, 12)} → ${opts.server}:${port}\n`);

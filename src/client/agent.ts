@@ -29,7 +29,15 @@ export interface ClientAgentOptions {
   readonly initial: ActiveModule;
   readonly timing?: Partial<ClientTiming>;
   readonly receiver?: Partial<ReceiverOptions>;
+  /** Offers of larger modules are refused before a byte is fetched (DEFAULT_MAX_MODULE_BYTES). */
+  readonly maxModuleBytes?: number;
 }
+
+/**
+ * V8 cannot hold a source text over 2^29 − 24 characters, so a larger module can never be
+ * import()ed; downloading it would only fill the disk and, when loading it, memory.
+ */
+export const DEFAULT_MAX_MODULE_BYTES = 512 * 1024 * 1024;
 
 export interface ClientTiming {
   /** First retry of an unanswered registration; doubles up to registerRetryMaxMs. */
@@ -214,6 +222,10 @@ export class ClientAgent extends EventEmitter {
     if (compareReleaseVersions(manifest.version, this.activeModule.version) <= 0) {
       return this.refuse(msg.transferId, ResultCode.rollback,
         `version ${formatReleaseVersion(manifest.version)} is not newer than the active ${formatReleaseVersion(this.activeModule.version)}`);
+    }
+    const maxBytes = this.options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES;
+    if (manifest.size > maxBytes) {
+      return this.refuse(msg.transferId, ResultCode.tooLarge, `module of ${manifest.size} bytes exceeds this client's limit of ${maxBytes} (--max-module-bytes)`);
     }
     if (this.current) {
       // A newer offer replaces whatever was arriving; its bytes stay on disk for a resume.

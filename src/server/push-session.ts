@@ -23,6 +23,8 @@ export interface PushProgress {
 export class PushSession {
   readonly done: Promise<SendOutcome>;
   readonly startedAt: number;
+  /** When every chunk was acknowledged (the client then verifies and imports). */
+  dataDoneAt: number | undefined;
   private resolveDone!: (o: SendOutcome) => void;
   private readonly sender: ChunkSender;
   private readonly source: ModuleSource;
@@ -55,7 +57,10 @@ export class PushSession {
   }
 
   start(): void { this.run(this.sender.start(this.clock.now())); }
-  onAck(ack: AckMessage): void { this.run(this.sender.onAck(ack, this.clock.now())); }
+  onAck(ack: AckMessage): void {
+    this.run(this.sender.onAck(ack, this.clock.now()));
+    if (this.dataDoneAt === undefined && this.sender.acked === this.sender.totalChunks) this.dataDoneAt = this.clock.now();
+  }
   onResult(msg: Extract<Message, { type: 'result' }>): void {
     this.run(this.sender.onResult(msg.code, msg.message, msg.active, this.clock.now()));
   }

@@ -36,6 +36,8 @@ export interface PushReport {
   readonly ok: boolean;
   readonly outcome: SendOutcome;
   readonly elapsedMs: number;
+  /** Until every chunk was acknowledged; the rest of elapsedMs is the client verifying and loading. */
+  readonly dataMs: number | undefined;
   readonly progress: PushProgress;
 }
 
@@ -75,6 +77,7 @@ export class NxtServer extends EventEmitter {
       const report: PushReport = {
         client: session.client, ok: outcome.code === ResultCode.ok, outcome,
         elapsedMs: this.options.clock.now() - session.startedAt, progress: session.progress,
+        dataMs: session.dataDoneAt === undefined ? undefined : session.dataDoneAt - session.startedAt,
       };
       this.emit('push-result', report);
       return report;
@@ -152,7 +155,8 @@ export class NxtServer extends EventEmitter {
 
 export function describeOutcome(report: PushReport): string {
   const { outcome, progress } = report;
-  const took = `in ${Math.round(report.elapsedMs)} ms`;
+  const data = report.dataMs !== undefined && report.progress.total > 1 ? ` (data ${Math.round(report.dataMs)} ms)` : '';
+  const took = `in ${Math.round(report.elapsedMs)} ms${data}`;
   const lossy = progress.retransmits > 0 ? `, ${progress.retransmits} chunks resent${progress.timeouts > 0 ? `, ${progress.timeouts} timeouts` : ''}` : '';
   if (report.ok) return `done: ${outcome.message} (release ${outcome.active ? formatReleaseVersion(outcome.active) : '?'}) ${took}${lossy}`;
   const still = outcome.active ? `; still on ${formatReleaseVersion(outcome.active)}` : '';

@@ -110,8 +110,6 @@ export class ChunkSender {
   /** After a retransmission timeout, send at most minWindow until new data is acknowledged. */
   private timeoutClamp = false;
 
-  private offerSentAt = 0;
-  private offerSends = 0;
   private offerDeadline = 0;
   private reoffers = 0;
   private rtoDeadline: number | undefined;
@@ -136,7 +134,8 @@ export class ChunkSender {
       initialWindow: this.options.initialWindow,
       minWindow: this.options.minWindow,
       maxWindow: this.options.maxWindow,
-      ackAllowance: 64,
+      // Two ACKs' worth: the receiver acknowledges every 16 chunks.
+      ackAllowance: 32,
       minRate: 0.01,
     });
   }
@@ -179,9 +178,12 @@ export class ChunkSender {
     this.lastHeardAt = now;
     if (this.phaseValue === 'offering') {
       // The first ACK accepts the offer; it may already hold chunks (resume after a restart).
-      if (this.offerSends === 1) this.sampleRtt(now - this.offerSentAt, now);
+      // No RTT sample from it: the client verified a signature and opened files in between,
+      // which would make startup pace as if the path were that slow.
       this.phaseValue = 'sending';
+      // Delivery-rate intervals are measured from here (BBR initialises both to "now").
       this.deliveredTime = now;
+      this.lastAckedSentAt = now;
       this.nextSendAt = now;
     }
     this.peerWindow = Math.max(1, ack.window);
@@ -289,8 +291,6 @@ export class ChunkSender {
   // -------------------------------------------------------------------------------------------
 
   private sendOffer(now: number): SenderAction[] {
-    this.offerSends++;
-    this.offerSentAt = now;
     this.offerDeadline = now + this.rtt.rto;
     return [{ kind: 'send-offer' }];
   }
@@ -305,7 +305,6 @@ export class ChunkSender {
 
   private resetForReoffer(): void {
     this.phaseValue = 'offering';
-    this.offerSends = 0;
     this.state.fill(UNSENT);
     this.sendCount.fill(0);
     this.flightIdx = [];

@@ -3,11 +3,18 @@
  * a sleep), type a line, stop. Every process started is stopped by stopAll() in afterEach.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 
-export const ROOT = resolve(import.meta.dirname, '../..');
+/** The checkout: the nearest folder above this file with the launcher scripts (this file also
+ *  runs compiled, from dist-bench/, for the benchmarks). */
+export const ROOT = ((): string => {
+  for (let d = import.meta.dirname; d !== dirname(d); d = dirname(d)) {
+    if (existsSync(join(d, 'scripts/UpdateServer.sh')) && existsSync(join(d, 'package.json'))) return d;
+  }
+  throw new Error('cannot find the nxt checkout above ' + import.meta.dirname);
+})();
 const running = new Set<Proc>();
 
 export class Proc {
@@ -99,8 +106,8 @@ export async function startServer(stateDir: string, extra: string[] = []): Promi
 }
 
 /** A client from scripts/UpdateClient.sh; resolves once it is registered. */
-export async function startClient(name: string, port: number, dataDir: string, trust: string, host = '127.0.0.1'): Promise<Proc> {
-  const proc = new Proc(name, join(ROOT, 'scripts/UpdateClient.sh'), [host, String(port)], { NXT_DATA_DIR: dataDir, NXT_TRUST: trust });
+export async function startClient(name: string, port: number, dataDir: string, trust: string, host = '127.0.0.1', extra: string[] = []): Promise<Proc> {
+  const proc = new Proc(name, join(ROOT, 'scripts/UpdateClient.sh'), [host, String(port), ...extra], { NXT_DATA_DIR: dataDir, NXT_TRUST: trust });
   await proc.waitFor('registered with the server');
   return proc;
 }

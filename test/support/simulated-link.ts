@@ -46,7 +46,10 @@ export function simulateTransfer(
   const random = seededRandom(seed);
   const events = new EventQueue();
   let seq = 0;
-  let now = 0;
+  // Not zero: a real monotonic clock has been running for a while, and code that confuses "0"
+  // with "not yet" must fail here rather than in production.
+  const epoch = 1_234_567.891;
+  let now = epoch;
   const schedule = (at: number, run: () => void): void => {
     events.push({ at, seq: seq++, run });
   };
@@ -59,7 +62,7 @@ export function simulateTransfer(
   let senderTimerAt: number | undefined;
   let receiverTimerAt: number | undefined;
 
-  const alive = (): boolean => link.deadAfterMs === undefined || now < link.deadAfterMs;
+  const alive = (): boolean => link.deadAfterMs === undefined || now - epoch < link.deadAfterMs;
   let bottleneckFreeAt = 0;
   let overflowDrops = 0;
   const transmit = (deliver: () => void, throughBottleneck = false): void => {
@@ -130,7 +133,7 @@ export function simulateTransfer(
   };
 
   runSender(sender.start(now));
-  const maxTime = opts.maxTimeMs ?? 600_000;
+  const maxTime = epoch + (opts.maxTimeMs ?? 600_000);
   while (events.size > 0 && sender.phase !== 'done') {
     const ev = events.pop();
     if (ev.at > maxTime) break;
@@ -143,7 +146,7 @@ export function simulateTransfer(
     delivered,
     chunkTransmissions,
     retransmits: sender.retransmits,
-    endedAt: now,
+    endedAt: now - epoch,
     receiverTimedOut,
   };
 }

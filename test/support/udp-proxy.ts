@@ -14,38 +14,50 @@ export interface ProxyRule {
 }
 
 export class UdpProxy {
-  private readonly socket = dgram.createSocket('udp4');
+  /** Faces the client: the client sends here as if it were the server. */
+  private readonly front = dgram.createSocket('udp4');
+  /** Faces the server: the server sees the proxy as one client at this socket's port. */
+  private readonly back = dgram.createSocket('udp4');
   private client: { address: string; port: number } | undefined;
+  /** Where the server last answered from: a TFTP server answers from a new port (its TID). */
+  private serverReplyPort: number;
   private readonly timers = new Set<NodeJS.Timeout>();
   forwarded = 0;
   dropped = 0;
 
   /** The rule can be swapped mid-test (e.g. cut the link). */
-  private constructor(private readonly serverPort: number, public rule: ProxyRule) {}
+  private constructor(serverPort: number, public rule: ProxyRule) {
+    this.serverReplyPort = serverPort;
+  }
 
   static async start(serverPort: number, rule: ProxyRule): Promise<UdpProxy> {
     const p = new UdpProxy(serverPort, rule);
-    await new Promise<void>((res) => p.socket.bind(0, '127.0.0.1', () => res()));
-    for (const set of [p.socket.setRecvBufferSize, p.socket.setSendBufferSize]) {
-      try { set.call(p.socket, 8 * 1024 * 1024); } catch { /* capped */ }
+    for (const s of [p.front, p.back]) {
+      await new Promise<void>((res) => s.bind(0, '127.0.0.1', () => res()));
+      for (const set of [s.setRecvBufferSize, s.setSendBufferSize]) {
+        try { set.call(s, 8 * 1024 * 1024); } catch { /* capped */ }
+      }
     }
-    p.socket.on('message', (msg, rinfo) => p.onMessage(msg, rinfo));
+    p.front.on('message', (msg, rinfo) => {
+      p.client = { address: rinfo.address, port: rinfo.port };
+      p.forward(msg, 'to-server', p.back, { address: '127.0.0.1', port: p.serverReplyPort });
+    });
+    p.back.on('message', (msg, rinfo) => {
+      p.serverReplyPort = rinfo.port;
+      if (p.client) p.forward(msg, 'to-client', p.front, p.client);
+    });
     return p;
   }
 
-  get port(): number { return this.socket.address().port; }
+  get port(): number { return this.front.address().port; }
 
-  private onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const fromServer = rinfo.port === this.serverPort;
-    if (!fromServer) this.client = { address: rinfo.address, port: rinfo.port };
-    const to = fromServer ? this.client : { address: '127.0.0.1', port: this.serverPort };
-    if (!to) return;
-    const out = this.rule(msg, fromServer ? 'to-client' : 'to-server');
+  private forward(msg: Buffer, direction: Direction, via: dgram.Socket, to: { address: string; port: number }): void {
+    const out = this.rule(msg, direction);
     if (out.length === 0) this.dropped++;
     for (const { data, delayMs } of out) {
       this.forwarded++;
-      if (!delayMs) { this.socket.send(data, to.port, to.address); continue; }
-      const t = setTimeout(() => { this.timers.delete(t); this.socket.send(data, to.port, to.address); }, delayMs);
+      if (!delayMs) { via.send(data, to.port, to.address); continue; }
+      const t = setTimeout(() => { this.timers.delete(t); via.send(data, to.port, to.address); }, delayMs);
       this.timers.add(t);
     }
   }
@@ -54,12 +66,12 @@ export class UdpProxy {
   injectToClient(data: Buffer): Promise<void> {
     const to = this.client;
     if (!to) return Promise.reject(new Error('no client has spoken through the proxy yet'));
-    return new Promise((res) => this.socket.send(data, to.port, to.address, () => res()));
+    return new Promise((res) => this.front.send(data, to.port, to.address, () => res()));
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     for (const t of this.timers) clearTimeout(t);
-    return new Promise((res) => this.socket.close(() => res()));
+    await Promise.all([this.front, this.back].map((s) => new Promise<void>((res) => s.close(() => res()))));
   }
 }
 

@@ -1,0 +1,250 @@
+/**
+ * Transfer benchmark: nxt beside atftp and UFTP, measured in the same run on this machine.
+ * Not a test. Prints markdown tables; every figure is a median of --runs runs (default 3).
+ *
+ *   npm run bench [-- --runs 3 --only loopback,lossy,fleet,huge,latency]
+ *
+ * Times are wall clock: for nxt from typing `push` to the server's "push finished" (signing,
+ * transfer, the client's verification and import()), with the data phase (until every chunk was
+ * acknowledged) beside it; for atftp the `atftp -g` process; for UFTP its process and, beside it,
+ * its own "Total elapsed time" (its transfer phase, without the announce rounds).
+ */
+import { copyFileSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeModule } from '../test/support/modules.js';
+import { Proc, startClient, startServer, stopAll, tempDir } from '../test/support/processes.js';
+import { UdpProxy, lossyLink, passThrough, type ProxyRule } from '../test/support/udp-proxy.js';
+import { atftpGet, ensurePeers, startAtftpd, startUftpd, uftpSend } from './peers.js';
+
+const MiB = 1024 * 1024;
+const argv = process.argv.slice(2);
+const opt = (name: string, fallback: string): string => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : fallback;
+};
+const RUNS = Math.max(1, Number(opt('runs', '3')));
+const ONLY = new Set(opt('only', 'loopback,lossy,fleet,huge,latency').split(','));
+const TFTP_PORT = 16969;
+const UFTP_PORT = 11044;
+const PEER_TIMEOUT_MS = 60_000;
+
+const work = tempDir('nxt-bench-');
+const peers = ensurePeers();
+let version = 10;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+const fmtMs = (ms: number | undefined): string => (ms === undefined ? 'failed' : ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`);
+const rate = (bytes: number, ms: number | undefined): string => (ms === undefined ? '–' : `${(bytes / MiB / (ms / 1000)).toFixed(0)} MiB/s`);
+/** How many times faster nxt is than the peer (time ratio peer/nxt). */
+const ratio = (nxtMs: number | undefined, peerMs: number | undefined): string =>
+  nxtMs === undefined || peerMs === undefined ? '–' : `${(peerMs / nxtMs).toFixed(2)}×`;
+const peakRssMb = (pid: number): number => {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : NaN;
+};
+const rssMb = (pid: number): number => {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+};
+
+interface PushResult { wallMs: number; dataMs: number[]; totalMs: number[]; ok: number; failed: number; text: string }
+
+async function push(server: Proc, file: string, timeoutMs = 300_000): Promise<PushResult> {
+  const at = server.type(`push ${file} --version ${version++}.0`);
+  const t0 = performance.now();
+  const m = await server.waitFor(/push finished: (\d+) done, (\d+) failed/, timeoutMs, at);
+  const wallMs = performance.now() - t0;
+  const text = server.output.slice(at);
+  const dataMs = [...text.matchAll(/\(data (\d+) ms\)/g)].map((x) => Number(x[1]));
+  const totalMs = [...text.matchAll(/ in (\d+) ms/g)].map((x) => Number(x[1]));
+  return { wallMs, dataMs, totalMs, ok: Number(m[1]), failed: Number(m[2]), text };
+}
+
+async function fleet(n: number, proxyRule?: ProxyRule, clientArgs: string[] = []): Promise<{ server: Proc; clients: Proc[]; proxy?: UdpProxy }> {
+  const { proc: server, port } = await startServer(join(work, `server-${version}-${n}`));
+  const proxy = proxyRule ? await UdpProxy.start(port, passThrough) : undefined;
+  const trust = join(work, `server-${version}-${n}/release.pub`);
+  const clients: Proc[] = [];
+  for (let i = 0; i < n; i += 10) {
+    clients.push(...await Promise.all(Array.from({ length: Math.min(10, n - i) }, (_, k) =>
+      startClient(`c${i + k}`, proxy?.port ?? port, join(work, `client-${version}-${n}-${i + k}`), trust, '127.0.0.1', clientArgs))));
+  }
+  if (proxy && proxyRule) proxy.rule = proxyRule;
+  return { server, clients, proxy };
+}
+
+async function section(name: string, run: () => Promise<void>): Promise<void> {
+  if (!ONLY.has(name)) return;
+  try {
+    await run();
+  } catch (err) {
+    console.log(`\n(${name}: failed: ${(err as Error).message.split('\n')[0]})`);
+  } finally {
+    await stopAll();
+  }
+}
+
+console.log(`# nxt transfer benchmark\n`);
+console.log(`${new Date().toISOString()}, ${RUNS} runs per figure (median), Node ${process.version}; peers: atftp ${peers.atftp ? 'yes' : 'missing'}, UFTP ${peers.uftp ? 'yes' : 'missing'}`);
+
+await section('loopback', async () => {
+  console.log(`\n## One client on loopback\n`);
+  console.log('| size | nxt push (data) | atftp | UFTP (transfer) | UFTP AES-256-GCM (transfer) | nxt vs atftp | nxt vs UFTP | nxt vs UFTP AES |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  const tftpRoot = join(work, 'tftp');
+  mkdirSync(tftpRoot, { recursive: true });
+  const atftpd = peers.atftp ? await startAtftpd(tftpRoot, TFTP_PORT) : undefined;
+  const uftpd = peers.uftp ? await startUftpd(join(work, 'uftp-in'), UFTP_PORT) : undefined;
+  const { server } = await fleet(1);
+  try {
+    for (const mib of [1, 16, 128]) {
+      const file = writeModule(work, `loop_${mib}.mjs`, mib * MiB);
+      copyFileSync(file, join(tftpRoot, `loop_${mib}.mjs`));
+      const wall: number[] = []; const data: number[] = [];
+      for (let r = 0; r < RUNS; r++) {
+        const p = await push(server, file);
+        if (p.ok !== 1) throw new Error(`nxt push failed: ${p.text}`);
+        wall.push(p.wallMs); data.push(p.dataMs[0] ?? NaN);
+      }
+      const tftp: number[] = [];
+      const uftp: { wallMs: number; transferMs: number }[] = [];
+      const uftpAes: { wallMs: number; transferMs: number }[] = [];
+      for (let r = 0; r < RUNS; r++) {
+        if (atftpd) { const t = atftpGet(TFTP_PORT, `loop_${mib}.mjs`, join(work, 'tftp-got'), PEER_TIMEOUT_MS); if (t !== undefined) tftp.push(t); }
+        if (uftpd) {
+          const a = await uftpSend(UFTP_PORT, file, { encrypt: false, rateKbps: -1, timeoutMs: PEER_TIMEOUT_MS, dest: join(work, 'uftp-in') }); if (a) uftp.push(a);
+          const b = await uftpSend(UFTP_PORT, file, { encrypt: true, rateKbps: -1, timeoutMs: PEER_TIMEOUT_MS, dest: join(work, 'uftp-in') }); if (b) uftpAes.push(b);
+        }
+      }
+      const nxt = median(wall); const nxtData = median(data);
+      const t = tftp.length ? median(tftp) : undefined;
+      const u = uftp.length ? median(uftp.map((x) => x.transferMs)) : undefined;
+      const uw = uftp.length ? median(uftp.map((x) => x.wallMs)) : undefined;
+      const ua = uftpAes.length ? median(uftpAes.map((x) => x.transferMs)) : undefined;
+      const uaw = uftpAes.length ? median(uftpAes.map((x) => x.wallMs)) : undefined;
+      const bytes = mib * MiB;
+      console.log(`| ${mib} MiB | ${fmtMs(nxt)} (${fmtMs(nxtData)}) ${rate(bytes, nxt)} (${rate(bytes, nxtData)}) | ${fmtMs(t)} ${rate(bytes, t)} | ${fmtMs(uw)} (${fmtMs(u)}) ${rate(bytes, u)} | ${fmtMs(uaw)} (${fmtMs(ua)}) ${rate(bytes, ua)} | ${ratio(nxt, t)} (data ${ratio(nxtData, t)}) | ${ratio(nxt, uw)} (data vs transfer ${ratio(nxtData, u)}) | ${ratio(nxt, uaw)} (data vs transfer ${ratio(nxtData, ua)}) |`);
+    }
+  } finally {
+    await atftpd?.stop();
+    await uftpd?.stop();
+  }
+});
+
+await section('lossy', async () => {
+  console.log(`\n## 16 MiB through a lossy link (5 ms delay each way, seeded loss both ways)\n`);
+  console.log('| loss | nxt push (data) | atftp | UFTP at 400 Mbit/s (transfer) | nxt vs atftp | nxt vs UFTP |');
+  console.log('|---|---|---|---|---|---|');
+  const file = writeModule(work, 'lossy_16.mjs', 16 * MiB);
+  const tftpRoot = join(work, 'tftp-lossy');
+  mkdirSync(tftpRoot, { recursive: true });
+  copyFileSync(file, join(tftpRoot, 'lossy_16.mjs'));
+  for (const loss of [0.01, 0.05, 0.2]) {
+    const rule = (seed: number): ProxyRule => lossyLink(seed, { loss, delayMs: 5 });
+    const { server, proxy } = await fleet(1, rule(1));
+    const wall: number[] = []; const data: number[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      proxy!.rule = rule(100 + r);
+      const p = await push(server, file);
+      if (p.ok === 1) { wall.push(p.wallMs); data.push(p.dataMs[0] ?? NaN); }
+    }
+    await proxy!.close();
+    await stopAll();
+    const tftp: number[] = []; let tftpFailed = 0;
+    if (peers.atftp) {
+      const atftpd = await startAtftpd(tftpRoot, TFTP_PORT);
+      for (let r = 0; r < RUNS && tftpFailed === 0; r++) {
+        const px = await UdpProxy.start(TFTP_PORT, rule(200 + r));
+        const t = atftpGet(px.port, 'lossy_16.mjs', join(work, 'tftp-got'), PEER_TIMEOUT_MS);
+        await px.close();
+        if (t === undefined) tftpFailed++; else tftp.push(t);
+      }
+      await atftpd.stop();
+    }
+    const uftp: number[] = []; const uftpWall: number[] = []; let uftpFailed = 0;
+    if (peers.uftp) {
+      const uftpd = await startUftpd(join(work, 'uftp-lossy'), UFTP_PORT);
+      for (let r = 0; r < RUNS && uftpFailed === 0; r++) {
+        const px = await UdpProxy.start(UFTP_PORT, rule(300 + r));
+        const u = await uftpSend(px.port, file, { encrypt: false, rateKbps: 400_000, timeoutMs: PEER_TIMEOUT_MS, dest: join(work, 'uftp-lossy') });
+        await px.close();
+        if (u) { uftp.push(u.transferMs); uftpWall.push(u.wallMs); } else uftpFailed++;
+      }
+      await uftpd.stop();
+    }
+    const n = wall.length ? median(wall) : undefined;
+    const nd = data.length ? median(data) : undefined;
+    const t = tftp.length && !tftpFailed ? median(tftp) : undefined;
+    const u = uftp.length && !uftpFailed ? median(uftp) : undefined;
+    const uw = uftpWall.length && !uftpFailed ? median(uftpWall) : undefined;
+    const failNote = (failed: number, tried: boolean): string => (failed ? `did not finish in ${PEER_TIMEOUT_MS / 1000} s` : tried ? 'failed' : 'missing');
+    console.log(`| ${loss * 100}% | ${n === undefined ? `failed (${RUNS - wall.length} of ${RUNS})` : `${fmtMs(n)} (${fmtMs(nd)})`} | ${t === undefined ? failNote(tftpFailed, peers.atftp) : fmtMs(t)} | ${u === undefined ? failNote(uftpFailed, peers.uftp) : `${fmtMs(uw)} (${fmtMs(u)})`} | ${ratio(n, t)} | ${ratio(n, uw)} (data vs transfer ${ratio(nd, u)}) |`);
+  }
+});
+
+await section('fleet', async () => {
+  console.log(`\n## 16 MiB to many clients at once (one process each, all on this 2-core machine)\n`);
+  console.log('| clients | push wall time | aggregate goodput | vs one client | server peak RSS |');
+  console.log('|---|---|---|---|---|');
+  const file = writeModule(work, 'fleet_16.mjs', 16 * MiB);
+  let one: number | undefined;
+  for (const n of [1, 10, 50]) {
+    const { server } = await fleet(n);
+    const wall: number[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      const p = await push(server, file, 600_000);
+      if (p.ok !== n) throw new Error(`${p.failed} of ${n} failed`);
+      wall.push(p.wallMs);
+    }
+    const w = median(wall);
+    const goodput = (n * 16 * MiB) / (w / 1000);
+    one ??= goodput;
+    console.log(`| ${n} | ${fmtMs(w)} | ${(goodput / MiB).toFixed(0)} MiB/s | ${((100 * goodput) / one).toFixed(0)}% | ${peakRssMb(server.pid)} MB |`);
+    await stopAll();
+  }
+});
+
+await section('huge', async () => {
+  console.log(`\n## 1 GiB to one client: memory\n`);
+  const file = writeModule(work, 'huge_1024.mjs', 1024 * MiB);
+  const { server, clients } = await fleet(1, undefined, ['--max-module-bytes', String(2 * 1024 * MiB)]);
+  const client = clients[0]!;
+  const samples: { at: number; server: number; client: number }[] = [];
+  const t0 = performance.now();
+  const sampler = setInterval(() => samples.push({ at: performance.now() - t0, server: rssMb(server.pid), client: rssMb(client.pid) }), 50);
+  const p = await push(server, file, 600_000);
+  clearInterval(sampler);
+  const dataEnd = (p.dataMs[0] ?? p.wallMs) + (p.wallMs - (p.totalMs[0] ?? p.wallMs));
+  const during = samples.filter((s) => s.at <= dataEnd);
+  console.log('| phase | server peak RSS | client peak RSS |');
+  console.log('|---|---|---|');
+  console.log(`| transfer and hashing (${fmtMs(p.dataMs[0])}, ${rate(statSync(file).size, p.dataMs[0])}) | ${Math.round(Math.max(...during.map((s) => s.server)))} MB | ${Math.round(Math.max(...during.map((s) => s.client)))} MB |`);
+  console.log(`| whole run, including the client's import() attempt | ${peakRssMb(server.pid)} MB | ${peakRssMb(client.pid)} MB |`);
+  const outcome = /(done|failed \([a-zA-Z]+\)): [^\n]*/.exec(p.text)?.[0] ?? '?';
+  console.log(`\nOutcome: ${outcome.slice(0, 200)}`);
+});
+
+await section('latency', async () => {
+  console.log(`\n## 10 KiB module: from typing push to the new version printed by the client\n`);
+  const file = writeModule(work, 'small_10k.mjs', 10 * 1024);
+  const { server, clients } = await fleet(1);
+  const client = clients[0]!;
+  const times: number[] = [];
+  for (let r = 0; r < Math.max(RUNS, 7); r++) {
+    const from = client.output.length;
+    const v = version;
+    const t0 = performance.now();
+    const pushed = push(server, file);
+    await client.waitFor(/Major = 9\nMinor = 1/, 30_000, from);
+    times.push(performance.now() - t0);
+    await pushed;
+    void v;
+  }
+  console.log(`median ${fmtMs(median(times))}, min ${fmtMs(Math.min(...times))}, max ${fmtMs(Math.max(...times))} over ${times.length} pushes`);
+});
+
+await stopAll();
