@@ -16,6 +16,7 @@ import { readPublicKey } from '../security/release-key.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { systemClock } from '../util/clock.js';
 import { exitWithError, parsePort } from './exit-codes.js';
+import { lifecycle } from './lifecycle.js';
 
 const program = new Command('nxt-client')
   .description('the nxt device agent: registers with a server and hot-loads signed plugin modules')
@@ -44,21 +45,8 @@ program.action(async (opts: { server: string; port: string; trust: string; dataD
     if (warning) process.stdout.write(`warning: ${warning}\n`);
     process.stdout.write(`nxt client ${Buffer.from(clientId).toString('hex').slice(0, 12)} → ${opts.server}:${port}\n`);
     process.stdout.write(`${formatProductVersion(active.product)}\n`);
-    let stopping = false;
-    const stop = async (): Promise<void> => {
-      if (stopping) return;
-      stopping = true;
-      repl.close();
-      await agent.stop();
-      process.exit(0);
-    };
-    const repl = createClientRepl({
-      agent, input: process.stdin, output: process.stdout,
-      onExit: () => void stop(),
-      onEnd: () => { if (!stopping) process.stdout.write('input closed; the client keeps running (stop it with SIGTERM or Ctrl-C)\n'); },
-    });
-    process.on('SIGINT', () => void stop());
-    process.on('SIGTERM', () => void stop());
+    const { stop, inputEnded } = lifecycle('client', async () => { repl.close(); await agent.stop(); });
+    const repl = createClientRepl({ agent, input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded });
     agent.start();
     repl.start();
   } catch (err) {

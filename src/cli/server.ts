@@ -9,6 +9,7 @@ import { NxtServer } from '../server/server.js';
 import { createServerRepl } from '../server/server-repl.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
 import { exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
+import { lifecycle } from './lifecycle.js';
 
 const DEFAULT_STATE_DIR = 'state/server';
 
@@ -36,22 +37,11 @@ program.action(async (opts: { port: string; stateDir: string; peerTimeout: strin
     const pub = join(opts.stateDir, PUBLIC_KEY_FILE);
     process.stdout.write(`nxt server listening on UDP port ${endpoint.port}\n`);
     process.stdout.write(`${created ? 'created a new release key; ' : ''}clients trust ${pub}\n`);
-    let stopping = false;
-    const stop = async (): Promise<void> => {
-      if (stopping) return;
-      stopping = true;
-      repl.close();
-      await server.close();
-      process.exit(0);
-    };
+    const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); await server.close(); });
     const repl = createServerRepl({
       server, signer, clock: systemClock, wallClock: systemWallClock,
-      input: process.stdin, output: process.stdout,
-      onExit: () => void stop(),
-      onEnd: () => { if (!stopping) process.stdout.write('input closed; the server keeps running (stop it with SIGTERM or Ctrl-C)\n'); },
+      input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded,
     });
-    process.on('SIGINT', () => void stop());
-    process.on('SIGTERM', () => void stop());
     repl.start();
   } catch (err) {
     exitWithError('nxt-server', err);

@@ -5,9 +5,9 @@
  */
 import { EventEmitter } from 'node:events';
 import { unlinkSync } from 'node:fs';
-import { NxtError, DecodeError, errorMessage } from '../errors.js';
+import { NxtError, errorMessage } from '../errors.js';
 import {
-  decode, encode, type AbortMessage, type DataMessage, type Message, type OfferMessage,
+  decodeOrUndefined, encode, type AbortMessage, type DataMessage, type Message, type OfferMessage,
 } from '../protocol/messages.js';
 import { ResultCode, type ResultCodeValue } from '../protocol/result-codes.js';
 import { compareReleaseVersions, formatReleaseVersion } from '../protocol/release-version.js';
@@ -168,11 +168,8 @@ export class ClientAgent extends EventEmitter {
       this.stats.foreign++;
       return;
     }
-    let msg: Message;
-    try {
-      msg = decode(data);
-    } catch (err) {
-      if (!(err instanceof DecodeError)) throw err;
+    const msg = decodeOrUndefined(data);
+    if (!msg) {
       this.stats.malformed++;
       return;
     }

@@ -259,6 +259,16 @@ class Reader {
   }
 }
 
+/** decode(), but a malformed datagram yields undefined (the caller counts it) instead of throwing. */
+export function decodeOrUndefined(buf: Uint8Array): Message | undefined {
+  try {
+    return decode(buf);
+  } catch (err) {
+    if (err instanceof DecodeError) return undefined;
+    throw err;
+  }
+}
+
 export function decode(buf: Uint8Array): Message {
   if (buf.length < HEADER_BYTES) throw new DecodeError('truncated', 'datagram shorter than the header');
   if (buf.length > MAX_DATAGRAM_BYTES) throw new DecodeError('too-long', `datagram of ${buf.length} bytes`);

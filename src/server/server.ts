@@ -3,8 +3,8 @@
  * dispatcher between the endpoint and the per-client push sessions.
  */
 import { EventEmitter } from 'node:events';
-import { DecodeError, errorMessage } from '../errors.js';
-import { decode, encode, type Message } from '../protocol/messages.js';
+import { errorMessage } from '../errors.js';
+import { decodeOrUndefined, encode, type Message } from '../protocol/messages.js';
 import { ResultCode, resultCodeName } from '../protocol/result-codes.js';
 import { formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import type { SenderOptions, SendOutcome } from '../transfer/sender.js';
@@ -99,11 +99,8 @@ export class NxtServer extends EventEmitter {
 
   private onDatagram(data: Buffer, from: Peer): void {
     this.stats.datagrams++;
-    let msg: Message;
-    try {
-      msg = decode(data);
-    } catch (err) {
-      if (!(err instanceof DecodeError)) throw err;
+    const msg = decodeOrUndefined(data);
+    if (!msg) {
       this.stats.malformed++;
       return;
     }

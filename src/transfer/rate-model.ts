@@ -13,8 +13,13 @@
  * - then cycle the pacing gain 1.25, 0.75, 1 ×6, one phase per min RTT: probe for more, drain
  *   the queue that probe made, cruise;
  * - window (chunks in flight): 2 × bandwidth × min RTT, plus room for delayed ACKs;
- * - congestion (a round that lost over 2% while its RTT rose a quarter above the minimum — a queue
- *   overflowing, not a lossy radio): leave startup, or cut a probe short, and drain.
+ * - congestion (a round that lost over 2%, and over twice the link's usual loss, while even its
+ *   smallest RTT rose a quarter above the minimum — a queue overflowing, not a lossy radio or a
+ *   jittery host, which raise only some samples): leave startup, or cut a probe short, and drain;
+ * - the link's usual (random) loss rate is learnt from cruise rounds (gain 1, no queueing: loss
+ *   there is the medium's, not ours), and the pacing rate is divided by (1 − that rate), at most
+ *   by 0.7: otherwise, at 20% loss, a 1.25× probe delivers only 1.0× and the estimate could
+ *   never grow.
  * Pure: time comes in as an argument.
  */
 const STARTUP_GAIN = 2 / Math.LN2;
@@ -30,6 +35,10 @@ const MIN_RTT_WINDOW_MS = 10_000;
 const FULL_BW_GROWTH = 1.25;
 const FULL_BW_ROUNDS = 3;
 const CONGESTION_LOSS_RATE = 0.02;
+/** Weight of a new round in the average of the link's usual (random) loss, and the most the
+ *  pacing rate compensates for. */
+const LOSS_EWMA = 1 / 8;
+const MAX_LOSS_COMPENSATION = 0.3;
 const QUEUE_RTT_FACTOR = 1.25;
 const QUEUE_RTT_MIN_MS = 1;
 
@@ -54,7 +63,8 @@ export class RateModel {
   private fullBwRounds = 0;
   private cycleIndex = 0;
   private cycleStart = 0;
-  private roundMaxRtt = 0;
+  private roundMinRtt = Number.POSITIVE_INFINITY;
+  private randomLoss = 0;
 
   constructor(private readonly options: RateModelOptions) {}
 
@@ -71,7 +81,7 @@ export class RateModel {
 
   onRttSample(rttMs: number, now: number): void {
     if (rttMs <= 0) rttMs = 0.01;
-    if (rttMs > this.roundMaxRtt) this.roundMaxRtt = rttMs;
+    if (rttMs < this.roundMinRtt) this.roundMinRtt = rttMs;
     if (rttMs <= this.minRttMs || now - this.minRttAt > MIN_RTT_WINDOW_MS) {
       this.minRttMs = rttMs;
       this.minRttAt = now;
@@ -88,15 +98,19 @@ export class RateModel {
     this.bwSamples.push({ at: now, rate: this.roundMax });
     while (this.bwSamples.length > BW_WINDOW_ROUNDS && now - (this.bwSamples[0]?.at ?? now) > BW_WINDOW_MIN_MS) this.bwSamples.shift();
     this.roundMax = 0;
-    const queueing = this.roundMaxRtt > Math.max(this.minRttMs * QUEUE_RTT_FACTOR, this.minRttMs + QUEUE_RTT_MIN_MS);
-    this.roundMaxRtt = 0;
-    const congested = queueing && lost > CONGESTION_LOSS_RATE * (lost + delivered);
+    const queueing = Number.isFinite(this.roundMinRtt)
+      && this.roundMinRtt > Math.max(this.minRttMs * QUEUE_RTT_FACTOR, this.minRttMs + QUEUE_RTT_MIN_MS);
+    this.roundMinRtt = Number.POSITIVE_INFINITY;
+    const lossRate = lost + delivered > 0 ? lost / (lost + delivered) : 0;
+    const congested = queueing && lossRate > Math.max(CONGESTION_LOSS_RATE, 2 * this.randomLoss);
     if (congested && (this.startup || (PROBE_GAINS[this.cycleIndex] ?? 1) > 1)) {
       this.startup = false;
       this.cycleIndex = 1; // drain
       this.cycleStart = now;
       return;
     }
+    const cruising = !this.startup && (PROBE_GAINS[this.cycleIndex] ?? 1) === 1;
+    if (cruising && !queueing && lost + delivered > 0) this.randomLoss += LOSS_EWMA * (lossRate - this.randomLoss);
     if (this.startup) {
       const bw = this.bandwidth;
       if (bw >= this.fullBw * FULL_BW_GROWTH) {
@@ -118,8 +132,11 @@ export class RateModel {
       const rtt = Math.max(1, Number.isFinite(this.minRttMs) ? this.minRttMs : srttMs ?? 1);
       return Math.max(this.options.minRate, (STARTUP_GAIN * this.options.initialWindow) / rtt);
     }
-    return Math.max(this.options.minRate, this.gain(now) * bw);
+    return Math.max(this.options.minRate, (this.gain(now) * bw) / (1 - Math.min(this.randomLoss, MAX_LOSS_COMPENSATION)));
   }
+
+  /** The link's usual loss rate as learnt so far (0..1). */
+  get usualLoss(): number { return this.randomLoss; }
 
   /** How many chunks may be in flight. */
   window(): number {

@@ -102,8 +102,8 @@ export class ChunkSender {
   private readonly model: RateModel;
   private deliveredTime = 0;
   private lastAckedSentAt = 0;
+  /** Chunks acknowledged when the current round began. */
   private roundDelivered = 0;
-  private roundStartAcked = 0;
   private lostInRound = 0;
   private nextSendAt = 0;
   private pacedWake: number | undefined;
@@ -318,6 +318,9 @@ export class ChunkSender {
     this.peerCumulative = 0;
     this.rtoDeadline = undefined;
     this.pacedWake = undefined;
+    // Delivery counts restart from zero; the rate model keeps what it learnt about the path.
+    this.roundDelivered = 0;
+    this.lostInRound = 0;
   }
 
   private sampleRtt(rttMs: number, now: number): void {
@@ -341,9 +344,8 @@ export class ChunkSender {
     if (interval > 0 && delivered > 0) this.model.onDeliveryRate(delivered / interval);
     // A round ends when a chunk sent after the round began is acknowledged.
     if ((this.deliveredAtSend[newest] ?? 0) >= this.roundDelivered) {
-      this.model.onRoundEnd(now, this.lostInRound, this.ackedCount - this.roundStartAcked);
+      this.model.onRoundEnd(now, this.lostInRound, this.ackedCount - this.roundDelivered);
       this.roundDelivered = this.ackedCount;
-      this.roundStartAcked = this.ackedCount;
       this.lostInRound = 0;
     }
   }

@@ -158,6 +158,13 @@ describe('a module that must not be activated', () => {
     expect(a.output).not.toMatch(/Major = 8/);
   });
 
+  it('is refused before any chunk is sent when it exceeds the client\'s size limit', async () => {
+    const a = await startClient('a', port, join(dir, 'a'), trust, '127.0.0.1', ['--max-module-bytes', '100']);
+    expect(await push(V2)).toMatch(/failed \(tooLarge\): module of \d+ bytes exceeds this client's limit of 100/);
+    await a.waitFor(/update refused: module of \d+ bytes exceeds/);
+    expect(a.output).not.toMatch(/receiving/);
+  });
+
   it('is refused when it fails to load or has the wrong shape, and the old one keeps running', async () => {
     const a = await startClient('a', port, join(dir, 'a'), trust);
     const broken = join(dir, 'broken_3_0.mjs');

@@ -97,4 +97,38 @@ describe('resume', () => {
     expect(dataAfterRestart).toBeLessThan((totalChunks - held) * 1.1 + 100);
     expect(dataAfterRestart).toBeGreaterThanOrEqual(totalChunks - held);
   });
+
+  it('after a server killed mid-push restarts, pushing again sends only what the client lacks', async () => {
+    await server.stop();
+    const stateDir = join(dir, 'server');
+    // Clients renew every second here, so the restarted server learns of them quickly.
+    ({ proc: server, port } = await startServer(stateDir, ['--renew', '1000']));
+    const file = writeModule(dir, 'big_5_0.mjs', 16 * 1024 * 1024);
+    const totalChunks = Math.ceil(statSync(file).size / 1400);
+    // A fixed proxy port, so the client's server address survives the server's restart.
+    let serverPort = port;
+    let passed = 0;
+    let afterRestart = 0;
+    let restarted = false;
+    proxy = await UdpProxy.start(port, passThrough);
+    const client = await startClient('c', proxy.port, join(dir, 'c'), trust);
+    proxy.rule = (data, direction) => {
+      if (direction === 'to-client' && data[3] === MessageType.data) {
+        if (restarted) afterRestart++;
+        else if (++passed === Math.floor(totalChunks / 2)) void server.stop('SIGKILL');
+      }
+      return [{ data }];
+    };
+    server.type(`push ${file}`);
+    await server.exited;
+    ({ proc: server, port: serverPort } = await startServer(stateDir, ['--renew', '1000', '--port', String(port)]));
+    expect(serverPort).toBe(port);
+    restarted = true;
+    await server.waitFor(/client \w+ registered/);
+    const out = await pushLine(file).done;
+    expect(out).toMatch(/done: 9\.1 bulk active/);
+    const held = Number((await client.waitFor(/resuming after (\d+) chunks already held/))[1]);
+    expect(held).toBeGreaterThan(totalChunks * 0.3);
+    expect(afterRestart).toBeLessThan((totalChunks - held) * 1.1 + 100);
+  });
 });

@@ -14,6 +14,9 @@ export interface LinkProfile {
   duplicate: number;
   /** Extra random delay up to this many ms, which reorders datagrams. */
   jitterMs: number;
+  /** Extra random delay up to this many ms that keeps datagrams in order (a busy host, a
+   *  scheduler): round trips vary, nothing is reordered. */
+  fifoJitterMs?: number;
   delayMs: number;
   /** Drop every datagram in both directions from this time on (a device that vanished). */
   deadAfterMs?: number;
@@ -76,8 +79,16 @@ export function simulateTransfer(
       departs = bottleneckFreeAt;
     }
     const copies = random() < link.duplicate ? 2 : 1;
-    for (let c = 0; c < copies; c++) schedule(departs + link.delayMs + random() * link.jitterMs, deliver);
+    for (let c = 0; c < copies; c++) {
+      let at = departs + link.delayMs + random() * link.jitterMs;
+      if (link.fifoJitterMs) {
+        at = Math.max(at + random() * link.fifoJitterMs, lastFifoArrival);
+        lastFifoArrival = at;
+      }
+      schedule(at, deliver);
+    }
   };
+  let lastFifoArrival = 0;
 
   const armSender = (): void => {
     const at = sender.wakeAt;
