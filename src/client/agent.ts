@@ -86,6 +86,8 @@ export class ClientAgent extends EventEmitter {
   private current: Transfer | undefined;
   private readonly results = new Map<number, PendingResult>();
   private readonly abortedUnknown = new Map<number, number>();
+  /** Modules (by sha256) whose suspended transfer is still writing or closing its partial file. */
+  private readonly settling = new Map<string, Promise<void>>();
   private stopped = false;
   private progressTimer: NodeJS.Timeout | undefined;
 
@@ -122,8 +124,9 @@ export class ClientAgent extends EventEmitter {
     this.stopped = true;
     clearTimeout(this.registerTimer);
     clearInterval(this.progressTimer);
-    this.current?.suspend();
+    if (this.current) this.suspend(this.current);
     this.current = undefined;
+    await Promise.all([...this.settling.values()]);
     for (const r of this.results.values()) clearTimeout(r.timer);
     this.results.clear();
     await this.options.endpoint.close();
@@ -224,11 +227,23 @@ export class ClientAgent extends EventEmitter {
     if (manifest.size > maxBytes) {
       return this.refuse(msg.transferId, ResultCode.tooLarge, `module of ${manifest.size} bytes exceeds this client's limit of ${maxBytes} (--max-module-bytes)`);
     }
+    if (this.current && this.current.manifest.sha256 === manifest.sha256 && !this.current.finishing) {
+      // The same module offered anew (the server restarted, or the operator pushed again):
+      // carry on under the new transfer id with everything already received.
+      this.current.transferId = msg.transferId;
+      this.log(`receiving ${manifest.name} again, resuming after ${this.current.receiver.inOrder} chunks already held`);
+      this.current.run(this.current.receiver.onOffer(now));
+      return;
+    }
+    // Its partial file is still being written by a suspended transfer: answer nothing; the
+    // server repeats the offer, and by then the file is whole and closed.
+    if (this.settling.has(manifest.sha256)) return;
     if (this.current) {
       // A newer offer replaces whatever was arriving; its bytes stay on disk for a resume.
-      this.current.suspend();
       this.send({ type: 'abort', transferId: this.current.transferId, code: ResultCode.superseded, message: 'superseded by a newer offer' });
+      this.suspend(this.current);
       this.current = undefined;
+      if (this.settling.has(manifest.sha256)) return;
     }
     let incoming: IncomingModule;
     try {
@@ -272,7 +287,7 @@ export class ClientAgent extends EventEmitter {
   private onAbort(msg: AbortMessage): void {
     const t = this.current;
     if (t && t.transferId === msg.transferId) {
-      t.suspend();
+      this.suspend(t);
       this.current = undefined;
       this.log(`server stopped the transfer of ${t.manifest.name}: ${msg.message}`);
     }
@@ -314,9 +329,16 @@ export class ClientAgent extends EventEmitter {
   /** @internal called by Transfer */
   timedOut(t: Transfer): void {
     if (this.current !== t) return;
-    t.suspend();
+    this.suspend(t);
     this.current = undefined;
     this.log(`transfer of ${t.manifest.name} stalled: the server went quiet; kept ${t.receiver.inOrder}/${t.incoming.totalChunks} chunks to resume`);
+  }
+
+  private suspend(t: Transfer): void {
+    const sha = t.manifest.sha256;
+    const done = t.suspend();
+    this.settling.set(sha, done);
+    void done.finally(() => { if (this.settling.get(sha) === done) this.settling.delete(sha); });
   }
 
   private endTransfer(t: Transfer, code: ResultCodeValue, message: string): void {
@@ -381,7 +403,8 @@ class Transfer {
 
   constructor(
     private readonly agent: ClientAgent,
-    readonly transferId: number,
+    /** Changes when the same module is offered again under a new id. */
+    public transferId: number,
     readonly manifest: Manifest,
     readonly incoming: IncomingModule,
     readonly receiver: ChunkReceiver,
@@ -402,9 +425,9 @@ class Transfer {
     if (!this.finishing) this.timer.arm(this.receiver.wakeAt);
   }
 
-  suspend(): void {
+  suspend(): Promise<void> {
     this.timer.clear();
-    if (!this.finishing) this.incoming.suspend();
+    return this.finishing ? Promise.resolve() : this.incoming.suspend();
   }
 
   clearTimer(): void {

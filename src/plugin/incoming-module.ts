@@ -4,15 +4,16 @@
  * offered the same manifest again, the client resumes after the whole chunks it already holds.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { close, closeSync, fstatSync, fsync, ftruncateSync, openSync, readSync, rename, write, writeSync } from 'node:fs';
+import { close, closeSync, constants, fstatSync, fsync, ftruncateSync, openSync, readSync, rename, write, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { NxtError } from '../errors.js';
 import { chunkCount, type Manifest } from '../security/manifest.js';
 
 /** Batch appends: a syscall per 1400-byte chunk would cost more than the hashing. */
 const WRITE_BATCH_BYTES = 512 * 1024;
-/** Writes run on libuv's thread pool so the receive loop never waits for the disk; past this many
- *  bytes in flight a write is made synchronously, which slows ACKs and so the sender. */
+/** Writes run on libuv's thread pool, one after another, so the receive loop never waits for the
+ *  disk and the file is always a contiguous prefix. Past this many bytes queued a write is made
+ *  synchronously, which slows ACKs and so the sender. */
 const MAX_WRITE_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
 
 const writeAsync = promisify(write);
@@ -27,15 +28,18 @@ export class IncomingModule {
   private pendingBytes = 0;
   private written: number;
   private closed = false;
-  private writesInFlight = new Set<Promise<void>>();
+  /** The queue of writes: each starts when the previous one has finished. */
+  private writes: Promise<void> = Promise.resolve();
   private bytesInFlight = 0;
   private writeError: unknown;
+  private suspended: Promise<void> | undefined;
   readonly heldChunks: number;
   readonly totalChunks: number;
 
   constructor(readonly manifest: Manifest, readonly partialPath: string) {
     this.totalChunks = chunkCount(manifest);
-    this.fd = openSync(partialPath, 'a+', 0o600);
+    // Not 'a' (O_APPEND): on Linux that makes every positioned write append, whatever its position.
+    this.fd = openSync(partialPath, constants.O_RDWR | constants.O_CREAT, 0o600);
     try {
       const have = Math.min(fstatSync(this.fd).size, manifest.size);
       // Keep only whole chunks: a torn last write is simply fetched again.
@@ -71,15 +75,17 @@ export class IncomingModule {
     this.pending = [];
     this.pendingBytes = 0;
     if (this.bytesInFlight + buf.length > MAX_WRITE_BYTES_IN_FLIGHT) {
+      // Backpressure: wait for the disk here. Queued writes are before this one in the file and
+      // land at their own positions, so order on disk does not matter for correctness.
       let off = 0;
       while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off, position + off);
       return;
     }
     this.bytesInFlight += buf.length;
-    const p: Promise<void> = this.writeAll(buf, position)
+    this.writes = this.writes
+      .then(() => this.writeAll(buf, position))
       .catch((err: unknown) => { this.writeError ??= err; })
-      .finally(() => { this.bytesInFlight -= buf.length; this.writesInFlight.delete(p); });
-    this.writesInFlight.add(p);
+      .finally(() => { this.bytesInFlight -= buf.length; });
   }
 
   private async writeAll(buf: Uint8Array, position: number): Promise<void> {
@@ -88,7 +94,7 @@ export class IncomingModule {
   }
 
   private async settle(): Promise<void> {
-    while (this.writesInFlight.size > 0) await Promise.all([...this.writesInFlight]);
+    await this.writes;
     if (this.writeError !== undefined) throw new NxtError('storage', `cannot write the module: ${String(this.writeError)}`, { cause: this.writeError });
   }
 
@@ -110,11 +116,16 @@ export class IncomingModule {
     await renameAsync(this.partialPath, finalPath);
   }
 
-  /** Stop without completing; what was written stays for a later resume. */
-  suspend(): void {
-    if (this.closed) return;
+  /**
+   * Stop without completing; what was written stays for a later resume. Resolves once every
+   * queued write has landed and the file is closed: only then may it be opened again.
+   */
+  suspend(): Promise<void> {
+    if (this.suspended) return this.suspended;
+    if (this.closed) return Promise.resolve();
     this.flush();
-    void this.settle().catch(() => undefined).finally(() => this.closeAsync().catch(() => undefined));
+    this.suspended = this.settle().catch(() => undefined).finally(() => this.closeAsync().catch(() => undefined));
+    return this.suspended;
   }
 
   private async closeAsync(): Promise<void> {

@@ -1,0 +1,68 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { NxtError } from '../../src/errors.js';
+import { IncomingModule } from '../../src/plugin/incoming-module.js';
+import type { Manifest } from '../../src/security/manifest.js';
+
+const CHUNK = 1400;
+
+function fixture(size: number): { bytes: Buffer; manifest: Manifest; dir: string } {
+  const bytes = randomBytes(size);
+  const manifest: Manifest = {
+    name: 'm.mjs', version: { major: 1, minor: 0, patch: 0 }, size, chunkSize: CHUNK, created: 'now',
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+  };
+  return { bytes, manifest, dir: mkdtempSync(join(tmpdir(), 'nxt-incoming-')) };
+}
+
+function chunk(bytes: Buffer, i: number): Buffer {
+  return bytes.subarray(i * CHUNK, Math.min(bytes.length, (i + 1) * CHUNK));
+}
+
+describe('a module arriving on disk', () => {
+  it('lands byte for byte across many queued background writes', async () => {
+    const { bytes, manifest, dir } = fixture(3 * 1024 * 1024 + 17); // several 512 KiB batches
+    const m = new IncomingModule(manifest, join(dir, 'x.part'));
+    for (let i = 0; i < m.totalChunks; i++) m.append(chunk(bytes, i));
+    await m.complete(join(dir, 'x.mjs'));
+    expect(readFileSync(join(dir, 'x.mjs')).equals(bytes)).toBe(true);
+  });
+
+  it('after a suspend, resumes from the whole chunks on disk and completes', async () => {
+    const { bytes, manifest, dir } = fixture(2 * 1024 * 1024);
+    const path = join(dir, 'x.part');
+    const first = new IncomingModule(manifest, path);
+    const half = Math.floor(first.totalChunks / 2);
+    for (let i = 0; i < half; i++) first.append(chunk(bytes, i));
+    await first.suspend();
+    const second = new IncomingModule(manifest, path);
+    expect(second.heldChunks).toBe(half);
+    for (let i = half; i < second.totalChunks; i++) second.append(chunk(bytes, i));
+    await second.complete(join(dir, 'x.mjs'));
+    expect(readFileSync(join(dir, 'x.mjs')).equals(bytes)).toBe(true);
+  });
+
+  it('drops a torn last chunk left by a crash and fetches it again', async () => {
+    const { bytes, manifest, dir } = fixture(10 * CHUNK);
+    const path = join(dir, 'x.part');
+    writeFileSync(path, bytes.subarray(0, 4 * CHUNK));
+    appendFileSync(path, Buffer.from('torn'));
+    const m = new IncomingModule(manifest, path);
+    expect(m.heldChunks).toBe(4);
+    for (let i = 4; i < 10; i++) m.append(chunk(bytes, i));
+    await m.complete(join(dir, 'x.mjs'));
+    expect(readFileSync(join(dir, 'x.mjs')).equals(bytes)).toBe(true);
+  });
+
+  it('refuses bytes that do not match the signed digest', async () => {
+    const { bytes, manifest, dir } = fixture(5 * CHUNK);
+    const m = new IncomingModule(manifest, join(dir, 'x.part'));
+    for (let i = 0; i < 5; i++) m.append(i === 2 ? Buffer.alloc(CHUNK) : chunk(bytes, i));
+    const err = await m.complete(join(dir, 'x.mjs')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NxtError);
+    expect((err as NxtError).code).toBe('hash-mismatch');
+  });
+});
