@@ -77,7 +77,8 @@ export async function startUftpd(dest: string, port: number): Promise<Daemon> {
  */
 export async function uftpSend(port: number, file: string, o: { encrypt: boolean; rateKbps: number; timeoutMs: number; dest: string }): Promise<{ wallMs: number; transferMs: number } | undefined> {
   rmSync(join(o.dest, basename(file)), { force: true });
-  const args = ['-M', '127.0.0.1', '-p', String(port), '-R', String(o.rateKbps), '-b', '1428', '-B', '104857600', '-x', '1'];
+  // Log level 2 (the default): below it UFTP does not print its transfer summary.
+  const args = ['-M', '127.0.0.1', '-p', String(port), '-R', String(o.rateKbps), '-b', '1428', '-B', '104857600', '-x', '2'];
   if (o.encrypt) args.push('-Y', 'aes256-gcm', '-h', 'sha256', '-e', 'ecdh_rsa');
   // A relative name: uftpd refuses an absolute path outside its destination directories.
   args.push(basename(file));

@@ -227,7 +227,10 @@ export class ClientAgent extends EventEmitter {
     if (manifest.size > maxBytes) {
       return this.refuse(msg.transferId, ResultCode.tooLarge, `module of ${manifest.size} bytes exceeds this client's limit of ${maxBytes} (--max-module-bytes)`);
     }
-    if (this.current && this.current.manifest.sha256 === manifest.sha256 && !this.current.finishing) {
+    if (this.current?.manifest.sha256 === manifest.sha256) {
+      // Being verified or loaded right now: answer nothing; the server repeats the offer and
+      // then gets the real answer.
+      if (this.current.finishing) return;
       // The same module offered anew (the server restarted, or the operator pushed again):
       // carry on under the new transfer id with everything already received.
       this.current.transferId = msg.transferId;
@@ -235,15 +238,14 @@ export class ClientAgent extends EventEmitter {
       this.current.run(this.current.receiver.onOffer(now));
       return;
     }
-    // Its partial file is still being written by a suspended transfer: answer nothing; the
-    // server repeats the offer, and by then the file is whole and closed.
+    // Its partial file is still being written by a suspended transfer: answer nothing, as above;
+    // by the repeated offer the file is whole and closed.
     if (this.settling.has(manifest.sha256)) return;
     if (this.current) {
       // A newer offer replaces whatever was arriving; its bytes stay on disk for a resume.
       this.send({ type: 'abort', transferId: this.current.transferId, code: ResultCode.superseded, message: 'superseded by a newer offer' });
       this.suspend(this.current);
       this.current = undefined;
-      if (this.settling.has(manifest.sha256)) return;
     }
     let incoming: IncomingModule;
     try {

@@ -1,10 +1,11 @@
 /**
- * A discrete-event simulation of one transfer: a ChunkSender and a ChunkReceiver joined by a
- * link that loses, duplicates, reorders and delays datagrams, all on a fake clock. No sockets,
- * no timers: the same seed gives the same run.
+ * A discrete-event simulation of transfers: ChunkSenders and ChunkReceivers joined by a link that
+ * loses, duplicates, reorders and delays datagrams, optionally through one shared bottleneck
+ * (capacity and a tail-drop queue), all on a fake clock. No sockets, no timers: the same seed
+ * gives the same run.
  */
 import { ChunkSender, type SenderOptions, type SendOutcome } from '../../src/transfer/sender.js';
-import { ChunkReceiver, type ReceiverOptions } from '../../src/transfer/receiver.js';
+import { ChunkReceiver, type ReceiverOptions, type ReceiverAction } from '../../src/transfer/receiver.js';
 import { ResultCode } from '../../src/protocol/result-codes.js';
 import type { AckMessage } from '../../src/protocol/messages.js';
 import { seededRandom } from './random.js';
@@ -22,30 +23,46 @@ export interface LinkProfile {
   deadAfterMs?: number;
   /** Drop specific chunk transmissions: (index, attempt) → drop. */
   dropChunk?: (index: number, attempt: number) => boolean;
-  /** A bottleneck toward the receiver: chunks per ms it forwards, and how many it can queue
-   *  (tail drop beyond that). Unset: infinitely fast. */
+  /** A bottleneck toward the receivers, shared by all flows: chunks per ms it forwards, and how
+   *  many it can queue (tail drop beyond that). Unset: infinitely fast. */
   capacity?: { chunksPerMs: number; buffer: number };
 }
 
 export interface SimulationResult {
   outcome: SendOutcome | undefined;
-  /** Chunks the bottleneck dropped because its queue was full. */
+  /** Chunks the bottleneck dropped because its queue was full (all flows together). */
   overflowDrops: number;
   delivered: Uint8Array[];
   chunkTransmissions: number;
   retransmits: number;
+  /** When this flow's sender finished, in ms after the simulation began. */
   endedAt: number;
   receiverTimedOut: boolean;
 }
 
+export interface FlowSpec {
+  chunks: Uint8Array[];
+  /** When this flow starts, ms after the simulation began. */
+  startAt?: number;
+  alreadyHeld?: number;
+}
+
+type SimOptions = { sender?: Partial<SenderOptions>; receiver?: Partial<ReceiverOptions>; maxTimeMs?: number };
 type Event = { at: number; seq: number; run: () => void };
 
+/** One transfer over `link`. */
 export function simulateTransfer(
   chunks: Uint8Array[],
   link: LinkProfile,
   seed: number,
-  opts: { sender?: Partial<SenderOptions>; receiver?: Partial<ReceiverOptions>; maxTimeMs?: number; alreadyHeld?: number } = {},
+  opts: SimOptions & { alreadyHeld?: number } = {},
 ): SimulationResult {
+  const [only] = simulateTransfers([{ chunks, alreadyHeld: opts.alreadyHeld }], link, seed, opts);
+  return only!;
+}
+
+/** Several transfers at once, sharing the link (and its bottleneck). */
+export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: number, opts: SimOptions = {}): SimulationResult[] {
   const random = seededRandom(seed);
   const events = new EventQueue();
   let seq = 0;
@@ -53,21 +70,12 @@ export function simulateTransfer(
   // with "not yet" must fail here rather than in production.
   const epoch = 1_234_567.891;
   let now = epoch;
-  const schedule = (at: number, run: () => void): void => {
-    events.push({ at, seq: seq++, run });
-  };
-  const sender = new ChunkSender(chunks.length, opts.sender);
-  let receiver: ChunkReceiver | undefined;
-  const delivered: Uint8Array[] = [];
-  const attempts = new Map<number, number>();
-  let chunkTransmissions = 0;
-  let receiverTimedOut = false;
-  let senderTimerAt: number | undefined;
-  let receiverTimerAt: number | undefined;
-
+  const schedule = (at: number, run: () => void): void => { events.push({ at, seq: seq++, run }); };
   const alive = (): boolean => link.deadAfterMs === undefined || now - epoch < link.deadAfterMs;
+
   let bottleneckFreeAt = 0;
   let overflowDrops = 0;
+  let lastFifoArrival = 0;
   const transmit = (deliver: () => void, throughBottleneck = false): void => {
     if (!alive() || random() < link.loss) return;
     let departs = now;
@@ -88,78 +96,88 @@ export function simulateTransfer(
       schedule(at, deliver);
     }
   };
-  let lastFifoArrival = 0;
 
-  const armSender = (): void => {
-    const at = sender.wakeAt;
-    if (at !== undefined && at !== senderTimerAt) {
-      senderTimerAt = at;
-      schedule(at, () => { if (senderTimerAt === at) { senderTimerAt = undefined; runSender(sender.onTimer(now)); } });
-    }
-  };
-  const armReceiver = (): void => {
-    const at = receiver?.wakeAt;
-    if (at !== undefined && at !== receiverTimerAt) {
-      receiverTimerAt = at;
-      schedule(at, () => { if (receiverTimerAt === at && receiver) { receiverTimerAt = undefined; runReceiver(receiver.onTimer(now)); } });
-    }
-  };
+  const results = flows.map((spec) => {
+    const { chunks } = spec;
+    const sender = new ChunkSender(chunks.length, opts.sender);
+    let receiver: ChunkReceiver | undefined;
+    const result: SimulationResult = {
+      outcome: undefined, overflowDrops: 0, delivered: [], chunkTransmissions: 0, retransmits: 0, endedAt: Number.NaN, receiverTimedOut: false,
+    };
+    const attempts = new Map<number, number>();
+    let senderTimerAt: number | undefined;
+    let receiverTimerAt: number | undefined;
 
-  const toSender = (ack: AckMessage): void => transmit(() => { runSender(sender.onAck(ack, now)); });
-  const runReceiver = (actions: ReturnType<ChunkReceiver['onData']>): void => {
-    for (const a of actions) {
-      if (a.kind === 'deliver') delivered.push(a.payload);
-      else if (a.kind === 'send-ack' && receiver) toSender(receiver.ack(7));
-      else if (a.kind === 'complete') {
-        // Like the client: repeat RESULT until the sender has it.
-        const sendResult = (): void => {
-          if (sender.phase === 'done') return;
-          transmit(() => { runSender(sender.onResult(ResultCode.ok, 'ok', { major: 1, minor: 0, patch: 0 }, now)); });
-          schedule(now + 50, sendResult);
-        };
-        sendResult();
-      } else if (a.kind === 'idle-timeout') receiverTimedOut = true;
-    }
-    armReceiver();
-  };
-  const runSender = (actions: ReturnType<ChunkSender['onTimer']>): void => {
-    for (const a of actions) {
-      if (a.kind === 'send-offer') {
-        transmit(() => {
-          receiver ??= new ChunkReceiver(chunks.length, now, opts.alreadyHeld ?? 0, opts.receiver);
-          runReceiver(receiver.onOffer(now));
-        });
-      } else if (a.kind === 'send-chunk') {
-        chunkTransmissions++;
-        const attempt = (attempts.get(a.index) ?? 0) + 1;
-        attempts.set(a.index, attempt);
-        if (link.dropChunk?.(a.index, attempt)) continue;
-        const payload = chunks[a.index]!;
-        transmit(() => { if (receiver) runReceiver(receiver.onData(a.index, payload, now)); }, true);
-      } else if (a.kind === 'send-result-ack') {
-        // The receiver side has nothing more to do once acknowledged.
+    const armSender = (): void => {
+      const at = sender.wakeAt;
+      if (at !== undefined && at !== senderTimerAt) {
+        senderTimerAt = at;
+        schedule(at, () => { if (senderTimerAt === at) { senderTimerAt = undefined; runSender(sender.onTimer(now)); } });
       }
-    }
-    armSender();
-  };
+    };
+    const armReceiver = (): void => {
+      const at = receiver?.wakeAt;
+      if (at !== undefined && at !== receiverTimerAt) {
+        receiverTimerAt = at;
+        schedule(at, () => { if (receiverTimerAt === at && receiver) { receiverTimerAt = undefined; runReceiver(receiver.onTimer(now)); } });
+      }
+    };
+    const toSender = (ack: AckMessage): void => transmit(() => { runSender(sender.onAck(ack, now)); });
+    const runReceiver = (actions: ReceiverAction[]): void => {
+      for (const a of actions) {
+        if (a.kind === 'deliver') result.delivered.push(a.payload);
+        else if (a.kind === 'send-ack' && receiver) toSender(receiver.ack(7));
+        else if (a.kind === 'complete') {
+          // Like the client: repeat RESULT until the sender has it.
+          const sendResult = (): void => {
+            if (sender.phase === 'done') return;
+            transmit(() => { runSender(sender.onResult(ResultCode.ok, 'ok', { major: 1, minor: 0, patch: 0 }, now)); });
+            schedule(now + 50, sendResult);
+          };
+          sendResult();
+        } else if (a.kind === 'idle-timeout') result.receiverTimedOut = true;
+      }
+      armReceiver();
+    };
+    const runSender = (actions: ReturnType<ChunkSender['onTimer']>): void => {
+      for (const a of actions) {
+        if (a.kind === 'send-offer') {
+          transmit(() => {
+            receiver ??= new ChunkReceiver(chunks.length, now, spec.alreadyHeld ?? 0, opts.receiver);
+            runReceiver(receiver.onOffer(now));
+          });
+        } else if (a.kind === 'send-chunk') {
+          result.chunkTransmissions++;
+          const attempt = (attempts.get(a.index) ?? 0) + 1;
+          attempts.set(a.index, attempt);
+          if (link.dropChunk?.(a.index, attempt)) continue;
+          const payload = chunks[a.index]!;
+          transmit(() => { if (receiver) runReceiver(receiver.onData(a.index, payload, now)); }, true);
+        } else if (a.kind === 'done') {
+          result.endedAt = now - epoch;
+        }
+      }
+      armSender();
+    };
+    schedule(epoch + (spec.startAt ?? 0), () => runSender(sender.start(now)));
+    return { sender, result };
+  });
 
-  runSender(sender.start(now));
   const maxTime = epoch + (opts.maxTimeMs ?? 600_000);
-  while (events.size > 0 && sender.phase !== 'done') {
+  const running = (): boolean => results.some((r) => r.sender.phase !== 'done');
+  while (events.size > 0 && running()) {
     const ev = events.pop();
     if (ev.at > maxTime) break;
     now = ev.at;
     ev.run();
   }
-  return {
+  return results.map(({ sender, result }) => ({
+    ...result,
     outcome: sender.outcome,
-    overflowDrops,
-    delivered,
-    chunkTransmissions,
     retransmits: sender.retransmits,
-    endedAt: now - epoch,
-    receiverTimedOut,
-  };
+    overflowDrops,
+    endedAt: Number.isNaN(result.endedAt) ? now - epoch : result.endedAt,
+  }));
 }
 
 export function makeChunks(count: number, size = 100): Uint8Array[] {
