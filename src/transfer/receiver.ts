@@ -3,9 +3,11 @@
  *
  * It delivers chunks strictly in order (so the driver can append to a file and hash as it goes),
  * buffers at most `window` chunks that arrive early, and answers with selective ACKs: at once when
- * something is out of order (the sender needs gaps fast), otherwise every `ackEvery` chunks or
- * after `ackDelayMs`, whichever comes first (the delayed ACK of RFC 1122 §4.2.3.2, batched harder
- * because a chunk sender is bulk-only).
+ * a new gap opens, a gap is filled or a duplicate arrives (the sender needs these fast); every
+ * `outOfOrderAckEvery` chunks while a gap stays open (the sender counts a chunk lost once 3 later
+ * ones are acknowledged, so more frequent ACKs buy nothing and cost a datagram each); otherwise
+ * every `ackEvery` chunks or after `ackDelayMs`, whichever comes first (the delayed ACK of
+ * RFC 1122 §4.2.3.2, batched harder because a chunk sender is bulk-only).
  */
 import { MAX_SACK_BITMAP_BYTES, NO_ECHO, type AckMessage } from '../protocol/messages.js';
 
@@ -13,6 +15,8 @@ export interface ReceiverOptions {
   /** Chunks buffered beyond the first missing one: bounds memory at window × chunk size. */
   readonly window: number;
   readonly ackEvery: number;
+  /** While chunks arrive beyond a gap: ACK every this many. */
+  readonly outOfOrderAckEvery: number;
   /** Bounds the sender's wait for an ACK on a quiet tail; well below the sender's RTO floor. */
   readonly ackDelayMs: number;
   /** Give up (keeping what arrived, for resume) when the sender is silent this long. */
@@ -22,6 +26,7 @@ export interface ReceiverOptions {
 export const DEFAULT_RECEIVER_OPTIONS: ReceiverOptions = {
   window: 2048,
   ackEvery: 16,
+  outOfOrderAckEvery: 4,
   ackDelayMs: 5,
   idleTimeoutMs: 15_000,
 };
@@ -81,9 +86,12 @@ export class ChunkReceiver {
     }
     if (index >= this.cumulative + this.options.window) return this.ackNow();
     if (index !== this.cumulative) {
+      const newGap = this.early.size === 0 || index > this.highestEarly + 1;
       this.early.set(index, payload);
       if (index > this.highestEarly) this.highestEarly = index;
-      return this.ackNow();
+      if (newGap || ++this.sinceAck >= this.options.outOfOrderAckEvery) return this.ackNow();
+      if (this.ackDueAt === undefined) this.ackDueAt = now + this.options.ackDelayMs;
+      return [];
     }
 
     const actions: ReceiverAction[] = [{ kind: 'deliver', index, payload }];
@@ -102,7 +110,8 @@ export class ChunkReceiver {
       actions.push({ kind: 'complete' });
       return [...actions, ...this.ackNow()];
     }
-    if (filledGap || this.early.size > 0 || this.sinceAck >= this.options.ackEvery) return [...actions, ...this.ackNow()];
+    const every = this.early.size > 0 ? this.options.outOfOrderAckEvery : this.options.ackEvery;
+    if (filledGap || this.sinceAck >= every) return [...actions, ...this.ackNow()];
     if (this.ackDueAt === undefined) this.ackDueAt = now + this.options.ackDelayMs;
     return actions;
   }
