@@ -104,19 +104,7 @@ export class ClientAgent extends EventEmitter {
 
   start(): void {
     this.sendRegister();
-    let lastBytes = 0;
-    let lastTransfer: Transfer | undefined;
-    this.progressTimer = setInterval(() => {
-      const t = this.current;
-      if (!t || t.finishing) return;
-      const bytes = Math.min(t.manifest.size, t.receiver.inOrder * t.manifest.chunkSize);
-      if (t !== lastTransfer) { lastTransfer = t; lastBytes = bytes; return; }
-      this.emit('progress', {
-        name: t.manifest.name, receivedBytes: bytes, totalBytes: t.manifest.size,
-        bytesPerSecond: ((bytes - lastBytes) * 1000) / PROGRESS_EVERY_MS,
-      } satisfies DownloadProgress);
-      lastBytes = bytes;
-    }, PROGRESS_EVERY_MS);
+    this.progressTimer = setInterval(() => this.reportProgress(), PROGRESS_EVERY_MS);
     this.progressTimer.unref();
   }
 
@@ -130,6 +118,19 @@ export class ClientAgent extends EventEmitter {
     for (const r of this.results.values()) clearTimeout(r.timer);
     this.results.clear();
     await this.options.endpoint.close();
+  }
+
+  private reportProgress(): void {
+    const t = this.current;
+    if (!t || t.finishing) return;
+    const now = this.options.clock.now();
+    const bytes = t.bytesInOrder;
+    const mark = t.progressMark;
+    t.progressMark = { at: now, bytes };
+    this.emit('progress', {
+      name: t.manifest.name, receivedBytes: bytes, totalBytes: t.manifest.size,
+      bytesPerSecond: ((bytes - mark.bytes) * 1000) / Math.max(1, now - mark.at),
+    } satisfies DownloadProgress);
   }
 
   // --- registration ---------------------------------------------------------------------------
@@ -402,6 +403,8 @@ interface PendingResult {
 class Transfer {
   finishing = false;
   private readonly timer: WakeTimer;
+  /** Where the last progress report left off (at the start: what was already held). */
+  progressMark: { at: number; bytes: number };
 
   constructor(
     private readonly agent: ClientAgent,
@@ -413,6 +416,11 @@ class Transfer {
     clock: Clock,
   ) {
     this.timer = new WakeTimer(clock, () => this.run(this.receiver.onTimer(clock.now())));
+    this.progressMark = { at: clock.now(), bytes: this.bytesInOrder };
+  }
+
+  get bytesInOrder(): number {
+    return Math.min(this.manifest.size, this.receiver.inOrder * this.manifest.chunkSize);
   }
 
   run(actions: ReceiverAction[]): void {

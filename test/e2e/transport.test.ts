@@ -46,6 +46,21 @@ describe('through a lossy link', () => {
   });
 });
 
+describe('progress', () => {
+  it('is shown on both sides while a push is under way', async () => {
+    proxy = await UdpProxy.start(port, passThrough);
+    const client = await startClient('c', proxy.port, join(dir, 'c'), trust);
+    let open = false;
+    // Hold back DATA (not the offer) until both sides have reported progress.
+    proxy.rule = (data) => (!open && data[3] === MessageType.data ? [] : [{ data }]);
+    const push = pushLine(writeModule(dir, 'slow_3_0.mjs', 256 * 1024));
+    await server.waitFor(/\n {2}\w{12} 0% 0\.0 MiB\/s, \d+ resent\n/, 5000, push.at);
+    await client.waitFor(/downloading slow_3_0\.mjs: 0% \(0\.0 MiB of 0\.3 MiB\), 0\.0 MiB\/s/, 5000);
+    open = true;
+    expect(await push.done).toMatch(/done: 9\.1 bulk active/);
+  });
+});
+
 describe('when the link dies', () => {
   it('fails the push with a clear reason within the peer timeout', async () => {
     proxy = await UdpProxy.start(port, passThrough);
