@@ -1,13 +1,14 @@
 /** The operator's console: `NxtServer# `. */
 import type { Readable, Writable } from 'node:stream';
 import { NxtError } from '../errors.js';
+import { formatReleaseVersion } from '../protocol/release-version.js';
 import type { Signer } from '../security/release-key.js';
 import { displayAddress } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import { mib } from '../util/format.js';
 import { Repl, takeOptions } from '../util/repl.js';
 import { prepareRelease } from './release.js';
-import { describeOutcome, shortId, versionText, type NxtServer } from './server.js';
+import { describeOutcome, shortId, type NxtServer } from './server.js';
 
 export interface ServerReplOptions {
   readonly server: NxtServer;
@@ -79,7 +80,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
             say(`push: no clients are registered; nothing sent (start a client, then push again)`);
             return;
           }
-          say(`push ${m.name} ${versionText(m.version)} (${m.size} bytes, sha256 ${m.sha256.slice(0, 12)}…) to ${clients.length} client(s)`);
+          say(`push ${m.name} ${formatReleaseVersion(m.version)} (${m.size} bytes, sha256 ${m.sha256.slice(0, 12)}…) to ${clients.length} client(s)`);
           const ticker = progressTicker(server, m.chunkSize, o.clock, say);
           const reports = await server.push(release, clients).finally(() => clearInterval(ticker));
           const ok = reports.filter((r) => r.ok).length;
@@ -96,7 +97,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
           for (const c of all) {
             const state = server.registry.isOnline(c, now) ? 'online' : 'offline';
             const ago = Math.round((now - c.lastSeen) / 1000);
-            say(`  ${shortId(c.id)}  ${displayAddress(c.peer).padEnd(22)} release ${versionText(c.version).padEnd(8)} ${c.product.major}.${c.product.minor} ${c.product.productName}  ${state}, seen ${ago}s ago`);
+            say(`  ${shortId(c.id)}  ${displayAddress(c.peer).padEnd(22)} release ${formatReleaseVersion(c.version).padEnd(8)} ${c.product.major}.${c.product.minor} ${c.product.productName}  ${state}, seen ${ago}s ago`);
           }
         },
       },
@@ -119,7 +120,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
       },
     },
   });
-  server.on('client-registered', (c) => repl.print(`client ${shortId(c.id)} registered from ${displayAddress(c.peer)} (release ${versionText(c.version)})`));
+  server.on('client-registered', (c) => repl.print(`client ${shortId(c.id)} registered from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
   server.on('push-result', (r) => repl.print(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`));
   server.on('warning', (w: string) => repl.print(`warning: ${w}`));
   return repl;

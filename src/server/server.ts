@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { errorMessage } from '../errors.js';
 import { decodeOrUndefined, encode, type Message } from '../protocol/messages.js';
 import { ResultCode, resultCodeName } from '../protocol/result-codes.js';
-import { formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
+import { formatReleaseVersion } from '../protocol/release-version.js';
 import type { SenderOptions, SendOutcome } from '../transfer/sender.js';
 import { displayAddress, samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
 import type { Clock } from '../util/clock.js';
@@ -162,8 +162,4 @@ export function describeOutcome(report: PushReport): string {
 
 export function shortId(id: string): string {
   return id.slice(0, 12);
-}
-
-export function versionText(v: ReleaseVersion): string {
-  return formatReleaseVersion(v);
 }
