@@ -7,5 +7,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     // End-to-end tests start real processes on real ports; two cores do not gain from more.
     maxWorkers: 2,
+    // The JSON report lets .ci/run print a plain "N passed, N failed" line.
+    reporters: ['default', 'json'],
+    outputFile: { json: 'test-results.json' },
   },
 });
