@@ -14,7 +14,7 @@ import { ModuleStore } from '../plugin/module-store.js';
 import { formatProductVersion } from '../plugin/plugin-shape.js';
 import { readPublicKey } from '../security/release-key.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
-import { systemClock } from '../util/clock.js';
+import { systemClock, systemWallClock } from '../util/clock.js';
 import { exitWithError, parsePort } from './exit-codes.js';
 import { lifecycle } from './lifecycle.js';
 
@@ -40,7 +40,7 @@ program.action(async (opts: { server: string; port: string; trust: string; dataD
     const { active, warning } = await store.loadActive();
     const endpoint = await openUdpEndpoint({ port: 0, host: isIP(opts.server) === 6 ? '::' : '0.0.0.0' });
     const agent = new ClientAgent({
-      endpoint, server: { address: opts.server, port }, clientId, store, trustedKey, clock: systemClock, initial: active, maxModuleBytes,
+      endpoint, server: { address: opts.server, port }, clientId, store, trustedKey, clock: systemClock, wallClock: systemWallClock, initial: active, maxModuleBytes,
     });
     if (warning) process.stdout.write(`warning: ${warning}\n`);
     process.stdout.write(`nxt client ${Buffer.from(clientId).toString('hex').slice(0, 12)} → ${opts.server}:${port}\n`);

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { openUdpEndpoint } from '../net/endpoint.js';
 import { loadOrCreateReleaseKey, PUBLIC_KEY_FILE } from '../security/release-key.js';
+import { NxtError } from '../errors.js';
+import { DEFAULT_MANIFEST_TTL_S } from '../server/release.js';
 import { NxtServer } from '../server/server.js';
 import { createServerRepl } from '../server/server-repl.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
@@ -19,15 +21,18 @@ const program = new Command('nxt-server')
   .option('-s, --state-dir <dir>', 'where the release key and server state live', DEFAULT_STATE_DIR)
   .option('--peer-timeout <ms>', 'fail a push to a client silent this long', '10000')
   .option('--renew <ms>', 'how often clients renew their registration', '10000')
+  .option('--manifest-ttl <seconds>', 'how long a signed push stays installable; clients refuse it after that', String(DEFAULT_MANIFEST_TTL_S))
   // Options after a subcommand belong to it (keygen --state-dir D).
   .enablePositionalOptions()
   .showHelpAfterError();
 
-program.action(async (opts: { port: string; stateDir: string; peerTimeout: string; renew: string }) => {
+program.action(async (opts: { port: string; stateDir: string; peerTimeout: string; renew: string; manifestTtl: string }) => {
   try {
     const port = parsePort(opts.port);
     const peerTimeoutMs = parsePositiveMs(opts.peerTimeout);
     const renewMs = parsePositiveMs(opts.renew);
+    if (!/^\d+$/.test(opts.manifestTtl)) throw new NxtError('usage', `--manifest-ttl "${opts.manifestTtl}" is not a number of seconds`);
+    const manifestTtlSeconds = Number(opts.manifestTtl);
     const { signer, created } = loadOrCreateReleaseKey(opts.stateDir, (n) => randomBytes(n));
     const endpoint = await openUdpEndpoint({ port });
     const server = new NxtServer({
@@ -40,7 +45,7 @@ program.action(async (opts: { port: string; stateDir: string; peerTimeout: strin
     const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); await server.close(); });
     const repl = createServerRepl({
       server, signer, clock: systemClock, wallClock: systemWallClock,
-      input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded,
+      input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded, manifestTtlSeconds,
     });
     repl.start();
   } catch (err) {

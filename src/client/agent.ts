@@ -11,12 +11,12 @@ import {
 } from '../protocol/messages.js';
 import { ResultCode, type ResultCodeValue } from '../protocol/result-codes.js';
 import { compareReleaseVersions, formatReleaseVersion } from '../protocol/release-version.js';
-import { verifyManifest, type Manifest } from '../security/manifest.js';
+import { isExpired, verifyManifest, type Manifest } from '../security/manifest.js';
 import { ChunkReceiver, type ReceiverAction, type ReceiverOptions } from '../transfer/receiver.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import type { ActiveModule, ModuleStore } from '../plugin/module-store.js';
 import { samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
-import type { Clock } from '../util/clock.js';
+import type { Clock, WallClock } from '../util/clock.js';
 import { WakeTimer } from '../util/wake-timer.js';
 
 export interface ClientAgentOptions {
@@ -26,6 +26,8 @@ export interface ClientAgentOptions {
   readonly store: ModuleStore;
   readonly trustedKey: Uint8Array;
   readonly clock: Clock;
+  /** Wall-clock time, for manifest expiry. */
+  readonly wallClock: WallClock;
   readonly initial: ActiveModule;
   readonly timing?: Partial<ClientTiming>;
   readonly receiver?: Partial<ReceiverOptions>;
@@ -218,6 +220,11 @@ export class ClientAgent extends EventEmitter {
     } catch (err) {
       const code = err instanceof NxtError && err.code === 'bad-signature' ? ResultCode.badSignature : ResultCode.badManifest;
       return this.refuse(msg.transferId, code, errorMessage(err));
+    }
+    // Freeze attack: an old offer replayed (or held back and released late) is refused.
+    if (isExpired(manifest, this.options.wallClock.wallNow())) {
+      return this.refuse(msg.transferId, ResultCode.expired,
+        `manifest expired at ${manifest.expires}: push it again so the server signs a fresh one (or check this device's clock)`);
     }
     // Rollback attack: never accept a version that is not above the one running.
     if (compareReleaseVersions(manifest.version, this.activeModule.version) <= 0) {

@@ -17,6 +17,7 @@ export const ResultCode = {
   cancelled: 11,
   unknownTransfer: 12,
   superseded: 13,
+  expired: 14,
 } as const;
 
 export type ResultCodeName = keyof typeof ResultCode;

@@ -20,12 +20,20 @@ export interface Manifest {
   readonly chunkSize: number;
   /** When it was signed (ISO 8601), for the operator's records. */
   readonly created: string;
+  /** After this instant (ISO 8601) clients refuse it: a replayed old offer cannot hold a device on
+   *  an old release forever (TUF's freeze attack). */
+  readonly expires: string;
 }
 
 export interface SignedManifest {
   readonly manifest: Manifest;
   readonly bytes: Uint8Array;
   readonly signature: Uint8Array;
+}
+
+/** Freeze attack: is this manifest past its expiry at `now`? */
+export function isExpired(m: Pick<Manifest, 'expires'>, now: Date): boolean {
+  return Date.parse(m.expires) <= now.getTime();
 }
 
 export function chunkCount(m: Pick<Manifest, 'size' | 'chunkSize'>): number {
@@ -41,6 +49,7 @@ export function signManifest(manifest: Manifest, signer: Signer): SignedManifest
     sha256: manifest.sha256,
     chunkSize: manifest.chunkSize,
     created: manifest.created,
+    expires: manifest.expires,
   })));
   if (bytes.length > MAX_MANIFEST_BYTES) throw new NxtError('manifest-too-large', 'manifest does not fit one datagram: shorten the module name');
   parseManifest(bytes); // never sign what a client would refuse to parse
@@ -68,13 +77,14 @@ export function parseManifest(bytes: Uint8Array): Manifest {
   const o = raw as Record<string, unknown>;
   const bad = (what: string): never => { throw new NxtError('bad-manifest', `manifest ${what}`); };
   if (typeof o !== 'object' || o === null || o.type !== 'nxt-manifest/1') bad('has an unknown type');
-  const { name, version, size, sha256, chunkSize, created } = o;
+  const { name, version, size, sha256, chunkSize, created, expires } = o;
   if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_CHARS) bad('name is missing or too long');
   if (typeof version !== 'string') bad('version is missing');
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 1 || size > MAX_MODULE_BYTES) bad(`size must be 1..${MAX_MODULE_BYTES}`);
   if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) bad('sha256 must be 64 lowercase hex digits');
   if (typeof chunkSize !== 'number' || !Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > MAX_CHUNK_BYTES) bad(`chunkSize must be 1..${MAX_CHUNK_BYTES}`);
   if (typeof created !== 'string') bad('created is missing');
+  if (typeof expires !== 'string' || Number.isNaN(Date.parse(expires))) bad('expires is missing or not a date');
   let parsed: ReleaseVersion;
   try {
     parsed = parseReleaseVersion(version as string);
@@ -83,6 +93,6 @@ export function parseManifest(bytes: Uint8Array): Manifest {
   }
   return {
     name: name as string, version: parsed, size: size as number, sha256: sha256 as string,
-    chunkSize: chunkSize as number, created: created as string,
+    chunkSize: chunkSize as number, created: created as string, expires: expires as string,
   };
 }

@@ -16,7 +16,14 @@ export interface Release {
   readonly signed: SignedManifest;
 }
 
-export async function prepareRelease(path: string, options: { version?: string; signer: Signer; now: Date; chunkSize?: number }): Promise<Release> {
+/** How long a signed push stays installable by default: a week covers devices that are offline
+ *  over a weekend; the operator can push again to re-sign. */
+export const DEFAULT_MANIFEST_TTL_S = 7 * 24 * 3600;
+
+export async function prepareRelease(
+  path: string,
+  options: { version?: string; signer: Signer; now: Date; ttlSeconds?: number; chunkSize?: number },
+): Promise<Release> {
   let size: number;
   try {
     const st = statSync(path);
@@ -38,6 +45,7 @@ export async function prepareRelease(path: string, options: { version?: string; 
   const sha256 = await hashFile(path);
   const signed = signManifest({
     name, version, size, sha256, chunkSize: options.chunkSize ?? MAX_CHUNK_BYTES, created: options.now.toISOString(),
+    expires: new Date(options.now.getTime() + (options.ttlSeconds ?? DEFAULT_MANIFEST_TTL_S) * 1000).toISOString(),
   }, options.signer);
   return { path, signed };
 }

@@ -19,6 +19,8 @@ export interface ServerReplOptions {
   readonly output: Writable;
   readonly onExit: () => void;
   readonly onEnd?: () => void;
+  /** How long signed manifests stay valid (seconds). */
+  readonly manifestTtlSeconds?: number;
 }
 
 /** Above this many clients, progress is one summary line rather than a line per client. */
@@ -73,7 +75,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
           const { positional, options } = takeOptions(args, ['version']);
           const [file, extra] = positional;
           if (file === undefined || extra !== undefined) throw new NxtError('usage', 'usage: push <file> [--version X.Y.Z]');
-          const release = await prepareRelease(file, { version: options.version, signer: o.signer, now: o.wallClock.wallNow() });
+          const release = await prepareRelease(file, { version: options.version, signer: o.signer, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds });
           const m = release.signed.manifest;
           const clients = server.onlineClients();
           if (clients.length === 0) {

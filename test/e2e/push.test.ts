@@ -148,6 +148,17 @@ describe('a module that must not be activated', () => {
     }
   });
 
+  it('is refused when its signed manifest has expired (freeze attack)', async () => {
+    // A server whose manifests expire the moment they are signed.
+    const { proc: stale, port: stalePort } = await startServer(join(dir, 'stale'), ['--manifest-ttl', '0']);
+    const a = await startClient('a', stalePort, join(dir, 'a'), join(dir, 'stale/release.pub'));
+    const at = stale.type(`push ${V2}`);
+    await stale.waitFor(/push finished: 0 done, 1 failed/, 20_000, at);
+    expect(stale.output.slice(at)).toMatch(/failed \(expired\): manifest expired at \S+: push it again/);
+    await a.waitFor(/update refused: manifest expired/);
+    expect(a.output).not.toMatch(/Major = 8/);
+  });
+
   it('is refused when signed by another key', async () => {
     const other = join(dir, 'other');
     const { proc: otherServer } = await startServer(other);

@@ -4,13 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
-import { parseManifest, signManifest, verifyManifest, type Manifest } from '../../src/security/manifest.js';
+import { isExpired, parseManifest, signManifest, verifyManifest, type Manifest } from '../../src/security/manifest.js';
 import { loadOrCreateReleaseKey, readPublicKey } from '../../src/security/release-key.js';
 import { compareReleaseVersions, parseReleaseVersion, releaseVersionFromFileName } from '../../src/protocol/release-version.js';
 
 const manifest: Manifest = {
   name: 'libfunctional_2_0.mjs', version: { major: 2, minor: 0, patch: 0 }, size: 192,
-  sha256: 'a'.repeat(64), chunkSize: 1400, created: '2026-11-23T00:00:00.000Z',
+  sha256: 'a'.repeat(64), chunkSize: 1400, created: '2026-11-23T00:00:00.000Z', expires: '2026-11-30T00:00:00.000Z',
 };
 
 function codeOf(fn: () => unknown): string | undefined {
@@ -62,6 +62,8 @@ describe('signed manifests', () => {
     ['a chunk size over 1400', { ...wire(), chunkSize: 1401 }],
     ['a bad version', { ...wire(), version: '1.x' }],
     ['an empty name', { ...wire(), name: '' }],
+    ['no expiry', { ...wire(), expires: undefined }],
+    ['an expiry that is not a date', { ...wire(), expires: 'soon' }],
   ];
   for (const [what, value] of hostile) {
     it(`refuses a manifest with ${what}`, () => {
@@ -72,8 +74,15 @@ describe('signed manifests', () => {
 });
 
 function wire(): Record<string, unknown> {
-  return { type: 'nxt-manifest/1', name: 'a.mjs', version: '1.0.0', size: 1, sha256: 'b'.repeat(64), chunkSize: 1400, created: 'x' };
+  return { type: 'nxt-manifest/1', name: 'a.mjs', version: '1.0.0', size: 1, sha256: 'b'.repeat(64), chunkSize: 1400, created: 'x', expires: '2026-11-30T00:00:00Z' };
 }
+
+describe('manifest expiry (freeze attack)', () => {
+  it('is expired from its expiry instant on, and not before', () => {
+    expect(isExpired(manifest, new Date('2026-11-29T23:59:59.999Z'))).toBe(false);
+    expect(isExpired(manifest, new Date('2026-11-30T00:00:00.000Z'))).toBe(true);
+  });
+});
 
 describe('release versions', () => {
   it('come from the file name when it carries one', () => {
