@@ -11,7 +11,7 @@ import {
 } from '../protocol/messages.js';
 import { ResultCode, type ResultCodeValue } from '../protocol/result-codes.js';
 import { compareReleaseVersions, formatReleaseVersion } from '../protocol/release-version.js';
-import { isExpired, verifyManifest, type Manifest } from '../security/manifest.js';
+import { isExpired, isTargeted, verifyManifest, type Manifest } from '../security/manifest.js';
 import { ChunkReceiver, type ReceiverAction, type ReceiverOptions } from '../transfer/receiver.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import type { ActiveModule, ModuleStore } from '../plugin/module-store.js';
@@ -92,10 +92,12 @@ export class ClientAgent extends EventEmitter {
   private readonly settling = new Map<string, Promise<void>>();
   private stopped = false;
   private progressTimer: NodeJS.Timeout | undefined;
+  private readonly clientIdHex: string;
 
   constructor(private readonly options: ClientAgentOptions) {
     super();
     this.activeModule = options.initial;
+    this.clientIdHex = Buffer.from(options.clientId).toString('hex');
     this.timing = { ...DEFAULT_CLIENT_TIMING, ...options.timing };
     this.registerDelay = this.timing.registerRetryMs;
     options.endpoint.onDatagram((data, from) => this.onDatagram(data, from));
@@ -220,6 +222,10 @@ export class ClientAgent extends EventEmitter {
     } catch (err) {
       const code = err instanceof NxtError && err.code === 'bad-signature' ? ResultCode.badSignature : ResultCode.badManifest;
       return this.refuse(msg.transferId, code, errorMessage(err));
+    }
+    // Mix-and-match attack: a manifest signed for another device is refused.
+    if (!isTargeted(manifest, this.clientIdHex)) {
+      return this.refuse(msg.transferId, ResultCode.wrongTarget, 'manifest is signed for other devices, not this one');
     }
     // Freeze attack: an old offer replayed (or held back and released late) is refused.
     if (isExpired(manifest, this.options.wallClock.wallNow())) {

@@ -18,6 +18,7 @@ export const ResultCode = {
   unknownTransfer: 12,
   superseded: 13,
   expired: 14,
+  wrongTarget: 15,
 } as const;
 
 export type ResultCodeName = keyof typeof ResultCode;

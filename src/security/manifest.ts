@@ -23,12 +23,20 @@ export interface Manifest {
   /** After this instant (ISO 8601) clients refuse it: a replayed old offer cannot hold a device on
    *  an old release forever (TUF's freeze attack). */
   readonly expires: string;
+  /** The client ids (32 hex digits) this manifest is for, or 'all': a manifest captured on its
+   *  way to one device cannot install on another (TUF's mix-and-match attack). */
+  readonly targets: 'all' | readonly string[];
 }
 
 export interface SignedManifest {
   readonly manifest: Manifest;
   readonly bytes: Uint8Array;
   readonly signature: Uint8Array;
+}
+
+/** Mix-and-match attack: is this manifest meant for the client with this id? */
+export function isTargeted(m: Pick<Manifest, 'targets'>, clientIdHex: string): boolean {
+  return m.targets === 'all' || m.targets.includes(clientIdHex);
 }
 
 /** Freeze attack: is this manifest past its expiry at `now`? */
@@ -50,6 +58,7 @@ export function signManifest(manifest: Manifest, signer: Signer): SignedManifest
     chunkSize: manifest.chunkSize,
     created: manifest.created,
     expires: manifest.expires,
+    targets: manifest.targets,
   })));
   if (bytes.length > MAX_MANIFEST_BYTES) throw new NxtError('manifest-too-large', 'manifest does not fit one datagram: shorten the module name');
   parseManifest(bytes); // never sign what a client would refuse to parse
@@ -77,7 +86,7 @@ export function parseManifest(bytes: Uint8Array): Manifest {
   const o = raw as Record<string, unknown>;
   const bad = (what: string): never => { throw new NxtError('bad-manifest', `manifest ${what}`); };
   if (typeof o !== 'object' || o === null || o.type !== 'nxt-manifest/1') bad('has an unknown type');
-  const { name, version, size, sha256, chunkSize, created, expires } = o;
+  const { name, version, size, sha256, chunkSize, created, expires, targets } = o;
   if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_CHARS) bad('name is missing or too long');
   if (typeof version !== 'string') bad('version is missing');
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 1 || size > MAX_MODULE_BYTES) bad(`size must be 1..${MAX_MODULE_BYTES}`);
@@ -85,6 +94,9 @@ export function parseManifest(bytes: Uint8Array): Manifest {
   if (typeof chunkSize !== 'number' || !Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > MAX_CHUNK_BYTES) bad(`chunkSize must be 1..${MAX_CHUNK_BYTES}`);
   if (typeof created !== 'string') bad('created is missing');
   if (typeof expires !== 'string' || Number.isNaN(Date.parse(expires))) bad('expires is missing or not a date');
+  if (targets !== 'all' && !(Array.isArray(targets) && targets.length > 0 && targets.every((t) => typeof t === 'string' && /^[0-9a-f]{32}$/.test(t)))) {
+    bad('targets must be "all" or a list of client ids');
+  }
   let parsed: ReleaseVersion;
   try {
     parsed = parseReleaseVersion(version as string);
@@ -94,5 +106,6 @@ export function parseManifest(bytes: Uint8Array): Manifest {
   return {
     name: name as string, version: parsed, size: size as number, sha256: sha256 as string,
     chunkSize: chunkSize as number, created: created as string, expires: expires as string,
+    targets: targets as 'all' | string[],
   };
 }

@@ -39,11 +39,12 @@ export class PushSession {
     private readonly clock: Clock,
     senderOptions: Partial<SenderOptions> = {},
   ) {
-    const m = release.signed.manifest;
+    const m = release.manifest;
     this.sender = new ChunkSender(chunkCount(m), senderOptions);
     this.source = new ModuleSource(release.path, m.size, m.chunkSize);
     this.timer = new WakeTimer(clock, () => this.run(this.sender.onTimer(clock.now())));
-    this.offerBytes = encode({ type: 'offer', transferId, manifest: release.signed.bytes, signature: release.signed.signature });
+    const signed = release.signedFor(client.id);
+    this.offerBytes = encode({ type: 'offer', transferId, manifest: signed.bytes, signature: signed.signature });
     this.done = new Promise((resolve) => { this.resolveDone = resolve; });
     this.startedAt = clock.now();
   }
@@ -75,7 +76,7 @@ export class PushSession {
           break;
         case 'send-chunk': {
           // Each datagram needs its own buffer: dgram sends asynchronously.
-          const m = this.release.signed.manifest;
+          const m = this.release.manifest;
           const len = Math.min(m.chunkSize, m.size - a.index * m.chunkSize);
           const buf = Buffer.allocUnsafe(DATA_HEADER_BYTES + len);
           writeDataHeader(buf, this.transferId, a.index);

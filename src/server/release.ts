@@ -8,12 +8,15 @@ import { basename } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
 import { MAX_CHUNK_BYTES } from '../protocol/messages.js';
 import { parseReleaseVersion, releaseVersionFromFileName, type ReleaseVersion } from '../protocol/release-version.js';
-import { MAX_MODULE_BYTES, signManifest, type SignedManifest } from '../security/manifest.js';
+import { MAX_MODULE_BYTES, signManifest, type Manifest, type SignedManifest } from '../security/manifest.js';
 import type { Signer } from '../security/release-key.js';
 
 export interface Release {
   readonly path: string;
-  readonly signed: SignedManifest;
+  /** What every client's manifest says, but for its targets. */
+  readonly manifest: Manifest;
+  /** The manifest signed for one client only (so it cannot be replayed to another). */
+  signedFor(clientIdHex: string): SignedManifest;
 }
 
 /** How long a signed push stays installable by default: a week covers devices that are offline
@@ -43,11 +46,13 @@ export async function prepareRelease(
     throw new NxtError('no-version', `cannot tell the version of ${name}: name it like name_MAJOR_MINOR[_PATCH].mjs or use push ${path} --version X.Y.Z`);
   }
   const sha256 = await hashFile(path);
-  const signed = signManifest({
+  const manifest: Manifest = {
     name, version, size, sha256, chunkSize: options.chunkSize ?? MAX_CHUNK_BYTES, created: options.now.toISOString(),
     expires: new Date(options.now.getTime() + (options.ttlSeconds ?? DEFAULT_MANIFEST_TTL_S) * 1000).toISOString(),
-  }, options.signer);
-  return { path, signed };
+    targets: 'all',
+  };
+  signManifest(manifest, options.signer); // fail now, not per client, if it cannot be signed
+  return { path, manifest, signedFor: (clientIdHex) => signManifest({ ...manifest, targets: [clientIdHex] }, options.signer) };
 }
 
 function hashFile(path: string): Promise<string> {

@@ -76,7 +76,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
           const [file, extra] = positional;
           if (file === undefined || extra !== undefined) throw new NxtError('usage', 'usage: push <file> [--version X.Y.Z]');
           const release = await prepareRelease(file, { version: options.version, signer: o.signer, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds });
-          const m = release.signed.manifest;
+          const m = release.manifest;
           const clients = server.onlineClients();
           if (clients.length === 0) {
             say(`push: no clients are registered; nothing sent (start a client, then push again)`);

@@ -159,6 +159,27 @@ describe('a module that must not be activated', () => {
     expect(a.output).not.toMatch(/Major = 8/);
   });
 
+  it('is refused when the offer was signed for another device (mix-and-match)', async () => {
+    let captured: Buffer | undefined;
+    const toA = await UdpProxy.start(port, (data, direction) => {
+      if (direction === 'to-client' && data[3] === MessageType.offer) captured ??= Buffer.from(data);
+      return [{ data }];
+    });
+    const toB = await UdpProxy.start(port, passThrough);
+    try {
+      await startClient('a', toA.port, join(dir, 'a'), trust);
+      expect(await push(V2)).toMatch(/1 done/);
+      const b = await startClient('b', toB.port, join(dir, 'b'), trust);
+      // An attacker replays A's offer — validly signed, still fresh, newer — to device B.
+      await toB.injectToClient(captured!);
+      await b.waitFor(/update refused: manifest is signed for other devices/);
+      expect(b.output).not.toMatch(/receiving|Major = 8/);
+    } finally {
+      await toA.close();
+      await toB.close();
+    }
+  });
+
   it('is refused when signed by another key', async () => {
     const other = join(dir, 'other');
     const { proc: otherServer } = await startServer(other);

@@ -12,7 +12,7 @@ const CHUNK = 1400;
 function fixture(size: number): { bytes: Buffer; manifest: Manifest; dir: string } {
   const bytes = randomBytes(size);
   const manifest: Manifest = {
-    name: 'm.mjs', version: { major: 1, minor: 0, patch: 0 }, size, chunkSize: CHUNK, created: 'now', expires: '2999-01-01T00:00:00Z',
+    name: 'm.mjs', version: { major: 1, minor: 0, patch: 0 }, size, chunkSize: CHUNK, created: 'now', expires: '2999-01-01T00:00:00Z', targets: 'all',
     sha256: createHash('sha256').update(bytes).digest('hex'),
   };
   return { bytes, manifest, dir: mkdtempSync(join(tmpdir(), 'nxt-incoming-')) };

@@ -4,13 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
-import { isExpired, parseManifest, signManifest, verifyManifest, type Manifest } from '../../src/security/manifest.js';
+import { isExpired, isTargeted, parseManifest, signManifest, verifyManifest, type Manifest } from '../../src/security/manifest.js';
 import { loadOrCreateReleaseKey, readPublicKey } from '../../src/security/release-key.js';
 import { compareReleaseVersions, parseReleaseVersion, releaseVersionFromFileName } from '../../src/protocol/release-version.js';
 
 const manifest: Manifest = {
   name: 'libfunctional_2_0.mjs', version: { major: 2, minor: 0, patch: 0 }, size: 192,
   sha256: 'a'.repeat(64), chunkSize: 1400, created: '2026-11-23T00:00:00.000Z', expires: '2026-11-30T00:00:00.000Z',
+  targets: ['0123456789abcdef0123456789abcdef'],
 };
 
 function codeOf(fn: () => unknown): string | undefined {
@@ -64,6 +65,9 @@ describe('signed manifests', () => {
     ['an empty name', { ...wire(), name: '' }],
     ['no expiry', { ...wire(), expires: undefined }],
     ['an expiry that is not a date', { ...wire(), expires: 'soon' }],
+    ['no targets', { ...wire(), targets: undefined }],
+    ['an empty target list', { ...wire(), targets: [] }],
+    ['a target that is not a client id', { ...wire(), targets: ['../x'] }],
   ];
   for (const [what, value] of hostile) {
     it(`refuses a manifest with ${what}`, () => {
@@ -74,8 +78,16 @@ describe('signed manifests', () => {
 });
 
 function wire(): Record<string, unknown> {
-  return { type: 'nxt-manifest/1', name: 'a.mjs', version: '1.0.0', size: 1, sha256: 'b'.repeat(64), chunkSize: 1400, created: 'x', expires: '2026-11-30T00:00:00Z' };
+  return { type: 'nxt-manifest/1', name: 'a.mjs', version: '1.0.0', size: 1, sha256: 'b'.repeat(64), chunkSize: 1400, created: 'x', expires: '2026-11-30T00:00:00Z', targets: 'all' };
 }
+
+describe('manifest targets (mix-and-match attack)', () => {
+  it('name the devices a manifest is for', () => {
+    expect(isTargeted(manifest, '0123456789abcdef0123456789abcdef')).toBe(true);
+    expect(isTargeted(manifest, 'ffffffffffffffffffffffffffffffff')).toBe(false);
+    expect(isTargeted({ targets: 'all' }, 'ffffffffffffffffffffffffffffffff')).toBe(true);
+  });
+});
 
 describe('manifest expiry (freeze attack)', () => {
   it('is expired from its expiry instant on, and not before', () => {
