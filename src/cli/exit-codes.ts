@@ -5,6 +5,8 @@ const EXIT_CODES: Record<string, number> = {
   usage: 2,
   'no-trust': 3,
   'bad-key': 3,
+  'bad-passphrase': 3,
+  'needs-passphrase': 3,
   'bad-version': 2,
   EADDRINUSE: 4,
   EACCES: 4,

@@ -4,7 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { openUdpEndpoint } from '../net/endpoint.js';
-import { loadOrCreateReleaseKey, PUBLIC_KEY_FILE } from '../security/release-key.js';
+import readlineSync from 'readline-sync';
+import { isReleaseKeySealed, loadOrCreateReleaseKey, PUBLIC_KEY_FILE, sealReleaseKey, type PassphraseSource } from '../security/release-key.js';
 import { NxtError } from '../errors.js';
 import { DEFAULT_MANIFEST_TTL_S } from '../server/release.js';
 import { NxtServer } from '../server/server.js';
@@ -33,7 +34,8 @@ program.action(async (opts: { port: string; stateDir: string; peerTimeout: strin
     const renewMs = parsePositiveMs(opts.renew);
     if (!/^\d+$/.test(opts.manifestTtl)) throw new NxtError('usage', `--manifest-ttl "${opts.manifestTtl}" is not a number of seconds`);
     const manifestTtlSeconds = Number(opts.manifestTtl);
-    const { signer, created } = loadOrCreateReleaseKey(opts.stateDir, (n) => randomBytes(n));
+    // Before any socket opens: readline-sync blocks the event loop while it asks.
+    const { signer, created } = loadOrCreateReleaseKey(opts.stateDir, (n) => randomBytes(n), { passphrase: askPassphrase('release key passphrase: ') });
     const endpoint = await openUdpEndpoint({ port });
     const server = new NxtServer({
       endpoint, clock: systemClock, randomU32: () => randomBytes(4).readUInt32BE(0),
@@ -57,13 +59,43 @@ program
   .command('keygen')
   .description('create the release key in the state dir if there is none, and print where its public half is')
   .option('-s, --state-dir <dir>', 'where the release key lives', DEFAULT_STATE_DIR)
-  .action((opts: { stateDir: string }) => {
+  .option('--passphrase', 'encrypt the key with a passphrase (asked in the terminal, or NXT_KEY_PASSPHRASE)')
+  .action((opts: { stateDir: string; passphrase?: boolean }) => {
     try {
-      const { created } = loadOrCreateReleaseKey(opts.stateDir, (n) => randomBytes(n));
-      process.stdout.write(`${created ? 'created' : 'kept the existing'} release key; public key: ${join(opts.stateDir, PUBLIC_KEY_FILE)}\n`);
+      const random = (n: number): Uint8Array => randomBytes(n);
+      const pub = join(opts.stateDir, PUBLIC_KEY_FILE);
+      if (!opts.passphrase) {
+        const { created } = loadOrCreateReleaseKey(opts.stateDir, random);
+        process.stdout.write(`${created ? 'created' : 'kept the existing'} release key; public key: ${pub}\n`);
+        return;
+      }
+      if (isReleaseKeySealed(opts.stateDir)) throw new NxtError('usage', 'the release key is already encrypted');
+      const passphrase = newPassphrase();
+      const { created } = loadOrCreateReleaseKey(opts.stateDir, random, { sealNew: passphrase });
+      if (!created) sealReleaseKey(opts.stateDir, random, passphrase);
+      process.stdout.write(`${created ? 'created an encrypted' : 'encrypted the existing'} release key; public key: ${pub}\n`);
     } catch (err) {
       exitWithError('nxt-server', err);
     }
   });
+
+/** The passphrase of an encrypted key: NXT_KEY_PASSPHRASE, else asked in the terminal (once). */
+function askPassphrase(prompt: string): PassphraseSource {
+  return () => {
+    const fromEnv = process.env.NXT_KEY_PASSPHRASE;
+    if (fromEnv !== undefined) return fromEnv;
+    if (!process.stdin.isTTY) throw new NxtError('needs-passphrase', 'the release key is encrypted and there is no terminal to ask in: set NXT_KEY_PASSPHRASE');
+    return readlineSync.question(prompt, { hideEchoBack: true });
+  };
+}
+
+function newPassphrase(): string {
+  const fromEnv = process.env.NXT_KEY_PASSPHRASE;
+  if (fromEnv !== undefined) return fromEnv;
+  if (!process.stdin.isTTY) throw new NxtError('needs-passphrase', 'no terminal to ask for a passphrase in: set NXT_KEY_PASSPHRASE');
+  const first = readlineSync.question('new passphrase: ', { hideEchoBack: true });
+  if (readlineSync.question('again: ', { hideEchoBack: true }) !== first) throw new NxtError('bad-passphrase', 'the passphrases differ');
+  return first;
+}
 
 await program.parseAsync();

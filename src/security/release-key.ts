@@ -3,6 +3,7 @@
  * tweetnacl. Key files are created atomically with mode 0600; the public key sits beside the
  * secret as `release.pub` (base64, one line) and is the trust anchor clients install.
  */
+import { createCipheriv, createDecipheriv, scryptSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import nacl from 'tweetnacl';
@@ -12,6 +13,13 @@ import { writeFileAtomic } from '../util/atomic-file.js';
 export const SECRET_KEY_FILE = 'release.key';
 export const PUBLIC_KEY_FILE = 'release.pub';
 const SECRET_PREFIX = 'nxt-ed25519-secret-v1:';
+const SEALED_PREFIX = 'nxt-ed25519-secret-scrypt-aes256gcm-v1:';
+/** scrypt cost: N = 2^15 (32 MiB, ~0.1 s here) makes each passphrase guess expensive while
+ *  opening the key at start stays quick (RFC 7914 §2 recommends N ≥ 2^14 for interactive use). */
+const SCRYPT = { N: 1 << 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
+
+/** Where a passphrase comes from when a key needs one: asked once, only if needed. */
+export type PassphraseSource = () => string;
 
 export interface Signer {
   readonly publicKey: Uint8Array;
@@ -27,23 +35,71 @@ export function signerFromSecretKey(secretKey: Uint8Array): Signer {
   };
 }
 
-/** Load the release key from `dir`, creating it (and the directory) on first use. */
-export function loadOrCreateReleaseKey(dir: string, randomBytes: (n: number) => Uint8Array): { signer: Signer; created: boolean } {
+/**
+ * Load the release key from `dir`, creating it (and the directory) on first use. An encrypted key
+ * asks `passphrase` for its passphrase; a new key is encrypted when `sealNew` gives one.
+ */
+export function loadOrCreateReleaseKey(
+  dir: string,
+  randomBytes: (n: number) => Uint8Array,
+  options: { passphrase?: PassphraseSource; sealNew?: string } = {},
+): { signer: Signer; created: boolean } {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const secretPath = join(dir, SECRET_KEY_FILE);
-  if (existsSync(secretPath)) return { signer: readReleaseKey(secretPath), created: false };
+  if (existsSync(secretPath)) return { signer: readReleaseKey(secretPath, options.passphrase), created: false };
   const pair = nacl.sign.keyPair.fromSeed(randomBytes(nacl.sign.seedLength));
-  writeFileAtomic(secretPath, `${SECRET_PREFIX}${Buffer.from(pair.secretKey).toString('base64')}\n`, 0o600);
+  writeSecret(secretPath, pair.secretKey, randomBytes, options.sealNew);
   writeFileAtomic(join(dir, PUBLIC_KEY_FILE), `${encodePublicKey(pair.publicKey)}\n`, 0o644);
   return { signer: signerFromSecretKey(pair.secretKey), created: true };
 }
 
-export function readReleaseKey(path: string): Signer {
+/** Encrypt an existing key file with a passphrase (or re-encrypt it with a new one). */
+export function sealReleaseKey(dir: string, randomBytes: (n: number) => Uint8Array, newPassphrase: string, current?: PassphraseSource): void {
+  const secretPath = join(dir, SECRET_KEY_FILE);
+  writeSecret(secretPath, readSecretKey(secretPath, current), randomBytes, newPassphrase);
+}
+
+export function isReleaseKeySealed(dir: string): boolean {
+  const path = join(dir, SECRET_KEY_FILE);
+  return existsSync(path) && readFileSync(path, 'utf8').startsWith(SEALED_PREFIX);
+}
+
+function writeSecret(path: string, secretKey: Uint8Array, randomBytes: (n: number) => Uint8Array, passphrase: string | undefined): void {
+  if (passphrase === undefined) {
+    writeFileAtomic(path, `${SECRET_PREFIX}${Buffer.from(secretKey).toString('base64')}\n`, 0o600);
+    return;
+  }
+  if (passphrase.length === 0) throw new NxtError('bad-passphrase', 'an empty passphrase protects nothing');
+  const salt = Buffer.from(randomBytes(16));
+  const nonce = Buffer.from(randomBytes(12));
+  const cipher = createCipheriv('aes-256-gcm', scryptSync(passphrase, salt, 32, SCRYPT), nonce);
+  const sealed = Buffer.concat([cipher.update(secretKey), cipher.final(), cipher.getAuthTag()]);
+  const fields = [salt, nonce, sealed].map((b) => b.toString('base64')).join(':');
+  writeFileAtomic(path, `${SEALED_PREFIX}${fields}\n`, 0o600);
+}
+
+export function readReleaseKey(path: string, passphrase?: PassphraseSource): Signer {
+  return signerFromSecretKey(readSecretKey(path, passphrase));
+}
+
+function readSecretKey(path: string, passphrase?: PassphraseSource): Uint8Array {
   const text = readFileSync(path, 'utf8').trim();
+  if (text.startsWith(SEALED_PREFIX)) {
+    if (!passphrase) throw new NxtError('needs-passphrase', `${path} is encrypted: give its passphrase (NXT_KEY_PASSPHRASE, or start the server in a terminal)`);
+    const [salt, nonce, sealed] = text.slice(SEALED_PREFIX.length).split(':').map((f) => Buffer.from(f, 'base64'));
+    if (!salt || !nonce || !sealed || sealed.length !== 64 + 16) throw new NxtError('bad-key', `${path} is damaged`);
+    const decipher = createDecipheriv('aes-256-gcm', scryptSync(passphrase(), salt, 32, SCRYPT), nonce);
+    decipher.setAuthTag(sealed.subarray(64));
+    try {
+      return Buffer.concat([decipher.update(sealed.subarray(0, 64)), decipher.final()]);
+    } catch {
+      throw new NxtError('bad-passphrase', `wrong passphrase for ${path}`);
+    }
+  }
   if (!text.startsWith(SECRET_PREFIX)) {
     throw new NxtError('bad-key', `${path} is not an nxt release key (expected a line starting "${SECRET_PREFIX}")`);
   }
-  return signerFromSecretKey(Buffer.from(text.slice(SECRET_PREFIX.length), 'base64'));
+  return Buffer.from(text.slice(SECRET_PREFIX.length), 'base64');
 }
 
 export function encodePublicKey(key: Uint8Array): string {

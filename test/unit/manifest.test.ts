@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
 import { isExpired, isTargeted, parseManifest, signManifest, verifyManifest, type Manifest } from '../../src/security/manifest.js';
-import { loadOrCreateReleaseKey, readPublicKey } from '../../src/security/release-key.js';
+import { readFileSync } from 'node:fs';
+import { isReleaseKeySealed, loadOrCreateReleaseKey, readPublicKey, readReleaseKey, sealReleaseKey } from '../../src/security/release-key.js';
 import { compareReleaseVersions, parseReleaseVersion, releaseVersionFromFileName } from '../../src/protocol/release-version.js';
 
 const manifest: Manifest = {
@@ -29,6 +30,30 @@ describe('release keys', () => {
     expect(Buffer.from(second.signer.publicKey)).toEqual(Buffer.from(first.signer.publicKey));
     expect(statSync(join(dir, 'release.key')).mode & 0o777).toBe(0o600);
     expect(Buffer.from(readPublicKey(join(dir, 'release.pub')))).toEqual(Buffer.from(first.signer.publicKey));
+  });
+});
+
+describe('a release key encrypted at rest', () => {
+  const random = (n: number): Uint8Array => randomBytes(n);
+
+  it('opens with its passphrase, signs as the same key, and keeps no plaintext on disk', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nxt-key-'));
+    const plain = loadOrCreateReleaseKey(dir, random).signer;
+    const secretB64 = readFileSync(join(dir, 'release.key'), 'utf8').trim().split(':')[1]!;
+    sealReleaseKey(dir, random, 'correct horse');
+    expect(isReleaseKeySealed(dir)).toBe(true);
+    expect(readFileSync(join(dir, 'release.key'), 'utf8')).not.toContain(secretB64);
+    expect(statSync(join(dir, 'release.key')).mode & 0o777).toBe(0o600);
+    const opened = readReleaseKey(join(dir, 'release.key'), () => 'correct horse');
+    expect(Buffer.from(opened.publicKey)).toEqual(Buffer.from(plain.publicKey));
+  });
+
+  it('refuses a wrong passphrase, or none, with a code saying which', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nxt-key-'));
+    loadOrCreateReleaseKey(dir, random, { sealNew: 'right' });
+    expect(codeOf(() => readReleaseKey(join(dir, 'release.key'), () => 'wrong'))).toBe('bad-passphrase');
+    expect(codeOf(() => readReleaseKey(join(dir, 'release.key')))).toBe('needs-passphrase');
+    expect(codeOf(() => loadOrCreateReleaseKey(mkdtempSync(join(tmpdir(), 'nxt-key-')), random, { sealNew: '' }))).toBe('bad-passphrase');
   });
 });
 
