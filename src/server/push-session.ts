@@ -29,22 +29,24 @@ export class PushSession {
   private readonly sender: ChunkSender;
   private readonly source: ModuleSource;
   private readonly timer: WakeTimer;
-  private readonly offerBytes: Uint8Array;
+  private offerBytes: Uint8Array;
 
   constructor(
-    readonly transferId: number,
+    /** Changes when the transfer is offered again to a restarted client (see onAbort). */
+    public transferId: number,
     readonly client: ClientRecord,
     readonly release: Release,
     private readonly endpoint: Endpoint,
     private readonly clock: Clock,
     senderOptions: Partial<SenderOptions> = {},
+    /** Gives this session a fresh transfer id and returns it. */
+    private readonly renumber: (session: PushSession) => number = (session) => session.transferId,
   ) {
     const m = release.manifest;
     this.sender = new ChunkSender(chunkCount(m), senderOptions);
     this.source = new ModuleSource(release.path, m.size, m.chunkSize);
     this.timer = new WakeTimer(clock, () => this.run(this.sender.onTimer(clock.now())));
-    const signed = release.signedFor(client.id);
-    this.offerBytes = encode({ type: 'offer', transferId, manifest: signed.bytes, signature: signed.signature });
+    this.offerBytes = this.encodeOffer();
     this.done = new Promise((resolve) => { this.resolveDone = resolve; });
     this.startedAt = clock.now();
   }
@@ -65,7 +67,22 @@ export class PushSession {
   onResult(msg: Extract<Message, { type: 'result' }>): void {
     this.run(this.sender.onResult(msg.code, msg.message, msg.active, this.clock.now()));
   }
-  onAbort(code: number, message: string): void { this.run(this.sender.onAbort(code, message, this.clock.now())); }
+  onAbort(code: number, message: string): void {
+    const actions = this.sender.onAbort(code, message, this.clock.now());
+    if (actions.some((a) => a.kind === 'send-offer')) {
+      // The client restarted and is offered the transfer again, under a new id: a late ACK from
+      // the process that died would otherwise claim chunks the new one never wrote to disk,
+      // and they would never be sent again.
+      this.transferId = this.renumber(this);
+      this.offerBytes = this.encodeOffer();
+    }
+    this.run(actions);
+  }
+
+  private encodeOffer(): Uint8Array {
+    const signed = this.release.signedFor(this.client.id);
+    return encode({ type: 'offer', transferId: this.transferId, manifest: signed.bytes, signature: signed.signature });
+  }
   cancel(reason: string): void { this.run(this.sender.cancel(reason)); }
 
   private run(actions: SenderAction[]): void {

@@ -64,8 +64,14 @@ export class NxtServer extends EventEmitter {
 
   /** Push one release to each of `clients`; resolves when every one has finished or failed. */
   async push(release: Release, clients: ClientRecord[]): Promise<PushReport[]> {
+    const renumber = (session: PushSession): number => {
+      this.sessions.delete(session.transferId);
+      const id = this.newTransferId();
+      this.sessions.set(id, session);
+      return id;
+    };
     const sessions = clients.map((client) => {
-      const session = new PushSession(this.newTransferId(), client, release, this.options.endpoint, this.options.clock, this.options.sender);
+      const session = new PushSession(this.newTransferId(), client, release, this.options.endpoint, this.options.clock, this.options.sender, renumber);
       this.sessions.set(session.transferId, session);
       return session;
     });

@@ -29,7 +29,8 @@ export interface SenderOptions {
   readonly maxWindow: number;
   /** Chunks transmitted after a missing one that must be acknowledged before it counts as lost. */
   readonly dupThresh: number;
-  /** Give up when the peer has said nothing at all for this long. */
+  /** Give up when the peer has said nothing at all for this long, or has acknowledged nothing new
+   *  for this long while chunks are outstanding (a peer that ACKs without progress). */
   readonly peerTimeoutMs: number;
   /** How many times a client that forgot the transfer (it restarted) is offered it again. */
   readonly maxReoffers: number;
@@ -114,6 +115,7 @@ export class ChunkSender {
   private reoffers = 0;
   private rtoDeadline: number | undefined;
   private lastHeardAt = 0;
+  private lastProgressAt = 0;
 
   private retransmitsValue = 0;
   private timeoutsValue = 0;
@@ -158,7 +160,7 @@ export class ChunkSender {
     const silence = this.lastHeardAt + this.options.peerTimeoutMs;
     if (this.phaseValue === 'offering') return Math.min(this.offerDeadline, silence);
     if (this.phaseValue === 'sending') {
-      let at = silence;
+      let at = Math.min(silence, this.lastProgressAt + this.options.peerTimeoutMs);
       if (this.rtoDeadline !== undefined && this.rtoDeadline < at) at = this.rtoDeadline;
       if (this.pacedWake !== undefined && this.pacedWake < at) at = this.pacedWake;
       return at;
@@ -181,6 +183,7 @@ export class ChunkSender {
       // No RTT sample from it: the client verified a signature and opened files in between,
       // which would make startup pace as if the path were that slow.
       this.phaseValue = 'sending';
+      this.lastProgressAt = now;
       // Delivery-rate intervals are measured from here (BBR initialises both to "now").
       this.deliveredTime = now;
       this.lastAckedSentAt = now;
@@ -226,6 +229,7 @@ export class ChunkSender {
     if (newestTx > this.maxAckedTx) this.maxAckedTx = newestTx;
 
     if (newlyAcked > 0) {
+      this.lastProgressAt = now;
       this.rtt.resetBackoff();
       this.timeoutClamp = false;
       this.sampleDeliveryRate(newest, now);
@@ -271,6 +275,12 @@ export class ChunkSender {
         : this.phaseValue === 'verifying' ? 'received every chunk but never reported a result'
         : `stopped acknowledging at ${this.ackedCount}/${this.totalChunks} chunks`;
       return [this.finish({ code: ResultCode.timeout, message: `client ${what} (silent for ${Math.round(now - this.lastHeardAt)} ms)` })];
+    }
+    if (this.phaseValue === 'sending' && now - this.lastProgressAt >= this.options.peerTimeoutMs) {
+      return [this.finish({
+        code: ResultCode.timeout,
+        message: `client acknowledged nothing new for ${Math.round(now - this.lastProgressAt)} ms, stuck at ${this.ackedCount}/${this.totalChunks} chunks`,
+      })];
     }
     if (this.phaseValue === 'offering' && now >= this.offerDeadline) {
       this.rtt.backoff();

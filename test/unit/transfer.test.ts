@@ -168,6 +168,28 @@ describe('when the peer goes silent', () => {
   });
 });
 
+describe('when the peer acknowledges without progress', () => {
+  it('gives up after the peer timeout instead of sending forever', () => {
+    const sender = new ChunkSender(100, { peerTimeoutMs: 1000 });
+    const stuck = { type: 'ack', transferId: 1, cumulative: 0, window: 64, echo: 0xffffffff, sack: new Uint8Array() } as const;
+    sender.start(0);
+    sender.onAck(stuck, 1);
+    let now = 1;
+    let done: ReturnType<ChunkSender['onTimer']> = [];
+    const finished = (): boolean => sender.phase === 'done';
+    // The peer keeps talking (so it is never silent) but never holds anything new.
+    while (!finished() && now < 10_000) {
+      now = Math.min(sender.wakeAt ?? now + 50, now + 50);
+      done = sender.onTimer(now);
+      if (!finished()) sender.onAck(stuck, now);
+    }
+    expect(sender.outcome?.code).toBe(ResultCode.timeout);
+    expect(sender.outcome?.message).toMatch(/acknowledged nothing new for \d+ ms, stuck at 0\/100 chunks/);
+    expect(now).toBeLessThan(1100);
+    expect(done.some((a) => a.kind === 'done')).toBe(true);
+  });
+});
+
 describe('resume', () => {
   it('sends only the chunks the receiver does not already hold', () => {
     const chunks = makeChunks(400);
