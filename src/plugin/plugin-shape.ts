@@ -5,12 +5,23 @@
 import { NxtError, errorMessage } from '../errors.js';
 import { MAX_PRODUCT_NAME_BYTES, type ProductInfo } from '../protocol/messages.js';
 
-export async function loadPlugin(url: string): Promise<ProductInfo> {
+/** A module whose top-level code has not settled by then is not activated: a buggy module (a
+ *  top-level await that never resolves) must not wedge the updater. Large modules take about a
+ *  second per 100 MB to decode and compile here. */
+export const LOAD_TIMEOUT_MS = 30_000;
+
+export async function loadPlugin(url: string, timeoutMs = LOAD_TIMEOUT_MS): Promise<ProductInfo> {
   let mod: Record<string, unknown>;
+  let timer: NodeJS.Timeout | undefined;
   try {
-    mod = (await import(url)) as Record<string, unknown>;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`it did not finish loading within ${timeoutMs} ms`)), timeoutMs);
+    });
+    mod = (await Promise.race([import(url), deadline])) as Record<string, unknown>;
   } catch (err) {
     throw new NxtError('load-failed', `module failed to load: ${errorMessage(err)}`, { cause: err });
+  } finally {
+    clearTimeout(timer);
   }
   const fn = typeof mod.default === 'function' ? mod.default : mod.productVersion;
   if (typeof fn !== 'function') {
