@@ -15,6 +15,7 @@ import { formatProductVersion } from '../plugin/plugin-shape.js';
 import { readPublicKey } from '../security/release-key.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
+import { lockDir } from '../util/dir-lock.js';
 import { exitWithError, parsePort } from './exit-codes.js';
 import { lifecycle } from './lifecycle.js';
 
@@ -36,6 +37,8 @@ program.action(async (opts: { server: string; port: string; trust: string; dataD
     if (!/^\d+$/.test(opts.maxModuleBytes) || maxModuleBytes < 1) throw new NxtError('usage', `--max-module-bytes "${opts.maxModuleBytes}" is not a positive number of bytes`);
     const trustedKey = readPublicKey(opts.trust);
     const store = new ModuleStore(opts.dataDir);
+    const unlock = lockDir(opts.dataDir, 'client');
+    process.on('exit', unlock);
     const clientId = loadOrCreateClientId(opts.dataDir);
     const { active, warning } = await store.loadActive();
     const endpoint = await openUdpEndpoint({ port: 0, host: isIP(opts.server) === 6 ? '::' : '0.0.0.0' });

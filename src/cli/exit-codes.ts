@@ -9,6 +9,7 @@ const EXIT_CODES: Record<string, number> = {
   'needs-passphrase': 3,
   'bad-version': 2,
   EADDRINUSE: 4,
+  'dir-in-use': 4,
   EACCES: 4,
 };
 

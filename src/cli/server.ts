@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** nxt-server: parse flags, wire the parts, run. */
 import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { openUdpEndpoint } from '../net/endpoint.js';
@@ -11,6 +12,7 @@ import { DEFAULT_MANIFEST_TTL_S } from '../server/release.js';
 import { NxtServer } from '../server/server.js';
 import { createServerRepl } from '../server/server-repl.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
+import { lockDir } from '../util/dir-lock.js';
 import { exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
 import { lifecycle } from './lifecycle.js';
 
@@ -34,6 +36,8 @@ program.action(async (opts: { port: string; stateDir: string; peerTimeout: strin
     const renewMs = parsePositiveMs(opts.renew);
     if (!/^\d+$/.test(opts.manifestTtl)) throw new NxtError('usage', `--manifest-ttl "${opts.manifestTtl}" is not a number of seconds`);
     const manifestTtlSeconds = Number(opts.manifestTtl);
+    mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
+    process.on('exit', lockDir(opts.stateDir, 'server'));
     // Before any socket opens: readline-sync blocks the event loop while it asks.
     const { signer, created } = loadOrCreateReleaseKey(opts.stateDir, (n) => randomBytes(n), { passphrase: askPassphrase('release key passphrase: ') });
     const endpoint = await openUdpEndpoint({ port });

@@ -79,7 +79,10 @@ export function createServerRepl(o: ServerReplOptions): Repl {
           const m = release.manifest;
           const clients = server.onlineClients();
           if (clients.length === 0) {
-            say(`push: no clients are registered; nothing sent (start a client, then push again)`);
+            const known = server.registry.all().length;
+            say(known === 0
+              ? 'push: no clients are registered; nothing sent (start a client, then push again)'
+              : `push: none of the ${known} registered clients is online (no renewal within the lease); nothing sent`);
             return;
           }
           say(`push ${m.name} ${formatReleaseVersion(m.version)} (${m.size} bytes, sha256 ${m.sha256.slice(0, 12)}…) to ${clients.length} client(s)`);
