@@ -18,13 +18,20 @@ export interface ClientRecord {
 /** Clients renew every RENEW; three renewals may be lost before a client counts as offline. */
 export const DEFAULT_RENEW_MS = 10_000;
 export const DEFAULT_LEASE_MS = 3 * DEFAULT_RENEW_MS + 1_000;
+/** Registrations are not authenticated yet, so a flood of forged ones must not grow memory without
+ *  bound: at this many clients the least recently seen offline one makes room, and when all are
+ *  online a newcomer is refused. */
+export const DEFAULT_MAX_CLIENTS = 100_000;
 
 export class Registry {
   private readonly clients = new Map<string, ClientRecord>();
 
-  constructor(readonly leaseMs = DEFAULT_LEASE_MS) {}
+  constructor(readonly leaseMs = DEFAULT_LEASE_MS, readonly maxClients = DEFAULT_MAX_CLIENTS) {}
 
-  register(id: string, peer: Peer, version: ReleaseVersion, product: ProductInfo, now: number): { record: ClientRecord; isNew: boolean } {
+  get size(): number { return this.clients.size; }
+
+  /** Undefined when the registry is full of online clients. */
+  register(id: string, peer: Peer, version: ReleaseVersion, product: ProductInfo, now: number): { record: ClientRecord; isNew: boolean } | undefined {
     const known = this.clients.get(id);
     if (known) {
       known.peer = peer; // a device that moved (DHCP, NAT rebinding) keeps its identity
@@ -33,9 +40,19 @@ export class Registry {
       known.lastSeen = now;
       return { record: known, isNew: false };
     }
+    if (this.clients.size >= this.maxClients && !this.evictOneOffline(now)) return undefined;
     const record: ClientRecord = { id, peer, version, product, firstSeen: now, lastSeen: now };
     this.clients.set(id, record);
     return { record, isNew: true };
+  }
+
+  private evictOneOffline(now: number): boolean {
+    let oldest: ClientRecord | undefined;
+    for (const c of this.clients.values()) {
+      if (!this.isOnline(c, now) && (!oldest || c.lastSeen < oldest.lastSeen)) oldest = c;
+    }
+    if (oldest) this.clients.delete(oldest.id);
+    return oldest !== undefined;
   }
 
   get(id: string): ClientRecord | undefined {

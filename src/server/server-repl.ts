@@ -111,7 +111,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
         help: 'datagram counters (malformed, unexpected, …) and pushes in progress',
         run: () => {
           const s = server.stats;
-          say(`datagrams ${s.datagrams}, malformed ${s.malformed}, unexpected ${s.unexpected}, foreign ${s.foreign}, registrations ${s.registrations}`);
+          say(`datagrams ${s.datagrams}, malformed ${s.malformed}, unexpected ${s.unexpected}, foreign ${s.foreign}, registrations ${s.registrations}, refused ${s.refused}; ${server.registry.size} clients known`);
           for (const p of server.activeSessions) {
             const g = p.progress;
             say(`  push to ${shortId(p.client.id)}: ${g.phase} ${g.acked}/${g.total} chunks, ${g.retransmits} resent, ${g.timeouts} timeouts`);

@@ -20,6 +20,7 @@ export interface NxtServerOptions {
   readonly randomU32: () => number;
   readonly renewMs?: number;
   readonly leaseMs?: number;
+  readonly maxClients?: number;
   readonly sender?: Partial<SenderOptions>;
 }
 
@@ -29,6 +30,8 @@ export interface ServerStats {
   unexpected: number;
   foreign: number;
   registrations: number;
+  /** Registrations refused because the registry was full of online clients. */
+  refused: number;
 }
 
 export interface PushReport {
@@ -43,7 +46,7 @@ export interface PushReport {
 
 /** Events: 'client-registered' (ClientRecord), 'push-result' (PushReport). */
 export class NxtServer extends EventEmitter {
-  readonly stats: ServerStats = { datagrams: 0, malformed: 0, unexpected: 0, foreign: 0, registrations: 0 };
+  readonly stats: ServerStats = { datagrams: 0, malformed: 0, unexpected: 0, foreign: 0, registrations: 0, refused: 0 };
   readonly registry: Registry;
   private readonly sessions = new Map<number, PushSession>();
   private readonly renewMs: number;
@@ -51,7 +54,7 @@ export class NxtServer extends EventEmitter {
   constructor(private readonly options: NxtServerOptions) {
     super();
     this.renewMs = options.renewMs ?? DEFAULT_RENEW_MS;
-    this.registry = new Registry(options.leaseMs ?? DEFAULT_LEASE_MS);
+    this.registry = new Registry(options.leaseMs ?? DEFAULT_LEASE_MS, options.maxClients);
     options.endpoint.onDatagram((data, from) => this.onDatagram(data, from));
   }
 
@@ -123,7 +126,12 @@ export class NxtServer extends EventEmitter {
     switch (msg.type) {
       case 'register': {
         const id = Buffer.from(msg.clientId).toString('hex');
-        const { record, isNew } = this.registry.register(id, from, msg.version, msg.product, this.options.clock.now());
+        const registered = this.registry.register(id, from, msg.version, msg.product, this.options.clock.now());
+        if (!registered) {
+          this.stats.refused++;
+          return;
+        }
+        const { record, isNew } = registered;
         this.stats.registrations++;
         this.options.endpoint.send(encode({
           type: 'registered', clientId: msg.clientId, seq: msg.seq, leaseMs: this.registry.leaseMs, renewMs: this.renewMs,
