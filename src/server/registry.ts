@@ -34,6 +34,10 @@ export class Registry {
   register(id: string, peer: Peer, version: ReleaseVersion, product: ProductInfo, now: number): { record: ClientRecord; isNew: boolean } | undefined {
     const known = this.clients.get(id);
     if (known) {
+      // Keep the map ordered by last renewal (a Map iterates in insertion order): the first
+      // entry is always the least recently seen, so making room costs O(1), not a scan.
+      this.clients.delete(id);
+      this.clients.set(id, known);
       known.peer = peer; // a device that moved (DHCP, NAT rebinding) keeps its identity
       known.version = version;
       known.product = product;
@@ -47,12 +51,10 @@ export class Registry {
   }
 
   private evictOneOffline(now: number): boolean {
-    let oldest: ClientRecord | undefined;
-    for (const c of this.clients.values()) {
-      if (!this.isOnline(c, now) && (!oldest || c.lastSeen < oldest.lastSeen)) oldest = c;
-    }
-    if (oldest) this.clients.delete(oldest.id);
-    return oldest !== undefined;
+    const oldest = this.clients.values().next().value;
+    if (!oldest || this.isOnline(oldest, now)) return false;
+    this.clients.delete(oldest.id);
+    return true;
   }
 
   get(id: string): ClientRecord | undefined {
