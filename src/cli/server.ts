@@ -1,14 +1,17 @@
 #!/usr/bin/env node
 /** nxt-server: parse flags, wire the parts, run. */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { openUdpEndpoint } from '../net/endpoint.js';
 import readlineSync from 'readline-sync';
-import { isReleaseKeySealed, loadOrCreateReleaseKey, PUBLIC_KEY_FILE, sealReleaseKey, type PassphraseSource } from '../security/release-key.js';
+import { signManifest } from '../security/manifest.js';
+import {
+  isReleaseKeySealed, loadOrCreateReleaseKey, loadReleaseKeyOrPublic, PUBLIC_KEY_FILE, sealReleaseKey, type PassphraseSource,
+} from '../security/release-key.js';
 import { NxtError } from '../errors.js';
-import { DEFAULT_MANIFEST_TTL_S } from '../server/release.js';
+import { DEFAULT_MANIFEST_TTL_S, encodePresigned, prepareRelease, PRESIGNED_SUFFIX } from '../server/release.js';
 import { NxtServer } from '../server/server.js';
 import { createServerRepl } from '../server/server-repl.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
@@ -39,7 +42,7 @@ program.action(async (opts: { port: string; stateDir: string; peerTimeout: strin
     mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
     process.on('exit', lockDir(opts.stateDir, 'server'));
     // Before any socket opens: readline-sync blocks the event loop while it asks.
-    const { signer, created } = loadOrCreateReleaseKey(opts.stateDir, (n) => randomBytes(n), { passphrase: askPassphrase('release key passphrase: ') });
+    const { signer, publicKey, created } = loadReleaseKeyOrPublic(opts.stateDir, (n) => randomBytes(n), { passphrase: askPassphrase('release key passphrase: ') });
     const endpoint = await openUdpEndpoint({ port });
     const server = new NxtServer({
       endpoint, clock: systemClock, randomU32: () => randomBytes(4).readUInt32BE(0),
@@ -48,9 +51,10 @@ program.action(async (opts: { port: string; stateDir: string; peerTimeout: strin
     const pub = join(opts.stateDir, PUBLIC_KEY_FILE);
     process.stdout.write(`nxt server listening on UDP port ${endpoint.port}\n`);
     process.stdout.write(`${created ? 'created a new release key; ' : ''}clients trust ${pub}\n`);
+    if (!signer) process.stdout.write(`no release key here (only its public half): push accepts modules signed offline (${PRESIGNED_SUFFIX})\n`);
     const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); await server.close(); });
     const repl = createServerRepl({
-      server, signer, clock: systemClock, wallClock: systemWallClock,
+      server, signer, publicKey, clock: systemClock, wallClock: systemWallClock,
       input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded, manifestTtlSeconds,
     });
     repl.start();
@@ -78,6 +82,27 @@ program
       const { created } = loadOrCreateReleaseKey(opts.stateDir, random, { sealNew: passphrase });
       if (!created) sealReleaseKey(opts.stateDir, random, passphrase);
       process.stdout.write(`${created ? 'created an encrypted' : 'encrypted the existing'} release key; public key: ${pub}\n`);
+    } catch (err) {
+      exitWithError('nxt-server', err);
+    }
+  });
+
+program
+  .command('sign <file>')
+  .description(`sign a module with the release key here (e.g. on an offline machine), writing <file>${PRESIGNED_SUFFIX}; copy both to the server and push <file>`)
+  .option('-s, --state-dir <dir>', 'where the release key lives', DEFAULT_STATE_DIR)
+  .option('--version <x.y.z>', 'the release version (default: from the file name)')
+  .option('--manifest-ttl <seconds>', 'how long the signed module stays installable', String(DEFAULT_MANIFEST_TTL_S))
+  .action(async (file: string, opts: { stateDir: string; version?: string; manifestTtl: string }) => {
+    try {
+      if (!/^\d+$/.test(opts.manifestTtl)) throw new NxtError('usage', `--manifest-ttl "${opts.manifestTtl}" is not a number of seconds`);
+      const { signer } = loadOrCreateReleaseKey(opts.stateDir, (n) => randomBytes(n), { passphrase: askPassphrase('release key passphrase: ') });
+      const release = await prepareRelease(file, {
+        version: opts.version, signer, publicKey: signer.publicKey, now: systemWallClock.wallNow(), ttlSeconds: Number(opts.manifestTtl),
+      });
+      const m = release.manifest;
+      writeFileSync(file + PRESIGNED_SUFFIX, encodePresigned(signManifest(m, signer)));
+      process.stdout.write(`signed ${m.name} ${m.version.major}.${m.version.minor}.${m.version.patch} for all devices, valid until ${m.expires}: ${file}${PRESIGNED_SUFFIX}\n`);
     } catch (err) {
       exitWithError('nxt-server', err);
     }

@@ -53,6 +53,22 @@ export function loadOrCreateReleaseKey(
   return { signer: signerFromSecretKey(pair.secretKey), created: true };
 }
 
+/**
+ * The release key of a server that may keep its secret half elsewhere: with only `release.pub` in
+ * `dir` (the key lives offline) there is no signer, and pushes must be pre-signed.
+ */
+export function loadReleaseKeyOrPublic(
+  dir: string,
+  randomBytes: (n: number) => Uint8Array,
+  options: { passphrase?: PassphraseSource } = {},
+): { signer?: Signer; publicKey: Uint8Array; created: boolean } {
+  if (!existsSync(join(dir, SECRET_KEY_FILE)) && existsSync(join(dir, PUBLIC_KEY_FILE))) {
+    return { publicKey: readPublicKey(join(dir, PUBLIC_KEY_FILE)), created: false };
+  }
+  const { signer, created } = loadOrCreateReleaseKey(dir, randomBytes, options);
+  return { signer, publicKey: signer.publicKey, created };
+}
+
 /** Encrypt an existing key file with a passphrase (or re-encrypt it with a new one). */
 export function sealReleaseKey(dir: string, randomBytes: (n: number) => Uint8Array, newPassphrase: string, current?: PassphraseSource): void {
   const secretPath = join(dir, SECRET_KEY_FILE);

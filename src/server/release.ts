@@ -3,12 +3,12 @@
  * size and sha256 from the bytes, a manifest signed with the release key.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
 import { MAX_CHUNK_BYTES } from '../protocol/messages.js';
 import { parseReleaseVersion, releaseVersionFromFileName, type ReleaseVersion } from '../protocol/release-version.js';
-import { MAX_MODULE_BYTES, signManifest, type Manifest, type SignedManifest } from '../security/manifest.js';
+import { MAX_MODULE_BYTES, signManifest, verifyManifest, type Manifest, type SignedManifest } from '../security/manifest.js';
 import type { Signer } from '../security/release-key.js';
 
 export interface Release {
@@ -23,9 +23,12 @@ export interface Release {
  *  over a weekend; the operator can push again to re-sign. */
 export const DEFAULT_MANIFEST_TTL_S = 7 * 24 * 3600;
 
+/** A module signed offline travels with this file beside it: `<module>.nxt-signed`. */
+export const PRESIGNED_SUFFIX = '.nxt-signed';
+
 export async function prepareRelease(
   path: string,
-  options: { version?: string; signer: Signer; now: Date; ttlSeconds?: number; chunkSize?: number },
+  options: { version?: string; signer?: Signer; publicKey: Uint8Array; now: Date; ttlSeconds?: number; chunkSize?: number },
 ): Promise<Release> {
   let size: number;
   try {
@@ -38,6 +41,11 @@ export async function prepareRelease(
   }
   if (size === 0) throw new NxtError('empty-module', `${path} is empty`);
   if (size > MAX_MODULE_BYTES) throw new NxtError('module-too-large', `${path} is larger than ${MAX_MODULE_BYTES} bytes`);
+  if (existsSync(path + PRESIGNED_SUFFIX)) return presignedRelease(path, size, options.publicKey, options.version);
+  if (!options.signer) {
+    throw new NxtError('no-signer', `this server keeps no release key: sign ${basename(path)} offline (nxt-server sign) and put the ${PRESIGNED_SUFFIX} file beside it`);
+  }
+  const { signer } = options;
   const name = basename(path);
   let version: ReleaseVersion | undefined;
   if (options.version !== undefined) version = parseReleaseVersion(options.version);
@@ -51,8 +59,39 @@ export async function prepareRelease(
     expires: new Date(options.now.getTime() + (options.ttlSeconds ?? DEFAULT_MANIFEST_TTL_S) * 1000).toISOString(),
     targets: 'all',
   };
-  signManifest(manifest, options.signer); // fail now, not per client, if it cannot be signed
-  return { path, manifest, signedFor: (clientIdHex) => signManifest({ ...manifest, targets: [clientIdHex] }, options.signer) };
+  signManifest(manifest, signer); // fail now, not per client, if it cannot be signed
+  return { path, manifest, signedFor: (clientIdHex) => signManifest({ ...manifest, targets: [clientIdHex] }, signer) };
+}
+
+/** The manifest and signature of a module signed elsewhere, as `nxt-server sign` writes them. */
+export function encodePresigned(signed: SignedManifest): string {
+  return `${JSON.stringify({ manifest: Buffer.from(signed.bytes).toString('base64'), signature: Buffer.from(signed.signature).toString('base64') })}\n`;
+}
+
+/**
+ * A module signed offline: the server checks the signature against the release key's public half
+ * and the file against the manifest before offering it, so a wrong or stale sidecar fails here
+ * with a reason instead of on every device.
+ */
+async function presignedRelease(path: string, size: number, publicKey: Uint8Array, version: string | undefined): Promise<Release> {
+  const sidecar = path + PRESIGNED_SUFFIX;
+  let signed: SignedManifest;
+  try {
+    const raw = JSON.parse(readFileSync(sidecar, 'utf8')) as { manifest?: unknown; signature?: unknown };
+    if (typeof raw.manifest !== 'string' || typeof raw.signature !== 'string') throw new Error('fields missing');
+    const bytes = new Uint8Array(Buffer.from(raw.manifest, 'base64'));
+    const signature = new Uint8Array(Buffer.from(raw.signature, 'base64'));
+    signed = { manifest: verifyManifest(bytes, signature, publicKey), bytes, signature };
+  } catch (err) {
+    const why = err instanceof NxtError ? err.message : `not a ${PRESIGNED_SUFFIX} file (${errorMessage(err)})`;
+    throw new NxtError('bad-presigned', `${sidecar}: ${why}`, { cause: err });
+  }
+  const m = signed.manifest;
+  if (version !== undefined) throw new NxtError('usage', `${basename(path)} is pre-signed as version ${m.version.major}.${m.version.minor}.${m.version.patch}; --version cannot change it`);
+  if (m.size !== size || m.sha256 !== await hashFile(path)) {
+    throw new NxtError('bad-presigned', `${basename(path)} does not match its signed manifest (changed after signing?)`);
+  }
+  return { path, manifest: m, signedFor: () => signed };
 }
 
 function hashFile(path: string): Promise<string> {

@@ -12,7 +12,9 @@ import { describeOutcome, shortId, type NxtServer } from './server.js';
 
 export interface ServerReplOptions {
   readonly server: NxtServer;
-  readonly signer: Signer;
+  /** Absent when the release key is kept offline: pushes must then be pre-signed. */
+  readonly signer?: Signer;
+  readonly publicKey: Uint8Array;
   readonly clock: Clock;
   readonly wallClock: WallClock;
   readonly input: Readable;
@@ -70,12 +72,14 @@ export function createServerRepl(o: ServerReplOptions): Repl {
       },
       push: {
         usage: 'push <file> [--version X.Y.Z]',
-        help: 'sign a plugin module and send it to every online client',
+        help: 'sign a plugin module (or use its .nxt-signed file) and send it to every online client',
         run: async (args) => {
           const { positional, options } = takeOptions(args, ['version']);
           const [file, extra] = positional;
           if (file === undefined || extra !== undefined) throw new NxtError('usage', 'usage: push <file> [--version X.Y.Z]');
-          const release = await prepareRelease(file, { version: options.version, signer: o.signer, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds });
+          const release = await prepareRelease(file, {
+            version: options.version, signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds,
+          });
           const m = release.manifest;
           const clients = server.onlineClients();
           if (clients.length === 0) {

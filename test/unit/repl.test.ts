@@ -23,7 +23,7 @@ async function console_(): Promise<{ type: (l: string) => Promise<string>; exite
   let text = '';
   output.on('data', (d: Buffer) => { text += d.toString(); });
   let exited = false;
-  createServerRepl({ server, signer, clock: systemClock, wallClock: systemWallClock, input, output, onExit: () => { exited = true; } }).start();
+  createServerRepl({ server, signer, publicKey: signer.publicKey, clock: systemClock, wallClock: systemWallClock, input, output, onExit: () => { exited = true; } }).start();
   // Each command ends when the next prompt appears.
   const type = (line: string): Promise<string> => new Promise((resolve, reject) => {
     const from = text.length;
