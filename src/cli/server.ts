@@ -12,6 +12,7 @@ import {
 } from '../security/release-key.js';
 import { NxtError } from '../errors.js';
 import { DEFAULT_MANIFEST_TTL_S, encodePresigned, prepareRelease, PRESIGNED_SUFFIX } from '../server/release.js';
+import { History } from '../server/history.js';
 import { NxtServer } from '../server/server.js';
 import { createServerRepl } from '../server/server-repl.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
@@ -56,6 +57,7 @@ program.action(async (opts: { port: string; stateDir: string; peerTimeout: strin
     const repl = createServerRepl({
       server, signer, publicKey, clock: systemClock, wallClock: systemWallClock,
       input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded, manifestTtlSeconds,
+      history: new History(opts.stateDir),
     });
     repl.start();
   } catch (err) {

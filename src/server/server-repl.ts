@@ -1,6 +1,6 @@
 /** The operator's console: `NxtServer# `. */
 import type { Readable, Writable } from 'node:stream';
-import { NxtError } from '../errors.js';
+import { NxtError, errorMessage } from '../errors.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
 import type { Signer } from '../security/release-key.js';
 import { displayAddress } from '../net/endpoint.js';
@@ -8,7 +8,10 @@ import type { Clock, WallClock } from '../util/clock.js';
 import { mib } from '../util/format.js';
 import { Repl, takeOptions } from '../util/repl.js';
 import { prepareRelease } from './release.js';
-import { describeOutcome, shortId, type NxtServer } from './server.js';
+import { resultCodeName } from '../protocol/result-codes.js';
+import type { History } from './history.js';
+import type { ClientRecord } from './registry.js';
+import { describeOutcome, shortId, type NxtServer, type PushReport } from './server.js';
 
 export interface ServerReplOptions {
   readonly server: NxtServer;
@@ -23,6 +26,7 @@ export interface ServerReplOptions {
   readonly onEnd?: () => void;
   /** How long signed manifests stay valid (seconds). */
   readonly manifestTtlSeconds?: number;
+  readonly history: History;
 }
 
 /** Above this many clients, progress is one summary line rather than a line per client. */
@@ -56,6 +60,19 @@ function progressTicker(server: NxtServer, chunkSize: number, clock: Clock, say:
   }, PROGRESS_EVERY_MS);
 }
 
+/** Online clients named by id prefixes ("a1b2,c3d4"): each prefix must name exactly one. */
+function pickClients(online: ClientRecord[], list: string): ClientRecord[] {
+  const picked = new Set<ClientRecord>();
+  for (const prefix of list.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+    const hits = online.filter((c) => c.id.startsWith(prefix.toLowerCase()));
+    if (hits.length === 0) throw new NxtError('no-such-client', `no online client has an id starting "${prefix}" (see: clients)`);
+    if (hits.length > 1) throw new NxtError('ambiguous-client', `"${prefix}" names ${hits.length} clients: give more of the id`);
+    picked.add(hits[0]!);
+  }
+  if (picked.size === 0) throw new NxtError('usage', '--to needs at least one client id');
+  return [...picked];
+}
+
 export function createServerRepl(o: ServerReplOptions): Repl {
   const { server } = o;
   const say = (line: string): void => { o.output.write(`${line}\n`); };
@@ -71,17 +88,18 @@ export function createServerRepl(o: ServerReplOptions): Repl {
         run: () => say(`commands:\n${repl.helpText()}`),
       },
       push: {
-        usage: 'push <file> [--version X.Y.Z]',
-        help: 'sign a plugin module (or use its .nxt-signed file) and send it to every online client',
+        usage: 'push <file> [--version X.Y.Z] [--to ID[,ID…]]',
+        help: 'sign a plugin module (or use its .nxt-signed file) and send it to every online client, or to those named (id prefixes)',
         run: async (args) => {
-          const { positional, options } = takeOptions(args, ['version']);
+          const { positional, options } = takeOptions(args, ['version', 'to']);
           const [file, extra] = positional;
-          if (file === undefined || extra !== undefined) throw new NxtError('usage', 'usage: push <file> [--version X.Y.Z]');
+          if (file === undefined || extra !== undefined) throw new NxtError('usage', 'usage: push <file> [--version X.Y.Z] [--to ID[,ID…]]');
+          const online = server.onlineClients();
+          const clients = options.to === undefined ? online : pickClients(online, options.to);
           const release = await prepareRelease(file, {
             version: options.version, signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds,
           });
           const m = release.manifest;
-          const clients = server.onlineClients();
           if (clients.length === 0) {
             const known = server.registry.all().length;
             say(known === 0
@@ -110,6 +128,21 @@ export function createServerRepl(o: ServerReplOptions): Repl {
           }
         },
       },
+      history: {
+        usage: 'history [ID] [--last N]',
+        help: 'push results, oldest first (kept across restarts in the state dir); for one client with an id prefix',
+        run: (args) => {
+          const { positional, options } = takeOptions(args, ['last']);
+          if (positional.length > 1) throw new NxtError('usage', 'usage: history [ID] [--last N]');
+          const last = options.last === undefined ? 20 : Number(options.last);
+          if (!Number.isInteger(last) || last < 1) throw new NxtError('usage', '--last takes a positive whole number');
+          const entries = o.history.list(positional[0]).slice(-last);
+          if (entries.length === 0) { say('no push results recorded'); return; }
+          for (const e of entries) {
+            say(`  ${e.at}  ${shortId(e.client)}  ${e.module} ${e.version}  ${e.result}${e.result === 'ok' ? '' : `: ${e.message}`}  (${Math.round(e.elapsedMs)} ms, ${e.resent} resent)`);
+          }
+        },
+      },
       stats: {
         usage: 'stats',
         help: 'datagram counters (malformed, unexpected, …) and pushes in progress',
@@ -130,7 +163,18 @@ export function createServerRepl(o: ServerReplOptions): Repl {
     },
   });
   server.on('client-registered', (c) => repl.print(`client ${shortId(c.id)} registered from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
-  server.on('push-result', (r) => repl.print(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`));
+  server.on('push-result', (r: PushReport) => {
+    repl.print(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`);
+    try {
+      o.history.append({
+        at: o.wallClock.wallNow().toISOString(), client: r.client.id, address: displayAddress(r.client.peer),
+        module: r.release.name, version: formatReleaseVersion(r.release.version), sha256: r.release.sha256,
+        result: resultCodeName(r.outcome.code), message: r.outcome.message, elapsedMs: r.elapsedMs, resent: r.progress.retransmits,
+      });
+    } catch (err) {
+      repl.print(`warning: could not record the result in the history: ${errorMessage(err)}`);
+    }
+  });
   server.on('warning', (w: string) => repl.print(`warning: ${w}`));
   return repl;
 }

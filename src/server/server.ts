@@ -13,6 +13,7 @@ import type { Clock } from '../util/clock.js';
 import { PushSession, type PushProgress } from './push-session.js';
 import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord } from './registry.js';
 import type { Release } from './release.js';
+import type { Manifest } from '../security/manifest.js';
 
 export interface NxtServerOptions {
   readonly endpoint: Endpoint;
@@ -36,6 +37,7 @@ export interface ServerStats {
 
 export interface PushReport {
   readonly client: ClientRecord;
+  readonly release: Manifest;
   readonly ok: boolean;
   readonly outcome: SendOutcome;
   readonly elapsedMs: number;
@@ -84,7 +86,7 @@ export class NxtServer extends EventEmitter {
       this.sessions.delete(session.transferId);
       if (outcome.code === ResultCode.ok && outcome.active) session.client.version = outcome.active;
       const report: PushReport = {
-        client: session.client, ok: outcome.code === ResultCode.ok, outcome,
+        client: session.client, release: release.manifest, ok: outcome.code === ResultCode.ok, outcome,
         elapsedMs: this.options.clock.now() - session.startedAt, progress: session.progress,
         dataMs: session.dataDoneAt === undefined ? undefined : session.dataDoneAt - session.startedAt,
       };

@@ -66,6 +66,30 @@ describe('push to registered clients', () => {
     expect(twin.output).toMatch(/is in use by another client \(pid \d+\): give each client its own directory/);
   });
 
+  it('pushes only to the clients named with --to, and keeps every result in a history that survives a kill', async () => {
+    const a = await startClient('a', port, join(dir, 'a'), trust);
+    const b = await startClient('b', port, join(dir, 'b'), trust);
+    const idA = (await server.waitFor(/client (\w{12}) registered/))[1]!;
+    expect(await push(`${V2} --to ${idA.slice(0, 8)}`)).toMatch(/push .* to 1 client\(s\)[\s\S]*1 done, 0 failed/);
+    await a.waitFor('Major = 8');
+    let at = b.type('show version');
+    await b.waitFor(/Major = 5\nMinor = 6/, 5000, at);
+    expect(await push(`${V2} --to ffffffff`)).toMatch(/error \[no-such-client\]: no online client has an id starting "ffffffff"/);
+    expect(await push(V1)).toMatch(/0 done, 2 failed/); // rollback on A, not newer than B's built-in 1.0.0
+
+    await server.stop('SIGKILL');
+    ({ proc: server, port } = await startServer(join(dir, 'server'), ['--port', String(port)]));
+    at = server.type('history');
+    await server.waitFor(/NxtServer# $/, 5000, at + 1);
+    const lines = server.output.slice(at).split('\n').filter((l) => /libfunctional/.test(l));
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatch(new RegExp(`${idA}  libfunctional_2_0\\.mjs 2\\.0\\.0  ok`));
+    expect(lines.slice(1).every((l) => /libfunctional_1_0\.mjs 1\.0\.0  rollback: /.test(l))).toBe(true);
+    at = server.type(`history ${idA.slice(0, 6)}`);
+    await server.waitFor(/NxtServer# $/, 5000, at + 1);
+    expect(server.output.slice(at).split('\n').filter((l) => /libfunctional/.test(l))).toHaveLength(2);
+  });
+
   it('says so when no client is registered', async () => {
     expect(await push(V2)).toMatch(/no clients are registered; nothing sent/);
   });

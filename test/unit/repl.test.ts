@@ -7,6 +7,7 @@ import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openUdpEndpoint } from '../../src/net/endpoint.js';
 import { loadOrCreateReleaseKey } from '../../src/security/release-key.js';
+import { History } from '../../src/server/history.js';
 import { NxtServer } from '../../src/server/server.js';
 import { createServerRepl } from '../../src/server/server-repl.js';
 import { systemClock, systemWallClock } from '../../src/util/clock.js';
@@ -23,7 +24,8 @@ async function console_(): Promise<{ type: (l: string) => Promise<string>; exite
   let text = '';
   output.on('data', (d: Buffer) => { text += d.toString(); });
   let exited = false;
-  createServerRepl({ server, signer, publicKey: signer.publicKey, clock: systemClock, wallClock: systemWallClock, input, output, onExit: () => { exited = true; } }).start();
+  const history = new History(mkdtempSync(join(tmpdir(), 'nxt-repl-')));
+  createServerRepl({ server, signer, publicKey: signer.publicKey, clock: systemClock, wallClock: systemWallClock, input, output, history, onExit: () => { exited = true; } }).start();
   // Each command ends when the next prompt appears.
   const type = (line: string): Promise<string> => new Promise((resolve, reject) => {
     const from = text.length;
@@ -57,6 +59,13 @@ describe('the server console', () => {
     expect(await c.type('push a b')).toMatch(/usage: push/);
     expect(await c.type('push x_1_0.mjs --colour red')).toMatch(/unknown option --colour/);
     expect(await c.type('push "unterminated')).toMatch(/unbalanced quote/);
+    expect(await c.type('history a b')).toMatch(/usage: history/);
+    expect(await c.type('history --last 0')).toMatch(/--last takes a positive whole number/);
+  });
+
+  it('says when there is no history yet', async () => {
+    const c = await console_();
+    expect(await c.type('history')).toMatch(/no push results recorded/);
   });
 
   it('stops on exit', async () => {
