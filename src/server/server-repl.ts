@@ -9,7 +9,7 @@ import { mib } from '../util/format.js';
 import { Repl, takeOptions } from '../util/repl.js';
 import { prepareRelease } from './release.js';
 import { resultCodeName } from '../protocol/result-codes.js';
-import type { History } from './history.js';
+import { summarizeReleases, type History } from './history.js';
 import type { ClientRecord } from './registry.js';
 import { describeOutcome, shortId, type NxtServer, type PushReport } from './server.js';
 
@@ -140,6 +140,17 @@ export function createServerRepl(o: ServerReplOptions): Repl {
           if (entries.length === 0) { say('no push results recorded'); return; }
           for (const e of entries) {
             say(`  ${e.at}  ${shortId(e.client)}  ${e.module} ${e.version}  ${e.result}${e.result === 'ok' ? '' : `: ${e.message}`}  (${Math.round(e.elapsedMs)} ms, ${e.resent} resent)`);
+          }
+        },
+      },
+      releases: {
+        usage: 'releases',
+        help: 'every module pushed (from the history): version, first and last push, devices it was installed on, failures',
+        run: () => {
+          const releases = summarizeReleases(o.history.list());
+          if (releases.length === 0) { say('nothing pushed yet'); return; }
+          for (const r of releases) {
+            say(`  ${r.module} ${r.version}  sha256 ${r.sha256.slice(0, 12)}…  first ${r.firstPushed}, last ${r.lastPushed}  installed on ${r.installedOn}, ${r.failures} failed`);
           }
         },
       },
