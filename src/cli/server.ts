@@ -45,9 +45,10 @@ program.action(async (opts: { port: string; stateDir: string; peerTimeout: strin
     // Before any socket opens: readline-sync blocks the event loop while it asks.
     const { signer, publicKey, created } = loadReleaseKeyOrPublic(opts.stateDir, (n) => randomBytes(n), { passphrase: askPassphrase('release key passphrase: ') });
     const endpoint = await openUdpEndpoint({ port });
+    const history = new History(opts.stateDir);
     const server = new NxtServer({
       endpoint, clock: systemClock, randomU32: () => randomBytes(4).readUInt32BE(0),
-      renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs },
+      renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, history: { log: history, wallClock: systemWallClock },
     });
     const pub = join(opts.stateDir, PUBLIC_KEY_FILE);
     process.stdout.write(`nxt server listening on UDP port ${endpoint.port}\n`);
@@ -57,7 +58,7 @@ program.action(async (opts: { port: string; stateDir: string; peerTimeout: strin
     const repl = createServerRepl({
       server, signer, publicKey, clock: systemClock, wallClock: systemWallClock,
       input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded, manifestTtlSeconds,
-      history: new History(opts.stateDir),
+      history,
     });
     repl.start();
   } catch (err) {

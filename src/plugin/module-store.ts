@@ -4,8 +4,7 @@
  *   modules/<sha256>.mjs     verified modules, named by content: never by a peer-supplied name
  *   active.json              which one is active (written atomically)
  */
-import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { NxtError, errorMessage } from '../errors.js';
@@ -13,6 +12,7 @@ import type { ProductInfo } from '../protocol/messages.js';
 import { formatReleaseVersion, parseReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import type { Manifest } from '../security/manifest.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
+import { hashFile } from '../util/hash-file.js';
 import { loadPlugin } from './plugin-shape.js';
 
 /** The release version of the plugin every client ships with (libfunctional_1_0 is the same one). */
@@ -70,7 +70,7 @@ export class ModuleStore {
       const record = JSON.parse(readFileSync(this.activePath, 'utf8')) as ActiveRecord;
       const path = this.modulePath(record.sha256);
       // Re-hash at start: a module corrupted or altered at rest is not run.
-      const digest = hashFile(path);
+      const digest = await hashFile(path);
       if (digest !== record.sha256) throw new NxtError('hash-mismatch', `${path} no longer matches its recorded sha256`);
       const product = await loadPlugin(pathToFileURL(path).href);
       return { active: { version: parseReleaseVersion(record.version), product, sha256: record.sha256, name: record.name } };
@@ -83,19 +83,6 @@ export class ModuleStore {
 async function loadBuiltin(): Promise<ActiveModule> {
   const product = await loadPlugin(new URL('./default-plugin.js', import.meta.url).href);
   return { version: BUILTIN_RELEASE, product, name: 'built-in' };
-}
-
-/** SHA-256 of a file, read a megabyte at a time (a module may be hundreds of megabytes). */
-function hashFile(path: string): string {
-  const hash = createHash('sha256');
-  const buf = Buffer.allocUnsafe(1024 * 1024);
-  const fd = openSync(path, 'r');
-  try {
-    for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) hash.update(buf.subarray(0, n));
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest('hex');
 }
 
 function checkHex(sha256: string): string {

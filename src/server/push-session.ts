@@ -3,7 +3,7 @@
  * datagrams (reading chunks from disk as they are needed) and its wake-ups into one timer.
  */
 import { DATA_HEADER_BYTES, encode, writeDataHeader, type AckMessage, type Message } from '../protocol/messages.js';
-import { chunkCount } from '../security/manifest.js';
+import { chunkCount, type SignedManifest } from '../security/manifest.js';
 import { ChunkSender, type SenderAction, type SenderOptions, type SendOutcome } from '../transfer/sender.js';
 import type { Endpoint, Peer } from '../net/endpoint.js';
 import type { Clock } from '../util/clock.js';
@@ -30,6 +30,8 @@ export class PushSession {
   private readonly source: ModuleSource;
   private readonly timer: WakeTimer;
   private offerBytes: Uint8Array;
+  /** Signed once per session: a re-offer repeats the same manifest, not a new signature. */
+  private readonly signed: SignedManifest;
 
   constructor(
     /** Changes when the transfer is offered again to a restarted client (see onAbort). */
@@ -38,14 +40,15 @@ export class PushSession {
     readonly release: Release,
     private readonly endpoint: Endpoint,
     private readonly clock: Clock,
-    senderOptions: Partial<SenderOptions> = {},
+    senderOptions: Partial<SenderOptions>,
     /** Gives this session a fresh transfer id and returns it. */
-    private readonly renumber: (session: PushSession) => number = (session) => session.transferId,
+    private readonly renumber: (session: PushSession) => number,
   ) {
     const m = release.manifest;
     this.sender = new ChunkSender(chunkCount(m), senderOptions);
     this.source = new ModuleSource(release.path, m.size, m.chunkSize);
     this.timer = new WakeTimer(clock, () => this.run(this.sender.onTimer(clock.now())));
+    this.signed = release.signedFor(client.id);
     this.offerBytes = this.encodeOffer();
     this.done = new Promise((resolve) => { this.resolveDone = resolve; });
     this.startedAt = clock.now();
@@ -80,8 +83,7 @@ export class PushSession {
   }
 
   private encodeOffer(): Uint8Array {
-    const signed = this.release.signedFor(this.client.id);
-    return encode({ type: 'offer', transferId: this.transferId, manifest: signed.bytes, signature: signed.signature });
+    return encode({ type: 'offer', transferId: this.transferId, manifest: this.signed.bytes, signature: this.signed.signature });
   }
   cancel(reason: string): void { this.run(this.sender.cancel(reason)); }
 

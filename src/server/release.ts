@@ -2,14 +2,14 @@
  * Turning a module file into a signed release: version from the operator or the file name,
  * size and sha256 from the bytes, a manifest signed with the release key.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
 import { MAX_CHUNK_BYTES } from '../protocol/messages.js';
 import { parseReleaseVersion, releaseVersionFromFileName, type ReleaseVersion } from '../protocol/release-version.js';
 import { MAX_MODULE_BYTES, signManifest, verifyManifest, type Manifest, type SignedManifest } from '../security/manifest.js';
 import type { Signer } from '../security/release-key.js';
+import { hashFile } from '../util/hash-file.js';
 
 export interface Release {
   readonly path: string;
@@ -53,7 +53,7 @@ export async function prepareRelease(
   if (!version) {
     throw new NxtError('no-version', `cannot tell the version of ${name}: name it like name_MAJOR_MINOR[_PATCH].mjs or use push ${path} --version X.Y.Z`);
   }
-  const sha256 = await hashFile(path);
+  const sha256 = await hashModule(path);
   const manifest: Manifest = {
     name, version, size, sha256, chunkSize: options.chunkSize ?? MAX_CHUNK_BYTES, created: options.now.toISOString(),
     expires: new Date(options.now.getTime() + (options.ttlSeconds ?? DEFAULT_MANIFEST_TTL_S) * 1000).toISOString(),
@@ -88,18 +88,16 @@ async function presignedRelease(path: string, size: number, publicKey: Uint8Arra
   }
   const m = signed.manifest;
   if (version !== undefined) throw new NxtError('usage', `${basename(path)} is pre-signed as version ${m.version.major}.${m.version.minor}.${m.version.patch}; --version cannot change it`);
-  if (m.size !== size || m.sha256 !== await hashFile(path)) {
+  if (m.size !== size || m.sha256 !== await hashModule(path)) {
     throw new NxtError('bad-presigned', `${basename(path)} does not match its signed manifest (changed after signing?)`);
   }
   return { path, manifest: m, signedFor: () => signed };
 }
 
-function hashFile(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    createReadStream(path)
-      .on('data', (d) => hash.update(d))
-      .on('error', (err) => reject(new NxtError('no-such-file', `cannot read ${path}: ${errorMessage(err)}`, { cause: err })))
-      .on('end', () => resolve(hash.digest('hex')));
-  });
+async function hashModule(path: string): Promise<string> {
+  try {
+    return await hashFile(path);
+  } catch (err) {
+    throw new NxtError('no-such-file', `cannot read ${path}: ${errorMessage(err)}`, { cause: err });
+  }
 }

@@ -1,6 +1,6 @@
 /** The operator's console: `NxtServer# `. */
 import type { Readable, Writable } from 'node:stream';
-import { NxtError, errorMessage } from '../errors.js';
+import { NxtError } from '../errors.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
 import type { Signer } from '../security/release-key.js';
 import { displayAddress } from '../net/endpoint.js';
@@ -8,7 +8,6 @@ import type { Clock, WallClock } from '../util/clock.js';
 import { mib } from '../util/format.js';
 import { Repl, takeOptions } from '../util/repl.js';
 import { prepareRelease } from './release.js';
-import { resultCodeName } from '../protocol/result-codes.js';
 import { summarizeReleases, type History } from './history.js';
 import type { ClientRecord } from './registry.js';
 import { describeOutcome, shortId, type NxtServer, type PushReport } from './server.js';
@@ -26,6 +25,7 @@ export interface ServerReplOptions {
   readonly onEnd?: () => void;
   /** How long signed manifests stay valid (seconds). */
   readonly manifestTtlSeconds?: number;
+  /** Read by `history` and `releases`; the server writes it. */
   readonly history: History;
 }
 
@@ -174,18 +174,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
     },
   });
   server.on('client-registered', (c) => repl.print(`client ${shortId(c.id)} registered from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
-  server.on('push-result', (r: PushReport) => {
-    repl.print(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`);
-    try {
-      o.history.append({
-        at: o.wallClock.wallNow().toISOString(), client: r.client.id, address: displayAddress(r.client.peer),
-        module: r.release.name, version: formatReleaseVersion(r.release.version), sha256: r.release.sha256,
-        result: resultCodeName(r.outcome.code), message: r.outcome.message, elapsedMs: r.elapsedMs, resent: r.progress.retransmits,
-      });
-    } catch (err) {
-      repl.print(`warning: could not record the result in the history: ${errorMessage(err)}`);
-    }
-  });
+  server.on('push-result', (r: PushReport) => repl.print(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`));
   server.on('warning', (w: string) => repl.print(`warning: ${w}`));
   return repl;
 }

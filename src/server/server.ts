@@ -9,7 +9,8 @@ import { ResultCode, resultCodeName } from '../protocol/result-codes.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
 import type { SenderOptions, SendOutcome } from '../transfer/sender.js';
 import { displayAddress, samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
-import type { Clock } from '../util/clock.js';
+import type { Clock, WallClock } from '../util/clock.js';
+import type { History } from './history.js';
 import { PushSession, type PushProgress } from './push-session.js';
 import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord } from './registry.js';
 import type { Release } from './release.js';
@@ -23,6 +24,8 @@ export interface NxtServerOptions {
   readonly leaseMs?: number;
   readonly maxClients?: number;
   readonly sender?: Partial<SenderOptions>;
+  /** Where every push result is recorded, whoever started the push, stamped with wall time. */
+  readonly history?: { readonly log: History; readonly wallClock: WallClock };
 }
 
 export interface ServerStats {
@@ -60,7 +63,6 @@ export class NxtServer extends EventEmitter {
     options.endpoint.onDatagram((data, from) => this.onDatagram(data, from));
   }
 
-  get port(): number { return this.options.endpoint.port; }
   get activeSessions(): PushSession[] { return [...this.sessions.values()]; }
 
   onlineClients(): ClientRecord[] {
@@ -76,7 +78,7 @@ export class NxtServer extends EventEmitter {
       return id;
     };
     const sessions = clients.map((client) => {
-      const session = new PushSession(this.newTransferId(), client, release, this.options.endpoint, this.options.clock, this.options.sender, renumber);
+      const session = new PushSession(this.newTransferId(), client, release, this.options.endpoint, this.options.clock, this.options.sender ?? {}, renumber);
       this.sessions.set(session.transferId, session);
       return session;
     });
@@ -90,10 +92,25 @@ export class NxtServer extends EventEmitter {
         elapsedMs: this.options.clock.now() - session.startedAt, progress: session.progress,
         dataMs: session.dataDoneAt === undefined ? undefined : session.dataDoneAt - session.startedAt,
       };
+      this.record(report);
       this.emit('push-result', report);
       return report;
     });
     return Promise.all(reports);
+  }
+
+  private record(r: PushReport): void {
+    const { history } = this.options;
+    if (!history) return;
+    try {
+      history.log.append({
+        at: history.wallClock.wallNow().toISOString(), client: r.client.id, address: displayAddress(r.client.peer),
+        module: r.release.name, version: formatReleaseVersion(r.release.version), sha256: r.release.sha256,
+        result: resultCodeName(r.outcome.code), message: r.outcome.message, elapsedMs: r.elapsedMs, resent: r.progress.retransmits,
+      });
+    } catch (err) {
+      this.emit('warning', `could not record the push result in the history: ${errorMessage(err)}`);
+    }
   }
 
   async close(): Promise<void> {

@@ -68,16 +68,12 @@ export class RateModel {
 
   constructor(private readonly options: RateModelOptions) {}
 
-  get inStartup(): boolean { return this.startup; }
-
   /** Bottleneck bandwidth estimate, chunks per ms (0 before any sample). */
   get bandwidth(): number {
     let m = this.roundMax;
     for (const s of this.bwSamples) if (s.rate > m) m = s.rate;
     return m;
   }
-
-  get minRtt(): number { return this.minRttMs; }
 
   onRttSample(rttMs: number, now: number): void {
     if (rttMs <= 0) rttMs = 0.01;
@@ -135,8 +131,6 @@ export class RateModel {
     return Math.max(this.options.minRate, (this.gain(now) * bw) / (1 - Math.min(this.randomLoss, MAX_LOSS_COMPENSATION)));
   }
 
-  /** The link's usual loss rate as learnt so far (0..1). */
-  get usualLoss(): number { return this.randomLoss; }
 
   /** How many chunks may be in flight. */
   window(): number {

@@ -46,7 +46,6 @@ export class ChunkReceiver {
   private ackDueAt: number | undefined;
   private lastHeardAt: number;
   private lastEcho = NO_ECHO;
-  private duplicatesValue = 0;
   private finished = false;
 
   /** `alreadyHeld` chunks (a resumed prefix) are treated as received. */
@@ -60,7 +59,6 @@ export class ChunkReceiver {
 
   get received(): number { return this.cumulative + this.early.size; }
   get inOrder(): number { return this.cumulative; }
-  get duplicates(): number { return this.duplicatesValue; }
   get complete(): boolean { return this.finished; }
 
   get wakeAt(): number | undefined {
@@ -81,7 +79,6 @@ export class ChunkReceiver {
     this.lastEcho = index;
     if (this.finished || index < this.cumulative || this.early.has(index)) {
       // Our ACK was probably lost: say again what we have.
-      this.duplicatesValue++;
       return this.ackNow();
     }
     if (index >= this.cumulative + this.options.window) return this.ackNow();
