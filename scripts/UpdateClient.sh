@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start an nxt client: UpdateClient.sh <server-ip> <port> [nxt-client options]
-# Trust anchor: $NXT_TRUST, else etc/server.pub (installed from nxt_client.tgz), else the
-# server's key in a source checkout. Data dir: $NXT_DATA_DIR, else state/client.
+# Trust anchors: $NXT_TRUST, else etc/server.pub (installed from nxt_client.tgz), else the
+# server's key in a source checkout; the server's identity key is identity.pub beside it (or
+# $NXT_SERVER_KEY). Data dir: $NXT_DATA_DIR, else state/client. Enrollment token: $NXT_ENROLL_TOKEN.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
@@ -20,5 +21,7 @@ fi
 server=$1
 port=$2
 shift 2
-exec node "$root/dist/cli/client.js" --server "$server" --port "$port" --trust "$trust" \
+server_key=()
+if [ -n "${NXT_SERVER_KEY:-}" ]; then server_key=(--server-key "$NXT_SERVER_KEY"); fi
+exec node "$root/dist/cli/client.js" --server "$server" --port "$port" --trust "$trust" "${server_key[@]}" \
   --data-dir "${NXT_DATA_DIR:-$root/state/client}" "$@"

@@ -48,9 +48,12 @@ function type(proc, line) {
 
 let ok = false;
 try {
-  const server = start('server', 'UpdateServer.sh', ['0'], { NXT_STATE_DIR: join(work, 'server') });
+  // The clients carry the enrollment token the server was started with, so they are approved
+  // without an operator typing "approve" (without it they would wait as pending requests).
+  const token = 'demo-enroll-token';
+  const server = start('server', 'UpdateServer.sh', ['0'], { NXT_STATE_DIR: join(work, 'server'), NXT_ENROLL_TOKEN: token });
   const port = (await waitFor(server, /listening on UDP port (\d+)/))[1];
-  const env = (n) => ({ NXT_TRUST: join(work, 'server/release.pub'), NXT_DATA_DIR: join(work, `client-${n}`) });
+  const env = (n) => ({ NXT_TRUST: join(work, 'server/release.pub'), NXT_DATA_DIR: join(work, `client-${n}`), NXT_ENROLL_TOKEN: token });
   const clients = [start('client-1', 'UpdateClient.sh', ['127.0.0.1', port], env(1)), start('client-2', 'UpdateClient.sh', ['127.0.0.1', port], env(2))];
   for (const c of clients) await waitFor(c, /registered with the server/);
   for (const c of clients) await waitFor(c, /Major = 5\nMinor = 6/);

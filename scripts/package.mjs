@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // Build an installer: node scripts/package.mjs server|client [--out DIR] [--trust FILE]
 //   nxt_server.tgz → nxt/server/{bin/UpdateServer.sh, dist/, node_modules/, package.json}
-//   nxt_client.tgz → nxt/client/{bin/UpdateClient.sh, dist/, node_modules/, package.json, etc/server.pub}
+//   nxt_client.tgz → nxt/client/{bin/UpdateClient.sh, dist/, node_modules/, package.json, etc/server.pub, etc/identity.pub}
 // The trees run on a machine that has only Node.js: compiled code and production dependencies
-// are inside. The client's trust anchor is the server's public release key.
+// are inside. The client's trust anchors are the server's public release and identity keys.
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -48,9 +48,15 @@ try {
       // No server key yet: create it where a server started from this checkout will find it.
       execFileSync('node', [join(root, 'dist/cli/server.js'), 'keygen', '--state-dir', dirname(args.trust)], { stdio: 'inherit' });
     }
+    // The server's identity key (sessions), beside the release key: the client looks for it there.
+    const identity = join(dirname(args.trust), 'identity.pub');
+    if (!existsSync(identity)) {
+      execFileSync('node', [join(root, 'dist/cli/server.js'), 'keygen', '--state-dir', dirname(args.trust)], { stdio: 'inherit' });
+    }
     mkdirSync(join(tree, 'etc'));
     cpSync(args.trust, join(tree, 'etc/server.pub'));
-    console.log(`trust anchor: ${args.trust}`);
+    cpSync(identity, join(tree, 'etc/identity.pub'));
+    console.log(`trust anchors: ${args.trust} (modules), ${identity} (sessions)`);
   }
 
   mkdirSync(args.out, { recursive: true });

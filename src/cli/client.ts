@@ -1,55 +1,75 @@
 #!/usr/bin/env node
 /** nxt-client: parse flags, wire the parts, run. */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statfsSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { join } from 'node:path';
-import { Command } from 'commander';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { Command, Option } from 'commander';
 import { ClientAgent, DEFAULT_MAX_MODULE_BYTES } from '../client/agent.js';
 import { createClientRepl } from '../client/client-repl.js';
 import { NxtError } from '../errors.js';
-import { CLIENT_ID_BYTES } from '../protocol/messages.js';
 import { openUdpEndpoint } from '../net/endpoint.js';
 import { ModuleStore } from '../plugin/module-store.js';
 import { formatProductVersion } from '../plugin/plugin-shape.js';
 import { readPublicKey } from '../security/release-key.js';
+import { ClientChannel } from '../session/client-channel.js';
+import { clientIdOf } from '../session/handshake.js';
+import { IDENTITY_PUBLIC_FILE, fingerprint, loadOrCreateIdentity, readIdentityPublic } from '../session/identity.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
 import { lockDir } from '../util/dir-lock.js';
-import { exitWithError, parsePort } from './exit-codes.js';
+import { exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
 import { lifecycle } from './lifecycle.js';
 
 const program = new Command('nxt-client')
   .description('the nxt device agent: registers with a server and hot-loads signed plugin modules')
   .requiredOption('--server <ip>', 'server IP address (IPv4 or IPv6)')
   .requiredOption('-p, --port <port>', 'server UDP port')
-  .option('--trust <file>', "the server's public release key", 'state/server/release.pub')
-  .option('-d, --data-dir <dir>', 'where this client keeps its id and modules', 'state/client')
+  .option('--trust <file>', "the server's public release key (modules must be signed by it)", 'state/server/release.pub')
+  .option('--server-key <file>', `the server's identity key (sessions must be with it); default: ${IDENTITY_PUBLIC_FILE} beside --trust`)
+  .option('-d, --data-dir <dir>', 'where this client keeps its identity key and modules', 'state/client')
+  .addOption(new Option('--enroll-token <token>', 'approve this device without the operator (a token the server was started with)').env('NXT_ENROLL_TOKEN'))
+  .addOption(new Option('--rekey-after <ms>', 'shake hands for fresh session keys this often').default('600000').hideHelp())
   .option('--max-module-bytes <n>', 'refuse modules larger than this (V8 cannot load more than 512 MiB)', String(DEFAULT_MAX_MODULE_BYTES))
   .showHelpAfterError();
 
-program.action(async (opts: { server: string; port: string; trust: string; dataDir: string; maxModuleBytes: string }) => {
+interface ClientFlags {
+  server: string; port: string; trust: string; serverKey?: string; dataDir: string; maxModuleBytes: string; enrollToken?: string; rekeyAfter: string;
+}
+
+program.action(async (opts: ClientFlags) => {
   try {
     if (isIP(opts.server) === 0) throw new NxtError('usage', `"${opts.server}" is not an IP address`);
     const port = parsePort(opts.port);
     if (port === 0) throw new NxtError('usage', 'the server port cannot be 0');
     const maxModuleBytes = Number(opts.maxModuleBytes);
     if (!/^\d+$/.test(opts.maxModuleBytes) || maxModuleBytes < 1) throw new NxtError('usage', `--max-module-bytes "${opts.maxModuleBytes}" is not a positive number of bytes`);
+    const rekeyAfterMs = parsePositiveMs(opts.rekeyAfter);
     const trustedKey = readPublicKey(opts.trust);
+    const serverKey = readIdentityPublic(opts.serverKey ?? join(dirname(opts.trust), IDENTITY_PUBLIC_FILE));
     const store = new ModuleStore(opts.dataDir);
     const unlock = lockDir(opts.dataDir, 'client');
     process.on('exit', unlock);
-    const clientId = loadOrCreateClientId(opts.dataDir);
+    const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
+    const { keys: identity } = loadOrCreateIdentity(opts.dataDir, random);
+    const clientId = clientIdOf(identity.publicKey);
     const { active, warning } = await store.loadActive();
+    const server = { address: opts.server, port };
     const endpoint = await openUdpEndpoint({ port: 0, host: isIP(opts.server) === 6 ? '::' : '0.0.0.0' });
+    const channel = new ClientChannel({
+      endpoint, server, serverKey, identity, clock: systemClock, random, nextStamp: stampCounter(opts.dataDir), timing: { rekeyAfterMs },
+    });
     const agent = new ClientAgent({
-      endpoint, server: { address: opts.server, port }, clientId, store, trustedKey, clock: systemClock, wallClock: systemWallClock, initial: active, maxModuleBytes,
+      channel, server, clientId, store, trustedKey, clock: systemClock, wallClock: systemWallClock, initial: active, maxModuleBytes,
+      enrollToken: opts.enrollToken, inventory: () => JSON.stringify(inventory(opts.dataDir)),
     });
     if (warning) process.stdout.write(`warning: ${warning}\n`);
-    process.stdout.write(`nxt client ${Buffer.from(clientId).toString('hex').slice(0, 12)} → ${opts.server}:${port}\n`);
+    const idHex = Buffer.from(clientId).toString('hex');
+    process.stdout.write(`nxt client ${idHex} (key ${fingerprint(identity.publicKey)}) → ${opts.server}:${port}\n`);
     process.stdout.write(`${formatProductVersion(active.product)}\n`);
     const { stop, inputEnded } = lifecycle('client', async () => { repl.close(); await agent.stop(); });
-    const repl = createClientRepl({ agent, input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded });
+    const repl = createClientRepl({ agent, clientIdHex: idHex, input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded });
     agent.start();
     repl.start();
   } catch (err) {
@@ -57,18 +77,35 @@ program.action(async (opts: { server: string; port: string; trust: string; dataD
   }
 });
 
-/** The device's identity: 16 random bytes, created once and kept. */
-function loadOrCreateClientId(dataDir: string): Uint8Array {
-  const path = join(dataDir, 'client-id');
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+/**
+ * Handshake stamps: above every one this key used before, even after a reboot with a clock that
+ * went back (a device without a real-time clock), because the last one is kept on disk. The server
+ * refuses a stamp not above the last it saw from this key (a replayed handshake).
+ */
+function stampCounter(dataDir: string): () => number {
+  const path = join(dataDir, 'handshake-stamp');
+  let last = 0;
   if (existsSync(path)) {
-    const hex = readFileSync(path, 'utf8').trim();
-    if (/^[0-9a-f]{32}$/.test(hex)) return new Uint8Array(Buffer.from(hex, 'hex'));
-    throw new NxtError('bad-state', `${path} is corrupt: delete it to give this client a new identity`);
+    const n = Number(readFileSync(path, 'utf8').trim());
+    if (Number.isSafeInteger(n) && n > 0) last = n;
   }
-  const id = randomBytes(CLIENT_ID_BYTES);
-  writeFileAtomic(path, `${id.toString('hex')}\n`);
-  return new Uint8Array(id);
+  return () => {
+    last = Math.max(Date.now(), last + 1);
+    writeFileAtomic(path, `${last}\n`);
+    return last;
+  };
+}
+
+/** What this device tells the server about itself when it registers (server/devices.ts). */
+function inventory(dataDir: string): Record<string, string | number> {
+  const inv: Record<string, string | number> = {
+    hostname: os.hostname(), os: `${os.type()} ${os.release()}`, arch: os.arch(), cpus: os.cpus().length, memoryBytes: os.totalmem(),
+  };
+  try {
+    const fs = statfsSync(dataDir);
+    inv.diskFreeBytes = fs.bavail * fs.bsize;
+  } catch { /* not every filesystem answers */ }
+  return inv;
 }
 
 await program.parseAsync();

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { openUdpEndpoint } from '../net/endpoint.js';
 import readlineSync from 'readline-sync';
 import { signManifest } from '../security/manifest.js';
@@ -13,6 +13,9 @@ import {
 import { NxtError } from '../errors.js';
 import { DEFAULT_MANIFEST_TTL_S, encodePresigned, prepareRelease, PRESIGNED_SUFFIX } from '../server/release.js';
 import { History } from '../server/history.js';
+import { Devices } from '../server/devices.js';
+import { IDENTITY_PUBLIC_FILE, loadOrCreateIdentity } from '../session/identity.js';
+import { ServerChannel } from '../session/server-channel.js';
 import { NxtServer } from '../server/server.js';
 import { createServerRepl } from '../server/server-repl.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
@@ -29,11 +32,12 @@ const program = new Command('nxt-server')
   .option('--peer-timeout <ms>', 'fail a push to a client silent this long', '10000')
   .option('--renew <ms>', 'how often clients renew their registration', '10000')
   .option('--manifest-ttl <seconds>', 'how long a signed push stays installable; clients refuse it after that', String(DEFAULT_MANIFEST_TTL_S))
+  .addOption(new Option('--enroll-token <token>', 'devices started with this token are approved without asking (comma-separate several)').env('NXT_ENROLL_TOKEN'))
   // Options after a subcommand belong to it (keygen --state-dir D).
   .enablePositionalOptions()
   .showHelpAfterError();
 
-program.action(async (opts: { port: string; stateDir: string; peerTimeout: string; renew: string; manifestTtl: string }) => {
+program.action(async (opts: { port: string; stateDir: string; peerTimeout: string; renew: string; manifestTtl: string; enrollToken?: string }) => {
   try {
     const port = parsePort(opts.port);
     const peerTimeoutMs = parsePositiveMs(opts.peerTimeout);
@@ -44,15 +48,21 @@ program.action(async (opts: { port: string; stateDir: string; peerTimeout: strin
     process.on('exit', lockDir(opts.stateDir, 'server'));
     // Before any socket opens: readline-sync blocks the event loop while it asks.
     const { signer, publicKey, created } = loadReleaseKeyOrPublic(opts.stateDir, (n) => randomBytes(n), { passphrase: askPassphrase('release key passphrase: ') });
+    const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
+    const { keys: identity, created: newIdentity } = loadOrCreateIdentity(opts.stateDir, random);
+    const devices = new Devices(opts.stateDir);
     const endpoint = await openUdpEndpoint({ port });
+    const channel = new ServerChannel({ endpoint, clock: systemClock, identity, random, isRevoked: (id) => devices.isRevoked(id) });
     const history = new History(opts.stateDir);
     const server = new NxtServer({
-      endpoint, clock: systemClock, randomU32: () => randomBytes(4).readUInt32BE(0),
+      channel, clock: systemClock, wallClock: systemWallClock, devices, randomU32: () => randomBytes(4).readUInt32BE(0),
+      enrollTokens: (opts.enrollToken ?? '').split(',').map((t) => t.trim()).filter((t) => t !== ''),
       renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, history: { log: history, wallClock: systemWallClock },
     });
     const pub = join(opts.stateDir, PUBLIC_KEY_FILE);
     process.stdout.write(`nxt server listening on UDP port ${endpoint.port}\n`);
-    process.stdout.write(`${created ? 'created a new release key; ' : ''}clients trust ${pub}\n`);
+    const fresh = [created && 'release key', newIdentity && 'identity key'].filter(Boolean).join(' and ');
+    process.stdout.write(`${fresh ? `created a new ${fresh}; ` : ''}clients trust ${pub} and ${join(opts.stateDir, IDENTITY_PUBLIC_FILE)}\n`);
     if (!signer) process.stdout.write(`no release key here (only its public half): push accepts modules signed offline (${PRESIGNED_SUFFIX})\n`);
     const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); await server.close(); });
     const repl = createServerRepl({
@@ -68,13 +78,15 @@ program.action(async (opts: { port: string; stateDir: string; peerTimeout: strin
 
 program
   .command('keygen')
-  .description('create the release key in the state dir if there is none, and print where its public half is')
+  .description('create the release and identity keys in the state dir if there are none, and print where their public halves are')
   .option('-s, --state-dir <dir>', 'where the release key lives', DEFAULT_STATE_DIR)
   .option('--passphrase', 'encrypt the key with a passphrase (asked in the terminal, or NXT_KEY_PASSPHRASE)')
   .action((opts: { stateDir: string; passphrase?: boolean }) => {
     try {
       const random = (n: number): Uint8Array => randomBytes(n);
       const pub = join(opts.stateDir, PUBLIC_KEY_FILE);
+      // The server's identity key (sessions) goes with the release key (modules): clients install both.
+      loadOrCreateIdentity(opts.stateDir, random);
       if (!opts.passphrase) {
         const { created } = loadOrCreateReleaseKey(opts.stateDir, random);
         process.stdout.write(`${created ? 'created' : 'kept the existing'} release key; public key: ${pub}\n`);
@@ -96,16 +108,22 @@ program
   .option('-s, --state-dir <dir>', 'where the release key lives', DEFAULT_STATE_DIR)
   .option('--version <x.y.z>', 'the release version (default: from the file name)')
   .option('--manifest-ttl <seconds>', 'how long the signed module stays installable', String(DEFAULT_MANIFEST_TTL_S))
-  .action(async (file: string, opts: { stateDir: string; version?: string; manifestTtl: string }) => {
+  .option('--to <ids>', 'sign for these devices only (full 32-hex-digit ids, comma-separated); default: all')
+  .action(async (file: string, opts: { stateDir: string; version?: string; manifestTtl: string; to?: string }) => {
     try {
       if (!/^\d+$/.test(opts.manifestTtl)) throw new NxtError('usage', `--manifest-ttl "${opts.manifestTtl}" is not a number of seconds`);
       const { signer } = loadOrCreateReleaseKey(opts.stateDir, (n) => randomBytes(n), { passphrase: askPassphrase('release key passphrase: ') });
       const release = await prepareRelease(file, {
         version: opts.version, signer, publicKey: signer.publicKey, now: systemWallClock.wallNow(), ttlSeconds: Number(opts.manifestTtl),
       });
-      const m = release.manifest;
+      const targets: 'all' | string[] = opts.to === undefined ? 'all' : opts.to.split(',').map((t) => t.trim().toLowerCase());
+      if (targets !== 'all' && (targets.length === 0 || targets.some((t) => !/^[0-9a-f]{32}$/.test(t)))) {
+        throw new NxtError('usage', `--to takes full device ids (32 hex digits, as each client prints when it starts), comma-separated`);
+      }
+      const m = { ...release.manifest, targets };
       writeFileSync(file + PRESIGNED_SUFFIX, encodePresigned(signManifest(m, signer)));
-      process.stdout.write(`signed ${m.name} ${m.version.major}.${m.version.minor}.${m.version.patch} for all devices, valid until ${m.expires}: ${file}${PRESIGNED_SUFFIX}\n`);
+      const whom = targets === 'all' ? 'all devices' : `${targets.length} device(s)`;
+      process.stdout.write(`signed ${m.name} ${m.version.major}.${m.version.minor}.${m.version.patch} for ${whom}, valid until ${m.expires}: ${file}${PRESIGNED_SUFFIX}\n`);
     } catch (err) {
       exitWithError('nxt-server', err);
     }

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { unlinkSync } from 'node:fs';
 import { NxtError, errorMessage } from '../errors.js';
 import {
-  decodeOrUndefined, encode, type AbortMessage, type DataMessage, type Message, type OfferMessage,
+  decodeOrUndefined, encode, Enrollment, type AbortMessage, type DataMessage, type EnrollmentValue, type Message, type OfferMessage,
 } from '../protocol/messages.js';
 import { ResultCode, type ResultCodeValue } from '../protocol/result-codes.js';
 import { compareReleaseVersions, formatReleaseVersion } from '../protocol/release-version.js';
@@ -15,14 +15,21 @@ import { isExpired, isTargeted, verifyManifest, type Manifest } from '../securit
 import { ChunkReceiver, type ReceiverAction, type ReceiverOptions } from '../transfer/receiver.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import type { ActiveModule, ModuleStore } from '../plugin/module-store.js';
-import { samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
+import { samePeer, type Peer } from '../net/endpoint.js';
+import type { ClientChannel } from '../session/client-channel.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import { WakeTimer } from '../util/wake-timer.js';
 
 export interface ClientAgentOptions {
-  readonly endpoint: Endpoint;
+  /** Every datagram in and out goes through the secure channel to the server. */
+  readonly channel: ClientChannel;
   readonly server: Peer;
+  /** The hash of this device's identity key (clientIdOf). */
   readonly clientId: Uint8Array;
+  /** Given at install time: approves this device without the operator (may be empty). */
+  readonly enrollToken?: string;
+  /** What the device says about itself when it registers (JSON, see server/devices.ts). */
+  readonly inventory?: () => string;
   readonly store: ModuleStore;
   readonly trustedKey: Uint8Array;
   readonly clock: Clock;
@@ -49,6 +56,9 @@ export interface ClientTiming {
   readonly resultRetryMs: number;
   /** …at most this many times (≈ the server's peer timeout). */
   readonly resultRetries: number;
+  /** Registrations left unanswered in a row before the session is assumed lost (the server
+   *  restarted, or we moved) and the client shakes hands again. */
+  readonly reconnectAfterUnanswered: number;
 }
 
 export const DEFAULT_CLIENT_TIMING: ClientTiming = {
@@ -56,6 +66,7 @@ export const DEFAULT_CLIENT_TIMING: ClientTiming = {
   registerRetryMaxMs: 30_000,
   resultRetryMs: 250,
   resultRetries: 40,
+  reconnectAfterUnanswered: 2,
 };
 
 export interface ClientStats {
@@ -75,13 +86,16 @@ export interface DownloadProgress {
 /** How often a download in progress is reported. */
 const PROGRESS_EVERY_MS = 1000;
 
-/** Events: 'registered', 'activated' (ActiveModule), 'refused' ({ code, message }), 'log' (string),
- *  'progress' (DownloadProgress, every second while a module arrives). */
+/** Events: 'registered' (approved and in the fleet), 'enrollment' ('pending' | 'rejected': the
+ *  operator has not approved this device), 'activated' (ActiveModule), 'refused' ({ code, message }),
+ *  'log' (string), 'progress' (DownloadProgress, every second while a module arrives). */
 export class ClientAgent extends EventEmitter {
   readonly stats: ClientStats = { datagrams: 0, malformed: 0, foreign: 0, unknownTransfer: 0 };
   private activeModule: ActiveModule;
   private readonly timing: ClientTiming;
   private registered = false;
+  private enrollment: EnrollmentValue | undefined;
+  private unanswered = 0;
   private registerSeq = 0;
   private registerDelay: number;
   private registerTimer: NodeJS.Timeout | undefined;
@@ -100,14 +114,21 @@ export class ClientAgent extends EventEmitter {
     this.clientIdHex = Buffer.from(options.clientId).toString('hex');
     this.timing = { ...DEFAULT_CLIENT_TIMING, ...options.timing };
     this.registerDelay = this.timing.registerRetryMs;
-    options.endpoint.onDatagram((data, from) => this.onDatagram(data, from));
+    options.channel.onDatagram((data, from) => this.onDatagram(data, from));
+    // A new session (first, rekeyed, or after the server restarted): register on it at once,
+    // which also tells the server to use it.
+    options.channel.on('established', () => {
+      this.registerDelay = this.timing.registerRetryMs;
+      this.sendRegister();
+    });
   }
 
   get active(): ActiveModule { return this.activeModule; }
+  get channel(): ClientChannel { return this.options.channel; }
   get isRegistered(): boolean { return this.registered; }
 
   start(): void {
-    this.sendRegister();
+    this.options.channel.connect();
     this.progressTimer = setInterval(() => this.reportProgress(), PROGRESS_EVERY_MS);
     this.progressTimer.unref();
   }
@@ -121,7 +142,7 @@ export class ClientAgent extends EventEmitter {
     await Promise.all([...this.settling.values()]);
     for (const r of this.results.values()) clearTimeout(r.timer);
     this.results.clear();
-    await this.options.endpoint.close();
+    await this.options.channel.close();
   }
 
   private reportProgress(): void {
@@ -141,31 +162,45 @@ export class ClientAgent extends EventEmitter {
 
   private sendRegister(): void {
     if (this.stopped) return;
-    this.registerSeq = (this.registerSeq + 1) >>> 0;
-    this.send({
-      type: 'register', clientId: this.options.clientId, seq: this.registerSeq,
-      version: this.activeModule.version, product: this.activeModule.product,
-    });
     clearTimeout(this.registerTimer);
+    if (this.options.channel.isEstablished) {
+      this.registerSeq = (this.registerSeq + 1) >>> 0;
+      this.send({
+        type: 'register', clientId: this.options.clientId, seq: this.registerSeq,
+        version: this.activeModule.version, product: this.activeModule.product,
+        enrollToken: this.options.enrollToken ?? '', inventory: this.options.inventory?.() ?? '{}',
+      });
+    } else {
+      this.options.channel.connect(); // 'established' registers
+    }
     const delay = this.registerDelay;
     // Unanswered: retry sooner than a renewal would, backing off so a dead server is not hammered.
     this.registerDelay = Math.min(this.registerDelay * 2, this.timing.registerRetryMaxMs);
     this.registerTimer = setTimeout(() => {
       this.registered = false;
+      // Still no answer: the server has likely forgotten our session (it restarted): shake hands.
+      if (++this.unanswered >= this.timing.reconnectAfterUnanswered && this.options.channel.isEstablished) {
+        this.unanswered = 0;
+        this.options.channel.reconnect();
+      }
       this.sendRegister();
     }, delay);
     this.registerTimer.unref();
   }
 
-  private onRegistered(seq: number, renewMs: number): void {
+  private onRegistered(seq: number, renewMs: number, enrollment: EnrollmentValue): void {
     if (seq !== this.registerSeq) return;
     const first = !this.registered;
-    this.registered = true;
+    const changed = enrollment !== this.enrollment;
+    this.enrollment = enrollment;
+    this.registered = enrollment === Enrollment.approved;
+    this.unanswered = 0;
     this.registerDelay = this.timing.registerRetryMs;
     clearTimeout(this.registerTimer);
     this.registerTimer = setTimeout(() => this.sendRegister(), Math.max(100, renewMs));
     this.registerTimer.unref();
-    if (first) this.emit('registered');
+    if (this.registered && first) this.emit('registered');
+    else if (!this.registered && changed) this.emit('enrollment', enrollment === Enrollment.pending ? 'pending' : 'rejected');
   }
 
   // --- datagrams ------------------------------------------------------------------------------
@@ -192,7 +227,7 @@ export class ClientAgent extends EventEmitter {
   private dispatch(msg: Message): void {
     switch (msg.type) {
       case 'registered':
-        if (Buffer.compare(msg.clientId, this.options.clientId) === 0) this.onRegistered(msg.seq, msg.renewMs);
+        if (Buffer.compare(msg.clientId, this.options.clientId) === 0) this.onRegistered(msg.seq, msg.renewMs, msg.enrollment);
         return;
       case 'offer': return this.onOffer(msg);
       case 'data': return this.onData(msg);
@@ -214,7 +249,7 @@ export class ClientAgent extends EventEmitter {
       return;
     }
     const pending = this.results.get(msg.transferId);
-    if (pending) { this.options.endpoint.send(pending.bytes, this.options.server); return; }
+    if (pending) { this.options.channel.send(pending.bytes); return; }
 
     let manifest: Manifest;
     try {
@@ -376,7 +411,7 @@ export class ClientAgent extends EventEmitter {
         // Keep the entry so late duplicates of this transfer stay quiet; bounded below.
         return;
       }
-      this.options.endpoint.send(bytes, this.options.server);
+      this.options.channel.send(bytes);
       pending.timer = setTimeout(resend, this.timing.resultRetryMs);
       pending.timer.unref();
     };
@@ -393,12 +428,12 @@ export class ClientAgent extends EventEmitter {
 
   /** @internal */
   send(msg: Message): void {
-    this.options.endpoint.send(encode(msg), this.options.server);
+    this.options.channel.send(encode(msg));
   }
 
   /** @internal */
   sendRaw(bytes: Uint8Array): void {
-    this.options.endpoint.send(bytes, this.options.server);
+    this.options.channel.send(bytes);
   }
 
   private log(line: string): void {

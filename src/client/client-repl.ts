@@ -8,6 +8,7 @@ import type { ClientAgent, DownloadProgress } from './agent.js';
 
 export interface ClientReplOptions {
   readonly agent: ClientAgent;
+  readonly clientIdHex: string;
   readonly input: Readable;
   readonly output: Writable;
   readonly onExit: () => void;
@@ -35,16 +36,20 @@ export function createClientRepl(o: ClientReplOptions): Repl {
       },
       stats: {
         usage: 'stats',
-        help: 'registration state and datagram counters',
+        help: 'registration state, messages, and datagrams the secure channel dropped (forged, replayed, …)',
         run: () => {
           const s = agent.stats;
-          say(`${agent.isRegistered ? 'registered' : 'not registered'}; datagrams ${s.datagrams}, malformed ${s.malformed}, foreign ${s.foreign}, unknown transfer ${s.unknownTransfer}`);
+          const c = agent.channel.stats;
+          say(`${agent.isRegistered ? 'registered' : 'not registered'}; ${c.handshakes} handshakes; dropped: malformed ${c.malformed}, bad tag ${c.badTag}, replayed ${c.replayed}, unknown session ${c.unknownSession}, foreign ${c.foreign}, bad handshake ${c.badHandshake}; messages ${s.datagrams}, unknown transfer ${s.unknownTransfer}`);
         },
       },
       exit: { usage: 'exit', help: 'stop the client', run: () => o.onExit() },
     },
   });
   agent.on('registered', () => repl.print('registered with the server'));
+  agent.on('enrollment', (state: 'pending' | 'rejected') => repl.print(state === 'pending'
+    ? `waiting for the operator to approve this device (on the server: approve ${o.clientIdHex.slice(0, 12)}), or restart it with --enroll-token`
+    : 'the server rejected this device: it will receive no updates (the operator can still approve it)'));
   agent.on('activated', (a: { product: Parameters<typeof formatProductVersion>[0] }) => repl.print(formatProductVersion(a.product)));
   agent.on('refused', (r: { message: string }) => repl.print(`update refused: ${r.message}`));
   agent.on('log', (line: string) => repl.print(line));

@@ -15,15 +15,20 @@ export const HEADER_BYTES = 4;
 
 /** 1500-byte Ethernet MTU − 40 (IPv6 header, the larger one) − 8 (UDP): never fragment. */
 export const MAX_DATAGRAM_BYTES = 1452;
+/** A message travels inside a SEALED frame (envelope.ts), which adds 32 bytes of header and tag. */
+export const MAX_MESSAGE_BYTES = MAX_DATAGRAM_BYTES - 32;
 /** Largest chunk payload; DATA adds 12 bytes of header, so 1412 bytes on the wire. */
 export const MAX_CHUNK_BYTES = 1400;
 export const DATA_HEADER_BYTES = HEADER_BYTES + 8;
 export const CLIENT_ID_BYTES = 16;
 export const SIGNATURE_BYTES = 64;
-/** Room left in an OFFER datagram for the manifest after header, ids, lengths and signature. */
-export const MAX_MANIFEST_BYTES = MAX_DATAGRAM_BYTES - HEADER_BYTES - 4 - 2 - SIGNATURE_BYTES;
+/** Room left in an OFFER for the manifest after header, ids, lengths and signature. */
+export const MAX_MANIFEST_BYTES = MAX_MESSAGE_BYTES - HEADER_BYTES - 4 - 2 - SIGNATURE_BYTES;
 export const MAX_TEXT_BYTES = 512;
 export const MAX_PRODUCT_NAME_BYTES = 64;
+export const MAX_ENROLL_TOKEN_BYTES = 64;
+/** The device's inventory (hostname, OS, …) as compact JSON. */
+export const MAX_INVENTORY_BYTES = 512;
 /** A SACK bitmap covers at most this many chunks beyond the cumulative point. */
 export const MAX_SACK_BITMAP_BYTES = 1024;
 
@@ -44,22 +49,36 @@ export interface ProductInfo {
   readonly productName: string;
 }
 
-/** Client → server: "I exist, at this address, running this". Sent on start and to renew the lease. */
+/**
+ * Client → server: "I exist, at this address, running this". Sent on start and to renew the lease.
+ * `enrollToken` (may be empty) approves a new device automatically; `inventory` is JSON.
+ */
 export interface RegisterMessage {
   readonly type: 'register';
   readonly clientId: Uint8Array;
   readonly seq: number;
   readonly version: ReleaseVersion;
   readonly product: ProductInfo;
+  readonly enrollToken: string;
+  readonly inventory: string;
 }
 
-/** Server → client: registration accepted; renew within `renewMs`, forgotten after `leaseMs`. */
+/** Where a device stands with the operator (REGISTERED's `enrollment`). */
+export const Enrollment = {
+  approved: 0,
+  pending: 1,
+  rejected: 2,
+} as const;
+export type EnrollmentValue = (typeof Enrollment)[keyof typeof Enrollment];
+
+/** Server → client: registration seen; renew within `renewMs`, offline after `leaseMs`. */
 export interface RegisteredMessage {
   readonly type: 'registered';
   readonly clientId: Uint8Array;
   readonly seq: number;
   readonly leaseMs: number;
   readonly renewMs: number;
+  readonly enrollment: EnrollmentValue;
 }
 
 /** Server → client: a signed manifest; the client answers with an ACK (accept) or a RESULT (refuse). */
@@ -184,14 +203,15 @@ export function encode(msg: Message): Buffer {
   switch (msg.type) {
     case 'register':
       checkId(msg.clientId);
-      return new Writer(MessageType.register, 16 + 4 + 12 + 8 + 1 + MAX_PRODUCT_NAME_BYTES)
+      return new Writer(MessageType.register, 16 + 4 + 12 + 8 + 1 + MAX_PRODUCT_NAME_BYTES + 1 + MAX_ENROLL_TOKEN_BYTES + 2 + MAX_INVENTORY_BYTES)
         .bytes(msg.clientId).u32(msg.seq).version(msg.version)
         .u32(msg.product.major).u32(msg.product.minor).text8(msg.product.productName, MAX_PRODUCT_NAME_BYTES)
+        .text8(msg.enrollToken, MAX_ENROLL_TOKEN_BYTES).text16(msg.inventory, MAX_INVENTORY_BYTES)
         .done();
     case 'registered':
       checkId(msg.clientId);
-      return new Writer(MessageType.registered, 16 + 12)
-        .bytes(msg.clientId).u32(msg.seq).u32(msg.leaseMs).u32(msg.renewMs).done();
+      return new Writer(MessageType.registered, 16 + 12 + 1)
+        .bytes(msg.clientId).u32(msg.seq).u32(msg.leaseMs).u32(msg.renewMs).u8(msg.enrollment).done();
     case 'offer':
       if (msg.manifest.length > MAX_MANIFEST_BYTES) throw new RangeError('manifest too large for one datagram');
       if (msg.signature.length !== SIGNATURE_BYTES) throw new RangeError('signature must be 64 bytes');
@@ -271,7 +291,7 @@ export function decodeOrUndefined(buf: Uint8Array): Message | undefined {
 
 export function decode(buf: Uint8Array): Message {
   if (buf.length < HEADER_BYTES) throw new DecodeError('truncated', 'datagram shorter than the header');
-  if (buf.length > MAX_DATAGRAM_BYTES) throw new DecodeError('too-long', `datagram of ${buf.length} bytes`);
+  if (buf.length > MAX_MESSAGE_BYTES) throw new DecodeError('too-long', `message of ${buf.length} bytes`);
   if (buf[0] !== MAGIC_0 || buf[1] !== MAGIC_1) throw new DecodeError('bad-magic', 'not an nxt datagram');
   if (buf[2] !== PROTOCOL_VERSION) throw new DecodeError('bad-version', `protocol version ${buf[2]} is not supported`);
   if (buf[3] === MessageType.data) return decodeData(buf);
@@ -302,9 +322,14 @@ function decodeBody(type: number, r: Reader): Message {
       return {
         type: 'register', clientId: r.bytes(CLIENT_ID_BYTES), seq: r.u32(), version: r.version(),
         product: { major: r.u32(), minor: r.u32(), productName: r.text(r.u8(), MAX_PRODUCT_NAME_BYTES) },
+        enrollToken: r.text(r.u8(), MAX_ENROLL_TOKEN_BYTES), inventory: r.text(r.u16(), MAX_INVENTORY_BYTES),
       };
-    case MessageType.registered:
-      return { type: 'registered', clientId: r.bytes(CLIENT_ID_BYTES), seq: r.u32(), leaseMs: r.u32(), renewMs: r.u32() };
+    case MessageType.registered: {
+      const head = { type: 'registered', clientId: r.bytes(CLIENT_ID_BYTES), seq: r.u32(), leaseMs: r.u32(), renewMs: r.u32() } as const;
+      const enrollment = r.u8();
+      if (enrollment > Enrollment.rejected) throw new DecodeError('bad-enrollment', `unknown enrollment state ${enrollment}`);
+      return { ...head, enrollment: enrollment as EnrollmentValue };
+    }
     case MessageType.offer: {
       const transferId = r.u32();
       const len = r.u16();

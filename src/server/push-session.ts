@@ -5,7 +5,7 @@
 import { DATA_HEADER_BYTES, encode, writeDataHeader, type AckMessage, type Message } from '../protocol/messages.js';
 import { chunkCount, type SignedManifest } from '../security/manifest.js';
 import { ChunkSender, type SenderAction, type SenderOptions, type SendOutcome } from '../transfer/sender.js';
-import type { Endpoint, Peer } from '../net/endpoint.js';
+import type { Peer } from '../net/endpoint.js';
 import type { Clock } from '../util/clock.js';
 import { WakeTimer } from '../util/wake-timer.js';
 import { ModuleSource } from './module-source.js';
@@ -38,7 +38,7 @@ export class PushSession {
     public transferId: number,
     readonly client: ClientRecord,
     readonly release: Release,
-    private readonly endpoint: Endpoint,
+    private readonly endpoint: { send(data: Uint8Array, to: Peer): unknown },
     private readonly clock: Clock,
     senderOptions: Partial<SenderOptions>,
     /** Gives this session a fresh transfer id and returns it. */

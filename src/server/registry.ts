@@ -18,9 +18,8 @@ export interface ClientRecord {
 /** Clients renew every RENEW; three renewals may be lost before a client counts as offline. */
 export const DEFAULT_RENEW_MS = 10_000;
 export const DEFAULT_LEASE_MS = 3 * DEFAULT_RENEW_MS + 1_000;
-/** Registrations are not authenticated yet, so a flood of forged ones must not grow memory without
- *  bound: at this many clients the least recently seen offline one makes room, and when all are
- *  online a newcomer is refused. */
+/** Memory stays bounded whatever happens: at this many clients the least recently seen offline one
+ *  makes room, and when all are online a newcomer is refused. */
 export const DEFAULT_MAX_CLIENTS = 100_000;
 
 export class Registry {
@@ -55,6 +54,10 @@ export class Registry {
     if (!oldest || this.isOnline(oldest, now)) return false;
     this.clients.delete(oldest.id);
     return true;
+  }
+
+  remove(id: string): void {
+    this.clients.delete(id);
   }
 
   get(id: string): ClientRecord | undefined {

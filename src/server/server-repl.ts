@@ -10,6 +10,7 @@ import { Repl, takeOptions } from '../util/repl.js';
 import { prepareRelease } from './release.js';
 import { summarizeReleases, type History } from './history.js';
 import type { ClientRecord } from './registry.js';
+import { describeInventory, type DeviceRecord, type DeviceState } from './devices.js';
 import { describeOutcome, shortId, type NxtServer, type PushReport } from './server.js';
 
 export interface ServerReplOptions {
@@ -73,6 +74,15 @@ function pickClients(online: ClientRecord[], list: string): ClientRecord[] {
   return [...picked];
 }
 
+/** The one device an id prefix names, among `devices`. */
+function pickDevice(devices: DeviceRecord[], prefix: string | undefined, usage: string): DeviceRecord {
+  if (prefix === undefined || prefix === '') throw new NxtError('usage', `usage: ${usage}`);
+  const hits = devices.filter((d) => d.id.startsWith(prefix.toLowerCase()));
+  if (hits.length === 0) throw new NxtError('no-such-device', `no device has an id starting "${prefix}" (see: requests, clients)`);
+  if (hits.length > 1) throw new NxtError('ambiguous-client', `"${prefix}" names ${hits.length} devices: give more of the id`);
+  return hits[0]!;
+}
+
 export function createServerRepl(o: ServerReplOptions): Repl {
   const { server } = o;
   const say = (line: string): void => { o.output.write(`${line}\n`); };
@@ -128,6 +138,32 @@ export function createServerRepl(o: ServerReplOptions): Repl {
           }
         },
       },
+      requests: {
+        usage: 'requests',
+        help: 'devices waiting for approval, and rejected or revoked ones: id, key fingerprint, what they say they are',
+        run: () => {
+          const devices = server.devices.all().filter((d) => d.state !== 'approved');
+          if (devices.length === 0) { say('no enrollment requests'); return; }
+          for (const d of devices) {
+            say(`  ${shortId(d.id)}  ${d.state.padEnd(8)} ${d.address.padEnd(22)} ${d.fingerprint}  ${describeInventory(d.inventory)}  asked ${d.requestedAt}`);
+          }
+        },
+      },
+      ...Object.fromEntries(([
+        ['approve', 'approved', 'let a device into the fleet: it is registered now and receives pushes'],
+        ['reject', 'rejected', 'turn a device away: it receives nothing (approve can still let it in later)'],
+        ['revoke', 'revoked', 'withdraw a device\'s key: its sessions end, its handshakes are refused, it leaves the fleet'],
+      ] as const).map(([name, state, help]) => [name, {
+        usage: `${name} <ID>`,
+        help,
+        run: (args: string[]) => {
+          if (args.length !== 1) throw new NxtError('usage', `usage: ${name} <ID>`);
+          const d = pickDevice(server.devices.all(), args[0], `${name} <ID>`);
+          if (d.state === state) { say(`${shortId(d.id)} is already ${state}`); return; }
+          server.decide(d.id, state satisfies Exclude<DeviceState, 'pending'>);
+          say(`${shortId(d.id)} ${state} (${describeInventory(d.inventory)})`);
+        },
+      }])),
       history: {
         usage: 'history [ID] [--last N]',
         help: 'push results, oldest first (kept across restarts in the state dir); for one client with an id prefix',
@@ -156,10 +192,12 @@ export function createServerRepl(o: ServerReplOptions): Repl {
       },
       stats: {
         usage: 'stats',
-        help: 'datagram counters (malformed, unexpected, …) and pushes in progress',
+        help: 'counters of messages and of datagrams the secure channel dropped (forged, replayed, …), and pushes in progress',
         run: () => {
           const s = server.stats;
-          say(`datagrams ${s.datagrams}, malformed ${s.malformed}, unexpected ${s.unexpected}, foreign ${s.foreign}, registrations ${s.registrations}, refused ${s.refused}; ${server.registry.size} clients known`);
+          const c = server.channel.stats;
+          say(`messages ${s.datagrams}, malformed ${s.malformed}, unexpected ${s.unexpected}, foreign ${s.foreign}, registrations ${s.registrations}, refused ${s.refused}, impersonation ${s.impersonation}; ${server.registry.size} clients known`);
+          say(`channel: ${server.channel.sessionCount} sessions, ${c.handshakes} handshakes; dropped: unauthenticated ${c.unauthenticated}, malformed ${c.malformed}, bad tag ${c.badTag}, replayed ${c.replayed}, wrong address ${c.wrongAddress}, unknown session ${c.unknownSession}, bad cookie ${c.badCookie}, bad handshake ${c.badHandshake}, replayed handshake ${c.replayedHandshake}, revoked key ${c.revokedKey}, rate-limited ${c.rateLimited}; cookies sent ${c.cookiesSent}`);
           for (const p of server.activeSessions) {
             const g = p.progress;
             say(`  push to ${shortId(p.client.id)}: ${g.phase} ${g.acked}/${g.total} chunks, ${g.retransmits} resent, ${g.timeouts} timeouts`);
@@ -176,5 +214,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   server.on('client-registered', (c) => repl.print(`client ${shortId(c.id)} registered from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
   server.on('push-result', (r: PushReport) => repl.print(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`));
   server.on('warning', (w: string) => repl.print(`warning: ${w}`));
+  server.on('enrollment-request', (d: DeviceRecord) => repl.print(
+    `device ${shortId(d.id)} asks to join from ${d.address} (${describeInventory(d.inventory)}, key ${d.fingerprint}): approve ${shortId(d.id)} or reject ${shortId(d.id)}`));
   return repl;
 }

@@ -1,14 +1,18 @@
 /**
  * The nxt server: answers registrations, keeps the fleet registry, and runs pushes. It is the
- * dispatcher between the endpoint and the per-client push sessions.
+ * dispatcher between the secure channel and the per-client push sessions.
  */
 import { EventEmitter } from 'node:events';
 import { errorMessage } from '../errors.js';
-import { decodeOrUndefined, encode, type Message } from '../protocol/messages.js';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { decodeOrUndefined, encode, Enrollment, type EnrollmentValue, type Message, type RegisterMessage } from '../protocol/messages.js';
 import { ResultCode, resultCodeName } from '../protocol/result-codes.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
 import type { SenderOptions, SendOutcome } from '../transfer/sender.js';
-import { displayAddress, samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
+import { displayAddress } from '../net/endpoint.js';
+import type { AuthenticatedPeer, ServerChannel } from '../session/server-channel.js';
+import { fingerprint } from '../session/identity.js';
+import { Devices, parseInventory, type DeviceRecord } from './devices.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import type { History } from './history.js';
 import { PushSession, type PushProgress } from './push-session.js';
@@ -17,8 +21,14 @@ import type { Release } from './release.js';
 import type { Manifest } from '../security/manifest.js';
 
 export interface NxtServerOptions {
-  readonly endpoint: Endpoint;
+  /** Every datagram in and out goes through the secure channel. */
+  readonly channel: ServerChannel;
   readonly clock: Clock;
+  readonly wallClock: WallClock;
+  /** Enrollment decisions (approve, reject, revoke). */
+  readonly devices: Devices;
+  /** A device that registers with one of these is approved without the operator. */
+  readonly enrollTokens?: readonly string[];
   readonly randomU32: () => number;
   readonly renewMs?: number;
   readonly leaseMs?: number;
@@ -36,6 +46,8 @@ export interface ServerStats {
   registrations: number;
   /** Registrations refused because the registry was full of online clients. */
   refused: number;
+  /** REGISTERs naming a client id other than the key of the session they came on. */
+  impersonation: number;
 }
 
 export interface PushReport {
@@ -49,9 +61,18 @@ export interface PushReport {
   readonly progress: PushProgress;
 }
 
-/** Events: 'client-registered' (ClientRecord), 'push-result' (PushReport). */
+/** What a device last said, kept while it waits for approval so `approve` can add it at once. */
+interface LastRegister {
+  readonly peer: AuthenticatedPeer;
+  readonly msg: RegisterMessage;
+}
+
+/** Events: 'client-registered' (ClientRecord), 'push-result' (PushReport), 'enrollment-request'
+ *  (DeviceRecord, a new device waits for approval), 'warning' (string). */
 export class NxtServer extends EventEmitter {
-  readonly stats: ServerStats = { datagrams: 0, malformed: 0, unexpected: 0, foreign: 0, registrations: 0, refused: 0 };
+  readonly stats: ServerStats = { datagrams: 0, malformed: 0, unexpected: 0, foreign: 0, registrations: 0, refused: 0, impersonation: 0 };
+  private readonly waiting = new Map<string, LastRegister>();
+  private readonly tokenHashes: Buffer[];
   readonly registry: Registry;
   private readonly sessions = new Map<number, PushSession>();
   private readonly renewMs: number;
@@ -60,7 +81,26 @@ export class NxtServer extends EventEmitter {
     super();
     this.renewMs = options.renewMs ?? DEFAULT_RENEW_MS;
     this.registry = new Registry(options.leaseMs ?? DEFAULT_LEASE_MS, options.maxClients);
-    options.endpoint.onDatagram((data, from) => this.onDatagram(data, from));
+    this.tokenHashes = (options.enrollTokens ?? []).filter((t) => t !== '').map(sha256);
+    options.channel.onDatagram((data, from) => this.onDatagram(data, from));
+  }
+
+  get devices(): Devices { return this.options.devices; }
+  get channel(): ServerChannel { return this.options.channel; }
+
+  /** The operator's answer to an enrollment request (or a change of mind). Approving a device
+   *  that is waiting adds it to the fleet at once; revoking one drops its sessions. */
+  decide(id: string, state: 'approved' | 'rejected' | 'revoked'): DeviceRecord {
+    const record = this.options.devices.decide(id, state, 'operator', this.options.wallClock.wallNow());
+    if (state === 'approved') {
+      const last = this.waiting.get(id);
+      if (last) this.onRegister(last.msg, last.peer);
+    } else {
+      this.registry.remove(id);
+      for (const s of this.sessions.values()) if (s.client.id === id) s.cancel(`device ${state}`);
+      if (state === 'revoked') this.options.channel.dropClient(id);
+    }
+    return record;
   }
 
   get activeSessions(): PushSession[] { return [...this.sessions.values()]; }
@@ -78,7 +118,7 @@ export class NxtServer extends EventEmitter {
       return id;
     };
     const sessions = clients.map((client) => {
-      const session = new PushSession(this.newTransferId(), client, release, this.options.endpoint, this.options.clock, this.options.sender ?? {}, renumber);
+      const session = new PushSession(this.newTransferId(), client, release, this.options.channel, this.options.clock, this.options.sender ?? {}, renumber);
       this.sessions.set(session.transferId, session);
       return session;
     });
@@ -115,7 +155,52 @@ export class NxtServer extends EventEmitter {
 
   async close(): Promise<void> {
     for (const s of this.sessions.values()) s.cancel('server shutting down');
-    await this.options.endpoint.close();
+    await this.options.channel.close();
+  }
+
+  private onRegister(msg: RegisterMessage, from: AuthenticatedPeer): void {
+    const id = Buffer.from(msg.clientId).toString('hex');
+    // The id is the hash of the key the session proved: nobody registers as another device.
+    if (id !== from.clientId) {
+      this.stats.impersonation++;
+      return;
+    }
+    const wallNow = this.options.wallClock.wallNow();
+    const devices = this.options.devices;
+    const known = devices.get(id);
+    const device = devices.request(id, fingerprint(from.clientKey), parseInventory(msg.inventory), from, wallNow);
+    if (device.state === 'pending' && this.tokenMatches(msg.enrollToken)) {
+      devices.decide(id, 'approved', 'enrollment token', wallNow);
+    } else if (!known && device.state === 'pending') {
+      this.emit('enrollment-request', device);
+    }
+    const answer = (enrollment: EnrollmentValue): void => {
+      this.options.channel.send(encode({
+        type: 'registered', clientId: msg.clientId, seq: msg.seq, leaseMs: this.registry.leaseMs, renewMs: this.renewMs, enrollment,
+      }), from);
+    };
+    if (device.state !== 'approved') {
+      // Pending and rejected devices get an answer (so they know where they stand) and nothing else.
+      if (device.state === 'pending') this.waiting.set(id, { msg, peer: from });
+      if (this.waiting.size > 1000) this.waiting.delete(this.waiting.keys().next().value!);
+      answer(device.state === 'pending' ? Enrollment.pending : Enrollment.rejected);
+      return;
+    }
+    this.waiting.delete(id);
+    const registered = this.registry.register(id, from, msg.version, msg.product, this.options.clock.now());
+    if (!registered) {
+      this.stats.refused++;
+      return;
+    }
+    this.stats.registrations++;
+    answer(Enrollment.approved);
+    if (registered.isNew) this.emit('client-registered', registered.record);
+  }
+
+  private tokenMatches(token: string): boolean {
+    if (token === '' || this.tokenHashes.length === 0) return false;
+    const h = sha256(token);
+    return this.tokenHashes.some((t) => timingSafeEqual(t, h));
   }
 
   private newTransferId(): number {
@@ -125,7 +210,7 @@ export class NxtServer extends EventEmitter {
     }
   }
 
-  private onDatagram(data: Buffer, from: Peer): void {
+  private onDatagram(data: Buffer, from: AuthenticatedPeer): void {
     this.stats.datagrams++;
     const msg = decodeOrUndefined(data);
     if (!msg) {
@@ -141,34 +226,20 @@ export class NxtServer extends EventEmitter {
     }
   }
 
-  private dispatch(msg: Message, from: Peer): void {
+  private dispatch(msg: Message, from: AuthenticatedPeer): void {
     switch (msg.type) {
-      case 'register': {
-        const id = Buffer.from(msg.clientId).toString('hex');
-        const registered = this.registry.register(id, from, msg.version, msg.product, this.options.clock.now());
-        if (!registered) {
-          this.stats.refused++;
-          return;
-        }
-        const { record, isNew } = registered;
-        this.stats.registrations++;
-        this.options.endpoint.send(encode({
-          type: 'registered', clientId: msg.clientId, seq: msg.seq, leaseMs: this.registry.leaseMs, renewMs: this.renewMs,
-        }), from);
-        if (isNew) this.emit('client-registered', record);
-        return;
-      }
+      case 'register': return this.onRegister(msg, from);
       case 'ack':
       case 'result':
       case 'abort': {
         const session = this.sessions.get(msg.transferId);
         if (!session) {
           // A RESULT whose RESULT_ACK was lost, after we finished: acknowledge again.
-          if (msg.type === 'result') this.options.endpoint.send(encode({ type: 'resultAck', transferId: msg.transferId }), from);
+          if (msg.type === 'result') this.options.channel.send(encode({ type: 'resultAck', transferId: msg.transferId }), from);
           else this.stats.unexpected++;
           return;
         }
-        if (!samePeer(session.peer, from)) {
+        if (session.client.id !== from.clientId) {
           this.stats.foreign++;
           return;
         }
@@ -191,6 +262,10 @@ export function describeOutcome(report: PushReport): string {
   if (report.ok) return `done: ${outcome.message} (release ${outcome.active ? formatReleaseVersion(outcome.active) : '?'}) ${took}${lossy}`;
   const still = outcome.active ? `; still on ${formatReleaseVersion(outcome.active)}` : '';
   return `failed (${resultCodeName(outcome.code)}): ${outcome.message}${still} ${took}${lossy}`;
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
 }
 
 export function shortId(id: string): string {

@@ -4,7 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tar from 'tar';
 import { Proc, ROOT, runningCount, stopAll, tempDir } from '../support/processes.js';
@@ -33,8 +33,9 @@ describe('the installers', () => {
     const serverScript = join(serverHost, 'nxt/server/bin/UpdateServer.sh');
     expect(existsSync(serverScript)).toBe(true);
 
-    // NXT_STATE_DIR unset: the installed server keeps its state inside its own tree.
-    const env = { NXT_STATE_DIR: '', NXT_DATA_DIR: '', NXT_TRUST: '' };
+    // NXT_STATE_DIR unset: the installed server keeps its state inside its own tree. No
+    // enrollment token: the operator approves the new device, as on a real first install.
+    const env = { NXT_STATE_DIR: '', NXT_DATA_DIR: '', NXT_TRUST: '', NXT_ENROLL_TOKEN: '' };
     const server = new Proc('installed server', serverScript, ['0'], env);
     const port = Number((await server.waitFor(/listening on UDP port (\d+)/))[1]);
     const pub = join(serverHost, 'nxt/server/state/server/release.pub');
@@ -44,8 +45,12 @@ describe('the installers', () => {
     const deviceHost = join(work, 'device-host');
     await unpack(join(work, 'out/nxt_client.tgz'), deviceHost);
     expect(readFileSync(join(deviceHost, 'nxt/client/etc/server.pub'), 'utf8')).toBe(readFileSync(pub, 'utf8'));
+    expect(readFileSync(join(deviceHost, 'nxt/client/etc/identity.pub'), 'utf8')).toBe(readFileSync(join(dirname(pub), 'identity.pub'), 'utf8'));
 
     const client = new Proc('installed client', join(deviceHost, 'nxt/client/bin/UpdateClient.sh'), ['127.0.0.1', String(port)], env);
+    await client.waitFor(/waiting for the operator to approve this device \(on the server: approve ([0-9a-f]{12})\)/);
+    const id = (await server.waitFor(/device ([0-9a-f]{12}) asks to join from 127\.0\.0\.1:\d+ \(.*\d+ CPUs/))[1]!;
+    server.type(`approve ${id}`);
     await client.waitFor('registered with the server');
     await client.waitFor(/Major = 5\nMinor = 6/);
     const at = server.type(`push ${join(serverHost, 'nxt/server/plugins/libfunctional_2_0.mjs')}`);

@@ -5,10 +5,9 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MessageType } from '../../src/protocol/messages.js';
 import { writeModule } from '../support/modules.js';
 import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
-import { UdpProxy, dropAll, lossyLink, passThrough } from '../support/udp-proxy.js';
+import { UdpProxy, dropAll, isBulkData, lossyLink, passThrough } from '../support/udp-proxy.js';
 
 let dir: string;
 let server: Proc;
@@ -52,7 +51,7 @@ describe('progress', () => {
     const client = await startClient('c', proxy.port, join(dir, 'c'), trust);
     let open = false;
     // Hold back DATA (not the offer) until both sides have reported progress.
-    proxy.rule = (data) => (!open && data[3] === MessageType.data ? [] : [{ data }]);
+    proxy.rule = (data, direction) => (!open && isBulkData(data, direction) ? [] : [{ data }]);
     const push = pushLine(writeModule(dir, 'slow_3_0.mjs', 256 * 1024));
     await server.waitFor(/\n {2}\w{12} 0% 0\.0 MiB\/s, \d+ resent\n/, 5000, push.at);
     await client.waitFor(/downloading slow_3_0\.mjs: 0% \(0\.0 MiB of 0\.3 MiB\), 0\.0 MiB\/s/, 5000);
@@ -90,7 +89,7 @@ describe('resume', () => {
     let killed = false;
     let restarted = false;
     proxy.rule = (data, direction) => {
-      if (direction === 'to-client' && data[3] === MessageType.data) {
+      if (isBulkData(data, direction)) {
         if (restarted) dataAfterRestart++;
         else if (killed) return [];
         else if (++dataBeforeKill >= totalChunks / 2) { killed = true; void client.stop('SIGKILL'); }
@@ -128,7 +127,7 @@ describe('resume', () => {
     proxy = await UdpProxy.start(port, passThrough);
     const client = await startClient('c', proxy.port, join(dir, 'c'), trust);
     proxy.rule = (data, direction) => {
-      if (direction === 'to-client' && data[3] === MessageType.data) {
+      if (isBulkData(data, direction)) {
         if (restarted) afterRestart++;
         else if (++passed === Math.floor(totalChunks / 2)) void server.stop('SIGKILL');
       }

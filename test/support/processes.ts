@@ -97,17 +97,27 @@ export function tempDir(prefix = 'nxt-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
+/** The enrollment token test servers and clients share unless a test says otherwise, so clients
+ *  are approved without an operator (the enrollment tests start them without it). */
+export const TEST_ENROLL_TOKEN = 'e2e-enroll-token';
+
 /** A server from scripts/UpdateServer.sh on a free port; resolves once it listens. */
-export async function startServer(stateDir: string, extra: string[] = []): Promise<{ proc: Proc; port: number }> {
-  const proc = new Proc('server', join(ROOT, 'scripts/UpdateServer.sh'), ['0', ...extra], { NXT_STATE_DIR: stateDir });
+export async function startServer(stateDir: string, extra: string[] = [], env: Record<string, string> = {}): Promise<{ proc: Proc; port: number }> {
+  const proc = new Proc('server', join(ROOT, 'scripts/UpdateServer.sh'), ['0', ...extra], { NXT_STATE_DIR: stateDir, NXT_ENROLL_TOKEN: TEST_ENROLL_TOKEN, ...env });
   const m = await proc.waitFor(/listening on UDP port (\d+)/);
   await proc.waitFor('NxtServer# ');
   return { proc, port: Number(m[1]) };
 }
 
-/** A client from scripts/UpdateClient.sh; resolves once it is registered. */
-export async function startClient(name: string, port: number, dataDir: string, trust: string, host = '127.0.0.1', extra: string[] = []): Promise<Proc> {
-  const proc = new Proc(name, join(ROOT, 'scripts/UpdateClient.sh'), [host, String(port), ...extra], { NXT_DATA_DIR: dataDir, NXT_TRUST: trust });
-  await proc.waitFor('registered with the server');
+/** A client from scripts/UpdateClient.sh; resolves once it is registered (or, with
+ *  `until`, once it printed that). */
+export async function startClient(
+  name: string, port: number, dataDir: string, trust: string, host = '127.0.0.1', extra: string[] = [],
+  options: { env?: Record<string, string>; until?: RegExp | string } = {},
+): Promise<Proc> {
+  const proc = new Proc(name, join(ROOT, 'scripts/UpdateClient.sh'), [host, String(port), ...extra], {
+    NXT_DATA_DIR: dataDir, NXT_TRUST: trust, NXT_ENROLL_TOKEN: TEST_ENROLL_TOKEN, ...options.env,
+  });
+  await proc.waitFor(options.until ?? 'registered with the server');
   return proc;
 }

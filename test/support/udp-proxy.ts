@@ -93,3 +93,12 @@ export function lossyLink(seed: number, o: { loss: number; duplicate?: number; r
 }
 
 export const dropAll: ProxyRule = () => [];
+
+/**
+ * Every datagram after the handshake is sealed, so a proxy cannot read message types; bulk DATA
+ * is told apart by size: server → client datagrams of 1000 bytes or more are chunks (an OFFER is
+ * a few hundred bytes, every other message smaller still).
+ */
+export function isBulkData(data: Buffer, direction: 'to-client' | 'to-server'): boolean {
+  return direction === 'to-client' && data.length >= 1000;
+}

@@ -9,6 +9,9 @@ import { openUdpEndpoint } from '../../src/net/endpoint.js';
 import { loadOrCreateReleaseKey } from '../../src/security/release-key.js';
 import { History } from '../../src/server/history.js';
 import { NxtServer } from '../../src/server/server.js';
+import { Devices } from '../../src/server/devices.js';
+import { keyPairFromSecret } from '../../src/session/handshake.js';
+import { ServerChannel } from '../../src/session/server-channel.js';
 import { createServerRepl } from '../../src/server/server-repl.js';
 import { systemClock, systemWallClock } from '../../src/util/clock.js';
 import { splitWords } from '../../src/util/repl.js';
@@ -18,7 +21,11 @@ afterEach(async () => { await server?.close(); });
 
 async function console_(): Promise<{ type: (l: string) => Promise<string>; exited: () => boolean }> {
   const { signer } = loadOrCreateReleaseKey(mkdtempSync(join(tmpdir(), 'nxt-repl-')), (n) => randomBytes(n));
-  server = new NxtServer({ endpoint: await openUdpEndpoint({ port: 0, host: '127.0.0.1' }), clock: systemClock, randomU32: () => randomBytes(4).readUInt32BE(0) });
+  const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
+  const channel = new ServerChannel({
+    endpoint: await openUdpEndpoint({ port: 0, host: '127.0.0.1' }), clock: systemClock, identity: keyPairFromSecret(random(32)), random,
+  });
+  server = new NxtServer({ channel, clock: systemClock, wallClock: systemWallClock, devices: new Devices(undefined), randomU32: () => randomBytes(4).readUInt32BE(0) });
   const input = new PassThrough();
   const output = new PassThrough();
   let text = '';

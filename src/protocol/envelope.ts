@@ -1,0 +1,164 @@
+/**
+ * The outer layer of every datagram since the secure session (docs/protocol.md, "Sessions"):
+ * a handshake message (INIT, COOKIE, RESPONSE) or a SEALED frame whose ciphertext is one of the
+ * messages in messages.ts. Only the framing lives here; the cryptography is in src/session/.
+ *
+ * Same header as every nxt datagram: "NX", protocol version, type. Integers big-endian.
+ */
+import { DecodeError } from '../errors.js';
+import { HEADER_BYTES, MAGIC_0, MAGIC_1, MAX_DATAGRAM_BYTES, PROTOCOL_VERSION } from './messages.js';
+
+export const EnvelopeType = {
+  init: 16,
+  cookie: 17,
+  response: 18,
+  sealed: 19,
+} as const;
+
+export const KEY_BYTES = 32;
+export const TAG_BYTES = 16;
+export const COOKIE_BYTES = 16;
+/** A client's static key sealed under the first handshake key. */
+export const SEALED_STATIC_BYTES = KEY_BYTES + TAG_BYTES;
+/** Timestamp (u64) sealed under the second handshake key. */
+export const SEALED_STAMP_BYTES = 8 + TAG_BYTES;
+export const INIT_BYTES = HEADER_BYTES + 4 + COOKIE_BYTES + KEY_BYTES + SEALED_STATIC_BYTES + SEALED_STAMP_BYTES;
+export const COOKIE_REPLY_BYTES = HEADER_BYTES + 4 + COOKIE_BYTES;
+export const RESPONSE_BYTES = HEADER_BYTES + 4 + 4 + KEY_BYTES + TAG_BYTES;
+/** Header, receiver index u32, counter u64: the AEAD's associated data. */
+export const SEALED_HEADER_BYTES = HEADER_BYTES + 4 + 8;
+export const SEALED_OVERHEAD_BYTES = SEALED_HEADER_BYTES + TAG_BYTES;
+/** The largest message that fits in one SEALED datagram. */
+export const MAX_INNER_BYTES = MAX_DATAGRAM_BYTES - SEALED_OVERHEAD_BYTES;
+
+/** Client → server: start a session. `cookie` is all zeros until the server has sent one. */
+export interface InitFrame {
+  readonly type: 'init';
+  readonly senderIndex: number;
+  readonly cookie: Uint8Array;
+  readonly ephemeral: Uint8Array;
+  readonly sealedStatic: Uint8Array;
+  readonly sealedStamp: Uint8Array;
+}
+
+/** Server → client: "prove you receive at this address: send INIT again with this cookie". */
+export interface CookieFrame {
+  readonly type: 'cookie';
+  readonly receiverIndex: number;
+  readonly cookie: Uint8Array;
+}
+
+/** Server → client: the server's ephemeral key and a tag proving it derived the session keys. */
+export interface ResponseFrame {
+  readonly type: 'response';
+  readonly senderIndex: number;
+  readonly receiverIndex: number;
+  readonly ephemeral: Uint8Array;
+  readonly confirm: Uint8Array;
+}
+
+/** Either direction: `ciphertext` (which ends with the 16-byte tag) of one inner message. */
+export interface SealedFrame {
+  readonly type: 'sealed';
+  readonly receiverIndex: number;
+  readonly counter: number;
+  /** The first SEALED_HEADER_BYTES of the datagram: authenticated, not encrypted. */
+  readonly header: Uint8Array;
+  readonly ciphertext: Uint8Array;
+}
+
+export type Frame = InitFrame | CookieFrame | ResponseFrame | SealedFrame;
+
+export function writeEnvelopeHeader(buf: Uint8Array, type: number): void {
+  buf[0] = MAGIC_0;
+  buf[1] = MAGIC_1;
+  buf[2] = PROTOCOL_VERSION;
+  buf[3] = type;
+}
+
+export function encodeInit(f: Omit<InitFrame, 'type'>): Buffer {
+  const buf = Buffer.allocUnsafe(INIT_BYTES);
+  writeEnvelopeHeader(buf, EnvelopeType.init);
+  buf.writeUInt32BE(f.senderIndex >>> 0, 4);
+  let at = 8;
+  for (const [part, len] of [[f.cookie, COOKIE_BYTES], [f.ephemeral, KEY_BYTES], [f.sealedStatic, SEALED_STATIC_BYTES], [f.sealedStamp, SEALED_STAMP_BYTES]] as const) {
+    if (part.length !== len) throw new RangeError(`INIT part of ${part.length} bytes, expected ${len}`);
+    buf.set(part, at);
+    at += len;
+  }
+  return buf;
+}
+
+export function encodeCookie(f: Omit<CookieFrame, 'type'>): Buffer {
+  if (f.cookie.length !== COOKIE_BYTES) throw new RangeError('cookie must be 16 bytes');
+  const buf = Buffer.allocUnsafe(COOKIE_REPLY_BYTES);
+  writeEnvelopeHeader(buf, EnvelopeType.cookie);
+  buf.writeUInt32BE(f.receiverIndex >>> 0, 4);
+  buf.set(f.cookie, 8);
+  return buf;
+}
+
+export function encodeResponse(f: Omit<ResponseFrame, 'type'>): Buffer {
+  if (f.ephemeral.length !== KEY_BYTES || f.confirm.length !== TAG_BYTES) throw new RangeError('bad RESPONSE parts');
+  const buf = Buffer.allocUnsafe(RESPONSE_BYTES);
+  writeEnvelopeHeader(buf, EnvelopeType.response);
+  buf.writeUInt32BE(f.senderIndex >>> 0, 4);
+  buf.writeUInt32BE(f.receiverIndex >>> 0, 8);
+  buf.set(f.ephemeral, 12);
+  buf.set(f.confirm, 12 + KEY_BYTES);
+  return buf;
+}
+
+/** Write a SEALED header (the AEAD's associated data) into the first SEALED_HEADER_BYTES of `buf`. */
+export function writeSealedHeader(buf: Buffer, receiverIndex: number, counter: number): void {
+  writeEnvelopeHeader(buf, EnvelopeType.sealed);
+  buf.writeUInt32BE(receiverIndex >>> 0, 4);
+  buf.writeUInt32BE(Math.floor(counter / 0x1_0000_0000), 8);
+  buf.writeUInt32BE(counter >>> 0, 12);
+}
+
+/**
+ * Read the outer frame. Returns undefined for a datagram that is not an envelope at all (a bare
+ * inner message, which is never accepted without a session); throws DecodeError for a broken one.
+ * Views, not copies.
+ */
+export function decodeEnvelope(buf: Uint8Array): Frame {
+  if (buf.length < HEADER_BYTES) throw new DecodeError('truncated', 'datagram shorter than the header');
+  if (buf.length > MAX_DATAGRAM_BYTES) throw new DecodeError('too-long', `datagram of ${buf.length} bytes`);
+  if (buf[0] !== MAGIC_0 || buf[1] !== MAGIC_1) throw new DecodeError('bad-magic', 'not an nxt datagram');
+  if (buf[2] !== PROTOCOL_VERSION) throw new DecodeError('bad-version', `protocol version ${buf[2]} is not supported`);
+  const view = (at: number, n: number): Uint8Array => new Uint8Array(buf.buffer, buf.byteOffset + at, n);
+  const u32 = (at: number): number => (((buf[at] ?? 0) << 24) >>> 0) + ((buf[at + 1] ?? 0) << 16) + ((buf[at + 2] ?? 0) << 8) + (buf[at + 3] ?? 0);
+  const exactly = (n: number, name: string): void => {
+    if (buf.length !== n) throw new DecodeError(buf.length < n ? 'truncated' : 'trailing', `${name} of ${buf.length} bytes, expected ${n}`);
+  };
+  switch (buf[3]) {
+    case EnvelopeType.sealed: {
+      if (buf.length < SEALED_OVERHEAD_BYTES + HEADER_BYTES) throw new DecodeError('truncated', 'SEALED too short to hold a message');
+      const hi = u32(8);
+      // Counters never pass 2^53 (a session rekeys long before), so they stay exact as numbers.
+      if (hi >= 0x20_0000) throw new DecodeError('bad-counter', 'SEALED counter beyond 2^53');
+      return {
+        type: 'sealed', receiverIndex: u32(4), counter: hi * 0x1_0000_0000 + u32(12),
+        header: view(0, SEALED_HEADER_BYTES), ciphertext: view(SEALED_HEADER_BYTES, buf.length - SEALED_HEADER_BYTES),
+      };
+    }
+    case EnvelopeType.init: {
+      exactly(INIT_BYTES, 'INIT');
+      let at = 8;
+      const take = (n: number): Uint8Array => { const v = view(at, n); at += n; return v; };
+      return {
+        type: 'init', senderIndex: u32(4), cookie: take(COOKIE_BYTES), ephemeral: take(KEY_BYTES),
+        sealedStatic: take(SEALED_STATIC_BYTES), sealedStamp: take(SEALED_STAMP_BYTES),
+      };
+    }
+    case EnvelopeType.cookie:
+      exactly(COOKIE_REPLY_BYTES, 'COOKIE');
+      return { type: 'cookie', receiverIndex: u32(4), cookie: view(8, COOKIE_BYTES) };
+    case EnvelopeType.response:
+      exactly(RESPONSE_BYTES, 'RESPONSE');
+      return { type: 'response', senderIndex: u32(4), receiverIndex: u32(8), ephemeral: view(12, KEY_BYTES), confirm: view(12 + KEY_BYTES, TAG_BYTES) };
+    default:
+      throw new DecodeError('unauthenticated', `message type ${buf[3]} outside a session`);
+  }
+}

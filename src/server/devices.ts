@@ -1,0 +1,130 @@
+/**
+ * Device enrollment (Mender's accept/reject of pending devices): a client's key is `pending` until
+ * the operator approves or rejects it, or an enrollment token approves it; an approved key can be
+ * revoked. Only approved devices are in the fleet registry and receive pushes.
+ *
+ * Decisions are kept in `devices.json` in the state dir (written atomically), so they survive a
+ * restart. Pending requests are kept in memory only, at most MAX_PENDING (the oldest make room): a
+ * flood of new keys must not fill the disk, and a real pending device asks again at its next renewal.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { NxtError, errorMessage } from '../errors.js';
+import { displayAddress, type Peer } from '../net/endpoint.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
+
+export type DeviceState = 'pending' | 'approved' | 'rejected' | 'revoked';
+
+/** What a device says about itself (all optional: it is the device's word, shown, never trusted). */
+export interface Inventory {
+  readonly hostname?: string;
+  readonly os?: string;
+  readonly arch?: string;
+  readonly cpus?: number;
+  readonly memoryBytes?: number;
+  readonly diskFreeBytes?: number;
+}
+
+export interface DeviceRecord {
+  readonly id: string;
+  readonly fingerprint: string;
+  state: DeviceState;
+  inventory: Inventory;
+  address: string;
+  readonly requestedAt: string;
+  decidedAt?: string;
+  /** 'operator' or 'enrollment token'. */
+  decidedBy?: string;
+}
+
+export const DEVICES_FILE = 'devices.json';
+export const MAX_PENDING = 1000;
+
+export class Devices {
+  private readonly devices = new Map<string, DeviceRecord>();
+
+  /** `dir` undefined: nothing persisted (tests). */
+  constructor(private readonly dir: string | undefined, private readonly maxPending = MAX_PENDING) {
+    if (dir === undefined) return;
+    const path = join(dir, DEVICES_FILE);
+    if (!existsSync(path)) return;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (err) {
+      throw new NxtError('bad-state', `${path} is not readable JSON (${errorMessage(err)}): restore it from a backup`);
+    }
+    const list = (parsed as { devices?: unknown }).devices;
+    if (!Array.isArray(list)) throw new NxtError('bad-state', `${path} has no "devices" list`);
+    for (const d of list as DeviceRecord[]) {
+      if (typeof d?.id !== 'string' || !['approved', 'rejected', 'revoked'].includes(d.state)) {
+        throw new NxtError('bad-state', `${path} has a malformed entry: ${JSON.stringify(d).slice(0, 80)}`);
+      }
+      this.devices.set(d.id, d);
+    }
+  }
+
+  get(id: string): DeviceRecord | undefined { return this.devices.get(id); }
+  all(): DeviceRecord[] { return [...this.devices.values()]; }
+  pending(): DeviceRecord[] { return this.all().filter((d) => d.state === 'pending'); }
+  isRevoked(id: string): boolean { return this.devices.get(id)?.state === 'revoked'; }
+
+  /** A device registered: record it as pending if it is new; refresh what it says about itself. */
+  request(id: string, fingerprint: string, inventory: Inventory, peer: Peer, wallNow: Date): DeviceRecord {
+    const address = displayAddress(peer);
+    const known = this.devices.get(id);
+    if (known) {
+      known.inventory = inventory;
+      known.address = address;
+      return known;
+    }
+    const pending = this.pending();
+    if (pending.length >= this.maxPending) this.devices.delete(pending[0]!.id);
+    const record: DeviceRecord = { id, fingerprint, state: 'pending', inventory, address, requestedAt: wallNow.toISOString() };
+    this.devices.set(id, record);
+    return record;
+  }
+
+  decide(id: string, state: Exclude<DeviceState, 'pending'>, by: string, wallNow: Date): DeviceRecord {
+    const d = this.devices.get(id);
+    if (!d) throw new NxtError('no-such-device', `no device ${id}`);
+    d.state = state;
+    d.decidedAt = wallNow.toISOString();
+    d.decidedBy = by;
+    this.save();
+    return d;
+  }
+
+  private save(): void {
+    if (this.dir === undefined) return;
+    const decided = this.all().filter((d) => d.state !== 'pending');
+    writeFileAtomic(join(this.dir, DEVICES_FILE), `${JSON.stringify({ version: 1, devices: decided }, null, 1)}\n`);
+  }
+}
+
+/** The device's inventory JSON, keeping only well-typed known fields (strings cut to 64 chars). */
+export function parseInventory(json: string): Inventory {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch {
+    return {};
+  }
+  if (typeof raw !== 'object' || raw === null) return {};
+  const r = raw as Record<string, unknown>;
+  const text = (v: unknown): string | undefined => (typeof v === 'string' ? v.slice(0, 64) : undefined);
+  const count = (v: unknown): number | undefined => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined);
+  const inv: Record<string, string | number> = {};
+  for (const [k, v] of Object.entries({
+    hostname: text(r.hostname), os: text(r.os), arch: text(r.arch), cpus: count(r.cpus), memoryBytes: count(r.memoryBytes), diskFreeBytes: count(r.diskFreeBytes),
+  })) if (v !== undefined) inv[k] = v;
+  return inv as Inventory;
+}
+
+export function describeInventory(i: Inventory): string {
+  const gib = (n: number | undefined): string | undefined => (n === undefined ? undefined : `${(n / 2 ** 30).toFixed(1)} GiB`);
+  return [
+    i.hostname, i.os, i.arch, i.cpus === undefined ? undefined : `${i.cpus} CPUs`,
+    gib(i.memoryBytes) && `${gib(i.memoryBytes)} RAM`, gib(i.diskFreeBytes) && `${gib(i.diskFreeBytes)} free`,
+  ].filter((x) => x !== undefined).join(', ') || 'no inventory';
+}

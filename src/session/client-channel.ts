@@ -1,0 +1,190 @@
+/**
+ * The client's side of the secure channel: it shakes hands with the one server it trusts (whose
+ * identity key it installed), seals every message it sends, and hands up only datagrams that
+ * decrypted under its session. It shakes hands again before a session ages out (rekey), and
+ * whenever the agent says the server stopped answering (the server restarted and forgot us).
+ */
+import { EventEmitter } from 'node:events';
+import { decodeEnvelope, type CookieFrame, type ResponseFrame, type SealedFrame } from '../protocol/envelope.js';
+import { samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
+import type { Clock } from '../util/clock.js';
+import { createInit, keyPairFromSecret, readResponse, type Initiation, type KeyPair } from './handshake.js';
+import { SealedSession as Session } from './sealed-session.js';
+
+export interface ClientChannelTiming {
+  /** First handshake retry; doubles up to handshakeRetryMaxMs. */
+  readonly handshakeRetryMs: number;
+  readonly handshakeRetryMaxMs: number;
+  /** Shake hands again after this long (the server refuses sessions older than 45 minutes). */
+  readonly rekeyAfterMs: number;
+}
+
+export const DEFAULT_CHANNEL_TIMING: ClientChannelTiming = {
+  handshakeRetryMs: 500,
+  handshakeRetryMaxMs: 30_000,
+  rekeyAfterMs: 10 * 60_000,
+};
+
+/** The previous session keeps decrypting this long after a rekey (datagrams in flight). */
+const PREVIOUS_GRACE_MS = 15_000;
+
+export interface ClientChannelStats {
+  foreign: number;
+  malformed: number;
+  unknownSession: number;
+  replayed: number;
+  badTag: number;
+  badHandshake: number;
+  handshakes: number;
+}
+
+/** Events: 'established' (a new session is ready: say something on it so the server uses it). */
+export class ClientChannel extends EventEmitter {
+  readonly stats: ClientChannelStats = { foreign: 0, malformed: 0, unknownSession: 0, replayed: 0, badTag: 0, badHandshake: 0, handshakes: 0 };
+  private readonly timing: ClientChannelTiming;
+  private current: Session | undefined;
+  private previous: { session: Session; until: number } | undefined;
+  private pending: Initiation | undefined;
+  private cookie: Uint8Array = new Uint8Array(16);
+  private retryDelay: number;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private rekeyTimer: NodeJS.Timeout | undefined;
+  private handler: (data: Buffer, from: Peer) => void = () => undefined;
+  private closed = false;
+
+  constructor(private readonly options: {
+    readonly endpoint: Endpoint;
+    readonly server: Peer;
+    readonly serverKey: Uint8Array;
+    readonly identity: KeyPair;
+    readonly clock: Clock;
+    readonly random: (n: number) => Uint8Array;
+    /** A number above every one this key used before (even across restarts): see handshake.ts. */
+    readonly nextStamp: () => number;
+    readonly timing?: Partial<ClientChannelTiming>;
+  }) {
+    super();
+    this.timing = { ...DEFAULT_CHANNEL_TIMING, ...options.timing };
+    this.retryDelay = this.timing.handshakeRetryMs;
+    options.endpoint.onDatagram((data, from) => this.receive(data, from));
+  }
+
+  get port(): number { return this.options.endpoint.port; }
+  get isEstablished(): boolean { return this.current !== undefined; }
+
+  onDatagram(handler: (data: Buffer, from: Peer) => void): void {
+    this.handler = handler;
+  }
+
+  /** Shake hands (unless already doing so). */
+  connect(): void {
+    if (this.closed || this.pending) return;
+    this.retryDelay = this.timing.handshakeRetryMs;
+    this.sendInit();
+  }
+
+  /** The server stopped answering on our session: drop it and shake hands anew. */
+  reconnect(): void {
+    this.current = undefined;
+    this.previous = undefined;
+    this.connect();
+  }
+
+  /** Seal and send; without a session the message is dropped (the agent repeats what matters). */
+  send(message: Uint8Array, _to?: Peer): void {
+    const s = this.current;
+    if (!s) {
+      this.connect();
+      return;
+    }
+    this.options.endpoint.send(s.seal(message), this.options.server);
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.rekeyTimer);
+    return this.options.endpoint.close();
+  }
+
+  private sendInit(): void {
+    if (this.closed) return;
+    // A fresh INIT every time (new ephemeral key, new stamp): the server refuses a repeated one.
+    const { bytes, initiation } = createInit({
+      clientStatic: this.options.identity, serverPublic: this.options.serverKey, senderIndex: this.newIndex(),
+      cookie: this.cookie, stamp: this.options.nextStamp(), ephemeral: keyPairFromSecret(this.options.random(32)),
+    });
+    this.pending = initiation;
+    this.options.endpoint.send(bytes, this.options.server);
+    clearTimeout(this.retryTimer);
+    const delay = this.retryDelay;
+    this.retryDelay = Math.min(this.retryDelay * 2, this.timing.handshakeRetryMaxMs);
+    this.retryTimer = setTimeout(() => this.sendInit(), delay);
+    this.retryTimer.unref();
+  }
+
+  private receive(data: Buffer, from: Peer): void {
+    if (!samePeer(from, this.options.server)) { this.stats.foreign++; return; }
+    let frame;
+    try {
+      frame = decodeEnvelope(data);
+    } catch {
+      this.stats.malformed++;
+      return;
+    }
+    switch (frame.type) {
+      case 'sealed': return this.onSealed(frame);
+      case 'cookie': return this.onCookie(frame);
+      case 'response': return this.onResponse(frame);
+      default: this.stats.malformed++; // an INIT: only servers receive those
+    }
+  }
+
+  private onCookie(frame: CookieFrame): void {
+    if (!this.pending || frame.receiverIndex !== this.pending.senderIndex) { this.stats.unknownSession++; return; }
+    // The same cookie back means the server did not accept it (it rotated, or we moved): wait
+    // for the retry timer rather than answer at once and loop.
+    if (Buffer.compare(frame.cookie, this.cookie) === 0) return;
+    this.cookie = new Uint8Array(frame.cookie);
+    this.sendInit();
+  }
+
+  private onResponse(frame: ResponseFrame): void {
+    const pending = this.pending;
+    if (!pending || frame.receiverIndex !== pending.senderIndex) { this.stats.unknownSession++; return; }
+    let keys;
+    try {
+      keys = readResponse(pending, this.options.identity, frame);
+    } catch {
+      this.stats.badHandshake++;
+      return;
+    }
+    const now = this.options.clock.now();
+    this.pending = undefined;
+    clearTimeout(this.retryTimer);
+    if (this.current) this.previous = { session: this.current, until: now + PREVIOUS_GRACE_MS };
+    this.current = new Session(pending.senderIndex, frame.senderIndex, keys, now);
+    this.stats.handshakes++;
+    clearTimeout(this.rekeyTimer);
+    this.rekeyTimer = setTimeout(() => this.connect(), this.timing.rekeyAfterMs);
+    this.rekeyTimer.unref();
+    this.emit('established');
+  }
+
+  private onSealed(frame: SealedFrame): void {
+    const now = this.options.clock.now();
+    if (this.previous && now > this.previous.until) this.previous = undefined;
+    const s = this.current?.ourIndex === frame.receiverIndex ? this.current
+      : this.previous?.session.ourIndex === frame.receiverIndex ? this.previous.session : undefined;
+    if (!s) { this.stats.unknownSession++; return; }
+    const plain = s.open(frame);
+    if (plain === 'replayed') this.stats.replayed++;
+    else if (plain === 'bad-tag') this.stats.badTag++;
+    else this.handler(plain, this.options.server);
+  }
+
+  private newIndex(): number {
+    const b = this.options.random(4);
+    return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * The session handshake: one round trip that authenticates both ends by their long-term X25519
+ * keys and derives fresh per-direction keys (the pattern of Noise IK, as in WireGuard).
+ *
+ *   client (static c, ephemeral e)                 server (static S, ephemeral f)
+ *   INIT: e, seal(k1, c.pub), seal(k2, stamp)  ──▶  k1 = KDF(es); k2 = KDF(es, ss)
+ *                                             ◀──   RESPONSE: f, seal(k3, "")   k3 = KDF(es, ss, ee, se)
+ *
+ * es = DH(e, S) and ss = DH(c, S) prove to the server that the client holds c; ee and se give
+ * forward secrecy and prove the server holds S (only it can derive k3). Every step hashes the
+ * transcript so far into the next key. `stamp` strictly increases per client key: the server
+ * refuses a stamp not above the last one it accepted, so a captured INIT replayed later is dropped.
+ *
+ * Pure: randomness (ephemeral keys) comes in as arguments. Key exchange is tweetnacl's X25519.
+ */
+import { createHash, hkdfSync } from 'node:crypto';
+import nacl from 'tweetnacl';
+import { NxtError } from '../errors.js';
+import { encodeInit, encodeResponse, KEY_BYTES, type InitFrame, type ResponseFrame } from '../protocol/envelope.js';
+import { AeadKey } from './aead.js';
+
+export interface KeyPair {
+  readonly publicKey: Uint8Array;
+  readonly secretKey: Uint8Array;
+}
+
+export interface SessionKeys {
+  readonly send: AeadKey;
+  readonly receive: AeadKey;
+}
+
+export class HandshakeError extends NxtError {}
+
+const PROTOCOL_NAME = 'nxt handshake v1: X25519, ChaCha20-Poly1305, SHA-256';
+
+export function keyPairFromSecret(secretKey: Uint8Array): KeyPair {
+  if (secretKey.length !== KEY_BYTES) throw new RangeError('an X25519 secret key has 32 bytes');
+  return nacl.box.keyPair.fromSecretKey(secretKey);
+}
+
+/** X25519, refusing the all-zero result a low-order public key would produce. */
+export function dh(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
+  const shared = nacl.scalarMult(secretKey, publicKey);
+  if (shared.every((b) => b === 0)) throw new HandshakeError('bad-key', 'low-order public key');
+  return shared;
+}
+
+function hash(...parts: Uint8Array[]): Buffer {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+function kdf(salt: Uint8Array, info: string, ...secrets: Uint8Array[]): Uint8Array {
+  return new Uint8Array(hkdfSync('sha256', Buffer.concat(secrets), salt, info, 32));
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+}
+
+function u64(n: number): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  b.writeUInt32BE(Math.floor(n / 0x1_0000_0000));
+  b.writeUInt32BE(n >>> 0, 4);
+  return b;
+}
+
+/** h1: the transcript up to the client's ephemeral key and its index. */
+function initialHash(serverPublic: Uint8Array, senderIndex: number, ephemeral: Uint8Array): Buffer {
+  return hash(hash(Buffer.from(PROTOCOL_NAME), serverPublic), u32(senderIndex), ephemeral);
+}
+
+/** What the client keeps between INIT and RESPONSE. */
+export interface Initiation {
+  readonly senderIndex: number;
+  readonly ephemeral: KeyPair;
+  readonly transcript: Buffer;
+  readonly es: Uint8Array;
+  readonly ss: Uint8Array;
+}
+
+export function createInit(args: {
+  clientStatic: KeyPair; serverPublic: Uint8Array; senderIndex: number; cookie: Uint8Array; stamp: number; ephemeral: KeyPair;
+}): { bytes: Buffer; initiation: Initiation } {
+  const { clientStatic, serverPublic, ephemeral } = args;
+  const h1 = initialHash(serverPublic, args.senderIndex, ephemeral.publicKey);
+  const es = dh(ephemeral.secretKey, serverPublic);
+  const sealedStatic = new AeadKey(kdf(h1, 'k1', es)).seal(0, h1, clientStatic.publicKey);
+  const h2 = hash(h1, sealedStatic);
+  const ss = dh(clientStatic.secretKey, serverPublic);
+  const sealedStamp = new AeadKey(kdf(h2, 'k2', es, ss)).seal(0, h2, u64(args.stamp));
+  const bytes = encodeInit({ senderIndex: args.senderIndex, cookie: args.cookie, ephemeral: ephemeral.publicKey, sealedStatic, sealedStamp });
+  return { bytes, initiation: { senderIndex: args.senderIndex, ephemeral, transcript: hash(h2, sealedStamp), es, ss } };
+}
+
+/** What the server learns from a valid INIT, and keeps to answer it. */
+export interface AcceptedInit {
+  readonly clientPublic: Uint8Array;
+  readonly clientIndex: number;
+  readonly stamp: number;
+  readonly clientEphemeral: Uint8Array;
+  readonly transcript: Buffer;
+  readonly es: Uint8Array;
+  readonly ss: Uint8Array;
+}
+
+/**
+ * Open an INIT. `staticSecret(clientPublic)` may refuse a key (revoked) by throwing, before the
+ * second key exchange is spent on it; `ssFor` may cache DH(S, c) per client.
+ */
+export function readInit(serverStatic: KeyPair, frame: InitFrame, check: (clientPublic: Uint8Array) => void): AcceptedInit {
+  const h1 = initialHash(serverStatic.publicKey, frame.senderIndex, frame.ephemeral);
+  const es = dh(serverStatic.secretKey, frame.ephemeral);
+  const clientPublic = new AeadKey(kdf(h1, 'k1', es)).open(0, h1, frame.sealedStatic);
+  if (!clientPublic) throw new HandshakeError('bad-handshake', 'INIT does not decrypt under the server key');
+  check(clientPublic);
+  const h2 = hash(h1, frame.sealedStatic);
+  const ss = dh(serverStatic.secretKey, clientPublic);
+  const stamp = new AeadKey(kdf(h2, 'k2', es, ss)).open(0, h2, frame.sealedStamp);
+  if (!stamp) throw new HandshakeError('bad-handshake', 'INIT is not authenticated by the client key it names');
+  return {
+    clientPublic: new Uint8Array(clientPublic), clientIndex: frame.senderIndex,
+    stamp: stamp.readUInt32BE(0) * 0x1_0000_0000 + stamp.readUInt32BE(4),
+    clientEphemeral: new Uint8Array(frame.ephemeral), transcript: hash(h2, frame.sealedStamp), es, ss,
+  };
+}
+
+function finalKeys(transcript: Buffer, secrets: Uint8Array[]): { confirm: AeadKey; c2s: AeadKey; s2c: AeadKey } {
+  return {
+    confirm: new AeadKey(kdf(transcript, 'k3', ...secrets)),
+    c2s: new AeadKey(kdf(transcript, 'client to server', ...secrets)),
+    s2c: new AeadKey(kdf(transcript, 'server to client', ...secrets)),
+  };
+}
+
+function responseTranscript(h: Buffer, senderIndex: number, receiverIndex: number, ephemeral: Uint8Array): Buffer {
+  return hash(h, u32(senderIndex), u32(receiverIndex), ephemeral);
+}
+
+export function createResponse(accepted: AcceptedInit, serverIndex: number, ephemeral: KeyPair): { bytes: Buffer; keys: SessionKeys } {
+  const ee = dh(ephemeral.secretKey, accepted.clientEphemeral);
+  const se = dh(ephemeral.secretKey, accepted.clientPublic);
+  const h4 = responseTranscript(accepted.transcript, serverIndex, accepted.clientIndex, ephemeral.publicKey);
+  const k = finalKeys(h4, [accepted.es, accepted.ss, ee, se]);
+  const confirm = k.confirm.seal(0, h4, new Uint8Array(0));
+  const bytes = encodeResponse({ senderIndex: serverIndex, receiverIndex: accepted.clientIndex, ephemeral: ephemeral.publicKey, confirm });
+  return { bytes, keys: { send: k.s2c, receive: k.c2s } };
+}
+
+export function readResponse(initiation: Initiation, clientStatic: KeyPair, frame: ResponseFrame): SessionKeys {
+  const ee = dh(initiation.ephemeral.secretKey, frame.ephemeral);
+  const se = dh(clientStatic.secretKey, frame.ephemeral);
+  const h4 = responseTranscript(initiation.transcript, frame.senderIndex, frame.receiverIndex, frame.ephemeral);
+  const k = finalKeys(h4, [initiation.es, initiation.ss, ee, se]);
+  if (!k.confirm.open(0, h4, frame.confirm)) throw new HandshakeError('bad-handshake', 'RESPONSE is not from the server key this client trusts');
+  return { send: k.c2s, receive: k.s2c };
+}
+
+/** A client's id: the first 16 bytes of SHA-256 of its public key, so the id cannot be claimed
+ *  without the key. */
+export function clientIdOf(clientPublic: Uint8Array): Uint8Array {
+  return new Uint8Array(hash(clientPublic).subarray(0, 16));
+}

@@ -1,0 +1,302 @@
+/** The secure channel: handshake, AEAD frames, replay window, cookies, rate limits (fake network and clock). */
+import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DecodeError } from '../../src/errors.js';
+import { decodeEnvelope, EnvelopeType, INIT_BYTES } from '../../src/protocol/envelope.js';
+import { ClientChannel } from '../../src/session/client-channel.js';
+import { COOKIE_LIFETIME_MS, CookieJar } from '../../src/session/cookie.js';
+import { clientIdOf, createInit, createResponse, keyPairFromSecret, readInit, readResponse, type KeyPair } from '../../src/session/handshake.js';
+import { KeyedBuckets, TokenBucket } from '../../src/session/rate-limit.js';
+import { REPLAY_WINDOW, ReplayWindow } from '../../src/session/replay-window.js';
+import { ServerChannel, type AuthenticatedPeer, type ServerChannelLimits } from '../../src/session/server-channel.js';
+import { FakeClock, FakeNetwork, type Sent } from '../support/fake-network.js';
+
+const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
+const newKeys = (): KeyPair => keyPairFromSecret(random(32));
+
+describe('the handshake', () => {
+  const server = newKeys();
+  const client = newKeys();
+
+  function init(stamp = 1, serverPublic = server.publicKey) {
+    return createInit({ clientStatic: client, serverPublic, senderIndex: 7, cookie: new Uint8Array(16), stamp, ephemeral: newKeys() });
+  }
+
+  it('gives both ends the same keys, and the server the client key and stamp', () => {
+    const { bytes, initiation } = init(42);
+    const frame = decodeEnvelope(bytes);
+    if (frame.type !== 'init') throw new Error('not an INIT');
+    const accepted = readInit(server, frame, () => undefined);
+    expect(Buffer.from(accepted.clientPublic)).toEqual(Buffer.from(client.publicKey));
+    expect(accepted.stamp).toBe(42);
+    const response = createResponse(accepted, 99, newKeys());
+    const r = decodeEnvelope(response.bytes);
+    if (r.type !== 'response') throw new Error('not a RESPONSE');
+    const clientKeys = readResponse(initiation, client, r);
+    const sealed = clientKeys.send.seal(0, new Uint8Array(4), Buffer.from('hello'));
+    expect(response.keys.receive.open(0, new Uint8Array(4), sealed)?.toString()).toBe('hello');
+    const back = response.keys.send.seal(0, new Uint8Array(4), Buffer.from('hi'));
+    expect(clientKeys.receive.open(0, new Uint8Array(4), back)?.toString()).toBe('hi');
+  });
+
+  it('fails for an INIT made for another server key, or with any bit flipped', () => {
+    const other = init(1, newKeys().publicKey);
+    const f = decodeEnvelope(other.bytes);
+    if (f.type !== 'init') throw new Error('not an INIT');
+    expect(() => readInit(server, f, () => undefined)).toThrow(/does not decrypt/);
+    const good = init(1).bytes;
+    // Every bit after the cookie (which the handshake does not cover: it is the transport's proof).
+    for (let bit = (4 + 4 + 16) * 8; bit < INIT_BYTES * 8; bit += 13) {
+      const bad = Buffer.from(good);
+      bad[bit >> 3]! ^= 1 << (bit & 7);
+      const frame = decodeEnvelope(bad);
+      if (frame.type !== 'init') throw new Error('not an INIT');
+      expect(() => readInit(server, frame, () => undefined)).toThrow();
+    }
+  });
+
+  it('lets the server refuse a key before the second key exchange', () => {
+    const frame = decodeEnvelope(init().bytes);
+    if (frame.type !== 'init') throw new Error('not an INIT');
+    expect(() => readInit(server, frame, () => { throw new Error('revoked'); })).toThrow('revoked');
+  });
+
+  it('makes the client refuse a RESPONSE from anyone without the server key', () => {
+    const { bytes, initiation } = init();
+    const frame = decodeEnvelope(bytes);
+    if (frame.type !== 'init') throw new Error('not an INIT');
+    // An impostor who saw the INIT but holds another key cannot answer it.
+    const impostor = newKeys();
+    const accepted = { ...readInit(server, frame, () => undefined), es: random(32) };
+    const fake = decodeEnvelope(createResponse(accepted, 5, newKeys()).bytes);
+    if (fake.type !== 'response') throw new Error('not a RESPONSE');
+    expect(() => readResponse(initiation, client, fake)).toThrow(/not from the server key/);
+    expect(impostor.publicKey).not.toEqual(server.publicKey);
+  });
+
+  it('derives the client id from the key', () => {
+    expect(Buffer.from(clientIdOf(client.publicKey)).toString('hex')).toMatch(/^[0-9a-f]{32}$/);
+    expect(clientIdOf(client.publicKey)).toEqual(clientIdOf(client.publicKey));
+    expect(clientIdOf(client.publicKey)).not.toEqual(clientIdOf(server.publicKey));
+  });
+});
+
+describe('the envelope decoder', () => {
+  it('only ever throws DecodeError on random bytes', () => {
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 1500 }), (bytes) => {
+      try {
+        decodeEnvelope(bytes);
+      } catch (err) {
+        if (!(err instanceof DecodeError)) throw err;
+      }
+    }), { numRuns: 5000 });
+  });
+
+  it('calls a bare message outside a session unauthenticated', () => {
+    expect(() => decodeEnvelope(Buffer.from([0x4e, 0x58, 1, 1, 0, 0]))).toThrow(expect.objectContaining({ code: 'unauthenticated' }));
+  });
+});
+
+describe('the replay window', () => {
+  it('accepts each counter once, in any order within the window, and refuses older ones', () => {
+    fc.assert(fc.property(fc.array(fc.nat(3 * REPLAY_WINDOW), { maxLength: 400 }), (counters) => {
+      const w = new ReplayWindow();
+      const seen = new Set<number>();
+      let top = -1;
+      for (const c of counters) {
+        const expected = !seen.has(c) && (c > top || top - c < REPLAY_WINDOW - 32);
+        expect(w.isFresh(c)).toBe(expected);
+        if (expected) { w.mark(c); seen.add(c); top = Math.max(top, c); }
+      }
+    }), { numRuns: 300 });
+  });
+});
+
+describe('cookies', () => {
+  it('are valid for the address and port they were made for, for one to two lifetimes', () => {
+    const jar = new CookieJar(random, 0);
+    const c = jar.make('127.0.0.1', 5000, 0);
+    expect(jar.isValid(c, '127.0.0.1', 5000, 10)).toBe(true);
+    expect(jar.isValid(c, '127.0.0.1', 5001, 10)).toBe(false);
+    expect(jar.isValid(c, '127.0.0.2', 5000, 10)).toBe(false);
+    expect(jar.isValid(c, '127.0.0.1', 5000, COOKIE_LIFETIME_MS + 1)).toBe(true);
+    expect(jar.isValid(c, '127.0.0.1', 5000, 2 * COOKIE_LIFETIME_MS + 2)).toBe(false);
+  });
+});
+
+describe('token buckets', () => {
+  it('allow a burst, then the rate', () => {
+    const b = new TokenBucket(10, 5, 0);
+    expect(Array.from({ length: 8 }, () => b.take(0)).filter(Boolean)).toHaveLength(5);
+    expect(b.take(50)).toBe(false); // half a token
+    expect(b.take(100)).toBe(true);
+  });
+
+  it('keep one bucket per key, and a bounded number of keys', () => {
+    const k = new KeyedBuckets(1, 1, 3);
+    expect(k.take('a', 0)).toBe(true);
+    expect(k.take('a', 0)).toBe(false);
+    expect(k.take('b', 0)).toBe(true);
+    for (const x of ['c', 'd', 'e']) k.take(x, 0); // 'a' is forgotten: a fresh bucket
+    expect(k.take('a', 0)).toBe(true);
+  });
+});
+
+describe('the secure channel', () => {
+  const SERVER = { address: '127.0.0.1', port: 9000 };
+  const CLIENT = { address: '127.0.0.1', port: 5000 };
+  const closers: (() => Promise<void>)[] = [];
+  afterEach(async () => { for (const c of closers.splice(0)) await c(); });
+
+  function setup(limits: Partial<ServerChannelLimits> = {}, revoked = new Set<string>()) {
+    const net = new FakeNetwork();
+    const clock = new FakeClock();
+    const serverKeys = newKeys();
+    const server = new ServerChannel({ endpoint: net.endpoint(SERVER.address, SERVER.port), clock, identity: serverKeys, random, limits, isRevoked: (id) => revoked.has(id) });
+    const atServer: { data: string; from: AuthenticatedPeer }[] = [];
+    server.onDatagram((data, from) => atServer.push({ data: data.toString(), from }));
+    let stamp = 0;
+    const clientKeys = newKeys();
+    const makeClient = (at = CLIENT, keys = clientKeys): { channel: ClientChannel; received: string[] } => {
+      const channel = new ClientChannel({ endpoint: net.endpoint(at.address, at.port), server: SERVER, serverKey: serverKeys.publicKey, identity: keys, clock, random, nextStamp: () => ++stamp });
+      const received: string[] = [];
+      channel.onDatagram((d) => received.push(d.toString()));
+      closers.push(() => channel.close());
+      return { channel, received };
+    };
+    closers.push(() => server.close());
+    return { net, clock, server, atServer, makeClient, clientId: Buffer.from(clientIdOf(clientKeys.publicKey)).toString('hex') };
+  }
+
+  it('shakes hands through a cookie, then carries messages both ways, authenticated', () => {
+    const { net, server, atServer, makeClient, clientId } = setup();
+    const { channel, received } = makeClient();
+    channel.connect();
+    net.flush();
+    expect(channel.isEstablished).toBe(true);
+    expect(server.stats.cookiesSent).toBe(1);
+    expect(server.stats.handshakes).toBe(1);
+    channel.send(Buffer.from('register'));
+    net.flush();
+    expect(atServer).toHaveLength(1);
+    expect(atServer[0]!.data).toBe('register');
+    expect(atServer[0]!.from.clientId).toBe(clientId);
+    expect(server.send(Buffer.from('registered'), CLIENT)).toBe(true);
+    net.flush();
+    expect(received).toEqual(['registered']);
+    // Nothing but the handshake crosses in the clear.
+    for (const s of net.log) expect([EnvelopeType.init, EnvelopeType.cookie, EnvelopeType.response, EnvelopeType.sealed]).toContain(s.data[3]);
+    expect(net.log.some((s) => s.data.includes(Buffer.from('register')))).toBe(false);
+  });
+
+  function established(limits?: Partial<ServerChannelLimits>) {
+    const env = setup(limits);
+    const client = env.makeClient();
+    client.channel.connect();
+    env.net.flush();
+    client.channel.send(Buffer.from('hello'));
+    env.net.flush();
+    return { ...env, ...client };
+  }
+
+  it('drops a datagram with one flipped bit, a replayed one, and one from another address', () => {
+    const { net, server, atServer, channel } = established();
+    channel.send(Buffer.from('original'));
+    const sealed = net.queue.splice(0)[0]!;
+    const flipped = Buffer.from(sealed.data);
+    flipped[flipped.length - 20]! ^= 0x01;
+    net.inject(flipped, CLIENT, SERVER);
+    expect(server.stats.badTag).toBe(1);
+    net.inject(sealed.data, { address: '127.0.0.66', port: 5000 }, SERVER);
+    expect(server.stats.wrongAddress).toBe(1);
+    net.inject(sealed.data, CLIENT, SERVER);
+    net.inject(sealed.data, CLIENT, SERVER);
+    expect(server.stats.replayed).toBe(1);
+    expect(atServer.map((m) => m.data)).toEqual(['hello', 'original']);
+  });
+
+  it('drops a captured handshake replayed later', () => {
+    const { net, server, channel } = established();
+    const init = net.log.filter((s: Sent) => s.data[3] === EnvelopeType.init).at(-1)!;
+    const sessions = server.sessionCount;
+    net.inject(init.data, CLIENT, SERVER);
+    expect(server.stats.replayedHandshake).toBe(1);
+    expect(server.sessionCount).toBe(sessions);
+    expect(channel.isEstablished).toBe(true);
+  });
+
+  it('keeps no state and does no key exchange for an INIT without a valid cookie', () => {
+    const { net, server, makeClient } = setup();
+    const { channel } = makeClient();
+    channel.connect();
+    const first = net.queue.splice(0)[0]!;
+    const bogus = Buffer.from(first.data);
+    bogus.fill(0xaa, 8, 24); // a made-up cookie
+    net.inject(bogus, CLIENT, SERVER);
+    net.inject(first.data, CLIENT, SERVER);
+    expect(server.stats.badCookie).toBe(1);
+    expect(server.stats.cookiesSent).toBe(2);
+    expect(server.stats.handshakes + server.stats.badHandshake).toBe(0);
+    expect(server.sessionCount).toBe(0);
+    // Cookie replies are never larger than what they answer.
+    for (const s of net.queue) expect(s.data.length).toBeLessThanOrEqual(first.data.length);
+  });
+
+  it('rate-limits handshakes per address, whatever the keys', () => {
+    const { net, server, makeClient } = setup({ handshakeBurstPerAddress: 3, handshakesPerAddressPerSecond: 1 });
+    for (let i = 0; i < 6; i++) {
+      const { channel } = makeClient({ address: '127.0.0.9', port: 6000 + i }, newKeys());
+      channel.connect();
+    }
+    net.flush();
+    expect(server.stats.handshakes).toBe(3);
+    expect(server.stats.rateLimited).toBe(3);
+  });
+
+  it('refuses the handshake of a revoked key', () => {
+    const revoked = new Set<string>();
+    const env = setup({}, revoked);
+    revoked.add(env.clientId);
+    const { channel } = env.makeClient();
+    channel.connect();
+    env.net.flush();
+    expect(env.server.stats.revokedKey).toBe(1);
+    expect(channel.isEstablished).toBe(false);
+  });
+
+  it('rekeys: the new session takes over once the client uses it, the old one retires', () => {
+    const { net, clock, server, atServer, channel, received } = established();
+    channel.connect(); // as the rekey timer does
+    net.flush();
+    expect(server.stats.handshakes).toBe(2);
+    // Until the client speaks on the new session, the server still sends on the old one, which
+    // the client still accepts.
+    server.send(Buffer.from('on the old session'), CLIENT);
+    net.flush();
+    channel.send(Buffer.from('first on the new'));
+    net.flush();
+    server.send(Buffer.from('on the new session'), CLIENT);
+    net.flush();
+    expect(received).toEqual(['on the old session', 'on the new session']);
+    expect(atServer.map((m) => m.data)).toEqual(['hello', 'first on the new']);
+    clock.t += 11_000;
+    server.sweep(clock.now());
+    expect(server.sessionCount).toBe(1);
+  });
+
+  it('forgets idle sessions; the client then shakes hands again when told to', () => {
+    const { net, clock, server, atServer, channel } = established();
+    clock.t += 181_000;
+    server.sweep(clock.now());
+    expect(server.sessionCount).toBe(0);
+    channel.send(Buffer.from('lost'));
+    net.flush();
+    expect(server.stats.unknownSession).toBe(1);
+    channel.reconnect();
+    net.flush();
+    channel.send(Buffer.from('back'));
+    net.flush();
+    expect(atServer.map((m) => m.data)).toEqual(['hello', 'back']);
+  });
+});
