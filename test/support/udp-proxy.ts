@@ -69,6 +69,11 @@ export class UdpProxy {
     return new Promise((res) => this.front.send(data, to.port, to.address, () => res()));
   }
 
+  /** Send a datagram to the server as if the client had sent it (from the proxy's address). */
+  injectToServer(data: Buffer): Promise<void> {
+    return new Promise((res) => this.back.send(data, this.serverReplyPort, '127.0.0.1', () => res()));
+  }
+
   async close(): Promise<void> {
     for (const t of this.timers) clearTimeout(t);
     await Promise.all([this.front, this.back].map((s) => new Promise<void>((res) => s.close(() => res()))));

@@ -1,0 +1,243 @@
+/**
+ * The security issue's checks with real processes and sockets: enrollment (pending, approve,
+ * reject, revoke), datagrams tampered with, replayed, or sent from another address, a captured
+ * handshake replayed, and a flood of forged registrations during a push.
+ */
+import dgram from 'node:dgram';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { EnvelopeType, INIT_BYTES } from '../../src/protocol/envelope.js';
+import { encode } from '../../src/protocol/messages.js';
+import { Proc, ROOT, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
+import { UdpProxy, isBulkData, type ProxyRule } from '../support/udp-proxy.js';
+import { writeModule } from '../support/modules.js';
+
+const V2 = join(ROOT, 'plugins/libfunctional_2_0.mjs');
+const NO_TOKEN = { NXT_ENROLL_TOKEN: '' };
+
+let dir: string;
+let server: Proc;
+let port: number;
+let trust: string;
+
+afterEach(async () => {
+  await stopAll();
+  expect(runningCount()).toBe(0);
+});
+
+async function run(proc: Proc, command: string, until: RegExp, timeoutMs = 20_000): Promise<string> {
+  const at = proc.type(command);
+  await proc.waitFor(until, timeoutMs, at);
+  return proc.output.slice(at);
+}
+
+/** The server's counter `name` from `stats`, once it is at least `atLeast`. */
+async function serverCounter(name: string, atLeast = 1): Promise<number> {
+  for (;;) {
+    const out = await run(server, 'stats', /channel: .*\n/);
+    const n = Number(out.match(new RegExp(`${name} (\\d+)`))?.[1]);
+    if (n >= atLeast) return n;
+  }
+}
+
+async function clientCounter(client: Proc, name: string, atLeast = 1): Promise<number> {
+  for (;;) {
+    const out = await run(client, 'stats', /dropped: .*\n/);
+    const n = Number(out.match(new RegExp(`${name} (\\d+)`))?.[1]);
+    if (n >= atLeast) return n;
+  }
+}
+
+describe('enrollment', () => {
+  beforeEach(async () => {
+    dir = tempDir();
+    // Clients renew every second, so they learn decisions (and lose revoked sessions) quickly.
+    ({ proc: server, port } = await startServer(join(dir, 'server'), ['--renew', '1000'], NO_TOKEN));
+    trust = join(dir, 'server/release.pub');
+  });
+
+  const pending = /waiting for the operator to approve this device \(on the server: approve ([0-9a-f]{12})\)/;
+
+  it('keeps a new device pending with nothing pushed to it until approved; then it gets the next push', async () => {
+    const a = await startClient('a', port, join(dir, 'a'), trust, '127.0.0.1', [], { env: NO_TOKEN, until: pending });
+    const id = a.output.match(pending)![1]!;
+    await server.waitFor(new RegExp(`device ${id} asks to join from 127\\.0\\.0\\.1:\\d+ \\(.*CPUs.*key SHA256:`));
+    expect(await run(server, 'requests', /pending.*\n/)).toMatch(new RegExp(`${id} +pending +127\\.0\\.0\\.1:\\d+ +SHA256:\\S+ +.*\\d+ CPUs, [\\d.]+ GiB RAM`));
+    expect(await run(server, `push ${V2}`, /push: .*nothing sent/)).toMatch(/no clients are registered/);
+    await run(server, `approve ${id}`, new RegExp(`${id} approved`));
+    await a.waitFor('registered with the server');
+    expect(await run(server, `push ${V2}`, /push finished/)).toMatch(/1 done, 0 failed/);
+    await a.waitFor('Major = 8');
+  });
+
+  it('an enrollment token approves a device without the operator; a wrong one does not', async () => {
+    const { proc: tokenServer, port: tokenPort } = await startServer(join(dir, 'token-server'), [], { NXT_ENROLL_TOKEN: 'right-token' });
+    const wrong = await startClient('wrong', tokenPort, join(dir, 'w'), join(dir, 'token-server/release.pub'), '127.0.0.1', [], { env: { NXT_ENROLL_TOKEN: 'wrong-token' }, until: pending });
+    await startClient('right', tokenPort, join(dir, 'r'), join(dir, 'token-server/release.pub'), '127.0.0.1', [], { env: { NXT_ENROLL_TOKEN: 'right-token' } });
+    const at = tokenServer.type('clients');
+    await tokenServer.waitFor(/NxtServer# /, 5000, at + 1);
+    expect(tokenServer.output.slice(at).match(/release 1\.0\.0/g)).toHaveLength(1);
+    expect(wrong.output).not.toMatch(/registered with the server/);
+  });
+
+  it('rejects and revokes: such devices receive nothing, and the decisions survive a restart', async () => {
+    const a = await startClient('a', port, join(dir, 'a'), trust, '127.0.0.1', [], { env: NO_TOKEN, until: pending });
+    const b = await startClient('b', port, join(dir, 'b'), trust, '127.0.0.1', [], { env: NO_TOKEN, until: pending });
+    const [idA, idB] = [a, b].map((c) => c.output.match(pending)![1]!);
+    await run(server, `approve ${idA}`, /approved/);
+    await a.waitFor('registered with the server');
+    await run(server, `reject ${idB}`, /rejected/);
+    await b.waitFor(/the server rejected this device/); // at its next renewal
+    expect(await run(server, `push ${V2}`, /push finished/)).toMatch(/push .* to 1 client\(s\)[\s\S]*1 done, 0 failed/);
+    await a.waitFor('Major = 8');
+    expect(b.output).not.toMatch(/receiving|Major = 8/);
+
+    await run(server, `revoke ${idA}`, /revoked/);
+    expect(await serverCounter('revoked key')).toBeGreaterThan(0); // a's next handshake is refused
+    expect(await run(server, 'push ' + join(ROOT, 'plugins/libfunctional_1_0.mjs') + ' --version 3.0.0', /push: .*nothing sent|push finished/)).toMatch(/nothing sent/);
+
+    await server.stop();
+    ({ proc: server, port } = await startServer(join(dir, 'server'), [], NO_TOKEN));
+    const listed = await run(server, 'requests', /rejected.*\n/);
+    expect(listed).toMatch(new RegExp(`${idA} +revoked`));
+    expect(listed).toMatch(new RegExp(`${idB} +rejected`));
+  });
+});
+
+describe('the wire', () => {
+  beforeEach(async () => {
+    dir = tempDir();
+    ({ proc: server, port } = await startServer(join(dir, 'server')));
+    trust = join(dir, 'server/release.pub');
+  });
+
+  it('drops a datagram with one flipped bit, and the push completes with the right bytes', async () => {
+    let flipped = 0;
+    const flipSome: ProxyRule = (data, direction) => {
+      if (isBulkData(data, direction) && flipped < 3) {
+        flipped++;
+        const copy = Buffer.from(data);
+        copy[copy.length - 100]! ^= 0x01;
+        return [{ data: copy }];
+      }
+      return [{ data }];
+    };
+    const proxy = await UdpProxy.start(port, flipSome);
+    try {
+      const a = await startClient('a', proxy.port, join(dir, 'a'), trust);
+      const out = await run(server, `push ${writeModule(dir, 'bulk_3_0.mjs', 64 * 1024)}`, /push finished/);
+      expect(out).toMatch(/done: 9\.1 bulk active/);
+      expect(flipped).toBe(3);
+      expect(await clientCounter(a, 'bad tag', 3)).toBe(3);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('drops replayed datagrams and ones sent from another address, without effect', async () => {
+    const toServer: Buffer[] = [];
+    const toClient: Buffer[] = [];
+    const proxy = await UdpProxy.start(port, (data, direction) => {
+      if (data[3] === EnvelopeType.sealed) (direction === 'to-server' ? toServer : toClient).push(Buffer.from(data));
+      return [{ data }];
+    });
+    try {
+      const a = await startClient('a', proxy.port, join(dir, 'a'), trust);
+      expect(await run(server, `push ${V2}`, /push finished/)).toMatch(/1 done/);
+      await a.waitFor('Major = 8');
+      // Replays: the client's registration and ACKs to the server, the OFFER and DATA to the client
+      // (a snapshot: renewals keep adding to the capture).
+      const [up, down] = [[...toServer], [...toClient]];
+      for (const d of up) await proxy.injectToServer(d);
+      for (const d of down) await proxy.injectToClient(d);
+      expect(await serverCounter('replayed', up.length)).toBe(up.length);
+      expect(await clientCounter(a, 'replayed', down.length)).toBe(down.length);
+      // The same genuine datagrams from an address that is not the session's.
+      const spoofer = dgram.createSocket('udp4');
+      await new Promise<void>((res) => spoofer.bind(0, '127.0.0.1', () => res()));
+      for (const d of up) await new Promise<void>((res) => spoofer.send(d, port, '127.0.0.1', () => res()));
+      spoofer.close();
+      expect(await serverCounter('wrong address', up.length)).toBe(up.length);
+      // Nothing happened: no second install, no new registration.
+      expect(a.output.match(/Major = 8/g)).toHaveLength(1);
+      expect(server.output.match(/client \w+ registered/g)).toHaveLength(1);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('drops a captured handshake replayed later', async () => {
+    const inits: Buffer[] = [];
+    const proxy = await UdpProxy.start(port, (data, direction) => {
+      if (direction === 'to-server' && data[3] === EnvelopeType.init && data.length === INIT_BYTES) inits.push(Buffer.from(data));
+      return [{ data }];
+    });
+    try {
+      await startClient('a', proxy.port, join(dir, 'a'), trust);
+      // The last INIT carried the cookie and was answered; replayed from the same address (so
+      // the cookie is still good), it must still be refused.
+      await proxy.injectToServer(inits.at(-1)!);
+      expect(await serverCounter('replayed handshake')).toBe(1);
+      const stats = await run(server, 'stats', /channel: .*\n/);
+      expect(stats).toMatch(/channel: 1 sessions, 1 handshakes/);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('keeps serving a push through a flood of 10,000 forged registrations a second', async () => {
+    const a = await startClient('a', port, join(dir, 'a'), trust);
+    const file = writeModule(dir, 'bulk_3_0.mjs', 8 * 1024 * 1024);
+    const pushed = run(server, `push ${file}`, /push finished/, 60_000);
+    const sent = await flood(port, { perSecond: 10_000, seconds: 3 });
+    expect(sent / 3).toBeGreaterThan(9_000);
+    const out = await pushed;
+    expect(out).toMatch(/done: 9\.1 bulk active/);
+    await a.waitFor('Major = 9');
+    const stats = await run(server, 'stats', /channel: .*\n/);
+    // Forged registrations were refused cheaply: plain messages outside a session, INITs without
+    // a valid cookie (answered by a cookie at most), and rate-limited handshakes.
+    const count = (name: string): number => Number(stats.match(new RegExp(`${name} (\\d+)`))![1]);
+    expect(count('unauthenticated') + count('bad cookie') + count('cookies sent') + count('rate-limited')).toBeGreaterThan(sent * 0.9);
+    expect(stats).toMatch(/channel: 1 sessions/);
+  }, 90_000);
+});
+
+/**
+ * Forged registrations from 127.0.0.2–5, at `perSecond` for `seconds`: a third plain REGISTERs
+ * (the pre-session protocol), a third INITs without a cookie, a third INITs with a made-up one.
+ * Returns how many were sent.
+ */
+async function flood(target: number, o: { perSecond: number; seconds: number }): Promise<number> {
+  const sockets = await Promise.all([2, 3, 4, 5].map((host) => new Promise<dgram.Socket>((res) => {
+    const s = dgram.createSocket('udp4');
+    s.bind(0, `127.0.0.${host}`, () => res(s));
+  })));
+  const register = encode({
+    type: 'register', clientId: new Uint8Array(16).fill(9), seq: 1, version: { major: 99, minor: 0, patch: 0 },
+    product: { major: 9, minor: 9, productName: 'forged' }, enrollToken: 'guess', inventory: '{}',
+  });
+  const init = (cookie: boolean): Buffer => {
+    const b = Buffer.alloc(INIT_BYTES);
+    b.set([0x4e, 0x58, 1, EnvelopeType.init]);
+    for (let i = 4; i < INIT_BYTES; i++) b[i] = Math.floor(Math.random() * 256);
+    if (!cookie) b.fill(0, 8, 24);
+    return b;
+  };
+  const kinds = [register, init(false), init(true)];
+  let sent = 0;
+  const started = Date.now();
+  const end = started + o.seconds * 1000;
+  await new Promise<void>((resolve) => {
+    const tick = (): void => {
+      const now = Date.now();
+      const due = Math.min(o.perSecond * o.seconds, Math.floor(((now - started) / 1000) * o.perSecond));
+      for (; sent < due; sent++) sockets[sent % sockets.length]!.send(kinds[sent % 3]!, target, '127.0.0.1');
+      if (now >= end) resolve();
+      else setTimeout(tick, 5);
+    };
+    tick();
+  });
+  await Promise.all(sockets.map((s) => new Promise<void>((res) => s.close(() => res()))));
+  return sent;
+}
