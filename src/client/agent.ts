@@ -96,6 +96,8 @@ export class ClientAgent extends EventEmitter {
   private registered = false;
   private enrollment: EnrollmentValue | undefined;
   private unanswered = 0;
+  /** Whether anything authenticated came from the server since the last REGISTER went out. */
+  private heardSinceRegister = false;
   private registerSeq = 0;
   private registerDelay: number;
   private registerTimer: NodeJS.Timeout | undefined;
@@ -164,6 +166,7 @@ export class ClientAgent extends EventEmitter {
     if (this.stopped) return;
     clearTimeout(this.registerTimer);
     if (this.options.channel.isEstablished) {
+      this.heardSinceRegister = false;
       this.registerSeq = (this.registerSeq + 1) >>> 0;
       this.send({
         type: 'register', clientId: this.options.clientId, seq: this.registerSeq,
@@ -178,8 +181,11 @@ export class ClientAgent extends EventEmitter {
     this.registerDelay = Math.min(this.registerDelay * 2, this.timing.registerRetryMaxMs);
     this.registerTimer = setTimeout(() => {
       this.registered = false;
-      // Still no answer: the server has likely forgotten our session (it restarted): shake hands.
-      if (++this.unanswered >= this.timing.reconnectAfterUnanswered && this.options.channel.isEstablished) {
+      // Still no answer, and nothing else heard either (a busy server still sends chunks, and a
+      // busy device may drop an answer): the server has likely forgotten our session (it
+      // restarted): shake hands.
+      if (this.heardSinceRegister) this.unanswered = 0;
+      else if (++this.unanswered >= this.timing.reconnectAfterUnanswered && this.options.channel.isEstablished) {
         this.unanswered = 0;
         this.options.channel.reconnect();
       }
@@ -207,6 +213,7 @@ export class ClientAgent extends EventEmitter {
 
   private onDatagram(data: Buffer, from: Peer): void {
     this.stats.datagrams++;
+    this.heardSinceRegister = true;
     if (!samePeer(from, this.options.server)) {
       this.stats.foreign++;
       return;

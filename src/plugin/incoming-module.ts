@@ -4,7 +4,7 @@
  * offered the same manifest again, the client resumes after the whole chunks it already holds.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { close, closeSync, constants, fstatSync, fsync, ftruncateSync, openSync, readSync, rename, write, writeSync } from 'node:fs';
+import { close, closeSync, constants, fchmodSync, fstatSync, fsync, ftruncateSync, openSync, readSync, rename, write, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { NxtError } from '../errors.js';
 import { chunkCount, type Manifest } from '../security/manifest.js';
@@ -109,6 +109,8 @@ export class IncomingModule {
     // Durable before it can become active: a crash must not leave active.json naming a torn file.
     await fsyncAsync(this.fd);
     const size = fstatSync(this.fd).size;
+    // Read-only from here on: what import() reads is what was hashed (see ModuleStore).
+    fchmodSync(this.fd, 0o400);
     await this.closeAsync();
     if (size !== this.manifest.size) throw new NxtError('size-mismatch', `received ${size} bytes, manifest says ${this.manifest.size}`);
     const digest = this.hash.digest('hex');

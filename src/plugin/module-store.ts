@@ -3,8 +3,13 @@
  *   incoming/<sha256>.part   a module arriving (resumable)
  *   modules/<sha256>.mjs     verified modules, named by content: never by a peer-supplied name
  *   active.json              which one is active (written atomically)
+ *
+ * No check-then-reread: the sha256 is of the bytes as they arrived and were written by this
+ * process, the file is made read-only before it is renamed into modules/, and the data dir must be
+ * private (ours, not writable by group or others, not a symlink: checked here), so nobody but this
+ * user (who could change the agent itself) can swap the bytes between the check and import().
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { NxtError, errorMessage } from '../errors.js';
@@ -41,7 +46,11 @@ export class ModuleStore {
     this.incomingDir = join(dataDir, 'incoming');
     this.modulesDir = join(dataDir, 'modules');
     this.activePath = join(dataDir, 'active.json');
-    for (const dir of [dataDir, this.incomingDir, this.modulesDir]) mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const dir of [dataDir, this.incomingDir, this.modulesDir]) {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      // The data dir itself may be a link (/var/lib/nxt → /data/nxt); what is inside may not.
+      assertPrivate(dir, dir !== dataDir);
+    }
   }
 
   /** sha256 comes from a verified manifest and is 64 hex digits: safe as a file name. */
@@ -83,6 +92,15 @@ export class ModuleStore {
 async function loadBuiltin(): Promise<ActiveModule> {
   const product = await loadPlugin(new URL('./default-plugin.js', import.meta.url).href);
   return { version: BUILTIN_RELEASE, product, name: 'built-in' };
+}
+
+function assertPrivate(dir: string, noLink: boolean): void {
+  const st = noLink ? lstatSync(dir) : statSync(dir);
+  const uid = process.getuid?.();
+  if (st.isSymbolicLink() || !st.isDirectory()) throw new NxtError('unsafe-dir', `${dir} must be a directory, not a link`);
+  if ((uid !== undefined && st.uid !== uid) || (st.mode & 0o022) !== 0) {
+    throw new NxtError('unsafe-dir', `${dir} must belong to this user and not be writable by others (modules are imported from it): chmod 700 ${dir}`);
+  }
 }
 
 function checkHex(sha256: string): string {

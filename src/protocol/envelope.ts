@@ -118,9 +118,8 @@ export function writeSealedHeader(buf: Buffer, receiverIndex: number, counter: n
 }
 
 /**
- * Read the outer frame. Returns undefined for a datagram that is not an envelope at all (a bare
- * inner message, which is never accepted without a session); throws DecodeError for a broken one.
- * Views, not copies.
+ * Read the outer frame (views, not copies). Throws DecodeError: code 'unauthenticated' for a bare
+ * message (never accepted outside a session), another code for a broken datagram.
  */
 export function decodeEnvelope(buf: Uint8Array): Frame {
   if (buf.length < HEADER_BYTES) throw new DecodeError('truncated', 'datagram shorter than the header');

@@ -96,6 +96,7 @@ export class NxtServer extends EventEmitter {
       const last = this.waiting.get(id);
       if (last) this.onRegister(last.msg, last.peer);
     } else {
+      this.waiting.delete(id);
       this.registry.remove(id);
       for (const s of this.sessions.values()) if (s.client.id === id) s.cancel(`device ${state}`);
       if (state === 'revoked') this.options.channel.dropClient(id);

@@ -14,6 +14,8 @@ const ALGORITHM = 'chacha20-poly1305';
 
 export class AeadKey {
   private readonly key: KeyObject;
+  /** Reused: createCipheriv copies the nonce before it returns. */
+  private readonly nonceBuf = Buffer.alloc(12);
 
   constructor(raw: Uint8Array) {
     if (raw.length !== 32) throw new RangeError('an AEAD key has 32 bytes');
@@ -22,7 +24,7 @@ export class AeadKey {
 
   /** Ciphertext followed by the 16-byte tag, written into `out` at `at`; returns the end offset. */
   sealInto(counter: number, aad: Uint8Array, plaintext: Uint8Array, out: Buffer, at: number): number {
-    const cipher = createCipheriv(ALGORITHM, this.key, nonce(counter), { authTagLength: TAG_BYTES });
+    const cipher = createCipheriv(ALGORITHM, this.key, this.nonce(counter), { authTagLength: TAG_BYTES });
     cipher.setAAD(aad, { plaintextLength: plaintext.length });
     const body = cipher.update(plaintext);
     body.copy(out, at);
@@ -41,7 +43,7 @@ export class AeadKey {
   open(counter: number, aad: Uint8Array, sealed: Uint8Array): Buffer | undefined {
     if (sealed.length < TAG_BYTES) return undefined;
     const body = sealed.subarray(0, sealed.length - TAG_BYTES);
-    const decipher = createDecipheriv(ALGORITHM, this.key, nonce(counter), { authTagLength: TAG_BYTES });
+    const decipher = createDecipheriv(ALGORITHM, this.key, this.nonce(counter), { authTagLength: TAG_BYTES });
     decipher.setAAD(aad, { plaintextLength: body.length });
     decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
     const plain = decipher.update(body);
@@ -52,11 +54,11 @@ export class AeadKey {
     }
     return plain;
   }
-}
 
-function nonce(counter: number): Buffer {
-  const n = Buffer.alloc(12);
-  n.writeUInt32BE(Math.floor(counter / 0x1_0000_0000), 4);
-  n.writeUInt32BE(counter >>> 0, 8);
-  return n;
+  /** 4 zero bytes, then the 64-bit counter. */
+  private nonce(counter: number): Buffer {
+    this.nonceBuf.writeUInt32BE(Math.floor(counter / 0x1_0000_0000), 4);
+    this.nonceBuf.writeUInt32BE(counter >>> 0, 8);
+    return this.nonceBuf;
+  }
 }

@@ -83,10 +83,12 @@ export class ClientChannel extends EventEmitter {
     this.sendInit();
   }
 
-  /** The server stopped answering on our session: drop it and shake hands anew. */
+  /**
+   * The server stopped answering on our session (it restarted and forgot it, or we moved): shake
+   * hands anew. The current session stays in use until the new one is up: if the server was only
+   * slow, nothing is lost.
+   */
   reconnect(): void {
-    this.current = undefined;
-    this.previous = undefined;
     this.connect();
   }
 

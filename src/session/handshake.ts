@@ -108,8 +108,8 @@ export interface AcceptedInit {
 }
 
 /**
- * Open an INIT. `staticSecret(clientPublic)` may refuse a key (revoked) by throwing, before the
- * second key exchange is spent on it; `ssFor` may cache DH(S, c) per client.
+ * Open an INIT. `check(clientPublic)` may refuse a key (revoked) by throwing, before the second
+ * key exchange is spent on it.
  */
 export function readInit(serverStatic: KeyPair, frame: InitFrame, check: (clientPublic: Uint8Array) => void): AcceptedInit {
   const h1 = initialHash(serverStatic.publicKey, frame.senderIndex, frame.ephemeral);

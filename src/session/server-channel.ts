@@ -37,13 +37,14 @@ export interface ServerChannelLimits {
   readonly sessionMaxAgeMs: number;
 }
 
-/** Each handshake costs the server four X25519 operations (~4 ms with tweetnacl here): 50 a second
- *  is at most a fifth of a core, and brings 1,000 devices back within 20 s of a server restart. */
+/** Each handshake costs the server five X25519 operations (~5 ms with tweetnacl here): 50 a second
+ *  is at most a quarter of a core, and brings 1,000 devices back within 20 s of a server restart.
+ *  Per address, room for a site of devices behind one NAT address, not for one flooder. */
 export const DEFAULT_LIMITS: ServerChannelLimits = {
   handshakesPerSecond: 50,
   handshakeBurst: 100,
-  handshakesPerAddressPerSecond: 2,
-  handshakeBurstPerAddress: 5,
+  handshakesPerAddressPerSecond: 10,
+  handshakeBurstPerAddress: 20,
   cookiesPerSecond: 5_000,
   maxSessions: 200_000,
   sessionIdleMs: 180_000,

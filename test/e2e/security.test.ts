@@ -185,6 +185,17 @@ describe('the wire', () => {
     }
   });
 
+  it('rekeys during a push without losing it', async () => {
+    // A session every 300 ms: a 16 MiB push crosses several.
+    const a = await startClient('a', port, join(dir, 'a'), trust, '127.0.0.1', ['--rekey-after', '300']);
+    const out = await run(server, `push ${writeModule(dir, 'bulk_3_0.mjs', 16 * 1024 * 1024)}`, /push finished/, 60_000);
+    expect(out).toMatch(/done: 9\.1 bulk active/);
+    await a.waitFor('Major = 9');
+    const stats = await run(a, 'stats', /dropped: .*\n/);
+    expect(Number(stats.match(/(\d+) handshakes/)![1])).toBeGreaterThanOrEqual(3);
+    expect(stats).toMatch(/bad tag 0, replayed 0/);
+  });
+
   it('keeps serving a push through a flood of 10,000 forged registrations a second', async () => {
     const a = await startClient('a', port, join(dir, 'a'), trust);
     const file = writeModule(dir, 'bulk_3_0.mjs', 8 * 1024 * 1024);

@@ -1,10 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
 import { IncomingModule } from '../../src/plugin/incoming-module.js';
+import { ModuleStore } from '../../src/plugin/module-store.js';
 import type { Manifest } from '../../src/security/manifest.js';
 
 const CHUNK = 1400;
@@ -29,6 +30,8 @@ describe('a module arriving on disk', () => {
     for (let i = 0; i < m.totalChunks; i++) m.append(chunk(bytes, i));
     await m.complete(join(dir, 'x.mjs'));
     expect(readFileSync(join(dir, 'x.mjs')).equals(bytes)).toBe(true);
+    // Read-only once verified: what import() reads is what was hashed.
+    expect(statSync(join(dir, 'x.mjs')).mode & 0o777).toBe(0o400);
   });
 
   it('after a suspend, resumes from the whole chunks on disk and completes', async () => {
@@ -64,5 +67,23 @@ describe('a module arriving on disk', () => {
     const err = await m.complete(join(dir, 'x.mjs')).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NxtError);
     expect((err as NxtError).code).toBe('hash-mismatch');
+  });
+});
+
+describe('the module store', () => {
+  it('refuses a data dir others can write to, or links inside it (modules are imported from it)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nxt-store-'));
+    const open = join(dir, 'open');
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    expect(() => new ModuleStore(open)).toThrow(/not be writable by others.*chmod 700/);
+    const real = join(dir, 'real');
+    mkdirSync(real, { mode: 0o700 });
+    mkdirSync(join(real, 'modules'), { mode: 0o700 });
+    symlinkSync(open, join(real, 'incoming'));
+    expect(() => new ModuleStore(real)).toThrow(/incoming must be a directory, not a link/);
+    expect(() => new ModuleStore(join(dir, 'private'))).not.toThrow();
+    symlinkSync(join(dir, 'private'), join(dir, 'link'));
+    expect(() => new ModuleStore(join(dir, 'link'))).not.toThrow();
   });
 });
