@@ -9,12 +9,13 @@
  * acknowledged) beside it; for atftp the `atftp -g` process; for UFTP its process and, beside it,
  * its own "Total elapsed time" (its transfer phase, without the announce rounds).
  */
-import { copyFileSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeModule } from '../test/support/modules.js';
 import { Proc, startClient, startServer, stopAll, tempDir } from '../test/support/processes.js';
 import { UdpProxy, lossyLink, passThrough, type ProxyRule } from '../test/support/udp-proxy.js';
 import { atftpGet, ensurePeers, startAtftpd, startUftpd, uftpSend } from './peers.js';
+import { cpuSeconds, peakRssMb, rssMb } from './proc-stats.js';
 
 const MiB = 1024 * 1024;
 const argv = process.argv.slice(2);
@@ -42,20 +43,6 @@ const rate = (bytes: number, ms: number | undefined): string => (ms === undefine
 /** How many times faster nxt is than the peer (time ratio peer/nxt). */
 const ratio = (nxtMs: number | undefined, peerMs: number | undefined): string =>
   nxtMs === undefined || peerMs === undefined ? '–' : `${(peerMs / nxtMs).toFixed(2)}×`;
-const peakRssMb = (pid: number): number => {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Math.round(Number(m[1]) / 1024) : NaN;
-};
-/** User + system CPU seconds a process has used (from /proc; clock ticks are 1/100 s on Linux). */
-const cpuSeconds = (pid: number): number => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-};
-const rssMb = (pid: number): number => {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-};
-
 interface PushResult { wallMs: number; dataMs: number[]; totalMs: number[]; ok: number; failed: number; text: string }
 
 async function push(server: Proc, file: string, timeoutMs = 300_000): Promise<PushResult> {

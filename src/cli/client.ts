@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
-import { ClientAgent, DEFAULT_MAX_MODULE_BYTES } from '../client/agent.js';
+import { ClientAgent, DEFAULT_MAX_MODULE_BYTES, type UpdatePolicy } from '../client/agent.js';
 import { createClientRepl } from '../client/client-repl.js';
 import { NxtError } from '../errors.js';
 import { openUdpEndpoint } from '../net/endpoint.js';
@@ -21,31 +21,46 @@ import { systemClock, systemWallClock } from '../util/clock.js';
 import { lockDir } from '../util/dir-lock.js';
 import { exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
 import { lifecycle } from './lifecycle.js';
+import { applyConfigFile, type ConfigType } from './config-file.js';
 
 const program = new Command('nxt-client')
   .description('the nxt device agent: registers with a server and hot-loads signed plugin modules')
-  .requiredOption('--server <ip>', 'server IP address (IPv4 or IPv6)')
-  .requiredOption('-p, --port <port>', 'server UDP port')
+  .option('--server <ip>', 'server IP address (IPv4 or IPv6; required, here or in the config file)')
+  .option('-p, --port <port>', 'server UDP port (required, here or in the config file)')
+  .addOption(new Option('-c, --config <file>', 'settings file (JSON, keys as the long options in camelCase; flags win)').env('NXT_CLIENT_CONFIG'))
   .option('--trust <file>', "the server's public release key (modules must be signed by it)", 'state/server/release.pub')
   .option('--server-key <file>', `the server's identity key (sessions must be with it); default: ${IDENTITY_PUBLIC_FILE} beside --trust`)
   .option('-d, --data-dir <dir>', 'where this client keeps its identity key and modules', 'state/client')
   .addOption(new Option('--enroll-token <token>', 'approve this device without the operator (a token the server was started with)').env('NXT_ENROLL_TOKEN'))
+  .addOption(new Option('--policy <policy>', 'auto: activate a verified update at once; defer: keep it until "upgrade" (or --defer-max)').choices(['auto', 'defer']).default('auto'))
+  .option('--defer-max <ms>', 'with --policy defer, activate a kept update after this long anyway')
   .addOption(new Option('--rekey-after <ms>', 'shake hands for fresh session keys this often').default('600000').hideHelp())
   .option('--max-module-bytes <n>', 'refuse modules larger than this (V8 cannot load more than 512 MiB)', String(DEFAULT_MAX_MODULE_BYTES))
   .showHelpAfterError();
 
 interface ClientFlags {
-  server: string; port: string; trust: string; serverKey?: string; dataDir: string; maxModuleBytes: string; enrollToken?: string; rekeyAfter: string;
+  server?: string; port?: string; config?: string; trust: string; serverKey?: string; dataDir: string; maxModuleBytes: string; enrollToken?: string; rekeyAfter: string;
+  policy: UpdatePolicy; deferMax?: string;
 }
 
-program.action(async (opts: ClientFlags) => {
+const CLIENT_CONFIG: Record<string, ConfigType> = {
+  server: 'string', port: 'number', trust: 'string', serverKey: 'string', dataDir: 'string', maxModuleBytes: 'number',
+  enrollToken: 'string', policy: 'string', deferMax: 'number', rekeyAfter: 'number',
+};
+
+program.action(async (flags: ClientFlags) => {
   try {
+    if (flags.config !== undefined) applyConfigFile(program, flags.config, CLIENT_CONFIG);
+    const opts = program.opts<ClientFlags>();
+    if (opts.server === undefined || opts.port === undefined) throw new NxtError('usage', 'give the server: --server <ip> --port <port> (or "server" and "port" in the config file)');
     if (isIP(opts.server) === 0) throw new NxtError('usage', `"${opts.server}" is not an IP address`);
+    if (opts.policy !== 'auto' && opts.policy !== 'defer') throw new NxtError('usage', `policy "${String(opts.policy)}" must be auto or defer`);
     const port = parsePort(opts.port);
     if (port === 0) throw new NxtError('usage', 'the server port cannot be 0');
     const maxModuleBytes = Number(opts.maxModuleBytes);
     if (!/^\d+$/.test(opts.maxModuleBytes) || maxModuleBytes < 1) throw new NxtError('usage', `--max-module-bytes "${opts.maxModuleBytes}" is not a positive number of bytes`);
     const rekeyAfterMs = parsePositiveMs(opts.rekeyAfter);
+    const deferMaxMs = opts.deferMax === undefined ? undefined : parsePositiveMs(opts.deferMax);
     const trustedKey = readPublicKey(opts.trust);
     const serverKey = readIdentityPublic(opts.serverKey ?? join(dirname(opts.trust), IDENTITY_PUBLIC_FILE));
     const store = new ModuleStore(opts.dataDir);
@@ -62,7 +77,7 @@ program.action(async (opts: ClientFlags) => {
     });
     const agent = new ClientAgent({
       channel, server, clientId, store, trustedKey, clock: systemClock, wallClock: systemWallClock, initial: active, maxModuleBytes,
-      enrollToken: opts.enrollToken, inventory: () => JSON.stringify(inventory(opts.dataDir)),
+      enrollToken: opts.enrollToken, inventory: () => JSON.stringify(inventory(opts.dataDir)), policy: opts.policy, deferMaxMs,
     });
     if (warning) process.stdout.write(`warning: ${warning}\n`);
     const idHex = Buffer.from(clientId).toString('hex');

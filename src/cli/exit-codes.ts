@@ -8,6 +8,7 @@ const EXIT_CODES: Record<string, number> = {
   'bad-passphrase': 3,
   'needs-passphrase': 3,
   'bad-version': 2,
+  'bad-config': 2,
   EADDRINUSE: 4,
   'dir-in-use': 4,
   EACCES: 4,

@@ -11,17 +11,21 @@ import {
   isReleaseKeySealed, loadOrCreateReleaseKey, loadReleaseKeyOrPublic, PUBLIC_KEY_FILE, sealReleaseKey, type PassphraseSource,
 } from '../security/release-key.js';
 import { NxtError } from '../errors.js';
-import { DEFAULT_MANIFEST_TTL_S, encodePresigned, prepareRelease, PRESIGNED_SUFFIX } from '../server/release.js';
+import { DEFAULT_MANIFEST_TTL_S, encodePresigned, prepareRelease, PRESIGNED_SUFFIX, type Release } from '../server/release.js';
+import { ReleaseStore, type StoredRelease } from '../server/release-store.js';
+import { formatReleaseVersion } from '../protocol/release-version.js';
 import { History } from '../server/history.js';
 import { Devices } from '../server/devices.js';
 import { IDENTITY_PUBLIC_FILE, loadOrCreateIdentity } from '../session/identity.js';
 import { ServerChannel } from '../session/server-channel.js';
 import { NxtServer } from '../server/server.js';
-import { createServerRepl } from '../server/server-repl.js';
+import { createServerRepl, serverCommands, type ServerReplOptions } from '../server/server-repl.js';
+import { listenControl, sendControl } from '../server/control-socket.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
 import { lockDir } from '../util/dir-lock.js';
 import { exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
 import { lifecycle } from './lifecycle.js';
+import { applyConfigFile, type ConfigType } from './config-file.js';
 
 const DEFAULT_STATE_DIR = 'state/server';
 
@@ -32,14 +36,31 @@ const program = new Command('nxt-server')
   .option('--peer-timeout <ms>', 'fail a push to a client silent this long', '10000')
   .option('--renew <ms>', 'how often clients renew their registration', '10000')
   .option('--manifest-ttl <seconds>', 'how long a signed push stays installable; clients refuse it after that', String(DEFAULT_MANIFEST_TTL_S))
+  .addOption(new Option('-c, --config <file>', 'settings file (JSON, keys as the long options in camelCase; flags win)').env('NXT_SERVER_CONFIG'))
+  .option('--max-handshakes <per-second>', 'session handshakes accepted per second, all clients together (each costs ~5 ms of CPU)', '50')
+  .option('--auto-update', 'push the latest release to any client that registers (or comes back) behind it')
   .addOption(new Option('--enroll-token <token>', 'devices started with this token are approved without asking (comma-separate several)').env('NXT_ENROLL_TOKEN'))
   // Options after a subcommand belong to it (keygen --state-dir D).
   .enablePositionalOptions()
   .showHelpAfterError();
 
-program.action(async (opts: { port: string; stateDir: string; peerTimeout: string; renew: string; manifestTtl: string; enrollToken?: string }) => {
+interface ServerFlags {
+  port: string; stateDir: string; peerTimeout: string; renew: string; manifestTtl: string; enrollToken?: string; autoUpdate?: boolean;
+  maxHandshakes: string; config?: string;
+}
+
+const SERVER_CONFIG: Record<string, ConfigType> = {
+  port: 'number', stateDir: 'string', peerTimeout: 'number', renew: 'number', manifestTtl: 'number',
+  enrollToken: 'string', autoUpdate: 'boolean', maxHandshakes: 'number',
+};
+
+program.action(async (flags: ServerFlags) => {
   try {
+    if (flags.config !== undefined) applyConfigFile(program, flags.config, SERVER_CONFIG);
+    const opts = program.opts<ServerFlags>();
     const port = parsePort(opts.port);
+    const handshakesPerSecond = Number(opts.maxHandshakes);
+    if (!/^\d+$/.test(opts.maxHandshakes) || handshakesPerSecond < 1) throw new NxtError('usage', `--max-handshakes "${opts.maxHandshakes}" is not a positive whole number`);
     const peerTimeoutMs = parsePositiveMs(opts.peerTimeout);
     const renewMs = parsePositiveMs(opts.renew);
     if (!/^\d+$/.test(opts.manifestTtl)) throw new NxtError('usage', `--manifest-ttl "${opts.manifestTtl}" is not a number of seconds`);
@@ -52,9 +73,19 @@ program.action(async (opts: { port: string; stateDir: string; peerTimeout: strin
     const { keys: identity, created: newIdentity } = loadOrCreateIdentity(opts.stateDir, random);
     const devices = new Devices(opts.stateDir);
     const endpoint = await openUdpEndpoint({ port });
-    const channel = new ServerChannel({ endpoint, clock: systemClock, identity, random, isRevoked: (id) => devices.isRevoked(id) });
+    const channel = new ServerChannel({
+      endpoint, clock: systemClock, identity, random, isRevoked: (id) => devices.isRevoked(id),
+      limits: { handshakesPerSecond, handshakeBurst: 2 * handshakesPerSecond },
+    });
     const history = new History(opts.stateDir);
+    const releases = new ReleaseStore(opts.stateDir);
+    // A stored module signed again, fresh (a new expiry), unless it was signed offline.
+    const prepareStored = (stored: StoredRelease): Promise<Release> => prepareRelease(stored.file, {
+      version: stored.presigned ? undefined : formatReleaseVersion(stored.version), signer, publicKey,
+      now: systemWallClock.wallNow(), ttlSeconds: manifestTtlSeconds,
+    });
     const server = new NxtServer({
+      stateDir: opts.stateDir, releases, prepareStored, autoUpdate: opts.autoUpdate === true,
       channel, clock: systemClock, wallClock: systemWallClock, devices, randomU32: () => randomBytes(4).readUInt32BE(0),
       enrollTokens: (opts.enrollToken ?? '').split(',').map((t) => t.trim()).filter((t) => t !== ''),
       renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, history: { log: history, wallClock: systemWallClock },
@@ -64,12 +95,14 @@ program.action(async (opts: { port: string; stateDir: string; peerTimeout: strin
     const fresh = [created && 'release key', newIdentity && 'identity key'].filter(Boolean).join(' and ');
     process.stdout.write(`${fresh ? `created a new ${fresh}; ` : ''}clients trust ${pub} and ${join(opts.stateDir, IDENTITY_PUBLIC_FILE)}\n`);
     if (!signer) process.stdout.write(`no release key here (only its public half): push accepts modules signed offline (${PRESIGNED_SUFFIX})\n`);
-    const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); await server.close(); });
-    const repl = createServerRepl({
+    const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); control.close(); await server.close(); });
+    const consoleOptions: ServerReplOptions = {
       server, signer, publicKey, clock: systemClock, wallClock: systemWallClock,
       input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded, manifestTtlSeconds,
-      history,
-    });
+      history, releases, prepareStored, historyFile: join(opts.stateDir, 'console-history'),
+    };
+    const repl = createServerRepl(consoleOptions);
+    const control = await listenControl(opts.stateDir, (say) => serverCommands(consoleOptions, say, { reportEachClient: true }));
     repl.start();
   } catch (err) {
     exitWithError('nxt-server', err);
@@ -126,6 +159,21 @@ program
       process.stdout.write(`signed ${m.name} ${m.version.major}.${m.version.minor}.${m.version.patch} for ${whom}, valid until ${m.expires}: ${file}${PRESIGNED_SUFFIX}\n`);
     } catch (err) {
       exitWithError('nxt-server', err);
+    }
+  });
+
+program
+  .command('ctl <command...>')
+  .description('run one console command (push, clients --json, versions, rollout latest, …) in the server running with this state dir')
+  .option('-s, --state-dir <dir>', 'the running server\'s state dir (before the command)', DEFAULT_STATE_DIR)
+  // Everything from the command on is the command's own (ctl clients --json).
+  .passThroughOptions()
+  .action(async (words: string[], opts: { stateDir: string }) => {
+    try {
+      const ok = await sendControl(opts.stateDir, words, (text) => process.stdout.write(text));
+      process.exitCode = ok ? 0 : 1;
+    } catch (err) {
+      exitWithError('nxt-server ctl', err);
     }
   });
 

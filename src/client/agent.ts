@@ -7,7 +7,8 @@ import { EventEmitter } from 'node:events';
 import { unlinkSync } from 'node:fs';
 import { NxtError, errorMessage } from '../errors.js';
 import {
-  decodeOrUndefined, encode, Enrollment, type AbortMessage, type DataMessage, type EnrollmentValue, type Message, type OfferMessage,
+  decodeOrUndefined, encode, Enrollment, UpdateResult, UpdateState,
+  type AbortMessage, type DataMessage, type EnrollmentValue, type Message, type OfferMessage, type UpdateResultValue, type UpdateStateValue,
 } from '../protocol/messages.js';
 import { ResultCode, type ResultCodeValue } from '../protocol/result-codes.js';
 import { compareReleaseVersions, formatReleaseVersion } from '../protocol/release-version.js';
@@ -40,7 +41,12 @@ export interface ClientAgentOptions {
   readonly receiver?: Partial<ReceiverOptions>;
   /** Offers of larger modules are refused before a byte is fetched (DEFAULT_MAX_MODULE_BYTES). */
   readonly maxModuleBytes?: number;
+  /** 'auto': activate a verified module at once; 'defer': keep it until upgrade() or deferMaxMs. */
+  readonly policy?: UpdatePolicy;
+  readonly deferMaxMs?: number;
 }
+
+export type UpdatePolicy = 'auto' | 'defer';
 
 /**
  * V8 cannot hold a source text over 2^29 − 24 characters, so a larger module can never be
@@ -87,8 +93,9 @@ export interface DownloadProgress {
 const PROGRESS_EVERY_MS = 1000;
 
 /** Events: 'registered' (approved and in the fleet), 'enrollment' ('pending' | 'rejected': the
- *  operator has not approved this device), 'activated' (ActiveModule), 'refused' ({ code, message }),
- *  'log' (string), 'progress' (DownloadProgress, every second while a module arrives). */
+ *  operator has not approved this device), 'activated' (ActiveModule), 'deferred' (Manifest: verified,
+ *  waiting for upgrade), 'refused' ({ code, message }), 'log' (string), 'progress' (DownloadProgress,
+ *  every second while a module arrives). */
 export class ClientAgent extends EventEmitter {
   readonly stats: ClientStats = { datagrams: 0, malformed: 0, foreign: 0, unknownTransfer: 0 };
   private activeModule: ActiveModule;
@@ -108,6 +115,10 @@ export class ClientAgent extends EventEmitter {
   private readonly settling = new Map<string, Promise<void>>();
   private stopped = false;
   private progressTimer: NodeJS.Timeout | undefined;
+  /** A verified module kept for `upgrade` (defer policy), with the timer that upgrades anyway. */
+  private deferred: { manifest: Manifest; timer: NodeJS.Timeout | undefined } | undefined;
+  private updateResult: UpdateResultValue = UpdateResult.initial;
+  private updating = false;
   private readonly clientIdHex: string;
 
   constructor(private readonly options: ClientAgentOptions) {
@@ -126,6 +137,15 @@ export class ClientAgent extends EventEmitter {
   }
 
   get active(): ActiveModule { return this.activeModule; }
+  /** The verified module waiting for `upgrade`, if any. */
+  get pendingUpgrade(): Manifest | undefined { return this.deferred?.manifest; }
+
+  /** LwM2M firmware-update State of this device now. */
+  get updateState(): UpdateStateValue {
+    if (this.updating) return UpdateState.updating;
+    if (this.current && !this.current.finishing) return UpdateState.downloading;
+    return this.deferred ? UpdateState.downloaded : UpdateState.idle;
+  }
   get channel(): ClientChannel { return this.options.channel; }
   get isRegistered(): boolean { return this.registered; }
 
@@ -137,6 +157,7 @@ export class ClientAgent extends EventEmitter {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearTimeout(this.deferred?.timer);
     clearTimeout(this.registerTimer);
     clearInterval(this.progressTimer);
     if (this.current) this.suspend(this.current);
@@ -172,6 +193,7 @@ export class ClientAgent extends EventEmitter {
         type: 'register', clientId: this.options.clientId, seq: this.registerSeq,
         version: this.activeModule.version, product: this.activeModule.product,
         enrollToken: this.options.enrollToken ?? '', inventory: this.options.inventory?.() ?? '{}',
+        updateState: this.updateState, updateResult: this.updateResult,
       });
     } else {
       this.options.channel.connect(); // 'established' registers
@@ -244,6 +266,10 @@ export class ClientAgent extends EventEmitter {
         return;
       }
       case 'abort': return this.onAbort(msg);
+      case 'query':
+        // The operator asked for every device's version: answer now, not at the next renewal.
+        this.registerDelay = this.timing.registerRetryMs;
+        return this.sendRegister();
       default:
         this.stats.malformed++; // a message only a client sends
     }
@@ -273,6 +299,9 @@ export class ClientAgent extends EventEmitter {
     if (isExpired(manifest, this.options.wallClock.wallNow())) {
       return this.refuse(msg.transferId, ResultCode.expired,
         `manifest expired at ${manifest.expires}: push it again so the server signs a fresh one (or check this device's clock)`);
+    }
+    if (this.deferred?.manifest.sha256 === manifest.sha256) {
+      return this.sendResult(msg.transferId, ResultCode.deferred, `${manifest.name} ${formatReleaseVersion(manifest.version)} is already verified here, waiting for upgrade`);
     }
     // Rollback attack: never accept a version that is not above the one running.
     if (compareReleaseVersions(manifest.version, this.activeModule.version) <= 0) {
@@ -366,21 +395,56 @@ export class ClientAgent extends EventEmitter {
       try { unlinkSync(t.incoming.partialPath); } catch { /* already gone */ }
       const code = !(err instanceof NxtError) || err.code === 'storage' ? ResultCode.storage
         : err.code === 'size-mismatch' ? ResultCode.sizeMismatch : ResultCode.hashMismatch;
+      if (code !== ResultCode.storage) this.updateResult = UpdateResult.integrityFailure;
       return this.endTransfer(t, code, errorMessage(err));
     }
     if (compareReleaseVersions(manifest.version, this.activeModule.version) <= 0) {
       return this.endTransfer(t, ResultCode.rollback, `version ${formatReleaseVersion(manifest.version)} is no longer newer than the active one`);
     }
+    if (this.options.policy === 'defer') {
+      clearTimeout(this.deferred?.timer);
+      const maxMs = this.options.deferMaxMs;
+      const timer = maxMs === undefined ? undefined : setTimeout(() => { void this.upgrade().catch((err: unknown) => this.log(`upgrade failed: ${errorMessage(err)}`)); }, maxMs);
+      timer?.unref();
+      this.deferred = { manifest, timer };
+      this.updateResult = UpdateResult.deferred;
+      this.endTransfer(t, ResultCode.deferred, `verified and kept; activates on "upgrade" at the device${maxMs === undefined ? '' : ` or in ${Math.round(maxMs / 1000)} s`}`);
+      this.emit('deferred', manifest);
+      this.sendRegister();
+      return;
+    }
+    const outcome = await this.activate(manifest);
+    this.endTransfer(t, outcome.code, outcome.message);
+  }
+
+  /** Activate the module kept by the defer policy (typed `upgrade`, or its time ran out). */
+  async upgrade(): Promise<ActiveModule> {
+    const d = this.deferred;
+    if (!d) throw new NxtError('nothing-deferred', 'no verified update is waiting');
+    clearTimeout(d.timer);
+    this.deferred = undefined;
+    const outcome = await this.activate(d.manifest);
+    if (outcome.code !== ResultCode.ok) throw new NxtError('upgrade-failed', outcome.message);
+    return this.activeModule;
+  }
+
+  /** Import a verified module and make it active; tells the server the new version at once. */
+  private async activate(manifest: Manifest): Promise<{ code: ResultCodeValue; message: string }> {
+    this.updating = true;
     try {
       const active = await this.options.store.activate(manifest);
       this.activeModule = active;
-      this.endTransfer(t, ResultCode.ok, `${active.product.major}.${active.product.minor} ${active.product.productName} active`);
+      this.updateResult = UpdateResult.success;
       this.emit('activated', active);
-      // Tell the server our new version now rather than at the next renewal.
-      this.sendRegister();
+      return { code: ResultCode.ok, message: `${active.product.major}.${active.product.minor} ${active.product.productName} active` };
     } catch (err) {
+      this.updateResult = UpdateResult.updateFailed;
       const code = err instanceof NxtError && err.code === 'bad-shape' ? ResultCode.badShape : ResultCode.loadFailed;
-      this.endTransfer(t, code, errorMessage(err));
+      return { code, message: errorMessage(err) };
+    } finally {
+      this.updating = false;
+      // Tell the server our version and state now rather than at the next renewal.
+      this.sendRegister();
     }
   }
 
@@ -401,11 +465,12 @@ export class ClientAgent extends EventEmitter {
 
   private endTransfer(t: Transfer, code: ResultCodeValue, message: string): void {
     if (this.current === t) this.current = undefined;
-    if (code !== ResultCode.ok) this.emit('refused', { code, message: `${t.manifest.name}: ${message}` });
+    if (code !== ResultCode.ok && code !== ResultCode.deferred) this.emit('refused', { code, message: `${t.manifest.name}: ${message}` });
     this.sendResult(t.transferId, code, message);
   }
 
   private refuse(transferId: number, code: ResultCodeValue, message: string): void {
+    this.updateResult = UpdateResult.refused;
     this.emit('refused', { code, message });
     this.sendResult(transferId, code, message);
   }

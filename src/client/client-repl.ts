@@ -32,6 +32,8 @@ export function createClientRepl(o: ClientReplOptions): Repl {
           if (args[0] !== 'version' || args.length !== 1) { say('usage: show version'); return; }
           say(formatProductVersion(agent.active.product));
           say(`release = ${formatReleaseVersion(agent.active.version)} (${agent.active.name})`);
+          const waiting = agent.pendingUpgrade;
+          if (waiting) say(`waiting for upgrade: ${waiting.name} ${formatReleaseVersion(waiting.version)}`);
         },
       },
       stats: {
@@ -43,6 +45,16 @@ export function createClientRepl(o: ClientReplOptions): Repl {
           say(`${agent.isRegistered ? 'registered' : 'not registered'}; ${c.handshakes} handshakes; dropped: malformed ${c.malformed}, bad tag ${c.badTag}, replayed ${c.replayed}, unknown session ${c.unknownSession}, foreign ${c.foreign}, bad handshake ${c.badHandshake}; messages ${s.datagrams}, unknown transfer ${s.unknownTransfer}`);
         },
       },
+      upgrade: {
+        usage: 'upgrade',
+        help: 'activate the verified update this device is keeping (defer policy)',
+        run: async () => {
+          const waiting = agent.pendingUpgrade;
+          if (!waiting) { say('no update is waiting'); return; }
+          say(`activating ${waiting.name} ${formatReleaseVersion(waiting.version)}`);
+          await agent.upgrade();
+        },
+      },
       exit: { usage: 'exit', help: 'stop the client', run: () => o.onExit() },
     },
   });
@@ -52,6 +64,8 @@ export function createClientRepl(o: ClientReplOptions): Repl {
     : 'the server rejected this device: it will receive no updates (the operator can still approve it)'));
   agent.on('activated', (a: { product: Parameters<typeof formatProductVersion>[0] }) => repl.print(formatProductVersion(a.product)));
   agent.on('refused', (r: { message: string }) => repl.print(`update refused: ${r.message}`));
+  agent.on('deferred', (m: { name: string; version: Parameters<typeof formatReleaseVersion>[0] }) => repl.print(
+    `update ${m.name} ${formatReleaseVersion(m.version)} verified and kept: type upgrade to activate it`));
   agent.on('log', (line: string) => repl.print(line));
   agent.on('progress', (p: DownloadProgress) => {
     const pct = Math.floor((100 * p.receivedBytes) / p.totalBytes);

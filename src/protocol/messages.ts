@@ -41,7 +41,33 @@ export const MessageType = {
   result: 6,
   resultAck: 7,
   abort: 8,
+  query: 9,
 } as const;
+
+/**
+ * Where a device's update stands, in the vocabulary of LwM2M's Firmware Update object (OMA
+ * object 5): its State resource (0–3) and Update Result resource (0–9, plus nxt's own from 16).
+ */
+export const UpdateState = {
+  idle: 0,
+  downloading: 1,
+  downloaded: 2,
+  updating: 3,
+} as const;
+export type UpdateStateValue = (typeof UpdateState)[keyof typeof UpdateState];
+
+export const UpdateResult = {
+  initial: 0,
+  success: 1,
+  connectionLost: 4,
+  integrityFailure: 5,
+  updateFailed: 8,
+  /** nxt: verified and kept, waiting for `upgrade` (the device's defer policy). */
+  deferred: 16,
+  /** nxt: refused before download (signature, rollback, expiry, target, size). */
+  refused: 17,
+} as const;
+export type UpdateResultValue = (typeof UpdateResult)[keyof typeof UpdateResult];
 
 export interface ProductInfo {
   readonly major: number;
@@ -61,6 +87,14 @@ export interface RegisterMessage {
   readonly product: ProductInfo;
   readonly enrollToken: string;
   readonly inventory: string;
+  readonly updateState: UpdateStateValue;
+  readonly updateResult: UpdateResultValue;
+}
+
+/** Server → client: "register now" (the operator asked every device's version). */
+export interface QueryMessage {
+  readonly type: 'query';
+  readonly seq: number;
 }
 
 /** Where a device stands with the operator (REGISTERED's `enrollment`). */
@@ -142,7 +176,8 @@ export type Message =
   | AckMessage
   | ResultMessage
   | ResultAckMessage
-  | AbortMessage;
+  | AbortMessage
+  | QueryMessage;
 
 // ---------------------------------------------------------------------------------------------
 // Encoding
@@ -207,6 +242,7 @@ export function encode(msg: Message): Buffer {
         .bytes(msg.clientId).u32(msg.seq).version(msg.version)
         .u32(msg.product.major).u32(msg.product.minor).text8(msg.product.productName, MAX_PRODUCT_NAME_BYTES)
         .text8(msg.enrollToken, MAX_ENROLL_TOKEN_BYTES).text16(msg.inventory, MAX_INVENTORY_BYTES)
+        .u8(msg.updateState).u8(msg.updateResult)
         .done();
     case 'registered':
       checkId(msg.clientId);
@@ -237,6 +273,8 @@ export function encode(msg: Message): Buffer {
     case 'abort':
       return new Writer(MessageType.abort, 4 + 1 + 2 + MAX_TEXT_BYTES)
         .u32(msg.transferId).u8(msg.code).text16(msg.message).done();
+    case 'query':
+      return new Writer(MessageType.query, 4).u32(msg.seq).done();
   }
 }
 
@@ -316,6 +354,11 @@ function decodeData(buf: Uint8Array): DataMessage {
   };
 }
 
+function oneOf<T extends Record<string, number>>(v: number, values: T, what: string): T[keyof T] {
+  if (!Object.values(values).includes(v)) throw new DecodeError('bad-value', `unknown ${what} ${v}`);
+  return v as T[keyof T];
+}
+
 function decodeBody(type: number, r: Reader): Message {
   switch (type) {
     case MessageType.register:
@@ -323,6 +366,7 @@ function decodeBody(type: number, r: Reader): Message {
         type: 'register', clientId: r.bytes(CLIENT_ID_BYTES), seq: r.u32(), version: r.version(),
         product: { major: r.u32(), minor: r.u32(), productName: r.text(r.u8(), MAX_PRODUCT_NAME_BYTES) },
         enrollToken: r.text(r.u8(), MAX_ENROLL_TOKEN_BYTES), inventory: r.text(r.u16(), MAX_INVENTORY_BYTES),
+        updateState: oneOf(r.u8(), UpdateState, 'update state'), updateResult: oneOf(r.u8(), UpdateResult, 'update result'),
       };
     case MessageType.registered: {
       const head = { type: 'registered', clientId: r.bytes(CLIENT_ID_BYTES), seq: r.u32(), leaseMs: r.u32(), renewMs: r.u32() } as const;
@@ -351,6 +395,8 @@ function decodeBody(type: number, r: Reader): Message {
       return { type: 'resultAck', transferId: r.u32() };
     case MessageType.abort:
       return { type: 'abort', transferId: r.u32(), code: r.u8(), message: r.text(r.u16(), MAX_TEXT_BYTES) };
+    case MessageType.query:
+      return { type: 'query', seq: r.u32() };
     default:
       throw new DecodeError('bad-type', `unknown message type ${type}`);
   }

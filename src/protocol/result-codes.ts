@@ -19,6 +19,8 @@ export const ResultCode = {
   superseded: 13,
   expired: 14,
   wrongTarget: 15,
+  /** Verified and kept, not activated: the device defers updates until `upgrade`. */
+  deferred: 16,
 } as const;
 
 export type ResultCodeName = keyof typeof ResultCode;

@@ -2,8 +2,8 @@
  * Registered clients, keyed by the id each client chose for itself (not by "whoever sent last").
  * A registration is a lease: a client that has not renewed within `leaseMs` is offline.
  */
-import type { ProductInfo } from '../protocol/messages.js';
-import type { ReleaseVersion } from '../protocol/release-version.js';
+import { UpdateResult, UpdateState, type ProductInfo, type UpdateResultValue, type UpdateStateValue } from '../protocol/messages.js';
+import { compareReleaseVersions as compareVersions, type ReleaseVersion } from '../protocol/release-version.js';
 import type { Peer } from '../net/endpoint.js';
 
 export interface ClientRecord {
@@ -11,8 +11,28 @@ export interface ClientRecord {
   peer: Peer;
   version: ReleaseVersion;
   product: ProductInfo;
-  readonly firstSeen: number;
+  /** Monotonic ms; -Infinity for a client known from the saved fleet that has not renewed yet. */
   lastSeen: number;
+  /** Wall-clock time of the last registration, for people (and kept across restarts). */
+  lastSeenAt: string;
+  /** Groups the operator put it in (`tag`). */
+  tags: string[];
+  /** What the device last said about its update (LwM2M firmware-update State and Result). */
+  updateState: UpdateStateValue;
+  updateResult: UpdateResultValue;
+}
+
+/** What is kept of a client across server restarts (clients.json). */
+export interface SavedClient {
+  readonly id: string;
+  readonly address: string;
+  readonly port: number;
+  readonly version: ReleaseVersion;
+  readonly product: ProductInfo;
+  readonly lastSeenAt: string;
+  readonly tags: readonly string[];
+  readonly updateState?: UpdateStateValue;
+  readonly updateResult?: UpdateResultValue;
 }
 
 /** Clients renew every RENEW; three renewals may be lost before a client counts as offline. */
@@ -29,24 +49,68 @@ export class Registry {
 
   get size(): number { return this.clients.size; }
 
-  /** Undefined when the registry is full of online clients. */
-  register(id: string, peer: Peer, version: ReleaseVersion, product: ProductInfo, now: number): { record: ClientRecord; isNew: boolean } | undefined {
+  /**
+   * Undefined when the registry is full of online clients. `changed`: new, or its address,
+   * version or product changed (worth saving at once); `cameBack`: it was offline until now.
+   */
+  register(
+    id: string, peer: Peer, version: ReleaseVersion, product: ProductInfo, now: number, wallNow = new Date(0),
+  ): { record: ClientRecord; isNew: boolean; changed: boolean; cameBack: boolean } | undefined {
     const known = this.clients.get(id);
     if (known) {
       // Keep the map ordered by last renewal (a Map iterates in insertion order): the first
       // entry is always the least recently seen, so making room costs O(1), not a scan.
       this.clients.delete(id);
       this.clients.set(id, known);
+      const changed = known.peer.address !== peer.address || known.peer.port !== peer.port
+        || compareVersions(known.version, version) !== 0 || JSON.stringify(known.product) !== JSON.stringify(product);
+      const cameBack = !this.isOnline(known, now);
       known.peer = peer; // a device that moved (DHCP, NAT rebinding) keeps its identity
       known.version = version;
       known.product = product;
       known.lastSeen = now;
-      return { record: known, isNew: false };
+      known.lastSeenAt = wallNow.toISOString();
+      return { record: known, isNew: false, changed, cameBack };
     }
     if (this.clients.size >= this.maxClients && !this.evictOneOffline(now)) return undefined;
-    const record: ClientRecord = { id, peer, version, product, firstSeen: now, lastSeen: now };
+    const record: ClientRecord = {
+      id, peer, version, product, lastSeen: now, lastSeenAt: wallNow.toISOString(), tags: [], updateState: UpdateState.idle, updateResult: UpdateResult.initial,
+    };
     this.clients.set(id, record);
-    return { record, isNew: true };
+    return { record, isNew: true, changed: true, cameBack: true };
+  }
+
+  /** Clients saved before a restart: known, offline until they renew. */
+  restore(saved: readonly SavedClient[]): void {
+    for (const c of saved) {
+      if (this.clients.has(c.id) || this.clients.size >= this.maxClients) continue;
+      this.clients.set(c.id, {
+        id: c.id, peer: { address: c.address, port: c.port }, version: c.version, product: c.product,
+        lastSeen: -Infinity, lastSeenAt: c.lastSeenAt, tags: [...c.tags], updateState: c.updateState ?? UpdateState.idle, updateResult: c.updateResult ?? UpdateResult.initial,
+      });
+    }
+  }
+
+  saved(): SavedClient[] {
+    return this.all().map((c) => ({
+      id: c.id, address: c.peer.address, port: c.peer.port, version: c.version, product: c.product, lastSeenAt: c.lastSeenAt, tags: c.tags,
+      updateState: c.updateState, updateResult: c.updateResult,
+    }));
+  }
+
+  /** Put a client in a group (false if it already was). */
+  tag(id: string, group: string): boolean {
+    const c = this.clients.get(id);
+    if (!c || c.tags.includes(group)) return false;
+    c.tags.push(group);
+    return true;
+  }
+
+  untag(id: string, group: string): boolean {
+    const c = this.clients.get(id);
+    if (!c || !c.tags.includes(group)) return false;
+    c.tags = c.tags.filter((t) => t !== group);
+    return true;
   }
 
   private evictOneOffline(now: number): boolean {

@@ -6,8 +6,10 @@ import type { Signer } from '../security/release-key.js';
 import { displayAddress } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import { mib } from '../util/format.js';
-import { Repl, takeOptions } from '../util/repl.js';
-import { prepareRelease } from './release.js';
+import { helpText, Repl, takeOptions, type Command } from '../util/repl.js';
+import { prepareRelease, type Release } from './release.js';
+import { describeStored, type ReleaseStore, type StoredRelease } from './release-store.js';
+import { ResultCode } from '../protocol/result-codes.js';
 import { summarizeReleases, type History } from './history.js';
 import type { ClientRecord } from './registry.js';
 import { describeInventory, type DeviceRecord, type DeviceState } from './devices.js';
@@ -28,6 +30,11 @@ export interface ServerReplOptions {
   readonly manifestTtlSeconds?: number;
   /** Read by `history` and `releases`; the server writes it. */
   readonly history: History;
+  /** Typed commands kept across sessions (a terminal only). */
+  readonly historyFile?: string;
+  /** Modules pushed so far, for `rollout latest`. */
+  readonly releases: ReleaseStore;
+  readonly prepareStored: (stored: StoredRelease) => Promise<Release>;
 }
 
 /** Above this many clients, progress is one summary line rather than a line per client. */
@@ -61,17 +68,49 @@ function progressTicker(server: NxtServer, chunkSize: number, clock: Clock, say:
   }, PROGRESS_EVERY_MS);
 }
 
-/** Online clients named by id prefixes ("a1b2,c3d4"): each prefix must name exactly one. */
+/**
+ * Online clients named by a list like "all", "kiosks", "a1b2,c3d4,gateways": each item is `all`,
+ * a group (a tag), or an id prefix that must name exactly one client.
+ */
 function pickClients(online: ClientRecord[], list: string): ClientRecord[] {
   const picked = new Set<ClientRecord>();
-  for (const prefix of list.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
-    const hits = online.filter((c) => c.id.startsWith(prefix.toLowerCase()));
-    if (hits.length === 0) throw new NxtError('no-such-client', `no online client has an id starting "${prefix}" (see: clients)`);
-    if (hits.length > 1) throw new NxtError('ambiguous-client', `"${prefix}" names ${hits.length} clients: give more of the id`);
+  for (const item of list.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+    if (item === 'all') { for (const c of online) picked.add(c); continue; }
+    const group = online.filter((c) => c.tags.includes(item));
+    if (group.length > 0) { for (const c of group) picked.add(c); continue; }
+    const hits = online.filter((c) => c.id.startsWith(item.toLowerCase()));
+    if (hits.length === 0) throw new NxtError('no-such-client', `"${item}" is neither a group with online clients nor the start of an online client's id (see: clients)`);
+    if (hits.length > 1) throw new NxtError('ambiguous-client', `"${item}" names ${hits.length} clients: give more of the id`);
     picked.add(hits[0]!);
   }
-  if (picked.size === 0) throw new NxtError('usage', '--to needs at least one client id');
+  if (picked.size === 0) throw new NxtError('usage', '--to needs all, a group, or client ids');
   return [...picked];
+}
+
+/** One client known to the registry (online or not) by id prefix. */
+function pickKnown(all: ClientRecord[], prefix: string | undefined, usage: string): ClientRecord {
+  if (prefix === undefined || prefix === '') throw new NxtError('usage', `usage: ${usage}`);
+  const hits = all.filter((c) => c.id.startsWith(prefix.toLowerCase()));
+  if (hits.length === 0) throw new NxtError('no-such-client', `no client has an id starting "${prefix}" (see: clients)`);
+  if (hits.length > 1) throw new NxtError('ambiguous-client', `"${prefix}" names ${hits.length} clients: give more of the id`);
+  return hits[0]!;
+}
+
+const STATE_NAMES = ['idle', 'downloading', 'downloaded', 'updating'];
+const RESULT_NAMES: Record<number, string> = { 0: 'initial', 1: 'success', 4: 'connection lost', 5: 'integrity failure', 8: 'update failed', 16: 'deferred', 17: 'refused' };
+
+/** A client as scripts see it (`--json`). */
+function clientJson(c: ClientRecord, online: boolean): Record<string, unknown> {
+  return {
+    id: c.id, address: displayAddress(c.peer), online, release: formatReleaseVersion(c.version),
+    product: `${c.product.major}.${c.product.minor}`, productName: c.product.productName, lastSeen: c.lastSeenAt, tags: c.tags,
+    updateState: STATE_NAMES[c.updateState] ?? String(c.updateState), updateResult: RESULT_NAMES[c.updateResult] ?? String(c.updateResult),
+  };
+}
+
+/** Take a trailing --json flag off `args`. */
+function wantsJson(args: string[]): { json: boolean; rest: string[] } {
+  return { json: args.includes('--json'), rest: args.filter((a) => a !== '--json') };
 }
 
 /** The one device an id prefix names, among `devices`. */
@@ -83,137 +122,220 @@ function pickDevice(devices: DeviceRecord[], prefix: string | undefined, usage: 
   return hits[0]!;
 }
 
+/**
+ * The server commands, writing their output through `say`: the console uses them, and so does
+ * `nxt-server ctl` over the control socket (each connection with its own `say`).
+ */
+export function serverCommands(o: ServerReplOptions, say: (line: string) => void, options: { reportEachClient?: boolean } = {}): Record<string, Command> {
+  const { server } = o;
+  const pushAndReport = async (release: Release, clients: ClientRecord[]): Promise<void> => {
+    const m = release.manifest;
+    say(`push ${m.name} ${formatReleaseVersion(m.version)} (${m.size} bytes, sha256 ${m.sha256.slice(0, 12)}…) to ${clients.length} client(s)`);
+    const ticker = progressTicker(server, m.chunkSize, o.clock, say);
+    const reports = await server.push(release, clients).finally(() => clearInterval(ticker));
+    // The console prints each result as it comes (server events); a ctl caller gets them here.
+    if (options.reportEachClient) for (const r of reports) say(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`);
+    const ok = reports.filter((r) => r.ok).length;
+    const deferred = reports.filter((r) => r.outcome.code === ResultCode.deferred).length;
+    say(`push finished: ${ok} done, ${reports.length - ok - deferred} failed${deferred > 0 ? `, ${deferred} deferred` : ''}`);
+  };
+  const commands: Record<string, Command> = {
+    help: {
+      usage: 'help',
+      help: 'list the commands',
+      run: () => say(`commands:\n${helpText(commands)}`),
+    },
+    push: {
+      usage: 'push <file> [--version X.Y.Z] [--to all|GROUP|ID[,…]]',
+      help: 'sign a plugin module (or use its .nxt-signed file) and send it to every online client, or to those named (groups, id prefixes)',
+      run: async (args) => {
+        const { positional, options } = takeOptions(args, ['version', 'to']);
+        const [file, extra] = positional;
+        if (file === undefined || extra !== undefined) throw new NxtError('usage', 'usage: push <file> [--version X.Y.Z] [--to all|GROUP|ID[,…]]');
+        const online = server.onlineClients();
+        const clients = options.to === undefined ? online : pickClients(online, options.to);
+        const release = await prepareRelease(file, {
+          version: options.version, signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds,
+        });
+        if (clients.length === 0) {
+          const known = server.registry.all().length;
+          say(known === 0
+            ? 'push: no clients are registered; nothing sent (start a client, then push again)'
+            : `push: none of the ${known} registered clients is online (no renewal within the lease); nothing sent`);
+          return;
+        }
+        await pushAndReport(release, clients);
+      },
+    },
+    rollout: {
+      usage: 'rollout latest',
+      help: 'push the newest release pushed so far (kept in the state dir) to every online client running an older one',
+      run: async (args) => {
+        if (args.length !== 1 || args[0] !== 'latest') throw new NxtError('usage', 'usage: rollout latest');
+        const latest = o.releases.latest();
+        if (!latest) { say('rollout: nothing has been pushed yet, so there is no latest release'); return; }
+        const behind = server.behind(latest);
+        if (behind.length === 0) { say(`rollout: every online client runs ${describeStored(latest)} or newer; nothing sent`); return; }
+        await pushAndReport(await o.prepareStored(latest), behind);
+      },
+    },
+    versions: {
+      usage: 'versions [--json]',
+      help: 'ask every online client for its version now and list the answers (a client that does not answer within 3 s shows its last known one)',
+      run: async (args) => {
+        const { json } = wantsJson(args);
+        const answers = await server.queryVersions();
+        if (json) { say(JSON.stringify(answers.map((a) => ({ ...clientJson(a.client, true), answered: a.answered })))); return; }
+        if (answers.length === 0) { say('no clients online'); return; }
+        for (const { client: c, answered } of answers) {
+          say(`  ${shortId(c.id)}  release ${formatReleaseVersion(c.version).padEnd(8)} ${c.product.major}.${c.product.minor} ${c.product.productName}  ${STATE_NAMES[c.updateState]}${c.updateResult ? ` (${RESULT_NAMES[c.updateResult] ?? c.updateResult})` : ''}${answered ? '' : '  (no answer: last known)'}`);
+        }
+      },
+    },
+    tag: {
+      usage: 'tag <ID> <group>',
+      help: 'put a client in a group (push --to <group> then reaches it); kept across restarts',
+      run: (args) => {
+        if (args.length !== 2 || !/^[\w.-]+$/.test(args[1]!) || args[1] === 'all') throw new NxtError('usage', 'usage: tag <ID> <group> (a group is letters, digits, . _ -; not "all")');
+        const c = pickKnown(server.registry.all(), args[0], 'tag <ID> <group>');
+        say(server.setTag(c.id, args[1]!, true) ? `${shortId(c.id)} is in ${args[1]}: ${c.tags.join(', ')}` : `${shortId(c.id)} was already in ${args[1]}`);
+      },
+    },
+    untag: {
+      usage: 'untag <ID> <group>',
+      help: 'take a client out of a group',
+      run: (args) => {
+        if (args.length !== 2) throw new NxtError('usage', 'usage: untag <ID> <group>');
+        const c = pickKnown(server.registry.all(), args[0], 'untag <ID> <group>');
+        say(server.setTag(c.id, args[1]!, false) ? `${shortId(c.id)} left ${args[1]}` : `${shortId(c.id)} was not in ${args[1]}`);
+      },
+    },
+    status: {
+      usage: 'status [--json]',
+      help: 'pushes in progress, with each client\'s progress',
+      run: (args) => {
+        const sessions = server.activeSessions;
+        const rows = sessions.map((p) => ({ client: p.client.id, module: p.release.manifest.name, release: formatReleaseVersion(p.release.manifest.version), ...p.progress }));
+        if (wantsJson(args).json) { say(JSON.stringify(rows)); return; }
+        if (rows.length === 0) { say('no pushes in progress'); return; }
+        for (const r of rows) {
+          say(`  ${shortId(r.client)}  ${r.module} ${r.release}  ${r.phase} ${r.acked}/${r.total} chunks (${Math.floor((100 * r.acked) / r.total)}%), ${r.retransmits} resent, ${r.timeouts} timeouts`);
+        }
+      },
+    },
+    clients: {
+      usage: 'clients [--json]',
+      help: 'the fleet: id, address, release, product version, online/offline, last seen, update state, groups',
+      run: (args) => {
+        const now = o.clock.now();
+        const all = server.registry.all();
+        if (wantsJson(args).json) { say(JSON.stringify(all.map((c) => clientJson(c, server.registry.isOnline(c, now))))); return; }
+        if (all.length === 0) { say('no clients registered'); return; }
+        for (const c of all) {
+          const state = server.registry.isOnline(c, now) ? 'online' : 'offline';
+          const seen = Number.isFinite(c.lastSeen) ? `seen ${Math.round((now - c.lastSeen) / 1000)}s ago` : `last seen ${c.lastSeenAt}`;
+          const update = c.updateState !== 0 || c.updateResult !== 0 ? `, update ${STATE_NAMES[c.updateState]}${c.updateResult ? ` (${RESULT_NAMES[c.updateResult] ?? c.updateResult})` : ''}` : '';
+          const tags = c.tags.length > 0 ? `  [${c.tags.join(', ')}]` : '';
+          say(`  ${shortId(c.id)}  ${displayAddress(c.peer).padEnd(22)} release ${formatReleaseVersion(c.version).padEnd(8)} ${c.product.major}.${c.product.minor} ${c.product.productName}  ${state}, ${seen}${update}${tags}`);
+        }
+      },
+    },
+    requests: {
+      usage: 'requests',
+      help: 'devices waiting for approval, and rejected or revoked ones: id, key fingerprint, what they say they are',
+      run: () => {
+        const devices = server.devices.all().filter((d) => d.state !== 'approved');
+        if (devices.length === 0) { say('no enrollment requests'); return; }
+        for (const d of devices) {
+          say(`  ${shortId(d.id)}  ${d.state.padEnd(8)} ${d.address.padEnd(22)} ${d.fingerprint}  ${describeInventory(d.inventory)}  asked ${d.requestedAt}`);
+        }
+      },
+    },
+    ...Object.fromEntries(([
+      ['approve', 'approved', 'let a device into the fleet: it is registered now and receives pushes'],
+      ['reject', 'rejected', 'turn a device away: it receives nothing (approve can still let it in later)'],
+      ['revoke', 'revoked', 'withdraw a device\'s key: its sessions end, its handshakes are refused, it leaves the fleet'],
+    ] as const).map(([name, state, help]) => [name, {
+      usage: `${name} <ID>`,
+      help,
+      run: (args: string[]) => {
+        if (args.length !== 1) throw new NxtError('usage', `usage: ${name} <ID>`);
+        const d = pickDevice(server.devices.all(), args[0], `${name} <ID>`);
+        if (d.state === state) { say(`${shortId(d.id)} is already ${state}`); return; }
+        server.decide(d.id, state satisfies Exclude<DeviceState, 'pending'>);
+        say(`${shortId(d.id)} ${state} (${describeInventory(d.inventory)})`);
+      },
+    }])),
+    history: {
+      usage: 'history [ID] [--last N] [--json]',
+      help: 'push results, oldest first (kept across restarts in the state dir); for one client with an id prefix',
+      run: (args) => {
+        const { json, rest } = wantsJson(args);
+        const { positional, options } = takeOptions(rest, ['last']);
+        if (positional.length > 1) throw new NxtError('usage', 'usage: history [ID] [--last N]');
+        const last = options.last === undefined ? 20 : Number(options.last);
+        if (!Number.isInteger(last) || last < 1) throw new NxtError('usage', '--last takes a positive whole number');
+        const entries = o.history.list(positional[0]).slice(-last);
+        if (json) { say(JSON.stringify(entries)); return; }
+        if (entries.length === 0) { say('no push results recorded'); return; }
+        for (const e of entries) {
+          say(`  ${e.at}  ${shortId(e.client)}  ${e.module} ${e.version}  ${e.result}${e.result === 'ok' ? '' : `: ${e.message}`}  (${Math.round(e.elapsedMs)} ms, ${e.resent} resent)`);
+        }
+      },
+    },
+    releases: {
+      usage: 'releases [--json]',
+      help: 'every module pushed (from the history): version, first and last push, devices it was installed on, failures',
+      run: (args) => {
+        const releases = summarizeReleases(o.history.list());
+        if (wantsJson(args).json) { say(JSON.stringify(releases)); return; }
+        if (releases.length === 0) { say('nothing pushed yet'); return; }
+        for (const r of releases) {
+          say(`  ${r.module} ${r.version}  sha256 ${r.sha256.slice(0, 12)}…  first ${r.firstPushed}, last ${r.lastPushed}  installed on ${r.installedOn}, ${r.failures} failed`);
+        }
+      },
+    },
+    stats: {
+      usage: 'stats',
+      help: 'counters of messages and of datagrams the secure channel dropped (forged, replayed, …), and pushes in progress',
+      run: () => {
+        const s = server.stats;
+        const c = server.channel.stats;
+        say(`messages ${s.datagrams}, malformed ${s.malformed}, unexpected ${s.unexpected}, foreign ${s.foreign}, registrations ${s.registrations}, refused ${s.refused}, impersonation ${s.impersonation}; ${server.registry.size} clients known`);
+        say(`channel: ${server.channel.sessionCount} sessions, ${c.handshakes} handshakes; dropped: unauthenticated ${c.unauthenticated}, malformed ${c.malformed}, bad tag ${c.badTag}, replayed ${c.replayed}, wrong address ${c.wrongAddress}, unknown session ${c.unknownSession}, bad cookie ${c.badCookie}, bad handshake ${c.badHandshake}, replayed handshake ${c.replayedHandshake}, revoked key ${c.revokedKey}, rate-limited ${c.rateLimited}; cookies sent ${c.cookiesSent}`);
+        for (const p of server.activeSessions) {
+          const g = p.progress;
+          say(`  push to ${shortId(p.client.id)}: ${g.phase} ${g.acked}/${g.total} chunks, ${g.retransmits} resent, ${g.timeouts} timeouts`);
+        }
+      },
+    },
+    exit: {
+      usage: 'exit',
+      help: 'stop the server',
+      run: () => o.onExit(),
+    },
+  };
+  return commands;
+}
+
 export function createServerRepl(o: ServerReplOptions): Repl {
   const { server } = o;
   const say = (line: string): void => { o.output.write(`${line}\n`); };
+  // Tab offers client ids (12 digits, as shown), device ids for enrollment, and groups.
+  const completeArgs = (command: string): string[] => {
+    if (['approve', 'reject', 'revoke'].includes(command)) return server.devices.all().map((d) => shortId(d.id));
+    const ids = server.registry.all().map((c) => shortId(c.id));
+    const groups = [...new Set(server.registry.all().flatMap((c) => c.tags))];
+    return command === 'push' ? ['all', ...groups, ...ids, '--to', '--version'] : [...ids, ...groups, '--json'];
+  };
   const repl: Repl = new Repl({
-    prompt: 'NxtServer# ',
-    input: o.input,
-    output: o.output,
-    onEnd: o.onEnd,
-    commands: {
-      help: {
-        usage: 'help',
-        help: 'list the commands',
-        run: () => say(`commands:\n${repl.helpText()}`),
-      },
-      push: {
-        usage: 'push <file> [--version X.Y.Z] [--to ID[,ID…]]',
-        help: 'sign a plugin module (or use its .nxt-signed file) and send it to every online client, or to those named (id prefixes)',
-        run: async (args) => {
-          const { positional, options } = takeOptions(args, ['version', 'to']);
-          const [file, extra] = positional;
-          if (file === undefined || extra !== undefined) throw new NxtError('usage', 'usage: push <file> [--version X.Y.Z] [--to ID[,ID…]]');
-          const online = server.onlineClients();
-          const clients = options.to === undefined ? online : pickClients(online, options.to);
-          const release = await prepareRelease(file, {
-            version: options.version, signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds,
-          });
-          const m = release.manifest;
-          if (clients.length === 0) {
-            const known = server.registry.all().length;
-            say(known === 0
-              ? 'push: no clients are registered; nothing sent (start a client, then push again)'
-              : `push: none of the ${known} registered clients is online (no renewal within the lease); nothing sent`);
-            return;
-          }
-          say(`push ${m.name} ${formatReleaseVersion(m.version)} (${m.size} bytes, sha256 ${m.sha256.slice(0, 12)}…) to ${clients.length} client(s)`);
-          const ticker = progressTicker(server, m.chunkSize, o.clock, say);
-          const reports = await server.push(release, clients).finally(() => clearInterval(ticker));
-          const ok = reports.filter((r) => r.ok).length;
-          say(`push finished: ${ok} done, ${reports.length - ok} failed`);
-        },
-      },
-      clients: {
-        usage: 'clients',
-        help: 'list registered clients (id, address, release, product version, state)',
-        run: () => {
-          const now = o.clock.now();
-          const all = server.registry.all();
-          if (all.length === 0) { say('no clients registered'); return; }
-          for (const c of all) {
-            const state = server.registry.isOnline(c, now) ? 'online' : 'offline';
-            const ago = Math.round((now - c.lastSeen) / 1000);
-            say(`  ${shortId(c.id)}  ${displayAddress(c.peer).padEnd(22)} release ${formatReleaseVersion(c.version).padEnd(8)} ${c.product.major}.${c.product.minor} ${c.product.productName}  ${state}, seen ${ago}s ago`);
-          }
-        },
-      },
-      requests: {
-        usage: 'requests',
-        help: 'devices waiting for approval, and rejected or revoked ones: id, key fingerprint, what they say they are',
-        run: () => {
-          const devices = server.devices.all().filter((d) => d.state !== 'approved');
-          if (devices.length === 0) { say('no enrollment requests'); return; }
-          for (const d of devices) {
-            say(`  ${shortId(d.id)}  ${d.state.padEnd(8)} ${d.address.padEnd(22)} ${d.fingerprint}  ${describeInventory(d.inventory)}  asked ${d.requestedAt}`);
-          }
-        },
-      },
-      ...Object.fromEntries(([
-        ['approve', 'approved', 'let a device into the fleet: it is registered now and receives pushes'],
-        ['reject', 'rejected', 'turn a device away: it receives nothing (approve can still let it in later)'],
-        ['revoke', 'revoked', 'withdraw a device\'s key: its sessions end, its handshakes are refused, it leaves the fleet'],
-      ] as const).map(([name, state, help]) => [name, {
-        usage: `${name} <ID>`,
-        help,
-        run: (args: string[]) => {
-          if (args.length !== 1) throw new NxtError('usage', `usage: ${name} <ID>`);
-          const d = pickDevice(server.devices.all(), args[0], `${name} <ID>`);
-          if (d.state === state) { say(`${shortId(d.id)} is already ${state}`); return; }
-          server.decide(d.id, state satisfies Exclude<DeviceState, 'pending'>);
-          say(`${shortId(d.id)} ${state} (${describeInventory(d.inventory)})`);
-        },
-      }])),
-      history: {
-        usage: 'history [ID] [--last N]',
-        help: 'push results, oldest first (kept across restarts in the state dir); for one client with an id prefix',
-        run: (args) => {
-          const { positional, options } = takeOptions(args, ['last']);
-          if (positional.length > 1) throw new NxtError('usage', 'usage: history [ID] [--last N]');
-          const last = options.last === undefined ? 20 : Number(options.last);
-          if (!Number.isInteger(last) || last < 1) throw new NxtError('usage', '--last takes a positive whole number');
-          const entries = o.history.list(positional[0]).slice(-last);
-          if (entries.length === 0) { say('no push results recorded'); return; }
-          for (const e of entries) {
-            say(`  ${e.at}  ${shortId(e.client)}  ${e.module} ${e.version}  ${e.result}${e.result === 'ok' ? '' : `: ${e.message}`}  (${Math.round(e.elapsedMs)} ms, ${e.resent} resent)`);
-          }
-        },
-      },
-      releases: {
-        usage: 'releases',
-        help: 'every module pushed (from the history): version, first and last push, devices it was installed on, failures',
-        run: () => {
-          const releases = summarizeReleases(o.history.list());
-          if (releases.length === 0) { say('nothing pushed yet'); return; }
-          for (const r of releases) {
-            say(`  ${r.module} ${r.version}  sha256 ${r.sha256.slice(0, 12)}…  first ${r.firstPushed}, last ${r.lastPushed}  installed on ${r.installedOn}, ${r.failures} failed`);
-          }
-        },
-      },
-      stats: {
-        usage: 'stats',
-        help: 'counters of messages and of datagrams the secure channel dropped (forged, replayed, …), and pushes in progress',
-        run: () => {
-          const s = server.stats;
-          const c = server.channel.stats;
-          say(`messages ${s.datagrams}, malformed ${s.malformed}, unexpected ${s.unexpected}, foreign ${s.foreign}, registrations ${s.registrations}, refused ${s.refused}, impersonation ${s.impersonation}; ${server.registry.size} clients known`);
-          say(`channel: ${server.channel.sessionCount} sessions, ${c.handshakes} handshakes; dropped: unauthenticated ${c.unauthenticated}, malformed ${c.malformed}, bad tag ${c.badTag}, replayed ${c.replayed}, wrong address ${c.wrongAddress}, unknown session ${c.unknownSession}, bad cookie ${c.badCookie}, bad handshake ${c.badHandshake}, replayed handshake ${c.replayedHandshake}, revoked key ${c.revokedKey}, rate-limited ${c.rateLimited}; cookies sent ${c.cookiesSent}`);
-          for (const p of server.activeSessions) {
-            const g = p.progress;
-            say(`  push to ${shortId(p.client.id)}: ${g.phase} ${g.acked}/${g.total} chunks, ${g.retransmits} resent, ${g.timeouts} timeouts`);
-          }
-        },
-      },
-      exit: {
-        usage: 'exit',
-        help: 'stop the server',
-        run: () => o.onExit(),
-      },
-    },
+    prompt: 'NxtServer# ', input: o.input, output: o.output, onEnd: o.onEnd, commands: serverCommands(o, say), completeArgs, historyFile: o.historyFile,
   });
   server.on('client-registered', (c) => repl.print(`client ${shortId(c.id)} registered from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
   server.on('push-result', (r: PushReport) => repl.print(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`));
   server.on('warning', (w: string) => repl.print(`warning: ${w}`));
+  server.on('client-back', (c: ClientRecord) => repl.print(`client ${shortId(c.id)} is back from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
+  server.on('auto-update', (c: ClientRecord, r: StoredRelease) => repl.print(`client ${shortId(c.id)} runs ${formatReleaseVersion(c.version)}: updating it to ${describeStored(r)} (--auto-update)`));
   server.on('enrollment-request', (d: DeviceRecord) => repl.print(
     `device ${shortId(d.id)} asks to join from ${d.address} (${describeInventory(d.inventory)}, key ${d.fingerprint}): approve ${shortId(d.id)} or reject ${shortId(d.id)}`));
   return repl;

@@ -18,6 +18,10 @@ import type { History } from './history.js';
 import { PushSession, type PushProgress } from './push-session.js';
 import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord } from './registry.js';
 import type { Release } from './release.js';
+import type { ReleaseStore, StoredRelease } from './release-store.js';
+import { loadFleet, saveFleet } from './fleet-file.js';
+import { compareReleaseVersions } from '../protocol/release-version.js';
+import { UpdateState } from '../protocol/messages.js';
 import type { Manifest } from '../security/manifest.js';
 
 export interface NxtServerOptions {
@@ -36,7 +40,20 @@ export interface NxtServerOptions {
   readonly sender?: Partial<SenderOptions>;
   /** Where every push result is recorded, whoever started the push, stamped with wall time. */
   readonly history?: { readonly log: History; readonly wallClock: WallClock };
+  /** Where the fleet registry is kept across restarts (clients.json); none: memory only. */
+  readonly stateDir?: string;
+  /** Every module pushed, kept for `rollout latest` and automatic catch-up. */
+  readonly releases?: ReleaseStore;
+  /** Turns a stored module back into a signed release (the release key lives with the console). */
+  readonly prepareStored?: (stored: StoredRelease) => Promise<Release>;
+  /** Push the latest release to any approved client that registers behind it. */
+  readonly autoUpdate?: boolean;
 }
+
+/** After a failed automatic push, wait this long before trying that client again. */
+const AUTO_RETRY_MS = 60_000;
+/** Registrations are soft state, saved at most this often (tags are saved at once). */
+const FLEET_SAVE_MS = 1000;
 
 export interface ServerStats {
   datagrams: number;
@@ -73,6 +90,9 @@ export class NxtServer extends EventEmitter {
   readonly stats: ServerStats = { datagrams: 0, malformed: 0, unexpected: 0, foreign: 0, registrations: 0, refused: 0, impersonation: 0 };
   private readonly waiting = new Map<string, LastRegister>();
   private readonly tokenHashes: Buffer[];
+  private saveTimer: NodeJS.Timeout | undefined;
+  private readonly autoAttempts = new Map<string, { sha256: string; at: number }>();
+  private querySeq = 0;
   readonly registry: Registry;
   private readonly sessions = new Map<number, PushSession>();
   private readonly renewMs: number;
@@ -82,7 +102,59 @@ export class NxtServer extends EventEmitter {
     this.renewMs = options.renewMs ?? DEFAULT_RENEW_MS;
     this.registry = new Registry(options.leaseMs ?? DEFAULT_LEASE_MS, options.maxClients);
     this.tokenHashes = (options.enrollTokens ?? []).filter((t) => t !== '').map(sha256);
+    if (options.stateDir !== undefined) this.registry.restore(loadFleet(options.stateDir));
     options.channel.onDatagram((data, from) => this.onDatagram(data, from));
+  }
+
+  /** Save the fleet now (operator decisions) or soon (registrations: at most once a second). */
+  private saveFleet(now: boolean): void {
+    const dir = this.options.stateDir;
+    if (dir === undefined) return;
+    const save = (): void => {
+      this.saveTimer = undefined;
+      try {
+        saveFleet(dir, this.registry.saved());
+      } catch (err) {
+        this.emit('warning', `could not save the fleet registry: ${errorMessage(err)}`);
+      }
+    };
+    if (now) { clearTimeout(this.saveTimer); save(); return; }
+    this.saveTimer ??= setTimeout(save, FLEET_SAVE_MS);
+  }
+
+  /** Put a client in a group, or take it out; saved at once. */
+  setTag(id: string, group: string, on: boolean): boolean {
+    const changed = on ? this.registry.tag(id, group) : this.registry.untag(id, group);
+    if (changed) this.saveFleet(true);
+    return changed;
+  }
+
+  /**
+   * Ask every online client to register now, and resolve with what each answered within
+   * `timeoutMs` (a client that did not answer keeps its last known version, marked stale).
+   */
+  async queryVersions(timeoutMs = 3000): Promise<{ client: ClientRecord; answered: boolean }[]> {
+    const clients = this.onlineClients();
+    const askedAt = this.options.clock.now();
+    const seq = (this.querySeq = (this.querySeq + 1) >>> 0);
+    const pending = new Set(clients.map((c) => c.id));
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done(): void { clearTimeout(timer); resolve(); }
+      const onRegistered = (record: ClientRecord): void => {
+        if (pending.delete(record.id) && pending.size === 0) { this.off('client-renewed', onRegistered); done(); }
+      };
+      this.on('client-renewed', onRegistered);
+      setTimeout(() => this.off('client-renewed', onRegistered), timeoutMs).unref();
+      for (const c of clients) this.options.channel.send(encode({ type: 'query', seq }), c.peer);
+      if (clients.length === 0) done();
+    });
+    return clients.map((client) => ({ client, answered: client.lastSeen >= askedAt }));
+  }
+
+  /** Approved online clients running a release below `stored`'s. */
+  behind(stored: StoredRelease): ClientRecord[] {
+    return this.onlineClients().filter((c) => compareReleaseVersions(c.version, stored.version) < 0);
   }
 
   get devices(): Devices { return this.options.devices; }
@@ -112,6 +184,11 @@ export class NxtServer extends EventEmitter {
 
   /** Push one release to each of `clients`; resolves when every one has finished or failed. */
   async push(release: Release, clients: ClientRecord[]): Promise<PushReport[]> {
+    try {
+      this.options.releases?.add(release, this.options.wallClock.wallNow());
+    } catch (err) {
+      this.emit('warning', `could not keep a copy of ${release.manifest.name} for rollouts: ${errorMessage(err)}`);
+    }
     const renumber = (session: PushSession): number => {
       this.sessions.delete(session.transferId);
       const id = this.newTransferId();
@@ -155,6 +232,7 @@ export class NxtServer extends EventEmitter {
   }
 
   async close(): Promise<void> {
+    if (this.saveTimer) this.saveFleet(true);
     for (const s of this.sessions.values()) s.cancel('server shutting down');
     await this.options.channel.close();
   }
@@ -188,14 +266,41 @@ export class NxtServer extends EventEmitter {
       return;
     }
     this.waiting.delete(id);
-    const registered = this.registry.register(id, from, msg.version, msg.product, this.options.clock.now());
+    const now = this.options.clock.now();
+    const registered = this.registry.register(id, from, msg.version, msg.product, now, wallNow);
     if (!registered) {
       this.stats.refused++;
       return;
     }
+    const { record } = registered;
+    record.updateState = msg.updateState;
+    record.updateResult = msg.updateResult;
     this.stats.registrations++;
     answer(Enrollment.approved);
-    if (registered.isNew) this.emit('client-registered', registered.record);
+    this.saveFleet(false);
+    if (registered.isNew) this.emit('client-registered', record);
+    else if (registered.cameBack) this.emit('client-back', record);
+    this.emit('client-renewed', record);
+    this.catchUp(record, now);
+  }
+
+  /** With --auto-update: push the latest release to a client that registers behind it. */
+  private catchUp(client: ClientRecord, now: number): void {
+    const { releases, prepareStored } = this.options;
+    if (!this.options.autoUpdate || !releases || !prepareStored) return;
+    const latest = releases.latest();
+    if (!latest || compareReleaseVersions(client.version, latest.version) >= 0) return;
+    // Already on its way, or kept on the device for a deferred upgrade: nothing to do.
+    if ([...this.sessions.values()].some((s) => s.client.id === client.id)) return;
+    if (client.updateState === UpdateState.downloaded) return;
+    const last = this.autoAttempts.get(client.id);
+    if (last && last.sha256 === latest.sha256 && now - last.at < AUTO_RETRY_MS) return;
+    this.autoAttempts.set(client.id, { sha256: latest.sha256, at: now });
+    if (this.autoAttempts.size > 100_000) this.autoAttempts.delete(this.autoAttempts.keys().next().value!);
+    this.emit('auto-update', client, latest);
+    void prepareStored(latest)
+      .then((release) => this.push(release, [client]))
+      .catch((err: unknown) => this.emit('warning', `automatic update of ${shortId(client.id)} to ${latest.name}: ${errorMessage(err)}`));
   }
 
   private tokenMatches(token: string): boolean {
@@ -261,6 +366,7 @@ export function describeOutcome(report: PushReport): string {
   const took = `in ${Math.round(report.elapsedMs)} ms${data}`;
   const lossy = progress.retransmits > 0 ? `, ${progress.retransmits} chunks resent${progress.timeouts > 0 ? `, ${progress.timeouts} timeouts` : ''}` : '';
   if (report.ok) return `done: ${outcome.message} (release ${outcome.active ? formatReleaseVersion(outcome.active) : '?'}) ${took}${lossy}`;
+  if (outcome.code === ResultCode.deferred) return `deferred: ${outcome.message} ${took}${lossy}`;
   const still = outcome.active ? `; still on ${formatReleaseVersion(outcome.active)}` : '';
   return `failed (${resultCodeName(outcome.code)}): ${outcome.message}${still} ${took}${lossy}`;
 }

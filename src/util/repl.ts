@@ -3,6 +3,7 @@
  * were typed (or piped), and lines printed by background events never garble what the operator
  * is typing: on a terminal the prompt and the partial input are redrawn below them.
  */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createInterface, type Interface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { NxtError, errorMessage } from '../errors.js';
@@ -20,7 +21,13 @@ export interface ReplOptions {
   readonly commands: Record<string, Command>;
   /** Called when input ends (EOF); the program decides whether to keep running headless. */
   readonly onEnd?: () => void;
+  /** Words Tab may complete after a command (client ids, groups…), given the command's name. */
+  readonly completeArgs?: (command: string) => string[];
+  /** Where typed lines are kept across sessions (on a terminal only). */
+  readonly historyFile?: string;
 }
+
+const HISTORY_LINES = 500;
 
 export class Repl {
   private readonly rl: Interface;
@@ -33,8 +40,14 @@ export class Repl {
     this.terminal = (options.output as { isTTY?: boolean }).isTTY === true && (options.input as { isTTY?: boolean }).isTTY === true;
     this.rl = createInterface({
       input: options.input, output: options.output, prompt: options.prompt, terminal: this.terminal,
-      completer: (line: string) => this.complete(line),
+      completer: (line: string) => this.complete(line), history: this.loadHistory(), historySize: HISTORY_LINES,
     });
+    const file = options.historyFile;
+    if (this.terminal && file !== undefined) {
+      this.rl.on('history', (lines: string[]) => {
+        try { writeFileSync(file, `${[...lines].reverse().join('\n')}\n`, { mode: 0o600 }); } catch { /* history is a convenience */ }
+      });
+    }
     this.rl.on('line', (line) => { this.queue.push(line); void this.drain(); });
     this.rl.on('close', () => { this.ended = true; if (!this.busy && this.queue.length === 0) options.onEnd?.(); });
   }
@@ -71,38 +84,70 @@ export class Repl {
   }
 
   private async execute(line: string): Promise<void> {
-    let words: string[];
+    await runCommandLine(this.options.commands, line, (text) => this.options.output.write(text));
+  }
+
+  /** Newest first, as readline wants it. */
+  private loadHistory(): string[] {
+    const file = this.options.historyFile;
+    if (!this.terminal || file === undefined || !existsSync(file)) return [];
     try {
-      words = splitWords(line);
-    } catch (err) {
-      this.options.output.write(`error: ${errorMessage(err)}\n`);
-      return;
-    }
-    const [name, ...args] = words;
-    if (name === undefined) return;
-    const command = this.options.commands[name];
-    if (!command) {
-      this.options.output.write(`unknown command "${name}": type "help" for the list\n`);
-      return;
-    }
-    try {
-      await command.run(args);
-    } catch (err) {
-      const code = err instanceof NxtError ? ` [${err.code}]` : '';
-      this.options.output.write(`error${code}: ${errorMessage(err)}\n`);
+      return readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').slice(-HISTORY_LINES).reverse();
+    } catch {
+      return [];
     }
   }
 
+  /** Tab: command names at the start of a line, then what completeArgs offers for that command. */
   private complete(line: string): [string[], string] {
-    const names = Object.keys(this.options.commands);
-    const hits = names.filter((n) => n.startsWith(line.trim()));
-    return [hits.length > 0 ? hits : names, line];
+    const words = line.split(/\s+/);
+    if (words.length <= 1) {
+      const names = Object.keys(this.options.commands);
+      const hits = names.filter((n) => n.startsWith(line.trim()));
+      return [hits.length > 0 ? hits : names, line];
+    }
+    const partial = words.at(-1) ?? '';
+    const offers = this.options.completeArgs?.(words[0] ?? '') ?? [];
+    return [offers.filter((o) => o.startsWith(partial)), partial];
   }
 
   helpText(): string {
-    const entries = Object.values(this.options.commands);
-    const width = Math.max(...entries.map((c) => c.usage.length));
-    return entries.map((c) => `  ${c.usage.padEnd(width)}  ${c.help}`).join('\n');
+    return helpText(this.options.commands);
+  }
+}
+
+export function helpText(commands: Record<string, Command>): string {
+  const entries = Object.values(commands);
+  const width = Math.max(...entries.map((c) => c.usage.length));
+  return entries.map((c) => `  ${c.usage.padEnd(width)}  ${c.help}`).join('\n');
+}
+
+/**
+ * Run one command line against `commands`, writing any error as one line. Resolves false when the
+ * line failed (unknown command, bad usage, or the command threw), for callers with exit codes.
+ */
+export async function runCommandLine(commands: Record<string, Command>, line: string, write: (text: string) => void): Promise<boolean> {
+  let words: string[];
+  try {
+    words = splitWords(line);
+  } catch (err) {
+    write(`error: ${errorMessage(err)}\n`);
+    return false;
+  }
+  const [name, ...args] = words;
+  if (name === undefined) return true;
+  const command = commands[name];
+  if (!command) {
+    write(`unknown command "${name}": type "help" for the list\n`);
+    return false;
+  }
+  try {
+    await command.run(args);
+    return true;
+  } catch (err) {
+    const code = err instanceof NxtError ? ` [${err.code}]` : '';
+    write(`error${code}: ${errorMessage(err)}\n`);
+    return false;
   }
 }
 

@@ -74,7 +74,7 @@ describe('push to registered clients', () => {
     await a.waitFor('Major = 8');
     let at = b.type('show version');
     await b.waitFor(/Major = 5\nMinor = 6/, 5000, at);
-    expect(await push(`${V2} --to ffffffff`)).toMatch(/error \[no-such-client\]: no online client has an id starting "ffffffff"/);
+    expect(await push(`${V2} --to ffffffff`)).toMatch(/error \[no-such-client\]: "ffffffff" is neither a group with online clients nor the start of an online client.s id/);
     expect(await push(V1)).toMatch(/0 done, 2 failed/); // rollback on A, not newer than B's built-in 1.0.0
 
     await server.stop('SIGKILL');

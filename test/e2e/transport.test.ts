@@ -138,7 +138,7 @@ describe('resume', () => {
     ({ proc: server, port: serverPort } = await startServer(stateDir, ['--renew', '1000', '--port', String(port)]));
     expect(serverPort).toBe(port);
     restarted = true;
-    await server.waitFor(/client \w+ registered/);
+    await server.waitFor(/client \w+ (registered|is back)/); // is back: it was in the saved fleet
     const out = await pushLine(file).done;
     expect(out).toMatch(/done: 9\.1 bulk active/);
     const held = Number((await client.waitFor(/resuming after (\d+) chunks already held/))[1]);

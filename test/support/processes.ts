@@ -70,6 +70,13 @@ export class Proc {
     return at;
   }
 
+  /** Type a command and wait for `until` in what follows; resolves with everything printed since. */
+  async run(command: string, until: RegExp, timeoutMs = 20_000): Promise<string> {
+    const at = this.type(command);
+    await this.waitFor(until, timeoutMs, at);
+    return this.output.slice(at);
+  }
+
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
     if (this.alive) {
       this.child.kill(signal);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { DecodeError } from '../../src/errors.js';
 import {
-  decode, encode, Enrollment, MAX_CHUNK_BYTES, MAX_MANIFEST_BYTES, MAX_SACK_BITMAP_BYTES, type Message,
+  decode, encode, Enrollment, MAX_CHUNK_BYTES, UpdateResult, UpdateState, MAX_MANIFEST_BYTES, MAX_SACK_BITMAP_BYTES, type Message,
 } from '../../src/protocol/messages.js';
 
 const id = new Uint8Array(16).fill(7);
@@ -11,8 +11,9 @@ const v = { major: 2, minor: 0, patch: 1 };
 const examples: Message[] = [
   {
     type: 'register', clientId: id, seq: 5, version: v, product: { major: 8, minor: 6, productName: 'nxtgen' },
-    enrollToken: 'tok', inventory: '{"hostname":"gw-7","cpus":4}',
+    enrollToken: 'tok', inventory: '{"hostname":"gw-7","cpus":4}', updateState: UpdateState.downloaded, updateResult: UpdateResult.deferred,
   },
+  { type: 'query', seq: 77 },
   { type: 'registered', clientId: id, seq: 5, leaseMs: 31_000, renewMs: 10_000, enrollment: Enrollment.pending },
   { type: 'offer', transferId: 9, manifest: new Uint8Array([1, 2, 3]), signature: new Uint8Array(64).fill(1) },
   { type: 'data', transferId: 9, index: 3, payload: new Uint8Array(MAX_CHUNK_BYTES).fill(4) },

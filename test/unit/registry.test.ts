@@ -1,4 +1,8 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { loadFleet, saveFleet } from '../../src/server/fleet-file.js';
 import { Registry } from '../../src/server/registry.js';
 
 const v = { major: 1, minor: 0, patch: 0 };
@@ -41,5 +45,37 @@ describe('the client registry', () => {
       expect(r.register('c', at(3), v, p, 10)).toBeUndefined();
       expect(r.register('a', at(1), v, p, 20)?.isNew).toBe(false); // known clients still renew
     });
+  });
+});
+
+describe('the saved fleet', () => {
+  it('restores clients as offline, with their groups, until they renew', () => {
+    const r = new Registry(1000);
+    r.register('a', at(1), v, p, 0, new Date('2026-11-23T10:00:00Z'));
+    r.register('b', at(2), v, p, 0);
+    expect(r.tag('a', 'kiosks')).toBe(true);
+    expect(r.tag('a', 'kiosks')).toBe(false);
+    const dir = mkdtempSync(join(tmpdir(), 'nxt-fleet-'));
+    saveFleet(dir, r.saved());
+
+    const after = new Registry(1000);
+    after.restore(loadFleet(dir));
+    expect(after.all().map((c) => c.id)).toEqual(['a', 'b']);
+    expect(after.online(5)).toEqual([]);
+    expect(after.get('a')?.tags).toEqual(['kiosks']);
+    expect(after.get('a')?.lastSeenAt).toBe('2026-11-23T10:00:00.000Z');
+    const back = after.register('a', at(3), v, p, 10);
+    expect(back).toMatchObject({ isNew: false, cameBack: true, changed: true });
+    expect(after.online(11).map((c) => c.id)).toEqual(['a']);
+    expect(after.untag('a', 'kiosks')).toBe(true);
+    expect(after.get('a')?.tags).toEqual([]);
+  });
+
+  it('names the problem when clients.json is damaged', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nxt-fleet-'));
+    writeFileSync(join(dir, 'clients.json'), '{"clients": [{"id": 1}]}');
+    expect(() => loadFleet(dir)).toThrow(/clients\.json is not a list of clients/);
+    writeFileSync(join(dir, 'clients.json'), '{"clients": [');
+    expect(() => loadFleet(dir)).toThrow(/clients\.json is not readable JSON/);
   });
 });

@@ -10,6 +10,7 @@ import { loadOrCreateReleaseKey } from '../../src/security/release-key.js';
 import { History } from '../../src/server/history.js';
 import { NxtServer } from '../../src/server/server.js';
 import { Devices } from '../../src/server/devices.js';
+import { ReleaseStore } from '../../src/server/release-store.js';
 import { keyPairFromSecret } from '../../src/session/handshake.js';
 import { ServerChannel } from '../../src/session/server-channel.js';
 import { createServerRepl } from '../../src/server/server-repl.js';
@@ -32,7 +33,12 @@ async function console_(): Promise<{ type: (l: string) => Promise<string>; exite
   output.on('data', (d: Buffer) => { text += d.toString(); });
   let exited = false;
   const history = new History(mkdtempSync(join(tmpdir(), 'nxt-repl-')));
-  createServerRepl({ server, signer, publicKey: signer.publicKey, clock: systemClock, wallClock: systemWallClock, input, output, history, onExit: () => { exited = true; } }).start();
+  const releases = new ReleaseStore(mkdtempSync(join(tmpdir(), 'nxt-repl-')));
+  const prepareStored = (): Promise<never> => Promise.reject(new Error('not in these tests'));
+  createServerRepl({
+    server, signer, publicKey: signer.publicKey, clock: systemClock, wallClock: systemWallClock, input, output, history, releases, prepareStored,
+    onExit: () => { exited = true; },
+  }).start();
   // Each command ends when the next prompt appears.
   const type = (line: string): Promise<string> => new Promise((resolve, reject) => {
     const from = text.length;

@@ -1,0 +1,71 @@
+/**
+ * Every module pushed, kept so the server can push it again by itself (`rollout latest`,
+ * automatic catch-up): `releases/<sha256>/<name>` (with its `.nxt-signed` file when it was signed
+ * offline) and `releases.json`, the list, written atomically.
+ */
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { NxtError, errorMessage } from '../errors.js';
+import { compareReleaseVersions, formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
+import { PRESIGNED_SUFFIX, type Release } from './release.js';
+
+export interface StoredRelease {
+  readonly name: string;
+  readonly version: ReleaseVersion;
+  readonly sha256: string;
+  readonly size: number;
+  /** The stored copy (content-addressed). */
+  readonly file: string;
+  readonly presigned: boolean;
+  readonly storedAt: string;
+}
+
+const LIST_FILE = 'releases.json';
+
+export class ReleaseStore {
+  private readonly dir: string;
+  private readonly releases: StoredRelease[] = [];
+
+  constructor(private readonly stateDir: string) {
+    this.dir = join(stateDir, 'releases');
+    const path = join(stateDir, LIST_FILE);
+    if (!existsSync(path)) return;
+    try {
+      const parsed = JSON.parse(readFileSync(path, 'utf8')) as { releases?: StoredRelease[] };
+      if (!Array.isArray(parsed.releases)) throw new Error('no "releases" list');
+      this.releases.push(...parsed.releases);
+    } catch (err) {
+      throw new NxtError('bad-state', `${path} is unreadable (${errorMessage(err)}): restore it from a backup, or delete it (rollout then knows only modules pushed from now on)`);
+    }
+  }
+
+  list(): readonly StoredRelease[] { return this.releases; }
+
+  /** The highest version stored. */
+  latest(): StoredRelease | undefined {
+    return this.releases.reduce<StoredRelease | undefined>((best, r) => (!best || compareReleaseVersions(r.version, best.version) > 0 ? r : best), undefined);
+  }
+
+  /** Keep a copy of a release being pushed (once per content). */
+  add(release: Release, wallNow: Date): StoredRelease {
+    const m = release.manifest;
+    const known = this.releases.find((r) => r.sha256 === m.sha256 && compareReleaseVersions(r.version, m.version) === 0);
+    if (known) return known;
+    const dir = join(this.dir, m.sha256);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // The name came from the operator's file or a signed manifest; still, only a plain file name.
+    const file = join(dir, /^[\w.-]+$/.test(m.name) && !m.name.startsWith('.') ? m.name : 'module.mjs');
+    if (!existsSync(file)) copyFileSync(release.path, file);
+    const presigned = existsSync(release.path + PRESIGNED_SUFFIX);
+    if (presigned) copyFileSync(release.path + PRESIGNED_SUFFIX, file + PRESIGNED_SUFFIX);
+    const stored: StoredRelease = { name: m.name, version: m.version, sha256: m.sha256, size: m.size, file, presigned, storedAt: wallNow.toISOString() };
+    this.releases.push(stored);
+    writeFileAtomic(join(this.stateDir, LIST_FILE), `${JSON.stringify({ version: 1, releases: this.releases }, null, 1)}\n`);
+    return stored;
+  }
+}
+
+export function describeStored(r: StoredRelease): string {
+  return `${r.name} ${formatReleaseVersion(r.version)}`;
+}
