@@ -3,7 +3,7 @@ import type { Readable, Writable } from 'node:stream';
 import { formatProductVersion } from '../plugin/plugin-shape.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
 import { mib } from '../util/format.js';
-import { Repl } from '../util/repl.js';
+import { helpCommand, Repl, type Command } from '../util/repl.js';
 import type { ClientAgent, DownloadProgress } from './agent.js';
 
 export interface ClientReplOptions {
@@ -18,45 +18,46 @@ export interface ClientReplOptions {
 export function createClientRepl(o: ClientReplOptions): Repl {
   const { agent } = o;
   const say = (line: string): void => { o.output.write(`${line}\n`); };
+  const commands: Record<string, Command> = {
+    help: helpCommand(() => commands, say),
+    show: {
+      usage: 'show version',
+      help: 'print the active plugin\'s product version and release',
+      run: (args) => {
+        if (args[0] !== 'version' || args.length !== 1) { say('usage: show version'); return; }
+        say(formatProductVersion(agent.active.product));
+        say(`release = ${formatReleaseVersion(agent.active.version)} (${agent.active.name})`);
+        const waiting = agent.pendingUpgrade;
+        if (waiting) say(`waiting for upgrade: ${waiting.name} ${formatReleaseVersion(waiting.version)}`);
+      },
+    },
+    stats: {
+      usage: 'stats',
+      help: 'registration state, messages, and datagrams the secure channel dropped (forged, replayed, …)',
+      run: () => {
+        const s = agent.stats;
+        const c = agent.channel.stats;
+        say(`${agent.isRegistered ? 'registered' : 'not registered'}; ${c.handshakes} handshakes; dropped: malformed ${c.malformed}, bad tag ${c.badTag}, replayed ${c.replayed}, unknown session ${c.unknownSession}, foreign ${c.foreign}, bad handshake ${c.badHandshake}; messages ${s.datagrams}, unknown transfer ${s.unknownTransfer}`);
+      },
+    },
+    upgrade: {
+      usage: 'upgrade',
+      help: 'activate the verified update this device is keeping (defer policy)',
+      run: async () => {
+        const waiting = agent.pendingUpgrade;
+        if (!waiting) { say('no update is waiting'); return; }
+        say(`activating ${waiting.name} ${formatReleaseVersion(waiting.version)}`);
+        await agent.upgrade();
+      },
+    },
+    exit: { usage: 'exit', help: 'stop the client', run: () => o.onExit() },
+  };
   const repl: Repl = new Repl({
     prompt: 'NxtClient# ',
     input: o.input,
     output: o.output,
     onEnd: o.onEnd,
-    commands: {
-      help: { usage: 'help', help: 'list the commands', run: () => say(`commands:\n${repl.helpText()}`) },
-      show: {
-        usage: 'show version',
-        help: 'print the active plugin\'s product version and release',
-        run: (args) => {
-          if (args[0] !== 'version' || args.length !== 1) { say('usage: show version'); return; }
-          say(formatProductVersion(agent.active.product));
-          say(`release = ${formatReleaseVersion(agent.active.version)} (${agent.active.name})`);
-          const waiting = agent.pendingUpgrade;
-          if (waiting) say(`waiting for upgrade: ${waiting.name} ${formatReleaseVersion(waiting.version)}`);
-        },
-      },
-      stats: {
-        usage: 'stats',
-        help: 'registration state, messages, and datagrams the secure channel dropped (forged, replayed, …)',
-        run: () => {
-          const s = agent.stats;
-          const c = agent.channel.stats;
-          say(`${agent.isRegistered ? 'registered' : 'not registered'}; ${c.handshakes} handshakes; dropped: malformed ${c.malformed}, bad tag ${c.badTag}, replayed ${c.replayed}, unknown session ${c.unknownSession}, foreign ${c.foreign}, bad handshake ${c.badHandshake}; messages ${s.datagrams}, unknown transfer ${s.unknownTransfer}`);
-        },
-      },
-      upgrade: {
-        usage: 'upgrade',
-        help: 'activate the verified update this device is keeping (defer policy)',
-        run: async () => {
-          const waiting = agent.pendingUpgrade;
-          if (!waiting) { say('no update is waiting'); return; }
-          say(`activating ${waiting.name} ${formatReleaseVersion(waiting.version)}`);
-          await agent.upgrade();
-        },
-      },
-      exit: { usage: 'exit', help: 'stop the client', run: () => o.onExit() },
-    },
+    commands,
   });
   agent.on('registered', () => repl.print('registered with the server'));
   agent.on('enrollment', (state: 'pending' | 'rejected') => repl.print(state === 'pending'

@@ -6,7 +6,7 @@ import type { Signer } from '../security/release-key.js';
 import { displayAddress } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import { mib } from '../util/format.js';
-import { helpText, Repl, takeOptions, type Command } from '../util/repl.js';
+import { helpCommand, Repl, takeOptions, type Command } from '../util/repl.js';
 import { prepareRelease, type Release } from './release.js';
 import { describeStored, type ReleaseStore, type StoredRelease } from './release-store.js';
 import { ResultCode } from '../protocol/result-codes.js';
@@ -140,11 +140,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
     say(`push finished: ${ok} done, ${reports.length - ok - deferred} failed${deferred > 0 ? `, ${deferred} deferred` : ''}`);
   };
   const commands: Record<string, Command> = {
-    help: {
-      usage: 'help',
-      help: 'list the commands',
-      run: () => say(`commands:\n${helpText(commands)}`),
-    },
+    help: helpCommand(() => commands, say),
     push: {
       usage: 'push <file> [--version X.Y.Z] [--to all|GROUP|ID[,…]]',
       help: 'sign a plugin module (or use its .nxt-signed file) and send it to every online client, or to those named (groups, id prefixes)',

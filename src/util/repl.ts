@@ -116,6 +116,20 @@ export class Repl {
   }
 }
 
+/** `help` (every command) or `help <command>` (one), as a command both consoles share. */
+export function helpCommand(commands: () => Record<string, Command>, say: (line: string) => void): Command {
+  return {
+    usage: 'help [command]',
+    help: 'list the commands, or explain one',
+    run: (args) => {
+      const all = commands();
+      const one = args[0] === undefined ? undefined : all[args[0]];
+      if (args[0] !== undefined && !one) throw new NxtError('usage', `no command "${args[0]}": type "help" for the list`);
+      say(one ? `${one.usage}\n  ${one.help}` : `commands:\n${helpText(all)}`);
+    },
+  };
+}
+
 export function helpText(commands: Record<string, Command>): string {
   const entries = Object.values(commands);
   const width = Math.max(...entries.map((c) => c.usage.length));

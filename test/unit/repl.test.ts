@@ -57,7 +57,9 @@ describe('the server console', () => {
   it('lists its commands', async () => {
     const c = await console_();
     const out = await c.type('help');
-    for (const cmd of ['push <file>', 'clients', 'stats', 'exit']) expect(out).toContain(cmd);
+    for (const cmd of ['push <file>', 'clients', 'versions', 'rollout latest', 'tag <ID> <group>', 'requests', 'status', 'stats', 'exit']) expect(out).toContain(cmd);
+    expect(await c.type('help rollout')).toMatch(/^rollout latest\n {2}push the newest release/);
+    expect(await c.type('help nosuch')).toMatch(/no command "nosuch"/);
   });
 
   it('names an unknown command and keeps going', async () => {
@@ -74,11 +76,21 @@ describe('the server console', () => {
     expect(await c.type('push "unterminated')).toMatch(/unbalanced quote/);
     expect(await c.type('history a b')).toMatch(/usage: history/);
     expect(await c.type('history --last 0')).toMatch(/--last takes a positive whole number/);
+    expect(await c.type('rollout now')).toMatch(/usage: rollout latest/);
+    expect(await c.type('rollout latest')).toMatch(/nothing has been pushed yet/);
+    expect(await c.type('tag abc')).toMatch(/usage: tag <ID> <group>/);
+    expect(await c.type('tag abc all')).toMatch(/not "all"/);
+    expect(await c.type('tag abc kiosks')).toMatch(/no client has an id starting "abc"/);
+    expect(await c.type('approve abc')).toMatch(/no device has an id starting "abc"/);
+    expect(await c.type('push x_1_0.mjs --to nobody')).toMatch(/error/);
   });
 
-  it('says when there is no history yet', async () => {
+  it('says when there is no history yet, and answers --json with JSON', async () => {
     const c = await console_();
     expect(await c.type('history')).toMatch(/no push results recorded/);
+    for (const cmd of ['clients', 'history', 'releases', 'status', 'versions']) {
+      expect(JSON.parse((await c.type(`${cmd} --json`)).replace(/NxtServer# $/, ''))).toEqual([]);
+    }
   });
 
   it('stops on exit', async () => {
