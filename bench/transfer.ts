@@ -2,7 +2,7 @@
  * Transfer benchmark: nxt beside atftp and UFTP, measured in the same run on this machine.
  * Not a test. Prints markdown tables; every figure is a median of --runs runs (default 3).
  *
- *   npm run bench [-- --runs 3 --only loopback,lossy,fleet,huge,latency]
+ *   npm run bench [-- --runs 3 --only loopback,lossy,fleet,huge,latency --fleet-sizes 1,10,50]
  *
  * Times are wall clock: for nxt from typing `push` to the server's "push finished" (signing,
  * transfer, the client's verification and import()), with the data phase (until every chunk was
@@ -23,6 +23,7 @@ const opt = (name: string, fallback: string): string => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : fallback;
 };
+const FLEET_SIZES = opt('fleet-sizes', '1,10,50').split(',').map(Number);
 const RUNS = Math.max(1, Number(opt('runs', '3')));
 const ONLY = new Set(opt('only', 'loopback,lossy,fleet,huge,latency').split(','));
 const TFTP_PORT = 16969;
@@ -185,13 +186,20 @@ await section('fleet', async () => {
   console.log('|---|---|---|---|---|---|---|---|---|---|');
   const file = writeModule(work, 'fleet_16.mjs', 16 * MiB);
   let one: { data: number; wall: number } | undefined;
-  for (const n of [1, 10, 50]) {
+  for (const n of FLEET_SIZES) {
     const { server, clients } = await fleet(n, undefined, [], ['--peer-timeout', '30000']);
     const wall: number[] = []; const data: number[] = []; const serverCpu: number[] = []; const clientCpu: number[] = [];
     for (let r = 0; r < RUNS; r++) {
       const s0 = cpuSeconds(server.pid); const c0 = clients.reduce((t, c) => t + cpuSeconds(c.pid), 0);
       const p = await push(server, file, 600_000);
-      if (p.ok !== n) throw new Error(`${p.failed} of ${n} failed: ${[...new Set(p.text.match(/failed \([a-zA-Z]+\): [^(\n]*/g) ?? [])].slice(0, 3).join("; ")}`);
+      if (p.ok !== n) {
+        // Say which clients were not there (offline: their lease lapsed) before giving up.
+        const at = server.type('clients');
+        await server.waitFor(/NxtServer# $/, 10_000, at + 1).catch(() => undefined);
+        console.log(server.output.slice(at).split('\n').filter((l) => / offline, /.test(l)).join('\n'));
+        const reasons = [...new Set(p.text.match(/failed \([a-zA-Z]+\): [^(\n]*/g) ?? [])].slice(0, 3).join('; ');
+        throw new Error(`${p.ok} of ${n} done, ${p.failed} failed${reasons ? `: ${reasons}` : ''} (${p.text.match(/push \S+ .* to \d+ client\(s\)/)?.[0] ?? '?'})`);
+      }
       serverCpu.push(cpuSeconds(server.pid) - s0);
       clientCpu.push(clients.reduce((t, c) => t + cpuSeconds(c.pid), 0) - c0);
       wall.push(p.wallMs);

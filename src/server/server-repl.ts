@@ -100,11 +100,12 @@ const STATE_NAMES = ['idle', 'downloading', 'downloaded', 'updating'];
 const RESULT_NAMES: Record<number, string> = { 0: 'initial', 1: 'success', 4: 'connection lost', 5: 'integrity failure', 8: 'update failed', 16: 'deferred', 17: 'refused' };
 
 /** A client as scripts see it (`--json`). */
-function clientJson(c: ClientRecord, online: boolean): Record<string, unknown> {
+function clientJson(c: ClientRecord, online: boolean, device: DeviceRecord | undefined): Record<string, unknown> {
   return {
     id: c.id, address: displayAddress(c.peer), online, release: formatReleaseVersion(c.version),
     product: `${c.product.major}.${c.product.minor}`, productName: c.product.productName, lastSeen: c.lastSeenAt, tags: c.tags,
     updateState: STATE_NAMES[c.updateState] ?? String(c.updateState), updateResult: RESULT_NAMES[c.updateResult] ?? String(c.updateResult),
+    inventory: device?.inventory ?? {}, fingerprint: device?.fingerprint,
   };
 }
 
@@ -181,7 +182,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
       run: async (args) => {
         const { json } = wantsJson(args);
         const answers = await server.queryVersions();
-        if (json) { say(JSON.stringify(answers.map((a) => ({ ...clientJson(a.client, true), answered: a.answered })))); return; }
+        if (json) { say(JSON.stringify(answers.map((a) => ({ ...clientJson(a.client, true, server.devices.get(a.client.id)), answered: a.answered })))); return; }
         if (answers.length === 0) { say('no clients online'); return; }
         for (const { client: c, answered } of answers) {
           say(`  ${shortId(c.id)}  release ${formatReleaseVersion(c.version).padEnd(8)} ${c.product.major}.${c.product.minor} ${c.product.productName}  ${STATE_NAMES[c.updateState]}${c.updateResult ? ` (${RESULT_NAMES[c.updateResult] ?? c.updateResult})` : ''}${answered ? '' : '  (no answer: last known)'}`);
@@ -225,7 +226,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
       run: (args) => {
         const now = o.clock.now();
         const all = server.registry.all();
-        if (wantsJson(args).json) { say(JSON.stringify(all.map((c) => clientJson(c, server.registry.isOnline(c, now))))); return; }
+        if (wantsJson(args).json) { say(JSON.stringify(all.map((c) => clientJson(c, server.registry.isOnline(c, now), server.devices.get(c.id))))); return; }
         if (all.length === 0) { say('no clients registered'); return; }
         for (const c of all) {
           const state = server.registry.isOnline(c, now) ? 'online' : 'offline';

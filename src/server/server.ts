@@ -84,8 +84,10 @@ interface LastRegister {
   readonly msg: RegisterMessage;
 }
 
-/** Events: 'client-registered' (ClientRecord), 'push-result' (PushReport), 'enrollment-request'
- *  (DeviceRecord, a new device waits for approval), 'warning' (string). */
+/** Events: 'client-registered' (ClientRecord, new to the fleet), 'client-back' (ClientRecord, was
+ *  offline), 'client-renewed' (ClientRecord, every registration), 'push-result' (PushReport),
+ *  'auto-update' (ClientRecord, StoredRelease), 'enrollment-request' (DeviceRecord, a new device
+ *  waits for approval), 'warning' (string). */
 export class NxtServer extends EventEmitter {
   readonly stats: ServerStats = { datagrams: 0, malformed: 0, unexpected: 0, foreign: 0, registrations: 0, refused: 0, impersonation: 0 };
   private readonly waiting = new Map<string, LastRegister>();
@@ -139,13 +141,16 @@ export class NxtServer extends EventEmitter {
     const seq = (this.querySeq = (this.querySeq + 1) >>> 0);
     const pending = new Set(clients.map((c) => c.id));
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, timeoutMs);
-      function done(): void { clearTimeout(timer); resolve(); }
       const onRegistered = (record: ClientRecord): void => {
-        if (pending.delete(record.id) && pending.size === 0) { this.off('client-renewed', onRegistered); done(); }
+        if (pending.delete(record.id) && pending.size === 0) done();
       };
+      const done = (): void => {
+        clearTimeout(timer);
+        this.off('client-renewed', onRegistered);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
       this.on('client-renewed', onRegistered);
-      setTimeout(() => this.off('client-renewed', onRegistered), timeoutMs).unref();
       for (const c of clients) this.options.channel.send(encode({ type: 'query', seq }), c.peer);
       if (clients.length === 0) done();
     });
@@ -172,6 +177,7 @@ export class NxtServer extends EventEmitter {
       this.registry.remove(id);
       for (const s of this.sessions.values()) if (s.client.id === id) s.cancel(`device ${state}`);
       if (state === 'revoked') this.options.channel.dropClient(id);
+      this.saveFleet(true);
     }
     return record;
   }
