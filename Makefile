@@ -17,6 +17,8 @@ test: setup
 
 bench: setup
 	npm run bench
+	npm run bench:crypto
+	npm run bench:fleet
 
 package: setup
 	scripts/Package_Server.sh
