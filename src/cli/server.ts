@@ -13,6 +13,7 @@ import {
 import { NxtError } from '../errors.js';
 import { DEFAULT_MANIFEST_TTL_S, encodePresigned, prepareRelease, PRESIGNED_SUFFIX, type Release } from '../server/release.js';
 import { ReleaseStore, type StoredRelease } from '../server/release-store.js';
+import { Notifier } from '../server/notifier.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
 import { History } from '../server/history.js';
 import { Devices } from '../server/devices.js';
@@ -38,6 +39,12 @@ const program = new Command('nxt-server')
   .option('--manifest-ttl <seconds>', 'how long a signed push stays installable; clients refuse it after that', String(DEFAULT_MANIFEST_TTL_S))
   .addOption(new Option('-c, --config <file>', 'settings file (JSON, keys as the long options in camelCase; flags win)').env('NXT_SERVER_CONFIG'))
   .option('--max-handshakes <per-second>', 'session handshakes accepted per second, all clients together (each costs ~5 ms of CPU)', '50')
+  .option('--notify-webhook <url>', 'POST a JSON alert here when a push fails on a device or a device stays behind')
+  .option('--smtp <url>', 'mail server for alerts, e.g. smtp://mail.example.com:587 (user:password@ allowed)')
+  .option('--notify-email <address>', 'send alerts to this address (needs --smtp)')
+  .option('--notify-from <address>', 'sender of alert emails', 'nxt-server <nxt@localhost>')
+  .addOption(new Option('--notify-retry <ms>', 'first retry of an undelivered alert (then doubling, 5 attempts)').default('1000').hideHelp())
+  .option('--behind-after <seconds>', 'alert when an online device runs an older release than the latest for this long')
   .option('--auto-update', 'push the latest release to any client that registers (or comes back) behind it')
   .addOption(new Option('--enroll-token <token>', 'devices started with this token are approved without asking (comma-separate several)').env('NXT_ENROLL_TOKEN'))
   // Options after a subcommand belong to it (keygen --state-dir D).
@@ -47,11 +54,13 @@ const program = new Command('nxt-server')
 interface ServerFlags {
   port: string; stateDir: string; peerTimeout: string; renew: string; manifestTtl: string; enrollToken?: string; autoUpdate?: boolean;
   maxHandshakes: string; config?: string;
+  notifyWebhook?: string; smtp?: string; notifyEmail?: string; notifyFrom: string; behindAfter?: string; notifyRetry: string;
 }
 
 const SERVER_CONFIG: Record<string, ConfigType> = {
   port: 'number', stateDir: 'string', peerTimeout: 'number', renew: 'number', manifestTtl: 'number',
   enrollToken: 'string', autoUpdate: 'boolean', maxHandshakes: 'number',
+  notifyWebhook: 'string', smtp: 'string', notifyEmail: 'string', notifyFrom: 'string', behindAfter: 'number',
 };
 
 program.action(async (flags: ServerFlags) => {
@@ -84,7 +93,18 @@ program.action(async (flags: ServerFlags) => {
       version: stored.presigned ? undefined : formatReleaseVersion(stored.version), signer, publicKey,
       now: systemWallClock.wallNow(), ttlSeconds: manifestTtlSeconds,
     });
+    if ((opts.smtp === undefined) !== (opts.notifyEmail === undefined)) throw new NxtError('usage', 'email alerts need both --smtp and --notify-email');
+    if (opts.behindAfter !== undefined && !/^\d+$/.test(opts.behindAfter)) throw new NxtError('usage', `--behind-after "${opts.behindAfter}" is not a number of seconds`);
+    let notifier: Notifier | undefined;
+    const warn = (line: string): void => { server.emit('warning', line); };
+    if (opts.notifyWebhook !== undefined || opts.smtp !== undefined) {
+      notifier = new Notifier({
+        webhook: opts.notifyWebhook, smtp: opts.smtp, emailTo: opts.notifyEmail, emailFrom: opts.notifyFrom, log: warn,
+        firstRetryMs: parsePositiveMs(opts.notifyRetry),
+      });
+    }
     const server = new NxtServer({
+      notifier, behindAfterMs: opts.behindAfter === undefined ? undefined : Number(opts.behindAfter) * 1000,
       stateDir: opts.stateDir, releases, prepareStored, autoUpdate: opts.autoUpdate === true,
       channel, clock: systemClock, wallClock: systemWallClock, devices, randomU32: () => randomBytes(4).readUInt32BE(0),
       enrollTokens: (opts.enrollToken ?? '').split(',').map((t) => t.trim()).filter((t) => t !== ''),

@@ -18,7 +18,8 @@ import type { History } from './history.js';
 import { PushSession, type PushProgress } from './push-session.js';
 import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord } from './registry.js';
 import type { Release } from './release.js';
-import type { ReleaseStore, StoredRelease } from './release-store.js';
+import { describeStored, type ReleaseStore, type StoredRelease } from './release-store.js';
+import type { Notifier } from './notifier.js';
 import { loadFleet, saveFleet } from './fleet-file.js';
 import { compareReleaseVersions } from '../protocol/release-version.js';
 import { UpdateState } from '../protocol/messages.js';
@@ -48,6 +49,10 @@ export interface NxtServerOptions {
   readonly prepareStored?: (stored: StoredRelease) => Promise<Release>;
   /** Push the latest release to any approved client that registers behind it. */
   readonly autoUpdate?: boolean;
+  /** Where alerts go (webhook, email): failed pushes, devices left behind. */
+  readonly notifier?: Notifier;
+  /** Alert when an online device has run a release older than the latest for this long. */
+  readonly behindAfterMs?: number;
 }
 
 /** After a failed automatic push, wait this long before trying that client again. */
@@ -95,6 +100,9 @@ export class NxtServer extends EventEmitter {
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly autoAttempts = new Map<string, { sha256: string; at: number }>();
   private querySeq = 0;
+  /** Since when each online device has been behind the latest release (and whether we said so). */
+  private readonly behindSince = new Map<string, { sha256: string; since: number; alerted: boolean }>();
+  private readonly behindTimer: NodeJS.Timeout | undefined;
   readonly registry: Registry;
   private readonly sessions = new Map<number, PushSession>();
   private readonly renewMs: number;
@@ -106,6 +114,34 @@ export class NxtServer extends EventEmitter {
     this.tokenHashes = (options.enrollTokens ?? []).filter((t) => t !== '').map(sha256);
     if (options.stateDir !== undefined) this.registry.restore(loadFleet(options.stateDir));
     options.channel.onDatagram((data, from) => this.onDatagram(data, from));
+    const behindAfter = options.behindAfterMs;
+    if (options.notifier && behindAfter !== undefined) {
+      this.behindTimer = setInterval(() => this.checkBehind(behindAfter), Math.min(30_000, Math.max(100, behindAfter / 4)));
+      this.behindTimer.unref();
+    }
+  }
+
+  /** Alert once per device and release when an online device stays behind the latest release. */
+  private checkBehind(afterMs: number): void {
+    const latest = this.options.releases?.latest();
+    if (!latest) return;
+    const now = this.options.clock.now();
+    const behind = new Set(this.behind(latest).map((c) => c.id));
+    for (const id of this.behindSince.keys()) if (!behind.has(id)) this.behindSince.delete(id);
+    for (const id of behind) {
+      let b = this.behindSince.get(id);
+      if (!b || b.sha256 !== latest.sha256) {
+        b = { sha256: latest.sha256, since: now, alerted: false };
+        this.behindSince.set(id, b);
+      }
+      if (b.alerted || now - b.since < afterMs) continue;
+      b.alerted = true;
+      const c = this.registry.get(id)!;
+      this.options.notifier?.notify({
+        event: 'behind', device: id, reason: `runs ${formatReleaseVersion(c.version)}`, release: describeStored(latest),
+        detail: `online and behind ${describeStored(latest)} for ${Math.round((now - b.since) / 1000)} s`, at: this.options.wallClock.wallNow().toISOString(),
+      });
+    }
   }
 
   /** Save the fleet now (operator decisions) or soon (registrations: at most once a second). */
@@ -217,6 +253,12 @@ export class NxtServer extends EventEmitter {
         dataMs: session.dataDoneAt === undefined ? undefined : session.dataDoneAt - session.startedAt,
       };
       this.record(report);
+      if (!report.ok && outcome.code !== ResultCode.deferred) {
+        this.options.notifier?.notify({
+          event: 'push-failed', device: session.client.id, reason: resultCodeName(outcome.code), detail: outcome.message,
+          release: `${release.manifest.name} ${formatReleaseVersion(release.manifest.version)}`, at: this.options.wallClock.wallNow().toISOString(),
+        });
+      }
       this.emit('push-result', report);
       return report;
     });
@@ -238,6 +280,7 @@ export class NxtServer extends EventEmitter {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.behindTimer);
     if (this.saveTimer) this.saveFleet(true);
     for (const s of this.sessions.values()) s.cancel('server shutting down');
     await this.options.channel.close();
