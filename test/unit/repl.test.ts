@@ -1,6 +1,6 @@
 /** The server console driven through streams, against a real server on 127.0.0.1. */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -15,7 +15,7 @@ import { keyPairFromSecret } from '../../src/session/handshake.js';
 import { ServerChannel } from '../../src/session/server-channel.js';
 import { createServerRepl } from '../../src/server/server-repl.js';
 import { systemClock, systemWallClock } from '../../src/util/clock.js';
-import { splitWords } from '../../src/util/repl.js';
+import { Repl, splitWords } from '../../src/util/repl.js';
 
 let server: NxtServer | undefined;
 afterEach(async () => { await server?.close(); });
@@ -103,5 +103,66 @@ describe('the server console', () => {
 describe('splitWords', () => {
   it('keeps quoted spaces', () => {
     expect(splitWords(`push "my file_1_0.mjs" --version '2.0'`)).toEqual(['push', 'my file_1_0.mjs', '--version', '2.0']);
+  });
+});
+
+describe('a console on a terminal', () => {
+  /** Streams that say they are a terminal, so readline edits lines, completes and keeps history. */
+  function terminal(): { input: PassThrough; output: PassThrough; shows: (text: string) => Promise<void> } {
+    const input = Object.assign(new PassThrough(), { isTTY: true, setRawMode: () => input });
+    const output = Object.assign(new PassThrough(), { isTTY: true, columns: 120 });
+    let seen = '';
+    const waiters = new Set<() => void>();
+    output.on('data', (d: Buffer) => { seen += d.toString(); for (const w of [...waiters]) w(); });
+    /** Resolves once the terminal has displayed `text` (what readline echoes or completes). */
+    const shows = (text: string): Promise<void> => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the terminal never showed ${JSON.stringify(text)}: ${JSON.stringify(seen)}`)), 5000);
+      const check = (): void => { if (seen.includes(text)) { clearTimeout(timer); waiters.delete(check); resolve(); } };
+      waiters.add(check);
+      check();
+    });
+    return { input, output, shows };
+  }
+
+  it('completes commands and their arguments with Tab, and keeps typed lines across sessions', async () => {
+    const historyFile = join(mkdtempSync(join(tmpdir(), 'nxt-history-')), 'console-history');
+    let ran: (line: string) => void = () => undefined;
+    const commands = {
+      tag: { usage: 'tag <ID> <group>', help: '', run: (args: string[]) => ran(`tag ${args.join(' ')}`) },
+      untag: { usage: 'untag', help: '', run: () => undefined },
+    };
+    const nextRun = (): Promise<string> => new Promise((res) => { ran = res; });
+    const t = terminal();
+    const first = new Repl({ prompt: '# ', input: t.input, output: t.output, commands, historyFile, completeArgs: () => ['a1b2c3d4e5f6', 'kiosks'] });
+    first.start();
+    // Each Tab is answered before the next key is typed, as at a keyboard.
+    t.input.write('ta');
+    await t.shows('ta');
+    t.input.write('\t');
+    await t.shows('tag');
+    t.input.write(' a1');
+    await t.shows('a1');
+    t.input.write('\t');
+    await t.shows('a1b2c3d4e5f6');
+    t.input.write(' kio');
+    await t.shows('kio');
+    t.input.write('\t');
+    await t.shows('kiosks');
+    const done = nextRun();
+    t.input.write('\r');
+    expect(await done).toBe('tag a1b2c3d4e5f6 kiosks');
+    first.close();
+    expect(readFileSync(historyFile, 'utf8')).toBe('tag a1b2c3d4e5f6 kiosks\n');
+
+    // A new session starts with that line in its history: arrow-up brings it back.
+    const t2 = terminal();
+    const again = new Repl({ prompt: '# ', input: t2.input, output: t2.output, commands, historyFile });
+    again.start();
+    t2.input.write('\x1b[A');
+    await t2.shows('tag a1b2c3d4e5f6 kiosks');
+    const recalled = nextRun();
+    t2.input.write('\r');
+    expect(await recalled).toBe('tag a1b2c3d4e5f6 kiosks');
+    again.close();
   });
 });
