@@ -135,19 +135,12 @@ describe('a console on a terminal', () => {
     const t = terminal();
     const first = new Repl({ prompt: '# ', input: t.input, output: t.output, commands, historyFile, completeArgs: () => ['a1b2c3d4e5f6', 'kiosks'] });
     first.start();
-    // Each Tab is answered before the next key is typed, as at a keyboard.
-    t.input.write('ta');
-    await t.shows('ta');
-    t.input.write('\t');
-    await t.shows('tag');
-    t.input.write(' a1');
-    await t.shows('a1');
-    t.input.write('\t');
-    await t.shows('a1b2c3d4e5f6');
-    t.input.write(' kio');
-    await t.shows('kio');
-    t.input.write('\t');
-    await t.shows('kiosks');
+    // Keys, and what the terminal shows after each: every Tab is answered before the next key is
+    // typed, as at a keyboard.
+    for (const [keys, shown] of [['ta', 'ta'], ['\t', 'tag'], [' a1', 'a1'], ['\t', 'a1b2c3d4e5f6'], [' kio', 'kio'], ['\t', 'kiosks']] as const) {
+      t.input.write(keys);
+      await t.shows(shown);
+    }
     const done = nextRun();
     t.input.write('\r');
     expect(await done).toBe('tag a1b2c3d4e5f6 kiosks');
