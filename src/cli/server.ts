@@ -74,6 +74,9 @@ program.action(async (flags: ServerFlags) => {
     const renewMs = parsePositiveMs(opts.renew);
     if (!/^\d+$/.test(opts.manifestTtl)) throw new NxtError('usage', `--manifest-ttl "${opts.manifestTtl}" is not a number of seconds`);
     const manifestTtlSeconds = Number(opts.manifestTtl);
+    if ((opts.smtp === undefined) !== (opts.notifyEmail === undefined)) throw new NxtError('usage', 'email alerts need both --smtp and --notify-email');
+    if (opts.behindAfter !== undefined && !/^\d+$/.test(opts.behindAfter)) throw new NxtError('usage', `--behind-after "${opts.behindAfter}" is not a number of seconds`);
+    const notifyRetryMs = parsePositiveMs(opts.notifyRetry);
     mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
     process.on('exit', lockDir(opts.stateDir, 'server'));
     // Before any socket opens: readline-sync blocks the event loop while it asks.
@@ -93,14 +96,12 @@ program.action(async (flags: ServerFlags) => {
       version: stored.presigned ? undefined : formatReleaseVersion(stored.version), signer, publicKey,
       now: systemWallClock.wallNow(), ttlSeconds: manifestTtlSeconds,
     });
-    if ((opts.smtp === undefined) !== (opts.notifyEmail === undefined)) throw new NxtError('usage', 'email alerts need both --smtp and --notify-email');
-    if (opts.behindAfter !== undefined && !/^\d+$/.test(opts.behindAfter)) throw new NxtError('usage', `--behind-after "${opts.behindAfter}" is not a number of seconds`);
     let notifier: Notifier | undefined;
     const warn = (line: string): void => { server.emit('warning', line); };
     if (opts.notifyWebhook !== undefined || opts.smtp !== undefined) {
       notifier = new Notifier({
         webhook: opts.notifyWebhook, smtp: opts.smtp, emailTo: opts.notifyEmail, emailFrom: opts.notifyFrom, log: warn,
-        firstRetryMs: parsePositiveMs(opts.notifyRetry),
+        firstRetryMs: notifyRetryMs,
       });
     }
     const server = new NxtServer({
