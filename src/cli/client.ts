@@ -12,6 +12,7 @@ import { NxtError } from '../errors.js';
 import { openUdpEndpoint } from '../net/endpoint.js';
 import { ModuleStore } from '../plugin/module-store.js';
 import { formatProductVersion } from '../plugin/plugin-shape.js';
+import { formatReleaseVersion } from '../protocol/release-version.js';
 import { readPublicKey } from '../security/release-key.js';
 import { ClientChannel } from '../session/client-channel.js';
 import { clientIdOf } from '../session/handshake.js';
@@ -70,6 +71,7 @@ program.action(async (flags: ClientFlags) => {
     const { keys: identity } = loadOrCreateIdentity(opts.dataDir, random);
     const clientId = clientIdOf(identity.publicKey);
     const { active, warning } = await store.loadActive();
+    const deferred = await store.loadDeferred();
     const server = { address: opts.server, port };
     const endpoint = await openUdpEndpoint({ port: 0, host: isIP(opts.server) === 6 ? '::' : '0.0.0.0' });
     const channel = new ClientChannel({
@@ -77,12 +79,13 @@ program.action(async (flags: ClientFlags) => {
     });
     const agent = new ClientAgent({
       channel, server, clientId, store, trustedKey, clock: systemClock, wallClock: systemWallClock, initial: active, maxModuleBytes,
-      enrollToken: opts.enrollToken, inventory: () => JSON.stringify(inventory(opts.dataDir)), policy: opts.policy, deferMaxMs,
+      enrollToken: opts.enrollToken, inventory: () => JSON.stringify(inventory(opts.dataDir)), policy: opts.policy, deferMaxMs, deferred,
     });
     if (warning) process.stdout.write(`warning: ${warning}\n`);
     const idHex = Buffer.from(clientId).toString('hex');
     process.stdout.write(`nxt client ${idHex} (key ${fingerprint(identity.publicKey)}) → ${opts.server}:${port}\n`);
     process.stdout.write(`${formatProductVersion(active.product)}\n`);
+    if (deferred) process.stdout.write(`update ${deferred.name} ${formatReleaseVersion(deferred.version)} is verified and waiting: type upgrade to activate it\n`);
     const { stop, inputEnded } = lifecycle('client', async () => { repl.close(); await agent.stop(); });
     const repl = createClientRepl({ agent, clientIdHex: idHex, input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded });
     agent.start();

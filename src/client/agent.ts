@@ -44,6 +44,8 @@ export interface ClientAgentOptions {
   /** 'auto': activate a verified module at once; 'defer': keep it until upgrade() or deferMaxMs. */
   readonly policy?: UpdatePolicy;
   readonly deferMaxMs?: number;
+  /** A module kept for `upgrade` before the last restart (ModuleStore.loadDeferred). */
+  readonly deferred?: Manifest;
 }
 
 export type UpdatePolicy = 'auto' | 'defer';
@@ -127,6 +129,7 @@ export class ClientAgent extends EventEmitter {
     this.clientIdHex = Buffer.from(options.clientId).toString('hex');
     this.timing = { ...DEFAULT_CLIENT_TIMING, ...options.timing };
     this.registerDelay = this.timing.registerRetryMs;
+    if (options.deferred && compareReleaseVersions(options.deferred.version, options.initial.version) > 0) this.keepForUpgrade(options.deferred);
     options.channel.onDatagram((data, from) => this.onDatagram(data, from));
     // A new session (first, rekeyed, or after the server restarted): register on it at once,
     // which also tells the server to use it.
@@ -402,12 +405,9 @@ export class ClientAgent extends EventEmitter {
       return this.endTransfer(t, ResultCode.rollback, `version ${formatReleaseVersion(manifest.version)} is no longer newer than the active one`);
     }
     if (this.options.policy === 'defer') {
-      clearTimeout(this.deferred?.timer);
+      this.keepForUpgrade(manifest);
+      this.options.store.setDeferred(manifest);
       const maxMs = this.options.deferMaxMs;
-      const timer = maxMs === undefined ? undefined : setTimeout(() => { void this.upgrade().catch((err: unknown) => this.log(`upgrade failed: ${errorMessage(err)}`)); }, maxMs);
-      timer?.unref();
-      this.deferred = { manifest, timer };
-      this.updateResult = UpdateResult.deferred;
       this.endTransfer(t, ResultCode.deferred, `verified and kept; activates on "upgrade" at the device${maxMs === undefined ? '' : ` or in ${Math.round(maxMs / 1000)} s`}`);
       this.emit('deferred', manifest);
       this.sendRegister();
@@ -415,6 +415,16 @@ export class ClientAgent extends EventEmitter {
     }
     const outcome = await this.activate(manifest);
     this.endTransfer(t, outcome.code, outcome.message);
+  }
+
+  /** Keep a verified module for `upgrade`, which happens by itself after deferMaxMs. */
+  private keepForUpgrade(manifest: Manifest): void {
+    clearTimeout(this.deferred?.timer);
+    const maxMs = this.options.deferMaxMs;
+    const timer = maxMs === undefined ? undefined : setTimeout(() => { void this.upgrade().catch((err: unknown) => this.log(`upgrade failed: ${errorMessage(err)}`)); }, maxMs);
+    timer?.unref();
+    this.deferred = { manifest, timer };
+    this.updateResult = UpdateResult.deferred;
   }
 
   /** Activate the module kept by the defer policy (typed `upgrade`, or its time ran out). */

@@ -3,13 +3,14 @@
  *   incoming/<sha256>.part   a module arriving (resumable)
  *   modules/<sha256>.mjs     verified modules, named by content: never by a peer-supplied name
  *   active.json              which one is active (written atomically)
+ *   deferred.json            a verified module waiting for `upgrade` (the defer policy)
  *
  * No check-then-reread: the sha256 is of the bytes as they arrived and were written by this
  * process, the file is made read-only before it is renamed into modules/, and the data dir must be
  * private (ours, not writable by group or others, not a symlink: checked here), so nobody but this
  * user (who could change the agent itself) can swap the bytes between the check and import().
  */
-import { existsSync, lstatSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { NxtError, errorMessage } from '../errors.js';
@@ -41,11 +42,13 @@ export class ModuleStore {
   readonly incomingDir: string;
   readonly modulesDir: string;
   private readonly activePath: string;
+  private readonly deferredPath: string;
 
   constructor(readonly dataDir: string) {
     this.incomingDir = join(dataDir, 'incoming');
     this.modulesDir = join(dataDir, 'modules');
     this.activePath = join(dataDir, 'active.json');
+    this.deferredPath = join(dataDir, 'deferred.json');
     for (const dir of [dataDir, this.incomingDir, this.modulesDir]) {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       // The data dir itself may be a link (/var/lib/nxt → /data/nxt); what is inside may not.
@@ -65,7 +68,28 @@ export class ModuleStore {
     const product = await loadPlugin(pathToFileURL(this.modulePath(manifest.sha256)).href);
     const record: ActiveRecord = { name: manifest.name, version: formatReleaseVersion(manifest.version), sha256: manifest.sha256 };
     writeFileAtomic(this.activePath, `${JSON.stringify(record)}\n`);
+    this.setDeferred(undefined);
     return { version: manifest.version, product, sha256: manifest.sha256, name: manifest.name };
+  }
+
+  /** Remember (or forget) the verified module waiting for `upgrade`, across restarts. */
+  setDeferred(manifest: Manifest | undefined): void {
+    if (manifest) writeFileAtomic(this.deferredPath, `${JSON.stringify(manifest)}\n`);
+    else if (existsSync(this.deferredPath)) unlinkSync(this.deferredPath);
+  }
+
+  /** The module kept for `upgrade` before a restart, if its file is still intact. */
+  async loadDeferred(): Promise<Manifest | undefined> {
+    if (!existsSync(this.deferredPath)) return undefined;
+    try {
+      const manifest = JSON.parse(readFileSync(this.deferredPath, 'utf8')) as Manifest;
+      if (typeof manifest.version?.major !== 'number') throw new Error('not a manifest');
+      if (await hashFile(this.modulePath(manifest.sha256)) !== manifest.sha256) throw new Error('changed on disk');
+      return manifest;
+    } catch {
+      this.setDeferred(undefined);
+      return undefined;
+    }
   }
 
   /**

@@ -104,14 +104,18 @@ describe('automatic catch-up', () => {
 });
 
 describe('upgrade later', () => {
-  it('keeps a verified module until upgrade, then switches without a restart', async () => {
+  it('keeps a verified module until upgrade, even across a restart, then switches without one', async () => {
     ({ proc: server, port } = await startServer(join(dir, 'server')));
-    const a = await startClient('a', port, join(dir, 'a'), trust, '127.0.0.1', ['--policy', 'defer']);
+    let a = await startClient('a', port, join(dir, 'a'), trust, '127.0.0.1', ['--policy', 'defer']);
     expect(await server.run(`push ${V2}`, /push finished/)).toMatch(/deferred: verified and kept[\s\S]*0 done, 0 failed, 1 deferred/);
     await a.waitFor(/update libfunctional_2_0\.mjs 2\.0\.0 verified and kept: type upgrade/);
     expect(await a.run('show version', /release = /)).toMatch(/Major = 5\nMinor = 6/);
     expect(await server.run('clients', /NxtServer# /)).toMatch(/release 1\.0\.0 .*update downloaded \(deferred\)/);
     expect(await server.run('history', /deferred/)).toMatch(/libfunctional_2_0\.mjs 2\.0\.0 +deferred/);
+    // Kept across a restart of the device, still not active.
+    await a.stop();
+    a = await startClient('a again', port, join(dir, 'a'), trust, '127.0.0.1', ['--policy', 'defer']);
+    expect(a.output).toMatch(/Major = 5\nMinor = 6\nproductName = nxtgen\nupdate libfunctional_2_0\.mjs 2\.0\.0 is verified and waiting/);
     const pid = a.pid;
     await a.run('upgrade', /Major = 8\nMinor = 6/);
     expect(a.pid).toBe(pid);
