@@ -1,5 +1,5 @@
 /**
- * Reads a module's chunks from disk for one push. It reads ahead a block at a time (one syscall
+ * Reads a file's chunks from disk for one transfer. It reads ahead a block at a time (one syscall
  * per 64 chunks instead of one per chunk) and never holds more than that block in memory.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
