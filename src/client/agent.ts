@@ -13,13 +13,13 @@ import {
 import { ResultCode, type ResultCodeValue } from '../protocol/result-codes.js';
 import { compareReleaseVersions, formatReleaseVersion } from '../protocol/release-version.js';
 import { isExpired, isTargeted, verifyManifest, type Manifest } from '../security/manifest.js';
-import { ChunkReceiver, type ReceiverAction, type ReceiverOptions } from '../transfer/receiver.js';
+import type { ReceiverOptions } from '../transfer/receiver.js';
+import { IncomingTransfer } from '../files/incoming-transfer.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import type { ActiveModule, ModuleStore } from '../plugin/module-store.js';
 import { samePeer, type Peer } from '../net/endpoint.js';
 import type { ClientChannel } from '../session/client-channel.js';
 import type { Clock, WallClock } from '../util/clock.js';
-import { WakeTimer } from '../util/wake-timer.js';
 
 export interface ClientAgentOptions {
   /** Every datagram in and out goes through the secure channel to the server. */
@@ -279,9 +279,8 @@ export class ClientAgent extends EventEmitter {
   }
 
   private onOffer(msg: OfferMessage): void {
-    const now = this.options.clock.now();
     if (this.current?.transferId === msg.transferId) {
-      this.current.run(this.current.receiver.onOffer(now));
+      this.current.onOffer();
       return;
     }
     const pending = this.results.get(msg.transferId);
@@ -323,7 +322,7 @@ export class ClientAgent extends EventEmitter {
       // carry on under the new transfer id with everything already received.
       this.current.transferId = msg.transferId;
       this.log(`receiving ${manifest.name} again, resuming after ${this.current.receiver.inOrder} chunks already held`);
-      this.current.run(this.current.receiver.onOffer(now));
+      this.current.onOffer();
       return;
     }
     // Its partial file is still being written by a suspended transfer: answer nothing, as above;
@@ -341,13 +340,11 @@ export class ClientAgent extends EventEmitter {
     } catch (err) {
       return this.refuse(msg.transferId, ResultCode.storage, `cannot store the module: ${errorMessage(err)}`);
     }
-    const receiver = new ChunkReceiver(incoming.totalChunks, now, incoming.heldChunks, this.options.receiver);
-    const transfer = new Transfer(this, msg.transferId, manifest, incoming, receiver, this.options.clock);
+    const transfer = new Transfer(this, msg.transferId, manifest, incoming, this.options.clock, this.options.receiver);
     this.current = transfer;
     const held = incoming.heldChunks > 0 ? `, resuming after ${incoming.heldChunks} chunks already held` : '';
     this.log(`receiving ${manifest.name} ${formatReleaseVersion(manifest.version)} (${manifest.size} bytes${held})`);
-    if (receiver.complete) void this.finish(transfer);
-    else transfer.run(receiver.onOffer(now));
+    transfer.onOffer();
   }
 
   private onData(msg: DataMessage): void {
@@ -367,11 +364,7 @@ export class ClientAgent extends EventEmitter {
       return;
     }
     // Endless-data attack: a chunk must have exactly the length the signed manifest implies.
-    if (msg.index >= t.incoming.totalChunks || msg.payload.length !== t.incoming.chunkLength(msg.index)) {
-      this.stats.malformed++;
-      return;
-    }
-    t.run(t.receiver.onData(msg.index, msg.payload, this.options.clock.now()));
+    if (!t.onData(msg)) this.stats.malformed++;
   }
 
   private onAbort(msg: AbortMessage): void {
@@ -529,48 +522,19 @@ interface PendingResult {
   timer: NodeJS.Timeout | undefined;
 }
 
-/** One module arriving: the receiver state machine, its file, and its single timer. */
-class Transfer {
-  finishing = false;
-  private readonly timer: WakeTimer;
+/** One module arriving: an IncomingTransfer with its manifest and progress reporting. */
+class Transfer extends IncomingTransfer {
   /** Where the last progress report left off (at the start: what was already held). */
   progressMark: { at: number; bytes: number };
 
-  constructor(
-    private readonly agent: ClientAgent,
-    /** Changes when the same module is offered again under a new id. */
-    public transferId: number,
-    readonly manifest: Manifest,
-    readonly incoming: IncomingModule,
-    readonly receiver: ChunkReceiver,
-    clock: Clock,
-  ) {
-    this.timer = new WakeTimer(clock, () => this.run(this.receiver.onTimer(clock.now())));
+  constructor(agent: ClientAgent, transferId: number, readonly manifest: Manifest, incoming: IncomingModule, clock: Clock, options?: Partial<ReceiverOptions>) {
+    let self: Transfer | undefined;
+    super(transferId, incoming, {
+      send: (bytes) => agent.sendRaw(bytes),
+      complete: () => { if (self) void agent.finish(self); },
+      idle: () => { if (self) agent.timedOut(self); },
+    }, clock, options);
+    self = this;
     this.progressMark = { at: clock.now(), bytes: this.bytesInOrder };
-  }
-
-  get bytesInOrder(): number {
-    return Math.min(this.manifest.size, this.receiver.inOrder * this.manifest.chunkSize);
-  }
-
-  run(actions: ReceiverAction[]): void {
-    for (const a of actions) {
-      switch (a.kind) {
-        case 'deliver': this.incoming.append(a.payload); break;
-        case 'send-ack': this.agent.sendRaw(encode(this.receiver.ack(this.transferId))); break;
-        case 'complete': void this.agent.finish(this); break;
-        case 'idle-timeout': this.agent.timedOut(this); break;
-      }
-    }
-    if (!this.finishing) this.timer.arm(this.receiver.wakeAt);
-  }
-
-  suspend(): Promise<void> {
-    this.timer.clear();
-    return this.finishing ? Promise.resolve() : this.incoming.suspend();
-  }
-
-  clearTimer(): void {
-    this.timer.clear();
   }
 }

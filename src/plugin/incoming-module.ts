@@ -1,13 +1,17 @@
 /**
- * A module arriving on disk: chunks are appended in order to `incoming/<sha256>.part` and hashed
- * as they come, so neither side holds the module in memory. The partial file survives a restart;
- * offered the same manifest again, the client resumes after the whole chunks it already holds.
+ * A file arriving on disk (a module on a device, an upload on the server): chunks are appended in
+ * order to a `.part` file and hashed as they come, so neither side holds the file in memory. The
+ * partial file survives a restart; offered the same file again, the receiver resumes after the
+ * whole chunks it already holds.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { close, closeSync, constants, fchmodSync, fstatSync, fsync, ftruncateSync, openSync, readSync, rename, write, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { NxtError } from '../errors.js';
-import { chunkCount, type Manifest } from '../security/manifest.js';
+import type { Manifest } from '../security/manifest.js';
+
+/** What a receiver must know of a file: from a signed manifest, or a session-authenticated offer. */
+export type FileShape = Pick<Manifest, 'size' | 'sha256' | 'chunkSize'>;
 
 /** Batch appends: a syscall per 1400-byte chunk would cost more than the hashing. */
 const WRITE_BATCH_BYTES = 512 * 1024;
@@ -36,8 +40,8 @@ export class IncomingModule {
   readonly heldChunks: number;
   readonly totalChunks: number;
 
-  constructor(readonly manifest: Manifest, readonly partialPath: string) {
-    this.totalChunks = chunkCount(manifest);
+  constructor(readonly manifest: FileShape, readonly partialPath: string) {
+    this.totalChunks = Math.ceil(manifest.size / manifest.chunkSize);
     // Not 'a' (O_APPEND): on Linux that makes every positioned write append, whatever its position.
     this.fd = openSync(partialPath, constants.O_RDWR | constants.O_CREAT, 0o600);
     try {

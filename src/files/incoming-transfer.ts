@@ -1,0 +1,74 @@
+/**
+ * Drives one ChunkReceiver: chunks in, ACKs out, bytes to an IncomingModule on disk. Used for
+ * modules arriving at a device, files put on a device, and uploads arriving at the server; what
+ * happens when the file is whole is the owner's business (`io.complete`).
+ */
+import { encode, type DataMessage } from '../protocol/messages.js';
+import { ChunkReceiver, type ReceiverAction, type ReceiverOptions } from '../transfer/receiver.js';
+import type { IncomingModule } from '../plugin/incoming-module.js';
+import type { Clock } from '../util/clock.js';
+import { WakeTimer } from '../util/wake-timer.js';
+
+export interface IncomingIo {
+  send(message: Uint8Array): void;
+  /** Every chunk is on disk (still to be verified). */
+  complete(): void;
+  /** The sender went quiet for the receiver's idle timeout; what arrived is kept for a resume. */
+  idle(): void;
+}
+
+export class IncomingTransfer {
+  finishing = false;
+  readonly receiver: ChunkReceiver;
+  private readonly timer: WakeTimer;
+
+  constructor(
+    /** Changes when the same file is offered again under a new id. */
+    public transferId: number,
+    readonly incoming: IncomingModule,
+    private readonly io: IncomingIo,
+    private readonly clock: Clock,
+    options?: Partial<ReceiverOptions>,
+  ) {
+    this.receiver = new ChunkReceiver(incoming.totalChunks, clock.now(), incoming.heldChunks, options);
+    this.timer = new WakeTimer(clock, () => this.run(this.receiver.onTimer(clock.now())));
+  }
+
+  get bytesInOrder(): number {
+    return Math.min(this.incoming.manifest.size, this.receiver.inOrder * this.incoming.manifest.chunkSize);
+  }
+
+  /** The offer (again): answer with what is held; a file already whole completes at once. */
+  onOffer(): void {
+    if (this.receiver.complete) this.io.complete();
+    else this.run(this.receiver.onOffer(this.clock.now()));
+  }
+
+  /** False for a chunk of the wrong length or index (endless-data attack): dropped. */
+  onData(msg: DataMessage): boolean {
+    if (msg.index >= this.incoming.totalChunks || msg.payload.length !== this.incoming.chunkLength(msg.index)) return false;
+    this.run(this.receiver.onData(msg.index, msg.payload, this.clock.now()));
+    return true;
+  }
+
+  run(actions: ReceiverAction[]): void {
+    for (const a of actions) {
+      switch (a.kind) {
+        case 'deliver': this.incoming.append(a.payload); break;
+        case 'send-ack': this.io.send(encode(this.receiver.ack(this.transferId))); break;
+        case 'complete': this.io.complete(); break;
+        case 'idle-timeout': this.io.idle(); break;
+      }
+    }
+    if (!this.finishing) this.timer.arm(this.receiver.wakeAt);
+  }
+
+  suspend(): Promise<void> {
+    this.timer.clear();
+    return this.finishing ? Promise.resolve() : this.incoming.suspend();
+  }
+
+  clearTimer(): void {
+    this.timer.clear();
+  }
+}
