@@ -42,7 +42,31 @@ export const MessageType = {
   resultAck: 7,
   abort: 8,
   query: 9,
+  jobPoll: 10,
+  job: 11,
+  jobResult: 12,
+  jobAck: 13,
+  fileOffer: 14,
 } as const;
+
+/** Maintenance jobs (JOB's `kind`). */
+export const JobKind = {
+  logs: 1,
+  backup: 2,
+  put: 3,
+  clean: 4,
+} as const;
+export type JobKindValue = (typeof JobKind)[keyof typeof JobKind];
+
+/** How a job ended on the device (JOB_RESULT's `code`). */
+export const JobCode = {
+  ok: 0,
+  invalidJob: 1,
+  noSuchFile: 2,
+  generationFailed: 3,
+  transferFailed: 4,
+} as const;
+export type JobCodeValue = (typeof JobCode)[keyof typeof JobCode];
 
 /**
  * Where a device's update stands, in the vocabulary of LwM2M's Firmware Update object (OMA
@@ -89,6 +113,49 @@ export interface RegisterMessage {
   readonly inventory: string;
   readonly updateState: UpdateStateValue;
   readonly updateResult: UpdateResultValue;
+}
+
+/** Client → server, while the device is in maintenance mode: "any job for me?" */
+export interface JobPollMessage {
+  readonly type: 'jobPoll';
+  readonly seq: number;
+}
+
+/** Server → client: the next job (`jobId` 0: none waiting). `params` is JSON. */
+export interface JobMessage {
+  readonly type: 'job';
+  readonly seq: number;
+  readonly jobId: number;
+  readonly kind: number;
+  readonly params: string;
+}
+
+/** Client → server: how a job ended; repeated until JOB_ACK. */
+export interface JobResultMessage {
+  readonly type: 'jobResult';
+  readonly jobId: number;
+  readonly code: number;
+  readonly message: string;
+}
+
+export interface JobAckMessage {
+  readonly type: 'jobAck';
+  readonly jobId: number;
+}
+
+/**
+ * Either way, for a job: a plain file follows under `transferId` (an upload from the device, or a
+ * file put on it), then DATA/ACK/RESULT as for a module. The session authenticates it; the
+ * receiver checks size and sha256.
+ */
+export interface FileOfferMessage {
+  readonly type: 'fileOffer';
+  readonly transferId: number;
+  readonly jobId: number;
+  readonly size: number;
+  readonly chunkSize: number;
+  readonly sha256: Uint8Array;
+  readonly name: string;
 }
 
 /** Server → client: "register now" (the operator asked every device's version). */
@@ -177,7 +244,12 @@ export type Message =
   | ResultMessage
   | ResultAckMessage
   | AbortMessage
-  | QueryMessage;
+  | QueryMessage
+  | JobPollMessage
+  | JobMessage
+  | JobResultMessage
+  | JobAckMessage
+  | FileOfferMessage;
 
 // ---------------------------------------------------------------------------------------------
 // Encoding
@@ -275,6 +347,20 @@ export function encode(msg: Message): Buffer {
         .u32(msg.transferId).u8(msg.code).text16(msg.message).done();
     case 'query':
       return new Writer(MessageType.query, 4).u32(msg.seq).done();
+    case 'jobPoll':
+      return new Writer(MessageType.jobPoll, 4).u32(msg.seq).done();
+    case 'job':
+      return new Writer(MessageType.job, 4 + 4 + 1 + 2 + MAX_TEXT_BYTES).u32(msg.seq).u32(msg.jobId).u8(msg.kind).text16(msg.params).done();
+    case 'jobResult':
+      return new Writer(MessageType.jobResult, 4 + 1 + 2 + MAX_TEXT_BYTES).u32(msg.jobId).u8(msg.code).text16(msg.message).done();
+    case 'jobAck':
+      return new Writer(MessageType.jobAck, 4).u32(msg.jobId).done();
+    case 'fileOffer':
+      if (msg.sha256.length !== 32) throw new RangeError('sha256 must be 32 bytes');
+      if (!Number.isSafeInteger(msg.size) || msg.size < 0) throw new RangeError('bad file size');
+      return new Writer(MessageType.fileOffer, 4 + 4 + 8 + 2 + 32 + 1 + MAX_PRODUCT_NAME_BYTES)
+        .u32(msg.transferId).u32(msg.jobId).u32(Math.floor(msg.size / 0x1_0000_0000)).u32(msg.size >>> 0).u16(msg.chunkSize)
+        .bytes(msg.sha256).text8(msg.name, MAX_PRODUCT_NAME_BYTES).done();
   }
 }
 
@@ -397,6 +483,24 @@ function decodeBody(type: number, r: Reader): Message {
       return { type: 'abort', transferId: r.u32(), code: r.u8(), message: r.text(r.u16(), MAX_TEXT_BYTES) };
     case MessageType.query:
       return { type: 'query', seq: r.u32() };
+    case MessageType.jobPoll:
+      return { type: 'jobPoll', seq: r.u32() };
+    case MessageType.job:
+      return { type: 'job', seq: r.u32(), jobId: r.u32(), kind: r.u8(), params: r.text(r.u16(), MAX_TEXT_BYTES) };
+    case MessageType.jobResult:
+      return { type: 'jobResult', jobId: r.u32(), code: r.u8(), message: r.text(r.u16(), MAX_TEXT_BYTES) };
+    case MessageType.jobAck:
+      return { type: 'jobAck', jobId: r.u32() };
+    case MessageType.fileOffer: {
+      const transferId = r.u32();
+      const jobId = r.u32();
+      const hi = r.u32();
+      if (hi >= 0x20_0000) throw new DecodeError('too-long', 'file size beyond 2^53');
+      const size = hi * 0x1_0000_0000 + r.u32();
+      const chunkSize = r.u16();
+      if (chunkSize < 1 || chunkSize > MAX_CHUNK_BYTES) throw new DecodeError('bad-value', `chunk size ${chunkSize}`);
+      return { type: 'fileOffer', transferId, jobId, size, chunkSize, sha256: r.bytes(32), name: r.text(r.u8(), MAX_PRODUCT_NAME_BYTES) };
+    }
     default:
       throw new DecodeError('bad-type', `unknown message type ${type}`);
   }
