@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 /** nxt-client: parse flags, wire the parts, run. */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statfsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statfsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
 import { ClientAgent, DEFAULT_MAX_MODULE_BYTES, type UpdatePolicy } from '../client/agent.js';
+import { JobClient } from '../client/job-client.js';
+import type { Roots } from '../jobs/roots.js';
 import { createClientRepl } from '../client/client-repl.js';
 import { NxtError } from '../errors.js';
 import { openUdpEndpoint } from '../net/endpoint.js';
@@ -35,6 +37,12 @@ const program = new Command('nxt-client')
   .addOption(new Option('--enroll-token <token>', 'approve this device without the operator (a token the server was started with)').env('NXT_ENROLL_TOKEN'))
   .addOption(new Option('--policy <policy>', 'auto: activate a verified update at once; defer: keep it until "upgrade" (or --defer-max)').choices(['auto', 'defer']).default('auto'))
   .option('--defer-max <ms>', 'with --policy defer, activate a kept update after this long anyway')
+  .option('--logs-dir <dir>', 'the logs root: log jobs read files here (default: <data-dir>/logs)')
+  .option('--config-dir <dir>', 'the config root: backup jobs read files here (default: <data-dir>/config)')
+  .option('--dropbox-dir <dir>', 'the drop-box root: put jobs write files here (default: <data-dir>/dropbox)')
+  .option('--maintenance', 'start in maintenance mode: poll the server for jobs')
+  .option('--maintenance-every <seconds>', 'enter maintenance mode this often, until no job is waiting')
+  .addOption(new Option('--poll <ms>', 'how often to ask for jobs in maintenance mode').default('2000').hideHelp())
   .addOption(new Option('--rekey-after <ms>', 'shake hands for fresh session keys this often').default('600000').hideHelp())
   .option('--max-module-bytes <n>', 'refuse modules larger than this (V8 cannot load more than 512 MiB)', String(DEFAULT_MAX_MODULE_BYTES))
   .showHelpAfterError();
@@ -42,11 +50,13 @@ const program = new Command('nxt-client')
 interface ClientFlags {
   server?: string; port?: string; config?: string; trust: string; serverKey?: string; dataDir: string; maxModuleBytes: string; enrollToken?: string; rekeyAfter: string;
   policy: UpdatePolicy; deferMax?: string;
+  logsDir?: string; configDir?: string; dropboxDir?: string; maintenance?: boolean; maintenanceEvery?: string; poll: string;
 }
 
 const CLIENT_CONFIG: Record<string, ConfigType> = {
   server: 'string', port: 'number', trust: 'string', serverKey: 'string', dataDir: 'string', maxModuleBytes: 'number',
   enrollToken: 'string', policy: 'string', deferMax: 'number', rekeyAfter: 'number',
+  logsDir: 'string', configDir: 'string', dropboxDir: 'string', maintenance: 'boolean', maintenanceEvery: 'number',
 };
 
 program.action(async (flags: ClientFlags) => {
@@ -62,6 +72,8 @@ program.action(async (flags: ClientFlags) => {
     if (!/^\d+$/.test(opts.maxModuleBytes) || maxModuleBytes < 1) throw new NxtError('usage', `--max-module-bytes "${opts.maxModuleBytes}" is not a positive number of bytes`);
     const rekeyAfterMs = parsePositiveMs(opts.rekeyAfter);
     const deferMaxMs = opts.deferMax === undefined ? undefined : parsePositiveMs(opts.deferMax);
+    const pollMs = parsePositiveMs(opts.poll);
+    const maintenanceEveryMs = opts.maintenanceEvery === undefined ? undefined : parsePositiveMs(opts.maintenanceEvery) * 1000;
     const trustedKey = readPublicKey(opts.trust);
     const serverKey = readIdentityPublic(opts.serverKey ?? join(dirname(opts.trust), IDENTITY_PUBLIC_FILE));
     const store = new ModuleStore(opts.dataDir);
@@ -77,7 +89,13 @@ program.action(async (flags: ClientFlags) => {
     const channel = new ClientChannel({
       endpoint, server, serverKey, identity, clock: systemClock, random, nextStamp: stampCounter(opts.dataDir), timing: { rekeyAfterMs },
     });
+    const roots: Roots = {
+      logs: opts.logsDir ?? join(opts.dataDir, 'logs'), config: opts.configDir ?? join(opts.dataDir, 'config'), dropbox: opts.dropboxDir ?? join(opts.dataDir, 'dropbox'),
+    };
+    for (const r of Object.values(roots)) mkdirSync(r, { recursive: true, mode: 0o700 });
+    const jobs = new JobClient({ send: (bytes) => channel.send(bytes), clock: systemClock, roots, workDir: opts.dataDir, pollMs });
     const agent = new ClientAgent({
+      jobs,
       channel, server, clientId, store, trustedKey, clock: systemClock, wallClock: systemWallClock, initial: active, maxModuleBytes,
       enrollToken: opts.enrollToken, inventory: () => JSON.stringify(inventory(opts.dataDir)), policy: opts.policy, deferMaxMs, deferred,
     });
@@ -87,9 +105,11 @@ program.action(async (flags: ClientFlags) => {
     process.stdout.write(`${formatProductVersion(active.product)}\n`);
     if (deferred) process.stdout.write(`update ${deferred.name} ${formatReleaseVersion(deferred.version)} is verified and waiting: type upgrade to activate it\n`);
     const { stop, inputEnded } = lifecycle('client', async () => { repl.close(); await agent.stop(); });
-    const repl = createClientRepl({ agent, clientIdHex: idHex, input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded });
+    const repl = createClientRepl({ agent, jobs, clientIdHex: idHex, input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded });
     agent.start();
     repl.start();
+    if (opts.maintenance) jobs.setMaintenance(true);
+    if (maintenanceEveryMs !== undefined) jobs.schedule(maintenanceEveryMs);
   } catch (err) {
     exitWithError('nxt-client', err);
   }

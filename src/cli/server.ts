@@ -14,6 +14,8 @@ import { NxtError } from '../errors.js';
 import { DEFAULT_MANIFEST_TTL_S, encodePresigned, prepareRelease, PRESIGNED_SUFFIX, type Release } from '../server/release.js';
 import { ReleaseStore, type StoredRelease } from '../server/release-store.js';
 import { Notifier } from '../server/notifier.js';
+import { JobStore } from '../server/job-store.js';
+import { JobServer } from '../server/job-server.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
 import { History } from '../server/history.js';
 import { Devices } from '../server/devices.js';
@@ -104,8 +106,13 @@ program.action(async (flags: ServerFlags) => {
         firstRetryMs: notifyRetryMs,
       });
     }
-    const server = new NxtServer({
-      notifier, behindAfterMs: opts.behindAfter === undefined ? undefined : Number(opts.behindAfter) * 1000,
+    const jobStore = new JobStore(opts.stateDir);
+    const jobs: JobServer = new JobServer({
+      store: jobStore, stateDir: opts.stateDir, channel, clock: systemClock, wallClock: systemWallClock, notifier, sender: { peerTimeoutMs },
+      approved: (id: string): boolean => server.registry.get(id) !== undefined,
+    });
+    const server: NxtServer = new NxtServer({
+      jobs, notifier, behindAfterMs: opts.behindAfter === undefined ? undefined : Number(opts.behindAfter) * 1000,
       stateDir: opts.stateDir, releases, prepareStored, autoUpdate: opts.autoUpdate === true,
       channel, clock: systemClock, wallClock: systemWallClock, devices, randomU32: () => randomBytes(4).readUInt32BE(0),
       enrollTokens: (opts.enrollToken ?? '').split(',').map((t) => t.trim()).filter((t) => t !== ''),
@@ -120,8 +127,9 @@ program.action(async (flags: ServerFlags) => {
     const consoleOptions: ServerReplOptions = {
       server, signer, publicKey, clock: systemClock, wallClock: systemWallClock,
       input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded, manifestTtlSeconds,
-      history, releases, prepareStored, historyFile: join(opts.stateDir, 'console-history'),
+      history, releases, prepareStored, historyFile: join(opts.stateDir, 'console-history'), jobs: { store: jobStore, stateDir: opts.stateDir },
     };
+    jobs.on('job-result', (job) => server.emit('job-result', job));
     const repl = createServerRepl(consoleOptions);
     const control = await listenControl(opts.stateDir, (say) => serverCommands(consoleOptions, say, { reportEachClient: true }));
     repl.start();

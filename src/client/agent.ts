@@ -19,6 +19,7 @@ import { IncomingModule } from '../plugin/incoming-module.js';
 import type { ActiveModule, ModuleStore } from '../plugin/module-store.js';
 import { samePeer, type Peer } from '../net/endpoint.js';
 import type { ClientChannel } from '../session/client-channel.js';
+import type { JobClient } from './job-client.js';
 import type { Clock, WallClock } from '../util/clock.js';
 
 export interface ClientAgentOptions {
@@ -46,6 +47,8 @@ export interface ClientAgentOptions {
   readonly deferMaxMs?: number;
   /** A module kept for `upgrade` before the last restart (ModuleStore.loadDeferred). */
   readonly deferred?: Manifest;
+  /** Maintenance jobs: the messages that belong to them go there. */
+  readonly jobs?: JobClient;
 }
 
 export type UpdatePolicy = 'auto' | 'defer';
@@ -160,6 +163,7 @@ export class ClientAgent extends EventEmitter {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.options.jobs?.stop();
     clearTimeout(this.deferred?.timer);
     clearTimeout(this.registerTimer);
     clearInterval(this.progressTimer);
@@ -257,6 +261,7 @@ export class ClientAgent extends EventEmitter {
   }
 
   private dispatch(msg: Message): void {
+    if (this.options.jobs?.dispatch(msg)) return;
     switch (msg.type) {
       case 'registered':
         if (Buffer.compare(msg.clientId, this.options.clientId) === 0) this.onRegistered(msg.seq, msg.renewMs, msg.enrollment);

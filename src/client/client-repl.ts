@@ -4,11 +4,14 @@ import { formatProductVersion } from '../plugin/plugin-shape.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
 import { mib } from '../util/format.js';
 import { helpCommand, Repl, type Command } from '../util/repl.js';
+import { NxtError } from '../errors.js';
+import type { JobClient } from './job-client.js';
 import type { ClientAgent, DownloadProgress } from './agent.js';
 
 export interface ClientReplOptions {
   readonly agent: ClientAgent;
   readonly clientIdHex: string;
+  readonly jobs?: JobClient;
   readonly input: Readable;
   readonly output: Writable;
   readonly onExit: () => void;
@@ -40,6 +43,15 @@ export function createClientRepl(o: ClientReplOptions): Repl {
         say(`${agent.isRegistered ? 'registered' : 'not registered'}; ${c.handshakes} handshakes; dropped: malformed ${c.malformed}, bad tag ${c.badTag}, replayed ${c.replayed}, unknown session ${c.unknownSession}, foreign ${c.foreign}, bad handshake ${c.badHandshake}; messages ${s.datagrams}, unknown transfer ${s.unknownTransfer}`);
       },
     },
+    maintenance: {
+      usage: 'maintenance on|off',
+      help: 'maintenance mode: while on, the device asks the server for jobs (logs, backup, put, clean) and runs them',
+      run: (args) => {
+        if (args.length !== 1 || (args[0] !== 'on' && args[0] !== 'off')) throw new NxtError('usage', 'usage: maintenance on|off');
+        if (!o.jobs) throw new NxtError('usage', 'this device runs no jobs');
+        o.jobs.setMaintenance(args[0] === 'on');
+      },
+    },
     upgrade: {
       usage: 'upgrade',
       help: 'activate the verified update this device is keeping (defer policy)',
@@ -60,6 +72,8 @@ export function createClientRepl(o: ClientReplOptions): Repl {
     commands,
   });
   agent.on('registered', () => repl.print('registered with the server'));
+  o.jobs?.on('maintenance', (on: boolean) => repl.print(on ? 'maintenance mode on: asking the server for jobs' : 'maintenance mode off'));
+  o.jobs?.on('log', (line: string) => repl.print(line));
   agent.on('enrollment', (state: 'pending' | 'rejected') => repl.print(state === 'pending'
     ? `waiting for the operator to approve this device (on the server: approve ${o.clientIdHex.slice(0, 12)}), or restart it with --enroll-token`
     : 'the server rejected this device: it will receive no updates (the operator can still approve it)'));

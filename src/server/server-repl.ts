@@ -10,6 +10,11 @@ import { helpCommand, Repl, takeOptions, type Command } from '../util/repl.js';
 import { prepareRelease, type Release } from './release.js';
 import { describeStored, type ReleaseStore, type StoredRelease } from './release-store.js';
 import { ResultCode } from '../protocol/result-codes.js';
+import type { Job, JobKindName, JobStore } from './job-store.js';
+import { copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { hashFile } from '../util/hash-file.js';
+import { severityRank } from '../jobs/log-filter.js';
 import { summarizeReleases, type History } from './history.js';
 import type { ClientRecord } from './registry.js';
 import { describeInventory, type DeviceRecord, type DeviceState } from './devices.js';
@@ -32,6 +37,8 @@ export interface ServerReplOptions {
   readonly history: History;
   /** Typed commands kept across sessions (a terminal only). */
   readonly historyFile?: string;
+  /** Maintenance jobs: their queue, and where files to put are kept. */
+  readonly jobs?: { readonly store: JobStore; readonly stateDir: string };
   /** Modules pushed so far, for `rollout latest`. */
   readonly releases: ReleaseStore;
   readonly prepareStored: (stored: StoredRelease) => Promise<Release>;
@@ -107,6 +114,19 @@ function clientJson(c: ClientRecord, online: boolean, device: DeviceRecord | und
     updateState: STATE_NAMES[c.updateState] ?? String(c.updateState), updateResult: RESULT_NAMES[c.updateResult] ?? String(c.updateResult),
     inventory: device?.inventory ?? {}, fingerprint: device?.fingerprint,
   };
+}
+
+/** "7d", "12h", "30m", "45s" or milliseconds. */
+function parseDuration(text: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(text);
+  if (!m) throw new NxtError('usage', `"${text}" is not a duration (like 7d, 12h, 30m, 45s)`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? 'ms']!;
+  return Number(m[1]) * unit;
+}
+
+function describeJob(j: Job): string {
+  const outcome = j.state === 'done' || j.state === 'failed' ? `  ${j.result}${j.message ? `: ${j.message}` : ''}` : '';
+  return `  ${String(j.id).padStart(4)}  ${shortId(j.device)}  ${j.kind.padEnd(6)} ${j.state.padEnd(6)} ${j.createdAt}${outcome}${j.file ? `  → ${j.file}` : ''}`;
 }
 
 /** Take a trailing --json flag off `args`. */
@@ -187,6 +207,85 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         for (const { client: c, answered } of answers) {
           say(`  ${shortId(c.id)}  release ${formatReleaseVersion(c.version).padEnd(8)} ${c.product.major}.${c.product.minor} ${c.product.productName}  ${STATE_NAMES[c.updateState]}${c.updateResult ? ` (${RESULT_NAMES[c.updateResult] ?? c.updateResult})` : ''}${answered ? '' : '  (no answer: last known)'}`);
         }
+      },
+    },
+    job: {
+      usage: 'job logs|backup|put|clean <all|GROUP|ID> …',
+      help: 'queue a maintenance job; it runs when the device polls (maintenance mode): job logs T [--since TIME] [--until TIME] [--severity S] [--grep RE] [--file NAME], job backup T <config-name>, job put T <local-file> <remote-name>, job clean T <logs|config|dropbox[/dir]> [--older-than 7d]',
+      run: async (args) => {
+        const jobs = o.jobs;
+        if (!jobs) throw new NxtError('usage', 'this server has no job queue');
+        const { positional, options } = takeOptions(args, ['since', 'until', 'severity', 'grep', 'file', 'older-than']);
+        const [kind, target, a, b, extra] = positional;
+        if (kind === undefined || target === undefined || extra !== undefined || !['logs', 'backup', 'put', 'clean'].includes(kind)) {
+          throw new NxtError('usage', 'usage: job logs|backup|put|clean <all|GROUP|ID> … (help job)');
+        }
+        const devices = target === 'all' ? server.registry.all()
+          : server.registry.all().some((c) => c.tags.includes(target)) ? server.registry.all().filter((c) => c.tags.includes(target))
+            : [pickKnown(server.registry.all(), target, 'job <kind> <target> …')];
+        if (devices.length === 0) throw new NxtError('no-such-client', 'no clients to run it on');
+        let params: Record<string, unknown>;
+        let source: string | undefined;
+        switch (kind as JobKindName) {
+          case 'logs': {
+            for (const t of ['since', 'until'] as const) if (options[t] !== undefined && Number.isNaN(Date.parse(options[t]))) throw new NxtError('usage', `--${t} "${options[t]}" is not a time (like 2026-11-23T10:00:00Z)`);
+            if (options.severity !== undefined && severityRank(options.severity) < 0) throw new NxtError('usage', `unknown severity "${options.severity}" (debug, info, notice, warning, error, critical, alert, emergency)`);
+            if (options.grep !== undefined) { try { new RegExp(options.grep); } catch { throw new NxtError('usage', `--grep "${options.grep}" is not a regular expression`); } }
+            if (a !== undefined) throw new NxtError('usage', 'usage: job logs <target> [--since T] [--until T] [--severity S] [--grep RE] [--file NAME]');
+            params = { since: options.since, until: options.until, severity: options.severity, grep: options.grep, file: options.file };
+            break;
+          }
+          case 'backup':
+            if (a === undefined || b !== undefined) throw new NxtError('usage', 'usage: job backup <target> <config-name>');
+            params = { name: a };
+            break;
+          case 'put': {
+            if (a === undefined || b === undefined) throw new NxtError('usage', 'usage: job put <target> <local-file> <remote-name>');
+            if (!existsSync(a) || !statSync(a).isFile()) throw new NxtError('no-such-file', `${a} is not a file`);
+            const sha256 = await hashFile(a);
+            // A copy, named by content: the file may change or go away before the device polls.
+            const dir = join(jobs.stateDir, 'put');
+            mkdirSync(dir, { recursive: true, mode: 0o700 });
+            source = join(dir, sha256);
+            if (!existsSync(source)) copyFileSync(a, source);
+            params = { name: b, size: statSync(source).size, sha256 };
+            break;
+          }
+          case 'clean':
+            if (a === undefined || b !== undefined) throw new NxtError('usage', 'usage: job clean <target> <logs|config|dropbox[/dir]> [--older-than 7d]');
+            params = { dir: a, olderThanMs: options['older-than'] === undefined ? undefined : parseDuration(options['older-than']) };
+            break;
+        }
+        for (const d of devices) {
+          const job = jobs.store.add(d.id, kind as JobKindName, JSON.parse(JSON.stringify(params)) as Record<string, unknown>, o.wallClock.wallNow(), source);
+          say(`job ${job.id} (${kind}) queued for ${shortId(d.id)}: it runs when the device next polls (maintenance mode)`);
+        }
+      },
+    },
+    jobs: {
+      usage: 'jobs [ID|GROUP] [--json]',
+      help: 'maintenance jobs, queued, sent, done and failed (for one device or group)',
+      run: (args) => {
+        const { json, rest } = wantsJson(args);
+        const target = rest[0];
+        const members = target === undefined ? undefined : new Set(server.registry.all().filter((c) => c.tags.includes(target) || c.id.startsWith(target.toLowerCase())).map((c) => c.id));
+        const list = o.jobs?.store.list((j) => !members || members.has(j.device)) ?? [];
+        if (json) { say(JSON.stringify(list)); return; }
+        if (list.length === 0) { say('no jobs'); return; }
+        for (const j of list) say(describeJob(j));
+      },
+    },
+    results: {
+      usage: 'results [JOB] [--json]',
+      help: 'finished jobs with their result (ok, invalid job, file does not exist, generation failed, transfer failed) and uploaded file',
+      run: (args) => {
+        const { json, rest } = wantsJson(args);
+        const id = rest[0] === undefined ? undefined : Number(rest[0]);
+        if (id !== undefined && !Number.isInteger(id)) throw new NxtError('usage', 'usage: results [JOB] (a job number)');
+        const list = o.jobs?.store.list((j) => (j.state === 'done' || j.state === 'failed') && (id === undefined || j.id === id)) ?? [];
+        if (json) { say(JSON.stringify(list)); return; }
+        if (list.length === 0) { say(id === undefined ? 'no finished jobs' : `job ${id} has not finished (see: jobs)`); return; }
+        for (const j of list) say(describeJob(j));
       },
     },
     tag: {
@@ -333,6 +432,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   server.on('warning', (w: string) => repl.print(`warning: ${w}`));
   server.on('client-back', (c: ClientRecord) => repl.print(`client ${shortId(c.id)} is back from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
   server.on('auto-update', (c: ClientRecord, r: StoredRelease) => repl.print(`client ${shortId(c.id)} runs ${formatReleaseVersion(c.version)}: updating it to ${describeStored(r)} (--auto-update)`));
+  server.on('job-result', (j: Job) => repl.print(`job ${j.id} (${j.kind}) on ${shortId(j.device)}: ${j.result}${j.message ? ` — ${j.message}` : ''}${j.file ? ` → ${j.file}` : ''}`));
   server.on('enrollment-request', (d: DeviceRecord) => repl.print(
     `device ${shortId(d.id)} asks to join from ${d.address} (${describeInventory(d.inventory)}, key ${d.fingerprint}): approve ${shortId(d.id)} or reject ${shortId(d.id)}`));
   return repl;

@@ -20,6 +20,7 @@ import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord } from 
 import type { Release } from './release.js';
 import { describeStored, type ReleaseStore, type StoredRelease } from './release-store.js';
 import type { Notifier } from './notifier.js';
+import type { JobServer } from './job-server.js';
 import { loadFleet, saveFleet } from './fleet-file.js';
 import { compareReleaseVersions } from '../protocol/release-version.js';
 import { UpdateState } from '../protocol/messages.js';
@@ -53,6 +54,8 @@ export interface NxtServerOptions {
   readonly notifier?: Notifier;
   /** Alert when an online device has run a release older than the latest for this long. */
   readonly behindAfterMs?: number;
+  /** Maintenance jobs (their queue, uploads, puts). */
+  readonly jobs?: JobServer;
 }
 
 /** After a failed automatic push, wait this long before trying that client again. */
@@ -281,6 +284,7 @@ export class NxtServer extends EventEmitter {
 
   async close(): Promise<void> {
     clearInterval(this.behindTimer);
+    this.options.jobs?.close();
     if (this.saveTimer) this.saveFleet(true);
     for (const s of this.sessions.values()) s.cancel('server shutting down');
     await this.options.channel.close();
@@ -382,6 +386,10 @@ export class NxtServer extends EventEmitter {
   }
 
   private dispatch(msg: Message, from: AuthenticatedPeer): void {
+    // Maintenance jobs: polls, results, uploads (FILE_OFFER, DATA from a device) and the
+    // acknowledgements of files being put on one.
+    const jobs = this.options.jobs;
+    if (jobs && (msg.type !== 'ack' && msg.type !== 'result' && msg.type !== 'abort' || !this.sessions.has(msg.transferId)) && jobs.dispatch(msg, from)) return;
     switch (msg.type) {
       case 'register': return this.onRegister(msg, from);
       case 'ack':

@@ -1,0 +1,267 @@
+/**
+ * The device's half of maintenance jobs. In maintenance mode (typed, scheduled, or from the
+ * start) it polls the server for jobs, runs each at most once (its id is written down before it
+ * runs and its result after, in jobs-done.json, so a job sent again — or a restart — never runs it
+ * twice), uploads what a job produced, receives what a put sends, and reports the result until
+ * the server acknowledges it. The device opens no listening port: it asks, the server answers.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { EventEmitter } from 'node:events';
+import { errorMessage } from '../errors.js';
+import { encode, JobCode, type FileOfferMessage, type Message } from '../protocol/messages.js';
+import { ResultCode } from '../protocol/result-codes.js';
+import { IncomingModule } from '../plugin/incoming-module.js';
+import { IncomingTransfer } from '../files/incoming-transfer.js';
+import { OutgoingFile } from '../files/outgoing-file.js';
+import { runJob } from '../jobs/job-runner.js';
+import type { Roots } from '../jobs/roots.js';
+import type { SenderOptions } from '../transfer/sender.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
+import type { Clock } from '../util/clock.js';
+import { hashFile } from '../util/hash-file.js';
+
+const NO_VERSION = { major: 0, minor: 0, patch: 0 };
+const REPEAT_MS = 500;
+const REPEATS = 40;
+/** A put whose file does not arrive within this is failed. */
+const PUT_WAIT_MS = 60_000;
+
+interface DoneJob { state: 'started' | 'finished'; code?: number; message?: string }
+
+/** Events: 'log' (string), 'maintenance' (boolean: on or off). */
+export class JobClient extends EventEmitter {
+  private on_ = false;
+  /** On only until the queue is empty (a scheduled visit), not until `maintenance off`. */
+  private visiting = false;
+  private busy = false;
+  private pollSeq = 0;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private scheduleTimer: NodeJS.Timeout | undefined;
+  private readonly done: Record<string, DoneJob>;
+  private readonly repeats = new Map<string, NodeJS.Timeout>();
+  private readonly uploads = new Map<number, OutgoingFile>();
+  private readonly puts = new Map<number, { jobId: number; transfer: IncomingTransfer; path: string }>();
+  private expectedPut: { jobId: number; path: string; size: number; sha256: string; timer: NodeJS.Timeout } | undefined;
+  private readonly donePath: string;
+
+  constructor(private readonly o: {
+    readonly send: (message: Uint8Array) => void;
+    readonly clock: Clock;
+    readonly roots: Roots;
+    /** The device's private data dir: jobs-done.json and temporary job output. */
+    readonly workDir: string;
+    readonly pollMs?: number;
+    readonly sender?: Partial<SenderOptions>;
+  }) {
+    super();
+    this.donePath = join(o.workDir, 'jobs-done.json');
+    this.done = existsSync(this.donePath) ? JSON.parse(readFileSync(this.donePath, 'utf8')) as Record<string, DoneJob> : {};
+  }
+
+  get maintenance(): boolean { return this.on_; }
+
+  /** Maintenance mode on (poll now and every pollMs) or off. */
+  setMaintenance(on: boolean): void {
+    this.visiting = false;
+    if (on === this.on_) return;
+    this.on_ = on;
+    this.emit('maintenance', on);
+    clearInterval(this.pollTimer);
+    if (!on) return;
+    this.poll();
+    this.pollTimer = setInterval(() => this.poll(), this.o.pollMs ?? 2000);
+    this.pollTimer.unref();
+  }
+
+  /** Every `everyMs`, visit: maintenance mode until no job is waiting. */
+  schedule(everyMs: number): void {
+    clearInterval(this.scheduleTimer);
+    this.scheduleTimer = setInterval(() => {
+      if (this.on_) return;
+      this.setMaintenance(true);
+      this.visiting = true;
+    }, everyMs);
+    this.scheduleTimer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.pollTimer);
+    clearInterval(this.scheduleTimer);
+    clearTimeout(this.expectedPut?.timer);
+    for (const t of this.repeats.values()) clearTimeout(t);
+    for (const u of this.uploads.values()) u.cancel('device stopping');
+    for (const p of this.puts.values()) void p.transfer.suspend();
+  }
+
+  /** Handle a message that belongs to jobs; false if it is not one of ours. */
+  dispatch(msg: Message): boolean {
+    switch (msg.type) {
+      case 'job': void this.onJob(msg.jobId, msg.kind, msg.params); return true;
+      case 'jobAck': this.stopRepeating(`job ${msg.jobId}`); return true;
+      case 'fileOffer': this.onFileOffer(msg); return true;
+      case 'data': {
+        const p = this.puts.get(msg.transferId);
+        if (p) p.transfer.onData(msg);
+        return p !== undefined;
+      }
+      case 'ack': case 'result': case 'abort': {
+        const u = this.uploads.get(msg.transferId);
+        if (!u) return false;
+        if (msg.type === 'ack') u.onAck(msg);
+        else if (msg.type === 'result') u.onResult(msg.code, msg.message, msg.active);
+        else u.onAbort(msg.code, msg.message);
+        return true;
+      }
+      case 'resultAck':
+        return this.stopRepeating(`result ${msg.transferId}`);
+      default:
+        return false;
+    }
+  }
+
+  private poll(): void {
+    if (!this.on_ || this.busy) return;
+    this.o.send(encode({ type: 'jobPoll', seq: (this.pollSeq = (this.pollSeq + 1) >>> 0) }));
+  }
+
+  private saveDone(): void {
+    writeFileAtomic(this.donePath, `${JSON.stringify(this.done)}\n`);
+  }
+
+  private async onJob(jobId: number, kind: number, params: string): Promise<void> {
+    if (jobId === 0) {
+      if (this.visiting) this.setMaintenance(false);
+      return;
+    }
+    const known = this.done[jobId];
+    if (known?.state === 'finished') return this.report(jobId, known.code!, known.message!);
+    if (known?.state === 'started') {
+      if (this.busy) return; // it is running right now: the poll crossed our result
+      return this.finish(jobId, JobCode.generationFailed, 'interrupted: the device stopped while running it (not run again)');
+    }
+    if (this.busy) return;
+    this.busy = true;
+    this.done[jobId] = { state: 'started' };
+    this.saveDone();
+    this.emit('log', `running job ${jobId}`);
+    const plan = await runJob(kind, params, this.o.roots, this.o.workDir, jobId, Date.now());
+    switch (plan.then) {
+      case 'report': return this.finish(jobId, plan.code, plan.message);
+      case 'upload': {
+        let outcome;
+        try {
+          outcome = await this.upload(jobId, plan.path, plan.name);
+        } catch (err) {
+          outcome = { code: ResultCode.storage, message: errorMessage(err) };
+        }
+        if (plan.temporary) try { unlinkSync(plan.path); } catch { /* already gone */ }
+        return outcome.code === ResultCode.ok
+          ? this.finish(jobId, JobCode.ok, `uploaded ${plan.name}: ${plan.message}`)
+          : this.finish(jobId, JobCode.transferFailed, `upload of ${plan.name} failed: ${outcome.message}`);
+      }
+      case 'receive': {
+        const timer = setTimeout(() => {
+          if (this.expectedPut?.jobId !== jobId) return;
+          this.expectedPut = undefined;
+          void this.finish(jobId, JobCode.transferFailed, 'the file never arrived');
+        }, PUT_WAIT_MS);
+        timer.unref();
+        this.expectedPut = { jobId, path: plan.path, size: plan.size, sha256: plan.sha256, timer };
+        return;
+      }
+    }
+  }
+
+  private async upload(jobId: number, path: string, name: string): Promise<{ code: number; message: string }> {
+    const size = statSync(path).size;
+    const sha256 = Buffer.from(await hashFile(path), 'hex');
+    const newId = (): number => randomBytes(4).readUInt32BE(0) || 1;
+    const file: OutgoingFile = new OutgoingFile(newId(), { path, size, chunkSize: 1400 }, {
+      send: (bytes) => this.o.send(bytes),
+      encodeOffer: (id) => encode({ type: 'fileOffer', transferId: id, jobId, size, chunkSize: 1400, sha256, name }),
+      renumber: () => { this.uploads.delete(file.transferId); const id = newId(); this.uploads.set(id, file); return id; },
+    }, this.o.clock, this.o.sender ?? {});
+    this.uploads.set(file.transferId, file);
+    file.start();
+    const outcome = await file.done;
+    this.uploads.delete(file.transferId);
+    return outcome;
+  }
+
+  private onFileOffer(msg: FileOfferMessage): void {
+    const known = this.puts.get(msg.transferId);
+    if (known) { known.transfer.onOffer(); return; }
+    const expected = this.expectedPut;
+    const sha256 = Buffer.from(msg.sha256).toString('hex');
+    if (!expected || expected.jobId !== msg.jobId || expected.size !== msg.size || expected.sha256 !== sha256) {
+      this.o.send(encode({ type: 'result', transferId: msg.transferId, code: ResultCode.cancelled, active: NO_VERSION, message: 'no such put expected' }));
+      return;
+    }
+    clearTimeout(expected.timer);
+    this.expectedPut = undefined;
+    const incoming = new IncomingModule({ size: msg.size, sha256, chunkSize: msg.chunkSize }, `${expected.path}.nxt-part`);
+    const transfer: IncomingTransfer = new IncomingTransfer(msg.transferId, incoming, {
+      send: (bytes) => this.o.send(bytes),
+      complete: () => void this.finishPut(msg.transferId),
+      idle: () => {
+        this.puts.delete(msg.transferId);
+        void transfer.suspend();
+        void this.finish(msg.jobId, JobCode.transferFailed, 'the server went quiet during the put');
+      },
+    }, this.o.clock);
+    this.puts.set(msg.transferId, { jobId: msg.jobId, transfer, path: expected.path });
+    transfer.onOffer();
+  }
+
+  private async finishPut(transferId: number): Promise<void> {
+    const p = this.puts.get(transferId);
+    if (!p || p.transfer.finishing) return;
+    p.transfer.finishing = true;
+    p.transfer.clearTimer();
+    this.puts.delete(transferId);
+    try {
+      await p.transfer.incoming.complete(p.path);
+      this.repeat(`result ${transferId}`, encode({ type: 'result', transferId, code: ResultCode.ok, active: NO_VERSION, message: 'stored' }));
+      await this.finish(p.jobId, JobCode.ok, `wrote ${p.transfer.incoming.manifest.size} bytes`);
+    } catch (err) {
+      try { unlinkSync(`${p.path}.nxt-part`); } catch { /* gone */ }
+      this.repeat(`result ${transferId}`, encode({ type: 'result', transferId, code: ResultCode.hashMismatch, active: NO_VERSION, message: errorMessage(err) }));
+      await this.finish(p.jobId, JobCode.transferFailed, errorMessage(err));
+    }
+  }
+
+  private async finish(jobId: number, code: number, message: string): Promise<void> {
+    this.done[jobId] = { state: 'finished', code, message };
+    this.saveDone();
+    this.busy = false;
+    this.emit('log', `job ${jobId}: ${code === JobCode.ok ? 'ok' : 'failed'}: ${message}`);
+    this.report(jobId, code, message);
+    this.poll(); // the next one, if any
+  }
+
+  private report(jobId: number, code: number, message: string): void {
+    this.repeat(`job ${jobId}`, encode({ type: 'jobResult', jobId, code, message }));
+  }
+
+  /** Send now and every REPEAT_MS until acknowledged (or REPEATS times). */
+  private repeat(key: string, bytes: Uint8Array): void {
+    this.stopRepeating(key);
+    let tries = 0;
+    const send = (): void => {
+      if (tries++ >= REPEATS) { this.repeats.delete(key); return; }
+      this.o.send(bytes);
+      const t = setTimeout(send, REPEAT_MS);
+      t.unref();
+      this.repeats.set(key, t);
+    };
+    send();
+  }
+
+  private stopRepeating(key: string): boolean {
+    const t = this.repeats.get(key);
+    if (t) { clearTimeout(t); this.repeats.delete(key); }
+    return t !== undefined;
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * The server's half of maintenance jobs: hands a polling device its next job, receives what it
+ * uploads (into uploads/<device>/<job>/), sends it the files it must put, and records results.
+ * Uploads and puts are the same resumable transfers as module pushes, in either direction.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { EventEmitter } from 'node:events';
+import { errorMessage, NxtError } from '../errors.js';
+import { encode, JobCode, JobKind, type DataMessage, type FileOfferMessage, type Message } from '../protocol/messages.js';
+import { ResultCode } from '../protocol/result-codes.js';
+import { IncomingModule } from '../plugin/incoming-module.js';
+import { IncomingTransfer } from '../files/incoming-transfer.js';
+import { OutgoingFile } from '../files/outgoing-file.js';
+import type { AuthenticatedPeer } from '../session/server-channel.js';
+import type { Peer } from '../net/endpoint.js';
+import type { Clock, WallClock } from '../util/clock.js';
+import type { SenderOptions } from '../transfer/sender.js';
+import type { Job, JobStore } from './job-store.js';
+import type { Notifier } from './notifier.js';
+
+export const JOB_RESULT_NAMES: Record<number, string> = {
+  [JobCode.ok]: 'ok', [JobCode.invalidJob]: 'invalid job', [JobCode.noSuchFile]: 'file does not exist',
+  [JobCode.generationFailed]: 'generation failed', [JobCode.transferFailed]: 'transfer failed',
+};
+
+const NO_VERSION = { major: 0, minor: 0, patch: 0 };
+/** RESULT for an upload is repeated this often until the device acknowledges it… */
+const RESULT_RETRY_MS = 250;
+const RESULT_RETRIES = 40;
+
+interface Upload {
+  readonly job: Job;
+  readonly device: string;
+  readonly final: string;
+  readonly transfer: IncomingTransfer;
+}
+
+/** Events: 'job-result' (Job). */
+export class JobServer extends EventEmitter {
+  private readonly uploads = new Map<number, Upload>();
+  private readonly puts = new Map<number, { job: Job; file: OutgoingFile }>();
+  private readonly resultTimers = new Map<number, NodeJS.Timeout>();
+
+  constructor(private readonly o: {
+    readonly store: JobStore;
+    readonly stateDir: string;
+    readonly channel: { send(message: Uint8Array, to: Peer): unknown };
+    readonly clock: Clock;
+    readonly wallClock: WallClock;
+    readonly notifier?: Notifier;
+    readonly sender?: Partial<SenderOptions>;
+    /** Whether a device is in the fleet (approved): others get no jobs. */
+    readonly approved: (device: string) => boolean;
+  }) {
+    super();
+  }
+
+  /** Handle a message that belongs to jobs; false if it is not one of ours. */
+  dispatch(msg: Message, from: AuthenticatedPeer): boolean {
+    switch (msg.type) {
+      case 'jobPoll': this.onPoll(msg.seq, from); return true;
+      case 'jobResult': this.onResult(msg.jobId, msg.code, msg.message, from); return true;
+      case 'fileOffer': this.onFileOffer(msg, from); return true;
+      case 'data': {
+        const u = this.uploads.get(msg.transferId);
+        if (!u || u.device !== from.clientId) return false;
+        u.transfer.onData(msg as DataMessage);
+        return true;
+      }
+      case 'resultAck': {
+        const t = this.resultTimers.get(msg.transferId);
+        if (t) { clearTimeout(t); this.resultTimers.delete(msg.transferId); }
+        return t !== undefined;
+      }
+      case 'ack': case 'result': case 'abort': {
+        const put = this.puts.get(msg.transferId);
+        if (!put || put.job.device !== from.clientId) return false;
+        if (msg.type === 'ack') put.file.onAck(msg);
+        else if (msg.type === 'result') put.file.onResult(msg.code, msg.message, msg.active);
+        else put.file.onAbort(msg.code, msg.message);
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  close(): void {
+    for (const t of this.resultTimers.values()) clearTimeout(t);
+    for (const p of this.puts.values()) p.file.cancel('server shutting down');
+    for (const u of this.uploads.values()) void u.transfer.suspend();
+  }
+
+  private now(): Date { return this.o.wallClock.wallNow(); }
+
+  private onPoll(seq: number, from: AuthenticatedPeer): void {
+    const job = this.o.approved(from.clientId) ? this.o.store.nextFor(from.clientId) : undefined;
+    const kind = job ? JobKind[job.kind] : 0;
+    this.o.channel.send(encode({ type: 'job', seq, jobId: job?.id ?? 0, kind, params: job ? JSON.stringify(job.params) : '' }), from);
+    if (!job) return;
+    if (job.state === 'queued') this.o.store.update(job, { state: 'sent' }, this.now());
+    if (job.kind === 'put' && job.source !== undefined && ![...this.puts.values()].some((p) => p.job.id === job.id)) this.startPut(job, from);
+  }
+
+  private startPut(job: Job, to: AuthenticatedPeer): void {
+    const size = job.params.size as number;
+    const sha256 = Buffer.from(job.params.sha256 as string, 'hex');
+    const name = String(job.params.name).split('/').pop()!.slice(0, 64);
+    const newId = (): number => randomBytes(4).readUInt32BE(0) || 1;
+    let transferId = newId();
+    const file = new OutgoingFile(transferId, { path: job.source!, size, chunkSize: 1400 }, {
+      send: (bytes) => this.o.channel.send(bytes, to),
+      encodeOffer: (id) => encode({ type: 'fileOffer', transferId: id, jobId: job.id, size, chunkSize: 1400, sha256, name }),
+      renumber: () => {
+        this.puts.delete(transferId);
+        transferId = newId();
+        this.puts.set(transferId, entry);
+        return transferId;
+      },
+    }, this.o.clock, this.o.sender ?? {});
+    const entry = { job, file };
+    this.puts.set(transferId, entry);
+    file.start();
+    void file.done.then(() => this.puts.delete(file.transferId));
+  }
+
+  private onResult(jobId: number, code: number, message: string, from: AuthenticatedPeer): void {
+    const job = this.o.store.get(jobId);
+    // Acknowledged in any case, so the device stops repeating it.
+    this.o.channel.send(encode({ type: 'jobAck', jobId }), from);
+    if (!job || job.device !== from.clientId || job.state === 'done' || job.state === 'failed') return;
+    const ok = code === JobCode.ok;
+    this.o.store.update(job, { state: ok ? 'done' : 'failed', result: JOB_RESULT_NAMES[code] ?? `code ${code}`, message }, this.now());
+    this.emit('job-result', job);
+    if (!ok) {
+      this.o.notifier?.notify({
+        event: 'job-failed', device: job.device, reason: job.result!, detail: `job ${job.id} (${job.kind}): ${message}`, at: this.now().toISOString(),
+      });
+    }
+  }
+
+  private onFileOffer(msg: FileOfferMessage, from: AuthenticatedPeer): void {
+    const known = this.uploads.get(msg.transferId);
+    if (known) { known.transfer.onOffer(); return; }
+    const job = this.o.store.get(msg.jobId);
+    const refuse = (why: string): void => {
+      this.o.channel.send(encode({ type: 'result', transferId: msg.transferId, code: ResultCode.cancelled, active: NO_VERSION, message: why }), from);
+    };
+    if (!job || job.device !== from.clientId || job.state !== 'sent' || (job.kind !== 'logs' && job.kind !== 'backup')) {
+      refuse('no upload is expected for this job');
+      return;
+    }
+    // The device names the file; only its last part, in plain characters, becomes a path here.
+    const safe = msg.name.split('/').pop()!.replace(/[^\w.-]/g, '_').replace(/^\.+/, '') || 'upload';
+    const dir = join(this.o.stateDir, 'uploads', job.device, String(job.id));
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const incoming = new IncomingModule({ size: msg.size, sha256: Buffer.from(msg.sha256).toString('hex'), chunkSize: msg.chunkSize }, join(dir, `${safe}.part`));
+      const upload: Upload = {
+        job, device: job.device, final: join(dir, safe),
+        transfer: new IncomingTransfer(msg.transferId, incoming, {
+          send: (bytes) => this.o.channel.send(bytes, from),
+          complete: () => void this.finishUpload(msg.transferId, from),
+          idle: () => { this.uploads.delete(msg.transferId); void upload.transfer.suspend(); },
+        }, this.o.clock),
+      };
+      this.uploads.set(msg.transferId, upload);
+      upload.transfer.onOffer();
+    } catch (err) {
+      refuse(`cannot store the upload: ${errorMessage(err)}`);
+    }
+  }
+
+  private async finishUpload(transferId: number, from: AuthenticatedPeer): Promise<void> {
+    const u = this.uploads.get(transferId);
+    if (!u || u.transfer.finishing) return;
+    u.transfer.finishing = true;
+    u.transfer.clearTimer();
+    let code: number = ResultCode.ok;
+    let message = 'stored';
+    try {
+      await u.transfer.incoming.complete(u.final);
+      this.o.store.update(u.job, { file: u.final }, this.now());
+    } catch (err) {
+      code = err instanceof NxtError && err.code === 'size-mismatch' ? ResultCode.sizeMismatch : ResultCode.hashMismatch;
+      message = errorMessage(err);
+    }
+    this.uploads.delete(transferId);
+    const bytes = encode({ type: 'result', transferId, code, active: NO_VERSION, message });
+    let tries = 0;
+    const resend = (): void => {
+      this.resultTimers.delete(transferId);
+      if (tries++ >= RESULT_RETRIES) return;
+      this.o.channel.send(bytes, from);
+      const t = setTimeout(resend, RESULT_RETRY_MS);
+      t.unref();
+      this.resultTimers.set(transferId, t);
+    };
+    resend();
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The maintenance job queue, kept in the state dir (`jobs.json`, written atomically on every
+ * change): jobs wait here until their device polls, so a device that is offline gets them when it
+ * comes back, and none is lost or repeated across a server restart.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { NxtError, errorMessage } from '../errors.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
+
+export type JobKindName = 'logs' | 'backup' | 'put' | 'clean';
+export type JobState = 'queued' | 'sent' | 'done' | 'failed';
+
+export interface Job {
+  readonly id: number;
+  readonly device: string;
+  readonly kind: JobKindName;
+  readonly params: Record<string, unknown>;
+  state: JobState;
+  /** 'ok', or the device's reason: 'invalid job', 'file does not exist', … */
+  result?: string;
+  message?: string;
+  /** What the device uploaded (logs, backup), under uploads/<device>/<job>/. */
+  file?: string;
+  /** For put: the server's copy of the file to send. */
+  source?: string;
+  readonly createdAt: string;
+  updatedAt: string;
+}
+
+export class JobStore {
+  private readonly jobs: Job[] = [];
+  private nextId = 1;
+
+  constructor(private readonly dir: string | undefined) {
+    if (dir === undefined) return;
+    const path = join(dir, 'jobs.json');
+    if (!existsSync(path)) return;
+    try {
+      const saved = JSON.parse(readFileSync(path, 'utf8')) as { nextId: number; jobs: Job[] };
+      if (!Array.isArray(saved.jobs) || typeof saved.nextId !== 'number') throw new Error('not a job list');
+      this.jobs.push(...saved.jobs);
+      this.nextId = saved.nextId;
+    } catch (err) {
+      throw new NxtError('bad-state', `${path} is unreadable (${errorMessage(err)}): restore it from a backup`);
+    }
+  }
+
+  add(device: string, kind: JobKindName, params: Record<string, unknown>, wallNow: Date, source?: string): Job {
+    const at = wallNow.toISOString();
+    const job: Job = { id: this.nextId++, device, kind, params, state: 'queued', createdAt: at, updatedAt: at, source };
+    this.jobs.push(job);
+    this.save();
+    return job;
+  }
+
+  get(id: number): Job | undefined { return this.jobs.find((j) => j.id === id); }
+
+  list(filter: (j: Job) => boolean = () => true): Job[] { return this.jobs.filter(filter); }
+
+  /** The device's oldest job not finished yet (a job sent but never answered is sent again). */
+  nextFor(device: string): Job | undefined {
+    return this.jobs.find((j) => j.device === device && (j.state === 'queued' || j.state === 'sent'));
+  }
+
+  update(job: Job, change: Partial<Pick<Job, 'state' | 'result' | 'message' | 'file'>>, wallNow: Date): void {
+    Object.assign(job, change, { updatedAt: wallNow.toISOString() });
+    this.save();
+  }
+
+  private save(): void {
+    if (this.dir === undefined) return;
+    writeFileAtomic(join(this.dir, 'jobs.json'), `${JSON.stringify({ version: 1, nextId: this.nextId, jobs: this.jobs }, null, 1)}\n`);
+  }
+}
