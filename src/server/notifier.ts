@@ -103,5 +103,6 @@ export class Notifier {
 }
 
 function describeEvent(event: string): string {
-  return event === 'push-failed' ? 'update failed' : event === 'behind' ? 'device behind the latest release' : event;
+  return event === 'push-failed' ? 'update failed' : event === 'behind' ? 'device behind the latest release'
+    : event === 'job-failed' ? 'maintenance job failed' : event;
 }

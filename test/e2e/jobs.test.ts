@@ -1,0 +1,113 @@
+/**
+ * The maintenance issue's checks with real processes: log, backup, put and clean jobs, names
+ * that try to leave the device's roots, and a job queued for an offline device.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Roots } from '../../src/jobs/roots.js';
+import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
+
+afterEach(async () => {
+  await stopAll();
+  expect(runningCount()).toBe(0);
+});
+
+/** A server and one device with its roots under `dir`; the device polls fast in maintenance mode. */
+async function setup(maintenance = true): Promise<{ dir: string; server: Proc; port: number; device: Proc; id: string; roots: Roots }> {
+  const dir = tempDir();
+  const { proc: server, port } = await startServer(join(dir, 'server'));
+  const roots: Roots = { logs: join(dir, 'dev/logs'), config: join(dir, 'dev/config'), dropbox: join(dir, 'dev/dropbox') };
+  for (const r of Object.values(roots)) mkdirSync(r, { recursive: true });
+  const device = await startDevice(dir, port, roots, maintenance);
+  return { dir, server, port, device, id: device.output.match(/nxt client ([0-9a-f]{12})/)![1]!, roots };
+}
+
+function startDevice(dir: string, port: number, roots: Roots, maintenance: boolean, name = 'device'): Promise<Proc> {
+  return startClient(name, port, join(dir, 'dev/data'), join(dir, 'server/release.pub'), '127.0.0.1', [
+    '--logs-dir', roots.logs, '--config-dir', roots.config, '--dropbox-dir', roots.dropbox, '--poll', '200', ...(maintenance ? ['--maintenance'] : []),
+  ]);
+}
+
+/** Queue a job and wait for its result line; returns the line. */
+async function job(server: Proc, command: string): Promise<string> {
+  const queued = (await server.run(`job ${command}`, /job (\d+) \(\w+\) queued/)).match(/job (\d+)/)![1]!;
+  return (await server.waitFor(new RegExp(`job ${queued} \\(\\w+\\) on \\w+: .*\\n`), 20_000))[0]!;
+}
+
+describe('maintenance jobs', () => {
+  it('logs with a time and severity filter upload exactly the matching lines; backup uploads the config byte for byte', async () => {
+    const { server, id, roots, dir } = await setup();
+    writeFileSync(join(roots.logs, 'app.log'), [
+      '2026-11-23T09:59:59Z ERROR before the window',
+      '2026-11-23T10:00:00Z ERROR disk full',
+      '2026-11-23T10:15:00Z INFO rotated',
+      '2026-11-23T10:30:00Z CRIT fan stopped',
+      '2026-11-23T11:00:00Z ERROR after the window',
+    ].join('\n'));
+    const logs = await job(server, `logs ${id} --since 2026-11-23T10:00:00Z --until 2026-11-23T11:00:00Z --severity error --file app.log`);
+    expect(logs).toMatch(/: ok — uploaded logs-job-\d+\.txt: 2 of 5 lines/);
+    const uploaded = logs.match(/→ (\S+)/)![1]!;
+    expect(readFileSync(uploaded, 'utf8')).toBe('2026-11-23T10:00:00Z ERROR disk full\n2026-11-23T10:30:00Z CRIT fan stopped\n');
+    expect(uploaded.startsWith(join(dir, 'server/uploads/'))).toBe(true);
+
+    const config = randomBytes(100_000); // binary, and more than one chunk
+    writeFileSync(join(roots.config, 'device.conf'), config);
+    const backup = await job(server, `backup ${id} device.conf`);
+    expect(backup).toMatch(/: ok — uploaded device\.conf/);
+    expect(readFileSync(backup.match(/→ (\S+)/)![1]!).equals(config)).toBe(true);
+  });
+
+  it('put lands a file in the drop-box; clean removes only old files', async () => {
+    const { server, id, roots, dir } = await setup();
+    const local = join(dir, 'firmware.bin');
+    const bytes = randomBytes(50_000);
+    writeFileSync(local, bytes);
+    expect(await job(server, `put ${id} ${local} incoming.bin`)).toMatch(/: ok — wrote 50000 bytes/);
+    expect(readFileSync(join(roots.dropbox, 'incoming.bin')).equals(bytes)).toBe(true);
+
+    const now = Date.now();
+    for (const [name, days] of [['old.log', 30], ['older.log', 60], ['fresh.log', 1]] as const) {
+      writeFileSync(join(roots.logs, name), name);
+      utimesSync(join(roots.logs, name), new Date(now - days * 86_400_000), new Date(now - days * 86_400_000));
+    }
+    expect(await job(server, `clean ${id} logs --older-than 7d`)).toMatch(/: ok — removed 2 of 3 files from logs/);
+    expect(readdirSync(roots.logs)).toEqual(['fresh.log']);
+  });
+
+  it('refuses names that leave the roots as invalid jobs, touching nothing outside', async () => {
+    const { server, id, dir } = await setup();
+    const outside = join(dir, 'outside');
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'keep'), 'keep me');
+    expect(await job(server, `backup ${id} ../../outside/keep`)).toMatch(/: invalid job — "\.\.\/\.\.\/outside\/keep" leaves its root/);
+    expect(await job(server, `backup ${id} /etc/passwd`)).toMatch(/: invalid job — "\/etc\/passwd" is an absolute path/);
+    expect(await job(server, `put ${id} ${join(dir, 'server/release.pub')} ../outside/planted`)).toMatch(/: invalid job/);
+    expect(await job(server, `clean ${id} logs/../../outside`)).toMatch(/: invalid job/);
+    expect(readdirSync(outside)).toEqual(['keep']);
+    expect(readFileSync(join(outside, 'keep'), 'utf8')).toBe('keep me');
+    expect(existsSync(join(dir, 'server/uploads'))).toBe(false);
+    expect(await server.run('results --json', /\]\n/)).toMatch(/"result":"invalid job"/);
+  });
+
+  it('a job queued for an offline device runs once when it comes online, and not again after a restart', async () => {
+    const { server, port, device, id, roots, dir } = await setup(false);
+    await device.stop();
+    writeFileSync(join(roots.config, 'app.conf'), 'x=1\n');
+    await server.run(`job backup ${id} app.conf`, /queued/);
+    expect(await server.run('jobs', /backup +queued.*\n/)).toMatch(/backup +queued/);
+    // The server restarts too: the queue is on disk.
+    await server.stop();
+    const { proc: again } = await startServer(join(dir, 'server'), ['--port', String(port)]);
+    const online = await startDevice(dir, port, roots, true, 'device online');
+    await again.waitFor(/job 1 \(backup\) on \w+: ok/);
+    await online.waitFor(/job 1: ok/);
+    await online.stop();
+    const restarted = await startDevice(dir, port, roots, true, 'device restarted');
+    // It polls (the server answers "nothing waiting") and runs nothing.
+    await restarted.run('maintenance off', /maintenance mode off/);
+    expect(restarted.output).not.toMatch(/running job/);
+    expect((await again.run('results --json', /\]\n/)).match(/"id":1/g)).toHaveLength(1);
+  });
+});
