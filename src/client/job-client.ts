@@ -196,7 +196,11 @@ export class JobClient extends EventEmitter {
     const expected = this.expectedPut;
     const sha256 = Buffer.from(msg.sha256).toString('hex');
     if (!expected || expected.jobId !== msg.jobId || expected.size !== msg.size || expected.sha256 !== sha256) {
-      this.o.send(encode({ type: 'result', transferId: msg.transferId, code: ResultCode.cancelled, active: NO_VERSION, message: 'no such put expected' }));
+      // For a job already finished here (refused, say), tell the server to stop; otherwise the
+      // offer may simply have overtaken its JOB: stay quiet, the server repeats it.
+      if (this.done[msg.jobId]?.state === 'finished') {
+        this.o.send(encode({ type: 'result', transferId: msg.transferId, code: ResultCode.cancelled, active: NO_VERSION, message: 'no such put expected' }));
+      }
       return;
     }
     clearTimeout(expected.timer);
