@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
-import { errorMessage } from '../errors.js';
+import { NxtError, errorMessage } from '../errors.js';
 import { encode, JobCode, type FileOfferMessage, type Message } from '../protocol/messages.js';
 import { ResultCode } from '../protocol/result-codes.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
@@ -57,7 +57,12 @@ export class JobClient extends EventEmitter {
   }) {
     super();
     this.donePath = join(o.workDir, 'jobs-done.json');
-    this.done = existsSync(this.donePath) ? JSON.parse(readFileSync(this.donePath, 'utf8')) as Record<string, DoneJob> : {};
+    try {
+      this.done = existsSync(this.donePath) ? JSON.parse(readFileSync(this.donePath, 'utf8')) as Record<string, DoneJob> : {};
+    } catch (err) {
+      // Without it, a job sent again could run twice: stop rather than guess.
+      throw new NxtError('bad-state', `${this.donePath} is unreadable (${errorMessage(err)}): restore it, or delete it if no job may be sent again`);
+    }
   }
 
   get maintenance(): boolean { return this.on_; }

@@ -26,6 +26,8 @@ export const JOB_RESULT_NAMES: Record<number, string> = {
 };
 
 const NO_VERSION = { major: 0, minor: 0, patch: 0 };
+/** A device may upload at most this much for one job: a log extract or a config, not a disk. */
+export const MAX_UPLOAD_BYTES = 1024 * 1024 * 1024;
 /** RESULT for an upload is repeated this often until the device acknowledges it… */
 const RESULT_RETRY_MS = 250;
 const RESULT_RETRIES = 40;
@@ -150,6 +152,10 @@ export class JobServer extends EventEmitter {
     };
     if (!job || job.device !== from.clientId || job.state !== 'sent' || (job.kind !== 'logs' && job.kind !== 'backup')) {
       refuse('no upload is expected for this job');
+      return;
+    }
+    if (msg.size > MAX_UPLOAD_BYTES) {
+      refuse(`an upload of ${msg.size} bytes is over the server's limit of ${MAX_UPLOAD_BYTES}`);
       return;
     }
     // The device names the file; only its last part, in plain characters, becomes a path here.
