@@ -4,5 +4,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 [ -d node_modules ] || npm ci
-npm run --silent build
+# NXT_SKIP_BUILD=1: package the dist/ that is there (the tests do, so that rebuilding it cannot
+# pull files from under the other tests' running processes).
+if [ -z "${NXT_SKIP_BUILD:-}" ]; then npm run --silent build; fi
 exec node scripts/package.mjs server "$@"

@@ -9,11 +9,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tar from 'tar';
 import { Proc, ROOT, runningCount, stopAll, tempDir } from '../support/processes.js';
 
+/** `npm test` built dist/ already; rebuilding it here would rewrite files under the processes
+ *  other tests are running (a half-written module fails to load). */
+const PACKAGE_ENV = { ...process.env, NXT_SKIP_BUILD: '1' };
+
 let work: string;
 
 beforeAll(() => {
   work = tempDir('nxt-install-');
-  execFileSync(join(ROOT, 'scripts/Package_Server.sh'), ['--out', join(work, 'out')], { stdio: 'pipe' });
+  execFileSync(join(ROOT, 'scripts/Package_Server.sh'), ['--out', join(work, 'out')], { stdio: 'pipe', env: PACKAGE_ENV });
 }, 120_000);
 
 afterAll(async () => {
@@ -41,7 +45,7 @@ describe('the installers', () => {
     const pub = join(serverHost, 'nxt/server/state/server/release.pub');
     expect(existsSync(pub)).toBe(true);
 
-    execFileSync(join(ROOT, 'scripts/Package_Client.sh'), ['--trust', pub, '--out', join(work, 'out')], { stdio: 'pipe' });
+    execFileSync(join(ROOT, 'scripts/Package_Client.sh'), ['--trust', pub, '--out', join(work, 'out')], { stdio: 'pipe', env: PACKAGE_ENV });
     const deviceHost = join(work, 'device-host');
     await unpack(join(work, 'out/nxt_client.tgz'), deviceHost);
     expect(readFileSync(join(deviceHost, 'nxt/client/etc/server.pub'), 'utf8')).toBe(readFileSync(pub, 'utf8'));
@@ -70,7 +74,7 @@ describe('the Dockerfiles', () => {
       expect(sources.length).toBeGreaterThan(0);
       const out = join(work, 'out');
       if (!existsSync(join(out, 'nxt_client.tgz'))) {
-        execFileSync(join(ROOT, 'scripts/Package_Client.sh'), ['--trust', join(ROOT, 'plugins/../test/fixtures/server.pub'), '--out', out], { stdio: 'pipe' });
+        execFileSync(join(ROOT, 'scripts/Package_Client.sh'), ['--trust', join(ROOT, 'plugins/../test/fixtures/server.pub'), '--out', out], { stdio: 'pipe', env: PACKAGE_ENV });
       }
       for (const [, src] of sources) expect(existsSync(join(out, src!)), `${src} exists`).toBe(true);
       const [, src, dest] = sources[0]!;
