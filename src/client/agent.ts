@@ -17,7 +17,7 @@ import type { ReceiverOptions } from '../transfer/receiver.js';
 import { IncomingTransfer } from '../files/incoming-transfer.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import type { ActiveModule, ModuleStore } from '../plugin/module-store.js';
-import { samePeer, type Peer } from '../net/endpoint.js';
+import type { Peer } from '../net/endpoint.js';
 import type { ClientChannel } from '../session/client-channel.js';
 import type { JobClient } from './job-client.js';
 import type { Clock, WallClock } from '../util/clock.js';
@@ -83,7 +83,6 @@ export const DEFAULT_CLIENT_TIMING: ClientTiming = {
 export interface ClientStats {
   datagrams: number;
   malformed: number;
-  foreign: number;
   unknownTransfer: number;
 }
 
@@ -102,7 +101,7 @@ const PROGRESS_EVERY_MS = 1000;
  *  waiting for upgrade), 'refused' ({ code, message }), 'log' (string), 'progress' (DownloadProgress,
  *  every second while a module arrives). */
 export class ClientAgent extends EventEmitter {
-  readonly stats: ClientStats = { datagrams: 0, malformed: 0, foreign: 0, unknownTransfer: 0 };
+  readonly stats: ClientStats = { datagrams: 0, malformed: 0, unknownTransfer: 0 };
   private activeModule: ActiveModule;
   private readonly timing: ClientTiming;
   private registered = false;
@@ -133,7 +132,7 @@ export class ClientAgent extends EventEmitter {
     this.timing = { ...DEFAULT_CLIENT_TIMING, ...options.timing };
     this.registerDelay = this.timing.registerRetryMs;
     if (options.deferred && compareReleaseVersions(options.deferred.version, options.initial.version) > 0) this.keepForUpgrade(options.deferred);
-    options.channel.onDatagram((data, from) => this.onDatagram(data, from));
+    options.channel.onDatagram((data) => this.onDatagram(data));
     // A new session (first, rekeyed, or after the server restarted): register on it at once,
     // which also tells the server to use it.
     options.channel.on('established', () => {
@@ -240,13 +239,10 @@ export class ClientAgent extends EventEmitter {
 
   // --- datagrams ------------------------------------------------------------------------------
 
-  private onDatagram(data: Buffer, from: Peer): void {
+  /** Only what the channel authenticated as the server's arrives here (it drops and counts the rest). */
+  private onDatagram(data: Buffer): void {
     this.stats.datagrams++;
     this.heardSinceRegister = true;
-    if (!samePeer(from, this.options.server)) {
-      this.stats.foreign++;
-      return;
-    }
     const msg = decodeOrUndefined(data);
     if (!msg) {
       this.stats.malformed++;

@@ -103,6 +103,7 @@ export class NxtServer extends EventEmitter {
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly autoAttempts = new Map<string, { sha256: string; at: number }>();
   private querySeq = 0;
+  private catchUpRelease: { sha256: string; release: Promise<Release>; manifest: { created: string; expires: string } | undefined } | undefined;
   /** Since when each online device has been behind the latest release (and whether we said so). */
   private readonly behindSince = new Map<string, { sha256: string; since: number; alerted: boolean }>();
   private readonly behindTimer: NodeJS.Timeout | undefined;
@@ -190,7 +191,8 @@ export class NxtServer extends EventEmitter {
       };
       const timer = setTimeout(done, timeoutMs);
       this.on('client-renewed', onRegistered);
-      for (const c of clients) this.options.channel.send(encode({ type: 'query', seq }), c.peer);
+      const query = encode({ type: 'query', seq });
+      for (const c of clients) this.options.channel.send(query, c.peer);
       if (clients.length === 0) done();
     });
     return clients.map((client) => ({ client, answered: client.lastSeen >= askedAt }));
@@ -337,6 +339,26 @@ export class NxtServer extends EventEmitter {
     this.catchUp(record, now);
   }
 
+  /**
+   * The latest release, prepared (hashed and signed) once and shared by every client that catches
+   * up — after a restart that is the whole fleet, and hashing the module for each would read it
+   * once per device — until half its signed lifetime has passed, when it is prepared afresh.
+   */
+  private preparedForCatchUp(stored: StoredRelease, prepare: (s: StoredRelease) => Promise<Release>): Promise<Release> {
+    const cached = this.catchUpRelease;
+    if (cached && cached.sha256 === stored.sha256) {
+      const m = cached.manifest;
+      if (!m) return cached.release; // still being prepared
+      const created = Date.parse(m.created);
+      if (this.options.wallClock.wallNow().getTime() < created + (Date.parse(m.expires) - created) / 2) return cached.release;
+    }
+    const release = prepare(stored);
+    const entry: NonNullable<typeof this.catchUpRelease> = { sha256: stored.sha256, release, manifest: undefined };
+    this.catchUpRelease = entry;
+    void release.then((r) => { entry.manifest = r.manifest; }, () => { if (this.catchUpRelease === entry) this.catchUpRelease = undefined; });
+    return release;
+  }
+
   /** With --auto-update: push the latest release to a client that registers behind it. */
   private catchUp(client: ClientRecord, now: number): void {
     const { releases, prepareStored } = this.options;
@@ -351,7 +373,7 @@ export class NxtServer extends EventEmitter {
     this.autoAttempts.set(client.id, { sha256: latest.sha256, at: now });
     if (this.autoAttempts.size > 100_000) this.autoAttempts.delete(this.autoAttempts.keys().next().value!);
     this.emit('auto-update', client, latest);
-    void prepareStored(latest)
+    void this.preparedForCatchUp(latest, prepareStored)
       .then((release) => this.push(release, [client]))
       .catch((err: unknown) => this.emit('warning', `automatic update of ${shortId(client.id)} to ${latest.name}: ${errorMessage(err)}`));
   }

@@ -110,10 +110,6 @@ export class Repl {
     const offers = this.options.completeArgs?.(words[0] ?? '') ?? [];
     return [offers.filter((o) => o.startsWith(partial)), partial];
   }
-
-  helpText(): string {
-    return helpText(this.options.commands);
-  }
 }
 
 /** `help` (every command) or `help <command>` (one), as a command both consoles share. */
