@@ -1,228 +1,42 @@
 #!/usr/bin/env node
-/** nxt-server: parse flags, wire the parts, run. */
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Command, Option } from 'commander';
-import { openUdpEndpoint } from '../net/endpoint.js';
-import readlineSync from 'readline-sync';
-import { signManifest } from '../security/manifest.js';
-import {
-  isReleaseKeySealed, loadOrCreateReleaseKey, loadReleaseKeyOrPublic, PUBLIC_KEY_FILE, sealReleaseKey, type PassphraseSource,
-} from '../security/release-key.js';
-import { NxtError } from '../errors.js';
-import { DEFAULT_MANIFEST_TTL_S, encodePresigned, prepareRelease, PRESIGNED_SUFFIX, type Release } from '../server/release.js';
-import { ReleaseStore, type StoredRelease } from '../server/release-store.js';
-import { Notifier } from '../server/notifier.js';
-import { JobStore } from '../server/job-store.js';
-import { JobServer } from '../server/job-server.js';
-import { formatReleaseVersion } from '../protocol/release-version.js';
-import { History } from '../server/history.js';
-import { Devices } from '../server/devices.js';
-import { IDENTITY_PUBLIC_FILE, loadOrCreateIdentity } from '../session/identity.js';
-import { ServerChannel } from '../session/server-channel.js';
-import { NxtServer } from '../server/server.js';
-import { createServerRepl, serverCommands, type ServerReplOptions } from '../server/server-repl.js';
-import { listenControl, sendControl } from '../server/control-socket.js';
-import { systemClock, systemWallClock } from '../util/clock.js';
-import { lockDir } from '../util/dir-lock.js';
-import { exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
-import { lifecycle } from './lifecycle.js';
-import { applyConfigFile, type ConfigType } from './config-file.js';
+/**
+ * nxt-server's entry point. It only decides what to load: `ctl` (what scripts call, once per
+ * command) needs the control socket's client and nothing else, so it starts in about the time
+ * Node itself takes; everything else loads the whole program (server-program.ts).
+ */
+import { enableCompileCache } from './compile-cache.js';
 
-const DEFAULT_STATE_DIR = 'state/server';
+enableCompileCache();
 
-const program = new Command('nxt-server')
-  .description('push signed plugin modules to nxt clients over UDP')
-  .option('-p, --port <port>', 'UDP port to listen on (IPv4 and IPv6)', '9000')
-  .option('-s, --state-dir <dir>', 'where the release key and server state live', DEFAULT_STATE_DIR)
-  .option('--peer-timeout <ms>', 'fail a push to a client silent this long', '10000')
-  .option('--renew <ms>', 'how often clients renew their registration', '10000')
-  .option('--manifest-ttl <seconds>', 'how long a signed push stays installable; clients refuse it after that', String(DEFAULT_MANIFEST_TTL_S))
-  .addOption(new Option('-c, --config <file>', 'settings file (JSON, keys as the long options in camelCase; flags win)').env('NXT_SERVER_CONFIG'))
-  .option('--max-handshakes <per-second>', 'session handshakes accepted per second, all clients together (each costs ~5 ms of CPU)', '50')
-  .option('--notify-webhook <url>', 'POST a JSON alert here when a push fails on a device or a device stays behind')
-  .option('--smtp <url>', 'mail server for alerts, e.g. smtp://mail.example.com:587 (user:password@ allowed)')
-  .option('--notify-email <address>', 'send alerts to this address (needs --smtp)')
-  .option('--notify-from <address>', 'sender of alert emails', 'nxt-server <nxt@localhost>')
-  .addOption(new Option('--notify-retry <ms>', 'first retry of an undelivered alert (then doubling, 5 attempts)').default('1000').hideHelp())
-  .option('--behind-after <seconds>', 'alert when an online device runs an older release than the latest for this long')
-  .option('--auto-update', 'push the latest release to any client that registers (or comes back) behind it')
-  .addOption(new Option('--enroll-token <token>', 'devices started with this token are approved without asking (comma-separate several)').env('NXT_ENROLL_TOKEN'))
-  // Options after a subcommand belong to it (keygen --state-dir D).
-  .enablePositionalOptions()
-  .showHelpAfterError();
-
-interface ServerFlags {
-  port: string; stateDir: string; peerTimeout: string; renew: string; manifestTtl: string; enrollToken?: string; autoUpdate?: boolean;
-  maxHandshakes: string; config?: string;
-  notifyWebhook?: string; smtp?: string; notifyEmail?: string; notifyFrom: string; behindAfter?: string; notifyRetry: string;
+const ctl = parseCtl(process.argv.slice(2));
+if (ctl) {
+  const { runCtl } = await import('./ctl.js');
+  await runCtl(ctl.stateDir, ctl.words);
+} else {
+  await import('./server-program.js');
 }
 
-const SERVER_CONFIG: Record<string, ConfigType> = {
-  port: 'number', stateDir: 'string', peerTimeout: 'number', renew: 'number', manifestTtl: 'number',
-  enrollToken: 'string', autoUpdate: 'boolean', maxHandshakes: 'number',
-  notifyWebhook: 'string', smtp: 'string', notifyEmail: 'string', notifyFrom: 'string', behindAfter: 'number',
-};
-
-program.action(async (flags: ServerFlags) => {
-  try {
-    if (flags.config !== undefined) applyConfigFile(program, flags.config, SERVER_CONFIG);
-    const opts = program.opts<ServerFlags>();
-    const port = parsePort(opts.port);
-    const handshakesPerSecond = Number(opts.maxHandshakes);
-    if (!/^\d+$/.test(opts.maxHandshakes) || handshakesPerSecond < 1) throw new NxtError('usage', `--max-handshakes "${opts.maxHandshakes}" is not a positive whole number`);
-    const peerTimeoutMs = parsePositiveMs(opts.peerTimeout);
-    const renewMs = parsePositiveMs(opts.renew);
-    if (!/^\d+$/.test(opts.manifestTtl)) throw new NxtError('usage', `--manifest-ttl "${opts.manifestTtl}" is not a number of seconds`);
-    const manifestTtlSeconds = Number(opts.manifestTtl);
-    if ((opts.smtp === undefined) !== (opts.notifyEmail === undefined)) throw new NxtError('usage', 'email alerts need both --smtp and --notify-email');
-    if (opts.behindAfter !== undefined && !/^\d+$/.test(opts.behindAfter)) throw new NxtError('usage', `--behind-after "${opts.behindAfter}" is not a number of seconds`);
-    const notifyRetryMs = parsePositiveMs(opts.notifyRetry);
-    mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
-    process.on('exit', lockDir(opts.stateDir, 'server'));
-    // Before any socket opens: readline-sync blocks the event loop while it asks.
-    const { signer, publicKey, created } = loadReleaseKeyOrPublic(opts.stateDir, (n) => randomBytes(n), { passphrase: askPassphrase('release key passphrase: ') });
-    const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
-    const { keys: identity, created: newIdentity } = loadOrCreateIdentity(opts.stateDir, random);
-    const devices = new Devices(opts.stateDir);
-    const endpoint = await openUdpEndpoint({ port });
-    const channel = new ServerChannel({
-      endpoint, clock: systemClock, identity, random, isRevoked: (id) => devices.isRevoked(id),
-      limits: { handshakesPerSecond, handshakeBurst: 2 * handshakesPerSecond },
-    });
-    const history = new History(opts.stateDir);
-    const releases = new ReleaseStore(opts.stateDir);
-    // A stored module signed again, fresh (a new expiry), unless it was signed offline.
-    const prepareStored = (stored: StoredRelease): Promise<Release> => prepareRelease(stored.file, {
-      version: stored.presigned ? undefined : formatReleaseVersion(stored.version), signer, publicKey,
-      now: systemWallClock.wallNow(), ttlSeconds: manifestTtlSeconds,
-    });
-    let notifier: Notifier | undefined;
-    const warn = (line: string): void => { server.emit('warning', line); };
-    if (opts.notifyWebhook !== undefined || opts.smtp !== undefined) {
-      notifier = new Notifier({
-        webhook: opts.notifyWebhook, smtp: opts.smtp, emailTo: opts.notifyEmail, emailFrom: opts.notifyFrom, log: warn,
-        firstRetryMs: notifyRetryMs,
-      });
+/**
+ * `ctl [-s DIR | --state-dir DIR | --state-dir=DIR] <command…>`, or undefined for anything else
+ * (including `ctl --help` and a bare `ctl`, which the full program explains).
+ */
+function parseCtl(args: string[]): { stateDir: string; words: string[] } | undefined {
+  if (args[0] !== 'ctl') return undefined;
+  let stateDir = 'state/server';
+  let i = 1;
+  for (; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '-s' || a === '--state-dir') {
+      if (args[i + 1] === undefined) return undefined;
+      stateDir = args[++i]!;
+    } else if (a.startsWith('--state-dir=')) {
+      stateDir = a.slice('--state-dir='.length);
+    } else if (a.startsWith('-')) {
+      return undefined;
+    } else {
+      break;
     }
-    const jobStore = new JobStore(opts.stateDir);
-    const jobs: JobServer = new JobServer({
-      store: jobStore, stateDir: opts.stateDir, channel, clock: systemClock, wallClock: systemWallClock, notifier, sender: { peerTimeoutMs },
-      approved: (id: string): boolean => server.registry.get(id) !== undefined,
-    });
-    const server: NxtServer = new NxtServer({
-      jobs, notifier, behindAfterMs: opts.behindAfter === undefined ? undefined : Number(opts.behindAfter) * 1000,
-      stateDir: opts.stateDir, releases, prepareStored, autoUpdate: opts.autoUpdate === true,
-      channel, clock: systemClock, wallClock: systemWallClock, devices, randomU32: () => randomBytes(4).readUInt32BE(0),
-      enrollTokens: (opts.enrollToken ?? '').split(',').map((t) => t.trim()).filter((t) => t !== ''),
-      renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, history: { log: history, wallClock: systemWallClock },
-    });
-    const pub = join(opts.stateDir, PUBLIC_KEY_FILE);
-    process.stdout.write(`nxt server listening on UDP port ${endpoint.port}\n`);
-    const fresh = [created && 'release key', newIdentity && 'identity key'].filter(Boolean).join(' and ');
-    process.stdout.write(`${fresh ? `created a new ${fresh}; ` : ''}clients trust ${pub} and ${join(opts.stateDir, IDENTITY_PUBLIC_FILE)}\n`);
-    if (!signer) process.stdout.write(`no release key here (only its public half): push accepts modules signed offline (${PRESIGNED_SUFFIX})\n`);
-    const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); control.close(); await server.close(); });
-    const consoleOptions: ServerReplOptions = {
-      server, signer, publicKey, clock: systemClock, wallClock: systemWallClock,
-      input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded, manifestTtlSeconds,
-      history, releases, prepareStored, historyFile: join(opts.stateDir, 'console-history'), jobs: { store: jobStore, stateDir: opts.stateDir },
-    };
-    jobs.on('job-result', (job) => server.emit('job-result', job));
-    const repl = createServerRepl(consoleOptions);
-    const control = await listenControl(opts.stateDir, (say) => serverCommands(consoleOptions, say, { reportEachClient: true }));
-    repl.start();
-  } catch (err) {
-    exitWithError('nxt-server', err);
   }
-});
-
-program
-  .command('keygen')
-  .description('create the release and identity keys in the state dir if there are none, and print where their public halves are')
-  .option('-s, --state-dir <dir>', 'where the release key lives', DEFAULT_STATE_DIR)
-  .option('--passphrase', 'encrypt the key with a passphrase (asked in the terminal, or NXT_KEY_PASSPHRASE)')
-  .action((opts: { stateDir: string; passphrase?: boolean }) => {
-    try {
-      const random = (n: number): Uint8Array => randomBytes(n);
-      const pub = join(opts.stateDir, PUBLIC_KEY_FILE);
-      // The server's identity key (sessions) goes with the release key (modules): clients install both.
-      loadOrCreateIdentity(opts.stateDir, random);
-      if (!opts.passphrase) {
-        const { created } = loadOrCreateReleaseKey(opts.stateDir, random);
-        process.stdout.write(`${created ? 'created' : 'kept the existing'} release key; public key: ${pub}\n`);
-        return;
-      }
-      if (isReleaseKeySealed(opts.stateDir)) throw new NxtError('usage', 'the release key is already encrypted');
-      const passphrase = newPassphrase();
-      const { created } = loadOrCreateReleaseKey(opts.stateDir, random, { sealNew: passphrase });
-      if (!created) sealReleaseKey(opts.stateDir, random, passphrase);
-      process.stdout.write(`${created ? 'created an encrypted' : 'encrypted the existing'} release key; public key: ${pub}\n`);
-    } catch (err) {
-      exitWithError('nxt-server', err);
-    }
-  });
-
-program
-  .command('sign <file>')
-  .description(`sign a module with the release key here (e.g. on an offline machine), writing <file>${PRESIGNED_SUFFIX}; copy both to the server and push <file>`)
-  .option('-s, --state-dir <dir>', 'where the release key lives', DEFAULT_STATE_DIR)
-  .option('--version <x.y.z>', 'the release version (default: from the file name)')
-  .option('--manifest-ttl <seconds>', 'how long the signed module stays installable', String(DEFAULT_MANIFEST_TTL_S))
-  .option('--to <ids>', 'sign for these devices only (full 32-hex-digit ids, comma-separated); default: all')
-  .action(async (file: string, opts: { stateDir: string; version?: string; manifestTtl: string; to?: string }) => {
-    try {
-      if (!/^\d+$/.test(opts.manifestTtl)) throw new NxtError('usage', `--manifest-ttl "${opts.manifestTtl}" is not a number of seconds`);
-      const { signer } = loadOrCreateReleaseKey(opts.stateDir, (n) => randomBytes(n), { passphrase: askPassphrase('release key passphrase: ') });
-      const release = await prepareRelease(file, {
-        version: opts.version, signer, publicKey: signer.publicKey, now: systemWallClock.wallNow(), ttlSeconds: Number(opts.manifestTtl),
-      });
-      const targets: 'all' | string[] = opts.to === undefined ? 'all' : opts.to.split(',').map((t) => t.trim().toLowerCase());
-      if (targets !== 'all' && (targets.length === 0 || targets.some((t) => !/^[0-9a-f]{32}$/.test(t)))) {
-        throw new NxtError('usage', `--to takes full device ids (32 hex digits, as each client prints when it starts), comma-separated`);
-      }
-      const m = { ...release.manifest, targets };
-      writeFileSync(file + PRESIGNED_SUFFIX, encodePresigned(signManifest(m, signer)));
-      const whom = targets === 'all' ? 'all devices' : `${targets.length} device(s)`;
-      process.stdout.write(`signed ${m.name} ${m.version.major}.${m.version.minor}.${m.version.patch} for ${whom}, valid until ${m.expires}: ${file}${PRESIGNED_SUFFIX}\n`);
-    } catch (err) {
-      exitWithError('nxt-server', err);
-    }
-  });
-
-program
-  .command('ctl <command...>')
-  .description('run one console command (push, clients --json, versions, rollout latest, …) in the server running with this state dir')
-  .option('-s, --state-dir <dir>', 'the running server\'s state dir (before the command)', DEFAULT_STATE_DIR)
-  // Everything from the command on is the command's own (ctl clients --json).
-  .passThroughOptions()
-  .action(async (words: string[], opts: { stateDir: string }) => {
-    try {
-      const ok = await sendControl(opts.stateDir, words, (text) => process.stdout.write(text));
-      process.exitCode = ok ? 0 : 1;
-    } catch (err) {
-      exitWithError('nxt-server ctl', err);
-    }
-  });
-
-/** The passphrase of an encrypted key: NXT_KEY_PASSPHRASE, else asked in the terminal (once). */
-function askPassphrase(prompt: string): PassphraseSource {
-  return () => {
-    const fromEnv = process.env.NXT_KEY_PASSPHRASE;
-    if (fromEnv !== undefined) return fromEnv;
-    if (!process.stdin.isTTY) throw new NxtError('needs-passphrase', 'the release key is encrypted and there is no terminal to ask in: set NXT_KEY_PASSPHRASE');
-    return readlineSync.question(prompt, { hideEchoBack: true });
-  };
+  const words = args.slice(i);
+  return words.length > 0 ? { stateDir, words } : undefined;
 }
-
-function newPassphrase(): string {
-  const fromEnv = process.env.NXT_KEY_PASSPHRASE;
-  if (fromEnv !== undefined) return fromEnv;
-  if (!process.stdin.isTTY) throw new NxtError('needs-passphrase', 'no terminal to ask for a passphrase in: set NXT_KEY_PASSPHRASE');
-  const first = readlineSync.question('new passphrase: ', { hideEchoBack: true });
-  if (readlineSync.question('again: ', { hideEchoBack: true }) !== first) throw new NxtError('bad-passphrase', 'the passphrases differ');
-  return first;
-}
-
-await program.parseAsync();
