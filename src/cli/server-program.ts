@@ -10,7 +10,8 @@ import {
   isReleaseKeySealed, loadOrCreateReleaseKey, loadReleaseKeyOrPublic, PUBLIC_KEY_FILE, sealReleaseKey, type PassphraseSource,
 } from '../security/release-key.js';
 import { NxtError } from '../errors.js';
-import { DEFAULT_MANIFEST_TTL_S, encodePresigned, prepareRelease, PRESIGNED_SUFFIX, type Release } from '../server/release.js';
+import { DEFAULT_MANIFEST_TTL_S, encodePresigned, prepareRelease, PRESIGNED_SUFFIX, SMALL_CHUNK_BYTES, type Release } from '../server/release.js';
+import { CHUNKS_HEADER_BYTES, chunkEntryBytes, MAX_UDP_PAYLOAD_BYTES } from '../protocol/envelope.js';
 import { ReleaseStore, type StoredRelease } from '../server/release-store.js';
 import { Notifier } from '../server/notifier.js';
 import { JobStore } from '../server/job-store.js';
@@ -31,6 +32,8 @@ import { lifecycle } from './lifecycle.js';
 import { applyConfigFile, type ConfigType } from './config-file.js';
 
 const DEFAULT_STATE_DIR = 'state/server';
+/** The smallest datagram that carries one whole small chunk (CHUNKS header + a 1400-byte entry). */
+const MIN_DATAGRAM = CHUNKS_HEADER_BYTES + chunkEntryBytes(SMALL_CHUNK_BYTES);
 
 const program = new Command('nxt-server')
   .description('push signed plugin modules to nxt clients over UDP')
@@ -41,6 +44,7 @@ const program = new Command('nxt-server')
   .option('--manifest-ttl <seconds>', 'how long a signed push stays installable; clients refuse it after that', String(DEFAULT_MANIFEST_TTL_S))
   .addOption(new Option('-c, --config <file>', 'settings file (JSON, keys as the long options in camelCase; flags win)').env('NXT_SERVER_CONFIG'))
   .option('--max-handshakes <per-second>', 'session handshakes accepted per second, all clients together (each costs ~5 ms of CPU)', '50')
+  .option('--max-datagram <bytes>', 'never send a datagram larger than this (1452: an Ethernet path; default: what each path is found to carry, up to 65507)')
   .option('--notify-webhook <url>', 'POST a JSON alert here when a push fails on a device or a device stays behind')
   .option('--smtp <url>', 'mail server for alerts, e.g. smtp://mail.example.com:587 (user:password@ allowed)')
   .option('--notify-email <address>', 'send alerts to this address (needs --smtp)')
@@ -55,13 +59,13 @@ const program = new Command('nxt-server')
 
 interface ServerFlags {
   port: string; stateDir: string; peerTimeout: string; renew: string; manifestTtl: string; enrollToken?: string; autoUpdate?: boolean;
-  maxHandshakes: string; config?: string;
+  maxHandshakes: string; config?: string; maxDatagram?: string;
   notifyWebhook?: string; smtp?: string; notifyEmail?: string; notifyFrom: string; behindAfter?: string; notifyRetry: string;
 }
 
 const SERVER_CONFIG: Record<string, ConfigType> = {
   port: 'number', stateDir: 'string', peerTimeout: 'number', renew: 'number', manifestTtl: 'number',
-  enrollToken: 'string', autoUpdate: 'boolean', maxHandshakes: 'number',
+  enrollToken: 'string', autoUpdate: 'boolean', maxHandshakes: 'number', maxDatagram: 'number',
   notifyWebhook: 'string', smtp: 'string', notifyEmail: 'string', notifyFrom: 'string', behindAfter: 'number',
 };
 
@@ -73,6 +77,10 @@ program.action(async (flags: ServerFlags) => {
     const handshakesPerSecond = Number(opts.maxHandshakes);
     if (!/^\d+$/.test(opts.maxHandshakes) || handshakesPerSecond < 1) throw new NxtError('usage', `--max-handshakes "${opts.maxHandshakes}" is not a positive whole number`);
     const peerTimeoutMs = parsePositiveMs(opts.peerTimeout);
+    const maxDatagram = opts.maxDatagram === undefined ? undefined : Number(opts.maxDatagram);
+    if (maxDatagram !== undefined && (!/^\d+$/.test(opts.maxDatagram!) || maxDatagram < MIN_DATAGRAM || maxDatagram > MAX_UDP_PAYLOAD_BYTES)) {
+      throw new NxtError('usage', `--max-datagram "${opts.maxDatagram}" must be a whole number of bytes from ${MIN_DATAGRAM} to ${MAX_UDP_PAYLOAD_BYTES}`);
+    }
     const renewMs = parsePositiveMs(opts.renew);
     if (!/^\d+$/.test(opts.manifestTtl)) throw new NxtError('usage', `--manifest-ttl "${opts.manifestTtl}" is not a number of seconds`);
     const manifestTtlSeconds = Number(opts.manifestTtl);
@@ -116,7 +124,7 @@ program.action(async (flags: ServerFlags) => {
       stateDir: opts.stateDir, releases, prepareStored, autoUpdate: opts.autoUpdate === true,
       channel, clock: systemClock, wallClock: systemWallClock, devices, randomU32: () => randomBytes(4).readUInt32BE(0),
       enrollTokens: (opts.enrollToken ?? '').split(',').map((t) => t.trim()).filter((t) => t !== ''),
-      renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, history: { log: history, wallClock: systemWallClock },
+      renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, maxDatagram, history: { log: history, wallClock: systemWallClock },
     });
     const pub = join(opts.stateDir, PUBLIC_KEY_FILE);
     process.stdout.write(`nxt server listening on UDP port ${endpoint.port}\n`);

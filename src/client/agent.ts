@@ -5,7 +5,9 @@
  */
 import { EventEmitter } from 'node:events';
 import { unlinkSync } from 'node:fs';
-import { NxtError, errorMessage } from '../errors.js';
+import { DecodeError, NxtError, errorMessage } from '../errors.js';
+import { forEachChunk, TAG_BYTES, type ChunksFrame } from '../protocol/envelope.js';
+import { ContentKey } from '../session/content-key.js';
 import {
   decodeOrUndefined, encode, Enrollment, UpdateResult, UpdateState,
   type AbortMessage, type DataMessage, type EnrollmentValue, type Message, type OfferMessage, type UpdateResultValue, type UpdateStateValue,
@@ -84,6 +86,10 @@ export interface ClientStats {
   datagrams: number;
   malformed: number;
   unknownTransfer: number;
+  /** CHUNKS frames received, and sealed chunks in them whose tag failed (forged, corrupted, or
+   *  of another release: a replay) or whose index or length the manifest rules out. */
+  chunkFrames: number;
+  badChunks: number;
 }
 
 export interface DownloadProgress {
@@ -101,7 +107,7 @@ const PROGRESS_EVERY_MS = 1000;
  *  waiting for upgrade), 'refused' ({ code, message }), 'log' (string), 'progress' (DownloadProgress,
  *  every second while a module arrives). */
 export class ClientAgent extends EventEmitter {
-  readonly stats: ClientStats = { datagrams: 0, malformed: 0, unknownTransfer: 0 };
+  readonly stats: ClientStats = { datagrams: 0, malformed: 0, unknownTransfer: 0, chunkFrames: 0, badChunks: 0 };
   private activeModule: ActiveModule;
   private readonly timing: ClientTiming;
   private registered = false;
@@ -133,6 +139,7 @@ export class ClientAgent extends EventEmitter {
     this.registerDelay = this.timing.registerRetryMs;
     if (options.deferred && compareReleaseVersions(options.deferred.version, options.initial.version) > 0) this.keepForUpgrade(options.deferred);
     options.channel.onDatagram((data) => this.onDatagram(data));
+    options.channel.onChunks((frame) => this.onChunks(frame));
     // A new session (first, rekeyed, or after the server restarted): register on it at once,
     // which also tells the server to use it.
     options.channel.on('established', () => {
@@ -315,13 +322,22 @@ export class ClientAgent extends EventEmitter {
     if (manifest.size > maxBytes) {
       return this.refuse(msg.transferId, ResultCode.tooLarge, `module of ${manifest.size} bytes exceeds this client's limit of ${maxBytes} (--max-module-bytes)`);
     }
+    if (this.current?.manifest.sha256 === manifest.sha256 && this.current.manifest.chunkSize !== manifest.chunkSize && !this.current.finishing) {
+      // The same module cut into other chunks (a restarted server chose another size for this
+      // path): close the partial file and answer nothing; the repeated offer resumes from it.
+      this.suspend(this.current);
+      this.current = undefined;
+      return;
+    }
     if (this.current?.manifest.sha256 === manifest.sha256) {
       // Being verified or loaded right now: answer nothing; the server repeats the offer and
       // then gets the real answer.
       if (this.current.finishing) return;
       // The same module offered anew (the server restarted, or the operator pushed again):
-      // carry on under the new transfer id with everything already received.
+      // carry on under the new transfer id with everything already received (a server that
+      // restarted sealed the release again, under a new key).
       this.current.transferId = msg.transferId;
+      this.current.key = new ContentKey(msg.contentKey, msg.sealId);
       this.log(`receiving ${manifest.name} again, resuming after ${this.current.receiver.inOrder} chunks already held`);
       this.current.onOffer();
       return;
@@ -341,31 +357,62 @@ export class ClientAgent extends EventEmitter {
     } catch (err) {
       return this.refuse(msg.transferId, ResultCode.storage, `cannot store the module: ${errorMessage(err)}`);
     }
-    const transfer = new Transfer(this, msg.transferId, manifest, incoming, this.options.clock, this.options.receiver);
+    const transfer = new Transfer(this, msg.transferId, manifest, new ContentKey(msg.contentKey, msg.sealId), incoming, this.options.clock, this.options.receiver);
     this.current = transfer;
     const held = incoming.heldChunks > 0 ? `, resuming after ${incoming.heldChunks} chunks already held` : '';
     this.log(`receiving ${manifest.name} ${formatReleaseVersion(manifest.version)} (${manifest.size} bytes${held})`);
     transfer.onOffer();
   }
 
+  /** DATA inside the session: pushes now travel as CHUNKS; this remains for older servers' data. */
   private onData(msg: DataMessage): void {
-    const t = this.current;
-    if (!t || t.transferId !== msg.transferId) {
-      if (this.results.has(msg.transferId)) return; // late duplicates of a finished transfer
-      this.stats.unknownTransfer++;
-      // Tell the server once in a while that we do not know this transfer (we restarted): it
-      // offers it again and we resume from disk.
-      const now = this.options.clock.now();
-      const last = this.abortedUnknown.get(msg.transferId);
-      if (last === undefined || now - last > 200) {
-        this.abortedUnknown.set(msg.transferId, now);
-        if (this.abortedUnknown.size > 64) this.abortedUnknown.delete(this.abortedUnknown.keys().next().value!);
-        this.send({ type: 'abort', transferId: msg.transferId, code: ResultCode.unknownTransfer, message: 'no such transfer here' });
-      }
-      return;
-    }
+    const t = this.transferFor(msg.transferId);
     // Endless-data attack: a chunk must have exactly the length the signed manifest implies.
-    if (!t.onData(msg)) this.stats.malformed++;
+    if (t && !t.onData(msg)) this.stats.malformed++;
+  }
+
+  /**
+   * Sealed chunks of the module arriving. They come outside the session, so each is opened with
+   * the release's content key (which only the session carried) before anything else: a forged
+   * chunk, or one replayed from another release, fails its tag and is dropped and counted; it
+   * can neither reach the file nor count as a duplicate. Only the server's address gets here
+   * (the channel drops CHUNKS from anyone else).
+   */
+  private onChunks(frame: ChunksFrame): void {
+    this.stats.chunkFrames++;
+    this.heardSinceRegister = true;
+    const t = this.transferFor(frame.transferId);
+    if (!t) return;
+    try {
+      forEachChunk(frame.entries, (index, sealed) => {
+        // Endless-data attack: exactly the length the signed manifest implies, before any work.
+        if (index >= t.incoming.totalChunks || sealed.length !== t.incoming.chunkLength(index) + TAG_BYTES) { this.stats.badChunks++; return; }
+        const plain = t.key.openChunk(index, sealed);
+        if (!plain) { this.stats.badChunks++; return; }
+        t.onChunk(index, plain);
+      });
+    } catch (err) {
+      if (err instanceof DecodeError) this.stats.malformed++;
+      else this.log(`error handling chunks: ${errorMessage(err)}`);
+    }
+  }
+
+  /** The transfer that `transferId` names, or undefined (and, once in a while, an ABORT saying so). */
+  private transferFor(transferId: number): Transfer | undefined {
+    const t = this.current;
+    if (t && t.transferId === transferId) return t;
+    if (this.results.has(transferId)) return undefined; // late duplicates of a finished transfer
+    this.stats.unknownTransfer++;
+    // Tell the server once in a while that we do not know this transfer (we restarted): it
+    // offers it again and we resume from disk.
+    const now = this.options.clock.now();
+    const last = this.abortedUnknown.get(transferId);
+    if (last === undefined || now - last > 200) {
+      this.abortedUnknown.set(transferId, now);
+      if (this.abortedUnknown.size > 64) this.abortedUnknown.delete(this.abortedUnknown.keys().next().value!);
+      this.send({ type: 'abort', transferId, code: ResultCode.unknownTransfer, message: 'no such transfer here' });
+    }
+    return undefined;
   }
 
   private onAbort(msg: AbortMessage): void {
@@ -528,7 +575,12 @@ class Transfer extends IncomingTransfer {
   /** Where the last progress report left off (at the start: what was already held). */
   progressMark: { at: number; bytes: number };
 
-  constructor(agent: ClientAgent, transferId: number, readonly manifest: Manifest, incoming: IncomingModule, clock: Clock, options?: Partial<ReceiverOptions>) {
+  constructor(
+    agent: ClientAgent, transferId: number, readonly manifest: Manifest,
+    /** Opens this release's sealed chunks; replaced when the offer comes again under a new key. */
+    public key: ContentKey,
+    incoming: IncomingModule, clock: Clock, options?: Partial<ReceiverOptions>,
+  ) {
     let self: Transfer | undefined;
     super(transferId, incoming, {
       send: (bytes) => agent.sendRaw(bytes),

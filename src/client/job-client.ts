@@ -10,11 +10,11 @@ import { existsSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { NxtError, errorMessage } from '../errors.js';
-import { encode, JobCode, type FileOfferMessage, type Message } from '../protocol/messages.js';
+import { encode, JobCode, type FileOfferMessage, type Message, MAX_CHUNK_BYTES as JOB_CHUNK_BYTES } from '../protocol/messages.js';
 import { ResultCode } from '../protocol/result-codes.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import { IncomingTransfer } from '../files/incoming-transfer.js';
-import { OutgoingFile } from '../files/outgoing-file.js';
+import { OutgoingFile, SessionDataWire } from '../files/outgoing-file.js';
 import { runJob } from '../jobs/job-runner.js';
 import type { Roots } from '../jobs/roots.js';
 import type { SenderOptions } from '../transfer/sender.js';
@@ -183,9 +183,9 @@ export class JobClient extends EventEmitter {
     const size = statSync(path).size;
     const sha256 = Buffer.from(await hashFile(path), 'hex');
     const newId = (): number => randomBytes(4).readUInt32BE(0) || 1;
-    const file: OutgoingFile = new OutgoingFile(newId(), { path, size, chunkSize: 1400 }, {
+    const file: OutgoingFile = new OutgoingFile(newId(), Math.ceil(size / JOB_CHUNK_BYTES), new SessionDataWire({ path, size, chunkSize: JOB_CHUNK_BYTES }, (bytes) => this.o.send(bytes)), {
       send: (bytes) => this.o.send(bytes),
-      encodeOffer: (id) => encode({ type: 'fileOffer', transferId: id, jobId, size, chunkSize: 1400, sha256, name }),
+      encodeOffer: (id) => encode({ type: 'fileOffer', transferId: id, jobId, size, chunkSize: JOB_CHUNK_BYTES, sha256, name }),
       renumber: () => { this.uploads.delete(file.transferId); const id = newId(); this.uploads.set(id, file); return id; },
     }, this.o.clock, this.o.sender ?? {});
     this.uploads.set(file.transferId, file);

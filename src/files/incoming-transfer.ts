@@ -46,8 +46,12 @@ export class IncomingTransfer {
 
   /** False for a chunk of the wrong length or index (endless-data attack): dropped. */
   onData(msg: DataMessage): boolean {
-    if (msg.index >= this.incoming.totalChunks || msg.payload.length !== this.incoming.chunkLength(msg.index)) return false;
-    this.run(this.receiver.onData(msg.index, msg.payload, this.clock.now()));
+    return this.onChunk(msg.index, msg.payload);
+  }
+
+  onChunk(index: number, payload: Uint8Array): boolean {
+    if (index >= this.incoming.totalChunks || payload.length !== this.incoming.chunkLength(index)) return false;
+    this.run(this.receiver.onData(index, payload, this.clock.now()));
     return true;
   }
 

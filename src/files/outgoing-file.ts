@@ -1,7 +1,9 @@
 /**
  * Drives one ChunkSender: one file to one peer, in either direction (a module pushed to a
  * device, a file put on one, a log extract uploaded from one). It turns the sender's actions into
- * datagrams — reading chunks from disk only as they are needed — and its wake-ups into one timer.
+ * datagrams through a ChunkWire — sealed release chunks in CHUNKS frames for pushes
+ * (sealed-chunk-wire.ts), DATA messages inside the session for jobs' files (SessionDataWire) —
+ * and its wake-ups into one timer.
  */
 import { DATA_HEADER_BYTES, encode, writeDataHeader, type AckMessage } from '../protocol/messages.js';
 import type { ReleaseVersion } from '../protocol/release-version.js';
@@ -16,16 +18,38 @@ export interface TransferProgress {
   readonly retransmits: number;
   readonly timeouts: number;
   readonly phase: string;
+  /** Chunks the sender resent and the receiver then reported it already held. */
+  readonly spurious: number;
+  readonly datagrams: number;
+}
+
+/** How chunks reach the peer. */
+export interface ChunkWire {
+  /** Send these chunks (in the sender's order) under `transferId`, packed as the path allows. */
+  send(transferId: number, indices: readonly number[], now: number): void;
+  /** More was acknowledged (a datagram-size probe may be settled by it). */
+  onAcked(isAcked: (index: number) => boolean, now: number): void;
+  /** Timeouts in a row with nothing acknowledged: datagrams may be too big for the path now. */
+  onBlackHole(now: number): void;
+  /** The socket's queue is long: wait before sending more. */
+  backlogged(): boolean;
+  readonly datagrams: number;
+  close(): void;
 }
 
 export interface OutgoingIo {
-  /** Send one datagram's message to the peer (sealed by the channel). */
+  /** Send one message to the peer (sealed by the channel). */
   send(message: Uint8Array): void;
   /** The OFFER (or FILE_OFFER) for this transfer under `transferId`. */
   encodeOffer(transferId: number): Uint8Array;
   /** A fresh transfer id, when the peer restarted and must be offered the file anew. */
   renumber(): number;
 }
+
+/** Timeouts in a row, with nothing acknowledged, that count as a black hole (RFC 8899 §4.3). */
+const BLACK_HOLE_TIMEOUTS = 2;
+/** How soon to look again when the socket's queue was too long. */
+const BACKLOG_RETRY_MS = 1;
 
 export class OutgoingFile {
   readonly done: Promise<SendOutcome>;
@@ -34,20 +58,22 @@ export class OutgoingFile {
   dataDoneAt: number | undefined;
   private resolveDone!: (o: SendOutcome) => void;
   private readonly sender: ChunkSender;
-  private readonly source: ModuleSource;
   private readonly timer: WakeTimer;
   private offerBytes: Uint8Array;
+  private readonly batch: number[] = [];
+  private ackedAtTimeout = -1;
+  private timeoutsWithoutProgress = 0;
 
   constructor(
     public transferId: number,
-    private readonly file: { readonly path: string; readonly size: number; readonly chunkSize: number },
+    totalChunks: number,
+    private readonly wire: ChunkWire,
     private readonly io: OutgoingIo,
     private readonly clock: Clock,
     senderOptions: Partial<SenderOptions>,
   ) {
-    this.sender = new ChunkSender(Math.ceil(file.size / file.chunkSize), senderOptions);
-    this.source = new ModuleSource(file.path, file.size, file.chunkSize);
-    this.timer = new WakeTimer(clock, () => this.run(this.sender.onTimer(clock.now())));
+    this.sender = new ChunkSender(totalChunks, senderOptions);
+    this.timer = new WakeTimer(clock, () => this.onTimer());
     this.offerBytes = io.encodeOffer(transferId);
     this.done = new Promise((resolve) => { this.resolveDone = resolve; });
     this.startedAt = clock.now();
@@ -55,14 +81,23 @@ export class OutgoingFile {
 
   get progress(): TransferProgress {
     const s = this.sender;
-    return { acked: s.acked, total: s.totalChunks, retransmits: s.retransmits, timeouts: s.timeouts, phase: s.phase };
+    return {
+      acked: s.acked, total: s.totalChunks, retransmits: s.retransmits, timeouts: s.timeouts, phase: s.phase,
+      spurious: s.spuriousRetransmits, datagrams: this.wire.datagrams,
+    };
   }
 
   start(): void { this.run(this.sender.start(this.clock.now())); }
 
   onAck(ack: AckMessage): void {
-    this.run(this.sender.onAck(ack, this.clock.now()));
-    if (this.dataDoneAt === undefined && this.sender.acked === this.sender.totalChunks) this.dataDoneAt = this.clock.now();
+    const now = this.clock.now();
+    const before = this.sender.acked;
+    this.run(this.sender.onAck(ack, now));
+    if (this.sender.acked > before) {
+      this.timeoutsWithoutProgress = 0;
+      this.wire.onAcked((i) => this.sender.isAcked(i), now);
+    }
+    if (this.dataDoneAt === undefined && this.sender.acked === this.sender.totalChunks) this.dataDoneAt = now;
   }
 
   onResult(code: number, message: string, active: ReleaseVersion): void {
@@ -83,31 +118,72 @@ export class OutgoingFile {
 
   cancel(reason: string): void { this.run(this.sender.cancel(reason)); }
 
+  private onTimer(): void {
+    const now = this.clock.now();
+    if (this.sender.phase === 'sending' && this.wire.backlogged()) {
+      this.timer.arm(now + BACKLOG_RETRY_MS);
+      return;
+    }
+    const timeouts = this.sender.timeouts;
+    const actions = this.sender.onTimer(now);
+    if (this.sender.timeouts > timeouts) {
+      if (this.sender.acked !== this.ackedAtTimeout) {
+        this.ackedAtTimeout = this.sender.acked;
+        this.timeoutsWithoutProgress = 0;
+      }
+      if (++this.timeoutsWithoutProgress === BLACK_HOLE_TIMEOUTS) this.wire.onBlackHole(now);
+    }
+    this.run(actions);
+  }
+
   private run(actions: SenderAction[]): void {
+    const batch = this.batch;
+    batch.length = 0;
     for (const a of actions) {
       switch (a.kind) {
         case 'send-offer':
           this.io.send(this.offerBytes);
           break;
-        case 'send-chunk': {
-          // Each datagram needs its own buffer: dgram sends asynchronously.
-          const len = Math.min(this.file.chunkSize, this.file.size - a.index * this.file.chunkSize);
-          const buf = Buffer.allocUnsafe(DATA_HEADER_BYTES + len);
-          writeDataHeader(buf, this.transferId, a.index);
-          this.source.readChunk(a.index, buf, DATA_HEADER_BYTES);
-          this.io.send(buf);
+        case 'send-chunk':
+          batch.push(a.index);
           break;
-        }
         case 'send-result-ack':
           this.io.send(encode({ type: 'resultAck', transferId: this.transferId }));
           break;
         case 'done':
           this.timer.clear();
-          this.source.close();
+          this.wire.close();
           this.resolveDone(a.outcome);
           return;
       }
     }
+    if (batch.length > 0) this.wire.send(this.transferId, batch, this.clock.now());
     this.timer.arm(this.sender.wakeAt);
   }
+}
+
+/** Jobs' files: one DATA message per chunk, sealed by the session like every other message. */
+export class SessionDataWire implements ChunkWire {
+  private readonly source: ModuleSource;
+  datagrams = 0;
+
+  constructor(private readonly file: { readonly path: string; readonly size: number; readonly chunkSize: number }, private readonly sendMessage: (message: Uint8Array) => void) {
+    this.source = new ModuleSource(file.path, file.size, file.chunkSize);
+  }
+
+  send(transferId: number, indices: readonly number[]): void {
+    for (const index of indices) {
+      const len = Math.min(this.file.chunkSize, this.file.size - index * this.file.chunkSize);
+      const buf = Buffer.allocUnsafe(DATA_HEADER_BYTES + len);
+      writeDataHeader(buf, transferId, index);
+      this.source.readChunk(index, buf, DATA_HEADER_BYTES);
+      this.sendMessage(buf);
+      this.datagrams++;
+    }
+  }
+
+  onAcked(): void { /* one size: nothing to learn */ }
+  onBlackHole(): void { /* one size, the base: nothing smaller to fall back to */ }
+  backlogged(): boolean { return false; }
+  close(): void { this.source.close(); }
 }

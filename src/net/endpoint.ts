@@ -13,6 +13,10 @@ export interface Peer {
 export interface Endpoint {
   readonly port: number;
   send(data: Uint8Array, to: Peer): void;
+  /** One datagram gathered from `parts` (no concatenation: the kernel reads them in place). */
+  sendv(parts: readonly Uint8Array[], to: Peer): void;
+  /** Datagrams queued in the socket, not yet handed to the kernel. */
+  sendQueueCount(): number;
   onDatagram(handler: (data: Buffer, from: Peer) => void): void;
   close(): Promise<void>;
 }
@@ -89,6 +93,16 @@ class UdpEndpoint implements Endpoint {
     // (ENOBUFS, unreachable) become 'error' events, which bind() ignores: a lost datagram is
     // the protocol's business.
     this.socket.send(data, to.port, to.address);
+  }
+
+  sendv(parts: readonly Uint8Array[], to: Peer): void {
+    if (this.closed) return;
+    // dgram copies the list into the iovec of one sendmsg (the caller may reuse its array).
+    this.socket.send(parts as Uint8Array[], to.port, to.address);
+  }
+
+  sendQueueCount(): number {
+    return this.closed ? 0 : this.socket.getSendQueueCount();
   }
 
   onDatagram(handler: (data: Buffer, from: Peer) => void): void {

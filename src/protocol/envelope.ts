@@ -13,6 +13,7 @@ export const EnvelopeType = {
   cookie: 17,
   response: 18,
   sealed: 19,
+  chunks: 20,
 } as const;
 
 export const KEY_BYTES = 32;
@@ -30,6 +31,18 @@ export const SEALED_HEADER_BYTES = HEADER_BYTES + 4 + 8;
 export const SEALED_OVERHEAD_BYTES = SEALED_HEADER_BYTES + TAG_BYTES;
 /** The largest message that fits in one SEALED datagram. */
 export const MAX_INNER_BYTES = MAX_DATAGRAM_BYTES - SEALED_OVERHEAD_BYTES;
+
+/** CHUNKS: header, transfer id u32; then entries. */
+export const CHUNKS_HEADER_BYTES = HEADER_BYTES + 4;
+/** A CHUNKS entry: chunk index u32, sealed length u16, then the sealed chunk (ciphertext ‖ tag). */
+export const CHUNK_ENTRY_HEADER_BYTES = 6;
+/** The largest UDP payload over IPv4 (65,535 − 20 − 8): a CHUNKS frame on loopback can be this big. */
+export const MAX_UDP_PAYLOAD_BYTES = 65_507;
+
+/** Bytes one chunk of `length` plaintext bytes takes in a CHUNKS frame (and in a sealed release). */
+export function chunkEntryBytes(length: number): number {
+  return CHUNK_ENTRY_HEADER_BYTES + length + TAG_BYTES;
+}
 
 /** Client → server: start a session. `cookie` is all zeros until the server has sent one. */
 export interface InitFrame {
@@ -67,7 +80,18 @@ export interface SealedFrame {
   readonly ciphertext: Uint8Array;
 }
 
-export type Frame = InitFrame | CookieFrame | ResponseFrame | SealedFrame;
+/**
+ * Server → client: chunks of a pushed module, each sealed once for the whole release under its
+ * content key (src/session/content-key.ts). Not inside a session: the chunks are already sealed,
+ * and the key reached the device inside its session. `entries` is walked by forEachChunk.
+ */
+export interface ChunksFrame {
+  readonly type: 'chunks';
+  readonly transferId: number;
+  readonly entries: Uint8Array;
+}
+
+export type Frame = InitFrame | CookieFrame | ResponseFrame | SealedFrame | ChunksFrame;
 
 export function writeEnvelopeHeader(buf: Uint8Array, type: number): void {
   buf[0] = MAGIC_0;
@@ -117,13 +141,56 @@ export function writeSealedHeader(buf: Buffer, receiverIndex: number, counter: n
   buf.writeUInt32BE(counter >>> 0, 12);
 }
 
+export function writeChunksHeader(buf: Uint8Array, transferId: number): void {
+  writeEnvelopeHeader(buf, EnvelopeType.chunks);
+  buf[4] = transferId >>> 24;
+  buf[5] = (transferId >>> 16) & 0xff;
+  buf[6] = (transferId >>> 8) & 0xff;
+  buf[7] = transferId & 0xff;
+}
+
+/** Write one entry's header (index, sealed length) at `at`. */
+export function writeChunkEntryHeader(buf: Uint8Array, at: number, index: number, sealedLength: number): void {
+  buf[at] = index >>> 24;
+  buf[at + 1] = (index >>> 16) & 0xff;
+  buf[at + 2] = (index >>> 8) & 0xff;
+  buf[at + 3] = index & 0xff;
+  buf[at + 4] = sealedLength >>> 8;
+  buf[at + 5] = sealedLength & 0xff;
+}
+
+/**
+ * Call `visit(index, sealed)` for each entry of a CHUNKS frame (`sealed` is a view). Throws
+ * DecodeError, before visiting anything, when an entry runs past the end or is too short to hold
+ * a tag, so a broken frame is dropped whole.
+ */
+export function forEachChunk(entries: Uint8Array, visit: (index: number, sealed: Uint8Array) => void): void {
+  let at = 0;
+  while (at < entries.length) {
+    if (entries.length - at < CHUNK_ENTRY_HEADER_BYTES) throw new DecodeError('truncated', 'CHUNKS entry header cut short');
+    const length = ((entries[at + 4] ?? 0) << 8) | (entries[at + 5] ?? 0);
+    if (length <= TAG_BYTES) throw new DecodeError('bad-length', `sealed chunk of ${length} bytes`);
+    at += CHUNK_ENTRY_HEADER_BYTES + length;
+    if (at > entries.length) throw new DecodeError('truncated', 'CHUNKS entry runs past the datagram');
+  }
+  at = 0;
+  while (at < entries.length) {
+    const index = (((entries[at] ?? 0) << 24) >>> 0) + ((entries[at + 1] ?? 0) << 16) + ((entries[at + 2] ?? 0) << 8) + (entries[at + 3] ?? 0);
+    const length = ((entries[at + 4] ?? 0) << 8) | (entries[at + 5] ?? 0);
+    at += CHUNK_ENTRY_HEADER_BYTES;
+    visit(index, new Uint8Array(entries.buffer, entries.byteOffset + at, length));
+    at += length;
+  }
+}
+
 /**
  * Read the outer frame (views, not copies). Throws DecodeError: code 'unauthenticated' for a bare
  * message (never accepted outside a session), another code for a broken datagram.
  */
 export function decodeEnvelope(buf: Uint8Array): Frame {
   if (buf.length < HEADER_BYTES) throw new DecodeError('truncated', 'datagram shorter than the header');
-  if (buf.length > MAX_DATAGRAM_BYTES) throw new DecodeError('too-long', `datagram of ${buf.length} bytes`);
+  // Only CHUNKS frames grow with the path (datagram-size discovery); every other frame is small.
+  if (buf.length > (buf[3] === EnvelopeType.chunks ? MAX_UDP_PAYLOAD_BYTES : MAX_DATAGRAM_BYTES)) throw new DecodeError('too-long', `datagram of ${buf.length} bytes`);
   if (buf[0] !== MAGIC_0 || buf[1] !== MAGIC_1) throw new DecodeError('bad-magic', 'not an nxt datagram');
   if (buf[2] !== PROTOCOL_VERSION) throw new DecodeError('bad-version', `protocol version ${buf[2]} is not supported`);
   const view = (at: number, n: number): Uint8Array => new Uint8Array(buf.buffer, buf.byteOffset + at, n);
@@ -142,6 +209,9 @@ export function decodeEnvelope(buf: Uint8Array): Frame {
         header: view(0, SEALED_HEADER_BYTES), ciphertext: view(SEALED_HEADER_BYTES, buf.length - SEALED_HEADER_BYTES),
       };
     }
+    case EnvelopeType.chunks:
+      if (buf.length < CHUNKS_HEADER_BYTES + CHUNK_ENTRY_HEADER_BYTES + TAG_BYTES + 1) throw new DecodeError('truncated', 'CHUNKS without a whole entry');
+      return { type: 'chunks', transferId: u32(4), entries: view(CHUNKS_HEADER_BYTES, buf.length - CHUNKS_HEADER_BYTES) };
     case EnvelopeType.init: {
       exactly(INIT_BYTES, 'INIT');
       let at = 8;

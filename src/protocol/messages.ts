@@ -17,13 +17,19 @@ export const HEADER_BYTES = 4;
 export const MAX_DATAGRAM_BYTES = 1452;
 /** A message travels inside a SEALED frame (envelope.ts), which adds 32 bytes of header and tag. */
 export const MAX_MESSAGE_BYTES = MAX_DATAGRAM_BYTES - 32;
-/** Largest chunk payload; DATA adds 12 bytes of header, so 1412 bytes on the wire. */
+/** Largest chunk payload of a DATA message (jobs' files, inside a session); DATA adds 12 bytes of
+ *  header, so 1412 bytes on the wire. Pushed modules travel as sealed chunks (envelope.ts, CHUNKS). */
 export const MAX_CHUNK_BYTES = 1400;
+/** Largest chunk a manifest may name: pushed modules are sealed in 1400- or 8192-byte chunks. */
+export const MAX_MANIFEST_CHUNK_BYTES = 16384;
+/** A release's content key (ChaCha20-Poly1305) and the id bound into each sealed chunk. */
+export const CONTENT_KEY_BYTES = 32;
+export const SEAL_ID_BYTES = 16;
 export const DATA_HEADER_BYTES = HEADER_BYTES + 8;
 export const CLIENT_ID_BYTES = 16;
 export const SIGNATURE_BYTES = 64;
-/** Room left in an OFFER for the manifest after header, ids, lengths and signature. */
-export const MAX_MANIFEST_BYTES = MAX_MESSAGE_BYTES - HEADER_BYTES - 4 - 2 - SIGNATURE_BYTES;
+/** Room left in an OFFER for the manifest after header, ids, lengths, signature and content key. */
+export const MAX_MANIFEST_BYTES = MAX_MESSAGE_BYTES - HEADER_BYTES - 4 - 2 - SIGNATURE_BYTES - CONTENT_KEY_BYTES - SEAL_ID_BYTES;
 export const MAX_TEXT_BYTES = 512;
 export const MAX_PRODUCT_NAME_BYTES = 64;
 export const MAX_ENROLL_TOKEN_BYTES = 64;
@@ -182,12 +188,18 @@ export interface RegisteredMessage {
   readonly enrollment: EnrollmentValue;
 }
 
-/** Server → client: a signed manifest; the client answers with an ACK (accept) or a RESULT (refuse). */
+/**
+ * Server → client: a signed manifest; the client answers with an ACK (accept) or a RESULT
+ * (refuse). The module's chunks then arrive in CHUNKS frames, sealed once for the release under
+ * `contentKey` (which only this session carries) with `sealId` bound into each.
+ */
 export interface OfferMessage {
   readonly type: 'offer';
   readonly transferId: number;
   readonly manifest: Uint8Array;
   readonly signature: Uint8Array;
+  readonly contentKey: Uint8Array;
+  readonly sealId: Uint8Array;
 }
 
 export interface DataMessage {
@@ -323,8 +335,10 @@ export function encode(msg: Message): Buffer {
     case 'offer':
       if (msg.manifest.length > MAX_MANIFEST_BYTES) throw new RangeError('manifest too large for one datagram');
       if (msg.signature.length !== SIGNATURE_BYTES) throw new RangeError('signature must be 64 bytes');
-      return new Writer(MessageType.offer, 4 + 2 + msg.manifest.length + SIGNATURE_BYTES)
-        .u32(msg.transferId).u16(msg.manifest.length).bytes(msg.manifest).bytes(msg.signature).done();
+      if (msg.contentKey.length !== CONTENT_KEY_BYTES || msg.sealId.length !== SEAL_ID_BYTES) throw new RangeError('bad content key or seal id');
+      return new Writer(MessageType.offer, 4 + 2 + msg.manifest.length + SIGNATURE_BYTES + CONTENT_KEY_BYTES + SEAL_ID_BYTES)
+        .u32(msg.transferId).u16(msg.manifest.length).bytes(msg.manifest).bytes(msg.signature)
+        .bytes(msg.contentKey).bytes(msg.sealId).done();
     case 'data': {
       if (msg.payload.length === 0 || msg.payload.length > MAX_CHUNK_BYTES) throw new RangeError('bad chunk size');
       const buf = Buffer.allocUnsafe(DATA_HEADER_BYTES + msg.payload.length);
@@ -464,7 +478,10 @@ function decodeBody(type: number, r: Reader): Message {
       const transferId = r.u32();
       const len = r.u16();
       if (len > MAX_MANIFEST_BYTES) throw new DecodeError('too-long', `manifest of ${len} bytes`);
-      return { type: 'offer', transferId, manifest: r.bytes(len), signature: r.bytes(SIGNATURE_BYTES) };
+      return {
+        type: 'offer', transferId, manifest: r.bytes(len), signature: r.bytes(SIGNATURE_BYTES),
+        contentKey: r.bytes(CONTENT_KEY_BYTES), sealId: r.bytes(SEAL_ID_BYTES),
+      };
     }
     case MessageType.ack: {
       const transferId = r.u32();

@@ -4,7 +4,7 @@
  * is ever interpreted.
  */
 import { NxtError } from '../errors.js';
-import { MAX_CHUNK_BYTES, MAX_MANIFEST_BYTES } from '../protocol/messages.js';
+import { MAX_MANIFEST_CHUNK_BYTES, MAX_MANIFEST_BYTES } from '../protocol/messages.js';
 import { formatReleaseVersion, parseReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import { verifySignature, type Signer } from './release-key.js';
 
@@ -91,7 +91,7 @@ export function parseManifest(bytes: Uint8Array): Manifest {
   if (typeof version !== 'string') bad('version is missing');
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 1 || size > MAX_MODULE_BYTES) bad(`size must be 1..${MAX_MODULE_BYTES}`);
   if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) bad('sha256 must be 64 lowercase hex digits');
-  if (typeof chunkSize !== 'number' || !Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > MAX_CHUNK_BYTES) bad(`chunkSize must be 1..${MAX_CHUNK_BYTES}`);
+  if (typeof chunkSize !== 'number' || !Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > MAX_MANIFEST_CHUNK_BYTES) bad(`chunkSize must be 1..${MAX_MANIFEST_CHUNK_BYTES}`);
   if (typeof created !== 'string') bad('created is missing');
   if (typeof expires !== 'string' || Number.isNaN(Date.parse(expires))) bad('expires is missing or not a date');
   if (targets !== 'all' && !(Array.isArray(targets) && targets.length > 0 && targets.every((t) => typeof t === 'string' && /^[0-9a-f]{32}$/.test(t)))) {

@@ -8,11 +8,11 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { errorMessage, NxtError } from '../errors.js';
-import { encode, JobCode, JobKind, type DataMessage, type FileOfferMessage, type Message } from '../protocol/messages.js';
+import { encode, JobCode, JobKind, type DataMessage, type FileOfferMessage, type Message, MAX_CHUNK_BYTES as JOB_CHUNK_BYTES } from '../protocol/messages.js';
 import { ResultCode } from '../protocol/result-codes.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import { IncomingTransfer } from '../files/incoming-transfer.js';
-import { OutgoingFile } from '../files/outgoing-file.js';
+import { OutgoingFile, SessionDataWire } from '../files/outgoing-file.js';
 import type { AuthenticatedPeer } from '../session/server-channel.js';
 import type { Peer } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
@@ -112,9 +112,9 @@ export class JobServer extends EventEmitter {
     const name = String(job.params.name).split('/').pop()!.slice(0, 64);
     const newId = (): number => randomBytes(4).readUInt32BE(0) || 1;
     let transferId = newId();
-    const file = new OutgoingFile(transferId, { path: job.source!, size, chunkSize: 1400 }, {
+    const file = new OutgoingFile(transferId, Math.ceil(size / JOB_CHUNK_BYTES), new SessionDataWire({ path: job.source!, size, chunkSize: JOB_CHUNK_BYTES }, (bytes) => this.o.channel.send(bytes, to)), {
       send: (bytes) => this.o.channel.send(bytes, to),
-      encodeOffer: (id) => encode({ type: 'fileOffer', transferId: id, jobId: job.id, size, chunkSize: 1400, sha256, name }),
+      encodeOffer: (id) => encode({ type: 'fileOffer', transferId: id, jobId: job.id, size, chunkSize: JOB_CHUNK_BYTES, sha256, name }),
       renumber: () => {
         this.puts.delete(transferId);
         transferId = newId();

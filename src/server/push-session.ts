@@ -1,37 +1,59 @@
 /**
- * One module pushed to one client: the signed OFFER for that client, and the file sent by an
- * OutgoingFile through the client's session.
+ * One module pushed to one client: the signed OFFER for that client (with the release's content
+ * key, inside its session), and the release's sealed chunks sent by an OutgoingFile in CHUNKS
+ * frames sized for the client's path.
  */
 import { encode, type AckMessage, type Message } from '../protocol/messages.js';
 import type { SenderOptions, SendOutcome } from '../transfer/sender.js';
+import type { PathMtu } from '../transfer/path-mtu.js';
 import type { Peer } from '../net/endpoint.js';
 import type { Clock } from '../util/clock.js';
 import { OutgoingFile, type TransferProgress } from '../files/outgoing-file.js';
+import { SealedChunkWire } from '../files/sealed-chunk-wire.js';
+import type { SignedManifest } from '../security/manifest.js';
 import type { Release } from './release.js';
+import type { SealedRelease } from './sealed-release.js';
 import type { ClientRecord } from './registry.js';
 
 export type PushProgress = TransferProgress;
 
+/** What a push session needs of the server's channel. */
+export interface PushChannel {
+  /** A message, sealed by the client's session. */
+  send(message: Uint8Array, to: Peer): unknown;
+  /** A CHUNKS frame, already sealed under the release's content key: sent as it is. */
+  sendChunks(parts: readonly Uint8Array[], to: Peer): void;
+  sendQueueCount(): number;
+}
+
 export class PushSession {
   private readonly file: OutgoingFile;
+  readonly chunkSize: number;
 
   constructor(
     transferId: number,
     readonly client: ClientRecord,
     readonly release: Release,
-    endpoint: { send(data: Uint8Array, to: Peer): unknown },
+    /** Signed for this client, with the chunk size `sealed` was made with. */
+    signed: SignedManifest,
+    sealed: SealedRelease,
+    path: PathMtu,
+    channel: PushChannel,
     clock: Clock,
     senderOptions: Partial<SenderOptions>,
     /** Gives this session a fresh transfer id and returns it. */
     renumber: (session: PushSession) => number,
   ) {
-    // Signed once per session: a re-offer repeats the same manifest, not a new signature.
-    const signed = release.signedFor(client.id);
-    const m = release.manifest;
-    this.file = new OutgoingFile(transferId, { path: release.path, size: m.size, chunkSize: m.chunkSize }, {
-      // The client's address now: it may re-register from a new one mid-transfer.
-      send: (bytes) => endpoint.send(bytes, client.peer),
-      encodeOffer: (id) => encode({ type: 'offer', transferId: id, manifest: signed.bytes, signature: signed.signature }),
+    this.chunkSize = sealed.chunkSize;
+    // The client's address now, on every send: it may re-register from a new one mid-transfer.
+    const wire = new SealedChunkWire(sealed, {
+      sendv: (parts) => channel.sendChunks(parts, client.peer),
+      queued: () => channel.sendQueueCount(),
+    }, path);
+    this.file = new OutgoingFile(transferId, sealed.totalChunks, wire, {
+      send: (bytes) => channel.send(bytes, client.peer),
+      // Signed once per session: a re-offer repeats the same manifest, not a new signature.
+      encodeOffer: (id) => encode({ type: 'offer', transferId: id, manifest: signed.bytes, signature: signed.signature, contentKey: sealed.key, sealId: sealed.sealId }),
       renumber: () => renumber(this),
     }, clock, senderOptions);
   }

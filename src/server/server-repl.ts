@@ -49,7 +49,7 @@ const PROGRESS_DETAIL_CLIENTS = 5;
 const PROGRESS_EVERY_MS = 1000;
 
 /** Print push progress every second: per client (percent, rate, resends), or a fleet summary. */
-function progressTicker(server: NxtServer, chunkSize: number, clock: Clock, say: (line: string) => void): NodeJS.Timeout {
+function progressTicker(server: NxtServer, clock: Clock, say: (line: string) => void): NodeJS.Timeout {
   const last = new Map<number, { acked: number; at: number }>();
   return setInterval(() => {
     const now = clock.now();
@@ -62,7 +62,8 @@ function progressTicker(server: NxtServer, chunkSize: number, clock: Clock, say:
     for (const s of sessions) {
       const p = s.progress;
       const prev = last.get(s.transferId) ?? { acked: 0, at: s.startedAt };
-      const rate = ((p.acked - prev.acked) * chunkSize) / Math.max(1, now - prev.at) * 1000;
+      // Each session has its own chunk size (chosen for its path).
+      const rate = ((p.acked - prev.acked) * s.chunkSize) / Math.max(1, now - prev.at) * 1000;
       last.set(s.transferId, { acked: p.acked, at: now });
       totalRate += rate;
       acked += p.acked;
@@ -152,7 +153,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
   const pushAndReport = async (release: Release, clients: ClientRecord[]): Promise<void> => {
     const m = release.manifest;
     say(`push ${m.name} ${formatReleaseVersion(m.version)} (${m.size} bytes, sha256 ${m.sha256.slice(0, 12)}…) to ${clients.length} client(s)`);
-    const ticker = progressTicker(server, m.chunkSize, o.clock, say);
+    const ticker = progressTicker(server, o.clock, say);
     const reports = await server.push(release, clients).finally(() => clearInterval(ticker));
     // The console prints each result as it comes (server events); a ctl caller gets them here.
     if (options.reportEachClient) for (const r of reports) say(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`);

@@ -17,7 +17,14 @@ import type { Clock, WallClock } from '../util/clock.js';
 import type { History } from './history.js';
 import { PushSession, type PushProgress } from './push-session.js';
 import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord } from './registry.js';
-import type { Release } from './release.js';
+import { chunkSizeFor, SMALL_CHUNK_BYTES, type Release } from './release.js';
+import { SealedReleases } from './sealed-release.js';
+import { PathMtu } from '../transfer/path-mtu.js';
+import { maxUdpPayloadTo } from '../net/interface-mtu.js';
+import { MAX_UDP_PAYLOAD_BYTES } from '../protocol/envelope.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describeStored, type ReleaseStore, type StoredRelease } from './release-store.js';
 import type { Notifier } from './notifier.js';
 import type { JobServer } from './job-server.js';
@@ -54,9 +61,16 @@ export interface NxtServerOptions {
   readonly notifier?: Notifier;
   /** Alert when an online device has run a release older than the latest for this long. */
   readonly behindAfterMs?: number;
+  /** The largest datagram to send (`--max-datagram`), below what each path is found to carry. */
+  readonly maxDatagram?: number;
   /** Maintenance jobs (their queue, uploads, puts). */
   readonly jobs?: JobServer;
 }
+
+/** Paths remembered (one per client and address): a fleet's worth, bounded. */
+const MAX_PATHS = 200_000;
+/** A datagram size that takes only small chunks (chunkSizeFor). */
+const SMALL_CHUNK_DATAGRAM = 1452;
 
 /** After a failed automatic push, wait this long before trying that client again. */
 const AUTO_RETRY_MS = 60_000;
@@ -110,6 +124,11 @@ export class NxtServer extends EventEmitter {
   readonly registry: Registry;
   private readonly sessions = new Map<number, PushSession>();
   private readonly renewMs: number;
+  /** Datagram-size knowledge per client path, kept across pushes (bounded). */
+  private readonly paths = new Map<string, PathMtu>();
+  /** Clients whose path never delivered a big chunk: they get small ones. */
+  private readonly largeChunksFailed = new Set<string>();
+  private sealed: SealedReleases | undefined;
 
   constructor(private readonly options: NxtServerOptions) {
     super();
@@ -242,15 +261,23 @@ export class NxtServer extends EventEmitter {
       this.sessions.set(id, session);
       return id;
     };
-    const sessions = clients.map((client) => {
-      const session = new PushSession(this.newTransferId(), client, release, this.options.channel, this.options.clock, this.options.sender ?? {}, renumber);
-      this.sessions.set(session.transferId, session);
-      return session;
-    });
+    const m = release.manifest;
+    const sessions = await Promise.all(clients.map(async (client) => {
+      const path = this.pathTo(client);
+      const chunkSize = chunkSizeFor(release, this.largeChunksFailed.has(client.id) ? SMALL_CHUNK_DATAGRAM : path.options.max);
+      // Sealed once per release and chunk size, whatever the number of devices.
+      const sealed = await this.sealedReleases().get(release.path, { size: m.size, sha256: m.sha256, chunkSize });
+      const signed = release.signedFor(client.id, chunkSize);
+      return new PushSession(this.newTransferId(), client, release, signed, sealed, path, this.options.channel, this.options.clock, this.options.sender ?? {}, renumber);
+    }));
+    for (const session of sessions) this.sessions.set(session.transferId, session);
     const reports = sessions.map(async (session) => {
       session.start();
       const outcome = await session.done;
       this.sessions.delete(session.transferId);
+      // Big chunks never got through (a path that drops big datagrams, or their fragments):
+      // this device gets small ones from now on.
+      if (outcome.code === ResultCode.timeout && session.chunkSize > SMALL_CHUNK_BYTES && session.progress.acked === 0) this.largeChunksFailed.add(session.client.id);
       if (outcome.code === ResultCode.ok && outcome.active) session.client.version = outcome.active;
       const report: PushReport = {
         client: session.client, release: release.manifest, ok: outcome.code === ResultCode.ok, outcome,
@@ -384,6 +411,25 @@ export class NxtServer extends EventEmitter {
     return this.tokenHashes.some((t) => timingSafeEqual(t, h));
   }
 
+  /** What is known of the datagram size the path to this client carries (RFC 8899 search). */
+  private pathTo(client: ClientRecord): PathMtu {
+    const key = `${client.id}|${client.peer.address}`;
+    let path = this.paths.get(key);
+    if (!path) {
+      path = new PathMtu({ max: Math.min(this.options.maxDatagram ?? MAX_UDP_PAYLOAD_BYTES, maxUdpPayloadTo(client.peer.address)) });
+      this.paths.set(key, path);
+      if (this.paths.size > MAX_PATHS) this.paths.delete(this.paths.keys().next().value!);
+    }
+    return path;
+  }
+
+  private sealedReleases(): SealedReleases {
+    this.sealed ??= new SealedReleases(this.options.stateDir !== undefined
+      ? join(this.options.stateDir, 'sealed')
+      : mkdtempSync(join(tmpdir(), 'nxt-sealed-')));
+    return this.sealed;
+  }
+
   private newTransferId(): number {
     for (;;) {
       const id = this.options.randomU32() >>> 0;
@@ -442,8 +488,11 @@ export class NxtServer extends EventEmitter {
 export function describeOutcome(report: PushReport): string {
   const { outcome, progress } = report;
   const data = report.dataMs !== undefined && report.progress.total > 1 ? ` (data ${Math.round(report.dataMs)} ms)` : '';
-  const took = `in ${Math.round(report.elapsedMs)} ms${data}`;
-  const lossy = progress.retransmits > 0 ? `, ${progress.retransmits} chunks resent${progress.timeouts > 0 ? `, ${progress.timeouts} timeouts` : ''}` : '';
+  const took = `in ${Math.round(report.elapsedMs)} ms${data}, ${progress.datagrams} datagrams`;
+  const needless = progress.spurious > 0 ? ` (${progress.spurious} needlessly: the path reorders)` : '';
+  const lossy = progress.retransmits > 0
+    ? `, ${progress.retransmits} of ${progress.total} chunks resent${needless}${progress.timeouts > 0 ? `, ${progress.timeouts} timeouts` : ''}`
+    : '';
   if (report.ok) return `done: ${outcome.message} (release ${outcome.active ? formatReleaseVersion(outcome.active) : '?'}) ${took}${lossy}`;
   if (outcome.code === ResultCode.deferred) return `deferred: ${outcome.message} ${took}${lossy}`;
   const still = outcome.active ? `; still on ${formatReleaseVersion(outcome.active)}` : '';

@@ -5,7 +5,7 @@
  * whenever the agent says the server stopped answering (the server restarted and forgot us).
  */
 import { EventEmitter } from 'node:events';
-import { decodeEnvelope, type CookieFrame, type ResponseFrame, type SealedFrame } from '../protocol/envelope.js';
+import { decodeEnvelope, type ChunksFrame, type CookieFrame, type ResponseFrame, type SealedFrame } from '../protocol/envelope.js';
 import { samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
 import type { Clock } from '../util/clock.js';
 import { createInit, keyPairFromSecret, readResponse, type Initiation, type KeyPair } from './handshake.js';
@@ -50,6 +50,7 @@ export class ClientChannel extends EventEmitter {
   private retryTimer: NodeJS.Timeout | undefined;
   private rekeyTimer: NodeJS.Timeout | undefined;
   private handler: (data: Buffer, from: Peer) => void = () => undefined;
+  private chunksHandler: (frame: ChunksFrame) => void = () => undefined;
   private closed = false;
 
   constructor(private readonly options: {
@@ -74,6 +75,12 @@ export class ClientChannel extends EventEmitter {
 
   onDatagram(handler: (data: Buffer, from: Peer) => void): void {
     this.handler = handler;
+  }
+
+  /** CHUNKS frames from the server's address: sealed under a release's content key, which the
+   *  handler holds (from the OFFER that came through the session). */
+  onChunks(handler: (frame: ChunksFrame) => void): void {
+    this.chunksHandler = handler;
   }
 
   /** Shake hands (unless already doing so). */
@@ -136,6 +143,7 @@ export class ClientChannel extends EventEmitter {
     }
     switch (frame.type) {
       case 'sealed': return this.onSealed(frame);
+      case 'chunks': return this.chunksHandler(frame);
       case 'cookie': return this.onCookie(frame);
       case 'response': return this.onResponse(frame);
       default: this.stats.malformed++; // an INIT: only servers receive those

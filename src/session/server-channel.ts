@@ -105,6 +105,8 @@ export class ServerChannel {
   private readonly unconfirmed = new Map<string, Session>();
   private readonly stamps = new Map<string, number>();
   private handler: (data: Buffer, from: AuthenticatedPeer) => void = () => undefined;
+  /** The last peer sendChunks found a session for. */
+  private chunksPeer: Peer | undefined;
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly options: {
@@ -145,6 +147,27 @@ export class ServerChannel {
     return true;
   }
 
+  /**
+   * A CHUNKS frame, already sealed under a release's content key, sent as it is: the session's
+   * AEAD would only encrypt it twice. Only to an address that holds a session (it got the key
+   * through it), so the server never sends module data to a stranger.
+   */
+  sendChunks(parts: readonly Uint8Array[], to: Peer): void {
+    // Checked once per peer, not per datagram (forget() clears it).
+    if (to !== this.chunksPeer) {
+      if (!this.byAddress.has(addressKey(to))) {
+        this.stats.noSession++;
+        return;
+      }
+      this.chunksPeer = to;
+    }
+    this.options.endpoint.sendv(parts, to);
+  }
+
+  sendQueueCount(): number {
+    return this.options.endpoint.sendQueueCount();
+  }
+
   /** Forget every session of a client (its key was revoked). */
   dropClient(clientId: string): void {
     for (const s of [...this.byIndex.values()]) if (s.peer.clientId === clientId) this.forget(s);
@@ -167,6 +190,7 @@ export class ServerChannel {
   }
 
   private forget(s: Session): void {
+    this.chunksPeer = undefined;
     this.byIndex.delete(s.ourIndex);
     const key = addressKey(s.peer);
     if (this.byAddress.get(key) === s) this.byAddress.delete(key);

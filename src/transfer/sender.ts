@@ -4,10 +4,13 @@
  * It never touches a socket or a clock: every method takes `now` (ms) and returns the actions
  * the driver must perform. Phases: offering → sending → verifying → done.
  *
- * Reliability: selective acknowledgement (cumulative point + bitmap). A chunk counts as lost when
- * DUP_THRESH chunks transmitted after it have been acknowledged (the sequence form of RFC 6675's
- * DupThresh, as RACK does with time), and is retransmitted at once; a retransmission timeout
- * (RFC 6298, Karn's rule for samples) catches the tail. Rate: chunks are paced at the rate the
+ * Reliability: selective acknowledgement (cumulative point + bitmap). Loss detection is time-based,
+ * as RACK (RFC 8985): a chunk is lost once a chunk transmitted after it has been acknowledged
+ * *and* a reordering window has passed since it should have arrived. The window is zero until
+ * the path shows reordering, then min RTT / 4, widened each time the receiver reports a duplicate
+ * of a chunk we resent (a spurious retransmission: the original was only late), at most one
+ * smoothed RTT; each spurious retransmission is undone in the loss count the rate model sees. A
+ * retransmission timeout (RFC 6298, Karn's rule for samples) catches the tail. Rate: chunks are paced at the rate the
  * RateModel derives from measured delivery rate and round-trip time, with at most its window in
  * flight and never more than the receiver's window.
  */
@@ -27,8 +30,15 @@ export interface SenderOptions {
   readonly maxBurst: number;
   /** Upper bound on chunks in flight, whatever the receiver advertises. */
   readonly maxWindow: number;
-  /** Chunks transmitted after a missing one that must be acknowledged before it counts as lost. */
+  /** Until the path has shown reordering, a chunk that this many later transmissions overtook
+   *  is lost at once (RFC 8985 §6.2 step 4: DupThresh, RFC 6675). */
   readonly dupThresh: number;
+  /** RFC 8985 §6.2: the reordering window's step is min RTT / 4, times a multiplier that grows by
+   *  one per round with a spurious retransmission, up to this, and is never above the SRTT. */
+  readonly maxReorderMultiplier: number;
+  /** Loss recoveries without a spurious retransmission after which the multiplier resets
+   *  (RFC 8985: 16). */
+  readonly reorderResetAfter: number;
   /** Give up when the peer has said nothing at all for this long, or has acknowledged nothing new
    *  for this long while chunks are outstanding (a peer that ACKs without progress). */
   readonly peerTimeoutMs: number;
@@ -43,6 +53,8 @@ export const DEFAULT_SENDER_OPTIONS: SenderOptions = {
   maxBurst: 32,
   maxWindow: 8192,
   dupThresh: 3,
+  maxReorderMultiplier: 16,
+  reorderResetAfter: 16,
   peerTimeoutMs: 10_000,
   maxReoffers: 20,
   rtt: DEFAULT_RTT_OPTIONS,
@@ -80,6 +92,8 @@ export class ChunkSender {
   private readonly sentAt: Float64Array;
   private readonly txSeqOf: Float64Array;
   private readonly sendCount: Uint8Array;
+  /** 1 once a duplicate showed this chunk's resend was needless (counted once). */
+  private readonly retransmittedSpuriously: Uint8Array;
   /** Delivery-rate bookkeeping per chunk, as of its latest transmission (BBR's P.delivered, …). */
   private readonly deliveredAtSend: Float64Array;
   private readonly deliveredTimeAtSend: Float64Array;
@@ -117,8 +131,22 @@ export class ChunkSender {
   private lastHeardAt = 0;
   private lastProgressAt = 0;
 
+  /** RACK (RFC 8985 §6): the RTT of the most recently sent chunk acknowledged (which one that is,
+   *  is maxAckedTx: transmissions are numbered, so "sent before it" is a comparison). */
+  private rackRtt = 0;
+  private minRtt = Number.POSITIVE_INFINITY;
+  private reorderingSeen = false;
+  private reorderMultiplier = 1;
+  /** The multiplier grows at most once per round: a round is over when this much is acknowledged. */
+  private reorderGrowthUntil = 0;
+  private recoveriesWithoutSpurious = 0;
+  private inRecovery = false;
+  /** When the oldest overtaken chunk's reordering window ends (RACK's reorder timer). */
+  private reorderDeadline: number | undefined;
+
   private retransmitsValue = 0;
   private timeoutsValue = 0;
+  private spuriousValue = 0;
   private outcomeValue: SendOutcome | undefined;
 
   constructor(readonly totalChunks: number, options: Partial<SenderOptions> = {}) {
@@ -128,6 +156,7 @@ export class ChunkSender {
     this.sentAt = new Float64Array(totalChunks);
     this.txSeqOf = new Float64Array(totalChunks);
     this.sendCount = new Uint8Array(totalChunks);
+    this.retransmittedSpuriously = new Uint8Array(totalChunks);
     this.deliveredAtSend = new Float64Array(totalChunks);
     this.deliveredTimeAtSend = new Float64Array(totalChunks);
     this.firstSentAtSend = new Float64Array(totalChunks);
@@ -153,6 +182,9 @@ export class ChunkSender {
   get srtt(): number | undefined { return this.rtt.srtt; }
   get rto(): number { return this.rtt.rto; }
   get outcome(): SendOutcome | undefined { return this.outcomeValue; }
+  /** Retransmissions the receiver then reported it already had (reordering, not loss). */
+  get spuriousRetransmits(): number { return this.spuriousValue; }
+  isAcked(index: number): boolean { return this.state[index] === ACKED; }
 
   /** When the driver must call `onTimer` next, or undefined once done. */
   get wakeAt(): number | undefined {
@@ -163,6 +195,7 @@ export class ChunkSender {
       let at = Math.min(silence, this.lastProgressAt + this.options.peerTimeoutMs);
       if (this.rtoDeadline !== undefined && this.rtoDeadline < at) at = this.rtoDeadline;
       if (this.pacedWake !== undefined && this.pacedWake < at) at = this.pacedWake;
+      if (this.reorderDeadline !== undefined && this.reorderDeadline < at) at = this.reorderDeadline;
       return at;
     }
     return silence;
@@ -193,6 +226,13 @@ export class ChunkSender {
 
     const echo = ack.echo;
     const echoWasOutstanding = echo < this.totalChunks && this.state[echo] !== ACKED;
+    // The receiver ACKs a duplicate at once, echoing it. A duplicate of a chunk we resent means
+    // the resend was needless: the original was late, not lost (DSACK's signal, RFC 2883).
+    if (echo < this.totalChunks && !echoWasOutstanding && (this.sendCount[echo] ?? 0) > 1 && this.retransmittedSpuriously[echo] === 0) {
+      this.retransmittedSpuriously[echo] = 1;
+      this.onSpuriousRetransmission();
+    }
+    const rackBefore = this.maxAckedTx;
     let newlyAcked = 0;
     let newestTx = 0;
     let newest = -1;
@@ -204,6 +244,8 @@ export class ChunkSender {
       this.ackedCount++;
       newlyAcked++;
       const tx = this.txSeqOf[i] ?? 0;
+      // RFC 8985 §6.2 step 2: a chunk sent once, acknowledged after one sent later was: reordering.
+      if (tx < rackBefore && this.sendCount[i] === 1) this.reorderingSeen = true;
       if (tx > newestTx) { newestTx = tx; newest = i; }
     };
     if (ack.cumulative > this.peerCumulative) {
@@ -226,7 +268,15 @@ export class ChunkSender {
     if (echoWasOutstanding && this.state[echo] === ACKED && this.sendCount[echo] === 1) {
       this.sampleRtt(now - (this.sentAt[echo] ?? now), now);
     }
-    if (newestTx > this.maxAckedTx) this.maxAckedTx = newestTx;
+    if (newestTx > this.maxAckedTx) {
+      const rtt = now - (this.sentAt[newest] ?? now);
+      // RFC 8985 §6.2 step 1: an ACK that comes sooner than a min RTT after a resend is for the
+      // original (which was late, not lost): it says nothing about what was sent since.
+      if ((this.sendCount[newest] ?? 0) === 1 || rtt >= this.minRtt) {
+        this.maxAckedTx = newestTx;
+        this.rackRtt = rtt;
+      }
+    }
 
     if (newlyAcked > 0) {
       this.lastProgressAt = now;
@@ -236,7 +286,7 @@ export class ChunkSender {
       // RFC 6298 §5.3: restart the timer when new data is acknowledged.
       this.rtoDeadline = now + this.rtt.rto;
     }
-    this.detectLosses();
+    this.detectLosses(now);
 
     if (this.ackedCount === this.totalChunks) {
       if (this.phaseValue === 'sending') {
@@ -288,6 +338,10 @@ export class ChunkSender {
     }
     if (this.phaseValue === 'sending') {
       if (this.rtoDeadline !== undefined && now >= this.rtoDeadline) return this.retransmissionTimeout(now);
+      if (this.reorderDeadline !== undefined && now >= this.reorderDeadline) {
+        this.detectLosses(now);
+        return this.fill(now);
+      }
       if (this.pacedWake !== undefined && now >= this.pacedWake) return this.fill(now);
     }
     return [];
@@ -317,6 +371,9 @@ export class ChunkSender {
     this.phaseValue = 'offering';
     this.state.fill(UNSENT);
     this.sendCount.fill(0);
+    this.retransmittedSpuriously.fill(0);
+    this.reorderDeadline = undefined;
+    this.maxAckedTx = 0;
     this.flightIdx = [];
     this.flightTx = [];
     this.flightHead = 0;
@@ -335,6 +392,7 @@ export class ChunkSender {
 
   private sampleRtt(rttMs: number, now: number): void {
     this.rtt.sample(rttMs);
+    if (rttMs < this.minRtt) this.minRtt = rttMs;
     this.model.onRttSample(rttMs, now);
   }
 
@@ -364,22 +422,71 @@ export class ChunkSender {
     return this.timeoutClamp ? this.options.minWindow : Math.min(this.model.window(), this.options.maxWindow);
   }
 
-  /** Mark as lost every in-flight chunk that DUP_THRESH later transmissions have overtaken. */
-  private detectLosses(): void {
-    const limit = this.maxAckedTx - this.options.dupThresh;
+  /** RFC 8985 §6.2 step 4: the reordering window. */
+  private reorderWindow(): number {
+    if (!Number.isFinite(this.minRtt)) return 0;
+    return Math.min((this.reorderMultiplier * this.minRtt) / 4, this.rtt.srtt ?? this.minRtt);
+  }
+
+  /**
+   * RACK (RFC 8985 §6.2 step 5): every in-flight chunk transmitted before the most recently sent
+   * chunk acknowledged is lost once its reordering window has passed: now ≥ its send time +
+   * RACK.rtt + window. While the path has shown no reordering, one that DupThresh later
+   * transmissions overtook is lost at once (the window is zero then, step 4). Those whose window
+   * is still open set the reorder timer. Transmissions are scanned oldest first, and both tests
+   * only get easier for older ones, so the first one still waiting ends the scan.
+   */
+  private detectLosses(now: number): void {
+    this.reorderDeadline = undefined;
+    const window = this.reorderWindow();
+    let lostAny = false;
     while (this.flightHead < this.flightIdx.length) {
       const i = this.flightIdx[this.flightHead] ?? 0;
       const tx = this.flightTx[this.flightHead] ?? 0;
       if (this.state[i] !== IN_FLIGHT || this.txSeqOf[i] !== tx) { this.flightHead++; continue; }
-      if (tx > limit) break;
+      if (tx >= this.maxAckedTx) break;
+      const deadline = (this.sentAt[i] ?? 0) + this.rackRtt + window;
+      const dupThreshMet = !this.reorderingSeen && this.maxAckedTx - tx >= this.options.dupThresh;
+      if (!dupThreshMet && now < deadline) {
+        this.reorderDeadline = deadline;
+        break;
+      }
       // Loss alone does not slow us down: the rate model follows what is actually delivered.
       this.state[i] = LOST;
       this.inFlight--;
       this.lostInRound++;
       this.retransmitQueue.push(i);
       this.flightHead++;
+      lostAny = true;
+    }
+    if (lostAny && !this.inRecovery) {
+      this.inRecovery = true;
+      // RFC 8985 §6.2 step 4: after 16 recoveries without a spurious retransmission, the
+      // reordering that widened the window is taken to be over.
+      if (++this.recoveriesWithoutSpurious >= this.options.reorderResetAfter) {
+        this.reorderMultiplier = 1;
+        this.recoveriesWithoutSpurious = 0;
+      }
+    } else if (!lostAny && this.retransmitHead >= this.retransmitQueue.length) {
+      this.inRecovery = false;
     }
     this.compactFlight();
+  }
+
+  /**
+   * A resend turned out needless. Widen the reordering window (once per round: RFC 8985
+   * §6.2 step 4), and undo the loss the rate model was told of: it was reordering, and a path
+   * that reorders is not a path that loses.
+   */
+  private onSpuriousRetransmission(): void {
+    this.spuriousValue++;
+    this.reorderingSeen = true;
+    this.recoveriesWithoutSpurious = 0;
+    if (this.lostInRound > 0) this.lostInRound--;
+    if (this.ackedCount >= this.reorderGrowthUntil) {
+      this.reorderMultiplier = Math.min(this.options.maxReorderMultiplier, this.reorderMultiplier + 1);
+      this.reorderGrowthUntil = this.ackedCount + Math.max(1, this.inFlight);
+    }
   }
 
   private retransmissionTimeout(now: number): SenderAction[] {

@@ -6,13 +6,25 @@
 import dgram from 'node:dgram';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { EnvelopeType, INIT_BYTES } from '../../src/protocol/envelope.js';
+import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, EnvelopeType, INIT_BYTES, forEachChunk } from '../../src/protocol/envelope.js';
 import { encode } from '../../src/protocol/messages.js';
 import { Proc, ROOT, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
-import { UdpProxy, isBulkData, type ProxyRule } from '../support/udp-proxy.js';
+import { UdpProxy, bulkChunks, isBulkData, type ProxyRule } from '../support/udp-proxy.js';
 import { writeModule } from '../support/modules.js';
 
 const V2 = join(ROOT, 'plugins/libfunctional_2_0.mjs');
+
+/** Overwrite every sealed chunk in a CHUNKS datagram (after `from`) with seeded junk, keeping the
+ *  entry headers: a well-formed frame whose chunks are forged. */
+function randomFill(frame: Buffer, from: number, _original: Buffer, seed: number): void {
+  let x = seed * 2654435761 + 1;
+  let at = from;
+  forEachChunk(frame.subarray(from), (_index, sealed) => {
+    at += CHUNK_ENTRY_HEADER_BYTES;
+    for (let i = 0; i < sealed.length; i++) { x = (x * 1103515245 + 12345) >>> 0; frame[at + i] = x >>> 24; }
+    at += sealed.length;
+  });
+}
 const NO_TOKEN = { NXT_ENROLL_TOKEN: '' };
 
 let dir: string;
@@ -122,7 +134,42 @@ describe('the wire', () => {
       const out = await server.run(`push ${writeModule(dir, 'bulk_3_0.mjs', 64 * 1024)}`, /push finished/);
       expect(out).toMatch(/done: 9\.1 bulk active/);
       expect(flipped).toBe(3);
-      expect(await clientCounter(a, 'bad tag', 3)).toBe(3);
+      // Each flip breaks one sealed chunk's tag: dropped and counted, and sent again.
+      expect(await clientCounter(a, 'bad chunks', 3)).toBe(3);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('drops forged chunks and chunks replayed from another release, and the push completes with the right bytes', async () => {
+    // Release A's CHUNKS, captured; then, during release B's push, each of the first datagrams of
+    // B is followed by a forged copy (same entries, random sealed bytes) and by one of A's,
+    // relabelled with B's transfer id, both "from the server" (the proxy is the server's address).
+    const fromA: Buffer[] = [];
+    let capturing = true;
+    let injected = 0;
+    let injectedChunks = 0;
+    const proxy = await UdpProxy.start(port, (data, direction) => {
+      if (!isBulkData(data, direction)) return [{ data }];
+      if (capturing) { fromA.push(Buffer.from(data)); return [{ data }]; }
+      if (injected >= 6 || fromA.length === 0) return [{ data }];
+      const forged = Buffer.from(data);
+      randomFill(forged, CHUNKS_HEADER_BYTES, data, injected);
+      const replayed = Buffer.from(fromA[injected % fromA.length]!);
+      data.copy(replayed, 4, 4, 8); // B's transfer id
+      injected += 2;
+      injectedChunks += bulkChunks(forged, direction) + bulkChunks(replayed, direction);
+      return [{ data: forged }, { data: replayed }, { data }];
+    });
+    try {
+      const a = await startClient('a', proxy.port, join(dir, 'a'), trust);
+      expect(await server.run(`push ${writeModule(dir, 'first_3_0.mjs', 1024 * 1024)}`, /push finished/)).toMatch(/1 done/);
+      capturing = false;
+      const out = await server.run(`push ${writeModule(dir, 'second_4_0.mjs', 1024 * 1024, 9, 2)}`, /push finished/);
+      expect(out).toMatch(/done: 9\.2 bulk active/);
+      expect(injected).toBe(6);
+      expect(await clientCounter(a, 'bad chunks', injectedChunks)).toBe(injectedChunks);
+      await a.waitFor(/Major = 9\nMinor = 2/);
     } finally {
       await proxy.close();
     }

@@ -6,8 +6,9 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { writeModule } from '../support/modules.js';
+import { LARGE_CHUNK_BYTES } from '../../src/server/release.js';
 import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
-import { UdpProxy, dropAll, isBulkData, lossyLink, passThrough } from '../support/udp-proxy.js';
+import { UdpProxy, bulkChunks, dropAll, isBulkData, lossyLink, passThrough } from '../support/udp-proxy.js';
 
 let dir: string;
 let server: Proc;
@@ -45,6 +46,22 @@ describe('through a lossy link', () => {
   });
 });
 
+describe('through a link that reorders', () => {
+  it('resends fewer than 10% of the chunks when a quarter of the datagrams arrive up to 5 ms late', async () => {
+    proxy = await UdpProxy.start(port, passThrough);
+    const client = await startClient('c', proxy.port, join(dir, 'c'), trust);
+    proxy.rule = lossyLink(25, { loss: 0, reorder: 0.25, delayMs: 5 });
+    const file = writeModule(dir, 'shuffled_3_0.mjs', 4 * 1024 * 1024);
+    const out = await pushLine(file).done;
+    expect(out).toMatch(/done: 9\.1 bulk active/);
+    const m = /(\d+) of (\d+) chunks resent/.exec(out);
+    const resent = m ? Number(m[1]) : 0;
+    const total = m ? Number(m[2]) : 1;
+    expect(resent / total).toBeLessThan(0.1);
+    await client.waitFor(/Major = 9\nMinor = 1/);
+  });
+});
+
 describe('progress', () => {
   it('is shown on both sides while a push is under way', async () => {
     proxy = await UdpProxy.start(port, passThrough);
@@ -78,7 +95,7 @@ describe('when the link dies', () => {
 describe('resume', () => {
   it('a client killed halfway through a 16 MiB push and restarted receives only the missing chunks', async () => {
     const file = writeModule(dir, 'big_4_0.mjs', 16 * 1024 * 1024);
-    const totalChunks = Math.ceil(statSync(file).size / 1400);
+    const totalChunks = Math.ceil(statSync(file).size / LARGE_CHUNK_BYTES); // loopback: 8 KiB chunks
     let client = await startClient('first', port, join(dir, 'c'), trust); // learn nothing yet: registered directly
     await client.stop();
     // From now on the client talks through the proxy, which counts DATA and kills the client
@@ -89,10 +106,11 @@ describe('resume', () => {
     let killed = false;
     let restarted = false;
     proxy.rule = (data, direction) => {
-      if (isBulkData(data, direction)) {
-        if (restarted) dataAfterRestart++;
+      const n = bulkChunks(data, direction);
+      if (n > 0) {
+        if (restarted) dataAfterRestart += n;
         else if (killed) return [];
-        else if (++dataBeforeKill >= totalChunks / 2) { killed = true; void client.stop('SIGKILL'); }
+        else if ((dataBeforeKill += n) >= totalChunks / 2) { killed = true; void client.stop('SIGKILL'); }
       }
       return [{ data }];
     };
@@ -105,8 +123,10 @@ describe('resume', () => {
     expect(out).toMatch(/done: 9\.1 bulk active/);
     const held = Number((await client.waitFor(/resuming after (\d+) chunks already held/))[1]);
     await client.waitFor(/Major = 9\nMinor = 1/);
-    // What it kept on disk, less what was still being written when it died…
-    expect(held).toBeGreaterThan(totalChunks * 0.3);
+    // What it kept on disk, less what was still being written when it died (writes queue on
+    // libuv's pool, up to 16 MiB: chunks now arrive faster than a disk takes them, so a kill
+    // loses more of what had arrived)…
+    expect(held).toBeGreaterThan(totalChunks * 0.1);
     // …is not sent again: only the rest crosses the network (plus a few retransmissions).
     expect(dataAfterRestart).toBeLessThan((totalChunks - held) * 1.1 + 100);
     expect(dataAfterRestart).toBeGreaterThanOrEqual(totalChunks - held);
@@ -118,7 +138,7 @@ describe('resume', () => {
     // Clients renew every second here, so the restarted server learns of them quickly.
     ({ proc: server, port } = await startServer(stateDir, ['--renew', '1000']));
     const file = writeModule(dir, 'big_5_0.mjs', 16 * 1024 * 1024);
-    const totalChunks = Math.ceil(statSync(file).size / 1400);
+    const totalChunks = Math.ceil(statSync(file).size / LARGE_CHUNK_BYTES); // loopback: 8 KiB chunks
     // A fixed proxy port, so the client's server address survives the server's restart.
     let serverPort = port;
     let passed = 0;
@@ -127,9 +147,10 @@ describe('resume', () => {
     proxy = await UdpProxy.start(port, passThrough);
     const client = await startClient('c', proxy.port, join(dir, 'c'), trust);
     proxy.rule = (data, direction) => {
-      if (isBulkData(data, direction)) {
-        if (restarted) afterRestart++;
-        else if (++passed === Math.floor(totalChunks / 2)) void server.stop('SIGKILL');
+      const n = bulkChunks(data, direction);
+      if (n > 0) {
+        if (restarted) afterRestart += n;
+        else if (passed < totalChunks / 2 && (passed += n) >= totalChunks / 2) void server.stop('SIGKILL');
       }
       return [{ data }];
     };

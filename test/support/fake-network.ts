@@ -58,6 +58,8 @@ export class FakeEndpoint implements Endpoint {
 
   get port(): number { return this.self.port; }
   send(data: Uint8Array, to: Peer): void { this.net.enqueue({ data: Buffer.from(data), from: this.self, to }); }
+  sendv(parts: readonly Uint8Array[], to: Peer): void { this.send(Buffer.concat(parts), to); }
+  sendQueueCount(): number { return 0; }
   onDatagram(handler: (data: Buffer, from: Peer) => void): void { this.handler = handler; }
   receive(data: Buffer, from: Peer): void { this.handler(data, from); }
   close(): Promise<void> { return Promise.resolve(); }

@@ -18,6 +18,10 @@ export interface LinkProfile {
   /** Extra random delay up to this many ms that keeps datagrams in order (a busy host, a
    *  scheduler): round trips vary, nothing is reordered. */
   fifoJitterMs?: number;
+  /** With this probability a datagram is held up to `reorderMs` more than the rest (netem's
+   *  reordering, and the benchmark relay's): it arrives after datagrams sent later. */
+  reorder?: number;
+  reorderMs?: number;
   delayMs: number;
   /** Drop every datagram in both directions from this time on (a device that vanished). */
   deadAfterMs?: number;
@@ -35,6 +39,8 @@ export interface SimulationResult {
   delivered: Uint8Array[];
   chunkTransmissions: number;
   retransmits: number;
+  /** Retransmissions the receiver's duplicates showed to be needless. */
+  spurious: number;
   /** When this flow's sender finished, in ms after the simulation began. */
   endedAt: number;
   receiverTimedOut: boolean;
@@ -89,6 +95,7 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
     const copies = random() < link.duplicate ? 2 : 1;
     for (let c = 0; c < copies; c++) {
       let at = departs + link.delayMs + random() * link.jitterMs;
+      if (link.reorder && random() < link.reorder) at += random() * (link.reorderMs ?? link.delayMs);
       if (link.fifoJitterMs) {
         at = Math.max(at + random() * link.fifoJitterMs, lastFifoArrival);
         lastFifoArrival = at;
@@ -102,7 +109,7 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
     const sender = new ChunkSender(chunks.length, opts.sender);
     let receiver: ChunkReceiver | undefined;
     const result: SimulationResult = {
-      outcome: undefined, overflowDrops: 0, delivered: [], chunkTransmissions: 0, retransmits: 0, endedAt: Number.NaN, receiverTimedOut: false,
+      outcome: undefined, overflowDrops: 0, delivered: [], chunkTransmissions: 0, retransmits: 0, spurious: 0, endedAt: Number.NaN, receiverTimedOut: false,
     };
     const attempts = new Map<number, number>();
     let senderTimerAt: number | undefined;
@@ -175,6 +182,7 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
     ...result,
     outcome: sender.outcome,
     retransmits: sender.retransmits,
+    spurious: sender.spuriousRetransmits,
     overflowDrops,
     endedAt: Number.isNaN(result.endedAt) ? now - epoch : result.endedAt,
   }));

@@ -3,6 +3,7 @@
  * benchmarks. Each datagram passes through `rule`, which may drop it, change it, duplicate it or
  * delay it, with a seeded random source so that a failing run replays.
  */
+import { CHUNKS_HEADER_BYTES, EnvelopeType, forEachChunk } from '../../src/protocol/envelope.js';
 import dgram from 'node:dgram';
 import { seededRandom } from './random.js';
 
@@ -100,10 +101,21 @@ export function lossyLink(seed: number, o: { loss: number; duplicate?: number; r
 export const dropAll: ProxyRule = () => [];
 
 /**
- * Every datagram after the handshake is sealed, so a proxy cannot read message types; bulk DATA
- * is told apart by size: server → client datagrams of 1000 bytes or more are chunks (an OFFER is
- * a few hundred bytes, every other message smaller still).
+ * A pushed module's chunks travel in CHUNKS frames (envelope type 20, readable: the chunks inside
+ * are sealed, the frame is not); every other datagram is a small sealed message.
  */
 export function isBulkData(data: Buffer, direction: 'to-client' | 'to-server'): boolean {
-  return direction === 'to-client' && data.length >= 1000;
+  return direction === 'to-client' && data.length > CHUNKS_HEADER_BYTES && data[3] === EnvelopeType.chunks;
+}
+
+/** How many chunks a datagram carries toward the client (0: not a CHUNKS frame). */
+export function bulkChunks(data: Buffer, direction: 'to-client' | 'to-server'): number {
+  if (!isBulkData(data, direction)) return 0;
+  let n = 0;
+  try {
+    forEachChunk(data.subarray(CHUNKS_HEADER_BYTES), () => { n++; });
+  } catch {
+    return 0;
+  }
+  return n;
 }

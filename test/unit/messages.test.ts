@@ -20,7 +20,7 @@ const examples: Message[] = [
   { type: 'jobAck', jobId: 12 },
   { type: 'fileOffer', transferId: 44, jobId: 12, size: 2 ** 40 + 5, chunkSize: 1400, sha256: new Uint8Array(32).fill(9), name: 'logs.txt' },
   { type: 'registered', clientId: id, seq: 5, leaseMs: 31_000, renewMs: 10_000, enrollment: Enrollment.pending },
-  { type: 'offer', transferId: 9, manifest: new Uint8Array([1, 2, 3]), signature: new Uint8Array(64).fill(1) },
+  { type: 'offer', transferId: 9, manifest: new Uint8Array([1, 2, 3]), signature: new Uint8Array(64).fill(1), contentKey: new Uint8Array(32).fill(2), sealId: new Uint8Array(16).fill(3) },
   { type: 'data', transferId: 9, index: 3, payload: new Uint8Array(MAX_CHUNK_BYTES).fill(4) },
   { type: 'ack', transferId: 9, cumulative: 10, window: 2048, echo: 12, sack: new Uint8Array([0b1010_0000]) },
   { type: 'result', transferId: 9, code: 2, active: v, message: 'version 1.0.0 is not newer — ✓' },
@@ -45,7 +45,7 @@ describe('the wire codec', () => {
   });
 
   it('refuses to encode what it could not decode', () => {
-    expect(() => encode({ type: 'offer', transferId: 1, manifest: new Uint8Array(MAX_MANIFEST_BYTES + 1), signature: new Uint8Array(64) })).toThrow(RangeError);
+    expect(() => encode({ type: 'offer', transferId: 1, manifest: new Uint8Array(MAX_MANIFEST_BYTES + 1), signature: new Uint8Array(64), contentKey: new Uint8Array(32), sealId: new Uint8Array(16) })).toThrow(RangeError);
     expect(() => encode({ type: 'data', transferId: 1, index: 0, payload: new Uint8Array(0) })).toThrow(RangeError);
     expect(() => encode({ type: 'ack', transferId: 1, cumulative: 0, window: 1, echo: 0, sack: new Uint8Array(MAX_SACK_BITMAP_BYTES + 1) })).toThrow(RangeError);
   });

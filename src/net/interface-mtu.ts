@@ -1,0 +1,65 @@
+/**
+ * The largest UDP payload this host can send to an address without fragmenting it itself: the
+ * MTU of the interface the datagram leaves by, less the IP and UDP headers. It is the upper bound
+ * of datagram-size discovery (RFC 8899's MAX_PLPMTU, "limited by the local interface MTU"):
+ * Node cannot set the don't-fragment bit, so a probe above it would be fragmented by the kernel,
+ * arrive anyway and teach us a size that only works whole while no fragment is lost.
+ *
+ * Linux only (/sys/class/net); elsewhere, or when unsure, the Ethernet value.
+ */
+import { readFileSync } from 'node:fs';
+import { BlockList, isIPv4 } from 'node:net';
+import os from 'node:os';
+
+const ETHERNET_MTU = 1500;
+const LOOPBACK_MTU = 65536;
+/** IPv4 + UDP headers, IPv6 + UDP headers. */
+const HEADERS_V4 = 28;
+const HEADERS_V6 = 48;
+const MAX_UDP_PAYLOAD = 65_507;
+
+export function maxUdpPayloadTo(address: string): number {
+  const plain = address.startsWith('::ffff:') ? address.slice(7) : address;
+  const v4 = isIPv4(plain);
+  const headers = v4 ? HEADERS_V4 : HEADERS_V6;
+  return Math.min(MAX_UDP_PAYLOAD, interfaceMtuFor(plain, v4) - headers);
+}
+
+function interfaceMtuFor(address: string, v4: boolean): number {
+  const interfaces = os.networkInterfaces();
+  // To ourselves (loopback, or one of our own addresses): the kernel routes it over lo.
+  if (address.startsWith('127.') || address === '::1') return mtuOf('lo', LOOPBACK_MTU);
+  for (const [name, addrs] of Object.entries(interfaces)) {
+    if (addrs?.some((a) => a.address === address)) return mtuOf('lo', LOOPBACK_MTU);
+    void name;
+  }
+  // On a directly attached subnet: that interface.
+  for (const [name, addrs] of Object.entries(interfaces)) {
+    for (const a of addrs ?? []) {
+      if (a.internal || (a.family === 'IPv4') !== v4 || !a.cidr) continue;
+      const [net, bits] = a.cidr.split('/');
+      const list = new BlockList();
+      try {
+        list.addSubnet(net!, Number(bits), v4 ? 'ipv4' : 'ipv6');
+        if (list.check(address, v4 ? 'ipv4' : 'ipv6')) return mtuOf(name, ETHERNET_MTU);
+      } catch {
+        // An address form BlockList does not take (a scoped link-local one): not this interface.
+      }
+    }
+  }
+  // Through a router: by one of the external interfaces; the smallest is the safe guess.
+  let smallest = Infinity;
+  for (const [name, addrs] of Object.entries(interfaces)) {
+    if (addrs?.some((a) => !a.internal && (a.family === 'IPv4') === v4)) smallest = Math.min(smallest, mtuOf(name, ETHERNET_MTU));
+  }
+  return Number.isFinite(smallest) ? smallest : ETHERNET_MTU;
+}
+
+function mtuOf(name: string, fallback: number): number {
+  try {
+    const mtu = Number(readFileSync(`/sys/class/net/${name}/mtu`, 'utf8').trim());
+    return Number.isInteger(mtu) && mtu >= 576 ? mtu : fallback;
+  } catch {
+    return fallback;
+  }
+}
