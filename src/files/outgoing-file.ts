@@ -89,6 +89,12 @@ export class OutgoingFile {
 
   start(): void { this.run(this.sender.start(this.clock.now())); }
 
+  /** Only the first `chunks` can be sent yet (the file is still being prepared). */
+  setAvailable(chunks: number): void {
+    if (this.sender.phase === 'done') return;
+    this.run(this.sender.setAvailable(chunks, this.clock.now()));
+  }
+
   onAck(ack: AckMessage): void {
     const now = this.clock.now();
     const before = this.sender.acked;

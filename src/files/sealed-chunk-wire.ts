@@ -7,11 +7,10 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { CHUNKS_HEADER_BYTES, writeChunksHeader } from '../protocol/envelope.js';
-import type { SealedRelease } from '../server/sealed-release.js';
+import { blockEntries, type SealedRelease } from '../server/sealed-release.js';
 import type { PathMtu } from '../transfer/path-mtu.js';
 import type { ChunkWire } from './outgoing-file.js';
 
-const BLOCK_BYTES = 1024 * 1024;
 /** Blocks kept: retransmissions reach back at most a window (≤ 8 MiB of chunks) behind. */
 const BLOCKS_KEPT = 8;
 /** Datagram headers come from a ring this long: a slot is reused only after this many datagrams,
@@ -47,7 +46,8 @@ export class SealedChunkWire implements ChunkWire {
     readonly path: PathMtu,
   ) {
     this.fd = openSync(sealed.path, 'r');
-    this.blockEntries = Math.max(1, Math.floor(BLOCK_BYTES / sealed.entryBytes));
+    // The blocks sealing reports progress in: a block is read only once it is whole.
+    this.blockEntries = blockEntries(sealed.entryBytes);
   }
 
   /** Bytes of entry `index` (the last chunk's is shorter). */

@@ -5,7 +5,7 @@
  * whole chunks it already holds.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { close, closeSync, constants, fchmodSync, fstatSync, fsync, ftruncateSync, openSync, readSync, rename, write, writeSync } from 'node:fs';
+import { close, closeSync, constants, fchmodSync, fstatSync, fsync, ftruncateSync, openSync, readSync, rename, write, writeSync, writev } from 'node:fs';
 import { promisify } from 'node:util';
 import { NxtError } from '../errors.js';
 import type { Manifest } from '../security/manifest.js';
@@ -21,6 +21,7 @@ const WRITE_BATCH_BYTES = 512 * 1024;
 const MAX_WRITE_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
 
 const writeAsync = promisify(write);
+const writevAsync = promisify(writev);
 const fsyncAsync = promisify(fsync);
 const closeAsync = promisify(close);
 const renameAsync = promisify(rename);
@@ -73,28 +74,39 @@ export class IncomingModule {
   /** Hand what is pending to the disk, at its position; ordering between writes does not matter. */
   flush(): void {
     if (this.pendingBytes === 0) return;
-    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    // Gathered by the kernel (writev): no copy of the chunks into one buffer.
+    const parts = this.pending;
+    const length = this.pendingBytes;
     const position = this.written;
-    this.written += this.pendingBytes;
+    this.written += length;
     this.pending = [];
     this.pendingBytes = 0;
-    if (this.bytesInFlight + buf.length > MAX_WRITE_BYTES_IN_FLIGHT) {
+    if (this.bytesInFlight + length > MAX_WRITE_BYTES_IN_FLIGHT) {
       // Backpressure: wait for the disk here. Queued writes are before this one in the file and
       // land at their own positions, so order on disk does not matter for correctness.
+      const buf = Buffer.concat(parts, length);
       let off = 0;
       while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off, position + off);
       return;
     }
-    this.bytesInFlight += buf.length;
+    this.bytesInFlight += length;
     this.writes = this.writes
-      .then(() => this.writeAll(buf, position))
+      .then(() => this.writeAll(parts, length, position))
       .catch((err: unknown) => { this.writeError ??= err; })
-      .finally(() => { this.bytesInFlight -= buf.length; });
+      .finally(() => { this.bytesInFlight -= length; });
   }
 
-  private async writeAll(buf: Uint8Array, position: number): Promise<void> {
+  private async writeAll(parts: Uint8Array[], length: number, position: number): Promise<void> {
+    const written = (await writevAsync(this.fd, parts, position)).bytesWritten;
+    if (written === length) return;
+    // A short write (a full disk says so on the next call): finish the rest piece by piece.
+    const rest = Buffer.concat(parts, length).subarray(written);
     let off = 0;
-    while (off < buf.length) off += (await writeAsync(this.fd, buf, off, buf.length - off, position + off)).bytesWritten;
+    while (off < rest.length) {
+      const n = (await writeAsync(this.fd, rest, off, rest.length - off, position + written + off)).bytesWritten;
+      if (n === 0) throw new NxtError('storage', 'the disk accepted no more bytes');
+      off += n;
+    }
   }
 
   private async settle(): Promise<void> {

@@ -36,7 +36,7 @@ export class PushSession {
     readonly release: Release,
     /** Signed for this client, with the chunk size `sealed` was made with. */
     signed: SignedManifest,
-    sealed: SealedRelease,
+    private readonly sealed: SealedRelease,
     path: PathMtu,
     channel: PushChannel,
     clock: Clock,
@@ -58,6 +58,22 @@ export class PushSession {
     }, clock, senderOptions);
   }
 
+  /** Start sending; chunks go out as the release's sealing makes them available. */
+  start(): void {
+    const sealed = this.sealed;
+    this.file.setAvailable(sealed.sealedChunks);
+    if (sealed.sealedChunks < sealed.totalChunks && !sealed.failure) {
+      const stop = sealed.onProgress(() => {
+        if (sealed.failure) this.file.cancel(`cannot send ${this.release.manifest.name}: ${sealed.failure.message}`);
+        else this.file.setAvailable(sealed.sealedChunks);
+        if (sealed.failure || sealed.sealedChunks === sealed.totalChunks) stop();
+      });
+      void this.file.done.then(stop);
+    }
+    this.file.start();
+    if (sealed.failure) this.file.cancel(`cannot send ${this.release.manifest.name}: ${sealed.failure.message}`);
+  }
+
   get transferId(): number { return this.file.transferId; }
   get done(): Promise<SendOutcome> { return this.file.done; }
   get startedAt(): number { return this.file.startedAt; }
@@ -65,7 +81,6 @@ export class PushSession {
   get peer(): Peer { return this.client.peer; }
   get progress(): PushProgress { return this.file.progress; }
 
-  start(): void { this.file.start(); }
   onAck(ack: AckMessage): void { this.file.onAck(ack); }
   onResult(msg: Extract<Message, { type: 'result' }>): void { this.file.onResult(msg.code, msg.message, msg.active); }
   onAbort(code: number, message: string): void { this.file.onAbort(code, message); }

@@ -3,7 +3,8 @@
  * automatic catch-up): `releases/<sha256>/<name>` (with its `.nxt-signed` file when it was signed
  * offline) and `releases.json`, the list, written atomically.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
 import { compareReleaseVersions, formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
@@ -47,8 +48,9 @@ export class ReleaseStore {
     return this.releases.reduce<StoredRelease | undefined>((best, r) => (!best || compareReleaseVersions(r.version, best.version) > 0 ? r : best), undefined);
   }
 
-  /** Keep a copy of a release being pushed (once per content). */
-  add(release: Release, wallNow: Date): StoredRelease {
+  /** Keep a copy of a release being pushed (once per content). The copy runs on libuv's thread
+   *  pool, so a push need not wait for it before its first chunk. */
+  async add(release: Release, wallNow: Date): Promise<StoredRelease> {
     const m = release.manifest;
     const known = this.releases.find((r) => r.sha256 === m.sha256 && compareReleaseVersions(r.version, m.version) === 0);
     if (known) return known;
@@ -56,7 +58,15 @@ export class ReleaseStore {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     // The name came from the operator's file or a signed manifest; still, only a plain file name.
     const file = join(dir, /^[\w.-]+$/.test(m.name) && !m.name.startsWith('.') ? m.name : 'module.mjs');
-    if (!existsSync(file)) copyFileSync(release.path, file);
+    if (!existsSync(file)) {
+      // Under a temporary name first: a copy cut short (a crash, a full disk) is never taken
+      // for the release.
+      const tmp = `${file}.tmp-${process.pid}`;
+      await copyFile(release.path, tmp);
+      renameSync(tmp, file);
+    }
+    const again = this.releases.find((r) => r.sha256 === m.sha256 && compareReleaseVersions(r.version, m.version) === 0);
+    if (again) return again; // added meanwhile by a concurrent push of the same release
     const presigned = existsSync(release.path + PRESIGNED_SUFFIX);
     if (presigned) copyFileSync(release.path + PRESIGNED_SUFFIX, file + PRESIGNED_SUFFIX);
     const stored: StoredRelease = { name: m.name, version: m.version, sha256: m.sha256, size: m.size, file, presigned, storedAt: wallNow.toISOString() };

@@ -4,18 +4,31 @@
  * tag). A push to any number of devices then reads runs of that file straight into datagrams:
  * no per-device or per-datagram cryptography on the server.
  *
+ * Sealing streams: it goes a block at a time, and a push may send every chunk of a block once it
+ * is sealed, so a device starts receiving while the rest is still being sealed (for a 128 MiB
+ * module that is ~0.4 s with 8 KiB chunks, ~1 s with 1.4 KiB ones, off the time to first byte).
+ *
  * The key lives only in this process's memory (a restart seals again under a new key) and
  * reaches a device only inside its authenticated session, with the signed OFFER; a device that
  * is pending, rejected or revoked is offered nothing, so it never gets the key.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
-import { chunkEntryBytes, writeChunkEntryHeader, CHUNK_ENTRY_HEADER_BYTES } from '../protocol/envelope.js';
+import { chunkEntryBytes, writeChunkEntryHeader, CHUNK_ENTRY_HEADER_BYTES, TAG_BYTES } from '../protocol/envelope.js';
 import { CONTENT_KEY_BYTES, SEAL_ID_BYTES } from '../protocol/messages.js';
 import { ContentKey } from '../session/content-key.js';
+
+/** About this many bytes of sealed entries make a block: sealing reports progress, and the
+ *  senders read the file, a block at a time (few syscalls; the event loop breathes between). */
+const BLOCK_BYTES = 1024 * 1024;
+
+/** Whole entries per block for entries of `entryBytes`. */
+export function blockEntries(entryBytes: number): number {
+  return Math.max(1, Math.floor(BLOCK_BYTES / entryBytes));
+}
 
 export interface SealedRelease {
   /** The sealed file: entry i at i × entryBytes. */
@@ -27,15 +40,45 @@ export interface SealedRelease {
   readonly entryBytes: number;
   readonly key: Uint8Array;
   readonly sealId: Uint8Array;
+  /** Chunks sealed so far: always whole blocks, or all of them. */
+  readonly sealedChunks: number;
+  /** Why sealing stopped short (the file changed after signing, the disk is full), if it did. */
+  readonly failure: NxtError | undefined;
+  /** Call `listener` as sealing progresses (and once it fails); returns the unsubscribe. */
+  onProgress(listener: () => void): () => void;
 }
 
-/** Plaintext read (and sealed) per step: big enough for few syscalls, small enough to stay out of
- *  the way of transfers running meanwhile (each step yields to the event loop). */
-const SEAL_STEP_BYTES = 1024 * 1024;
+class StreamingSeal implements SealedRelease {
+  sealedChunks = 0;
+  failure: NxtError | undefined;
+  readonly totalChunks: number;
+  readonly entryBytes: number;
+  private readonly listeners = new Set<() => void>();
+
+  constructor(
+    readonly path: string, readonly size: number, readonly chunkSize: number,
+    readonly key: Uint8Array, readonly sealId: Uint8Array,
+  ) {
+    this.totalChunks = Math.ceil(size / chunkSize);
+    this.entryBytes = chunkEntryBytes(chunkSize);
+  }
+
+  onProgress(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  advance(sealed: number, failure?: NxtError): void {
+    this.sealedChunks = sealed;
+    this.failure ??= failure;
+    for (const l of [...this.listeners]) l();
+  }
+}
 
 /**
- * Seal `modulePath` (whose bytes must hash to `sha256`: the file is re-hashed while it is
- * sealed, so what is sent is exactly what was signed) into `outPath`.
+ * Seal `modulePath` (whose bytes must hash to `sha256`: the file is hashed again as it is
+ * sealed, and a mismatch fails the seal, so what is sent is what was signed) into `outPath`.
+ * Resolves once the first block is sealed; the rest follows, reported through onProgress.
  */
 export async function sealRelease(
   modulePath: string,
@@ -43,56 +86,79 @@ export async function sealRelease(
   outPath: string,
   random: (n: number) => Uint8Array = randomBytes,
 ): Promise<SealedRelease> {
-  const { size, chunkSize } = shape;
-  const key = random(CONTENT_KEY_BYTES);
-  const sealId = random(SEAL_ID_BYTES);
-  const content = new ContentKey(key, sealId);
-  const totalChunks = Math.ceil(size / chunkSize);
-  const entryBytes = chunkEntryBytes(chunkSize);
-  const stepChunks = Math.max(1, Math.floor(SEAL_STEP_BYTES / chunkSize));
+  const seal = new StreamingSeal(outPath, shape.size, shape.chunkSize, random(CONTENT_KEY_BYTES), random(SEAL_ID_BYTES));
+  const input = await open(modulePath, 'r').catch((err: unknown) => {
+    throw new NxtError('no-such-file', `cannot read ${modulePath}: ${errorMessage(err)}`, { cause: err });
+  });
+  let output;
+  try {
+    output = await open(outPath, 'w', 0o600);
+  } catch (err) {
+    await input.close();
+    throw new NxtError('storage', `cannot create ${outPath}: ${errorMessage(err)}`, { cause: err });
+  }
+  const steps = sealSteps(seal, shape.sha256, input, output);
+  // The first block (or the failure before it) decides what the caller gets.
+  const first = await steps.next();
+  if (first.done && seal.failure) throw seal.failure;
+  void (async () => {
+    for (let step = await steps.next(); !step.done; step = await steps.next()) { /* progress is reported by the steps */ }
+  })();
+  return seal;
+}
+
+/** One block per step; the generator closes both files and reports the end or the failure. */
+async function* sealSteps(
+  seal: StreamingSeal, sha256: string,
+  input: Awaited<ReturnType<typeof open>>, output: Awaited<ReturnType<typeof open>>,
+): AsyncGenerator<void> {
+  const { size, chunkSize, totalChunks, entryBytes } = seal;
+  const content = new ContentKey(seal.key, seal.sealId);
+  const stepChunks = blockEntries(entryBytes);
   const plain = Buffer.allocUnsafe(stepChunks * chunkSize);
   const sealed = Buffer.allocUnsafe(stepChunks * entryBytes);
   const hash = createHash('sha256');
-  const tmp = `${outPath}.tmp-${process.pid}`;
-  const input = await open(modulePath, 'r');
-  let output;
   try {
-    output = await open(tmp, 'w', 0o600);
     for (let first = 0; first < totalChunks; first += stepChunks) {
       const want = Math.min(stepChunks * chunkSize, size - first * chunkSize);
       let got = 0;
       while (got < want) {
         const { bytesRead } = await input.read(plain, got, want - got, first * chunkSize + got);
-        if (bytesRead === 0) throw new NxtError('module-changed', `${modulePath} became shorter than its manifest says (${size} bytes) after it was signed`);
+        if (bytesRead === 0) throw new NxtError('module-changed', `the module became shorter than its manifest says (${size} bytes) after it was signed: push it again`);
         got += bytesRead;
       }
       hash.update(plain.subarray(0, want));
       let at = 0;
-      for (let i = first; i < totalChunks && i < first + stepChunks; i++) {
+      const last = Math.min(totalChunks, first + stepChunks);
+      for (let i = first; i < last; i++) {
         const off = (i - first) * chunkSize;
         const length = Math.min(chunkSize, size - i * chunkSize);
-        writeChunkEntryHeader(sealed, at, i, length + 16);
+        writeChunkEntryHeader(sealed, at, i, length + TAG_BYTES);
         at = content.sealChunk(i, plain.subarray(off, off + length), sealed, at + CHUNK_ENTRY_HEADER_BYTES);
       }
       let written = 0;
-      while (written < at) written += (await output.write(sealed, written, at - written)).bytesWritten;
+      while (written < at) {
+        const n = (await output.write(sealed, written, at - written, first * entryBytes + written)).bytesWritten;
+        if (n === 0) throw new NxtError('storage', 'the disk accepted no more bytes');
+        written += n;
+      }
+      // The last block is held back until the whole file is known to match what was signed.
+      if (last < totalChunks) seal.advance(last);
+      yield;
     }
-    if (hash.digest('hex') !== shape.sha256) {
-      throw new NxtError('module-changed', `${modulePath} changed after it was signed (its sha256 no longer matches the manifest): push it again`);
+    if (hash.digest('hex') !== sha256) {
+      throw new NxtError('module-changed', 'the module changed after it was signed (its sha256 no longer matches the manifest): push it again');
     }
     // No fsync: the file is a cache that dies with its key (this process); a crash loses nothing.
-    await output.close();
-    output = undefined;
-    await rename(tmp, outPath);
+    seal.advance(totalChunks);
   } catch (err) {
-    await output?.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    if (err instanceof NxtError) throw err;
-    throw new NxtError('storage', `cannot seal ${modulePath} into ${outPath}: ${errorMessage(err)}`, { cause: err });
+    const failure = err instanceof NxtError ? err : new NxtError('storage', `cannot seal the module into ${seal.path}: ${errorMessage(err)}`, { cause: err });
+    seal.advance(seal.sealedChunks, failure);
+    await unlink(seal.path).catch(() => undefined);
   } finally {
-    await input.close();
+    await input.close().catch(() => undefined);
+    await output.close().catch(() => undefined);
   }
-  return { path: outPath, size, chunkSize, totalChunks, entryBytes, key, sealId };
 }
 
 /**
@@ -110,13 +176,18 @@ export class SealedReleases {
 
   get(modulePath: string, shape: { readonly size: number; readonly sha256: string; readonly chunkSize: number }): Promise<SealedRelease> {
     const id = `${shape.sha256}-${shape.chunkSize}`;
-    let p = this.sealed.get(id);
-    if (!p) {
-      p = sealRelease(modulePath, shape, join(this.dir, `${id}.chunks`), this.random);
-      this.sealed.set(id, p);
-      // A failure (disk full, file changed) is not remembered: the next push tries again.
-      p.catch(() => { if (this.sealed.get(id) === p) this.sealed.delete(id); });
+    const known = this.sealed.get(id);
+    if (known) {
+      return known.then((s) => {
+        if (!s.failure) return s;
+        // It failed (disk full, file changed) after it started: the next push tries again.
+        if (this.sealed.get(id) === known) this.sealed.delete(id);
+        return this.get(modulePath, shape);
+      });
     }
+    const p = sealRelease(modulePath, shape, join(this.dir, `${id}.chunks`), this.random);
+    this.sealed.set(id, p);
+    p.catch(() => { if (this.sealed.get(id) === p) this.sealed.delete(id); });
     return p;
   }
 }

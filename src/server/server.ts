@@ -250,11 +250,9 @@ export class NxtServer extends EventEmitter {
 
   /** Push one release to each of `clients`; resolves when every one has finished or failed. */
   async push(release: Release, clients: ClientRecord[]): Promise<PushReport[]> {
-    try {
-      this.options.releases?.add(release, this.options.wallClock.wallNow());
-    } catch (err) {
-      this.emit('warning', `could not keep a copy of ${release.manifest.name} for rollouts: ${errorMessage(err)}`);
-    }
+    // Kept for rollouts while the push runs; done (or warned about) before push() returns.
+    const kept = (async () => this.options.releases?.add(release, this.options.wallClock.wallNow()))()
+      .catch((err: unknown) => { this.emit('warning', `could not keep a copy of ${release.manifest.name} for rollouts: ${errorMessage(err)}`); });
     const renumber = (session: PushSession): number => {
       this.sessions.delete(session.transferId);
       const id = this.newTransferId();
@@ -294,7 +292,9 @@ export class NxtServer extends EventEmitter {
       this.emit('push-result', report);
       return report;
     });
-    return Promise.all(reports);
+    const done = await Promise.all(reports);
+    await kept;
+    return done;
   }
 
   private record(r: PushReport): void {

@@ -113,6 +113,8 @@ export class ChunkSender {
   private ackedCount = 0;
   private peerCumulative = 0;
   private peerWindow: number;
+  /** Chunks that exist yet (a release still being sealed); the sender never passes this. */
+  private available: number;
 
   private readonly model: RateModel;
   private deliveredTime = 0;
@@ -161,6 +163,7 @@ export class ChunkSender {
     this.deliveredTimeAtSend = new Float64Array(totalChunks);
     this.firstSentAtSend = new Float64Array(totalChunks);
     this.peerWindow = this.options.initialWindow;
+    this.available = totalChunks;
     this.model = new RateModel({
       initialWindow: this.options.initialWindow,
       minWindow: this.options.minWindow,
@@ -347,6 +350,20 @@ export class ChunkSender {
     return [];
   }
 
+  /**
+   * Only the first `chunks` chunks can be sent yet (the file is still being prepared); more
+   * become sendable as this grows. Preparing counts as progress for the peer timeout.
+   */
+  setAvailable(chunks: number, now: number): SenderAction[] {
+    const n = Math.min(this.totalChunks, chunks);
+    const grew = n > this.available;
+    // Set before start() (it may shrink then), it only grows afterwards.
+    this.available = n;
+    if (!grew || this.phaseValue !== 'sending') return [];
+    this.lastProgressAt = now;
+    return this.fill(now);
+  }
+
   cancel(message: string): SenderAction[] {
     if (this.phaseValue === 'done') return [];
     return [this.finish({ code: ResultCode.cancelled, message })];
@@ -521,7 +538,7 @@ export class ChunkSender {
     const earliest = now - this.options.maxBurst * interval;
     if (this.nextSendAt < earliest) this.nextSendAt = earliest;
     // The receiver buffers only [cumulative, cumulative + window): sending past it is waste.
-    const edge = Math.min(this.totalChunks, this.peerCumulative + this.peerWindow);
+    const edge = Math.min(this.available, this.peerCumulative + this.peerWindow);
     while (this.inFlight < limit) {
       const index = this.nextToSend(edge);
       if (index === undefined) break;

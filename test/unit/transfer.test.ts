@@ -284,3 +284,23 @@ describe('ChunkReceiver', () => {
     expect(rx.onTimer(100)).toEqual([{ kind: 'idle-timeout' }]);
   });
 });
+
+describe('a file still being prepared', () => {
+  it('sends nothing beyond what is available, and carries on as more becomes available', () => {
+    const sender = new ChunkSender(100);
+    const sent: number[] = [];
+    const take = (actions: ReturnType<ChunkSender['start']>): void => { for (const a of actions) if (a.kind === 'send-chunk') sent.push(a.index); };
+    // Paced: drain every wake-up up to `until` (nothing acknowledges, so nothing else changes).
+    const drain = (from: number, until: number): void => {
+      for (let t = from; t <= until; t += 0.01) if ((sender.wakeAt ?? Infinity) <= t) take(sender.onTimer(t));
+    };
+    sender.setAvailable(10, 0);
+    take(sender.start(0));
+    take(sender.onAck({ type: 'ack', transferId: 1, cumulative: 0, window: 2048, echo: 0xffffffff, sack: new Uint8Array(0) }, 1));
+    drain(1, 5);
+    expect(sent).toEqual([...Array(10).keys()]);
+    take(sender.setAvailable(25, 5));
+    drain(5, 9);
+    expect(sent).toEqual([...Array(25).keys()]);
+  });
+});

@@ -1,0 +1,120 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CHUNKS_HEADER_BYTES, decodeEnvelope, forEachChunk } from '../../src/protocol/envelope.js';
+import { blockEntries, sealRelease, type SealedRelease } from '../../src/server/sealed-release.js';
+import { SealedChunkWire } from '../../src/files/sealed-chunk-wire.js';
+import { ContentKey } from '../../src/session/content-key.js';
+import { PathMtu } from '../../src/transfer/path-mtu.js';
+import { hashFile } from '../../src/util/hash-file.js';
+import { tempDir } from '../support/processes.js';
+
+async function sealed(bytes: Buffer, chunkSize: number): Promise<{ seal: SealedRelease; file: string }> {
+  const dir = tempDir('nxt-seal-');
+  const file = join(dir, 'm.mjs');
+  writeFileSync(file, bytes);
+  const seal = await sealRelease(file, { size: bytes.length, sha256: await hashFile(file), chunkSize }, join(dir, 'm.chunks'));
+  return { seal, file };
+}
+
+function whenDone(seal: SealedRelease): Promise<void> {
+  return new Promise((resolve) => {
+    if (seal.sealedChunks === seal.totalChunks || seal.failure) { resolve(); return; }
+    const stop = seal.onProgress(() => { if (seal.sealedChunks === seal.totalChunks || seal.failure) { stop(); resolve(); } });
+  });
+}
+
+describe('a sealed release', () => {
+  it('opens, entry by entry, to exactly the module, and progresses in whole blocks', async () => {
+    const bytes = randomBytes(3 * 1024 * 1024 + 123);
+    const { seal } = await sealed(bytes, 8192);
+    const steps: number[] = [];
+    seal.onProgress(() => steps.push(seal.sealedChunks));
+    await whenDone(seal);
+    expect(seal.failure).toBeUndefined();
+    const per = blockEntries(seal.entryBytes);
+    for (const s of steps.slice(0, -1)) expect(s % per).toBe(0);
+    const key = new ContentKey(seal.key, seal.sealId);
+    const out: Buffer[] = [];
+    forEachChunk(readFileSync(seal.path), (index, sealedChunk) => {
+      expect(index).toBe(out.length);
+      out.push(key.openChunk(index, sealedChunk)!);
+    });
+    expect(Buffer.concat(out).equals(bytes)).toBe(true);
+  });
+
+  it('refuses a chunk under another index, or from a release sealed under another key', async () => {
+    const bytes = randomBytes(20_000);
+    const a = (await sealed(bytes, 1400)).seal;
+    const b = (await sealed(bytes, 1400)).seal;
+    await Promise.all([whenDone(a), whenDone(b)]);
+    const entries: Uint8Array[] = [];
+    forEachChunk(readFileSync(a.path), (_i, s) => entries.push(Buffer.from(s)));
+    expect(new ContentKey(a.key, a.sealId).openChunk(1, entries[0]!)).toBeUndefined();
+    expect(new ContentKey(b.key, b.sealId).openChunk(0, entries[0]!)).toBeUndefined();
+    expect(new ContentKey(a.key, a.sealId).openChunk(0, entries[0]!)).toBeDefined();
+  });
+
+  it('fails, and leaves no sealed file, when the module no longer matches what was signed', async () => {
+    const dir = tempDir('nxt-seal-');
+    const file = join(dir, 'm.mjs');
+    writeFileSync(file, randomBytes(4 * 1024 * 1024));
+    const signedSha = await hashFile(file);
+    writeFileSync(file, randomBytes(4 * 1024 * 1024)); // changed after signing
+    const seal = await sealRelease(file, { size: 4 * 1024 * 1024, sha256: signedSha, chunkSize: 8192 }, join(dir, 'm.chunks'));
+    await whenDone(seal);
+    expect(seal.failure?.code).toBe('module-changed');
+    expect(seal.sealedChunks).toBeLessThan(seal.totalChunks); // the last block is never released
+    expect(existsSync(seal.path)).toBe(false);
+  });
+});
+
+describe('the sealed-chunk wire', () => {
+  it('packs as many whole entries as the path carries, each datagram a well-formed CHUNKS frame', async () => {
+    const { seal } = await sealed(randomBytes(200 * 1400), 1400);
+    await whenDone(seal);
+    const sent: Buffer[] = [];
+    const path = new PathMtu({ max: 16_384 });
+    const wire = new SealedChunkWire(seal, { sendv: (parts) => sent.push(Buffer.concat(parts)), queued: () => 0 }, path);
+    const indices = [...Array(60).keys()];
+    wire.send(7, indices, 0);
+    const seen: number[] = [];
+    for (const d of sent) {
+      const frame = decodeEnvelope(d);
+      expect(frame.type).toBe('chunks');
+      if (frame.type === 'chunks') {
+        expect(frame.transferId).toBe(7);
+        forEachChunk(frame.entries, (i) => seen.push(i));
+      }
+      expect(d.length).toBeLessThanOrEqual(8952); // base, or the one probe outstanding
+    }
+    expect(seen).toEqual(indices);
+    // The first datagram probed the next size (8952: six entries); the rest stayed at the base.
+    expect(sent[0]!.length).toBeGreaterThan(1452);
+    expect(sent.slice(1).every((d) => d.length <= 1452)).toBe(true);
+    // Its chunks acknowledged: the path now carries 8952, and datagrams grow.
+    wire.onAcked((i) => i < 6, 1);
+    expect(path.size).toBe(8952);
+    sent.length = 0;
+    wire.send(7, [...Array(60).keys()].map((i) => i + 60), 2);
+    expect(sent[0]!.length).toBeGreaterThan(8952); // the next probe, 16384
+    // Then six entries a datagram (8952 bytes), the last one with what remains.
+    expect(sent.slice(1, -1).every((d) => d.length === CHUNKS_HEADER_BYTES + 6 * 1422)).toBe(true);
+    wire.close();
+  });
+
+  it('takes a resent probe chunk as the probe lost', async () => {
+    const { seal } = await sealed(randomBytes(100 * 1400), 1400);
+    await whenDone(seal);
+    const path = new PathMtu({ max: 8952 });
+    const wire = new SealedChunkWire(seal, { sendv: () => undefined, queued: () => 0 }, path);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      wire.send(1, [...Array(20).keys()], attempt); // probes 8952 with chunks 0…5
+      wire.send(1, [0], attempt + 0.5); // chunk 0 declared lost and resent
+    }
+    expect(path.size).toBe(1452);
+    expect(path.nextProbe(10)).toBeUndefined(); // three losses: the search is over
+    wire.close();
+  });
+});
