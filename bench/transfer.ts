@@ -12,9 +12,10 @@
 import { copyFileSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeModule } from '../test/support/modules.js';
-import { Proc, startClient, startServer, stopAll, tempDir } from '../test/support/processes.js';
+import { Proc, ROOT, startClient, startServer, stopAll, tempDir, TEST_ENROLL_TOKEN } from '../test/support/processes.js';
 import { UdpProxy, lossyLink, passThrough, type ProxyRule } from '../test/support/udp-proxy.js';
 import { atftpGet, ensurePeers, startAtftpd, startUftpd, uftpSend } from './peers.js';
+import { CLIENT_ADDR, CLIENT_NS, createTestbed, inNs, RELAY_CLIENT_SIDE, RELAY_NS, RELAY_SERVER_SIDE, removeTestbed, SERVER_ADDR, SERVER_NS } from './netns.js';
 import { cpuSeconds, peakRssMb, rssMb } from './proc-stats.js';
 
 const MiB = 1024 * 1024;
@@ -29,6 +30,26 @@ const ONLY = new Set(opt('only', 'loopback,lossy,fleet,huge,latency').split(',')
 const TFTP_PORT = 16969;
 const UFTP_PORT = 11044;
 const PEER_TIMEOUT_MS = 60_000;
+/** The relay's port facing whoever starts the transfer (nxt's client, UFTP's sender, atftp). */
+const RELAY_PORT = 17_000;
+
+interface Relay { readonly port: number; stop(): Promise<{ toClient: number; toServer: number }> }
+
+/** A relay process (bench/relay.ts) in the relay namespace. */
+async function startRelay(o: { front: string; back: string; server: string; frontPort: number; loss: number; reorder: number; delayMs: number; seed: number }): Promise<Relay> {
+  const proc = new Proc('relay', ...inNs(RELAY_NS, 'node', [join(ROOT, 'dist-bench/bench/relay.js'), '--front', `${o.front}:${o.frontPort}`, '--back', o.back,
+    '--server', o.server, '--loss', String(o.loss), '--reorder', String(o.reorder), '--delay', String(o.delayMs), '--seed', String(o.seed)]));
+  const port = Number((await proc.waitFor(/relay ready on [\d.]+:(\d+)/))[1]);
+  let stopped: Promise<{ toClient: number; toServer: number }> | undefined;
+  return {
+    port,
+    stop: () => (stopped ??= (async () => {
+      await proc.stop('SIGTERM');
+      const m = /relay sent: to-client (\d+), to-server (\d+)/.exec(proc.output);
+      return { toClient: Number(m?.[1] ?? NaN), toServer: Number(m?.[2] ?? NaN) };
+    })()),
+  };
+}
 
 const work = tempDir('nxt-bench-');
 const peers = ensurePeers();
@@ -128,8 +149,94 @@ await section('loopback', async () => {
   }
 });
 
+/**
+ * The held-out comparison's setting: a relay process in its own namespace between the server's
+ * and the client's (bench/netns.ts), veths of MTU 1500, 5 ms each way, seeded loss and
+ * reordering. Each peer runs in the same namespaces through the same relay, which counts the
+ * datagrams each end sent.
+ */
 await section('lossy', async () => {
-  console.log(`\n## 16 MiB through a lossy link (5 ms delay each way, seeded loss both ways)\n`);
+  const why = createTestbed();
+  if (why) { console.log(`\n(lossy: no namespaces on this machine: ${why}; see --only lossy-loopback)`); return; }
+  console.log(`\n## 16 MiB through a relay between network namespaces (veth MTU 1500, 5 ms each way)\n`);
+  console.log('nxt: from typing `push` to the push reported done (the device has activated the module); resends as a share of the chunks; the server\'s CPU seconds and the datagrams it sent, per MiB. UFTP sends at a fixed 400 Mbit/s (its transfer phase beside its wall time); atftp (blksize 1428, windowsize 64) gets 30 s. TCP is not measured here: without netem (absent from this kernel) nothing can delay or reorder TCP segments.\n');
+  console.log('| link | nxt push (data) | nxt resent | nxt server CPU s/MiB | nxt datagrams/MiB | UFTP wall (transfer) | UFTP sender CPU s/MiB | UFTP datagrams/MiB | atftp | nxt ÷ UFTP wall |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  const MB = 16;
+  const file = writeModule(work, 'relay_16.mjs', MB * MiB);
+  const tftpRoot = join(work, 'tftp-relay');
+  mkdirSync(tftpRoot, { recursive: true });
+  copyFileSync(file, join(tftpRoot, 'relay_16.mjs'));
+  const conditions = [
+    { name: '1% loss', loss: 0.01, reorder: 0 },
+    { name: '5% loss', loss: 0.05, reorder: 0 },
+    { name: '20% loss', loss: 0.2, reorder: 0 },
+    { name: '25% reordering', loss: 0, reorder: 0.25 },
+  ];
+  try {
+    for (const [ci, c] of conditions.entries()) {
+      const relayAt = (front: string, back: string, server: string, frontPort: number, seed: number): Promise<Relay> =>
+        startRelay({ front, back, server, frontPort, loss: c.loss, reorder: c.reorder, delayMs: 5, seed });
+      // nxt: server and client once per condition; the relay anew each run (same port).
+      const stateDir = join(work, `relay-server-${ci}`);
+      const server = new Proc('server', ...inNs(SERVER_NS, 'node', [join(ROOT, 'dist/cli/server.js'), '--port', '0', '--state-dir', stateDir, '--peer-timeout', '30000']), { NXT_ENROLL_TOKEN: TEST_ENROLL_TOKEN });
+      const port = Number((await server.waitFor(/listening on UDP port (\d+)/))[1]);
+      await server.waitFor('NxtServer# ');
+      let relay = await relayAt(RELAY_CLIENT_SIDE, RELAY_SERVER_SIDE, `${SERVER_ADDR}:${port}`, RELAY_PORT, 10 + ci);
+      const client = new Proc('client', ...inNs(CLIENT_NS, 'node', [join(ROOT, 'dist/cli/client.js'), '--server', RELAY_CLIENT_SIDE, '--port', String(RELAY_PORT),
+        '--trust', join(stateDir, 'release.pub'), '--data-dir', join(work, `relay-client-${ci}`)]), { NXT_ENROLL_TOKEN: TEST_ENROLL_TOKEN });
+      await client.waitFor('registered with the server', 30_000);
+      const nxt: { wall: number; data: number; resent: number; cpu: number; datagrams: number }[] = [];
+      for (let r = 0; r < RUNS; r++) {
+        if (r > 0) relay = await relayAt(RELAY_CLIENT_SIDE, RELAY_SERVER_SIDE, `${SERVER_ADDR}:${port}`, RELAY_PORT, 100 * r + ci);
+        const cpu0 = cpuSeconds(server.pid);
+        const p = await push(server, file, 120_000);
+        const cpu = cpuSeconds(server.pid) - cpu0;
+        const sent = await relay.stop();
+        if (p.ok !== 1) { console.log(`(nxt failed at ${c.name}: ${p.text.split('\n')[1] ?? ''})`); continue; }
+        const m = /(\d+) of (\d+) chunks resent/.exec(p.text);
+        nxt.push({ wall: p.wallMs, data: p.dataMs[0] ?? NaN, resent: m ? Number(m[1]) / Number(m[2]) : 0, cpu, datagrams: sent.toClient });
+      }
+      await relay.stop();
+      await stopAll();
+      // UFTP: the sender in the server's namespace, uftpd in the client's.
+      const uftp: { wall: number; transfer: number; cpu?: number; datagrams: number }[] = [];
+      if (peers.uftp) {
+        const uftpd = await startUftpd(join(work, 'uftp-relay'), UFTP_PORT, { ns: CLIENT_NS, host: CLIENT_ADDR });
+        for (let r = 0; r < RUNS; r++) {
+          const rl = await relayAt(RELAY_SERVER_SIDE, RELAY_CLIENT_SIDE, `${CLIENT_ADDR}:${UFTP_PORT}`, RELAY_PORT + 1, 300 + 100 * r + ci);
+          const u = await uftpSend(RELAY_PORT + 1, file, { encrypt: false, rateKbps: 400_000, timeoutMs: PEER_TIMEOUT_MS, dest: join(work, 'uftp-relay'), place: { ns: SERVER_NS, host: RELAY_SERVER_SIDE } });
+          const sent = await rl.stop();
+          // UFTP's data flows from the initiator (the relay's front): "to-server" here.
+          if (u) uftp.push({ wall: u.wallMs, transfer: u.transferMs, cpu: u.cpuSeconds, datagrams: sent.toServer });
+        }
+        await uftpd.stop();
+      }
+      // atftp: atftpd in the server's namespace, the client in the client's.
+      let tftp: number | undefined;
+      let tftpTried = false;
+      if (peers.atftp) {
+        const atftpd = await startAtftpd(tftpRoot, TFTP_PORT, { ns: SERVER_NS, host: SERVER_ADDR });
+        const rl = await relayAt(RELAY_CLIENT_SIDE, RELAY_SERVER_SIDE, `${SERVER_ADDR}:${TFTP_PORT}`, RELAY_PORT + 2, 700 + ci);
+        tftpTried = true;
+        tftp = atftpGet(RELAY_PORT + 2, 'relay_16.mjs', join(work, 'tftp-relay-got'), 30_000, { ns: CLIENT_NS, host: RELAY_CLIENT_SIDE });
+        await rl.stop();
+        await atftpd.stop();
+      }
+      const med = (xs: number[]): number | undefined => (xs.length ? median(xs) : undefined);
+      const n = med(nxt.map((x) => x.wall));
+      const u = med(uftp.map((x) => x.wall));
+      const perMiB = (x: number | undefined, digits = 3): string => (x === undefined || Number.isNaN(x) ? '–' : (x / MB).toFixed(digits));
+      console.log(`| ${c.name} | ${n === undefined ? 'failed' : `${fmtMs(n)} (${fmtMs(med(nxt.map((x) => x.data)))})`} | ${nxt.length ? `${(100 * median(nxt.map((x) => x.resent))).toFixed(1)}%` : '–'} | ${perMiB(med(nxt.map((x) => x.cpu)))} | ${perMiB(med(nxt.map((x) => x.datagrams)), 0)} | ${u === undefined ? (peers.uftp ? 'failed' : 'missing') : `${fmtMs(u)} (${fmtMs(med(uftp.map((x) => x.transfer)))})`} | ${perMiB(med(uftp.flatMap((x) => (x.cpu === undefined ? [] : [x.cpu]))))} | ${perMiB(med(uftp.map((x) => x.datagrams)), 0)} | ${tftp !== undefined ? fmtMs(tftp) : tftpTried ? 'did not finish in 30 s' : 'missing'} | ${n !== undefined && u !== undefined ? `${(n / u).toFixed(2)}` : '–'} |`);
+    }
+  } finally {
+    await stopAll();
+    removeTestbed();
+  }
+});
+
+await section('lossy-loopback', async () => {
+  console.log(`\n## 16 MiB through a lossy relay on loopback (5 ms delay each way, seeded loss both ways)\n`);
   console.log('| loss | nxt push (data) | atftp | UFTP at 400 Mbit/s (transfer) | nxt vs atftp | nxt vs UFTP |');
   console.log('|---|---|---|---|---|---|');
   const file = writeModule(work, 'lossy_16.mjs', 16 * MiB);

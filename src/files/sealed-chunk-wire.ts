@@ -2,17 +2,25 @@
  * Sends a release's sealed chunks (server/sealed-release.ts) to one device in CHUNKS frames:
  * as many entries per datagram as the path carries (transfer/path-mtu.ts), each datagram a small
  * header and runs of the sealed file handed to the socket as they are (scatter-gather, no copy,
- * no cryptography). The sealed file is read in blocks of about 1 MiB, a few kept for the
- * retransmissions that follow soon after; nothing is allocated per datagram but the views.
+ * no cryptography). The sealed file is read in windows of about 256 KiB into a fixed set of
+ * buffers, a few kept for the retransmissions that follow soon after; nothing is allocated per
+ * datagram but the views, and nothing per window: a 1 GiB push used to allocate a fresh MiB per
+ * MiB sent, which the garbage collector let pile up to 60 MB before it looked.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { CHUNKS_HEADER_BYTES, writeChunksHeader } from '../protocol/envelope.js';
-import { blockEntries, type SealedRelease } from '../server/sealed-release.js';
+import type { SealedRelease } from '../server/sealed-release.js';
 import type { PathMtu } from '../transfer/path-mtu.js';
 import type { ChunkWire } from './outgoing-file.js';
 
-/** Blocks kept: retransmissions reach back at most a window (≤ 8 MiB of chunks) behind. */
-const BLOCKS_KEPT = 8;
+/** Bytes read at a time from the sealed file. */
+const WINDOW_BYTES = 256 * 1024;
+/** Windows kept for retransmissions (older ones are read again: from the page cache, cheaply). */
+const WINDOWS_KEPT = 4;
+/** A buffer that left the cache is reused only after this many more reads: datagrams still queued
+ *  in the socket may point into it. The queue holds at most MAX_QUEUED_DATAGRAMS (16 × 64 KiB)
+ *  and one burst (32 chunks, 256 KiB) more: 1.3 MiB, less than these 2 MiB of windows. */
+const WINDOWS_COOLING = 8;
 /** Datagram headers come from a ring this long: a slot is reused only after this many datagrams,
  *  long after the socket sent it (the driver stops when the socket's send queue grows). */
 const HEADER_RING = 4096;
@@ -25,13 +33,16 @@ export interface DatagramSink {
 }
 
 /** Past this many datagrams queued in the socket, the driver waits (pacing's floor: a sender
- *  faster than its socket only fills memory). */
-const MAX_QUEUED_DATAGRAMS = 64;
+ *  faster than its socket only fills memory). Most sends complete at once (uv_udp_try_send). */
+const MAX_QUEUED_DATAGRAMS = 16;
 
 export class SealedChunkWire implements ChunkWire {
   private readonly fd: number;
-  private readonly blockEntries: number;
-  private readonly blocks = new Map<number, Buffer>();
+  private readonly windowEntries: number;
+  /** Cached windows, oldest first: [first index, entries, buffer]. */
+  private readonly windows: { first: number; count: number; buf: Buffer }[] = [];
+  private readonly cooling: Buffer[] = [];
+  private readonly spare: Buffer[] = [];
   private readonly headers = Buffer.alloc(HEADER_RING * CHUNKS_HEADER_BYTES);
   private headerSlot = 0;
   private readonly parts: Uint8Array[] = [];
@@ -46,8 +57,7 @@ export class SealedChunkWire implements ChunkWire {
     readonly path: PathMtu,
   ) {
     this.fd = openSync(sealed.path, 'r');
-    // The blocks sealing reports progress in: a block is read only once it is whole.
-    this.blockEntries = blockEntries(sealed.entryBytes);
+    this.windowEntries = Math.max(1, Math.floor(WINDOW_BYTES / sealed.entryBytes));
   }
 
   /** Bytes of entry `index` (the last chunk's is shorter). */
@@ -109,7 +119,9 @@ export class SealedChunkWire implements ChunkWire {
 
   close(): void {
     closeSync(this.fd);
-    this.blocks.clear();
+    this.windows.length = 0;
+    this.cooling.length = 0;
+    this.spare.length = 0;
   }
 
   /** Whole full-size entries a datagram of `limit` bytes holds (at least one is always sent). */
@@ -146,9 +158,9 @@ export class SealedChunkWire implements ChunkWire {
       const i = indices[at]!;
       const length = this.entryLength(i);
       if (bytes + length > limit && parts.length + (runBlock ? 1 : 0) > 1) break;
-      const blockNo = Math.floor(i / this.blockEntries);
-      const block = this.block(blockNo);
-      const offset = (i - blockNo * this.blockEntries) * this.sealed.entryBytes;
+      const window = this.window(i);
+      const block = window.buf;
+      const offset = (i - window.first) * this.sealed.entryBytes;
       if (runBlock === block && i === runNext) {
         runEnd = offset + length;
       } else {
@@ -168,24 +180,31 @@ export class SealedChunkWire implements ChunkWire {
     return at;
   }
 
-  private block(blockNo: number): Buffer {
-    const cached = this.blocks.get(blockNo);
-    if (cached) return cached;
-    const first = blockNo * this.blockEntries;
-    const start = first * this.sealed.entryBytes;
-    const last = Math.min(this.sealed.totalChunks, first + this.blockEntries) - 1;
-    const length = last * this.sealed.entryBytes + this.entryLength(last) - start;
-    // A fresh buffer per block (a MiB, not a datagram): datagrams still queued in the socket keep
-    // views of the old one, so it must not be overwritten.
-    const block = Buffer.allocUnsafeSlow(length);
+  /** The cached window holding entry `i`, read if need be (never past what is sealed). */
+  private window(i: number): { first: number; count: number; buf: Buffer } {
+    for (let k = this.windows.length - 1; k >= 0; k--) {
+      const w = this.windows[k]!;
+      if (i >= w.first && i < w.first + w.count) return w;
+    }
+    const s = this.sealed;
+    const first = i - (i % this.windowEntries);
+    // A window reaches at most to what is sealed so far: the sender asks only for sealed chunks.
+    const count = Math.min(this.windowEntries, Math.max(s.sealedChunks, i + 1) - first, s.totalChunks - first);
+    const start = first * s.entryBytes;
+    const length = (count - 1) * s.entryBytes + this.entryLength(first + count - 1);
+    const buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.windowEntries * s.entryBytes);
     let got = 0;
     while (got < length) {
-      const n = readSync(this.fd, block, got, length - got, start + got);
-      if (n === 0) throw new Error(`${this.sealed.path} is shorter than its release`);
+      const n = readSync(this.fd, buf, got, length - got, start + got);
+      if (n === 0) throw new Error(`${s.path} is shorter than its release`);
       got += n;
     }
-    this.blocks.set(blockNo, block);
-    if (this.blocks.size > BLOCKS_KEPT) this.blocks.delete(this.blocks.keys().next().value!);
-    return block;
+    const w = { first, count, buf };
+    this.windows.push(w);
+    if (this.windows.length > WINDOWS_KEPT) {
+      this.cooling.push(this.windows.shift()!.buf);
+      if (this.cooling.length > WINDOWS_COOLING) this.spare.push(this.cooling.shift()!);
+    }
+    return w;
   }
 }

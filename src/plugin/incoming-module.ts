@@ -5,7 +5,7 @@
  * whole chunks it already holds.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { close, closeSync, constants, fchmodSync, fstatSync, fsync, ftruncateSync, openSync, readSync, rename, write, writeSync, writev } from 'node:fs';
+import { close, closeSync, constants, fchmodSync, fstatSync, fsync, ftruncateSync, openSync, readSync, rename, write, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { NxtError } from '../errors.js';
 import type { Manifest } from '../security/manifest.js';
@@ -21,7 +21,6 @@ const WRITE_BATCH_BYTES = 512 * 1024;
 const MAX_WRITE_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
 
 const writeAsync = promisify(write);
-const writevAsync = promisify(writev);
 const fsyncAsync = promisify(fsync);
 const closeAsync = promisify(close);
 const renameAsync = promisify(rename);
@@ -29,8 +28,11 @@ const renameAsync = promisify(rename);
 export class IncomingModule {
   private readonly fd: number;
   private readonly hash: Hash;
-  private pending: Uint8Array[] = [];
+  /** Chunks are copied into a batch (the chunks themselves die young); written batches return
+   *  to `spare` for reuse, so a transfer of any size allocates at most the in-flight limit. */
+  private batch: Buffer | undefined;
   private pendingBytes = 0;
+  private readonly spare: Buffer[] = [];
   private written: number;
   private closed = false;
   /** The queue of writes: each starts when the previous one has finished. */
@@ -66,44 +68,54 @@ export class IncomingModule {
 
   append(payload: Uint8Array): void {
     this.hash.update(payload);
-    this.pending.push(payload);
+    if (this.pendingBytes + payload.length > WRITE_BATCH_BYTES) this.flush();
+    if (payload.length > WRITE_BATCH_BYTES) {
+      // Larger than a batch (no chunk is): its own write.
+      this.batch = Buffer.from(payload);
+      this.pendingBytes = payload.length;
+      this.flush();
+      return;
+    }
+    this.batch ??= this.spare.pop() ?? Buffer.allocUnsafeSlow(WRITE_BATCH_BYTES);
+    this.batch.set(payload, this.pendingBytes);
     this.pendingBytes += payload.length;
-    if (this.pendingBytes >= WRITE_BATCH_BYTES) this.flush();
+    if (this.pendingBytes === WRITE_BATCH_BYTES) this.flush();
   }
 
   /** Hand what is pending to the disk, at its position; ordering between writes does not matter. */
   flush(): void {
-    if (this.pendingBytes === 0) return;
-    // Gathered by the kernel (writev): no copy of the chunks into one buffer.
-    const parts = this.pending;
+    const batch = this.batch;
+    if (this.pendingBytes === 0 || !batch) return;
     const length = this.pendingBytes;
     const position = this.written;
     this.written += length;
-    this.pending = [];
+    this.batch = undefined;
     this.pendingBytes = 0;
+    const done = (): void => { if (batch.length === WRITE_BATCH_BYTES) this.spare.push(batch); };
     if (this.bytesInFlight + length > MAX_WRITE_BYTES_IN_FLIGHT) {
       // Backpressure: wait for the disk here. Queued writes are before this one in the file and
       // land at their own positions, so order on disk does not matter for correctness.
-      const buf = Buffer.concat(parts, length);
       let off = 0;
-      while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off, position + off);
+      while (off < length) {
+        const n = writeSync(this.fd, batch, off, length - off, position + off);
+        if (n === 0) throw new NxtError('storage', 'the disk accepted no more bytes');
+        off += n;
+      }
+      done();
       return;
     }
     this.bytesInFlight += length;
     this.writes = this.writes
-      .then(() => this.writeAll(parts, length, position))
+      .then(() => this.writeAll(batch, length, position))
       .catch((err: unknown) => { this.writeError ??= err; })
-      .finally(() => { this.bytesInFlight -= length; });
+      .finally(() => { this.bytesInFlight -= length; done(); });
   }
 
-  private async writeAll(parts: Uint8Array[], length: number, position: number): Promise<void> {
-    const written = (await writevAsync(this.fd, parts, position)).bytesWritten;
-    if (written === length) return;
-    // A short write (a full disk says so on the next call): finish the rest piece by piece.
-    const rest = Buffer.concat(parts, length).subarray(written);
+  private async writeAll(buf: Buffer, length: number, position: number): Promise<void> {
     let off = 0;
-    while (off < rest.length) {
-      const n = (await writeAsync(this.fd, rest, off, rest.length - off, position + written + off)).bytesWritten;
+    while (off < length) {
+      const n = (await writeAsync(this.fd, buf, off, length - off, position + off)).bytesWritten;
+      // A write of nothing would loop forever: the disk is full (the next call says ENOSPC).
       if (n === 0) throw new NxtError('storage', 'the disk accepted no more bytes');
       off += n;
     }

@@ -25,23 +25,32 @@ export class UdpProxy {
   private readonly timers = new Set<NodeJS.Timeout>();
   forwarded = 0;
   dropped = 0;
+  /** Datagrams that arrived, per direction (before the rule: what each end sent). */
+  readonly arrived = { 'to-server': 0, 'to-client': 0 };
 
   /** The rule can be swapped mid-test (e.g. cut the link). */
-  private constructor(serverPort: number, public rule: ProxyRule) {
+  private constructor(serverPort: number, public rule: ProxyRule, private readonly serverHost: string) {
     this.serverReplyPort = serverPort;
   }
 
-  static async start(serverPort: number, rule: ProxyRule): Promise<UdpProxy> {
-    const p = new UdpProxy(serverPort, rule);
-    for (const s of [p.front, p.back]) {
-      await new Promise<void>((res) => s.bind(0, '127.0.0.1', () => res()));
+  /**
+   * `at` places the proxy between networks (the benchmark's relay between namespaces): it faces
+   * the client on `front` (port `frontPort`), and the server, at `server`, from `back`.
+   */
+  static async start(
+    serverPort: number, rule: ProxyRule,
+    at: { front: string; back: string; server: string; frontPort?: number } = { front: '127.0.0.1', back: '127.0.0.1', server: '127.0.0.1' },
+  ): Promise<UdpProxy> {
+    const p = new UdpProxy(serverPort, rule, at.server);
+    for (const [s, host, port] of [[p.front, at.front, at.frontPort ?? 0], [p.back, at.back, 0]] as const) {
+      await new Promise<void>((res) => s.bind(port, host, () => res()));
       for (const set of [s.setRecvBufferSize, s.setSendBufferSize]) {
         try { set.call(s, 8 * 1024 * 1024); } catch { /* capped */ }
       }
     }
     p.front.on('message', (msg, rinfo) => {
       p.client = { address: rinfo.address, port: rinfo.port };
-      p.forward(msg, 'to-server', p.back, { address: '127.0.0.1', port: p.serverReplyPort });
+      p.forward(msg, 'to-server', p.back, { address: p.serverHost, port: p.serverReplyPort });
     });
     p.back.on('message', (msg, rinfo) => {
       p.serverReplyPort = rinfo.port;
@@ -53,6 +62,7 @@ export class UdpProxy {
   get port(): number { return this.front.address().port; }
 
   private forward(msg: Buffer, direction: Direction, via: dgram.Socket, to: { address: string; port: number }): void {
+    this.arrived[direction]++;
     const out = this.rule(msg, direction);
     if (out.length === 0) this.dropped++;
     for (const { data, delayMs } of out) {
@@ -72,7 +82,7 @@ export class UdpProxy {
 
   /** Send a datagram to the server as if the client had sent it (from the proxy's address). */
   injectToServer(data: Buffer): Promise<void> {
-    return new Promise((res) => this.back.send(data, this.serverReplyPort, '127.0.0.1', () => res()));
+    return new Promise((res) => this.back.send(data, this.serverReplyPort, this.serverHost, () => res()));
   }
 
   async close(): Promise<void> {
