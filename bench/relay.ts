@@ -1,7 +1,8 @@
 /**
  * The benchmark's relay, run inside the relay namespace (bench/netns.ts): a UdpProxy from
  * `--front HOST:PORT` to `--server HOST:PORT` (sending from `--back HOST`), losing, delaying and
- * reordering datagrams with a seeded random source. Prints "relay ready" and runs until killed.
+ * reordering datagrams with a seeded random source. Prints "relay ready" and runs until killed;
+ * SIGUSR1 prints how many datagrams each end has sent.
  *
  *   node relay.js --front 10.203.2.1:7000 --back 10.203.1.1 --server 10.203.1.2:9000 --loss 0.01 --delay 5 --reorder 0 --seed 1
  */
@@ -21,9 +22,13 @@ const rule = lossyLink(Number(opt('seed', '1')), {
 });
 const proxy = await UdpProxy.start(Number(serverPort), rule, { front: frontHost!, frontPort: Number(frontPort), back: opt('back'), server: serverHost! });
 process.stdout.write(`relay ready on ${frontHost}:${proxy.port}\n`);
-const stop = (): void => {
-  // What each end sent, for datagrams per MiB.
+// What each end has sent so far (for datagrams per MiB): on SIGUSR1, and when stopped.
+const report = (): void => {
   process.stdout.write(`relay sent: to-client ${proxy.arrived['to-client']}, to-server ${proxy.arrived['to-server']}\n`);
+};
+process.on('SIGUSR1', report);
+const stop = (): void => {
+  report();
   void proxy.close().then(() => process.exit(0));
 };
 process.on('SIGTERM', stop);

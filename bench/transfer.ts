@@ -9,7 +9,8 @@
  * acknowledged) beside it; for atftp the `atftp -g` process; for UFTP its process and, beside it,
  * its own "Total elapsed time" (its transfer phase, without the announce rounds).
  */
-import { copyFileSync, mkdirSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeModule } from '../test/support/modules.js';
 import { Proc, ROOT, startClient, startServer, stopAll, tempDir, TEST_ENROLL_TOKEN } from '../test/support/processes.js';
@@ -26,28 +27,41 @@ const opt = (name: string, fallback: string): string => {
 };
 const FLEET_SIZES = opt('fleet-sizes', '1,10,50').split(',').map(Number);
 const RUNS = Math.max(1, Number(opt('runs', '3')));
-const ONLY = new Set(opt('only', 'loopback,lossy,fleet,huge,latency').split(','));
+const ONLY = new Set(opt('only', 'loopback,lossy,ctl,fleet,huge,latency').split(','));
 const TFTP_PORT = 16969;
 const UFTP_PORT = 11044;
 const PEER_TIMEOUT_MS = 60_000;
 /** The relay's port facing whoever starts the transfer (nxt's client, UFTP's sender, atftp). */
 const RELAY_PORT = 17_000;
 
-interface Relay { readonly port: number; stop(): Promise<{ toClient: number; toServer: number }> }
+interface Sent { toClient: number; toServer: number }
+interface Relay {
+  readonly port: number;
+  /** Datagrams each end has sent through the relay so far. */
+  counts(): Promise<Sent>;
+  stop(): Promise<Sent>;
+}
 
 /** A relay process (bench/relay.ts) in the relay namespace. */
 async function startRelay(o: { front: string; back: string; server: string; frontPort: number; loss: number; reorder: number; delayMs: number; seed: number }): Promise<Relay> {
   const proc = new Proc('relay', ...inNs(RELAY_NS, 'node', [join(ROOT, 'dist-bench/bench/relay.js'), '--front', `${o.front}:${o.frontPort}`, '--back', o.back,
     '--server', o.server, '--loss', String(o.loss), '--reorder', String(o.reorder), '--delay', String(o.delayMs), '--seed', String(o.seed)]));
   const port = Number((await proc.waitFor(/relay ready on [\d.]+:(\d+)/))[1]);
-  let stopped: Promise<{ toClient: number; toServer: number }> | undefined;
+  let stopped: Promise<Sent> | undefined;
+  const last = (): Sent => {
+    const all = [...proc.output.matchAll(/relay sent: to-client (\d+), to-server (\d+)/g)];
+    const m = all[all.length - 1];
+    return { toClient: Number(m?.[1] ?? NaN), toServer: Number(m?.[2] ?? NaN) };
+  };
   return {
     port,
-    stop: () => (stopped ??= (async () => {
-      await proc.stop('SIGTERM');
-      const m = /relay sent: to-client (\d+), to-server (\d+)/.exec(proc.output);
-      return { toClient: Number(m?.[1] ?? NaN), toServer: Number(m?.[2] ?? NaN) };
-    })()),
+    counts: async () => {
+      const from = proc.output.length;
+      process.kill(proc.pid, 'SIGUSR1');
+      await proc.waitFor(/relay sent: .*\n/, 5000, from);
+      return last();
+    },
+    stop: () => (stopped ??= (async () => { await proc.stop('SIGTERM'); return last(); })()),
   };
 }
 
@@ -107,46 +121,78 @@ console.log(`${new Date().toISOString()}, ${RUNS} runs per figure (median), Node
 
 await section('loopback', async () => {
   console.log(`\n## One client on loopback\n`);
-  console.log('| size | nxt push (data) | atftp | UFTP (transfer) | UFTP AES-256-GCM (transfer) | nxt vs atftp | nxt vs UFTP | nxt vs UFTP AES |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log('nxt: from typing `push` to the push reported done (the device has verified and activated the module), each run a module with new bytes (no help from import()\'s cache); beside it, the data phase. Default settings, and `--max-datagram 1452` (an Ethernet path). The server\'s CPU seconds and the datagrams it sent, per MiB. atftp: the `atftp -g` process (blksize 1428, windowsize 64). UFTP: its process, and its transfer phase in brackets.\n');
+  console.log('| size | nxt push (data) | CPU s/MiB, datagrams/MiB | nxt --max-datagram 1452 (data) | CPU s/MiB, datagrams/MiB | atftp | UFTP (transfer) | UFTP AES-256-GCM (transfer) | nxt ÷ atftp | nxt 1452 ÷ atftp | nxt ÷ UFTP AES |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   const tftpRoot = join(work, 'tftp');
   mkdirSync(tftpRoot, { recursive: true });
   const atftpd = peers.atftp ? await startAtftpd(tftpRoot, TFTP_PORT) : undefined;
   const uftpd = peers.uftp ? await startUftpd(join(work, 'uftp-in'), UFTP_PORT) : undefined;
-  const { server } = await fleet(1);
+  const wide = await fleet(1);
+  version++; // a state dir of its own
+  const narrow = await fleet(1, undefined, [], ['--max-datagram', '1452']);
   try {
     for (const mib of [1, 16, 128]) {
       const file = writeModule(work, `loop_${mib}.mjs`, mib * MiB);
       copyFileSync(file, join(tftpRoot, `loop_${mib}.mjs`));
-      const wall: number[] = []; const data: number[] = [];
-      for (let r = 0; r < RUNS; r++) {
-        const p = await push(server, file);
-        if (p.ok !== 1) throw new Error(`nxt push failed: ${p.text}`);
-        wall.push(p.wallMs); data.push(p.dataMs[0] ?? NaN);
-      }
+      const nxtRuns = async (server: Proc): Promise<{ wall: number; data: number; cpu: number; datagrams: number }> => {
+        const wall: number[] = []; const data: number[] = []; const cpu: number[] = []; const datagrams: number[] = [];
+        for (let r = 0; r < RUNS; r++) {
+          const fresh = writeModule(work, `loop_${mib}_${version}.mjs`, mib * MiB);
+          const c0 = cpuSeconds(server.pid);
+          const p = await push(server, fresh);
+          cpu.push(cpuSeconds(server.pid) - c0);
+          rmSync(fresh, { force: true });
+          if (p.ok !== 1) throw new Error(`nxt push failed: ${p.text}`);
+          wall.push(p.wallMs); data.push(p.dataMs[0] ?? NaN);
+          datagrams.push(Number(/, (\d+) datagrams/.exec(p.text)?.[1] ?? NaN));
+        }
+        return { wall: median(wall), data: median(data), cpu: median(cpu) / mib, datagrams: median(datagrams) / mib };
+      };
+      const a = await nxtRuns(wide.server);
+      const b = await nxtRuns(narrow.server);
       const tftp: number[] = [];
       const uftp: { wallMs: number; transferMs: number }[] = [];
       const uftpAes: { wallMs: number; transferMs: number }[] = [];
       for (let r = 0; r < RUNS; r++) {
         if (atftpd) { const t = atftpGet(TFTP_PORT, `loop_${mib}.mjs`, join(work, 'tftp-got'), PEER_TIMEOUT_MS); if (t !== undefined) tftp.push(t); }
         if (uftpd) {
-          const a = await uftpSend(UFTP_PORT, file, { encrypt: false, rateKbps: -1, timeoutMs: PEER_TIMEOUT_MS, dest: join(work, 'uftp-in') }); if (a) uftp.push(a);
-          const b = await uftpSend(UFTP_PORT, file, { encrypt: true, rateKbps: -1, timeoutMs: PEER_TIMEOUT_MS, dest: join(work, 'uftp-in') }); if (b) uftpAes.push(b);
+          const u = await uftpSend(UFTP_PORT, file, { encrypt: false, rateKbps: -1, timeoutMs: PEER_TIMEOUT_MS, dest: join(work, 'uftp-in') }); if (u) uftp.push(u);
+          const e = await uftpSend(UFTP_PORT, file, { encrypt: true, rateKbps: -1, timeoutMs: PEER_TIMEOUT_MS, dest: join(work, 'uftp-in') }); if (e) uftpAes.push(e);
         }
       }
-      const nxt = median(wall); const nxtData = median(data);
       const t = tftp.length ? median(tftp) : undefined;
-      const u = uftp.length ? median(uftp.map((x) => x.transferMs)) : undefined;
       const uw = uftp.length ? median(uftp.map((x) => x.wallMs)) : undefined;
-      const ua = uftpAes.length ? median(uftpAes.map((x) => x.transferMs)) : undefined;
-      const uaw = uftpAes.length ? median(uftpAes.map((x) => x.wallMs)) : undefined;
-      const bytes = mib * MiB;
-      console.log(`| ${mib} MiB | ${fmtMs(nxt)} (${fmtMs(nxtData)}) ${rate(bytes, nxt)} (${rate(bytes, nxtData)}) | ${fmtMs(t)} ${rate(bytes, t)} | ${fmtMs(uw)} (${fmtMs(u)}) ${rate(bytes, u)} | ${fmtMs(uaw)} (${fmtMs(ua)}) ${rate(bytes, ua)} | ${ratio(nxt, t)} (data ${ratio(nxtData, t)}) | ${ratio(nxt, uw)} (data vs transfer ${ratio(nxtData, u)}) | ${ratio(nxt, uaw)} (data vs transfer ${ratio(nxtData, ua)}) |`);
+      const u = uftp.length ? median(uftp.map((x) => x.transferMs)) : undefined;
+      const ew = uftpAes.length ? median(uftpAes.map((x) => x.wallMs)) : undefined;
+      const e = uftpAes.length ? median(uftpAes.map((x) => x.transferMs)) : undefined;
+      const per = (x: { cpu: number; datagrams: number }): string => `${x.cpu.toFixed(3)}, ${x.datagrams.toFixed(0)}`;
+      const times = (x: number, y: number | undefined): string => (y === undefined ? '–' : `${(x / y).toFixed(2)}`);
+      console.log(`| ${mib} MiB | ${fmtMs(a.wall)} (${fmtMs(a.data)}) | ${per(a)} | ${fmtMs(b.wall)} (${fmtMs(b.data)}) | ${per(b)} | ${fmtMs(t)} | ${fmtMs(uw)} (${fmtMs(u)}) | ${fmtMs(ew)} (${fmtMs(e)}) | ${times(a.wall, t)} (data ${times(a.data, t)}) | ${times(b.wall, t)} (data ${times(b.data, t)}) | ${times(a.wall, ew)} (vs transfer ${times(a.wall, e)}) |`);
     }
   } finally {
     await atftpd?.stop();
     await uftpd?.stop();
   }
+});
+
+/** What a script pays per `nxt-server ctl` call, beside what Node itself takes to start. */
+await section('ctl', async () => {
+  console.log(`\n## nxt-server ctl: start-up a script pays per command\n`);
+  const { server } = await fleet(1);
+  void server;
+  const stateDir = join(work, `server-${version}-1`);
+  const time = (args: string[]): number => {
+    const t0 = performance.now();
+    spawnSync('node', args, { stdio: 'ignore' });
+    return performance.now() - t0;
+  };
+  const node: number[] = []; const ctl: number[] = [];
+  for (let r = 0; r < Math.max(RUNS, 9); r++) {
+    node.push(time(['-e', '0']));
+    ctl.push(time([join(ROOT, 'dist/cli/server.js'), 'ctl', '--state-dir', stateDir, 'status']));
+  }
+  console.log(`| | median | min |\n|---|---|---|\n| node -e 0 | ${fmtMs(median(node))} | ${fmtMs(Math.min(...node))} |\n| nxt-server ctl status | ${fmtMs(median(ctl))} | ${fmtMs(Math.min(...ctl))} |\n| ctl's own (median difference) | ${fmtMs(median(ctl) - median(node))} | |`);
 });
 
 /**
@@ -182,17 +228,22 @@ await section('lossy', async () => {
       const server = new Proc('server', ...inNs(SERVER_NS, 'node', [join(ROOT, 'dist/cli/server.js'), '--port', '0', '--state-dir', stateDir, '--peer-timeout', '30000']), { NXT_ENROLL_TOKEN: TEST_ENROLL_TOKEN });
       const port = Number((await server.waitFor(/listening on UDP port (\d+)/))[1]);
       await server.waitFor('NxtServer# ');
-      let relay = await relayAt(RELAY_CLIENT_SIDE, RELAY_SERVER_SIDE, `${SERVER_ADDR}:${port}`, RELAY_PORT, 10 + ci);
+      // One relay for all runs: a new one would face the server from a new port, and the
+      // client would first have to notice and shake hands again.
+      const relay = await relayAt(RELAY_CLIENT_SIDE, RELAY_SERVER_SIDE, `${SERVER_ADDR}:${port}`, RELAY_PORT, 10 + ci);
       const client = new Proc('client', ...inNs(CLIENT_NS, 'node', [join(ROOT, 'dist/cli/client.js'), '--server', RELAY_CLIENT_SIDE, '--port', String(RELAY_PORT),
         '--trust', join(stateDir, 'release.pub'), '--data-dir', join(work, `relay-client-${ci}`)]), { NXT_ENROLL_TOKEN: TEST_ENROLL_TOKEN });
       await client.waitFor('registered with the server', 30_000);
       const nxt: { wall: number; data: number; resent: number; cpu: number; datagrams: number }[] = [];
       for (let r = 0; r < RUNS; r++) {
-        if (r > 0) relay = await relayAt(RELAY_CLIENT_SIDE, RELAY_SERVER_SIDE, `${SERVER_ADDR}:${port}`, RELAY_PORT, 100 * r + ci);
+        const before = await relay.counts();
         const cpu0 = cpuSeconds(server.pid);
-        const p = await push(server, file, 120_000);
+        // New bytes each run, as a new release would be (sealed, then sent).
+        const fresh = writeModule(work, `relay_16_${ci}_${r}.mjs`, MB * MiB);
+        const p = await push(server, fresh, 120_000);
         const cpu = cpuSeconds(server.pid) - cpu0;
-        const sent = await relay.stop();
+        const after = await relay.counts();
+        const sent = { toClient: after.toClient - before.toClient, toServer: after.toServer - before.toServer };
         if (p.ok !== 1) { console.log(`(nxt failed at ${c.name}: ${p.text.split('\n')[1] ?? ''})`); continue; }
         const m = /(\d+) of (\d+) chunks resent/.exec(p.text);
         nxt.push({ wall: p.wallMs, data: p.dataMs[0] ?? NaN, resent: m ? Number(m[1]) / Number(m[2]) : 0, cpu, datagrams: sent.toClient });
@@ -342,7 +393,6 @@ await section('huge', async () => {
 
 await section('latency', async () => {
   console.log(`\n## 10 KiB module: from typing push to the new version printed by the client\n`);
-  const file = writeModule(work, 'small_10k.mjs', 10 * 1024);
   const { server, clients } = await fleet(1);
   const client = clients[0]!;
   const times: number[] = [];
@@ -350,7 +400,8 @@ await section('latency', async () => {
     const from = client.output.length;
     const v = version;
     const t0 = performance.now();
-    const pushed = push(server, file);
+    // New bytes each time, as a new release would be (no help from import()'s cache).
+    const pushed = push(server, writeModule(work, `small_10k_${r}.mjs`, 10 * 1024));
     await client.waitFor(/Major = 9\nMinor = 1/, 30_000, from);
     times.push(performance.now() - t0);
     await pushed;

@@ -118,6 +118,9 @@ export class SealedChunkWire implements ChunkWire {
   }
 
   close(): void {
+    // The path outlives this transfer: a probe it never settled must not block later searches.
+    if (this.probe) this.path.probeAbandoned();
+    this.probe = undefined;
     closeSync(this.fd);
     this.windows.length = 0;
     this.cooling.length = 0;

@@ -47,13 +47,20 @@ export async function openUdpEndpoint(options: { port: number; host?: string; fa
  * on the hot path it costs a regular expression and a tick for every datagram.
  */
 function socket(type: 'udp4' | 'udp6', ipv6Only?: boolean): dgram.Socket {
+  // dgram still calls this on every send: remember the last answer, so a transfer's datagrams
+  // (all to one peer) pay one string comparison, not isIP()'s regular expression.
+  let lastAddress = '';
+  let lastFamily = 0;
   return dgram.createSocket({
     type,
     ipv6Only,
     lookup: (address, _options, callback) => {
-      const family = isIP(address);
-      if (family === 0) callback(new Error(`not an IP address: ${address}`), '', 0);
-      else callback(null, address, family);
+      if (address !== lastAddress) {
+        lastFamily = isIP(address);
+        lastAddress = address;
+      }
+      if (lastFamily === 0) callback(new Error(`not an IP address: ${address}`), '', 0);
+      else callback(null, address, lastFamily);
     },
   });
 }

@@ -91,6 +91,11 @@ export class PathMtu {
     }
   }
 
+  /** The transfer carrying the probe ended before it was settled: neither acked nor lost. */
+  probeAbandoned(): void {
+    this.outstanding = undefined;
+  }
+
   /** Datagrams above the base stopped arriving (the path changed): back to the base. */
   blackHole(now: number): void {
     if (this.confirmed <= this.options.base) return;

@@ -101,6 +101,20 @@ describe('enrollment', () => {
     await server.run(`revoke ${idA}`, /revoked/);
     expect(await serverCounter('revoked key')).toBeGreaterThan(0); // a's next handshake is refused
     expect(await server.run('push ' + join(ROOT, 'plugins/libfunctional_1_0.mjs') + ' --version 3.0.0', /push: .*nothing sent|push finished/)).toMatch(/nothing sent/);
+    // The next release, with an approved device beside the revoked one: c gets it (and its
+    // content key, in its session); a is offered nothing, so it never holds the key, and not
+    // one sealed chunk is sent to its address.
+    const c = await startClient('c', port, join(dir, 'c'), trust, '127.0.0.1', [], { env: NO_TOKEN, until: pending });
+    const idC = c.output.match(pending)![1]!;
+    await server.run(`approve ${idC}`, /approved/);
+    await c.waitFor('registered with the server');
+    const frames = async (): Promise<number> => Number(/chunk frames (\d+)/.exec(await a.run('stats', /dropped: .*\n/))?.[1]);
+    const framesBefore = await frames();
+    const aBefore = a.output.length;
+    expect(await server.run(`push ${writeModule(dir, 'next_4_0.mjs', 256 * 1024)}`, /push finished/)).toMatch(/push .* to 1 client\(s\)[\s\S]*1 done, 0 failed/);
+    await c.waitFor(/Major = 9\nMinor = 1/);
+    expect(a.output.slice(aBefore)).not.toMatch(/receiving|Major = 9/);
+    expect(await frames()).toBe(framesBefore);
 
     await server.stop();
     ({ proc: server, port } = await startServer(join(dir, 'server'), [], NO_TOKEN));

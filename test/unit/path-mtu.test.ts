@@ -70,3 +70,12 @@ describe('datagram-size discovery (RFC 8899)', () => {
     expect(p.nextProbe(1500)).toBe(8952);
   });
 });
+
+describe('a probe whose transfer ended before it was settled', () => {
+  it('does not stop the next transfer from searching', () => {
+    const p = new PathMtu({ max: 65_507 });
+    p.probeSent(p.nextProbe(0)!);
+    p.probeAbandoned();
+    expect(p.nextProbe(1)).toBe(8952);
+  });
+});
