@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { writeModule } from '../test/support/modules.js';
 import { Proc, ROOT, startClient, startServer, stopAll, tempDir, TEST_ENROLL_TOKEN } from '../test/support/processes.js';
 import { UdpProxy, lossyLink, passThrough, type ProxyRule } from '../test/support/udp-proxy.js';
-import { atftpGet, ensurePeers, startAtftpd, startUftpd, uftpSend } from './peers.js';
+import { atftpGet, ensurePeers, startAtftpd, startUftpd, uftpSend, type Daemon } from './peers.js';
 import { CLIENT_ADDR, CLIENT_NS, createTestbed, inNs, RELAY_CLIENT_SIDE, RELAY_NS, RELAY_SERVER_SIDE, removeTestbed, SERVER_ADDR, SERVER_NS } from './netns.js';
 import { cpuSeconds, peakRssMb, rssMb } from './proc-stats.js';
 
@@ -69,7 +69,10 @@ const work = tempDir('nxt-bench-');
 const peers = ensurePeers();
 let version = 10;
 
-function median(xs: number[]): number {
+/** The median of the figures there are (a run without one, NaN, is left out). */
+function median(all: number[]): number {
+  const xs = all.filter((x) => !Number.isNaN(x));
+  if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
@@ -126,12 +129,14 @@ await section('loopback', async () => {
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   const tftpRoot = join(work, 'tftp');
   mkdirSync(tftpRoot, { recursive: true });
-  const atftpd = peers.atftp ? await startAtftpd(tftpRoot, TFTP_PORT) : undefined;
-  const uftpd = peers.uftp ? await startUftpd(join(work, 'uftp-in'), UFTP_PORT) : undefined;
-  const wide = await fleet(1);
-  version++; // a state dir of its own
-  const narrow = await fleet(1, undefined, [], ['--max-datagram', '1452']);
+  let atftpd: Daemon | undefined;
+  let uftpd: Daemon | undefined;
   try {
+    atftpd = peers.atftp ? await startAtftpd(tftpRoot, TFTP_PORT) : undefined;
+    uftpd = peers.uftp ? await startUftpd(join(work, 'uftp-in'), UFTP_PORT) : undefined;
+    const wide = await fleet(1);
+    version++; // a state dir of its own
+    const narrow = await fleet(1, undefined, [], ['--max-datagram', '1452']);
     for (const mib of [1, 16, 128]) {
       const file = writeModule(work, `loop_${mib}.mjs`, mib * MiB);
       copyFileSync(file, join(tftpRoot, `loop_${mib}.mjs`));
@@ -253,26 +258,33 @@ await section('lossy', async () => {
       // UFTP: the sender in the server's namespace, uftpd in the client's.
       const uftp: { wall: number; transfer: number; cpu?: number; datagrams: number }[] = [];
       if (peers.uftp) {
+        // Stopped whatever happens: a namespace's removal does not end the processes in it.
         const uftpd = await startUftpd(join(work, 'uftp-relay'), UFTP_PORT, { ns: CLIENT_NS, host: CLIENT_ADDR });
-        for (let r = 0; r < RUNS; r++) {
-          const rl = await relayAt(RELAY_SERVER_SIDE, RELAY_CLIENT_SIDE, `${CLIENT_ADDR}:${UFTP_PORT}`, RELAY_PORT + 1, 300 + 100 * r + ci);
-          const u = await uftpSend(RELAY_PORT + 1, file, { encrypt: false, rateKbps: 400_000, timeoutMs: PEER_TIMEOUT_MS, dest: join(work, 'uftp-relay'), place: { ns: SERVER_NS, host: RELAY_SERVER_SIDE } });
-          const sent = await rl.stop();
-          // UFTP's data flows from the initiator (the relay's front): "to-server" here.
-          if (u) uftp.push({ wall: u.wallMs, transfer: u.transferMs, cpu: u.cpuSeconds, datagrams: sent.toServer });
+        try {
+          for (let r = 0; r < RUNS; r++) {
+            const rl = await relayAt(RELAY_SERVER_SIDE, RELAY_CLIENT_SIDE, `${CLIENT_ADDR}:${UFTP_PORT}`, RELAY_PORT + 1, 300 + 100 * r + ci);
+            const u = await uftpSend(RELAY_PORT + 1, file, { encrypt: false, rateKbps: 400_000, timeoutMs: PEER_TIMEOUT_MS, dest: join(work, 'uftp-relay'), place: { ns: SERVER_NS, host: RELAY_SERVER_SIDE } });
+            const sent = await rl.stop();
+            // UFTP's data flows from the initiator (the relay's front): "to-server" here.
+            if (u) uftp.push({ wall: u.wallMs, transfer: u.transferMs, cpu: u.cpuSeconds, datagrams: sent.toServer });
+          }
+        } finally {
+          await uftpd.stop();
         }
-        await uftpd.stop();
       }
       // atftp: atftpd in the server's namespace, the client in the client's.
       let tftp: number | undefined;
       let tftpTried = false;
       if (peers.atftp) {
         const atftpd = await startAtftpd(tftpRoot, TFTP_PORT, { ns: SERVER_NS, host: SERVER_ADDR });
-        const rl = await relayAt(RELAY_CLIENT_SIDE, RELAY_SERVER_SIDE, `${SERVER_ADDR}:${TFTP_PORT}`, RELAY_PORT + 2, 700 + ci);
-        tftpTried = true;
-        tftp = atftpGet(RELAY_PORT + 2, 'relay_16.mjs', join(work, 'tftp-relay-got'), 30_000, { ns: CLIENT_NS, host: RELAY_CLIENT_SIDE });
-        await rl.stop();
-        await atftpd.stop();
+        try {
+          const rl = await relayAt(RELAY_CLIENT_SIDE, RELAY_SERVER_SIDE, `${SERVER_ADDR}:${TFTP_PORT}`, RELAY_PORT + 2, 700 + ci);
+          tftpTried = true;
+          tftp = atftpGet(RELAY_PORT + 2, 'relay_16.mjs', join(work, 'tftp-relay-got'), 30_000, { ns: CLIENT_NS, host: RELAY_CLIENT_SIDE });
+          await rl.stop();
+        } finally {
+          await atftpd.stop();
+        }
       }
       const med = (xs: number[]): number | undefined => (xs.length ? median(xs) : undefined);
       const n = med(nxt.map((x) => x.wall));

@@ -33,8 +33,9 @@ export interface SenderOptions {
   /** Until the path has shown reordering, a chunk that this many later transmissions overtook
    *  is lost at once (RFC 8985 §6.2 step 4: DupThresh, RFC 6675). */
   readonly dupThresh: number;
-  /** RFC 8985 §6.2: the reordering window's step is min RTT / 4, times a multiplier that grows by
-   *  one per round with a spurious retransmission, up to this, and is never above the SRTT. */
+  /** RFC 8985 §6.2: the reordering window's step is min RTT / 4, times a multiplier that grows
+   *  (doubling here) once per round with a spurious retransmission, up to this, and is never
+   *  above the SRTT. */
   readonly maxReorderMultiplier: number;
   /** Loss recoveries without a spurious retransmission after which the multiplier resets
    *  (RFC 8985: 16). */
@@ -53,7 +54,7 @@ export const DEFAULT_SENDER_OPTIONS: SenderOptions = {
   maxBurst: 32,
   maxWindow: 8192,
   dupThresh: 3,
-  maxReorderMultiplier: 16,
+  maxReorderMultiplier: 64,
   reorderResetAfter: 16,
   peerTimeoutMs: 10_000,
   maxReoffers: 20,
@@ -148,6 +149,8 @@ export class ChunkSender {
 
   private retransmitsValue = 0;
   private timeoutsValue = 0;
+  /** Timeouts since new data was last acknowledged. */
+  private timeoutsInARow = 0;
   private spuriousValue = 0;
   private outcomeValue: SendOutcome | undefined;
 
@@ -283,6 +286,7 @@ export class ChunkSender {
 
     if (newlyAcked > 0) {
       this.lastProgressAt = now;
+      this.timeoutsInARow = 0;
       this.rtt.resetBackoff();
       this.timeoutClamp = false;
       this.sampleDeliveryRate(newest, now);
@@ -390,6 +394,7 @@ export class ChunkSender {
     this.sendCount.fill(0);
     this.retransmittedSpuriously.fill(0);
     this.reorderDeadline = undefined;
+    this.timeoutsInARow = 0;
     this.maxAckedTx = 0;
     this.flightIdx = [];
     this.flightTx = [];
@@ -501,14 +506,37 @@ export class ChunkSender {
     this.recoveriesWithoutSpurious = 0;
     if (this.lostInRound > 0) this.lostInRound--;
     if (this.ackedCount >= this.reorderGrowthUntil) {
-      this.reorderMultiplier = Math.min(this.options.maxReorderMultiplier, this.reorderMultiplier + 1);
+      // Doubled, not RFC 8985's +1: a host that stalls (a busy 2-core machine, a starved relay)
+      // reorders by tens of RTTs/4 at once, and +1 a round left hundreds of resends behind it.
+      // The window stays below one SRTT whatever the multiplier.
+      this.reorderMultiplier = Math.min(this.options.maxReorderMultiplier, this.reorderMultiplier * 2);
       this.reorderGrowthUntil = this.ackedCount + Math.max(1, this.inFlight);
     }
   }
 
   private retransmissionTimeout(now: number): SenderAction[] {
-    // RFC 6298 §5.4–5.6: everything outstanding is presumed lost; back off; collapse the window.
     this.timeoutsValue++;
+    this.timeoutsInARow++;
+    if (this.timeoutsInARow === 1) {
+      // F-RTO (RFC 5682): a first timeout resends only the oldest unacknowledged chunk. On a busy
+      // host (or path) an ACK can be late by more than the RTO without anything being lost;
+      // ACKs then resume for chunks never resent, and nothing else was sent twice. If they do
+      // not, the next timeout treats everything outstanding as lost.
+      this.timeoutClamp = true;
+      this.rtt.backoff();
+      this.rtoDeadline = now + this.rtt.rto;
+      for (let i = this.peerCumulative; i < this.nextNew; i++) {
+        if (this.state[i] === ACKED) continue;
+        if (this.state[i] === IN_FLIGHT) {
+          this.state[i] = LOST;
+          this.inFlight--;
+          this.retransmitQueue.splice(this.retransmitHead, 0, i);
+        }
+        break;
+      }
+      return this.fill(now);
+    }
+    // RFC 6298 §5.4–5.6: everything outstanding is presumed lost; back off; collapse the window.
     // Rebuild the retransmit queue from chunk state, lowest index first, so the receiver's
     // cumulative point moves as early as possible.
     this.retransmitQueue = [];

@@ -23,6 +23,9 @@ export interface LinkProfile {
   reorder?: number;
   reorderMs?: number;
   delayMs: number;
+  /** Hold every datagram that would arrive in [at, at + ms) after the start until at + ms, in order (a host
+   *  that stops reading for a while: a GC pause, a process starved of CPU). */
+  stall?: { at: number; ms: number };
   /** Drop every datagram in both directions from this time on (a device that vanished). */
   deadAfterMs?: number;
   /** Drop specific chunk transmissions: (index, attempt) → drop. */
@@ -41,6 +44,8 @@ export interface SimulationResult {
   retransmits: number;
   /** Retransmissions the receiver's duplicates showed to be needless. */
   spurious: number;
+  /** Retransmission timeouts. */
+  timeouts: number;
   /** When this flow's sender finished, in ms after the simulation began. */
   endedAt: number;
   receiverTimedOut: boolean;
@@ -96,6 +101,7 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
     for (let c = 0; c < copies; c++) {
       let at = departs + link.delayMs + random() * link.jitterMs;
       if (link.reorder && random() < link.reorder) at += random() * (link.reorderMs ?? link.delayMs);
+      if (link.stall && at - epoch >= link.stall.at && at - epoch < link.stall.at + link.stall.ms) at = epoch + link.stall.at + link.stall.ms;
       if (link.fifoJitterMs) {
         at = Math.max(at + random() * link.fifoJitterMs, lastFifoArrival);
         lastFifoArrival = at;
@@ -109,7 +115,7 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
     const sender = new ChunkSender(chunks.length, opts.sender);
     let receiver: ChunkReceiver | undefined;
     const result: SimulationResult = {
-      outcome: undefined, overflowDrops: 0, delivered: [], chunkTransmissions: 0, retransmits: 0, spurious: 0, endedAt: Number.NaN, receiverTimedOut: false,
+      outcome: undefined, overflowDrops: 0, delivered: [], chunkTransmissions: 0, retransmits: 0, spurious: 0, timeouts: 0, endedAt: Number.NaN, receiverTimedOut: false,
     };
     const attempts = new Map<number, number>();
     let senderTimerAt: number | undefined;
@@ -183,6 +189,7 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
     outcome: sender.outcome,
     retransmits: sender.retransmits,
     spurious: sender.spuriousRetransmits,
+    timeouts: sender.timeouts,
     overflowDrops,
     endedAt: Number.isNaN(result.endedAt) ? now - epoch : result.endedAt,
   }));

@@ -22,7 +22,12 @@ export class UdpProxy {
   private client: { address: string; port: number } | undefined;
   /** Where the server last answered from: a TFTP server answers from a new port (its TID). */
   private serverReplyPort: number;
-  private readonly timers = new Set<NodeJS.Timeout>();
+  /** Delayed datagrams, by due time (then arrival): one timer for all of them. Node keeps a timer
+   *  list per distinct delay and, after a stall, runs each list whole before the next, which
+   *  reordered datagrams by the length of the stall; a heap keeps them in due order, as netem. */
+  private readonly due: { at: number; seq: number; send: () => void }[] = [];
+  private dueSeq = 0;
+  private timer: NodeJS.Timeout | undefined;
   forwarded = 0;
   dropped = 0;
   /** Datagrams that arrived, per direction (before the rule: what each end sent). */
@@ -68,9 +73,52 @@ export class UdpProxy {
     for (const { data, delayMs } of out) {
       this.forwarded++;
       if (!delayMs) { via.send(data, to.port, to.address); continue; }
-      const t = setTimeout(() => { this.timers.delete(t); via.send(data, to.port, to.address); }, delayMs);
-      this.timers.add(t);
+      this.later(performance.now() + delayMs, () => via.send(data, to.port, to.address));
     }
+  }
+
+  private later(at: number, send: () => void): void {
+    const heap = this.due;
+    heap.push({ at, seq: this.dueSeq++, send });
+    for (let i = heap.length - 1; i > 0;) {
+      const parent = (i - 1) >> 1;
+      if (!before(heap[i]!, heap[parent]!)) break;
+      [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+      i = parent;
+    }
+    if (heap[0]!.seq === this.dueSeq - 1) this.arm();
+  }
+
+  private arm(): void {
+    clearTimeout(this.timer);
+    const next = this.due[0];
+    if (!next) return;
+    this.timer = setTimeout(() => this.release(), Math.max(0, next.at - performance.now()));
+  }
+
+  /** Send everything due, in due order. */
+  private release(): void {
+    const heap = this.due;
+    const now = performance.now();
+    while (heap.length > 0 && heap[0]!.at <= now) {
+      const top = heap[0]!;
+      const last = heap.pop()!;
+      if (heap.length > 0) {
+        heap[0] = last;
+        for (let i = 0; ;) {
+          const l = 2 * i + 1;
+          const r = l + 1;
+          let m = i;
+          if (l < heap.length && before(heap[l]!, heap[m]!)) m = l;
+          if (r < heap.length && before(heap[r]!, heap[m]!)) m = r;
+          if (m === i) break;
+          [heap[i], heap[m]] = [heap[m]!, heap[i]!];
+          i = m;
+        }
+      }
+      top.send();
+    }
+    this.arm();
   }
 
   /** Send a datagram to the client as if the server had sent it. */
@@ -86,9 +134,14 @@ export class UdpProxy {
   }
 
   async close(): Promise<void> {
-    for (const t of this.timers) clearTimeout(t);
+    clearTimeout(this.timer);
+    this.due.length = 0;
     await Promise.all([this.front, this.back].map((s) => new Promise<void>((res) => s.close(() => res()))));
   }
+}
+
+function before(a: { at: number; seq: number }, b: { at: number; seq: number }): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
 }
 
 export const passThrough: ProxyRule = (data) => [{ data }];
