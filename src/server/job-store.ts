@@ -50,7 +50,14 @@ export class JobStore {
     const at = wallNow.toISOString();
     const job: Job = { id: this.nextId++, device, kind, params, state: 'queued', createdAt: at, updatedAt: at, source };
     this.jobs.push(job);
-    this.save();
+    try {
+      this.save();
+    } catch (err) {
+      // Not on disk, so not queued: nothing may claim otherwise (the caller reports the error).
+      this.jobs.pop();
+      this.nextId--;
+      throw err;
+    }
     return job;
   }
 
