@@ -10,7 +10,7 @@ import { ClientAgent, DEFAULT_MAX_MODULE_BYTES, type UpdatePolicy } from '../cli
 import { JobClient } from '../client/job-client.js';
 import type { Roots } from '../jobs/roots.js';
 import { createClientRepl } from '../client/client-repl.js';
-import { NxtError } from '../errors.js';
+import { NxtError, errorMessage } from '../errors.js';
 import { openUdpEndpoint } from '../net/endpoint.js';
 import { ModuleStore } from '../plugin/module-store.js';
 import { formatProductVersion } from '../plugin/plugin-shape.js';
@@ -127,9 +127,20 @@ function stampCounter(dataDir: string): () => number {
     const n = Number(readFileSync(path, 'utf8').trim());
     if (Number.isSafeInteger(n) && n > 0) last = n;
   }
+  let unsaved = false;
   return () => {
     last = Math.max(Date.now(), last + 1);
-    writeFileAtomic(path, `${last}\n`);
+    try {
+      writeFileAtomic(path, `${last}\n`);
+      if (unsaved) process.stderr.write('nxt-client: the handshake stamp is saved again\n');
+      unsaved = false;
+    } catch (err) {
+      // Shake hands anyway: a device whose disk is full must stay reachable (a clean job may be
+      // what frees it). The stamp is still above every one used before; only after a restart
+      // with a clock that went back could the server take it for a replay. Tried again each time.
+      if (!unsaved) process.stderr.write(`nxt-client: warning: ${errorMessage(err)}; shaking hands with a stamp kept in memory only\n`);
+      unsaved = true;
+    }
     return last;
   };
 }

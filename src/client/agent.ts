@@ -4,7 +4,7 @@
  * actions into datagrams, file writes and timers.
  */
 import { EventEmitter } from 'node:events';
-import { unlinkSync } from 'node:fs';
+import { statSync, unlinkSync } from 'node:fs';
 import { DecodeError, NxtError, errorMessage } from '../errors.js';
 import { forEachChunk, TAG_BYTES, type ChunksFrame } from '../protocol/envelope.js';
 import { ContentKey } from '../session/content-key.js';
@@ -98,6 +98,9 @@ export interface DownloadProgress {
   readonly totalBytes: number;
   readonly bytesPerSecond: number;
 }
+
+/** Room kept beyond a module's size: the small state files written when it is activated. */
+const SPACE_MARGIN_BYTES = 256 * 1024;
 
 /** How often a download in progress is reported. */
 const PROGRESS_EVERY_MS = 1000;
@@ -351,9 +354,21 @@ export class ClientAgent extends EventEmitter {
       this.suspend(this.current);
       this.current = undefined;
     }
+    // A module that cannot fit is refused now, not after it has crossed the network: the size
+    // is in the signed manifest. What a partial file already holds needs no more room.
+    const partialPath = this.options.store.partialPath(manifest.sha256);
+    const free = this.options.store.freeBytes();
+    if (free !== undefined) {
+      let held = 0;
+      try { held = Math.min(manifest.size, statSync(partialPath).size); } catch { /* none yet */ }
+      const need = manifest.size - held + SPACE_MARGIN_BYTES;
+      if (free < need) {
+        return this.refuse(msg.transferId, ResultCode.storage, `not enough disk space for ${manifest.name}: it needs ${need} bytes, ${free} are free`);
+      }
+    }
     let incoming: IncomingModule;
     try {
-      incoming = new IncomingModule(manifest, this.options.store.partialPath(manifest.sha256));
+      incoming = new IncomingModule(manifest, partialPath);
     } catch (err) {
       return this.refuse(msg.transferId, ResultCode.storage, `cannot store the module: ${errorMessage(err)}`);
     }
@@ -369,6 +384,7 @@ export class ClientAgent extends EventEmitter {
     const t = this.transferFor(msg.transferId);
     // Endless-data attack: a chunk must have exactly the length the signed manifest implies.
     if (t && !t.onData(msg)) this.stats.malformed++;
+    if (t) this.stopIfUnwritable(t);
   }
 
   /**
@@ -395,6 +411,12 @@ export class ClientAgent extends EventEmitter {
       if (err instanceof DecodeError) this.stats.malformed++;
       else this.log(`error handling chunks: ${errorMessage(err)}`);
     }
+    this.stopIfUnwritable(t);
+  }
+
+  /** A write failed (the disk filled up after all): end the transfer now with `storage`. */
+  private stopIfUnwritable(t: Transfer): void {
+    if (t.incoming.failed && !t.finishing) void this.finish(t);
   }
 
   /** The transfer that `transferId` names, or undefined (and, once in a while, an ABORT saying so). */

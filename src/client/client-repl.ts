@@ -82,6 +82,7 @@ export function createClientRepl(o: ClientReplOptions): Repl {
   agent.on('deferred', (m: { name: string; version: Parameters<typeof formatReleaseVersion>[0] }) => repl.print(
     `update ${m.name} ${formatReleaseVersion(m.version)} verified and kept: type upgrade to activate it`));
   agent.on('log', (line: string) => repl.print(line));
+  agent.channel.on('warning', (line: string) => repl.print(`warning: ${line}`));
   agent.on('progress', (p: DownloadProgress) => {
     const pct = Math.floor((100 * p.receivedBytes) / p.totalBytes);
     repl.print(`downloading ${p.name}: ${pct}% (${mib(p.receivedBytes)} of ${mib(p.totalBytes)}), ${mib(p.bytesPerSecond)}/s`);

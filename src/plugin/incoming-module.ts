@@ -8,6 +8,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { close, closeSync, constants, fchmodSync, fstatSync, fsync, ftruncateSync, openSync, readSync, rename, write, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { NxtError } from '../errors.js';
+import { describeFsError } from '../util/atomic-file.js';
 import type { Manifest } from '../security/manifest.js';
 
 /** What a receiver must know of a file: from a signed manifest, or a session-authenticated offer. */
@@ -95,11 +96,15 @@ export class IncomingModule {
     if (this.bytesInFlight + length > MAX_WRITE_BYTES_IN_FLIGHT) {
       // Backpressure: wait for the disk here. Queued writes are before this one in the file and
       // land at their own positions, so order on disk does not matter for correctness.
-      let off = 0;
-      while (off < length) {
-        const n = writeSync(this.fd, batch, off, length - off, position + off);
-        if (n === 0) throw new NxtError('storage', 'the disk accepted no more bytes');
-        off += n;
+      try {
+        let off = 0;
+        while (off < length) {
+          const n = writeSync(this.fd, batch, off, length - off, position + off);
+          if (n === 0) throw Object.assign(new Error('the disk took no more bytes'), { code: 'ENOSPC' });
+          off += n;
+        }
+      } catch (err) {
+        this.writeError ??= err;
       }
       done();
       return;
@@ -116,14 +121,17 @@ export class IncomingModule {
     while (off < length) {
       const n = (await writeAsync(this.fd, buf, off, length - off, position + off)).bytesWritten;
       // A write of nothing would loop forever: the disk is full (the next call says ENOSPC).
-      if (n === 0) throw new NxtError('storage', 'the disk accepted no more bytes');
+      if (n === 0) throw Object.assign(new Error('the disk took no more bytes'), { code: 'ENOSPC' });
       off += n;
     }
   }
 
+  /** A write failed (the disk is full, or failing): what arrives can no longer be kept. */
+  get failed(): boolean { return this.writeError !== undefined; }
+
   private async settle(): Promise<void> {
     await this.writes;
-    if (this.writeError !== undefined) throw new NxtError('storage', `cannot write the module: ${String(this.writeError)}`, { cause: this.writeError });
+    if (this.writeError !== undefined) throw new NxtError('storage', `cannot write the module: ${describeFsError(this.writeError)}`, { cause: this.writeError });
   }
 
   /**
@@ -132,13 +140,21 @@ export class IncomingModule {
    * decides. The digest is of the bytes we wrote, from the private data dir.
    */
   async complete(finalPath: string): Promise<void> {
-    this.flush();
-    await this.settle();
-    // Durable before it can become active: a crash must not leave active.json naming a torn file.
-    await fsyncAsync(this.fd);
-    const size = fstatSync(this.fd).size;
-    // Read-only from here on: what import() reads is what was hashed (see ModuleStore).
-    fchmodSync(this.fd, 0o400);
+    let size: number;
+    try {
+      this.flush();
+      await this.settle();
+      // Durable before it can become active: a crash must not leave active.json naming a torn file.
+      await fsyncAsync(this.fd);
+      size = fstatSync(this.fd).size;
+      // Read-only from here on: what import() reads is what was hashed (see ModuleStore).
+      fchmodSync(this.fd, 0o400);
+    } catch (err) {
+      // Closed on every path: a partial file the caller deletes must really free its space.
+      await this.closeAsync().catch(() => undefined);
+      if (err instanceof NxtError) throw err;
+      throw new NxtError('storage', `cannot write the module: ${describeFsError(err)}`, { cause: err });
+    }
     await this.closeAsync();
     if (size !== this.manifest.size) throw new NxtError('size-mismatch', `received ${size} bytes, manifest says ${this.manifest.size}`);
     const digest = this.hash.digest('hex');

@@ -10,7 +10,7 @@
  * private (ours, not writable by group or others, not a symlink: checked here), so nobody but this
  * user (who could change the agent itself) can swap the bytes between the check and import().
  */
-import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, unlinkSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { NxtError, errorMessage } from '../errors.js';
@@ -58,6 +58,17 @@ export class ModuleStore {
 
   /** sha256 comes from a verified manifest and is 64 hex digits: safe as a file name. */
   partialPath(sha256: string): string { return join(this.incomingDir, `${checkHex(sha256)}.part`); }
+
+  /** Bytes free for modules (for the user the device runs as), or undefined if the filesystem
+   *  does not say. */
+  freeBytes(): number | undefined {
+    try {
+      const fs = statfsSync(this.incomingDir);
+      return fs.bavail * fs.bsize;
+    } catch {
+      return undefined;
+    }
+  }
   modulePath(sha256: string): string { return join(this.modulesDir, `${checkHex(sha256)}.mjs`); }
 
   /**

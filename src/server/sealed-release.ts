@@ -153,8 +153,9 @@ async function* sealSteps(
     seal.advance(totalChunks);
   } catch (err) {
     const failure = err instanceof NxtError ? err : new NxtError('storage', `cannot seal the module into ${seal.path}: ${errorMessage(err)}`, { cause: err });
-    seal.advance(seal.sealedChunks, failure);
+    // Gone before anyone hears of the failure (a retry may seal the same path again at once).
     await unlink(seal.path).catch(() => undefined);
+    seal.advance(seal.sealedChunks, failure);
   } finally {
     await input.close().catch(() => undefined);
     await output.close().catch(() => undefined);

@@ -5,6 +5,7 @@
  * whenever the agent says the server stopped answering (the server restarted and forgot us).
  */
 import { EventEmitter } from 'node:events';
+import { errorMessage } from '../errors.js';
 import { decodeEnvelope, type ChunksFrame, type CookieFrame, type ResponseFrame, type SealedFrame } from '../protocol/envelope.js';
 import { samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
 import type { Clock } from '../util/clock.js';
@@ -118,13 +119,18 @@ export class ClientChannel extends EventEmitter {
 
   private sendInit(): void {
     if (this.closed) return;
-    // A fresh INIT every time (new ephemeral key, new stamp): the server refuses a repeated one.
-    const { bytes, initiation } = createInit({
-      clientStatic: this.options.identity, serverPublic: this.options.serverKey, senderIndex: this.newIndex(),
-      cookie: this.cookie, stamp: this.options.nextStamp(), ephemeral: keyPairFromSecret(this.options.random(32)),
-    });
-    this.pending = initiation;
-    this.options.endpoint.send(bytes, this.options.server);
+    try {
+      // A fresh INIT every time (new ephemeral key, new stamp): the server refuses a repeated one.
+      const { bytes, initiation } = createInit({
+        clientStatic: this.options.identity, serverPublic: this.options.serverKey, senderIndex: this.newIndex(),
+        cookie: this.cookie, stamp: this.options.nextStamp(), ephemeral: keyPairFromSecret(this.options.random(32)),
+      });
+      this.pending = initiation;
+      this.options.endpoint.send(bytes, this.options.server);
+    } catch (err) {
+      // Called from timers: an error here must not end the process. Try again at the next retry.
+      this.emit('warning', `cannot start a handshake: ${errorMessage(err)}`);
+    }
     clearTimeout(this.retryTimer);
     const delay = this.retryDelay;
     this.retryDelay = Math.min(this.retryDelay * 2, this.timing.handshakeRetryMaxMs);

@@ -3,13 +3,15 @@
  * tests say why they skip elsewhere).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
 import { JobStore } from '../../src/server/job-store.js';
 import { writeFileAtomic } from '../../src/util/atomic-file.js';
-import { tempDir } from '../support/processes.js';
+import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
+import { writeModule } from '../support/modules.js';
+import { UdpProxy, bulkChunks } from '../support/udp-proxy.js';
 
 const canMount = process.getuid?.() === 0 && spawnSync('mount', ['--version']).status === 0;
 let dir: string;
@@ -56,5 +58,72 @@ describe.skipIf(!canMount)('on a full disk (tmpfs, needs root)', () => {
     expect(store.list().map((j) => j.id)).toEqual([kept.id]);
     const again = new JobStore(dir);
     expect(again.list().map((j) => j.id)).toEqual([kept.id]);
+  });
+});
+
+describe.skipIf(!canMount)('a device whose disk is (nearly) full (tmpfs data dir, needs root)', () => {
+  let server: Proc;
+  let port: number;
+  let work: string;
+
+  beforeEach(async () => {
+    work = tempDir('nxt-full-work-');
+    ({ proc: server, port } = await startServer(join(work, 'server'), ['--renew', '1000']));
+  });
+
+  afterEach(async () => {
+    await stopAll();
+    expect(runningCount()).toBe(0);
+  });
+
+  const freeBytes = (): number => { const s = statfsSync(dir); return s.bavail * s.bsize; };
+  const fillTo = (leave: number): void => {
+    const size = Math.max(0, freeBytes() - leave);
+    try { writeFileSync(join(dir, `ballast-${Date.now()}`), Buffer.alloc(size)); } catch { /* full */ }
+  };
+
+  it('refuses a module that cannot fit before sending it, and keeps working after its disk filled up', async () => {
+    // The data dir is the 64 KiB tmpfs, remounted larger for this test.
+    execFileSync('mount', ['-o', 'remount,size=8m', dir]);
+    const trust = join(work, 'server/release.pub');
+    const client = await startClient('c', port, join(dir, 'c'), trust);
+    const proxyless = await server.run(`push ${writeModule(work, 'big_3_0.mjs', 16 * 1024 * 1024)}`, /push finished/);
+    expect(proxyless).toMatch(/failed \(storage\): not enough disk space for big_3_0\.mjs/);
+    expect(proxyless).toMatch(/, 0 datagrams/); // refused at the offer: not one chunk was sent
+    // Now fill the disk, and make the client shake hands again (the server restarts): writing its
+    // handshake stamp fails, and it must carry on, not die.
+    fillTo(0);
+    await server.stop();
+    ({ proc: server, port } = await startServer(join(work, 'server'), ['--renew', '1000', '--port', String(port)]));
+    await server.waitFor(/client \w+ (registered|is back)/, 20_000);
+    expect(client.alive).toBe(true);
+    expect(client.output).toMatch(/warning: .*the disk is full; shaking hands with a stamp kept in memory only/);
+    // Space again: a push arrives.
+    execFileSync('sh', ['-c', `rm -f ${dir}/ballast-*`]);
+    expect(await server.run(`push ${writeModule(work, 'small_4_0.mjs', 64 * 1024)}`, /push finished/)).toMatch(/done: 9\.1 bulk active/);
+  });
+
+  it('ends a transfer as soon as the disk fills, and gives the space back', async () => {
+    execFileSync('mount', ['-o', 'remount,size=16m', dir]);
+    const trust = join(work, 'server/release.pub');
+    let filled = false;
+    const proxy = await UdpProxy.start(port, (data, direction) => {
+      // A moment into the transfer, something else on the device takes all but 256 KiB.
+      if (!filled && bulkChunks(data, direction) > 0) { filled = true; fillTo(256 * 1024); }
+      return [{ data }];
+    });
+    try {
+      const client = await startClient('c', proxy.port, join(dir, 'c'), trust);
+      const started = Date.now();
+      const out = await server.run(`push ${writeModule(work, 'mid_3_0.mjs', 8 * 1024 * 1024)}`, /push finished/);
+      expect(out).toMatch(/failed \(storage\): .*the disk is full/);
+      expect(Date.now() - started).toBeLessThan(8000);
+      expect(client.alive).toBe(true);
+      // The partial file is gone and closed: its space is free again.
+      execFileSync('sh', ['-c', `rm -f ${dir}/ballast-*`]);
+      expect(freeBytes()).toBeGreaterThan(12 * 1024 * 1024);
+    } finally {
+      await proxy.close();
+    }
   });
 });

@@ -57,7 +57,7 @@ describe('through a link that reorders', () => {
     const m = /(\d+) of (\d+) chunks resent/.exec(out);
     const resent = m ? Number(m[1]) : 0;
     const total = m ? Number(m[2]) : 1;
-    expect(resent / total).toBeLessThan(0.1);
+    expect(resent / total, out).toBeLessThan(0.1);
     await client.waitFor(/Major = 9\nMinor = 1/);
   });
 });
