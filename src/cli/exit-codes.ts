@@ -1,4 +1,7 @@
 import { NxtError, errorMessage } from '../errors.js';
+import { describeFsError } from '../util/atomic-file.js';
+
+const FS_CAUSES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO']);
 
 /** Error codes → process exit codes, in one place. */
 const EXIT_CODES: Record<string, number> = {
@@ -12,11 +15,15 @@ const EXIT_CODES: Record<string, number> = {
   EADDRINUSE: 4,
   'dir-in-use': 4,
   EACCES: 4,
+  EROFS: 4,
+  ENOSPC: 4,
 };
 
 export function exitWithError(program: string, err: unknown): never {
   const code = err instanceof NxtError ? err.code : (err as { code?: string })?.code;
-  process.stderr.write(`${program}: ${errorMessage(err)}\n`);
+  // A raw filesystem error (EROFS: read-only file system, open …) gets its cause in words first.
+  const plain = !(err instanceof NxtError) && code !== undefined && FS_CAUSES.has(code) ? `${describeFsError(err)}: ` : '';
+  process.stderr.write(`${program}: ${plain}${errorMessage(err)}\n`);
   process.exit((code && EXIT_CODES[code]) || 1);
 }
 

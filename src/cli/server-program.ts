@@ -1,6 +1,6 @@
 /** nxt-server (all but the fast path of `ctl`, see server.ts): parse flags, wire the parts, run. */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { openUdpEndpoint } from '../net/endpoint.js';
@@ -27,6 +27,7 @@ import { listenControl } from '../server/control-socket.js';
 import { runCtl } from './ctl.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
 import { lockDir } from '../util/dir-lock.js';
+import { ensureDir } from '../util/atomic-file.js';
 import { exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
 import { lifecycle } from './lifecycle.js';
 import { applyConfigFile, type ConfigType } from './config-file.js';
@@ -87,7 +88,7 @@ program.action(async (flags: ServerFlags) => {
     if ((opts.smtp === undefined) !== (opts.notifyEmail === undefined)) throw new NxtError('usage', 'email alerts need both --smtp and --notify-email');
     if (opts.behindAfter !== undefined && !/^\d+$/.test(opts.behindAfter)) throw new NxtError('usage', `--behind-after "${opts.behindAfter}" is not a number of seconds`);
     const notifyRetryMs = parsePositiveMs(opts.notifyRetry);
-    mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
+    ensureDir(opts.stateDir);
     process.on('exit', lockDir(opts.stateDir, 'server'));
     // Before any socket opens: readline-sync blocks the event loop while it asks.
     const { signer, publicKey, created } = loadReleaseKeyOrPublic(opts.stateDir, (n) => randomBytes(n), { passphrase: askPassphrase('release key passphrase: ') });

@@ -210,7 +210,15 @@ export class JobClient extends EventEmitter {
     }
     clearTimeout(expected.timer);
     this.expectedPut = undefined;
-    const incoming = new IncomingModule({ size: msg.size, sha256, chunkSize: msg.chunkSize }, `${expected.path}.nxt-part`);
+    let incoming: IncomingModule;
+    try {
+      incoming = new IncomingModule({ size: msg.size, sha256, chunkSize: msg.chunkSize }, `${expected.path}.nxt-part`);
+    } catch (err) {
+      // A link planted at the temporary name, a full or read-only disk: the put fails, with why.
+      this.o.send(encode({ type: 'result', transferId: msg.transferId, code: ResultCode.storage, active: NO_VERSION, message: errorMessage(err) }));
+      void this.finish(msg.jobId, JobCode.transferFailed, `cannot receive ${expected.path}: ${errorMessage(err)}`);
+      return;
+    }
     const transfer: IncomingTransfer = new IncomingTransfer(msg.transferId, incoming, {
       send: (bytes) => this.o.send(bytes),
       complete: () => void this.finishPut(msg.transferId),

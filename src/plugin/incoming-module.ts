@@ -47,7 +47,20 @@ export class IncomingModule {
   constructor(readonly manifest: FileShape, readonly partialPath: string) {
     this.totalChunks = Math.ceil(manifest.size / manifest.chunkSize);
     // Not 'a' (O_APPEND): on Linux that makes every positioned write append, whatever its position.
-    this.fd = openSync(partialPath, constants.O_RDWR | constants.O_CREAT, 0o600);
+    // A link planted at this name must not lead the write elsewhere: O_NOFOLLOW refuses a
+    // symbolic link, and a regular file with one name is all a partial file can be (a hard
+    // link to a file outside would pass O_NOFOLLOW).
+    try {
+      this.fd = openSync(partialPath, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new NxtError('unsafe-file', `${partialPath} is a symbolic link: refusing to write through it`, { cause: err });
+      throw new NxtError((err as NodeJS.ErrnoException).code ?? 'storage', `cannot open ${partialPath}: ${describeFsError(err)}`, { cause: err });
+    }
+    const st = fstatSync(this.fd);
+    if (!st.isFile() || st.nlink !== 1) {
+      closeSync(this.fd);
+      throw new NxtError('unsafe-file', `${partialPath} is ${st.isFile() ? 'a file with other names (a hard link)' : 'not a regular file'}: refusing to write to it`);
+    }
     try {
       const have = Math.min(fstatSync(this.fd).size, manifest.size);
       // Keep only whole chunks: a torn last write is simply fetched again.

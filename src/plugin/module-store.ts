@@ -10,14 +10,14 @@
  * private (ours, not writable by group or others, not a symlink: checked here), so nobody but this
  * user (who could change the agent itself) can swap the bytes between the check and import().
  */
-import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, unlinkSync, statfsSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, statSync, unlinkSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { NxtError, errorMessage } from '../errors.js';
 import type { ProductInfo } from '../protocol/messages.js';
 import { formatReleaseVersion, parseReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import type { Manifest } from '../security/manifest.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
+import { ensureDir, writeFileAtomic } from '../util/atomic-file.js';
 import { hashFile } from '../util/hash-file.js';
 import { loadPlugin } from './plugin-shape.js';
 
@@ -50,7 +50,7 @@ export class ModuleStore {
     this.activePath = join(dataDir, 'active.json');
     this.deferredPath = join(dataDir, 'deferred.json');
     for (const dir of [dataDir, this.incomingDir, this.modulesDir]) {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      ensureDir(dir);
       // The data dir itself may be a link (/var/lib/nxt → /data/nxt); what is inside may not.
       assertPrivate(dir, dir !== dataDir);
     }

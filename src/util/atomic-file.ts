@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, renameSync, writeSync, unlinkSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
 
@@ -54,5 +54,24 @@ export function fsyncDir(dir: string): void {
     // Some filesystems refuse fsync on a directory; the rename is still atomic there.
   } finally {
     if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * Create a directory (and its parents), naming the real cause when that fails: on a read-only
+ * filesystem, a recursive mkdir reports ENOENT for the first missing directory, which sends
+ * people looking for a missing path. Asking the nearest existing parent whether it is writable
+ * gives EROFS or EACCES instead.
+ */
+export function ensureDir(dir: string, mode = 0o700): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode });
+  } catch (err) {
+    let cause: unknown = err;
+    let parent = dir;
+    while (!existsSync(parent) && dirname(parent) !== parent) parent = dirname(parent);
+    try { accessSync(parent, constants.W_OK); } catch (why) { cause = why; }
+    const code = (cause as NodeJS.ErrnoException).code ?? 'storage';
+    throw new NxtError(code, `cannot create ${dir}: ${describeFsError(cause)}${parent !== dir ? ` (at ${parent})` : ''}`, { cause: err });
   }
 }

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
 import { JobStore } from '../../src/server/job-store.js';
 import { writeFileAtomic } from '../../src/util/atomic-file.js';
-import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
+import { Proc, ROOT, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
 import { writeModule } from '../support/modules.js';
 import { UdpProxy, bulkChunks } from '../support/udp-proxy.js';
 
@@ -124,6 +124,20 @@ describe.skipIf(!canMount)('a device whose disk is (nearly) full (tmpfs data dir
       expect(freeBytes()).toBeGreaterThan(12 * 1024 * 1024);
     } finally {
       await proxy.close();
+    }
+  });
+});
+
+describe.skipIf(!canMount)('a read-only state dir (tmpfs remounted read-only, needs root)', () => {
+  it('is named as such by the server and the client, which exit 4', () => {
+    execFileSync('mount', ['-o', 'remount,ro', dir]);
+    for (const [program, args] of [
+      ['server', ['--port', '0', '--state-dir', join(dir, 'server')]],
+      ['client', ['--server', '127.0.0.1', '--port', '9', '--trust', join(ROOT, 'test/fixtures/server.pub'), '--server-key', join(ROOT, 'test/fixtures/identity.pub'), '--data-dir', join(dir, 'client')]],
+    ] as const) {
+      const r = spawnSync('node', [join(ROOT, `dist/cli/${program}.js`), ...args], { encoding: 'utf8', input: '', timeout: 10_000 });
+      expect(r.status).toBe(4);
+      expect(r.stderr).toMatch(new RegExp(`nxt-${program}: cannot create .*: the filesystem is read-only`));
     }
   });
 });

@@ -3,7 +3,7 @@
  * that try to leave the device's roots, and a job queued for an offline device.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Roots } from '../../src/jobs/roots.js';
@@ -74,6 +74,18 @@ describe('maintenance jobs', () => {
     }
     expect(await job(server, `clean ${id} logs --older-than 7d`)).toMatch(/: ok — removed 2 of 3 files from logs/);
     expect(readdirSync(roots.logs)).toEqual(['fresh.log']);
+  });
+
+  it('a put whose temporary name holds a planted link fails, and the file the link names is untouched', async () => {
+    const { server, id, roots, dir } = await setup();
+    const outside = join(dir, 'precious.conf');
+    writeFileSync(outside, 'keep me\n');
+    symlinkSync(outside, join(roots.dropbox, 'update.bin.nxt-part'));
+    const local = join(dir, 'update.bin');
+    writeFileSync(local, randomBytes(20_000));
+    expect(await job(server, `put ${id} ${local} update.bin`)).toMatch(/: transfer failed — .*symbolic link: refusing to write through it/);
+    expect(readFileSync(outside, 'utf8')).toBe('keep me\n');
+    expect(statSync(outside).mode & 0o200).toBe(0o200); // not made read-only either
   });
 
   it('refuses names that leave the roots as invalid jobs, touching nothing outside', async () => {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, linkSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -86,4 +86,26 @@ describe('the module store', () => {
     symlinkSync(join(dir, 'private'), join(dir, 'link'));
     expect(() => new ModuleStore(join(dir, 'link'))).not.toThrow();
   });
+});
+
+describe('a link planted where a partial file goes (a put into the drop-box, an upload)', () => {
+  for (const [kind, plant] of [
+    ['a symbolic link', (target: string, at: string) => symlinkSync(target, at)],
+    ['a hard link', (target: string, at: string) => linkSync(target, at)],
+  ] as const) {
+    it(`is refused when it is ${kind}, and the file it names is untouched`, () => {
+      const { manifest, dir } = fixture(10_000);
+      const outside = join(dir, 'outside.txt');
+      writeFileSync(outside, 'precious\n');
+      chmodSync(outside, 0o644);
+      const partial = join(dir, 'drop', 'x.nxt-part');
+      mkdirSync(join(dir, 'drop'));
+      plant(outside, partial);
+      let err: unknown;
+      try { new IncomingModule(manifest, partial); } catch (e) { err = e; }
+      expect((err as NxtError).code).toBe('unsafe-file');
+      expect(readFileSync(outside, 'utf8')).toBe('precious\n');
+      expect(statSync(outside).mode & 0o777).toBe(0o644);
+    });
+  }
 });
