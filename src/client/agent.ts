@@ -102,6 +102,9 @@ export interface DownloadProgress {
 /** Room kept beyond a module's size: the small state files written when it is activated. */
 const SPACE_MARGIN_BYTES = 256 * 1024;
 
+/** At most one "no such transfer here" a this often, whatever the transfer ids. */
+const UNKNOWN_ABORT_EVERY_MS = 200;
+
 /** How often a download in progress is reported. */
 const PROGRESS_EVERY_MS = 1000;
 
@@ -123,7 +126,7 @@ export class ClientAgent extends EventEmitter {
   private registerTimer: NodeJS.Timeout | undefined;
   private current: Transfer | undefined;
   private readonly results = new Map<number, PendingResult>();
-  private readonly abortedUnknown = new Map<number, number>();
+  private lastUnknownAbortAt = Number.NEGATIVE_INFINITY;
   /** Modules (by sha256) whose suspended transfer is still writing or closing its partial file. */
   private readonly settling = new Map<string, Promise<void>>();
   private stopped = false;
@@ -426,12 +429,12 @@ export class ClientAgent extends EventEmitter {
     if (this.results.has(transferId)) return undefined; // late duplicates of a finished transfer
     this.stats.unknownTransfer++;
     // Tell the server once in a while that we do not know this transfer (we restarted): it
-    // offers it again and we resume from disk.
+    // offers it again and we resume from disk. Once in a while for all ids together: CHUNKS
+    // frames are not authenticated as frames, and one forged with a new id each time must not
+    // make the device answer each.
     const now = this.options.clock.now();
-    const last = this.abortedUnknown.get(transferId);
-    if (last === undefined || now - last > 200) {
-      this.abortedUnknown.set(transferId, now);
-      if (this.abortedUnknown.size > 64) this.abortedUnknown.delete(this.abortedUnknown.keys().next().value!);
+    if (now - this.lastUnknownAbortAt > UNKNOWN_ABORT_EVERY_MS) {
+      this.lastUnknownAbortAt = now;
       this.send({ type: 'abort', transferId, code: ResultCode.unknownTransfer, message: 'no such transfer here' });
     }
     return undefined;

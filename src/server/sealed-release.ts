@@ -167,10 +167,20 @@ async function* sealSteps(
  * and shared by every push of that release. Sealed files left by an earlier process are useless
  * (their keys died with it) and are removed at start.
  */
+/** Sealed releases kept on disk: the latest few are what catch-up and re-pushes want; each costs
+ *  a module's size in the state dir. */
+const MAX_KEPT = 4;
+
 export class SealedReleases {
+  /** Most recently used last. */
   private readonly sealed = new Map<string, Promise<SealedRelease>>();
 
-  constructor(private readonly dir: string, private readonly random: (n: number) => Uint8Array = randomBytes) {
+  constructor(
+    private readonly dir: string,
+    private readonly random: (n: number) => Uint8Array = randomBytes,
+    /** How long an evicted file stays: a push handed it just before has opened it by then. */
+    private readonly evictAfterMs = 60_000,
+  ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     for (const name of readdirSync(dir)) rmSync(join(dir, name), { force: true, recursive: true });
   }
@@ -179,6 +189,8 @@ export class SealedReleases {
     const id = `${shape.sha256}-${shape.chunkSize}`;
     const known = this.sealed.get(id);
     if (known) {
+      this.sealed.delete(id);
+      this.sealed.set(id, known);
       return known.then((s) => {
         if (!s.failure) return s;
         // It failed (disk full, file changed) after it started: the next push tries again.
@@ -189,6 +201,20 @@ export class SealedReleases {
     const p = sealRelease(modulePath, shape, join(this.dir, `${id}.chunks`), this.random);
     this.sealed.set(id, p);
     p.catch(() => { if (this.sealed.get(id) === p) this.sealed.delete(id); });
+    this.evict();
     return p;
+  }
+
+  /** Beyond MAX_KEPT, the least recently used go. A push still sending one reads on through the
+   *  file it has open (unlinking does not take it away); a later push seals it again. */
+  private evict(): void {
+    while (this.sealed.size > MAX_KEPT) {
+      const [id, oldest] = this.sealed.entries().next().value!;
+      this.sealed.delete(id);
+      void oldest.then((s) => {
+        const t = setTimeout(() => { void unlink(s.path).catch(() => undefined); }, this.evictAfterMs);
+        t.unref();
+      }, () => undefined);
+    }
   }
 }

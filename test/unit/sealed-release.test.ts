@@ -3,7 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CHUNKS_HEADER_BYTES, decodeEnvelope, forEachChunk } from '../../src/protocol/envelope.js';
-import { blockEntries, sealRelease, type SealedRelease } from '../../src/server/sealed-release.js';
+import { blockEntries, sealRelease, SealedReleases, type SealedRelease } from '../../src/server/sealed-release.js';
 import { SealedChunkWire } from '../../src/files/sealed-chunk-wire.js';
 import { ContentKey } from '../../src/session/content-key.js';
 import { PathMtu } from '../../src/transfer/path-mtu.js';
@@ -116,5 +116,28 @@ describe('the sealed-chunk wire', () => {
     expect(path.size).toBe(1452);
     expect(path.nextProbe(10)).toBeUndefined(); // three losses: the search is over
     wire.close();
+  });
+});
+
+describe('the sealed releases a server keeps', () => {
+  it('keeps the four most recently used on disk and removes older ones', async () => {
+    const dir = tempDir('nxt-sealed-');
+    const releases = new SealedReleases(join(dir, 'sealed'), undefined, 0);
+    const shapes: { file: string; shape: { size: number; sha256: string; chunkSize: number } }[] = [];
+    for (let i = 0; i < 5; i++) {
+      const file = join(dir, `m${i}.mjs`);
+      writeFileSync(file, randomBytes(5000));
+      shapes.push({ file, shape: { size: 5000, sha256: await hashFile(file), chunkSize: 1400 } });
+    }
+    const seal = async (i: number): Promise<SealedRelease> => {
+      const s = await releases.get(shapes[i]!.file, shapes[i]!.shape);
+      await whenDone(s);
+      return s;
+    };
+    const made = [await seal(0), await seal(1), await seal(2), await seal(3)];
+    expect(await seal(0)).toBe(made[0]); // used again (the same seal, not sealed anew): now the most recent
+    made.push(await seal(4)); // the fifth: m1, the least recently used, goes
+    await new Promise((r) => setTimeout(r, 50)); // the (zero) grace before an evicted file goes
+    expect(made.map((s) => existsSync(s.path))).toEqual([true, false, true, true, true]);
   });
 });
