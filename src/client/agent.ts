@@ -10,7 +10,7 @@ import { forEachChunk, TAG_BYTES, type ChunksFrame } from '../protocol/envelope.
 import { ContentKey } from '../session/content-key.js';
 import {
   decodeOrUndefined, encode, Enrollment, UpdateResult, UpdateState,
-  type AbortMessage, type DataMessage, type EnrollmentValue, type Message, type OfferMessage, type UpdateResultValue, type UpdateStateValue,
+  type AbortMessage, type EnrollmentValue, type Message, type OfferMessage, type UpdateResultValue, type UpdateStateValue,
 } from '../protocol/messages.js';
 import { ResultCode, type ResultCodeValue } from '../protocol/result-codes.js';
 import { compareReleaseVersions, formatReleaseVersion } from '../protocol/release-version.js';
@@ -276,7 +276,6 @@ export class ClientAgent extends EventEmitter {
         if (Buffer.compare(msg.clientId, this.options.clientId) === 0) this.onRegistered(msg.seq, msg.renewMs, msg.enrollment);
         return;
       case 'offer': return this.onOffer(msg);
-      case 'data': return this.onData(msg);
       case 'resultAck': {
         const r = this.results.get(msg.transferId);
         if (r) { clearTimeout(r.timer); this.results.delete(msg.transferId); }
@@ -382,14 +381,6 @@ export class ClientAgent extends EventEmitter {
     transfer.onOffer();
   }
 
-  /** DATA inside the session: pushes now travel as CHUNKS; this remains for older servers' data. */
-  private onData(msg: DataMessage): void {
-    const t = this.transferFor(msg.transferId);
-    // Endless-data attack: a chunk must have exactly the length the signed manifest implies.
-    if (t && !t.onData(msg)) this.stats.malformed++;
-    if (t) this.stopIfUnwritable(t);
-  }
-
   /**
    * Sealed chunks of the module arriving. They come outside the session, so each is opened with
    * the release's content key (which only the session carried) before anything else: a forged
@@ -399,7 +390,6 @@ export class ClientAgent extends EventEmitter {
    */
   private onChunks(frame: ChunksFrame): void {
     this.stats.chunkFrames++;
-    this.heardSinceRegister = true;
     const t = this.transferFor(frame.transferId);
     if (!t) return;
     try {
@@ -408,6 +398,9 @@ export class ClientAgent extends EventEmitter {
         if (index >= t.incoming.totalChunks || sealed.length !== t.incoming.chunkLength(index) + TAG_BYTES) { this.stats.badChunks++; return; }
         const plain = t.key.openChunk(index, sealed);
         if (!plain) { this.stats.badChunks++; return; }
+        // Only a chunk that opened proves the server is there (a forged frame must not keep
+        // this device from noticing that its server restarted).
+        this.heardSinceRegister = true;
         t.onChunk(index, plain);
       });
     } catch (err) {

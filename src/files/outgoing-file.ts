@@ -48,8 +48,9 @@ export interface OutgoingIo {
 
 /** Timeouts in a row, with nothing acknowledged, that count as a black hole (RFC 8899 §4.3). */
 const BLACK_HOLE_TIMEOUTS = 2;
-/** How soon to look again when the socket's queue was too long. */
+/** How soon to look again when the socket's queue was too long, and how many times in a row. */
 const BACKLOG_RETRY_MS = 1;
+const MAX_BACKLOG_WAITS = 50;
 
 export class OutgoingFile {
   readonly done: Promise<SendOutcome>;
@@ -63,6 +64,7 @@ export class OutgoingFile {
   private readonly batch: number[] = [];
   private ackedAtTimeout = -1;
   private timeoutsWithoutProgress = 0;
+  private backlogWaits = 0;
 
   constructor(
     public transferId: number,
@@ -126,10 +128,13 @@ export class OutgoingFile {
 
   private onTimer(): void {
     const now = this.clock.now();
-    if (this.sender.phase === 'sending' && this.wire.backlogged()) {
+    // Wait for a long socket queue to drain, but not for ever: timeouts are due in this wake too.
+    if (this.sender.phase === 'sending' && this.wire.backlogged() && this.backlogWaits < MAX_BACKLOG_WAITS) {
+      this.backlogWaits++;
       this.timer.arm(now + BACKLOG_RETRY_MS);
       return;
     }
+    this.backlogWaits = 0;
     const timeouts = this.sender.timeouts;
     const actions = this.sender.onTimer(now);
     if (this.sender.timeouts > timeouts) {

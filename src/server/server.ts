@@ -260,7 +260,7 @@ export class NxtServer extends EventEmitter {
       return id;
     };
     const m = release.manifest;
-    const sessions = await Promise.all(clients.map(async (client) => {
+    const prepared = await Promise.allSettled(clients.map(async (client) => {
       const path = this.pathTo(client);
       const chunkSize = chunkSizeFor(release, this.largeChunksFailed.has(client.id) ? SMALL_CHUNK_DATAGRAM : path.options.max);
       // Sealed once per release and chunk size, whatever the number of devices.
@@ -268,6 +268,15 @@ export class NxtServer extends EventEmitter {
       const signed = release.signedFor(client.id, chunkSize);
       return new PushSession(this.newTransferId(), client, release, signed, sealed, path, this.options.channel, this.options.clock, this.options.sender ?? {}, renumber);
     }));
+    const failed = prepared.find((p) => p.status === 'rejected');
+    if (failed) {
+      // Sealing failed (a full disk, the file changed): the sessions made meanwhile let go of
+      // their files, and the push fails as a whole with the reason.
+      for (const p of prepared) if (p.status === 'fulfilled') p.value.cancel('push abandoned');
+      await kept;
+      throw failed.reason;
+    }
+    const sessions = prepared.map((p) => (p as PromiseFulfilledResult<PushSession>).value);
     for (const session of sessions) this.sessions.set(session.transferId, session);
     const reports = sessions.map(async (session) => {
       session.start();
