@@ -14,6 +14,9 @@ export class CookieJar {
   private current: Uint8Array;
   private previous: Uint8Array;
   private rotatedAt: number;
+  /** The last current-secret MAC computed, for the reply that usually follows a failed check:
+   *  a forged INIT then costs one keyed hash, not two or three. */
+  private last: { address: string; port: number; secret: Uint8Array; mac: Uint8Array } | undefined;
 
   constructor(private readonly random: (n: number) => Uint8Array, now: number) {
     this.current = random(32);
@@ -23,12 +26,22 @@ export class CookieJar {
 
   make(address: string, port: number, now: number): Uint8Array {
     this.rotate(now);
-    return mac(this.current, address, port);
+    return this.currentMac(address, port);
   }
 
   isValid(cookie: Uint8Array, address: string, port: number, now: number): boolean {
     this.rotate(now);
-    return equal(cookie, mac(this.current, address, port)) || equal(cookie, mac(this.previous, address, port));
+    // All zeros is what a client sends before it has a cookie: never valid, and no hash to say so.
+    if (isZero(cookie)) return false;
+    return equal(cookie, this.currentMac(address, port)) || equal(cookie, mac(this.previous, address, port));
+  }
+
+  private currentMac(address: string, port: number): Uint8Array {
+    const l = this.last;
+    if (l && l.port === port && l.address === address && l.secret === this.current) return l.mac;
+    const m = mac(this.current, address, port);
+    this.last = { address, port, secret: this.current, mac: m };
+    return m;
   }
 
   private rotate(now: number): void {
@@ -42,6 +55,11 @@ export class CookieJar {
 
 function mac(secret: Uint8Array, address: string, port: number): Uint8Array {
   return createHmac('sha256', secret).update(`${address}\u0000${port}`).digest().subarray(0, COOKIE_BYTES);
+}
+
+function isZero(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {

@@ -123,6 +123,21 @@ describe('cookies', () => {
     expect(jar.isValid(c, '127.0.0.1', 5000, COOKIE_LIFETIME_MS + 1)).toBe(true);
     expect(jar.isValid(c, '127.0.0.1', 5000, 2 * COOKIE_LIFETIME_MS + 2)).toBe(false);
   });
+
+  it('never take all zeros (what a client sends before it has a cookie), and answer a failed check with the right cookie', () => {
+    const jar = new CookieJar(random, 0);
+    expect(jar.isValid(new Uint8Array(16), '127.0.0.1', 5000, 0)).toBe(false);
+    // A check that fails, then the reply for the same sender (reusing that check's hash): it is
+    // the cookie this sender must echo, and only this sender.
+    expect(jar.isValid(new Uint8Array(16).fill(7), '127.0.0.1', 5000, 1)).toBe(false);
+    const reply = jar.make('127.0.0.1', 5000, 1);
+    expect(jar.isValid(reply, '127.0.0.1', 5000, 2)).toBe(true);
+    expect(jar.isValid(jar.make('127.0.0.1', 5001, 2), '127.0.0.1', 5000, 2)).toBe(false);
+    // After the secret rotates, a fresh cookie differs from the old (nothing stale is reused).
+    const later = jar.make('127.0.0.1', 5000, COOKIE_LIFETIME_MS + 5);
+    expect(Buffer.from(later).equals(Buffer.from(reply))).toBe(false);
+    expect(jar.isValid(reply, '127.0.0.1', 5000, COOKIE_LIFETIME_MS + 6)).toBe(true); // the previous secret's
+  });
 });
 
 describe('token buckets', () => {
