@@ -49,7 +49,6 @@ export class SealedChunkWire implements ChunkWire {
   /** The probe in flight: its size and the first chunk it carried. */
   private probe: { size: number; index: number } | undefined;
   datagrams = 0;
-  bytes = 0;
 
   constructor(
     private readonly sealed: SealedRelease,
@@ -179,7 +178,6 @@ export class SealedChunkWire implements ChunkWire {
     if (runBlock) parts.push(runBlock.subarray(runStart, runEnd));
     this.sink.sendv(parts);
     this.datagrams++;
-    this.bytes += bytes;
     return at;
   }
 

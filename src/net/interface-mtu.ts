@@ -29,10 +29,7 @@ function interfaceMtuFor(address: string, v4: boolean): number {
   const interfaces = os.networkInterfaces();
   // To ourselves (loopback, or one of our own addresses): the kernel routes it over lo.
   if (address.startsWith('127.') || address === '::1') return mtuOf('lo', LOOPBACK_MTU);
-  for (const [name, addrs] of Object.entries(interfaces)) {
-    if (addrs?.some((a) => a.address === address)) return mtuOf('lo', LOOPBACK_MTU);
-    void name;
-  }
+  if (Object.values(interfaces).some((addrs) => addrs?.some((a) => a.address === address))) return mtuOf('lo', LOOPBACK_MTU);
   // On a directly attached subnet: that interface.
   for (const [name, addrs] of Object.entries(interfaces)) {
     for (const a of addrs ?? []) {

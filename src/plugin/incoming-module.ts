@@ -82,14 +82,8 @@ export class IncomingModule {
 
   append(payload: Uint8Array): void {
     this.hash.update(payload);
+    // A chunk is at most 16 KiB (the decoders see to it): it always fits an empty batch.
     if (this.pendingBytes + payload.length > WRITE_BATCH_BYTES) this.flush();
-    if (payload.length > WRITE_BATCH_BYTES) {
-      // Larger than a batch (no chunk is): its own write.
-      this.batch = Buffer.from(payload);
-      this.pendingBytes = payload.length;
-      this.flush();
-      return;
-    }
     this.batch ??= this.spare.pop() ?? Buffer.allocUnsafeSlow(WRITE_BATCH_BYTES);
     this.batch.set(payload, this.pendingBytes);
     this.pendingBytes += payload.length;
@@ -105,7 +99,7 @@ export class IncomingModule {
     this.written += length;
     this.batch = undefined;
     this.pendingBytes = 0;
-    const done = (): void => { if (batch.length === WRITE_BATCH_BYTES) this.spare.push(batch); };
+    const done = (): void => { this.spare.push(batch); };
     if (this.bytesInFlight + length > MAX_WRITE_BYTES_IN_FLIGHT) {
       // Backpressure: wait for the disk here. Queued writes are before this one in the file and
       // land at their own positions, so order on disk does not matter for correctness.

@@ -97,21 +97,23 @@ export async function sealRelease(
     await input.close();
     throw new NxtError('storage', `cannot create ${outPath}: ${errorMessage(err)}`, { cause: err });
   }
-  const steps = sealSteps(seal, shape.sha256, input, output);
-  // The first block (or the failure before it) decides what the caller gets.
-  const first = await steps.next();
-  if (first.done && seal.failure) throw seal.failure;
-  void (async () => {
-    for (let step = await steps.next(); !step.done; step = await steps.next()) { /* progress is reported by the steps */ }
-  })();
+  // The first block (or the failure before it) decides what the caller gets; the rest goes on.
+  let firstSealed = false;
+  let onFirst!: () => void;
+  const first = new Promise<void>((resolve) => { onFirst = resolve; });
+  const all = sealAll(seal, shape.sha256, input, output, () => { firstSealed = true; onFirst(); });
+  await Promise.race([first, all]);
+  if (!firstSealed && seal.failure) throw seal.failure;
   return seal;
 }
 
-/** One block per step; the generator closes both files and reports the end or the failure. */
-async function* sealSteps(
+/** Seal block after block; never rejects: it closes both files and reports the end or the
+ *  failure through the seal. `firstSealed` is called once the first block is on disk. */
+async function sealAll(
   seal: StreamingSeal, sha256: string,
   input: Awaited<ReturnType<typeof open>>, output: Awaited<ReturnType<typeof open>>,
-): AsyncGenerator<void> {
+  firstSealed: () => void,
+): Promise<void> {
   const { size, chunkSize, totalChunks, entryBytes } = seal;
   const content = new ContentKey(seal.key, seal.sealId);
   const stepChunks = blockEntries(entryBytes);
@@ -144,7 +146,7 @@ async function* sealSteps(
       }
       // The last block is held back until the whole file is known to match what was signed.
       if (last < totalChunks) seal.advance(last);
-      yield;
+      if (first === 0) firstSealed();
     }
     if (hash.digest('hex') !== sha256) {
       throw new NxtError('module-changed', 'the module changed after it was signed (its sha256 no longer matches the manifest): push it again');
@@ -174,6 +176,7 @@ const MAX_KEPT = 4;
 export class SealedReleases {
   /** Most recently used last. */
   private readonly sealed = new Map<string, Promise<SealedRelease>>();
+  private readonly removals = new Set<Promise<void>>();
 
   constructor(
     private readonly dir: string,
@@ -205,16 +208,23 @@ export class SealedReleases {
     return p;
   }
 
+  /** Resolves once every sealed file evicted so far is gone from the disk. */
+  async removed(): Promise<void> {
+    await Promise.all([...this.removals]);
+  }
+
   /** Beyond MAX_KEPT, the least recently used go. A push still sending one reads on through the
    *  file it has open (unlinking does not take it away); a later push seals it again. */
   private evict(): void {
     while (this.sealed.size > MAX_KEPT) {
       const [id, oldest] = this.sealed.entries().next().value!;
       this.sealed.delete(id);
-      void oldest.then((s) => {
-        const t = setTimeout(() => { void unlink(s.path).catch(() => undefined); }, this.evictAfterMs);
-        t.unref();
-      }, () => undefined);
+      const removal = oldest
+        .then((s) => new Promise<string>((resolve) => { setTimeout(() => resolve(s.path), this.evictAfterMs).unref(); }))
+        .then((path) => unlink(path))
+        .catch(() => undefined);
+      this.removals.add(removal);
+      void removal.finally(() => this.removals.delete(removal));
     }
   }
 }

@@ -105,8 +105,8 @@ export class ServerChannel {
   private readonly unconfirmed = new Map<string, Session>();
   private readonly stamps = new Map<string, number>();
   private handler: (data: Buffer, from: AuthenticatedPeer) => void = () => undefined;
-  /** The last peer sendChunks found a session for. */
-  private chunksPeer: Peer | undefined;
+  /** Peers sendChunks found a session for (emptied when any session is forgotten). */
+  private chunksPeers = new WeakSet<Peer>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly options: {
@@ -153,13 +153,13 @@ export class ServerChannel {
    * through it), so the server never sends module data to a stranger.
    */
   sendChunks(parts: readonly Uint8Array[], to: Peer): void {
-    // Checked once per peer, not per datagram (forget() clears it).
-    if (to !== this.chunksPeer) {
+    // Checked once per peer, not per datagram (forget() clears what was checked).
+    if (!this.chunksPeers.has(to)) {
       if (!this.byAddress.has(addressKey(to))) {
         this.stats.noSession++;
         return;
       }
-      this.chunksPeer = to;
+      this.chunksPeers.add(to);
     }
     this.options.endpoint.sendv(parts, to);
   }
@@ -190,7 +190,7 @@ export class ServerChannel {
   }
 
   private forget(s: Session): void {
-    this.chunksPeer = undefined;
+    this.chunksPeers = new WeakSet<Peer>();
     this.byIndex.delete(s.ourIndex);
     const key = addressKey(s.peer);
     if (this.byAddress.get(key) === s) this.byAddress.delete(key);

@@ -6,11 +6,12 @@
  *
  * Reliability: selective acknowledgement (cumulative point + bitmap). Loss detection is time-based,
  * as RACK (RFC 8985): a chunk is lost once a chunk transmitted after it has been acknowledged
- * *and* a reordering window has passed since it should have arrived. The window is zero until
- * the path shows reordering, then min RTT / 4, widened each time the receiver reports a duplicate
- * of a chunk we resent (a spurious retransmission: the original was only late), at most one
- * smoothed RTT; each spurious retransmission is undone in the loss count the rate model sees. A
- * retransmission timeout (RFC 6298, Karn's rule for samples) catches the tail. Rate: chunks are paced at the rate the
+ * *and* a reordering window has passed since it should have arrived (until the path has shown
+ * reordering, 3 later transmissions acknowledged also suffice: DupThresh). The window is min
+ * RTT / 4, widened each time the receiver reports a duplicate of a chunk we resent (a spurious
+ * retransmission: the original was only late), at most one smoothed RTT; each spurious
+ * retransmission is undone in the loss count the rate model sees. A retransmission timeout
+ * (RFC 6298, Karn's rule for samples; F-RTO, RFC 5682, on the first) catches the tail. Rate: chunks are paced at the rate the
  * RateModel derives from measured delivery rate and round-trip time, with at most its window in
  * flight and never more than the receiver's window.
  */
@@ -516,15 +517,15 @@ export class ChunkSender {
 
   private retransmissionTimeout(now: number): SenderAction[] {
     this.timeoutsValue++;
-    this.timeoutsInARow++;
-    if (this.timeoutsInARow === 1) {
+    // RFC 6298 §5.5–5.6: back off; collapse the window until new data is acknowledged.
+    this.timeoutClamp = true;
+    this.rtt.backoff();
+    this.rtoDeadline = now + this.rtt.rto;
+    if (++this.timeoutsInARow === 1) {
       // F-RTO (RFC 5682): a first timeout resends only the oldest unacknowledged chunk. On a busy
       // host (or path) an ACK can be late by more than the RTO without anything being lost;
       // ACKs then resume for chunks never resent, and nothing else was sent twice. If they do
       // not, the next timeout treats everything outstanding as lost.
-      this.timeoutClamp = true;
-      this.rtt.backoff();
-      this.rtoDeadline = now + this.rtt.rto;
       for (let i = this.peerCumulative; i < this.nextNew; i++) {
         if (this.state[i] === ACKED) continue;
         if (this.state[i] === IN_FLIGHT) {
@@ -536,9 +537,9 @@ export class ChunkSender {
       }
       return this.fill(now);
     }
-    // RFC 6298 §5.4–5.6: everything outstanding is presumed lost; back off; collapse the window.
-    // Rebuild the retransmit queue from chunk state, lowest index first, so the receiver's
-    // cumulative point moves as early as possible.
+    // RFC 6298 §5.4: everything outstanding is presumed lost. Rebuild the retransmit queue from
+    // chunk state, lowest index first, so the receiver's cumulative point moves as early as
+    // possible.
     this.retransmitQueue = [];
     this.retransmitHead = 0;
     for (let i = this.peerCumulative; i < this.nextNew; i++) {
@@ -551,9 +552,6 @@ export class ChunkSender {
     this.flightTx = [];
     this.flightHead = 0;
     this.inFlight = 0;
-    this.timeoutClamp = true;
-    this.rtt.backoff();
-    this.rtoDeadline = now + this.rtt.rto;
     return this.fill(now);
   }
 

@@ -9,6 +9,7 @@ import { ChunkReceiver, type ReceiverOptions, type ReceiverAction } from '../../
 import { ResultCode } from '../../src/protocol/result-codes.js';
 import type { AckMessage } from '../../src/protocol/messages.js';
 import { seededRandom } from './random.js';
+import { EventQueue } from './event-queue.js';
 
 export interface LinkProfile {
   loss: number;
@@ -75,7 +76,7 @@ export function simulateTransfer(
 /** Several transfers at once, sharing the link (and its bottleneck). */
 export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: number, opts: SimOptions = {}): SimulationResult[] {
   const random = seededRandom(seed);
-  const events = new EventQueue();
+  const events = new EventQueue<Event>();
   let seq = 0;
   // Not zero: a real monotonic clock has been running for a while, and code that confuses "0"
   // with "not yet" must fail here rather than in production.
@@ -202,45 +203,4 @@ export function makeChunks(count: number, size = 100): Uint8Array[] {
     c[0] = i >> 8;
     return c;
   });
-}
-
-/** A binary min-heap of events by (time, insertion order). */
-class EventQueue {
-  private readonly heap: Event[] = [];
-  get size(): number { return this.heap.length; }
-  push(e: Event): void {
-    const h = this.heap;
-    h.push(e);
-    let i = h.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!before(h[i]!, h[p]!)) break;
-      [h[i], h[p]] = [h[p]!, h[i]!];
-      i = p;
-    }
-  }
-  pop(): Event {
-    const h = this.heap;
-    const top = h[0]!;
-    const last = h.pop()!;
-    if (h.length > 0) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && before(h[l]!, h[m]!)) m = l;
-        if (r < h.length && before(h[r]!, h[m]!)) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m]!, h[i]!];
-        i = m;
-      }
-    }
-    return top;
-  }
-}
-
-function before(a: Event, b: Event): boolean {
-  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
 }

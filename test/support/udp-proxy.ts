@@ -6,6 +6,7 @@
 import { CHUNKS_HEADER_BYTES, EnvelopeType, forEachChunk } from '../../src/protocol/envelope.js';
 import dgram from 'node:dgram';
 import { seededRandom } from './random.js';
+import { EventQueue } from './event-queue.js';
 
 export type Direction = 'to-server' | 'to-client';
 
@@ -25,7 +26,7 @@ export class UdpProxy {
   /** Delayed datagrams, by due time (then arrival): one timer for all of them. Node keeps a timer
    *  list per distinct delay and, after a stall, runs each list whole before the next, which
    *  reordered datagrams by the length of the stall; a heap keeps them in due order, as netem. */
-  private readonly due: { at: number; seq: number; send: () => void }[] = [];
+  private readonly due = new EventQueue<{ at: number; seq: number; send: () => void }>();
   private dueSeq = 0;
   private timer: NodeJS.Timeout | undefined;
   forwarded = 0;
@@ -78,46 +79,21 @@ export class UdpProxy {
   }
 
   private later(at: number, send: () => void): void {
-    const heap = this.due;
-    heap.push({ at, seq: this.dueSeq++, send });
-    for (let i = heap.length - 1; i > 0;) {
-      const parent = (i - 1) >> 1;
-      if (!before(heap[i]!, heap[parent]!)) break;
-      [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
-      i = parent;
-    }
-    if (heap[0]!.seq === this.dueSeq - 1) this.arm();
+    this.due.push({ at, seq: this.dueSeq++, send });
+    if (this.due.peek()!.seq === this.dueSeq - 1) this.arm();
   }
 
   private arm(): void {
     clearTimeout(this.timer);
-    const next = this.due[0];
+    const next = this.due.peek();
     if (!next) return;
     this.timer = setTimeout(() => this.release(), Math.max(0, next.at - performance.now()));
   }
 
   /** Send everything due, in due order. */
   private release(): void {
-    const heap = this.due;
     const now = performance.now();
-    while (heap.length > 0 && heap[0]!.at <= now) {
-      const top = heap[0]!;
-      const last = heap.pop()!;
-      if (heap.length > 0) {
-        heap[0] = last;
-        for (let i = 0; ;) {
-          const l = 2 * i + 1;
-          const r = l + 1;
-          let m = i;
-          if (l < heap.length && before(heap[l]!, heap[m]!)) m = l;
-          if (r < heap.length && before(heap[r]!, heap[m]!)) m = r;
-          if (m === i) break;
-          [heap[i], heap[m]] = [heap[m]!, heap[i]!];
-          i = m;
-        }
-      }
-      top.send();
-    }
+    while (this.due.size > 0 && this.due.peek()!.at <= now) this.due.pop().send();
     this.arm();
   }
 
@@ -135,13 +111,9 @@ export class UdpProxy {
 
   async close(): Promise<void> {
     clearTimeout(this.timer);
-    this.due.length = 0;
+    this.due.clear();
     await Promise.all([this.front, this.back].map((s) => new Promise<void>((res) => s.close(() => res()))));
   }
-}
-
-function before(a: { at: number; seq: number }, b: { at: number; seq: number }): boolean {
-  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
 }
 
 export const passThrough: ProxyRule = (data) => [{ data }];
