@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** nxt-client: parse flags, wire the parts, run. */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statfsSync } from 'node:fs';
+import { mkdirSync, statfsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -19,7 +19,7 @@ import { readPublicKey } from '../security/release-key.js';
 import { ClientChannel } from '../session/client-channel.js';
 import { clientIdOf } from '../session/handshake.js';
 import { IDENTITY_PUBLIC_FILE, fingerprint, loadOrCreateIdentity, readIdentityPublic } from '../session/identity.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
+import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
 import { lockDir } from '../util/dir-lock.js';
 import { exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
@@ -123,9 +123,15 @@ program.action(async (flags: ClientFlags) => {
 function stampCounter(dataDir: string): () => number {
   const path = join(dataDir, 'handshake-stamp');
   let last = 0;
-  if (existsSync(path)) {
-    const n = Number(readFileSync(path, 'utf8').trim());
-    if (Number.isSafeInteger(n) && n > 0) last = n;
+  try {
+    last = readStateFile(path, (text) => {
+      const n = Number(text.trim());
+      if (!Number.isSafeInteger(n) || n <= 0) throw new Error('not a positive integer');
+      return n;
+    }) ?? 0;
+  } catch (err) {
+    // Both copies lost: the clock is all there is (the server refuses a stamp below its last).
+    process.stderr.write(`warning: ${errorMessage(err)}\n`);
   }
   let unsaved = false;
   return () => {

@@ -18,6 +18,7 @@ import { isExpired, isTargeted, verifyManifest, type Manifest } from '../securit
 import type { ReceiverOptions } from '../transfer/receiver.js';
 import { IncomingTransfer } from '../files/incoming-transfer.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
+import { isStorageError } from '../util/atomic-file.js';
 import type { ActiveModule, ModuleStore } from '../plugin/module-store.js';
 import type { Peer } from '../net/endpoint.js';
 import type { ClientChannel } from '../session/client-channel.js';
@@ -465,7 +466,11 @@ export class ClientAgent extends EventEmitter {
     }
     if (this.options.policy === 'defer') {
       this.keepForUpgrade(manifest);
-      this.options.store.setDeferred(manifest);
+      try {
+        this.options.store.setDeferred(manifest);
+      } catch (err) {
+        this.log(`warning: ${errorMessage(err)}: the kept module waits in memory only (after a restart it is pushed again)`);
+      }
       const maxMs = this.options.deferMaxMs;
       this.endTransfer(t, ResultCode.deferred, `verified and kept; activates on "upgrade" at the device${maxMs === undefined ? '' : ` or in ${Math.round(maxMs / 1000)} s`}`);
       this.emit('deferred', manifest);
@@ -508,7 +513,8 @@ export class ClientAgent extends EventEmitter {
       return { code: ResultCode.ok, message: `${active.product.major}.${active.product.minor} ${active.product.productName} active` };
     } catch (err) {
       this.updateResult = UpdateResult.updateFailed;
-      const code = err instanceof NxtError && err.code === 'bad-shape' ? ResultCode.badShape : ResultCode.loadFailed;
+      const code = err instanceof NxtError && err.code === 'bad-shape' ? ResultCode.badShape
+        : isStorageError(err) ? ResultCode.storage : ResultCode.loadFailed;
       return { code, message: errorMessage(err) };
     } finally {
       this.updating = false;

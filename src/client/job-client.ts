@@ -6,7 +6,7 @@
  * the server acknowledges it. The device opens no listening port: it asks, the server answers.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { NxtError, errorMessage } from '../errors.js';
@@ -18,7 +18,7 @@ import { OutgoingFile, SessionDataWire } from '../files/outgoing-file.js';
 import { runJob } from '../jobs/job-runner.js';
 import type { Roots } from '../jobs/roots.js';
 import type { SenderOptions } from '../transfer/sender.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
+import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
 import type { Clock } from '../util/clock.js';
 import { hashFile } from '../util/hash-file.js';
 
@@ -58,7 +58,7 @@ export class JobClient extends EventEmitter {
     super();
     this.donePath = join(o.workDir, 'jobs-done.json');
     try {
-      this.done = existsSync(this.donePath) ? JSON.parse(readFileSync(this.donePath, 'utf8')) as Record<string, DoneJob> : {};
+      this.done = readStateFile(this.donePath, (text) => JSON.parse(text) as Record<string, DoneJob>) ?? {};
     } catch (err) {
       // Without it, a job sent again could run twice: stop rather than guess.
       throw new NxtError('bad-state', `${this.donePath} is unreadable (${errorMessage(err)}): restore it, or delete it if no job may be sent again`);
@@ -103,7 +103,12 @@ export class JobClient extends EventEmitter {
   /** Handle a message that belongs to jobs; false if it is not one of ours. */
   dispatch(msg: Message): boolean {
     switch (msg.type) {
-      case 'job': void this.onJob(msg.jobId, msg.kind, msg.params); return true;
+      case 'job':
+        this.onJob(msg.jobId, msg.kind, msg.params).catch((err: unknown) => {
+          this.busy = false;
+          this.emit('log', `job ${msg.jobId}: ${errorMessage(err)}`);
+        });
+        return true;
       case 'jobAck': this.stopRepeating(`job ${msg.jobId}`); return true;
       case 'fileOffer': this.onFileOffer(msg); return true;
       case 'data': {
@@ -131,8 +136,15 @@ export class JobClient extends EventEmitter {
     this.o.send(encode({ type: 'jobPoll', seq: (this.pollSeq = (this.pollSeq + 1) >>> 0) }));
   }
 
-  private saveDone(): void {
-    writeFileAtomic(this.donePath, `${JSON.stringify(this.done)}\n`);
+  /** false (and said) when the record could not be saved: the disk is full or failing. */
+  private saveDone(): boolean {
+    try {
+      writeFileAtomic(this.donePath, `${JSON.stringify(this.done)}\n`);
+      return true;
+    } catch (err) {
+      this.emit('log', `warning: ${errorMessage(err)}`);
+      return false;
+    }
   }
 
   private async onJob(jobId: number, kind: number, params: string): Promise<void> {
@@ -147,9 +159,14 @@ export class JobClient extends EventEmitter {
       return this.finish(jobId, JobCode.generationFailed, 'interrupted: the device stopped while running it (not run again)');
     }
     if (this.busy) return;
-    this.busy = true;
     this.done[jobId] = { state: 'started' };
-    this.saveDone();
+    if (!this.saveDone()) {
+      // Not run: without the record, a restart in the middle could run it a second time.
+      delete this.done[jobId];
+      this.report(jobId, JobCode.generationFailed, 'not run: the device cannot record it on its disk (full or failing)');
+      return;
+    }
+    this.busy = true;
     this.emit('log', `running job ${jobId}`);
     const plan = await runJob(kind, params, this.o.roots, this.o.workDir, jobId, Date.now());
     switch (plan.then) {
@@ -251,7 +268,7 @@ export class JobClient extends EventEmitter {
 
   private async finish(jobId: number, code: number, message: string): Promise<void> {
     this.done[jobId] = { state: 'finished', code, message };
-    this.saveDone();
+    this.saveDone(); // if not saved, the result still goes: the job ran
     this.busy = false;
     this.emit('log', `job ${jobId}: ${code === JobCode.ok ? 'ok' : 'failed'}: ${message}`);
     this.report(jobId, code, message);

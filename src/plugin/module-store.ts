@@ -17,7 +17,7 @@ import { NxtError, errorMessage } from '../errors.js';
 import type { ProductInfo } from '../protocol/messages.js';
 import { formatReleaseVersion, parseReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import type { Manifest } from '../security/manifest.js';
-import { ensureDir, writeFileAtomic } from '../util/atomic-file.js';
+import { ensureDir, readStateFile, writeFileAtomic } from '../util/atomic-file.js';
 import { hashFile } from '../util/hash-file.js';
 import { loadPlugin } from './plugin-shape.js';
 
@@ -79,7 +79,7 @@ export class ModuleStore {
     const product = await loadPlugin(pathToFileURL(this.modulePath(manifest.sha256)).href);
     const record: ActiveRecord = { name: manifest.name, version: formatReleaseVersion(manifest.version), sha256: manifest.sha256 };
     writeFileAtomic(this.activePath, `${JSON.stringify(record)}\n`);
-    this.setDeferred(undefined);
+    try { this.setDeferred(undefined); } catch { /* a stale deferred record is checked (and dropped) at start */ }
     return { version: manifest.version, product, sha256: manifest.sha256, name: manifest.name };
   }
 
@@ -109,9 +109,9 @@ export class ModuleStore {
    */
   async loadActive(): Promise<{ active: ActiveModule; warning?: string }> {
     const builtin = await loadBuiltin();
-    if (!existsSync(this.activePath)) return { active: builtin };
     try {
-      const record = JSON.parse(readFileSync(this.activePath, 'utf8')) as ActiveRecord;
+      const record = readStateFile(this.activePath, (text) => JSON.parse(text) as ActiveRecord);
+      if (!record) return { active: builtin };
       const path = this.modulePath(record.sha256);
       // Re-hash at start: a module corrupted or altered at rest is not run.
       const digest = await hashFile(path);

@@ -7,11 +7,10 @@
  * restart. Pending requests are kept in memory only, at most MAX_PENDING (the oldest make room): a
  * flood of new keys must not fill the disk, and a real pending device asks again at its next renewal.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { NxtError, errorMessage } from '../errors.js';
+import { NxtError } from '../errors.js';
 import { displayAddress, type Peer } from '../net/endpoint.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
+import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
 
 export type DeviceState = 'pending' | 'approved' | 'rejected' | 'revoked';
 
@@ -46,22 +45,17 @@ export class Devices {
   /** `dir` undefined: nothing persisted (tests). */
   constructor(private readonly dir: string | undefined, private readonly maxPending = MAX_PENDING) {
     if (dir === undefined) return;
-    const path = join(dir, DEVICES_FILE);
-    if (!existsSync(path)) return;
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(readFileSync(path, 'utf8'));
-    } catch (err) {
-      throw new NxtError('bad-state', `${path} is not readable JSON (${errorMessage(err)}): restore it from a backup`);
-    }
-    const list = (parsed as { devices?: unknown }).devices;
-    if (!Array.isArray(list)) throw new NxtError('bad-state', `${path} has no "devices" list`);
-    for (const d of list as DeviceRecord[]) {
-      if (typeof d?.id !== 'string' || !['approved', 'rejected', 'revoked'].includes(d.state)) {
-        throw new NxtError('bad-state', `${path} has a malformed entry: ${JSON.stringify(d).slice(0, 80)}`);
+    const list = readStateFile(join(dir, DEVICES_FILE), (text) => {
+      const devices = (JSON.parse(text) as { devices?: unknown }).devices;
+      if (!Array.isArray(devices)) throw new Error('no "devices" list');
+      for (const d of devices as DeviceRecord[]) {
+        if (typeof d?.id !== 'string' || !['approved', 'rejected', 'revoked'].includes(d.state)) {
+          throw new Error(`a malformed entry: ${JSON.stringify(d).slice(0, 80)}`);
+        }
       }
-      this.devices.set(d.id, d);
-    }
+      return devices as DeviceRecord[];
+    });
+    for (const d of list ?? []) this.devices.set(d.id, d);
   }
 
   get(id: string): DeviceRecord | undefined { return this.devices.get(id); }
@@ -88,10 +82,19 @@ export class Devices {
   decide(id: string, state: Exclude<DeviceState, 'pending'>, by: string, wallNow: Date): DeviceRecord {
     const d = this.devices.get(id);
     if (!d) throw new NxtError('no-such-device', `no device ${id}`);
+    const { state: wasState, decidedAt: wasAt, decidedBy: wasBy } = d;
     d.state = state;
     d.decidedAt = wallNow.toISOString();
     d.decidedBy = by;
-    this.save();
+    try {
+      this.save();
+    } catch (err) {
+      // Not saved, so not decided.
+      d.state = wasState;
+      d.decidedAt = wasAt;
+      d.decidedBy = wasBy;
+      throw err;
+    }
     return d;
   }
 

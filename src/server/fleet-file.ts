@@ -4,26 +4,18 @@
  * torn one. Registrations are soft state (every client renews within seconds), so the server saves
  * them at most once a second; operator decisions (tags) are saved at once.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { NxtError, errorMessage } from '../errors.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
+import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
 import type { SavedClient } from './registry.js';
 
 export const FLEET_FILE = 'clients.json';
 
 export function loadFleet(dir: string): SavedClient[] {
-  const path = join(dir, FLEET_FILE);
-  if (!existsSync(path)) return [];
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw new NxtError('bad-state', `${path} is not readable JSON (${errorMessage(err)}): restore it from a backup, or delete it (clients reappear as they renew, without their tags)`);
-  }
-  const list = (parsed as { clients?: unknown }).clients;
-  if (!Array.isArray(list) || !list.every(isSavedClient)) throw new NxtError('bad-state', `${path} is not a list of clients`);
-  return list;
+  return readStateFile(join(dir, FLEET_FILE), (text) => {
+    const list = (JSON.parse(text) as { clients?: unknown }).clients;
+    if (!Array.isArray(list) || !list.every(isSavedClient)) throw new Error('not a list of clients');
+    return list;
+  }) ?? [];
 }
 
 export function saveFleet(dir: string, clients: readonly SavedClient[]): void {

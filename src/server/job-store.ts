@@ -3,10 +3,8 @@
  * change): jobs wait here until their device polls, so a device that is offline gets them when it
  * comes back, and none is lost or repeated across a server restart.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { NxtError, errorMessage } from '../errors.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
+import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
 
 export type JobKindName = 'logs' | 'backup' | 'put' | 'clean';
 export type JobState = 'queued' | 'sent' | 'done' | 'failed';
@@ -34,16 +32,14 @@ export class JobStore {
 
   constructor(private readonly dir: string | undefined) {
     if (dir === undefined) return;
-    const path = join(dir, 'jobs.json');
-    if (!existsSync(path)) return;
-    try {
-      const saved = JSON.parse(readFileSync(path, 'utf8')) as { nextId: number; jobs: Job[] };
-      if (!Array.isArray(saved.jobs) || typeof saved.nextId !== 'number') throw new Error('not a job list');
-      this.jobs.push(...saved.jobs);
-      this.nextId = saved.nextId;
-    } catch (err) {
-      throw new NxtError('bad-state', `${path} is unreadable (${errorMessage(err)}): restore it from a backup`);
-    }
+    const saved = readStateFile(join(dir, 'jobs.json'), (text) => {
+      const parsed = JSON.parse(text) as { nextId: number; jobs: Job[] };
+      if (!Array.isArray(parsed.jobs) || typeof parsed.nextId !== 'number') throw new Error('not a job list');
+      return parsed;
+    });
+    if (!saved) return;
+    this.jobs.push(...saved.jobs);
+    this.nextId = saved.nextId;
   }
 
   add(device: string, kind: JobKindName, params: Record<string, unknown>, wallNow: Date, source?: string): Job {
@@ -70,9 +66,16 @@ export class JobStore {
     return this.jobs.find((j) => j.device === device && (j.state === 'queued' || j.state === 'sent'));
   }
 
+  /** Change a job and save; if the save fails the job is as it was (and the error thrown). */
   update(job: Job, change: Partial<Pick<Job, 'state' | 'result' | 'message' | 'file'>>, wallNow: Date): void {
+    const before = { state: job.state, result: job.result, message: job.message, file: job.file, updatedAt: job.updatedAt };
     Object.assign(job, change, { updatedAt: wallNow.toISOString() });
-    this.save();
+    try {
+      this.save();
+    } catch (err) {
+      Object.assign(job, before);
+      throw err;
+    }
   }
 
   private save(): void {

@@ -3,12 +3,11 @@
  * automatic catch-up): `releases/<sha256>/<name>` (with its `.nxt-signed` file when it was signed
  * offline) and `releases.json`, the list, written atomically.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, renameSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { NxtError, errorMessage } from '../errors.js';
 import { compareReleaseVersions, formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
+import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
 import { PRESIGNED_SUFFIX, type Release } from './release.js';
 
 export interface StoredRelease {
@@ -30,15 +29,12 @@ export class ReleaseStore {
 
   constructor(private readonly stateDir: string) {
     this.dir = join(stateDir, 'releases');
-    const path = join(stateDir, LIST_FILE);
-    if (!existsSync(path)) return;
-    try {
-      const parsed = JSON.parse(readFileSync(path, 'utf8')) as { releases?: StoredRelease[] };
+    const releases = readStateFile(join(stateDir, LIST_FILE), (text) => {
+      const parsed = JSON.parse(text) as { releases?: StoredRelease[] };
       if (!Array.isArray(parsed.releases)) throw new Error('no "releases" list');
-      this.releases.push(...parsed.releases);
-    } catch (err) {
-      throw new NxtError('bad-state', `${path} is unreadable (${errorMessage(err)}): restore it from a backup, or delete it (rollout then knows only modules pushed from now on)`);
-    }
+      return parsed.releases;
+    });
+    this.releases.push(...releases ?? []);
   }
 
   list(): readonly StoredRelease[] { return this.releases; }

@@ -76,6 +76,7 @@ const SMALL_CHUNK_DATAGRAM = 1452;
 const AUTO_RETRY_MS = 60_000;
 /** Registrations are soft state, saved at most this often (tags are saved at once). */
 const FLEET_SAVE_MS = 1000;
+const FLEET_RETRY_MS = 10_000;
 
 export interface ServerStats {
   datagrams: number;
@@ -115,6 +116,8 @@ export class NxtServer extends EventEmitter {
   private readonly waiting = new Map<string, LastRegister>();
   private readonly tokenHashes: Buffer[];
   private saveTimer: NodeJS.Timeout | undefined;
+  private fleetSaveFailing = false;
+  private enrollSaveFailing = false;
   private readonly autoAttempts = new Map<string, { sha256: string; at: number }>();
   private querySeq = 0;
   private catchUpRelease: { sha256: string; release: Promise<Release>; manifest: { created: string; expires: string } | undefined } | undefined;
@@ -167,27 +170,46 @@ export class NxtServer extends EventEmitter {
     }
   }
 
-  /** Save the fleet now (operator decisions) or soon (registrations: at most once a second). */
+  /**
+   * Save the fleet now (operator decisions: a failure is thrown to the command, which says so)
+   * or soon (registrations: at most once a second; a failure is reported once, not every
+   * second, and the save is tried again until it works).
+   */
   private saveFleet(now: boolean): void {
     const dir = this.options.stateDir;
     if (dir === undefined) return;
-    const save = (): void => {
+    if (now) {
+      clearTimeout(this.saveTimer);
+      this.saveTimer = undefined;
+      saveFleet(dir, this.registry.saved());
+      this.fleetSaveFailing = false;
+      return;
+    }
+    this.saveTimer ??= setTimeout(() => {
       this.saveTimer = undefined;
       try {
         saveFleet(dir, this.registry.saved());
+        if (this.fleetSaveFailing) this.emit('warning', 'the fleet registry is saved again');
+        this.fleetSaveFailing = false;
       } catch (err) {
-        this.emit('warning', `could not save the fleet registry: ${errorMessage(err)}`);
+        if (!this.fleetSaveFailing) this.emit('warning', `could not save the fleet registry (tried again every ${FLEET_RETRY_MS / 1000} s): ${errorMessage(err)}`);
+        this.fleetSaveFailing = true;
+        this.saveTimer = setTimeout(() => { this.saveTimer = undefined; this.saveFleet(false); }, FLEET_RETRY_MS);
       }
-    };
-    if (now) { clearTimeout(this.saveTimer); save(); return; }
-    this.saveTimer ??= setTimeout(save, FLEET_SAVE_MS);
+    }, FLEET_SAVE_MS);
   }
 
-  /** Put a client in a group, or take it out; saved at once. */
+  /** Put a client in a group, or take it out; saved at once, or not done (and the error thrown). */
   setTag(id: string, group: string, on: boolean): boolean {
     const changed = on ? this.registry.tag(id, group) : this.registry.untag(id, group);
-    if (changed) this.saveFleet(true);
-    return changed;
+    if (!changed) return false;
+    try {
+      this.saveFleet(true);
+    } catch (err) {
+      if (on) this.registry.untag(id, group); else this.registry.tag(id, group);
+      throw err;
+    }
+    return true;
   }
 
   /**
@@ -237,7 +259,8 @@ export class NxtServer extends EventEmitter {
       this.registry.remove(id);
       for (const s of this.sessions.values()) if (s.client.id === id) s.cancel(`device ${state}`);
       if (state === 'revoked') this.options.channel.dropClient(id);
-      this.saveFleet(true);
+      // The decision itself is saved (devices.json); the fleet list follows when it can.
+      this.saveFleet(false);
     }
     return record;
   }
@@ -323,7 +346,9 @@ export class NxtServer extends EventEmitter {
   async close(): Promise<void> {
     clearInterval(this.behindTimer);
     this.options.jobs?.close();
-    if (this.saveTimer) this.saveFleet(true);
+    if (this.saveTimer) {
+      try { this.saveFleet(true); } catch (err) { this.emit('warning', `could not save the fleet registry: ${errorMessage(err)}`); }
+    }
     for (const s of this.sessions.values()) s.cancel('server shutting down');
     await this.options.channel.close();
   }
@@ -340,7 +365,16 @@ export class NxtServer extends EventEmitter {
     const known = devices.get(id);
     const device = devices.request(id, fingerprint(from.clientKey), parseInventory(msg.inventory), from, wallNow);
     if (device.state === 'pending' && this.tokenMatches(msg.enrollToken)) {
-      devices.decide(id, 'approved', 'enrollment token', wallNow);
+      try {
+        devices.decide(id, 'approved', 'enrollment token', wallNow);
+        if (this.enrollSaveFailing) this.emit('warning', 'enrollments are saved again');
+        this.enrollSaveFailing = false;
+      } catch (err) {
+        // Approved only once that is on disk: until then the device is told "pending" and asks
+        // again with its token at its next registration.
+        if (!this.enrollSaveFailing) this.emit('warning', `devices enrolling with the token stay pending until this works: ${errorMessage(err)}`);
+        this.enrollSaveFailing = true;
+      }
     } else if (!known && device.state === 'pending') {
       this.emit('enrollment-request', device);
     }

@@ -74,8 +74,8 @@ describe('the saved fleet', () => {
   it('names the problem when clients.json is damaged', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nxt-fleet-'));
     writeFileSync(join(dir, 'clients.json'), '{"clients": [{"id": 1}]}');
-    expect(() => loadFleet(dir)).toThrow(/clients\.json is not a list of clients/);
+    expect(() => loadFleet(dir)).toThrow(/clients\.json is unreadable \(not a list of clients\)/);
     writeFileSync(join(dir, 'clients.json'), '{"clients": [');
-    expect(() => loadFleet(dir)).toThrow(/clients\.json is not readable JSON/);
+    expect(() => loadFleet(dir)).toThrow(/clients\.json is unreadable/);
   });
 });
