@@ -22,7 +22,8 @@ import { IDENTITY_PUBLIC_FILE, fingerprint, loadOrCreateIdentity, readIdentityPu
 import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
 import { lockDir } from '../util/dir-lock.js';
-import { exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
+import { exitWithError, parsePort, parsePositiveMs, parseSeconds } from './exit-codes.js';
+import { DEFAULT_HOST_LIMITS, prepareSpare, type HostLimits } from '../plugin/plugin-host.js';
 import { lifecycle } from './lifecycle.js';
 import { applyConfigFile, type ConfigType } from './config-file.js';
 
@@ -44,18 +45,21 @@ const program = new Command('nxt-client')
   .option('--maintenance-every <seconds>', 'enter maintenance mode this often, until no job is waiting')
   .addOption(new Option('--poll <ms>', 'how often to ask for jobs in maintenance mode').default('2000').hideHelp())
   .addOption(new Option('--rekey-after <ms>', 'shake hands for fresh session keys this often').default('600000').hideHelp())
+  .option('--probation <seconds>', 'an activated module must run this long without a fault before it is committed (else it is rolled back)', '30')
+  .option('--trial-timeout <ms>', 'a new module must load (and pass its selfTest) within this', '30000')
+  .option('--module-memory <MiB>', 'heap a plugin module may use (more for large modules); the agent\'s memory may grow by twice this while it runs', '256')
   .option('--max-module-bytes <n>', 'refuse modules larger than this (V8 cannot load more than 512 MiB)', String(DEFAULT_MAX_MODULE_BYTES))
   .showHelpAfterError();
 
 interface ClientFlags {
   server?: string; port?: string; config?: string; trust: string; serverKey?: string; dataDir: string; maxModuleBytes: string; enrollToken?: string; rekeyAfter: string;
-  policy: UpdatePolicy; deferMax?: string;
+  policy: UpdatePolicy; deferMax?: string; probation: string; trialTimeout: string; moduleMemory: string;
   logsDir?: string; configDir?: string; dropboxDir?: string; maintenance?: boolean; maintenanceEvery?: string; poll: string;
 }
 
 const CLIENT_CONFIG: Record<string, ConfigType> = {
   server: 'string', port: 'number', trust: 'string', serverKey: 'string', dataDir: 'string', maxModuleBytes: 'number',
-  enrollToken: 'string', policy: 'string', deferMax: 'number', rekeyAfter: 'number',
+  enrollToken: 'string', policy: 'string', deferMax: 'number', rekeyAfter: 'number', probation: 'number', trialTimeout: 'number', moduleMemory: 'number',
   logsDir: 'string', configDir: 'string', dropboxDir: 'string', maintenance: 'boolean', maintenanceEvery: 'number',
 };
 
@@ -82,7 +86,16 @@ program.action(async (flags: ClientFlags) => {
     const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
     const { keys: identity } = loadOrCreateIdentity(opts.dataDir, random);
     const clientId = clientIdOf(identity.publicKey);
-    const { active, warning } = await store.loadActive();
+    const probationMs = parseSeconds('--probation', opts.probation) * 1000;
+    const heapMb = Number(opts.moduleMemory);
+    if (!/^\d+$/.test(String(opts.moduleMemory)) || heapMb < 16) throw new NxtError('usage', `--module-memory "${opts.moduleMemory}" must be a whole number of MiB, at least 16`);
+    const hostLimits: Partial<HostLimits> = {
+      loadTimeoutMs: parsePositiveMs(String(opts.trialTimeout)), heapMb, rssGrowthMb: 2 * heapMb,
+      // A thread silent for this long is hung; never longer than the probation it guards.
+      hangMs: Math.min(DEFAULT_HOST_LIMITS.hangMs, Math.max(500, probationMs / 2)),
+    };
+    prepareSpare(heapMb);
+    const { active, warning, interrupted } = await store.loadActive(hostLimits);
     const deferred = await store.loadDeferred();
     const server = { address: opts.server, port };
     const endpoint = await openUdpEndpoint({ port: 0, host: isIP(opts.server) === 6 ? '::' : '0.0.0.0' });
@@ -98,6 +111,7 @@ program.action(async (flags: ClientFlags) => {
       jobs,
       channel, server, clientId, store, trustedKey, clock: systemClock, wallClock: systemWallClock, initial: active, maxModuleBytes,
       enrollToken: opts.enrollToken, inventory: () => JSON.stringify(inventory(opts.dataDir)), policy: opts.policy, deferMaxMs, deferred,
+      probationMs, hostLimits, interrupted,
     });
     if (warning) process.stdout.write(`warning: ${warning}\n`);
     const idHex = Buffer.from(clientId).toString('hex');

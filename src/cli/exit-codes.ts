@@ -33,6 +33,13 @@ export function parsePort(text: string): number {
   return n;
 }
 
+/** Seconds, with a fraction if wanted ("30", "2.5"); more than zero. */
+export function parseSeconds(flag: string, text: string): number {
+  const n = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(String(text)) || !(n > 0)) throw new NxtError('usage', `${flag} "${text}" is not a positive number of seconds`);
+  return n;
+}
+
 export function parsePositiveMs(text: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || n < 1) throw new NxtError('usage', `"${text}" is not a positive number of milliseconds`);

@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { statSync, unlinkSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { DecodeError, NxtError, errorMessage } from '../errors.js';
 import { forEachChunk, TAG_BYTES, type ChunksFrame } from '../protocol/envelope.js';
 import { ContentKey } from '../session/content-key.js';
@@ -12,14 +13,15 @@ import {
   decodeOrUndefined, encode, Enrollment, UpdateResult, UpdateState,
   type AbortMessage, type EnrollmentValue, type Message, type OfferMessage, type UpdateResultValue, type UpdateStateValue,
 } from '../protocol/messages.js';
-import { ResultCode, type ResultCodeValue } from '../protocol/result-codes.js';
-import { compareReleaseVersions, formatReleaseVersion } from '../protocol/release-version.js';
+import { ResultCode, resultCodeName, type ResultCodeValue } from '../protocol/result-codes.js';
+import { compareReleaseVersions, formatReleaseVersion, parseReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import { isExpired, isTargeted, verifyManifest, type Manifest } from '../security/manifest.js';
 import type { ReceiverOptions } from '../transfer/receiver.js';
 import { IncomingTransfer } from '../files/incoming-transfer.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import { isStorageError } from '../util/atomic-file.js';
-import type { ActiveModule, ModuleStore } from '../plugin/module-store.js';
+import { refOf, type ActiveModule, type ModuleRef, type ModuleStore } from '../plugin/module-store.js';
+import { DEFAULT_HOST_LIMITS, dropSpare, PluginHost, type HostLimits } from '../plugin/plugin-host.js';
 import type { Peer } from '../net/endpoint.js';
 import type { ClientChannel } from '../session/client-channel.js';
 import type { JobClient } from './job-client.js';
@@ -50,6 +52,13 @@ export interface ClientAgentOptions {
   readonly deferMaxMs?: number;
   /** A module kept for `upgrade` before the last restart (ModuleStore.loadDeferred). */
   readonly deferred?: Manifest;
+  /** How long an activated module must run without a fault before it is committed. */
+  readonly probationMs?: number;
+  /** What a plugin module's thread may use and how long it may take (plugin-host.ts). */
+  readonly hostLimits?: Partial<HostLimits>;
+  /** A module that was on probation when the agent last stopped, rolled back at start
+   *  (ModuleStore.loadActive): reported to the server once registered. */
+  readonly interrupted?: ModuleRef;
   /** Maintenance jobs: the messages that belong to them go there. */
   readonly jobs?: JobClient;
 }
@@ -100,6 +109,24 @@ export interface DownloadProgress {
   readonly bytesPerSecond: number;
 }
 
+export const DEFAULT_PROBATION_MS = 30_000;
+/** A commit that could not be saved is tried again this often. */
+const COMMIT_RETRY_MS = 10_000;
+
+/** The result code for a module refused at its trial or failed in its probation. */
+function failureCode(err: unknown): ResultCodeValue {
+  switch (err instanceof NxtError ? err.code : '') {
+    case 'bad-shape': return ResultCode.badShape;
+    case 'hung': return ResultCode.hung;
+    case 'out-of-memory': return ResultCode.outOfMemory;
+    case 'exited': return ResultCode.exited;
+    case 'crashed': return ResultCode.crashed;
+    case 'self-test-failed': return ResultCode.selfTestFailed;
+    case 'unhealthy': return ResultCode.unhealthy;
+    default: return isStorageError(err) ? ResultCode.storage : ResultCode.loadFailed;
+  }
+}
+
 /** Room kept beyond a module's size: the small state files written when it is activated. */
 const SPACE_MARGIN_BYTES = 256 * 1024;
 
@@ -135,6 +162,13 @@ export class ClientAgent extends EventEmitter {
   /** A verified module kept for `upgrade` (defer policy), with the timer that upgrades anyway. */
   private deferred: { manifest: Manifest; timer: NodeJS.Timeout | undefined } | undefined;
   private updateResult: UpdateResultValue = UpdateResult.initial;
+  /** The module activated last, while it is on probation. */
+  private probation: {
+    readonly manifest: Manifest; readonly previous: ModuleRef; readonly host: PluginHost;
+    timer: NodeJS.Timeout; health: NodeJS.Timeout; readonly onFailed: (err: NxtError) => void;
+  } | undefined;
+  private outcomeSeq = 0;
+  private readonly outcomes = new Map<number, PendingResult>();
   private updating = false;
   private readonly clientIdHex: string;
 
@@ -176,6 +210,11 @@ export class ClientAgent extends EventEmitter {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    // A module on probation stays a trial on disk: the next start rolls it back.
+    this.endProbation();
+    for (const o of this.outcomes.values()) clearTimeout(o.timer);
+    await this.activeModule.host?.stop();
+    await dropSpare();
     this.options.jobs?.stop();
     clearTimeout(this.deferred?.timer);
     clearTimeout(this.registerTimer);
@@ -247,7 +286,16 @@ export class ClientAgent extends EventEmitter {
     clearTimeout(this.registerTimer);
     this.registerTimer = setTimeout(() => this.sendRegister(), Math.max(100, renewMs));
     this.registerTimer.unref();
-    if (this.registered && first) this.emit('registered');
+    if (this.registered && first) {
+      this.emit('registered');
+      const lost = this.options.interrupted;
+      if (lost && this.outcomeSeq === 0) {
+        this.sendOutcome({
+          committed: false, code: ResultCode.interrupted, manifest: { version: parseReleaseVersion(lost.version), sha256: lost.sha256 },
+          message: `${lost.name} ${lost.version} was on probation when the agent stopped (crash, kill or power loss): rolled back at start`,
+        });
+      }
+    }
     else if (!this.registered && changed) this.emit('enrollment', enrollment === Enrollment.pending ? 'pending' : 'rejected');
   }
 
@@ -280,6 +328,11 @@ export class ClientAgent extends EventEmitter {
       case 'resultAck': {
         const r = this.results.get(msg.transferId);
         if (r) { clearTimeout(r.timer); this.results.delete(msg.transferId); }
+        return;
+      }
+      case 'trialAck': {
+        const o = this.outcomes.get(msg.seq);
+        if (o) { clearTimeout(o.timer); this.outcomes.delete(msg.seq); }
         return;
       }
       case 'abort': return this.onAbort(msg);
@@ -318,6 +371,9 @@ export class ClientAgent extends EventEmitter {
     }
     if (this.deferred?.manifest.sha256 === manifest.sha256) {
       return this.sendResult(msg.transferId, ResultCode.deferred, `${manifest.name} ${formatReleaseVersion(manifest.version)} is already verified here, waiting for upgrade`);
+    }
+    if (this.options.store.wasRolledBack(manifest.sha256)) {
+      return this.refuse(msg.transferId, ResultCode.rolledBack, `${manifest.name} ${formatReleaseVersion(manifest.version)} was rolled back on this device before: it is not tried again (push a fixed version)`);
     }
     // Rollback attack: never accept a version that is not above the one running.
     if (compareReleaseVersions(manifest.version, this.activeModule.version) <= 0) {
@@ -502,25 +558,165 @@ export class ClientAgent extends EventEmitter {
     return this.activeModule;
   }
 
-  /** Import a verified module and make it active; tells the server the new version at once. */
+  /**
+   * Try a verified module in a thread of its own (load, shape, selfTest()); if it passes, record
+   * it as on probation, make it the running one and watch it for probationMs. A module refused at
+   * its trial never touches the running one. Tells the server the new version at once.
+   */
   private async activate(manifest: Manifest): Promise<{ code: ResultCodeValue; message: string }> {
     this.updating = true;
     try {
-      const active = await this.options.store.activate(manifest);
-      this.activeModule = active;
+      const host = await PluginHost.load(pathToFileURL(this.options.store.modulePath(manifest.sha256)).href, {
+        selfTest: true, limits: this.options.hostLimits, sizeBytes: manifest.size,
+      });
+      try {
+        this.options.store.beginTrial(manifest, this.options.wallClock.wallNow());
+      } catch (err) {
+        await host.stop();
+        throw err;
+      }
+      const replaced = this.activeModule;
+      // A newer module replaces one still on probation: the one to go back to stays the
+      // committed one (beginTrial recorded the same).
+      const previous = this.endProbation()?.previous ?? refOf(replaced);
+      this.activeModule = { version: manifest.version, product: host.product, sha256: manifest.sha256, name: manifest.name, host };
+      await replaced.host?.stop();
+      this.startProbation(manifest, previous);
       this.updateResult = UpdateResult.success;
-      this.emit('activated', active);
-      return { code: ResultCode.ok, message: `${active.product.major}.${active.product.minor} ${active.product.productName} active` };
+      this.emit('activated', this.activeModule);
+      const p = host.product;
+      return { code: ResultCode.ok, message: `${p.major}.${p.minor} ${p.productName} active, on probation for ${Math.round(this.probationMs / 1000)} s` };
     } catch (err) {
       this.updateResult = UpdateResult.updateFailed;
-      const code = err instanceof NxtError && err.code === 'bad-shape' ? ResultCode.badShape
-        : isStorageError(err) ? ResultCode.storage : ResultCode.loadFailed;
-      return { code, message: errorMessage(err) };
+      return { code: failureCode(err), message: errorMessage(err) };
     } finally {
       this.updating = false;
       // Tell the server our version and state now rather than at the next renewal.
       this.sendRegister();
     }
+  }
+
+  private get probationMs(): number { return this.options.probationMs ?? DEFAULT_PROBATION_MS; }
+
+  /** Watch the module just activated: the first failure rolls it back; probationMs without one
+   *  commits it. */
+  private startProbation(manifest: Manifest, previous: ModuleRef): void {
+    const host = this.activeModule.host!;
+    const onFailed = (err: NxtError): void => { void this.rollBack(failureCode(err), err.message); };
+    host.once('failed', onFailed);
+    const every = Math.max(100, Math.min(1000, this.probationMs / 5));
+    const health = setInterval(() => {
+      if (!host.hasHealthCheck) return;
+      host.healthCheck(this.options.hostLimits?.hangMs ?? DEFAULT_HOST_LIMITS.hangMs)
+        .catch((err: unknown) => { if (this.probation?.host === host) void this.rollBack(ResultCode.unhealthy, errorMessage(err)); });
+    }, every);
+    const timer = setTimeout(() => this.commit(), this.probationMs);
+    health.unref();
+    timer.unref();
+    this.probation = { manifest, previous, host, timer, health, onFailed };
+  }
+
+  private endProbation(): NonNullable<ClientAgent['probation']> | undefined {
+    const p = this.probation;
+    if (!p) return undefined;
+    this.probation = undefined;
+    clearTimeout(p.timer);
+    clearInterval(p.health);
+    p.host.off('failed', p.onFailed);
+    return p;
+  }
+
+  private commit(): void {
+    const p = this.probation;
+    if (!p || this.stopped) return;
+    try {
+      this.options.store.commit();
+    } catch (err) {
+      // Still a trial on disk: a restart would roll it back. Try again soon; it stays watched.
+      this.log(`warning: cannot record ${p.manifest.name} as committed (${errorMessage(err)}); trying again in ${COMMIT_RETRY_MS / 1000} s`);
+      p.timer = setTimeout(() => this.commit(), COMMIT_RETRY_MS);
+      p.timer.unref();
+      return;
+    }
+    this.endProbation();
+    this.supervise(p.host);
+    const version = formatReleaseVersion(p.manifest.version);
+    this.log(`${p.manifest.name} ${version} committed: it ran ${Math.round(this.probationMs / 1000)} s without a fault`);
+    this.emit('committed', this.activeModule);
+    this.sendOutcome({ committed: true, code: ResultCode.ok, manifest: p.manifest, message: `committed after ${Math.round(this.probationMs / 1000)} s on probation` });
+  }
+
+  /** The module on probation failed: go back to the previous one, without a restart. */
+  private async rollBack(code: ResultCodeValue, reason: string): Promise<void> {
+    const p = this.endProbation();
+    if (!p) return;
+    await p.host.stop();
+    let back: ModuleRef;
+    try {
+      back = this.options.store.rollBack();
+    } catch (err) {
+      // Still a trial on disk: the next start rolls it back anyway.
+      this.log(`warning: cannot record the rollback (${errorMessage(err)}); the next start completes it`);
+      back = p.previous;
+    }
+    let restored: ActiveModule;
+    try {
+      restored = await this.options.store.start(back, this.options.hostLimits ?? {});
+    } catch (err) {
+      this.log(`warning: ${back.name} ${back.version} does not start again (${errorMessage(err)}); running the built-in plugin`);
+      restored = await this.options.store.start({ name: 'built-in', version: '1.0.0' }, {});
+    }
+    if (this.stopped) { await restored.host?.stop(); return; }
+    this.activeModule = restored;
+    if (restored.host) this.supervise(restored.host);
+    this.updateResult = UpdateResult.updateFailed;
+    const message = `${resultCodeName(code)}: ${reason}`;
+    this.log(`${p.manifest.name} ${formatReleaseVersion(p.manifest.version)} rolled back (${message}); ${restored.name} ${formatReleaseVersion(restored.version)} runs again`);
+    this.emit('rolled-back', { manifest: p.manifest, code, reason, active: restored });
+    this.sendOutcome({ committed: false, code, manifest: p.manifest, message: reason });
+    this.sendRegister();
+  }
+
+  /**
+   * A committed module that fails later (a fault that shows after its probation) is started
+   * again, after a pause that doubles up to a minute: the agent keeps running either way, and
+   * its version does not change.
+   */
+  private supervise(host: PluginHost, pauseMs = 1000): void {
+    host.once('failed', (err: NxtError) => {
+      if (this.stopped || this.activeModule.host !== host) return;
+      this.log(`warning: ${this.activeModule.name} failed (${err.message}); starting it again in ${Math.round(pauseMs / 1000)} s`);
+      const timer = setTimeout(() => {
+        const ref = refOf(this.activeModule);
+        this.options.store.start(ref, this.options.hostLimits ?? {}).then((again) => {
+          if (this.stopped || this.activeModule.host !== host) { void again.host?.stop(); return; }
+          this.activeModule = again;
+          if (again.host) this.supervise(again.host, Math.min(pauseMs * 2, 60_000));
+        }, (why: unknown) => {
+          this.log(`warning: ${ref.name} does not start again (${errorMessage(why)})`);
+          if (this.activeModule.host === host) this.supervise(host, Math.min(pauseMs * 2, 60_000));
+        });
+      }, pauseMs);
+      timer.unref();
+    });
+  }
+
+  /** Tell the server how a probation ended; repeated until TRIAL_ACK (a bounded number of times). */
+  private sendOutcome(o: { committed: boolean; code: ResultCodeValue; manifest: { version: ReleaseVersion; sha256?: string }; message: string }): void {
+    const seq = (this.outcomeSeq = (this.outcomeSeq + 1) >>> 0);
+    const bytes = encode({
+      type: 'trialOutcome', seq, committed: o.committed, code: o.code, version: o.manifest.version,
+      sha256: Buffer.from(o.manifest.sha256 ?? '0'.repeat(64), 'hex'), active: this.activeModule.version, message: o.message,
+    });
+    const pending: PendingResult = { bytes, tries: 0, timer: undefined };
+    const resend = (): void => {
+      if (this.stopped || pending.tries++ >= this.timing.resultRetries * 4) { this.outcomes.delete(seq); return; }
+      if (this.options.channel.isEstablished) this.options.channel.send(bytes);
+      pending.timer = setTimeout(resend, this.timing.resultRetryMs * 4);
+      pending.timer.unref();
+    };
+    this.outcomes.set(seq, pending);
+    resend();
   }
 
   /** @internal called by Transfer */
@@ -540,7 +736,7 @@ export class ClientAgent extends EventEmitter {
 
   private endTransfer(t: Transfer, code: ResultCodeValue, message: string): void {
     if (this.current === t) this.current = undefined;
-    if (code !== ResultCode.ok && code !== ResultCode.deferred) this.emit('refused', { code, message: `${t.manifest.name}: ${message}` });
+    if (code !== ResultCode.ok && code !== ResultCode.deferred) this.emit('refused', { code, message: `${t.manifest.name}: ${resultCodeName(code)}: ${message}` });
     this.sendResult(t.transferId, code, message);
   }
 

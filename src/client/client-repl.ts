@@ -79,6 +79,7 @@ export function createClientRepl(o: ClientReplOptions): Repl {
     : 'the server rejected this device: it will receive no updates (the operator can still approve it)'));
   agent.on('activated', (a: { product: Parameters<typeof formatProductVersion>[0] }) => repl.print(formatProductVersion(a.product)));
   agent.on('refused', (r: { message: string }) => repl.print(`update refused: ${r.message}`));
+  agent.on('rolled-back', (r: { active: { product: Parameters<typeof formatProductVersion>[0] } }) => repl.print(formatProductVersion(r.active.product)));
   agent.on('deferred', (m: { name: string; version: Parameters<typeof formatReleaseVersion>[0] }) => repl.print(
     `update ${m.name} ${formatReleaseVersion(m.version)} verified and kept: type upgrade to activate it`));
   agent.on('log', (line: string) => repl.print(line));

@@ -2,7 +2,7 @@
  * The client's store of verified modules, in its private data dir:
  *   incoming/<sha256>.part   a module arriving (resumable)
  *   modules/<sha256>.mjs     verified modules, named by content: never by a peer-supplied name
- *   active.json              which one is active (written atomically)
+ *   active.json              which one runs, committed or on probation (see ActiveRecord)
  *   deferred.json            a verified module waiting for `upgrade` (the defer policy)
  *
  * No check-then-reread: the sha256 is of the bytes as they arrived and were written by this
@@ -19,6 +19,7 @@ import { formatReleaseVersion, parseReleaseVersion, type ReleaseVersion } from '
 import type { Manifest } from '../security/manifest.js';
 import { ensureDir, readStateFile, writeFileAtomic } from '../util/atomic-file.js';
 import { hashFile } from '../util/hash-file.js';
+import { PluginHost, type HostLimits } from './plugin-host.js';
 import { loadPlugin } from './plugin-shape.js';
 
 /** The release version of the plugin every client ships with (libfunctional_1_0 is the same one). */
@@ -30,12 +31,39 @@ export interface ActiveModule {
   /** undefined for the built-in plugin. */
   readonly sha256?: string;
   readonly name: string;
+  /** The thread the module runs in (undefined: the built-in plugin, which runs in the agent's). */
+  readonly host?: PluginHost;
 }
 
+/** A module as active.json names it (sha256 undefined: the built-in plugin). */
+export interface ModuleRef {
+  readonly name: string;
+  readonly version: string;
+  readonly sha256?: string;
+}
+
+/**
+ * active.json. 'committed': `current` proved itself (or is the built-in plugin). 'trial':
+ * `current` was activated and is on probation, `previous` is the committed one to go back to;
+ * an agent that starts and finds a trial goes back to `previous` (the trial did not commit: the
+ * agent crashed or was killed during it). `rejected`: modules rolled back here, not tried again.
+ * The rollback floor is the committed version: it rises only at commit.
+ */
 interface ActiveRecord {
-  name: string;
-  version: string;
-  sha256: string;
+  state: 'committed' | 'trial';
+  current: ModuleRef;
+  previous?: ModuleRef;
+  /** When the trial began (ISO), for people reading the file. */
+  since?: string;
+  rejected: string[];
+}
+
+const BUILTIN_REF: ModuleRef = { name: 'built-in', version: formatReleaseVersion(BUILTIN_RELEASE) };
+/** Rolled-back modules remembered (the oldest forgotten first). */
+const MAX_REJECTED = 32;
+
+export function refOf(m: { name: string; version: ReleaseVersion; sha256?: string }): ModuleRef {
+  return m.sha256 === undefined ? { name: m.name, version: formatReleaseVersion(m.version) } : { name: m.name, version: formatReleaseVersion(m.version), sha256: m.sha256 };
 }
 
 export class ModuleStore {
@@ -71,16 +99,66 @@ export class ModuleStore {
   }
   modulePath(sha256: string): string { return join(this.modulesDir, `${checkHex(sha256)}.mjs`); }
 
-  /**
-   * Import a verified module and, if it loads and has the right shape, make it the active one.
-   * On any failure nothing changes and the error says why.
-   */
-  async activate(manifest: Manifest): Promise<ActiveModule> {
-    const product = await loadPlugin(pathToFileURL(this.modulePath(manifest.sha256)).href);
-    const record: ActiveRecord = { name: manifest.name, version: formatReleaseVersion(manifest.version), sha256: manifest.sha256 };
+  /** What active.json says (the built-in plugin, committed, when there is none). */
+  private record(): ActiveRecord {
+    const saved = readStateFile(this.activePath, (text) => parseRecord(JSON.parse(text)));
+    return saved ?? { state: 'committed', current: BUILTIN_REF, rejected: [] };
+  }
+
+  private saveRecord(record: ActiveRecord): void {
     writeFileAtomic(this.activePath, `${JSON.stringify(record)}\n`);
+  }
+
+  /** The version below which nothing may be installed: the committed one's. */
+  floor(): ReleaseVersion {
+    const r = this.record();
+    return parseReleaseVersion((r.state === 'trial' ? r.previous ?? BUILTIN_REF : r.current).version);
+  }
+
+  /** Whether this module was rolled back here before. */
+  wasRolledBack(sha256: string): boolean {
+    return this.record().rejected.includes(sha256);
+  }
+
+  /** The module passed its trial and runs now: record it as on probation, with the committed
+   *  one to go back to. Throws (nothing changed) when that cannot be saved. */
+  beginTrial(manifest: Manifest, wallNow: Date): void {
+    const r = this.record();
+    const committed = r.state === 'trial' ? r.previous ?? BUILTIN_REF : r.current;
+    this.saveRecord({ state: 'trial', current: refOf(manifest), previous: committed, since: wallNow.toISOString(), rejected: r.rejected });
     try { this.setDeferred(undefined); } catch { /* a stale deferred record is checked (and dropped) at start */ }
-    return { version: manifest.version, product, sha256: manifest.sha256, name: manifest.name };
+  }
+
+  /** The module on probation proved itself: it is the committed one, and the floor rises. */
+  commit(): void {
+    const r = this.record();
+    if (r.state !== 'trial') return;
+    this.saveRecord({ state: 'committed', current: r.current, rejected: r.rejected });
+  }
+
+  /** The module on probation failed: the previous one is committed again, and this one is
+   *  remembered as rolled back. Returns what to run. */
+  rollBack(): ModuleRef {
+    const r = this.record();
+    if (r.state !== 'trial') return r.current;
+    const back = r.previous ?? BUILTIN_REF;
+    const rejected = r.current.sha256 === undefined ? r.rejected : [...r.rejected.filter((x) => x !== r.current.sha256), r.current.sha256].slice(-MAX_REJECTED);
+    this.saveRecord({ state: 'committed', current: back, rejected });
+    return back;
+  }
+
+  /**
+   * Start `ref` in a plugin host (the built-in plugin runs in the agent's thread), after checking
+   * its file still has the recorded sha256. Used at start and to go back to a previous module.
+   */
+  async start(ref: ModuleRef, limits: Partial<HostLimits>): Promise<ActiveModule> {
+    if (ref.sha256 === undefined) return loadBuiltin();
+    const path = this.modulePath(ref.sha256);
+    // Re-hash: a module corrupted or altered at rest is not run.
+    const digest = await hashFile(path);
+    if (digest !== ref.sha256) throw new NxtError('hash-mismatch', `${path} no longer matches its recorded sha256`);
+    const host = await PluginHost.load(pathToFileURL(path).href, { selfTest: false, limits, sizeBytes: statSync(path).size });
+    return { version: parseReleaseVersion(ref.version), product: host.product, sha256: ref.sha256, name: ref.name, host };
   }
 
   /** Remember (or forget) the verified module waiting for `upgrade`, across restarts. */
@@ -104,22 +182,32 @@ export class ModuleStore {
   }
 
   /**
-   * The module to run at start: the recorded active one if it is intact and loads, else the
-   * built-in plugin (with a warning saying why).
+   * The module to run at start: the committed one if it is intact and loads, else the built-in
+   * plugin (with a warning saying why). A trial found here did not commit (the agent stopped
+   * during its probation): the previous module runs, and `interrupted` names the one rolled back
+   * (to be reported to the server).
    */
-  async loadActive(): Promise<{ active: ActiveModule; warning?: string }> {
-    const builtin = await loadBuiltin();
+  async loadActive(limits: Partial<HostLimits> = {}): Promise<{ active: ActiveModule; warning?: string; interrupted?: ModuleRef }> {
+    let ref: ModuleRef;
+    let interrupted: ModuleRef | undefined;
+    let warning: string | undefined;
     try {
-      const record = readStateFile(this.activePath, (text) => JSON.parse(text) as ActiveRecord);
-      if (!record) return { active: builtin };
-      const path = this.modulePath(record.sha256);
-      // Re-hash at start: a module corrupted or altered at rest is not run.
-      const digest = await hashFile(path);
-      if (digest !== record.sha256) throw new NxtError('hash-mismatch', `${path} no longer matches its recorded sha256`);
-      const product = await loadPlugin(pathToFileURL(path).href);
-      return { active: { version: parseReleaseVersion(record.version), product, sha256: record.sha256, name: record.name } };
+      const r = this.record();
+      if (r.state === 'trial') {
+        interrupted = r.current;
+        ref = this.rollBack();
+        warning = `${r.current.name} ${r.current.version} was on probation when the agent stopped: it is rolled back, ${ref.name} ${ref.version} runs`;
+      } else {
+        ref = r.current;
+      }
     } catch (err) {
-      return { active: builtin, warning: `recorded active module not usable (${errorMessage(err)}); running the built-in plugin` };
+      return { active: await loadBuiltin(), warning: `recorded active module not usable (${errorMessage(err)}); running the built-in plugin` };
+    }
+    try {
+      return { active: await this.start(ref, limits), warning, interrupted };
+    } catch (err) {
+      const why = `recorded active module not usable (${errorMessage(err)}); running the built-in plugin`;
+      return { active: await loadBuiltin(), warning: warning ? `${warning}; ${why}` : why, interrupted };
     }
   }
 }
@@ -136,6 +224,22 @@ function assertPrivate(dir: string, noLink: boolean): void {
   if ((uid !== undefined && st.uid !== uid) || (st.mode & 0o022) !== 0) {
     throw new NxtError('unsafe-dir', `${dir} must belong to this user and not be writable by others (modules are imported from it): chmod 700 ${dir}`);
   }
+}
+
+/** active.json as written now, or by an agent before trials (then: { name, version, sha256 }). */
+function parseRecord(value: unknown): ActiveRecord {
+  const v = value as Record<string, unknown>;
+  const isRef = (x: unknown): x is ModuleRef => {
+    const o = x as Record<string, unknown> | null;
+    return typeof o === 'object' && o !== null && typeof o.name === 'string' && typeof o.version === 'string'
+      && (o.sha256 === undefined || (typeof o.sha256 === 'string' && /^[0-9a-f]{64}$/.test(o.sha256)));
+  };
+  if (isRef(v) && typeof v.sha256 === 'string' && v.state === undefined) return { state: 'committed', current: v, rejected: [] };
+  if ((v.state !== 'committed' && v.state !== 'trial') || !isRef(v.current) || (v.previous !== undefined && !isRef(v.previous))) {
+    throw new Error('not an active-module record');
+  }
+  const rejected = Array.isArray(v.rejected) ? v.rejected.filter((x): x is string => typeof x === 'string') : [];
+  return { state: v.state, current: v.current, previous: v.previous as ModuleRef | undefined, since: typeof v.since === 'string' ? v.since : undefined, rejected };
 }
 
 function checkHex(sha256: string): string {

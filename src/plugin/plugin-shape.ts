@@ -23,6 +23,12 @@ export async function loadPlugin(url: string, timeoutMs = LOAD_TIMEOUT_MS): Prom
   } finally {
     clearTimeout(timer);
   }
+  return checkModuleExports(mod);
+}
+
+/** The product version an imported module reports, checked: its version function must exist,
+ *  not throw, and return the right shape. */
+export async function checkModuleExports(mod: Record<string, unknown>): Promise<ProductInfo> {
   const fn = typeof mod.default === 'function' ? mod.default : mod.productVersion;
   if (typeof fn !== 'function') {
     throw new NxtError('bad-shape', 'module exports no function (expected a default export or "productVersion")');

@@ -53,6 +53,8 @@ export const MessageType = {
   jobResult: 12,
   jobAck: 13,
   fileOffer: 14,
+  trialOutcome: 15,
+  trialAck: 16,
 } as const;
 
 /** Maintenance jobs (JOB's `kind`). */
@@ -261,7 +263,30 @@ export type Message =
   | JobMessage
   | JobResultMessage
   | JobAckMessage
-  | FileOfferMessage;
+  | FileOfferMessage
+  | TrialOutcomeMessage
+  | TrialAckMessage;
+
+/**
+ * Client → server: how the probation of an activated module ended: committed, or rolled back
+ * (`code` says why, a ResultCode) with `active` the version running again. Repeated until
+ * TRIAL_ACK with the same seq.
+ */
+export interface TrialOutcomeMessage {
+  readonly type: 'trialOutcome';
+  readonly seq: number;
+  readonly committed: boolean;
+  readonly code: number;
+  readonly version: ReleaseVersion;
+  readonly sha256: Uint8Array;
+  readonly active: ReleaseVersion;
+  readonly message: string;
+}
+
+export interface TrialAckMessage {
+  readonly type: 'trialAck';
+  readonly seq: number;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Encoding
@@ -369,6 +394,12 @@ export function encode(msg: Message): Buffer {
       return new Writer(MessageType.jobResult, 4 + 1 + 2 + MAX_TEXT_BYTES).u32(msg.jobId).u8(msg.code).text16(msg.message).done();
     case 'jobAck':
       return new Writer(MessageType.jobAck, 4).u32(msg.jobId).done();
+    case 'trialOutcome':
+      if (msg.sha256.length !== 32) throw new RangeError('sha256 must be 32 bytes');
+      return new Writer(MessageType.trialOutcome, 4 + 1 + 1 + 12 + 32 + 12 + 2 + MAX_TEXT_BYTES)
+        .u32(msg.seq).u8(msg.committed ? 1 : 0).u8(msg.code).version(msg.version).bytes(msg.sha256).version(msg.active).text16(msg.message).done();
+    case 'trialAck':
+      return new Writer(MessageType.trialAck, 4).u32(msg.seq).done();
     case 'fileOffer':
       if (msg.sha256.length !== 32) throw new RangeError('sha256 must be 32 bytes');
       if (!Number.isSafeInteger(msg.size) || msg.size < 0) throw new RangeError('bad file size');
@@ -508,6 +539,17 @@ function decodeBody(type: number, r: Reader): Message {
       return { type: 'jobResult', jobId: r.u32(), code: r.u8(), message: r.text(r.u16(), MAX_TEXT_BYTES) };
     case MessageType.jobAck:
       return { type: 'jobAck', jobId: r.u32() };
+    case MessageType.trialOutcome: {
+      const seq = r.u32();
+      const committed = r.u8();
+      if (committed > 1) throw new DecodeError('bad-field', 'committed must be 0 or 1');
+      return {
+        type: 'trialOutcome', seq, committed: committed === 1, code: r.u8(), version: r.version(), sha256: r.bytes(32), active: r.version(),
+        message: r.text(r.u16(), MAX_TEXT_BYTES),
+      };
+    }
+    case MessageType.trialAck:
+      return { type: 'trialAck', seq: r.u32() };
     case MessageType.fileOffer: {
       const transferId = r.u32();
       const jobId = r.u32();

@@ -21,6 +21,23 @@ export const ResultCode = {
   wrongTarget: 15,
   /** Verified and kept, not activated: the device defers updates until `upgrade`. */
   deferred: 16,
+  // Safe rollouts: why a module was refused at its trial or rolled back in its probation
+  // (docs/plugins.md). LwM2M calls all of these "firmware update failed" (Update Result 8).
+  /** It did not finish loading (or its selfTest()) in time, or stopped answering. */
+  hung: 17,
+  /** Its heap passed the cap, or the agent's memory grew past the limit while it ran. */
+  outOfMemory: 18,
+  /** It ended its thread: process.exit() or the like. */
+  exited: 19,
+  /** An uncaught error or unhandled rejection from it. */
+  crashed: 20,
+  selfTestFailed: 21,
+  /** Its healthCheck() failed or returned false during probation. */
+  unhealthy: 22,
+  /** The agent stopped (crash, kill, power) while it was on probation: the previous one runs. */
+  interrupted: 23,
+  /** This module was rolled back on this device before: it is not tried again. */
+  rolledBack: 24,
 } as const;
 
 export type ResultCodeName = keyof typeof ResultCode;

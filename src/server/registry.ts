@@ -20,6 +20,10 @@ export interface ClientRecord {
   /** What the device last said about its update (LwM2M firmware-update State and Result). */
   updateState: UpdateStateValue;
   updateResult: UpdateResultValue;
+  /** The last probation outcome heard (its seq, to ignore repeats), and the module it rolled
+   *  back if it did (automatic updates do not send that one again). */
+  lastOutcomeSeq?: number;
+  rolledBack?: string;
 }
 
 /** What is kept of a client across server restarts (clients.json). */

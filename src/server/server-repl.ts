@@ -18,7 +18,7 @@ import { severityRank } from '../jobs/log-filter.js';
 import { summarizeReleases, type History } from './history.js';
 import type { ClientRecord } from './registry.js';
 import { describeInventory, type DeviceRecord, type DeviceState } from './devices.js';
-import { describeOutcome, shortId, type NxtServer, type PushReport } from './server.js';
+import { describeOutcome, describeTrialOutcome, shortId, type NxtServer, type PushReport, type TrialOutcome } from './server.js';
 
 export interface ServerReplOptions {
   readonly server: NxtServer;
@@ -431,6 +431,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   server.on('client-registered', (c) => repl.print(`client ${shortId(c.id)} registered from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
   server.on('push-result', (r: PushReport) => repl.print(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`));
   server.on('warning', (w: string) => repl.print(`warning: ${w}`));
+  server.on('trial-outcome', (o: TrialOutcome) => repl.print(describeTrialOutcome(o)));
   server.on('client-back', (c: ClientRecord) => repl.print(`client ${shortId(c.id)} is back from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
   server.on('auto-update', (c: ClientRecord, r: StoredRelease) => repl.print(`client ${shortId(c.id)} runs ${formatReleaseVersion(c.version)}: updating it to ${describeStored(r)} (--auto-update)`));
   server.on('job-result', (j: Job) => repl.print(`job ${j.id} (${j.kind}) on ${shortId(j.device)}: ${j.result}${j.message ? ` — ${j.message}` : ''}${j.file ? ` → ${j.file}` : ''}`));

@@ -5,9 +5,9 @@
 import { EventEmitter } from 'node:events';
 import { errorMessage } from '../errors.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { decodeOrUndefined, encode, Enrollment, type EnrollmentValue, type Message, type RegisterMessage } from '../protocol/messages.js';
+import { decodeOrUndefined, encode, Enrollment, type EnrollmentValue, type Message, type RegisterMessage, type TrialOutcomeMessage } from '../protocol/messages.js';
 import { ResultCode, resultCodeName } from '../protocol/result-codes.js';
-import { formatReleaseVersion } from '../protocol/release-version.js';
+import { formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import type { SenderOptions, SendOutcome } from '../transfer/sender.js';
 import { displayAddress } from '../net/endpoint.js';
 import type { AuthenticatedPeer, ServerChannel } from '../session/server-channel.js';
@@ -438,6 +438,8 @@ export class NxtServer extends EventEmitter {
     // Already on its way, or kept on the device for a deferred upgrade: nothing to do.
     if ([...this.sessions.values()].some((s) => s.client.id === client.id)) return;
     if (client.updateState === UpdateState.downloaded) return;
+    // It tried this one and rolled it back: sending it again would only be refused.
+    if (client.rolledBack === latest.sha256) return;
     const last = this.autoAttempts.get(client.id);
     if (last && last.sha256 === latest.sha256 && now - last.at < AUTO_RETRY_MS) return;
     this.autoAttempts.set(client.id, { sha256: latest.sha256, at: now });
@@ -496,6 +498,39 @@ export class NxtServer extends EventEmitter {
     }
   }
 
+  /** A device's probation ended: committed, or rolled back (with why). Acknowledged every time;
+   *  acted on once. */
+  private onTrialOutcome(msg: TrialOutcomeMessage, from: AuthenticatedPeer): void {
+    this.options.channel.send(encode({ type: 'trialAck', seq: msg.seq }), from);
+    const client = this.registry.get(from.clientId);
+    if (!client || client.lastOutcomeSeq === msg.seq) return;
+    client.lastOutcomeSeq = msg.seq;
+    client.version = msg.active;
+    const sha256 = Buffer.from(msg.sha256).toString('hex');
+    if (msg.committed) client.rolledBack = undefined;
+    else client.rolledBack = sha256;
+    const name = this.options.releases?.list().find((r) => r.sha256 === sha256)?.name ?? 'module';
+    const outcome: TrialOutcome = {
+      client, name, committed: msg.committed, code: msg.code, version: msg.version, sha256, active: msg.active, message: msg.message,
+    };
+    const at = this.options.wallClock.wallNow().toISOString();
+    try {
+      this.options.history?.log.append({
+        at, client: client.id, address: displayAddress(from), module: name, version: formatReleaseVersion(msg.version), sha256,
+        result: msg.committed ? 'committed' : `rolled back (${resultCodeName(msg.code)})`, message: msg.message, elapsedMs: 0, resent: 0,
+      });
+    } catch (err) {
+      this.emit('warning', `could not record the probation outcome in the history: ${errorMessage(err)}`);
+    }
+    if (!msg.committed) {
+      this.options.notifier?.notify({
+        event: 'rolled-back', device: client.id, reason: resultCodeName(msg.code), detail: msg.message,
+        release: `${name} ${formatReleaseVersion(msg.version)}`, at,
+      });
+    }
+    this.emit('trial-outcome', outcome);
+  }
+
   private dispatch(msg: Message, from: AuthenticatedPeer): void {
     // Maintenance jobs: polls, results, uploads (FILE_OFFER, DATA from a device) and the
     // acknowledgements of files being put on one.
@@ -503,6 +538,7 @@ export class NxtServer extends EventEmitter {
     if (jobs && (msg.type !== 'ack' && msg.type !== 'result' && msg.type !== 'abort' || !this.sessions.has(msg.transferId)) && jobs.dispatch(msg, from)) return;
     switch (msg.type) {
       case 'register': return this.onRegister(msg, from);
+      case 'trialOutcome': return this.onTrialOutcome(msg, from);
       case 'ack':
       case 'result':
       case 'abort': {
@@ -526,6 +562,25 @@ export class NxtServer extends EventEmitter {
         this.stats.unexpected++; // a message only a server sends
     }
   }
+}
+
+/** How a device's probation of a module ended (TRIAL_OUTCOME). */
+export interface TrialOutcome {
+  readonly client: ClientRecord;
+  readonly name: string;
+  readonly committed: boolean;
+  readonly code: number;
+  readonly version: ReleaseVersion;
+  readonly sha256: string;
+  readonly active: ReleaseVersion;
+  readonly message: string;
+}
+
+export function describeTrialOutcome(o: TrialOutcome): string {
+  const what = `${o.name} ${formatReleaseVersion(o.version)}`;
+  return o.committed
+    ? `client ${shortId(o.client.id)} committed ${what}`
+    : `client ${shortId(o.client.id)} rolled back ${what} (${resultCodeName(o.code)}: ${o.message}); it runs ${formatReleaseVersion(o.active)} again`;
 }
 
 export function describeOutcome(report: PushReport): string {

@@ -114,10 +114,11 @@ describe('push to registered clients', () => {
     expect(await push(`${unversioned} --version 7.1`)).toMatch(/1 done/);
   });
 
-  it('brings a restarted client back on the version it last activated', async () => {
-    const a = await startClient('a', port, join(dir, 'a'), trust);
+  it('brings a restarted client back on the version it last committed', async () => {
+    const a = await startClient('a', port, join(dir, 'a'), trust, '127.0.0.1', ['--probation', '0.5']);
     await push(V2);
     await a.waitFor('Major = 8');
+    await a.waitFor(/libfunctional_2_0\.mjs 2\.0\.0 committed/);
     await a.stop();
     const again = await startClient('a2', port, join(dir, 'a'), trust);
     expect(again.output).toMatch(/Major = 8\nMinor = 6/);

@@ -1,0 +1,67 @@
+/**
+ * Inside a plugin host's worker thread (see plugin-host.ts): loads one module with import(),
+ * checks its shape, runs its selfTest() when asked, then answers pings (is the event loop
+ * alive?) and health checks (its healthCheck(), if it exports one) for as long as it is the
+ * device's module. Whatever the module does goes wrong here, in this thread: an uncaught error
+ * or rejection ends the thread (the host hears 'error'), process.exit() ends only the thread, a
+ * loop that never yields stops the pings, and the heap is capped by the host's resourceLimits.
+ */
+import { parentPort } from 'node:worker_threads';
+import { errorMessage } from '../errors.js';
+import { checkModuleExports } from './plugin-shape.js';
+import type { HostReply, HostRequest } from './plugin-host.js';
+
+const port = parentPort!;
+let exports: Record<string, unknown> | undefined;
+
+function reply(message: HostReply): void {
+  port.postMessage(message);
+}
+
+async function load(url: string, selfTest: boolean): Promise<void> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(url)) as Record<string, unknown>;
+  } catch (err) {
+    return reply({ type: 'failed', code: 'load-failed', message: `module failed to load: ${errorMessage(err)}` });
+  }
+  let product;
+  try {
+    product = await checkModuleExports(mod);
+  } catch (err) {
+    return reply({ type: 'failed', code: (err as { code?: string }).code ?? 'load-failed', message: errorMessage(err) });
+  }
+  if (selfTest && typeof mod.selfTest === 'function') {
+    try {
+      const verdict: unknown = await (mod.selfTest as () => unknown)();
+      if (verdict === false) return reply({ type: 'failed', code: 'self-test-failed', message: 'its selfTest() returned false' });
+    } catch (err) {
+      return reply({ type: 'failed', code: 'self-test-failed', message: `its selfTest() failed: ${errorMessage(err)}` });
+    }
+  }
+  // One turn of the event loop first: a rejection nobody handled surfaces only after the
+  // microtasks ran, and should refuse the module rather than roll it back a moment later.
+  await new Promise((resolve) => setImmediate(resolve));
+  exports = mod;
+  reply({ type: 'loaded', product, hasHealthCheck: typeof mod.healthCheck === 'function' });
+}
+
+async function health(id: number): Promise<void> {
+  const check = exports?.healthCheck;
+  if (typeof check !== 'function') return reply({ type: 'health', id, ok: true });
+  try {
+    const verdict: unknown = await (check as () => unknown)();
+    reply(verdict === false ? { type: 'health', id, ok: false, message: 'its healthCheck() returned false' } : { type: 'health', id, ok: true });
+  } catch (err) {
+    reply({ type: 'health', id, ok: false, message: `its healthCheck() failed: ${errorMessage(err)}` });
+  }
+}
+
+port.on('message', (request: HostRequest) => {
+  switch (request.type) {
+    case 'load': void load(request.url, request.selfTest); break;
+    case 'ping': reply({ type: 'pong', id: request.id }); break;
+    case 'health': void health(request.id); break;
+  }
+});
+reply({ type: 'ready' });

@@ -1,0 +1,240 @@
+/**
+ * A plugin module runs in a worker thread of its own, never in the agent's thread: whatever the
+ * module does, the agent keeps its console, its renewals and its transfers. The host loads the
+ * module there (with a deadline and a heap cap), runs its selfTest() on a trial, and from then on
+ * watches it: a ping every TICK_MS that must be answered within `hangMs` (a loop that never
+ * yields), the thread's uncaught errors and unhandled rejections, process.exit() (it ends only
+ * the thread), the heap cap (resourceLimits) and the process's resident memory (Buffers live
+ * outside the heap). The first of these ends the module and is reported once as 'failed'.
+ *
+ * One worker is kept started and idle (a spare), so a trial does not wait the ~20 ms a new
+ * thread takes (pushes of small modules are timed in tens of milliseconds).
+ */
+import { EventEmitter } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import { NxtError } from '../errors.js';
+import type { ProductInfo } from '../protocol/messages.js';
+
+export type HostRequest =
+  | { type: 'load'; url: string; selfTest: boolean }
+  | { type: 'ping'; id: number }
+  | { type: 'health'; id: number };
+
+export type HostReply =
+  | { type: 'ready' }
+  | { type: 'loaded'; product: ProductInfo; hasHealthCheck: boolean }
+  | { type: 'failed'; code: string; message: string }
+  | { type: 'pong'; id: number }
+  | { type: 'health'; id: number; ok: boolean; message?: string };
+
+/** Why a module was refused or ended: the NxtError codes a host uses. */
+export type HostFailureCode =
+  | 'load-failed' | 'bad-shape' | 'self-test-failed' | 'hung' | 'out-of-memory' | 'exited' | 'crashed' | 'unhealthy';
+
+export interface HostLimits {
+  /** Loading, the version function and selfTest() together must finish within this. */
+  readonly loadTimeoutMs: number;
+  /** The module's JavaScript heap (V8 old generation) in MiB; more ends it as out of memory. */
+  readonly heapMb: number;
+  /** A loaded module's thread must answer a ping within this. */
+  readonly hangMs: number;
+  /** The whole process's resident memory may grow by at most this many MiB over what it was when
+   *  the module was loaded (off-heap allocations: Buffers, typed arrays). */
+  readonly rssGrowthMb: number;
+}
+
+export const DEFAULT_HOST_LIMITS: HostLimits = { loadTimeoutMs: 30_000, heapMb: 256, hangMs: 5_000, rssGrowthMb: 512 };
+
+const TICK_MS = 100;
+const MIB = 1024 * 1024;
+const WORKER_URL = new URL('./plugin-host-worker.js', import.meta.url);
+
+/** A started worker, not yet given a module. */
+interface Thread {
+  readonly worker: Worker;
+  readonly heapMb: number;
+  readonly ready: Promise<void>;
+}
+
+function startThread(heapMb: number): Thread {
+  const worker = new Worker(WORKER_URL, {
+    resourceLimits: { maxOldGenerationSizeMb: heapMb, maxYoungGenerationSizeMb: Math.min(64, Math.max(16, heapMb / 8)), stackSizeMb: 4 },
+  });
+  // Until a host owns it, a spare that fails is simply replaced (its error must not go unheard).
+  const ready = new Promise<void>((resolve, reject) => {
+    worker.once('message', () => resolve());
+    worker.once('error', reject);
+    worker.once('exit', () => reject(new Error('the plugin thread ended before it was ready')));
+  });
+  ready.catch(() => undefined);
+  return { worker, heapMb, ready };
+}
+
+let spare: Thread | undefined;
+
+function takeThread(heapMb: number): Thread {
+  const s = spare;
+  spare = undefined;
+  if (s && s.heapMb === heapMb) return s;
+  if (s) void s.worker.terminate();
+  return startThread(heapMb);
+}
+
+/** Start the spare thread for the next trial (at agent start, and after each use). */
+export function prepareSpare(heapMb = DEFAULT_HOST_LIMITS.heapMb): void {
+  if (spare?.heapMb === heapMb) return;
+  if (spare) void spare.worker.terminate();
+  spare = startThread(heapMb);
+  spare.worker.unref();
+  spare.ready.catch(() => { spare = undefined; });
+}
+
+/** End the spare (the agent is stopping). */
+export async function dropSpare(): Promise<void> {
+  const s = spare;
+  spare = undefined;
+  if (s) await s.worker.terminate();
+}
+
+/**
+ * Heap for a module of `bytes`: its source text, the compiled code and the module's own data
+ * must fit, so large modules get more than the configured floor.
+ */
+export function heapFor(bytes: number, floorMb: number): number {
+  return Math.max(floorMb, Math.ceil((4 * bytes) / MIB) + 64);
+}
+
+/** Events: 'failed' (NxtError with a HostFailureCode), at most once, after the module loaded. */
+export class PluginHost extends EventEmitter {
+  private stopping = false;
+  private loaded = false;
+  private failure: NxtError | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private pingId = 0;
+  private lastPongAt = 0;
+  private rssLimit = Infinity;
+  private failLoading: (err: NxtError) => void = () => undefined;
+  private readonly healthWaiters = new Map<number, (reply: { ok: boolean; message?: string }) => void>();
+
+  private constructor(private readonly worker: Worker, private readonly limits: HostLimits, readonly url: string) {
+    super();
+  }
+
+  product!: ProductInfo;
+  hasHealthCheck = false;
+
+  /**
+   * Load `url` in a thread of its own; with `selfTest`, also run the module's selfTest(). Resolves
+   * once it is loaded and watched; rejects (NxtError, a HostFailureCode) with the thread ended.
+   */
+  static async load(url: string, options: { selfTest: boolean; limits?: Partial<HostLimits>; sizeBytes?: number }): Promise<PluginHost> {
+    const configured = { ...DEFAULT_HOST_LIMITS, ...options.limits };
+    const limits = { ...configured, heapMb: heapFor(options.sizeBytes ?? 0, configured.heapMb) };
+    const thread = takeThread(limits.heapMb);
+    const host = new PluginHost(thread.worker, limits, url);
+    // The next trial's thread starts now, while this one loads.
+    queueMicrotask(() => prepareSpare(configured.heapMb));
+    try {
+      await host.start(thread, options.selfTest);
+    } catch (err) {
+      host.stopping = true;
+      clearInterval(host.timer);
+      await thread.worker.terminate();
+      throw err;
+    }
+    return host;
+  }
+
+  private start(thread: Thread, selfTest: boolean): Promise<void> {
+    const { worker } = this;
+    worker.ref();
+    return new Promise<void>((resolve, reject) => {
+      const deadline = setTimeout(() => fail(new NxtError('hung', `it did not finish loading${selfTest ? ' and its selfTest()' : ''} within ${this.limits.loadTimeoutMs} ms`)), this.limits.loadTimeoutMs);
+      const fail = (err: NxtError): void => {
+        clearTimeout(deadline);
+        if (!this.loaded) { reject(err); return; }
+        this.fail(err);
+      };
+      this.failLoading = fail;
+      worker.on('message', (reply: HostReply) => {
+        switch (reply.type) {
+          case 'loaded':
+            clearTimeout(deadline);
+            this.product = reply.product;
+            this.hasHealthCheck = reply.hasHealthCheck;
+            this.lastPongAt = performance.now();
+            this.loaded = true;
+            resolve();
+            return;
+          case 'failed': return fail(new NxtError(reply.code, reply.message));
+          case 'pong': this.lastPongAt = performance.now(); return;
+          case 'health': this.healthWaiters.get(reply.id)?.(reply); return;
+          default: return;
+        }
+      });
+      worker.on('error', (err: Error & { code?: string }) => {
+        fail(err.code === 'ERR_WORKER_OUT_OF_MEMORY'
+          ? new NxtError('out-of-memory', `it ran out of memory (its heap is capped at ${this.limits.heapMb} MiB)`)
+          : new NxtError('crashed', `an uncaught error in it: ${err.message}`));
+      });
+      worker.on('exit', (code) => {
+        if (!this.stopping) fail(new NxtError('exited', `it ended its thread (process.exit(${code}) or the like)`));
+      });
+      this.watch();
+      void thread.ready.then(() => worker.postMessage({ type: 'load', url: this.url, selfTest } satisfies HostRequest), () => undefined);
+    });
+  }
+
+  /** From the start of loading: memory; once loaded: pings too (compiling a large module keeps
+   *  the thread busy for seconds, and the load deadline covers that). */
+  private watch(): void {
+    this.rssLimit = process.memoryUsage.rss() + this.limits.rssGrowthMb * MIB;
+    this.timer = setInterval(() => {
+      if (process.memoryUsage.rss() > this.rssLimit) {
+        this.fail(new NxtError('out-of-memory', `the agent's memory grew by more than ${this.limits.rssGrowthMb} MiB while it ran`));
+        return;
+      }
+      if (!this.loaded) return;
+      const now = performance.now();
+      if (now - this.lastPongAt > this.limits.hangMs) {
+        this.fail(new NxtError('hung', `it stopped answering for ${Math.round(now - this.lastPongAt)} ms (a loop that never yields?)`));
+        return;
+      }
+      this.worker.postMessage({ type: 'ping', id: ++this.pingId } satisfies HostRequest);
+    }, TICK_MS);
+    this.timer.unref();
+  }
+
+  /** The first failure ends the module's thread and is reported once (while it loads: the load
+   *  is refused with it). */
+  private fail(err: NxtError): void {
+    if (!this.loaded) { this.failLoading(err); return; }
+    if (this.failure || this.stopping) return;
+    this.failure = err;
+    this.stopping = true;
+    clearInterval(this.timer);
+    for (const w of this.healthWaiters.values()) w({ ok: false, message: err.message });
+    void this.worker.terminate();
+    this.emit('failed', err);
+  }
+
+  /** Ask the module's healthCheck() (true when it exports none); rejects with 'unhealthy'. */
+  async healthCheck(timeoutMs: number): Promise<void> {
+    if (this.failure) throw this.failure;
+    const id = ++this.pingId;
+    const reply = await new Promise<{ ok: boolean; message?: string }>((resolve) => {
+      const timer = setTimeout(() => resolve({ ok: false, message: `its healthCheck() did not answer within ${timeoutMs} ms` }), timeoutMs);
+      this.healthWaiters.set(id, (r) => { clearTimeout(timer); resolve(r); });
+      this.worker.postMessage({ type: 'health', id } satisfies HostRequest);
+    });
+    this.healthWaiters.delete(id);
+    if (!reply.ok) throw new NxtError('unhealthy', reply.message ?? 'its healthCheck() failed');
+  }
+
+  /** End the module (it is replaced, or the agent stops); no 'failed' follows. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.timer);
+    await this.worker.terminate();
+  }
+}

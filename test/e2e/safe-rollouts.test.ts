@@ -1,0 +1,124 @@
+/**
+ * Safe rollouts, device side, with real processes: validly signed modules with the defects an
+ * operator's bug can have. Each case ends with the client alive, answering its console, on its
+ * previous version, and the server told why; a restart during or after probation does not bring
+ * a bad module back.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
+
+const CLIENT_ARGS = ['--probation', '2', '--trial-timeout', '1500', '--module-memory', '64'];
+const VERSION = 'export default () => ({ major: 7, minor: 1, productName: "bad" });';
+
+let dir: string;
+let server: Proc;
+let port: number;
+let client: Proc;
+
+beforeEach(async () => {
+  minor = 0;
+  dir = tempDir('nxt-safe-');
+  ({ proc: server, port } = await startServer(join(dir, 'server')));
+  client = await startDevice();
+});
+
+afterEach(async () => {
+  await stopAll();
+  expect(runningCount()).toBe(0);
+});
+
+function startDevice(): Promise<Proc> {
+  return startClient('device', port, join(dir, 'device'), join(dir, 'server/release.pub'), '127.0.0.1', CLIENT_ARGS);
+}
+
+let minor = 0;
+/** Push a module with this source; resolves with the server's line for the device. */
+async function push(source: string): Promise<string> {
+  const file = join(dir, `m_7_${++minor}.mjs`);
+  writeFileSync(file, source);
+  const out = await server.run(`push ${file}`, /push finished: .*\n|\nerror.*\n/, 30_000);
+  return out.split('\n').find((l) => / done: | failed \(/.test(l)) ?? out;
+}
+
+/** The device answers its console and runs `version` (major.minor). */
+async function runs(version: string): Promise<void> {
+  const [major, minorPart] = version.split('.');
+  const out = await client.run('show version', /productName = .*\n/);
+  expect(out).toMatch(new RegExp(`Major = ${major}\\nMinor = ${minorPart}\\n`));
+  expect(client.alive).toBe(true);
+}
+
+describe('a module is tried in a thread of its own before it is activated', () => {
+  it.each([
+    ['throws at top level', `throw new Error("boom"); ${VERSION}`, 'loadFailed'],
+    ['exports no version function', 'export const x = 1;', 'badShape'],
+    ['loops forever at top level', `while (true) {} ${VERSION}`, 'hung'],
+    ['awaits forever at top level', `await new Promise(() => {}); ${VERSION}`, 'hung'],
+    ['allocates until its heap is full', `const a = []; while (true) a.push(new Array(1e5).fill(Math.random())); ${VERSION}`, 'outOfMemory'],
+    ['allocates Buffers until the process would run out', `const a = []; while (true) a.push(Buffer.alloc(32 * 1024 * 1024, 1)); ${VERSION}`, 'outOfMemory'],
+    ['calls process.exit()', `process.exit(0); ${VERSION}`, 'exited'],
+    ['rejects a promise nobody handles', `Promise.reject(new Error("nobody")); ${VERSION}`, 'crashed'],
+    ['fails its selfTest()', `${VERSION} export async function selfTest() { throw new Error("sensor not found"); }`, 'selfTestFailed'],
+  ])('a module that %s is refused (%s) and the device stays on 5.6', async (_, source, code) => {
+    expect(await push(source)).toMatch(new RegExp(`failed \\(${code}\\)`));
+    await runs('5.6');
+    expect(client.output).toMatch(new RegExp(`update refused: m_7_\\d+\\.mjs: ${code}`));
+  });
+});
+
+describe('probation: an activated module commits only after it ran without a fault', () => {
+  it('a module that throws from a timer 1 s after loading is rolled back without a restart, stays rolled back after one, and is not tried again', async () => {
+    const bad = `setTimeout(() => { throw new Error("late"); }, 1000); ${VERSION}`;
+    expect(await push(bad)).toMatch(/done: 7\.1 bad active, on probation for 2 s/);
+    await server.waitFor(/client \w+ rolled back m_7_1\.mjs 7\.1\.0 \(crashed: an uncaught error in it: late\); it runs 1\.0\.0 again/);
+    await runs('5.6');
+    // A restart does not bring it back: no crash loop.
+    await client.stop();
+    client = await startDevice();
+    await runs('5.6');
+    // The same module again is refused at its offer.
+    const file = join(dir, 'm_7_1.mjs');
+    const again = await server.run(`push ${file}`, /push finished: .*\n/);
+    expect(again).toMatch(/failed \(rolledBack\)/);
+    expect(await server.run('history', /rolled back \(crashed\).*\n/)).toMatch(/m_7_1\.mjs/);
+  });
+
+  it('a module that hangs its thread 0.5 s after loading is rolled back (hung)', async () => {
+    expect(await push(`setTimeout(() => { while (true) {} }, 500); ${VERSION}`)).toMatch(/done: /);
+    await server.waitFor(/rolled back m_7_\d+\.mjs 7\.\d+\.0 \(hung: /);
+    await runs('5.6');
+  });
+
+  it('a module whose healthCheck() fails after a second is rolled back (unhealthy)', async () => {
+    const source = `const t0 = Date.now(); ${VERSION} export function healthCheck() { if (Date.now() - t0 > 1000) throw new Error("queue stuck"); return true; }`;
+    expect(await push(source)).toMatch(/done: /);
+    await server.waitFor(/rolled back m_7_\d+\.mjs 7\.\d+\.0 \(unhealthy: its healthCheck\(\) failed: queue stuck\)/);
+    await runs('5.6');
+  });
+
+  it('a healthy module commits after its probation; the next bad one rolls back to it, not further', async () => {
+    const good = `${VERSION.replace('"bad"', '"good"')} export function selfTest() { return true; } export function healthCheck() { return true; }`;
+    expect(await push(good)).toMatch(/done: 7\.1 good active, on probation/);
+    await server.waitFor(/client \w+ committed m_7_1\.mjs 7\.1\.0/);
+    await runs('7.1');
+    const bad = `setTimeout(() => { throw new Error("late"); }, 300); export default () => ({ major: 7, minor: 2, productName: "bad" });`;
+    expect(await push(bad)).toMatch(/done: 7\.2 bad active/);
+    await server.waitFor(/rolled back m_7_2\.mjs 7\.2\.0 .* it runs 7\.1\.0 again/);
+    await runs('7.1');
+  });
+
+  it('killed (-9) during probation, the device comes back on the previous module and tells the server', async () => {
+    const slowToFail = `${VERSION} export function healthCheck() { return true; }`;
+    await client.stop();
+    client = await startClient('device', port, join(dir, 'device'), join(dir, 'server/release.pub'), '127.0.0.1', ['--probation', '60']);
+    expect(await push(slowToFail)).toMatch(/done: 7\.1 bad active, on probation for 60 s/);
+    await runs('7.1');
+    await client.stop('SIGKILL');
+    client = await startDevice();
+    expect(client.output).toMatch(/m_7_1\.mjs 7\.1\.0 was on probation when the agent stopped: it is rolled back/);
+    await runs('5.6');
+    await server.waitFor(/rolled back m_7_1\.mjs 7\.1\.0 \(interrupted: /);
+  });
+});
