@@ -580,7 +580,8 @@ export class ClientAgent extends EventEmitter {
       // committed one (beginTrial recorded the same).
       const previous = this.endProbation()?.previous ?? refOf(replaced);
       this.activeModule = { version: manifest.version, product: host.product, sha256: manifest.sha256, name: manifest.name, host };
-      await replaced.host?.stop();
+      // Not awaited: ending a thread takes milliseconds the push need not wait for.
+      void replaced.host?.stop().catch(() => undefined);
       this.startProbation(manifest, previous);
       this.updateResult = UpdateResult.success;
       this.emit('activated', this.activeModule);
