@@ -8,6 +8,7 @@
 import { DATA_HEADER_BYTES, encode, writeDataHeader, type AckMessage } from '../protocol/messages.js';
 import type { ReleaseVersion } from '../protocol/release-version.js';
 import { ChunkSender, type SenderAction, type SenderOptions, type SendOutcome } from '../transfer/sender.js';
+import { ResultCode } from '../protocol/result-codes.js';
 import type { Clock } from '../util/clock.js';
 import { WakeTimer } from '../util/wake-timer.js';
 import { ModuleSource } from './module-source.js';
@@ -124,7 +125,13 @@ export class OutgoingFile {
     this.run(actions);
   }
 
-  cancel(reason: string): void { this.run(this.sender.cancel(reason)); }
+  /** Stop here and tell the receiver (ABORT, once: if it is lost, the receiver's inactivity
+   *  timeout ends its side), which keeps what arrived, to resume. */
+  cancel(reason: string): void {
+    if (this.sender.phase === 'done') return;
+    this.io.send(encode({ type: 'abort', transferId: this.transferId, code: ResultCode.cancelled, message: reason }));
+    this.run(this.sender.cancel(reason));
+  }
 
   private onTimer(): void {
     const now = this.clock.now();

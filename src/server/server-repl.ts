@@ -164,6 +164,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
   const commands: Record<string, Command> = {
     help: helpCommand(() => commands, say),
     push: {
+      background: true,
       usage: 'push <file> [--version X.Y.Z] [--to all|GROUP|ID[,…]]',
       help: 'sign a plugin module (or use its .nxt-signed file) and send it to every online client, or to those named (groups, id prefixes)',
       run: async (args) => {
@@ -185,7 +186,20 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         await pushAndReport(release, clients);
       },
     },
+    cancel: {
+      usage: 'cancel [ID[,…]]',
+      help: 'stop the pushes in progress (to the clients named by id prefix, or all): the devices keep what arrived, to resume',
+      run: (args) => {
+        if (args.length > 1) throw new NxtError('usage', 'usage: cancel [ID[,…]]');
+        const prefixes = args[0]?.split(',').filter((p) => p !== '');
+        const sessions = server.activeSessions.filter((s) => !prefixes || prefixes.some((p) => s.client.id.startsWith(p)));
+        if (sessions.length === 0) { say('cancel: no push in progress'); return; }
+        for (const s of sessions) s.cancel('cancelled by the operator');
+        say(`cancelled ${sessions.length} push${sessions.length === 1 ? '' : 'es'} in progress: ${sessions.map((s) => shortId(s.client.id)).join(', ')}`);
+      },
+    },
     rollout: {
+      background: (args) => args[0] === 'latest',
       usage: 'rollout latest',
       help: 'push the newest release pushed so far (kept in the state dir) to every online client running an older one',
       run: async (args) => {
@@ -417,7 +431,9 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
 
 export function createServerRepl(o: ServerReplOptions): Repl {
   const { server } = o;
-  const say = (line: string): void => { o.output.write(`${line}\n`); };
+  // Through the console once it exists, so a background command's lines redraw the prompt.
+  let shown: Repl | undefined;
+  const say = (line: string): void => { if (shown) shown.print(line); else o.output.write(`${line}\n`); };
   // Tab offers client ids (12 digits, as shown), device ids for enrollment, and groups.
   const completeArgs = (command: string): string[] => {
     if (['approve', 'reject', 'revoke'].includes(command)) return server.devices.all().map((d) => shortId(d.id));
@@ -428,6 +444,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   const repl: Repl = new Repl({
     prompt: 'NxtServer# ', input: o.input, output: o.output, onEnd: o.onEnd, commands: serverCommands(o, say), completeArgs, historyFile: o.historyFile,
   });
+  shown = repl;
   server.on('client-registered', (c) => repl.print(`client ${shortId(c.id)} registered from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
   server.on('push-result', (r: PushReport) => repl.print(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`));
   server.on('warning', (w: string) => repl.print(`warning: ${w}`));

@@ -1,7 +1,9 @@
 /**
  * The line-oriented console both programs share. Commands run one at a time in the order they
- * were typed (or piped), and lines printed by background events never garble what the operator
- * is typing: on a terminal the prompt and the partial input are redrawn below them.
+ * were typed (or piped), except long ones marked `background` (a push): the prompt comes back at
+ * once, and status, cancel and the rest can be typed while they run. Lines printed by background
+ * events never garble what the operator is typing: on a terminal the prompt and the partial input
+ * are redrawn below them.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createInterface, type Interface } from 'node:readline';
@@ -12,6 +14,9 @@ export interface Command {
   readonly usage: string;
   readonly help: string;
   run(args: string[]): Promise<void> | void;
+  /** At the console, not waited for: its output follows as it happens. (`ctl` waits for it, for
+   *  its exit code.) */
+  readonly background?: boolean | ((args: string[]) => boolean);
 }
 
 export interface ReplOptions {
@@ -34,6 +39,8 @@ export class Repl {
   private readonly queue: string[] = [];
   private busy = false;
   private ended = false;
+  /** Background commands still running: input that ends waits for them. */
+  private readonly running = new Set<Promise<unknown>>();
   private readonly terminal: boolean;
 
   constructor(private readonly options: ReplOptions) {
@@ -49,7 +56,7 @@ export class Repl {
       });
     }
     this.rl.on('line', (line) => { this.queue.push(line); void this.drain(); });
-    this.rl.on('close', () => { this.ended = true; if (!this.busy && this.queue.length === 0) options.onEnd?.(); });
+    this.rl.on('close', () => { this.ended = true; this.endIfIdle(); });
   }
 
   start(): void {
@@ -79,11 +86,24 @@ export class Repl {
       await this.execute(line);
     }
     this.busy = false;
-    if (this.ended) this.options.onEnd?.();
+    if (this.ended) this.endIfIdle();
     else this.rl.prompt();
   }
 
+  private endIfIdle(): void {
+    if (!this.busy && this.queue.length === 0 && this.running.size === 0) this.options.onEnd?.();
+  }
+
   private async execute(line: string): Promise<void> {
+    const write = (text: string): void => this.print(text.replace(/\n$/, ''));
+    const [name = '', ...args] = line.trim().split(/\s+/);
+    const background = Object.hasOwn(this.options.commands, name) ? this.options.commands[name]!.background : undefined;
+    if (background === true || (typeof background === 'function' && background(args))) {
+      const run = runCommandLine(this.options.commands, line, write);
+      this.running.add(run);
+      void run.finally(() => { this.running.delete(run); if (this.ended) this.endIfIdle(); });
+      return;
+    }
     await runCommandLine(this.options.commands, line, (text) => this.options.output.write(text));
   }
 

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Proc, ROOT, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
 import { UdpProxy, passThrough, type ProxyRule } from '../support/udp-proxy.js';
+import { writeModule } from '../support/modules.js';
 
 const V2 = join(ROOT, 'plugins/libfunctional_2_0.mjs');
 const V1 = join(ROOT, 'plugins/libfunctional_1_0.mjs');
@@ -123,6 +124,41 @@ describe('push to registered clients', () => {
     const again = await startClient('a2', port, join(dir, 'a'), trust);
     expect(again.output).toMatch(/Major = 8\nMinor = 6/);
     expect(again.output).not.toMatch(/Major = 5/);
+  });
+});
+
+describe('the console during a push', () => {
+  it('answers other commands while a push runs, and cancel stops it on both sides; the next push resumes', async () => {
+    // Through a proxy that passes 8 MB/s to the client (a queue, as a slow link has): the push
+    // lasts seconds.
+    const proxy = await UdpProxy.start(port, passThrough);
+    try {
+      const a = await startClient('a', proxy.port, join(dir, 'a'), trust);
+      let free = 0;
+      proxy.rule = (data, direction) => {
+        if (direction !== 'to-client') return [{ data }];
+        const now = performance.now();
+        free = Math.max(free, now) + data.length / 8_000;
+        return free - now > 500 ? [] : [{ data, delayMs: free - now }];
+      };
+      const file = writeModule(dir, 'big_3_0.mjs', 32 * 1024 * 1024);
+      const at = server.type(`push ${file}`);
+      await server.waitFor(/push big_3_0\.mjs .* to 1 client\(s\)/, 20_000, at);
+      await a.waitFor(/receiving big_3_0\.mjs/);
+      const status = await server.run('clients', /online, seen .*\n/);
+      expect(status).not.toMatch(/push finished/);
+      expect(await server.run('cancel', /cancelled 1 push in progress.*\n/)).toMatch(/cancelled 1 push/);
+      await server.waitFor(/failed \(cancelled\)[\s\S]*push finished: 0 done, 1 failed/, 20_000, at);
+      await a.waitFor(/server stopped the transfer of big_3_0\.mjs: cancelled by the operator/);
+      expect(await server.run('cancel', /no push in progress\n/)).toMatch(/no push in progress/);
+      // Again, unhindered: it resumes from what arrived.
+      proxy.rule = passThrough;
+      const again = await push(file);
+      expect(again).toMatch(/1 done, 0 failed/);
+      await a.waitFor('Major = 9');
+    } finally {
+      await proxy.close();
+    }
   });
 });
 
