@@ -31,6 +31,8 @@ import { ensureDir } from '../util/atomic-file.js';
 import { exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
 import { lifecycle } from './lifecycle.js';
 import { applyConfigFile, type ConfigType } from './config-file.js';
+import { Rollouts } from '../server/rollouts.js';
+import type { Campaign, CampaignEvent } from '../server/campaign.js';
 
 const DEFAULT_STATE_DIR = 'state/server';
 /** The smallest datagram that carries one whole small chunk (CHUNKS header + a 1400-byte entry). */
@@ -127,16 +129,24 @@ program.action(async (flags: ServerFlags) => {
       enrollTokens: (opts.enrollToken ?? '').split(',').map((t) => t.trim()).filter((t) => t !== ''),
       renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, maxDatagram, history: { log: history, wallClock: systemWallClock },
     });
+    const rollouts = new Rollouts({ server, releases, prepare: prepareStored, wallClock: systemWallClock, stateDir: opts.stateDir });
+    rollouts.on('event', (c: Campaign, e: CampaignEvent) => {
+      if (e.kind !== 'paused') return;
+      notifier?.notify({
+        event: 'rollout-paused', device: `rollout ${c.id}`, reason: 'failures', detail: e.reason,
+        release: `${c.record.spec.release.name} ${c.record.spec.release.version}`, at: systemWallClock.wallNow().toISOString(),
+      });
+    });
     const pub = join(opts.stateDir, PUBLIC_KEY_FILE);
     process.stdout.write(`nxt server listening on UDP port ${endpoint.port}\n`);
     const fresh = [created && 'release key', newIdentity && 'identity key'].filter(Boolean).join(' and ');
     process.stdout.write(`${fresh ? `created a new ${fresh}; ` : ''}clients trust ${pub} and ${join(opts.stateDir, IDENTITY_PUBLIC_FILE)}\n`);
     if (!signer) process.stdout.write(`no release key here (only its public half): push accepts modules signed offline (${PRESIGNED_SUFFIX})\n`);
-    const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); control.close(); await server.close(); });
+    const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); control.close(); rollouts.close(); await server.close(); });
     const consoleOptions: ServerReplOptions = {
       server, signer, publicKey, clock: systemClock, wallClock: systemWallClock,
       input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded, manifestTtlSeconds,
-      history, releases, prepareStored, historyFile: join(opts.stateDir, 'console-history'), jobs: { store: jobStore, stateDir: opts.stateDir },
+      history, releases, prepareStored, rollouts, historyFile: join(opts.stateDir, 'console-history'), jobs: { store: jobStore, stateDir: opts.stateDir },
     };
     jobs.on('job-result', (job) => server.emit('job-result', job));
     const repl = createServerRepl(consoleOptions);

@@ -104,5 +104,5 @@ export class Notifier {
 
 function describeEvent(event: string): string {
   return event === 'push-failed' ? 'update failed' : event === 'behind' ? 'device behind the latest release'
-    : event === 'job-failed' ? 'maintenance job failed' : event === 'rolled-back' ? 'update rolled back on the device' : event;
+    : event === 'job-failed' ? 'maintenance job failed' : event === 'rolled-back' ? 'update rolled back on the device' : event === 'rollout-paused' ? 'rollout campaign paused' : event;
 }

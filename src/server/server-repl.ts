@@ -1,7 +1,7 @@
 /** The operator's console: `NxtServer# `. */
 import type { Readable, Writable } from 'node:stream';
 import { NxtError } from '../errors.js';
-import { formatReleaseVersion } from '../protocol/release-version.js';
+import { compareReleaseVersions, formatReleaseVersion } from '../protocol/release-version.js';
 import type { Signer } from '../security/release-key.js';
 import { displayAddress } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
@@ -18,6 +18,11 @@ import { severityRank } from '../jobs/log-filter.js';
 import { summarizeReleases, type History } from './history.js';
 import type { ClientRecord } from './registry.js';
 import { describeInventory, type DeviceRecord, type DeviceState } from './devices.js';
+import {
+  Campaign, DEFAULT_MAX_FAILURES, DEFAULT_STAGES, DEFAULT_SUCCESS_PERCENT, describeStages, formatWindow, parseLimit, parsePercent, parseStages, parseWindow,
+  type CampaignEvent, type CampaignSpec, type Limit,
+} from './campaign.js';
+import type { Rollouts } from './rollouts.js';
 import { describeOutcome, describeTrialOutcome, shortId, type NxtServer, type PushReport, type TrialOutcome } from './server.js';
 
 export interface ServerReplOptions {
@@ -42,6 +47,21 @@ export interface ServerReplOptions {
   /** Modules pushed so far, for `rollout latest`. */
   readonly releases: ReleaseStore;
   readonly prepareStored: (stored: StoredRelease) => Promise<Release>;
+  /** Staged rollout campaigns (`rollout start` …). */
+  readonly rollouts?: Rollouts;
+}
+
+export function describeCampaignEvent(c: Campaign, e: CampaignEvent): string {
+  const what = `rollout ${c.id} (${c.record.spec.release.name} ${c.record.spec.release.version})`;
+  switch (e.kind) {
+    case 'stage': return `${what}: stage ${e.stage + 1} of ${c.record.spec.stages.length} begins: ${e.devices} device(s)`;
+    case 'paused': return `${what} paused by itself: ${e.reason} (rollout status ${c.id}; rollout resume or cancel)`;
+    case 'done': return `${what} done: ${e.reason}`;
+  }
+}
+
+function describeLimit(l: Limit): string {
+  return 'count' in l ? String(l.count) : `${l.percent}%`;
 }
 
 /** Above this many clients, progress is one summary line rather than a line per client. */
@@ -161,6 +181,63 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
     const deferred = reports.filter((r) => r.outcome.code === ResultCode.deferred).length;
     say(`push finished: ${ok} done, ${reports.length - ok - deferred} failed${deferred > 0 ? `, ${deferred} deferred` : ''}`);
   };
+  /** `rollout start`: which release, to whom, in which stages. */
+  const startCampaign = async (rollouts: Rollouts, args: string[]): Promise<void> => {
+    const { positional, options } = takeOptions(args, ['to', 'stages', 'success', 'max-failures', 'window']);
+    const usage = 'usage: rollout start <release> [--to GROUP] [--stages 1,10%,50%,100%] [--success 95%] [--max-failures N|P%] [--window HH:MM-HH:MM]';
+    if (positional.length !== 1) throw new NxtError('usage', usage);
+    const stored = await findRelease(positional[0]!);
+    const target = options.to ?? 'all';
+    const all = server.registry.all();
+    const members = target === 'all' ? all : all.filter((c) => c.tags.includes(target));
+    if (members.length === 0) throw new NxtError('no-such-client', target === 'all' ? 'no clients are registered' : `no client is in group "${target}" (tag adds one)`);
+    // Online devices first: the first stages should not wait for one that is away.
+    const now = o.clock.now();
+    const ordered = [...members].sort((a, b) => Number(server.registry.isOnline(b, now)) - Number(server.registry.isOnline(a, now)) || a.id.localeCompare(b.id));
+    const spec: CampaignSpec = {
+      release: { name: stored.name, version: formatReleaseVersion(stored.version), sha256: stored.sha256 },
+      target,
+      stages: options.stages === undefined ? DEFAULT_STAGES : parseStages(options.stages),
+      successPercent: options.success === undefined ? DEFAULT_SUCCESS_PERCENT : parsePercent('--success', options.success),
+      maxFailures: options['max-failures'] === undefined ? DEFAULT_MAX_FAILURES : parseLimit('--max-failures', options['max-failures']),
+      ...(options.window === undefined ? {} : { window: parseWindow(options.window) }),
+    };
+    const c = rollouts.start(spec, ordered.map((m) => m.id));
+    say(`rollout ${c.id}: ${describeStored(stored)} to ${members.length} device(s) (${target === 'all' ? 'all' : `group ${target}`}) in stages of ${describeStages(spec, members.length)}; `
+      + `a stage starts when ${spec.successPercent}% of the devices so far committed; it pauses beyond ${describeLimit(spec.maxFailures)} failures${spec.window ? `; new pushes only ${formatWindow(spec.window)}` : ''}`);
+  };
+  /** A stored release by name (its newest), X.Y.Z, or "latest"; or a module file, signed and stored. */
+  const findRelease = async (what: string): Promise<StoredRelease> => {
+    const list = o.releases.list();
+    if (what === 'latest') {
+      const latest = o.releases.latest();
+      if (!latest) throw new NxtError('no-such-release', 'nothing has been pushed or stored yet');
+      return latest;
+    }
+    const byVersion = /^\d+\.\d+\.\d+$/.test(what) ? list.filter((r) => formatReleaseVersion(r.version) === what) : [];
+    const byName = list.filter((r) => r.name === what);
+    const found = [...byVersion, ...byName].sort((a, b) => compareReleaseVersions(b.version, a.version))[0];
+    if (found) return found;
+    if (!existsSync(what)) throw new NxtError('no-such-release', `no stored release "${what}" and no such file (releases lists the stored ones)`);
+    const release = await prepareRelease(what, { signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds });
+    return o.releases.add(release, o.wallClock.wallNow());
+  };
+  const describeCampaign = (c: Campaign, detail: boolean): string => {
+    const r = c.record;
+    const n = c.counts();
+    const lines = [
+      `rollout ${r.id}: ${r.spec.release.name} ${r.spec.release.version} to ${r.members.length} device(s) (${r.spec.target}): ${r.state}${r.reason ? ` (${r.reason})` : ''}; `
+        + `stage ${r.stage + 1} of ${r.spec.stages.length} (${c.reached()} devices); ${n.committed} committed, ${n.already} already had it, ${n.trial} on probation, `
+        + `${n.sending} sending, ${n.waiting} waiting, ${n.failed} failed, ${n['rolled-back']} rolled back`,
+    ];
+    if (detail) {
+      for (const id of r.members) {
+        const d = r.devices[id]!;
+        lines.push(`  ${shortId(id)}  ${d.step}${d.detail ? `: ${d.detail}` : ''}`);
+      }
+    }
+    return lines.join('\n');
+  };
   const commands: Record<string, Command> = {
     help: helpCommand(() => commands, say),
     push: {
@@ -200,15 +277,45 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
     },
     rollout: {
       background: (args) => args[0] === 'latest',
-      usage: 'rollout latest',
-      help: 'push the newest release pushed so far (kept in the state dir) to every online client running an older one',
+      usage: 'rollout start|status|pause|resume|cancel|latest …',
+      help: 'staged campaigns: rollout start <release> [--to GROUP] [--stages 1,10%,50%,100%] [--success 95%] [--max-failures N|P%] [--window HH:MM-HH:MM] '
+        + 'sends a release (a stored name, X.Y.Z, latest, or a module file) in stages, each begun once enough devices so far committed it, pausing by itself on failures; '
+        + 'rollout status|pause|resume|cancel [ID]; rollout latest pushes the newest release to every online client behind it, at once',
       run: async (args) => {
-        if (args.length !== 1 || args[0] !== 'latest') throw new NxtError('usage', 'usage: rollout latest');
-        const latest = o.releases.latest();
-        if (!latest) { say('rollout: nothing has been pushed yet, so there is no latest release'); return; }
-        const behind = server.behind(latest);
-        if (behind.length === 0) { say(`rollout: every online client runs ${describeStored(latest)} or newer; nothing sent`); return; }
-        await pushAndReport(await o.prepareStored(latest), behind);
+        const [action, ...rest] = args;
+        if (action === 'latest') {
+          if (rest.length !== 0) throw new NxtError('usage', 'usage: rollout latest');
+          const latest = o.releases.latest();
+          if (!latest) { say('rollout: nothing has been pushed yet, so there is no latest release'); return; }
+          const behind = server.behind(latest);
+          if (behind.length === 0) { say(`rollout: every online client runs ${describeStored(latest)} or newer; nothing sent`); return; }
+          await pushAndReport(await o.prepareStored(latest), behind);
+          return;
+        }
+        const rollouts = o.rollouts;
+        if (!['start', 'status', 'pause', 'resume', 'cancel'].includes(action ?? '')) {
+          throw new NxtError('usage', 'usage: rollout start <release> [options] | status|pause|resume|cancel [ID] | latest');
+        }
+        if (!rollouts) throw new NxtError('usage', 'rollout campaigns need a state dir');
+        switch (action) {
+          case 'start': return startCampaign(rollouts, rest);
+          case 'status': {
+            if (rest.length > 1) throw new NxtError('usage', 'usage: rollout status [ID]');
+            const list = rest[0] === undefined ? rollouts.list() : [rollouts.find(rest[0])];
+            if (list.length === 0) { say('no rollout campaigns'); return; }
+            for (const c of list) say(describeCampaign(c, rest[0] !== undefined || list.length === 1));
+            return;
+          }
+          case 'pause': case 'resume': case 'cancel': {
+            if (rest.length > 1) throw new NxtError('usage', `usage: rollout ${action} [ID]`);
+            const c = rollouts.find(rest[0]);
+            rollouts.change(c, action);
+            say(describeCampaign(c, false));
+            return;
+          }
+          default:
+            throw new NxtError('usage', 'usage: rollout latest | start <release> … | status|pause|resume|cancel [ID]');
+        }
       },
     },
     versions: {
@@ -449,6 +556,8 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   server.on('push-result', (r: PushReport) => repl.print(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`));
   server.on('warning', (w: string) => repl.print(`warning: ${w}`));
   server.on('trial-outcome', (o: TrialOutcome) => repl.print(describeTrialOutcome(o)));
+  o.rollouts?.on('event', (c: Campaign, e: CampaignEvent) => repl.print(describeCampaignEvent(c, e)));
+  o.rollouts?.on('warning', (w: string) => repl.print(`warning: ${w}`));
   server.on('client-back', (c: ClientRecord) => repl.print(`client ${shortId(c.id)} is back from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
   server.on('auto-update', (c: ClientRecord, r: StoredRelease) => repl.print(`client ${shortId(c.id)} runs ${formatReleaseVersion(c.version)}: updating it to ${describeStored(r)} (--auto-update)`));
   server.on('job-result', (j: Job) => repl.print(`job ${j.id} (${j.kind}) on ${shortId(j.device)}: ${j.result}${j.message ? ` — ${j.message}` : ''}${j.file ? ` → ${j.file}` : ''}`));

@@ -410,11 +410,12 @@ export class NxtServer extends EventEmitter {
   }
 
   /**
-   * The latest release, prepared (hashed and signed) once and shared by every client that catches
-   * up — after a restart that is the whole fleet, and hashing the module for each would read it
-   * once per device — until half its signed lifetime has passed, when it is prepared afresh.
+   * A stored release, prepared (hashed and signed) once and shared by every client that catches
+   * up or a rollout campaign reaches — after a restart that is the whole fleet, and hashing the
+   * module for each would read it once per device — until half its signed lifetime has passed,
+   * when it is prepared afresh.
    */
-  private preparedForCatchUp(stored: StoredRelease, prepare: (s: StoredRelease) => Promise<Release>): Promise<Release> {
+  preparedStored(stored: StoredRelease, prepare: (s: StoredRelease) => Promise<Release>): Promise<Release> {
     const cached = this.catchUpRelease;
     if (cached && cached.sha256 === stored.sha256) {
       const m = cached.manifest;
@@ -445,7 +446,7 @@ export class NxtServer extends EventEmitter {
     this.autoAttempts.set(client.id, { sha256: latest.sha256, at: now });
     if (this.autoAttempts.size > 100_000) this.autoAttempts.delete(this.autoAttempts.keys().next().value!);
     this.emit('auto-update', client, latest);
-    void this.preparedForCatchUp(latest, prepareStored)
+    void this.preparedStored(latest, prepareStored)
       .then((release) => this.push(release, [client]))
       .catch((err: unknown) => this.emit('warning', `automatic update of ${shortId(client.id)} to ${latest.name}: ${errorMessage(err)}`));
   }

@@ -108,9 +108,10 @@ export function tempDir(prefix = 'nxt-test-'): string {
  *  are approved without an operator (the enrollment tests start them without it). */
 export const TEST_ENROLL_TOKEN = 'e2e-enroll-token';
 
-/** A server from scripts/UpdateServer.sh on a free port; resolves once it listens. */
-export async function startServer(stateDir: string, extra: string[] = [], env: Record<string, string> = {}): Promise<{ proc: Proc; port: number }> {
-  const proc = new Proc('server', join(ROOT, 'scripts/UpdateServer.sh'), ['0', ...extra], { NXT_STATE_DIR: stateDir, NXT_ENROLL_TOKEN: TEST_ENROLL_TOKEN, ...env });
+/** A server from scripts/UpdateServer.sh on a free port (or `port`: a restart where its clients
+ *  expect it); resolves once it listens. */
+export async function startServer(stateDir: string, extra: string[] = [], env: Record<string, string> = {}, port = 0): Promise<{ proc: Proc; port: number }> {
+  const proc = new Proc('server', join(ROOT, 'scripts/UpdateServer.sh'), [String(port), ...extra], { NXT_STATE_DIR: stateDir, NXT_ENROLL_TOKEN: TEST_ENROLL_TOKEN, ...env });
   const m = await proc.waitFor(/listening on UDP port (\d+)/);
   await proc.waitFor('NxtServer# ');
   return { proc, port: Number(m[1]) };

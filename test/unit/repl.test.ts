@@ -57,8 +57,8 @@ describe('the server console', () => {
   it('lists its commands', async () => {
     const c = await console_();
     const out = await c.type('help');
-    for (const cmd of ['push <file>', 'clients', 'versions', 'rollout latest', 'tag <ID> <group>', 'requests', 'status', 'stats', 'exit']) expect(out).toContain(cmd);
-    expect(await c.type('help rollout')).toMatch(/^rollout latest\n {2}push the newest release/);
+    for (const cmd of ['push <file>', 'clients', 'versions', 'rollout start|status|pause|resume|cancel|latest', 'tag <ID> <group>', 'requests', 'status', 'stats', 'exit']) expect(out).toContain(cmd);
+    expect(await c.type('help rollout')).toMatch(/^rollout start\|status\|pause\|resume\|cancel\|latest …\n {2}staged campaigns: rollout start <release>/);
     expect(await c.type('help nosuch')).toMatch(/no command "nosuch"/);
   });
 
@@ -76,7 +76,7 @@ describe('the server console', () => {
     expect(await c.type('push "unterminated')).toMatch(/unbalanced quote/);
     expect(await c.type('history a b')).toMatch(/usage: history/);
     expect(await c.type('history --last 0')).toMatch(/--last takes a positive whole number/);
-    expect(await c.type('rollout now')).toMatch(/usage: rollout latest/);
+    expect(await c.type('rollout now')).toMatch(/usage: rollout start <release> \[options\] \| status\|pause\|resume\|cancel \[ID\] \| latest/);
     expect(await c.type('rollout latest')).toMatch(/nothing has been pushed yet/);
     expect(await c.type('tag abc')).toMatch(/usage: tag <ID> <group>/);
     expect(await c.type('tag abc all')).toMatch(/not "all"/);

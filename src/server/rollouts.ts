@@ -1,0 +1,193 @@
+/**
+ * Runs the rollout campaigns (campaign.ts) against the live server: once a second, and at once
+ * when a device registers or reports its probation, each running campaign's due devices get the
+ * release (prepared and sealed once, shared by every push). Push results and probation outcomes
+ * move devices on; every change is saved (campaigns.json, atomically) before anything is said
+ * about it, so a campaign survives a server restart and goes on from where it was.
+ */
+import { EventEmitter } from 'node:events';
+import { join } from 'node:path';
+import { NxtError, errorMessage } from '../errors.js';
+import { compareReleaseVersions, parseReleaseVersion } from '../protocol/release-version.js';
+import { ResultCode } from '../protocol/result-codes.js';
+import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
+import type { WallClock } from '../util/clock.js';
+import { Campaign, type CampaignEvent, type CampaignRecord, type CampaignSpec } from './campaign.js';
+import type { Release } from './release.js';
+import type { ReleaseStore, StoredRelease } from './release-store.js';
+import type { ClientRecord } from './registry.js';
+import type { NxtServer, PushReport, TrialOutcome } from './server.js';
+
+const FILE = 'campaigns.json';
+const TICK_MS = 1000;
+/** Finished campaigns kept for `rollout status`. */
+const KEEP_FINISHED = 50;
+
+export interface RolloutsOptions {
+  readonly server: NxtServer;
+  readonly releases: ReleaseStore;
+  readonly prepare: (stored: StoredRelease) => Promise<Release>;
+  readonly wallClock: WallClock;
+  /** undefined: nothing persisted (tests). */
+  readonly stateDir?: string;
+}
+
+/** Events: 'event' (Campaign, CampaignEvent): a stage began, it paused by itself, or it is done;
+ *  'warning' (string). */
+export class Rollouts extends EventEmitter {
+  private readonly campaigns: Campaign[] = [];
+  private readonly timer: NodeJS.Timeout;
+  private ticking = false;
+
+  constructor(private readonly o: RolloutsOptions) {
+    super();
+    const saved = o.stateDir === undefined ? undefined : readStateFile(join(o.stateDir, FILE), (text) => {
+      const parsed = JSON.parse(text) as { campaigns?: CampaignRecord[] };
+      if (!Array.isArray(parsed.campaigns)) throw new Error('no "campaigns" list');
+      return parsed.campaigns;
+    });
+    for (const record of saved ?? []) {
+      const c = new Campaign(record);
+      c.restarted();
+      this.campaigns.push(c);
+    }
+    o.server.on('trial-outcome', (t: TrialOutcome) => this.onTrialOutcome(t));
+    o.server.on('client-registered', () => this.tick());
+    o.server.on('client-back', () => this.tick());
+    this.timer = setInterval(() => this.tick(), TICK_MS);
+    this.timer.unref();
+  }
+
+  list(): readonly Campaign[] { return this.campaigns; }
+
+  /** The campaign named by id, or the one not finished if there is only one. */
+  find(id?: string): Campaign {
+    if (id !== undefined) {
+      const c = this.campaigns.find((x) => String(x.id) === id);
+      if (!c) throw new NxtError('no-such-campaign', `no campaign ${id} (rollout status lists them)`);
+      return c;
+    }
+    const open = this.campaigns.filter((c) => c.state === 'running' || c.state === 'paused');
+    if (open.length === 1) return open[0]!;
+    throw new NxtError('usage', open.length === 0 ? 'no campaign is running or paused' : `${open.length} campaigns are open: name one (rollout status lists them)`);
+  }
+
+  /** Start a campaign; saved before it is returned (or the error thrown, nothing started). */
+  start(spec: CampaignSpec, members: readonly string[]): Campaign {
+    const id = this.campaigns.reduce((max, c) => Math.max(max, c.id), 0) + 1;
+    const campaign = Campaign.create(id, spec, members, this.o.wallClock.wallNow());
+    this.campaigns.push(campaign);
+    try {
+      this.save();
+    } catch (err) {
+      this.campaigns.pop();
+      throw err;
+    }
+    queueMicrotask(() => this.tick());
+    return campaign;
+  }
+
+  /** Pause, resume or cancel: saved, or undone and the error thrown. */
+  change(campaign: Campaign, action: 'pause' | 'resume' | 'cancel'): void {
+    const before = JSON.stringify(campaign.record);
+    const now = this.o.wallClock.wallNow();
+    let events: CampaignEvent[] = [];
+    if (action === 'pause') campaign.pause('paused by the operator', now);
+    else if (action === 'resume') events = campaign.resume(now);
+    else campaign.cancel(now);
+    try {
+      this.save();
+    } catch (err) {
+      Object.assign(campaign.record, JSON.parse(before) as CampaignRecord);
+      throw err;
+    }
+    for (const e of events) this.emit('event', campaign, e);
+    if (action === 'resume') queueMicrotask(() => this.tick());
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+
+  private save(): void {
+    if (this.o.stateDir === undefined) return;
+    const finished = this.campaigns.filter((c) => c.state === 'done' || c.state === 'cancelled');
+    for (const old of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED))) this.campaigns.splice(this.campaigns.indexOf(old), 1);
+    writeFileAtomic(join(this.o.stateDir, FILE), `${JSON.stringify({ version: 1, campaigns: this.campaigns.map((c) => c.record) })}\n`);
+  }
+
+  /** Move a device on, save, and tell; a save that fails is reported and tried at the next change. */
+  private mark(campaign: Campaign, id: string, step: Parameters<Campaign['mark']>[1], detail?: string): void {
+    const events = campaign.mark(id, step, detail, this.o.wallClock.wallNow());
+    try {
+      this.save();
+    } catch (err) {
+      this.emit('warning', `could not save the rollout campaigns: ${errorMessage(err)}`);
+    }
+    for (const e of events) this.emit('event', campaign, e);
+  }
+
+  private tick(): void {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      const now = this.o.wallClock.wallNow();
+      const online = new Map(this.o.server.onlineClients().map((c) => [c.id, c]));
+      for (const campaign of this.campaigns) {
+        const due = campaign.due(now, (id) => online.has(id));
+        if (due.length === 0) continue;
+        const release = this.o.releases.list().find((r) => r.sha256 === campaign.record.spec.release.sha256);
+        if (!release) {
+          campaign.pause('its release is no longer stored on the server', now);
+          this.emit('event', campaign, { kind: 'paused', reason: campaign.record.reason! });
+          continue;
+        }
+        const send: ClientRecord[] = [];
+        for (const id of due) {
+          const client = online.get(id)!;
+          // Already there (or beyond): reported as such, not sent, and not a failure.
+          if (compareReleaseVersions(client.version, release.version) >= 0) this.mark(campaign, id, 'already', `runs ${client.version.major}.${client.version.minor}.${client.version.patch}`);
+          else {
+            this.mark(campaign, id, 'sending');
+            send.push(client);
+          }
+        }
+        if (send.length > 0) void this.send(campaign, release, send);
+      }
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private async send(campaign: Campaign, stored: StoredRelease, clients: ClientRecord[]): Promise<void> {
+    let reports: PushReport[];
+    try {
+      reports = await this.o.server.push(await this.o.server.preparedStored(stored, this.o.prepare), clients);
+    } catch (err) {
+      // Not sent at all (the release could not be prepared or sealed): due again at the next tick.
+      this.emit('warning', `rollout ${campaign.id}: ${errorMessage(err)}`);
+      for (const c of clients) this.mark(campaign, c.id, 'waiting', errorMessage(err));
+      return;
+    }
+    for (const r of reports) {
+      const code = r.outcome.code;
+      if (r.ok) this.mark(campaign, r.client.id, 'trial');
+      else if (code === ResultCode.timeout || code === ResultCode.cancelled || code === ResultCode.deferred) {
+        // Gone quiet, stopped, or kept for a deferred upgrade: sent again when due.
+        this.mark(campaign, r.client.id, 'waiting', r.outcome.message);
+      } else if (code === ResultCode.rollback && r.client.version && compareReleaseVersions(r.client.version, parseReleaseVersion(campaign.record.spec.release.version)) >= 0) {
+        this.mark(campaign, r.client.id, 'already', r.outcome.message);
+      } else if (code === ResultCode.rolledBack) this.mark(campaign, r.client.id, 'rolled-back', r.outcome.message);
+      else this.mark(campaign, r.client.id, 'failed', r.outcome.message);
+    }
+  }
+
+  private onTrialOutcome(t: TrialOutcome): void {
+    for (const campaign of this.campaigns) {
+      if (campaign.record.spec.release.sha256 !== t.sha256) continue;
+      const d = campaign.record.devices[t.client.id];
+      if (!d || (d.step !== 'trial' && d.step !== 'sending')) continue;
+      this.mark(campaign, t.client.id, t.committed ? 'committed' : 'rolled-back', t.committed ? undefined : t.message);
+    }
+  }
+}
