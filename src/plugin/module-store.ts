@@ -109,12 +109,6 @@ export class ModuleStore {
     writeFileAtomic(this.activePath, `${JSON.stringify(record)}\n`);
   }
 
-  /** The version below which nothing may be installed: the committed one's. */
-  floor(): ReleaseVersion {
-    const r = this.record();
-    return parseReleaseVersion((r.state === 'trial' ? r.previous ?? BUILTIN_REF : r.current).version);
-  }
-
   /** Whether this module was rolled back here before. */
   wasRolledBack(sha256: string): boolean {
     return this.record().rejected.includes(sha256);

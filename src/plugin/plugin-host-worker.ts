@@ -14,6 +14,17 @@ import type { HostReply, HostRequest } from './plugin-host.js';
 const port = parentPort!;
 let exports: Record<string, unknown> | undefined;
 
+// A module may signal other processes, not the agent's (nor its group, nor every process): a
+// signal would end the agent from this thread, which is what the thread is there to prevent.
+const agentPid = process.pid;
+const realKill = process.kill.bind(process);
+const guardedKill = (pid: number, signal?: string | number): true => {
+  if (pid === agentPid || pid <= 0) throw new Error('a plugin module may not signal the agent\'s process (or its group, or every process)');
+  return realKill(pid, signal);
+};
+process.kill = guardedKill;
+Object.defineProperty(process, '_kill', { value: (pid: number, signal: number) => guardedKill(pid, signal), writable: false });
+
 function reply(message: HostReply): void {
   port.postMessage(message);
 }

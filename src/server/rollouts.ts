@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
-import { compareReleaseVersions, parseReleaseVersion } from '../protocol/release-version.js';
+import { compareReleaseVersions } from '../protocol/release-version.js';
 import { ResultCode } from '../protocol/result-codes.js';
 import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
 import type { WallClock } from '../util/clock.js';
@@ -171,12 +171,11 @@ export class Rollouts extends EventEmitter {
     }
     for (const r of reports) {
       const code = r.outcome.code;
-      if (r.ok) this.mark(campaign, r.client.id, 'trial');
+      if (r.already) this.mark(campaign, r.client.id, 'already', r.outcome.message);
+      else if (r.ok) this.mark(campaign, r.client.id, 'trial');
       else if (code === ResultCode.timeout || code === ResultCode.cancelled || code === ResultCode.deferred) {
         // Gone quiet, stopped, or kept for a deferred upgrade: sent again when due.
         this.mark(campaign, r.client.id, 'waiting', r.outcome.message);
-      } else if (code === ResultCode.rollback && r.client.version && compareReleaseVersions(r.client.version, parseReleaseVersion(campaign.record.spec.release.version)) >= 0) {
-        this.mark(campaign, r.client.id, 'already', r.outcome.message);
       } else if (code === ResultCode.rolledBack) this.mark(campaign, r.client.id, 'rolled-back', r.outcome.message);
       else this.mark(campaign, r.client.id, 'failed', r.outcome.message);
     }

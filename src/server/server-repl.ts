@@ -177,9 +177,10 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
     const reports = await server.push(release, clients).finally(() => clearInterval(ticker));
     // The console prints each result as it comes (server events); a ctl caller gets them here.
     if (options.reportEachClient) for (const r of reports) say(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`);
-    const ok = reports.filter((r) => r.ok).length;
+    const already = reports.filter((r) => r.already).length;
+    const ok = reports.filter((r) => r.ok).length - already;
     const deferred = reports.filter((r) => r.outcome.code === ResultCode.deferred).length;
-    say(`push finished: ${ok} done, ${reports.length - ok - deferred} failed${deferred > 0 ? `, ${deferred} deferred` : ''}`);
+    say(`push finished: ${ok} done, ${reports.length - ok - already - deferred} failed${deferred > 0 ? `, ${deferred} deferred` : ''}${already > 0 ? `, ${already} already installed` : ''}`);
   };
   /** `rollout start`: which release, to whom, in which stages. */
   const startCampaign = async (rollouts: Rollouts, args: string[]): Promise<void> => {

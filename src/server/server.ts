@@ -94,6 +94,8 @@ export interface PushReport {
   readonly client: ClientRecord;
   readonly release: Manifest;
   readonly ok: boolean;
+  /** The device already ran this release: nothing was installed (ok is true). */
+  readonly already: boolean;
   readonly outcome: SendOutcome;
   readonly elapsedMs: number;
   /** Until every chunk was acknowledged; the rest of elapsedMs is the client verifying and loading. */
@@ -309,8 +311,11 @@ export class NxtServer extends EventEmitter {
       // this device gets small ones from now on.
       if (outcome.code === ResultCode.timeout && session.chunkSize > SMALL_CHUNK_BYTES && session.progress.acked === 0) this.largeChunksFailed.add(session.client.id);
       if (outcome.code === ResultCode.ok && outcome.active) session.client.version = outcome.active;
+      // Refused as "not newer" by a device that runs this very release: already installed, which
+      // is not a failure and raises no alert.
+      const already = outcome.code === ResultCode.rollback && outcome.active !== undefined && compareReleaseVersions(outcome.active, m.version) === 0;
       const report: PushReport = {
-        client: session.client, release: release.manifest, ok: outcome.code === ResultCode.ok, outcome,
+        client: session.client, release: release.manifest, ok: outcome.code === ResultCode.ok || already, already, outcome,
         elapsedMs: this.options.clock.now() - session.startedAt, progress: session.progress,
         dataMs: session.dataDoneAt === undefined ? undefined : session.dataDoneAt - session.startedAt,
       };
@@ -336,7 +341,7 @@ export class NxtServer extends EventEmitter {
       history.log.append({
         at: history.wallClock.wallNow().toISOString(), client: r.client.id, address: displayAddress(r.client.peer),
         module: r.release.name, version: formatReleaseVersion(r.release.version), sha256: r.release.sha256,
-        result: resultCodeName(r.outcome.code), message: r.outcome.message, elapsedMs: r.elapsedMs, resent: r.progress.retransmits,
+        result: r.already ? 'already installed' : resultCodeName(r.outcome.code), message: r.outcome.message, elapsedMs: r.elapsedMs, resent: r.progress.retransmits,
       });
     } catch (err) {
       this.emit('warning', `could not record the push result in the history: ${errorMessage(err)}`);
@@ -592,6 +597,7 @@ export function describeOutcome(report: PushReport): string {
   const lossy = progress.retransmits > 0
     ? `, ${progress.retransmits} of ${progress.total} chunks resent${needless}${progress.timeouts > 0 ? `, ${progress.timeouts} timeouts` : ''}`
     : '';
+  if (report.already) return `already installed: it runs release ${formatReleaseVersion(report.release.version)}`;
   if (report.ok) return `done: ${outcome.message} (release ${outcome.active ? formatReleaseVersion(outcome.active) : '?'}) ${took}${lossy}`;
   if (outcome.code === ResultCode.deferred) return `deferred: ${outcome.message} ${took}${lossy}`;
   const still = outcome.active ? `; still on ${formatReleaseVersion(outcome.active)}` : '';

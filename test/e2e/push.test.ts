@@ -76,7 +76,8 @@ describe('push to registered clients', () => {
     let at = b.type('show version');
     await b.waitFor(/Major = 5\nMinor = 6/, 5000, at);
     expect(await push(`${V2} --to ffffffff`)).toMatch(/error \[no-such-client\]: "ffffffff" is neither a group with online clients nor the start of an online client.s id/);
-    expect(await push(V1)).toMatch(/0 done, 2 failed/); // rollback on A, not newer than B's built-in 1.0.0
+    // Older than A's 2.0.0: refused (rollback); B runs the built-in 1.0.0: already installed.
+    expect(await push(V1)).toMatch(/0 done, 1 failed, 1 already installed/);
 
     await server.stop('SIGKILL');
     ({ proc: server, port } = await startServer(join(dir, 'server'), ['--port', String(port)]));
@@ -85,7 +86,7 @@ describe('push to registered clients', () => {
     const lines = server.output.slice(at).split('\n').filter((l) => /libfunctional/.test(l));
     expect(lines).toHaveLength(3);
     expect(lines[0]).toMatch(new RegExp(`${idA}  libfunctional_2_0\\.mjs 2\\.0\\.0  ok`));
-    expect(lines.slice(1).every((l) => /libfunctional_1_0\.mjs 1\.0\.0  rollback: /.test(l))).toBe(true);
+    expect(lines.slice(1).map((l) => /libfunctional_1_0\.mjs 1\.0\.0  (rollback|already installed): /.exec(l)?.[1]).sort()).toEqual(['already installed', 'rollback']);
     at = server.type(`history ${idA.slice(0, 6)}`);
     await server.waitFor(/NxtServer# $/, 5000, at + 1);
     expect(server.output.slice(at).split('\n').filter((l) => /libfunctional/.test(l))).toHaveLength(2);
@@ -99,7 +100,7 @@ describe('push to registered clients', () => {
     const a = await startClient('a', port, join(dir, 'a'), trust);
     expect(await push(V2)).toMatch(/1 done/);
     const equal = await push(V2);
-    expect(equal).toMatch(/failed \(rollback\): version 2\.0\.0 is not newer than the active 2\.0\.0/);
+    expect(equal).toMatch(/already installed: it runs release 2\.0\.0[\s\S]*push finished: 0 done, 0 failed, 1 already installed/);
     const older = await push(V1);
     expect(older).toMatch(/failed \(rollback\)/);
     const at = a.type('show version');
