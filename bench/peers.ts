@@ -6,19 +6,13 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { ensureCommands, have } from '../test/support/debian.js';
 
-export function have(cmd: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-}
+export { have };
 
 /** Install atftp, atftpd and uftp from Debian if they are missing; returns what is usable. */
 export function ensurePeers(): { atftp: boolean; uftp: boolean } {
-  const missing = ['atftp', 'atftpd', 'uftp', 'uftpd'].filter((c) => !have(c));
-  if (missing.length > 0 && process.getuid?.() === 0) {
-    console.error(`installing benchmark peers (${missing.join(', ')}) with apt-get…`);
-    spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore' });
-    spawnSync('apt-get', ['install', '-y', '-qq', 'atftp', 'atftpd', 'uftp'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  }
+  ensureCommands(['atftp', 'atftpd', 'uftp', 'uftpd'], ['atftp', 'atftpd', 'uftp'], 'the benchmark peers');
   return { atftp: have('atftp') && have('atftpd'), uftp: have('uftp') && have('uftpd') };
 }
 

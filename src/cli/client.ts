@@ -45,6 +45,7 @@ const program = new Command('nxt-client')
   .option('--maintenance-every <seconds>', 'enter maintenance mode this often, until no job is waiting')
   .addOption(new Option('--poll <ms>', 'how often to ask for jobs in maintenance mode').default('2000').hideHelp())
   .addOption(new Option('--rekey-after <ms>', 'shake hands for fresh session keys this often').default('600000').hideHelp())
+  .option('--no-multicast', 'never join a multicast group the server names: receive every push by unicast')
   .option('--probation <seconds>', 'an activated module must run this long without a fault before it is committed (else it is rolled back)', '30')
   .option('--trial-timeout <ms>', 'a new module must load (and pass its selfTest) within this', '30000')
   .option('--module-memory <MiB>', 'heap a plugin module may use (more for large modules); the agent\'s memory may grow by twice this while it runs', '256')
@@ -53,13 +54,13 @@ const program = new Command('nxt-client')
 
 interface ClientFlags {
   server?: string; port?: string; config?: string; trust: string; serverKey?: string; dataDir: string; maxModuleBytes: string; enrollToken?: string; rekeyAfter: string;
-  policy: UpdatePolicy; deferMax?: string; probation: string; trialTimeout: string; moduleMemory: string;
+  policy: UpdatePolicy; deferMax?: string; multicast: boolean; probation: string; trialTimeout: string; moduleMemory: string;
   logsDir?: string; configDir?: string; dropboxDir?: string; maintenance?: boolean; maintenanceEvery?: string; poll: string;
 }
 
 const CLIENT_CONFIG: Record<string, ConfigType> = {
   server: 'string', port: 'number', trust: 'string', serverKey: 'string', dataDir: 'string', maxModuleBytes: 'number',
-  enrollToken: 'string', policy: 'string', deferMax: 'number', rekeyAfter: 'number', probation: 'number', trialTimeout: 'number', moduleMemory: 'number',
+  enrollToken: 'string', policy: 'string', deferMax: 'number', rekeyAfter: 'number', multicast: 'boolean', probation: 'number', trialTimeout: 'number', moduleMemory: 'number',
   logsDir: 'string', configDir: 'string', dropboxDir: 'string', maintenance: 'boolean', maintenanceEvery: 'number',
 };
 
@@ -111,7 +112,7 @@ program.action(async (flags: ClientFlags) => {
       jobs,
       channel, server, clientId, store, trustedKey, clock: systemClock, wallClock: systemWallClock, initial: active, maxModuleBytes,
       enrollToken: opts.enrollToken, inventory: () => JSON.stringify(inventory(opts.dataDir)), policy: opts.policy, deferMaxMs, deferred,
-      probationMs, hostLimits, interrupted,
+      probationMs, hostLimits, interrupted, multicast: opts.multicast,
     });
     if (warning) process.stdout.write(`warning: ${warning}\n`);
     const idHex = Buffer.from(clientId).toString('hex');

@@ -31,7 +31,10 @@ import { ensureDir } from '../util/atomic-file.js';
 import { exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
 import { lifecycle } from './lifecycle.js';
 import { applyConfigFile, type ConfigType } from './config-file.js';
+import { isIP } from 'node:net';
 import { Rollouts } from '../server/rollouts.js';
+import { openMulticastSender, parseGroup, type MulticastSender } from '../net/multicast.js';
+import type { GroupPushOptions } from '../server/group-push.js';
 import type { Campaign, CampaignEvent } from '../server/campaign.js';
 
 const DEFAULT_STATE_DIR = 'state/server';
@@ -48,6 +51,10 @@ const program = new Command('nxt-server')
   .addOption(new Option('-c, --config <file>', 'settings file (JSON, keys as the long options in camelCase; flags win)').env('NXT_SERVER_CONFIG'))
   .option('--max-handshakes <per-second>', 'session handshakes accepted per second, all clients together (each costs ~5 ms of CPU)', '50')
   .option('--max-datagram <bytes>', 'never send a datagram larger than this (1452: an Ethernet path; default: what each path is found to carry, up to 65507)')
+  .option('--multicast <group[:port]>', 'send a push to several devices once, to this multicast group (e.g. 239.255.77.1:7702, administratively scoped), then repair by unicast')
+  .option('--multicast-ttl <hops>', 'hops a multicast datagram may cross (1: this LAN only)', '1')
+  .option('--multicast-interface <address>', 'the local address of the interface the group is on (default: the routing table\'s choice)')
+  .option('--multicast-rate <Mbit/s>', 'the most the group is sent (it goes slower when devices lose data)', '2000')
   .option('--notify-webhook <url>', 'POST a JSON alert here when a push fails on a device or a device stays behind')
   .option('--smtp <url>', 'mail server for alerts, e.g. smtp://mail.example.com:587 (user:password@ allowed)')
   .option('--notify-email <address>', 'send alerts to this address (needs --smtp)')
@@ -63,12 +70,14 @@ const program = new Command('nxt-server')
 interface ServerFlags {
   port: string; stateDir: string; peerTimeout: string; renew: string; manifestTtl: string; enrollToken?: string; autoUpdate?: boolean;
   maxHandshakes: string; config?: string; maxDatagram?: string;
+  multicast?: string; multicastTtl: string; multicastInterface?: string; multicastRate: string;
   notifyWebhook?: string; smtp?: string; notifyEmail?: string; notifyFrom: string; behindAfter?: string; notifyRetry: string;
 }
 
 const SERVER_CONFIG: Record<string, ConfigType> = {
   port: 'number', stateDir: 'string', peerTimeout: 'number', renew: 'number', manifestTtl: 'number',
   enrollToken: 'string', autoUpdate: 'boolean', maxHandshakes: 'number', maxDatagram: 'number',
+  multicast: 'string', multicastTtl: 'number', multicastInterface: 'string', multicastRate: 'number',
   notifyWebhook: 'string', smtp: 'string', notifyEmail: 'string', notifyFrom: 'string', behindAfter: 'number',
 };
 
@@ -97,6 +106,16 @@ program.action(async (flags: ServerFlags) => {
     const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
     const { keys: identity, created: newIdentity } = loadOrCreateIdentity(opts.stateDir, random);
     const devices = new Devices(opts.stateDir);
+    let multicast: { sender: MulticastSender; options: Partial<GroupPushOptions> } | undefined;
+    if (opts.multicast !== undefined) {
+      const group = parseGroup(opts.multicast);
+      const ttl = Number(opts.multicastTtl);
+      if (!/^\d+$/.test(String(opts.multicastTtl)) || ttl < 1 || ttl > 255) throw new NxtError('usage', `--multicast-ttl "${opts.multicastTtl}" must be 1-255`);
+      const maxMbit = Number(opts.multicastRate);
+      if (!(maxMbit >= 1 && maxMbit <= 100_000)) throw new NxtError('usage', `--multicast-rate "${opts.multicastRate}" must be 1-100000 Mbit/s`);
+      if (opts.multicastInterface !== undefined && isIP(opts.multicastInterface) === 0) throw new NxtError('usage', `--multicast-interface "${opts.multicastInterface}" is not an IP address`);
+      multicast = { sender: await openMulticastSender(group, { ttl, interfaceAddress: opts.multicastInterface }), options: { maxMbit, startMbit: Math.min(200, maxMbit) } };
+    }
     const endpoint = await openUdpEndpoint({ port });
     const channel = new ServerChannel({
       endpoint, clock: systemClock, identity, random, isRevoked: (id) => devices.isRevoked(id),
@@ -127,7 +146,7 @@ program.action(async (flags: ServerFlags) => {
       stateDir: opts.stateDir, releases, prepareStored, autoUpdate: opts.autoUpdate === true,
       channel, clock: systemClock, wallClock: systemWallClock, devices, randomU32: () => randomBytes(4).readUInt32BE(0),
       enrollTokens: (opts.enrollToken ?? '').split(',').map((t) => t.trim()).filter((t) => t !== ''),
-      renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, maxDatagram, history: { log: history, wallClock: systemWallClock },
+      renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, maxDatagram, history: { log: history, wallClock: systemWallClock }, multicast,
     });
     const rollouts = new Rollouts({ server, releases, prepare: prepareStored, wallClock: systemWallClock, stateDir: opts.stateDir });
     rollouts.on('event', (c: Campaign, e: CampaignEvent) => {
@@ -139,6 +158,7 @@ program.action(async (flags: ServerFlags) => {
     });
     const pub = join(opts.stateDir, PUBLIC_KEY_FILE);
     process.stdout.write(`nxt server listening on UDP port ${endpoint.port}\n`);
+    if (multicast) process.stdout.write(`pushes to several devices go to multicast group ${multicast.sender.group.address}:${multicast.sender.group.port} first (datagrams up to ${multicast.sender.maxDatagram} bytes)\n`);
     const fresh = [created && 'release key', newIdentity && 'identity key'].filter(Boolean).join(' and ');
     process.stdout.write(`${fresh ? `created a new ${fresh}; ` : ''}clients trust ${pub} and ${join(opts.stateDir, IDENTITY_PUBLIC_FILE)}\n`);
     if (!signer) process.stdout.write(`no release key here (only its public half): push accepts modules signed offline (${PRESIGNED_SUFFIX})\n`);

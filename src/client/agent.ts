@@ -7,11 +7,12 @@ import { EventEmitter } from 'node:events';
 import { statSync, unlinkSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { DecodeError, NxtError, errorMessage } from '../errors.js';
-import { forEachChunk, TAG_BYTES, type ChunksFrame } from '../protocol/envelope.js';
+import { decodeEnvelope, forEachChunk, TAG_BYTES, type ChunksFrame } from '../protocol/envelope.js';
+import { joinMulticast, localAddressToward, type MulticastReceiver } from '../net/multicast.js';
 import { ContentKey } from '../session/content-key.js';
 import {
   decodeOrUndefined, encode, Enrollment, UpdateResult, UpdateState,
-  type AbortMessage, type EnrollmentValue, type Message, type OfferMessage, type UpdateResultValue, type UpdateStateValue,
+  type AbortMessage, type EnrollmentValue, type Message, type MulticastMessage, type OfferMessage, type UpdateResultValue, type UpdateStateValue,
 } from '../protocol/messages.js';
 import { ResultCode, resultCodeName, type ResultCodeValue } from '../protocol/result-codes.js';
 import { compareReleaseVersions, formatReleaseVersion, parseReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
@@ -54,6 +55,8 @@ export interface ClientAgentOptions {
   readonly deferred?: Manifest;
   /** How long an activated module must run without a fault before it is committed. */
   readonly probationMs?: number;
+  /** Join multicast groups the server names for a push (false: --no-multicast, unicast only). */
+  readonly multicast?: boolean;
   /** What a plugin module's thread may use and how long it may take (plugin-host.ts). */
   readonly hostLimits?: Partial<HostLimits>;
   /** A module that was on probation when the agent last stopped, rolled back at start
@@ -100,6 +103,8 @@ export interface ClientStats {
    *  of another release: a replay) or whose index or length the manifest rules out. */
   chunkFrames: number;
   badChunks: number;
+  /** CHUNKS frames of the transfer in progress that came through a multicast group. */
+  groupFrames: number;
 }
 
 export interface DownloadProgress {
@@ -141,7 +146,9 @@ const PROGRESS_EVERY_MS = 1000;
  *  waiting for upgrade), 'refused' ({ code, message }), 'log' (string), 'progress' (DownloadProgress,
  *  every second while a module arrives). */
 export class ClientAgent extends EventEmitter {
-  readonly stats: ClientStats = { datagrams: 0, malformed: 0, unknownTransfer: 0, chunkFrames: 0, badChunks: 0 };
+  readonly stats: ClientStats = { datagrams: 0, malformed: 0, unknownTransfer: 0, chunkFrames: 0, badChunks: 0, groupFrames: 0 };
+  /** Multicast groups joined (kept while the agent runs: the next push likely uses them too). */
+  private readonly groups = new Map<string, Promise<MulticastReceiver | undefined>>();
   private activeModule: ActiveModule;
   private readonly timing: ClientTiming;
   private registered = false;
@@ -215,6 +222,8 @@ export class ClientAgent extends EventEmitter {
     for (const o of this.outcomes.values()) clearTimeout(o.timer);
     await this.activeModule.host?.stop();
     await dropSpare();
+    for (const g of this.groups.values()) void g.then((r) => r?.close());
+    this.groups.clear();
     this.options.jobs?.stop();
     clearTimeout(this.deferred?.timer);
     clearTimeout(this.registerTimer);
@@ -336,6 +345,7 @@ export class ClientAgent extends EventEmitter {
         return;
       }
       case 'abort': return this.onAbort(msg);
+      case 'multicast': return this.onMulticast(msg);
       case 'query':
         // The operator asked for every device's version: answer now, not at the next renewal.
         this.registerDelay = this.timing.registerRetryMs;
@@ -448,7 +458,43 @@ export class ClientAgent extends EventEmitter {
   private onChunks(frame: ChunksFrame): void {
     this.stats.chunkFrames++;
     const t = this.transferFor(frame.transferId);
-    if (!t) return;
+    if (t) this.takeChunks(t, frame);
+  }
+
+  /** A datagram from a multicast group this device joined: anyone on the LAN can send one, so
+   *  it is only a CHUNKS frame of the transfer in progress, and each chunk must open. */
+  private onGroupDatagram(data: Buffer): void {
+    let frame;
+    try {
+      frame = decodeEnvelope(data);
+    } catch {
+      this.stats.malformed++;
+      return;
+    }
+    const t = this.current;
+    if (frame.type !== 'chunks' || !t || t.groupTransferId !== frame.transferId) { this.stats.unknownTransfer++; return; }
+    this.stats.groupFrames++;
+    this.takeChunks(t, frame);
+  }
+
+  /** The server sends this transfer's chunks to a multicast group too: join it. */
+  private onMulticast(msg: MulticastMessage): void {
+    const t = this.current;
+    if (!this.options.multicast || !t || t.transferId !== msg.transferId || t.groupTransferId === msg.groupTransferId) return;
+    t.groupTransferId = msg.groupTransferId;
+    const key = `${msg.address}|${msg.port}`;
+    if (this.groups.has(key)) return;
+    const joining = localAddressToward(this.options.server.address)
+      .then((local) => joinMulticast({ address: msg.address, port: msg.port }, local, (data) => this.onGroupDatagram(data)))
+      .catch((err: unknown) => {
+        this.groups.delete(key);
+        this.log(`cannot join the multicast group ${msg.address}:${msg.port} (${errorMessage(err)}): receiving by unicast`);
+        return undefined;
+      });
+    this.groups.set(key, joining);
+  }
+
+  private takeChunks(t: Transfer, frame: ChunksFrame): void {
     try {
       forEachChunk(frame.entries, (index, sealed) => {
         // Endless-data attack: exactly the length the signed manifest implies, before any work.
@@ -795,6 +841,8 @@ interface PendingResult {
 class Transfer extends IncomingTransfer {
   /** Where the last progress report left off (at the start: what was already held). */
   progressMark: { at: number; bytes: number };
+  /** The transfer id its chunks carry in the multicast group, when the server named one. */
+  groupTransferId: number | undefined;
 
   constructor(
     agent: ClientAgent, transferId: number, readonly manifest: Manifest,

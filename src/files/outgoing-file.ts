@@ -92,6 +92,9 @@ export class OutgoingFile {
 
   start(): void { this.run(this.sender.start(this.clock.now())); }
 
+  isAcked(index: number): boolean { return this.sender.isAcked(index); }
+  get srtt(): number | undefined { return this.sender.srtt; }
+
   /** Only the first `chunks` can be sent yet (the file is still being prepared). */
   setAvailable(chunks: number): void {
     if (this.sender.phase === 'done') return;

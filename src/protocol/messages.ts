@@ -55,6 +55,7 @@ export const MessageType = {
   fileOffer: 14,
   trialOutcome: 15,
   trialAck: 16,
+  multicast: 17,
 } as const;
 
 /** Maintenance jobs (JOB's `kind`). */
@@ -265,7 +266,21 @@ export type Message =
   | JobAckMessage
   | FileOfferMessage
   | TrialOutcomeMessage
-  | TrialAckMessage;
+  | TrialAckMessage
+  | MulticastMessage;
+
+/**
+ * Server → client, after an OFFER: the release's sealed chunks for `transferId` are also sent to
+ * the multicast group `address` (an IP literal) on `port`, in CHUNKS frames whose transfer id is
+ * `groupTransferId`. The client may join the group to receive them; it acknowledges as usual.
+ */
+export interface MulticastMessage {
+  readonly type: 'multicast';
+  readonly transferId: number;
+  readonly groupTransferId: number;
+  readonly port: number;
+  readonly address: string;
+}
 
 /**
  * Client → server: how the probation of an activated module ended: committed, or rolled back
@@ -400,6 +415,9 @@ export function encode(msg: Message): Buffer {
         .u32(msg.seq).u8(msg.committed ? 1 : 0).u8(msg.code).version(msg.version).bytes(msg.sha256).version(msg.active).text16(msg.message).done();
     case 'trialAck':
       return new Writer(MessageType.trialAck, 4).u32(msg.seq).done();
+    case 'multicast':
+      return new Writer(MessageType.multicast, 4 + 4 + 2 + 1 + MAX_PRODUCT_NAME_BYTES)
+        .u32(msg.transferId).u32(msg.groupTransferId).u16(msg.port).text8(msg.address, MAX_PRODUCT_NAME_BYTES).done();
     case 'fileOffer':
       if (msg.sha256.length !== 32) throw new RangeError('sha256 must be 32 bytes');
       if (!Number.isSafeInteger(msg.size) || msg.size < 0) throw new RangeError('bad file size');
@@ -550,6 +568,8 @@ function decodeBody(type: number, r: Reader): Message {
     }
     case MessageType.trialAck:
       return { type: 'trialAck', seq: r.u32() };
+    case MessageType.multicast:
+      return { type: 'multicast', transferId: r.u32(), groupTransferId: r.u32(), port: r.u16(), address: r.text(r.u8(), MAX_PRODUCT_NAME_BYTES) };
     case MessageType.fileOffer: {
       const transferId = r.u32();
       const jobId = r.u32();

@@ -28,6 +28,8 @@ export interface PushChannel {
 
 export class PushSession {
   private readonly file: OutgoingFile;
+  /** Chunks this session may send itself (all, unless a multicast group sends them first). */
+  private gate = Infinity;
   readonly chunkSize: number;
 
   constructor(
@@ -38,7 +40,7 @@ export class PushSession {
     signed: SignedManifest,
     private readonly sealed: SealedRelease,
     path: PathMtu,
-    channel: PushChannel,
+    private readonly channel: PushChannel,
     clock: Clock,
     senderOptions: Partial<SenderOptions>,
     /** Gives this session a fresh transfer id and returns it. */
@@ -58,14 +60,15 @@ export class PushSession {
     }, clock, senderOptions);
   }
 
-  /** Start sending; chunks go out as the release's sealing makes them available. */
+  /** Start sending; chunks go out as the release's sealing makes them available (and, in a
+   *  multicast push, once the group's pass let them: see holdForGroup). */
   start(): void {
     const sealed = this.sealed;
-    this.file.setAvailable(sealed.sealedChunks);
+    this.file.setAvailable(Math.min(sealed.sealedChunks, this.gate));
     if (sealed.sealedChunks < sealed.totalChunks && !sealed.failure) {
       const stop = sealed.onProgress(() => {
         if (sealed.failure) this.file.cancel(`cannot send ${this.release.manifest.name}: ${sealed.failure.message}`);
-        else this.file.setAvailable(sealed.sealedChunks);
+        else this.file.setAvailable(Math.min(sealed.sealedChunks, this.gate));
         if (sealed.failure || sealed.sealedChunks === sealed.totalChunks) stop();
       });
       void this.file.done.then(stop);
@@ -73,6 +76,27 @@ export class PushSession {
     this.file.start();
     if (sealed.failure) this.file.cancel(`cannot send ${this.release.manifest.name}: ${sealed.failure.message}`);
   }
+
+  /**
+   * Before start(): send no chunk of its own until openGate() — the multicast group carries them
+   * first (server/group-push.ts); the device's ACKs still come here, and what they leave missing
+   * is what this session sends once the gate opens.
+   */
+  holdForGroup(): void { this.gate = 0; }
+
+  openGate(): void {
+    if (this.gate === Infinity) return;
+    this.gate = Infinity;
+    this.file.setAvailable(this.sealed.sealedChunks);
+  }
+
+  get gateOpen(): boolean { return this.gate === Infinity; }
+  get sealedRelease(): SealedRelease { return this.sealed; }
+  isAcked(index: number): boolean { return this.file.isAcked(index); }
+  /** Smoothed round-trip time to the device, once measured. */
+  get srtt(): number | undefined { return this.file.srtt; }
+  /** A message to the device, in its session. */
+  say(message: Message): void { this.channel.send(encode(message), this.client.peer); }
 
   get transferId(): number { return this.file.transferId; }
   get done(): Promise<SendOutcome> { return this.file.done; }

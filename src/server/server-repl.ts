@@ -23,7 +23,7 @@ import {
   type CampaignEvent, type CampaignSpec, type Limit,
 } from './campaign.js';
 import type { Rollouts } from './rollouts.js';
-import { describeOutcome, describeTrialOutcome, shortId, type NxtServer, type PushReport, type TrialOutcome } from './server.js';
+import { describeOutcome, describeTrialOutcome, shortId, type GroupPushReport, type NxtServer, type PushReport, type TrialOutcome } from './server.js';
 
 export interface ServerReplOptions {
   readonly server: NxtServer;
@@ -49,6 +49,11 @@ export interface ServerReplOptions {
   readonly prepareStored: (stored: StoredRelease) => Promise<Release>;
   /** Staged rollout campaigns (`rollout start` …). */
   readonly rollouts?: Rollouts;
+}
+
+export function describeGroupPush(g: GroupPushReport): string {
+  return `  multicast ${g.group}: ${g.datagrams} datagrams for ${g.devices} devices, ${g.repaired} chunks sent to the group again, `
+    + `${g.unicast} device(s) served by unicast (not hearing the group, or far behind it)`;
 }
 
 export function describeCampaignEvent(c: Campaign, e: CampaignEvent): string {
@@ -557,6 +562,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   server.on('push-result', (r: PushReport) => repl.print(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`));
   server.on('warning', (w: string) => repl.print(`warning: ${w}`));
   server.on('trial-outcome', (o: TrialOutcome) => repl.print(describeTrialOutcome(o)));
+  server.on('group-push', (g: GroupPushReport) => repl.print(describeGroupPush(g)));
   o.rollouts?.on('event', (c: Campaign, e: CampaignEvent) => repl.print(describeCampaignEvent(c, e)));
   o.rollouts?.on('warning', (w: string) => repl.print(`warning: ${w}`));
   server.on('client-back', (c: ClientRecord) => repl.print(`client ${shortId(c.id)} is back from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));

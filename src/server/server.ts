@@ -32,6 +32,8 @@ import { loadFleet, saveFleet } from './fleet-file.js';
 import { compareReleaseVersions } from '../protocol/release-version.js';
 import { UpdateState } from '../protocol/messages.js';
 import type { Manifest } from '../security/manifest.js';
+import { GroupPush, type GroupPushOptions } from './group-push.js';
+import type { MulticastSender } from '../net/multicast.js';
 
 export interface NxtServerOptions {
   /** Every datagram in and out goes through the secure channel. */
@@ -65,6 +67,8 @@ export interface NxtServerOptions {
   readonly maxDatagram?: number;
   /** Maintenance jobs (their queue, uploads, puts). */
   readonly jobs?: JobServer;
+  /** A push to two devices or more goes through this multicast group first (group-push.ts). */
+  readonly multicast?: { readonly sender: MulticastSender; readonly options?: Partial<GroupPushOptions> };
 }
 
 /** Paths remembered (one per client and address): a fleet's worth, bounded. */
@@ -119,6 +123,8 @@ export class NxtServer extends EventEmitter {
   private readonly tokenHashes: Buffer[];
   private saveTimer: NodeJS.Timeout | undefined;
   private fleetSaveFailing = false;
+  /** Multicast pushes whose group pass is under way (for status). */
+  readonly groupPushes = new Set<GroupPush>();
   private enrollSaveFailing = false;
   private readonly autoAttempts = new Map<string, { sha256: string; at: number }>();
   private querySeq = 0;
@@ -285,9 +291,11 @@ export class NxtServer extends EventEmitter {
       return id;
     };
     const m = release.manifest;
+    // Several devices and a group: the group's datagram size decides one chunk size for all.
+    const group = this.options.multicast && clients.length >= 2 ? this.options.multicast : undefined;
     const prepared = await Promise.allSettled(clients.map(async (client) => {
       const path = this.pathTo(client);
-      const chunkSize = chunkSizeFor(release, this.largeChunksFailed.has(client.id) ? SMALL_CHUNK_DATAGRAM : path.options.max);
+      const chunkSize = chunkSizeFor(release, group ? group.sender.maxDatagram : this.largeChunksFailed.has(client.id) ? SMALL_CHUNK_DATAGRAM : path.options.max);
       // Sealed once per release and chunk size, whatever the number of devices.
       const sealed = await this.sealedReleases().get(release.path, { size: m.size, sha256: m.sha256, chunkSize });
       const signed = release.signedFor(client.id, chunkSize);
@@ -303,6 +311,7 @@ export class NxtServer extends EventEmitter {
     }
     const sessions = prepared.map((p) => (p as PromiseFulfilledResult<PushSession>).value);
     for (const session of sessions) this.sessions.set(session.transferId, session);
+    if (group) for (const session of sessions) session.holdForGroup();
     const reports = sessions.map(async (session) => {
       session.start();
       const outcome = await session.done;
@@ -329,6 +338,19 @@ export class NxtServer extends EventEmitter {
       this.emit('push-result', report);
       return report;
     });
+    if (group) {
+      const groupPush = new GroupPush(this.newTransferId(), sessions[0]!.sealedRelease, group.sender, sessions, this.options.clock, group.options);
+      this.groupPushes.add(groupPush);
+      groupPush.start();
+      void Promise.all(reports).finally(() => {
+        groupPush.close();
+        this.groupPushes.delete(groupPush);
+        const g = group.sender.group;
+        this.emit('group-push', {
+          group: `${g.address}:${g.port}`, devices: sessions.length, datagrams: groupPush.datagrams, repaired: groupPush.repaired, unicast: groupPush.unicast,
+        } satisfies GroupPushReport);
+      });
+    }
     const done = await Promise.all(reports);
     await kept;
     return done;
@@ -568,6 +590,17 @@ export class NxtServer extends EventEmitter {
         this.stats.unexpected++; // a message only a server sends
     }
   }
+}
+
+/** What a multicast push's group pass did. */
+export interface GroupPushReport {
+  readonly group: string;
+  readonly devices: number;
+  readonly datagrams: number;
+  /** Chunks sent to the group a second time (many devices missed them). */
+  readonly repaired: number;
+  /** Devices that went to unicast early: not hearing the group, or falling far behind it. */
+  readonly unicast: number;
 }
 
 /** How a device's probation of a module ended (TRIAL_OUTCOME). */

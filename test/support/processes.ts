@@ -110,8 +110,9 @@ export const TEST_ENROLL_TOKEN = 'e2e-enroll-token';
 
 /** A server from scripts/UpdateServer.sh on a free port (or `port`: a restart where its clients
  *  expect it); resolves once it listens. */
-export async function startServer(stateDir: string, extra: string[] = [], env: Record<string, string> = {}, port = 0): Promise<{ proc: Proc; port: number }> {
-  const proc = new Proc('server', join(ROOT, 'scripts/UpdateServer.sh'), [String(port), ...extra], { NXT_STATE_DIR: stateDir, NXT_ENROLL_TOKEN: TEST_ENROLL_TOKEN, ...env });
+export async function startServer(stateDir: string, extra: string[] = [], env: Record<string, string> = {}, port = 0, netns?: string): Promise<{ proc: Proc; port: number }> {
+  const [command, args] = inNetns(netns, join(ROOT, 'scripts/UpdateServer.sh'), [String(port), ...extra]);
+  const proc = new Proc('server', command, args, { NXT_STATE_DIR: stateDir, NXT_ENROLL_TOKEN: TEST_ENROLL_TOKEN, ...env });
   const m = await proc.waitFor(/listening on UDP port (\d+)/);
   await proc.waitFor('NxtServer# ');
   return { proc, port: Number(m[1]) };
@@ -121,11 +122,17 @@ export async function startServer(stateDir: string, extra: string[] = [], env: R
  *  `until`, once it printed that). */
 export async function startClient(
   name: string, port: number, dataDir: string, trust: string, host = '127.0.0.1', extra: string[] = [],
-  options: { env?: Record<string, string>; until?: RegExp | string } = {},
+  options: { env?: Record<string, string>; until?: RegExp | string; netns?: string } = {},
 ): Promise<Proc> {
-  const proc = new Proc(name, join(ROOT, 'scripts/UpdateClient.sh'), [host, String(port), ...extra], {
+  const [command, args] = inNetns(options.netns, join(ROOT, 'scripts/UpdateClient.sh'), [host, String(port), ...extra]);
+  const proc = new Proc(name, command, args, {
     NXT_DATA_DIR: dataDir, NXT_TRUST: trust, NXT_ENROLL_TOKEN: TEST_ENROLL_TOKEN, ...options.env,
   });
   await proc.waitFor(options.until ?? 'registered with the server');
   return proc;
+}
+
+/** A command run inside a network namespace (`ip netns exec`), or as it is. */
+function inNetns(netns: string | undefined, command: string, args: string[]): [string, string[]] {
+  return netns === undefined ? [command, args] : ['ip', ['netns', 'exec', netns, command, ...args]];
 }

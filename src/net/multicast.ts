@@ -1,0 +1,109 @@
+/**
+ * Multicast sockets: the server's, which sends a release's sealed chunks once to a group, and the
+ * device's, which joins the group on the interface it reaches the server by. Nothing sent to a
+ * group is trusted for what it says: the CHUNKS frames are sealed under a release's content key,
+ * which only devices in a session got, and the signed manifest decides what is installed.
+ */
+import dgram from 'node:dgram';
+import { isIP } from 'node:net';
+import { NxtError } from '../errors.js';
+import type { DatagramSink } from '../files/sealed-chunk-wire.js';
+import { maxUdpPayloadTo } from './interface-mtu.js';
+
+const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_MULTICAST_PORT = 7702;
+
+export interface MulticastGroup {
+  readonly address: string;
+  readonly port: number;
+}
+
+/** "239.255.77.1", "239.255.77.1:7702", "ff15::77", "[ff15::77]:7702". */
+export function parseGroup(text: string): MulticastGroup {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
+  const v4 = /^(\d+\.\d+\.\d+\.\d+)(?::(\d+))?$/.exec(text);
+  const [address, port] = bracketed ? [bracketed[1]!, bracketed[2]] : v4 ? [v4[1]!, v4[2]] : [text, undefined];
+  const family = isIP(address);
+  const multicast = family === 4 ? Number(address.split('.')[0]) >= 224 && Number(address.split('.')[0]) <= 239 : family === 6 && /^ff/i.test(address);
+  if (!multicast) throw new NxtError('usage', `"${text}" is not a multicast group (224.0.0.0/4 or ff00::/8, e.g. 239.255.77.1:7702)`);
+  const p = port === undefined ? DEFAULT_MULTICAST_PORT : Number(port);
+  if (!Number.isInteger(p) || p < 1 || p > 65535) throw new NxtError('usage', `"${text}": the port must be 1-65535`);
+  return { address, port: p };
+}
+
+export interface MulticastSender extends DatagramSink {
+  readonly group: MulticastGroup;
+  /** The largest datagram that leaves the interface whole. */
+  readonly maxDatagram: number;
+  close(): void;
+}
+
+/** A socket that sends to `group` with `ttl`, out of `interfaceAddress` (the routing table's
+ *  choice when undefined). */
+export async function openMulticastSender(group: MulticastGroup, options: { ttl: number; interfaceAddress?: string }): Promise<MulticastSender> {
+  const v6 = isIP(group.address) === 6;
+  const socket = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4' });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind(0, v6 ? '::' : options.interfaceAddress ?? '0.0.0.0', () => { socket.off('error', reject); resolve(); });
+  });
+  socket.on('error', () => undefined); // a lost datagram is the protocol's business
+  socket.setMulticastTTL(options.ttl);
+  socket.setMulticastLoopback(true);
+  if (options.interfaceAddress !== undefined) socket.setMulticastInterface(options.interfaceAddress);
+  try { socket.setSendBufferSize(SOCKET_BUFFER_BYTES); } catch { /* capped by the kernel */ }
+  return {
+    group,
+    maxDatagram: options.interfaceAddress === undefined ? 1472 : maxUdpPayloadTo(options.interfaceAddress),
+    sendv: (parts) => socket.send(parts as Uint8Array[], group.port, group.address),
+    queued: () => socket.getSendQueueCount(),
+    close: () => { try { socket.close(); } catch { /* closed */ } },
+  };
+}
+
+export interface MulticastReceiver {
+  readonly group: MulticastGroup;
+  close(): void;
+}
+
+/**
+ * Join `group` on the interface with `localAddress` (the one the device reaches its server by)
+ * and hand every datagram to `onDatagram`. Several groups, or several pushes to one group, may be
+ * joined at once by different receivers (the port is shared).
+ */
+export async function joinMulticast(group: MulticastGroup, localAddress: string | undefined, onDatagram: (data: Buffer) => void): Promise<MulticastReceiver> {
+  const v6 = isIP(group.address) === 6;
+  const socket = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', reuseAddr: true });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    // Bound to the group's address: only datagrams sent to the group arrive here.
+    socket.bind(group.port, group.address, () => { socket.off('error', reject); resolve(); });
+  });
+  socket.on('error', () => undefined);
+  try { socket.setRecvBufferSize(SOCKET_BUFFER_BYTES); } catch { /* capped by the kernel */ }
+  try {
+    socket.addMembership(group.address, v6 ? undefined : localAddress);
+  } catch (err) {
+    socket.close();
+    throw new NxtError('multicast', `cannot join ${group.address}: ${(err as Error).message}`);
+  }
+  socket.on('message', (data) => onDatagram(data));
+  return { group, close: () => { try { socket.close(); } catch { /* closed */ } } };
+}
+
+/** The local address this host uses to reach `server` (no datagram is sent: a connected UDP
+ *  socket only asks the routing table). */
+export async function localAddressToward(server: string): Promise<string | undefined> {
+  const socket = dgram.createSocket(isIP(server) === 6 ? 'udp6' : 'udp4');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.connect(9, server, () => { socket.off('error', reject); resolve(); });
+    });
+    return socket.address().address;
+  } catch {
+    return undefined;
+  } finally {
+    socket.close();
+  }
+}
