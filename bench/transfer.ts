@@ -9,6 +9,7 @@
  * acknowledged) beside it; for atftp the `atftp -g` process; for UFTP its process and, beside it,
  * its own "Total elapsed time" (its transfer phase, without the announce rounds).
  */
+import { runFanout } from './fanout.js';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,7 +28,7 @@ const opt = (name: string, fallback: string): string => {
 };
 const FLEET_SIZES = opt('fleet-sizes', '1,10,50').split(',').map(Number);
 const RUNS = Math.max(1, Number(opt('runs', '3')));
-const ONLY = new Set(opt('only', 'loopback,lossy,ctl,fleet,huge,latency').split(','));
+const ONLY = new Set(opt('only', 'loopback,lossy,ctl,fleet,huge,latency,fanout').split(','));
 const TFTP_PORT = 16969;
 const UFTP_PORT = 11044;
 const PEER_TIMEOUT_MS = 60_000;
@@ -115,7 +116,11 @@ async function section(name: string, run: () => Promise<void>): Promise<void> {
   } catch (err) {
     console.log(`\n(${name}: failed: ${(err as Error).message.split('\n')[0]})`);
   } finally {
-    await stopAll();
+    await section('fanout', async () => {
+  await runFanout({ mib: 16, devices: [10, 50], runs: RUNS });
+});
+
+await stopAll();
   }
 }
 

@@ -54,6 +54,7 @@ const program = new Command('nxt-server')
   .option('--multicast <group[:port]>', 'send a push to several devices once, to this multicast group (e.g. 239.255.77.1:7702, administratively scoped), then repair by unicast')
   .option('--multicast-ttl <hops>', 'hops a multicast datagram may cross (1: this LAN only)', '1')
   .option('--multicast-interface <address>', 'the local address of the interface the group is on (default: the routing table\'s choice)')
+  .option('--multicast-datagram <bytes>', 'the largest group datagram (default: what the interface carries whole; larger ones are fragmented by IP: less work per byte for every device, but a lost fragment loses the datagram)')
   .option('--multicast-rate <Mbit/s>', 'the most the group is sent (it goes slower when devices lose data)', '2000')
   .option('--notify-webhook <url>', 'POST a JSON alert here when a push fails on a device or a device stays behind')
   .option('--smtp <url>', 'mail server for alerts, e.g. smtp://mail.example.com:587 (user:password@ allowed)')
@@ -70,14 +71,14 @@ const program = new Command('nxt-server')
 interface ServerFlags {
   port: string; stateDir: string; peerTimeout: string; renew: string; manifestTtl: string; enrollToken?: string; autoUpdate?: boolean;
   maxHandshakes: string; config?: string; maxDatagram?: string;
-  multicast?: string; multicastTtl: string; multicastInterface?: string; multicastRate: string;
+  multicast?: string; multicastTtl: string; multicastInterface?: string; multicastRate: string; multicastDatagram?: string;
   notifyWebhook?: string; smtp?: string; notifyEmail?: string; notifyFrom: string; behindAfter?: string; notifyRetry: string;
 }
 
 const SERVER_CONFIG: Record<string, ConfigType> = {
   port: 'number', stateDir: 'string', peerTimeout: 'number', renew: 'number', manifestTtl: 'number',
   enrollToken: 'string', autoUpdate: 'boolean', maxHandshakes: 'number', maxDatagram: 'number',
-  multicast: 'string', multicastTtl: 'number', multicastInterface: 'string', multicastRate: 'number',
+  multicast: 'string', multicastTtl: 'number', multicastInterface: 'string', multicastRate: 'number', multicastDatagram: 'number',
   notifyWebhook: 'string', smtp: 'string', notifyEmail: 'string', notifyFrom: 'string', behindAfter: 'number',
 };
 
@@ -114,7 +115,11 @@ program.action(async (flags: ServerFlags) => {
       const maxMbit = Number(opts.multicastRate);
       if (!(maxMbit >= 1 && maxMbit <= 100_000)) throw new NxtError('usage', `--multicast-rate "${opts.multicastRate}" must be 1-100000 Mbit/s`);
       if (opts.multicastInterface !== undefined && isIP(opts.multicastInterface) === 0) throw new NxtError('usage', `--multicast-interface "${opts.multicastInterface}" is not an IP address`);
-      multicast = { sender: await openMulticastSender(group, { ttl, interfaceAddress: opts.multicastInterface }), options: { maxMbit, startMbit: Math.min(200, maxMbit) } };
+      const groupDatagram = opts.multicastDatagram === undefined ? undefined : Number(opts.multicastDatagram);
+      if (groupDatagram !== undefined && (!Number.isInteger(groupDatagram) || groupDatagram < MIN_DATAGRAM || groupDatagram > MAX_UDP_PAYLOAD_BYTES)) {
+        throw new NxtError('usage', `--multicast-datagram "${opts.multicastDatagram}" must be a whole number of bytes from ${MIN_DATAGRAM} to ${MAX_UDP_PAYLOAD_BYTES}`);
+      }
+      multicast = { sender: await openMulticastSender(group, { ttl, interfaceAddress: opts.multicastInterface, maxDatagram: groupDatagram }), options: { maxMbit, startMbit: Math.min(200, maxMbit) } };
     }
     const endpoint = await openUdpEndpoint({ port });
     const channel = new ServerChannel({

@@ -52,6 +52,20 @@ function interfaceMtuFor(address: string, v4: boolean): number {
   return Number.isFinite(smallest) ? smallest : ETHERNET_MTU;
 }
 
+/**
+ * The largest UDP payload that leaves by the interface holding `localAddress` (a multicast
+ * group's datagrams go out of it, not over lo as datagrams to our own address do).
+ */
+export function maxUdpPayloadFrom(localAddress: string): number {
+  const v4 = isIPv4(localAddress);
+  for (const [name, addrs] of Object.entries(os.networkInterfaces())) {
+    if (addrs?.some((a) => a.address === localAddress)) {
+      return Math.min(MAX_UDP_PAYLOAD, mtuOf(name, name === 'lo' ? LOOPBACK_MTU : ETHERNET_MTU) - (v4 ? HEADERS_V4 : HEADERS_V6));
+    }
+  }
+  return ETHERNET_MTU - (v4 ? HEADERS_V4 : HEADERS_V6);
+}
+
 function mtuOf(name: string, fallback: number): number {
   try {
     const mtu = Number(readFileSync(`/sys/class/net/${name}/mtu`, 'utf8').trim());

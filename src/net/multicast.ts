@@ -8,10 +8,20 @@ import dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import { NxtError } from '../errors.js';
 import type { DatagramSink } from '../files/sealed-chunk-wire.js';
-import { maxUdpPayloadTo } from './interface-mtu.js';
+import { maxUdpPayloadFrom } from './interface-mtu.js';
+import { CHUNKS_HEADER_BYTES, chunkEntryBytes } from '../protocol/envelope.js';
 
 const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_MULTICAST_PORT = 7702;
+/**
+ * Group datagrams carry one 8 KiB chunk at least, whatever the interface's MTU: on a 1500-byte LAN
+ * IP cuts each into six fragments. Every device pays per datagram (a receive, a decryption, a
+ * write), and a fleet shares the pace of its slowest: ten devices took about three times as long
+ * with 1400-byte chunks (docs/benchmarks.md). A lost fragment loses the chunk, which the repair
+ * passes then cover; `--multicast-datagram 1472` keeps every datagram whole where fragments do
+ * not get through.
+ */
+export const GROUP_DATAGRAM = CHUNKS_HEADER_BYTES + chunkEntryBytes(8192);
 
 export interface MulticastGroup {
   readonly address: string;
@@ -40,7 +50,7 @@ export interface MulticastSender extends DatagramSink {
 
 /** A socket that sends to `group` with `ttl`, out of `interfaceAddress` (the routing table's
  *  choice when undefined). */
-export async function openMulticastSender(group: MulticastGroup, options: { ttl: number; interfaceAddress?: string }): Promise<MulticastSender> {
+export async function openMulticastSender(group: MulticastGroup, options: { ttl: number; interfaceAddress?: string; maxDatagram?: number }): Promise<MulticastSender> {
   const v6 = isIP(group.address) === 6;
   const socket = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4' });
   await new Promise<void>((resolve, reject) => {
@@ -54,7 +64,7 @@ export async function openMulticastSender(group: MulticastGroup, options: { ttl:
   try { socket.setSendBufferSize(SOCKET_BUFFER_BYTES); } catch { /* capped by the kernel */ }
   return {
     group,
-    maxDatagram: options.interfaceAddress === undefined ? 1472 : maxUdpPayloadTo(options.interfaceAddress),
+    maxDatagram: options.maxDatagram ?? Math.max(GROUP_DATAGRAM, options.interfaceAddress === undefined ? 0 : maxUdpPayloadFrom(options.interfaceAddress)),
     sendv: (parts) => socket.send(parts as Uint8Array[], group.port, group.address),
     queued: () => socket.getSendQueueCount(),
     close: () => { try { socket.close(); } catch { /* closed */ } },

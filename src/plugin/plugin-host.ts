@@ -181,7 +181,10 @@ export class PluginHost extends EventEmitter {
         if (!this.stopping) fail(new NxtError('exited', `it ended its thread (process.exit(${code}) or the like)`));
       });
       this.watch();
-      void thread.ready.then(() => worker.postMessage({ type: 'load', url: this.url, selfTest } satisfies HostRequest), () => undefined);
+      void thread.ready.then(
+        () => worker.postMessage({ type: 'load', url: this.url, selfTest } satisfies HostRequest),
+        (err: Error) => fail(new NxtError('crashed', `its thread did not start: ${err.message}`)),
+      );
     });
   }
 

@@ -39,12 +39,18 @@ const CONTROL_MS = 25;
 const DEAF_AFTER_CHUNKS = 48;
 /** A device missing more than this share of what the group sent is a straggler: unicast. */
 const STRAGGLER_LOSS = 0.5;
-/** Interval loss of the worst healthy device, beyond the loss the path shows anyway (its recent
- *  minimum: a radio or a bad cable loses at any pace, and slowing down would not help), above
- *  which the pace drops, and below which it rises. */
+/**
+ * The pace follows the devices' loss beyond what each loses anyway (its standing loss, the
+ * minimum of its recent intervals: a radio or a bad cable loses at any pace, and slowing down
+ * would not help it). The loss that decides is not the very worst device's but the one at
+ * PACE_PERCENTILE of them: one lossy device is repaired afterwards by unicast and must not slow
+ * the others; many devices losing more means the pace is too high for the LAN. Above LOSS_HIGH
+ * the pace drops; below LOSS_LOW it rises.
+ */
 const LOSS_HIGH = 0.03;
 const LOSS_LOW = 0.01;
-/** Control steps the path's standing loss is the minimum of. */
+const PACE_PERCENTILE = 0.8;
+/** Control steps a device's standing loss is the minimum of. */
 const BASELINE_STEPS = 12;
 /** The pace never drops below this (Mbit/s): standing loss is repaired, not waited out. */
 const MIN_MBIT = 20;
@@ -62,6 +68,8 @@ interface Member {
   lastCursor: number;
   lastMissing: number;
   heard: boolean;
+  /** Its loss in recent control steps (a ring), for its standing loss. */
+  readonly recentLoss: number[];
 }
 
 type Phase = 'waiting' | 'sending' | 'settling' | 'repairing' | 'done';
@@ -85,10 +93,12 @@ export class GroupPush {
   private settleUntil = 0;
   private lastRateCut = 0;
   private readonly minRate: number;
-  /** The worst device's interval loss at the last control steps (a ring), for the standing loss. */
-  private readonly recentLoss: number[] = [];
+  private readonly excess: number[] = [];
   private readonly batch: number[] = [];
   repaired = 0;
+  /** How long the first pass took, from the group's start (ms), once it is over. */
+  passMs: number | undefined;
+  private passStartedAt = 0;
 
   constructor(
     readonly groupTransferId: number,
@@ -104,7 +114,7 @@ export class GroupPush {
     this.minRate = (Math.min(MIN_MBIT, o.maxMbit) * 1e6) / 8 / 1000;
     // The group's datagram size is the interface's: no discovery, every member gets the same.
     this.wire = new SealedChunkWire(sealed, sender, new PathMtu({ base: sender.maxDatagram, max: sender.maxDatagram }));
-    this.members = sessions.map((session) => ({ session, cursor: 0, missing: 0, lastCursor: 0, lastMissing: 0, heard: false }));
+    this.members = sessions.map((session) => ({ session, cursor: 0, missing: 0, lastCursor: 0, lastMissing: 0, heard: false, recentLoss: [] }));
     this.sentAt = new Float64Array(sealed.totalChunks).fill(Number.NaN);
     this.timer = new WakeTimer(clock, () => this.onTimer());
     this.startedAt = clock.now();
@@ -140,6 +150,7 @@ export class GroupPush {
       const accepted = this.members.filter((m) => m.session.progress.phase !== 'offering').length;
       if (accepted < this.members.length && now - this.startedAt < ACCEPT_WAIT_MS) { this.timer.arm(now + 5); return; }
       this.phase = 'sending';
+      this.passStartedAt = now;
       this.nextSendAt = now;
       this.nextControlAt = now + CONTROL_MS;
       // Late ones may still join: tell them again (the first message may have crossed their OFFER).
@@ -157,6 +168,8 @@ export class GroupPush {
     }
     if (this.phase === 'done') return;
     if (this.wire.backlogged()) { this.timer.arm(now + 1); return; }
+    // Ahead of the sealing: look again shortly rather than spin.
+    if (this.phase === 'sending' && this.next >= this.sealed.sealedChunks) { this.timer.arm(Math.min(now + 2, this.nextControlAt)); return; }
     this.timer.arm(this.phase === 'settling' ? Math.min(this.settleUntil, this.nextControlAt) : Math.min(this.nextSendAt, this.nextControlAt));
   }
 
@@ -173,6 +186,7 @@ export class GroupPush {
     // Idle (waiting for sealing) earns no credit for a burst later.
     if (this.nextSendAt < now - MAX_BURST * (this.sealed.entryBytes / this.rate)) this.nextSendAt = now;
     if (this.next === this.sealed.totalChunks) {
+      this.passMs = now - this.passStartedAt;
       this.phase = 'settling';
       this.settleUntil = now + this.lag();
     }
@@ -209,8 +223,8 @@ export class GroupPush {
     const due = now - this.lag();
     let expected = this.next;
     while (expected > 0 && !(this.sentAt[expected - 1]! <= due)) expected--;
-    let worst = 0;
-    let measured = false;
+    const excess = this.excess;
+    excess.length = 0;
     for (const m of this.members) {
       if (m.session.gateOpen) continue;
       for (; m.cursor < expected; m.cursor++) if (!m.session.isAcked(m.cursor)) m.missing++;
@@ -220,23 +234,24 @@ export class GroupPush {
       if (m.heard && m.cursor >= DEAF_AFTER_CHUNKS && m.missing / m.cursor > STRAGGLER_LOSS) { m.session.openGate(); continue; }
       const span = m.cursor - m.lastCursor;
       if (span >= 8) {
-        worst = Math.max(worst, (m.missing - m.lastMissing) / span);
-        measured = true;
+        const loss = (m.missing - m.lastMissing) / span;
+        m.recentLoss.push(loss);
+        if (m.recentLoss.length > BASELINE_STEPS) m.recentLoss.shift();
+        excess.push(loss - Math.min(...m.recentLoss));
         m.lastCursor = m.cursor;
         m.lastMissing = m.missing;
       }
     }
-    if (!measured || this.phase !== 'sending') return;
-    this.recentLoss.push(worst);
-    if (this.recentLoss.length > BASELINE_STEPS) this.recentLoss.shift();
-    const standing = Math.min(...this.recentLoss);
-    if (worst > standing + LOSS_HIGH) {
+    if (excess.length === 0 || this.phase !== 'sending') return;
+    excess.sort((a, b) => a - b);
+    const deciding = excess[Math.floor(PACE_PERCENTILE * (excess.length - 1))]!;
+    if (deciding > LOSS_HIGH) {
       // At most one cut per lag: the losses of one overshoot arrive over a round trip.
       if (now - this.lastRateCut > this.lag()) {
         this.rate = Math.max(this.minRate, this.rate * 0.7);
         this.lastRateCut = now;
       }
-    } else if (worst < standing + LOSS_LOW) {
+    } else if (deciding < LOSS_LOW) {
       this.rate = Math.min(this.maxRate, this.rate * 1.08);
     }
   }

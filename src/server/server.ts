@@ -348,6 +348,7 @@ export class NxtServer extends EventEmitter {
         const g = group.sender.group;
         this.emit('group-push', {
           group: `${g.address}:${g.port}`, devices: sessions.length, datagrams: groupPush.datagrams, repaired: groupPush.repaired, unicast: groupPush.unicast,
+          passMs: groupPush.passMs,
         } satisfies GroupPushReport);
       });
     }
@@ -601,6 +602,8 @@ export interface GroupPushReport {
   readonly repaired: number;
   /** Devices that went to unicast early: not hearing the group, or falling far behind it. */
   readonly unicast: number;
+  /** The first pass's duration (undefined: it never finished). */
+  readonly passMs: number | undefined;
 }
 
 /** How a device's probation of a module ended (TRIAL_OUTCOME). */

@@ -1,0 +1,239 @@
+/**
+ * Fan-out: one release to a LAN of devices, each device in a network namespace of its own, all on
+ * one bridge (veth, MTU 1500), the server in another. Compared in the same run with UFTP multicast
+ * (fixed rate) and with N parallel TCP transfers of the same file. Needs root and `ip` (it says so
+ * and skips otherwise). Not a test: bounded in count and time.
+ *
+ *   npm run bench:fanout [-- --mib 16 --devices 10,50 --runs 3]
+ *
+ * Rows: time until every device activated (nxt: typing push → "push finished", every device
+ * verified and loaded the module; UFTP: its process's wall time and its own "Total elapsed time";
+ * TCP: from starting N receivers to the last byte at all of them), server CPU-seconds and peak RSS.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { Proc, ROOT, startClient, startServer, stopAll, tempDir } from '../test/support/processes.js';
+import { writeModule } from '../test/support/modules.js';
+import { ensureCommands, have } from '../test/support/debian.js';
+import { cpuSeconds, peakRssMb } from './proc-stats.js';
+
+const argv = process.argv.slice(2);
+const opt = (name: string, fallback: string): string => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : fallback;
+};
+
+const HUB = 'nxtf-hub';
+const SERVER_NS = 'nxtf-server';
+const SERVER_ADDR = '10.204.0.1';
+const GROUP = '239.255.77.1';
+const GROUP_PORT = 7702;
+const UFTP_PORT = 11045;
+const TCP_PORT = 18_000;
+const deviceNs = (i: number): string => `nxtf-d${i}`;
+const deviceAddr = (i: number): string => `10.204.${1 + Math.floor(i / 200)}.${10 + (i % 200)}`;
+
+function ip(...args: string[]): void {
+  const r = spawnSync('ip', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${(r.stderr || '').trim()}`);
+}
+
+function removeNet(devices: number): void {
+  for (let i = 0; i < devices; i++) spawnSync('ip', ['netns', 'del', deviceNs(i)], { stdio: 'ignore' });
+  spawnSync('ip', ['netns', 'del', SERVER_NS], { stdio: 'ignore' });
+  spawnSync('ip', ['netns', 'del', HUB], { stdio: 'ignore' });
+}
+
+/** The server's namespace and `devices` device namespaces, joined by a bridge in a hub namespace. */
+function createNet(devices: number): void {
+  removeNet(devices);
+  ip('netns', 'add', HUB);
+  ip('-n', HUB, 'link', 'add', 'br0', 'type', 'bridge');
+  // No IGMP querier here: without snooping the bridge floods the group to every port, as a
+  // plain switch does.
+  spawnSync('ip', ['netns', 'exec', HUB, 'sh', '-c', 'echo 0 > /sys/class/net/br0/bridge/multicast_snooping'], { stdio: 'ignore' });
+  ip('-n', HUB, 'link', 'set', 'br0', 'up');
+  const attach = (ns: string, name: string, addr: string): void => {
+    ip('netns', 'add', ns);
+    ip('-n', ns, 'link', 'set', 'lo', 'up');
+    ip('link', 'add', 'eth0', 'netns', ns, 'type', 'veth', 'peer', 'name', name, 'netns', HUB);
+    ip('-n', ns, 'addr', 'add', `${addr}/16`, 'dev', 'eth0');
+    ip('-n', ns, 'link', 'set', 'eth0', 'up');
+    ip('-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', 'eth0');
+    ip('-n', HUB, 'link', 'set', name, 'master', 'br0');
+    ip('-n', HUB, 'link', 'set', name, 'up');
+  };
+  attach(SERVER_NS, 'vs', SERVER_ADDR);
+  for (let i = 0; i < devices; i++) attach(deviceNs(i), `vd${i}`, deviceAddr(i));
+}
+
+const median = (xs: number[]): number => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.floor(s.length / 2)]!;
+};
+const fmt = (ms: number): string => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : 'failed');
+
+interface NxtRun { ms: number; cpu: number; rssMb: number; straggler?: number }
+
+/** nxt: a server (multicast or not) and `n` devices; `runs` pushes of fresh modules. */
+async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { multicast: boolean; lossyDevice?: number; groupDatagram?: number }): Promise<NxtRun[]> {
+  const state = join(work, `server-${n}-${o.multicast}-${o.lossyDevice ?? 'clean'}-${o.groupDatagram ?? 'mtu'}`);
+  const extra = ['--renew', '5000', ...(o.multicast ? ['--multicast', `${GROUP}:${GROUP_PORT}`, '--multicast-interface', SERVER_ADDR] : []),
+    ...(o.groupDatagram === undefined ? [] : ['--multicast-datagram', String(o.groupDatagram)])];
+  const { proc: server, port } = await startServer(state, extra, {}, 0, SERVER_NS);
+  const devices: Proc[] = [];
+  for (let i = 0; i < n; i += 10) {
+    devices.push(...await Promise.all(Array.from({ length: Math.min(10, n - i) }, (_, k) =>
+      startClient(`d${i + k}`, port, join(state, `d${i + k}`), join(state, 'release.pub'), SERVER_ADDR, ['--probation', '1', ...(o.multicast ? [] : ['--no-multicast'])], { netns: deviceNs(i + k) }))));
+  }
+  if (o.lossyDevice !== undefined) {
+    // 5% of everything arriving at that device is lost (nft in its namespace).
+    spawnSync('ip', ['netns', 'exec', deviceNs(o.lossyDevice), 'nft', '-f', '-'], {
+      input: 'table inet lossy {\n chain in {\n  type filter hook input priority 0;\n  udp sport != 0 numgen random mod 20 == 0 drop\n }\n}\n',
+    });
+  }
+  const out: NxtRun[] = [];
+  for (let r = 0; r < runs; r++) {
+    const minor = r + 1;
+    const file = writeModule(work, `fan${n}${o.multicast ? 'm' : 'u'}${o.lossyDevice === undefined ? '' : 'lossy'}${o.groupDatagram ?? ''}_9_${minor}.mjs`, mib * 1024 * 1024, 9, minor);
+    // Every device online first: after a push that loaded a module on each, a loaded machine may
+    // have let some leases lapse.
+    for (let waited = 0; waited < 60_000; waited += 500) {
+      const listed = await server.run('clients --json', /\]\n/);
+      if ((listed.match(/"online":true/g) ?? []).length >= n) break;
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    const cpu0 = cpuSeconds(server.pid);
+    const at = server.type(`push ${file}`);
+    const t0 = performance.now();
+    await server.waitFor(/push finished: .*\n/, 300_000, at);
+    const ms = performance.now() - t0;
+    const text = server.output.slice(at);
+    const done = Number(/push finished: (\d+) done/.exec(text)?.[1] ?? 0);
+    if (argv.includes('--explain')) console.error(text.split('\n').filter((l) => !/%/.test(l)).join('\n'));
+    if (done !== n) console.error(`(a push to ${n} devices did not reach all of them:)\n${text.split('\n').filter((l) => !/%/.test(l)).join('\n')}`);
+    let straggler: number | undefined;
+    if (o.lossyDevice !== undefined) {
+      // The others: their result lines' times ("in N ms"), the lossy one's left out.
+      const lossyId = devices[o.lossyDevice]!.output.match(/nxt client ([0-9a-f]{12})/)![1]!;
+      const others = [...text.matchAll(/ {2}([0-9a-f]{12}) \S+ {2}done: .* in (\d+) ms/g)].filter((m) => m[1] !== lossyId).map((m) => Number(m[2]));
+      straggler = Math.max(...others);
+    }
+    out.push({ ms: done === n ? ms : NaN, cpu: cpuSeconds(server.pid) - cpu0, rssMb: peakRssMb(server.pid), straggler });
+    // Every device on probation commits before the next push (a newer one would replace it anyway).
+    await new Promise((res) => setTimeout(res, 1200));
+  }
+  await stopAll();
+  return out;
+}
+
+/** UFTP multicast at a fixed rate to `n` receivers; wall and transfer-phase ms per run. */
+async function uftpRuns(work: string, n: number, mib: number, runs: number, rateKbps: number): Promise<{ wall: number; transfer: number }[]> {
+  const file = writeModule(work, `uftp_${n}.bin`, mib * 1024 * 1024);
+  const daemons = [];
+  for (let i = 0; i < n; i++) {
+    const dest = join(work, `uftp-d${i}`);
+    mkdirSync(dest, { recursive: true });
+    daemons.push(spawn('ip', ['netns', 'exec', deviceNs(i), 'uftpd', '-d', '-p', String(UFTP_PORT), '-D', dest, '-I', 'eth0', '-M', GROUP, '-B', '104857600', '-x', '0'], { stdio: 'ignore' }));
+  }
+  await new Promise((res) => setTimeout(res, 500));
+  const out: { wall: number; transfer: number }[] = [];
+  try {
+    for (let r = 0; r < runs; r++) {
+      const t0 = performance.now();
+      const res = spawnSync('ip', ['netns', 'exec', SERVER_NS, 'uftp', '-M', GROUP, '-P', GROUP, '-I', 'eth0', '-p', String(UFTP_PORT), '-R', String(rateKbps), '-b', '1428',
+        '-B', '104857600', '-x', '2', file], { encoding: 'utf8', timeout: 120_000, cwd: work });
+      const wall = performance.now() - t0;
+      const text = `${res.stdout}${res.stderr}`;
+      const m = /Total elapsed time: ([\d.]+) seconds/.exec(text);
+      let all = true;
+      for (let i = 0; i < n; i++) {
+        try { if (statSync(join(work, `uftp-d${i}`, `uftp_${n}.bin`)).size !== mib * 1024 * 1024) all = false; } catch { all = false; }
+      }
+      out.push(m && all ? { wall, transfer: Number(m[1]) * 1000 } : { wall: NaN, transfer: NaN });
+    }
+  } finally {
+    for (const d of daemons) d.kill('SIGTERM');
+  }
+  return out;
+}
+
+/** N parallel TCP downloads of the same file (a Node sender and receivers), to the last byte. */
+async function tcpRuns(work: string, n: number, mib: number, runs: number): Promise<number[]> {
+  const file = writeModule(work, `tcp_${n}.bin`, mib * 1024 * 1024);
+  const sender = new Proc('tcp-sender', 'ip', ['netns', 'exec', SERVER_NS, 'node', '-e', `
+    const fs = require('node:fs');
+    require('node:net').createServer((s) => fs.createReadStream(${JSON.stringify(file)}).pipe(s)).listen(${TCP_PORT}, '${SERVER_ADDR}', () => console.log('tcp ready'));`]);
+  await sender.waitFor('tcp ready');
+  const out: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const t0 = performance.now();
+    const ok = await Promise.all(Array.from({ length: n }, (_, i) => new Promise<boolean>((res) => {
+      const c = spawn('ip', ['netns', 'exec', deviceNs(i), 'node', '-e', `
+        let n = 0; const s = require('node:net').connect(${TCP_PORT}, '${SERVER_ADDR}');
+        s.on('data', (d) => { n += d.length; }); s.on('end', () => process.exit(n === ${mib * 1024 * 1024} ? 0 : 1));`], { stdio: 'ignore' });
+      c.on('exit', (code) => res(code === 0));
+    })));
+    out.push(ok.every(Boolean) ? performance.now() - t0 : NaN);
+  }
+  await sender.stop();
+  return out;
+}
+
+export async function runFanout(o: { mib: number; devices: number[]; runs: number }): Promise<void> {
+  console.log(`\n## Fan-out: ${o.mib} MiB to a LAN of devices (each in its own network namespace, one bridge, MTU 1500)\n`);
+  if (process.getuid?.() !== 0 || !have('ip')) { console.log('(skipped: needs root and ip, to make the namespaces)'); return; }
+  const peers = ensureCommands(['uftp', 'uftpd', 'nft'], ['uftp', 'nftables'], 'the fan-out benchmark');
+  const most = Math.max(...o.devices);
+  const work = tempDir('nxt-fanout-');
+  try {
+    createNet(most);
+    const rows: string[] = [
+      '| devices | nxt multicast | nxt multicast, `--multicast-datagram 9000` | nxt unicast | UFTP multicast, 500 Mbit/s (transfer phase) | N parallel TCP | nxt multicast ÷ UFTP (9000) | nxt unicast ÷ TCP | server CPU s (m / m 9000 / u) | server peak RSS MB (m / u) |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'];
+    const tenMulticast: number[] = [];
+    for (const n of [1, ...o.devices]) {
+      const m = n === 1 ? [] : await nxtRuns(work, n, o.mib, o.runs, { multicast: true });
+      const big = n === 1 ? [] : await nxtRuns(work, n, o.mib, o.runs, { multicast: true, groupDatagram: 9000 });
+      const u = await nxtRuns(work, n, o.mib, o.runs, { multicast: false });
+      const uftp = n === 1 || !peers ? [] : await uftpRuns(work, n, o.mib, o.runs, 500_000);
+      const tcp = await tcpRuns(work, n, o.mib, o.runs);
+      const mm = median(m.map((x) => x.ms));
+      if (n === 10) tenMulticast.push(mm);
+      const um = median(u.map((x) => x.ms));
+      const uw = median(uftp.map((x) => x.wall));
+      const ut = median(uftp.map((x) => x.transfer));
+      const tm = median(tcp);
+      const bm = median(big.map((x) => x.ms));
+      rows.push(`| ${n} | ${n === 1 ? '—' : fmt(mm)} | ${n === 1 ? '—' : fmt(bm)} | ${fmt(um)} | ${uftp.length ? `${fmt(uw)} (${fmt(ut)})` : '—'} | ${fmt(tm)} | `
+        + `${uftp.length ? `${(mm / uw).toFixed(2)} (${(bm / uw).toFixed(2)})` : '—'} | ${(um / tm).toFixed(2)} | `
+        + `${m.length ? `${median(m.map((x) => x.cpu)).toFixed(2)} / ${median(big.map((x) => x.cpu)).toFixed(2)}` : '— / —'} / ${median(u.map((x) => x.cpu)).toFixed(2)} | `
+        + `${m.length ? median(m.map((x) => x.rssMb)) : '—'} / ${median(u.map((x) => x.rssMb))} |`);
+      console.error(rows.at(-1));
+    }
+    console.log(rows.join('\n'));
+    if (o.devices.includes(10)) {
+      const lossy = await nxtRuns(work, 10, o.mib, o.runs, { multicast: true, lossyDevice: 0 });
+      const others = median(lossy.map((x) => x.straggler ?? NaN));
+      console.log(`\nOne of 10 devices behind 5% loss (multicast): the other 9 done in ${fmt(others)}, all 10 in ${fmt(median(lossy.map((x) => x.ms)))}; `
+        + `clean 10-device time ${fmt(tenMulticast[0] ?? NaN)}: ${(others / (tenMulticast[0] ?? NaN)).toFixed(2)}× (target ≤ 1.2×)`);
+    }
+    if (o.devices.includes(50) && o.devices.includes(10)) console.log('(50 devices target: ≤ 2 × the 10-device multicast time)');
+  } finally {
+    await stopAll();
+    removeNet(most);
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}` && argv.includes('--lossy-only')) {
+  const work = tempDir('nxt-fanout-');
+  createNet(10);
+  try {
+    const r = await nxtRuns(work, 10, Number(opt('mib', '16')), 1, { multicast: true, lossyDevice: argv.includes('--clean') ? undefined : 0 });
+    console.log(r);
+  } finally { await stopAll(); removeNet(10); }
+} else if (import.meta.url === `file://${process.argv[1]}`) {
+  await runFanout({ mib: Number(opt('mib', '16')), devices: opt('devices', '10,50').split(',').map(Number), runs: Math.max(1, Number(opt('runs', '3'))) });
+  void ROOT;
+}
