@@ -190,12 +190,12 @@ export async function runFanout(o: { mib: number; devices: number[]; runs: numbe
   try {
     createNet(most);
     const rows: string[] = [
-      '| devices | nxt multicast | nxt multicast, `--multicast-datagram 9000` | nxt unicast | UFTP multicast, 500 Mbit/s (transfer phase) | N parallel TCP | nxt multicast ÷ UFTP (9000) | nxt unicast ÷ TCP | server CPU s (m / m 9000 / u) | server peak RSS MB (m / u) |',
+      '| devices | nxt multicast | nxt multicast, `--multicast-datagram 1472` (unfragmented) | nxt unicast | UFTP multicast, 500 Mbit/s (transfer phase) | N parallel TCP | nxt multicast ÷ UFTP (1472) | nxt unicast ÷ TCP | server CPU s (m / m 1472 / u) | server peak RSS MB (m / u) |',
       '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'];
     const tenMulticast: number[] = [];
     for (const n of [1, ...o.devices]) {
       const m = n === 1 ? [] : await nxtRuns(work, n, o.mib, o.runs, { multicast: true });
-      const big = n === 1 ? [] : await nxtRuns(work, n, o.mib, o.runs, { multicast: true, groupDatagram: 9000 });
+      const big = n === 1 ? [] : await nxtRuns(work, n, o.mib, o.runs, { multicast: true, groupDatagram: 1472 });
       const u = await nxtRuns(work, n, o.mib, o.runs, { multicast: false });
       const uftp = n === 1 || !peers ? [] : await uftpRuns(work, n, o.mib, o.runs, 500_000);
       const tcp = await tcpRuns(work, n, o.mib, o.runs);

@@ -11,10 +11,9 @@
  * transcript so far into the next key. `stamp` strictly increases per client key: the server
  * refuses a stamp not above the last one it accepted, so a captured INIT replayed later is dropped.
  *
- * Pure: randomness (ephemeral keys) comes in as arguments. Key exchange is tweetnacl's X25519.
+ * Pure: randomness (ephemeral keys) comes in as arguments. Key exchange is X25519 (node:crypto).
  */
-import { createHash, hkdfSync } from 'node:crypto';
-import nacl from 'tweetnacl';
+import { createHash, createPrivateKey, createPublicKey, diffieHellman, hkdfSync, type KeyObject } from 'node:crypto';
 import { NxtError } from '../errors.js';
 import { encodeInit, encodeResponse, KEY_BYTES, type InitFrame, type ResponseFrame } from '../protocol/envelope.js';
 import { AeadKey } from './aead.js';
@@ -33,16 +32,43 @@ export class HandshakeError extends NxtError {}
 
 const PROTOCOL_NAME = 'nxt handshake v1: X25519, ChaCha20-Poly1305, SHA-256';
 
+// X25519 by node:crypto (OpenSSL): ~15 times faster than tweetnacl's, which capped handshakes
+// per second. Raw 32-byte keys, as stored, are wrapped in the fixed DER prefixes of RFC 8410.
+const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const SPKI_X25519 = Buffer.from('302a300506032b656e032100', 'hex');
+/** The server's identity key is used for every handshake: its key object is made once. */
+const privateKeys = new WeakMap<Uint8Array, KeyObject>();
+
+function privateKeyOf(secretKey: Uint8Array): KeyObject {
+  let key = privateKeys.get(secretKey);
+  if (!key) {
+    key = createPrivateKey({ key: Buffer.concat([PKCS8_X25519, secretKey]), format: 'der', type: 'pkcs8' });
+    privateKeys.set(secretKey, key);
+  }
+  return key;
+}
+
 export function keyPairFromSecret(secretKey: Uint8Array): KeyPair {
   if (secretKey.length !== KEY_BYTES) throw new RangeError('an X25519 secret key has 32 bytes');
-  return nacl.box.keyPair.fromSecretKey(secretKey);
+  const spki = createPublicKey(privateKeyOf(secretKey)).export({ format: 'der', type: 'spki' });
+  return { publicKey: new Uint8Array(spki.subarray(SPKI_X25519.length)), secretKey };
 }
 
 /** X25519, refusing the all-zero result a low-order public key would produce. */
 export function dh(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
-  const shared = nacl.scalarMult(secretKey, publicKey);
+  if (publicKey.length !== KEY_BYTES) throw new HandshakeError('bad-key', 'an X25519 public key has 32 bytes');
+  let shared: Buffer;
+  try {
+    shared = diffieHellman({
+      privateKey: privateKeyOf(secretKey),
+      publicKey: createPublicKey({ key: Buffer.concat([SPKI_X25519, publicKey]), format: 'der', type: 'spki' }),
+    });
+  } catch {
+    // OpenSSL refuses the all-zero result itself.
+    throw new HandshakeError('bad-key', 'low-order public key');
+  }
   if (shared.every((b) => b === 0)) throw new HandshakeError('bad-key', 'low-order public key');
-  return shared;
+  return new Uint8Array(shared);
 }
 
 function hash(...parts: Uint8Array[]): Buffer {

@@ -315,3 +315,18 @@ describe('the secure channel', () => {
     expect(atServer.map((m) => m.data)).toEqual(['hello', 'back']);
   });
 });
+
+describe('X25519 by node:crypto', () => {
+  it('agrees with tweetnacl on keys and shared secrets, and refuses a low-order public key', async () => {
+    const nacl = (await import('tweetnacl')).default;
+    const { dh, keyPairFromSecret } = await import('../../src/session/handshake.js');
+    for (let i = 0; i < 20; i++) {
+      const a = nacl.randomBytes(32);
+      const b = nacl.randomBytes(32);
+      expect(Buffer.from(keyPairFromSecret(a).publicKey)).toEqual(Buffer.from(nacl.box.keyPair.fromSecretKey(a).publicKey));
+      const bPublic = nacl.box.keyPair.fromSecretKey(b).publicKey;
+      expect(Buffer.from(dh(a, bPublic))).toEqual(Buffer.from(nacl.scalarMult(a, bPublic)));
+    }
+    expect(() => dh(nacl.randomBytes(32), new Uint8Array(32))).toThrow(/low-order/);
+  });
+});
