@@ -72,7 +72,7 @@ interface Member {
   readonly recentLoss: number[];
 }
 
-type Phase = 'waiting' | 'sending' | 'settling' | 'repairing' | 'done';
+export type Phase = 'waiting' | 'sending' | 'settling' | 'repairing' | 'done';
 
 export class GroupPush {
   private readonly wire: SealedChunkWire;
@@ -125,6 +125,14 @@ export class GroupPush {
   get sending(): boolean { return this.phase !== 'done'; }
   /** Devices that never heard the group, or fell behind it, and went to unicast early. */
   get unicast(): number { return this.members.filter((m) => m.session.gateOpen && !m.heard).length; }
+
+  /** Where the group pass stands, for the console's progress lines. */
+  status(): { phase: Phase; sent: number; total: number; mbit: number; unicastIds: string[] } {
+    return {
+      phase: this.phase, sent: this.next, total: this.sealed.totalChunks, mbit: (this.rate * 8 * 1000) / 1e6,
+      unicastIds: this.members.filter((m) => m.session.gateOpen && this.phase !== 'done').map((m) => m.session.client.id),
+    };
+  }
 
   /** Sessions are started (and held); tell each device the group, then wait for them to accept. */
   start(): void {

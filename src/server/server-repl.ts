@@ -98,6 +98,13 @@ function progressTicker(server: NxtServer, clock: Clock, say: (line: string) => 
     }
     if (sessions.length <= PROGRESS_DETAIL_CLIENTS) for (const l of lines) say(l);
     else say(`  ${sessions.length} clients in progress: ${Math.floor((100 * acked) / total)}% of all chunks, ${mib(totalRate)}/s together`);
+    // A multicast push: the group's pass, and the devices it left to unicast by name.
+    for (const g of server.groupPushes) {
+      const s = g.status();
+      const behind = s.unicastIds.map(shortId);
+      say(`  multicast: ${s.phase}${s.phase === 'sending' ? ` ${Math.floor((100 * s.sent) / s.total)}% at ${Math.round(s.mbit)} Mbit/s` : ''}`
+        + `${behind.length > 0 ? `; by unicast: ${behind.slice(0, 10).join(', ')}${behind.length > 10 ? ` and ${behind.length - 10} more` : ''}` : ''}`);
+    }
   }, PROGRESS_EVERY_MS);
 }
 
