@@ -2,10 +2,11 @@
  * Sends a release's sealed chunks (server/sealed-release.ts) to one device in CHUNKS frames:
  * as many entries per datagram as the path carries (transfer/path-mtu.ts), each datagram a small
  * header and runs of the sealed file handed to the socket as they are (scatter-gather, no copy,
- * no cryptography). The sealed file is read in windows of about 256 KiB into a fixed set of
- * buffers, a few kept for the retransmissions that follow soon after; nothing is allocated per
- * datagram but the views, and nothing per window: a 1 GiB push used to allocate a fresh MiB per
- * MiB sent, which the garbage collector let pile up to 60 MB before it looked.
+ * no cryptography). The sealed file is read in windows of 64 KiB into a small set of buffers, a
+ * few kept for the retransmissions that follow soon after, reused once the socket holds no
+ * datagram that points into them; nothing is allocated per datagram but the views: a 1 GiB push
+ * used to allocate a fresh MiB per MiB sent, which the garbage collector let pile up to 60 MB
+ * before it looked. A push to many devices keeps about half a MiB of these per device.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { CHUNKS_HEADER_BYTES, writeChunksHeader } from '../protocol/envelope.js';
@@ -13,14 +14,14 @@ import type { SealedRelease } from '../server/sealed-release.js';
 import type { PathMtu } from '../transfer/path-mtu.js';
 import type { ChunkWire } from './outgoing-file.js';
 
-/** Bytes read at a time from the sealed file. */
-const WINDOW_BYTES = 256 * 1024;
+/** Bytes read at a time from the sealed file: small, since every device of a push has its own
+ *  (each read is a page-cache copy of ~10 µs). */
+const WINDOW_BYTES = 64 * 1024;
 /** Windows kept for retransmissions (older ones are read again: from the page cache, cheaply). */
 const WINDOWS_KEPT = 4;
-/** A buffer that left the cache is reused only after this many more reads: datagrams still queued
- *  in the socket may point into it. The queue holds at most MAX_QUEUED_DATAGRAMS (16 × 64 KiB)
- *  and one burst (32 chunks, 256 KiB) more: 1.3 MiB, less than these 2 MiB of windows. */
-const WINDOWS_COOLING = 8;
+/** Windows that left the cache while the socket still had datagrams queued (which may point into
+ *  them) wait here; past this many, the oldest is reused anyway (a queue that never drains). */
+const MAX_COOLING = 64;
 /** Datagram headers come from a ring this long: a slot is reused only after this many datagrams,
  *  long after the socket sent it (the driver stops when the socket's send queue grows). */
 const HEADER_RING = 4096;
@@ -39,6 +40,7 @@ const MAX_QUEUED_DATAGRAMS = 16;
 export class SealedChunkWire implements ChunkWire {
   private readonly fd: number;
   private readonly windowEntries: number;
+
   /** Cached windows, oldest first: [first index, entries, buffer]. */
   private readonly windows: { first: number; count: number; buf: Buffer }[] = [];
   private readonly cooling: Buffer[] = [];
@@ -57,6 +59,7 @@ export class SealedChunkWire implements ChunkWire {
   ) {
     this.fd = openSync(sealed.path, 'r');
     this.windowEntries = Math.max(1, Math.floor(WINDOW_BYTES / sealed.entryBytes));
+
   }
 
   /** Bytes of entry `index` (the last chunk's is shorter). */
@@ -193,6 +196,12 @@ export class SealedChunkWire implements ChunkWire {
     const count = Math.min(this.windowEntries, Math.max(s.sealedChunks, i + 1) - first, s.totalChunks - first);
     const start = first * s.entryBytes;
     const length = (count - 1) * s.entryBytes + this.entryLength(first + count - 1);
+    // A buffer that left the cache may still be pointed into by a datagram queued in the socket:
+    // it is reused only once the queue is empty (a datagram the kernel took is its own copy).
+    if (this.spare.length === 0 && this.cooling.length > 0 && (this.sink.queued() === 0 || this.cooling.length > MAX_COOLING)) {
+      if (this.sink.queued() === 0) this.spare.push(...this.cooling.splice(0));
+      else this.spare.push(this.cooling.shift()!);
+    }
     const buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.windowEntries * s.entryBytes);
     let got = 0;
     while (got < length) {
@@ -202,10 +211,7 @@ export class SealedChunkWire implements ChunkWire {
     }
     const w = { first, count, buf };
     this.windows.push(w);
-    if (this.windows.length > WINDOWS_KEPT) {
-      this.cooling.push(this.windows.shift()!.buf);
-      if (this.cooling.length > WINDOWS_COOLING) this.spare.push(this.cooling.shift()!);
-    }
+    if (this.windows.length > WINDOWS_KEPT) this.cooling.push(this.windows.shift()!.buf);
     return w;
   }
 }

@@ -129,7 +129,9 @@ export class PluginHost extends EventEmitter {
    */
   static async load(url: string, options: { selfTest: boolean; limits?: Partial<HostLimits>; sizeBytes?: number }): Promise<PluginHost> {
     const configured = { ...DEFAULT_HOST_LIMITS, ...options.limits };
-    const limits = { ...configured, heapMb: heapFor(options.sizeBytes ?? 0, configured.heapMb) };
+    const heapMb = heapFor(options.sizeBytes ?? 0, configured.heapMb);
+    // A large module's source and code live in its heap and, while it loads, outside it too.
+    const limits = { ...configured, heapMb, rssGrowthMb: Math.max(configured.rssGrowthMb, 2 * heapMb) };
     const thread = takeThread(limits.heapMb);
     const host = new PluginHost(thread.worker, limits, url);
     // The next trial's thread starts now, while this one loads.
