@@ -98,7 +98,11 @@ export class Rollouts extends EventEmitter {
     try {
       this.save();
     } catch (err) {
-      Object.assign(campaign.record, JSON.parse(before) as CampaignRecord);
+      // Not saved, so not done: the record as it was (a reason the change added goes too).
+      const record = campaign.record as unknown as Record<string, unknown>;
+      const was = JSON.parse(before) as Record<string, unknown>;
+      for (const key of Object.keys(record)) if (!(key in was)) delete record[key];
+      Object.assign(record, was);
       throw err;
     }
     for (const e of events) this.emit('event', campaign, e);
