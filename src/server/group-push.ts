@@ -18,6 +18,7 @@ import type { Clock } from '../util/clock.js';
 import { WakeTimer } from '../util/wake-timer.js';
 import { SealedChunkWire } from '../files/sealed-chunk-wire.js';
 import type { MulticastSender } from '../net/multicast.js';
+import { GroupPace, type MemberView } from '../transfer/group-pace.js';
 import { PathMtu } from '../transfer/path-mtu.js';
 import type { PushSession } from './push-session.js';
 import type { SealedRelease } from './sealed-release.js';
@@ -34,24 +35,6 @@ export const DEFAULT_GROUP_OPTIONS: GroupPushOptions = { startMbit: 200, maxMbit
 const ACCEPT_WAIT_MS = 300;
 /** How often losses are counted and the pace adjusted. */
 const CONTROL_MS = 25;
-/** Chunks a device is expected to have, with none acknowledged, before it counts as not hearing
- *  the group. */
-const DEAF_AFTER_CHUNKS = 48;
-/** A device missing more than this share of what the group sent is a straggler: unicast. */
-const STRAGGLER_LOSS = 0.5;
-/**
- * The pace follows the devices' loss beyond what each loses anyway (its standing loss, the
- * minimum of its recent intervals: a radio or a bad cable loses at any pace, and slowing down
- * would not help it). The loss that decides is not the very worst device's but the one at
- * PACE_PERCENTILE of them: one lossy device is repaired afterwards by unicast and must not slow
- * the others; many devices losing more means the pace is too high for the LAN. Above LOSS_HIGH
- * the pace drops; below LOSS_LOW it rises.
- */
-const LOSS_HIGH = 0.03;
-const LOSS_LOW = 0.01;
-const PACE_PERCENTILE = 0.8;
-/** Control steps a device's standing loss is the minimum of. */
-const BASELINE_STEPS = 12;
 /** The pace never drops below this (Mbit/s): standing loss is repaired, not waited out. */
 const MIN_MBIT = 20;
 /** Chunks one wake may send at most (bursts overflow switch and socket queues). */
@@ -59,24 +42,13 @@ const MAX_BURST = 16;
 /** A chunk missed by at least this share of the listening devices (and two) goes to the group again. */
 const REPAIR_SHARE = 0.25;
 
-interface Member {
-  readonly session: PushSession;
-  /** Chunks it should have by now (sent long enough ago), and how many of those it lacks. */
-  cursor: number;
-  missing: number;
-  /** At the previous control step, for the interval's loss. */
-  lastCursor: number;
-  lastMissing: number;
-  heard: boolean;
-  /** Its loss in recent control steps (a ring), for its standing loss. */
-  readonly recentLoss: number[];
-}
-
 export type Phase = 'waiting' | 'sending' | 'settling' | 'repairing' | 'done';
 
 export class GroupPush {
   private readonly wire: SealedChunkWire;
-  private readonly members: Member[];
+  private readonly sessions: readonly PushSession[];
+  private readonly pace: GroupPace;
+  private readonly views: MemberView[];
   private readonly timer: WakeTimer;
   private phase: Phase = 'waiting';
   private readonly startedAt: number;
@@ -86,14 +58,9 @@ export class GroupPush {
   private repairQueue: number[] = [];
   private repairAt = 0;
   /** Sealed bytes per ms. */
-  private rate: number;
-  private readonly maxRate: number;
   private nextSendAt = 0;
   private nextControlAt = 0;
   private settleUntil = 0;
-  private lastRateCut = 0;
-  private readonly minRate: number;
-  private readonly excess: number[] = [];
   private readonly batch: number[] = [];
   repaired = 0;
   /** How long the first pass took, from the group's start (ms), once it is over. */
@@ -109,12 +76,16 @@ export class GroupPush {
     options: Partial<GroupPushOptions> = {},
   ) {
     const o = { ...DEFAULT_GROUP_OPTIONS, ...options };
-    this.rate = (o.startMbit * 1e6) / 8 / 1000;
-    this.maxRate = (o.maxMbit * 1e6) / 8 / 1000;
-    this.minRate = (Math.min(MIN_MBIT, o.maxMbit) * 1e6) / 8 / 1000;
+    const perMs = (mbit: number): number => (mbit * 1e6) / 8 / 1000;
+    this.pace = new GroupPace(sessions.length, perMs(o.startMbit), perMs(Math.min(MIN_MBIT, o.maxMbit)), perMs(o.maxMbit));
     // The group's datagram size is the interface's: no discovery, every member gets the same.
     this.wire = new SealedChunkWire(sealed, sender, new PathMtu({ base: sender.maxDatagram, max: sender.maxDatagram }));
-    this.members = sessions.map((session) => ({ session, cursor: 0, missing: 0, lastCursor: 0, lastMissing: 0, heard: false, recentLoss: [] }));
+    this.sessions = sessions;
+    this.views = sessions.map((session) => ({
+      get accepted() { return session.progress.phase !== 'offering'; },
+      get released() { return session.gateOpen; },
+      isAcked: (i: number) => session.isAcked(i),
+    }));
     this.sentAt = new Float64Array(sealed.totalChunks).fill(Number.NaN);
     this.timer = new WakeTimer(clock, () => this.onTimer());
     this.startedAt = clock.now();
@@ -124,19 +95,19 @@ export class GroupPush {
   get datagrams(): number { return this.wire.datagrams; }
   get sending(): boolean { return this.phase !== 'done'; }
   /** Devices that never heard the group, or fell behind it, and went to unicast early. */
-  get unicast(): number { return this.members.filter((m) => m.session.gateOpen && !m.heard).length; }
+  get unicast(): number { return this.sessions.filter((s, i) => s.gateOpen && !this.pace.heard(i)).length; }
 
   /** Where the group pass stands, for the console's progress lines. */
   status(): { phase: Phase; sent: number; total: number; mbit: number; unicastIds: string[] } {
     return {
-      phase: this.phase, sent: this.next, total: this.sealed.totalChunks, mbit: (this.rate * 8 * 1000) / 1e6,
-      unicastIds: this.members.filter((m) => m.session.gateOpen && this.phase !== 'done').map((m) => m.session.client.id),
+      phase: this.phase, sent: this.next, total: this.sealed.totalChunks, mbit: (this.pace.rate * 8 * 1000) / 1e6,
+      unicastIds: this.sessions.filter((s) => s.gateOpen && this.phase !== 'done').map((s) => s.client.id),
     };
   }
 
   /** Sessions are started (and held); tell each device the group, then wait for them to accept. */
   start(): void {
-    for (const m of this.members) this.announce(m);
+    for (const s of this.sessions) this.announce(s);
     this.timer.arm(this.clock.now());
   }
 
@@ -147,22 +118,22 @@ export class GroupPush {
     this.wire.close();
   }
 
-  private announce(m: Member): void {
+  private announce(session: PushSession): void {
     const g = this.sender.group;
-    m.session.say({ type: 'multicast', transferId: m.session.transferId, groupTransferId: this.groupTransferId, address: g.address, port: g.port });
+    session.say({ type: 'multicast', transferId: session.transferId, groupTransferId: this.groupTransferId, address: g.address, port: g.port });
   }
 
   private onTimer(): void {
     const now = this.clock.now();
     if (this.phase === 'waiting') {
-      const accepted = this.members.filter((m) => m.session.progress.phase !== 'offering').length;
-      if (accepted < this.members.length && now - this.startedAt < ACCEPT_WAIT_MS) { this.timer.arm(now + 5); return; }
+      const accepted = this.views.filter((v) => v.accepted).length;
+      if (accepted < this.sessions.length && now - this.startedAt < ACCEPT_WAIT_MS) { this.timer.arm(now + 5); return; }
       this.phase = 'sending';
       this.passStartedAt = now;
       this.nextSendAt = now;
       this.nextControlAt = now + CONTROL_MS;
       // Late ones may still join: tell them again (the first message may have crossed their OFFER).
-      for (const m of this.members) if (m.session.progress.phase === 'offering') this.announce(m);
+      for (const s of this.sessions) if (s.progress.phase === 'offering') this.announce(s);
     }
     if (now >= this.nextControlAt && (this.phase === 'sending' || this.phase === 'settling')) {
       this.control(now);
@@ -189,10 +160,10 @@ export class GroupPush {
       batch.push(this.next);
       this.sentAt[this.next] = now;
       this.next++;
-      this.nextSendAt += this.sealed.entryBytes / this.rate;
+      this.nextSendAt += this.sealed.entryBytes / this.pace.rate;
     }
     // Idle (waiting for sealing) earns no credit for a burst later.
-    if (this.nextSendAt < now - MAX_BURST * (this.sealed.entryBytes / this.rate)) this.nextSendAt = now;
+    if (this.nextSendAt < now - MAX_BURST * (this.sealed.entryBytes / this.pace.rate)) this.nextSendAt = now;
     if (this.next === this.sealed.totalChunks) {
       this.passMs = now - this.passStartedAt;
       this.phase = 'settling';
@@ -207,7 +178,7 @@ export class GroupPush {
     const now = this.clock.now();
     while (batch.length < MAX_BURST && this.repairAt < this.repairQueue.length && this.nextSendAt <= now) {
       batch.push(this.repairQueue[this.repairAt++]!);
-      this.nextSendAt += this.sealed.entryBytes / this.rate;
+      this.nextSendAt += this.sealed.entryBytes / this.pace.rate;
     }
     this.repaired += batch.length;
     return batch;
@@ -220,59 +191,29 @@ export class GroupPush {
   /** How long after a chunk went out its acknowledgement can be expected: two round trips and
    *  the receivers' ACK delay, from the median device's measured RTT. */
   private lag(): number {
-    const rtts = this.members.map((m) => m.session.srtt).filter((r): r is number => r !== undefined).sort((a, b) => a - b);
+    const rtts = this.sessions.map((s) => s.srtt).filter((r): r is number => r !== undefined).sort((a, b) => a - b);
     const median = rtts.length > 0 ? rtts[Math.floor(rtts.length / 2)]! : 5;
     return Math.max(15, 2 * median + 10);
   }
 
-  /** Count what each listening device lacks of what it should have; send the deaf and the
-   *  stragglers to unicast; pace the group for the worst of the rest. */
+  /** Count what each listening device lacks of what it should have by now (GroupPace decides
+   *  who goes to unicast, and the pace). */
   private control(now: number): void {
     const due = now - this.lag();
     let expected = this.next;
     while (expected > 0 && !(this.sentAt[expected - 1]! <= due)) expected--;
-    const excess = this.excess;
-    excess.length = 0;
-    for (const m of this.members) {
-      if (m.session.gateOpen) continue;
-      for (; m.cursor < expected; m.cursor++) if (!m.session.isAcked(m.cursor)) m.missing++;
-      if (!m.heard && m.cursor - m.missing > 0) m.heard = true;
-      if (m.session.progress.phase === 'offering') continue;
-      if (!m.heard && expected >= DEAF_AFTER_CHUNKS) { m.session.openGate(); continue; }
-      if (m.heard && m.cursor >= DEAF_AFTER_CHUNKS && m.missing / m.cursor > STRAGGLER_LOSS) { m.session.openGate(); continue; }
-      const span = m.cursor - m.lastCursor;
-      if (span >= 8) {
-        const loss = (m.missing - m.lastMissing) / span;
-        m.recentLoss.push(loss);
-        if (m.recentLoss.length > BASELINE_STEPS) m.recentLoss.shift();
-        excess.push(loss - Math.min(...m.recentLoss));
-        m.lastCursor = m.cursor;
-        m.lastMissing = m.missing;
-      }
-    }
-    if (excess.length === 0 || this.phase !== 'sending') return;
-    excess.sort((a, b) => a - b);
-    const deciding = excess[Math.floor(PACE_PERCENTILE * (excess.length - 1))]!;
-    if (deciding > LOSS_HIGH) {
-      // At most one cut per lag: the losses of one overshoot arrive over a round trip.
-      if (now - this.lastRateCut > this.lag()) {
-        this.rate = Math.max(this.minRate, this.rate * 0.7);
-        this.lastRateCut = now;
-      }
-    } else if (deciding < LOSS_LOW) {
-      this.rate = Math.min(this.maxRate, this.rate * 1.08);
-    }
+    for (const i of this.pace.step(now, this.lag(), expected, this.views, this.phase === 'sending')) this.sessions[i]!.openGate();
   }
 
   /** Chunks many listening devices missed go to the group again, once. */
   private planRepair(): void {
-    const listening = this.members.filter((m) => !m.session.gateOpen && m.heard);
+    const listening = this.sessions.filter((s, i) => !s.gateOpen && this.pace.heard(i));
     const threshold = Math.max(2, Math.ceil(REPAIR_SHARE * listening.length));
     this.repairQueue = [];
     if (listening.length >= 2) {
       for (let i = 0; i < this.sealed.totalChunks; i++) {
         let missing = 0;
-        for (const m of listening) if (!m.session.isAcked(i)) missing++;
+        for (const s of listening) if (!s.isAcked(i)) missing++;
         if (missing >= threshold) this.repairQueue.push(i);
       }
     }
@@ -285,6 +226,6 @@ export class GroupPush {
   private finish(): void {
     this.phase = 'done';
     this.timer.clear();
-    for (const m of this.members) m.session.openGate();
+    for (const s of this.sessions) s.openGate();
   }
 }

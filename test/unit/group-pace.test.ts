@@ -1,0 +1,84 @@
+/** The multicast group's decisions (who goes to unicast, how fast the group goes), with made-up
+ *  acknowledgements and a fixed clock. */
+import { describe, expect, it } from 'vitest';
+import { DEAF_AFTER_CHUNKS, GroupPace, type MemberView } from '../../src/transfer/group-pace.js';
+import { seededRandom } from '../support/random.js';
+
+/** A device that acknowledges what `hears(index)` says, once it accepted. */
+function device(hears: (index: number) => boolean): MemberView & { released: boolean } {
+  return { accepted: true, released: false, isAcked: hears };
+}
+
+/** Run control steps as a pass of `total` chunks goes out, `perStep` chunks a step; returns the
+ *  pace after each step and who was released when. */
+function run(pace: GroupPace, views: (MemberView & { released: boolean })[], total: number, perStep: number): { rates: number[]; released: Map<number, number> } {
+  const rates: number[] = [];
+  const released = new Map<number, number>();
+  for (let expected = perStep, t = 0; expected <= total; expected += perStep, t += 25) {
+    for (const i of pace.step(t, 10, expected, views, true)) {
+      views[i]!.released = true;
+      released.set(i, expected);
+    }
+    rates.push(pace.rate);
+  }
+  return { rates, released };
+}
+
+describe('the multicast group pace', () => {
+  it('hands a device that hears nothing to unicast once it should have had the first chunks', () => {
+    const pace = new GroupPace(3, 100, 10, 1000);
+    const views = [device(() => true), device(() => false), device(() => true)];
+    const { released } = run(pace, views, 400, 16);
+    expect([...released.keys()]).toEqual([1]);
+    expect(released.get(1)).toBe(Math.ceil(DEAF_AFTER_CHUNKS / 16) * 16);
+    expect(pace.heard(1)).toBe(false);
+  });
+
+  it('hands a straggler (missing most chunks) to unicast, and keeps the rest on the group', () => {
+    const random = seededRandom(3);
+    const losses = Array.from({ length: 400 }, () => random());
+    const pace = new GroupPace(2, 100, 10, 1000);
+    const views = [device(() => true), device((i) => losses[i]! > 0.7)];
+    const { released } = run(pace, views, 400, 16);
+    expect([...released.keys()]).toEqual([1]);
+  });
+
+  it('one device with standing loss among ten does not slow the group: it speeds up to the ceiling', () => {
+    const random = seededRandom(5);
+    const lossy = Array.from({ length: 4000 }, () => random() < 0.05);
+    const pace = new GroupPace(10, 100, 10, 1000);
+    const views = Array.from({ length: 10 }, (_, d) => device((i) => d !== 0 || !lossy[i]));
+    const { rates } = run(pace, views, 4000, 32);
+    expect(rates.at(-1)).toBe(1000);
+  });
+
+  it('when most devices lose more as the pace rises, it drops, never below its floor', () => {
+    // Devices lose 20% of what is sent above a pace of 300 (a LAN that takes 300).
+    let pace = new GroupPace(10, 1000, 50, 2000);
+    const sentAtRate: number[] = [];
+    const views = Array.from({ length: 10 }, (_, d) => device((i) => !(sentAtRate[i]! > 300 && (i * 7 + d * 13) % 5 === 0)));
+    const rates: number[] = [];
+    for (let expected = 32, t = 0; expected <= 6400; expected += 32, t += 25) {
+      for (let i = expected - 32; i < expected; i++) sentAtRate[i] = pace.rate;
+      pace.step(t, 10, expected, views, true);
+      rates.push(pace.rate);
+    }
+    expect(Math.min(...rates)).toBeGreaterThanOrEqual(50);
+    // It settles around what the LAN takes, not at the ceiling, not at the floor.
+    const late = rates.slice(-50);
+    expect(Math.max(...late)).toBeLessThan(700);
+    expect(Math.min(...late)).toBeGreaterThan(100);
+    // A floor that holds: with every device losing at any pace, the pace stops at 50.
+    pace = new GroupPace(4, 1000, 50, 2000);
+    const always = Array.from({ length: 4 }, () => device((i) => i % 3 !== 0));
+    for (let expected = 32, t = 0; expected <= 3200; expected += 32, t += 25) pace.step(t, 10, expected, always, true);
+    expect(pace.rate).toBeGreaterThanOrEqual(50);
+  });
+
+  it('leaves the pace alone once the pass is over', () => {
+    const pace = new GroupPace(2, 100, 10, 1000);
+    const views = [device(() => true), device(() => true)];
+    for (let expected = 32, t = 0; expected <= 640; expected += 32, t += 25) pace.step(t, 10, expected, views, false);
+    expect(pace.rate).toBe(100);
+  });
+});
