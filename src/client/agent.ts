@@ -103,7 +103,7 @@ export interface ClientStats {
    *  of another release: a replay) or whose index or length the manifest rules out. */
   chunkFrames: number;
   badChunks: number;
-  /** CHUNKS frames of the transfer in progress that came through a multicast group. */
+  /** Of chunkFrames, those of the transfer in progress that came through a multicast group. */
   groupFrames: number;
 }
 
@@ -473,6 +473,7 @@ export class ClientAgent extends EventEmitter {
     }
     const t = this.current;
     if (frame.type !== 'chunks' || !t || t.groupTransferId !== frame.transferId) { this.stats.unknownTransfer++; return; }
+    this.stats.chunkFrames++;
     this.stats.groupFrames++;
     this.takeChunks(t, frame);
   }

@@ -132,8 +132,10 @@ export class GroupPush {
       this.passStartedAt = now;
       this.nextSendAt = now;
       this.nextControlAt = now + CONTROL_MS;
-      // Late ones may still join: tell them again (the first message may have crossed their OFFER).
-      for (const s of this.sessions) if (s.progress.phase === 'offering') this.announce(s);
+      // The devices that accepted are judged from the first chunk; later ones from where the
+      // group is when they accept (and are told the group again then: see control).
+      this.pace.step(now, this.lag(), 0, this.views, false);
+      this.pace.takeJoined();
     }
     if (now >= this.nextControlAt && (this.phase === 'sending' || this.phase === 'settling')) {
       this.control(now);
@@ -203,6 +205,9 @@ export class GroupPush {
     let expected = this.next;
     while (expected > 0 && !(this.sentAt[expected - 1]! <= due)) expected--;
     for (const i of this.pace.step(now, this.lag(), expected, this.views, this.phase === 'sending')) this.sessions[i]!.openGate();
+    // A device that accepted after the group began (its offer was lost or slow) is told the group
+    // now, when it has the transfer to join it for: the rest of the pass reaches it too.
+    for (const i of this.pace.takeJoined()) if (expected > 0) this.announce(this.sessions[i]!);
   }
 
   /** Chunks many listening devices missed go to the group again, once. */

@@ -527,12 +527,13 @@ export class NxtServer extends EventEmitter {
     }
   }
 
-  /** A device's probation ended: committed, or rolled back (with why). Acknowledged every time;
-   *  acted on once. */
+  /** A device's probation ended: committed, or rolled back (with why). Acted on once, then
+   *  acknowledged (every time): after what it changed is saved (history, campaigns), so a server
+   *  killed in between hears it again. */
   private onTrialOutcome(msg: TrialOutcomeMessage, from: AuthenticatedPeer): void {
-    this.options.channel.send(encode({ type: 'trialAck', seq: msg.seq }), from);
+    const ack = (): void => { this.options.channel.send(encode({ type: 'trialAck', seq: msg.seq }), from); };
     const client = this.registry.get(from.clientId);
-    if (!client || client.lastOutcomeSeq === msg.seq) return;
+    if (!client || client.lastOutcomeSeq === msg.seq) { ack(); return; }
     client.lastOutcomeSeq = msg.seq;
     client.version = msg.active;
     const sha256 = Buffer.from(msg.sha256).toString('hex');
@@ -558,6 +559,7 @@ export class NxtServer extends EventEmitter {
       });
     }
     this.emit('trial-outcome', outcome);
+    ack();
   }
 
   private dispatch(msg: Message, from: AuthenticatedPeer): void {

@@ -37,6 +37,9 @@ export interface MemberView {
 }
 
 interface MemberState {
+  /** The chunks the group had sent when it accepted its offer: it is judged on the rest only
+   *  (a device that joins mid-pass gets those by unicast). undefined: not accepted yet. */
+  start: number | undefined;
   /** Chunks it should have by now, and how many of those it lacks. */
   cursor: number;
   missing: number;
@@ -51,14 +54,17 @@ export class GroupPace {
   private rateValue: number;
   private lastCut = Number.NEGATIVE_INFINITY;
   private readonly excess: number[] = [];
+  private readonly joinedValue: number[] = [];
 
   /** Rates in any unit (the driver uses bytes per ms). */
   constructor(devices: number, start: number, private readonly min: number, private readonly max: number) {
-    this.members = Array.from({ length: devices }, () => ({ cursor: 0, missing: 0, lastCursor: 0, lastMissing: 0, heard: false, recentLoss: [] }));
+    this.members = Array.from({ length: devices }, () => ({ start: undefined, cursor: 0, missing: 0, lastCursor: 0, lastMissing: 0, heard: false, recentLoss: [] }));
     this.rateValue = Math.min(max, Math.max(min, start));
   }
 
   get rate(): number { return this.rateValue; }
+  /** Devices seen accepting since the last call (a late one is told the group again). */
+  takeJoined(): number[] { return this.joinedValue.splice(0); }
   /** Whether device `i` has acknowledged anything the group sent. */
   heard(i: number): boolean { return this.members[i]!.heard; }
 
@@ -73,12 +79,16 @@ export class GroupPace {
     excess.length = 0;
     views.forEach((v, i) => {
       const m = this.members[i]!;
-      if (v.released) return;
+      if (v.released || !v.accepted) return;
+      if (m.start === undefined) {
+        m.start = m.cursor = m.lastCursor = expected;
+        this.joinedValue.push(i);
+      }
       for (; m.cursor < expected; m.cursor++) if (!v.isAcked(m.cursor)) m.missing++;
-      if (!m.heard && m.cursor - m.missing > 0) m.heard = true;
-      if (!v.accepted) return;
-      if (!m.heard && expected >= DEAF_AFTER_CHUNKS) { release.push(i); return; }
-      if (m.heard && m.cursor >= DEAF_AFTER_CHUNKS && m.missing / m.cursor > STRAGGLER_LOSS) { release.push(i); return; }
+      const judged = m.cursor - m.start;
+      if (!m.heard && judged - m.missing > 0) m.heard = true;
+      if (!m.heard && judged >= DEAF_AFTER_CHUNKS) { release.push(i); return; }
+      if (m.heard && judged >= DEAF_AFTER_CHUNKS && m.missing / judged > STRAGGLER_LOSS) { release.push(i); return; }
       const span = m.cursor - m.lastCursor;
       if (span < MIN_SPAN) return;
       const loss = (m.missing - m.lastMissing) / span;

