@@ -13,7 +13,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Proc, ROOT, startClient, startServer, stopAll, tempDir } from '../test/support/processes.js';
+import { Proc, startClient, startServer, stopAll, tempDir } from '../test/support/processes.js';
 import { writeModule } from '../test/support/modules.js';
 import { ensureCommands, have } from '../test/support/debian.js';
 import { cpuSeconds, peakRssMb } from './proc-stats.js';
@@ -235,5 +235,4 @@ if (import.meta.url === `file://${process.argv[1]}` && argv.includes('--lossy-on
   } finally { await stopAll(); removeNet(10); }
 } else if (import.meta.url === `file://${process.argv[1]}`) {
   await runFanout({ mib: Number(opt('mib', '16')), devices: opt('devices', '10,50').split(',').map(Number), runs: Math.max(1, Number(opt('runs', '3'))) });
-  void ROOT;
 }

@@ -21,7 +21,7 @@ import type { ReceiverOptions } from '../transfer/receiver.js';
 import { IncomingTransfer } from '../files/incoming-transfer.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import { isStorageError } from '../util/atomic-file.js';
-import { refOf, type ActiveModule, type ModuleRef, type ModuleStore } from '../plugin/module-store.js';
+import { BUILTIN_REF, refOf, type ActiveModule, type ModuleRef, type ModuleStore } from '../plugin/module-store.js';
 import { DEFAULT_HOST_LIMITS, dropSpare, PluginHost, type HostLimits } from '../plugin/plugin-host.js';
 import type { Peer } from '../net/endpoint.js';
 import type { ClientChannel } from '../session/client-channel.js';
@@ -712,7 +712,7 @@ export class ClientAgent extends EventEmitter {
       restored = await this.options.store.start(back, this.options.hostLimits ?? {});
     } catch (err) {
       this.log(`warning: ${back.name} ${back.version} does not start again (${errorMessage(err)}); running the built-in plugin`);
-      restored = await this.options.store.start({ name: 'built-in', version: '1.0.0' }, {});
+      restored = await this.options.store.start(BUILTIN_REF, {});
     }
     if (this.stopped) { await restored.host?.stop(); return; }
     this.activeModule = restored;
@@ -734,19 +734,27 @@ export class ClientAgent extends EventEmitter {
     host.once('failed', (err: NxtError) => {
       if (this.stopped || this.activeModule.host !== host) return;
       this.log(`warning: ${this.activeModule.name} failed (${err.message}); starting it again in ${Math.round(pauseMs / 1000)} s`);
-      const timer = setTimeout(() => {
-        const ref = refOf(this.activeModule);
-        this.options.store.start(ref, this.options.hostLimits ?? {}).then((again) => {
-          if (this.stopped || this.activeModule.host !== host) { void again.host?.stop(); return; }
-          this.activeModule = again;
-          if (again.host) this.supervise(again.host, Math.min(pauseMs * 2, 60_000));
-        }, (why: unknown) => {
-          this.log(`warning: ${ref.name} does not start again (${errorMessage(why)})`);
-          if (this.activeModule.host === host) this.supervise(host, Math.min(pauseMs * 2, 60_000));
-        });
-      }, pauseMs);
-      timer.unref();
+      this.restartLater(host, pauseMs);
     });
+  }
+
+  /** Start the active module again after `pauseMs`, in place of `failed`; if it does not start,
+   *  try again after twice the pause. */
+  private restartLater(failed: PluginHost, pauseMs: number): void {
+    const next = Math.min(pauseMs * 2, 60_000);
+    const timer = setTimeout(() => {
+      if (this.stopped || this.activeModule.host !== failed) return;
+      const ref = refOf(this.activeModule);
+      this.options.store.start(ref, this.options.hostLimits ?? {}).then((again) => {
+        if (this.stopped || this.activeModule.host !== failed) { void again.host?.stop(); return; }
+        this.activeModule = again;
+        if (again.host) this.supervise(again.host, next);
+      }, (why: unknown) => {
+        this.log(`warning: ${ref.name} does not start again (${errorMessage(why)}); trying again in ${Math.round(next / 1000)} s`);
+        this.restartLater(failed, next);
+      });
+    }, pauseMs);
+    timer.unref();
   }
 
   /** Tell the server how a probation ended; repeated until TRIAL_ACK (a bounded number of times). */
@@ -756,15 +764,21 @@ export class ClientAgent extends EventEmitter {
       type: 'trialOutcome', seq, committed: o.committed, code: o.code, version: o.manifest.version,
       sha256: Buffer.from(o.manifest.sha256 ?? '0'.repeat(64), 'hex'), active: this.activeModule.version, message: o.message,
     });
+    this.outcomes.set(seq, this.repeated(bytes, this.timing.resultRetryMs * 4, this.timing.resultRetries * 4, () => this.outcomes.delete(seq)));
+  }
+
+  /** Send `bytes` now and every `everyMs` until its timer is cleared (acknowledged), at most
+   *  `tries` times; then `giveUp`. */
+  private repeated(bytes: Uint8Array, everyMs: number, tries: number, giveUp: () => void = () => undefined): PendingResult {
     const pending: PendingResult = { bytes, tries: 0, timer: undefined };
     const resend = (): void => {
-      if (this.stopped || pending.tries++ >= this.timing.resultRetries * 4) { this.outcomes.delete(seq); return; }
-      if (this.options.channel.isEstablished) this.options.channel.send(bytes);
-      pending.timer = setTimeout(resend, this.timing.resultRetryMs * 4);
+      if (this.stopped || pending.tries++ >= tries) { giveUp(); return; }
+      this.options.channel.send(bytes);
+      pending.timer = setTimeout(resend, everyMs);
       pending.timer.unref();
     };
-    this.outcomes.set(seq, pending);
     resend();
+    return pending;
   }
 
   /** @internal called by Transfer */
@@ -796,25 +810,15 @@ export class ClientAgent extends EventEmitter {
 
   private sendResult(transferId: number, code: number, message: string): void {
     const bytes = encode({ type: 'result', transferId, code, active: this.activeModule.version, message });
-    const pending: PendingResult = { bytes, tries: 0, timer: undefined };
-    const resend = (): void => {
-      if (this.stopped || pending.tries++ >= this.timing.resultRetries) {
-        // Keep the entry so late duplicates of this transfer stay quiet; bounded below.
-        return;
-      }
-      this.options.channel.send(bytes);
-      pending.timer = setTimeout(resend, this.timing.resultRetryMs);
-      pending.timer.unref();
-    };
     const old = this.results.get(transferId);
     if (old) clearTimeout(old.timer);
-    this.results.set(transferId, pending);
+    // Kept after the last try, so late duplicates of this transfer stay quiet; bounded below.
+    this.results.set(transferId, this.repeated(bytes, this.timing.resultRetryMs, this.timing.resultRetries));
     if (this.results.size > 64) {
       const [oldestId, oldest] = this.results.entries().next().value!;
       clearTimeout(oldest.timer);
       this.results.delete(oldestId);
     }
-    resend();
   }
 
   /** @internal */

@@ -16,7 +16,7 @@ export const DEFAULT_MULTICAST_PORT = 7702;
 /**
  * Group datagrams carry one 8 KiB chunk at least, whatever the interface's MTU: on a 1500-byte LAN
  * IP cuts each into six fragments. Every device pays per datagram (a receive, a decryption, a
- * write), and a fleet shares the pace of its slowest: ten devices took about three times as long
+ * write), and a fleet shares the pace of its slowest: ten devices took 1.3 to 3 times as long
  * with 1400-byte chunks (docs/benchmarks.md). A lost fragment loses the chunk, which the repair
  * passes then cover; `--multicast-datagram 1472` keeps every datagram whole where fragments do
  * not get through.

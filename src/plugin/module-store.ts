@@ -58,7 +58,7 @@ interface ActiveRecord {
   rejected: string[];
 }
 
-const BUILTIN_REF: ModuleRef = { name: 'built-in', version: formatReleaseVersion(BUILTIN_RELEASE) };
+export const BUILTIN_REF: ModuleRef = { name: 'built-in', version: formatReleaseVersion(BUILTIN_RELEASE) };
 /** Rolled-back modules remembered (the oldest forgotten first). */
 const MAX_REJECTED = 32;
 

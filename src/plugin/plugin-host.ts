@@ -113,7 +113,8 @@ export class PluginHost extends EventEmitter {
   private pingId = 0;
   private lastPongAt = 0;
   private rssLimit = Infinity;
-  private failLoading: (err: NxtError) => void = () => undefined;
+  /** Refuses the load (until it is loaded, every failure goes there). */
+  private rejectLoad: (err: NxtError) => void = () => undefined;
   private readonly healthWaiters = new Map<number, (reply: { ok: boolean; message?: string }) => void>();
 
   private constructor(private readonly worker: Worker, private readonly limits: HostLimits, readonly url: string) {
@@ -151,13 +152,8 @@ export class PluginHost extends EventEmitter {
     const { worker } = this;
     worker.ref();
     return new Promise<void>((resolve, reject) => {
-      const deadline = setTimeout(() => fail(new NxtError('hung', `it did not finish loading${selfTest ? ' and its selfTest()' : ''} within ${this.limits.loadTimeoutMs} ms`)), this.limits.loadTimeoutMs);
-      const fail = (err: NxtError): void => {
-        clearTimeout(deadline);
-        if (!this.loaded) { reject(err); return; }
-        this.fail(err);
-      };
-      this.failLoading = fail;
+      const deadline = setTimeout(() => this.fail(new NxtError('hung', `it did not finish loading${selfTest ? ' and its selfTest()' : ''} within ${this.limits.loadTimeoutMs} ms`)), this.limits.loadTimeoutMs);
+      this.rejectLoad = (err) => { clearTimeout(deadline); reject(err); };
       worker.on('message', (reply: HostReply) => {
         switch (reply.type) {
           case 'loaded':
@@ -168,24 +164,24 @@ export class PluginHost extends EventEmitter {
             this.loaded = true;
             resolve();
             return;
-          case 'failed': return fail(new NxtError(reply.code, reply.message));
+          case 'failed': return this.fail(new NxtError(reply.code, reply.message));
           case 'pong': this.lastPongAt = performance.now(); return;
           case 'health': this.healthWaiters.get(reply.id)?.(reply); return;
           default: return;
         }
       });
       worker.on('error', (err: Error & { code?: string }) => {
-        fail(err.code === 'ERR_WORKER_OUT_OF_MEMORY'
+        this.fail(err.code === 'ERR_WORKER_OUT_OF_MEMORY'
           ? new NxtError('out-of-memory', `it ran out of memory (its heap is capped at ${this.limits.heapMb} MiB)`)
           : new NxtError('crashed', `an uncaught error in it: ${err.message}`));
       });
       worker.on('exit', (code) => {
-        if (!this.stopping) fail(new NxtError('exited', `it ended its thread (process.exit(${code}) or the like)`));
+        if (!this.stopping) this.fail(new NxtError('exited', `it ended its thread (process.exit(${code}) or the like)`));
       });
       this.watch();
       void thread.ready.then(
         () => worker.postMessage({ type: 'load', url: this.url, selfTest } satisfies HostRequest),
-        (err: Error) => fail(new NxtError('crashed', `its thread did not start: ${err.message}`)),
+        (err: Error) => this.fail(new NxtError('crashed', `its thread did not start: ${err.message}`)),
       );
     });
   }
@@ -213,7 +209,7 @@ export class PluginHost extends EventEmitter {
   /** The first failure ends the module's thread and is reported once (while it loads: the load
    *  is refused with it). */
   private fail(err: NxtError): void {
-    if (!this.loaded) { this.failLoading(err); return; }
+    if (!this.loaded) { this.rejectLoad(err); return; }
     if (this.failure || this.stopping) return;
     this.failure = err;
     this.stopping = true;

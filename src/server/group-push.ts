@@ -57,7 +57,6 @@ export class GroupPush {
   private next = 0;
   private repairQueue: number[] = [];
   private repairAt = 0;
-  /** Sealed bytes per ms. */
   private nextSendAt = 0;
   private nextControlAt = 0;
   private settleUntil = 0;
@@ -93,7 +92,6 @@ export class GroupPush {
 
   /** Group datagrams sent so far. */
   get datagrams(): number { return this.wire.datagrams; }
-  get sending(): boolean { return this.phase !== 'done'; }
   /** Devices that never heard the group, or fell behind it, and went to unicast early. */
   get unicast(): number { return this.sessions.filter((s, i) => s.gateOpen && !this.pace.heard(i)).length; }
 
@@ -144,7 +142,7 @@ export class GroupPush {
     if (this.phase === 'sending') this.sendSome(now, this.nextIndices(now));
     if (this.phase === 'settling' && now >= this.settleUntil) this.planRepair();
     if (this.phase === 'repairing') {
-      this.sendSome(now, this.repairIndices());
+      this.sendSome(now, this.repairIndices(now));
       if (this.repairAt >= this.repairQueue.length) this.finish();
     }
     if (this.phase === 'done') return;
@@ -174,10 +172,9 @@ export class GroupPush {
     return batch;
   }
 
-  private repairIndices(): number[] {
+  private repairIndices(now: number): number[] {
     const batch = this.batch;
     batch.length = 0;
-    const now = this.clock.now();
     while (batch.length < MAX_BURST && this.repairAt < this.repairQueue.length && this.nextSendAt <= now) {
       batch.push(this.repairQueue[this.repairAt++]!);
       this.nextSendAt += this.sealed.entryBytes / this.pace.rate;
@@ -201,10 +198,10 @@ export class GroupPush {
   /** Count what each listening device lacks of what it should have by now (GroupPace decides
    *  who goes to unicast, and the pace). */
   private control(now: number): void {
-    const due = now - this.lag();
+    const lag = this.lag();
     let expected = this.next;
-    while (expected > 0 && !(this.sentAt[expected - 1]! <= due)) expected--;
-    for (const i of this.pace.step(now, this.lag(), expected, this.views, this.phase === 'sending')) this.sessions[i]!.openGate();
+    while (expected > 0 && !(this.sentAt[expected - 1]! <= now - lag)) expected--;
+    for (const i of this.pace.step(now, lag, expected, this.views, this.phase === 'sending')) this.sessions[i]!.openGate();
     // A device that accepted after the group began (its offer was lost or slow) is told the group
     // now, when it has the transfer to join it for: the rest of the pass reaches it too.
     for (const i of this.pace.takeJoined()) if (expected > 0) this.announce(this.sessions[i]!);
