@@ -6,12 +6,15 @@
  *
  *   npm run bench:fanout [-- --mib 16 --devices 10,50 --runs 3]
  *
+ * The devices run on the same machine as the server: their own CPU (a column) is the limit long
+ * before the server's on a small machine (50 devices on 2 cores).
+ *
  * Rows: time until every device activated (nxt: typing push → "push finished", every device
  * verified and loaded the module; UFTP: its process's wall time and its own "Total elapsed time";
  * TCP: from starting N receivers to the last byte at all of them), server CPU-seconds and peak RSS.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Proc, startClient, startServer, stopAll, tempDir } from '../test/support/processes.js';
 import { writeModule } from '../test/support/modules.js';
@@ -74,7 +77,7 @@ const median = (xs: number[]): number => {
 };
 const fmt = (ms: number): string => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : 'failed');
 
-interface NxtRun { ms: number; cpu: number; rssMb: number; straggler?: number }
+interface NxtRun { ms: number; cpu: number; rssMb: number; straggler?: number; devicesCpu: number }
 
 /** nxt: a server (multicast or not) and `n` devices; `runs` pushes of fresh modules. */
 async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { multicast: boolean; lossyDevice?: number; groupDatagram?: number }): Promise<NxtRun[]> {
@@ -104,14 +107,28 @@ async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { 
       if ((listed.match(/"online":true/g) ?? []).length >= n) break;
       await new Promise((res) => setTimeout(res, 500));
     }
+    if (argv.includes('--explain')) {
+      for (let k = 0; k < 5; k++) {
+        const c0 = devices.reduce((a, d) => a + cpuSeconds(d.pid), 0);
+        await new Promise((res) => setTimeout(res, 1000));
+        console.error(`devices' CPU over 1 s: ${(devices.reduce((a, d) => a + cpuSeconds(d.pid), 0) - c0).toFixed(2)} s`);
+      }
+    }
     const cpu0 = cpuSeconds(server.pid);
+    const devicesCpu0 = devices.reduce((a, d) => a + cpuSeconds(d.pid), 0);
+    const sys = (): number => devices.reduce((a, d) => a + Number(readFileSync(`/proc/${d.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[12]) / 100, 0);
+    const sys0 = sys();
     const at = server.type(`push ${file}`);
     const t0 = performance.now();
     await server.waitFor(/push finished: .*\n/, 300_000, at);
     const ms = performance.now() - t0;
     const text = server.output.slice(at);
     const done = Number(/push finished: (\d+) done/.exec(text)?.[1] ?? 0);
-    if (argv.includes('--explain')) console.error(text.split('\n').filter((l) => !/%/.test(l)).join('\n'));
+    if (argv.includes('--explain')) {
+      console.error(text.split('\n').filter((l) => !/%/.test(l)).join('\n'));
+      console.error(`devices' system CPU: ${(sys() - sys0).toFixed(2)} s`);
+      for (const d of [devices[0]!, devices.at(-1)!]) console.error(`--- ${d.name} ---\n${d.output.split('\n').slice(-25).join('\n')}`);
+    }
     if (done !== n) console.error(`(a push to ${n} devices did not reach all of them:)\n${text.split('\n').filter((l) => !/%/.test(l)).join('\n')}`);
     let straggler: number | undefined;
     if (o.lossyDevice !== undefined) {
@@ -120,10 +137,13 @@ async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { 
       const others = [...text.matchAll(/ {2}([0-9a-f]{12}) \S+ {2}done: .* in (\d+) ms/g)].filter((m) => m[1] !== lossyId).map((m) => Number(m[2]));
       straggler = Math.max(...others);
     }
-    out.push({ ms: done === n ? ms : NaN, cpu: cpuSeconds(server.pid) - cpu0, rssMb: peakRssMb(server.pid), straggler });
+    out.push({ ms: done === n ? ms : NaN, cpu: cpuSeconds(server.pid) - cpu0, rssMb: peakRssMb(server.pid), straggler,
+      devicesCpu: devices.reduce((a, d) => a + cpuSeconds(d.pid), 0) - devicesCpu0 });
     // Every device on probation commits before the next push (a newer one would replace it anyway).
     await new Promise((res) => setTimeout(res, 1200));
   }
+  // A profiling run (node wrapped with --cpu-prof) needs the devices to exit, not be killed.
+  if (process.env.NXT_BENCH_TERM) await Promise.all(devices.map((d) => d.stop('SIGTERM')));
   await stopAll();
   return out;
 }
@@ -190,8 +210,8 @@ export async function runFanout(o: { mib: number; devices: number[]; runs: numbe
   try {
     createNet(most);
     const rows: string[] = [
-      '| devices | nxt multicast | nxt multicast, `--multicast-datagram 1472` (unfragmented) | nxt unicast | UFTP multicast, 500 Mbit/s (transfer phase) | N parallel TCP | nxt multicast ÷ UFTP (1472) | nxt unicast ÷ TCP | server CPU s (m / m 1472 / u) | server peak RSS MB (m / u) |',
-      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'];
+      '| devices | nxt multicast | nxt multicast, `--multicast-datagram 1472` (unfragmented) | nxt unicast | UFTP multicast, 500 Mbit/s (transfer phase) | N parallel TCP | nxt multicast ÷ UFTP (1472) | nxt unicast ÷ TCP | server CPU s (m / m 1472 / u) | server peak RSS MB (m / u) | all devices\' CPU s (m / u) |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|'];
     const tenMulticast: number[] = [];
     for (const n of [1, ...o.devices]) {
       const m = n === 1 ? [] : await nxtRuns(work, n, o.mib, o.runs, { multicast: true });
@@ -209,7 +229,8 @@ export async function runFanout(o: { mib: number; devices: number[]; runs: numbe
       rows.push(`| ${n} | ${n === 1 ? '—' : fmt(mm)} | ${n === 1 ? '—' : fmt(bm)} | ${fmt(um)} | ${uftp.length ? `${fmt(uw)} (${fmt(ut)})` : '—'} | ${fmt(tm)} | `
         + `${uftp.length ? `${(mm / uw).toFixed(2)} (${(bm / uw).toFixed(2)})` : '—'} | ${(um / tm).toFixed(2)} | `
         + `${m.length ? `${median(m.map((x) => x.cpu)).toFixed(2)} / ${median(big.map((x) => x.cpu)).toFixed(2)}` : '— / —'} / ${median(u.map((x) => x.cpu)).toFixed(2)} | `
-        + `${m.length ? median(m.map((x) => x.rssMb)) : '—'} / ${median(u.map((x) => x.rssMb))} |`);
+        + `${m.length ? median(m.map((x) => x.rssMb)) : '—'} / ${median(u.map((x) => x.rssMb))} | `
+        + `${m.length ? median(m.map((x) => x.devicesCpu)).toFixed(1) : '—'} / ${median(u.map((x) => x.devicesCpu)).toFixed(1)} |`);
       console.error(rows.at(-1));
     }
     console.log(rows.join('\n'));
@@ -227,12 +248,15 @@ export async function runFanout(o: { mib: number; devices: number[]; runs: numbe
 }
 
 if (import.meta.url === `file://${process.argv[1]}` && argv.includes('--lossy-only')) {
+  // Development: one multicast push to --devices N (default 10), the first behind 5% loss unless
+  // --clean; --explain prints the server's lines.
+  const n = Number(opt('devices', '10'));
   const work = tempDir('nxt-fanout-');
-  createNet(10);
+  createNet(n);
   try {
-    const r = await nxtRuns(work, 10, Number(opt('mib', '16')), 1, { multicast: true, lossyDevice: argv.includes('--clean') ? undefined : 0 });
+    const r = await nxtRuns(work, n, Number(opt('mib', '16')), Number(opt('runs', '1')), { multicast: true, lossyDevice: argv.includes('--clean') ? undefined : 0 });
     console.log(r);
-  } finally { await stopAll(); removeNet(10); }
+  } finally { await stopAll(); removeNet(n); }
 } else if (import.meta.url === `file://${process.argv[1]}`) {
   await runFanout({ mib: Number(opt('mib', '16')), devices: opt('devices', '10,50').split(',').map(Number), runs: Math.max(1, Number(opt('runs', '3'))) });
 }

@@ -3,10 +3,13 @@
  * at each control step it is told how many chunks each device should have by now and which it
  * acknowledged, and says which devices to hand over to unicast and how fast the group goes on.
  *
- *   - A device that acknowledged none of the first DEAF_AFTER_CHUNKS it should have does not hear
- *     the group (a router, a firewall, a device that will not join): unicast.
- *   - A device missing more than STRAGGLER_LOSS of them is a straggler: unicast, so that it does
- *     not slow the others.
+ *   - A device that acknowledged none of the first DEAF_AFTER_CHUNKS it should have, DEAF_AFTER_MS
+ *     after it was first judged, does not hear the group (a router, a firewall, a device that will
+ *     not join): unicast. (Chunks alone would not do: at a high pace, a busy device's first
+ *     acknowledgements come after dozens of chunks.)
+ *   - A device missing more than STRAGGLER_LOSS of them while most devices miss far less is a
+ *     straggler: unicast, so that it does not slow the others. When most devices miss that much,
+ *     the pace is too high for them (or for the machine they run on), and it drops instead.
  *   - The pace follows the devices' loss beyond what each loses anyway (its standing loss, the
  *     least of its last BASELINE_STEPS intervals: a radio or a bad cable loses at any pace, and
  *     slowing down would not help it). The loss that decides is the device's at PACE_PERCENTILE:
@@ -16,13 +19,19 @@
  */
 
 export const DEAF_AFTER_CHUNKS = 48;
+export const DEAF_AFTER_MS = 500;
 export const STRAGGLER_LOSS = 0.5;
 export const LOSS_HIGH = 0.03;
 export const LOSS_LOW = 0.01;
 export const PACE_PERCENTILE = 0.8;
 export const BASELINE_STEPS = 12;
+/** Loss above this is never taken as standing: a device losing more at every pace it has seen
+ *  is losing to the pace (its queue overflows from the start), not to its radio. */
+export const STANDING_LOSS_MAX = 0.25;
 const CUT = 0.7;
 const GROW = 1.08;
+/** How many steps a chunk counted missing is looked at again (its ACK may be late). */
+const RECHECK_STEPS = 8;
 /** Chunks a device's interval must span for its loss to count. */
 const MIN_SPAN = 8;
 
@@ -40,6 +49,7 @@ interface MemberState {
   /** The chunks the group had sent when it accepted its offer: it is judged on the rest only
    *  (a device that joins mid-pass gets those by unicast). undefined: not accepted yet. */
   start: number | undefined;
+  startedAt: number;
   /** Chunks it should have by now, and how many of those it lacks. */
   cursor: number;
   missing: number;
@@ -47,6 +57,10 @@ interface MemberState {
   lastMissing: number;
   heard: boolean;
   readonly recentLoss: number[];
+  /** Chunks counted missing in the last RECHECK_STEPS steps, with the step that counted them:
+   *  an acknowledgement that comes late (a busy device) still counts. */
+  readonly lately: number[];
+  readonly latelyStep: number[];
 }
 
 export class GroupPace {
@@ -55,10 +69,11 @@ export class GroupPace {
   private lastCut = Number.NEGATIVE_INFINITY;
   private readonly excess: number[] = [];
   private readonly joinedValue: number[] = [];
+  private steps = 0;
 
   /** Rates in any unit (the driver uses bytes per ms). */
   constructor(devices: number, start: number, private readonly min: number, private readonly max: number) {
-    this.members = Array.from({ length: devices }, () => ({ start: undefined, cursor: 0, missing: 0, lastCursor: 0, lastMissing: 0, heard: false, recentLoss: [] }));
+    this.members = Array.from({ length: devices }, () => ({ start: undefined, startedAt: 0, cursor: 0, missing: 0, lastCursor: 0, lastMissing: 0, heard: false, recentLoss: [], lately: [], latelyStep: [] }));
     this.rateValue = Math.min(max, Math.max(min, start));
   }
 
@@ -77,24 +92,55 @@ export class GroupPace {
     const release: number[] = [];
     const excess = this.excess;
     excess.length = 0;
+    let judgedCount = 0;
+    let lossyCount = 0;
+    const step = ++this.steps;
     views.forEach((v, i) => {
       const m = this.members[i]!;
       if (v.released || !v.accepted) return;
       if (m.start === undefined) {
         m.start = m.cursor = m.lastCursor = expected;
+        m.startedAt = now;
         this.joinedValue.push(i);
       }
-      for (; m.cursor < expected; m.cursor++) if (!v.isAcked(m.cursor)) m.missing++;
+      // Late acknowledgements first: a chunk acknowledged since it was counted is not missing.
+      let kept = 0;
+      for (let k = 0; k < m.lately.length; k++) {
+        const index = m.lately[k]!;
+        if (v.isAcked(index)) { m.missing--; m.heard = true; continue; }
+        if (step - m.latelyStep[k]! >= RECHECK_STEPS) continue;
+        m.lately[kept] = index;
+        m.latelyStep[kept++] = m.latelyStep[k]!;
+      }
+      m.lately.length = m.latelyStep.length = kept;
+      for (; m.cursor < expected; m.cursor++) {
+        if (v.isAcked(m.cursor)) continue;
+        m.missing++;
+        m.lately.push(m.cursor);
+        m.latelyStep.push(step);
+      }
       const judged = m.cursor - m.start;
       if (!m.heard && judged - m.missing > 0) m.heard = true;
-      if (!m.heard && judged >= DEAF_AFTER_CHUNKS) { release.push(i); return; }
-      if (m.heard && judged >= DEAF_AFTER_CHUNKS && m.missing / judged > STRAGGLER_LOSS) { release.push(i); return; }
+      if (judged >= DEAF_AFTER_CHUNKS) {
+        judgedCount++;
+        if (m.missing / judged > STRAGGLER_LOSS) lossyCount++;
+      }
+    });
+    // Stragglers are the exception; when they are the rule, the pace is at fault.
+    const stragglersAreFew = lossyCount * 2 < judgedCount;
+    views.forEach((v, i) => {
+      const m = this.members[i]!;
+      if (v.released || !v.accepted || m.start === undefined) return;
+      const judged = m.cursor - m.start;
+      if (!m.heard && judged >= DEAF_AFTER_CHUNKS && now - m.startedAt >= DEAF_AFTER_MS) { release.push(i); return; }
+      if (m.heard && judged >= DEAF_AFTER_CHUNKS && m.missing / judged > STRAGGLER_LOSS && stragglersAreFew) { release.push(i); return; }
       const span = m.cursor - m.lastCursor;
       if (span < MIN_SPAN) return;
-      const loss = (m.missing - m.lastMissing) / span;
+      const loss = Math.max(0, m.missing - m.lastMissing) / span;
       m.recentLoss.push(loss);
       if (m.recentLoss.length > BASELINE_STEPS) m.recentLoss.shift();
-      excess.push(loss - Math.min(...m.recentLoss));
+      excess.push(loss - Math.min(STANDING_LOSS_MAX, ...m.recentLoss));
+      
       m.lastCursor = m.cursor;
       m.lastMissing = m.missing;
     });

@@ -1,7 +1,7 @@
 /** The multicast group's decisions (who goes to unicast, how fast the group goes), with made-up
  *  acknowledgements and a fixed clock. */
 import { describe, expect, it } from 'vitest';
-import { DEAF_AFTER_CHUNKS, GroupPace, type MemberView } from '../../src/transfer/group-pace.js';
+import { DEAF_AFTER_CHUNKS, DEAF_AFTER_MS, GroupPace, type MemberView } from '../../src/transfer/group-pace.js';
 import { seededRandom } from '../support/random.js';
 
 /** A device that acknowledges what `hears(index)` says, once it accepted. */
@@ -11,37 +11,68 @@ function device(hears: (index: number) => boolean): MemberView & { released: boo
 
 /** Run control steps as a pass of `total` chunks goes out, `perStep` chunks a step; returns the
  *  pace after each step and who was released when. */
-function run(pace: GroupPace, views: (MemberView & { released: boolean })[], total: number, perStep: number): { rates: number[]; released: Map<number, number> } {
+function run(pace: GroupPace, views: (MemberView & { released: boolean })[], total: number, perStep: number): { rates: number[]; released: Map<number, number>; releasedAt: Map<number, number> } {
   const rates: number[] = [];
   const released = new Map<number, number>();
+  const releasedAt = new Map<number, number>();
   pace.step(0, 10, 0, views, false); // the group starts: those that accepted are judged from chunk 0
-  for (let expected = perStep, t = 0; expected <= total; expected += perStep, t += 25) {
+  for (let expected = perStep, t = 25; expected <= total; expected += perStep, t += 25) {
     for (const i of pace.step(t, 10, expected, views, true)) {
       views[i]!.released = true;
       released.set(i, expected);
+      releasedAt.set(i, t);
     }
     rates.push(pace.rate);
   }
-  return { rates, released };
+  return { rates, released, releasedAt };
 }
 
 describe('the multicast group pace', () => {
-  it('hands a device that hears nothing to unicast once it should have had the first chunks', () => {
+  it('hands a device that hears nothing to unicast once it should have had the first chunks, and some time passed', () => {
     const pace = new GroupPace(3, 100, 10, 1000);
     const views = [device(() => true), device(() => false), device(() => true)];
-    const { released } = run(pace, views, 400, 16);
+    const { released, releasedAt } = run(pace, views, 800, 16);
     expect([...released.keys()]).toEqual([1]);
-    expect(released.get(1)).toBe(Math.ceil(DEAF_AFTER_CHUNKS / 16) * 16);
+    expect(released.get(1)).toBeGreaterThanOrEqual(DEAF_AFTER_CHUNKS);
+    // The first step at or after DEAF_AFTER_MS (steps every 25 ms): not a step sooner.
+    expect(releasedAt.get(1)).toBe(Math.ceil(DEAF_AFTER_MS / 25) * 25);
     expect(pace.heard(1)).toBe(false);
+  });
+
+  it('counts acknowledgements that come late (a busy device): not deaf, not a straggler', () => {
+    // Device 1 acknowledges each chunk only 100 ms (4 steps of 16 chunks) after the driver
+    // expected it; device 2 hears nothing.
+    const pace = new GroupPace(3, 100, 10, 1000);
+    let now = 0;
+    const lateAcks = (i: number): boolean => i < ((now - 100) / 25) * 16;
+    const views = [device(() => true), device(lateAcks), device(() => false)];
+    const released = new Map<number, number>();
+    pace.step(0, 10, 0, views, false);
+    for (let expected = 16; expected <= 800; expected += 16) {
+      now += 25;
+      for (const i of pace.step(now, 10, expected, views, true)) { views[i]!.released = true; released.set(i, now); }
+    }
+    expect([...released.keys()]).toEqual([2]);
+    expect(pace.heard(1)).toBe(true);
   });
 
   it('hands a straggler (missing most chunks) to unicast, and keeps the rest on the group', () => {
     const random = seededRandom(3);
     const losses = Array.from({ length: 400 }, () => random());
-    const pace = new GroupPace(2, 100, 10, 1000);
-    const views = [device(() => true), device((i) => losses[i]! > 0.7)];
+    const pace = new GroupPace(3, 100, 10, 1000);
+    const views = [device(() => true), device((i) => losses[i]! > 0.7), device(() => true)];
     const { released } = run(pace, views, 400, 16);
     expect([...released.keys()]).toEqual([1]);
+  });
+
+  it('when most devices miss most chunks, none is a straggler: the pace drops instead', () => {
+    const random = seededRandom(4);
+    const losses = Array.from({ length: 3 }, () => Array.from({ length: 800 }, () => random()));
+    const pace = new GroupPace(3, 1000, 10, 1000);
+    const views = [device((i) => losses[0]![i]! > 0.7), device((i) => losses[1]![i]! > 0.7), device(() => true)];
+    const { released, rates } = run(pace, views, 800, 16);
+    expect([...released.keys()]).toEqual([]);
+    expect(rates.at(-1)).toBe(10);
   });
 
   it('one device with standing loss among ten does not slow the group: it speeds up to the ceiling', () => {
