@@ -22,9 +22,11 @@ import { IDENTITY_PUBLIC_FILE, fingerprint, loadOrCreateIdentity, readIdentityPu
 import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
 import { lockDir } from '../util/dir-lock.js';
-import { exitWithError, parsePort, parsePositiveMs, parseSeconds } from './exit-codes.js';
+import { EXIT_STATUS_HELP, EXIT_USAGE, exitWithError, parsePort, parsePositiveMs, parseSeconds } from './exit-codes.js';
 import { DEFAULT_HOST_LIMITS, prepareSpare, type HostLimits } from '../plugin/plugin-host.js';
 import { lifecycle } from './lifecycle.js';
+import { versionLine } from './version.js';
+import { CONSOLE_MODE_HELP, consoleMode } from './console-mode.js';
 import { applyConfigFile, type ConfigType } from './config-file.js';
 
 const program = new Command('nxt-client')
@@ -49,19 +51,27 @@ const program = new Command('nxt-client')
   .option('--probation <seconds>', 'an activated module must run this long without a fault before it is committed (else it is rolled back)', '30')
   .option('--trial-timeout <ms>', 'a new module must load (and pass its selfTest) within this', '30000')
   .option('--module-memory <MiB>', 'heap a plugin module may use (more for large modules); the agent\'s memory may grow by twice this while it runs', '256')
+  .option('--headless', CONSOLE_MODE_HELP.headless)
+  .option('--log-format <text|json>', CONSOLE_MODE_HELP.logFormat)
   .option('--max-module-bytes <n>', 'refuse modules larger than this (V8 cannot load more than 512 MiB)', String(DEFAULT_MAX_MODULE_BYTES))
-  .showHelpAfterError();
+  .version(versionLine('nxt-client'), '-V, --version', 'print the version and exit')
+  .addHelpText('after', EXIT_STATUS_HELP)
+  .showHelpAfterError()
+  // Bad usage exits 2, not commander's 1 (help and --version still exit 0).
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE));
 
 interface ClientFlags {
   server?: string; port?: string; config?: string; trust: string; serverKey?: string; dataDir: string; maxModuleBytes: string; enrollToken?: string; rekeyAfter: string;
   policy: UpdatePolicy; deferMax?: string; multicast: boolean; probation: string; trialTimeout: string; moduleMemory: string;
   logsDir?: string; configDir?: string; dropboxDir?: string; maintenance?: boolean; maintenanceEvery?: string; poll: string;
+  headless?: boolean; logFormat?: string;
 }
 
 const CLIENT_CONFIG: Record<string, ConfigType> = {
   server: 'string', port: 'number', trust: 'string', serverKey: 'string', dataDir: 'string', maxModuleBytes: 'number',
   enrollToken: 'string', policy: 'string', deferMax: 'number', rekeyAfter: 'number', multicast: 'boolean', probation: 'number', trialTimeout: 'number', moduleMemory: 'number',
   logsDir: 'string', configDir: 'string', dropboxDir: 'string', maintenance: 'boolean', maintenanceEvery: 'number',
+  headless: 'boolean', logFormat: 'string',
 };
 
 program.action(async (flags: ClientFlags) => {
@@ -79,6 +89,7 @@ program.action(async (flags: ClientFlags) => {
     const deferMaxMs = opts.deferMax === undefined ? undefined : parsePositiveMs(opts.deferMax);
     const pollMs = parsePositiveMs(opts.poll);
     const maintenanceEveryMs = opts.maintenanceEvery === undefined ? undefined : parsePositiveMs(opts.maintenanceEvery) * 1000;
+    const mode = await consoleMode('nxt-client', opts);
     const trustedKey = readPublicKey(opts.trust);
     const serverKey = readIdentityPublic(opts.serverKey ?? join(dirname(opts.trust), IDENTITY_PUBLIC_FILE));
     const store = new ModuleStore(opts.dataDir);
@@ -114,13 +125,15 @@ program.action(async (flags: ClientFlags) => {
       enrollToken: opts.enrollToken, inventory: () => JSON.stringify(inventory(opts.dataDir)), policy: opts.policy, deferMaxMs, deferred,
       probationMs, hostLimits, interrupted, multicast: opts.multicast,
     });
-    if (warning) process.stdout.write(`warning: ${warning}\n`);
+    if (warning) mode.note(`warning: ${warning}`, 'warn');
     const idHex = Buffer.from(clientId).toString('hex');
-    process.stdout.write(`nxt client ${idHex} (key ${fingerprint(identity.publicKey)}) → ${opts.server}:${port}\n`);
-    process.stdout.write(`${formatProductVersion(active.product)}\n`);
-    if (deferred) process.stdout.write(`update ${deferred.name} ${formatReleaseVersion(deferred.version)} is verified and waiting: type upgrade to activate it\n`);
+    mode.note(`nxt client ${idHex} (key ${fingerprint(identity.publicKey)}) → ${opts.server}:${port}, trusting server key ${fingerprint(serverKey)}`);
+    mode.note(formatProductVersion(active.product));
+    if (deferred) mode.note(`update ${deferred.name} ${formatReleaseVersion(deferred.version)} is verified and waiting: type upgrade to activate it`);
     const { stop, inputEnded } = lifecycle('client', async () => { repl.close(); await agent.stop(); });
-    const repl = createClientRepl({ agent, jobs, clientIdHex: idHex, input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded });
+    const repl = createClientRepl({
+      agent, jobs, clientIdHex: idHex, input: process.stdin, output: process.stdout, errorOutput: process.stderr, headless: mode.headless, onExit: stop, onEnd: inputEnded,
+    });
     agent.start();
     repl.start();
     if (opts.maintenance) jobs.setMaintenance(true);

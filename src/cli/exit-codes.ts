@@ -3,28 +3,28 @@ import { describeFsError } from '../util/atomic-file.js';
 
 const FS_CAUSES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO']);
 
-/** Error codes → process exit codes, in one place. */
-const EXIT_CODES: Record<string, number> = {
-  usage: 2,
-  'no-trust': 3,
-  'bad-key': 3,
-  'bad-passphrase': 3,
-  'needs-passphrase': 3,
-  'bad-version': 2,
-  'bad-config': 2,
-  EADDRINUSE: 4,
-  'dir-in-use': 4,
-  EACCES: 4,
-  EROFS: 4,
-  ENOSPC: 4,
-};
+/**
+ * Exit status, the same for every nxt program (and in their --help and the README):
+ *   0  it did what was asked
+ *   1  it failed (a push failed on a device, no server running, a key, a file, the disk…)
+ *   2  it was asked wrongly (an unknown flag or command, a bad value, a bad config file)
+ */
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
+
+/** Error codes that mean "asked wrongly"; everything else is a failure. */
+const USAGE_CODES = new Set(['usage', 'bad-version', 'bad-config']);
+
+/** The help text's closing paragraph on exit status (both programs). */
+export const EXIT_STATUS_HELP = '\nExit status: 0 done; 1 failed (for ctl: the command failed, or a push failed on any device); 2 bad usage (flags, arguments, config file).';
 
 export function exitWithError(program: string, err: unknown): never {
   const code = err instanceof NxtError ? err.code : (err as { code?: string })?.code;
   // A raw filesystem error (EROFS: read-only file system, open …) gets its cause in words first.
   const plain = !(err instanceof NxtError) && code !== undefined && FS_CAUSES.has(code) ? `${describeFsError(err)}: ` : '';
   process.stderr.write(`${program}: ${plain}${errorMessage(err)}\n`);
-  process.exit((code && EXIT_CODES[code]) || 1);
+  process.exit(code !== undefined && USAGE_CODES.has(code) ? EXIT_USAGE : EXIT_FAILED);
 }
 
 export function parsePort(text: string): number {

@@ -19,7 +19,7 @@ import { JobServer } from '../server/job-server.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
 import { History } from '../server/history.js';
 import { Devices } from '../server/devices.js';
-import { IDENTITY_PUBLIC_FILE, loadOrCreateIdentity } from '../session/identity.js';
+import { IDENTITY_PUBLIC_FILE, fingerprint, loadOrCreateIdentity } from '../session/identity.js';
 import { ServerChannel } from '../session/server-channel.js';
 import { NxtServer } from '../server/server.js';
 import { createServerRepl, serverCommands, type ServerReplOptions } from '../server/server-repl.js';
@@ -28,8 +28,10 @@ import { runCtl } from './ctl.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
 import { lockDir } from '../util/dir-lock.js';
 import { ensureDir } from '../util/atomic-file.js';
-import { exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
+import { EXIT_STATUS_HELP, EXIT_USAGE, exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
 import { lifecycle } from './lifecycle.js';
+import { versionLine } from './version.js';
+import { CONSOLE_MODE_HELP, consoleMode } from './console-mode.js';
 import { applyConfigFile, type ConfigType } from './config-file.js';
 import { isIP } from 'node:net';
 import { Rollouts } from '../server/rollouts.js';
@@ -64,15 +66,23 @@ const program = new Command('nxt-server')
   .option('--behind-after <seconds>', 'alert when an online device runs an older release than the latest for this long')
   .option('--auto-update', 'push the latest release to any client that registers (or comes back) behind it')
   .addOption(new Option('--enroll-token <token>', 'devices started with this token are approved without asking (comma-separate several)').env('NXT_ENROLL_TOKEN'))
+  .option('--headless', CONSOLE_MODE_HELP.headless)
+  .option('--log-format <text|json>', CONSOLE_MODE_HELP.logFormat)
   // Options after a subcommand belong to it (keygen --state-dir D).
   .enablePositionalOptions()
-  .showHelpAfterError();
+  .helpCommand('help [command]', 'explain a command (or everything)')
+  .version(versionLine('nxt-server'), '-V, --version', 'print the version and exit')
+  .addHelpText('after', EXIT_STATUS_HELP)
+  .showHelpAfterError()
+  // Bad usage exits 2, not commander's 1 (help and --version still exit 0).
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE));
 
 interface ServerFlags {
   port: string; stateDir: string; peerTimeout: string; renew: string; manifestTtl: string; enrollToken?: string; autoUpdate?: boolean;
   maxHandshakes: string; config?: string; maxDatagram?: string;
   multicast?: string; multicastTtl: string; multicastInterface?: string; multicastRate: string; multicastDatagram?: string;
   notifyWebhook?: string; smtp?: string; notifyEmail?: string; notifyFrom: string; behindAfter?: string; notifyRetry: string;
+  headless?: boolean; logFormat?: string;
 }
 
 const SERVER_CONFIG: Record<string, ConfigType> = {
@@ -80,6 +90,7 @@ const SERVER_CONFIG: Record<string, ConfigType> = {
   enrollToken: 'string', autoUpdate: 'boolean', maxHandshakes: 'number', maxDatagram: 'number',
   multicast: 'string', multicastTtl: 'number', multicastInterface: 'string', multicastRate: 'number', multicastDatagram: 'number',
   notifyWebhook: 'string', smtp: 'string', notifyEmail: 'string', notifyFrom: 'string', behindAfter: 'number',
+  headless: 'boolean', logFormat: 'string',
 };
 
 program.action(async (flags: ServerFlags) => {
@@ -100,6 +111,7 @@ program.action(async (flags: ServerFlags) => {
     if ((opts.smtp === undefined) !== (opts.notifyEmail === undefined)) throw new NxtError('usage', 'email alerts need both --smtp and --notify-email');
     if (opts.behindAfter !== undefined && !/^\d+$/.test(opts.behindAfter)) throw new NxtError('usage', `--behind-after "${opts.behindAfter}" is not a number of seconds`);
     const notifyRetryMs = parsePositiveMs(opts.notifyRetry);
+    const mode = await consoleMode('nxt-server', opts);
     ensureDir(opts.stateDir);
     process.on('exit', lockDir(opts.stateDir, 'server'));
     // Before any socket opens: readline-sync blocks the event loop while it asks.
@@ -162,20 +174,20 @@ program.action(async (flags: ServerFlags) => {
       });
     });
     const pub = join(opts.stateDir, PUBLIC_KEY_FILE);
-    process.stdout.write(`nxt server listening on UDP port ${endpoint.port}\n`);
-    if (multicast) process.stdout.write(`pushes to several devices go to multicast group ${multicast.sender.group.address}:${multicast.sender.group.port} first (datagrams up to ${multicast.sender.maxDatagram} bytes)\n`);
+    mode.note(`nxt server listening on UDP port ${endpoint.port}`);
+    if (multicast) mode.note(`pushes to several devices go to multicast group ${multicast.sender.group.address}:${multicast.sender.group.port} first (datagrams up to ${multicast.sender.maxDatagram} bytes)`);
     const fresh = [created && 'release key', newIdentity && 'identity key'].filter(Boolean).join(' and ');
-    process.stdout.write(`${fresh ? `created a new ${fresh}; ` : ''}clients trust ${pub} and ${join(opts.stateDir, IDENTITY_PUBLIC_FILE)}\n`);
-    if (!signer) process.stdout.write(`no release key here (only its public half): push accepts modules signed offline (${PRESIGNED_SUFFIX})\n`);
+    mode.note(`${fresh ? `created a new ${fresh}; ` : ''}clients trust ${pub} and ${join(opts.stateDir, IDENTITY_PUBLIC_FILE)} (key ${fingerprint(identity.publicKey)})`);
+    if (!signer) mode.note(`no release key here (only its public half): push accepts modules signed offline (${PRESIGNED_SUFFIX})`);
     const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); control.close(); rollouts.close(); await server.close(); });
     const consoleOptions: ServerReplOptions = {
       server, signer, publicKey, clock: systemClock, wallClock: systemWallClock,
-      input: process.stdin, output: process.stdout, onExit: stop, onEnd: inputEnded, manifestTtlSeconds,
+      input: process.stdin, output: process.stdout, errorOutput: process.stderr, headless: mode.headless, onExit: stop, onEnd: inputEnded, manifestTtlSeconds,
       history, releases, prepareStored, rollouts, historyFile: join(opts.stateDir, 'console-history'), jobs: { store: jobStore, stateDir: opts.stateDir },
     };
     jobs.on('job-result', (job) => server.emit('job-result', job));
     const repl = createServerRepl(consoleOptions);
-    const control = await listenControl(opts.stateDir, (say) => serverCommands(consoleOptions, say, { reportEachClient: true }));
+    const control = await listenControl(opts.stateDir, (out) => serverCommands(consoleOptions, out.say, { reportEachClient: true, cwd: out.cwd, data: out.data, warn: out.warn }));
     repl.start();
   } catch (err) {
     exitWithError('nxt-server', err);
@@ -238,12 +250,14 @@ program
 program
   .command('ctl <command...>')
   .description('run one console command (push, clients --json, versions, rollout latest, …) in the server running with this state dir')
-  .option('-s, --state-dir <dir>', 'the running server\'s state dir (before the command)', DEFAULT_STATE_DIR)
+  .addOption(new Option('-s, --state-dir <dir>', 'the running server\'s state dir (before the command)').env('NXT_STATE_DIR').default(DEFAULT_STATE_DIR))
+  .option('--json', 'print one JSON document: {ok, status, command, output, errors, data} (before the command)')
   // Everything from the command on is the command's own (ctl clients --json).
   .passThroughOptions()
+  .addHelpText('after', '\nRelative paths in the command are the caller\'s (ctl sends its working directory).\nExit status: 0 done; 1 the command failed (or a push failed on any device); 2 bad usage.')
   // Scripts reach runCtl through server.ts without loading this file; this is for `ctl --help`
   // and odd spellings of the flags.
-  .action((words: string[], opts: { stateDir: string }) => runCtl(opts.stateDir, words));
+  .action((words: string[], opts: { stateDir: string; json?: boolean }) => runCtl(opts.stateDir, words, opts.json === true));
 
 /** The passphrase of an encrypted key: NXT_KEY_PASSPHRASE, else asked in the terminal (once). */
 function askPassphrase(prompt: string): PassphraseSource {

@@ -11,18 +11,20 @@ enableCompileCache();
 const ctl = parseCtl(process.argv.slice(2));
 if (ctl) {
   const { runCtl } = await import('./ctl.js');
-  await runCtl(ctl.stateDir, ctl.words);
+  await runCtl(ctl.stateDir, ctl.words, ctl.json);
 } else {
   await import('./server-program.js');
 }
 
 /**
- * `ctl [-s DIR | --state-dir DIR | --state-dir=DIR] <command…>`, or undefined for anything else
- * (including `ctl --help` and a bare `ctl`, which the full program explains).
+ * `ctl [-s DIR | --state-dir DIR | --state-dir=DIR] [--json] <command…>`, or undefined for
+ * anything else (including `ctl --help` and a bare `ctl`, which the full program explains).
+ * The state dir defaults to NXT_STATE_DIR (the packaged nxt-ctl sets it to the service's).
  */
-function parseCtl(args: string[]): { stateDir: string; words: string[] } | undefined {
+function parseCtl(args: string[]): { stateDir: string; words: string[]; json: boolean } | undefined {
   if (args[0] !== 'ctl') return undefined;
-  let stateDir = 'state/server';
+  let stateDir = process.env.NXT_STATE_DIR || 'state/server';
+  let json = false;
   let i = 1;
   for (; i < args.length; i++) {
     const a = args[i]!;
@@ -31,6 +33,8 @@ function parseCtl(args: string[]): { stateDir: string; words: string[] } | undef
       stateDir = args[++i]!;
     } else if (a.startsWith('--state-dir=')) {
       stateDir = a.slice('--state-dir='.length);
+    } else if (a === '--json') {
+      json = true;
     } else if (a.startsWith('-')) {
       return undefined;
     } else {
@@ -38,5 +42,5 @@ function parseCtl(args: string[]): { stateDir: string; words: string[] } | undef
     }
   }
   const words = args.slice(i);
-  return words.length > 0 ? { stateDir, words } : undefined;
+  return words.length > 0 ? { stateDir, words, json } : undefined;
 }

@@ -1,5 +1,6 @@
 /** The device's console: `NxtClient# `. */
 import type { Readable, Writable } from 'node:stream';
+import type { LogSink } from '../util/log.js';
 import { formatProductVersion } from '../plugin/plugin-shape.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
 import { mib } from '../util/format.js';
@@ -14,6 +15,9 @@ export interface ClientReplOptions {
   readonly jobs?: JobClient;
   readonly input: Readable;
   readonly output: Writable;
+  readonly errorOutput?: Writable;
+  /** No console: every line is a log record (cli/console-mode.ts). */
+  readonly headless?: LogSink;
   readonly onExit: () => void;
   readonly onEnd?: () => void;
 }
@@ -68,6 +72,8 @@ export function createClientRepl(o: ClientReplOptions): Repl {
     prompt: 'NxtClient# ',
     input: o.input,
     output: o.output,
+    errorOutput: o.errorOutput,
+    headless: o.headless,
     onEnd: o.onEnd,
     commands,
   });
@@ -78,12 +84,12 @@ export function createClientRepl(o: ClientReplOptions): Repl {
     ? `waiting for the operator to approve this device (on the server: approve ${o.clientIdHex.slice(0, 12)}), or restart it with --enroll-token`
     : 'the server rejected this device: it will receive no updates (the operator can still approve it)'));
   agent.on('activated', (a: { product: Parameters<typeof formatProductVersion>[0] }) => repl.print(formatProductVersion(a.product)));
-  agent.on('refused', (r: { message: string }) => repl.print(`update refused: ${r.message}`));
+  agent.on('refused', (r: { message: string }) => repl.print(`update refused: ${r.message}`, 'warn'));
   agent.on('rolled-back', (r: { active: { product: Parameters<typeof formatProductVersion>[0] } }) => repl.print(formatProductVersion(r.active.product)));
   agent.on('deferred', (m: { name: string; version: Parameters<typeof formatReleaseVersion>[0] }) => repl.print(
     `update ${m.name} ${formatReleaseVersion(m.version)} verified and kept: type upgrade to activate it`));
   agent.on('log', (line: string) => repl.print(line));
-  agent.channel.on('warning', (line: string) => repl.print(`warning: ${line}`));
+  agent.channel.on('warning', (line: string) => repl.print(`warning: ${line}`, 'warn'));
   agent.on('progress', (p: DownloadProgress) => {
     const pct = Math.floor((100 * p.receivedBytes) / p.totalBytes);
     repl.print(`downloading ${p.name}: ${pct}% (${mib(p.receivedBytes)} of ${mib(p.totalBytes)}), ${mib(p.bytesPerSecond)}/s`);

@@ -1,7 +1,14 @@
 /**
- * The script's end of `nxt-server ctl` (control-socket.ts has the server's end and the framing).
- * Kept apart, with nothing but node:net behind it, so that `ctl` starts in the time Node itself
- * takes: a script pays this start on every command.
+ * The script's end of `nxt-server ctl` (control-socket.ts has the server's end). Kept apart, with
+ * nothing but node:net behind it, so that `ctl` starts in the time Node itself takes: a script
+ * pays this start on every command.
+ *
+ * The exchange, one command per connection:
+ *   → one line of JSON: {"words": ["push", "m.mjs"], "cwd": "/home/op"} (cwd: where relative
+ *     paths in the command start: the caller's directory, not the server's)
+ *   ← lines, each led by its channel: "1" output, "2" errors and warnings, "d" a JSON value the
+ *     command reports for scripts (a push's outcome per device); then "\0" and the exit status ("0"
+ *     done, "1" failed, "2" asked wrongly), and the server closes.
  */
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
@@ -9,29 +16,48 @@ import { NxtError, errorMessage } from '../errors.js';
 
 export const CONTROL_SOCKET = 'ctl.sock';
 
-/** Send one command to the server in `stateDir`; resolves with its output and whether it succeeded. */
-export function sendControl(stateDir: string, words: string[], onOutput: (text: string) => void): Promise<boolean> {
+export interface ControlRequest {
+  readonly words: string[];
+  readonly cwd: string;
+}
+
+export interface ControlSink {
+  out(line: string): void;
+  err(line: string): void;
+  data(value: unknown): void;
+}
+
+/** Send one command to the server in `stateDir`; resolves with its exit status. */
+export function sendControl(stateDir: string, request: ControlRequest, sink: ControlSink): Promise<number> {
   const path = join(stateDir, CONTROL_SOCKET);
-  const line = words.map((w) => (/[\s"']/.test(w) ? `"${w.replace(/"/g, '')}"` : w)).join(' ');
   return new Promise((resolve, reject) => {
     const sock = createConnection(path);
-    let tail = '';
+    let buffered = '';
+    let status: number | undefined;
     sock.setEncoding('utf8');
-    sock.on('connect', () => sock.write(`${line}\n`));
+    sock.on('connect', () => sock.write(`${JSON.stringify(request)}\n`));
     sock.on('data', (chunk: string) => {
-      // Hold back the last two characters: they may be the NUL and status.
-      const text = tail + chunk;
-      onOutput(text.slice(0, -2));
-      tail = text.slice(-2);
+      buffered += chunk;
+      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        const text = line.slice(1);
+        if (line[0] === '1') sink.out(text);
+        else if (line[0] === '2') sink.err(text);
+        else if (line[0] === 'd') { try { sink.data(JSON.parse(text)); } catch { sink.err(`(unreadable data from the server: ${text.slice(0, 80)})`); } }
+      }
+      if (buffered.length === 2 && buffered[0] === '\u0000') status = Number(buffered[1]);
     });
     sock.on('end', () => {
-      if (tail.length === 2 && tail[0] === '\u0000') resolve(tail[1] === '0');
-      else { onOutput(tail); reject(new NxtError('ctl-broken', 'the server closed the connection before the command finished')); }
+      if (status !== undefined) resolve(status);
+      else reject(new NxtError('ctl-broken', 'the server closed the connection before the command finished'));
     });
     sock.on('error', (err: NodeJS.ErrnoException) => {
       reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
         ? new NxtError('no-server', `no server is running with state dir ${stateDir} (no ${path})`)
-        : new NxtError('ctl-failed', `cannot reach the server at ${path}: ${errorMessage(err)}`));
+        : err.code === 'EACCES'
+          ? new NxtError('ctl-failed', `${path} belongs to the server's user: run ctl as that user (e.g. sudo -u nxt nxt-ctl …)`)
+          : new NxtError('ctl-failed', `cannot reach the server at ${path}: ${errorMessage(err)}`));
     });
   });
 }

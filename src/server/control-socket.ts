@@ -1,22 +1,29 @@
 /**
  * `nxt-server ctl <command…>`: scripts (cron, CI) drive a running server through a Unix socket in
- * its state dir, with the same commands as the console. One command per connection: the client
- * sends a line, the server runs it and streams its output back, then a NUL byte and the status
- * ("0" ok, "1" failed), and closes. The socket is 0600: only the server's user may use it.
+ * its state dir, with the same commands as the console. The exchange is described in
+ * control-client.ts (the script's end). The socket is 0600: only the server's user may use it.
  */
 import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { runCommandLine, type Command } from '../util/repl.js';
-
-import { CONTROL_SOCKET } from './control-client.js';
+import { runCommandWords, type Command } from '../util/repl.js';
+import { CONTROL_SOCKET, type ControlRequest } from './control-client.js';
 
 export { CONTROL_SOCKET };
-/** A command line longer than this is refused (nothing legitimate is that long). */
+/** A request longer than this is refused (nothing legitimate is that long). */
 const MAX_LINE = 64 * 1024;
 
-/** Listen for ctl connections; `commandsFor(say)` builds the commands writing to one connection. */
-export function listenControl(stateDir: string, commandsFor: (say: (line: string) => void) => Record<string, Command>): Promise<Server> {
+/** What a command run for ctl writes to: its output, its errors, and data for scripts. */
+export interface ControlOutput {
+  say(line: string): void;
+  warn(line: string): void;
+  data(value: unknown): void;
+  /** The caller's directory: relative paths in the command start here. */
+  readonly cwd: string;
+}
+
+/** Listen for ctl connections; `commandsFor(out)` builds the commands writing to one connection. */
+export function listenControl(stateDir: string, commandsFor: (out: ControlOutput) => Record<string, Command>): Promise<Server> {
   const path = join(stateDir, CONTROL_SOCKET);
   // Left by a server that was killed: the state dir lock says no other server is running.
   if (existsSync(path)) unlinkSync(path);
@@ -29,12 +36,22 @@ export function listenControl(stateDir: string, commandsFor: (say: (line: string
       const nl = buffered.indexOf('\n');
       if (nl < 0 && buffered.length <= MAX_LINE) return;
       sock.removeAllListeners('data');
-      const line = nl < 0 ? '' : buffered.slice(0, nl);
-      const write = (text: string): void => { if (!sock.destroyed) sock.write(text); };
-      const run = nl < 0
-        ? Promise.resolve((write('error: command line too long\n'), false))
-        : runCommandLine(commandsFor((l) => write(`${l}\n`)), line, write);
-      void run.then((ok) => sock.end(`\u0000${ok ? 0 : 1}`));
+      const send = (channel: string, text: string): void => {
+        if (sock.destroyed) return;
+        // One line per channel mark: a multi-line text goes as several.
+        for (const line of text.replace(/\n$/, '').split('\n')) sock.write(`${channel}${line}\n`);
+      };
+      const request = nl < 0 ? undefined : parseRequest(buffered.slice(0, nl));
+      if (!request) {
+        send('2', 'error: not a ctl request (this server and this ctl are of different versions?)');
+        sock.end('\u00001');
+        return;
+      }
+      const out: ControlOutput = {
+        say: (line) => send('1', line), warn: (line) => send('2', line), data: (value) => send('d', JSON.stringify(value)), cwd: request.cwd,
+      };
+      void runCommandWords(commandsFor(out), request.words, (text) => send('2', text))
+        .then((status) => sock.end(`\u0000${status}`));
     });
   });
   return new Promise((resolve, reject) => {
@@ -45,4 +62,14 @@ export function listenControl(stateDir: string, commandsFor: (say: (line: string
       resolve(server);
     });
   });
+}
+
+function parseRequest(line: string): ControlRequest | undefined {
+  try {
+    const r = JSON.parse(line) as Partial<ControlRequest>;
+    if (!Array.isArray(r.words) || !r.words.every((w) => typeof w === 'string') || typeof r.cwd !== 'string' || !r.cwd.startsWith('/')) return undefined;
+    return { words: r.words, cwd: r.cwd };
+  } catch {
+    return undefined;
+  }
 }

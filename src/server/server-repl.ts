@@ -1,5 +1,6 @@
 /** The operator's console: `NxtServer# `. */
 import type { Readable, Writable } from 'node:stream';
+import type { LogSink } from '../util/log.js';
 import { NxtError } from '../errors.js';
 import { compareReleaseVersions, formatReleaseVersion } from '../protocol/release-version.js';
 import type { Signer } from '../security/release-key.js';
@@ -9,10 +10,10 @@ import { mib } from '../util/format.js';
 import { helpCommand, Repl, takeOptions, type Command } from '../util/repl.js';
 import { prepareRelease, type Release } from './release.js';
 import { describeStored, type ReleaseStore, type StoredRelease } from './release-store.js';
-import { ResultCode } from '../protocol/result-codes.js';
+import { ResultCode, resultCodeName } from '../protocol/result-codes.js';
 import type { Job, JobKindName, JobStore } from './job-store.js';
 import { copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { hashFile } from '../util/hash-file.js';
 import { severityRank } from '../jobs/log-filter.js';
 import { summarizeReleases, type History } from './history.js';
@@ -34,6 +35,10 @@ export interface ServerReplOptions {
   readonly wallClock: WallClock;
   readonly input: Readable;
   readonly output: Writable;
+  /** Warnings and errors, when the console is not a terminal. */
+  readonly errorOutput?: Writable;
+  /** No console: every line is a log record (cli/console-mode.ts). */
+  readonly headless?: LogSink;
   readonly onExit: () => void;
   readonly onEnd?: () => void;
   /** How long signed manifests stay valid (seconds). */
@@ -176,23 +181,47 @@ function pickDevice(devices: DeviceRecord[], prefix: string | undefined, usage: 
   return hits[0]!;
 }
 
+/** Where a command runs: the console's defaults, or a ctl connection's. */
+export interface CommandContext {
+  /** Print each device's result as the push reports it (ctl: no background events to show them). */
+  readonly reportEachClient?: boolean;
+  /** Relative paths start here (ctl: the caller's directory); default: the server's. */
+  readonly cwd?: string;
+  /** Structured results for scripts (ctl); given, a push that failed on a device fails too. */
+  readonly data?: (value: unknown) => void;
+  readonly warn?: (line: string) => void;
+}
+
 /**
  * The server commands, writing their output through `say`: the console uses them, and so does
  * `nxt-server ctl` over the control socket (each connection with its own `say`).
  */
-export function serverCommands(o: ServerReplOptions, say: (line: string) => void, options: { reportEachClient?: boolean } = {}): Record<string, Command> {
+export function serverCommands(o: ServerReplOptions, say: (line: string) => void, context: CommandContext = {}): Record<string, Command> {
   const { server } = o;
+  /** A path the operator typed: relative to where they typed it (ctl sends its directory). */
+  const local = (path: string): string => resolve(context.cwd ?? process.cwd(), path);
   const pushAndReport = async (release: Release, clients: ClientRecord[]): Promise<void> => {
     const m = release.manifest;
     say(`push ${m.name} ${formatReleaseVersion(m.version)} (${m.size} bytes, sha256 ${m.sha256.slice(0, 12)}…) to ${clients.length} client(s)`);
     const ticker = progressTicker(server, o.clock, say);
     const reports = await server.push(release, clients).finally(() => clearInterval(ticker));
     // The console prints each result as it comes (server events); a ctl caller gets them here.
-    if (options.reportEachClient) for (const r of reports) say(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`);
+    if (context.reportEachClient) for (const r of reports) say(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`);
     const already = reports.filter((r) => r.already).length;
     const ok = reports.filter((r) => r.ok).length - already;
     const deferred = reports.filter((r) => r.outcome.code === ResultCode.deferred).length;
-    say(`push finished: ${ok} done, ${reports.length - ok - already - deferred} failed${deferred > 0 ? `, ${deferred} deferred` : ''}${already > 0 ? `, ${already} already installed` : ''}`);
+    const failed = reports.length - ok - already - deferred;
+    say(`push finished: ${ok} done, ${failed} failed${deferred > 0 ? `, ${deferred} deferred` : ''}${already > 0 ? `, ${already} already installed` : ''}`);
+    context.data?.({
+      push: { name: m.name, version: formatReleaseVersion(m.version), size: m.size, sha256: m.sha256 },
+      done: ok, failed, deferred, already,
+      devices: reports.map((r) => ({
+        id: r.client.id, address: displayAddress(r.client.peer), ok: r.ok, already: r.already, result: resultCodeName(r.outcome.code),
+        message: r.outcome.message, active: r.outcome.active ? formatReleaseVersion(r.outcome.active) : undefined, ms: Math.round(r.elapsedMs),
+      })),
+    });
+    // A script must not read "done" where a device did not get it (the console has said so).
+    if (failed > 0 && context.data) throw new NxtError('push-failed', `the push failed on ${failed} of ${reports.length} device(s)`);
   };
   /** `rollout start`: which release, to whom, in which stages. */
   const startCampaign = async (rollouts: Rollouts, args: string[]): Promise<void> => {
@@ -231,8 +260,8 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
     const byName = list.filter((r) => r.name === what);
     const found = [...byVersion, ...byName].sort((a, b) => compareReleaseVersions(b.version, a.version))[0];
     if (found) return found;
-    if (!existsSync(what)) throw new NxtError('no-such-release', `no stored release "${what}" and no such file (releases lists the stored ones)`);
-    const release = await prepareRelease(what, { signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds });
+    if (!existsSync(local(what))) throw new NxtError('no-such-release', `no stored release "${what}" and no such file (releases lists the stored ones)`);
+    const release = await prepareRelease(local(what), { signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds });
     return o.releases.add(release, o.wallClock.wallNow());
   };
   const describeCampaign = (c: Campaign, detail: boolean): string => {
@@ -263,15 +292,15 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         if (file === undefined || extra !== undefined) throw new NxtError('usage', 'usage: push <file> [--version X.Y.Z] [--to all|GROUP|ID[,…]]');
         const online = server.onlineClients();
         const clients = options.to === undefined ? online : pickClients(online, options.to);
-        const release = await prepareRelease(file, {
+        const release = await prepareRelease(local(file), {
           version: options.version, signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds,
         });
         if (clients.length === 0) {
           const known = server.registry.all().length;
-          say(known === 0
+          // Nothing delivered is not "done": a script must not go on as if it were.
+          throw new NxtError('no-clients', known === 0
             ? 'push: no clients are registered; nothing sent (start a client, then push again)'
             : `push: none of the ${known} registered clients is online (no renewal within the lease); nothing sent`);
-          return;
         }
         await pushAndReport(release, clients);
       },
@@ -376,13 +405,14 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
             break;
           case 'put': {
             if (a === undefined || b === undefined) throw new NxtError('usage', 'usage: job put <target> <local-file> <remote-name>');
-            if (!existsSync(a) || !statSync(a).isFile()) throw new NxtError('no-such-file', `${a} is not a file`);
-            const sha256 = await hashFile(a);
+            const file = local(a);
+            if (!existsSync(file) || !statSync(file).isFile()) throw new NxtError('no-such-file', `${a} is not a file`);
+            const sha256 = await hashFile(file);
             // A copy, named by content: the file may change or go away before the device polls.
             const dir = join(jobs.stateDir, 'put');
             mkdirSync(dir, { recursive: true, mode: 0o700 });
             source = join(dir, sha256);
-            if (!existsSync(source)) copyFileSync(a, source);
+            if (!existsSync(source)) copyFileSync(file, source);
             params = { name: b, size: statSync(source).size, sha256 };
             break;
           }
@@ -562,16 +592,17 @@ export function createServerRepl(o: ServerReplOptions): Repl {
     return command === 'push' ? ['all', ...groups, ...ids, '--to', '--version'] : [...ids, ...groups, '--json'];
   };
   const repl: Repl = new Repl({
-    prompt: 'NxtServer# ', input: o.input, output: o.output, onEnd: o.onEnd, commands: serverCommands(o, say), completeArgs, historyFile: o.historyFile,
+    prompt: 'NxtServer# ', input: o.input, output: o.output, errorOutput: o.errorOutput, headless: o.headless,
+    onEnd: o.onEnd, commands: serverCommands(o, say), completeArgs, historyFile: o.historyFile,
   });
   shown = repl;
   server.on('client-registered', (c) => repl.print(`client ${shortId(c.id)} registered from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
-  server.on('push-result', (r: PushReport) => repl.print(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`));
-  server.on('warning', (w: string) => repl.print(`warning: ${w}`));
+  server.on('push-result', (r: PushReport) => repl.print(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`, r.ok ? 'info' : 'warn'));
+  server.on('warning', (w: string) => repl.print(`warning: ${w}`, 'warn'));
   server.on('trial-outcome', (o: TrialOutcome) => repl.print(describeTrialOutcome(o)));
   server.on('group-push', (g: GroupPushReport) => repl.print(describeGroupPush(g)));
   o.rollouts?.on('event', (c: Campaign, e: CampaignEvent) => repl.print(describeCampaignEvent(c, e)));
-  o.rollouts?.on('warning', (w: string) => repl.print(`warning: ${w}`));
+  o.rollouts?.on('warning', (w: string) => repl.print(`warning: ${w}`, 'warn'));
   server.on('client-back', (c: ClientRecord) => repl.print(`client ${shortId(c.id)} is back from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
   server.on('auto-update', (c: ClientRecord, r: StoredRelease) => repl.print(`client ${shortId(c.id)} runs ${formatReleaseVersion(c.version)}: updating it to ${describeStored(r)} (--auto-update)`));
   server.on('job-result', (j: Job) => repl.print(`job ${j.id} (${j.kind}) on ${shortId(j.device)}: ${j.result}${j.message ? ` — ${j.message}` : ''}${j.file ? ` → ${j.file}` : ''}`));

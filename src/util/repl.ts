@@ -7,7 +7,8 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createInterface, type Interface } from 'node:readline';
-import type { Readable, Writable } from 'node:stream';
+import { Transform, type Readable, type Writable } from 'node:stream';
+import type { Level, LogSink } from './log.js';
 import { NxtError, errorMessage } from '../errors.js';
 
 export interface Command {
@@ -30,12 +31,21 @@ export interface ReplOptions {
   readonly completeArgs?: (command: string) => string[];
   /** Where typed lines are kept across sessions (on a terminal only). */
   readonly historyFile?: string;
+  /** No console at all (a service: standard input is /dev/null, or --headless): every printed
+   *  line goes here as a log record, and no prompt is ever written. */
+  readonly headless?: LogSink;
+  /** Where warnings and errors go on a console that is not a terminal (default: output). */
+  readonly errorOutput?: Writable;
 }
+
+/** The longest line read from a console that is not a terminal; the rest of a longer one is
+ *  dropped (an endless line, e.g. from /dev/zero, must not exhaust memory). */
+const MAX_INPUT_LINE = 64 * 1024;
 
 const HISTORY_LINES = 500;
 
 export class Repl {
-  private readonly rl: Interface;
+  private readonly rl: Interface | undefined;
   private readonly queue: string[] = [];
   private busy = false;
   private ended = false;
@@ -45,8 +55,13 @@ export class Repl {
 
   constructor(private readonly options: ReplOptions) {
     this.terminal = (options.output as { isTTY?: boolean }).isTTY === true && (options.input as { isTTY?: boolean }).isTTY === true;
+    if (options.headless) {
+      this.rl = undefined;
+      this.ended = true;
+      return;
+    }
     this.rl = createInterface({
-      input: options.input, output: options.output, prompt: options.prompt, terminal: this.terminal,
+      input: this.terminal ? options.input : options.input.pipe(boundedLines(MAX_INPUT_LINE)), output: options.output, prompt: options.prompt, terminal: this.terminal,
       completer: (line: string) => this.complete(line), history: this.loadHistory(), historySize: HISTORY_LINES,
     });
     const file = options.historyFile;
@@ -60,22 +75,24 @@ export class Repl {
   }
 
   start(): void {
-    this.rl.prompt();
+    this.rl?.prompt();
   }
 
   /** Print a line from a background event without breaking the prompt. */
-  print(text: string): void {
-    if (this.terminal && !this.busy) {
+  print(text: string, level: Level = 'info'): void {
+    if (this.options.headless) {
+      this.options.headless.write(level, text);
+    } else if (this.terminal && !this.busy) {
       this.options.output.write('\r\x1b[K');
       this.options.output.write(`${text}\n`);
-      this.rl.prompt(true);
+      this.rl?.prompt(true);
     } else {
-      this.options.output.write(`${text}\n`);
+      (level === 'info' || this.terminal ? this.options.output : this.options.errorOutput ?? this.options.output).write(`${text}\n`);
     }
   }
 
   close(): void {
-    this.rl.close();
+    this.rl?.close();
   }
 
   private async drain(): Promise<void> {
@@ -87,7 +104,7 @@ export class Repl {
     }
     this.busy = false;
     if (this.ended) this.endIfIdle();
-    else this.rl.prompt();
+    else this.rl?.prompt();
   }
 
   private endIfIdle(): void {
@@ -96,15 +113,20 @@ export class Repl {
 
   private async execute(line: string): Promise<void> {
     const write = (text: string): void => this.print(text.replace(/\n$/, ''));
+    const writeError = (text: string): void => this.print(text.replace(/\n$/, ''), 'error');
+    if (line.endsWith(TOO_LONG_MARK)) {
+      this.print(`error: a line of more than ${MAX_INPUT_LINE} characters: ignored`, 'error');
+      return;
+    }
     const [name = '', ...args] = line.trim().split(/\s+/);
     const background = Object.hasOwn(this.options.commands, name) ? this.options.commands[name]!.background : undefined;
     if (background === true || (typeof background === 'function' && background(args))) {
-      const run = runCommandLine(this.options.commands, line, write);
+      const run = runCommandLine(this.options.commands, line, write, writeError);
       this.running.add(run);
       void run.finally(() => { this.running.delete(run); if (this.ended) this.endIfIdle(); });
       return;
     }
-    await runCommandLine(this.options.commands, line, (text) => this.options.output.write(text));
+    await runCommandLine(this.options.commands, line, (text) => this.options.output.write(text), writeError);
   }
 
   /** Newest first, as readline wants it. */
@@ -153,31 +175,40 @@ export function helpText(commands: Record<string, Command>): string {
 }
 
 /**
- * Run one command line against `commands`, writing any error as one line. Resolves false when the
- * line failed (unknown command, bad usage, or the command threw), for callers with exit codes.
+ * Run one command line against `commands`, writing any error as one line (to `writeError`, or
+ * with the rest). Resolves false when the line failed (unknown command, bad usage, or the command
+ * threw), for callers with exit codes.
  */
-export async function runCommandLine(commands: Record<string, Command>, line: string, write: (text: string) => void): Promise<boolean> {
+export async function runCommandLine(commands: Record<string, Command>, line: string, write: (text: string) => void, writeError = write): Promise<boolean> {
   let words: string[];
   try {
     words = splitWords(line);
   } catch (err) {
-    write(`error: ${errorMessage(err)}\n`);
+    writeError(`error: ${errorMessage(err)}\n`);
     return false;
   }
+  return (await runCommandWords(commands, words, writeError)) === 0;
+}
+
+/**
+ * Run one command given as words (ctl sends them so: no quoting to undo). Resolves with an exit
+ * status: 0 done, 1 failed, 2 asked wrongly (an unknown command, bad usage).
+ */
+export async function runCommandWords(commands: Record<string, Command>, words: readonly string[], writeError: (text: string) => void): Promise<0 | 1 | 2> {
   const [name, ...args] = words;
-  if (name === undefined) return true;
-  const command = commands[name];
+  if (name === undefined) return 0;
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!command) {
-    write(`unknown command "${name}": type "help" for the list\n`);
-    return false;
+    writeError(`unknown command "${name}": type "help" for the list\n`);
+    return 2;
   }
   try {
     await command.run(args);
-    return true;
+    return 0;
   } catch (err) {
     const code = err instanceof NxtError ? ` [${err.code}]` : '';
-    write(`error${code}: ${errorMessage(err)}\n`);
-    return false;
+    writeError(`error${code}: ${errorMessage(err)}\n`);
+    return err instanceof NxtError && err.code === 'usage' ? 2 : 1;
   }
 }
 
@@ -210,3 +241,36 @@ export function takeOptions(args: string[], known: string[]): { positional: stri
   }
   return { positional, options };
 }
+
+/** Pass text through, cutting every line at `max` characters (the rest of it is dropped, and the
+ *  line is marked so the console can say so). */
+export function boundedLines(max: number): Transform {
+  let length = 0;
+  let cut = false;
+  return new Transform({
+    transform(chunk: Buffer | string, _encoding, done) {
+      const text = chunk.toString();
+      let out = '';
+      let from = 0;
+      for (let nl = text.indexOf('\n', from); ; nl = text.indexOf('\n', from)) {
+        const end = nl < 0 ? text.length : nl;
+        const piece = text.slice(from, end);
+        const room = Math.max(0, max - length);
+        if (!cut) {
+          out += piece.slice(0, room);
+          length += Math.min(piece.length, room);
+          if (piece.length > room) { cut = true; out += TOO_LONG_MARK; }
+        }
+        if (nl < 0) break;
+        out += '\n';
+        length = 0;
+        cut = false;
+        from = nl + 1;
+      }
+      done(null, out);
+    },
+  });
+}
+
+/** Ends a line that was cut: the console refuses it rather than run half a command. */
+export const TOO_LONG_MARK = '\u0000(line too long)';

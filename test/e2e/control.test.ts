@@ -1,6 +1,6 @@
 /** Driving a running server from scripts (ctl), and configuration files. */
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -16,36 +16,66 @@ afterEach(async () => {
   expect(runningCount()).toBe(0);
 });
 
-/** Run `nxt-server ctl`; resolves with its exit code and output, whatever the code. */
-async function ctl(stateDir: string, ...words: string[]): Promise<{ code: number; out: string }> {
+/** Run `nxt-server ctl` (from `cwd`); resolves with its exit code, stdout and stderr, whatever the code. */
+async function ctl(stateDir: string, ...words: string[]): Promise<{ code: number; out: string; err: string }> {
+  return ctlIn(ROOT, stateDir, ...words);
+}
+async function ctlIn(cwd: string, stateDir: string, ...words: string[]): Promise<{ code: number; out: string; err: string }> {
   try {
-    const { stdout } = await run('node', [serverJs, 'ctl', '--state-dir', stateDir, ...words]);
-    return { code: 0, out: stdout };
+    const { stdout, stderr } = await run('node', [serverJs, 'ctl', '--state-dir', stateDir, ...words], { cwd });
+    return { code: 0, out: stdout, err: stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, out: e.stdout + e.stderr };
+    return { code: e.code, out: e.stdout, err: e.stderr };
   }
 }
 
 describe('nxt-server ctl', () => {
-  it('runs console commands in the running server, with output and an exit code for scripts', async () => {
+  it('runs console commands in the running server: output on stdout, errors on stderr, exit 0/1/2', async () => {
     const dir = tempDir();
     const state = join(dir, 'server');
-    const { port } = await startServer(state);
+    // A short peer timeout: the device stopped below should fail its push soon.
+    const { port } = await startServer(state, ['--peer-timeout', '2000']);
     const a = await startClient('a', port, join(dir, 'a'), join(state, 'release.pub'));
     const listed = await ctl(state, 'clients', '--json');
     expect(listed.code).toBe(0);
     expect(JSON.parse(listed.out)).toEqual([expect.objectContaining({ release: '1.0.0', online: true })]);
-    const pushed = await ctl(state, 'push', V2, '--to', 'all');
-    expect(pushed.code).toBe(0);
+    // A path relative to the caller's directory, not the server's.
+    copyFileSync(V2, join(dir, 'v2_2_0.mjs'));
+    const pushed = await ctlIn(dir, state, 'push', 'v2_2_0.mjs', '--to', 'all');
+    expect(pushed).toMatchObject({ code: 0, err: '' });
     expect(pushed.out).toMatch(/done: 8\.6 nxtgen active[\s\S]*push finished: 1 done, 0 failed/);
     await a.waitFor('Major = 8');
-    expect(await ctl(state, 'rollout', 'latest')).toEqual({ code: 0, out: expect.stringMatching(/every online client runs libfunctional_2_0\.mjs 2\.0\.0 or newer; nothing sent/) });
-    expect(await ctl(state, 'push', join(dir, 'missing.mjs'))).toEqual({ code: 1, out: expect.stringMatching(/error \[no-such-file\]/) });
-    expect(await ctl(state, 'bogus')).toEqual({ code: 1, out: expect.stringMatching(/unknown command "bogus"/) });
+    expect(await ctl(state, 'rollout', 'latest')).toMatchObject({ code: 0, out: expect.stringMatching(/every online client runs v2_2_0\.mjs 2\.0\.0 or newer; nothing sent/) });
+    expect(await ctl(state, 'push', join(dir, 'missing.mjs'))).toMatchObject({ code: 1, out: '', err: expect.stringMatching(/error \[no-such-file\]/) });
+    expect(await ctl(state, 'bogus')).toMatchObject({ code: 2, out: '', err: expect.stringMatching(/unknown command "bogus"/) });
+    expect(await ctl(state, 'push')).toMatchObject({ code: 2, err: expect.stringMatching(/usage: push <file>/) });
     const none = await ctl(join(dir, 'elsewhere'), 'clients');
-    expect(none.code).not.toBe(0);
-    expect(none.out).toMatch(/no server is running with state dir .*elsewhere/);
+    expect(none.code).toBe(1);
+    expect(none.err).toMatch(/no server is running with state dir .*elsewhere/);
+
+    // A push that fails on a device exits 1; --json gives every device's outcome.
+    await a.stop();
+    copyFileSync(join(ROOT, 'plugins/libfunctional_1_0.mjs'), join(dir, 'v3_3_0.mjs'));
+    const offline = await ctlIn(dir, state, '--json', 'push', 'v3_3_0.mjs', '--to', 'all');
+    expect(offline.code).toBe(1);
+    const envelope = JSON.parse(offline.out) as { ok: boolean; status: number; errors: string[]; output: string[] };
+    expect(envelope).toMatchObject({ ok: false, status: 1, command: ['push', 'v3_3_0.mjs', '--to', 'all'] });
+    expect(envelope.errors.join('\n')).toMatch(/failed on 1 of 1 device|nothing sent/);
+  });
+
+  it('--json wraps a command\'s output, errors and data in one document', async () => {
+    const dir = tempDir();
+    const state = join(dir, 'server');
+    const { port } = await startServer(state);
+    await startClient('a', port, join(dir, 'a'), join(state, 'release.pub'));
+    const pushed = await ctlIn(ROOT, state, '--json', 'push', V2);
+    expect(pushed.code).toBe(0);
+    const doc = JSON.parse(pushed.out) as { ok: boolean; data: { done: number; failed: number; devices: { ok: boolean; result: string; active: string }[] }[] };
+    expect(doc.ok).toBe(true);
+    expect(doc.data[0]).toMatchObject({ done: 1, failed: 0, devices: [{ ok: true, result: 'ok', active: '2.0.0' }] });
+    const listed = JSON.parse((await ctl(state, '--json', 'clients', '--json')).out) as { data: unknown[] };
+    expect(listed.data[0]).toEqual([expect.objectContaining({ online: true })]);
   });
 });
 

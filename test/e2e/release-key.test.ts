@@ -21,10 +21,10 @@ describe('a passphrase-protected release key', () => {
     const env = { ...process.env };
     delete env.NXT_KEY_PASSPHRASE;
     const none = spawnSync('node', [serverJs, '--port', '0', '--state-dir', state], { env, input: '', encoding: 'utf8' });
-    expect(none.status).toBe(3);
+    expect(none.status).toBe(1);
     expect(none.stderr).toMatch(/encrypted and there is no terminal to ask in: set NXT_KEY_PASSPHRASE/);
     const wrong = spawnSync('node', [serverJs, '--port', '0', '--state-dir', state], { env: { ...env, NXT_KEY_PASSPHRASE: 'nope' }, input: '', encoding: 'utf8' });
-    expect(wrong.status).toBe(3);
+    expect(wrong.status).toBe(1);
     expect(wrong.stderr).toMatch(/wrong passphrase/);
 
     process.env.NXT_KEY_PASSPHRASE = 'open sesame';
