@@ -135,7 +135,7 @@ program.action(async (flags: ServerFlags) => {
     }
     const endpoint = await openUdpEndpoint({ port });
     const channel = new ServerChannel({
-      endpoint, clock: systemClock, identity, random, isRevoked: (id) => devices.isRevoked(id),
+      endpoint, clock: systemClock, identity, random, isRevoked: (id) => devices.isRevoked(id), onWarning: (line) => server.emit('warning', line),
       limits: { handshakesPerSecond, handshakeBurst: 2 * handshakesPerSecond },
     });
     const history = new History(opts.stateDir);

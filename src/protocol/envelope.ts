@@ -14,7 +14,17 @@ export const EnvelopeType = {
   response: 18,
   sealed: 19,
   chunks: 20,
+  refused: 21,
 } as const;
+
+/** Why a server refuses a handshake (REFUSED). */
+export const RefusedReason = {
+  /** The INIT is not encrypted to this server's identity key: the client trusts another server. */
+  wrongServerKey: 1,
+  /** The client's key is revoked here. */
+  revoked: 2,
+} as const;
+export type RefusedReasonValue = (typeof RefusedReason)[keyof typeof RefusedReason];
 
 export const KEY_BYTES = 32;
 export const TAG_BYTES = 16;
@@ -26,6 +36,9 @@ export const SEALED_STAMP_BYTES = 8 + TAG_BYTES;
 export const INIT_BYTES = HEADER_BYTES + 4 + COOKIE_BYTES + KEY_BYTES + SEALED_STATIC_BYTES + SEALED_STAMP_BYTES;
 export const COOKIE_REPLY_BYTES = HEADER_BYTES + 4 + COOKIE_BYTES;
 export const RESPONSE_BYTES = HEADER_BYTES + 4 + 4 + KEY_BYTES + TAG_BYTES;
+/** Header, receiver index u32, reason u8, the server's identity key: smaller than the INIT it
+ *  answers (no amplification). */
+export const REFUSED_BYTES = HEADER_BYTES + 4 + 1 + KEY_BYTES;
 /** Header, receiver index u32, counter u64: the AEAD's associated data. */
 export const SEALED_HEADER_BYTES = HEADER_BYTES + 4 + 8;
 export const SEALED_OVERHEAD_BYTES = SEALED_HEADER_BYTES + TAG_BYTES;
@@ -91,7 +104,19 @@ export interface ChunksFrame {
   readonly entries: Uint8Array;
 }
 
-export type Frame = InitFrame | CookieFrame | ResponseFrame | SealedFrame | ChunksFrame;
+/**
+ * Server → client, unauthenticated: "I will not take your handshake, and why", with the server's
+ * public identity key so the device can say which key it should trust. Only a hint: anyone on
+ * the path could forge one, so a client changes nothing on it but what it prints.
+ */
+export interface RefusedFrame {
+  readonly type: 'refused';
+  readonly receiverIndex: number;
+  readonly reason: number;
+  readonly serverKey: Uint8Array;
+}
+
+export type Frame = InitFrame | CookieFrame | ResponseFrame | SealedFrame | ChunksFrame | RefusedFrame;
 
 export function writeEnvelopeHeader(buf: Uint8Array, type: number): void {
   buf[0] = MAGIC_0;
@@ -119,6 +144,16 @@ export function encodeCookie(f: Omit<CookieFrame, 'type'>): Buffer {
   writeEnvelopeHeader(buf, EnvelopeType.cookie);
   buf.writeUInt32BE(f.receiverIndex >>> 0, 4);
   buf.set(f.cookie, 8);
+  return buf;
+}
+
+export function encodeRefused(f: Omit<RefusedFrame, 'type'>): Buffer {
+  if (f.serverKey.length !== KEY_BYTES) throw new RangeError('a server key has 32 bytes');
+  const buf = Buffer.allocUnsafe(REFUSED_BYTES);
+  writeEnvelopeHeader(buf, EnvelopeType.refused);
+  buf.writeUInt32BE(f.receiverIndex >>> 0, 4);
+  buf[8] = f.reason;
+  buf.set(f.serverKey, 9);
   return buf;
 }
 
@@ -227,6 +262,9 @@ export function decodeEnvelope(buf: Uint8Array): Frame {
     case EnvelopeType.response:
       exactly(RESPONSE_BYTES, 'RESPONSE');
       return { type: 'response', senderIndex: u32(4), receiverIndex: u32(8), ephemeral: view(12, KEY_BYTES), confirm: view(12 + KEY_BYTES, TAG_BYTES) };
+    case EnvelopeType.refused:
+      exactly(REFUSED_BYTES, 'REFUSED');
+      return { type: 'refused', receiverIndex: u32(4), reason: buf[8]!, serverKey: view(9, KEY_BYTES) };
     default:
       throw new DecodeError('unauthenticated', `message type ${buf[3]} outside a session`);
   }

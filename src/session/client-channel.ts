@@ -6,8 +6,9 @@
  */
 import { EventEmitter } from 'node:events';
 import { errorMessage } from '../errors.js';
-import { decodeEnvelope, type ChunksFrame, type CookieFrame, type ResponseFrame, type SealedFrame } from '../protocol/envelope.js';
-import { samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
+import { decodeEnvelope, RefusedReason, type ChunksFrame, type CookieFrame, type RefusedFrame, type ResponseFrame, type SealedFrame } from '../protocol/envelope.js';
+import { displayAddress, samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
+import { fingerprint } from './identity.js';
 import type { Clock } from '../util/clock.js';
 import { createInit, keyPairFromSecret, readResponse, type Initiation, type KeyPair } from './handshake.js';
 import { SealedSession as Session } from './sealed-session.js';
@@ -28,6 +29,8 @@ export const DEFAULT_CHANNEL_TIMING: ClientChannelTiming = {
 
 /** The previous session keeps decrypting this long after a rekey (datagrams in flight). */
 const PREVIOUS_GRACE_MS = 15_000;
+/** The same refusal is reported again after this long (the handshake keeps being retried). */
+const REFUSAL_REPEAT_MS = 60_000;
 
 export interface ClientChannelStats {
   foreign: number;
@@ -53,6 +56,8 @@ export class ClientChannel extends EventEmitter {
   private handler: (data: Buffer, from: Peer) => void = () => undefined;
   private chunksHandler: (frame: ChunksFrame) => void = () => undefined;
   private closed = false;
+  private lastRefusal = '';
+  private lastRefusalAt = 0;
 
   constructor(private readonly options: {
     readonly endpoint: Endpoint;
@@ -152,6 +157,7 @@ export class ClientChannel extends EventEmitter {
       case 'chunks': return this.chunksHandler(frame);
       case 'cookie': return this.onCookie(frame);
       case 'response': return this.onResponse(frame);
+      case 'refused': return this.onRefused(frame);
       default: this.stats.malformed++; // an INIT: only servers receive those
     }
   }
@@ -163,6 +169,26 @@ export class ClientChannel extends EventEmitter {
     if (Buffer.compare(frame.cookie, this.cookie) === 0) return;
     this.cookie = new Uint8Array(frame.cookie);
     this.sendInit();
+  }
+
+  /**
+   * The server says it will not take our handshake. Unauthenticated (anyone on the path could say
+   * it), so nothing changes but what the operator reads: the handshake is tried again as before.
+   */
+  private onRefused(frame: RefusedFrame): void {
+    if (!this.pending || frame.receiverIndex !== this.pending.senderIndex) { this.stats.unknownSession++; return; }
+    const server = displayAddress(this.options.server);
+    const line = frame.reason === RefusedReason.revoked
+      ? `the server at ${server} refuses this device: its key is revoked there (ask the operator)`
+      : frame.reason === RefusedReason.wrongServerKey
+        ? `the server at ${server} does not take our handshake: its identity key is ${fingerprint(frame.serverKey)}, this client trusts `
+          + `${fingerprint(this.options.serverKey)}. Give this client that server's identity.pub and release.pub (or this is not the server meant)`
+        : `the server at ${server} refuses our handshake (reason ${frame.reason})`;
+    const now = this.options.clock.now();
+    if (line === this.lastRefusal && now - this.lastRefusalAt < REFUSAL_REPEAT_MS) return;
+    this.lastRefusal = line;
+    this.lastRefusalAt = now;
+    this.emit('warning', line);
   }
 
   private onResponse(frame: ResponseFrame): void {

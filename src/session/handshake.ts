@@ -141,7 +141,7 @@ export function readInit(serverStatic: KeyPair, frame: InitFrame, check: (client
   const h1 = initialHash(serverStatic.publicKey, frame.senderIndex, frame.ephemeral);
   const es = dh(serverStatic.secretKey, frame.ephemeral);
   const clientPublic = new AeadKey(kdf(h1, 'k1', es)).open(0, h1, frame.sealedStatic);
-  if (!clientPublic) throw new HandshakeError('bad-handshake', 'INIT does not decrypt under the server key');
+  if (!clientPublic) throw new HandshakeError('wrong-server-key', 'INIT does not decrypt under the server key');
   check(clientPublic);
   const h2 = hash(h1, frame.sealedStatic);
   const ss = dh(serverStatic.secretKey, clientPublic);

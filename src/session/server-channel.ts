@@ -6,14 +6,19 @@
  * it gets at most a COOKIE reply, no key exchange and no state; handshakes are rate-limited per
  * address and in total, so a flood cannot starve the clients that already have sessions.
  */
-import { decodeEnvelope, encodeCookie, type InitFrame, type SealedFrame } from '../protocol/envelope.js';
-import { samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
+import { decodeEnvelope, encodeCookie, encodeRefused, RefusedReason, type InitFrame, type SealedFrame } from '../protocol/envelope.js';
+import { displayAddress, samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
+import { fingerprint } from './identity.js';
 import type { Clock } from '../util/clock.js';
 import { CookieJar } from './cookie.js';
 import { clientIdOf, createResponse, HandshakeError, keyPairFromSecret, readInit, type KeyPair, type SessionKeys } from './handshake.js';
 import { KeyedBuckets, TokenBucket } from './rate-limit.js';
 import { SealedSession } from './sealed-session.js';
 import { DecodeError } from '../errors.js';
+
+/** A warning about one address at most this often, about this many addresses remembered. */
+const WARN_EVERY_MS = 60_000;
+const MAX_WARNED = 1024;
 
 /** A peer whose datagram decrypted under a session: `clientId` is the hash of its proven key. */
 export interface AuthenticatedPeer extends Peer {
@@ -104,6 +109,8 @@ export class ServerChannel {
   private readonly byClient = new Map<string, Session>();
   private readonly unconfirmed = new Map<string, Session>();
   private readonly stamps = new Map<string, number>();
+  /** When each address was last warned about (oldest first, bounded). */
+  private readonly warnedAt = new Map<string, number>();
   private handler: (data: Buffer, from: AuthenticatedPeer) => void = () => undefined;
   /** Peers sendChunks found a session for (emptied when any session is forgotten). */
   private chunksPeers = new WeakSet<Peer>();
@@ -116,6 +123,9 @@ export class ServerChannel {
     readonly random: (n: number) => Uint8Array;
     /** Refuse the handshake of a revoked client (checked before the costlier half of it). */
     readonly isRevoked?: (clientId: string) => boolean;
+    /** Something the operator should hear (a device trusting another server's key), at most once
+     *  a minute per address. */
+    readonly onWarning?: (line: string) => void;
     readonly limits?: Partial<ServerChannelLimits>;
   }) {
     const now = options.clock.now();
@@ -261,8 +271,19 @@ export class ServerChannel {
         if (this.options.isRevoked?.(hex(clientIdOf(key)))) throw new HandshakeError('revoked', 'revoked key');
       });
     } catch (err) {
-      if (err instanceof HandshakeError && err.code === 'revoked') this.stats.revokedKey++;
+      const code = err instanceof HandshakeError ? err.code : '';
+      if (code === 'revoked') this.stats.revokedKey++;
       else this.stats.badHandshake++;
+      // The address is proven (the cookie) and the handshake budget paid: say why, in fewer
+      // bytes than the INIT, so the device can say so too instead of retrying in silence.
+      if (code === 'revoked' || code === 'wrong-server-key') {
+        const reason = code === 'revoked' ? RefusedReason.revoked : RefusedReason.wrongServerKey;
+        this.options.endpoint.send(encodeRefused({ receiverIndex: frame.senderIndex, reason, serverKey: this.options.identity.publicKey }), from);
+        if (code === 'wrong-server-key') {
+          this.warnOnce(from, now, `a device at ${displayAddress(from)} shakes hands with another server's identity key: it must trust this server's `
+            + `identity.pub (key ${fingerprint(this.options.identity.publicKey)}) and release.pub`);
+        }
+      }
       return;
     }
     const clientId = hex(clientIdOf(accepted.clientPublic));
@@ -285,6 +306,16 @@ export class ServerChannel {
     this.unconfirmed.set(clientId, session);
     this.stats.handshakes++;
     this.options.endpoint.send(bytes, from);
+  }
+
+  private warnOnce(from: Peer, now: number, line: string): void {
+    const key = from.address;
+    const last = this.warnedAt.get(key);
+    if (last !== undefined && now - last < WARN_EVERY_MS) return;
+    this.warnedAt.delete(key);
+    this.warnedAt.set(key, now);
+    if (this.warnedAt.size > MAX_WARNED) this.warnedAt.delete(this.warnedAt.keys().next().value!);
+    this.options.onWarning?.(line);
   }
 
   private newIndex(): number {

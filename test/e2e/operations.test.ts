@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { openSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ROOT, stopAll, tempDir } from '../support/processes.js';
+import { ROOT, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
 
 const serverJs = join(ROOT, 'dist/cli/server.js');
 const clientJs = join(ROOT, 'dist/cli/client.js');
@@ -68,5 +68,31 @@ describe('a headless server (standard input /dev/null, as under systemd)', () =>
     }
     expect(out).not.toMatch(/NxtServer#/);
     expect(err).toBe('');
+  });
+});
+
+describe('a device that trusts another server\'s keys', () => {
+  it('is told so within seconds, and both sides say which key is which', async () => {
+    const dir = tempDir();
+    const { proc: server, port } = await startServer(join(dir, 'server'));
+    // Keys of a server that is not this one (e.g. a client packaged from another checkout).
+    spawnSync('node', [serverJs, 'keygen', '--state-dir', join(dir, 'other')], { encoding: 'utf8' });
+    const t0 = Date.now();
+    const client = await startClient('c', port, join(dir, 'c'), join(dir, 'other', 'release.pub'), '127.0.0.1', [], { until: /does not take our handshake/ });
+    expect(Date.now() - t0).toBeLessThan(5000);
+    const ours = /trusting server key (SHA256:\S+)/.exec(client.output)![1]!;
+    const theirs = /clients trust .* \(key (SHA256:\S+)\)/.exec(server.output)![1]!;
+    expect(ours).not.toBe(theirs);
+    expect(client.output).toMatch(new RegExp(`its identity key is ${theirs.replace(/[+/]/g, '\\$&')}, this client trusts ${ours.replace(/[+/]/g, '\\$&')}`));
+    await server.waitFor(/warning: a device at 127\.0\.0\.1:\d+ shakes hands with another server's identity key: it must trust this server's identity\.pub/);
+    // Said once, not on every retry: look again once the server has refused three handshakes.
+    let refused = 0;
+    for (let polls = 0; refused < 3 && polls < 50; polls++) {
+      refused = Number(/bad handshake (\d+)/.exec(await server.run('stats', /bad handshake \d+/))![1]);
+      if (refused < 3) await new Promise((res) => setTimeout(res, 200));
+    }
+    expect(refused).toBeGreaterThanOrEqual(3);
+    expect(client.output.match(/does not take our handshake/g)).toHaveLength(1);
+    expect(client.output).not.toMatch(/registered with the server/);
   });
 });

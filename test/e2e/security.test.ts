@@ -100,6 +100,7 @@ describe('enrollment', () => {
 
     await server.run(`revoke ${idA}`, /revoked/);
     expect(await serverCounter('revoked key')).toBeGreaterThan(0); // a's next handshake is refused
+    await a.waitFor(/the server at .* refuses this device: its key is revoked there/); // and it says so
     expect(await server.run('push ' + join(ROOT, 'plugins/libfunctional_1_0.mjs') + ' --version 3.0.0', /push: .*nothing sent|push finished/)).toMatch(/nothing sent/);
     // The next release, with an approved device beside the revoked one: c gets it (and its
     // content key, in its session); a is offered nothing, so it never holds the key, and not
