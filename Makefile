@@ -20,9 +20,12 @@ bench: setup
 	npm run bench:crypto
 	npm run bench:fleet
 
+# nxt_server.tgz, nxt_client.tgz and the Debian packages nxt-server_*.deb, nxt-client_*.deb.
+# The client carries no server keys: give it its server with `nxt-client setup` (or build it
+# with keys: scripts/Package_Client.sh --trust path/to/release.pub).
 package: setup
 	scripts/Package_Server.sh
 	scripts/Package_Client.sh
 
 clean:
-	rm -rf dist nxt_server.tgz nxt_client.tgz
+	rm -rf dist dist-bench nxt_server.tgz nxt_client.tgz nxt-server_*.deb nxt-client_*.deb

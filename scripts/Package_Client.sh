@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Build nxt_client.tgz (unpacks to nxt/client/bin/UpdateClient.sh), carrying the server's public
-# key as its trust anchor: Package_Client.sh [--trust path/to/release.pub] [--out DIR]
-# Without --trust it uses state/server/release.pub, creating that key if there is none.
+# Build nxt_client.tgz (unpacks to nxt/client/bin/UpdateClient.sh) and nxt-client_<v>_all.deb:
+#   Package_Client.sh [--trust path/to/release.pub] [--out DIR] [--formats tgz,deb]
+# Without --trust the client carries no server keys (give them with `nxt-client setup`, or copy
+# the server's release.pub and identity.pub to nxt/client/etc/server.pub and etc/identity.pub).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build nxt_server.tgz (unpacks to nxt/server/bin/UpdateServer.sh): Package_Server.sh [--out DIR]
+# Build nxt_server.tgz (unpacks to nxt/server/bin/UpdateServer.sh) and nxt-server_<v>_all.deb:
+#   Package_Server.sh [--out DIR] [--formats tgz,deb]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, statfsSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { lookup } from 'node:dns/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
@@ -25,18 +26,23 @@ import { lockDir } from '../util/dir-lock.js';
 import { EXIT_STATUS_HELP, EXIT_USAGE, exitWithError, parsePort, parsePositiveMs, parseSeconds } from './exit-codes.js';
 import { DEFAULT_HOST_LIMITS, prepareSpare, type HostLimits } from '../plugin/plugin-host.js';
 import { lifecycle } from './lifecycle.js';
+import { setupClient } from './client-setup.js';
 import { versionLine } from './version.js';
 import { CONSOLE_MODE_HELP, consoleMode } from './console-mode.js';
 import { applyConfigFile, type ConfigType } from './config-file.js';
 
+/** When the server last answered (for `health`), written at most every CONTACT_SAVE_MS. */
+const CONTACT_FILE = 'last-contact';
+const CONTACT_SAVE_MS = 60_000;
+
 const program = new Command('nxt-client')
   .description('the nxt device agent: registers with a server and hot-loads signed plugin modules')
-  .option('--server <ip>', 'server IP address (IPv4 or IPv6; required, here or in the config file)')
-  .option('-p, --port <port>', 'server UDP port (required, here or in the config file)')
+  .addOption(new Option('--server <host>', 'server host name or IP address (IPv4 or IPv6; required, here or in the config file); a name is looked up again when the server stops answering').env('NXT_SERVER'))
+  .addOption(new Option('-p, --port <port>', 'server UDP port (required, here or in the config file)').env('NXT_PORT'))
   .addOption(new Option('-c, --config <file>', 'settings file (JSON, keys as the long options in camelCase; flags win)').env('NXT_CLIENT_CONFIG'))
-  .option('--trust <file>', "the server's public release key (modules must be signed by it)", 'state/server/release.pub')
-  .option('--server-key <file>', `the server's identity key (sessions must be with it); default: ${IDENTITY_PUBLIC_FILE} beside --trust`)
-  .option('-d, --data-dir <dir>', 'where this client keeps its identity key and modules', 'state/client')
+  .addOption(new Option('--trust <file>', "the server's public release key (modules must be signed by it)").env('NXT_TRUST').default('state/server/release.pub'))
+  .addOption(new Option('--server-key <file>', `the server's identity key (sessions must be with it); default: ${IDENTITY_PUBLIC_FILE} beside --trust`).env('NXT_SERVER_KEY'))
+  .addOption(new Option('-d, --data-dir <dir>', 'where this client keeps its identity key and modules').env('NXT_DATA_DIR').default('state/client'))
   .addOption(new Option('--enroll-token <token>', 'approve this device without the operator (a token the server was started with)').env('NXT_ENROLL_TOKEN'))
   .addOption(new Option('--policy <policy>', 'auto: activate a verified update at once; defer: keep it until "upgrade" (or --defer-max)').choices(['auto', 'defer']).default('auto'))
   .option('--defer-max <ms>', 'with --policy defer, activate a kept update after this long anyway')
@@ -58,6 +64,7 @@ const program = new Command('nxt-client')
   .addHelpText('after', EXIT_STATUS_HELP)
   .showHelpAfterError()
   // Bad usage exits 2, not commander's 1 (help and --version still exit 0).
+  .enablePositionalOptions()
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE));
 
 interface ClientFlags {
@@ -79,7 +86,8 @@ program.action(async (flags: ClientFlags) => {
     if (flags.config !== undefined) applyConfigFile(program, flags.config, CLIENT_CONFIG);
     const opts = program.opts<ClientFlags>();
     if (opts.server === undefined || opts.port === undefined) throw new NxtError('usage', 'give the server: --server <ip> --port <port> (or "server" and "port" in the config file)');
-    if (isIP(opts.server) === 0) throw new NxtError('usage', `"${opts.server}" is not an IP address`);
+    const serverHost = opts.server;
+    const serverAddress = await resolveHost(serverHost);
     if (opts.policy !== 'auto' && opts.policy !== 'defer') throw new NxtError('usage', `policy "${String(opts.policy)}" must be auto or defer`);
     const port = parsePort(opts.port);
     if (port === 0) throw new NxtError('usage', 'the server port cannot be 0');
@@ -109,10 +117,12 @@ program.action(async (flags: ClientFlags) => {
     prepareSpare(heapMb);
     const { active, warning, interrupted } = await store.loadActive(hostLimits);
     const deferred = await store.loadDeferred();
-    const server = { address: opts.server, port };
-    const endpoint = await openUdpEndpoint({ port: 0, host: isIP(opts.server) === 6 ? '::' : '0.0.0.0' });
+    const server = { address: serverAddress, port };
+    const family = isIP(serverAddress) === 6 ? 6 : 4;
+    const endpoint = await openUdpEndpoint({ port: 0, host: family === 6 ? '::' : '0.0.0.0' });
     const channel = new ClientChannel({
       endpoint, server, serverKey, identity, clock: systemClock, random, nextStamp: stampCounter(opts.dataDir), timing: { rekeyAfterMs },
+      resolveServer: isIP(serverHost) !== 0 ? undefined : () => lookup(serverHost, { family }).then((r) => r.address, () => undefined),
     });
     const roots: Roots = {
       logs: opts.logsDir ?? join(opts.dataDir, 'logs'), config: opts.configDir ?? join(opts.dataDir, 'config'), dropbox: opts.dropboxDir ?? join(opts.dataDir, 'dropbox'),
@@ -127,12 +137,20 @@ program.action(async (flags: ClientFlags) => {
     });
     if (warning) mode.note(`warning: ${warning}`, 'warn');
     const idHex = Buffer.from(clientId).toString('hex');
-    mode.note(`nxt client ${idHex} (key ${fingerprint(identity.publicKey)}) → ${opts.server}:${port}, trusting server key ${fingerprint(serverKey)}`);
+    mode.note(`nxt client ${idHex} (key ${fingerprint(identity.publicKey)}) → ${serverHost === serverAddress ? serverAddress : `${serverHost} (${serverAddress})`}:${port}, trusting server key ${fingerprint(serverKey)}`);
     mode.note(formatProductVersion(active.product));
     if (deferred) mode.note(`update ${deferred.name} ${formatReleaseVersion(deferred.version)} is verified and waiting: type upgrade to activate it`);
     const { stop, inputEnded } = lifecycle('client', async () => { repl.close(); await agent.stop(); });
     const repl = createClientRepl({
       agent, jobs, clientIdHex: idHex, input: process.stdin, output: process.stdout, errorOutput: process.stderr, headless: mode.headless, onExit: stop, onEnd: inputEnded,
+    });
+    // For health checks (`nxt-client health`): when the server last answered, at most once a minute.
+    let contactSavedAt = 0;
+    agent.on('renewed', () => {
+      const now = Date.now();
+      if (now - contactSavedAt < CONTACT_SAVE_MS) return;
+      contactSavedAt = now;
+      try { writeFileAtomic(join(opts.dataDir, CONTACT_FILE), `${new Date(now).toISOString()}\n`); } catch { /* health is a convenience; the disk may be full */ }
     });
     agent.start();
     repl.start();
@@ -191,4 +209,53 @@ function inventory(dataDir: string): Record<string, string | number> {
   return inv;
 }
 
+program
+  .command('setup')
+  .description("give this device its server: check and install the server's public keys beside the config file, and write the server, port and keys into it")
+  .requiredOption('--server <host:port>', 'the server, e.g. updates.example.com:9000 or [fd00::1]:9000')
+  .requiredOption('--trust <file>', "the server's release.pub (from its state dir)")
+  .option('--server-key <file>', `the server's identity key (default: ${IDENTITY_PUBLIC_FILE} beside --trust)`)
+  .option('--enroll-token <token>', 'approve this device without the operator (a token the server was started with)')
+  .addOption(new Option('-c, --config <file>', 'the config file to write').env('NXT_CLIENT_CONFIG').default('nxt-client.json'))
+  .action((o: { server: string; trust: string; serverKey?: string; enrollToken?: string; config: string }) => {
+    try {
+      for (const line of setupClient(o)) process.stdout.write(`${line}\n`);
+      process.stdout.write(o.config === '/etc/nxt/client.json'
+        ? 'start it: systemctl enable --now nxt-client (or restart it: systemctl restart nxt-client)\n'
+        : `start it: nxt-client --config ${o.config}\n`);
+    } catch (err) {
+      exitWithError('nxt-client setup', err);
+    }
+  });
+
+program
+  .command('health')
+  .description('exit 0 if the client running on this data dir heard from its server lately (for Docker HEALTHCHECK, monitoring), else 1')
+  .addOption(new Option('-d, --data-dir <dir>', 'the client\'s data dir').env('NXT_DATA_DIR').default('state/client'))
+  .option('--max-age <seconds>', 'how recent the last answer must be', '180')
+  .action((o: { dataDir: string; maxAge: string }) => {
+    try {
+      const maxAge = parseSeconds('--max-age', o.maxAge) * 1000;
+      const text = readStateFile(join(o.dataDir, CONTACT_FILE), (t) => t.trim());
+      const at = text === undefined ? NaN : Date.parse(text);
+      if (!Number.isFinite(at)) throw new NxtError('unhealthy', 'this client has not heard from its server yet');
+      const age = Date.now() - at;
+      if (age > maxAge) throw new NxtError('unhealthy', `the server last answered ${Math.round(age / 1000)} s ago (${text})`);
+      process.stdout.write(`ok: the server answered ${Math.round(age / 1000)} s ago\n`);
+    } catch (err) {
+      exitWithError('nxt-client health', err);
+    }
+  });
+
 await program.parseAsync();
+
+/** An IP address as it is; a host name looked up (a Compose service name, a DNS name). */
+async function resolveHost(host: string): Promise<string> {
+  if (isIP(host) !== 0) return host;
+  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(host)) throw new NxtError('usage', `"${host}" is neither an IP address nor a host name`);
+  try {
+    return (await lookup(host)).address;
+  } catch (err) {
+    throw new NxtError('no-such-host', `cannot look up the server "${host}": ${errorMessage(err)}`);
+  }
+}

@@ -24,7 +24,8 @@ export function applyConfigFile(command: Command, file: string, schema: Record<s
     const ok = type === 'boolean' ? typeof value === 'boolean' : type === 'number' ? typeof value === 'number' && Number.isFinite(value) : typeof value === 'string';
     if (!ok) throw new NxtError('bad-config', `config ${file}: "${key}" must be a ${type}, not ${JSON.stringify(value)}`);
     const source = command.getOptionValueSource(key);
-    if (source === 'cli' || source === 'env') continue; // flags take precedence
+    // Flags and environment variables take precedence; an empty variable counts as unset.
+    if (source === 'cli' || (source === 'env' && command.getOptionValue(key) !== '')) continue;
     command.setOptionValueWithSource(key, type === 'number' ? String(value) : value, 'config');
   }
 }

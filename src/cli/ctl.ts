@@ -6,14 +6,27 @@
  * (data: what the command reports for scripts, e.g. a push's outcome per device; or the
  * command's own --json output, parsed).
  */
+import { chownSync, copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { sendControl } from '../server/control-client.js';
 import { exitWithError } from './exit-codes.js';
+
+/** Where ctl puts copies of the files a command names: a fresh folder in the server's state dir. */
+const SPOOL_PREFIX = 'ctl-spool-';
+/** Options of the commands that take a file, and which take a value (all of them, here). */
+const FILE_ARGUMENT: Record<string, (positional: string[]) => number | undefined> = {
+  push: () => 0,
+  rollout: (p) => (p[0] === 'start' ? 1 : undefined),
+  job: (p) => (p[0] === 'put' ? 2 : undefined),
+};
 
 export async function runCtl(stateDir: string, words: string[], json = false): Promise<void> {
   const output: string[] = [];
   const errors: string[] = [];
   const data: unknown[] = [];
-  const request = { words, cwd: process.cwd() };
+  const spool = spoolFiles(stateDir, words);
+  const request = { words: spool?.words ?? words, cwd: process.cwd() };
+  process.once('exit', () => { if (spool) rmSync(spool.dir, { recursive: true, force: true }); });
   try {
     const status = await sendControl(stateDir, request, json
       ? { out: (l) => output.push(l), err: (l) => errors.push(l), data: (v) => data.push(v) }
@@ -34,5 +47,46 @@ export async function runCtl(stateDir: string, words: string[], json = false): P
       return;
     }
     exitWithError('nxt-server ctl', err);
+  }
+}
+
+/**
+ * The file a command names (push FILE, rollout start FILE, job put T FILE NAME), copied into the
+ * server's state dir when ctl can write there (as root, or as the server's user): the server runs
+ * as its own user, often unable to read the caller's home. The server keeps its own copy of what
+ * it uses; ctl deletes this one when it exits. Without such a file, or without the right to copy
+ * it, the words go as they are (the server resolves them from the caller's directory).
+ */
+function spoolFiles(stateDir: string, words: string[]): { words: string[]; dir: string } | undefined {
+  const [command, ...rest] = words;
+  const which = command === undefined ? undefined : FILE_ARGUMENT[command];
+  if (!which) return undefined;
+  // Positional words: everything but --option value pairs.
+  const positions: number[] = [];
+  for (let i = 0; i < rest.length; i++) {
+    if (rest[i]!.startsWith('--')) i++;
+    else positions.push(i);
+  }
+  const index = which(positions.map((p) => rest[p]!));
+  const at = index === undefined ? undefined : positions[index];
+  if (at === undefined) return undefined;
+  const file = resolve(rest[at]!);
+  try {
+    if (!statSync(file).isFile()) return undefined;
+    const dir = mkdtempSync(join(stateDir, SPOOL_PREFIX));
+    const copy = join(dir, basename(file));
+    copyFileSync(file, copy);
+    // A module signed offline brings its signature.
+    if (existsSync(`${file}.nxt-signed`)) copyFileSync(`${file}.nxt-signed`, `${copy}.nxt-signed`);
+    // Copied by root: given to the server's user, whose state dir this is.
+    const owner = statSync(stateDir);
+    for (const p of [dir, copy, `${copy}.nxt-signed`]) {
+      try { chownSync(p, owner.uid, owner.gid); } catch { /* not root, or no signature: already ours */ }
+    }
+    const out = [...words];
+    out[at + 1] = copy;
+    return { words: out, dir };
+  } catch {
+    return undefined;
   }
 }

@@ -1,6 +1,6 @@
 /** nxt-server (all but the fast path of `ctl`, see server.ts): parse flags, wire the parts, run. */
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { openUdpEndpoint } from '../net/endpoint.js';
@@ -27,7 +27,7 @@ import { listenControl } from '../server/control-socket.js';
 import { runCtl } from './ctl.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
 import { lockDir } from '../util/dir-lock.js';
-import { ensureDir } from '../util/atomic-file.js';
+import { ensureDir, writeFileAtomic } from '../util/atomic-file.js';
 import { EXIT_STATUS_HELP, EXIT_USAGE, exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
 import { lifecycle } from './lifecycle.js';
 import { versionLine } from './version.js';
@@ -46,7 +46,7 @@ const MIN_DATAGRAM = CHUNKS_HEADER_BYTES + chunkEntryBytes(SMALL_CHUNK_BYTES);
 const program = new Command('nxt-server')
   .description('push signed plugin modules to nxt clients over UDP')
   .option('-p, --port <port>', 'UDP port to listen on (IPv4 and IPv6)', '9000')
-  .option('-s, --state-dir <dir>', 'where the release key and server state live', DEFAULT_STATE_DIR)
+  .addOption(new Option('-s, --state-dir <dir>', 'where the release key and server state live').env('NXT_STATE_DIR').default(DEFAULT_STATE_DIR))
   .option('--peer-timeout <ms>', 'fail a push to a client silent this long', '10000')
   .option('--renew <ms>', 'how often clients renew their registration', '10000')
   .option('--manifest-ttl <seconds>', 'how long a signed push stays installable; clients refuse it after that', String(DEFAULT_MANIFEST_TTL_S))
@@ -66,6 +66,7 @@ const program = new Command('nxt-server')
   .option('--behind-after <seconds>', 'alert when an online device runs an older release than the latest for this long')
   .option('--auto-update', 'push the latest release to any client that registers (or comes back) behind it')
   .addOption(new Option('--enroll-token <token>', 'devices started with this token are approved without asking (comma-separate several)').env('NXT_ENROLL_TOKEN'))
+  .addOption(new Option('--public-dir <dir>', 'also write the public keys clients need (release.pub, identity.pub) here, e.g. a volume shared with client containers').env('NXT_PUBLIC_DIR'))
   .option('--headless', CONSOLE_MODE_HELP.headless)
   .option('--log-format <text|json>', CONSOLE_MODE_HELP.logFormat)
   // Options after a subcommand belong to it (keygen --state-dir D).
@@ -82,7 +83,7 @@ interface ServerFlags {
   maxHandshakes: string; config?: string; maxDatagram?: string;
   multicast?: string; multicastTtl: string; multicastInterface?: string; multicastRate: string; multicastDatagram?: string;
   notifyWebhook?: string; smtp?: string; notifyEmail?: string; notifyFrom: string; behindAfter?: string; notifyRetry: string;
-  headless?: boolean; logFormat?: string;
+  headless?: boolean; logFormat?: string; publicDir?: string;
 }
 
 const SERVER_CONFIG: Record<string, ConfigType> = {
@@ -90,7 +91,7 @@ const SERVER_CONFIG: Record<string, ConfigType> = {
   enrollToken: 'string', autoUpdate: 'boolean', maxHandshakes: 'number', maxDatagram: 'number',
   multicast: 'string', multicastTtl: 'number', multicastInterface: 'string', multicastRate: 'number', multicastDatagram: 'number',
   notifyWebhook: 'string', smtp: 'string', notifyEmail: 'string', notifyFrom: 'string', behindAfter: 'number',
-  headless: 'boolean', logFormat: 'string',
+  headless: 'boolean', logFormat: 'string', publicDir: 'string',
 };
 
 program.action(async (flags: ServerFlags) => {
@@ -174,6 +175,11 @@ program.action(async (flags: ServerFlags) => {
       });
     });
     const pub = join(opts.stateDir, PUBLIC_KEY_FILE);
+    if (opts.publicDir !== undefined) {
+      ensureDir(opts.publicDir);
+      for (const f of [PUBLIC_KEY_FILE, IDENTITY_PUBLIC_FILE]) writeFileAtomic(join(opts.publicDir, f), readFileSync(join(opts.stateDir, f)), 0o644);
+      mode.note(`public keys for clients copied to ${opts.publicDir}`);
+    }
     mode.note(`nxt server listening on UDP port ${endpoint.port}`);
     if (multicast) mode.note(`pushes to several devices go to multicast group ${multicast.sender.group.address}:${multicast.sender.group.port} first (datagrams up to ${multicast.sender.maxDatagram} bytes)`);
     const fresh = [created && 'release key', newIdentity && 'identity key'].filter(Boolean).join(' and ');
@@ -197,7 +203,7 @@ program.action(async (flags: ServerFlags) => {
 program
   .command('keygen')
   .description('create the release and identity keys in the state dir if there are none, and print where their public halves are')
-  .option('-s, --state-dir <dir>', 'where the release key lives', DEFAULT_STATE_DIR)
+  .addOption(new Option('-s, --state-dir <dir>', 'where the release key lives').env('NXT_STATE_DIR').default(DEFAULT_STATE_DIR))
   .option('--passphrase', 'encrypt the key with a passphrase (asked in the terminal, or NXT_KEY_PASSPHRASE)')
   .action((opts: { stateDir: string; passphrase?: boolean }) => {
     try {
@@ -223,7 +229,7 @@ program
 program
   .command('sign <file>')
   .description(`sign a module with the release key here (e.g. on an offline machine), writing <file>${PRESIGNED_SUFFIX}; copy both to the server and push <file>`)
-  .option('-s, --state-dir <dir>', 'where the release key lives', DEFAULT_STATE_DIR)
+  .addOption(new Option('-s, --state-dir <dir>', 'where the release key lives').env('NXT_STATE_DIR').default(DEFAULT_STATE_DIR))
   .option('--version <x.y.z>', 'the release version (default: from the file name)')
   .option('--manifest-ttl <seconds>', 'how long the signed module stays installable', String(DEFAULT_MANIFEST_TTL_S))
   .option('--to <ids>', 'sign for these devices only (full 32-hex-digit ids, comma-separated); default: all')

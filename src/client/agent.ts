@@ -141,7 +141,8 @@ const UNKNOWN_ABORT_EVERY_MS = 200;
 /** How often a download in progress is reported. */
 const PROGRESS_EVERY_MS = 1000;
 
-/** Events: 'registered' (approved and in the fleet), 'enrollment' ('pending' | 'rejected': the
+/** Events: 'registered' (approved and in the fleet), 'renewed' (every answered registration,
+ *  with the server's renewal interval), 'enrollment' ('pending' | 'rejected': the
  *  operator has not approved this device), 'activated' (ActiveModule), 'deferred' (Manifest: verified,
  *  waiting for upgrade), 'refused' ({ code, message }), 'log' (string), 'progress' (DownloadProgress,
  *  every second while a module arrives). */
@@ -295,6 +296,7 @@ export class ClientAgent extends EventEmitter {
     clearTimeout(this.registerTimer);
     this.registerTimer = setTimeout(() => this.sendRegister(), Math.max(100, renewMs));
     this.registerTimer.unref();
+    if (this.registered) this.emit('renewed', renewMs);
     if (this.registered && first) {
       this.emit('registered');
       const lost = this.options.interrupted;
@@ -485,7 +487,7 @@ export class ClientAgent extends EventEmitter {
     t.groupTransferId = msg.groupTransferId;
     const key = `${msg.address}|${msg.port}`;
     if (this.groups.has(key)) return;
-    const joining = localAddressToward(this.options.server.address)
+    const joining = localAddressToward(this.options.channel.server.address)
       .then((local) => joinMulticast({ address: msg.address, port: msg.port }, local, (data) => this.onGroupDatagram(data)))
       .catch((err: unknown) => {
         this.groups.delete(key);

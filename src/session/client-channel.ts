@@ -56,6 +56,8 @@ export class ClientChannel extends EventEmitter {
   private handler: (data: Buffer, from: Peer) => void = () => undefined;
   private chunksHandler: (frame: ChunksFrame) => void = () => undefined;
   private closed = false;
+  /** Where the server is: its address may change (a host name resolved again, see reconnect). */
+  private serverValue: Peer;
   private lastRefusal = '';
   private lastRefusalAt = 0;
 
@@ -63,6 +65,9 @@ export class ClientChannel extends EventEmitter {
     readonly endpoint: Endpoint;
     readonly server: Peer;
     readonly serverKey: Uint8Array;
+    /** Looks the server's host name up again (absent: it was given as an address). Resolves
+     *  undefined when the lookup fails (the old address is kept). */
+    readonly resolveServer?: () => Promise<string | undefined>;
     readonly identity: KeyPair;
     readonly clock: Clock;
     readonly random: (n: number) => Uint8Array;
@@ -71,6 +76,7 @@ export class ClientChannel extends EventEmitter {
     readonly timing?: Partial<ClientChannelTiming>;
   }) {
     super();
+    this.serverValue = { ...options.server };
     this.timing = { ...DEFAULT_CHANNEL_TIMING, ...options.timing };
     this.retryDelay = this.timing.handshakeRetryMs;
     options.endpoint.onDatagram((data, from) => this.receive(data, from));
@@ -103,7 +109,16 @@ export class ClientChannel extends EventEmitter {
    */
   reconnect(): void {
     this.connect();
+    // A server named by host name may have moved: look it up again for the next handshake.
+    void this.options.resolveServer?.().then((address) => {
+      if (address === undefined || address === this.serverValue.address) return;
+      this.emit('warning', `the server's name now resolves to ${address} (was ${this.serverValue.address})`);
+      this.serverValue = { address, port: this.serverValue.port };
+    });
   }
+
+  /** The server's address now. */
+  get server(): Peer { return this.serverValue; }
 
   /** Seal and send; without a session the message is dropped (the agent repeats what matters). */
   send(message: Uint8Array, _to?: Peer): void {
@@ -112,7 +127,7 @@ export class ClientChannel extends EventEmitter {
       this.connect();
       return;
     }
-    this.options.endpoint.send(s.seal(message), this.options.server);
+    this.options.endpoint.send(s.seal(message), this.server);
   }
 
   close(): Promise<void> {
@@ -131,7 +146,7 @@ export class ClientChannel extends EventEmitter {
         cookie: this.cookie, stamp: this.options.nextStamp(), ephemeral: keyPairFromSecret(this.options.random(32)),
       });
       this.pending = initiation;
-      this.options.endpoint.send(bytes, this.options.server);
+      this.options.endpoint.send(bytes, this.server);
     } catch (err) {
       // Called from timers: an error here must not end the process. Try again at the next retry.
       this.emit('warning', `cannot start a handshake: ${errorMessage(err)}`);
@@ -144,7 +159,7 @@ export class ClientChannel extends EventEmitter {
   }
 
   private receive(data: Buffer, from: Peer): void {
-    if (!samePeer(from, this.options.server)) { this.stats.foreign++; return; }
+    if (!samePeer(from, this.server)) { this.stats.foreign++; return; }
     let frame;
     try {
       frame = decodeEnvelope(data);
@@ -177,7 +192,7 @@ export class ClientChannel extends EventEmitter {
    */
   private onRefused(frame: RefusedFrame): void {
     if (!this.pending || frame.receiverIndex !== this.pending.senderIndex) { this.stats.unknownSession++; return; }
-    const server = displayAddress(this.options.server);
+    const server = displayAddress(this.server);
     const line = frame.reason === RefusedReason.revoked
       ? `the server at ${server} refuses this device: its key is revoked there (ask the operator)`
       : frame.reason === RefusedReason.wrongServerKey
@@ -222,7 +237,7 @@ export class ClientChannel extends EventEmitter {
     const plain = s.open(frame);
     if (plain === 'replayed') this.stats.replayed++;
     else if (plain === 'bad-tag') this.stats.badTag++;
-    else this.handler(plain, this.options.server);
+    else this.handler(plain, this.server);
   }
 
   private newIndex(): number {

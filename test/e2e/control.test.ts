@@ -1,6 +1,6 @@
 /** Driving a running server from scripts (ctl), and configuration files. */
 import { execFile } from 'node:child_process';
-import { copyFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -45,6 +45,9 @@ describe('nxt-server ctl', () => {
     const pushed = await ctlIn(dir, state, 'push', 'v2_2_0.mjs', '--to', 'all');
     expect(pushed).toMatchObject({ code: 0, err: '' });
     expect(pushed.out).toMatch(/done: 8\.6 nxtgen active[\s\S]*push finished: 1 done, 0 failed/);
+    // ctl handed the server a copy in its state dir (the server's user may not read the caller's
+    // files) and took it away again.
+    expect(readdirSync(state).filter((f) => f.startsWith('ctl-spool-'))).toEqual([]);
     await a.waitFor('Major = 8');
     expect(await ctl(state, 'rollout', 'latest')).toMatchObject({ code: 0, out: expect.stringMatching(/every online client runs v2_2_0\.mjs 2\.0\.0 or newer; nothing sent/) });
     expect(await ctl(state, 'push', join(dir, 'missing.mjs'))).toMatchObject({ code: 1, out: '', err: expect.stringMatching(/error \[no-such-file\]/) });
