@@ -74,11 +74,13 @@ interface ClientFlags {
   headless?: boolean; logFormat?: string;
 }
 
+const whole = (minimum?: number, maximum?: number): ConfigType => ({ type: 'number', integer: true, minimum, maximum });
 const CLIENT_CONFIG: Record<string, ConfigType> = {
-  server: 'string', port: 'number', trust: 'string', serverKey: 'string', dataDir: 'string', maxModuleBytes: 'number',
-  enrollToken: 'string', policy: 'string', deferMax: 'number', rekeyAfter: 'number', multicast: 'boolean', probation: 'number', trialTimeout: 'number', moduleMemory: 'number',
-  logsDir: 'string', configDir: 'string', dropboxDir: 'string', maintenance: 'boolean', maintenanceEvery: 'number',
-  headless: 'boolean', logFormat: 'string',
+  server: { type: 'string', format: 'host' }, port: whole(1, 65535), trust: 'string', serverKey: 'string', dataDir: 'string', maxModuleBytes: whole(1),
+  enrollToken: 'string', policy: { type: 'string', enum: ['auto', 'defer'] }, deferMax: whole(1), rekeyAfter: whole(1), multicast: 'boolean',
+  probation: { type: 'number', minimum: 0.001 }, trialTimeout: whole(1), moduleMemory: whole(16),
+  logsDir: 'string', configDir: 'string', dropboxDir: 'string', maintenance: 'boolean', maintenanceEvery: whole(1),
+  headless: 'boolean', logFormat: { type: 'string', enum: ['text', 'json'] },
 };
 
 program.action(async (flags: ClientFlags) => {

@@ -32,7 +32,7 @@ import { EXIT_STATUS_HELP, EXIT_USAGE, exitWithError, parsePort, parsePositiveMs
 import { lifecycle } from './lifecycle.js';
 import { versionLine } from './version.js';
 import { CONSOLE_MODE_HELP, consoleMode } from './console-mode.js';
-import { applyConfigFile, type ConfigType } from './config-file.js';
+import { applyConfigFile, FORMATS, type ConfigType } from './config-file.js';
 import { isIP } from 'node:net';
 import { Rollouts } from '../server/rollouts.js';
 import { openMulticastSender, parseGroup, type MulticastSender } from '../net/multicast.js';
@@ -86,12 +86,15 @@ interface ServerFlags {
   headless?: boolean; logFormat?: string; publicDir?: string;
 }
 
+const whole = (minimum?: number, maximum?: number): ConfigType => ({ type: 'number', integer: true, minimum, maximum });
 const SERVER_CONFIG: Record<string, ConfigType> = {
-  port: 'number', stateDir: 'string', peerTimeout: 'number', renew: 'number', manifestTtl: 'number',
-  enrollToken: 'string', autoUpdate: 'boolean', maxHandshakes: 'number', maxDatagram: 'number',
-  multicast: 'string', multicastTtl: 'number', multicastInterface: 'string', multicastRate: 'number', multicastDatagram: 'number',
-  notifyWebhook: 'string', smtp: 'string', notifyEmail: 'string', notifyFrom: 'string', behindAfter: 'number',
-  headless: 'boolean', logFormat: 'string', publicDir: 'string',
+  port: whole(0, 65535), stateDir: 'string', peerTimeout: whole(1), renew: whole(1), manifestTtl: whole(1),
+  enrollToken: 'string', autoUpdate: 'boolean', maxHandshakes: whole(1), maxDatagram: whole(MIN_DATAGRAM, MAX_UDP_PAYLOAD_BYTES),
+  multicast: 'string', multicastTtl: whole(1, 255), multicastInterface: { type: 'string', format: 'ip' }, multicastRate: { type: 'number', minimum: 1, maximum: 100_000 },
+  multicastDatagram: whole(MIN_DATAGRAM, MAX_UDP_PAYLOAD_BYTES),
+  notifyWebhook: { type: 'string', format: 'http-url' }, smtp: { type: 'string', format: 'smtp-url' }, notifyEmail: { type: 'string', format: 'email' },
+  notifyFrom: { type: 'string', format: 'email' }, behindAfter: whole(1),
+  headless: 'boolean', logFormat: { type: 'string', enum: ['text', 'json'] }, publicDir: 'string',
 };
 
 program.action(async (flags: ServerFlags) => {
@@ -110,6 +113,10 @@ program.action(async (flags: ServerFlags) => {
     if (!/^\d+$/.test(opts.manifestTtl)) throw new NxtError('usage', `--manifest-ttl "${opts.manifestTtl}" is not a number of seconds`);
     const manifestTtlSeconds = Number(opts.manifestTtl);
     if ((opts.smtp === undefined) !== (opts.notifyEmail === undefined)) throw new NxtError('usage', 'email alerts need both --smtp and --notify-email');
+    for (const [flag, value, format] of [['--notify-webhook', opts.notifyWebhook, 'http-url'], ['--smtp', opts.smtp, 'smtp-url'], ['--notify-email', opts.notifyEmail, 'email'],
+      ['--notify-from', opts.notifyFrom, 'email']] as const) {
+      if (value !== undefined && !FORMATS[format].check(value)) throw new NxtError('usage', `${flag} "${value}" is not ${FORMATS[format].says}`);
+    }
     if (opts.behindAfter !== undefined && !/^\d+$/.test(opts.behindAfter)) throw new NxtError('usage', `--behind-after "${opts.behindAfter}" is not a number of seconds`);
     const notifyRetryMs = parsePositiveMs(opts.notifyRetry);
     const mode = await consoleMode('nxt-server', opts);

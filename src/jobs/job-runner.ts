@@ -3,13 +3,13 @@
  * (clean, or any refusal) or leaves a file to upload (logs, backup) or to receive (put); the agent
  * moves those files with the same transfer as modules.
  */
-import { createReadStream, createWriteStream, lstatSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, lstatSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { NxtError, errorMessage } from '../errors.js';
 import { JobCode, JobKind, type JobCodeValue } from '../protocol/messages.js';
 import { matches, severityRank, type LogFilter } from './log-filter.js';
-import { existingUnder, InvalidJob, newFileUnder, type RootName, type Roots } from './roots.js';
+import { existingUnder, InvalidJob, newFileUnder, splitRootDir, type Roots } from './roots.js';
 
 export type JobPlan =
   | { readonly then: 'report'; readonly code: JobCodeValue; readonly message: string }
@@ -34,7 +34,7 @@ export async function runJob(kind: number, paramsJson: string, roots: Roots, wor
         if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0 || typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) {
           throw new InvalidJob('put needs a size and a sha256');
         }
-        return { then: 'receive', path: newFileUnder(roots.dropbox, text(params, 'name', true)!), size, sha256 };
+        return { then: 'receive', path: newFileUnder(roots.dropbox, text(params, 'name', true)!, params.mkdir === true), size, sha256 };
       }
       default:
         throw new InvalidJob(`unknown job kind ${kind}`);
@@ -104,11 +104,12 @@ async function logs(p: Params, roots: Roots, out: string, jobId: number): Promis
 
 function clean(p: Params, roots: Roots, now: number): JobPlan {
   const dir = text(p, 'dir', true)!;
-  const [rootName, ...rest] = dir.split('/');
-  if (rootName !== 'logs' && rootName !== 'config' && rootName !== 'dropbox') throw new InvalidJob(`"${dir}" must start with a root: logs, config or dropbox`);
+  const { root: rootName, rest } = splitRootDir(dir);
   const olderThan = p.olderThanMs === undefined ? 0 : p.olderThanMs;
   if (typeof olderThan !== 'number' || olderThan < 0) throw new InvalidJob('"olderThanMs" must be a number');
-  const path = existingUnder(roots[rootName as RootName], rest.join('/'));
+  // Nothing there is nothing to clean: the wanted state already holds.
+  if (!existsSync(join(roots[rootName], rest))) return { then: 'report', code: JobCode.ok, message: `nothing to clean: ${dir} does not exist` };
+  const path = existingUnder(roots[rootName], rest);
   if (!statSync(path).isDirectory()) throw new NxtError('no-such-file', `${dir} is not a directory`);
   let removed = 0;
   let files = 0;

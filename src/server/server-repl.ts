@@ -16,6 +16,7 @@ import { copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { hashFile } from '../util/hash-file.js';
 import { severityRank } from '../jobs/log-filter.js';
+import { checkName, InvalidJob, splitRootDir } from '../jobs/roots.js';
 import { summarizeReleases, type History } from './history.js';
 import type { ClientRecord } from './registry.js';
 import { describeInventory, type DeviceRecord, type DeviceState } from './devices.js';
@@ -375,11 +376,17 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
     },
     job: {
       usage: 'job logs|backup|put|clean <all|GROUP|ID> …',
-      help: 'queue a maintenance job; it runs when the device polls (maintenance mode): job logs T [--since TIME] [--until TIME] [--severity S] [--grep RE] [--file NAME], job backup T <config-name>, job put T <local-file> <remote-name>, job clean T <logs|config|dropbox[/dir]> [--older-than 7d]',
+      help: 'queue a maintenance job; it runs when the device polls (maintenance mode): job logs T [--since TIME] [--until TIME] [--severity S] [--grep RE] [--file NAME], job backup T <config-name>, job put T <local-file> <remote-name> [--mkdir] (makes the folders), job clean T <logs|config|dropbox[/dir]> [--older-than 7d]',
       run: async (args) => {
         const jobs = o.jobs;
         if (!jobs) throw new NxtError('usage', 'this server has no job queue');
-        const { positional, options } = takeOptions(args, ['since', 'until', 'severity', 'grep', 'file', 'older-than']);
+        const mkdir = args.includes('--mkdir');
+        const { positional, options } = takeOptions(args.filter((a) => a !== '--mkdir'), ['since', 'until', 'severity', 'grep', 'file', 'older-than']);
+        // Names are checked here as the device will check them: a bad one is refused now, not
+        // after the device polled.
+        const checked = (what: () => unknown): void => {
+          try { what(); } catch (err) { if (err instanceof InvalidJob) throw new NxtError('usage', err.message); throw err; }
+        };
         const [kind, target, a, b, extra] = positional;
         if (kind === undefined || target === undefined || extra !== undefined || !['logs', 'backup', 'put', 'clean'].includes(kind)) {
           throw new NxtError('usage', 'usage: job logs|backup|put|clean <all|GROUP|ID> … (help job)');
@@ -396,15 +403,18 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
             if (options.severity !== undefined && severityRank(options.severity) < 0) throw new NxtError('usage', `unknown severity "${options.severity}" (debug, info, notice, warning, error, critical, alert, emergency)`);
             if (options.grep !== undefined) { try { new RegExp(options.grep); } catch { throw new NxtError('usage', `--grep "${options.grep}" is not a regular expression`); } }
             if (a !== undefined) throw new NxtError('usage', 'usage: job logs <target> [--since T] [--until T] [--severity S] [--grep RE] [--file NAME]');
+            if (options.file !== undefined) checked(() => checkName(options.file!));
             params = { since: options.since, until: options.until, severity: options.severity, grep: options.grep, file: options.file };
             break;
           }
           case 'backup':
             if (a === undefined || b !== undefined) throw new NxtError('usage', 'usage: job backup <target> <config-name>');
+            checked(() => checkName(a));
             params = { name: a };
             break;
           case 'put': {
-            if (a === undefined || b === undefined) throw new NxtError('usage', 'usage: job put <target> <local-file> <remote-name>');
+            if (a === undefined || b === undefined) throw new NxtError('usage', 'usage: job put <target> <local-file> <remote-name> [--mkdir]');
+            checked(() => checkName(b));
             const file = local(a);
             if (!existsSync(file) || !statSync(file).isFile()) throw new NxtError('no-such-file', `${a} is not a file`);
             const sha256 = await hashFile(file);
@@ -413,11 +423,12 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
             mkdirSync(dir, { recursive: true, mode: 0o700 });
             source = join(dir, sha256);
             if (!existsSync(source)) copyFileSync(file, source);
-            params = { name: b, size: statSync(source).size, sha256 };
+            params = { name: b, size: statSync(source).size, sha256, ...(mkdir ? { mkdir: true } : {}) };
             break;
           }
           case 'clean':
             if (a === undefined || b !== undefined) throw new NxtError('usage', 'usage: job clean <target> <logs|config|dropbox[/dir]> [--older-than 7d]');
+            checked(() => splitRootDir(a));
             params = { dir: a, olderThanMs: options['older-than'] === undefined ? undefined : parseDuration(options['older-than']) };
             break;
         }

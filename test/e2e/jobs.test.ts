@@ -74,6 +74,11 @@ describe('maintenance jobs', () => {
     }
     expect(await job(server, `clean ${id} logs --older-than 7d`)).toMatch(/: ok — removed 2 of 3 files from logs/);
     expect(readdirSync(roots.logs)).toEqual(['fresh.log']);
+    // The README's examples on a fresh device: folders that do not exist yet.
+    expect(await job(server, `clean ${id} logs/archive --older-than 7d`)).toMatch(/: ok — nothing to clean: logs\/archive does not exist/);
+    expect(await job(server, `put ${id} ${local} ca/new/firmware.bin`)).toMatch(/: file does not exist — the directory of ca\/new\/firmware\.bin does not exist \(job put … --mkdir makes it\)/);
+    expect(await job(server, `put ${id} ${local} ca/new/firmware.bin --mkdir`)).toMatch(/: ok — wrote 50000 bytes/);
+    expect(readFileSync(join(roots.dropbox, 'ca/new/firmware.bin')).equals(bytes)).toBe(true);
   });
 
   it('a put whose temporary name holds a planted link fails, and the file the link names is untouched', async () => {
@@ -88,15 +93,22 @@ describe('maintenance jobs', () => {
     expect(statSync(outside).mode & 0o200).toBe(0o200); // not made read-only either
   });
 
-  it('refuses names that leave the roots as invalid jobs, touching nothing outside', async () => {
-    const { server, id, dir } = await setup();
+  it('refuses names that leave the roots when they are queued, and links that lead out on the device, touching nothing outside', async () => {
+    const { server, id, roots, dir } = await setup();
     const outside = join(dir, 'outside');
     mkdirSync(outside);
     writeFileSync(join(outside, 'keep'), 'keep me');
-    expect(await job(server, `backup ${id} ../../outside/keep`)).toMatch(/: invalid job — "\.\.\/\.\.\/outside\/keep" leaves its root/);
-    expect(await job(server, `backup ${id} /etc/passwd`)).toMatch(/: invalid job — "\/etc\/passwd" is an absolute path/);
-    expect(await job(server, `put ${id} ${join(dir, 'server/release.pub')} ../outside/planted`)).toMatch(/: invalid job/);
-    expect(await job(server, `clean ${id} logs/../../outside`)).toMatch(/: invalid job/);
+    // The server checks names as the device would: refused at once, never queued.
+    const refused = async (command: string): Promise<string> => server.run(`job ${command}`, /error.*\n/);
+    expect(await refused(`backup ${id} ../../outside/keep`)).toMatch(/error \[usage\]: "\.\.\/\.\.\/outside\/keep" leaves its root/);
+    expect(await refused(`backup ${id} /etc/passwd`)).toMatch(/error \[usage\]: "\/etc\/passwd" is an absolute path/);
+    expect(await refused(`put ${id} ${join(dir, 'server/release.pub')} ../outside/planted`)).toMatch(/error \[usage\]: .*leaves its root/);
+    expect(await refused(`clean ${id} logs/../../outside`)).toMatch(/error \[usage\]: .*leaves its root/);
+    expect(await refused(`clean ${id} etc`)).toMatch(/error \[usage\]: "etc" must start with a root/);
+    expect(await server.run('jobs', /NxtServer# /)).not.toMatch(/backup|clean/);
+    // A link inside a root that leads out is the device's to find.
+    symlinkSync(join(outside, 'keep'), join(roots.config, 'innocent.conf'));
+    expect(await job(server, `backup ${id} innocent.conf`)).toMatch(/: invalid job — "innocent\.conf" leads out of its root through a link/);
     expect(readdirSync(outside)).toEqual(['keep']);
     expect(readFileSync(join(outside, 'keep'), 'utf8')).toBe('keep me');
     expect(existsSync(join(dir, 'server/uploads'))).toBe(false);
