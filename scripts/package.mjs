@@ -33,11 +33,14 @@ const formats = new Set(args.formats.split(','));
 for (const f of formats) if (f !== 'tgz' && f !== 'deb') fail(`unknown format ${f} (tgz, deb)`);
 
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-/** What each program needs of the production dependencies (the client: no tar, no mail). */
+/** What each program needs of the production dependencies: the server all of them; the client
+ *  those its own files import (no tar, no mail). */
+const clientFiles = reachable(join(root, 'dist/cli/client.js'));
 const DEPENDENCIES = {
   server: Object.keys(pkg.dependencies),
-  client: ['commander', 'tweetnacl', 'pino'],
+  client: [...new Set(clientFiles.flatMap((f) => bareImports(f)))].sort(),
 };
+for (const d of DEPENDENCIES.client) if (!(d in pkg.dependencies)) fail(`the client imports ${d}, which is not a dependency in package.json`);
 
 const stage = mkdtempSync(join(tmpdir(), 'nxt-package-'));
 try {
@@ -60,7 +63,7 @@ function buildTree(tree) {
     cpSync(join(root, 'dist'), join(tree, 'dist'), { recursive: true, filter: (p) => !p.endsWith('.map') });
     cpSync(join(root, 'plugins'), join(tree, 'plugins'), { recursive: true });
   } else {
-    for (const file of reachable(join(root, 'dist/cli/client.js'))) {
+    for (const file of clientFiles) {
       mkdirSync(dirname(join(tree, relative(root, file))), { recursive: true });
       cpSync(file, join(tree, relative(root, file)));
     }
@@ -97,6 +100,16 @@ function reachable(entry) {
     }
   }
   return [...seen];
+}
+
+/** Packages a compiled file imports or requires by name (node: built-ins aside): 'pino', '@scope/x'. */
+function bareImports(file) {
+  const names = [];
+  for (const m of readFileSync(file, 'utf8').matchAll(/(?:from\s+|import\s*\(\s*|import\s+|require\(\s*|createRequire\([^)]*\)\(\s*)['"]([^'".][^'"]*)['"]/g)) {
+    if (m[1].startsWith('node:')) continue;
+    names.push(m[1].startsWith('@') ? m[1].split('/').slice(0, 2).join('/') : m[1].split('/')[0]);
+  }
+  return names;
 }
 
 /** node_modules folders of `names` and everything they depend on (hoisted or nested). */

@@ -217,6 +217,9 @@ export class ClientAgent extends EventEmitter {
   }
 
   async stop(): Promise<void> {
+    // Said first, once: the server shows this device offline now rather than when its lease
+    // lapses (a lost goodbye costs only that).
+    if (!this.stopped && this.registered) this.send({ type: 'goodbye', clientId: this.options.clientId });
     this.stopped = true;
     // A module on probation stays a trial on disk: the next start rolls it back.
     this.endProbation();

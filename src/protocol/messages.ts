@@ -56,6 +56,7 @@ export const MessageType = {
   trialOutcome: 15,
   trialAck: 16,
   multicast: 17,
+  goodbye: 18,
 } as const;
 
 /** Maintenance jobs (JOB's `kind`). */
@@ -267,7 +268,15 @@ export type Message =
   | FileOfferMessage
   | TrialOutcomeMessage
   | TrialAckMessage
-  | MulticastMessage;
+  | MulticastMessage
+  | GoodbyeMessage;
+
+/** Client → server: "I am stopping" (a device shut down or its agent stopped): offline at once,
+ *  not when its lease lapses. Authenticated like everything in the session. */
+export interface GoodbyeMessage {
+  readonly type: 'goodbye';
+  readonly clientId: Uint8Array;
+}
 
 /**
  * Server → client, after an OFFER: the release's sealed chunks for `transferId` are also sent to
@@ -415,6 +424,9 @@ export function encode(msg: Message): Buffer {
         .u32(msg.seq).u8(msg.committed ? 1 : 0).u8(msg.code).version(msg.version).bytes(msg.sha256).version(msg.active).text16(msg.message).done();
     case 'trialAck':
       return new Writer(MessageType.trialAck, 4).u32(msg.seq).done();
+    case 'goodbye':
+      checkId(msg.clientId);
+      return new Writer(MessageType.goodbye, CLIENT_ID_BYTES).bytes(msg.clientId).done();
     case 'multicast':
       return new Writer(MessageType.multicast, 4 + 4 + 2 + 1 + MAX_PRODUCT_NAME_BYTES)
         .u32(msg.transferId).u32(msg.groupTransferId).u16(msg.port).text8(msg.address, MAX_PRODUCT_NAME_BYTES).done();
@@ -568,6 +580,8 @@ function decodeBody(type: number, r: Reader): Message {
     }
     case MessageType.trialAck:
       return { type: 'trialAck', seq: r.u32() };
+    case MessageType.goodbye:
+      return { type: 'goodbye', clientId: r.bytes(CLIENT_ID_BYTES) };
     case MessageType.multicast:
       return { type: 'multicast', transferId: r.u32(), groupTransferId: r.u32(), port: r.u16(), address: r.text(r.u8(), MAX_PRODUCT_NAME_BYTES) };
     case MessageType.fileOffer: {

@@ -6,7 +6,7 @@ import { compareReleaseVersions, formatReleaseVersion } from '../protocol/releas
 import type { Signer } from '../security/release-key.js';
 import { displayAddress } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
-import { mib } from '../util/format.js';
+import { bar, duration, mib, size, table } from '../util/format.js';
 import { helpCommand, Repl, takeOptions, type Command } from '../util/repl.js';
 import { prepareRelease, type Release } from './release.js';
 import { describeStored, type ReleaseStore, type StoredRelease } from './release-store.js';
@@ -79,16 +79,19 @@ function describeLimit(l: Limit): string {
 const PROGRESS_DETAIL_CLIENTS = 5;
 const PROGRESS_EVERY_MS = 1000;
 
-/** Print push progress every second: per client (percent, rate, resends), or a fleet summary. */
-function progressTicker(server: NxtServer, clock: Clock, say: (line: string) => void): NodeJS.Timeout {
+/**
+ * Push progress every second: per device (percent, rate, time left, resends) — on a terminal as
+ * a bar — or, for many devices, one line for all of them; a multicast group's pass besides.
+ */
+function progressTicker(server: NxtServer, clock: Clock, show: (lines: string[]) => void, bars: boolean): NodeJS.Timeout {
   const last = new Map<number, { acked: number; at: number }>();
   return setInterval(() => {
     const now = clock.now();
     const sessions = server.activeSessions;
     if (sessions.length === 0) return;
     let totalRate = 0;
-    let acked = 0;
-    let total = 0;
+    let ackedBytes = 0;
+    let totalBytes = 0;
     const lines: string[] = [];
     for (const s of sessions) {
       const p = s.progress;
@@ -96,21 +99,31 @@ function progressTicker(server: NxtServer, clock: Clock, say: (line: string) => 
       // Each session has its own chunk size (chosen for its path).
       const rate = ((p.acked - prev.acked) * s.chunkSize) / Math.max(1, now - prev.at) * 1000;
       last.set(s.transferId, { acked: p.acked, at: now });
+      const sizeBytes = s.release.manifest.size;
+      const done = Math.min(sizeBytes, p.acked * s.chunkSize);
       totalRate += rate;
-      acked += p.acked;
-      total += p.total;
-      const pct = Math.floor((100 * p.acked) / p.total);
-      lines.push(`  ${shortId(s.client.id)} ${p.phase === 'verifying' ? 'verifying' : `${pct}%`} ${mib(rate)}/s, ${p.retransmits} resent`);
+      ackedBytes += done;
+      totalBytes += sizeBytes;
+      const fraction = done / Math.max(1, sizeBytes);
+      const left = rate > 0 ? ((sizeBytes - done) / rate) * 1000 : Number.NaN;
+      const resent = p.retransmits > 0 ? `, ${p.retransmits} resent` : '';
+      lines.push(p.phase === 'verifying'
+        ? `  ${shortId(s.client.id)} ${bars ? `${bar(1)} ` : ''}verifying`
+        : `  ${shortId(s.client.id)} ${bars ? `${bar(fraction)} ` : ''}${Math.floor(100 * fraction)}% of ${size(sizeBytes)}, ${mib(rate)}/s, ${duration(left)} left${resent}`);
     }
-    if (sessions.length <= PROGRESS_DETAIL_CLIENTS) for (const l of lines) say(l);
-    else say(`  ${sessions.length} clients in progress: ${Math.floor((100 * acked) / total)}% of all chunks, ${mib(totalRate)}/s together`);
+    if (sessions.length > PROGRESS_DETAIL_CLIENTS) {
+      const left = totalRate > 0 ? ((totalBytes - ackedBytes) / totalRate) * 1000 : Number.NaN;
+      lines.length = 0;
+      lines.push(`  ${sessions.length} clients in progress: ${bars ? `${bar(ackedBytes / totalBytes)} ` : ''}${Math.floor((100 * ackedBytes) / totalBytes)}%, ${mib(totalRate)}/s together, ${duration(left)} left`);
+    }
     // A multicast push: the group's pass, and the devices it left to unicast by name.
     for (const g of server.groupPushes) {
-      const s = g.status();
-      const behind = s.unicastIds.map(shortId);
-      say(`  multicast: ${s.phase}${s.phase === 'sending' ? ` ${Math.floor((100 * s.sent) / s.total)}% at ${Math.round(s.mbit)} Mbit/s` : ''}`
+      const st = g.status();
+      const behind = st.unicastIds.map(shortId);
+      lines.push(`  multicast: ${st.phase}${st.phase === 'sending' ? ` ${Math.floor((100 * st.sent) / st.total)}% at ${Math.round(st.mbit)} Mbit/s` : ''}`
         + `${behind.length > 0 ? `; by unicast: ${behind.slice(0, 10).join(', ')}${behind.length > 10 ? ` and ${behind.length - 10} more` : ''}` : ''}`);
     }
+    show(lines);
   }, PROGRESS_EVERY_MS);
 }
 
@@ -191,6 +204,10 @@ export interface CommandContext {
   /** Structured results for scripts (ctl); given, a push that failed on a device fails too. */
   readonly data?: (value: unknown) => void;
   readonly warn?: (line: string) => void;
+  /** Progress as a bar per device with rate and ETA (a terminal), not plain lines. */
+  readonly bars?: boolean;
+  /** Where progress goes (the console redraws it in place); default: printed as lines. */
+  readonly progress?: (lines: string[]) => void;
 }
 
 /**
@@ -203,9 +220,10 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
   const local = (path: string): string => resolve(context.cwd ?? process.cwd(), path);
   const pushAndReport = async (release: Release, clients: ClientRecord[]): Promise<void> => {
     const m = release.manifest;
-    say(`push ${m.name} ${formatReleaseVersion(m.version)} (${m.size} bytes, sha256 ${m.sha256.slice(0, 12)}…) to ${clients.length} client(s)`);
-    const ticker = progressTicker(server, o.clock, say);
-    const reports = await server.push(release, clients).finally(() => clearInterval(ticker));
+    say(`push ${m.name} ${formatReleaseVersion(m.version)} (${size(m.size)}, sha256 ${m.sha256.slice(0, 12)}…) to ${clients.length} client(s)`);
+    const show = context.progress ?? ((lines: string[]): void => { for (const l of lines) say(l); });
+    const ticker = progressTicker(server, o.clock, show, context.bars === true);
+    const reports = await server.push(release, clients).finally(() => { clearInterval(ticker); show([]); });
     // The console prints each result as it comes (server events); a ctl caller gets them here.
     if (context.reportEachClient) for (const r of reports) say(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`);
     const already = reports.filter((r) => r.already).length;
@@ -292,7 +310,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         const [file, extra] = positional;
         if (file === undefined || extra !== undefined) throw new NxtError('usage', 'usage: push <file> [--version X.Y.Z] [--to all|GROUP|ID[,…]]');
         const online = server.onlineClients();
-        const clients = options.to === undefined ? online : pickClients(online, options.to);
+        const clients = options.to === undefined || online.length === 0 ? online : pickClients(online, options.to);
         const release = await prepareRelease(local(file), {
           version: options.version, signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds,
         });
@@ -491,7 +509,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         if (wantsJson(args).json) { say(JSON.stringify(rows)); return; }
         if (rows.length === 0) { say('no pushes in progress'); return; }
         for (const r of rows) {
-          say(`  ${shortId(r.client)}  ${r.module} ${r.release}  ${r.phase} ${r.acked}/${r.total} chunks (${Math.floor((100 * r.acked) / r.total)}%), ${r.retransmits} resent, ${r.timeouts} timeouts`);
+          say(`  ${shortId(r.client)}  ${r.module} ${r.release}  ${r.phase} ${r.acked}/${r.total} chunks (${Math.floor((100 * r.acked) / r.total)}%), ${r.retransmits} resent, ${r.timeouts} retransmission timeouts`);
         }
       },
     },
@@ -503,13 +521,14 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         const all = server.registry.all();
         if (wantsJson(args).json) { say(JSON.stringify(all.map((c) => clientJson(c, server.registry.isOnline(c, now), server.devices.get(c.id))))); return; }
         if (all.length === 0) { say('no clients registered'); return; }
-        for (const c of all) {
-          const state = server.registry.isOnline(c, now) ? 'online' : 'offline';
-          const seen = Number.isFinite(c.lastSeen) ? `seen ${Math.round((now - c.lastSeen) / 1000)}s ago` : `last seen ${c.lastSeenAt}`;
-          const update = c.updateState !== 0 || c.updateResult !== 0 ? `, update ${STATE_NAMES[c.updateState]}${c.updateResult ? ` (${RESULT_NAMES[c.updateResult] ?? c.updateResult})` : ''}` : '';
-          const tags = c.tags.length > 0 ? `  [${c.tags.join(', ')}]` : '';
-          say(`  ${shortId(c.id)}  ${displayAddress(c.peer).padEnd(22)} release ${formatReleaseVersion(c.version).padEnd(8)} ${c.product.major}.${c.product.minor} ${c.product.productName}  ${state}, ${seen}${update}${tags}`);
-        }
+        const rows = all.map((c) => [
+          shortId(c.id), server.devices.get(c.id)?.inventory.hostname ?? '-', displayAddress(c.peer), formatReleaseVersion(c.version),
+          `${c.product.major}.${c.product.minor} ${c.product.productName}`, server.registry.isOnline(c, now) ? 'online' : 'offline',
+          Number.isFinite(c.lastSeen) ? `${duration(now - c.lastSeen)} ago` : c.lastSeenAt,
+          c.updateState !== 0 || c.updateResult !== 0 ? `${STATE_NAMES[c.updateState]}${c.updateResult ? ` (${RESULT_NAMES[c.updateResult] ?? c.updateResult})` : ''}` : '-',
+          c.tags.join(',') || '-',
+        ]);
+        for (const line of table(['ID', 'HOSTNAME', 'ADDRESS', 'RELEASE', 'PRODUCT', 'STATE', 'LAST SEEN', 'UPDATE', 'GROUPS'], rows)) say(line);
       },
     },
     requests: {
@@ -518,9 +537,8 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
       run: () => {
         const devices = server.devices.all().filter((d) => d.state !== 'approved');
         if (devices.length === 0) { say('no enrollment requests'); return; }
-        for (const d of devices) {
-          say(`  ${shortId(d.id)}  ${d.state.padEnd(8)} ${d.address.padEnd(22)} ${d.fingerprint}  ${describeInventory(d.inventory)}  asked ${d.requestedAt}`);
-        }
+        const rows = devices.map((d) => [shortId(d.id), d.state, d.address, d.fingerprint, describeInventory(d.inventory), d.requestedAt]);
+        for (const line of table(['ID', 'STATE', 'ADDRESS', 'KEY', 'DEVICE', 'ASKED'], rows)) say(line);
       },
     },
     ...Object.fromEntries(([
@@ -577,7 +595,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         say(`channel: ${server.channel.sessionCount} sessions, ${c.handshakes} handshakes; dropped: unauthenticated ${c.unauthenticated}, malformed ${c.malformed}, bad tag ${c.badTag}, replayed ${c.replayed}, wrong address ${c.wrongAddress}, unknown session ${c.unknownSession}, bad cookie ${c.badCookie}, bad handshake ${c.badHandshake}, replayed handshake ${c.replayedHandshake}, revoked key ${c.revokedKey}, rate-limited ${c.rateLimited}; cookies sent ${c.cookiesSent}`);
         for (const p of server.activeSessions) {
           const g = p.progress;
-          say(`  push to ${shortId(p.client.id)}: ${g.phase} ${g.acked}/${g.total} chunks, ${g.retransmits} resent, ${g.timeouts} timeouts`);
+          say(`  push to ${shortId(p.client.id)}: ${g.phase} ${g.acked}/${g.total} chunks, ${g.retransmits} resent, ${g.timeouts} retransmission timeouts`);
         }
       },
     },
@@ -595,6 +613,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   // Through the console once it exists, so a background command's lines redraw the prompt.
   let shown: Repl | undefined;
   const say = (line: string): void => { if (shown) shown.print(line); else o.output.write(`${line}\n`); };
+  const terminal = !o.headless && (o.output as { isTTY?: boolean }).isTTY === true && (o.input as { isTTY?: boolean }).isTTY === true;
   // Tab offers client ids (12 digits, as shown), device ids for enrollment, and groups.
   const completeArgs = (command: string): string[] => {
     if (['approve', 'reject', 'revoke'].includes(command)) return server.devices.all().map((d) => shortId(d.id));
@@ -604,7 +623,8 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   };
   const repl: Repl = new Repl({
     prompt: 'NxtServer# ', input: o.input, output: o.output, errorOutput: o.errorOutput, headless: o.headless,
-    onEnd: o.onEnd, commands: serverCommands(o, say), completeArgs, historyFile: o.historyFile,
+    onEnd: o.onEnd, commands: serverCommands(o, say, { bars: terminal, progress: (lines) => { if (shown) shown.showStatus(lines); else for (const l of lines) say(l); } }),
+    completeArgs, historyFile: o.historyFile,
   });
   shown = repl;
   server.on('client-registered', (c) => repl.print(`client ${shortId(c.id)} registered from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
@@ -614,6 +634,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   server.on('group-push', (g: GroupPushReport) => repl.print(describeGroupPush(g)));
   o.rollouts?.on('event', (c: Campaign, e: CampaignEvent) => repl.print(describeCampaignEvent(c, e)));
   o.rollouts?.on('warning', (w: string) => repl.print(`warning: ${w}`, 'warn'));
+  server.on('client-gone', (c: ClientRecord) => repl.print(`client ${shortId(c.id)} went offline (it said goodbye)`));
   server.on('client-back', (c: ClientRecord) => repl.print(`client ${shortId(c.id)} is back from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
   server.on('auto-update', (c: ClientRecord, r: StoredRelease) => repl.print(`client ${shortId(c.id)} runs ${formatReleaseVersion(c.version)}: updating it to ${describeStored(r)} (--auto-update)`));
   server.on('job-result', (j: Job) => repl.print(`job ${j.id} (${j.kind}) on ${shortId(j.device)}: ${j.result}${j.message ? ` — ${j.message}` : ''}${j.file ? ` → ${j.file}` : ''}`));

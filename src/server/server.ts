@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { errorMessage } from '../errors.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { decodeOrUndefined, encode, Enrollment, type EnrollmentValue, type Message, type RegisterMessage, type TrialOutcomeMessage } from '../protocol/messages.js';
+import { decodeOrUndefined, encode, Enrollment, type EnrollmentValue, type Message, type GoodbyeMessage, type RegisterMessage, type TrialOutcomeMessage } from '../protocol/messages.js';
 import { ResultCode, resultCodeName } from '../protocol/result-codes.js';
 import { formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import type { SenderOptions, SendOutcome } from '../transfer/sender.js';
@@ -113,8 +113,8 @@ interface LastRegister {
   readonly msg: RegisterMessage;
 }
 
-/** Events: 'client-registered' (ClientRecord, new to the fleet), 'client-back' (ClientRecord, was
- *  offline), 'client-renewed' (ClientRecord, every registration), 'push-result' (PushReport),
+/** Events: 'client-registered' (ClientRecord, new to the fleet), 'client-gone' (ClientRecord, said
+ *  goodbye: offline now), 'client-back' (ClientRecord, was offline), 'client-renewed' (ClientRecord, every registration), 'push-result' (PushReport),
  *  'auto-update' (ClientRecord, StoredRelease), 'enrollment-request' (DeviceRecord, a new device
  *  waits for approval), 'warning' (string). */
 export class NxtServer extends EventEmitter {
@@ -381,6 +381,16 @@ export class NxtServer extends EventEmitter {
     await this.options.channel.close();
   }
 
+  /** A device says it is stopping: offline now (its pushes in progress fail at their timeout). */
+  private onGoodbye(msg: GoodbyeMessage, from: AuthenticatedPeer): void {
+    const id = Buffer.from(msg.clientId).toString('hex');
+    if (id !== from.clientId) { this.stats.impersonation++; return; }
+    const record = this.registry.get(id);
+    if (!record || !this.registry.isOnline(record, this.options.clock.now())) return;
+    record.lastSeen = Number.NEGATIVE_INFINITY;
+    this.emit('client-gone', record);
+  }
+
   private onRegister(msg: RegisterMessage, from: AuthenticatedPeer): void {
     const id = Buffer.from(msg.clientId).toString('hex');
     // The id is the hash of the key the session proved: nobody registers as another device.
@@ -569,6 +579,7 @@ export class NxtServer extends EventEmitter {
     if (jobs && (msg.type !== 'ack' && msg.type !== 'result' && msg.type !== 'abort' || !this.sessions.has(msg.transferId)) && jobs.dispatch(msg, from)) return;
     switch (msg.type) {
       case 'register': return this.onRegister(msg, from);
+      case 'goodbye': return this.onGoodbye(msg, from);
       case 'trialOutcome': return this.onTrialOutcome(msg, from);
       case 'ack':
       case 'result':
@@ -633,7 +644,7 @@ export function describeOutcome(report: PushReport): string {
   const took = `in ${Math.round(report.elapsedMs)} ms${data}, ${progress.datagrams} datagrams`;
   const needless = progress.spurious > 0 ? ` (${progress.spurious} needlessly: the path reorders)` : '';
   const lossy = progress.retransmits > 0
-    ? `, ${progress.retransmits} of ${progress.total} chunks resent${needless}${progress.timeouts > 0 ? `, ${progress.timeouts} timeouts` : ''}`
+    ? `, ${progress.retransmits} of ${progress.total} chunks resent${needless}${progress.timeouts > 0 ? `, ${progress.timeouts} × no answer within the retransmission timeout` : ''}`
     : '';
   if (report.already) return `already installed: it runs release ${formatReleaseVersion(report.release.version)}`;
   if (report.ok) return `done: ${outcome.message} (release ${outcome.active ? formatReleaseVersion(outcome.active) : '?'}) ${took}${lossy}`;

@@ -52,6 +52,9 @@ export class Repl {
   /** Background commands still running: input that ends waits for them. */
   private readonly running = new Set<Promise<unknown>>();
   private readonly terminal: boolean;
+  /** Status lines shown above the prompt (a terminal). */
+  private status: string[] = [];
+  private statusCalls = 0;
 
   constructor(private readonly options: ReplOptions) {
     this.terminal = (options.output as { isTTY?: boolean }).isTTY === true && (options.input as { isTTY?: boolean }).isTTY === true;
@@ -83,16 +86,42 @@ export class Repl {
     if (this.options.headless) {
       this.options.headless.write(level, text);
     } else if (this.terminal && !this.busy) {
-      this.options.output.write('\r\x1b[K');
-      this.options.output.write(`${text}\n`);
+      this.options.output.write(`${this.eraseStatus()}\r\x1b[K${text}\n${this.statusText()}`);
       this.rl?.prompt(true);
     } else {
       (level === 'info' || this.terminal ? this.options.output : this.options.errorOutput ?? this.options.output).write(`${text}\n`);
     }
   }
 
+  /**
+   * Lines that stand for a state rather than an event (a push's progress): on a terminal they are
+   * redrawn in place above the prompt (an empty list takes them away); elsewhere they are printed
+   * as lines, every `everyOther`-th call when headless (a log wants fewer).
+   */
+  showStatus(lines: readonly string[], everyOther = 10): void {
+    if (this.terminal && !this.options.headless) {
+      if (this.busy) return; // a command is printing: its output first
+      this.options.output.write(`${this.eraseStatus()}\r\x1b[K`);
+      this.status = [...lines];
+      this.options.output.write(this.statusText());
+      this.rl?.prompt(true);
+      return;
+    }
+    if (this.options.headless && this.statusCalls++ % everyOther !== 0) return;
+    for (const l of lines) this.print(l);
+  }
+
   close(): void {
     this.rl?.close();
+  }
+
+  /** Cursor up over the status lines and clear from there (the prompt line is below them). */
+  private eraseStatus(): string {
+    return this.status.length === 0 ? '' : `\x1b[${this.status.length}A\r\x1b[J`;
+  }
+
+  private statusText(): string {
+    return this.status.map((l) => `${l}\n`).join('');
   }
 
   private async drain(): Promise<void> {

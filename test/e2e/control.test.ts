@@ -61,7 +61,7 @@ describe('nxt-server ctl', () => {
     await a.stop();
     copyFileSync(join(ROOT, 'plugins/libfunctional_1_0.mjs'), join(dir, 'v3_3_0.mjs'));
     const offline = await ctlIn(dir, state, '--json', 'push', 'v3_3_0.mjs', '--to', 'all');
-    expect(offline.code).toBe(1);
+    expect(offline.code, offline.out).toBe(1);
     const envelope = JSON.parse(offline.out) as { ok: boolean; status: number; errors: string[]; output: string[] };
     expect(envelope).toMatchObject({ ok: false, status: 1, command: ['push', 'v3_3_0.mjs', '--to', 'all'] });
     expect(envelope.errors.join('\n')).toMatch(/failed on 1 of 1 device|nothing sent/);

@@ -76,8 +76,9 @@ describe('a fleet of five', () => {
     await server.stop('SIGKILL');
     ({ proc: server } = await startServer(join(dir, 'server'), ['--renew', '1000', '--port', String(port)]));
     const listed = await server.run('clients', new RegExp(`(${ids.join('|')}).*\n[\\s\\S]*`.repeat(5)));
-    for (const id of ids) expect(listed).toMatch(new RegExp(`${id} .*release (1|2)\\.0\\.0`));
-    expect(listed).toMatch(/\[kiosks\]/);
+    for (const id of ids) expect(listed).toMatch(new RegExp(`${id} .* (1|2)\\.0\\.0 `));
+    expect(listed).toMatch(/^ID +HOSTNAME +ADDRESS +RELEASE +PRODUCT +STATE +LAST SEEN +UPDATE +GROUPS$/m);
+    expect(listed).toMatch(/ kiosks$/m);
     expect(await server.run('releases', /installed on/)).toMatch(/libfunctional_2_0\.mjs 2\.0\.0 .*installed on 2, 0 failed/);
     const history = jsonOf<{ module: string; result: string }[]>(await server.run('history --json', /\]\n/));
     expect(history.filter((e) => e.module === 'libfunctional_2_0.mjs' && e.result === 'ok')).toHaveLength(2);

@@ -96,3 +96,16 @@ describe('a device that trusts another server\'s keys', () => {
     expect(client.output).not.toMatch(/registered with the server/);
   });
 });
+
+describe('a client that stops', () => {
+  it('says goodbye: the server shows it offline at once, not when its lease lapses', async () => {
+    const dir = tempDir();
+    const { proc: server, port } = await startServer(join(dir, 'server'), ['--renew', '60000']); // a lease of 3 minutes
+    const client = await startClient('c', port, join(dir, 'c'), join(dir, 'server', 'release.pub'));
+    const id = /nxt client ([0-9a-f]{12})/.exec(client.output)![1]!;
+    expect(await server.run('clients --json', /\]\n/)).toMatch(/"online":true/);
+    await client.stop('SIGTERM');
+    await server.waitFor(new RegExp(`client ${id} went offline \\(it said goodbye\\)`));
+    expect(await server.run('clients --json', /\]\n/)).toMatch(/"online":false/);
+  });
+});
