@@ -75,6 +75,7 @@ export function createClientRepl(o: ClientReplOptions): Repl {
     errorOutput: o.errorOutput,
     headless: o.headless,
     onEnd: o.onEnd,
+    onInterrupt: o.onExit,
     commands,
   });
   agent.on('registered', () => repl.print('registered with the server'));

@@ -623,7 +623,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   };
   const repl: Repl = new Repl({
     prompt: 'NxtServer# ', input: o.input, output: o.output, errorOutput: o.errorOutput, headless: o.headless,
-    onEnd: o.onEnd, commands: serverCommands(o, say, { bars: terminal, progress: (lines) => { if (shown) shown.showStatus(lines); else for (const l of lines) say(l); } }),
+    onEnd: o.onEnd, onInterrupt: o.onExit, commands: serverCommands(o, say, { bars: terminal, progress: (lines) => { if (shown) shown.showStatus(lines); else for (const l of lines) say(l); } }),
     completeArgs, historyFile: o.historyFile,
   });
   shown = repl;

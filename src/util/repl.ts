@@ -27,6 +27,9 @@ export interface ReplOptions {
   readonly commands: Record<string, Command>;
   /** Called when input ends (EOF); the program decides whether to keep running headless. */
   readonly onEnd?: () => void;
+  /** Ctrl-C at a terminal console (readline takes it from the process: without this it would
+   *  only pause the input). */
+  readonly onInterrupt?: () => void;
   /** Words Tab may complete after a command (client ids, groups…), given the command's name. */
   readonly completeArgs?: (command: string) => string[];
   /** Where typed lines are kept across sessions (on a terminal only). */
@@ -73,6 +76,7 @@ export class Repl {
         try { writeFileSync(file, `${[...lines].reverse().join('\n')}\n`, { mode: 0o600 }); } catch { /* history is a convenience */ }
       });
     }
+    this.rl.on('SIGINT', () => { if (options.onInterrupt) options.onInterrupt(); else process.kill(process.pid, 'SIGINT'); });
     this.rl.on('line', (line) => { this.queue.push(line); void this.drain(); });
     this.rl.on('close', () => { this.ended = true; this.endIfIdle(); });
   }

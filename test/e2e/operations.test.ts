@@ -4,6 +4,7 @@ import { openSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
+import { ensureCommands } from '../support/debian.js';
 
 const serverJs = join(ROOT, 'dist/cli/server.js');
 const clientJs = join(ROOT, 'dist/cli/client.js');
@@ -38,7 +39,7 @@ describe('command line conventions', () => {
 });
 
 describe('a headless server (standard input /dev/null, as under systemd)', () => {
-  it('writes JSON log records with time and level, warnings on stderr, and never a prompt', async () => {
+  it('writes JSON log records with time and level, a warning on stderr, and never a prompt', async () => {
     const dir = tempDir();
     const state = join(dir, 'server');
     const child = spawn('node', [serverJs, '--port', '0', '--state-dir', state, '--notify-webhook', 'http://127.0.0.1:9/alerts'], {
@@ -57,6 +58,16 @@ describe('a headless server (standard input /dev/null, as under systemd)', () =>
     const ctl = spawnSync('node', [serverJs, 'ctl', '-s', state, 'push', 'missing.mjs'], { encoding: 'utf8', cwd: dir });
     expect(ctl.status).toBe(1);
     expect(ctl.stderr).toMatch(/no-such-file/);
+    // A warning (a device trusting another server's key) is a record on stderr.
+    const port = Number(/listening on UDP port (\d+)/.exec(out)![1]);
+    spawnSync('node', [serverJs, 'keygen', '--state-dir', join(dir, 'other')]);
+    await startClient('stranger', port, join(dir, 'stranger'), join(dir, 'other', 'release.pub'), '127.0.0.1', [], { until: /does not take our handshake/ });
+    await new Promise<void>((res) => {
+      const check = (): void => { if (/another server's identity key/.test(err)) res(); };
+      child.stderr!.on('data', check);
+      check();
+    });
+    await stopAll();
     child.kill('SIGTERM');
     const code = await new Promise<number | null>((res) => child.on('exit', res));
     expect(code).toBe(0);
@@ -67,7 +78,9 @@ describe('a headless server (standard input /dev/null, as under systemd)', () =>
       expect(Date.parse(r.time)).not.toBeNaN();
     }
     expect(out).not.toMatch(/NxtServer#/);
-    expect(err).toBe('');
+    const warning = JSON.parse(err.trim().split('\n')[0]!) as { level: string; msg: string };
+    expect(warning).toMatchObject({ level: 'warn', msg: expect.stringMatching(/^warning: a device at 127\.0\.0\.1:\d+ shakes hands with another server's identity key/) });
+    expect(out).not.toMatch(/another server's identity key/);
   });
 });
 
@@ -107,5 +120,18 @@ describe('a client that stops', () => {
     await client.stop('SIGTERM');
     await server.waitFor(new RegExp(`client ${id} went offline \\(it said goodbye\\)`));
     expect(await server.run('clients --json', /\]\n/)).toMatch(/"online":false/);
+  });
+});
+
+describe('Ctrl-C at a console on a terminal', () => {
+  it('stops the server and the client, exit status 0 (it used to only pause their input)', () => {
+    expect(ensureCommands(['python3'], ['python3'], 'the terminal test')).toBe(true);
+    const dir = tempDir();
+    const script = join(ROOT, 'test/support/ctrl-c.py');
+    const server = spawnSync('python3', [script, 'NxtServer# ', '15', 'node', serverJs, '--port', '0', '--state-dir', join(dir, 'server')], { encoding: 'utf8' });
+    expect(server.stdout.trim()).toBe('0');
+    spawnSync('node', [serverJs, 'keygen', '--state-dir', join(dir, 'keys')]);
+    const client = spawnSync('python3', [script, 'NxtClient# ', '15', 'node', clientJs, '--server', '127.0.0.1', '--port', '9', '--trust', join(dir, 'keys/release.pub'), '--data-dir', join(dir, 'c')], { encoding: 'utf8' });
+    expect(client.stdout.trim()).toBe('0');
   });
 });
