@@ -147,6 +147,9 @@ async function writeTgz(tree) {
 
 /** A Debian package, laid out as Debian expects, built with dpkg-deb (owned by root in the archive). */
 function writeDeb(tree) {
+  try { execFileSync('dpkg-deb', ['--version'], { stdio: 'ignore' }); } catch {
+    fail('dpkg-deb is not installed (apt-get install dpkg), or build the tgz only: --formats tgz');
+  }
   const name = `nxt-${kind}`;
   const deb = join(stage, 'deb');
   const lib = join(deb, 'usr/lib/nxt', kind);
