@@ -7,6 +7,7 @@ import { NxtError } from '../errors.js';
 import { MAX_MANIFEST_CHUNK_BYTES, MAX_MANIFEST_BYTES } from '../protocol/messages.js';
 import { formatReleaseVersion, parseReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import { verifySignature, type Signer } from './release-key.js';
+import { parseCompatibility, type Compatibility } from './compatibility.js';
 
 /** Modules above this size are refused before a byte is sent (endless-data attack). */
 export const MAX_MODULE_BYTES = 4 * 1024 ** 3;
@@ -26,6 +27,9 @@ export interface Manifest {
   /** The client ids (32 hex digits) this manifest is for, or 'all': a manifest captured on its
    *  way to one device cannot install on another (TUF's mix-and-match attack). */
   readonly targets: 'all' | readonly string[];
+  /** What kind of device it is for (security/compatibility.ts); absent: every kind. A device
+   *  refuses a release not for it, whoever offers it. */
+  readonly for?: Compatibility;
 }
 
 export interface SignedManifest {
@@ -59,6 +63,8 @@ export function signManifest(manifest: Manifest, signer: Signer): SignedManifest
     created: manifest.created,
     expires: manifest.expires,
     targets: manifest.targets,
+    // Only when given: manifests without it read (and verify) as they always did.
+    ...(manifest.for === undefined ? {} : { for: manifest.for }),
   })));
   if (bytes.length > MAX_MANIFEST_BYTES) throw new NxtError('manifest-too-large', 'manifest does not fit one datagram: shorten the module name');
   parseManifest(bytes); // never sign what a client would refuse to parse
@@ -87,6 +93,7 @@ export function parseManifest(bytes: Uint8Array): Manifest {
   const bad = (what: string): never => { throw new NxtError('bad-manifest', `manifest ${what}`); };
   if (typeof o !== 'object' || o === null || o.type !== 'nxt-manifest/1') bad('has an unknown type');
   const { name, version, size, sha256, chunkSize, created, expires, targets } = o;
+  const compatibility = parseCompatibility(o.for);
   if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_CHARS) bad('name is missing or too long');
   if (typeof version !== 'string') bad('version is missing');
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 1 || size > MAX_MODULE_BYTES) bad(`size must be 1..${MAX_MODULE_BYTES}`);
@@ -107,5 +114,6 @@ export function parseManifest(bytes: Uint8Array): Manifest {
     name: name as string, version: parsed, size: size as number, sha256: sha256 as string,
     chunkSize: chunkSize as number, created: created as string, expires: expires as string,
     targets: targets as 'all' | string[],
+    ...(compatibility === undefined ? {} : { for: compatibility }),
   };
 }

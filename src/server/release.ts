@@ -10,6 +10,7 @@ import { MAX_CHUNK_BYTES } from '../protocol/messages.js';
 import { parseReleaseVersion, releaseVersionFromFileName, type ReleaseVersion } from '../protocol/release-version.js';
 import { MAX_MODULE_BYTES, signManifest, verifyManifest, type Manifest, type SignedManifest } from '../security/manifest.js';
 import type { Signer } from '../security/release-key.js';
+import type { Compatibility } from '../security/compatibility.js';
 import { hashFile } from '../util/hash-file.js';
 
 export interface Release {
@@ -44,7 +45,7 @@ export const PRESIGNED_SUFFIX = '.nxt-signed';
 
 export async function prepareRelease(
   path: string,
-  options: { version?: string; signer?: Signer; publicKey: Uint8Array; now: Date; ttlSeconds?: number; chunkSize?: number },
+  options: { version?: string; signer?: Signer; publicKey: Uint8Array; now: Date; ttlSeconds?: number; chunkSize?: number; for?: Compatibility },
 ): Promise<Release> {
   let size: number;
   try {
@@ -74,6 +75,7 @@ export async function prepareRelease(
     name, version, size, sha256, chunkSize: options.chunkSize ?? MAX_CHUNK_BYTES, created: options.now.toISOString(),
     expires: new Date(options.now.getTime() + (options.ttlSeconds ?? DEFAULT_MANIFEST_TTL_S) * 1000).toISOString(),
     targets: 'all',
+    ...(options.for === undefined ? {} : { for: options.for }),
   };
   signManifest(manifest, signer); // fail now, not per client, if it cannot be signed
   return { path, manifest, presigned: false, signedFor: (clientIdHex, chunkSize) => signManifest({ ...manifest, chunkSize, targets: [clientIdHex] }, signer) };

@@ -142,7 +142,8 @@ function pickClients(online: ClientRecord[], list: string): ClientRecord[] {
     if (hits.length > 1) throw new NxtError('ambiguous-client', `"${item}" names ${hits.length} clients: give more of the id`);
     picked.add(hits[0]!);
   }
-  if (picked.size === 0) throw new NxtError('usage', '--to needs all, a group, or client ids');
+  // "all" of nobody online is nobody (the caller says so); an empty list is a usage error.
+  if (picked.size === 0 && !list.split(',').some((p) => p.trim() === 'all')) throw new NxtError('usage', '--to needs all, a group, or client ids');
   return [...picked];
 }
 
@@ -310,7 +311,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         const [file, extra] = positional;
         if (file === undefined || extra !== undefined) throw new NxtError('usage', 'usage: push <file> [--version X.Y.Z] [--to all|GROUP|ID[,…]]');
         const online = server.onlineClients();
-        const clients = options.to === undefined || online.length === 0 ? online : pickClients(online, options.to);
+        const clients = options.to === undefined ? online : pickClients(online, options.to);
         const release = await prepareRelease(local(file), {
           version: options.version, signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds,
         });
