@@ -27,9 +27,9 @@ import { EXIT_STATUS_HELP, EXIT_USAGE, exitWithError, parsePort, parsePositiveMs
 import { DEFAULT_HOST_LIMITS, prepareSpare, type HostLimits } from '../plugin/plugin-host.js';
 import { lifecycle } from './lifecycle.js';
 import { setupClient } from './client-setup.js';
-import { versionLine } from './version.js';
+import { nxtVersion, versionLine } from './version.js';
 import { CONSOLE_MODE_HELP, consoleMode } from './console-mode.js';
-import { applyConfigFile, type ConfigType } from './config-file.js';
+import { applyConfigFile, FORMATS, type ConfigType } from './config-file.js';
 
 /** When the server last answered (for `health`), written at most every CONTACT_SAVE_MS. */
 const CONTACT_FILE = 'last-contact';
@@ -44,6 +44,8 @@ const program = new Command('nxt-client')
   .addOption(new Option('--server-key <file>', `the server's identity key (sessions must be with it); default: ${IDENTITY_PUBLIC_FILE} beside --trust`).env('NXT_SERVER_KEY'))
   .addOption(new Option('-d, --data-dir <dir>', 'where this client keeps its identity key and modules').env('NXT_DATA_DIR').default('state/client'))
   .addOption(new Option('--enroll-token <token>', 'approve this device without the operator (a token the server was started with)').env('NXT_ENROLL_TOKEN'))
+  .addOption(new Option('--device-type <type>', 'what kind of device this is (gateway, kiosk, …): releases made for other types are refused').env('NXT_DEVICE_TYPE'))
+  .addOption(new Option('--channel <name>', 'the release channel this device follows (stable, beta, …)').env('NXT_CHANNEL').default('stable'))
   .addOption(new Option('--policy <policy>', 'auto: activate a verified update at once; defer: keep it until "upgrade" (or --defer-max)').choices(['auto', 'defer']).default('auto'))
   .option('--defer-max <ms>', 'with --policy defer, activate a kept update after this long anyway')
   .option('--logs-dir <dir>', 'the logs root: log jobs read files here (default: <data-dir>/logs)')
@@ -71,7 +73,7 @@ interface ClientFlags {
   server?: string; port?: string; config?: string; trust: string; serverKey?: string; dataDir: string; maxModuleBytes: string; enrollToken?: string; rekeyAfter: string;
   policy: UpdatePolicy; deferMax?: string; multicast: boolean; probation: string; trialTimeout: string; moduleMemory: string;
   logsDir?: string; configDir?: string; dropboxDir?: string; maintenance?: boolean; maintenanceEvery?: string; poll: string;
-  headless?: boolean; logFormat?: string;
+  headless?: boolean; logFormat?: string; deviceType?: string; channel: string;
 }
 
 const whole = (minimum?: number, maximum?: number): ConfigType => ({ type: 'number', integer: true, minimum, maximum });
@@ -81,6 +83,7 @@ const CLIENT_CONFIG: Record<string, ConfigType> = {
   probation: { type: 'number', minimum: 0.001 }, trialTimeout: whole(1), moduleMemory: whole(16),
   logsDir: 'string', configDir: 'string', dropboxDir: 'string', maintenance: 'boolean', maintenanceEvery: whole(1),
   headless: 'boolean', logFormat: { type: 'string', enum: ['text', 'json'] },
+  deviceType: { type: 'string', format: 'name' }, channel: { type: 'string', format: 'name' },
 };
 
 program.action(async (flags: ClientFlags) => {
@@ -100,6 +103,9 @@ program.action(async (flags: ClientFlags) => {
     const pollMs = parsePositiveMs(opts.poll);
     const maintenanceEveryMs = opts.maintenanceEvery === undefined ? undefined : parsePositiveMs(opts.maintenanceEvery) * 1000;
     const mode = await consoleMode('nxt-client', opts);
+    for (const [flag, value] of [['--device-type', opts.deviceType], ['--channel', opts.channel]] as const) {
+      if (value !== undefined && !FORMATS.name.check(value)) throw new NxtError('usage', `${flag} "${value}" must be ${FORMATS.name.says}`);
+    }
     const trustedKey = readPublicKey(opts.trust);
     const serverKey = readIdentityPublic(opts.serverKey ?? join(dirname(opts.trust), IDENTITY_PUBLIC_FILE));
     const store = new ModuleStore(opts.dataDir);
@@ -134,8 +140,9 @@ program.action(async (flags: ClientFlags) => {
     const agent = new ClientAgent({
       jobs,
       channel, server, clientId, store, trustedKey, clock: systemClock, wallClock: systemWallClock, initial: active, maxModuleBytes,
-      enrollToken: opts.enrollToken, inventory: () => JSON.stringify(inventory(opts.dataDir)), policy: opts.policy, deferMaxMs, deferred,
+      enrollToken: opts.enrollToken, inventory: () => JSON.stringify(inventory(opts.dataDir, opts.deviceType, opts.channel)), policy: opts.policy, deferMaxMs, deferred,
       probationMs, hostLimits, interrupted, multicast: opts.multicast,
+      facts: { type: opts.deviceType, arch: os.arch(), channel: opts.channel, agent: nxtVersion() },
     });
     if (warning) mode.note(`warning: ${warning}`, 'warn');
     const idHex = Buffer.from(clientId).toString('hex');
@@ -144,7 +151,7 @@ program.action(async (flags: ClientFlags) => {
     if (deferred) mode.note(`update ${deferred.name} ${formatReleaseVersion(deferred.version)} is verified and waiting: type upgrade to activate it`);
     const { stop, inputEnded } = lifecycle('client', async () => { repl.close(); await agent.stop(); });
     const repl = createClientRepl({
-      agent, jobs, clientIdHex: idHex, input: process.stdin, output: process.stdout, errorOutput: process.stderr, headless: mode.headless, onExit: stop, onEnd: inputEnded,
+      agent, jobs, clientIdHex: idHex, input: process.stdin, output: process.stdout, headless: mode.headless, onExit: stop, onEnd: inputEnded,
     });
     // For health checks (`nxt-client health`): when the server last answered, at most once a minute.
     let contactSavedAt = 0;
@@ -200,9 +207,10 @@ function stampCounter(dataDir: string): () => number {
 }
 
 /** What this device tells the server about itself when it registers (server/devices.ts). */
-function inventory(dataDir: string): Record<string, string | number> {
+function inventory(dataDir: string, type: string | undefined, channel: string): Record<string, string | number> {
   const inv: Record<string, string | number> = {
     hostname: os.hostname(), os: `${os.type()} ${os.release()}`, arch: os.arch(), cpus: os.cpus().length, memoryBytes: os.totalmem(),
+    channel, agent: nxtVersion(), ...(type === undefined ? {} : { type }),
   };
   try {
     const fs = statfsSync(dataDir);

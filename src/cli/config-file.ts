@@ -27,7 +27,7 @@ export interface ConfigSpec {
   readonly integer?: boolean;
 }
 
-export type ConfigFormat = 'http-url' | 'smtp-url' | 'host' | 'ip' | 'email';
+export type ConfigFormat = 'http-url' | 'smtp-url' | 'host' | 'ip' | 'email' | 'name';
 
 /** What each format accepts, and how an error says it. */
 export const FORMATS: Record<ConfigFormat, { check: (value: string) => boolean; says: string }> = {
@@ -37,6 +37,8 @@ export const FORMATS: Record<ConfigFormat, { check: (value: string) => boolean; 
   ip: { check: (v) => isIP(v) !== 0, says: 'an IP address' },
   // What a mail server takes, roughly; "Name <a@b>" too (a From line).
   email: { check: (v) => /^([^<>]*<)?[^\s@<>]+@[^\s@<>]+(>)?$/.test(v.trim()), says: 'an email address' },
+  // A device type or channel: what a release's signed compatibility can name.
+  name: { check: (v) => /^[A-Za-z0-9._-]{1,64}$/.test(v), says: '1-64 letters, digits, ".", "_" or "-"' },
 };
 
 function urlWithScheme(value: string, schemes: string[]): boolean {

@@ -6,6 +6,7 @@ import { Command, Option } from 'commander';
 import { openUdpEndpoint } from '../net/endpoint.js';
 import readlineSync from 'readline-sync';
 import { signManifest } from '../security/manifest.js';
+import { describeCompatibility, parseFor } from '../security/compatibility.js';
 import {
   isReleaseKeySealed, loadOrCreateReleaseKey, loadReleaseKeyOrPublic, PUBLIC_KEY_FILE, sealReleaseKey, type PassphraseSource,
 } from '../security/release-key.js';
@@ -151,7 +152,7 @@ program.action(async (flags: ServerFlags) => {
     // A stored module signed again, fresh (a new expiry), unless it was signed offline.
     const prepareStored = (stored: StoredRelease): Promise<Release> => prepareRelease(stored.file, {
       version: stored.presigned ? undefined : formatReleaseVersion(stored.version), signer, publicKey,
-      now: systemWallClock.wallNow(), ttlSeconds: manifestTtlSeconds,
+      now: systemWallClock.wallNow(), ttlSeconds: manifestTtlSeconds, for: stored.for,
     });
     let notifier: Notifier | undefined;
     const warn = (line: string): void => { server.emit('warning', line); };
@@ -195,7 +196,7 @@ program.action(async (flags: ServerFlags) => {
     const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); control.close(); rollouts.close(); await server.close(); });
     const consoleOptions: ServerReplOptions = {
       server, signer, publicKey, clock: systemClock, wallClock: systemWallClock,
-      input: process.stdin, output: process.stdout, errorOutput: process.stderr, headless: mode.headless, onExit: stop, onEnd: inputEnded, manifestTtlSeconds,
+      input: process.stdin, output: process.stdout, headless: mode.headless, onExit: stop, onEnd: inputEnded, manifestTtlSeconds,
       history, releases, prepareStored, rollouts, historyFile: join(opts.stateDir, 'console-history'), jobs: { store: jobStore, stateDir: opts.stateDir },
     };
     jobs.on('job-result', (job) => server.emit('job-result', job));
@@ -240,12 +241,13 @@ program
   .option('--version <x.y.z>', 'the release version (default: from the file name)')
   .option('--manifest-ttl <seconds>', 'how long the signed module stays installable', String(DEFAULT_MANIFEST_TTL_S))
   .option('--to <ids>', 'sign for these devices only (full 32-hex-digit ids, comma-separated); default: all')
-  .action(async (file: string, opts: { stateDir: string; version?: string; manifestTtl: string; to?: string }) => {
+  .option('--for <key=value>', 'what kind of device it is for: type=T, product=P, arch=A, channel=C (values comma-separated), agent=RANGE; repeatable', (v: string, all: string[]) => [...all, v], [] as string[])
+  .action(async (file: string, opts: { stateDir: string; version?: string; manifestTtl: string; to?: string; for: string[] }) => {
     try {
       if (!/^\d+$/.test(opts.manifestTtl)) throw new NxtError('usage', `--manifest-ttl "${opts.manifestTtl}" is not a number of seconds`);
       const { signer } = loadOrCreateReleaseKey(opts.stateDir, (n) => randomBytes(n), { passphrase: askPassphrase('release key passphrase: ') });
       const release = await prepareRelease(file, {
-        version: opts.version, signer, publicKey: signer.publicKey, now: systemWallClock.wallNow(), ttlSeconds: Number(opts.manifestTtl),
+        version: opts.version, signer, publicKey: signer.publicKey, now: systemWallClock.wallNow(), ttlSeconds: Number(opts.manifestTtl), for: parseFor(opts.for),
       });
       const targets: 'all' | string[] = opts.to === undefined ? 'all' : opts.to.split(',').map((t) => t.trim().toLowerCase());
       if (targets !== 'all' && (targets.length === 0 || targets.some((t) => !/^[0-9a-f]{32}$/.test(t)))) {
@@ -254,7 +256,7 @@ program
       const m = { ...release.manifest, targets };
       writeFileSync(file + PRESIGNED_SUFFIX, encodePresigned(signManifest(m, signer)));
       const whom = targets === 'all' ? 'all devices' : `${targets.length} device(s)`;
-      process.stdout.write(`signed ${m.name} ${m.version.major}.${m.version.minor}.${m.version.patch} for ${whom}, valid until ${m.expires}: ${file}${PRESIGNED_SUFFIX}\n`);
+      process.stdout.write(`signed ${m.name} ${m.version.major}.${m.version.minor}.${m.version.patch} for ${whom}${m.for ? ` (${describeCompatibility(m.for)})` : ''}, valid until ${m.expires}: ${file}${PRESIGNED_SUFFIX}\n`);
     } catch (err) {
       exitWithError('nxt-server', err);
     }

@@ -17,6 +17,7 @@ import {
 import { ResultCode, resultCodeName, type ResultCodeValue } from '../protocol/result-codes.js';
 import { compareReleaseVersions, formatReleaseVersion, parseReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import { isExpired, isTargeted, verifyManifest, type Manifest } from '../security/manifest.js';
+import { mismatch, type DeviceFacts } from '../security/compatibility.js';
 import type { ReceiverOptions } from '../transfer/receiver.js';
 import { IncomingTransfer } from '../files/incoming-transfer.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
@@ -38,6 +39,9 @@ export interface ClientAgentOptions {
   readonly enrollToken?: string;
   /** What the device says about itself when it registers (JSON, see server/devices.ts). */
   readonly inventory?: () => string;
+  /** What kind of device this is, for releases that say what they are for (the running plugin's
+   *  productName is added here). */
+  readonly facts?: Omit<DeviceFacts, 'product'>;
   readonly store: ModuleStore;
   readonly trustedKey: Uint8Array;
   readonly clock: Clock;
@@ -360,6 +364,11 @@ export class ClientAgent extends EventEmitter {
     }
   }
 
+  /** This device as a release's compatibility sees it. */
+  private facts(): DeviceFacts {
+    return { ...this.options.facts, product: this.activeModule.product.productName };
+  }
+
   private onOffer(msg: OfferMessage): void {
     if (this.current?.transferId === msg.transferId) {
       this.current.onOffer();
@@ -379,6 +388,9 @@ export class ClientAgent extends EventEmitter {
     if (!isTargeted(manifest, this.clientIdHex)) {
       return this.refuse(msg.transferId, ResultCode.wrongTarget, 'manifest is signed for other devices, not this one');
     }
+    // A release for other kinds of device (its signed compatibility): refused whoever offers it.
+    const notFor = mismatch(manifest.for, this.facts());
+    if (notFor !== undefined) return this.refuse(msg.transferId, ResultCode.notForDevice, `not for this device: ${notFor}`);
     // Freeze attack: an old offer replayed (or held back and released late) is refused.
     if (isExpired(manifest, this.options.wallClock.wallNow())) {
       return this.refuse(msg.transferId, ResultCode.expired,

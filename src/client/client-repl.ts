@@ -15,7 +15,6 @@ export interface ClientReplOptions {
   readonly jobs?: JobClient;
   readonly input: Readable;
   readonly output: Writable;
-  readonly errorOutput?: Writable;
   /** No console: every line is a log record (cli/console-mode.ts). */
   readonly headless?: LogSink;
   readonly onExit: () => void;
@@ -72,7 +71,7 @@ export function createClientRepl(o: ClientReplOptions): Repl {
     prompt: 'NxtClient# ',
     input: o.input,
     output: o.output,
-    errorOutput: o.errorOutput,
+   
     headless: o.headless,
     onEnd: o.onEnd,
     onInterrupt: o.onExit,

@@ -38,6 +38,9 @@ export const ResultCode = {
   interrupted: 23,
   /** This module was rolled back on this device before: it is not tried again. */
   rolledBack: 24,
+  /** Its signed manifest says it is for other kinds of device (type, product, arch, channel,
+   *  agent version): security/compatibility.ts. */
+  notForDevice: 25,
 } as const;
 
 export type ResultCodeName = keyof typeof ResultCode;

@@ -22,6 +22,10 @@ export interface Inventory {
   readonly cpus?: number;
   readonly memoryBytes?: number;
   readonly diskFreeBytes?: number;
+  /** What kind of device, which channel it follows, its agent's version (compatibility). */
+  readonly type?: string;
+  readonly channel?: string;
+  readonly agent?: string;
 }
 
 export interface DeviceRecord {
@@ -120,6 +124,7 @@ export function parseInventory(json: string): Inventory {
   const inv: Record<string, string | number> = {};
   for (const [k, v] of Object.entries({
     hostname: text(r.hostname), os: text(r.os), arch: text(r.arch), cpus: count(r.cpus), memoryBytes: count(r.memoryBytes), diskFreeBytes: count(r.diskFreeBytes),
+    type: text(r.type), channel: text(r.channel), agent: text(r.agent),
   })) if (v !== undefined) inv[k] = v;
   return inv as Inventory;
 }

@@ -7,6 +7,7 @@ import { copyFileSync, existsSync, mkdirSync, renameSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { compareReleaseVersions, formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
+import type { Compatibility } from '../security/compatibility.js';
 import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
 import { PRESIGNED_SUFFIX, type Release } from './release.js';
 
@@ -19,6 +20,8 @@ export interface StoredRelease {
   readonly file: string;
   readonly presigned: boolean;
   readonly storedAt: string;
+  /** What it is for (signed into every manifest made from it again). */
+  readonly for?: Compatibility;
 }
 
 const LIST_FILE = 'releases.json';
@@ -48,7 +51,7 @@ export class ReleaseStore {
    *  pool, so a push need not wait for it before its first chunk. */
   async add(release: Release, wallNow: Date): Promise<StoredRelease> {
     const m = release.manifest;
-    const known = this.releases.find((r) => r.sha256 === m.sha256 && compareReleaseVersions(r.version, m.version) === 0);
+    const known = this.releases.find((r) => r.sha256 === m.sha256 && compareReleaseVersions(r.version, m.version) === 0 && sameFor(r.for, m.for));
     if (known) return known;
     const dir = join(this.dir, m.sha256);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -61,11 +64,13 @@ export class ReleaseStore {
       await copyFile(release.path, tmp);
       renameSync(tmp, file);
     }
-    const again = this.releases.find((r) => r.sha256 === m.sha256 && compareReleaseVersions(r.version, m.version) === 0);
+    const again = this.releases.find((r) => r.sha256 === m.sha256 && compareReleaseVersions(r.version, m.version) === 0 && sameFor(r.for, m.for));
     if (again) return again; // added meanwhile by a concurrent push of the same release
     const presigned = existsSync(release.path + PRESIGNED_SUFFIX);
     if (presigned) copyFileSync(release.path + PRESIGNED_SUFFIX, file + PRESIGNED_SUFFIX);
-    const stored: StoredRelease = { name: m.name, version: m.version, sha256: m.sha256, size: m.size, file, presigned, storedAt: wallNow.toISOString() };
+    const stored: StoredRelease = {
+      name: m.name, version: m.version, sha256: m.sha256, size: m.size, file, presigned, storedAt: wallNow.toISOString(), ...(m.for === undefined ? {} : { for: m.for }),
+    };
     this.releases.push(stored);
     writeFileAtomic(join(this.stateDir, LIST_FILE), `${JSON.stringify({ version: 1, releases: this.releases }, null, 1)}\n`);
     return stored;
@@ -74,4 +79,8 @@ export class ReleaseStore {
 
 export function describeStored(r: StoredRelease): string {
   return `${r.name} ${formatReleaseVersion(r.version)}`;
+}
+
+function sameFor(a: Compatibility | undefined, b: Compatibility | undefined): boolean {
+  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 }

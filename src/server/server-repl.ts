@@ -7,7 +7,8 @@ import type { Signer } from '../security/release-key.js';
 import { displayAddress } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import { bar, duration, mib, size, table } from '../util/format.js';
-import { helpCommand, Repl, takeOptions, type Command } from '../util/repl.js';
+import { helpCommand, Repl, takeOptions, takeRepeated, type Command } from '../util/repl.js';
+import { describeCompatibility, mismatch, parseFor, type Compatibility, type DeviceFacts } from '../security/compatibility.js';
 import { prepareRelease, type Release } from './release.js';
 import { describeStored, type ReleaseStore, type StoredRelease } from './release-store.js';
 import { ResultCode, resultCodeName } from '../protocol/result-codes.js';
@@ -36,8 +37,6 @@ export interface ServerReplOptions {
   readonly wallClock: WallClock;
   readonly input: Readable;
   readonly output: Writable;
-  /** Warnings and errors, when the console is not a terminal. */
-  readonly errorOutput?: Writable;
   /** No console: every line is a log record (cli/console-mode.ts). */
   readonly headless?: LogSink;
   readonly onExit: () => void;
@@ -131,10 +130,18 @@ function progressTicker(server: NxtServer, clock: Clock, show: (lines: string[])
  * Online clients named by a list like "all", "kiosks", "a1b2,c3d4,gateways": each item is `all`,
  * a group (a tag), or an id prefix that must name exactly one client.
  */
-function pickClients(online: ClientRecord[], list: string): ClientRecord[] {
+function pickClients(online: ClientRecord[], list: string, factsOf: (c: ClientRecord) => DeviceFacts): ClientRecord[] {
   const picked = new Set<ClientRecord>();
   for (const item of list.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
     if (item === 'all') { for (const c of online) picked.add(c); continue; }
+    const by = /^(channel|type):(.+)$/.exec(item);
+    if (by) {
+      const key = by[1] as 'channel' | 'type';
+      const hits = online.filter((c) => factsOf(c)[key] === by[2]);
+      if (hits.length === 0) throw new NxtError('no-such-client', `no online client has ${key} ${by[2]} (see: clients)`);
+      for (const c of hits) picked.add(c);
+      continue;
+    }
     const group = online.filter((c) => c.tags.includes(item));
     if (group.length > 0) { for (const c of group) picked.add(c); continue; }
     const hits = online.filter((c) => c.id.startsWith(item.toLowerCase()));
@@ -165,6 +172,7 @@ function clientJson(c: ClientRecord, online: boolean, device: DeviceRecord | und
     id: c.id, address: displayAddress(c.peer), online, release: formatReleaseVersion(c.version),
     product: `${c.product.major}.${c.product.minor}`, productName: c.product.productName, lastSeen: c.lastSeenAt, tags: c.tags,
     updateState: STATE_NAMES[c.updateState] ?? String(c.updateState), updateResult: RESULT_NAMES[c.updateResult] ?? String(c.updateResult),
+    type: device?.inventory.type, channel: device?.inventory.channel,
     inventory: device?.inventory ?? {}, fingerprint: device?.fingerprint,
   };
 }
@@ -217,6 +225,8 @@ export interface CommandContext {
  */
 export function serverCommands(o: ServerReplOptions, say: (line: string) => void, context: CommandContext = {}): Record<string, Command> {
   const { server } = o;
+  /** A device as a release's compatibility sees it: what it said when it registered. */
+  const factsOf = (c: ClientRecord): DeviceFacts => server.factsOf(c);
   /** A path the operator typed: relative to where they typed it (ctl sends its directory). */
   const local = (path: string): string => resolve(context.cwd ?? process.cwd(), path);
   const pushAndReport = async (release: Release, clients: ClientRecord[]): Promise<void> => {
@@ -245,14 +255,20 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
   };
   /** `rollout start`: which release, to whom, in which stages. */
   const startCampaign = async (rollouts: Rollouts, args: string[]): Promise<void> => {
-    const { positional, options } = takeOptions(args, ['to', 'stages', 'success', 'max-failures', 'window']);
-    const usage = 'usage: rollout start <release> [--to GROUP] [--stages 1,10%,50%,100%] [--success 95%] [--max-failures N|P%] [--window HH:MM-HH:MM]';
+    const { rest: unforked, values: forFlags } = takeRepeated(args, 'for');
+    const { positional, options } = takeOptions(unforked, ['to', 'stages', 'success', 'max-failures', 'window']);
+    const usage = 'usage: rollout start <release> [--to GROUP] [--stages 1,10%,50%,100%] [--success 95%] [--max-failures N|P%] [--window HH:MM-HH:MM] [--for KEY=VALUE …]';
     if (positional.length !== 1) throw new NxtError('usage', usage);
-    const stored = await findRelease(positional[0]!);
+    const stored = await findRelease(positional[0]!, parseFor(forFlags));
     const target = options.to ?? 'all';
     const all = server.registry.all();
-    const members = target === 'all' ? all : all.filter((c) => c.tags.includes(target));
-    if (members.length === 0) throw new NxtError('no-such-client', target === 'all' ? 'no clients are registered' : `no client is in group "${target}" (tag adds one)`);
+    const named = target === 'all' ? all : all.filter((c) => c.tags.includes(target));
+    if (named.length === 0) throw new NxtError('no-such-client', target === 'all' ? 'no clients are registered' : `no client is in group "${target}" (tag adds one)`);
+    // The campaign is for the devices the release is for; the others are named and left out.
+    const members = named.filter((c) => mismatch(stored.for, factsOf(c)) === undefined);
+    const left = named.length - members.length;
+    if (left > 0) say(`rollout: ${describeStored(stored)} is for ${describeCompatibility(stored.for)}: ${left} device(s) left out (not for them)`);
+    if (members.length === 0) throw new NxtError('no-such-client', `none of the ${named.length} device(s) named is one ${describeStored(stored)} is for`);
     // Online devices first: the first stages should not wait for one that is away.
     const now = o.clock.now();
     const ordered = [...members].sort((a, b) => Number(server.registry.isOnline(b, now)) - Number(server.registry.isOnline(a, now)) || a.id.localeCompare(b.id));
@@ -269,7 +285,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
       + `a stage starts when ${spec.successPercent}% of the devices so far committed; it pauses beyond ${describeLimit(spec.maxFailures)} failures${spec.window ? `; new pushes only ${formatWindow(spec.window)}` : ''}`);
   };
   /** A stored release by name (its newest), X.Y.Z, or "latest"; or a module file, signed and stored. */
-  const findRelease = async (what: string): Promise<StoredRelease> => {
+  const findRelease = async (what: string, compatibility?: Compatibility): Promise<StoredRelease> => {
     const list = o.releases.list();
     if (what === 'latest') {
       const latest = o.releases.latest();
@@ -279,9 +295,12 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
     const byVersion = /^\d+\.\d+\.\d+$/.test(what) ? list.filter((r) => formatReleaseVersion(r.version) === what) : [];
     const byName = list.filter((r) => r.name === what);
     const found = [...byVersion, ...byName].sort((a, b) => compareReleaseVersions(b.version, a.version))[0];
-    if (found) return found;
+    if (found) {
+      if (compatibility !== undefined) throw new NxtError('usage', `${describeStored(found)} is stored already, signed for ${describeCompatibility(found.for)}: --for applies to a module file`);
+      return found;
+    }
     if (!existsSync(local(what))) throw new NxtError('no-such-release', `no stored release "${what}" and no such file (releases lists the stored ones)`);
-    const release = await prepareRelease(local(what), { signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds });
+    const release = await prepareRelease(local(what), { signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds, for: compatibility });
     return o.releases.add(release, o.wallClock.wallNow());
   };
   const describeCampaign = (c: Campaign, detail: boolean): string => {
@@ -304,17 +323,29 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
     help: helpCommand(() => commands, say),
     push: {
       background: true,
-      usage: 'push <file> [--version X.Y.Z] [--to all|GROUP|ID[,…]]',
-      help: 'sign a plugin module (or use its .nxt-signed file) and send it to every online client, or to those named (groups, id prefixes)',
+      usage: 'push <file> [--version X.Y.Z] [--to all|GROUP|ID|channel:C|type:T[,…]] [--for type=T|product=P|arch=A|channel=C|agent=RANGE …]',
+      help: 'sign a plugin module (or use its .nxt-signed file) and send it to every online client, or to those named (groups, id prefixes, channels, device types); '
+        + '--for signs into it what it is for: devices it is not for are skipped, and refuse it',
       run: async (args) => {
-        const { positional, options } = takeOptions(args, ['version', 'to']);
+        const { rest: unforked, values: forFlags } = takeRepeated(args, 'for');
+        const { positional, options } = takeOptions(unforked, ['version', 'to']);
         const [file, extra] = positional;
-        if (file === undefined || extra !== undefined) throw new NxtError('usage', 'usage: push <file> [--version X.Y.Z] [--to all|GROUP|ID[,…]]');
+        if (file === undefined || extra !== undefined) throw new NxtError('usage', 'usage: push <file> [--version X.Y.Z] [--to all|GROUP|ID[,…]] [--for KEY=VALUE …]');
+        const compatibility = parseFor(forFlags);
         const online = server.onlineClients();
-        const clients = options.to === undefined ? online : pickClients(online, options.to);
+        const named = options.to === undefined ? online : pickClients(online, options.to, factsOf);
         const release = await prepareRelease(local(file), {
-          version: options.version, signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds,
+          version: options.version, signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds, for: compatibility,
         });
+        // A release for other kinds of device is not sent to them (they would refuse it).
+        const clients = named.filter((c) => {
+          const why = mismatch(release.manifest.for, factsOf(c));
+          if (why !== undefined) say(`  ${shortId(c.id)} skipped: not for this device (${why})`);
+          return why === undefined;
+        });
+        if (clients.length === 0 && named.length > 0) {
+          throw new NxtError('no-clients', `push: ${release.manifest.name} is for ${describeCompatibility(release.manifest.for)}: none of the ${named.length} online client(s) named is; nothing sent`);
+        }
         if (clients.length === 0) {
           const known = server.registry.all().length;
           // Nothing delivered is not "done": a script must not go on as if it were.
@@ -523,13 +554,14 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         if (wantsJson(args).json) { say(JSON.stringify(all.map((c) => clientJson(c, server.registry.isOnline(c, now), server.devices.get(c.id))))); return; }
         if (all.length === 0) { say('no clients registered'); return; }
         const rows = all.map((c) => [
-          shortId(c.id), server.devices.get(c.id)?.inventory.hostname ?? '-', displayAddress(c.peer), formatReleaseVersion(c.version),
+          shortId(c.id), server.devices.get(c.id)?.inventory.hostname ?? '-', server.devices.get(c.id)?.inventory.type ?? '-',
+          server.devices.get(c.id)?.inventory.channel ?? '-', displayAddress(c.peer), formatReleaseVersion(c.version),
           `${c.product.major}.${c.product.minor} ${c.product.productName}`, server.registry.isOnline(c, now) ? 'online' : 'offline',
           Number.isFinite(c.lastSeen) ? `${duration(now - c.lastSeen)} ago` : c.lastSeenAt,
           c.updateState !== 0 || c.updateResult !== 0 ? `${STATE_NAMES[c.updateState]}${c.updateResult ? ` (${RESULT_NAMES[c.updateResult] ?? c.updateResult})` : ''}` : '-',
           c.tags.join(',') || '-',
         ]);
-        for (const line of table(['ID', 'HOSTNAME', 'ADDRESS', 'RELEASE', 'PRODUCT', 'STATE', 'LAST SEEN', 'UPDATE', 'GROUPS'], rows)) say(line);
+        for (const line of table(['ID', 'HOSTNAME', 'TYPE', 'CHANNEL', 'ADDRESS', 'RELEASE', 'PRODUCT', 'STATE', 'LAST SEEN', 'UPDATE', 'GROUPS'], rows)) say(line);
       },
     },
     requests: {
@@ -623,7 +655,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
     return command === 'push' ? ['all', ...groups, ...ids, '--to', '--version'] : [...ids, ...groups, '--json'];
   };
   const repl: Repl = new Repl({
-    prompt: 'NxtServer# ', input: o.input, output: o.output, errorOutput: o.errorOutput, headless: o.headless,
+    prompt: 'NxtServer# ', input: o.input, output: o.output, headless: o.headless,
     onEnd: o.onEnd, onInterrupt: o.onExit, commands: serverCommands(o, say, { bars: terminal, progress: (lines) => { if (shown) shown.showStatus(lines); else for (const l of lines) say(l); } }),
     completeArgs, historyFile: o.historyFile,
   });

@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { errorMessage } from '../errors.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { mismatch, type DeviceFacts } from '../security/compatibility.js';
 import { decodeOrUndefined, encode, Enrollment, type EnrollmentValue, type Message, type GoodbyeMessage, type RegisterMessage, type TrialOutcomeMessage } from '../protocol/messages.js';
 import { ResultCode, resultCodeName } from '../protocol/result-codes.js';
 import { formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
@@ -248,8 +249,15 @@ export class NxtServer extends EventEmitter {
   }
 
   /** Approved online clients running a release below `stored`'s. */
+  /** Online clients on an older release than `stored`, among those it is for. */
   behind(stored: StoredRelease): ClientRecord[] {
-    return this.onlineClients().filter((c) => compareReleaseVersions(c.version, stored.version) < 0);
+    return this.onlineClients().filter((c) => compareReleaseVersions(c.version, stored.version) < 0 && mismatch(stored.for, this.factsOf(c)) === undefined);
+  }
+
+  /** A device as a release's compatibility sees it: what it said when it registered. */
+  factsOf(c: ClientRecord): DeviceFacts {
+    const inv = this.options.devices.get(c.id)?.inventory ?? {};
+    return { type: inv.type, arch: inv.arch, channel: inv.channel, agent: inv.agent, product: c.product.productName };
   }
 
   get devices(): Devices { return this.options.devices; }
@@ -472,7 +480,10 @@ export class NxtServer extends EventEmitter {
   private catchUp(client: ClientRecord, now: number): void {
     const { releases, prepareStored } = this.options;
     if (!this.options.autoUpdate || !releases || !prepareStored) return;
-    const latest = releases.latest();
+    // The newest release made for this device (another kind's newest is not its).
+    const facts = this.factsOf(client);
+    const latest = releases.list().filter((r) => mismatch(r.for, facts) === undefined)
+      .reduce<StoredRelease | undefined>((best, r) => (!best || compareReleaseVersions(r.version, best.version) > 0 ? r : best), undefined);
     if (!latest || compareReleaseVersions(client.version, latest.version) >= 0) return;
     // Already on its way, or kept on the device for a deferred upgrade: nothing to do.
     if ([...this.sessions.values()].some((s) => s.client.id === client.id)) return;

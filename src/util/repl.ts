@@ -37,8 +37,6 @@ export interface ReplOptions {
   /** No console at all (a service: standard input is /dev/null, or --headless): every printed
    *  line goes here as a log record, and no prompt is ever written. */
   readonly headless?: LogSink;
-  /** Where warnings and errors go on a console that is not a terminal (default: output). */
-  readonly errorOutput?: Writable;
 }
 
 /** The longest line read from a console that is not a terminal; the rest of a longer one is
@@ -93,7 +91,9 @@ export class Repl {
       this.options.output.write(`${this.eraseStatus()}\r\x1b[K${text}\n${this.statusText()}`);
       this.rl?.prompt(true);
     } else {
-      (level === 'info' || this.terminal ? this.options.output : this.options.errorOutput ?? this.options.output).write(`${text}\n`);
+      // One stream for a console, even on a pipe: it is one conversation, read in order (a
+      // headless run's log puts warnings on stderr; ctl separates its own).
+      this.options.output.write(`${text}\n`);
     }
   }
 
@@ -253,6 +253,19 @@ export function splitWords(line: string): string[] {
   const quotes = (line.match(/"/g)?.length ?? 0) % 2 + (line.match(/'/g)?.length ?? 0) % 2;
   if (quotes !== 0) throw new NxtError('usage', 'unbalanced quote');
   return words;
+}
+
+/** Pull every `--name value` of one repeatable option out of args (`--for a=1 --for b=2`). */
+export function takeRepeated(args: readonly string[], name: string): { rest: string[]; values: string[] } {
+  const rest: string[] = [];
+  const values: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] !== `--${name}`) { rest.push(args[i]!); continue; }
+    const value = args[++i];
+    if (value === undefined) throw new NxtError('usage', `--${name} needs a value`);
+    values.push(value);
+  }
+  return { rest, values };
 }
 
 /** Pull `--name value` options out of args; returns the rest as positional words. */

@@ -77,7 +77,7 @@ describe('a fleet of five', () => {
     ({ proc: server } = await startServer(join(dir, 'server'), ['--renew', '1000', '--port', String(port)]));
     const listed = await server.run('clients', new RegExp(`(${ids.join('|')}).*\n[\\s\\S]*`.repeat(5)));
     for (const id of ids) expect(listed).toMatch(new RegExp(`${id} .* (1|2)\\.0\\.0 `));
-    expect(listed).toMatch(/^ID +HOSTNAME +ADDRESS +RELEASE +PRODUCT +STATE +LAST SEEN +UPDATE +GROUPS$/m);
+    expect(listed).toMatch(/^ID +HOSTNAME +TYPE +CHANNEL +ADDRESS +RELEASE +PRODUCT +STATE +LAST SEEN +UPDATE +GROUPS$/m);
     expect(listed).toMatch(/ kiosks$/m);
     expect(await server.run('releases', /installed on/)).toMatch(/libfunctional_2_0\.mjs 2\.0\.0 .*installed on 2, 0 failed/);
     const history = jsonOf<{ module: string; result: string }[]>(await server.run('history --json', /\]\n/));

@@ -3,7 +3,7 @@
  * a sleep), type a line, stop. Every process started is stopped by stopAll() in afterEach.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -100,8 +100,22 @@ export function runningCount(): number {
   return running.size;
 }
 
+/** Folders made by tempDir in this test file (or benchmark), removed by removeTempDirs. */
+const made: string[] = [];
+
 export function tempDir(prefix = 'nxt-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  // A benchmark (no test runner's afterAll) cleans up as it exits.
+  if (made.length === 0) process.once('exit', removeTempDirs);
+  made.push(dir);
+  return dir;
+}
+
+/** Remove every folder tempDir made (NXT_KEEP_TEST_DIRS=1 keeps them, to look at after a
+ *  failure): test runs must not fill the disk (modules of 16–128 MiB, sealed copies, state). */
+export function removeTempDirs(): void {
+  if (process.env.NXT_KEEP_TEST_DIRS) return;
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
 /** The enrollment token test servers and clients share unless a test says otherwise, so clients

@@ -1,8 +1,8 @@
-import { appendFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { History, summarizeReleases, type HistoryEntry } from '../../src/server/history.js';
+import { tempDir } from '../support/processes.js';
 
 const entry = (over: Partial<HistoryEntry>): HistoryEntry => ({
   at: '2026-11-23T10:00:00.000Z', client: 'a'.repeat(32), address: '127.0.0.1:1', module: 'm_2_0.mjs', version: '2.0.0',
@@ -11,7 +11,7 @@ const entry = (over: Partial<HistoryEntry>): HistoryEntry => ({
 
 describe('the push history', () => {
   it('keeps entries in order across instances and filters by client id prefix', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'nxt-history-'));
+    const dir = tempDir('nxt-history-');
     new History(dir).append(entry({ client: 'ab'.repeat(16) }));
     new History(dir).append(entry({ client: 'cd'.repeat(16), result: 'rollback' }));
     const h = new History(dir);
@@ -20,7 +20,7 @@ describe('the push history', () => {
   });
 
   it('skips a line torn by a crash', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'nxt-history-'));
+    const dir = tempDir('nxt-history-');
     const h = new History(dir);
     h.append(entry({}));
     appendFileSync(join(dir, 'history.jsonl'), '{"at":"2026-11-23T1');

@@ -1,12 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, chmodSync, linkSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, chmodSync, linkSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
 import { IncomingModule } from '../../src/plugin/incoming-module.js';
 import { ModuleStore } from '../../src/plugin/module-store.js';
 import type { Manifest } from '../../src/security/manifest.js';
+import { tempDir } from '../support/processes.js';
 
 const CHUNK = 1400;
 
@@ -16,7 +16,7 @@ function fixture(size: number): { bytes: Buffer; manifest: Manifest; dir: string
     name: 'm.mjs', version: { major: 1, minor: 0, patch: 0 }, size, chunkSize: CHUNK, created: 'now', expires: '2999-01-01T00:00:00Z', targets: 'all',
     sha256: createHash('sha256').update(bytes).digest('hex'),
   };
-  return { bytes, manifest, dir: mkdtempSync(join(tmpdir(), 'nxt-incoming-')) };
+  return { bytes, manifest, dir: tempDir('nxt-incoming-') };
 }
 
 function chunk(bytes: Buffer, i: number): Buffer {
@@ -72,7 +72,7 @@ describe('a module arriving on disk', () => {
 
 describe('the module store', () => {
   it('refuses a data dir others can write to, or links inside it (modules are imported from it)', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'nxt-store-'));
+    const dir = tempDir('nxt-store-');
     const open = join(dir, 'open');
     mkdirSync(open);
     chmodSync(open, 0o777);

@@ -1,15 +1,15 @@
 /** Maintenance jobs on the device: roots, the log filter, and the job runner on real files. */
-import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, utimesSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { JobCode, JobKind } from '../../src/protocol/messages.js';
 import { runJob } from '../../src/jobs/job-runner.js';
 import { matches } from '../../src/jobs/log-filter.js';
 import { existingUnder, nameUnder, newFileUnder, type Roots } from '../../src/jobs/roots.js';
+import { tempDir } from '../support/processes.js';
 
 function device(): { roots: Roots; work: string; outside: string } {
-  const base = mkdtempSync(join(tmpdir(), 'nxt-jobs-'));
+  const base = tempDir('nxt-jobs-');
   const roots = { logs: join(base, 'logs'), config: join(base, 'config'), dropbox: join(base, 'dropbox') };
   for (const d of [...Object.values(roots), join(base, 'work'), join(base, 'outside')]) mkdirSync(d);
   writeFileSync(join(base, 'outside/secret'), 'not yours\n');

@@ -1,6 +1,5 @@
-import { mkdtempSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
@@ -8,6 +7,7 @@ import { isExpired, isTargeted, parseManifest, signManifest, verifyManifest, typ
 import { readFileSync } from 'node:fs';
 import { isReleaseKeySealed, loadOrCreateReleaseKey, readPublicKey, readReleaseKey, sealReleaseKey } from '../../src/security/release-key.js';
 import { compareReleaseVersions, parseReleaseVersion, releaseVersionFromFileName } from '../../src/protocol/release-version.js';
+import { tempDir } from '../support/processes.js';
 
 const manifest: Manifest = {
   name: 'libfunctional_2_0.mjs', version: { major: 2, minor: 0, patch: 0 }, size: 192,
@@ -22,7 +22,7 @@ function codeOf(fn: () => unknown): string | undefined {
 
 describe('release keys', () => {
   it('are created once, 0600, with the public key beside them', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'nxt-key-'));
+    const dir = tempDir('nxt-key-');
     const first = loadOrCreateReleaseKey(dir, (n) => randomBytes(n));
     const second = loadOrCreateReleaseKey(dir, (n) => randomBytes(n));
     expect(first.created).toBe(true);
@@ -37,7 +37,7 @@ describe('a release key encrypted at rest', () => {
   const random = (n: number): Uint8Array => randomBytes(n);
 
   it('opens with its passphrase, signs as the same key, and keeps no plaintext on disk', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'nxt-key-'));
+    const dir = tempDir('nxt-key-');
     const plain = loadOrCreateReleaseKey(dir, random).signer;
     const secretB64 = readFileSync(join(dir, 'release.key'), 'utf8').trim().split(':')[1]!;
     sealReleaseKey(dir, random, 'correct horse');
@@ -49,18 +49,18 @@ describe('a release key encrypted at rest', () => {
   });
 
   it('refuses a wrong passphrase, or none, with a code saying which', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'nxt-key-'));
+    const dir = tempDir('nxt-key-');
     loadOrCreateReleaseKey(dir, random, { sealNew: 'right' });
     expect(codeOf(() => readReleaseKey(join(dir, 'release.key'), () => 'wrong'))).toBe('bad-passphrase');
     expect(codeOf(() => readReleaseKey(join(dir, 'release.key')))).toBe('needs-passphrase');
-    expect(codeOf(() => loadOrCreateReleaseKey(mkdtempSync(join(tmpdir(), 'nxt-key-')), random, { sealNew: '' }))).toBe('bad-passphrase');
+    expect(codeOf(() => loadOrCreateReleaseKey(tempDir('nxt-key-'), random, { sealNew: '' }))).toBe('bad-passphrase');
   });
 });
 
 describe('signed manifests', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'nxt-key-'));
+  const dir = tempDir('nxt-key-');
   const { signer } = loadOrCreateReleaseKey(dir, (n) => randomBytes(n));
-  const other = loadOrCreateReleaseKey(mkdtempSync(join(tmpdir(), 'nxt-key-')), (n) => randomBytes(n)).signer;
+  const other = loadOrCreateReleaseKey(tempDir('nxt-key-'), (n) => randomBytes(n)).signer;
 
   it('verify against the signing key and parse back to the same manifest', () => {
     const s = signManifest(manifest, signer);

@@ -1,12 +1,12 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
 import { loadPlugin } from '../../src/plugin/plugin-shape.js';
+import { tempDir } from '../support/processes.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'nxt-plugin-'));
+const dir = tempDir('nxt-plugin-');
 function moduleUrl(name: string, source: string): string {
   const path = join(dir, name);
   writeFileSync(path, source);

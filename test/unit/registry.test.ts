@@ -1,9 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadFleet, saveFleet } from '../../src/server/fleet-file.js';
 import { Registry } from '../../src/server/registry.js';
+import { tempDir } from '../support/processes.js';
 
 const v = { major: 1, minor: 0, patch: 0 };
 const p = { major: 5, minor: 6, productName: 'nxtgen' };
@@ -55,7 +55,7 @@ describe('the saved fleet', () => {
     r.register('b', at(2), v, p, 0);
     expect(r.tag('a', 'kiosks')).toBe(true);
     expect(r.tag('a', 'kiosks')).toBe(false);
-    const dir = mkdtempSync(join(tmpdir(), 'nxt-fleet-'));
+    const dir = tempDir('nxt-fleet-');
     saveFleet(dir, r.saved());
 
     const after = new Registry(1000);
@@ -72,7 +72,7 @@ describe('the saved fleet', () => {
   });
 
   it('names the problem when clients.json is damaged', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'nxt-fleet-'));
+    const dir = tempDir('nxt-fleet-');
     writeFileSync(join(dir, 'clients.json'), '{"clients": [{"id": 1}]}');
     expect(() => loadFleet(dir)).toThrow(/clients\.json is unreadable \(not a list of clients\)/);
     writeFileSync(join(dir, 'clients.json'), '{"clients": [');

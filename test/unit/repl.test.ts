@@ -1,7 +1,6 @@
 /** The server console driven through streams, against a real server on 127.0.0.1. */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -16,12 +15,13 @@ import { ServerChannel } from '../../src/session/server-channel.js';
 import { createServerRepl } from '../../src/server/server-repl.js';
 import { systemClock, systemWallClock } from '../../src/util/clock.js';
 import { Repl, splitWords } from '../../src/util/repl.js';
+import { tempDir } from '../support/processes.js';
 
 let server: NxtServer | undefined;
 afterEach(async () => { await server?.close(); });
 
 async function console_(): Promise<{ type: (l: string) => Promise<string>; exited: () => boolean }> {
-  const { signer } = loadOrCreateReleaseKey(mkdtempSync(join(tmpdir(), 'nxt-repl-')), (n) => randomBytes(n));
+  const { signer } = loadOrCreateReleaseKey(tempDir('nxt-repl-'), (n) => randomBytes(n));
   const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
   const channel = new ServerChannel({
     endpoint: await openUdpEndpoint({ port: 0, host: '127.0.0.1' }), clock: systemClock, identity: keyPairFromSecret(random(32)), random,
@@ -32,8 +32,8 @@ async function console_(): Promise<{ type: (l: string) => Promise<string>; exite
   let text = '';
   output.on('data', (d: Buffer) => { text += d.toString(); });
   let exited = false;
-  const history = new History(mkdtempSync(join(tmpdir(), 'nxt-repl-')));
-  const releases = new ReleaseStore(mkdtempSync(join(tmpdir(), 'nxt-repl-')));
+  const history = new History(tempDir('nxt-repl-'));
+  const releases = new ReleaseStore(tempDir('nxt-repl-'));
   const prepareStored = (): Promise<never> => Promise.reject(new Error('not in these tests'));
   createServerRepl({
     server, signer, publicKey: signer.publicKey, clock: systemClock, wallClock: systemWallClock, input, output, history, releases, prepareStored,
@@ -125,7 +125,7 @@ describe('a console on a terminal', () => {
   }
 
   it('completes commands and their arguments with Tab, and keeps typed lines across sessions', async () => {
-    const historyFile = join(mkdtempSync(join(tmpdir(), 'nxt-history-')), 'console-history');
+    const historyFile = join(tempDir('nxt-history-'), 'console-history');
     let ran: (line: string) => void = () => undefined;
     const commands = {
       tag: { usage: 'tag <ID> <group>', help: '', run: (args: string[]) => ran(`tag ${args.join(' ')}`) },
