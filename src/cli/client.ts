@@ -136,7 +136,9 @@ program.action(async (flags: ClientFlags) => {
       logs: opts.logsDir ?? join(opts.dataDir, 'logs'), config: opts.configDir ?? join(opts.dataDir, 'config'), dropbox: opts.dropboxDir ?? join(opts.dataDir, 'dropbox'),
     };
     for (const r of Object.values(roots)) mkdirSync(r, { recursive: true, mode: 0o700 });
-    const jobs = new JobClient({ send: (bytes) => channel.send(bytes), clock: systemClock, roots, workDir: opts.dataDir, pollMs });
+    // The agent is made below; a job reaches it only once both run.
+    let reconfigure: (name: string, path: string) => Promise<string | undefined> = () => Promise.reject(new Error('the agent is starting'));
+    const jobs = new JobClient({ send: (bytes) => channel.send(bytes), clock: systemClock, roots, workDir: opts.dataDir, pollMs, reconfigure: (n, p) => reconfigure(n, p) });
     const agent = new ClientAgent({
       jobs,
       channel, server, clientId, store, trustedKey, clock: systemClock, wallClock: systemWallClock, initial: active, maxModuleBytes,
@@ -144,6 +146,7 @@ program.action(async (flags: ClientFlags) => {
       probationMs, hostLimits, interrupted, multicast: opts.multicast,
       facts: { type: opts.deviceType, arch: os.arch(), channel: opts.channel, agent: nxtVersion() },
     });
+    reconfigure = (name, path) => agent.reconfigure(name, path);
     if (warning) mode.note(`warning: ${warning}`, 'warn');
     const idHex = Buffer.from(clientId).toString('hex');
     mode.note(`nxt client ${idHex} (key ${fingerprint(identity.publicKey)}) → ${serverHost === serverAddress ? serverAddress : `${serverHost} (${serverAddress})`}:${port}, trusting server key ${fingerprint(serverKey)}`);

@@ -150,6 +150,9 @@ const PROGRESS_EVERY_MS = 1000;
  *  operator has not approved this device), 'activated' (ActiveModule), 'deferred' (Manifest: verified,
  *  waiting for upgrade), 'refused' ({ code, message }), 'log' (string), 'progress' (DownloadProgress,
  *  every second while a module arrives). */
+/** How long a plugin's reconfigure() may take before the old config is put back. */
+const RECONFIGURE_TIMEOUT_MS = 10_000;
+
 export class ClientAgent extends EventEmitter {
   readonly stats: ClientStats = { datagrams: 0, malformed: 0, unknownTransfer: 0, chunkFrames: 0, badChunks: 0, groupFrames: 0 };
   /** Multicast groups joined (kept while the agent runs: the next push likely uses them too). */
@@ -362,6 +365,13 @@ export class ClientAgent extends EventEmitter {
       default:
         this.stats.malformed++; // a message only a client sends
     }
+  }
+
+  /** A new config file for the active plugin (job config --apply), through its reconfigure(). */
+  async reconfigure(name: string, path: string): Promise<string | undefined> {
+    const host = this.activeModule.host;
+    if (!host) throw new NxtError('not-supported', 'the built-in plugin takes no configuration');
+    return host.reconfigure(name, path, RECONFIGURE_TIMEOUT_MS);
   }
 
   /** This device as a release's compatibility sees it. */

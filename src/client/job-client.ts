@@ -15,7 +15,8 @@ import { ResultCode } from '../protocol/result-codes.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import { IncomingTransfer } from '../files/incoming-transfer.js';
 import { OutgoingFile, SessionDataWire } from '../files/outgoing-file.js';
-import { runJob } from '../jobs/job-runner.js';
+import { PREVIOUS_SUFFIX, runJob, type ConfigPlan } from '../jobs/job-runner.js';
+import { commit, install, restore, undo } from '../jobs/config-files.js';
 import type { Roots } from '../jobs/roots.js';
 import type { SenderOptions } from '../transfer/sender.js';
 import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
@@ -42,8 +43,8 @@ export class JobClient extends EventEmitter {
   private readonly done: Record<string, DoneJob>;
   private readonly repeats = new Map<string, NodeJS.Timeout>();
   private readonly uploads = new Map<number, OutgoingFile>();
-  private readonly puts = new Map<number, { jobId: number; transfer: IncomingTransfer; path: string }>();
-  private expectedPut: { jobId: number; path: string; size: number; sha256: string; timer: NodeJS.Timeout } | undefined;
+  private readonly puts = new Map<number, { jobId: number; transfer: IncomingTransfer; path: string; config?: ConfigPlan }>();
+  private expectedPut: { jobId: number; path: string; size: number; sha256: string; timer: NodeJS.Timeout; config?: ConfigPlan } | undefined;
   private readonly donePath: string;
 
   constructor(private readonly o: {
@@ -54,6 +55,9 @@ export class JobClient extends EventEmitter {
     readonly workDir: string;
     readonly pollMs?: number;
     readonly sender?: Partial<SenderOptions>;
+    /** Hand a new config file to the active plugin (job config --apply); resolves with what it
+     *  said, rejects when it refuses or takes none. */
+    readonly reconfigure?: (name: string, path: string) => Promise<string | undefined>;
   }) {
     super();
     this.donePath = join(o.workDir, 'jobs-done.json');
@@ -190,8 +194,19 @@ export class JobClient extends EventEmitter {
           void this.finish(jobId, JobCode.transferFailed, 'the file never arrived');
         }, PUT_WAIT_MS);
         timer.unref();
-        this.expectedPut = { jobId, path: plan.path, size: plan.size, sha256: plan.sha256, timer };
+        this.expectedPut = { jobId, path: plan.path, size: plan.size, sha256: plan.sha256, timer, config: plan.config };
         return;
+      }
+      case 'restore': {
+        try {
+          restore(plan.path);
+        } catch (err) {
+          return this.finish(jobId, err instanceof NxtError && err.code === 'no-such-file' ? JobCode.noSuchFile : JobCode.generationFailed, errorMessage(err));
+        }
+        const applied = plan.apply ? await this.apply(plan.name, plan.path, () => restore(plan.path)) : { ok: true, message: '' };
+        return applied.ok
+          ? this.finish(jobId, JobCode.ok, `restored config/${plan.name} from ${plan.name}${PREVIOUS_SUFFIX} (the replaced one is kept there now)${applied.message}`)
+          : this.finish(jobId, JobCode.notApplied, `config/${plan.name} left as it was: ${applied.message}`);
       }
     }
   }
@@ -245,7 +260,7 @@ export class JobClient extends EventEmitter {
         void this.finish(msg.jobId, JobCode.transferFailed, 'the server went quiet during the put');
       },
     }, this.o.clock);
-    this.puts.set(msg.transferId, { jobId: msg.jobId, transfer, path: expected.path });
+    this.puts.set(msg.transferId, { jobId: msg.jobId, transfer, path: expected.path, config: expected.config });
     transfer.onOffer();
   }
 
@@ -256,13 +271,40 @@ export class JobClient extends EventEmitter {
     p.transfer.clearTimer();
     this.puts.delete(transferId);
     try {
+      const size = p.transfer.incoming.manifest.size;
+      if (p.config) {
+        // Verified beside the file first, then put in place keeping the old one.
+        const fresh = `${p.path}.nxt-new`;
+        await p.transfer.incoming.complete(fresh);
+        const installed = install(p.path, fresh);
+        this.repeat(`result ${transferId}`, encode({ type: 'result', transferId, code: ResultCode.ok, active: NO_VERSION, message: 'stored' }));
+        const kept = installed.hadPrevious ? ` (the previous one kept as ${p.config.name}${PREVIOUS_SUFFIX})` : '';
+        const applied = p.config.apply ? await this.apply(p.config.name, p.path, () => undo(installed)) : { ok: true, message: '' };
+        if (applied.ok) commit(installed);
+        await (applied.ok
+          ? this.finish(p.jobId, JobCode.ok, `wrote ${size} bytes to config/${p.config.name}${kept}${applied.message}`)
+          : this.finish(p.jobId, JobCode.notApplied, `config/${p.config.name} is as it was: ${applied.message}`));
+        return;
+      }
       await p.transfer.incoming.complete(p.path);
       this.repeat(`result ${transferId}`, encode({ type: 'result', transferId, code: ResultCode.ok, active: NO_VERSION, message: 'stored' }));
-      await this.finish(p.jobId, JobCode.ok, `wrote ${p.transfer.incoming.manifest.size} bytes`);
+      await this.finish(p.jobId, JobCode.ok, `wrote ${size} bytes`);
     } catch (err) {
       try { unlinkSync(`${p.path}.nxt-part`); } catch { /* gone */ }
       this.repeat(`result ${transferId}`, encode({ type: 'result', transferId, code: ResultCode.hashMismatch, active: NO_VERSION, message: errorMessage(err) }));
       await this.finish(p.jobId, JobCode.transferFailed, errorMessage(err));
+    }
+  }
+
+  /** Ask the active plugin to take a config file; on refusal `takeBack()` puts the old one back. */
+  private async apply(name: string, path: string, takeBack: () => unknown): Promise<{ ok: boolean; message: string }> {
+    try {
+      if (!this.o.reconfigure) throw new NxtError('not-supported', 'this agent hands no config to plugins');
+      const said = await this.o.reconfigure(name, path);
+      return { ok: true, message: `; applied by the plugin${said ? `: ${said}` : ''}` };
+    } catch (err) {
+      try { takeBack(); } catch (undoErr) { return { ok: false, message: `${errorMessage(err)}; and the old file could not be put back: ${errorMessage(undoErr)}` }; }
+      return { ok: false, message: errorMessage(err) };
     }
   }
 

@@ -14,7 +14,17 @@ import { existingUnder, InvalidJob, newFileUnder, splitRootDir, type Roots } fro
 export type JobPlan =
   | { readonly then: 'report'; readonly code: JobCodeValue; readonly message: string }
   | { readonly then: 'upload'; readonly path: string; readonly name: string; readonly message: string; readonly temporary: boolean }
-  | { readonly then: 'receive'; readonly path: string; readonly size: number; readonly sha256: string };
+  | { readonly then: 'receive'; readonly path: string; readonly size: number; readonly sha256: string; readonly config?: ConfigPlan }
+  | { readonly then: 'restore'; readonly path: string; readonly name: string; readonly apply: boolean };
+
+/** A config file being received: kept as `<name>.previous` what it replaces, applied if asked. */
+export interface ConfigPlan {
+  readonly name: string;
+  readonly apply: boolean;
+}
+
+/** Where a config file's previous version is kept. */
+export const PREVIOUS_SUFFIX = '.previous';
 
 /** Run (or prepare) a job; never throws: every failure is a report with its code. */
 export async function runJob(kind: number, paramsJson: string, roots: Roots, workDir: string, jobId: number, now: number): Promise<JobPlan> {
@@ -35,6 +45,22 @@ export async function runJob(kind: number, paramsJson: string, roots: Roots, wor
           throw new InvalidJob('put needs a size and a sha256');
         }
         return { then: 'receive', path: newFileUnder(roots.dropbox, text(params, 'name', true)!, params.mkdir === true), size, sha256 };
+      }
+      case JobKind.config: {
+        const size = params.size;
+        const sha256 = params.sha256;
+        if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0 || typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) {
+          throw new InvalidJob('config needs a size and a sha256');
+        }
+        const name = text(params, 'name', true)!;
+        if (name.endsWith(PREVIOUS_SUFFIX)) throw new InvalidJob(`"${name}": names ending ${PREVIOUS_SUFFIX} hold the kept versions`);
+        return { then: 'receive', path: newFileUnder(roots.config, name), size, sha256, config: { name, apply: params.apply === true } };
+      }
+      case JobKind.configRestore: {
+        const name = text(params, 'name', true)!;
+        const path = newFileUnder(roots.config, name);
+        existingUnder(roots.config, `${name}${PREVIOUS_SUFFIX}`); // there must be one, inside the root
+        return { then: 'restore', path, name, apply: params.apply === true };
       }
       default:
         throw new InvalidJob(`unknown job kind ${kind}`);

@@ -68,11 +68,26 @@ async function health(id: number): Promise<void> {
   }
 }
 
+/** A new config file for the module: its reconfigure(name, path) takes it (true or nothing) or
+ *  refuses it (false, or it throws: the agent puts the old file back). */
+async function reconfigure(id: number, name: string, path: string): Promise<void> {
+  const take = exports?.reconfigure;
+  if (typeof take !== 'function') return reply({ type: 'reconfigured', id, ok: false, supported: false });
+  try {
+    const verdict: unknown = await (take as (n: string, p: string) => unknown)(name, path);
+    reply(verdict === false ? { type: 'reconfigured', id, ok: false, supported: true, message: 'its reconfigure() returned false' }
+      : { type: 'reconfigured', id, ok: true, supported: true, message: typeof verdict === 'string' ? verdict.slice(0, 200) : undefined });
+  } catch (err) {
+    reply({ type: 'reconfigured', id, ok: false, supported: true, message: `its reconfigure() failed: ${errorMessage(err)}` });
+  }
+}
+
 port.on('message', (request: HostRequest) => {
   switch (request.type) {
     case 'load': void load(request.url, request.selfTest); break;
     case 'ping': reply({ type: 'pong', id: request.id }); break;
     case 'health': void health(request.id); break;
+    case 'reconfigure': void reconfigure(request.id, request.name, request.path); break;
   }
 });
 reply({ type: 'ready' });

@@ -18,14 +18,16 @@ import type { ProductInfo } from '../protocol/messages.js';
 export type HostRequest =
   | { type: 'load'; url: string; selfTest: boolean }
   | { type: 'ping'; id: number }
-  | { type: 'health'; id: number };
+  | { type: 'health'; id: number }
+  | { type: 'reconfigure'; id: number; name: string; path: string };
 
 export type HostReply =
   | { type: 'ready' }
   | { type: 'loaded'; product: ProductInfo; hasHealthCheck: boolean }
   | { type: 'failed'; code: string; message: string }
   | { type: 'pong'; id: number }
-  | { type: 'health'; id: number; ok: boolean; message?: string };
+  | { type: 'health'; id: number; ok: boolean; message?: string }
+  | { type: 'reconfigured'; id: number; ok: boolean; supported: boolean; message?: string };
 
 /** Why a module was refused or ended: the NxtError codes a host uses. */
 export type HostFailureCode =
@@ -116,6 +118,7 @@ export class PluginHost extends EventEmitter {
   /** Refuses the load (until it is loaded, every failure goes there). */
   private rejectLoad: (err: NxtError) => void = () => undefined;
   private readonly healthWaiters = new Map<number, (reply: { ok: boolean; message?: string }) => void>();
+  private readonly reconfigureWaiters = new Map<number, (reply: { ok: boolean; supported: boolean; message?: string }) => void>();
 
   private constructor(private readonly worker: Worker, private readonly limits: HostLimits, readonly url: string) {
     super();
@@ -167,6 +170,7 @@ export class PluginHost extends EventEmitter {
           case 'failed': return this.fail(new NxtError(reply.code, reply.message));
           case 'pong': this.lastPongAt = performance.now(); return;
           case 'health': this.healthWaiters.get(reply.id)?.(reply); return;
+          case 'reconfigured': this.reconfigureWaiters.get(reply.id)?.(reply); return;
           default: return;
         }
       });
@@ -215,6 +219,7 @@ export class PluginHost extends EventEmitter {
     this.stopping = true;
     clearInterval(this.timer);
     for (const w of this.healthWaiters.values()) w({ ok: false, message: err.message });
+    for (const w of this.reconfigureWaiters.values()) w({ ok: false, supported: true, message: err.message });
     void this.worker.terminate();
     this.emit('failed', err);
   }
@@ -230,6 +235,25 @@ export class PluginHost extends EventEmitter {
     });
     this.healthWaiters.delete(id);
     if (!reply.ok) throw new NxtError('unhealthy', reply.message ?? 'its healthCheck() failed');
+  }
+
+  /**
+   * Hand the module a new config file through its reconfigure(name, path), within `timeoutMs`.
+   * Resolves with what it said; rejects 'not-supported' (no such export) or 'refused' (it
+   * returned false, threw, or did not answer).
+   */
+  async reconfigure(name: string, path: string, timeoutMs: number): Promise<string | undefined> {
+    if (this.failure) throw this.failure;
+    const id = ++this.pingId;
+    const reply = await new Promise<{ ok: boolean; supported: boolean; message?: string }>((resolve) => {
+      const timer = setTimeout(() => resolve({ ok: false, supported: true, message: `its reconfigure() did not answer within ${timeoutMs} ms` }), timeoutMs);
+      this.reconfigureWaiters.set(id, (r) => { clearTimeout(timer); resolve(r); });
+      this.worker.postMessage({ type: 'reconfigure', id, name, path } satisfies HostRequest);
+    });
+    this.reconfigureWaiters.delete(id);
+    if (!reply.supported) throw new NxtError('not-supported', 'the active plugin takes no configuration (it exports no reconfigure())');
+    if (!reply.ok) throw new NxtError('refused', reply.message ?? 'its reconfigure() refused the file');
+    return reply.message;
   }
 
   /** End the module (it is replaced, or the agent stops); no 'failed' follows. */

@@ -65,6 +65,10 @@ export const JobKind = {
   backup: 2,
   put: 3,
   clean: 4,
+  /** A file for the config root: the previous version kept, optionally applied by the plugin. */
+  config: 5,
+  /** The kept previous version of a config file put back. */
+  configRestore: 6,
 } as const;
 export type JobKindValue = (typeof JobKind)[keyof typeof JobKind];
 
@@ -75,6 +79,8 @@ export const JobCode = {
   noSuchFile: 2,
   generationFailed: 3,
   transferFailed: 4,
+  /** The active plugin refused a config file (or takes none): the old file is back. */
+  notApplied: 5,
 } as const;
 export type JobCodeValue = (typeof JobCode)[keyof typeof JobCode];
 

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
 
-export type JobKindName = 'logs' | 'backup' | 'put' | 'clean';
+export type JobKindName = 'logs' | 'backup' | 'put' | 'clean' | 'config' | 'configRestore';
 export type JobState = 'queued' | 'sent' | 'done' | 'failed';
 
 export interface Job {
@@ -20,7 +20,7 @@ export interface Job {
   message?: string;
   /** What the device uploaded (logs, backup), under uploads/<device>/<job>/. */
   file?: string;
-  /** For put: the server's copy of the file to send. */
+  /** For put and config: the server's copy of the file to send. */
   source?: string;
   readonly createdAt: string;
   updatedAt: string;

@@ -185,9 +185,12 @@ function parseDuration(text: string): number {
   return Number(m[1]) * unit;
 }
 
+/** A job kind as the operator types it. */
+const kindLabel = (kind: JobKindName): string => (kind === 'configRestore' ? 'config-restore' : kind);
+
 function describeJob(j: Job): string {
   const outcome = j.state === 'done' || j.state === 'failed' ? `  ${j.result}${j.message ? `: ${j.message}` : ''}` : '';
-  return `  ${String(j.id).padStart(4)}  ${shortId(j.device)}  ${j.kind.padEnd(6)} ${j.state.padEnd(6)} ${j.createdAt}${outcome}${j.file ? `  → ${j.file}` : ''}`;
+  return `  ${String(j.id).padStart(4)}  ${shortId(j.device)}  ${kindLabel(j.kind).padEnd(6)} ${j.state.padEnd(6)} ${j.createdAt}${outcome}${j.file ? `  → ${j.file}` : ''}`;
 }
 
 /** Take a trailing --json flag off `args`. */
@@ -425,22 +428,38 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
       },
     },
     job: {
-      usage: 'job logs|backup|put|clean <all|GROUP|ID> …',
-      help: 'queue a maintenance job; it runs when the device polls (maintenance mode): job logs T [--since TIME] [--until TIME] [--severity S] [--grep RE] [--file NAME], job backup T <config-name>, job put T <local-file> <remote-name> [--mkdir] (makes the folders), job clean T <logs|config|dropbox[/dir]> [--older-than 7d]',
+      usage: 'job logs|backup|put|clean|config|config-restore <all|GROUP|ID> …',
+      help: 'queue a maintenance job; it runs when the device polls (maintenance mode): job logs T [--since TIME] [--until TIME] [--severity S] [--grep RE] [--file NAME], job backup T <config-name>, '
+        + 'job put T <local-file> <remote-name> [--mkdir] (makes the folders), job clean T <logs|config|dropbox[/dir]> [--older-than 7d], '
+        + 'job config T <local-file> <config-name> [--apply] (into the config root, the old one kept; --apply: the plugin takes it or it is put back), job config-restore T <config-name> [--apply]',
       run: async (args) => {
         const jobs = o.jobs;
         if (!jobs) throw new NxtError('usage', 'this server has no job queue');
         const mkdir = args.includes('--mkdir');
-        const { positional, options } = takeOptions(args.filter((a) => a !== '--mkdir'), ['since', 'until', 'severity', 'grep', 'file', 'older-than']);
+        const apply = args.includes('--apply');
+        const { positional, options } = takeOptions(args.filter((a) => a !== '--mkdir' && a !== '--apply'), ['since', 'until', 'severity', 'grep', 'file', 'older-than']);
         // Names are checked here as the device will check them: a bad one is refused now, not
         // after the device polled.
         const checked = (what: () => unknown): void => {
           try { what(); } catch (err) { if (err instanceof InvalidJob) throw new NxtError('usage', err.message); throw err; }
         };
-        const [kind, target, a, b, extra] = positional;
-        if (kind === undefined || target === undefined || extra !== undefined || !['logs', 'backup', 'put', 'clean'].includes(kind)) {
-          throw new NxtError('usage', 'usage: job logs|backup|put|clean <all|GROUP|ID> … (help job)');
+        const [typed, target, a, b, extra] = positional;
+        const kind = typed === 'config-restore' ? 'configRestore' : typed;
+        if (kind === undefined || target === undefined || extra !== undefined || !['logs', 'backup', 'put', 'clean', 'config', 'configRestore'].includes(kind)) {
+          throw new NxtError('usage', 'usage: job logs|backup|put|clean|config|config-restore <all|GROUP|ID> … (help job)');
         }
+        /** A local file the device is to receive: its copy here, named by content (the file may
+         *  change or go away before the device polls). */
+        const stage = async (name: string): Promise<{ source: string; size: number; sha256: string }> => {
+          const file = local(name);
+          if (!existsSync(file) || !statSync(file).isFile()) throw new NxtError('no-such-file', `${name} is not a file`);
+          const sha256 = await hashFile(file);
+          const dir = join(jobs.stateDir, 'put');
+          mkdirSync(dir, { recursive: true, mode: 0o700 });
+          const copy = join(dir, sha256);
+          if (!existsSync(copy)) copyFileSync(file, copy);
+          return { source: copy, size: statSync(copy).size, sha256 };
+        };
         const devices = target === 'all' ? server.registry.all()
           : server.registry.all().some((c) => c.tags.includes(target)) ? server.registry.all().filter((c) => c.tags.includes(target))
             : [pickKnown(server.registry.all(), target, 'job <kind> <target> …')];
@@ -465,17 +484,25 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
           case 'put': {
             if (a === undefined || b === undefined) throw new NxtError('usage', 'usage: job put <target> <local-file> <remote-name> [--mkdir]');
             checked(() => checkName(b));
-            const file = local(a);
-            if (!existsSync(file) || !statSync(file).isFile()) throw new NxtError('no-such-file', `${a} is not a file`);
-            const sha256 = await hashFile(file);
-            // A copy, named by content: the file may change or go away before the device polls.
-            const dir = join(jobs.stateDir, 'put');
-            mkdirSync(dir, { recursive: true, mode: 0o700 });
-            source = join(dir, sha256);
-            if (!existsSync(source)) copyFileSync(file, source);
-            params = { name: b, size: statSync(source).size, sha256, ...(mkdir ? { mkdir: true } : {}) };
+            const staged = await stage(a);
+            source = staged.source;
+            params = { name: b, size: staged.size, sha256: staged.sha256, ...(mkdir ? { mkdir: true } : {}) };
             break;
           }
+          case 'config': {
+            if (a === undefined || b === undefined) throw new NxtError('usage', 'usage: job config <target> <local-file> <config-name> [--apply]');
+            checked(() => checkName(b));
+            if (b.endsWith('.previous')) throw new NxtError('usage', `"${b}": names ending .previous hold the kept versions`);
+            const staged = await stage(a);
+            source = staged.source;
+            params = { name: b, size: staged.size, sha256: staged.sha256, apply };
+            break;
+          }
+          case 'configRestore':
+            if (a === undefined || b !== undefined) throw new NxtError('usage', 'usage: job config-restore <target> <config-name> [--apply]');
+            checked(() => checkName(a));
+            params = { name: a, apply };
+            break;
           case 'clean':
             if (a === undefined || b !== undefined) throw new NxtError('usage', 'usage: job clean <target> <logs|config|dropbox[/dir]> [--older-than 7d]');
             checked(() => splitRootDir(a));
@@ -484,7 +511,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         }
         for (const d of devices) {
           const job = jobs.store.add(d.id, kind as JobKindName, JSON.parse(JSON.stringify(params)) as Record<string, unknown>, o.wallClock.wallNow(), source);
-          say(`job ${job.id} (${kind}) queued for ${shortId(d.id)}: it runs when the device next polls (maintenance mode)`);
+          say(`job ${job.id} (${typed}) queued for ${shortId(d.id)}: it runs when the device next polls (maintenance mode)`);
         }
       },
     },
@@ -670,7 +697,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   server.on('client-gone', (c: ClientRecord) => repl.print(`client ${shortId(c.id)} went offline (it said goodbye)`));
   server.on('client-back', (c: ClientRecord) => repl.print(`client ${shortId(c.id)} is back from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
   server.on('auto-update', (c: ClientRecord, r: StoredRelease) => repl.print(`client ${shortId(c.id)} runs ${formatReleaseVersion(c.version)}: updating it to ${describeStored(r)} (--auto-update)`));
-  server.on('job-result', (j: Job) => repl.print(`job ${j.id} (${j.kind}) on ${shortId(j.device)}: ${j.result}${j.message ? ` — ${j.message}` : ''}${j.file ? ` → ${j.file}` : ''}`));
+  server.on('job-result', (j: Job) => repl.print(`job ${j.id} (${kindLabel(j.kind)}) on ${shortId(j.device)}: ${j.result}${j.message ? ` — ${j.message}` : ''}${j.file ? ` → ${j.file}` : ''}`));
   server.on('enrollment-request', (d: DeviceRecord) => repl.print(
     `device ${shortId(d.id)} asks to join from ${d.address} (${describeInventory(d.inventory)}, key ${d.fingerprint}): approve ${shortId(d.id)} or reject ${shortId(d.id)}`));
   return repl;
