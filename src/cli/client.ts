@@ -59,6 +59,8 @@ const program = new Command('nxt-client')
   .option('--probation <seconds>', 'an activated module must run this long without a fault before it is committed (else it is rolled back)', '30')
   .option('--trial-timeout <ms>', 'a new module must load (and pass its selfTest) within this', '30000')
   .option('--module-memory <MiB>', 'heap a plugin module may use (more for large modules); the agent\'s memory may grow by twice this while it runs', '256')
+  .option('--installer <name=command>', 'allow install jobs to hand files to this command ({file} is the path), e.g. deb="apt-get install -y {file}"; repeatable (config: "installers")', (v: string, all: string[]) => [...all, v], [] as string[])
+  .option('--install-timeout <seconds>', 'an installer still running after this is killed and its job failed', '1800')
   .option('--headless', CONSOLE_MODE_HELP.headless)
   .option('--log-format <text|json>', CONSOLE_MODE_HELP.logFormat)
   .option('--max-module-bytes <n>', 'refuse modules larger than this (V8 cannot load more than 512 MiB)', String(DEFAULT_MAX_MODULE_BYTES))
@@ -74,6 +76,7 @@ interface ClientFlags {
   policy: UpdatePolicy; deferMax?: string; multicast: boolean; probation: string; trialTimeout: string; moduleMemory: string;
   logsDir?: string; configDir?: string; dropboxDir?: string; maintenance?: boolean; maintenanceEvery?: string; poll: string;
   headless?: boolean; logFormat?: string; deviceType?: string; channel: string;
+  installer: string[]; installers?: Record<string, string>; installTimeout: string;
 }
 
 const whole = (minimum?: number, maximum?: number): ConfigType => ({ type: 'number', integer: true, minimum, maximum });
@@ -84,6 +87,7 @@ const CLIENT_CONFIG: Record<string, ConfigType> = {
   logsDir: 'string', configDir: 'string', dropboxDir: 'string', maintenance: 'boolean', maintenanceEvery: whole(1),
   headless: 'boolean', logFormat: { type: 'string', enum: ['text', 'json'] },
   deviceType: { type: 'string', format: 'name' }, channel: { type: 'string', format: 'name' },
+  installers: { type: 'map' }, installTimeout: whole(1),
 };
 
 program.action(async (flags: ClientFlags) => {
@@ -138,7 +142,16 @@ program.action(async (flags: ClientFlags) => {
     for (const r of Object.values(roots)) mkdirSync(r, { recursive: true, mode: 0o700 });
     // The agent is made below; a job reaches it only once both run.
     let reconfigure: (name: string, path: string) => Promise<string | undefined> = () => Promise.reject(new Error('the agent is starting'));
-    const jobs = new JobClient({ send: (bytes) => channel.send(bytes), clock: systemClock, roots, workDir: opts.dataDir, pollMs, reconfigure: (n, p) => reconfigure(n, p) });
+    const installers = { ...opts.installers };
+    for (const flag of opts.installer) {
+      const m = /^([a-z0-9_-]{1,32})=(.+)$/.exec(flag);
+      if (!m) throw new NxtError('usage', `--installer "${flag}": expected NAME=COMMAND, e.g. deb="apt-get install -y {file}"`);
+      installers[m[1]!] = m[2]!;
+    }
+    const installTimeoutMs = parseSeconds('--install-timeout', opts.installTimeout) * 1000;
+    const jobs = new JobClient({
+      send: (bytes) => channel.send(bytes), clock: systemClock, roots, workDir: opts.dataDir, pollMs, reconfigure: (n, p) => reconfigure(n, p), installers, installTimeoutMs,
+    });
     const agent = new ClientAgent({
       jobs,
       channel, server, clientId, store, trustedKey, clock: systemClock, wallClock: systemWallClock, initial: active, maxModuleBytes,

@@ -19,7 +19,8 @@ import { NxtError, errorMessage } from '../errors.js';
 export type ConfigType = 'string' | 'number' | 'boolean' | ConfigSpec;
 
 export interface ConfigSpec {
-  readonly type: 'string' | 'number' | 'boolean';
+  /** 'map': an object of names (a-z, 0-9, _, -) to non-empty strings (the device's installers). */
+  readonly type: 'string' | 'number' | 'boolean' | 'map';
   readonly enum?: readonly string[];
   readonly format?: ConfigFormat;
   readonly minimum?: number;
@@ -57,6 +58,10 @@ export function configSchema(settings: Record<string, ConfigType>): object {
   const properties: Record<string, object> = {};
   for (const [key, t] of Object.entries(settings)) {
     const s = spec(t);
+    if (s.type === 'map') {
+      properties[key] = { type: 'object', propertyNames: { pattern: '^[a-z0-9_-]{1,32}$' }, additionalProperties: { type: 'string', minLength: 1, maxLength: 1024 } };
+      continue;
+    }
     properties[key] = {
       type: s.type === 'number' && s.integer ? 'integer' : s.type,
       ...(s.enum ? { enum: s.enum } : {}),
@@ -97,9 +102,10 @@ function describeError(e: ErrorObject, values: Record<string, unknown>, text: st
     const near = closest(key, known);
     return `${where(text, key)}unknown key "${key}"${near ? ` (did you mean "${near}"?)` : ''}`;
   }
-  const key = e.instancePath.replace(/^\//, '');
+  const key = e.instancePath.replace(/^\//, '').split('/')[0]!;
   const value = JSON.stringify(values[key]);
   const s = spec(settings[key] ?? 'string');
+  if (s.type === 'map') return `${where(text, key)}"${key}" must map names (a-z, 0-9, _, -) to non-empty strings, e.g. {"deb": "apt-get install -y {file}"}`;
   switch (e.keyword) {
     case 'type': return `${where(text, key)}"${key}" must be ${s.integer ? 'a whole number' : `a ${s.type}`}, not ${value}`;
     case 'enum': return `${where(text, key)}"${key}" must be one of ${(s.enum ?? []).join(', ')}, not ${value}`;

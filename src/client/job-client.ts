@@ -15,7 +15,8 @@ import { ResultCode } from '../protocol/result-codes.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import { IncomingTransfer } from '../files/incoming-transfer.js';
 import { OutgoingFile, SessionDataWire } from '../files/outgoing-file.js';
-import { PREVIOUS_SUFFIX, runJob, type ConfigPlan } from '../jobs/job-runner.js';
+import { PREVIOUS_SUFFIX, runJob, type ConfigPlan, type InstallPlan, type Installers } from '../jobs/job-runner.js';
+import { runInstaller } from '../jobs/installer.js';
 import { commit, install, restore, undo } from '../jobs/config-files.js';
 import type { Roots } from '../jobs/roots.js';
 import type { SenderOptions } from '../transfer/sender.js';
@@ -32,6 +33,9 @@ const PUT_WAIT_MS = 60_000;
 interface DoneJob { state: 'started' | 'finished'; code?: number; message?: string }
 
 /** Events: 'log' (string), 'maintenance' (boolean: on or off). */
+/** How long an installer may run by default (a package manager on a slow device). */
+export const DEFAULT_INSTALL_TIMEOUT_MS = 30 * 60_000;
+
 export class JobClient extends EventEmitter {
   private on_ = false;
   /** On only until the queue is empty (a scheduled visit), not until `maintenance off`. */
@@ -43,8 +47,8 @@ export class JobClient extends EventEmitter {
   private readonly done: Record<string, DoneJob>;
   private readonly repeats = new Map<string, NodeJS.Timeout>();
   private readonly uploads = new Map<number, OutgoingFile>();
-  private readonly puts = new Map<number, { jobId: number; transfer: IncomingTransfer; path: string; config?: ConfigPlan }>();
-  private expectedPut: { jobId: number; path: string; size: number; sha256: string; timer: NodeJS.Timeout; config?: ConfigPlan } | undefined;
+  private readonly puts = new Map<number, { jobId: number; transfer: IncomingTransfer; path: string; config?: ConfigPlan; install?: InstallPlan }>();
+  private expectedPut: { jobId: number; path: string; size: number; sha256: string; timer: NodeJS.Timeout; config?: ConfigPlan; install?: InstallPlan } | undefined;
   private readonly donePath: string;
 
   constructor(private readonly o: {
@@ -58,6 +62,9 @@ export class JobClient extends EventEmitter {
     /** Hand a new config file to the active plugin (job config --apply); resolves with what it
      *  said, rejects when it refuses or takes none. */
     readonly reconfigure?: (name: string, path: string) => Promise<string | undefined>;
+    /** Installers the device's config allows (install jobs), and how long one may run. */
+    readonly installers?: Installers;
+    readonly installTimeoutMs?: number;
   }) {
     super();
     this.donePath = join(o.workDir, 'jobs-done.json');
@@ -172,7 +179,7 @@ export class JobClient extends EventEmitter {
     }
     this.busy = true;
     this.emit('log', `running job ${jobId}`);
-    const plan = await runJob(kind, params, this.o.roots, this.o.workDir, jobId, Date.now());
+    const plan = await runJob(kind, params, this.o.roots, this.o.workDir, jobId, Date.now(), this.o.installers);
     switch (plan.then) {
       case 'report': return this.finish(jobId, plan.code, plan.message);
       case 'upload': {
@@ -194,7 +201,7 @@ export class JobClient extends EventEmitter {
           void this.finish(jobId, JobCode.transferFailed, 'the file never arrived');
         }, PUT_WAIT_MS);
         timer.unref();
-        this.expectedPut = { jobId, path: plan.path, size: plan.size, sha256: plan.sha256, timer, config: plan.config };
+        this.expectedPut = { jobId, path: plan.path, size: plan.size, sha256: plan.sha256, timer, config: plan.config, install: plan.install };
         return;
       }
       case 'restore': {
@@ -260,7 +267,7 @@ export class JobClient extends EventEmitter {
         void this.finish(msg.jobId, JobCode.transferFailed, 'the server went quiet during the put');
       },
     }, this.o.clock);
-    this.puts.set(msg.transferId, { jobId: msg.jobId, transfer, path: expected.path, config: expected.config });
+    this.puts.set(msg.transferId, { jobId: msg.jobId, transfer, path: expected.path, config: expected.config, install: expected.install });
     transfer.onOffer();
   }
 
@@ -288,6 +295,14 @@ export class JobClient extends EventEmitter {
       }
       await p.transfer.incoming.complete(p.path);
       this.repeat(`result ${transferId}`, encode({ type: 'result', transferId, code: ResultCode.ok, active: NO_VERSION, message: 'stored' }));
+      if (p.install) {
+        // Verified (size, sha256): now the device's own installer, with the file's path only.
+        this.emit('log', `job ${p.jobId}: running installer ${p.install.with}`);
+        const outcome = await runInstaller(p.install.with, p.install.command, p.path, this.o.installTimeoutMs ?? DEFAULT_INSTALL_TIMEOUT_MS);
+        try { unlinkSync(p.path); } catch { /* the installer may have taken it */ }
+        await this.finish(p.jobId, outcome.ok ? JobCode.ok : JobCode.installFailed, outcome.message);
+        return;
+      }
       await this.finish(p.jobId, JobCode.ok, `wrote ${size} bytes`);
     } catch (err) {
       try { unlinkSync(`${p.path}.nxt-part`); } catch { /* gone */ }

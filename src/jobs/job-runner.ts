@@ -3,7 +3,7 @@
  * (clean, or any refusal) or leaves a file to upload (logs, backup) or to receive (put); the agent
  * moves those files with the same transfer as modules.
  */
-import { createReadStream, createWriteStream, existsSync, lstatSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, lstatSync, mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { NxtError, errorMessage } from '../errors.js';
@@ -14,7 +14,7 @@ import { existingUnder, InvalidJob, newFileUnder, splitRootDir, type Roots } fro
 export type JobPlan =
   | { readonly then: 'report'; readonly code: JobCodeValue; readonly message: string }
   | { readonly then: 'upload'; readonly path: string; readonly name: string; readonly message: string; readonly temporary: boolean }
-  | { readonly then: 'receive'; readonly path: string; readonly size: number; readonly sha256: string; readonly config?: ConfigPlan }
+  | { readonly then: 'receive'; readonly path: string; readonly size: number; readonly sha256: string; readonly config?: ConfigPlan; readonly install?: InstallPlan }
   | { readonly then: 'restore'; readonly path: string; readonly name: string; readonly apply: boolean };
 
 /** A config file being received: kept as `<name>.previous` what it replaces, applied if asked. */
@@ -23,11 +23,21 @@ export interface ConfigPlan {
   readonly apply: boolean;
 }
 
+/** A file for an installer: which one, and its command (from the device's own config). */
+export interface InstallPlan {
+  readonly with: string;
+  readonly command: string;
+}
+
+/** What a device allows install jobs to run: names to commands with a {file} placeholder,
+ *  e.g. {"deb": "apt-get install -y {file}"}. Only these run, only with the file's path. */
+export type Installers = Readonly<Record<string, string>>;
+
 /** Where a config file's previous version is kept. */
 export const PREVIOUS_SUFFIX = '.previous';
 
 /** Run (or prepare) a job; never throws: every failure is a report with its code. */
-export async function runJob(kind: number, paramsJson: string, roots: Roots, workDir: string, jobId: number, now: number): Promise<JobPlan> {
+export async function runJob(kind: number, paramsJson: string, roots: Roots, workDir: string, jobId: number, now: number, installers: Installers = {}): Promise<JobPlan> {
   try {
     const params = parseParams(paramsJson);
     switch (kind) {
@@ -61,6 +71,22 @@ export async function runJob(kind: number, paramsJson: string, roots: Roots, wor
         const path = newFileUnder(roots.config, name);
         existingUnder(roots.config, `${name}${PREVIOUS_SUFFIX}`); // there must be one, inside the root
         return { then: 'restore', path, name, apply: params.apply === true };
+      }
+      case JobKind.install: {
+        const size = params.size;
+        const sha256 = params.sha256;
+        if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0 || typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) {
+          throw new InvalidJob('install needs a size and a sha256');
+        }
+        const names = Object.keys(installers);
+        if (names.length === 0) throw new InvalidJob('this device has no installers configured ("installers" in its config): it runs no install job');
+        const which = text(params, 'with', true)!;
+        if (!Object.hasOwn(installers, which)) throw new InvalidJob(`no installer "${which}" on this device (it has: ${names.join(', ')})`);
+        // The file goes to the private data dir under a plain name of our own making.
+        const ext = /\.[A-Za-z0-9]{1,8}$/.exec(text(params, 'name') ?? '')?.[0] ?? '';
+        const dir = join(workDir, 'install');
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
+        return { then: 'receive', path: join(dir, `job-${jobId}${ext}`), size, sha256, install: { with: which, command: installers[which]! } };
       }
       default:
         throw new InvalidJob(`unknown job kind ${kind}`);

@@ -69,6 +69,8 @@ export const JobKind = {
   config: 5,
   /** The kept previous version of a config file put back. */
   configRestore: 6,
+  /** A file handed to an installer the device's own config names (deb, swu, …). */
+  install: 7,
 } as const;
 export type JobKindValue = (typeof JobKind)[keyof typeof JobKind];
 
@@ -81,6 +83,8 @@ export const JobCode = {
   transferFailed: 4,
   /** The active plugin refused a config file (or takes none): the old file is back. */
   notApplied: 5,
+  /** The installer ran and failed (its exit code and output tail in the message), or timed out. */
+  installFailed: 6,
 } as const;
 export type JobCodeValue = (typeof JobCode)[keyof typeof JobCode];
 

@@ -22,7 +22,7 @@ import type { Notifier } from './notifier.js';
 
 export const JOB_RESULT_NAMES: Record<number, string> = {
   [JobCode.ok]: 'ok', [JobCode.invalidJob]: 'invalid job', [JobCode.noSuchFile]: 'file does not exist',
-  [JobCode.generationFailed]: 'generation failed', [JobCode.transferFailed]: 'transfer failed', [JobCode.notApplied]: 'not applied',
+  [JobCode.generationFailed]: 'generation failed', [JobCode.transferFailed]: 'transfer failed', [JobCode.notApplied]: 'not applied', [JobCode.installFailed]: 'install failed',
 };
 
 const NO_VERSION = { major: 0, minor: 0, patch: 0 };
@@ -103,7 +103,7 @@ export class JobServer extends EventEmitter {
     this.o.channel.send(encode({ type: 'job', seq, jobId: job?.id ?? 0, kind, params: job ? JSON.stringify(job.params) : '' }), from);
     if (!job) return;
     if (job.state === 'queued') this.o.store.update(job, { state: 'sent' }, this.now());
-    if ((job.kind === 'put' || job.kind === 'config') && job.source !== undefined && ![...this.puts.values()].some((p) => p.job.id === job.id)) this.startPut(job, from);
+    if ((job.kind === 'put' || job.kind === 'config' || job.kind === 'install') && job.source !== undefined && ![...this.puts.values()].some((p) => p.job.id === job.id)) this.startPut(job, from);
   }
 
   private startPut(job: Job, to: AuthenticatedPeer): void {

@@ -14,7 +14,7 @@ import { describeStored, type ReleaseStore, type StoredRelease } from './release
 import { ResultCode, resultCodeName } from '../protocol/result-codes.js';
 import type { Job, JobKindName, JobStore } from './job-store.js';
 import { copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { hashFile } from '../util/hash-file.js';
 import { severityRank } from '../jobs/log-filter.js';
 import { checkName, InvalidJob, splitRootDir } from '../jobs/roots.js';
@@ -428,16 +428,17 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
       },
     },
     job: {
-      usage: 'job logs|backup|put|clean|config|config-restore <all|GROUP|ID> …',
+      usage: 'job logs|backup|put|clean|config|config-restore|install <all|GROUP|ID> …',
       help: 'queue a maintenance job; it runs when the device polls (maintenance mode): job logs T [--since TIME] [--until TIME] [--severity S] [--grep RE] [--file NAME], job backup T <config-name>, '
         + 'job put T <local-file> <remote-name> [--mkdir] (makes the folders), job clean T <logs|config|dropbox[/dir]> [--older-than 7d], '
-        + 'job config T <local-file> <config-name> [--apply] (into the config root, the old one kept; --apply: the plugin takes it or it is put back), job config-restore T <config-name> [--apply]',
+        + 'job config T <local-file> <config-name> [--apply] (into the config root, the old one kept; --apply: the plugin takes it or it is put back), job config-restore T <config-name> [--apply], '
+        + 'job install T <local-file> --with NAME (the device runs its own configured installer NAME on the file, e.g. deb: apt-get install -y {file})',
       run: async (args) => {
         const jobs = o.jobs;
         if (!jobs) throw new NxtError('usage', 'this server has no job queue');
         const mkdir = args.includes('--mkdir');
         const apply = args.includes('--apply');
-        const { positional, options } = takeOptions(args.filter((a) => a !== '--mkdir' && a !== '--apply'), ['since', 'until', 'severity', 'grep', 'file', 'older-than']);
+        const { positional, options } = takeOptions(args.filter((a) => a !== '--mkdir' && a !== '--apply'), ['since', 'until', 'severity', 'grep', 'file', 'older-than', 'with']);
         // Names are checked here as the device will check them: a bad one is refused now, not
         // after the device polled.
         const checked = (what: () => unknown): void => {
@@ -445,8 +446,8 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         };
         const [typed, target, a, b, extra] = positional;
         const kind = typed === 'config-restore' ? 'configRestore' : typed;
-        if (kind === undefined || target === undefined || extra !== undefined || !['logs', 'backup', 'put', 'clean', 'config', 'configRestore'].includes(kind)) {
-          throw new NxtError('usage', 'usage: job logs|backup|put|clean|config|config-restore <all|GROUP|ID> … (help job)');
+        if (kind === undefined || target === undefined || extra !== undefined || !['logs', 'backup', 'put', 'clean', 'config', 'configRestore', 'install'].includes(kind)) {
+          throw new NxtError('usage', 'usage: job logs|backup|put|clean|config|config-restore|install <all|GROUP|ID> … (help job)');
         }
         /** A local file the device is to receive: its copy here, named by content (the file may
          *  change or go away before the device polls). */
@@ -503,6 +504,15 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
             checked(() => checkName(a));
             params = { name: a, apply };
             break;
+          case 'install': {
+            const using = options.with;
+            if (a === undefined || b !== undefined || using === undefined) throw new NxtError('usage', 'usage: job install <target> <local-file> --with <installer> (one the device\'s config names: deb, swu, …)');
+            if (!/^[a-z0-9_-]{1,32}$/.test(using)) throw new NxtError('usage', `--with "${using}": an installer's name (a-z, 0-9, _, -)`);
+            const staged = await stage(a);
+            source = staged.source;
+            params = { name: basename(a), size: staged.size, sha256: staged.sha256, with: using };
+            break;
+          }
           case 'clean':
             if (a === undefined || b !== undefined) throw new NxtError('usage', 'usage: job clean <target> <logs|config|dropbox[/dir]> [--older-than 7d]');
             checked(() => splitRootDir(a));

@@ -35,6 +35,14 @@ describe('config files', () => {
     expect(checkConfig('[1]', SETTINGS).errors).toEqual(['expected a JSON object of settings ({"key": value, …})']);
   });
 
+  it('a map of installers: names to commands', () => {
+    const settings: Record<string, ConfigType> = { installers: { type: 'map' } };
+    expect(checkConfig('{"installers": {"deb": "apt-get install -y {file}"}}', settings).errors).toEqual([]);
+    for (const bad of ['{"installers": "apt"}', '{"installers": {"Deb!": "x"}}', '{"installers": {"deb": ""}}']) {
+      expect(checkConfig(bad, settings).errors).toEqual(['line 1: "installers" must map names (a-z, 0-9, _, -) to non-empty strings, e.g. {"deb": "apt-get install -y {file}"}']);
+    }
+  });
+
   it('suggest only a key that is near', () => {
     expect(closest('prot', ['port', 'policy'])).toBe('port');
     expect(closest('notifyWebhok', ['notifyWebhook', 'notifyEmail'])).toBe('notifyWebhook');
