@@ -7,7 +7,8 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runningCount, startClient, startServer, stopAll, tempDir, type Proc } from '../support/processes.js';
+import { runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
+import { runJobAt } from '../support/jobs.js';
 
 afterEach(async () => {
   await stopAll();
@@ -26,10 +27,7 @@ export function reconfigure(name, path) {
 }
 `;
 
-async function job(server: Proc, command: string): Promise<string> {
-  const queued = (await server.run(`job ${command}`, /job (\d+) \([\w-]+\) queued/)).match(/job (\d+)/)![1]!;
-  return (await server.waitFor(new RegExp(`job ${queued} \\([\\w-]+\\) on \\w+: .*\\n`), 20_000))[0]!;
-}
+const job = runJobAt;
 
 describe('config jobs', () => {
   it('write, keep the previous, apply through the plugin or put the old one back, and restore', async () => {

@@ -7,17 +7,15 @@
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runningCount, startClient, startServer, stopAll, tempDir, type Proc } from '../support/processes.js';
+import { runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
+import { runJobAt } from '../support/jobs.js';
 
 afterEach(async () => {
   await stopAll();
   expect(runningCount()).toBe(0);
 });
 
-async function job(server: Proc, command: string): Promise<string> {
-  const queued = (await server.run(`job ${command}`, /job (\d+) \([\w-]+\) queued/)).match(/job (\d+)/)![1]!;
-  return (await server.waitFor(new RegExp(`job ${queued} \\([\\w-]+\\) on \\w+: .*\\n`), 20_000))[0]!;
-}
+const job = runJobAt;
 
 describe('install jobs', () => {
   it('run the installer the device names, with the file, and report how it ended', async () => {

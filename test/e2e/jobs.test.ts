@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Roots } from '../../src/jobs/roots.js';
 import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
+import { runJobAt } from '../support/jobs.js';
 
 afterEach(async () => {
   await stopAll();
@@ -30,11 +31,7 @@ function startDevice(dir: string, port: number, roots: Roots, maintenance: boole
   ]);
 }
 
-/** Queue a job and wait for its result line; returns the line. */
-async function job(server: Proc, command: string): Promise<string> {
-  const queued = (await server.run(`job ${command}`, /job (\d+) \(\w+\) queued/)).match(/job (\d+)/)![1]!;
-  return (await server.waitFor(new RegExp(`job ${queued} \\(\\w+\\) on \\w+: .*\\n`), 20_000))[0]!;
-}
+const job = runJobAt;
 
 describe('maintenance jobs', () => {
   it('logs with a time and severity filter upload exactly the matching lines; backup uploads the config byte for byte', async () => {
