@@ -27,6 +27,7 @@ import { EXIT_STATUS_HELP, EXIT_USAGE, exitWithError, parsePort, parsePositiveMs
 import { DEFAULT_HOST_LIMITS, prepareSpare, type HostLimits } from '../plugin/plugin-host.js';
 import { lifecycle } from './lifecycle.js';
 import { setupClient } from './client-setup.js';
+import { buildStatusReport, RecentLines } from '../client/status-report.js';
 import { nxtVersion, versionLine } from './version.js';
 import { CONSOLE_MODE_HELP, consoleMode } from './console-mode.js';
 import { applyConfigFile, FORMATS, type ConfigType } from './config-file.js';
@@ -142,6 +143,7 @@ program.action(async (flags: ClientFlags) => {
     for (const r of Object.values(roots)) mkdirSync(r, { recursive: true, mode: 0o700 });
     // The agent is made below; a job reaches it only once both run.
     let reconfigure: (name: string, path: string) => Promise<string | undefined> = () => Promise.reject(new Error('the agent is starting'));
+    let statusReport: () => Promise<Record<string, unknown>> = () => Promise.reject(new Error('the agent is starting'));
     const installers = { ...opts.installers };
     for (const flag of opts.installer) {
       const m = /^([a-z0-9_-]{1,32})=(.+)$/.exec(flag);
@@ -151,6 +153,7 @@ program.action(async (flags: ClientFlags) => {
     const installTimeoutMs = parseSeconds('--install-timeout', opts.installTimeout) * 1000;
     const jobs = new JobClient({
       send: (bytes) => channel.send(bytes), clock: systemClock, roots, workDir: opts.dataDir, pollMs, reconfigure: (n, p) => reconfigure(n, p), installers, installTimeoutMs,
+      statusReport: () => statusReport(),
     });
     const agent = new ClientAgent({
       jobs,
@@ -160,6 +163,15 @@ program.action(async (flags: ClientFlags) => {
       facts: { type: opts.deviceType, arch: os.arch(), channel: opts.channel, agent: nxtVersion() },
     });
     reconfigure = (name, path) => agent.reconfigure(name, path);
+    // Warnings and refusals, kept for status reports.
+    const recent = new RecentLines();
+    agent.channel.on('warning', (line: string) => recent.add(`warning: ${line}`));
+    agent.on('refused', (r: { message: string }) => recent.add(`update refused: ${r.message}`));
+    agent.on('rolled-back', (r: { reason?: string }) => recent.add(`rolled back${r.reason ? `: ${r.reason}` : ''}`));
+    const startedAt = Date.now();
+    statusReport = () => buildStatusReport({
+      agent, roots, dataDir: opts.dataDir, recent, agentVersion: nxtVersion(), startedAt, facts: { type: opts.deviceType, channel: opts.channel, arch: os.arch() },
+    });
     if (warning) mode.note(`warning: ${warning}`, 'warn');
     const idHex = Buffer.from(clientId).toString('hex');
     mode.note(`nxt client ${idHex} (key ${fingerprint(identity.publicKey)}) → ${serverHost === serverAddress ? serverAddress : `${serverHost} (${serverAddress})`}:${port}, trusting server key ${fingerprint(serverKey)}`);

@@ -6,7 +6,7 @@
  * the server acknowledges it. The device opens no listening port: it asks, the server answers.
  */
 import { randomBytes } from 'node:crypto';
-import { statSync, unlinkSync } from 'node:fs';
+import { statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { NxtError, errorMessage } from '../errors.js';
@@ -65,6 +65,8 @@ export class JobClient extends EventEmitter {
     /** Installers the device's config allows (install jobs), and how long one may run. */
     readonly installers?: Installers;
     readonly installTimeoutMs?: number;
+    /** The device's status report (job report): JSON-ready. */
+    readonly statusReport?: () => Promise<Record<string, unknown>>;
   }) {
     super();
     this.donePath = join(o.workDir, 'jobs-done.json');
@@ -203,6 +205,25 @@ export class JobClient extends EventEmitter {
         timer.unref();
         this.expectedPut = { jobId, path: plan.path, size: plan.size, sha256: plan.sha256, timer, config: plan.config, install: plan.install };
         return;
+      }
+      case 'report-status': {
+        const path = join(this.o.workDir, `report-job-${jobId}.json`);
+        try {
+          if (!this.o.statusReport) throw new NxtError('not-supported', 'this agent makes no status reports');
+          writeFileSync(path, `${JSON.stringify(await this.o.statusReport(), null, 1)}\n`, { mode: 0o600 });
+        } catch (err) {
+          return this.finish(jobId, JobCode.generationFailed, `cannot make the report: ${errorMessage(err)}`);
+        }
+        let outcome;
+        try {
+          outcome = await this.upload(jobId, path, `report-job-${jobId}.json`);
+        } catch (err) {
+          outcome = { code: ResultCode.storage, message: errorMessage(err) };
+        }
+        try { unlinkSync(path); } catch { /* gone */ }
+        return outcome.code === ResultCode.ok
+          ? this.finish(jobId, JobCode.ok, 'uploaded the status report')
+          : this.finish(jobId, JobCode.transferFailed, `upload of the status report failed: ${outcome.message}`);
       }
       case 'restore': {
         try {

@@ -15,7 +15,8 @@ export type JobPlan =
   | { readonly then: 'report'; readonly code: JobCodeValue; readonly message: string }
   | { readonly then: 'upload'; readonly path: string; readonly name: string; readonly message: string; readonly temporary: boolean }
   | { readonly then: 'receive'; readonly path: string; readonly size: number; readonly sha256: string; readonly config?: ConfigPlan; readonly install?: InstallPlan }
-  | { readonly then: 'restore'; readonly path: string; readonly name: string; readonly apply: boolean };
+  | { readonly then: 'restore'; readonly path: string; readonly name: string; readonly apply: boolean }
+  | { readonly then: 'report-status' };
 
 /** A config file being received: kept as `<name>.previous` what it replaces, applied if asked. */
 export interface ConfigPlan {
@@ -88,6 +89,8 @@ export async function runJob(kind: number, paramsJson: string, roots: Roots, wor
         mkdirSync(dir, { recursive: true, mode: 0o700 });
         return { then: 'receive', path: join(dir, `job-${jobId}${ext}`), size, sha256, install: { with: which, command: installers[which]! } };
       }
+      case JobKind.report:
+        return { then: 'report-status' };
       default:
         throw new InvalidJob(`unknown job kind ${kind}`);
     }

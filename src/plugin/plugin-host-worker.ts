@@ -82,12 +82,26 @@ async function reconfigure(id: number, name: string, path: string): Promise<void
   }
 }
 
+/** Its statusReport(), as JSON no larger than `maxBytes` (else a note of the size). */
+async function status(id: number, maxBytes: number): Promise<void> {
+  const make = exports?.statusReport;
+  if (typeof make !== 'function') return reply({ type: 'status', id, report: undefined });
+  try {
+    const report: unknown = await (make as () => unknown)();
+    const json = JSON.stringify(report ?? null);
+    reply({ type: 'status', id, report: json.length > maxBytes ? { error: `its statusReport() is ${json.length} bytes of JSON, more than the ${maxBytes} allowed` } : JSON.parse(json) });
+  } catch (err) {
+    reply({ type: 'status', id, report: { error: `its statusReport() failed: ${errorMessage(err)}` } });
+  }
+}
+
 port.on('message', (request: HostRequest) => {
   switch (request.type) {
     case 'load': void load(request.url, request.selfTest); break;
     case 'ping': reply({ type: 'pong', id: request.id }); break;
     case 'health': void health(request.id); break;
     case 'reconfigure': void reconfigure(request.id, request.name, request.path); break;
+    case 'status': void status(request.id, request.maxBytes); break;
   }
 });
 reply({ type: 'ready' });

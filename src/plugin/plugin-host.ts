@@ -19,7 +19,8 @@ export type HostRequest =
   | { type: 'load'; url: string; selfTest: boolean }
   | { type: 'ping'; id: number }
   | { type: 'health'; id: number }
-  | { type: 'reconfigure'; id: number; name: string; path: string };
+  | { type: 'reconfigure'; id: number; name: string; path: string }
+  | { type: 'status'; id: number; maxBytes: number };
 
 export type HostReply =
   | { type: 'ready' }
@@ -27,7 +28,8 @@ export type HostReply =
   | { type: 'failed'; code: string; message: string }
   | { type: 'pong'; id: number }
   | { type: 'health'; id: number; ok: boolean; message?: string }
-  | { type: 'reconfigured'; id: number; ok: boolean; supported: boolean; message?: string };
+  | { type: 'reconfigured'; id: number; ok: boolean; supported: boolean; message?: string }
+  | { type: 'status'; id: number; report: unknown };
 
 /** Why a module was refused or ended: the NxtError codes a host uses. */
 export type HostFailureCode =
@@ -119,6 +121,7 @@ export class PluginHost extends EventEmitter {
   private rejectLoad: (err: NxtError) => void = () => undefined;
   private readonly healthWaiters = new Map<number, (reply: { ok: boolean; message?: string }) => void>();
   private readonly reconfigureWaiters = new Map<number, (reply: { ok: boolean; supported: boolean; message?: string }) => void>();
+  private readonly statusWaiters = new Map<number, (report: unknown) => void>();
 
   private constructor(private readonly worker: Worker, private readonly limits: HostLimits, readonly url: string) {
     super();
@@ -171,6 +174,7 @@ export class PluginHost extends EventEmitter {
           case 'pong': this.lastPongAt = performance.now(); return;
           case 'health': this.healthWaiters.get(reply.id)?.(reply); return;
           case 'reconfigured': this.reconfigureWaiters.get(reply.id)?.(reply); return;
+          case 'status': this.statusWaiters.get(reply.id)?.(reply.report); return;
           default: return;
         }
       });
@@ -254,6 +258,23 @@ export class PluginHost extends EventEmitter {
     if (!reply.supported) throw new NxtError('not-supported', 'the active plugin takes no configuration (it exports no reconfigure())');
     if (!reply.ok) throw new NxtError('refused', reply.message ?? 'its reconfigure() refused the file');
     return reply.message;
+  }
+
+  /**
+   * What the module's statusReport() says (for `job report`), bounded: an answer later than
+   * `timeoutMs` or larger than `maxBytes` of JSON is replaced by a note saying so. Undefined when
+   * the module exports none.
+   */
+  async statusReport(timeoutMs: number, maxBytes: number): Promise<unknown> {
+    if (this.failure) return { error: this.failure.message };
+    const id = ++this.pingId;
+    const report = await new Promise<unknown>((resolve) => {
+      const timer = setTimeout(() => resolve({ error: `its statusReport() did not answer within ${timeoutMs} ms` }), timeoutMs);
+      this.statusWaiters.set(id, (r) => { clearTimeout(timer); resolve(r); });
+      this.worker.postMessage({ type: 'status', id, maxBytes } satisfies HostRequest);
+    });
+    this.statusWaiters.delete(id);
+    return report;
   }
 
   /** End the module (it is replaced, or the agent stops); no 'failed' follows. */

@@ -71,6 +71,8 @@ export const JobKind = {
   configRestore: 6,
   /** A file handed to an installer the device's own config names (deb, swu, …). */
   install: 7,
+  /** The device's status and error report, uploaded as JSON. */
+  report: 8,
 } as const;
 export type JobKindValue = (typeof JobKind)[keyof typeof JobKind];
 

@@ -150,7 +150,7 @@ export class JobServer extends EventEmitter {
     const refuse = (why: string): void => {
       this.o.channel.send(encode({ type: 'result', transferId: msg.transferId, code: ResultCode.cancelled, active: NO_VERSION, message: why }), from);
     };
-    if (!job || job.device !== from.clientId || job.state !== 'sent' || (job.kind !== 'logs' && job.kind !== 'backup')) {
+    if (!job || job.device !== from.clientId || job.state !== 'sent' || (job.kind !== 'logs' && job.kind !== 'backup' && job.kind !== 'report')) {
       refuse('no upload is expected for this job');
       return;
     }

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
 
-export type JobKindName = 'logs' | 'backup' | 'put' | 'clean' | 'config' | 'configRestore' | 'install';
+export type JobKindName = 'logs' | 'backup' | 'put' | 'clean' | 'config' | 'configRestore' | 'install' | 'report';
 export type JobState = 'queued' | 'sent' | 'done' | 'failed';
 
 export interface Job {

@@ -13,7 +13,7 @@ import { prepareRelease, type Release } from './release.js';
 import { describeStored, type ReleaseStore, type StoredRelease } from './release-store.js';
 import { ResultCode, resultCodeName } from '../protocol/result-codes.js';
 import type { Job, JobKindName, JobStore } from './job-store.js';
-import { copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { hashFile } from '../util/hash-file.js';
 import { severityRank } from '../jobs/log-filter.js';
@@ -26,6 +26,7 @@ import {
   type CampaignEvent, type CampaignSpec, type Limit,
 } from './campaign.js';
 import type { Rollouts } from './rollouts.js';
+import { matchesWhere, parseWhere } from './report-filter.js';
 import { describeOutcome, describeTrialOutcome, shortId, type GroupPushReport, type NxtServer, type PushReport, type TrialOutcome } from './server.js';
 
 export interface ServerReplOptions {
@@ -185,6 +186,23 @@ function parseDuration(text: string): number {
   return Number(m[1]) * unit;
 }
 
+/** A status report as lines: its sections, sizes readable, the plugin's part as JSON. */
+function describeReport(report: unknown): string[] {
+  if (typeof report !== 'object' || report === null) return [JSON.stringify(report)];
+  const lines: string[] = [];
+  for (const [key, value] of Object.entries(report as Record<string, unknown>)) {
+    if (Array.isArray(value)) {
+      lines.push(`${key}: ${value.length === 0 ? 'none' : ''}`);
+      for (const v of value) lines.push(`  ${String(v)}`);
+    } else if (typeof value === 'object' && value !== null && key !== 'plugin') {
+      lines.push(`${key}: ${Object.entries(value).map(([k, v]) => `${k} ${typeof v === 'number' && /Bytes$/.test(k) ? size(v) : String(v)}`).join(', ')}`);
+    } else {
+      lines.push(`${key}: ${typeof value === 'object' ? JSON.stringify(value) : String(value)}`);
+    }
+  }
+  return lines;
+}
+
 /** A job kind as the operator types it. */
 const kindLabel = (kind: JobKindName): string => (kind === 'configRestore' ? 'config-restore' : kind);
 
@@ -230,6 +248,16 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
   const { server } = o;
   /** A device as a release's compatibility sees it: what it said when it registered. */
   const factsOf = (c: ClientRecord): DeviceFacts => server.factsOf(c);
+  /** A device's newest status report (the upload of its newest finished report job). */
+  const latestReport = (device: string): { report: unknown; job: number; at: string } | undefined => {
+    const done = o.jobs?.store.list((j) => j.device === device && j.kind === 'report' && j.file !== undefined) ?? [];
+    for (const j of done.reverse()) {
+      try {
+        return { report: JSON.parse(readFileSync(j.file!, 'utf8')) as unknown, job: j.id, at: j.updatedAt };
+      } catch { /* removed or damaged: an older one */ }
+    }
+    return undefined;
+  };
   /** A path the operator typed: relative to where they typed it (ctl sends its directory). */
   const local = (path: string): string => resolve(context.cwd ?? process.cwd(), path);
   const pushAndReport = async (release: Release, clients: ClientRecord[]): Promise<void> => {
@@ -428,11 +456,12 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
       },
     },
     job: {
-      usage: 'job logs|backup|put|clean|config|config-restore|install <all|GROUP|ID> …',
+      usage: 'job logs|backup|put|clean|config|config-restore|install|report <all|GROUP|ID> …',
       help: 'queue a maintenance job; it runs when the device polls (maintenance mode): job logs T [--since TIME] [--until TIME] [--severity S] [--grep RE] [--file NAME], job backup T <config-name>, '
         + 'job put T <local-file> <remote-name> [--mkdir] (makes the folders), job clean T <logs|config|dropbox[/dir]> [--older-than 7d], '
         + 'job config T <local-file> <config-name> [--apply] (into the config root, the old one kept; --apply: the plugin takes it or it is put back), job config-restore T <config-name> [--apply], '
-        + 'job install T <local-file> --with NAME (the device runs its own configured installer NAME on the file, e.g. deb: apt-get install -y {file})',
+        + 'job install T <local-file> --with NAME (the device runs its own configured installer NAME on the file, e.g. deb: apt-get install -y {file}), '
+        + 'job report T (the device\'s status and error report: see report ID)',
       run: async (args) => {
         const jobs = o.jobs;
         if (!jobs) throw new NxtError('usage', 'this server has no job queue');
@@ -446,8 +475,8 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         };
         const [typed, target, a, b, extra] = positional;
         const kind = typed === 'config-restore' ? 'configRestore' : typed;
-        if (kind === undefined || target === undefined || extra !== undefined || !['logs', 'backup', 'put', 'clean', 'config', 'configRestore', 'install'].includes(kind)) {
-          throw new NxtError('usage', 'usage: job logs|backup|put|clean|config|config-restore|install <all|GROUP|ID> … (help job)');
+        if (kind === undefined || target === undefined || extra !== undefined || !['logs', 'backup', 'put', 'clean', 'config', 'configRestore', 'install', 'report'].includes(kind)) {
+          throw new NxtError('usage', 'usage: job logs|backup|put|clean|config|config-restore|install|report <all|GROUP|ID> … (help job)');
         }
         /** A local file the device is to receive: its copy here, named by content (the file may
          *  change or go away before the device polls). */
@@ -503,6 +532,10 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
             if (a === undefined || b !== undefined) throw new NxtError('usage', 'usage: job config-restore <target> <config-name> [--apply]');
             checked(() => checkName(a));
             params = { name: a, apply };
+            break;
+          case 'report':
+            if (a !== undefined) throw new NxtError('usage', 'usage: job report <target>');
+            params = {};
             break;
           case 'install': {
             const using = options.with;
@@ -582,14 +615,32 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         }
       },
     },
+    report: {
+      usage: 'report <ID> [--json]',
+      help: 'the latest status and error report a device sent (job report): its module, update state, free space, memory, last warnings, counters, and its plugin\'s own part',
+      run: (args) => {
+        const { json, rest } = wantsJson(args);
+        if (rest.length !== 1) throw new NxtError('usage', 'usage: report <ID> [--json]');
+        const client = pickKnown(server.registry.all(), rest[0], 'report <ID> [--json]');
+        const latest = latestReport(client.id);
+        if (!latest) throw new NxtError('no-report', `${shortId(client.id)} has sent no status report yet: job report ${shortId(client.id)}`);
+        if (json) { say(JSON.stringify(latest.report)); return; }
+        say(`report from ${shortId(client.id)} (job ${latest.job}, ${latest.at}):`);
+        for (const line of describeReport(latest.report)) say(`  ${line}`);
+      },
+    },
     clients: {
-      usage: 'clients [--json]',
-      help: 'the fleet: id, address, release, product version, online/offline, last seen, update state, groups',
+      usage: 'clients [--json] [--where FIELD<VALUE,…]',
+      help: 'the fleet: id, hostname, type, channel, address, release, product version, online/offline, last seen, update state, groups; '
+        + '--where keeps the devices whose latest status report matches (e.g. disk.dataFreeBytes<1GiB, updateState=0, module.release!=2.0.0)',
       run: (args) => {
         const now = o.clock.now();
-        const all = server.registry.all();
+        const { rest: unwhere, values: whereFlags } = takeRepeated(args, 'where');
+        args = unwhere;
+        const conditions = whereFlags.flatMap(parseWhere);
+        const all = server.registry.all().filter((c) => conditions.length === 0 || matchesWhere(latestReport(c.id)?.report, conditions));
         if (wantsJson(args).json) { say(JSON.stringify(all.map((c) => clientJson(c, server.registry.isOnline(c, now), server.devices.get(c.id))))); return; }
-        if (all.length === 0) { say('no clients registered'); return; }
+        if (all.length === 0) { say(conditions.length > 0 ? 'no clients match' : 'no clients registered'); return; }
         const rows = all.map((c) => [
           shortId(c.id), server.devices.get(c.id)?.inventory.hostname ?? '-', server.devices.get(c.id)?.inventory.type ?? '-',
           server.devices.get(c.id)?.inventory.channel ?? '-', displayAddress(c.peer), formatReleaseVersion(c.version),
