@@ -61,6 +61,7 @@ const program = new Command('nxt-client')
   .option('--trial-timeout <ms>', 'a new module must load (and pass its selfTest) within this', '30000')
   .option('--module-memory <MiB>', 'heap a plugin module may use (more for large modules); the agent\'s memory may grow by twice this while it runs', '256')
   .option('--installer <name=command>', 'allow install jobs to hand files to this command ({file} is the path), e.g. deb="apt-get install -y {file}"; repeatable (config: "installers")', (v: string, all: string[]) => [...all, v], [] as string[])
+  .option('--report-every <seconds>', 'ask the server for a status report job this often (it runs in maintenance mode)')
   .option('--install-timeout <seconds>', 'an installer still running after this is killed and its job failed', '1800')
   .option('--headless', CONSOLE_MODE_HELP.headless)
   .option('--log-format <text|json>', CONSOLE_MODE_HELP.logFormat)
@@ -77,7 +78,7 @@ interface ClientFlags {
   policy: UpdatePolicy; deferMax?: string; multicast: boolean; probation: string; trialTimeout: string; moduleMemory: string;
   logsDir?: string; configDir?: string; dropboxDir?: string; maintenance?: boolean; maintenanceEvery?: string; poll: string;
   headless?: boolean; logFormat?: string; deviceType?: string; channel: string;
-  installer: string[]; installers?: Record<string, string>; installTimeout: string;
+  installer: string[]; installers?: Record<string, string>; installTimeout: string; reportEvery?: string;
 }
 
 const whole = (minimum?: number, maximum?: number): ConfigType => ({ type: 'number', integer: true, minimum, maximum });
@@ -88,7 +89,7 @@ const CLIENT_CONFIG: Record<string, ConfigType> = {
   logsDir: 'string', configDir: 'string', dropboxDir: 'string', maintenance: 'boolean', maintenanceEvery: whole(1),
   headless: 'boolean', logFormat: { type: 'string', enum: ['text', 'json'] },
   deviceType: { type: 'string', format: 'name' }, channel: { type: 'string', format: 'name' },
-  installers: { type: 'map' }, installTimeout: whole(1),
+  installers: { type: 'map' }, installTimeout: whole(1), reportEvery: whole(1),
 };
 
 program.action(async (flags: ClientFlags) => {
@@ -151,6 +152,10 @@ program.action(async (flags: ClientFlags) => {
       installers[m[1]!] = m[2]!;
     }
     const installTimeoutMs = parseSeconds('--install-timeout', opts.installTimeout) * 1000;
+    // --report-every: the inventory says a report is due once that long has passed since the last.
+    const reportEveryMs = opts.reportEvery === undefined ? undefined : parseSeconds('--report-every', String(opts.reportEvery)) * 1000;
+    let lastReportAt = Number.NEGATIVE_INFINITY;
+    const reportDue = (): boolean => reportEveryMs !== undefined && Date.now() - lastReportAt >= reportEveryMs;
     const jobs = new JobClient({
       send: (bytes) => channel.send(bytes), clock: systemClock, roots, workDir: opts.dataDir, pollMs, reconfigure: (n, p) => reconfigure(n, p), installers, installTimeoutMs,
       statusReport: () => statusReport(),
@@ -158,7 +163,8 @@ program.action(async (flags: ClientFlags) => {
     const agent = new ClientAgent({
       jobs,
       channel, server, clientId, store, trustedKey, clock: systemClock, wallClock: systemWallClock, initial: active, maxModuleBytes,
-      enrollToken: opts.enrollToken, inventory: () => JSON.stringify(inventory(opts.dataDir, opts.deviceType, opts.channel)), policy: opts.policy, deferMaxMs, deferred,
+      enrollToken: opts.enrollToken,
+      inventory: () => JSON.stringify({ ...inventory(opts.dataDir, opts.deviceType, opts.channel), ...(reportDue() ? { reportDue: true } : {}) }), policy: opts.policy, deferMaxMs, deferred,
       probationMs, hostLimits, interrupted, multicast: opts.multicast,
       facts: { type: opts.deviceType, arch: os.arch(), channel: opts.channel, agent: nxtVersion() },
     });
@@ -169,9 +175,9 @@ program.action(async (flags: ClientFlags) => {
     agent.on('refused', (r: { message: string }) => recent.add(`update refused: ${r.message}`));
     agent.on('rolled-back', (r: { reason?: string }) => recent.add(`rolled back${r.reason ? `: ${r.reason}` : ''}`));
     const startedAt = Date.now();
-    statusReport = () => buildStatusReport({
+    statusReport = () => { lastReportAt = Date.now(); return buildStatusReport({
       agent, roots, dataDir: opts.dataDir, recent, agentVersion: nxtVersion(), startedAt, facts: { type: opts.deviceType, channel: opts.channel, arch: os.arch() },
-    });
+    }); };
     if (warning) mode.note(`warning: ${warning}`, 'warn');
     const idHex = Buffer.from(clientId).toString('hex');
     mode.note(`nxt client ${idHex} (key ${fingerprint(identity.publicKey)}) → ${serverHost === serverAddress ? serverAddress : `${serverHost} (${serverAddress})`}:${port}, trusting server key ${fingerprint(serverKey)}`);

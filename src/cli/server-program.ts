@@ -200,6 +200,7 @@ program.action(async (flags: ServerFlags) => {
       history, releases, prepareStored, rollouts, historyFile: join(opts.stateDir, 'console-history'), jobs: { store: jobStore, stateDir: opts.stateDir },
     };
     jobs.on('job-result', (job) => server.emit('job-result', job));
+    jobs.on('report-queued', (job) => server.emit('report-queued', job));
     const repl = createServerRepl(consoleOptions);
     const control = await listenControl(opts.stateDir, (out) => serverCommands(consoleOptions, out.say, { reportEachClient: true, cwd: out.cwd, data: out.data, warn: out.warn }));
     repl.start();

@@ -97,6 +97,16 @@ export class JobServer extends EventEmitter {
 
   private now(): Date { return this.o.wallClock.wallNow(); }
 
+  /** A status report for `device`, unless one is queued or running already. */
+  queueReport(device: string, wallNow: Date): void {
+    const waiting = this.o.store.list((j) => j.device === device && j.kind === 'report' && (j.state === 'queued' || j.state === 'sent'));
+    if (waiting.length > 0) return;
+    try {
+      const job = this.o.store.add(device, 'report', {}, wallNow);
+      this.emit('report-queued', job);
+    } catch { /* the disk is failing: the device asks again at its next registration */ }
+  }
+
   private onPoll(seq: number, from: AuthenticatedPeer): void {
     const job = this.o.approved(from.clientId) ? this.o.store.nextFor(from.clientId) : undefined;
     const kind = job ? JobKind[job.kind] : 0;

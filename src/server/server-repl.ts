@@ -758,6 +758,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   server.on('client-gone', (c: ClientRecord) => repl.print(`client ${shortId(c.id)} went offline (it said goodbye)`));
   server.on('client-back', (c: ClientRecord) => repl.print(`client ${shortId(c.id)} is back from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
   server.on('auto-update', (c: ClientRecord, r: StoredRelease) => repl.print(`client ${shortId(c.id)} runs ${formatReleaseVersion(c.version)}: updating it to ${describeStored(r)} (--auto-update)`));
+  server.on('report-queued', (j: Job) => repl.print(`job ${j.id} (report) queued for ${shortId(j.device)}: its report is due (--report-every)`));
   server.on('job-result', (j: Job) => repl.print(`job ${j.id} (${kindLabel(j.kind)}) on ${shortId(j.device)}: ${j.result}${j.message ? ` — ${j.message}` : ''}${j.file ? ` → ${j.file}` : ''}`));
   server.on('enrollment-request', (d: DeviceRecord) => repl.print(
     `device ${shortId(d.id)} asks to join from ${d.address} (${describeInventory(d.inventory)}, key ${d.fingerprint}): approve ${shortId(d.id)} or reject ${shortId(d.id)}`));

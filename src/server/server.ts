@@ -437,6 +437,9 @@ export class NxtServer extends EventEmitter {
       return;
     }
     this.waiting.delete(id);
+    // A device with --report-every says when its status report is due: one is queued for it
+    // (it runs at the device's next maintenance visit), unless one is waiting already.
+    if (parseReportDue(msg.inventory)) this.options.jobs?.queueReport(id, wallNow);
     const now = this.options.clock.now();
     const registered = this.registry.register(id, from, msg.version, msg.product, now, wallNow);
     if (!registered) {
@@ -670,4 +673,13 @@ function sha256(text: string): Buffer {
 
 export function shortId(id: string): string {
   return id.slice(0, 12);
+}
+
+/** Whether a REGISTER's inventory says a status report is due (`"reportDue": true`). */
+function parseReportDue(inventory: string): boolean {
+  try {
+    return (JSON.parse(inventory) as { reportDue?: unknown }).reportDue === true;
+  } catch {
+    return false;
+  }
 }

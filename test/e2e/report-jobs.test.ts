@@ -73,4 +73,16 @@ describe('status reports', () => {
     expect(await job(server, `report ${a}`)).toMatch(/: ok/);
     expect(jsonLine(await server.run(`report ${a} --json`, /\}\n/)).plugin).toEqual({ error: 'its statusReport() did not answer within 2000 ms' });
   });
+
+  it('a device with --report-every has a report queued for it when one is due, and sends it', async () => {
+    const dir = tempDir('nxt-report-');
+    const { proc: server, port } = await startServer(join(dir, 'server'), ['--renew', '500']);
+    const device = await startClient('d', port, join(dir, 'd'), join(dir, 'server/release.pub'), '127.0.0.1', ['--maintenance', '--poll', '200', '--report-every', '2']);
+    const id = device.output.match(/nxt client ([0-9a-f]{12})/)![1]!;
+    await server.waitFor(new RegExp(`job 1 \\(report\\) queued for ${id}: its report is due`), 10_000);
+    await server.waitFor(new RegExp(`job 1 \\(report\\) on ${id}: ok — uploaded the status report`), 10_000);
+    // Due again two seconds later (renewals every half second say so once it is).
+    await server.waitFor(new RegExp(`job 2 \\(report\\) on ${id}: ok`), 15_000);
+    expect(jsonLine(await server.run(`report ${id} --json`, /\}\n/)).agent.channel).toBe('stable');
+  });
 });
