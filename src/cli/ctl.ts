@@ -13,12 +13,15 @@ import { exitWithError } from './exit-codes.js';
 
 /** Where ctl puts copies of the files a command names: a fresh folder in the server's state dir. */
 const SPOOL_PREFIX = 'ctl-spool-';
-/** Options of the commands that take a file, and which take a value (all of them, here). */
+/** Which positional word of a command names a local file (push FILE, rollout start FILE,
+ *  job put|config|install T FILE …). */
 const FILE_ARGUMENT: Record<string, (positional: string[]) => number | undefined> = {
   push: () => 0,
   rollout: (p) => (p[0] === 'start' ? 1 : undefined),
-  job: (p) => (p[0] === 'put' ? 2 : undefined),
+  job: (p) => (['put', 'config', 'install'].includes(p[0] ?? '') ? 2 : undefined),
 };
+/** Options that take no value (every other --option takes the next word). */
+const FLAGS = new Set(['--mkdir', '--apply', '--json']);
 
 export async function runCtl(stateDir: string, words: string[], json = false): Promise<void> {
   const output: string[] = [];
@@ -64,16 +67,17 @@ function spoolFiles(stateDir: string, words: string[]): { words: string[]; dir: 
   // Positional words: everything but --option value pairs.
   const positions: number[] = [];
   for (let i = 0; i < rest.length; i++) {
-    if (rest[i]!.startsWith('--')) i++;
-    else positions.push(i);
+    if (!rest[i]!.startsWith('--')) positions.push(i);
+    else if (!FLAGS.has(rest[i]!)) i++;
   }
   const index = which(positions.map((p) => rest[p]!));
   const at = index === undefined ? undefined : positions[index];
   if (at === undefined) return undefined;
   const file = resolve(rest[at]!);
+  let dir: string | undefined;
   try {
     if (!statSync(file).isFile()) return undefined;
-    const dir = mkdtempSync(join(stateDir, SPOOL_PREFIX));
+    dir = mkdtempSync(join(stateDir, SPOOL_PREFIX));
     const copy = join(dir, basename(file));
     copyFileSync(file, copy);
     // A module signed offline brings its signature.
@@ -87,6 +91,7 @@ function spoolFiles(stateDir: string, words: string[]): { words: string[]; dir: 
     out[at + 1] = copy;
     return { words: out, dir };
   } catch {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
     return undefined;
   }
 }

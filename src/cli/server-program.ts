@@ -202,7 +202,7 @@ program.action(async (flags: ServerFlags) => {
     jobs.on('job-result', (job) => server.emit('job-result', job));
     jobs.on('report-queued', (job) => server.emit('report-queued', job));
     const repl = createServerRepl(consoleOptions);
-    const control = await listenControl(opts.stateDir, (out) => serverCommands(consoleOptions, out.say, { reportEachClient: true, cwd: out.cwd, data: out.data, warn: out.warn }));
+    const control = await listenControl(opts.stateDir, (out) => serverCommands(consoleOptions, out.say, { reportEachClient: true, cwd: out.cwd, data: out.data }));
     repl.start();
   } catch (err) {
     exitWithError('nxt-server', err);

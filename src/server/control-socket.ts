@@ -13,10 +13,10 @@ export { CONTROL_SOCKET };
 /** A request longer than this is refused (nothing legitimate is that long). */
 const MAX_LINE = 64 * 1024;
 
-/** What a command run for ctl writes to: its output, its errors, and data for scripts. */
+/** What a command run for ctl writes to: its output and data for scripts (its errors, thrown,
+ *  go to the error channel). */
 export interface ControlOutput {
   say(line: string): void;
-  warn(line: string): void;
   data(value: unknown): void;
   /** The caller's directory: relative paths in the command start here. */
   readonly cwd: string;
@@ -48,7 +48,7 @@ export function listenControl(stateDir: string, commandsFor: (out: ControlOutput
         return;
       }
       const out: ControlOutput = {
-        say: (line) => send('1', line), warn: (line) => send('2', line), data: (value) => send('d', JSON.stringify(value)), cwd: request.cwd,
+        say: (line) => send('1', line), data: (value) => send('d', JSON.stringify(value)), cwd: request.cwd,
       };
       void runCommandWords(commandsFor(out), request.words, (text) => send('2', text))
         .then((status) => sock.end(`\u0000${status}`));

@@ -192,7 +192,7 @@ function describeReport(report: unknown): string[] {
   const lines: string[] = [];
   for (const [key, value] of Object.entries(report as Record<string, unknown>)) {
     if (Array.isArray(value)) {
-      lines.push(`${key}: ${value.length === 0 ? 'none' : ''}`);
+      lines.push(`${key}:${value.length === 0 ? ' none' : ''}`);
       for (const v of value) lines.push(`  ${String(v)}`);
     } else if (typeof value === 'object' && value !== null && key !== 'plugin') {
       lines.push(`${key}: ${Object.entries(value).map(([k, v]) => `${k} ${typeof v === 'number' && /Bytes$/.test(k) ? size(v) : String(v)}`).join(', ')}`);
@@ -233,7 +233,6 @@ export interface CommandContext {
   readonly cwd?: string;
   /** Structured results for scripts (ctl); given, a push that failed on a device fails too. */
   readonly data?: (value: unknown) => void;
-  readonly warn?: (line: string) => void;
   /** Progress as a bar per device with rate and ETA (a terminal), not plain lines. */
   readonly bars?: boolean;
   /** Where progress goes (the console redraws it in place); default: printed as lines. */

@@ -133,6 +133,9 @@ export class Repl {
     this.busy = true;
     while (this.queue.length > 0) {
       const line = this.queue.shift() ?? '';
+      // A command's output goes below the status lines, which stay behind as they were: the
+      // next status is drawn afresh under it (erasing would take the command's lines instead).
+      this.status = [];
       await this.execute(line);
     }
     this.busy = false;
