@@ -24,14 +24,17 @@ import { IDENTITY_PUBLIC_FILE, fingerprint, loadOrCreateIdentity } from '../sess
 import { ServerChannel } from '../session/server-channel.js';
 import { NxtServer } from '../server/server.js';
 import { createServerRepl, serverCommands, type ServerReplOptions } from '../server/server-repl.js';
-import { listenControl } from '../server/control-socket.js';
+import { listenControl, type ControlOutput } from '../server/control-socket.js';
+import { startHttpApi } from '../server/http-api.js';
+import { ApiTokens } from '../server/api-tokens.js';
+import type { AddressInfo } from 'node:net';
 import { runCtl } from './ctl.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
 import { lockDir } from '../util/dir-lock.js';
 import { ensureDir, writeFileAtomic } from '../util/atomic-file.js';
 import { EXIT_STATUS_HELP, EXIT_USAGE, exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
 import { lifecycle } from './lifecycle.js';
-import { versionLine } from './version.js';
+import { nxtVersion, versionLine } from './version.js';
 import { CONSOLE_MODE_HELP, consoleMode } from './console-mode.js';
 import { applyConfigFile, FORMATS, type ConfigType } from './config-file.js';
 import { isIP } from 'node:net';
@@ -68,6 +71,8 @@ const program = new Command('nxt-server')
   .option('--auto-update', 'push the latest release to any client that registers (or comes back) behind it')
   .addOption(new Option('--enroll-token <token>', 'devices started with this token are approved without asking (comma-separate several)').env('NXT_ENROLL_TOKEN'))
   .addOption(new Option('--public-dir <dir>', 'also write the public keys clients need (release.pub, identity.pub) here, e.g. a volume shared with client containers').env('NXT_PUBLIC_DIR'))
+  .option('--http <addr:port>', 'serve the HTTP API (JSON, API tokens: token create NAME) here, e.g. 127.0.0.1:8080')
+  .option('--http-max-upload <MiB>', 'the largest module the HTTP API takes', '512')
   .option('--headless', CONSOLE_MODE_HELP.headless)
   .option('--log-format <text|json>', CONSOLE_MODE_HELP.logFormat)
   // Options after a subcommand belong to it (keygen --state-dir D).
@@ -84,7 +89,7 @@ interface ServerFlags {
   maxHandshakes: string; config?: string; maxDatagram?: string;
   multicast?: string; multicastTtl: string; multicastInterface?: string; multicastRate: string; multicastDatagram?: string;
   notifyWebhook?: string; smtp?: string; notifyEmail?: string; notifyFrom: string; behindAfter?: string; notifyRetry: string;
-  headless?: boolean; logFormat?: string; publicDir?: string;
+  headless?: boolean; logFormat?: string; publicDir?: string; http?: string; httpMaxUpload: string;
 }
 
 const whole = (minimum?: number, maximum?: number): ConfigType => ({ type: 'number', integer: true, minimum, maximum });
@@ -95,7 +100,7 @@ const SERVER_CONFIG: Record<string, ConfigType> = {
   multicastDatagram: whole(MIN_DATAGRAM, MAX_UDP_PAYLOAD_BYTES),
   notifyWebhook: { type: 'string', format: 'http-url' }, smtp: { type: 'string', format: 'smtp-url' }, notifyEmail: { type: 'string', format: 'email' },
   notifyFrom: { type: 'string', format: 'email' }, behindAfter: whole(1),
-  headless: 'boolean', logFormat: { type: 'string', enum: ['text', 'json'] }, publicDir: 'string',
+  headless: 'boolean', logFormat: { type: 'string', enum: ['text', 'json'] }, publicDir: 'string', http: 'string', httpMaxUpload: whole(1),
 };
 
 program.action(async (flags: ServerFlags) => {
@@ -121,6 +126,10 @@ program.action(async (flags: ServerFlags) => {
     if (opts.behindAfter !== undefined && !/^\d+$/.test(opts.behindAfter)) throw new NxtError('usage', `--behind-after "${opts.behindAfter}" is not a number of seconds`);
     const notifyRetryMs = parsePositiveMs(opts.notifyRetry);
     const mode = await consoleMode('nxt-server', opts);
+    const http = opts.http === undefined ? undefined : parseHttpAddress(opts.http);
+    const httpMaxUploadBytes = Number(opts.httpMaxUpload) * 1024 * 1024;
+    if (!/^\d+$/.test(String(opts.httpMaxUpload)) || !(httpMaxUploadBytes > 0)) throw new NxtError('usage', `--http-max-upload "${opts.httpMaxUpload}" is not a whole number of MiB`);
+    const closers: (() => Promise<void>)[] = [];
     ensureDir(opts.stateDir);
     process.on('exit', lockDir(opts.stateDir, 'server'));
     // Before any socket opens: readline-sync blocks the event loop while it asks.
@@ -148,6 +157,7 @@ program.action(async (flags: ServerFlags) => {
       limits: { handshakesPerSecond, handshakeBurst: 2 * handshakesPerSecond },
     });
     const history = new History(opts.stateDir);
+    const tokens = new ApiTokens(opts.stateDir);
     const releases = new ReleaseStore(opts.stateDir);
     // A stored module signed again, fresh (a new expiry), unless it was signed offline.
     const prepareStored = (stored: StoredRelease): Promise<Release> => prepareRelease(stored.file, {
@@ -193,16 +203,23 @@ program.action(async (flags: ServerFlags) => {
     const fresh = [created && 'release key', newIdentity && 'identity key'].filter(Boolean).join(' and ');
     mode.note(`${fresh ? `created a new ${fresh}; ` : ''}clients trust ${pub} and ${join(opts.stateDir, IDENTITY_PUBLIC_FILE)} (key ${fingerprint(identity.publicKey)})`);
     if (!signer) mode.note(`no release key here (only its public half): push accepts modules signed offline (${PRESIGNED_SUFFIX})`);
-    const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); control.close(); rollouts.close(); await server.close(); });
+    const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); control.close(); rollouts.close(); await Promise.all(closers.map((c) => c())); await server.close(); });
     const consoleOptions: ServerReplOptions = {
       server, signer, publicKey, clock: systemClock, wallClock: systemWallClock,
       input: process.stdin, output: process.stdout, headless: mode.headless, onExit: stop, onEnd: inputEnded, manifestTtlSeconds,
-      history, releases, prepareStored, rollouts, historyFile: join(opts.stateDir, 'console-history'), jobs: { store: jobStore, stateDir: opts.stateDir },
+      history, releases, prepareStored, rollouts, historyFile: join(opts.stateDir, 'console-history'), jobs: { store: jobStore, stateDir: opts.stateDir }, tokens,
     };
     jobs.on('job-result', (job) => server.emit('job-result', job));
     jobs.on('report-queued', (job) => server.emit('report-queued', job));
     const repl = createServerRepl(consoleOptions);
-    const control = await listenControl(opts.stateDir, (out) => serverCommands(consoleOptions, out.say, { reportEachClient: true, cwd: out.cwd, data: out.data }));
+    const commandsFor = (out: ControlOutput): ReturnType<typeof serverCommands> => serverCommands(consoleOptions, out.say, { reportEachClient: true, cwd: out.cwd, data: out.data });
+    const control = await listenControl(opts.stateDir, commandsFor);
+    if (http) {
+      const api = await startHttpApi({ ...http, tokens, stateDir: opts.stateDir, version: nxtVersion(), maxUploadBytes: httpMaxUploadBytes, commandsFor });
+      const where = api.address() as AddressInfo;
+      mode.note(`HTTP API on http://${where.address.includes(':') ? `[${where.address}]` : where.address}:${where.port}/api/v1 (tokens: token create NAME)`);
+      closers.push(() => new Promise<void>((res) => { api.close(() => res()); api.closeAllConnections(); }));
+    }
     repl.start();
   } catch (err) {
     exitWithError('nxt-server', err);
@@ -295,3 +312,10 @@ function newPassphrase(): string {
 }
 
 await program.parseAsync();
+
+/** `--http 127.0.0.1:8080`, `--http [::1]:8080`, `--http :8080` (every address). */
+function parseHttpAddress(text: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]*):(\d+)$/.exec(text);
+  if (!m || (m[1] !== '' && isIP(m[1]!) === 0 && m[1] !== 'localhost')) throw new NxtError('usage', `--http "${text}": expected ADDRESS:PORT, e.g. 127.0.0.1:8080 or [::1]:8080`);
+  return { host: m[1] === '' ? '::' : m[1]!, port: parsePort(m[2]!) };
+}

@@ -26,6 +26,7 @@ import {
   type CampaignEvent, type CampaignSpec, type Limit,
 } from './campaign.js';
 import type { Rollouts } from './rollouts.js';
+import type { ApiTokens } from './api-tokens.js';
 import { matchesWhere, parseWhere } from './report-filter.js';
 import { describeOutcome, describeTrialOutcome, shortId, type GroupPushReport, type NxtServer, type PushReport, type TrialOutcome } from './server.js';
 
@@ -53,6 +54,8 @@ export interface ServerReplOptions {
   /** Modules pushed so far, for `rollout latest`. */
   readonly releases: ReleaseStore;
   readonly prepareStored: (stored: StoredRelease) => Promise<Release>;
+  /** API tokens (`token …`, the HTTP API). */
+  readonly tokens?: ApiTokens;
   /** Staged rollout campaigns (`rollout start` …). */
   readonly rollouts?: Rollouts;
 }
@@ -652,10 +655,14 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
       },
     },
     requests: {
-      usage: 'requests',
+      usage: 'requests [--json]',
       help: 'devices waiting for approval, and rejected or revoked ones: id, key fingerprint, what they say they are',
-      run: () => {
+      run: (args) => {
         const devices = server.devices.all().filter((d) => d.state !== 'approved');
+        if (wantsJson(args).json) {
+          say(JSON.stringify(devices.map((d) => ({ id: d.id, state: d.state, address: d.address, fingerprint: d.fingerprint, inventory: d.inventory, requestedAt: d.requestedAt }))));
+          return;
+        }
         if (devices.length === 0) { say('no enrollment requests'); return; }
         const rows = devices.map((d) => [shortId(d.id), d.state, d.address, d.fingerprint, describeInventory(d.inventory), d.requestedAt]);
         for (const line of table(['ID', 'STATE', 'ADDRESS', 'KEY', 'DEVICE', 'ASKED'], rows)) say(line);
@@ -717,6 +724,25 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
           const g = p.progress;
           say(`  push to ${shortId(p.client.id)}: ${g.phase} ${g.acked}/${g.total} chunks, ${g.retransmits} resent, ${g.timeouts} retransmission timeouts`);
         }
+      },
+    },
+    token: {
+      usage: 'token create|list|revoke [NAME]',
+      help: 'API tokens for the HTTP API (--http): create NAME prints a new one (once: it is kept only as a hash), list, revoke NAME',
+      run: (args) => {
+        const tokens = o.tokens;
+        if (!tokens) throw new NxtError('usage', 'this server keeps no API tokens');
+        const [action, name, extra] = args;
+        if (extra !== undefined) throw new NxtError('usage', 'usage: token create|list|revoke [NAME]');
+        if (action === 'list') {
+          if (tokens.list().length === 0) { say('no API tokens (token create NAME)'); return; }
+          for (const line of table(['NAME', 'CREATED'], tokens.list().map((t) => [t.name, t.createdAt]))) say(line);
+          return;
+        }
+        if ((action !== 'create' && action !== 'revoke') || name === undefined) throw new NxtError('usage', 'usage: token create|list|revoke [NAME]');
+        if (action === 'revoke') { tokens.revoke(name); say(`token ${name} revoked`); return; }
+        say(`token ${name}: ${tokens.create(name, o.wallClock.wallNow())}`);
+        say('(shown this once: keep it where the script that uses it can read it)');
       },
     },
     exit: {

@@ -1,0 +1,59 @@
+/** The HTTP API's description (OpenAPI 3.1), served at /api/v1/openapi.json. */
+const envelope = {
+  type: 'object',
+  description: 'What a console command did: as `nxt-server ctl --json` prints it',
+  properties: {
+    ok: { type: 'boolean' }, status: { type: 'integer', description: '0 done, 1 failed, 2 asked wrongly' },
+    command: { type: 'array', items: { type: 'string' } }, output: { type: 'array', items: { type: 'string' } },
+    errors: { type: 'array', items: { type: 'string' } }, data: { type: 'array', description: 'structured results (a push: every device\'s outcome)' },
+  },
+};
+const answers = {
+  200: { description: 'done', content: { 'application/json': { schema: envelope } } },
+  400: { description: 'asked wrongly (usage)', content: { 'application/json': { schema: envelope } } },
+  401: { description: 'no valid API token' },
+  422: { description: 'the command failed (a push failed on a device, …)', content: { 'application/json': { schema: envelope } } },
+};
+const list = (what: string, command: string): object => ({
+  get: { summary: `${what} (the console's \`${command} --json\`)`, responses: { 200: { description: 'a JSON list', content: { 'application/json': { schema: { type: 'array' } } } }, 401: { description: 'no valid API token' } } },
+});
+const deviceId = { name: 'id', in: 'path', required: true, schema: { type: 'string' }, description: 'a device id or a unique prefix of it' };
+
+export const OPENAPI = {
+  openapi: '3.1.0',
+  info: { title: 'nxt server API', version: '1', description: 'Every node serves it with --http ADDR:PORT. Tokens: `token create NAME` at the console.' },
+  components: { securitySchemes: { token: { type: 'http', scheme: 'bearer' } } },
+  security: [{ token: [] }],
+  paths: {
+    '/api/v1/health': { get: { summary: 'is the server up (no token needed)', security: [], responses: { 200: { description: '{"ok": true, "version": "…"}' } } } },
+    '/api/v1/devices': list('the fleet', 'clients'),
+    '/api/v1/requests': list('enrollment requests, and rejected or revoked devices', 'requests'),
+    '/api/v1/releases': {
+      ...list('releases pushed or stored', 'releases'),
+      post: {
+        summary: 'upload a module (the body is its bytes); push it with POST /api/v1/commands {"words": ["push", file]}',
+        parameters: [{ name: 'name', in: 'query', required: true, schema: { type: 'string' }, description: 'its file name, e.g. router_2_0.mjs (the version comes from it)' }],
+        requestBody: { content: { 'application/octet-stream': {} } },
+        responses: { 201: { description: '{"file", "name", "size", "push"}' }, 400: { description: 'a bad name' }, 401: { description: 'no valid API token' }, 413: { description: 'too large' } },
+      },
+    },
+    '/api/v1/history': list('push results', 'history'),
+    '/api/v1/status': list('pushes in progress, with each device\'s progress', 'status'),
+    '/api/v1/versions': list('every online device asked for its version now', 'versions'),
+    '/api/v1/jobs': list('maintenance jobs', 'jobs'),
+    '/api/v1/results': list('maintenance jobs\' results', 'results'),
+    '/api/v1/devices/{id}/approve': { post: { summary: 'let a device into the fleet', parameters: [deviceId], responses: answers } },
+    '/api/v1/devices/{id}/reject': { post: { summary: 'turn a device away', parameters: [deviceId], responses: answers } },
+    '/api/v1/devices/{id}/revoke': { post: { summary: 'withdraw a device\'s key', parameters: [deviceId], responses: answers } },
+    '/api/v1/devices/{id}/tags': {
+      post: { summary: 'put a device in a group', parameters: [deviceId], requestBody: { content: { 'application/json': { schema: { type: 'object', properties: { group: { type: 'string' } }, required: ['group'] } } } }, responses: answers },
+    },
+    '/api/v1/commands': {
+      post: {
+        summary: 'any console command (push, rollout, job, cancel, …), as words',
+        requestBody: { content: { 'application/json': { schema: { type: 'object', properties: { words: { type: 'array', items: { type: 'string' } } }, required: ['words'] }, example: { words: ['push', '/var/lib/nxt-server/api-uploads/…/router_2_0.mjs', '--to', 'kiosks'] } } } },
+        responses: answers,
+      },
+    },
+  },
+} as const;

@@ -1,0 +1,67 @@
+/**
+ * The HTTP API with a real server and a real device: tokens made and revoked at the console, the
+ * fleet and the enrollment requests read, a device approved, a module uploaded and pushed, bad
+ * requests answered as such, and nothing without a valid token.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ROOT, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
+
+afterEach(async () => {
+  await stopAll();
+  expect(runningCount()).toBe(0);
+});
+
+describe('the HTTP API', () => {
+  it('reads the fleet, approves, uploads and pushes with a token, and refuses without one', async () => {
+    const dir = tempDir('nxt-api-');
+    const { proc: server, port } = await startServer(join(dir, 'server'), ['--http', '127.0.0.1:0'], { NXT_ENROLL_TOKEN: '' });
+    const base = `${(await server.waitFor(/HTTP API on (http:\/\/127\.0\.0\.1:\d+\/api\/v1)/))[1]}`;
+    const token = (await server.run('token create ci', /token ci: (nxt_\S+)\n/)).match(/token ci: (nxt_\S+)/)![1]!;
+    const api = (path: string, init: RequestInit & { token?: string | null } = {}): Promise<Response> => fetch(`${base}${path}`, {
+      ...init, headers: { ...(init.token === null ? {} : { authorization: `Bearer ${init.token ?? token}` }), ...(init.body && typeof init.body === 'string' ? { 'content-type': 'application/json' } : {}) },
+    });
+
+    expect(await (await api('/health', { token: null })).json()).toMatchObject({ ok: true });
+    expect((await api('/devices', { token: null })).status).toBe(401);
+    expect((await api('/devices', { token: 'nxt_forged' })).status).toBe(401);
+    const spec = await (await api('/openapi.json', { token: null })).json() as { openapi: string; paths: Record<string, unknown> };
+    expect(spec.openapi).toBe('3.1.0');
+    expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(['/api/v1/devices', '/api/v1/commands', '/api/v1/devices/{id}/approve']));
+
+    // A device asks to join; approved through the API.
+    const device = await startClient('d', port, join(dir, 'd'), join(dir, 'server/release.pub'), '127.0.0.1', [], { env: { NXT_ENROLL_TOKEN: '' }, until: /waiting for the operator/ });
+    const requests = await (await api('/requests')).json() as { id: string; state: string }[];
+    expect(requests).toEqual([expect.objectContaining({ state: 'pending' })]);
+    const approved = await api(`/devices/${requests[0]!.id.slice(0, 8)}/approve`, { method: 'POST' });
+    expect(approved.status).toBe(200);
+    expect(await approved.json()).toMatchObject({ ok: true, status: 0, output: [expect.stringMatching(/approved/)] });
+    await device.waitFor('registered with the server');
+    expect(await (await api('/devices')).json()).toEqual([expect.objectContaining({ id: requests[0]!.id, online: true })]);
+
+    // A module uploaded, then pushed; the push's outcome per device comes back as data.
+    const uploaded = await api('/releases?name=libfunctional_2_0.mjs', { method: 'POST', body: readFileSync(join(ROOT, 'plugins/libfunctional_2_0.mjs')) });
+    expect(uploaded.status).toBe(201);
+    const { push } = await uploaded.json() as { push: string[] };
+    const pushed = await api('/commands', { method: 'POST', body: JSON.stringify({ words: push }) });
+    expect(pushed.status).toBe(200);
+    expect(await pushed.json()).toMatchObject({ ok: true, data: [expect.objectContaining({ done: 1, failed: 0 })] });
+    await device.waitFor('Major = 8');
+    expect(await (await api('/history')).json()).toEqual([expect.objectContaining({ module: 'libfunctional_2_0.mjs', result: 'ok' })]);
+
+    // Asked wrongly: 400 with the reason; a command that fails: 422.
+    const bogus = await api('/commands', { method: 'POST', body: JSON.stringify({ words: ['frobnicate'] }) });
+    expect(bogus.status).toBe(400);
+    expect(await bogus.json()).toMatchObject({ ok: false, status: 2, errors: [expect.stringMatching(/unknown command "frobnicate"/)] });
+    expect((await api('/commands', { method: 'POST', body: 'not json' })).status).toBe(400);
+    expect((await api('/commands', { method: 'POST', body: JSON.stringify({ words: ['push', join(dir, 'missing.mjs')] }) })).status).toBe(422);
+    expect((await api('/releases?name=../../etc/x', { method: 'POST', body: 'x' })).status).toBe(400);
+    expect((await api('/nothing')).status).toBe(404);
+
+    // Revoked: refused from then on.
+    await server.run('token revoke ci', /token ci revoked\n/);
+    expect((await api('/devices')).status).toBe(401);
+    expect(await server.run('token list', /no API tokens.*\n|NAME +CREATED\n/)).toMatch(/no API tokens/);
+  });
+});
