@@ -28,6 +28,16 @@ export interface Inventory {
   readonly agent?: string;
 }
 
+/** Token approvals waiting to be saved together (Devices.approveSoon). */
+interface ApprovalBatch {
+  readonly ids: Set<string>;
+  readonly waiters: { resolve: () => void; reject: (err: unknown) => void; at: Date }[];
+  readonly timer: NodeJS.Timeout;
+}
+
+/** How long token approvals gather before they are saved together. */
+const APPROVAL_BATCH_MS = 100;
+
 export interface DeviceRecord {
   readonly id: string;
   readonly fingerprint: string;
@@ -47,6 +57,8 @@ export class Devices {
   private readonly devices = new Map<string, DeviceRecord>();
 
   /** `dir` undefined: nothing persisted (tests). */
+  private batch: ApprovalBatch | undefined;
+
   constructor(private readonly dir: string | undefined, private readonly maxPending = MAX_PENDING) {
     if (dir === undefined) return;
     const list = readStateFile(join(dir, DEVICES_FILE), (text) => {
@@ -100,6 +112,45 @@ export class Devices {
       throw err;
     }
     return d;
+  }
+
+  /**
+   * Approve `id` (it had the enrollment token) together with the others arriving within APPROVAL_BATCH_MS:
+   * one save for all of them (a thousand devices installed with a token would otherwise rewrite
+   * devices.json a thousand times). Resolves once it is on disk; rejects, undone, if that fails.
+   */
+  approveSoon(id: string, wallNow: Date): Promise<void> {
+    if (!this.batch) {
+      const batch: ApprovalBatch = { ids: new Set(), waiters: [], timer: setTimeout(() => this.flushApprovals(batch), APPROVAL_BATCH_MS) };
+      batch.timer.unref();
+      this.batch = batch;
+    }
+    const batch = this.batch;
+    batch.ids.add(id);
+    return new Promise((resolve, reject) => batch.waiters.push({ resolve, reject, at: wallNow }));
+  }
+
+  private flushApprovals(batch: ApprovalBatch): void {
+    if (this.batch === batch) this.batch = undefined;
+    const at = batch.waiters[0]?.at.toISOString() ?? new Date().toISOString();
+    const changed: DeviceRecord[] = [];
+    for (const id of batch.ids) {
+      const d = this.devices.get(id);
+      if (!d || d.state !== 'pending') continue;
+      d.state = 'approved';
+      d.decidedAt = at;
+      d.decidedBy = 'enrollment token';
+      changed.push(d);
+    }
+    try {
+      this.save();
+    } catch (err) {
+      // Not saved, so not approved: they ask again at their next registration.
+      for (const d of changed) { d.state = 'pending'; delete d.decidedAt; delete d.decidedBy; }
+      for (const w of batch.waiters) w.reject(err);
+      return;
+    }
+    for (const w of batch.waiters) w.resolve();
   }
 
   private save(): void {

@@ -411,16 +411,21 @@ export class NxtServer extends EventEmitter {
     const known = devices.get(id);
     const device = devices.request(id, fingerprint(from.clientKey), parseInventory(msg.inventory), from, wallNow);
     if (device.state === 'pending' && this.tokenMatches(msg.enrollToken)) {
-      try {
-        devices.decide(id, 'approved', 'enrollment token', wallNow);
+      // Approved once that is on disk (saved with the others enrolling now); then this same
+      // registration goes on as an approved device's. Until then, and if the save fails, the
+      // device is told "pending" and asks again with its token.
+      void devices.approveSoon(id, wallNow).then(() => {
         if (this.enrollSaveFailing) this.emit('warning', 'enrollments are saved again');
         this.enrollSaveFailing = false;
-      } catch (err) {
-        // Approved only once that is on disk: until then the device is told "pending" and asks
-        // again with its token at its next registration.
+        this.onRegister(msg, from);
+      }, (err: unknown) => {
         if (!this.enrollSaveFailing) this.emit('warning', `devices enrolling with the token stay pending until this works: ${errorMessage(err)}`);
         this.enrollSaveFailing = true;
-      }
+        this.options.channel.send(encode({
+          type: 'registered', clientId: msg.clientId, seq: msg.seq, leaseMs: this.registry.leaseMs, renewMs: this.renewMs, enrollment: Enrollment.pending,
+        }), from);
+      });
+      return;
     } else if (!known && device.state === 'pending') {
       this.emit('enrollment-request', device);
     }
