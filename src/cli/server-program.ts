@@ -25,7 +25,8 @@ import { ServerChannel } from '../session/server-channel.js';
 import { NxtServer } from '../server/server.js';
 import { createServerRepl, serverCommands, type ServerReplOptions } from '../server/server-repl.js';
 import { listenControl, type ControlOutput } from '../server/control-socket.js';
-import { startHttpApi } from '../server/http-api.js';
+import { apiHandler } from '../server/http-api.js';
+import { createServer } from 'node:http';
 import { ApiTokens } from '../server/api-tokens.js';
 import type { AddressInfo } from 'node:net';
 import { runCtl } from './ctl.js';
@@ -157,7 +158,7 @@ program.action(async (flags: ServerFlags) => {
       limits: { handshakesPerSecond, handshakeBurst: 2 * handshakesPerSecond },
     });
     const history = new History(opts.stateDir);
-    const tokens = new ApiTokens(opts.stateDir);
+    const tokens = new ApiTokens(opts.stateDir, random);
     const releases = new ReleaseStore(opts.stateDir);
     // A stored module signed again, fresh (a new expiry), unless it was signed offline.
     const prepareStored = (stored: StoredRelease): Promise<Release> => prepareRelease(stored.file, {
@@ -215,7 +216,13 @@ program.action(async (flags: ServerFlags) => {
     const commandsFor = (out: ControlOutput): ReturnType<typeof serverCommands> => serverCommands(consoleOptions, out.say, { reportEachClient: true, cwd: out.cwd, data: out.data });
     const control = await listenControl(opts.stateDir, commandsFor);
     if (http) {
-      const api = await startHttpApi({ ...http, tokens, stateDir: opts.stateDir, version: nxtVersion(), maxUploadBytes: httpMaxUploadBytes, commandsFor });
+      const api = createServer(apiHandler({ tokens, random, stateDir: opts.stateDir, version: nxtVersion(), maxUploadBytes: httpMaxUploadBytes, commandsFor }));
+      api.headersTimeout = 10_000;
+      api.requestTimeout = 0; // uploads of big modules take what they take; headers must come fast
+      await new Promise<void>((res, rej) => {
+        api.once('error', (err: NodeJS.ErrnoException) => rej(new NxtError(err.code ?? 'http-failed', `cannot serve the HTTP API on ${opts.http}: ${err.message}`)));
+        api.listen(http.port, http.host, () => res());
+      });
       const where = api.address() as AddressInfo;
       mode.note(`HTTP API on http://${where.address.includes(':') ? `[${where.address}]` : where.address}:${where.port}/api/v1 (tokens: token create NAME)`);
       closers.push(() => new Promise<void>((res) => { api.close(() => res()); api.closeAllConnections(); }));

@@ -3,7 +3,7 @@
  * their SHA-256 in `api-tokens.json` in the state dir (a copy of the file gives nobody access),
  * revoked by name. A token is `nxt_` and 32 random bytes in base64url.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
 import { NxtError } from '../errors.js';
 import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
@@ -22,7 +22,7 @@ export class ApiTokens {
   private tokens: TokenRecord[];
   private readonly path: string;
 
-  constructor(stateDir: string) {
+  constructor(stateDir: string, private readonly random: (n: number) => Uint8Array) {
     this.path = join(stateDir, FILE);
     this.tokens = readStateFile(this.path, (text) => (JSON.parse(text) as { tokens: TokenRecord[] }).tokens) ?? [];
   }
@@ -33,7 +33,7 @@ export class ApiTokens {
   create(name: string, wallNow: Date): string {
     if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) throw new NxtError('usage', 'a token name is 1-64 letters, digits, ".", "_" or "-"');
     if (this.tokens.some((t) => t.name === name)) throw new NxtError('usage', `a token named "${name}" exists: revoke it first, or choose another name`);
-    const token = `nxt_${randomBytes(32).toString('base64url')}`;
+    const token = `nxt_${Buffer.from(this.random(32)).toString('base64url')}`;
     this.save([...this.tokens, { name, sha256: digest(token).toString('hex'), createdAt: wallNow.toISOString() }]);
     return token;
   }

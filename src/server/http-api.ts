@@ -1,13 +1,12 @@
 /**
- * The HTTP API (`--http ADDR:PORT`): JSON over node:http, authenticated by API tokens
+ * The HTTP API (`--http ADDR:PORT`): JSON over HTTP, authenticated by API tokens
  * (`Authorization: Bearer nxt_…`, made with `token create NAME` at the console). It is a thin front
  * end over the console's commands, as `ctl` is: every command answers here with the same envelope
  * as `ctl --json` — {ok, status, command, output, errors, data} — and the read-only resources are
  * those commands' own --json output. Described in openapi.json (GET /api/v1/openapi.json).
  */
-import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { NxtError, errorMessage } from '../errors.js';
@@ -20,9 +19,9 @@ import { OPENAPI } from './openapi.js';
 const MAX_JSON_BYTES = 1024 * 1024;
 
 export interface HttpApiOptions {
-  readonly host: string;
-  readonly port: number;
   readonly tokens: ApiTokens;
+  /** Random bytes (upload folders' names). */
+  readonly random: (n: number) => Uint8Array;
   readonly stateDir: string;
   readonly version: string;
   readonly maxUploadBytes: number;
@@ -64,16 +63,11 @@ const RESOURCES: Record<string, string[]> = {
   results: ['results', '--json'],
 };
 
-export function startHttpApi(o: HttpApiOptions): Promise<Server> {
-  const server = createServer((req, res) => {
+/** The API as a request handler (cli/ serves it: only cli/ and net/ open sockets). */
+export function apiHandler(o: HttpApiOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
     handle(o, req, res).catch((err: unknown) => send(res, 500, { error: errorMessage(err) }));
-  });
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 0; // uploads of big modules take what they take; headers must come fast
-  return new Promise((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(new NxtError(err.code ?? 'http-failed', `cannot serve the HTTP API on ${o.host}:${o.port}: ${err.message}`)));
-    server.listen(o.port, o.host, () => resolve(server));
-  });
+  };
 }
 
 function send(res: ServerResponse, code: number, body: unknown): void {
@@ -155,17 +149,27 @@ async function upload(o: HttpApiOptions, url: URL, req: IncomingMessage, res: Se
   const name = url.searchParams.get('name') ?? '';
   if (!/^[\w.-]{1,128}$/.test(name) || name.startsWith('.')) throw new NxtError('usage', '?name= is the module\'s file name (letters, digits, "_", "-", "."), e.g. router_2_0.mjs');
   const declared = Number(req.headers['content-length'] ?? NaN);
-  if (Number.isFinite(declared) && declared > o.maxUploadBytes) throw new NxtError('too-large', `a module is at most ${o.maxUploadBytes} bytes here`);
-  const dir = join(o.stateDir, 'api-uploads', randomBytes(8).toString('hex'));
+  if (Number.isFinite(declared) && declared > o.maxUploadBytes) {
+    req.resume(); // read and dropped, so that the sender gets to read the answer
+    throw new NxtError('too-large', `a module is at most ${o.maxUploadBytes} bytes here`);
+  }
+  const dir = join(o.stateDir, 'api-uploads', Buffer.from(o.random(8)).toString('hex'));
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = join(dir, name);
   let size = 0;
-  await pipeline(req, async function* (source: AsyncIterable<Buffer>) {
-    for await (const chunk of source) {
-      size += chunk.length;
-      if (size > o.maxUploadBytes) throw new NxtError('too-large', `a module is at most ${o.maxUploadBytes} bytes here`);
-      yield chunk;
-    }
-  }, createWriteStream(file, { flags: 'wx', mode: 0o600 }));
+  try {
+    await pipeline(req, async function* (source: AsyncIterable<Buffer>) {
+      for await (const chunk of source) {
+        size += chunk.length;
+        if (size > o.maxUploadBytes) throw new NxtError('too-large', `a module is at most ${o.maxUploadBytes} bytes here`);
+        yield chunk;
+      }
+    }, createWriteStream(file, { flags: 'wx', mode: 0o600 }));
+  } catch (err) {
+    // Half a module is no module: nothing is left behind.
+    rmSync(dir, { recursive: true, force: true });
+    req.resume();
+    throw err;
+  }
   send(res, 201, { file, name, size, push: ['push', file] });
 }

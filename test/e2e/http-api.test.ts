@@ -3,7 +3,7 @@
  * fleet and the enrollment requests read, a device approved, a module uploaded and pushed, bad
  * requests answered as such, and nothing without a valid token.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
@@ -16,7 +16,7 @@ afterEach(async () => {
 describe('the HTTP API', () => {
   it('reads the fleet, approves, uploads and pushes with a token, and refuses without one', async () => {
     const dir = tempDir('nxt-api-');
-    const { proc: server, port } = await startServer(join(dir, 'server'), ['--http', '127.0.0.1:0'], { NXT_ENROLL_TOKEN: '' });
+    const { proc: server, port } = await startServer(join(dir, 'server'), ['--http', '127.0.0.1:0', '--http-max-upload', '1'], { NXT_ENROLL_TOKEN: '' });
     const base = `${(await server.waitFor(/HTTP API on (http:\/\/127\.0\.0\.1:\d+\/api\/v1)/))[1]}`;
     const token = (await server.run('token create ci', /token ci: (nxt_\S+)\n/)).match(/token ci: (nxt_\S+)/)![1]!;
     const api = (path: string, init: RequestInit & { token?: string | null } = {}): Promise<Response> => fetch(`${base}${path}`, {
@@ -57,6 +57,9 @@ describe('the HTTP API', () => {
     expect((await api('/commands', { method: 'POST', body: 'not json' })).status).toBe(400);
     expect((await api('/commands', { method: 'POST', body: JSON.stringify({ words: ['push', join(dir, 'missing.mjs')] }) })).status).toBe(422);
     expect((await api('/releases?name=../../etc/x', { method: 'POST', body: 'x' })).status).toBe(400);
+    // Larger than --http-max-upload (1 MiB): refused, and nothing of it kept.
+    expect((await api('/releases?name=big_9_0.mjs', { method: 'POST', body: Buffer.alloc(2 * 1024 * 1024, 32) })).status).toBe(413);
+    expect(readdirSync(join(dir, 'server/api-uploads')).flatMap((d) => readdirSync(join(dir, 'server/api-uploads', d)))).toEqual(['libfunctional_2_0.mjs']);
     expect((await api('/nothing')).status).toBe(404);
 
     // Revoked: refused from then on.
