@@ -30,7 +30,8 @@ describe('releases made for some devices', () => {
     const beta = await start('beta', ['--device-type', 'gateway', '--channel', 'beta']);
     const kiosk = await start('kiosk', ['--device-type', 'kiosk']);
 
-    const listed = await server.run('clients', new RegExp(`${kiosk.id}.*\\n`));
+    // The table's rows (not a registration line that may come in between): the last one ends it.
+    const listed = await server.run('clients', new RegExp(`${kiosk.id} +\\S+ +kiosk .*\\n`));
     expect(listed).toMatch(new RegExp(`${gw.id} +\\S+ +gateway +stable `));
     expect(listed).toMatch(new RegExp(`${beta.id} +\\S+ +gateway +beta `));
     expect(listed).toMatch(new RegExp(`${kiosk.id} +\\S+ +kiosk +stable `));
