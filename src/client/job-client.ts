@@ -326,7 +326,7 @@ export class JobClient extends EventEmitter {
       }
       await this.finish(p.jobId, JobCode.ok, `wrote ${size} bytes`);
     } catch (err) {
-      try { unlinkSync(`${p.path}.nxt-part`); } catch { /* gone */ }
+      for (const leftover of [`${p.path}.nxt-part`, `${p.path}.nxt-new`]) try { unlinkSync(leftover); } catch { /* gone */ }
       this.repeat(`result ${transferId}`, encode({ type: 'result', transferId, code: ResultCode.hashMismatch, active: NO_VERSION, message: errorMessage(err) }));
       await this.finish(p.jobId, JobCode.transferFailed, errorMessage(err));
     }

@@ -115,9 +115,10 @@ export class Devices {
   }
 
   /**
-   * Approve `id` (it had the enrollment token) together with the others arriving within APPROVAL_BATCH_MS:
-   * one save for all of them (a thousand devices installed with a token would otherwise rewrite
-   * devices.json a thousand times). Resolves once it is on disk; rejects, undone, if that fails.
+   * Approve `id` (it had the enrollment token) together with the others arriving within
+   * APPROVAL_BATCH_MS: one save for all of them (a thousand devices installed with a token would
+   * otherwise rewrite devices.json a thousand times). Resolves once it is on disk; rejects,
+   * undone, if that fails.
    */
   approveSoon(id: string, wallNow: Date): Promise<void> {
     if (!this.batch) {
@@ -132,7 +133,7 @@ export class Devices {
 
   private flushApprovals(batch: ApprovalBatch): void {
     if (this.batch === batch) this.batch = undefined;
-    const at = batch.waiters[0]?.at.toISOString() ?? new Date().toISOString();
+    const at = batch.waiters[0]!.at.toISOString(); // a batch is made for its first approval
     const changed: DeviceRecord[] = [];
     for (const id of batch.ids) {
       const d = this.devices.get(id);

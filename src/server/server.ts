@@ -115,7 +115,8 @@ interface LastRegister {
 }
 
 /** Events: 'client-registered' (ClientRecord, new to the fleet), 'client-gone' (ClientRecord, said
- *  goodbye: offline now), 'client-back' (ClientRecord, was offline), 'client-renewed' (ClientRecord, every registration), 'push-result' (PushReport),
+ *  goodbye: offline now), 'client-back' (ClientRecord, was offline), 'client-renewed'
+ *  (ClientRecord, every registration), 'push-result' (PushReport),
  *  'auto-update' (ClientRecord, StoredRelease), 'enrollment-request' (DeviceRecord, a new device
  *  waits for approval), 'warning' (string). */
 export class NxtServer extends EventEmitter {
