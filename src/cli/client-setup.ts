@@ -7,12 +7,11 @@
  */
 import { chownSync, copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { isIP } from 'node:net';
 import { NxtError } from '../errors.js';
 import { readPublicKey } from '../security/release-key.js';
 import { fingerprint, IDENTITY_PUBLIC_FILE, readIdentityPublic } from '../session/identity.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
-import { parsePort } from './exit-codes.js';
+import { parseHostPort } from './exit-codes.js';
 
 export interface SetupOptions {
   readonly server: string;
@@ -22,18 +21,16 @@ export interface SetupOptions {
   readonly enrollToken?: string;
 }
 
-/** "host:9000", "10.0.0.5:9000", "[fd00::1]:9000". */
-export function parseHostPort(text: string): { host: string; port: number } {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):(\d+)$/.exec(text);
-  if (!m) throw new NxtError('usage', `--server "${text}" must be HOST:PORT ([IPv6]:PORT for an IPv6 address)`);
-  const port = parsePort(m[2]!);
+/** "host:9000", "10.0.0.5:9000", "[fd00::1]:9000": a host is needed, and a port that is not 0. */
+export function parseServerAddress(text: string): { host: string; port: number } {
+  const { host, port } = parseHostPort('--server', text);
+  if (host === '') throw new NxtError('usage', `--server "${text}" needs the server's host name or address`);
   if (port === 0) throw new NxtError('usage', 'the server port cannot be 0');
-  if (m[0].startsWith('[') && isIP(m[1]!) !== 6) throw new NxtError('usage', `"${m[1]}" is not an IPv6 address`);
-  return { host: m[1]!, port };
+  return { host, port };
 }
 
 export function setupClient(o: SetupOptions): string[] {
-  const { host, port } = parseHostPort(o.server);
+  const { host, port } = parseServerAddress(o.server);
   const releaseKey = readPublicKey(o.trust);
   const identityFile = o.serverKey ?? join(dirname(o.trust), IDENTITY_PUBLIC_FILE);
   const identityKey = readIdentityPublic(identityFile);

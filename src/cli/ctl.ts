@@ -8,7 +8,7 @@
  */
 import { chownSync, copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { sendControl } from '../server/control-client.js';
+import { envelope, sendControl } from '../server/control-client.js';
 import { exitWithError } from './exit-codes.js';
 
 /** Where ctl puts copies of the files a command names: a fresh folder in the server's state dir. */
@@ -34,18 +34,11 @@ export async function runCtl(stateDir: string, words: string[], json = false): P
     const status = await sendControl(stateDir, request, json
       ? { out: (l) => output.push(l), err: (l) => errors.push(l), data: (v) => data.push(v) }
       : { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`), data: () => undefined });
-    const ok = status === 0;
     process.exitCode = status;
-    if (json) {
-      // A command asked for its own --json prints one JSON document: hand it over parsed.
-      if (data.length === 0 && words.includes('--json')) {
-        try { data.push(JSON.parse(output.join('\n'))); output.length = 0; } catch { /* not JSON after all: leave it as lines */ }
-      }
-      process.stdout.write(`${JSON.stringify({ ok, status, command: words, output, errors, data })}\n`);
-    }
+    if (json) process.stdout.write(`${JSON.stringify(envelope(words, status, output, errors, data))}\n`);
   } catch (err) {
     if (json) {
-      process.stdout.write(`${JSON.stringify({ ok: false, status: 1, command: words, output, errors: [...errors, err instanceof Error ? err.message : String(err)], data })}\n`);
+      process.stdout.write(`${JSON.stringify(envelope(words, 1, output, [...errors, err instanceof Error ? err.message : String(err)], data))}\n`);
       process.exitCode = 1;
       return;
     }

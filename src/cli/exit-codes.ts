@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { NxtError, errorMessage } from '../errors.js';
 import { describeFsError } from '../util/atomic-file.js';
 
@@ -31,6 +32,16 @@ export function parsePort(text: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || n < 0 || n > 65535) throw new NxtError('usage', `"${text}" is not a UDP port (0-65535)`);
   return n;
+}
+
+/**
+ * `HOST:PORT`, `[IPv6]:PORT`, or `:PORT` (no host: the caller decides what that means), for
+ * `flag`. The host is not looked up here.
+ */
+export function parseHostPort(flag: string, text: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]*):(\d+)$/.exec(text);
+  if (!m || (text.startsWith('[') && isIP(m[1]!) !== 6)) throw new NxtError('usage', `${flag} "${text}" must be HOST:PORT ([IPv6]:PORT for an IPv6 address)`);
+  return { host: m[1]!, port: parsePort(m[2]!) };
 }
 
 /** Seconds, with a fraction if wanted ("30", "2.5"); more than zero. */

@@ -33,7 +33,7 @@ import { runCtl } from './ctl.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
 import { lockDir } from '../util/dir-lock.js';
 import { ensureDir, writeFileAtomic } from '../util/atomic-file.js';
-import { EXIT_STATUS_HELP, EXIT_USAGE, exitWithError, parsePort, parsePositiveMs } from './exit-codes.js';
+import { EXIT_STATUS_HELP, EXIT_USAGE, exitWithError, parseHostPort, parsePort, parsePositiveMs } from './exit-codes.js';
 import { lifecycle } from './lifecycle.js';
 import { nxtVersion, versionLine } from './version.js';
 import { CONSOLE_MODE_HELP, consoleMode } from './console-mode.js';
@@ -322,7 +322,7 @@ await program.parseAsync();
 
 /** `--http 127.0.0.1:8080`, `--http [::1]:8080`, `--http :8080` (every address). */
 function parseHttpAddress(text: string): { host: string; port: number } {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]*):(\d+)$/.exec(text);
-  if (!m || (m[1] !== '' && isIP(m[1]!) === 0 && m[1] !== 'localhost')) throw new NxtError('usage', `--http "${text}": expected ADDRESS:PORT, e.g. 127.0.0.1:8080 or [::1]:8080`);
-  return { host: m[1] === '' ? '::' : m[1]!, port: parsePort(m[2]!) };
+  const { host, port } = parseHostPort('--http', text);
+  if (host !== '' && host !== 'localhost' && isIP(host) === 0) throw new NxtError('usage', `--http "${text}": the host must be an address (or localhost), e.g. 127.0.0.1:8080 or [::1]:8080`);
+  return { host: host === '' ? '::' : host, port };
 }

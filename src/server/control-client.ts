@@ -61,3 +61,22 @@ export function sendControl(stateDir: string, request: ControlRequest, sink: Con
     });
   });
 }
+
+/** What `ctl --json` prints and the HTTP API answers: everything one command said. */
+export interface Envelope {
+  readonly ok: boolean;
+  readonly status: number;
+  readonly command: readonly string[];
+  readonly output: string[];
+  readonly errors: string[];
+  readonly data: unknown[];
+}
+
+/** The envelope of a command that ended with `status`; a command asked for its own --json
+ *  printed one JSON document, which is handed over parsed, as data. */
+export function envelope(command: readonly string[], status: number, output: string[], errors: string[], data: unknown[]): Envelope {
+  if (data.length === 0 && status === 0 && command.includes('--json')) {
+    try { data.push(JSON.parse(output.join('\n'))); output.length = 0; } catch { /* lines after all */ }
+  }
+  return { ok: status === 0, status, command, output, errors, data };
+}

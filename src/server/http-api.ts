@@ -13,6 +13,7 @@ import { NxtError, errorMessage } from '../errors.js';
 import { runCommandWords, type Command } from '../util/repl.js';
 import type { ApiTokens } from './api-tokens.js';
 import type { ControlOutput } from './control-socket.js';
+import { envelope, type Envelope } from './control-client.js';
 import { OPENAPI } from './openapi.js';
 
 /** JSON bodies larger than this are refused; module uploads have their own limit. */
@@ -28,15 +29,6 @@ export interface HttpApiOptions {
   readonly commandsFor: (out: ControlOutput) => Record<string, Command>;
 }
 
-export interface Envelope {
-  readonly ok: boolean;
-  readonly status: number;
-  readonly command: readonly string[];
-  readonly output: string[];
-  readonly errors: string[];
-  readonly data: unknown[];
-}
-
 /** Run one console command as the API does: everything it says, collected. */
 export async function runForApi(commandsFor: HttpApiOptions['commandsFor'], words: readonly string[], cwd: string): Promise<Envelope> {
   const output: string[] = [];
@@ -44,11 +36,7 @@ export async function runForApi(commandsFor: HttpApiOptions['commandsFor'], word
   const data: unknown[] = [];
   const out: ControlOutput = { say: (l) => output.push(...l.split('\n')), data: (v) => data.push(v), cwd };
   const status = await runCommandWords(commandsFor(out), words, (text) => errors.push(...text.replace(/\n$/, '').split('\n')));
-  // A command's own --json output is one JSON document: hand it over parsed.
-  if (data.length === 0 && words.includes('--json') && status === 0) {
-    try { data.push(JSON.parse(output.join('\n'))); output.length = 0; } catch { /* lines after all */ }
-  }
-  return { ok: status === 0, status, command: words, output, errors, data };
+  return envelope(words, status, output, errors, data);
 }
 
 /** GET resources: each the --json output of a console command. */

@@ -43,9 +43,9 @@ export interface ServerChannelLimits {
 }
 
 /** A handshake costs the server about a millisecond of CPU (X25519 in node:crypto, HKDF, two
- *  AEADs: bench/crypto.ts): at 400 a second a fleet of 10,000 comes back within 25 s of a server
- *  restart as far as the server is concerned, for at most half a core while it lasts. Per address,
- *  room for a site of devices behind one NAT address, not for one flooder. */
+ *  AEADs; a profile of bench/fleet-sim.ts: 6.5 s in onInit for 6,000): 400 a second is at most
+ *  half a core, and 10,000 handshakes take 25 s at that rate. Per address, room for a site of
+ *  devices behind one NAT address, not for one flooder. */
 export const DEFAULT_LIMITS: ServerChannelLimits = {
   handshakesPerSecond: 400,
   handshakeBurst: 800,

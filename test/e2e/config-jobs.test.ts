@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
-import { runJobAt } from '../support/jobs.js';
+import { runJobAt as job } from '../support/jobs.js';
 
 afterEach(async () => {
   await stopAll();
@@ -26,8 +26,6 @@ export function reconfigure(name, path) {
   return 'took ' + name;
 }
 `;
-
-const job = runJobAt;
 
 describe('config jobs', () => {
   it('write, keep the previous, apply through the plugin or put the old one back, and restore', async () => {

@@ -8,14 +8,12 @@ import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
-import { runJobAt } from '../support/jobs.js';
+import { runJobAt as job } from '../support/jobs.js';
 
 afterEach(async () => {
   await stopAll();
   expect(runningCount()).toBe(0);
 });
-
-const job = runJobAt;
 
 describe('install jobs', () => {
   it('run the installer the device names, with the file, and report how it ended', async () => {

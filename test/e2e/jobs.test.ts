@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Roots } from '../../src/jobs/roots.js';
 import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
-import { runJobAt } from '../support/jobs.js';
+import { runJobAt as job } from '../support/jobs.js';
 
 afterEach(async () => {
   await stopAll();
@@ -30,8 +30,6 @@ function startDevice(dir: string, port: number, roots: Roots, maintenance: boole
     '--logs-dir', roots.logs, '--config-dir', roots.config, '--dropbox-dir', roots.dropbox, '--poll', '200', ...(maintenance ? ['--maintenance'] : []),
   ]);
 }
-
-const job = runJobAt;
 
 describe('maintenance jobs', () => {
   it('logs with a time and severity filter upload exactly the matching lines; backup uploads the config byte for byte', async () => {
