@@ -40,6 +40,7 @@ import { CONSOLE_MODE_HELP, consoleMode } from './console-mode.js';
 import { applyConfigFile, FORMATS, type ConfigType } from './config-file.js';
 import { isIP } from 'node:net';
 import { Rollouts } from '../server/rollouts.js';
+import { checkDatabaseUrl, openStore } from '../store/open-store.js';
 import { openMulticastSender, parseGroup, type MulticastSender } from '../net/multicast.js';
 import type { GroupPushOptions } from '../server/group-push.js';
 import type { Campaign, CampaignEvent } from '../server/campaign.js';
@@ -52,6 +53,7 @@ const program = new Command('nxt-server')
   .description('push signed plugin modules to nxt clients over UDP')
   .option('-p, --port <port>', 'UDP port to listen on (IPv4 and IPv6)', '9000')
   .addOption(new Option('-s, --state-dir <dir>', 'where the release key and server state live').env('NXT_STATE_DIR').default(DEFAULT_STATE_DIR))
+  .addOption(new Option('--database <url>', 'where the fleet\'s state lives: postgres://USER@HOST/DB (several nodes may share it) or sqlite:PATH; default: nxt.db in the state dir').env('NXT_DATABASE'))
   .option('--peer-timeout <ms>', 'fail a push to a client silent this long', '10000')
   .option('--renew <ms>', 'how often clients renew their registration', '10000')
   .option('--manifest-ttl <seconds>', 'how long a signed push stays installable; clients refuse it after that', String(DEFAULT_MANIFEST_TTL_S))
@@ -91,11 +93,12 @@ interface ServerFlags {
   multicast?: string; multicastTtl: string; multicastInterface?: string; multicastRate: string; multicastDatagram?: string;
   notifyWebhook?: string; smtp?: string; notifyEmail?: string; notifyFrom: string; behindAfter?: string; notifyRetry: string;
   headless?: boolean; logFormat?: string; publicDir?: string; http?: string; httpMaxUpload: string;
+  database?: string;
 }
 
 const whole = (minimum?: number, maximum?: number): ConfigType => ({ type: 'number', integer: true, minimum, maximum });
 const SERVER_CONFIG: Record<string, ConfigType> = {
-  port: whole(0, 65535), stateDir: 'string', peerTimeout: whole(1), renew: whole(1), manifestTtl: whole(1),
+  port: whole(0, 65535), stateDir: 'string', database: 'string', peerTimeout: whole(1), renew: whole(1), manifestTtl: whole(1),
   enrollToken: 'string', autoUpdate: 'boolean', maxHandshakes: whole(1), maxDatagram: whole(MIN_DATAGRAM, MAX_UDP_PAYLOAD_BYTES),
   multicast: 'string', multicastTtl: whole(1, 255), multicastInterface: { type: 'string', format: 'ip' }, multicastRate: { type: 'number', minimum: 1, maximum: 100_000 },
   multicastDatagram: whole(MIN_DATAGRAM, MAX_UDP_PAYLOAD_BYTES),
@@ -126,6 +129,7 @@ program.action(async (flags: ServerFlags) => {
     }
     if (opts.behindAfter !== undefined && !/^\d+$/.test(opts.behindAfter)) throw new NxtError('usage', `--behind-after "${opts.behindAfter}" is not a number of seconds`);
     const notifyRetryMs = parsePositiveMs(opts.notifyRetry);
+    if (opts.database !== undefined) checkDatabaseUrl(opts.database);
     const mode = await consoleMode('nxt-server', opts);
     const http = opts.http === undefined ? undefined : parseHttpAddress(opts.http);
     const httpMaxUploadBytes = Number(opts.httpMaxUpload) * 1024 * 1024;
@@ -137,7 +141,8 @@ program.action(async (flags: ServerFlags) => {
     const { signer, publicKey, created } = loadReleaseKeyOrPublic(opts.stateDir, (n) => randomBytes(n), { passphrase: askPassphrase('release key passphrase: ') });
     const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
     const { keys: identity, created: newIdentity } = loadOrCreateIdentity(opts.stateDir, random);
-    const devices = new Devices(opts.stateDir);
+    const store = await openStore({ database: opts.database, stateDir: opts.stateDir, note: (line) => mode.note(line), warn: (line) => mode.note(line, 'warn') });
+    const devices = await Devices.open(store);
     let multicast: { sender: MulticastSender; options: Partial<GroupPushOptions> } | undefined;
     if (opts.multicast !== undefined) {
       const group = parseGroup(opts.multicast);
@@ -157,9 +162,9 @@ program.action(async (flags: ServerFlags) => {
       endpoint, clock: systemClock, identity, random, isRevoked: (id) => devices.isRevoked(id), onWarning: (line) => server.emit('warning', line),
       limits: { handshakesPerSecond, handshakeBurst: 2 * handshakesPerSecond },
     });
-    const history = new History(opts.stateDir);
-    const tokens = new ApiTokens(opts.stateDir, random);
-    const releases = new ReleaseStore(opts.stateDir);
+    const history = new History(store);
+    const tokens = await ApiTokens.open(store, random);
+    const releases = await ReleaseStore.open(opts.stateDir, store);
     // A stored module signed again, fresh (a new expiry), unless it was signed offline.
     const prepareStored = (stored: StoredRelease): Promise<Release> => prepareRelease(stored.file, {
       version: stored.presigned ? undefined : formatReleaseVersion(stored.version), signer, publicKey,
@@ -173,19 +178,19 @@ program.action(async (flags: ServerFlags) => {
         firstRetryMs: notifyRetryMs,
       });
     }
-    const jobStore = new JobStore(opts.stateDir);
+    const jobStore = await JobStore.open(store);
     const jobs: JobServer = new JobServer({
       store: jobStore, stateDir: opts.stateDir, channel, clock: systemClock, wallClock: systemWallClock, notifier, sender: { peerTimeoutMs },
       approved: (id: string): boolean => server.registry.get(id) !== undefined,
     });
     const server: NxtServer = new NxtServer({
       jobs, notifier, behindAfterMs: opts.behindAfter === undefined ? undefined : Number(opts.behindAfter) * 1000,
-      stateDir: opts.stateDir, releases, prepareStored, autoUpdate: opts.autoUpdate === true,
+      stateDir: opts.stateDir, store, savedClients: await store.registrations(), releases, prepareStored, autoUpdate: opts.autoUpdate === true,
       channel, clock: systemClock, wallClock: systemWallClock, devices, randomU32: () => randomBytes(4).readUInt32BE(0),
       enrollTokens: (opts.enrollToken ?? '').split(',').map((t) => t.trim()).filter((t) => t !== ''),
       renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, maxDatagram, history: { log: history, wallClock: systemWallClock }, multicast,
     });
-    const rollouts = new Rollouts({ server, releases, prepare: prepareStored, wallClock: systemWallClock, stateDir: opts.stateDir });
+    const rollouts = new Rollouts({ server, releases, prepare: prepareStored, wallClock: systemWallClock, store, saved: await store.campaigns() });
     rollouts.on('event', (c: Campaign, e: CampaignEvent) => {
       if (e.kind !== 'paused') return;
       notifier?.notify({
@@ -204,7 +209,7 @@ program.action(async (flags: ServerFlags) => {
     const fresh = [created && 'release key', newIdentity && 'identity key'].filter(Boolean).join(' and ');
     mode.note(`${fresh ? `created a new ${fresh}; ` : ''}clients trust ${pub} and ${join(opts.stateDir, IDENTITY_PUBLIC_FILE)} (key ${fingerprint(identity.publicKey)})`);
     if (!signer) mode.note(`no release key here (only its public half): push accepts modules signed offline (${PRESIGNED_SUFFIX})`);
-    const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); control.close(); rollouts.close(); await Promise.all(closers.map((c) => c())); await server.close(); });
+    const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); control.close(); rollouts.close(); await Promise.all(closers.map((c) => c())); await server.close(); await store.close(); });
     const consoleOptions: ServerReplOptions = {
       server, signer, publicKey, clock: systemClock, wallClock: systemWallClock,
       input: process.stdin, output: process.stdout, headless: mode.headless, onExit: stop, onEnd: inputEnded, manifestTtlSeconds,
@@ -212,6 +217,7 @@ program.action(async (flags: ServerFlags) => {
     };
     jobs.on('job-result', (job) => server.emit('job-result', job));
     jobs.on('report-queued', (job) => server.emit('report-queued', job));
+    jobs.on('warning', (line: string) => server.emit('warning', line));
     const repl = createServerRepl(consoleOptions);
     const commandsFor = (out: ControlOutput): ReturnType<typeof serverCommands> => serverCommands(consoleOptions, out.say, { reportEachClient: true, cwd: out.cwd, data: out.data });
     const control = await listenControl(opts.stateDir, commandsFor);

@@ -3,14 +3,13 @@
  * the operator approves or rejects it, or an enrollment token approves it; an approved key can be
  * revoked. Only approved devices are in the fleet registry and receive pushes.
  *
- * Decisions are kept in `devices.json` in the state dir (written atomically), so they survive a
+ * Decisions are kept in the store (the embedded database, or PostgreSQL), so they survive a
  * restart. Pending requests are kept in memory only, at most MAX_PENDING (the oldest make room): a
  * flood of new keys must not fill the disk, and a real pending device asks again at its next renewal.
  */
-import { join } from 'node:path';
 import { NxtError } from '../errors.js';
 import { displayAddress, type Peer } from '../net/endpoint.js';
-import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
+import type { Store } from '../store/store.js';
 
 export type DeviceState = 'pending' | 'approved' | 'rejected' | 'revoked';
 
@@ -50,28 +49,20 @@ export interface DeviceRecord {
   decidedBy?: string;
 }
 
-export const DEVICES_FILE = 'devices.json';
 export const MAX_PENDING = 1000;
 
 export class Devices {
   private readonly devices = new Map<string, DeviceRecord>();
 
-  /** `dir` undefined: nothing persisted (tests). */
   private batch: ApprovalBatch | undefined;
 
-  constructor(private readonly dir: string | undefined, private readonly maxPending = MAX_PENDING) {
-    if (dir === undefined) return;
-    const list = readStateFile(join(dir, DEVICES_FILE), (text) => {
-      const devices = (JSON.parse(text) as { devices?: unknown }).devices;
-      if (!Array.isArray(devices)) throw new Error('no "devices" list');
-      for (const d of devices as DeviceRecord[]) {
-        if (typeof d?.id !== 'string' || !['approved', 'rejected', 'revoked'].includes(d.state)) {
-          throw new Error(`a malformed entry: ${JSON.stringify(d).slice(0, 80)}`);
-        }
-      }
-      return devices as DeviceRecord[];
-    });
-    for (const d of list ?? []) this.devices.set(d.id, d);
+  /** `store` undefined: nothing persisted (tests). */
+  constructor(private readonly store: Store | undefined, saved: readonly DeviceRecord[] = [], private readonly maxPending = MAX_PENDING) {
+    for (const d of saved) if (d.state !== 'pending') this.devices.set(d.id, d);
+  }
+
+  static async open(store: Store, maxPending = MAX_PENDING): Promise<Devices> {
+    return new Devices(store, await store.devices(), maxPending);
   }
 
   get(id: string): DeviceRecord | undefined { return this.devices.get(id); }
@@ -95,7 +86,8 @@ export class Devices {
     return record;
   }
 
-  decide(id: string, state: Exclude<DeviceState, 'pending'>, by: string, wallNow: Date): DeviceRecord {
+  /** Resolves once the decision is saved; if it cannot be, it is undone and the error thrown. */
+  async decide(id: string, state: Exclude<DeviceState, 'pending'>, by: string, wallNow: Date): Promise<DeviceRecord> {
     const d = this.devices.get(id);
     if (!d) throw new NxtError('no-such-device', `no device ${id}`);
     const { state: wasState, decidedAt: wasAt, decidedBy: wasBy } = d;
@@ -103,7 +95,7 @@ export class Devices {
     d.decidedAt = wallNow.toISOString();
     d.decidedBy = by;
     try {
-      this.save();
+      await this.store?.saveDevices([d]);
     } catch (err) {
       // Not saved, so not decided.
       d.state = wasState;
@@ -116,8 +108,8 @@ export class Devices {
 
   /**
    * Approve `id` (it had the enrollment token) together with the others arriving within
-   * APPROVAL_BATCH_MS: one save for all of them (a thousand devices installed with a token would
-   * otherwise rewrite devices.json a thousand times). Resolves once it is on disk; rejects,
+   * APPROVAL_BATCH_MS: one transaction for all of them (a thousand devices installed with a token
+   * would otherwise wait for a thousand). Resolves once it is on disk; rejects,
    * undone, if that fails.
    */
   approveSoon(id: string, wallNow: Date): Promise<void> {
@@ -143,21 +135,14 @@ export class Devices {
       d.decidedBy = 'enrollment token';
       changed.push(d);
     }
-    try {
-      this.save();
-    } catch (err) {
-      // Not saved, so not approved: they ask again at their next registration.
-      for (const d of changed) { d.state = 'pending'; delete d.decidedAt; delete d.decidedBy; }
-      for (const w of batch.waiters) w.reject(err);
-      return;
-    }
-    for (const w of batch.waiters) w.resolve();
-  }
-
-  private save(): void {
-    if (this.dir === undefined) return;
-    const decided = this.all().filter((d) => d.state !== 'pending');
-    writeFileAtomic(join(this.dir, DEVICES_FILE), `${JSON.stringify({ version: 1, devices: decided }, null, 1)}\n`);
+    void (this.store?.saveDevices(changed) ?? Promise.resolve()).then(
+      () => { for (const w of batch.waiters) w.resolve(); },
+      (err: unknown) => {
+        // Not saved, so not approved: they ask again at their next registration.
+        for (const d of changed) { d.state = 'pending'; delete d.decidedAt; delete d.decidedBy; }
+        for (const w of batch.waiters) w.reject(err);
+      },
+    );
   }
 }
 

@@ -1,10 +1,8 @@
 /**
- * The record of every push result, kept in the server's state dir as JSON lines
- * (`history.jsonl`): appended and fsynced one entry at a time, so a server killed at any moment
- * loses at most the entry it was writing, and a torn last line is skipped when read.
+ * The record of every push result and probation outcome, kept in the store: each entry saved on
+ * its own as it happens, read back oldest first.
  */
-import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import type { Store } from '../store/store.js';
 
 export interface HistoryEntry {
   /** ISO 8601 wall-clock time of the result. */
@@ -22,41 +20,23 @@ export interface HistoryEntry {
 }
 
 export class History {
-  private readonly path: string;
+  /** `store` undefined: kept in memory only (tests). */
+  private readonly memory: HistoryEntry[] = [];
 
-  constructor(stateDir: string) {
-    this.path = join(stateDir, 'history.jsonl');
+  constructor(private readonly store: Store | undefined) {}
+
+  /** Resolves once saved. */
+  async append(entry: HistoryEntry): Promise<void> {
+    if (this.store) await this.store.appendHistory(entry);
+    else this.memory.push(entry);
   }
 
-  append(entry: HistoryEntry): void {
-    const fd = openSync(this.path, 'a+', 0o600);
-    try {
-      // After a crash mid-write the file may end in a torn line: start a fresh one, or this
-      // entry would be glued to it and lost too.
-      const size = fstatSync(fd).size;
-      const last = Buffer.alloc(1);
-      const torn = size > 0 && readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a;
-      writeSync(fd, `${torn ? '\n' : ''}${JSON.stringify(entry)}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  }
-
-  /** Entries oldest first, optionally only for clients whose id starts with `clientPrefix`. */
-  list(clientPrefix?: string): HistoryEntry[] {
-    if (!existsSync(this.path)) return [];
-    const entries: HistoryEntry[] = [];
-    for (const line of readFileSync(this.path, 'utf8').split('\n')) {
-      if (line.trim() === '') continue;
-      try {
-        const e = JSON.parse(line) as HistoryEntry;
-        if (clientPrefix === undefined || e.client.startsWith(clientPrefix)) entries.push(e);
-      } catch {
-        // A line torn by a crash mid-write: skip it.
-      }
-    }
-    return entries;
+  /** Entries oldest first, optionally only for clients whose id starts with `clientPrefix`, and
+   *  only the `last` newest. */
+  async list(clientPrefix?: string, last?: number): Promise<HistoryEntry[]> {
+    if (this.store) return this.store.history(clientPrefix, last);
+    const all = this.memory.filter((e) => clientPrefix === undefined || e.client.startsWith(clientPrefix));
+    return last === undefined ? all : all.slice(-last);
   }
 }
 

@@ -44,6 +44,8 @@ export class JobServer extends EventEmitter {
   private readonly uploads = new Map<number, Upload>();
   private readonly puts = new Map<number, { job: Job; file: OutgoingFile }>();
   private readonly resultTimers = new Map<number, NodeJS.Timeout>();
+  /** Devices whose status report is being queued (saved) right now. */
+  private readonly queueingReport = new Set<string>();
 
   constructor(private readonly o: {
     readonly store: JobStore;
@@ -100,11 +102,19 @@ export class JobServer extends EventEmitter {
   /** A status report for `device`, unless one is queued or running already. */
   queueReport(device: string, wallNow: Date): void {
     const waiting = this.o.store.list((j) => j.device === device && j.kind === 'report' && (j.state === 'queued' || j.state === 'sent'));
-    if (waiting.length > 0) return;
-    try {
-      const job = this.o.store.add(device, 'report', {}, wallNow);
-      this.emit('report-queued', job);
-    } catch { /* the disk is failing: the device asks again at its next registration */ }
+    if (waiting.length > 0 || this.queueingReport.has(device)) return;
+    this.queueingReport.add(device);
+    void this.o.store.add(device, 'report', {}, wallNow).then(
+      (job) => { this.emit('report-queued', job); },
+      () => { /* the disk is failing: the device asks again at its next registration */ },
+    ).finally(() => this.queueingReport.delete(device));
+  }
+
+  /** A job's change saved in the background; a save that fails is said, and the job is as it was. */
+  private saveSoon(job: Job, change: Parameters<JobStore['update']>[1], then?: () => void): void {
+    void this.o.store.update(job, change, this.now()).then(then, (err: unknown) => {
+      this.emit('warning', `job ${job.id}: could not save its state (${change.state ?? 'its upload'}): ${errorMessage(err)}`);
+    });
   }
 
   private onPoll(seq: number, from: AuthenticatedPeer): void {
@@ -112,7 +122,7 @@ export class JobServer extends EventEmitter {
     const kind = job ? JobKind[job.kind] : 0;
     this.o.channel.send(encode({ type: 'job', seq, jobId: job?.id ?? 0, kind, params: job ? JSON.stringify(job.params) : '' }), from);
     if (!job) return;
-    if (job.state === 'queued') this.o.store.update(job, { state: 'sent' }, this.now());
+    if (job.state === 'queued') this.saveSoon(job, { state: 'sent' });
     if ((job.kind === 'put' || job.kind === 'config' || job.kind === 'install') && job.source !== undefined && ![...this.puts.values()].some((p) => p.job.id === job.id)) this.startPut(job, from);
   }
 
@@ -144,13 +154,14 @@ export class JobServer extends EventEmitter {
     this.o.channel.send(encode({ type: 'jobAck', jobId }), from);
     if (!job || job.device !== from.clientId || job.state === 'done' || job.state === 'failed') return;
     const ok = code === JobCode.ok;
-    this.o.store.update(job, { state: ok ? 'done' : 'failed', result: JOB_RESULT_NAMES[code] ?? `code ${code}`, message }, this.now());
-    this.emit('job-result', job);
-    if (!ok) {
-      this.o.notifier?.notify({
-        event: 'job-failed', device: job.device, reason: job.result!, detail: `job ${job.id} (${job.kind}): ${message}`, at: this.now().toISOString(),
-      });
-    }
+    this.saveSoon(job, { state: ok ? 'done' : 'failed', result: JOB_RESULT_NAMES[code] ?? `code ${code}`, message }, () => {
+      this.emit('job-result', job);
+      if (!ok) {
+        this.o.notifier?.notify({
+          event: 'job-failed', device: job.device, reason: job.result!, detail: `job ${job.id} (${job.kind}): ${message}`, at: this.now().toISOString(),
+        });
+      }
+    });
   }
 
   private onFileOffer(msg: FileOfferMessage, from: AuthenticatedPeer): void {
@@ -198,7 +209,7 @@ export class JobServer extends EventEmitter {
     let message = 'stored';
     try {
       await u.transfer.incoming.complete(u.final);
-      this.o.store.update(u.job, { file: u.final }, this.now());
+      await this.o.store.update(u.job, { file: u.final }, this.now());
     } catch (err) {
       code = err instanceof NxtError && err.code === 'size-mismatch' ? ResultCode.sizeMismatch : ResultCode.hashMismatch;
       message = errorMessage(err);

@@ -1,10 +1,9 @@
 /**
- * The maintenance job queue, kept in the state dir (`jobs.json`, written atomically on every
- * change): jobs wait here until their device polls, so a device that is offline gets them when it
- * comes back, and none is lost or repeated across a server restart.
+ * The maintenance job queue, kept in the store (every change saved before it counts): jobs wait
+ * here until their device polls, so a device that is offline gets them when it comes back, and
+ * none is lost or repeated across a server restart.
  */
-import { join } from 'node:path';
-import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
+import type { Store } from '../store/store.js';
 
 export type JobKindName = 'logs' | 'backup' | 'put' | 'clean' | 'config' | 'configRestore' | 'install' | 'report';
 export type JobState = 'queued' | 'sent' | 'done' | 'failed';
@@ -28,32 +27,25 @@ export interface Job {
 
 export class JobStore {
   private readonly jobs: Job[] = [];
-  private nextId = 1;
+  /** Without a store (tests): ids counted here. */
+  private lastId = 0;
 
-  constructor(private readonly dir: string | undefined) {
-    if (dir === undefined) return;
-    const saved = readStateFile(join(dir, 'jobs.json'), (text) => {
-      const parsed = JSON.parse(text) as { nextId: number; jobs: Job[] };
-      if (!Array.isArray(parsed.jobs) || typeof parsed.nextId !== 'number') throw new Error('not a job list');
-      return parsed;
-    });
-    if (!saved) return;
-    this.jobs.push(...saved.jobs);
-    this.nextId = saved.nextId;
+  /** `store` undefined: nothing persisted (tests). */
+  constructor(private readonly store: Store | undefined, saved: readonly Job[] = []) {
+    this.jobs.push(...saved);
   }
 
-  add(device: string, kind: JobKindName, params: Record<string, unknown>, wallNow: Date, source?: string): Job {
+  static async open(store: Store): Promise<JobStore> {
+    return new JobStore(store, await store.jobs());
+  }
+
+  /** Resolves once the job is saved: a job the store did not take is not queued (the error is thrown). */
+  async add(device: string, kind: JobKindName, params: Record<string, unknown>, wallNow: Date, source?: string): Promise<Job> {
     const at = wallNow.toISOString();
-    const job: Job = { id: this.nextId++, device, kind, params, state: 'queued', createdAt: at, updatedAt: at, source };
+    const id = this.store ? await this.store.nextJobId() : ++this.lastId;
+    const job: Job = { id, device, kind, params, state: 'queued', createdAt: at, updatedAt: at, source };
+    await this.store?.saveJob(job);
     this.jobs.push(job);
-    try {
-      this.save();
-    } catch (err) {
-      // Not on disk, so not queued: nothing may claim otherwise (the caller reports the error).
-      this.jobs.pop();
-      this.nextId--;
-      throw err;
-    }
     return job;
   }
 
@@ -67,19 +59,14 @@ export class JobStore {
   }
 
   /** Change a job and save; if the save fails the job is as it was (and the error thrown). */
-  update(job: Job, change: Partial<Pick<Job, 'state' | 'result' | 'message' | 'file'>>, wallNow: Date): void {
+  async update(job: Job, change: Partial<Pick<Job, 'state' | 'result' | 'message' | 'file'>>, wallNow: Date): Promise<void> {
     const before = { state: job.state, result: job.result, message: job.message, file: job.file, updatedAt: job.updatedAt };
     Object.assign(job, change, { updatedAt: wallNow.toISOString() });
     try {
-      this.save();
+      await this.store?.saveJob(job);
     } catch (err) {
       Object.assign(job, before);
       throw err;
     }
-  }
-
-  private save(): void {
-    if (this.dir === undefined) return;
-    writeFileAtomic(join(this.dir, 'jobs.json'), `${JSON.stringify({ version: 1, nextId: this.nextId, jobs: this.jobs }, null, 1)}\n`);
   }
 }

@@ -26,7 +26,7 @@ export interface ClientRecord {
   rolledBack?: string;
 }
 
-/** What is kept of a client across server restarts (clients.json). */
+/** What is kept of a client across server restarts (the store's registrations). */
 export interface SavedClient {
   readonly id: string;
   readonly address: string;
@@ -37,6 +37,13 @@ export interface SavedClient {
   readonly tags: readonly string[];
   readonly updateState?: UpdateStateValue;
   readonly updateResult?: UpdateResultValue;
+}
+
+function toSaved(c: ClientRecord): SavedClient {
+  return {
+    id: c.id, address: c.peer.address, port: c.peer.port, version: c.version, product: c.product, lastSeenAt: c.lastSeenAt, tags: [...c.tags],
+    updateState: c.updateState, updateResult: c.updateResult,
+  };
 }
 
 /** Clients renew every RENEW; three renewals may be lost before a client counts as offline. */
@@ -96,10 +103,13 @@ export class Registry {
   }
 
   saved(): SavedClient[] {
-    return this.all().map((c) => ({
-      id: c.id, address: c.peer.address, port: c.peer.port, version: c.version, product: c.product, lastSeenAt: c.lastSeenAt, tags: c.tags,
-      updateState: c.updateState, updateResult: c.updateResult,
-    }));
+    return this.all().map(toSaved);
+  }
+
+  /** What is kept of one client, or undefined when it is not in the registry. */
+  savedOne(id: string): SavedClient | undefined {
+    const c = this.clients.get(id);
+    return c && toSaved(c);
   }
 
   /** Put a client in a group (false if it already was). */

@@ -1,14 +1,14 @@
 /**
  * Every module pushed, kept so the server can push it again by itself (`rollout latest`,
- * automatic catch-up): `releases/<sha256>/<name>` (with its `.nxt-signed` file when it was signed
- * offline) and `releases.json`, the list, written atomically.
+ * automatic catch-up): `releases/<sha256>/<name>` in the state dir (with its `.nxt-signed` file
+ * when it was signed offline), and the list in the store.
  */
 import { copyFileSync, existsSync, mkdirSync, renameSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { compareReleaseVersions, formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import type { Compatibility } from '../security/compatibility.js';
-import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
+import type { Store } from '../store/store.js';
 import { PRESIGNED_SUFFIX, type Release } from './release.js';
 
 export interface StoredRelease {
@@ -24,20 +24,18 @@ export interface StoredRelease {
   readonly for?: Compatibility;
 }
 
-const LIST_FILE = 'releases.json';
-
 export class ReleaseStore {
   private readonly dir: string;
   private readonly releases: StoredRelease[] = [];
 
-  constructor(private readonly stateDir: string) {
+  /** `store` undefined: the list is kept in memory only (tests). */
+  constructor(stateDir: string, private readonly store?: Store, saved: readonly StoredRelease[] = []) {
     this.dir = join(stateDir, 'releases');
-    const releases = readStateFile(join(stateDir, LIST_FILE), (text) => {
-      const parsed = JSON.parse(text) as { releases?: StoredRelease[] };
-      if (!Array.isArray(parsed.releases)) throw new Error('no "releases" list');
-      return parsed.releases;
-    });
-    this.releases.push(...releases ?? []);
+    this.releases.push(...saved);
+  }
+
+  static async open(stateDir: string, store: Store): Promise<ReleaseStore> {
+    return new ReleaseStore(stateDir, store, await store.releases());
   }
 
   list(): readonly StoredRelease[] { return this.releases; }
@@ -71,8 +69,10 @@ export class ReleaseStore {
     const stored: StoredRelease = {
       name: m.name, version: m.version, sha256: m.sha256, size: m.size, file, presigned, storedAt: wallNow.toISOString(), ...(m.for === undefined ? {} : { for: m.for }),
     };
+    await this.store?.addRelease(stored);
+    const saved = this.releases.find((r) => r.sha256 === m.sha256 && compareReleaseVersions(r.version, m.version) === 0 && sameFor(r.for, m.for));
+    if (saved) return saved; // saved meanwhile by a concurrent push of the same release
     this.releases.push(stored);
-    writeFileAtomic(join(this.stateDir, LIST_FILE), `${JSON.stringify({ version: 1, releases: this.releases }, null, 1)}\n`);
     return stored;
   }
 }

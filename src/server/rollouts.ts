@@ -2,15 +2,15 @@
  * Runs the rollout campaigns (campaign.ts) against the live server: once a second, and at once
  * when a device registers or reports its probation, each running campaign's due devices get the
  * release (prepared and sealed once, shared by every push). Push results and probation outcomes
- * move devices on; every change is saved (campaigns.json, atomically) before anything is said
- * about it, so a campaign survives a server restart and goes on from where it was.
+ * move devices on; every change is saved (in the store) before anything is said about it, so a
+ * campaign survives a server restart and goes on from where it was. The changes of one moment (a
+ * tick sending to a thousand devices) are saved together, once.
  */
 import { EventEmitter } from 'node:events';
-import { join } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
 import { compareReleaseVersions } from '../protocol/release-version.js';
 import { ResultCode } from '../protocol/result-codes.js';
-import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
+import type { Store } from '../store/store.js';
 import type { WallClock } from '../util/clock.js';
 import { Campaign, type CampaignEvent, type CampaignRecord, type CampaignSpec } from './campaign.js';
 import type { Release } from './release.js';
@@ -18,7 +18,6 @@ import type { ReleaseStore, StoredRelease } from './release-store.js';
 import type { ClientRecord } from './registry.js';
 import type { NxtServer, PushReport, TrialOutcome } from './server.js';
 
-const FILE = 'campaigns.json';
 const TICK_MS = 1000;
 /** Finished campaigns kept for `rollout status`. */
 const KEEP_FINISHED = 50;
@@ -29,7 +28,9 @@ export interface RolloutsOptions {
   readonly prepare: (stored: StoredRelease) => Promise<Release>;
   readonly wallClock: WallClock;
   /** undefined: nothing persisted (tests). */
-  readonly stateDir?: string;
+  readonly store?: Store;
+  /** The campaigns the store had at start (Store.campaigns). */
+  readonly saved?: readonly CampaignRecord[];
 }
 
 /** Events: 'event' (Campaign, CampaignEvent): a stage began, it paused by itself, or it is done;
@@ -38,15 +39,13 @@ export class Rollouts extends EventEmitter {
   private readonly campaigns: Campaign[] = [];
   private readonly timer: NodeJS.Timeout;
   private ticking = false;
+  /** Campaigns changed since the last save, and that save's promise while it is being gathered. */
+  private readonly dirty = new Set<Campaign>();
+  private saving: Promise<void> | undefined;
 
   constructor(private readonly o: RolloutsOptions) {
     super();
-    const saved = o.stateDir === undefined ? undefined : readStateFile(join(o.stateDir, FILE), (text) => {
-      const parsed = JSON.parse(text) as { campaigns?: CampaignRecord[] };
-      if (!Array.isArray(parsed.campaigns)) throw new Error('no "campaigns" list');
-      return parsed.campaigns;
-    });
-    for (const record of saved ?? []) {
+    for (const record of o.saved ?? []) {
       const c = new Campaign(record);
       c.restarted();
       this.campaigns.push(c);
@@ -73,14 +72,14 @@ export class Rollouts extends EventEmitter {
   }
 
   /** Start a campaign; saved before it is returned (or the error thrown, nothing started). */
-  start(spec: CampaignSpec, members: readonly string[]): Campaign {
+  async start(spec: CampaignSpec, members: readonly string[]): Promise<Campaign> {
     const id = this.campaigns.reduce((max, c) => Math.max(max, c.id), 0) + 1;
     const campaign = Campaign.create(id, spec, members, this.o.wallClock.wallNow());
     this.campaigns.push(campaign);
     try {
-      this.save();
+      await this.save(campaign);
     } catch (err) {
-      this.campaigns.pop();
+      this.campaigns.splice(this.campaigns.indexOf(campaign), 1);
       throw err;
     }
     queueMicrotask(() => this.tick());
@@ -88,7 +87,7 @@ export class Rollouts extends EventEmitter {
   }
 
   /** Pause, resume or cancel: saved, or undone and the error thrown. */
-  change(campaign: Campaign, action: 'pause' | 'resume' | 'cancel'): void {
+  async change(campaign: Campaign, action: 'pause' | 'resume' | 'cancel'): Promise<void> {
     const before = JSON.stringify(campaign.record);
     const now = this.o.wallClock.wallNow();
     let events: CampaignEvent[] = [];
@@ -96,7 +95,7 @@ export class Rollouts extends EventEmitter {
     else if (action === 'resume') events = campaign.resume(now);
     else campaign.cancel(now);
     try {
-      this.save();
+      await this.save(campaign);
     } catch (err) {
       // Not saved, so not done: the record as it was (a reason the change added goes too).
       const record = campaign.record as unknown as Record<string, unknown>;
@@ -113,22 +112,32 @@ export class Rollouts extends EventEmitter {
     clearInterval(this.timer);
   }
 
-  private save(): void {
-    if (this.o.stateDir === undefined) return;
-    const finished = this.campaigns.filter((c) => c.state === 'done' || c.state === 'cancelled');
-    for (const old of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED))) this.campaigns.splice(this.campaigns.indexOf(old), 1);
-    writeFileAtomic(join(this.o.stateDir, FILE), `${JSON.stringify({ version: 1, campaigns: this.campaigns.map((c) => c.record) })}\n`);
+  /** Save `campaign` with the others changed at this moment (and drop the oldest finished ones):
+   *  one write, made once the current task is over. */
+  private save(campaign: Campaign): Promise<void> {
+    if (!this.o.store) return Promise.resolve();
+    const store = this.o.store;
+    this.dirty.add(campaign);
+    this.saving ??= new Promise<void>((resolve, reject) => queueMicrotask(() => {
+      const changed = [...this.dirty];
+      this.dirty.clear();
+      this.saving = undefined;
+      const finished = this.campaigns.filter((c) => c.state === 'done' || c.state === 'cancelled');
+      const dropped = finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED));
+      for (const old of dropped) this.campaigns.splice(this.campaigns.indexOf(old), 1);
+      store.saveCampaigns(changed.filter((c) => !dropped.includes(c)).map((c) => c.record), dropped.map((c) => c.id)).then(resolve, reject);
+    }));
+    return this.saving;
   }
 
-  /** Move a device on, save, and tell; a save that fails is reported and tried at the next change. */
+  /** Move a device on, save, and tell; a save that fails is reported (the next change tries again). */
   private mark(campaign: Campaign, id: string, step: Parameters<Campaign['mark']>[1], detail?: string): void {
     const events = campaign.mark(id, step, detail, this.o.wallClock.wallNow());
-    try {
-      this.save();
-    } catch (err) {
+    void this.save(campaign).catch((err: unknown) => {
       this.emit('warning', `could not save the rollout campaigns: ${errorMessage(err)}`);
-    }
-    for (const e of events) this.emit('event', campaign, e);
+    }).then(() => {
+      for (const e of events) this.emit('event', campaign, e);
+    });
   }
 
   private tick(): void {

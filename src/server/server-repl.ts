@@ -313,7 +313,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
       maxFailures: options['max-failures'] === undefined ? DEFAULT_MAX_FAILURES : parseLimit('--max-failures', options['max-failures']),
       ...(options.window === undefined ? {} : { window: parseWindow(options.window) }),
     };
-    const c = rollouts.start(spec, ordered.map((m) => m.id));
+    const c = await rollouts.start(spec, ordered.map((m) => m.id));
     say(`rollout ${c.id}: ${describeStored(stored)} to ${members.length} device(s) (${target === 'all' ? 'all' : `group ${target}`}) in stages of ${describeStages(spec, members.length)}; `
       + `a stage starts when ${spec.successPercent}% of the devices so far committed; it pauses beyond ${describeLimit(spec.maxFailures)} failures${spec.window ? `; new pushes only ${formatWindow(spec.window)}` : ''}`);
   };
@@ -435,7 +435,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
           case 'pause': case 'resume': case 'cancel': {
             if (rest.length > 1) throw new NxtError('usage', `usage: rollout ${action} [ID]`);
             const c = rollouts.find(rest[0]);
-            rollouts.change(c, action);
+            await rollouts.change(c, action);
             say(describeCampaign(c, false));
             return;
           }
@@ -555,7 +555,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
             break;
         }
         for (const d of devices) {
-          const job = jobs.store.add(d.id, kind as JobKindName, JSON.parse(JSON.stringify(params)) as Record<string, unknown>, o.wallClock.wallNow(), source);
+          const job = await jobs.store.add(d.id, kind as JobKindName, JSON.parse(JSON.stringify(params)) as Record<string, unknown>, o.wallClock.wallNow(), source);
           say(`job ${job.id} (${typed}) queued for ${shortId(d.id)}: it runs when the device next polls (maintenance mode)`);
         }
       },
@@ -589,19 +589,19 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
     tag: {
       usage: 'tag <ID> <group>',
       help: 'put a client in a group (push --to <group> then reaches it); kept across restarts',
-      run: (args) => {
+      run: async (args) => {
         if (args.length !== 2 || !/^[\w.-]+$/.test(args[1]!) || args[1] === 'all') throw new NxtError('usage', 'usage: tag <ID> <group> (a group is letters, digits, . _ -; not "all")');
         const c = pickKnown(server.registry.all(), args[0], 'tag <ID> <group>');
-        say(server.setTag(c.id, args[1]!, true) ? `${shortId(c.id)} is in ${args[1]}: ${c.tags.join(', ')}` : `${shortId(c.id)} was already in ${args[1]}`);
+        say(await server.setTag(c.id, args[1]!, true) ? `${shortId(c.id)} is in ${args[1]}: ${c.tags.join(', ')}` : `${shortId(c.id)} was already in ${args[1]}`);
       },
     },
     untag: {
       usage: 'untag <ID> <group>',
       help: 'take a client out of a group',
-      run: (args) => {
+      run: async (args) => {
         if (args.length !== 2) throw new NxtError('usage', 'usage: untag <ID> <group>');
         const c = pickKnown(server.registry.all(), args[0], 'untag <ID> <group>');
-        say(server.setTag(c.id, args[1]!, false) ? `${shortId(c.id)} left ${args[1]}` : `${shortId(c.id)} was not in ${args[1]}`);
+        say(await server.setTag(c.id, args[1]!, false) ? `${shortId(c.id)} left ${args[1]}` : `${shortId(c.id)} was not in ${args[1]}`);
       },
     },
     status: {
@@ -675,24 +675,24 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
     ] as const).map(([name, state, help]) => [name, {
       usage: `${name} <ID>`,
       help,
-      run: (args: string[]) => {
+      run: async (args: string[]) => {
         if (args.length !== 1) throw new NxtError('usage', `usage: ${name} <ID>`);
         const d = pickDevice(server.devices.all(), args[0], `${name} <ID>`);
         if (d.state === state) { say(`${shortId(d.id)} is already ${state}`); return; }
-        server.decide(d.id, state satisfies Exclude<DeviceState, 'pending'>);
+        await server.decide(d.id, state satisfies Exclude<DeviceState, 'pending'>);
         say(`${shortId(d.id)} ${state} (${describeInventory(d.inventory)})`);
       },
     }])),
     history: {
       usage: 'history [ID] [--last N] [--json]',
-      help: 'push results, oldest first (kept across restarts in the state dir); for one client with an id prefix',
-      run: (args) => {
+      help: 'push results, oldest first (kept across restarts); for one client with an id prefix',
+      run: async (args) => {
         const { json, rest } = wantsJson(args);
         const { positional, options } = takeOptions(rest, ['last']);
         if (positional.length > 1) throw new NxtError('usage', 'usage: history [ID] [--last N]');
         const last = options.last === undefined ? 20 : Number(options.last);
         if (!Number.isInteger(last) || last < 1) throw new NxtError('usage', '--last takes a positive whole number');
-        const entries = o.history.list(positional[0]).slice(-last);
+        const entries = await o.history.list(positional[0], last);
         if (json) { say(JSON.stringify(entries)); return; }
         if (entries.length === 0) { say('no push results recorded'); return; }
         for (const e of entries) {
@@ -703,8 +703,8 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
     releases: {
       usage: 'releases [--json]',
       help: 'every module pushed (from the history): version, first and last push, devices it was installed on, failures',
-      run: (args) => {
-        const releases = summarizeReleases(o.history.list());
+      run: async (args) => {
+        const releases = summarizeReleases(await o.history.list());
         if (wantsJson(args).json) { say(JSON.stringify(releases)); return; }
         if (releases.length === 0) { say('nothing pushed yet'); return; }
         for (const r of releases) {
@@ -729,7 +729,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
     token: {
       usage: 'token create|list|revoke [NAME]',
       help: 'API tokens for the HTTP API (--http): create NAME prints a new one (once: it is kept only as a hash), list, revoke NAME',
-      run: (args) => {
+      run: async (args) => {
         const tokens = o.tokens;
         if (!tokens) throw new NxtError('usage', 'this server keeps no API tokens');
         const [action, name, extra] = args;
@@ -740,8 +740,8 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
           return;
         }
         if ((action !== 'create' && action !== 'revoke') || name === undefined) throw new NxtError('usage', 'usage: token create|list|revoke [NAME]');
-        if (action === 'revoke') { tokens.revoke(name); say(`token ${name} revoked`); return; }
-        say(`token ${name}: ${tokens.create(name, o.wallClock.wallNow())}`);
+        if (action === 'revoke') { await tokens.revoke(name); say(`token ${name} revoked`); return; }
+        say(`token ${name}: ${await tokens.create(name, o.wallClock.wallNow())}`);
         say('(shown this once: keep it where the script that uses it can read it)');
       },
     },

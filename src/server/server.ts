@@ -17,7 +17,7 @@ import { Devices, parseInventory, type DeviceRecord } from './devices.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import type { History } from './history.js';
 import { PushSession, type PushProgress } from './push-session.js';
-import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord } from './registry.js';
+import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord, type SavedClient } from './registry.js';
 import { chunkSizeFor, SMALL_CHUNK_BYTES, type Release } from './release.js';
 import { SealedReleases } from './sealed-release.js';
 import { PathMtu } from '../transfer/path-mtu.js';
@@ -29,7 +29,8 @@ import { join } from 'node:path';
 import { describeStored, type ReleaseStore, type StoredRelease } from './release-store.js';
 import type { Notifier } from './notifier.js';
 import type { JobServer } from './job-server.js';
-import { loadFleet, saveFleet } from './fleet-file.js';
+import { RegistrySaver } from './registry-saver.js';
+import type { Store } from '../store/store.js';
 import { compareReleaseVersions } from '../protocol/release-version.js';
 import { UpdateState } from '../protocol/messages.js';
 import type { Manifest } from '../security/manifest.js';
@@ -52,8 +53,12 @@ export interface NxtServerOptions {
   readonly sender?: Partial<SenderOptions>;
   /** Where every push result is recorded, whoever started the push, stamped with wall time. */
   readonly history?: { readonly log: History; readonly wallClock: WallClock };
-  /** Where the fleet registry is kept across restarts (clients.json); none: memory only. */
+  /** Where sealed releases are cached (`sealed/`); none: a temporary folder. */
   readonly stateDir?: string;
+  /** Where the fleet's state is kept across restarts (store/); none: memory only. */
+  readonly store?: Store;
+  /** The registrations the store had at start (Store.registrations). */
+  readonly savedClients?: readonly SavedClient[];
   /** Every module pushed, kept for `rollout latest` and automatic catch-up. */
   readonly releases?: ReleaseStore;
   /** Turns a stored module back into a signed release (the release key lives with the console). */
@@ -125,6 +130,7 @@ export class NxtServer extends EventEmitter {
   private readonly tokenHashes: Buffer[];
   private saveTimer: NodeJS.Timeout | undefined;
   private fleetSaveFailing = false;
+  private readonly registrySaver: RegistrySaver | undefined;
   /** Multicast pushes whose group pass is under way (for status). */
   readonly groupPushes = new Set<GroupPush>();
   private enrollSaveFailing = false;
@@ -148,7 +154,11 @@ export class NxtServer extends EventEmitter {
     this.renewMs = options.renewMs ?? DEFAULT_RENEW_MS;
     this.registry = new Registry(options.leaseMs ?? DEFAULT_LEASE_MS, options.maxClients);
     this.tokenHashes = (options.enrollTokens ?? []).filter((t) => t !== '').map(sha256);
-    if (options.stateDir !== undefined) this.registry.restore(loadFleet(options.stateDir));
+    if (options.store) {
+      const restored = options.savedClients ?? [];
+      this.registry.restore(restored);
+      this.registrySaver = new RegistrySaver(options.store, restored);
+    }
     options.channel.onDatagram((data, from) => this.onDatagram(data, from));
     const behindAfter = options.behindAfterMs;
     if (options.notifier && behindAfter !== undefined) {
@@ -181,40 +191,34 @@ export class NxtServer extends EventEmitter {
   }
 
   /**
-   * Save the fleet now (operator decisions: a failure is thrown to the command, which says so)
-   * or soon (registrations: at most once a second; a failure is reported once, not every
-   * second, and the save is tried again until it works).
+   * Save the registry soon: at most once a second, what changed since (registry-saver.ts). A
+   * failure is reported once, not every second, and the save is tried again until it works.
    */
-  private saveFleet(now: boolean): void {
-    const dir = this.options.stateDir;
-    if (dir === undefined) return;
-    if (now) {
-      clearTimeout(this.saveTimer);
-      this.saveTimer = undefined;
-      saveFleet(dir, this.registry.saved());
-      this.fleetSaveFailing = false;
-      return;
-    }
+  private saveFleet(id?: string): void {
+    const saver = this.registrySaver;
+    if (!saver) return;
+    if (id !== undefined) saver.touch(id);
     this.saveTimer ??= setTimeout(() => {
-      this.saveTimer = undefined;
-      try {
-        saveFleet(dir, this.registry.saved());
+      void saver.save((c) => this.registry.savedOne(c)).then(() => {
+        this.saveTimer = undefined;
         if (this.fleetSaveFailing) this.emit('warning', 'the fleet registry is saved again');
         this.fleetSaveFailing = false;
-      } catch (err) {
+        if (saver.pending) this.saveFleet();
+      }, (err: unknown) => {
         if (!this.fleetSaveFailing) this.emit('warning', `could not save the fleet registry (tried again every ${FLEET_RETRY_MS / 1000} s): ${errorMessage(err)}`);
         this.fleetSaveFailing = true;
-        this.saveTimer = setTimeout(() => { this.saveTimer = undefined; this.saveFleet(false); }, FLEET_RETRY_MS);
-      }
+        this.saveTimer = setTimeout(() => { this.saveTimer = undefined; this.saveFleet(); }, FLEET_RETRY_MS);
+      });
     }, FLEET_SAVE_MS);
   }
 
   /** Put a client in a group, or take it out; saved at once, or not done (and the error thrown). */
-  setTag(id: string, group: string, on: boolean): boolean {
+  async setTag(id: string, group: string, on: boolean): Promise<boolean> {
     const changed = on ? this.registry.tag(id, group) : this.registry.untag(id, group);
     if (!changed) return false;
+    const c = this.registry.savedOne(id)!;
     try {
-      this.saveFleet(true);
+      await this.options.store?.saveRegistrations([c], []);
     } catch (err) {
       if (on) this.registry.untag(id, group); else this.registry.tag(id, group);
       throw err;
@@ -266,8 +270,8 @@ export class NxtServer extends EventEmitter {
 
   /** The operator's answer to an enrollment request (or a change of mind). Approving a device
    *  that is waiting adds it to the fleet at once; revoking one drops its sessions. */
-  decide(id: string, state: 'approved' | 'rejected' | 'revoked'): DeviceRecord {
-    const record = this.options.devices.decide(id, state, 'operator', this.options.wallClock.wallNow());
+  async decide(id: string, state: 'approved' | 'rejected' | 'revoked'): Promise<DeviceRecord> {
+    const record = await this.options.devices.decide(id, state, 'operator', this.options.wallClock.wallNow());
     if (state === 'approved') {
       const last = this.waiting.get(id);
       if (last) this.onRegister(last.msg, last.peer);
@@ -276,8 +280,8 @@ export class NxtServer extends EventEmitter {
       this.registry.remove(id);
       for (const s of this.sessions.values()) if (s.client.id === id) s.cancel(`device ${state}`);
       if (state === 'revoked') this.options.channel.dropClient(id);
-      // The decision itself is saved (devices.json); the fleet list follows when it can.
-      this.saveFleet(false);
+      // The decision itself is saved; the fleet list follows when it can.
+      this.saveFleet(id);
     }
     return record;
   }
@@ -369,22 +373,22 @@ export class NxtServer extends EventEmitter {
   private record(r: PushReport): void {
     const { history } = this.options;
     if (!history) return;
-    try {
-      history.log.append({
-        at: history.wallClock.wallNow().toISOString(), client: r.client.id, address: displayAddress(r.client.peer),
-        module: r.release.name, version: formatReleaseVersion(r.release.version), sha256: r.release.sha256,
-        result: r.already ? 'already installed' : resultCodeName(r.outcome.code), message: r.outcome.message, elapsedMs: r.elapsedMs, resent: r.progress.retransmits,
-      });
-    } catch (err) {
+    history.log.append({
+      at: history.wallClock.wallNow().toISOString(), client: r.client.id, address: displayAddress(r.client.peer),
+      module: r.release.name, version: formatReleaseVersion(r.release.version), sha256: r.release.sha256,
+      result: r.already ? 'already installed' : resultCodeName(r.outcome.code), message: r.outcome.message, elapsedMs: r.elapsedMs, resent: r.progress.retransmits,
+    }).catch((err: unknown) => {
       this.emit('warning', `could not record the push result in the history: ${errorMessage(err)}`);
-    }
+    });
   }
 
   async close(): Promise<void> {
     clearInterval(this.behindTimer);
     this.options.jobs?.close();
-    if (this.saveTimer) {
-      try { this.saveFleet(true); } catch (err) { this.emit('warning', `could not save the fleet registry: ${errorMessage(err)}`); }
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
+    if (this.registrySaver?.pending) {
+      await this.registrySaver.save((c) => this.registry.savedOne(c)).catch((err: unknown) => this.emit('warning', `could not save the fleet registry: ${errorMessage(err)}`));
     }
     for (const s of this.sessions.values()) s.cancel('server shutting down');
     await this.options.channel.close();
@@ -457,7 +461,7 @@ export class NxtServer extends EventEmitter {
     record.updateResult = msg.updateResult;
     this.stats.registrations++;
     answer(Enrollment.approved);
-    this.saveFleet(false);
+    this.saveFleet(id);
     if (registered.isNew) this.emit('client-registered', record);
     else if (registered.cameBack) this.emit('client-back', record);
     this.emit('client-renewed', record);
@@ -566,6 +570,7 @@ export class NxtServer extends EventEmitter {
     if (!client || client.lastOutcomeSeq === msg.seq) { ack(); return; }
     client.lastOutcomeSeq = msg.seq;
     client.version = msg.active;
+    this.saveFleet(client.id);
     const sha256 = Buffer.from(msg.sha256).toString('hex');
     if (msg.committed) client.rolledBack = undefined;
     else client.rolledBack = sha256;
@@ -574,14 +579,12 @@ export class NxtServer extends EventEmitter {
       client, name, committed: msg.committed, code: msg.code, version: msg.version, sha256, active: msg.active, message: msg.message,
     };
     const at = this.options.wallClock.wallNow().toISOString();
-    try {
-      this.options.history?.log.append({
-        at, client: client.id, address: displayAddress(from), module: name, version: formatReleaseVersion(msg.version), sha256,
-        result: msg.committed ? 'committed' : `rolled back (${resultCodeName(msg.code)})`, message: msg.message, elapsedMs: 0, resent: 0,
-      });
-    } catch (err) {
+    this.options.history?.log.append({
+      at, client: client.id, address: displayAddress(from), module: name, version: formatReleaseVersion(msg.version), sha256,
+      result: msg.committed ? 'committed' : `rolled back (${resultCodeName(msg.code)})`, message: msg.message, elapsedMs: 0, resent: 0,
+    }).catch((err: unknown) => {
       this.emit('warning', `could not record the probation outcome in the history: ${errorMessage(err)}`);
-    }
+    });
     if (!msg.committed) {
       this.options.notifier?.notify({
         event: 'rolled-back', device: client.id, reason: resultCodeName(msg.code), detail: msg.message,
@@ -589,7 +592,8 @@ export class NxtServer extends EventEmitter {
       });
     }
     this.emit('trial-outcome', outcome);
-    ack();
+    // The store saves in order: once what was asked before is saved, this outcome's changes are.
+    void (this.options.store?.settled() ?? Promise.resolve()).then(ack);
   }
 
   private dispatch(msg: Message, from: AuthenticatedPeer): void {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
 import { JobStore } from '../../src/server/job-store.js';
+import { openStore } from '../../src/store/open-store.js';
 import { writeFileAtomic } from '../../src/util/atomic-file.js';
 import { Proc, ROOT, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
 import { writeModule } from '../support/modules.js';
@@ -20,7 +21,7 @@ beforeEach(() => {
   if (!canMount) return;
   dir = tempDir('nxt-full-');
   mkdirSync(dir, { recursive: true });
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
 });
 
 afterEach(() => {
@@ -50,14 +51,20 @@ describe.skipIf(!canMount)('on a full disk (tmpfs, needs root)', () => {
     expect(execFileSync('ls', [dir], { encoding: 'utf8' }).split('\n').filter((f) => f.includes('.tmp-'))).toEqual([]);
   });
 
-  it('a job that cannot be saved is not queued, and the jobs saved before are intact after a restart', () => {
-    const store = new JobStore(dir);
-    const kept = store.add('a'.repeat(32), 'logs', { filter: 'x' }, new Date());
+  it('a job that cannot be saved is not queued, and the jobs saved before are intact after a restart', async () => {
+    const store = await openStore({ stateDir: dir, note: () => {}, warn: () => {} });
+    const jobs = await JobStore.open(store);
+    const kept = await jobs.add('a'.repeat(32), 'logs', { filter: 'x' }, new Date());
     fill();
-    expect(() => store.add('a'.repeat(32), 'logs', { pattern: 'y'.repeat(30_000) }, new Date())).toThrow(/the disk is full/);
-    expect(store.list().map((j) => j.id)).toEqual([kept.id]);
-    const again = new JobStore(dir);
-    expect(again.list().map((j) => j.id)).toEqual([kept.id]);
+    const refused = await jobs.add('a'.repeat(32), 'logs', { pattern: 'y'.repeat(100_000) }, new Date()).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(NxtError);
+    expect((refused as NxtError).code).toBe('ENOSPC');
+    expect((refused as NxtError).message).toMatch(/cannot save to the database .*nxt\.db: the disk is full/);
+    expect(jobs.list().map((j) => j.id)).toEqual([kept.id]);
+    await store.close();
+    const reopened = await openStore({ stateDir: dir, note: () => {}, warn: () => {} });
+    expect((await JobStore.open(reopened)).list().map((j) => j.id)).toEqual([kept.id]);
+    await reopened.close();
   });
 });
 

@@ -1,7 +1,8 @@
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadFleet, saveFleet } from '../../src/server/fleet-file.js';
+import { RegistrySaver } from '../../src/server/registry-saver.js';
+import { openSqlite } from '../../src/store/sqlite.js';
+import { Store } from '../../src/store/store.js';
 import { Registry } from '../../src/server/registry.js';
 import { tempDir } from '../support/processes.js';
 
@@ -49,17 +50,21 @@ describe('the client registry', () => {
 });
 
 describe('the saved fleet', () => {
-  it('restores clients as offline, with their groups, until they renew', () => {
+  it('restores clients as offline, with their groups, until they renew', async () => {
     const r = new Registry(1000);
     r.register('a', at(1), v, p, 0, new Date('2026-11-23T10:00:00Z'));
     r.register('b', at(2), v, p, 0);
     expect(r.tag('a', 'kiosks')).toBe(true);
     expect(r.tag('a', 'kiosks')).toBe(false);
-    const dir = tempDir('nxt-fleet-');
-    saveFleet(dir, r.saved());
+    const store = await Store.open(await openSqlite(join(tempDir('nxt-fleet-'), 'nxt.db')));
+    const saver = new RegistrySaver(store, []);
+    saver.touch('a');
+    saver.touch('b');
+    await saver.save((id) => r.savedOne(id));
 
     const after = new Registry(1000);
-    after.restore(loadFleet(dir));
+    after.restore(await store.registrations());
+    await store.close();
     expect(after.all().map((c) => c.id)).toEqual(['a', 'b']);
     expect(after.online(5)).toEqual([]);
     expect(after.get('a')?.tags).toEqual(['kiosks']);
@@ -69,13 +74,5 @@ describe('the saved fleet', () => {
     expect(after.online(11).map((c) => c.id)).toEqual(['a']);
     expect(after.untag('a', 'kiosks')).toBe(true);
     expect(after.get('a')?.tags).toEqual([]);
-  });
-
-  it('names the problem when clients.json is damaged', () => {
-    const dir = tempDir('nxt-fleet-');
-    writeFileSync(join(dir, 'clients.json'), '{"clients": [{"id": 1}]}');
-    expect(() => loadFleet(dir)).toThrow(/clients\.json is unreadable \(not a list of clients\)/);
-    writeFileSync(join(dir, 'clients.json'), '{"clients": [');
-    expect(() => loadFleet(dir)).toThrow(/clients\.json is unreadable/);
   });
 });

@@ -32,7 +32,7 @@ async function console_(): Promise<{ type: (l: string) => Promise<string>; exite
   let text = '';
   output.on('data', (d: Buffer) => { text += d.toString(); });
   let exited = false;
-  const history = new History(tempDir('nxt-repl-'));
+  const history = new History(undefined);
   const releases = new ReleaseStore(tempDir('nxt-repl-'));
   const prepareStored = (): Promise<never> => Promise.reject(new Error('not in these tests'));
   createServerRepl({

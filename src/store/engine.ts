@@ -1,0 +1,34 @@
+/**
+ * The one thing the store needs from a database: run a query for its rows, apply a few writes
+ * together or not at all. Two engines implement it — SQLite embedded in the server process
+ * (sqlite.ts) and PostgreSQL for one or many nodes (postgres.ts) — and every query is written once
+ * (store.ts), with `?` for parameters and SQL both engines speak.
+ */
+export type SqlValue = string | number | null;
+
+export interface Statement {
+  readonly sql: string;
+  readonly params?: readonly SqlValue[];
+}
+
+export interface SqlEngine {
+  readonly kind: 'sqlite' | 'postgres';
+  /** Where the data is, for people ("SQLite /var/lib/nxt-server/nxt.db"); never a password. */
+  readonly where: string;
+  /** A statement that returns rows (SELECT, or a write with RETURNING, committed when it returns). */
+  query<Row extends object>(sql: string, params?: readonly SqlValue[]): Promise<Row[]>;
+  /** Writes applied together, or none of them (the error is thrown); durable when it resolves. */
+  batch(statements: readonly Statement[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Both engines' way of writing what they differ in (DDL only: queries are shared). */
+export interface Dialect {
+  /** A column that numbers rows by itself, as the table's key. */
+  readonly serialKey: string;
+}
+
+export const DIALECTS: Record<SqlEngine['kind'], Dialect> = {
+  sqlite: { serialKey: 'INTEGER PRIMARY KEY AUTOINCREMENT' },
+  postgres: { serialKey: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY' },
+};

@@ -1,0 +1,88 @@
+/**
+ * PostgreSQL, for one node or several sharing one fleet (`--database postgres://…`), through the
+ * `pg` client's connection pool. Queries are the store's shared SQL with `?` parameters, numbered
+ * here ($1, $2, …) as PostgreSQL wants them.
+ */
+import pg from 'pg';
+import { NxtError, errorMessage } from '../errors.js';
+import type { SqlEngine, SqlValue, Statement } from './engine.js';
+
+/** `?` → `$n`. The store's SQL has no `?` inside a string literal (checked by its tests). */
+export function numberParameters(sql: string): string {
+  let n = 0;
+  return sql.replace(/\?/g, () => `$${++n}`);
+}
+
+/** The URL without its password, for logs and messages. */
+export function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `PostgreSQL ${u.hostname || decodeURIComponent(u.searchParams.get('host') ?? 'localhost')}${u.port ? `:${u.port}` : ''}${u.pathname}`;
+  } catch {
+    return 'PostgreSQL (an unreadable URL)';
+  }
+}
+
+export async function openPostgres(url: string, options: { poolSize?: number } = {}): Promise<SqlEngine> {
+  const where = describeUrl(url);
+  const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 8, connectionTimeoutMillis: 10_000, application_name: 'nxt-server' });
+  // An idle connection the server drops (a restart) is replaced at the next query; not a crash.
+  pool.on('error', () => {});
+  const failed = (err: unknown, doing: string): NxtError => pgError(err, `${doing} (${where})`);
+  try {
+    await pool.query('SELECT 1');
+  } catch (err) {
+    await pool.end().catch(() => {});
+    throw failed(err, 'cannot reach the database');
+  }
+  const cache = new Map<string, string>();
+  const text = (sql: string): string => {
+    let t = cache.get(sql);
+    if (t === undefined) cache.set(sql, t = numberParameters(sql));
+    return t;
+  };
+  return {
+    kind: 'postgres',
+    where,
+    async query<Row extends object>(sql: string, params: readonly SqlValue[] = []): Promise<Row[]> {
+      try {
+        return (await pool.query(text(sql), params as SqlValue[])).rows as Row[];
+      } catch (err) {
+        throw failed(err, /^\s*SELECT/i.test(sql) ? 'cannot read the database' : 'cannot save to the database');
+      }
+    },
+    async batch(list: readonly Statement[]): Promise<void> {
+      let client: pg.PoolClient;
+      try {
+        client = await pool.connect();
+      } catch (err) {
+        throw failed(err, 'cannot reach the database');
+      }
+      try {
+        await client.query('BEGIN');
+        for (const s of list) await client.query(text(s.sql), (s.params ?? []) as SqlValue[]);
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw failed(err, 'cannot save to the database');
+      } finally {
+        client.release();
+      }
+    },
+    async close(): Promise<void> {
+      await pool.end();
+    },
+  };
+}
+
+/** PostgreSQL's SQLSTATE classes that mean the same as a local disk's errors. */
+function pgError(err: unknown, doing: string): NxtError {
+  const code = (err as { code?: string }).code ?? '';
+  if (code === '53100') return new NxtError('ENOSPC', `${doing}: the database server's disk is full`, { cause: err });
+  if (code === '25006') return new NxtError('EROFS', `${doing}: the database is read-only (a standby?)`, { cause: err });
+  if (code === '28P01' || code === '28000') return new NxtError('database', `${doing}: the database refused the login (${errorMessage(err)})`, { cause: err });
+  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'ETIMEDOUT' || code.startsWith('08') || code === '57P01') {
+    return new NxtError('database', `${doing}: the database server is not answering (${errorMessage(err) || code})`, { cause: err });
+  }
+  return new NxtError('database', `${doing}: ${errorMessage(err) || code}`, { cause: err });
+}

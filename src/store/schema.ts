@@ -1,0 +1,73 @@
+/**
+ * The store's tables, as numbered migrations that a server applies by itself at start (each in one
+ * transaction, together with its row in nxt_schema). A database newer than this code is refused,
+ * not guessed at. Several nodes starting at once on one PostgreSQL: the first applies a migration,
+ * the others find it applied.
+ *
+ * Most tables keep a record as a JSON document (`doc`) beside the columns that are looked up or
+ * filtered on: the records are the server's own types, read and written whole, and one document
+ * per row keeps the two engines' SQL the same.
+ */
+import { NxtError } from '../errors.js';
+import { DIALECTS, type SqlEngine } from './engine.js';
+
+interface Migration {
+  readonly version: number;
+  readonly what: string;
+  readonly statements: (serialKey: string) => readonly string[];
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    what: 'devices, registrations, jobs, releases, history, API tokens, campaigns',
+    statements: (serialKey) => [
+      // Enrollment decisions (approved, rejected, revoked); pending requests stay in memory.
+      'CREATE TABLE devices (id TEXT PRIMARY KEY, state TEXT NOT NULL, doc TEXT NOT NULL)',
+      // What is known of each registered device across restarts (soft state, renewed by devices).
+      'CREATE TABLE registrations (id TEXT PRIMARY KEY, doc TEXT NOT NULL)',
+      'CREATE TABLE jobs (id BIGINT PRIMARY KEY, device TEXT NOT NULL, state TEXT NOT NULL, doc TEXT NOT NULL)',
+      'CREATE INDEX jobs_by_device ON jobs (device, state)',
+      // for_key: the JSON of what the release is for ('' for any device).
+      'CREATE TABLE releases (sha256 TEXT NOT NULL, version TEXT NOT NULL, for_key TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (sha256, version, for_key))',
+      `CREATE TABLE history (seq ${serialKey}, client TEXT NOT NULL, doc TEXT NOT NULL)`,
+      'CREATE INDEX history_by_client ON history (client)',
+      'CREATE TABLE api_tokens (name TEXT PRIMARY KEY, sha256 TEXT NOT NULL, created_at TEXT NOT NULL)',
+      'CREATE TABLE campaigns (id BIGINT PRIMARY KEY, doc TEXT NOT NULL)',
+      // Numbers handed out once per fleet (job ids), whichever node asks.
+      'CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)',
+      "INSERT INTO counters (name, value) VALUES ('job', 0)",
+    ],
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+/** Apply what is missing; the version the database had before (0: it was empty). */
+export async function migrate(db: SqlEngine): Promise<number> {
+  const create = { sql: 'CREATE TABLE IF NOT EXISTS nxt_schema (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)' };
+  // Two PostgreSQL nodes creating it at the same moment: one of them fails, and finds it made.
+  await db.batch([create]).catch(() => db.batch([create]));
+  const had = await schemaVersion(db);
+  if (had > SCHEMA_VERSION) {
+    throw new NxtError('bad-state', `the database (${db.where}) has schema version ${had}; this nxt-server knows up to ${SCHEMA_VERSION}: run the newer nxt-server it was made by`);
+  }
+  for (const m of MIGRATIONS.filter((x) => x.version > had)) {
+    try {
+      await db.batch([
+        ...m.statements(DIALECTS[db.kind].serialKey).map((sql) => ({ sql })),
+        // Its primary key makes a second node applying the same migration fail here, undone.
+        { sql: 'INSERT INTO nxt_schema (version, applied_at) VALUES (?, ?)', params: [m.version, new Date().toISOString()] },
+      ]);
+    } catch (err) {
+      if (await schemaVersion(db) >= m.version) continue; // another node applied it meanwhile
+      throw new NxtError((err as NxtError).code ?? 'storage', `cannot bring the database (${db.where}) to schema version ${m.version} (${m.what}): ${(err as Error).message}`, { cause: err });
+    }
+  }
+  return had;
+}
+
+async function schemaVersion(db: SqlEngine): Promise<number> {
+  const [row] = await db.query<{ v: number | string | null }>('SELECT MAX(version) AS v FROM nxt_schema');
+  return Number(row?.v ?? 0);
+}
