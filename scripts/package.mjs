@@ -33,11 +33,13 @@ const formats = new Set(args.formats.split(','));
 for (const f of formats) if (f !== 'tgz' && f !== 'deb') fail(`unknown format ${f} (tgz, deb)`);
 
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-/** What each program needs of the production dependencies: the server all of them; the client
- *  those its own files import (no tar, no mail). */
+/** What each program needs of the production dependencies: the server all of them (and the
+ *  optional ones installed here: better-sqlite3, its SQLite on Node 20); the client those its own
+ *  files import (no tar, no mail, no database). */
 const clientFiles = reachable(join(root, 'dist/cli/client.js'));
+const versions = { ...pkg.dependencies, ...pkg.optionalDependencies };
 const DEPENDENCIES = {
-  server: Object.keys(pkg.dependencies),
+  server: [...Object.keys(pkg.dependencies), ...Object.keys(pkg.optionalDependencies ?? {}).filter((d) => existsSync(join(root, 'node_modules', d)))],
   client: [...new Set(clientFiles.flatMap((f) => bareImports(f)))].sort(),
 };
 for (const d of DEPENDENCIES.client) if (!(d in pkg.dependencies)) fail(`the client imports ${d}, which is not a dependency in package.json`);
@@ -68,7 +70,7 @@ function buildTree(tree) {
       cpSync(file, join(tree, relative(root, file)));
     }
   }
-  const deps = Object.fromEntries(DEPENDENCIES[kind].map((d) => [d, pkg.dependencies[d]]));
+  const deps = Object.fromEntries(DEPENDENCIES[kind].map((d) => [d, versions[d]]));
   writeFileSync(join(tree, 'package.json'), `${JSON.stringify({
     name: `nxt-${kind}`, version: pkg.version, type: 'module', private: true, engines: pkg.engines, dependencies: deps,
   }, null, 2)}\n`);

@@ -25,7 +25,13 @@ interface SyncDatabase {
 async function openBinding(path: string): Promise<{ db: SyncDatabase; binding: string }> {
   const nodeSqlite = await importNodeSqlite();
   if (nodeSqlite) return { db: new nodeSqlite.DatabaseSync(path) as unknown as SyncDatabase, binding: 'node:sqlite' };
-  const { default: Database } = await import('better-sqlite3');
+  let Database: typeof import('better-sqlite3');
+  try {
+    ({ default: Database } = await import('better-sqlite3'));
+  } catch (err) {
+    throw new NxtError('storage', `this Node (${process.version}) has no SQLite of its own (22.13 and later have), and better-sqlite3 is not installed or not built for it `
+      + `(npm ci builds it, with python3, make and g++): use a newer Node, build it, or give --database postgres://… (${errorMessage(err)})`, { cause: err });
+  }
   return { db: new Database(path) as unknown as SyncDatabase, binding: 'better-sqlite3' };
 }
 
@@ -51,7 +57,7 @@ export async function openSqlite(path: string): Promise<SqlEngine> {
   try {
     opened = await openBinding(path);
   } catch (err) {
-    throw sqliteError(err, `cannot open the database ${path}`);
+    throw err instanceof NxtError ? err : sqliteError(err, `cannot open the database ${path}`);
   }
   const { db, binding } = opened;
   try {
