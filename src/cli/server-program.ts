@@ -41,6 +41,8 @@ import { applyConfigFile, FORMATS, type ConfigType } from './config-file.js';
 import { isIP } from 'node:net';
 import { Rollouts } from '../server/rollouts.js';
 import { checkDatabaseUrl, openStore } from '../store/open-store.js';
+import { Cluster } from '../server/cluster.js';
+import { hostname } from 'node:os';
 import { openMulticastSender, parseGroup, type MulticastSender } from '../net/multicast.js';
 import type { GroupPushOptions } from '../server/group-push.js';
 import type { Campaign, CampaignEvent } from '../server/campaign.js';
@@ -53,6 +55,7 @@ const program = new Command('nxt-server')
   .description('push signed plugin modules to nxt clients over UDP')
   .option('-p, --port <port>', 'UDP port to listen on (IPv4 and IPv6)', '9000')
   .addOption(new Option('-s, --state-dir <dir>', 'where the release key and server state live').env('NXT_STATE_DIR').default(DEFAULT_STATE_DIR))
+  .addOption(new Option('--node-name <name>', 'this node\'s name among several sharing one PostgreSQL database (default: host name and UDP port)').env('NXT_NODE_NAME'))
   .addOption(new Option('--database <url>', 'where the fleet\'s state lives: postgres://USER@HOST/DB (several nodes may share it) or sqlite:PATH; default: nxt.db in the state dir').env('NXT_DATABASE'))
   .option('--peer-timeout <ms>', 'fail a push to a client silent this long', '10000')
   .option('--renew <ms>', 'how often clients renew their registration', '10000')
@@ -93,12 +96,12 @@ interface ServerFlags {
   multicast?: string; multicastTtl: string; multicastInterface?: string; multicastRate: string; multicastDatagram?: string;
   notifyWebhook?: string; smtp?: string; notifyEmail?: string; notifyFrom: string; behindAfter?: string; notifyRetry: string;
   headless?: boolean; logFormat?: string; publicDir?: string; http?: string; httpMaxUpload: string;
-  database?: string;
+  database?: string; nodeName?: string;
 }
 
 const whole = (minimum?: number, maximum?: number): ConfigType => ({ type: 'number', integer: true, minimum, maximum });
 const SERVER_CONFIG: Record<string, ConfigType> = {
-  port: whole(0, 65535), stateDir: 'string', database: 'string', peerTimeout: whole(1), renew: whole(1), manifestTtl: whole(1),
+  port: whole(0, 65535), stateDir: 'string', database: 'string', nodeName: 'string', peerTimeout: whole(1), renew: whole(1), manifestTtl: whole(1),
   enrollToken: 'string', autoUpdate: 'boolean', maxHandshakes: whole(1), maxDatagram: whole(MIN_DATAGRAM, MAX_UDP_PAYLOAD_BYTES),
   multicast: 'string', multicastTtl: whole(1, 255), multicastInterface: { type: 'string', format: 'ip' }, multicastRate: { type: 'number', minimum: 1, maximum: 100_000 },
   multicastDatagram: whole(MIN_DATAGRAM, MAX_UDP_PAYLOAD_BYTES),
@@ -130,6 +133,7 @@ program.action(async (flags: ServerFlags) => {
     if (opts.behindAfter !== undefined && !/^\d+$/.test(opts.behindAfter)) throw new NxtError('usage', `--behind-after "${opts.behindAfter}" is not a number of seconds`);
     const notifyRetryMs = parsePositiveMs(opts.notifyRetry);
     if (opts.database !== undefined) checkDatabaseUrl(opts.database);
+    if (opts.nodeName !== undefined && !/^[\w.:-]{1,64}$/.test(opts.nodeName)) throw new NxtError('usage', `--node-name "${opts.nodeName}": 1-64 letters, digits, ".", ":", "_" or "-"`);
     const mode = await consoleMode('nxt-server', opts);
     const http = opts.http === undefined ? undefined : parseHttpAddress(opts.http);
     const httpMaxUploadBytes = Number(opts.httpMaxUpload) * 1024 * 1024;
@@ -158,7 +162,12 @@ program.action(async (flags: ServerFlags) => {
       multicast = { sender: await openMulticastSender(group, { ttl, interfaceAddress: opts.multicastInterface, maxDatagram: groupDatagram }), options: { maxMbit, startMbit: Math.min(200, maxMbit) } };
     }
     const endpoint = await openUdpEndpoint({ port });
-    const channel = new ServerChannel({
+    // Several nodes on one PostgreSQL: join them (a number for the session indexes, a name).
+    const cluster = store.engine.kind !== 'postgres' ? undefined : await Cluster.join({
+      store, name: opts.nodeName ?? `${hostname()}:${endpoint.port}`, address: `${hostname()}:${endpoint.port}`, wallClock: systemWallClock, stateDir: opts.stateDir,
+      prepare: (stored) => prepareStored(stored), warn: (line) => server.emit('warning', line),
+    });
+    const channel = new ServerChannel({ nodeNumber: cluster?.number,
       endpoint, clock: systemClock, identity, random, isRevoked: (id) => devices.isRevoked(id), onWarning: (line) => server.emit('warning', line),
       limits: { handshakesPerSecond, handshakeBurst: 2 * handshakesPerSecond },
     });
@@ -185,7 +194,7 @@ program.action(async (flags: ServerFlags) => {
     });
     const server: NxtServer = new NxtServer({
       jobs, notifier, behindAfterMs: opts.behindAfter === undefined ? undefined : Number(opts.behindAfter) * 1000,
-      stateDir: opts.stateDir, store, savedClients: await store.registrations(), releases, prepareStored, autoUpdate: opts.autoUpdate === true,
+      stateDir: opts.stateDir, store, savedClients: await store.registrations(cluster?.name ?? ''), cluster, releases, prepareStored, autoUpdate: opts.autoUpdate === true,
       channel, clock: systemClock, wallClock: systemWallClock, devices, randomU32: () => randomBytes(4).readUInt32BE(0),
       enrollTokens: (opts.enrollToken ?? '').split(',').map((t) => t.trim()).filter((t) => t !== ''),
       renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, maxDatagram, history: { log: history, wallClock: systemWallClock }, multicast,
@@ -204,12 +213,14 @@ program.action(async (flags: ServerFlags) => {
       for (const f of [PUBLIC_KEY_FILE, IDENTITY_PUBLIC_FILE]) writeFileAtomic(join(opts.publicDir, f), readFileSync(join(opts.stateDir, f)), 0o644);
       mode.note(`public keys for clients copied to ${opts.publicDir}`);
     }
+    await cluster?.attach(server);
     mode.note(`nxt server listening on UDP port ${endpoint.port}`);
+    if (cluster) mode.note(`node ${cluster.name} (number ${cluster.number}) of the fleet in ${store.where}; ${cluster.nodes().length} other node(s) alive`);
     if (multicast) mode.note(`pushes to several devices go to multicast group ${multicast.sender.group.address}:${multicast.sender.group.port} first (datagrams up to ${multicast.sender.maxDatagram} bytes)`);
     const fresh = [created && 'release key', newIdentity && 'identity key'].filter(Boolean).join(' and ');
     mode.note(`${fresh ? `created a new ${fresh}; ` : ''}clients trust ${pub} and ${join(opts.stateDir, IDENTITY_PUBLIC_FILE)} (key ${fingerprint(identity.publicKey)})`);
     if (!signer) mode.note(`no release key here (only its public half): push accepts modules signed offline (${PRESIGNED_SUFFIX})`);
-    const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); control.close(); rollouts.close(); await Promise.all(closers.map((c) => c())); await server.close(); await store.close(); });
+    const { stop, inputEnded } = lifecycle('server', async () => { repl.close(); control.close(); rollouts.close(); await Promise.all(closers.map((c) => c())); await server.close(); await cluster?.close(); await store.close(); });
     const consoleOptions: ServerReplOptions = {
       server, signer, publicKey, clock: systemClock, wallClock: systemWallClock,
       input: process.stdin, output: process.stdout, headless: mode.headless, onExit: stop, onEnd: inputEnded, manifestTtlSeconds,

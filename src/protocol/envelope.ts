@@ -23,6 +23,9 @@ export const RefusedReason = {
   wrongServerKey: 1,
   /** The client's key is revoked here. */
   revoked: 2,
+  /** A SEALED came for a session this server does not have (it restarted, or a balancer sent the
+   *  device to another node): shake hands again now. The receiver index is the SEALED's own. */
+  unknownSession: 3,
 } as const;
 export type RefusedReasonValue = (typeof RefusedReason)[keyof typeof RefusedReason];
 

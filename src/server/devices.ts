@@ -70,6 +70,22 @@ export class Devices {
   pending(): DeviceRecord[] { return this.all().filter((d) => d.state === 'pending'); }
   isRevoked(id: string): boolean { return this.devices.get(id)?.state === 'revoked'; }
 
+  /**
+   * Decisions another node made (several nodes): taken as they are in the store. Returns the
+   * devices whose state changed here, for the server to act on (drop a revoked one's sessions).
+   */
+  adopt(saved: readonly DeviceRecord[]): DeviceRecord[] {
+    const changed: DeviceRecord[] = [];
+    for (const d of saved) {
+      const known = this.devices.get(d.id);
+      if (known && known.state === d.state && known.decidedAt === d.decidedAt) continue;
+      if (known) Object.assign(known, { state: d.state, decidedAt: d.decidedAt, decidedBy: d.decidedBy });
+      else this.devices.set(d.id, d);
+      changed.push(known ?? d);
+    }
+    return changed;
+  }
+
   /** A device registered: record it as pending if it is new; refresh what it says about itself. */
   request(id: string, fingerprint: string, inventory: Inventory, peer: Peer, wallNow: Date): DeviceRecord {
     const address = displayAddress(peer);

@@ -99,6 +99,11 @@ export class JobServer extends EventEmitter {
 
   private now(): Date { return this.o.wallClock.wallNow(); }
 
+  /** Jobs another node queued or ran (several nodes): JobStore.adopt. */
+  adopt(saved: readonly Job[], holds: (device: string) => boolean): void {
+    this.o.store.adopt(saved, holds);
+  }
+
   /** A status report for `device`, unless one is queued or running already. */
   queueReport(device: string, wallNow: Date): void {
     const waiting = this.o.store.list((j) => j.device === device && j.kind === 'report' && (j.state === 'queued' || j.state === 'sent'));

@@ -49,6 +49,21 @@ export class JobStore {
     return job;
   }
 
+  /**
+   * Jobs another node queued or ran (several nodes): new ones are added; those for devices this
+   * node does not hold (`holds`) take the store's state. Jobs for devices held here are this
+   * node's to change, and stay as they are in memory.
+   */
+  adopt(saved: readonly Job[], holds: (device: string) => boolean): void {
+    const byId = new Map(this.jobs.map((j) => [j.id, j]));
+    for (const j of saved) {
+      const known = byId.get(j.id);
+      if (!known) this.jobs.push(j);
+      else if (!holds(j.device)) Object.assign(known, { state: j.state, result: j.result, message: j.message, file: j.file, updatedAt: j.updatedAt });
+    }
+    this.jobs.sort((a, b) => a.id - b.id);
+  }
+
   get(id: number): Job | undefined { return this.jobs.find((j) => j.id === id); }
 
   list(filter: (j: Job) => boolean = () => true): Job[] { return this.jobs.filter(filter); }

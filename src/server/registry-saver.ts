@@ -16,7 +16,8 @@ export class RegistrySaver {
   private readonly saved = new Map<string, { key: string; seenMs: number }>();
   private readonly dirty = new Set<string>();
 
-  constructor(private readonly store: Store, restored: readonly SavedClient[]) {
+  /** `node`: this node's name when several share the store ('' alone). */
+  constructor(private readonly store: Store, restored: readonly SavedClient[], private readonly node = '') {
     for (const c of restored) this.saved.set(c.id, { key: keyOf(c), seenMs: Date.parse(c.lastSeenAt) });
   }
 
@@ -44,7 +45,7 @@ export class RegistrySaver {
       changed.push({ c, key, seenMs });
     }
     try {
-      await this.store.saveRegistrations(changed.map((x) => x.c), removed);
+      await this.store.saveRegistrations(changed.map((x) => x.c), removed, this.node);
     } catch (err) {
       for (const id of ids) this.dirty.add(id);
       throw err;

@@ -24,6 +24,9 @@ export interface ClientRecord {
    *  back if it did (automatic updates do not send that one again). */
   lastOutcomeSeq?: number;
   rolledBack?: string;
+  /** Set when another node holds the device's session (several nodes: cluster.ts); it is not
+   *  in this node's registry then, only in its view of the fleet. */
+  readonly node?: string;
 }
 
 /** What is kept of a client across server restarts (the store's registrations). */

@@ -178,6 +178,7 @@ function clientJson(c: ClientRecord, online: boolean, device: DeviceRecord | und
     updateState: STATE_NAMES[c.updateState] ?? String(c.updateState), updateResult: RESULT_NAMES[c.updateResult] ?? String(c.updateResult),
     type: device?.inventory.type, channel: device?.inventory.channel,
     inventory: device?.inventory ?? {}, fingerprint: device?.fingerprint,
+    ...(c.node === undefined ? {} : { node: c.node }),
   };
 }
 
@@ -294,7 +295,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
     if (positional.length !== 1) throw new NxtError('usage', usage);
     const stored = await findRelease(positional[0]!, parseFor(forFlags));
     const target = options.to ?? 'all';
-    const all = server.registry.all();
+    const all = server.fleetKnown();
     const named = target === 'all' ? all : all.filter((c) => c.tags.includes(target));
     if (named.length === 0) throw new NxtError('no-such-client', target === 'all' ? 'no clients are registered' : `no client is in group "${target}" (tag adds one)`);
     // The campaign is for the devices the release is for; the others are named and left out.
@@ -365,7 +366,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         const [file, extra] = positional;
         if (file === undefined || extra !== undefined) throw new NxtError('usage', 'usage: push <file> [--version X.Y.Z] [--to all|GROUP|ID[,…]] [--for KEY=VALUE …]');
         const compatibility = parseFor(forFlags);
-        const online = server.onlineClients();
+        const online = server.fleetOnline();
         const named = options.to === undefined ? online : pickClients(online, options.to, factsOf);
         const release = await prepareRelease(local(file), {
           version: options.version, signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds, for: compatibility,
@@ -380,7 +381,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
           throw new NxtError('no-clients', `push: ${release.manifest.name} is for ${describeCompatibility(release.manifest.for)}: none of the ${named.length} online client(s) named is; nothing sent`);
         }
         if (clients.length === 0) {
-          const known = server.registry.all().length;
+          const known = server.fleetKnown().length;
           // Nothing delivered is not "done": a script must not go on as if it were.
           throw new NxtError('no-clients', known === 0
             ? 'push: no clients are registered; nothing sent (start a client, then push again)'
@@ -492,9 +493,10 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
           if (!existsSync(copy)) copyFileSync(file, copy);
           return { source: copy, size: statSync(copy).size, sha256 };
         };
-        const devices = target === 'all' ? server.registry.all()
-          : server.registry.all().some((c) => c.tags.includes(target)) ? server.registry.all().filter((c) => c.tags.includes(target))
-            : [pickKnown(server.registry.all(), target, 'job <kind> <target> …')];
+        const fleet = server.fleetKnown();
+        const devices = target === 'all' ? fleet
+          : fleet.some((c) => c.tags.includes(target)) ? fleet.filter((c) => c.tags.includes(target))
+            : [pickKnown(fleet, target, 'job <kind> <target> …')];
         if (devices.length === 0) throw new NxtError('no-such-client', 'no clients to run it on');
         let params: Record<string, unknown>;
         let source: string | undefined;
@@ -554,6 +556,10 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
             params = { dir: a, olderThanMs: options['older-than'] === undefined ? undefined : parseDuration(options['older-than']) };
             break;
         }
+        const away = source === undefined ? [] : devices.filter((d) => d.node !== undefined);
+        if (away.length > 0) {
+          throw new NxtError('held-elsewhere', `${shortId(away[0]!.id)} is connected to node ${away[0]!.node}: a job that sends a file is queued there (its console, or nxt-server ctl on that machine)`);
+        }
         for (const d of devices) {
           const job = await jobs.store.add(d.id, kind as JobKindName, JSON.parse(JSON.stringify(params)) as Record<string, unknown>, o.wallClock.wallNow(), source);
           say(`job ${job.id} (${typed}) queued for ${shortId(d.id)}: it runs when the device next polls (maintenance mode)`);
@@ -566,7 +572,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
       run: (args) => {
         const { json, rest } = wantsJson(args);
         const target = rest[0];
-        const members = target === undefined ? undefined : new Set(server.registry.all().filter((c) => c.tags.includes(target) || c.id.startsWith(target.toLowerCase())).map((c) => c.id));
+        const members = target === undefined ? undefined : new Set(server.fleetKnown().filter((c) => c.tags.includes(target) || c.id.startsWith(target.toLowerCase())).map((c) => c.id));
         const list = o.jobs?.store.list((j) => !members || members.has(j.device)) ?? [];
         if (json) { say(JSON.stringify(list)); return; }
         if (list.length === 0) { say('no jobs'); return; }
@@ -591,7 +597,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
       help: 'put a client in a group (push --to <group> then reaches it); kept across restarts',
       run: async (args) => {
         if (args.length !== 2 || !/^[\w.-]+$/.test(args[1]!) || args[1] === 'all') throw new NxtError('usage', 'usage: tag <ID> <group> (a group is letters, digits, . _ -; not "all")');
-        const c = pickKnown(server.registry.all(), args[0], 'tag <ID> <group>');
+        const c = pickKnown(server.fleetKnown(), args[0], 'tag <ID> <group>');
         say(await server.setTag(c.id, args[1]!, true) ? `${shortId(c.id)} is in ${args[1]}: ${c.tags.join(', ')}` : `${shortId(c.id)} was already in ${args[1]}`);
       },
     },
@@ -600,7 +606,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
       help: 'take a client out of a group',
       run: async (args) => {
         if (args.length !== 2) throw new NxtError('usage', 'usage: untag <ID> <group>');
-        const c = pickKnown(server.registry.all(), args[0], 'untag <ID> <group>');
+        const c = pickKnown(server.fleetKnown(), args[0], 'untag <ID> <group>');
         say(await server.setTag(c.id, args[1]!, false) ? `${shortId(c.id)} left ${args[1]}` : `${shortId(c.id)} was not in ${args[1]}`);
       },
     },
@@ -640,8 +646,9 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         const { rest: unwhere, values: whereFlags } = takeRepeated(args, 'where');
         args = unwhere;
         const conditions = whereFlags.flatMap(parseWhere);
-        const all = server.registry.all().filter((c) => conditions.length === 0 || matchesWhere(latestReport(c.id)?.report, conditions));
+        const all = server.fleetKnown().filter((c) => conditions.length === 0 || matchesWhere(latestReport(c.id)?.report, conditions));
         if (wantsJson(args).json) { say(JSON.stringify(all.map((c) => clientJson(c, server.registry.isOnline(c, now), server.devices.get(c.id))))); return; }
+        const nodes = server.nodeName !== undefined;
         if (all.length === 0) { say(conditions.length > 0 ? 'no clients match' : 'no clients registered'); return; }
         const rows = all.map((c) => [
           shortId(c.id), server.devices.get(c.id)?.inventory.hostname ?? '-', server.devices.get(c.id)?.inventory.type ?? '-',
@@ -650,8 +657,22 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
           Number.isFinite(c.lastSeen) ? `${duration(now - c.lastSeen)} ago` : c.lastSeenAt,
           c.updateState !== 0 || c.updateResult !== 0 ? `${STATE_NAMES[c.updateState]}${c.updateResult ? ` (${RESULT_NAMES[c.updateResult] ?? c.updateResult})` : ''}` : '-',
           c.tags.join(',') || '-',
+          ...(nodes ? [c.node ?? server.nodeName!] : []),
         ]);
-        for (const line of table(['ID', 'HOSTNAME', 'TYPE', 'CHANNEL', 'ADDRESS', 'RELEASE', 'PRODUCT', 'STATE', 'LAST SEEN', 'UPDATE', 'GROUPS'], rows)) say(line);
+        for (const line of table(['ID', 'HOSTNAME', 'TYPE', 'CHANNEL', 'ADDRESS', 'RELEASE', 'PRODUCT', 'STATE', 'LAST SEEN', 'UPDATE', 'GROUPS', ...(nodes ? ['NODE'] : [])], rows)) say(line);
+      },
+    },
+    nodes: {
+      usage: 'nodes [--json]',
+      help: 'the server nodes serving this fleet (several nodes on one PostgreSQL): name, number, address, devices each holds',
+      run: (args) => {
+        const here = server.nodeName;
+        if (here === undefined) { say('this server runs alone (several nodes share a PostgreSQL database: --database postgres://…)'); return; }
+        const fleet = server.fleetKnown();
+        const held = (node: string): number => fleet.filter((c) => (c.node ?? here) === node).length;
+        const list = [{ name: here, address: 'this node', devices: server.registry.all().length }, ...server.otherNodes().map((n) => ({ name: n.name, address: n.address, devices: held(n.name) }))];
+        if (wantsJson(args).json) { say(JSON.stringify(list)); return; }
+        for (const line of table(['NODE', 'ADDRESS', 'DEVICES'], list.map((n) => [n.name, n.address, String(n.devices)]))) say(line);
       },
     },
     requests: {

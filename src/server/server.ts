@@ -3,7 +3,7 @@
  * dispatcher between the secure channel and the per-client push sessions.
  */
 import { EventEmitter } from 'node:events';
-import { errorMessage } from '../errors.js';
+import { NxtError, errorMessage } from '../errors.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { mismatch, type DeviceFacts } from '../security/compatibility.js';
 import { decodeOrUndefined, encode, Enrollment, type EnrollmentValue, type Message, type GoodbyeMessage, type RegisterMessage, type TrialOutcomeMessage } from '../protocol/messages.js';
@@ -14,6 +14,7 @@ import { displayAddress } from '../net/endpoint.js';
 import type { AuthenticatedPeer, ServerChannel } from '../session/server-channel.js';
 import { fingerprint } from '../session/identity.js';
 import { Devices, parseInventory, type DeviceRecord } from './devices.js';
+import type { Job } from './job-store.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import type { History } from './history.js';
 import { PushSession, type PushProgress } from './push-session.js';
@@ -30,7 +31,8 @@ import { describeStored, type ReleaseStore, type StoredRelease } from './release
 import type { Notifier } from './notifier.js';
 import type { JobServer } from './job-server.js';
 import { RegistrySaver } from './registry-saver.js';
-import type { Store } from '../store/store.js';
+import type { NodeRow, Store } from '../store/store.js';
+import type { Cluster } from './cluster.js';
 import { compareReleaseVersions } from '../protocol/release-version.js';
 import { UpdateState } from '../protocol/messages.js';
 import type { Manifest } from '../security/manifest.js';
@@ -59,6 +61,8 @@ export interface NxtServerOptions {
   readonly store?: Store;
   /** The registrations the store had at start (Store.registrations). */
   readonly savedClients?: readonly SavedClient[];
+  /** Several nodes serving one fleet (cluster.ts): pushes to devices other nodes hold go to them. */
+  readonly cluster?: Cluster;
   /** Every module pushed, kept for `rollout latest` and automatic catch-up. */
   readonly releases?: ReleaseStore;
   /** Turns a stored module back into a signed release (the release key lives with the console). */
@@ -157,7 +161,7 @@ export class NxtServer extends EventEmitter {
     if (options.store) {
       const restored = options.savedClients ?? [];
       this.registry.restore(restored);
-      this.registrySaver = new RegistrySaver(options.store, restored);
+      this.registrySaver = new RegistrySaver(options.store, restored, options.cluster?.name ?? '');
     }
     options.channel.onDatagram((data, from) => this.onDatagram(data, from));
     const behindAfter = options.behindAfterMs;
@@ -214,6 +218,10 @@ export class NxtServer extends EventEmitter {
 
   /** Put a client in a group, or take it out; saved at once, or not done (and the error thrown). */
   async setTag(id: string, group: string, on: boolean): Promise<boolean> {
+    const elsewhere = this.options.cluster?.remoteClients().find((c) => c.id === id);
+    if (!this.registry.get(id) && elsewhere) {
+      throw new NxtError('held-elsewhere', `${id.slice(0, 12)} is connected to node ${elsewhere.node}: tag it there (its console, or nxt-server ctl on that machine)`);
+    }
     const changed = on ? this.registry.tag(id, group) : this.registry.untag(id, group);
     if (!changed) return false;
     const c = this.registry.savedOne(id)!;
@@ -293,7 +301,65 @@ export class NxtServer extends EventEmitter {
   }
 
   /** Push one release to each of `clients`; resolves when every one has finished or failed. */
+  /** Decisions made at another node: a device revoked or rejected there leaves this node too;
+   *  one approved there while it waits here is let in. */
+  adoptDecisions(saved: readonly DeviceRecord[]): void {
+    for (const d of this.options.devices.adopt(saved)) {
+      if (d.state === 'approved') {
+        const last = this.waiting.get(d.id);
+        if (last) this.onRegister(last.msg, last.peer);
+        continue;
+      }
+      this.waiting.delete(d.id);
+      if (!this.registry.get(d.id)) continue;
+      this.registry.remove(d.id);
+      for (const s of this.sessions.values()) if (s.client.id === d.id) s.cancel(`device ${d.state}`);
+      if (d.state === 'revoked') this.options.channel.dropClient(d.id);
+    }
+  }
+
+  /** Jobs queued or run at another node (several nodes). */
+  adoptJobs(saved: readonly Job[]): void {
+    this.options.jobs?.adopt(saved, (device) => this.registry.get(device) !== undefined);
+  }
+
+  /** This node's name when several serve the fleet (undefined: a lone server). */
+  get nodeName(): string | undefined { return this.options.cluster?.name; }
+
+  /** The other live nodes (several nodes). */
+  otherNodes(): NodeRow[] { return this.options.cluster?.nodes() ?? []; }
+
+  /** Monotonic ms, as the registry's leases count. */
+  now(): number { return this.options.clock.now(); }
+
+  storedReleases(): readonly StoredRelease[] { return this.options.releases?.list() ?? []; }
+
+  /** Every device known here and, with several nodes, those the other nodes hold. */
+  fleetKnown(): ClientRecord[] {
+    return [...this.registry.all(), ...(this.options.cluster?.remoteClients() ?? [])];
+  }
+
+  /** The online devices here and, with several nodes, those the other nodes hold. */
+  fleetOnline(): ClientRecord[] {
+    return [...this.onlineClients(), ...(this.options.cluster?.remoteClients() ?? [])];
+  }
+
+  /** Push to devices here, and through their nodes to those other nodes hold. */
   async push(release: Release, clients: ClientRecord[]): Promise<PushReport[]> {
+    const remote = clients.filter((c) => c.node !== undefined);
+    const cluster = this.options.cluster;
+    if (remote.length === 0 || !cluster) return this.pushHere(release, clients);
+    const [here, there] = await Promise.all([
+      this.pushHere(release, clients.filter((c) => c.node === undefined)),
+      // Shown as they come, like the reports of pushes here (recorded and alerted on by the node
+      // that carried them out).
+      cluster.push(release, remote, (r) => this.emit('push-result', r)),
+    ]);
+    return [...here, ...there];
+  }
+
+  private async pushHere(release: Release, clients: ClientRecord[]): Promise<PushReport[]> {
+    if (clients.length === 0) return [];
     // Kept for rollouts while the push runs; done (or warned about) before push() returns.
     const kept = (async () => this.options.releases?.add(release, this.options.wallClock.wallNow()))()
       .catch((err: unknown) => { this.emit('warning', `could not keep a copy of ${release.manifest.name} for rollouts: ${errorMessage(err)}`); });

@@ -31,6 +31,8 @@ export const DEFAULT_CHANNEL_TIMING: ClientChannelTiming = {
 const PREVIOUS_GRACE_MS = 15_000;
 /** The same refusal is reported again after this long (the handshake keeps being retried). */
 const REFUSAL_REPEAT_MS = 60_000;
+/** "Unknown session" makes a handshake at most this often. */
+const UNKNOWN_SESSION_HANDSHAKE_MS = 1000;
 
 export interface ClientChannelStats {
   foreign: number;
@@ -60,6 +62,7 @@ export class ClientChannel extends EventEmitter {
   private serverValue: Peer;
   private lastRefusal = '';
   private lastRefusalAt = 0;
+  private lastToldUnknownAt = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: {
     readonly endpoint: Endpoint;
@@ -191,6 +194,7 @@ export class ClientChannel extends EventEmitter {
    * it), so nothing changes but what the operator reads: the handshake is tried again as before.
    */
   private onRefused(frame: RefusedFrame): void {
+    if (frame.reason === RefusedReason.unknownSession) { this.onSessionUnknown(frame); return; }
     if (!this.pending || frame.receiverIndex !== this.pending.senderIndex) { this.stats.unknownSession++; return; }
     const server = displayAddress(this.server);
     const line = frame.reason === RefusedReason.revoked
@@ -204,6 +208,21 @@ export class ClientChannel extends EventEmitter {
     this.lastRefusal = line;
     this.lastRefusalAt = now;
     this.emit('warning', line);
+  }
+
+  /**
+   * The server does not know the session we send on (it restarted, or we reach another node now):
+   * shake hands at once rather than after unanswered renewals. It names the server's index of our
+   * session, which only the path sees; a forged notice costs at most one handshake a second.
+   */
+  private onSessionUnknown(frame: RefusedFrame): void {
+    const now = this.options.clock.now();
+    if (this.current?.theirIndex !== frame.receiverIndex || this.pending || now - this.lastToldUnknownAt < UNKNOWN_SESSION_HANDSHAKE_MS) {
+      this.stats.unknownSession++;
+      return;
+    }
+    this.lastToldUnknownAt = now;
+    this.reconnect();
   }
 
   private onResponse(frame: ResponseFrame): void {

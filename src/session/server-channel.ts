@@ -128,6 +128,9 @@ export class ServerChannel {
      *  a minute per address. */
     readonly onWarning?: (line: string) => void;
     readonly limits?: Partial<ServerChannelLimits>;
+    /** This node's number (1-255) when several nodes serve one fleet: the top byte of every
+     *  session index it hands out. */
+    readonly nodeNumber?: number;
   }) {
     const now = options.clock.now();
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -228,7 +231,16 @@ export class ServerChannel {
 
   private onSealed(frame: SealedFrame, from: Peer, now: number): void {
     const s = this.byIndex.get(frame.receiverIndex);
-    if (!s) { this.stats.unknownSession++; return; }
+    if (!s) {
+      this.stats.unknownSession++;
+      // Tell the device at once, instead of leaving it to find out by its timeouts (after a
+      // restart, or when a balancer moved it here from another node). Smaller than what it
+      // answers, and from the cookie budget: no amplification, no flood.
+      if (this.cookieBudget.take(now)) {
+        this.options.endpoint.send(encodeRefused({ receiverIndex: frame.receiverIndex, reason: RefusedReason.unknownSession, serverKey: this.options.identity.publicKey }), from);
+      }
+      return;
+    }
     // A session belongs to the address that shook hands; a client that moves shakes hands again.
     if (!samePeer(s.peer, from)) { this.stats.wrongAddress++; return; }
     const plain = s.open(frame);
@@ -319,10 +331,13 @@ export class ServerChannel {
     this.options.onWarning?.(line);
   }
 
+  /** A session index no session has; with a node number, its top byte (the connection id names
+   *  the node that holds the session: docs/protocol.md, "Several nodes"). */
   private newIndex(): number {
+    const node = this.options.nodeNumber;
     for (;;) {
       const b = this.options.random(4);
-      const i = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+      const i = ((node === undefined ? b[0]! : node) << 24 | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
       if (!this.byIndex.has(i)) return i;
     }
   }

@@ -4,7 +4,7 @@
  * (sqlite.ts) and PostgreSQL for one or many nodes (postgres.ts) — and every query is written once
  * (store.ts), with `?` for parameters and SQL both engines speak.
  */
-export type SqlValue = string | number | null;
+export type SqlValue = string | number | null | Uint8Array;
 
 export interface Statement {
   readonly sql: string;
@@ -20,15 +20,21 @@ export interface SqlEngine {
   /** Writes applied together, or none of them (the error is thrown); durable when it resolves. */
   batch(statements: readonly Statement[]): Promise<void>;
   close(): Promise<void>;
+  /** PostgreSQL only (undefined elsewhere): call `onNotify` at every NOTIFY on `channel` (a
+   *  wake-up between nodes; what changed is read from the tables), and send one. */
+  readonly listen?: (channel: string, onNotify: () => void) => Promise<void>;
+  readonly notify?: (channel: string) => Promise<void>;
 }
 
 /** Both engines' way of writing what they differ in (DDL only: queries are shared). */
 export interface Dialect {
   /** A column that numbers rows by itself, as the table's key. */
   readonly serialKey: string;
+  /** Bytes. */
+  readonly blob: string;
 }
 
 export const DIALECTS: Record<SqlEngine['kind'], Dialect> = {
-  sqlite: { serialKey: 'INTEGER PRIMARY KEY AUTOINCREMENT' },
-  postgres: { serialKey: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY' },
+  sqlite: { serialKey: 'INTEGER PRIMARY KEY AUTOINCREMENT', blob: 'BLOB' },
+  postgres: { serialKey: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY', blob: 'BYTEA' },
 };

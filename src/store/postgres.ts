@@ -41,9 +41,48 @@ export async function openPostgres(url: string, options: { poolSize?: number } =
     if (t === undefined) cache.set(sql, t = numberParameters(sql));
     return t;
   };
+  // LISTEN needs a connection of its own, kept open; lost, it is opened again (a wake-up missed
+  // meanwhile is made up by the periodic checks of whoever listens).
+  const listeners = new Map<string, (() => void)[]>();
+  let listener: pg.Client | undefined;
+  let closed = false;
+  const openListener = async (): Promise<void> => {
+    const client = new pg.Client({ connectionString: url, application_name: 'nxt-server (listen)' });
+    client.on('notification', (n) => { for (const f of listeners.get(n.channel) ?? []) f(); });
+    client.on('error', () => {
+      listener = undefined;
+      void client.end().catch(() => {});
+      if (!closed) setTimeout(() => { void openListener().catch(() => {}); }, 2000).unref();
+    });
+    await client.connect();
+    for (const channel of listeners.keys()) await client.query(`LISTEN ${channel}`);
+    listener = client;
+  };
+  const identifier = (channel: string): string => {
+    if (!/^[a-z_]+$/.test(channel)) throw new RangeError(`not a channel name: ${channel}`);
+    return channel;
+  };
   return {
     kind: 'postgres',
     where,
+    async listen(channel: string, onNotify: () => void): Promise<void> {
+      const known = listeners.get(identifier(channel));
+      if (known) { known.push(onNotify); return; }
+      listeners.set(channel, [onNotify]);
+      try {
+        if (!listener) await openListener();
+        else await listener.query(`LISTEN ${channel}`);
+      } catch (err) {
+        throw failed(err, 'cannot listen for the other nodes');
+      }
+    },
+    async notify(channel: string): Promise<void> {
+      try {
+        await pool.query(`NOTIFY ${identifier(channel)}`);
+      } catch (err) {
+        throw failed(err, 'cannot wake the other nodes');
+      }
+    },
     async query<Row extends object>(sql: string, params: readonly SqlValue[] = []): Promise<Row[]> {
       try {
         return (await pool.query(text(sql), params as SqlValue[])).rows as Row[];
@@ -70,6 +109,8 @@ export async function openPostgres(url: string, options: { poolSize?: number } =
       }
     },
     async close(): Promise<void> {
+      closed = true;
+      await listener?.end().catch(() => {});
       await pool.end();
     },
   };

@@ -9,19 +9,19 @@
  * per row keeps the two engines' SQL the same.
  */
 import { NxtError } from '../errors.js';
-import { DIALECTS, type SqlEngine } from './engine.js';
+import { DIALECTS, type Dialect, type SqlEngine } from './engine.js';
 
 interface Migration {
   readonly version: number;
   readonly what: string;
-  readonly statements: (serialKey: string) => readonly string[];
+  readonly statements: (dialect: Dialect) => readonly string[];
 }
 
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     what: 'devices, registrations, jobs, releases, history, API tokens, campaigns',
-    statements: (serialKey) => [
+    statements: ({ serialKey }) => [
       // Enrollment decisions (approved, rejected, revoked); pending requests stay in memory.
       'CREATE TABLE devices (id TEXT PRIMARY KEY, state TEXT NOT NULL, doc TEXT NOT NULL)',
       // What is known of each registered device across restarts (soft state, renewed by devices).
@@ -37,6 +37,26 @@ export const MIGRATIONS: readonly Migration[] = [
       // Numbers handed out once per fleet (job ids), whichever node asks.
       'CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)',
       "INSERT INTO counters (name, value) VALUES ('job', 0)",
+    ],
+  },
+  {
+    version: 2,
+    what: 'several nodes: nodes, who holds each device, pushes handed to another node, release files',
+    statements: ({ serialKey, blob }) => [
+      // Each server node sharing the database: its number (the top byte of its session indexes),
+      // where it listens, and when it last said it was alive.
+      'CREATE TABLE nodes (name TEXT PRIMARY KEY, number INTEGER NOT NULL UNIQUE, address TEXT NOT NULL, started_at TEXT NOT NULL, heartbeat_at TEXT NOT NULL)',
+      // The node that holds the device's session (the only one that can reach it).
+      "ALTER TABLE registrations ADD COLUMN node TEXT NOT NULL DEFAULT ''",
+      // A push typed at one node for devices another node holds: one row per device, claimed by
+      // that node (FOR UPDATE SKIP LOCKED), answered in the same row.
+      `CREATE TABLE remote_pushes (id ${serialKey}, batch TEXT NOT NULL, node TEXT NOT NULL, device TEXT NOT NULL, sha256 TEXT NOT NULL, `
+        + 'state TEXT NOT NULL, report TEXT, created_at TEXT NOT NULL)',
+      'CREATE INDEX remote_pushes_by_node ON remote_pushes (node, state)',
+      'CREATE INDEX remote_pushes_by_batch ON remote_pushes (batch)',
+      // A release's bytes, for the nodes that did not receive the file (and its offline
+      // signature, when it has one).
+      `CREATE TABLE release_files (sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, doc TEXT NOT NULL, bytes ${blob} NOT NULL, presigned TEXT)`,
     ],
   },
 ];
@@ -55,7 +75,7 @@ export async function migrate(db: SqlEngine): Promise<number> {
   for (const m of MIGRATIONS.filter((x) => x.version > had)) {
     try {
       await db.batch([
-        ...m.statements(DIALECTS[db.kind].serialKey).map((sql) => ({ sql })),
+        ...m.statements(DIALECTS[db.kind]).map((sql) => ({ sql })),
         // Its primary key makes a second node applying the same migration fail here, undone.
         { sql: 'INSERT INTO nxt_schema (version, applied_at) VALUES (?, ?)', params: [m.version, new Date().toISOString()] },
       ]);

@@ -15,11 +15,22 @@ import type { SavedClient } from '../server/registry.js';
 import type { StoredRelease } from '../server/release-store.js';
 import type { TokenRecord } from '../server/api-tokens.js';
 import type { CampaignRecord } from '../server/campaign.js';
+import { NxtError } from '../errors.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
 import type { SqlEngine, SqlValue, Statement } from './engine.js';
 import { migrate } from './schema.js';
 
 export const EMBEDDED_FILE = 'nxt.db';
+
+export interface NodeRow {
+  readonly name: string;
+  readonly number: number;
+  /** Where its devices reach it (host:port), for people. */
+  readonly address: string;
+  readonly startedAt: string;
+  /** '' once it stopped. */
+  readonly heartbeatAt: string;
+}
 
 const doc = (value: unknown): string => JSON.stringify(value);
 const parse = <T>(rows: readonly { doc: string }[]): T[] => rows.map((r) => JSON.parse(r.doc) as T);
@@ -60,14 +71,25 @@ export class Store {
 
   // --- registrations (soft state)
 
-  async registrations(): Promise<SavedClient[]> {
-    return parse(await this.engine.query<{ doc: string }>('SELECT doc FROM registrations ORDER BY id'));
+  /** The registrations this node holds (`node`: its name; '' on a lone server). */
+  async registrations(node = ''): Promise<SavedClient[]> {
+    return parse(await this.engine.query<{ doc: string }>('SELECT doc FROM registrations WHERE node = ? ORDER BY id', [node]));
   }
 
-  saveRegistrations(changed: readonly SavedClient[], removed: readonly string[]): Promise<void> {
+  /** The devices other nodes hold, with which node. */
+  async otherNodesRegistrations(node: string): Promise<{ client: SavedClient; node: string }[]> {
+    const rows = await this.engine.query<{ doc: string; node: string }>('SELECT doc, node FROM registrations WHERE node <> ? ORDER BY id', [node]);
+    return rows.map((r) => ({ client: JSON.parse(r.doc) as SavedClient, node: r.node }));
+  }
+
+  /** Save what `node` holds; a device registered at `node` is held by it from now on. Removing
+   *  removes only what this node holds (the device may have moved to another). */
+  saveRegistrations(changed: readonly SavedClient[], removed: readonly string[], node = ''): Promise<void> {
     return this.write([
-      ...changed.map((c) => ({ sql: 'INSERT INTO registrations (id, doc) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc', params: [c.id, doc(c)] })),
-      ...removed.map((id) => ({ sql: 'DELETE FROM registrations WHERE id = ?', params: [id] })),
+      ...changed.map((c) => ({
+        sql: 'INSERT INTO registrations (id, doc, node) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, node = excluded.node', params: [c.id, doc(c), node],
+      })),
+      ...removed.map((id) => ({ sql: 'DELETE FROM registrations WHERE id = ? AND node = ?', params: [id, node] })),
     ]);
   }
 
@@ -147,6 +169,97 @@ export class Store {
       ...records.map((c) => ({ sql: 'INSERT INTO campaigns (id, doc) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc', params: [c.id, doc(c)] })),
       ...removed.map((id) => ({ sql: 'DELETE FROM campaigns WHERE id = ?', params: [id] })),
     ]);
+  }
+
+  // --- several nodes on one database (PostgreSQL)
+
+  /**
+   * Join as `name`: its number is kept if it had one, else the smallest not used by a live node
+   * (one whose heartbeat is not older than `liveSince`). Two nodes taking the same number at once:
+   * the loser's insert fails on the number's uniqueness and tries again.
+   */
+  async joinNode(name: string, address: string, now: string, liveSince: string): Promise<number> {
+    for (let attempt = 0; ; attempt++) {
+      const rows = await this.engine.query<{ name: string; number: number | string; heartbeat_at: string }>('SELECT name, number, heartbeat_at FROM nodes');
+      const mine = rows.find((r) => r.name === name);
+      const taken = new Set(rows.filter((r) => r.name !== name && r.heartbeat_at >= liveSince).map((r) => Number(r.number)));
+      const number = mine && !taken.has(Number(mine.number)) ? Number(mine.number) : [...Array(255).keys()].map((i) => i + 1).find((n) => !taken.has(n));
+      if (number === undefined) throw new NxtError('usage', 'there are 255 live nodes on this database already');
+      try {
+        await this.write([
+          { sql: 'DELETE FROM nodes WHERE name <> ? AND number = ?', params: [name, number] },
+          {
+            sql: 'INSERT INTO nodes (name, number, address, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?) '
+              + 'ON CONFLICT (name) DO UPDATE SET number = excluded.number, address = excluded.address, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at',
+            params: [name, number, address, now, now],
+          },
+        ]);
+        return number;
+      } catch (err) {
+        if (attempt >= 5) throw err;
+      }
+    }
+  }
+
+  heartbeat(name: string, now: string): Promise<void> {
+    return this.write([{ sql: 'UPDATE nodes SET heartbeat_at = ? WHERE name = ?', params: [now, name] }]);
+  }
+
+  async nodes(): Promise<NodeRow[]> {
+    const rows = await this.engine.query<{ name: string; number: number | string; address: string; started_at: string; heartbeat_at: string }>(
+      'SELECT name, number, address, started_at, heartbeat_at FROM nodes ORDER BY number',
+    );
+    return rows.map((r) => ({ name: r.name, number: Number(r.number), address: r.address, startedAt: r.started_at, heartbeatAt: r.heartbeat_at }));
+  }
+
+  /** A node stopping says so: the others see it gone at once, not at its heartbeat's timeout. */
+  leaveNode(name: string): Promise<void> {
+    return this.write([{ sql: "UPDATE nodes SET heartbeat_at = '' WHERE name = ?", params: [name] }]);
+  }
+
+  putReleaseFile(r: { sha256: string; name: string; doc: unknown; bytes: Uint8Array; presigned?: string }): Promise<void> {
+    return this.write([{
+      sql: 'INSERT INTO release_files (sha256, name, doc, bytes, presigned) VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING',
+      params: [r.sha256, r.name, doc(r.doc), r.bytes, r.presigned ?? null],
+    }]);
+  }
+
+  async releaseFile(sha256: string): Promise<{ name: string; doc: string; bytes: Uint8Array; presigned: string | null } | undefined> {
+    const [row] = await this.engine.query<{ name: string; doc: string; bytes: Uint8Array; presigned: string | null }>(
+      'SELECT name, doc, bytes, presigned FROM release_files WHERE sha256 = ?', [sha256],
+    );
+    return row;
+  }
+
+  addRemotePushes(batch: string, rows: readonly { node: string; device: string; sha256: string }[], now: string): Promise<void> {
+    return this.write(rows.map((r) => ({
+      sql: "INSERT INTO remote_pushes (batch, node, device, sha256, state, created_at) VALUES (?, ?, ?, ?, 'queued', ?)", params: [batch, r.node, r.device, r.sha256, now],
+    })));
+  }
+
+  /** The pushes waiting for `node`, now its own: no other process claims them (SKIP LOCKED). */
+  async claimRemotePushes(node: string): Promise<{ id: number; batch: string; device: string; sha256: string }[]> {
+    const lock = this.engine.kind === 'postgres' ? ' FOR UPDATE SKIP LOCKED' : '';
+    const rows = await this.engine.query<{ id: number | string; batch: string; device: string; sha256: string }>(
+      `UPDATE remote_pushes SET state = 'running' WHERE id IN (SELECT id FROM remote_pushes WHERE node = ? AND state = 'queued' ORDER BY id${lock}) RETURNING id, batch, device, sha256`,
+      [node],
+    );
+    return rows.map((r) => ({ ...r, id: Number(r.id) }));
+  }
+
+  finishRemotePush(id: number, report: unknown): Promise<void> {
+    return this.write([{ sql: "UPDATE remote_pushes SET state = 'done', report = ? WHERE id = ?", params: [doc(report), id] }]);
+  }
+
+  /** The pushes of a node that is gone, not done: failed with `report`. */
+  failRemotePushes(batch: string, node: string, report: (device: string) => unknown): Promise<void> {
+    return this.engine.query<{ id: number | string; device: string }>(
+      "SELECT id, device FROM remote_pushes WHERE batch = ? AND node = ? AND state <> 'done'", [batch, node],
+    ).then((rows) => this.write(rows.map((r) => ({ sql: "UPDATE remote_pushes SET state = 'done', report = ? WHERE id = ? AND state <> 'done'", params: [doc(report(r.device)), Number(r.id)] }))));
+  }
+
+  async remotePushes(batch: string): Promise<{ node: string; device: string; state: string; report: string | null }[]> {
+    return this.engine.query('SELECT node, device, state, report FROM remote_pushes WHERE batch = ? ORDER BY id', [batch]);
   }
 
   /** Resolves when every write asked for so far has been tried (each caller hears its own error). */

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DecodeError } from '../../src/errors.js';
-import { decodeEnvelope, EnvelopeType, INIT_BYTES } from '../../src/protocol/envelope.js';
+import { decodeEnvelope, encodeRefused, EnvelopeType, INIT_BYTES, RefusedReason } from '../../src/protocol/envelope.js';
 import { ClientChannel } from '../../src/session/client-channel.js';
 import { COOKIE_LIFETIME_MS, CookieJar } from '../../src/session/cookie.js';
 import { clientIdOf, createInit, createResponse, keyPairFromSecret, readInit, readResponse, type KeyPair } from '../../src/session/handshake.js';
@@ -298,6 +298,42 @@ describe('the secure channel', () => {
     clock.t += 11_000;
     server.sweep(clock.now());
     expect(server.sessionCount).toBe(1);
+  });
+
+  it('tells a device whose session it does not have, and the device shakes hands at once; a notice for another index changes nothing', () => {
+    const { net, clock, server, atServer, channel } = established();
+    const handshakes = channel.stats.handshakes;
+    // A stranger's notice naming some other index is ignored.
+    net.inject(encodeRefused({ receiverIndex: 12345, reason: RefusedReason.unknownSession, serverKey: new Uint8Array(32) }), SERVER, CLIENT);
+    expect(channel.stats.handshakes).toBe(handshakes);
+    clock.t += 181_000;
+    server.sweep(clock.now()); // the server forgets the session (as a restarted one would)
+    channel.send(Buffer.from('lost'));
+    net.flush();
+    expect(server.stats.unknownSession).toBe(1);
+    expect(channel.stats.handshakes).toBe(handshakes + 1); // told, it shook hands again
+    channel.send(Buffer.from('back'));
+    net.flush();
+    expect(atServer.map((m) => m.data)).toEqual(['hello', 'back']);
+  });
+
+  it('puts its node number in the top byte of every session index', () => {
+    const net = new FakeNetwork();
+    const clock = new FakeClock();
+    const serverKeys = newKeys();
+    const server = new ServerChannel({ endpoint: net.endpoint(SERVER.address, SERVER.port), clock, identity: serverKeys, random, nodeNumber: 7 });
+    closers.push(() => server.close());
+    for (let i = 0; i < 20; i++) {
+      const channel = new ClientChannel({ endpoint: net.endpoint('127.0.0.1', 6000 + i), server: SERVER, serverKey: serverKeys.publicKey, identity: newKeys(), clock, random, nextStamp: () => 1 });
+      closers.push(() => channel.close());
+      channel.connect();
+      net.flush();
+      net.flush();
+      expect(channel.isEstablished).toBe(true);
+    }
+    const indexes = net.log.filter((d) => d.data[3] === EnvelopeType.response).map((d) => d.data.readUInt32BE(4));
+    expect(indexes.length).toBe(20);
+    expect(indexes.every((i) => i >>> 24 === 7)).toBe(true);
   });
 
   it('forgets idle sessions; the client then shakes hands again when told to', () => {

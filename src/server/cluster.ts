@@ -1,0 +1,254 @@
+/**
+ * Several server nodes serving one fleet through one PostgreSQL database (docs/deploy.md).
+ *
+ * A device's session lives on one node — the one its datagrams reach (a balancer keeps a device
+ * on one node) — and only that node can send to it. So each node:
+ * - says it is alive every HEARTBEAT_MS (`nodes`), and has a number that is the top byte of every
+ *   session index it hands out (the connection id names the node that holds the session);
+ * - saves the devices it holds with its name (`registrations.node`), and reads the others' every
+ *   REFRESH_MS, so its console lists and targets the whole fleet;
+ * - turns a push to devices another node holds into rows of `remote_pushes` (the release's bytes
+ *   in `release_files`), which that node claims (FOR UPDATE SKIP LOCKED), carries out and answers
+ *   in the same rows; NOTIFY wakes it, a check every REFRESH_MS makes up for a missed wake-up;
+ * - treats a node whose heartbeat is older than NODE_TIMEOUT_MS as gone: its pushes in progress
+ *   fail with that reason, and its devices, moved by the balancer, shake hands with a live node
+ *   (which tells them at once that it has no session for them: docs/protocol.md).
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { errorMessage } from '../errors.js';
+import { UpdateResult, UpdateState } from '../protocol/messages.js';
+import { ResultCode } from '../protocol/result-codes.js';
+import type { NodeRow, Store } from '../store/store.js';
+import type { WallClock } from '../util/clock.js';
+import { PRESIGNED_SUFFIX, type Release } from './release.js';
+import type { StoredRelease } from './release-store.js';
+import type { ClientRecord } from './registry.js';
+import type { NxtServer, PushReport } from './server.js';
+
+export const HEARTBEAT_MS = 2000;
+export const NODE_TIMEOUT_MS = 10_000;
+export const REFRESH_MS = 2000;
+/** A push row no live node took within this long fails (its node lost it). */
+const UNCLAIMED_MS = 30_000;
+
+export interface ClusterOptions {
+  readonly store: Store;
+  /** This node's name, unique among the nodes (`--node-name`; default host name and port). */
+  readonly name: string;
+  /** Where devices reach this node, for people (`nodes`). */
+  readonly address: string;
+  readonly wallClock: WallClock;
+  readonly stateDir: string;
+  /** A stored release made ready to push (signed for each device here, or signed offline). */
+  readonly prepare: (stored: StoredRelease) => Promise<Release>;
+  readonly warn: (line: string) => void;
+}
+
+/** A push report as it travels between nodes (JSON). */
+interface WireReport {
+  readonly ok: boolean;
+  readonly already: boolean;
+  readonly code: number;
+  readonly message: string;
+  readonly active?: ClientRecord['version'];
+  readonly elapsedMs: number;
+  readonly address?: string;
+}
+
+export class Cluster {
+  private server: NxtServer | undefined;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private remote: ClientRecord[] = [];
+  private live = new Map<string, NodeRow>();
+  private working = false;
+  private closed = false;
+  /** Waiters for remote push results, woken by NOTIFY nxt_results. */
+  private readonly resultWaiters = new Set<() => void>();
+
+  private constructor(private readonly o: ClusterOptions, readonly number: number) {}
+
+  static async join(o: ClusterOptions): Promise<Cluster> {
+    const now = o.wallClock.wallNow();
+    const number = await o.store.joinNode(o.name, o.address, now.toISOString(), new Date(now.getTime() - NODE_TIMEOUT_MS).toISOString());
+    return new Cluster(o, number);
+  }
+
+  get name(): string { return this.o.name; }
+
+  /** Start: heartbeats, the view of the other nodes' devices, and the work they hand us. */
+  async attach(server: NxtServer): Promise<void> {
+    this.server = server;
+    const engine = this.o.store.engine;
+    await engine.listen?.('nxt_work', () => { void this.work(); });
+    await engine.listen?.('nxt_results', () => { for (const w of this.resultWaiters) w(); });
+    await this.refresh();
+    const every = (ms: number, f: () => Promise<void>): void => {
+      const t = setInterval(() => { void f().catch((err: unknown) => this.o.warn(`several nodes: ${errorMessage(err)}`)); }, ms);
+      t.unref();
+      this.timers.push(t);
+    };
+    every(HEARTBEAT_MS, () => this.o.store.heartbeat(this.o.name, this.o.wallClock.wallNow().toISOString()));
+    every(REFRESH_MS, async () => { await this.refresh(); await this.work(); });
+  }
+
+  /** The live nodes, as last read. */
+  nodes(): NodeRow[] { return [...this.live.values()]; }
+
+  isLive(node: string): boolean { return this.live.has(node); }
+
+  /** The devices other live nodes hold (online if their node renewed them lately). */
+  remoteClients(): readonly ClientRecord[] { return this.remote; }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.o.store.leaveNode(this.o.name).catch(() => {});
+  }
+
+  private async refresh(): Promise<void> {
+    const now = this.o.wallClock.wallNow().getTime();
+    const rows = await this.o.store.nodes();
+    this.live = new Map(rows.filter((n) => n.name !== this.o.name && n.heartbeatAt !== '' && now - Date.parse(n.heartbeatAt) < NODE_TIMEOUT_MS).map((n) => [n.name, n]));
+    const server = this.server;
+    if (!server) return;
+    server.adoptDecisions(await this.o.store.devices());
+    server.adoptJobs(await this.o.store.jobs());
+    const local = server.registry;
+    const monotonic = server.now();
+    const remote: ClientRecord[] = [];
+    for (const { client: c, node } of await this.o.store.otherNodesRegistrations(this.o.name)) {
+      const held = local.get(c.id);
+      // Held here and online: ours. Held here but gone quiet, and another node has it now: it moved.
+      if (held && local.isOnline(held, monotonic)) continue;
+      if (held) local.remove(c.id);
+      if (!this.live.has(node)) continue;
+      remote.push({
+        id: c.id, peer: { address: c.address, port: c.port }, version: c.version, product: c.product, lastSeenAt: c.lastSeenAt, tags: [...c.tags],
+        // Its node is alive and holds it: online for as long as a renewal would keep it.
+        lastSeen: monotonic, updateState: c.updateState ?? UpdateState.idle, updateResult: c.updateResult ?? UpdateResult.initial, node,
+      });
+    }
+    this.remote = remote;
+  }
+
+  /**
+   * Push `release` to devices other nodes hold: its bytes in the database once, a row per device
+   * for its node. Each device's report, as its node wrote it (or a failure if the node went away
+   * first), goes to `onReport` as it comes; all of them are the result.
+   */
+  async push(release: Release, clients: readonly ClientRecord[], onReport: (r: PushReport) => void): Promise<PushReport[]> {
+    const m = release.manifest;
+    const store = this.o.store;
+    const started = Date.now();
+    const presigned = release.presigned ? readFileSync(release.path + PRESIGNED_SUFFIX, 'utf8') : undefined;
+    await store.putReleaseFile({
+      sha256: m.sha256, name: m.name, bytes: readFileSync(release.path), presigned,
+      doc: { name: m.name, version: m.version, sha256: m.sha256, size: m.size, ...(m.for === undefined ? {} : { for: m.for }) },
+    });
+    const batch = randomBytes(8).toString('hex');
+    await store.addRemotePushes(batch, clients.map((c) => ({ node: c.node!, device: c.id, sha256: m.sha256 })), this.o.wallClock.wallNow().toISOString());
+    await store.engine.notify?.('nxt_work');
+    const byId = new Map(clients.map((c) => [c.id, c]));
+    const reports = new Map<string, PushReport>();
+    for (;;) {
+      const rows = await store.remotePushes(batch);
+      for (const r of rows) {
+        if (r.state !== 'done' || reports.has(r.device)) continue;
+        const w = JSON.parse(r.report!) as WireReport;
+        const client = byId.get(r.device)!;
+        if (w.ok && w.active) client.version = w.active;
+        const report: PushReport = {
+          client, release: m, ok: w.ok, already: w.already, outcome: { code: w.code, message: `${w.message} (via node ${r.node})`, active: w.active },
+          elapsedMs: w.elapsedMs, dataMs: undefined, progress: { acked: 0, total: 0, retransmits: 0, timeouts: 0, phase: 'done', spurious: 0, datagrams: 0 },
+        };
+        reports.set(r.device, report);
+        onReport(report);
+      }
+      if (reports.size === rows.length) return rows.map((r) => reports.get(r.device)!);
+      // A node that went away (or never took its rows) fails its devices, with that reason.
+      await this.refresh();
+      const waited = Date.now() - started;
+      for (const node of new Set(rows.filter((r) => r.state !== 'done').map((r) => r.node))) {
+        const gone = !this.live.has(node);
+        const untaken = waited > UNCLAIMED_MS && rows.some((r) => r.node === node && r.state === 'queued');
+        if (!gone && !untaken) continue;
+        const why = gone ? `node ${node} stopped answering` : `node ${node} did not take the push within ${UNCLAIMED_MS / 1000} s`;
+        await store.failRemotePushes(batch, node, () => ({ ok: false, already: false, code: ResultCode.timeout, message: why, elapsedMs: Date.now() - started } satisfies WireReport));
+      }
+      await new Promise<void>((resolve) => {
+        const wake = (): void => { clearTimeout(t); this.resultWaiters.delete(wake); resolve(); };
+        const t = setTimeout(wake, 1000);
+        this.resultWaiters.add(wake);
+      });
+    }
+  }
+
+  /** Carry out the pushes other nodes handed us. */
+  private async work(): Promise<void> {
+    const server = this.server;
+    if (!server || this.working || this.closed) return;
+    this.working = true;
+    try {
+      for (;;) {
+        const claimed = await this.o.store.claimRemotePushes(this.o.name);
+        if (claimed.length === 0) return;
+        const groups = new Map<string, typeof claimed>();
+        for (const c of claimed) {
+          const key = `${c.batch} ${c.sha256}`;
+          groups.set(key, [...(groups.get(key) ?? []), c]);
+        }
+        // Each batch in the background: a long push must not hold up the next one.
+        for (const rows of groups.values()) void this.carryOut(server, rows);
+      }
+    } finally {
+      this.working = false;
+    }
+  }
+
+  private async carryOut(server: NxtServer, rows: { id: number; batch: string; device: string; sha256: string }[]): Promise<void> {
+    const store = this.o.store;
+    const started = Date.now();
+    const fail = (message: string): WireReport => ({ ok: false, already: false, code: ResultCode.timeout, message, elapsedMs: Date.now() - started });
+    try {
+      const release = await this.o.prepare(await this.storedCopy(rows[0]!.sha256));
+      const now = server.now();
+      const clients: ClientRecord[] = [];
+      for (const r of rows) {
+        const c = server.registry.get(r.device);
+        if (c && server.registry.isOnline(c, now)) clients.push(c);
+        else await store.finishRemotePush(r.id, fail(`not connected to node ${this.o.name} any more`));
+      }
+      const reports = clients.length === 0 ? [] : await server.push(release, clients);
+      for (const report of reports) {
+        const row = rows.find((r) => r.device === report.client.id)!;
+        await store.finishRemotePush(row.id, {
+          ok: report.ok, already: report.already, code: report.outcome.code, message: report.outcome.message, active: report.outcome.active, elapsedMs: report.elapsedMs,
+        } satisfies WireReport);
+      }
+    } catch (err) {
+      for (const r of rows) await store.finishRemotePush(r.id, fail(`node ${this.o.name} could not push it: ${errorMessage(err)}`)).catch(() => {});
+    }
+    await store.engine.notify?.('nxt_results').catch(() => {});
+  }
+
+  /** The release with this content in our releases folder, from the database if not there yet. */
+  private async storedCopy(sha256: string): Promise<StoredRelease> {
+    const known = this.server?.storedReleases().find((r) => r.sha256 === sha256);
+    if (known && existsSync(known.file)) return known;
+    const row = await this.o.store.releaseFile(sha256);
+    if (!row) throw new Error(`release ${sha256.slice(0, 12)}… is not in the database`);
+    const d = JSON.parse(row.doc) as Omit<StoredRelease, 'file' | 'presigned' | 'storedAt'>;
+    const dir = join(this.o.stateDir, 'releases', sha256);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const file = join(dir, /^[\w.-]+$/.test(row.name) && !row.name.startsWith('.') ? row.name : 'module.mjs');
+    if (!existsSync(file)) {
+      const tmp = `${file}.tmp-${process.pid}`;
+      writeFileSync(tmp, row.bytes, { mode: 0o600 });
+      renameSync(tmp, file);
+    }
+    if (row.presigned !== null) writeFileSync(file + PRESIGNED_SUFFIX, row.presigned, { mode: 0o600 });
+    return { ...d, file, presigned: row.presigned !== null, storedAt: this.o.wallClock.wallNow().toISOString() };
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * Several server nodes serving one fleet through one real PostgreSQL (started for this file):
+ * two server processes, a device on each; what is typed at one node reaches the devices the other
+ * holds, and a node that stops is seen gone.
+ */
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { startClient, startServer, tempDir, type Proc } from '../support/processes.js';
+import { writeModule } from '../support/modules.js';
+import { havePostgres, startPostgres, type Postgres } from '../support/postgres.js';
+
+let pg: Postgres | undefined;
+beforeAll(async () => { if (havePostgres) pg = await startPostgres(); });
+
+const KEYS = ['release.key', 'release.pub', 'identity.key', 'identity.pub'];
+
+/** Two nodes on one new database, sharing the keys (as deployed nodes do: docs/deploy.md). */
+async function twoNodes(dir: string, db: string): Promise<{ a: Proc; b: Proc; portA: number; portB: number }> {
+  const url = pg!.newDatabase(db);
+  const { proc: a, port: portA } = await startServer(join(dir, 'a'), ['--node-name', 'a', '--renew', '1000'], { NXT_DATABASE: url });
+  mkdirSync(join(dir, 'b'));
+  for (const f of KEYS) copyFileSync(join(dir, 'a', f), join(dir, 'b', f));
+  const { proc: b, port: portB } = await startServer(join(dir, 'b'), ['--node-name', 'b', '--renew', '1000'], { NXT_DATABASE: url });
+  return { a, b, portA, portB };
+}
+
+const idOf = (p: Proc): string => p.output.match(/nxt client ([0-9a-f]{12})/)![1]!;
+
+/** Ask a node's console again (every 250 ms, for up to 15 s) until its answer passes `ok`: what
+ *  the other node did shows here at its next refresh (every 2 s). */
+async function eventually(node: Proc, command: string, ok: (answer: string) => boolean): Promise<string> {
+  const until = Date.now() + 15_000;
+  for (;;) {
+    const answer = await node.run(command, /NxtServer# /);
+    if (ok(answer)) return answer;
+    if (Date.now() > until) throw new Error(`"${command}" never answered as expected; last:\n${answer}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
+  it('a push typed at either node reaches the devices of both; a job queued at one runs once on a device the other holds', async () => {
+    const dir = tempDir('nxt-nodes-');
+    const { a, b, portA, portB } = await twoNodes(dir, 'fleet1');
+    const logs = join(dir, 'logs');
+    mkdirSync(logs);
+    writeFileSync(join(logs, 'app.log'), 'one\ntwo\n');
+    const onA = await startClient('on-a', portA, join(dir, 'dev-a'), join(dir, 'a/release.pub'));
+    const onB = await startClient('on-b', portB, join(dir, 'dev-b'), join(dir, 'a/release.pub'), '127.0.0.1', ['--maintenance', '--poll', '200', '--logs-dir', logs]);
+    const [idA, idB] = [idOf(onA), idOf(onB)];
+
+    // Each node lists the whole fleet, and who holds each device.
+    await a.waitFor(/node a \(number \d+\)/);
+    const listed = await eventually(a, 'clients', (t) => t.includes(idB));
+    expect(listed).toMatch(new RegExp(`${idA}.*online.*\\ba\\s*$`, 'm'));
+    expect(listed).toMatch(new RegExp(`${idB}.*online.*\\bb\\s*$`, 'm'));
+    expect(await a.run('nodes', /NxtServer# /)).toMatch(/\bb\s+\S+:\d+\s+1\b/);
+
+    const pushed = await a.run(`push ${writeModule(dir, 'm_7_1.mjs', 40_000, 7, 1)}`, /push finished: .*\n/);
+    expect(pushed).toMatch(/push finished: 2 done, 0 failed/);
+    await onA.waitFor('Major = 7');
+    await onB.waitFor('Major = 7');
+    // And typed at the other node, for one device the first holds.
+    expect(await b.run(`push ${writeModule(dir, 'm_7_2.mjs', 2_000, 7, 2)} --to ${idA}`, /push finished: .*\n/)).toMatch(/push finished: 1 done, 0 failed/);
+    await onA.waitFor('Minor = 2');
+
+    const queued = await a.run(`job logs ${idB} --file app.log`, /job (\d+) \(logs\) queued/);
+    const job = queued.match(/job (\d+) \(logs\) queued/)![1]!;
+    await b.waitFor(new RegExp(`job ${job} \\(logs\\) on \\w+: ok`));
+    const jobs = await eventually(a, `jobs ${idB}`, (t) => /done/.test(t));
+    expect(jobs).toMatch(new RegExp(`${job} .*done`));
+    expect(onB.output.match(new RegExp(`job ${job}\\b`, 'g'))?.length ?? 0).toBeLessThanOrEqual(2);
+    expect(b.output.match(new RegExp(`job ${job} \\(logs\\) on \\w+: ok`, 'g'))).toHaveLength(1);
+  });
+
+  it('a node killed with SIGKILL is seen gone, and a push to its devices fails with that reason instead of hanging', async () => {
+    const dir = tempDir('nxt-nodes-');
+    const { a, b, portB } = await twoNodes(dir, 'fleet2');
+    const onB = await startClient('on-b', portB, join(dir, 'dev-b'), join(dir, 'a/release.pub'));
+    const idB = idOf(onB);
+    await eventually(a, 'clients', (t) => t.includes(idB));
+    await b.stop('SIGKILL');
+    const started = Date.now();
+    const out = await a.run(`push ${writeModule(dir, 'm_8_0.mjs', 2000, 8, 0)} --to ${idB}`, /push finished: .*\n|error.*\n/);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(out).toMatch(/node b stopped answering|none of the|no online client|neither a group/);
+    await eventually(a, 'nodes', (t) => !/^b\s/m.test(t));
+  });
+});
