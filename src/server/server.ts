@@ -336,12 +336,24 @@ export class NxtServer extends EventEmitter {
 
   /** Every device known here and, with several nodes, those the other nodes hold. */
   fleetKnown(): ClientRecord[] {
-    return [...this.registry.all(), ...(this.options.cluster?.remoteClients() ?? [])];
+    return [...this.registry.all(), ...this.elsewhere()];
   }
 
   /** The online devices here and, with several nodes, those the other nodes hold. */
   fleetOnline(): ClientRecord[] {
-    return [...this.onlineClients(), ...(this.options.cluster?.remoteClients() ?? [])];
+    return [...this.onlineClients(), ...this.elsewhere()];
+  }
+
+  /** The devices other nodes hold, but for one that is online here (it moved here since the
+   *  last look at the other nodes). */
+  private elsewhere(): readonly ClientRecord[] {
+    const remote = this.options.cluster?.remoteClients() ?? [];
+    if (remote.length === 0) return remote;
+    const now = this.options.clock.now();
+    return remote.filter((c) => {
+      const here = this.registry.get(c.id);
+      return !here || !this.registry.isOnline(here, now);
+    });
   }
 
   /** Push to devices here, and through their nodes to those other nodes hold. */

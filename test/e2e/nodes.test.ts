@@ -3,10 +3,11 @@
  * two server processes, a device on each; what is typed at one node reaches the devices the other
  * holds, and a node that stops is seen gone.
  */
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createSocket } from 'node:dgram';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { startClient, startServer, tempDir, type Proc } from '../support/processes.js';
+import { Proc, startClient, startServer, tempDir } from '../support/processes.js';
 import { writeModule } from '../support/modules.js';
 import { havePostgres, startPostgres, type Postgres } from '../support/postgres.js';
 
@@ -86,5 +87,59 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
     expect(Date.now() - started).toBeLessThan(20_000);
     expect(out).toMatch(/node b stopped answering|none of the|no online client|neither a group/);
     await eventually(a, 'nodes', (t) => !/^b\s/m.test(t));
+  });
+});
+
+const nginx = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
+const streamModule = ['/usr/lib/nginx/modules/ngx_stream_module.so'].find((p) => existsSync(p));
+if (process.env.CI && (!nginx || !streamModule)) throw new Error('nginx with its stream module is not installed (apt-get install nginx libnginx-mod-stream): .ci/run should have installed it');
+
+/** nginx balancing UDP over the nodes as docs/deploy.md shows (here by address and port: every
+ *  test device has the address 127.0.0.1). Stopped when the test file ends. */
+async function balancer(dir: string, ports: number[]): Promise<number> {
+  const port = await freeUdpPort();
+  const conf = join(dir, 'nginx.conf');
+  writeFileSync(conf, [
+    `load_module ${streamModule};`, 'daemon off;', 'master_process off;', `pid ${join(dir, 'nginx.pid')};`, `error_log ${join(dir, 'nginx-error.log')} info;`,
+    'events { worker_connections 1024; }',
+    'stream {',
+    `  upstream nxt { hash $remote_addr$remote_port consistent; ${ports.map((p) => `server 127.0.0.1:${p} max_fails=1 fail_timeout=30s;`).join(' ')} }`,
+    `  server { listen 127.0.0.1:${port} udp; proxy_pass nxt; proxy_timeout 60s; }`,
+    '}',
+  ].join('\n'));
+  const proc = new Proc('nginx', nginx!, ['-c', conf, '-p', dir, '-e', join(dir, 'nginx-error.log')], {});
+  // nginx writes its pid file once its sockets are open.
+  for (const until = Date.now() + 10_000; !existsSync(join(dir, 'nginx.pid')); await new Promise((r) => setTimeout(r, 50))) {
+    if (!proc.alive || Date.now() > until) throw new Error(`nginx did not start: ${proc.output}`);
+  }
+  return port;
+}
+
+async function freeUdpPort(): Promise<number> {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+describe.skipIf(!havePostgres || !nginx || !streamModule)('several nodes behind nginx\'s UDP balancer', () => {
+  it('when a node is killed, its devices reach the other node through the balancer and register there within seconds', async () => {
+    const dir = tempDir('nxt-nodes-');
+    const { a, b, portA, portB } = await twoNodes(dir, 'fleet3');
+    const port = await balancer(dir, [portA, portB]);
+    const devices = await Promise.all([1, 2, 3, 4, 5, 6].map((i) => startClient(`dev${i}`, port, join(dir, `dev${i}`), join(dir, 'a/release.pub'))));
+    const ids = devices.map(idOf);
+    const listed = await eventually(a, 'clients', (t) => ids.every((id) => t.includes(id)));
+    const onB = ids.filter((id) => new RegExp(`${id}.*\\bb\\s*$`, 'm').test(listed));
+    const [victim, survivor, victimName] = onB.length > 0 ? [b, a, 'b'] : [a, b, 'a'];
+    const moving = onB.length > 0 ? onB : ids;
+    await victim.stop('SIGKILL');
+    const killedAt = Date.now();
+    // Every device the dead node held registers at the survivor.
+    await eventually(survivor, 'clients', (t) => moving.every((id) => new RegExp(`${id}.*online.*\\b${victimName === 'b' ? 'a' : 'b'}\\s*$`, 'm').test(t)));
+    const movedIn = Date.now() - killedAt;
+    expect(movedIn).toBeLessThan(15_000);
+    expect(await survivor.run(`push ${writeModule(dir, 'm_9_0.mjs', 2000, 9, 0)}`, /push finished: .*\n/)).toMatch(/push finished: 6 done, 0 failed/);
   });
 });
