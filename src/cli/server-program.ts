@@ -199,7 +199,10 @@ program.action(async (flags: ServerFlags) => {
       enrollTokens: (opts.enrollToken ?? '').split(',').map((t) => t.trim()).filter((t) => t !== ''),
       renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, maxDatagram, history: { log: history, wallClock: systemWallClock }, multicast,
     });
-    const rollouts = new Rollouts({ server, releases, prepare: prepareStored, wallClock: systemWallClock, store, saved: await store.campaigns() });
+    const rollouts = new Rollouts({
+      server, releases, prepare: prepareStored, wallClock: systemWallClock, store, saved: await store.campaigns(cluster?.name ?? ''), node: cluster?.name,
+    });
+    cluster?.takeCampaignsInto(rollouts);
     rollouts.on('event', (c: Campaign, e: CampaignEvent) => {
       if (e.kind !== 'paused') return;
       notifier?.notify({

@@ -25,7 +25,8 @@ import type { WallClock } from '../util/clock.js';
 import { PRESIGNED_SUFFIX, type Release } from './release.js';
 import type { StoredRelease } from './release-store.js';
 import type { ClientRecord } from './registry.js';
-import type { NxtServer, PushReport } from './server.js';
+import type { NxtServer, PushReport, TrialOutcome } from './server.js';
+import type { CampaignRecord } from './campaign.js';
 
 export const HEARTBEAT_MS = 2000;
 export const NODE_TIMEOUT_MS = 10_000;
@@ -57,6 +58,23 @@ interface WireReport {
   readonly address?: string;
 }
 
+/** A probation outcome as it travels between nodes (JSON). */
+interface WireOutcome {
+  readonly client: string;
+  readonly name: string;
+  readonly committed: boolean;
+  readonly code: number;
+  readonly version: ClientRecord['version'];
+  readonly sha256: string;
+  readonly active: ClientRecord['version'];
+  readonly message: string;
+}
+
+/** What takes over a gone node's campaigns (Rollouts.adopt). */
+export interface CampaignTaker {
+  adopt(records: readonly CampaignRecord[], outcomes: readonly TrialOutcome[]): void;
+}
+
 export class Cluster {
   private server: NxtServer | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -66,6 +84,11 @@ export class Cluster {
   private closed = false;
   /** Waiters for remote push results, woken by NOTIFY nxt_results. */
   private readonly resultWaiters = new Set<() => void>();
+  private lastEvent = 0;
+  /** Releases whose bytes are in the database already. */
+  private readonly shared = new Set<string>();
+  private reading = false;
+  private campaigns: CampaignTaker | undefined;
 
   private constructor(private readonly o: ClusterOptions, readonly number: number) {}
 
@@ -77,12 +100,26 @@ export class Cluster {
 
   get name(): string { return this.o.name; }
 
+  /** Where the campaigns of a node that is gone go (this node's Rollouts). */
+  takeCampaignsInto(taker: CampaignTaker): void { this.campaigns = taker; }
+
+  /** A probation outcome a device told this node: the node running its campaign may be another. */
+  async publishOutcome(t: TrialOutcome): Promise<void> {
+    const wire: WireOutcome = {
+      client: t.client.id, name: t.name, committed: t.committed, code: t.code, version: t.version, sha256: t.sha256, active: t.active, message: t.message,
+    };
+    await this.o.store.addEvent(this.o.name, 'trial-outcome', wire, this.o.wallClock.wallNow().toISOString());
+    await this.o.store.engine.notify?.('nxt_events');
+  }
+
   /** Start: heartbeats, the view of the other nodes' devices, and the work they hand us. */
   async attach(server: NxtServer): Promise<void> {
     this.server = server;
     const engine = this.o.store.engine;
     await engine.listen?.('nxt_work', () => { void this.work(); });
     await engine.listen?.('nxt_results', () => { for (const w of this.resultWaiters) w(); });
+    await engine.listen?.('nxt_events', () => { void this.readEvents().catch((err: unknown) => this.o.warn(`several nodes: ${errorMessage(err)}`)); });
+    this.lastEvent = await this.o.store.lastEventId();
     await this.refresh();
     const every = (ms: number, f: () => Promise<void>): void => {
       const t = setInterval(() => { void f().catch((err: unknown) => this.o.warn(`several nodes: ${errorMessage(err)}`)); }, ms);
@@ -90,7 +127,7 @@ export class Cluster {
       this.timers.push(t);
     };
     every(HEARTBEAT_MS, () => this.o.store.heartbeat(this.o.name, this.o.wallClock.wallNow().toISOString()));
-    every(REFRESH_MS, async () => { await this.refresh(); await this.work(); });
+    every(REFRESH_MS, async () => { await this.refresh(); await this.readEvents(); await this.takeOver(); await this.work(); });
   }
 
   /** The live nodes, as last read. */
@@ -133,6 +170,65 @@ export class Cluster {
     this.remote = remote;
   }
 
+  /** Outcomes other nodes heard, for the campaigns run here. */
+  private async readEvents(): Promise<void> {
+    const server = this.server;
+    if (!server || this.reading) return;
+    this.reading = true;
+    try {
+      for (;;) {
+        const events = await this.o.store.events(this.lastEvent);
+        if (events.length === 0) return;
+        this.lastEvent = events[events.length - 1]!.id;
+        for (const e of events) if (e.node !== this.o.name && e.kind === 'trial-outcome') server.hearOutcome(this.outcomeOf(JSON.parse(e.doc) as WireOutcome));
+      }
+    } finally {
+      this.reading = false;
+    }
+  }
+
+  private outcomeOf(w: WireOutcome): TrialOutcome {
+    const known = this.remote.find((c) => c.id === w.client) ?? this.server?.registry.get(w.client);
+    const client: ClientRecord = known ?? {
+      id: w.client, peer: { address: '', port: 0 }, version: w.active, product: { major: 0, minor: 0, productName: '' }, lastSeen: Number.NEGATIVE_INFINITY,
+      lastSeenAt: '', tags: [], updateState: UpdateState.idle, updateResult: UpdateResult.initial,
+    };
+    return { client, name: w.name, committed: w.committed, code: w.code, version: w.version, sha256: w.sha256, active: w.active, message: w.message };
+  }
+
+  /** The campaigns of nodes that are gone, run here from now on (once: see Store.takeCampaigns). */
+  private async takeOver(): Promise<void> {
+    const taker = this.campaigns;
+    if (!taker) return;
+    for (const node of await this.o.store.nodes()) {
+      if (node.name === this.o.name || this.live.has(node.name)) continue;
+      const taken = await this.o.store.takeCampaigns(node.name, this.o.name);
+      if (taken.length === 0) continue;
+      const shas = new Set(taken.map((c) => c.spec.release.sha256));
+      const since = taken.reduce((min, c) => (c.createdAt < min ? c.createdAt : min), taken[0]!.createdAt);
+      const outcomes: TrialOutcome[] = [];
+      for (let after = 0; ;) {
+        const events = await this.o.store.events(after);
+        if (events.length === 0) break;
+        after = events[events.length - 1]!.id;
+        for (const e of events) {
+          if (e.kind !== 'trial-outcome' || e.at < since) continue;
+          const w = JSON.parse(e.doc) as WireOutcome;
+          if (shas.has(w.sha256)) outcomes.push(this.outcomeOf(w));
+        }
+      }
+      for (const sha256 of shas) {
+        try {
+          this.server?.adoptRelease(await this.storedCopy(sha256));
+        } catch (err) {
+          this.o.warn(`a release of a campaign taken over is not here: ${errorMessage(err)}`);
+        }
+      }
+      this.o.warn(`node ${node.name} is gone: its ${taken.length} rollout campaign(s) run here now`);
+      taker.adopt(taken, outcomes);
+    }
+  }
+
   /**
    * Push `release` to devices other nodes hold: its bytes in the database once, a row per device
    * for its node. Each device's report, as its node wrote it (or a failure if the node went away
@@ -142,11 +238,7 @@ export class Cluster {
     const m = release.manifest;
     const store = this.o.store;
     const started = Date.now();
-    const presigned = release.presigned ? readFileSync(release.path + PRESIGNED_SUFFIX, 'utf8') : undefined;
-    await store.putReleaseFile({
-      sha256: m.sha256, name: m.name, bytes: readFileSync(release.path), presigned,
-      doc: { name: m.name, version: m.version, sha256: m.sha256, size: m.size, ...(m.for === undefined ? {} : { for: m.for }) },
-    });
+    await this.shareRelease(release);
     const batch = randomBytes(8).toString('hex');
     await store.addRemotePushes(batch, clients.map((c) => ({ node: c.node!, device: c.id, sha256: m.sha256 })), this.o.wallClock.wallNow().toISOString());
     await store.engine.notify?.('nxt_work');
@@ -183,6 +275,19 @@ export class Cluster {
         this.resultWaiters.add(wake);
       });
     }
+  }
+
+  /** The release's bytes in the database (once per content), for any node that pushes it later:
+   *  to devices it holds, or in a campaign it takes over. */
+  async shareRelease(release: Release): Promise<void> {
+    const m = release.manifest;
+    if (this.shared.has(m.sha256)) return;
+    const presigned = release.presigned ? readFileSync(release.path + PRESIGNED_SUFFIX, 'utf8') : undefined;
+    await this.o.store.putReleaseFile({
+      sha256: m.sha256, name: m.name, bytes: readFileSync(release.path), presigned,
+      doc: { name: m.name, version: m.version, sha256: m.sha256, size: m.size, ...(m.for === undefined ? {} : { for: m.for }) },
+    });
+    this.shared.add(m.sha256);
   }
 
   /** Carry out the pushes other nodes handed us. */

@@ -5,7 +5,7 @@
  */
 import { copyFileSync, existsSync, mkdirSync, renameSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { compareReleaseVersions, formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import type { Compatibility } from '../security/compatibility.js';
 import type { Store } from '../store/store.js';
@@ -31,7 +31,20 @@ export class ReleaseStore {
   /** `store` undefined: the list is kept in memory only (tests). */
   constructor(stateDir: string, private readonly store?: Store, saved: readonly StoredRelease[] = []) {
     this.dir = join(stateDir, 'releases');
-    this.releases.push(...saved);
+    for (const r of saved) this.adopt(r);
+  }
+
+  /**
+   * A release known from the store: its copy is looked for in this state dir's releases folder
+   * (with several nodes, the record may come from another node, whose path is not ours; the
+   * cluster fetches the bytes when they are not here: cluster.ts).
+   */
+  adopt(r: StoredRelease): StoredRelease {
+    const known = this.releases.find((x) => x.sha256 === r.sha256 && compareReleaseVersions(x.version, r.version) === 0 && sameFor(x.for, r.for));
+    if (known) return known;
+    const local = { ...r, file: join(this.dir, r.sha256, basename(r.file)) };
+    this.releases.push(local);
+    return local;
   }
 
   static async open(stateDir: string, store: Store): Promise<ReleaseStore> {

@@ -31,6 +31,8 @@ export interface RolloutsOptions {
   readonly store?: Store;
   /** The campaigns the store had at start (Store.campaigns). */
   readonly saved?: readonly CampaignRecord[];
+  /** This node's name when several nodes share the store: it runs the campaigns saved under it. */
+  readonly node?: string;
 }
 
 /** Events: 'event' (Campaign, CampaignEvent): a stage began, it paused by itself, or it is done;
@@ -59,6 +61,26 @@ export class Rollouts extends EventEmitter {
 
   list(): readonly Campaign[] { return this.campaigns; }
 
+  /**
+   * Campaigns this node took over from a node that is gone (several nodes): run from where they
+   * were, with the probation outcomes heard since they started (`outcomes`, oldest first).
+   */
+  adopt(records: readonly CampaignRecord[], outcomes: readonly TrialOutcome[]): void {
+    const adopted: Campaign[] = [];
+    for (const record of records) {
+      if (this.campaigns.some((c) => c.id === record.id)) continue;
+      const c = new Campaign(record);
+      this.campaigns.push(c);
+      adopted.push(c);
+      this.emit('warning', `rollout ${c.id}: taken over from a node that stopped`);
+    }
+    // Outcomes first (a device still "sending" to the gone node may have committed since), then
+    // what is still "sending" is sent again.
+    for (const t of outcomes) this.onTrialOutcome(t);
+    for (const c of adopted) c.restarted();
+    queueMicrotask(() => this.tick());
+  }
+
   /** The campaign named by id, or the one not finished if there is only one. */
   find(id?: string): Campaign {
     if (id !== undefined) {
@@ -73,7 +95,7 @@ export class Rollouts extends EventEmitter {
 
   /** Start a campaign; saved before it is returned (or the error thrown, nothing started). */
   async start(spec: CampaignSpec, members: readonly string[]): Promise<Campaign> {
-    const id = this.campaigns.reduce((max, c) => Math.max(max, c.id), 0) + 1;
+    const id = this.o.store ? await this.o.store.nextCampaignId() : this.campaigns.reduce((max, c) => Math.max(max, c.id), 0) + 1;
     const campaign = Campaign.create(id, spec, members, this.o.wallClock.wallNow());
     this.campaigns.push(campaign);
     try {
@@ -125,7 +147,7 @@ export class Rollouts extends EventEmitter {
       const finished = this.campaigns.filter((c) => c.state === 'done' || c.state === 'cancelled');
       const dropped = finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED));
       for (const old of dropped) this.campaigns.splice(this.campaigns.indexOf(old), 1);
-      store.saveCampaigns(changed.filter((c) => !dropped.includes(c)).map((c) => c.record), dropped.map((c) => c.id)).then(resolve, reject);
+      store.saveCampaigns(changed.filter((c) => !dropped.includes(c)).map((c) => c.record), dropped.map((c) => c.id), this.o.node ?? '').then(resolve, reject);
     }));
     return this.saving;
   }
@@ -145,7 +167,8 @@ export class Rollouts extends EventEmitter {
     this.ticking = true;
     try {
       const now = this.o.wallClock.wallNow();
-      const online = new Map(this.o.server.onlineClients().map((c) => [c.id, c]));
+      // The whole fleet's online devices: those other nodes hold are pushed to through them.
+      const online = new Map(this.o.server.fleetOnline().map((c) => [c.id, c]));
       for (const campaign of this.campaigns) {
         const due = campaign.due(now, (id) => online.has(id));
         if (due.length === 0) continue;

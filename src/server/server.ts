@@ -318,6 +318,11 @@ export class NxtServer extends EventEmitter {
     }
   }
 
+  /** A probation outcome another node heard (several nodes): for the campaigns run here. */
+  hearOutcome(t: TrialOutcome): void {
+    this.emit('trial-outcome', t);
+  }
+
   /** Jobs queued or run at another node (several nodes). */
   adoptJobs(saved: readonly Job[]): void {
     this.options.jobs?.adopt(saved, (device) => this.registry.get(device) !== undefined);
@@ -333,6 +338,9 @@ export class NxtServer extends EventEmitter {
   now(): number { return this.options.clock.now(); }
 
   storedReleases(): readonly StoredRelease[] { return this.options.releases?.list() ?? []; }
+
+  /** A release stored at another node, copied here (several nodes: a campaign taken over). */
+  adoptRelease(stored: StoredRelease): void { this.options.releases?.adopt(stored); }
 
   /** Every device known here and, with several nodes, those the other nodes hold. */
   fleetKnown(): ClientRecord[] {
@@ -373,7 +381,10 @@ export class NxtServer extends EventEmitter {
   private async pushHere(release: Release, clients: ClientRecord[]): Promise<PushReport[]> {
     if (clients.length === 0) return [];
     // Kept for rollouts while the push runs; done (or warned about) before push() returns.
-    const kept = (async () => this.options.releases?.add(release, this.options.wallClock.wallNow()))()
+    const kept = (async () => {
+      await this.options.releases?.add(release, this.options.wallClock.wallNow());
+      await this.options.cluster?.shareRelease(release);
+    })()
       .catch((err: unknown) => { this.emit('warning', `could not keep a copy of ${release.manifest.name} for rollouts: ${errorMessage(err)}`); });
     const renumber = (session: PushSession): number => {
       this.sessions.delete(session.transferId);
@@ -670,6 +681,7 @@ export class NxtServer extends EventEmitter {
       });
     }
     this.emit('trial-outcome', outcome);
+    this.options.cluster?.publishOutcome(outcome).catch((err: unknown) => this.emit('warning', `could not tell the other nodes of a probation outcome: ${errorMessage(err)}`));
     // The store saves in order: once what was asked before is saved, this outcome's changes are.
     void (this.options.store?.settled() ?? Promise.resolve()).then(ack);
   }

@@ -60,9 +60,13 @@ export async function importStateDir(store: Store, dir: string, warn: (line: str
     if (typeof t?.name !== 'string' || typeof t.sha256 !== 'string') continue;
     statements.push({ sql: 'INSERT INTO api_tokens (name, sha256, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING', params: [t.name, t.sha256, t.createdAt] });
   }
-  for (const c of list<CampaignRecord>('campaigns.json', 'campaigns')) {
-    if (!Number.isSafeInteger(c?.id)) continue;
+  const campaigns = list<CampaignRecord>('campaigns.json', 'campaigns').filter((c) => Number.isSafeInteger(c?.id));
+  for (const c of campaigns) {
     statements.push({ sql: 'INSERT INTO campaigns (id, doc) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc', params: [c.id, doc(c)] });
+  }
+  if (campaigns.length > 0) {
+    const top = Math.max(...campaigns.map((c) => c.id));
+    statements.push({ sql: "UPDATE counters SET value = ? WHERE name = 'campaign' AND value < ?", params: [top, top] });
   }
   if (present.includes('history.jsonl') && await store.count('history') === 0) {
     for (const line of readFileSync(join(dir, 'history.jsonl'), 'utf8').split('\n')) {

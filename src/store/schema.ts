@@ -59,6 +59,19 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE TABLE release_files (sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, doc TEXT NOT NULL, bytes ${blob} NOT NULL, presigned TEXT)`,
     ],
   },
+  {
+    version: 3,
+    what: 'several nodes: which node runs each campaign, events one node hears for the others',
+    statements: ({ serialKey }) => [
+      // The node that runs the campaign (once per fleet); a live node takes over a dead one's.
+      "ALTER TABLE campaigns ADD COLUMN node TEXT NOT NULL DEFAULT ''",
+      // What a device told its node that another node acts on (a probation's outcome, for the
+      // node running the campaign), kept for a node that takes a campaign over.
+      `CREATE TABLE events (id ${serialKey}, node TEXT NOT NULL, kind TEXT NOT NULL, doc TEXT NOT NULL, at TEXT NOT NULL)`,
+      // Campaign ids, handed out once per fleet as job ids are.
+      "INSERT INTO counters (name, value) SELECT 'campaign', COALESCE(MAX(id), 0) FROM campaigns",
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

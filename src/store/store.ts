@@ -100,8 +100,13 @@ export class Store {
   }
 
   /** A job id no node has handed out. */
-  async nextJobId(): Promise<number> {
-    const run = this.writes.then(() => this.engine.query<{ value: number | string }>("UPDATE counters SET value = value + 1 WHERE name = 'job' RETURNING value"));
+  nextJobId(): Promise<number> { return this.nextId('job'); }
+
+  /** A campaign id no node has handed out. */
+  nextCampaignId(): Promise<number> { return this.nextId('campaign'); }
+
+  private async nextId(counter: 'job' | 'campaign'): Promise<number> {
+    const run = this.writes.then(() => this.engine.query<{ value: number | string }>('UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value', [counter]));
     this.writes = run.catch(() => {});
     const [row] = await run;
     return Number(row!.value);
@@ -160,15 +165,41 @@ export class Store {
 
   // --- rollout campaigns
 
-  async campaigns(): Promise<CampaignRecord[]> {
-    return parse(await this.engine.query<{ doc: string }>('SELECT doc FROM campaigns ORDER BY id'));
+  /** The campaigns `node` runs ('' on a lone server). */
+  async campaigns(node = ''): Promise<CampaignRecord[]> {
+    return parse(await this.engine.query<{ doc: string }>('SELECT doc FROM campaigns WHERE node = ? ORDER BY id', [node]));
   }
 
-  saveCampaigns(records: readonly CampaignRecord[], removed: readonly number[] = []): Promise<void> {
+  saveCampaigns(records: readonly CampaignRecord[], removed: readonly number[] = [], node = ''): Promise<void> {
     return this.write([
-      ...records.map((c) => ({ sql: 'INSERT INTO campaigns (id, doc) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc', params: [c.id, doc(c)] })),
-      ...removed.map((id) => ({ sql: 'DELETE FROM campaigns WHERE id = ?', params: [id] })),
+      ...records.map((c) => ({ sql: 'INSERT INTO campaigns (id, doc, node) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, node = excluded.node', params: [c.id, doc(c), node] })),
+      ...removed.map((id) => ({ sql: 'DELETE FROM campaigns WHERE id = ? AND node = ?', params: [id, node] })),
     ]);
+  }
+
+  /** The campaigns a gone node ran, now `to`'s. Two nodes taking them at once: the rows are
+   *  locked by the first, whose change the second's condition then no longer matches. */
+  async takeCampaigns(from: string, to: string): Promise<CampaignRecord[]> {
+    return parse(await this.engine.query<{ doc: string }>('UPDATE campaigns SET node = ? WHERE node = ? RETURNING doc', [to, from]));
+  }
+
+  // --- events between nodes
+
+  addEvent(node: string, kind: string, value: unknown, at: string): Promise<void> {
+    return this.write([{ sql: 'INSERT INTO events (node, kind, doc, at) VALUES (?, ?, ?, ?)', params: [node, kind, doc(value), at] }]);
+  }
+
+  /** Events after `afterId`, oldest first (at most `limit`). */
+  async events(afterId: number, limit = 1000): Promise<{ id: number; node: string; kind: string; doc: string; at: string }[]> {
+    const rows = await this.engine.query<{ id: number | string; node: string; kind: string; doc: string; at: string }>(
+      'SELECT id, node, kind, doc, at FROM events WHERE id > ? ORDER BY id LIMIT ?', [afterId, limit],
+    );
+    return rows.map((r) => ({ ...r, id: Number(r.id) }));
+  }
+
+  async lastEventId(): Promise<number> {
+    const [row] = await this.engine.query<{ id: number | string | null }>('SELECT MAX(id) AS id FROM events');
+    return Number(row?.id ?? 0);
   }
 
   // --- several nodes on one database (PostgreSQL)

@@ -90,6 +90,26 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
   });
 });
 
+describe.skipIf(!havePostgres)('rollout campaigns with several nodes', () => {
+  it('a campaign started at one node runs on the devices the other holds; killed mid-campaign, the other node takes it over and finishes it', async () => {
+    const dir = tempDir('nxt-nodes-');
+    const { a, b, portB } = await twoNodes(dir, 'fleet4');
+    const probation = ['--probation', '3'];
+    const devices = await Promise.all([1, 2].map((i) => startClient(`dev${i}`, portB, join(dir, `dev${i}`), join(dir, 'a/release.pub'), '127.0.0.1', probation)));
+    const ids = devices.map(idOf);
+    await eventually(a, 'clients', (t) => ids.every((id) => t.includes(id)));
+    const started = await a.run(`rollout start ${writeModule(dir, 'staged_7_1.mjs', 2000, 7, 1)} --stages 1,100%`, /rollout \d+: .*\n|error.*\n/);
+    expect(started).toMatch(/rollout (\d+): staged_7_1\.mjs 7\.1\.0 to 2 device\(s\)/);
+    const id = started.match(/rollout (\d+)/)![1]!;
+    // Stage 1's device got it (through node b) and is on probation: the node running the campaign dies.
+    await Promise.race(devices.map((d) => d.waitFor(/Major = 7/)));
+    await a.stop('SIGKILL');
+    await b.waitFor(/node a is gone: its 1 rollout campaign\(s\) run here now/, 30_000);
+    await b.waitFor(new RegExp(`rollout ${id} .* done: 2 committed, 0 already had it, 0 failed`), 30_000);
+    for (const d of devices) await d.waitFor(/committed/);
+  });
+});
+
 const nginx = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
 const streamModule = ['/usr/lib/nginx/modules/ngx_stream_module.so'].find((p) => existsSync(p));
 if (process.env.CI && (!nginx || !streamModule)) throw new Error('nginx with its stream module is not installed (apt-get install nginx libnginx-mod-stream): .ci/run should have installed it');
