@@ -26,6 +26,8 @@ import { NxtServer } from '../server/server.js';
 import { createServerRepl, serverCommands, type ServerReplOptions } from '../server/server-repl.js';
 import { listenControl, type ControlOutput } from '../server/control-socket.js';
 import { apiHandler } from '../server/http-api.js';
+import { liveEvents } from '../server/live-events.js';
+import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:http';
 import { ApiTokens } from '../server/api-tokens.js';
 import type { AddressInfo } from 'node:net';
@@ -236,7 +238,10 @@ program.action(async (flags: ServerFlags) => {
     const commandsFor = (out: ControlOutput): ReturnType<typeof serverCommands> => serverCommands(consoleOptions, out.say, { reportEachClient: true, cwd: out.cwd, data: out.data });
     const control = await listenControl(opts.stateDir, commandsFor);
     if (http) {
-      const api = createServer(apiHandler({ tokens, random, stateDir: opts.stateDir, version: nxtVersion(), maxUploadBytes: httpMaxUploadBytes, commandsFor }));
+      const api = createServer(apiHandler({
+        tokens, random, stateDir: opts.stateDir, version: nxtVersion(), maxUploadBytes: httpMaxUploadBytes, commandsFor,
+        webDir: fileURLToPath(new URL('../web/', import.meta.url)), subscribe: liveEvents(server, rollouts),
+      }));
       api.headersTimeout = 10_000;
       api.requestTimeout = 0; // uploads of big modules take what they take; headers must come fast
       await new Promise<void>((res, rej) => {
@@ -244,7 +249,8 @@ program.action(async (flags: ServerFlags) => {
         api.listen(http.port, http.host, () => res());
       });
       const where = api.address() as AddressInfo;
-      mode.note(`HTTP API on http://${where.address.includes(':') ? `[${where.address}]` : where.address}:${where.port}/api/v1 (tokens: token create NAME)`);
+      const base = `http://${where.address.includes(':') ? `[${where.address}]` : where.address}:${where.port}`;
+      mode.note(`HTTP API on ${base}/api/v1 and the dashboard on ${base}/ (tokens: token create NAME)`);
       closers.push(() => new Promise<void>((res) => { api.close(() => res()); api.closeAllConnections(); }));
     }
     repl.start();

@@ -5,9 +5,9 @@
  * as `ctl --json` — {ok, status, command, output, errors, data} — and the read-only resources are
  * those commands' own --json output. Described in openapi.json (GET /api/v1/openapi.json).
  */
-import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { NxtError, errorMessage } from '../errors.js';
 import { runCommandWords, type Command } from '../util/repl.js';
@@ -27,6 +27,12 @@ export interface HttpApiOptions {
   readonly version: string;
   readonly maxUploadBytes: number;
   readonly commandsFor: (out: ControlOutput) => Record<string, Command>;
+  /** The dashboard's built files (index.html, assets/), served at / without a token: the page
+   *  asks for one and uses only this API. */
+  readonly webDir?: string;
+  /** What happens in the server, for GET /api/v1/events (server-sent events): returns the way to
+   *  stop listening. */
+  readonly subscribe?: (listener: (event: string, data: unknown) => void) => () => void;
 }
 
 /** Run one console command as the API does: everything it says, collected. */
@@ -49,6 +55,8 @@ const RESOURCES: Record<string, string[]> = {
   versions: ['versions', '--json'],
   jobs: ['jobs', '--json'],
   results: ['results', '--json'],
+  rollouts: ['rollout', 'status', '--json'],
+  nodes: ['nodes', '--json'],
 };
 
 /** The API as a request handler (cli/ serves it: only cli/ and net/ open sockets). */
@@ -88,6 +96,7 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
 async function handle(o: HttpApiOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://api');
   const path = url.pathname.replace(/\/+$/, '');
+  if (req.method === 'GET' && o.webDir !== undefined && !path.startsWith('/api/')) return serveWeb(o.webDir, path, res);
   if (req.method === 'GET' && path === '/api/v1/health') return send(res, 200, { ok: true, version: o.version });
   if (req.method === 'GET' && path === '/api/v1/openapi.json') return send(res, 200, OPENAPI);
   if (!path.startsWith('/api/v1/')) return send(res, 404, { error: `no such resource: ${url.pathname} (the API is under /api/v1/, described at /api/v1/openapi.json)` });
@@ -108,6 +117,7 @@ async function handle(o: HttpApiOptions, req: IncomingMessage, res: ServerRespon
       const e = await runForApi(o.commandsFor, RESOURCES[rest[0]!]!, o.stateDir);
       return send(res, httpStatus(e), e.ok ? e.data[0] ?? [] : e);
     }
+    if (req.method === 'GET' && rest.length === 1 && rest[0] === 'events' && o.subscribe) return events(o.subscribe, req, res);
     if (req.method === 'POST' && rest.length === 1 && rest[0] === 'commands') {
       const body = await readJson(req);
       const words = body.words;
@@ -160,4 +170,40 @@ async function upload(o: HttpApiOptions, url: URL, req: IncomingMessage, res: Se
     throw err;
   }
   send(res, 201, { file, name, size, push: ['push', file] });
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon', '.json': 'application/json', '.woff2': 'font/woff2',
+};
+
+/** The dashboard's files: only plain names under webDir (no dot segments), index.html for the rest
+ *  (the page's own routes). Nothing from elsewhere: the page loads nothing from the Internet. */
+function serveWeb(webDir: string, path: string, res: ServerResponse): void {
+  const name = path === '' || path === '/' ? 'index.html' : path.slice(1);
+  const safe = /^[\w-]+(\/[\w.-]+)*$/.test(name) && !name.split('/').some((p) => p.startsWith('.')) ? name : 'index.html';
+  let file = join(webDir, safe);
+  if (!existsSync(file) || !statSync(file).isFile()) file = join(webDir, 'index.html');
+  if (!existsSync(file)) return send(res, 404, { error: 'the dashboard is not built here (npm run build makes it); the API is under /api/v1/' });
+  const body = readFileSync(file);
+  res.writeHead(200, {
+    'content-type': CONTENT_TYPES[extname(file)] ?? 'application/octet-stream', 'content-length': body.length,
+    'cache-control': file.includes('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache',
+    'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
+    'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer',
+  });
+  res.end(body);
+}
+
+/** GET /api/v1/events: server-sent events, one per thing that happened, until the page goes;
+ *  a comment every 15 s keeps proxies from closing a quiet stream. */
+function events(subscribe: NonNullable<HttpApiOptions['subscribe']>, req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  res.write(': nxt events\n\n');
+  const stop = subscribe((event, data) => { res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`); });
+  const keepAlive = setInterval(() => res.write(': still here\n\n'), 15_000);
+  keepAlive.unref();
+  const end = (): void => { clearInterval(keepAlive); stop(); };
+  req.once('close', end);
+  res.once('close', end);
 }

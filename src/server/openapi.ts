@@ -42,6 +42,15 @@ export const OPENAPI = {
     '/api/v1/versions': list('every online device asked for its version now', 'versions'),
     '/api/v1/jobs': list('maintenance jobs', 'jobs'),
     '/api/v1/results': list('maintenance jobs\' results', 'results'),
+    '/api/v1/rollouts': list('rollout campaigns, each device\'s step, the counts', 'rollout status'),
+    '/api/v1/nodes': list('the server nodes serving the fleet (several nodes on one PostgreSQL)', 'nodes'),
+    '/api/v1/events': {
+      get: {
+        summary: 'server-sent events while the connection lasts: fleet (a device registered, came back, left, asked to enroll), push (a device\'s result), '
+          + 'progress (every device\'s bytes, twice a second while pushes run), outcome (a probation ended), rollout (a campaign step), job (a job\'s result)',
+        responses: { 200: { description: 'text/event-stream: `event: NAME` and `data: JSON` per event', content: { 'text/event-stream': {} } }, 401: { description: 'no valid API token' } },
+      },
+    },
     '/api/v1/devices/{id}/approve': { post: { summary: 'let a device into the fleet', parameters: [deviceId], responses: answers } },
     '/api/v1/devices/{id}/reject': { post: { summary: 'turn a device away', parameters: [deviceId], responses: answers } },
     '/api/v1/devices/{id}/revoke': { post: { summary: 'withdraw a device\'s key', parameters: [deviceId], responses: answers } },

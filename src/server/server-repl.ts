@@ -427,10 +427,12 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         switch (action) {
           case 'start': return startCampaign(rollouts, rest);
           case 'status': {
-            if (rest.length > 1) throw new NxtError('usage', 'usage: rollout status [ID]');
-            const list = rest[0] === undefined ? rollouts.list() : [rollouts.find(rest[0])];
+            const { json, rest: ids } = wantsJson(rest);
+            if (ids.length > 1) throw new NxtError('usage', 'usage: rollout status [ID] [--json]');
+            const list = ids[0] === undefined ? rollouts.list() : [rollouts.find(ids[0])];
+            if (json) { say(JSON.stringify(list.map((c) => ({ ...c.record, counts: c.counts(), reached: c.reached() })))); return; }
             if (list.length === 0) { say('no rollout campaigns'); return; }
-            for (const c of list) say(describeCampaign(c, rest[0] !== undefined || list.length === 1));
+            for (const c of list) say(describeCampaign(c, ids[0] !== undefined || list.length === 1));
             return;
           }
           case 'pause': case 'resume': case 'cancel': {

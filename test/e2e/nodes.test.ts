@@ -6,13 +6,14 @@
 import { createSocket } from 'node:dgram';
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Proc, startClient, startServer, tempDir } from '../support/processes.js';
 import { writeModule } from '../support/modules.js';
 import { havePostgres, startPostgres, type Postgres } from '../support/postgres.js';
 
 let pg: Postgres | undefined;
 beforeAll(async () => { if (havePostgres) pg = await startPostgres(); });
+afterAll(() => pg?.stop());
 
 const KEYS = ['release.key', 'release.pub', 'identity.key', 'identity.pub'];
 

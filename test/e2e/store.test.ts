@@ -5,7 +5,7 @@
  */
 import { appendFileSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiTokens } from '../../src/server/api-tokens.js';
 import type { CampaignRecord } from '../../src/server/campaign.js';
 import { Devices } from '../../src/server/devices.js';
@@ -34,6 +34,7 @@ const client = (id: string, over: Partial<SavedClient> = {}): SavedClient => ({
 let pg: Postgres | undefined;
 let databases = 0;
 beforeAll(async () => { if (havePostgres) pg = await startPostgres(); });
+afterAll(() => pg?.stop());
 
 /** A new, empty database of each kind, and a state dir beside it. */
 const engines = [

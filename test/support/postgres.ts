@@ -8,7 +8,6 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, readdirSync, realpathSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
-import { afterAll } from 'vitest';
 import { tempDir } from './processes.js';
 
 /** The folder with initdb and pg_ctl, or undefined when PostgreSQL is not installed. */
@@ -41,9 +40,11 @@ export interface Postgres {
   /** A URL for a new, empty database on the server. */
   newDatabase(name: string): string;
   readonly port: number;
+  /** Stop the server at once (its folder goes with the test's temporary folders). */
+  stop(): void;
 }
 
-/** Start a server now, stop it (immediately) when the test file ends. */
+/** Start a server now (a test file stops it in its afterAll; a benchmark as it ends). */
 export async function startPostgres(): Promise<Postgres> {
   const bin = postgresBin();
   if (!bin) throw new Error('PostgreSQL is not installed (apt-get install postgresql)');
@@ -64,12 +65,12 @@ export async function startPostgres(): Promise<Postgres> {
   const port = await freePort();
   // fsync off: these tests are about nxt's queries and nodes, not PostgreSQL's durability.
   run('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '60', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -F -c max_connections=200`, 'start']);
-  afterAll(() => {
-    try { run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']); } catch { /* already gone */ }
-  });
   const admin = `postgres://nxt@127.0.0.1:${port}/postgres`;
   return {
     port,
+    stop(): void {
+      try { run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']); } catch { /* already gone */ }
+    },
     newDatabase(name: string): string {
       execFileSync(join(bin, 'psql'), [admin, '-q', '-c', `CREATE DATABASE ${name}`], { stdio: 'pipe' });
       return `postgres://nxt@127.0.0.1:${port}/${name}`;
