@@ -725,13 +725,20 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
     },
     releases: {
       usage: 'releases [--json]',
-      help: 'every module pushed (from the history): version, first and last push, devices it was installed on, failures',
+      help: 'every module pushed (from the history): version, first and last push, devices it was installed on, failures; size, signer and what it is for',
       run: async (args) => {
-        const releases = summarizeReleases(await o.history.list());
+        // What the history says, with what the server keeps of each: its size, who signed it
+        // (this server when pushed, or offline), what it is for.
+        const stored = o.releases.list();
+        const releases = summarizeReleases(await o.history.list()).map((r) => {
+          const kept = stored.find((x) => x.sha256 === r.sha256 && formatReleaseVersion(x.version) === r.version);
+          return kept ? { ...r, size: kept.size, signed: kept.presigned ? 'offline' : 'by the server', for: kept.for } : r;
+        });
         if (wantsJson(args).json) { say(JSON.stringify(releases)); return; }
         if (releases.length === 0) { say('nothing pushed yet'); return; }
         for (const r of releases) {
-          say(`  ${r.module} ${r.version}  sha256 ${r.sha256.slice(0, 12)}…  first ${r.firstPushed}, last ${r.lastPushed}  installed on ${r.installedOn}, ${r.failures} failed`);
+          const extra = 'size' in r ? `  ${size(r.size)}, signed ${r.signed}${r.for ? `, for ${describeCompatibility(r.for)}` : ''}` : '';
+          say(`  ${r.module} ${r.version}  sha256 ${r.sha256.slice(0, 12)}…  first ${r.firstPushed}, last ${r.lastPushed}  installed on ${r.installedOn}, ${r.failures} failed${extra}`);
         }
       },
     },

@@ -73,6 +73,8 @@ describe.skipIf(!CHROMIUM)('the dashboard, in Chromium', () => {
     for (const id of [idA, idB]) await page.locator(`li[data-result="${id}"]`, { hasText: 'done, 100%, now 7.1.0' }).waitFor({ timeout: 30_000 });
     await expect.poll(() => page.getByRole('status').filter({ hasText: 'push finished' }).textContent(), { timeout: 30_000 }).toMatch(/push finished: 2 done, 0 failed/);
     await a.waitFor('Major = 7');
+    // The release is listed with its size, its signer and where it is installed.
+    await page.locator('tr[data-release="7.1.0"]', { hasText: '4.0 MiB' }).filter({ hasText: 'by the server' }).waitFor();
     await shot(page, 'releases');
     await page.getByRole('link', { name: 'Fleet' }).click();
     for (const id of [idA, idB]) await page.locator(`tr[data-device="${id}"] td.release`, { hasText: '7.1.0' }).waitFor();

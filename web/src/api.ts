@@ -95,6 +95,8 @@ export interface HistoryEntry {
 export interface ReleaseSummary {
   readonly module: string; readonly version: string; readonly sha256: string;
   readonly firstPushed: string; readonly lastPushed: string; readonly installedOn: number; readonly failures: number;
+  /** What the server keeps of it (absent for a release it no longer has). */
+  readonly size?: number; readonly signed?: string; readonly for?: Record<string, string>;
 }
 
 export interface Job {

@@ -244,8 +244,14 @@ function Releases({ version, refresh, progress, results }: { version: number; re
       {releases.length === 0 ? <p>Nothing pushed yet.</p> : (
         <div class="scroll">
           <table>
-            <thead><tr><th>Module</th><th>Version</th><th>SHA-256</th><th>First pushed</th><th>Last pushed</th><th>Installed on</th><th>Failures</th></tr></thead>
-            <tbody>{releases.map((r) => <tr key={r.sha256}><td>{r.module}</td><td>{r.version}</td><td class="mono">{r.sha256.slice(0, 16)}…</td><td>{r.firstPushed}</td><td>{r.lastPushed}</td><td>{r.installedOn}</td><td>{r.failures}</td></tr>)}</tbody>
+            <thead><tr><th>Module</th><th>Version</th><th>Size</th><th>Signed</th><th>For</th><th>SHA-256</th><th>First pushed</th><th>Last pushed</th><th>Installed on</th><th>Failures</th></tr></thead>
+            <tbody>{releases.map((r) => (
+              <tr key={`${r.sha256}${r.version}`} data-release={r.version}>
+                <td>{r.module}</td><td>{r.version}</td><td>{r.size === undefined ? '-' : mib(r.size)}</td><td>{r.signed ?? '-'}</td>
+                <td>{r.for ? Object.entries(r.for).map(([k, v]) => `${k} ${String(v)}`).join(', ') : 'any device'}</td>
+                <td class="mono">{r.sha256.slice(0, 16)}…</td><td>{r.firstPushed}</td><td>{r.lastPushed}</td><td>{r.installedOn}</td><td>{r.failures}</td>
+              </tr>
+            ))}</tbody>
           </table>
         </div>
       )}
@@ -266,10 +272,22 @@ function LivePush({ progress, results }: { progress: Progress[]; results: PushRe
       return [p.id, { bytes: p.bytes, at: now, rate: Math.max(0, rate) }];
     })));
   }, [progress]);
+  // The fleet's total rate over the last minute of progress updates (two a second).
+  const [samples, setSamples] = useState<number[]>([]);
+  useEffect(() => {
+    if (progress.length === 0) return;
+    setSamples((old) => [...old, [...rates.values()].reduce((sum, r) => sum + r.rate, 0) / 1024 / 1024].slice(-120));
+  }, [rates]);
+  const rateConfig = useMemo((): ChartConfiguration => ({
+    type: 'line',
+    data: { labels: samples.map((_, i) => `${((i - samples.length + 1) / 2).toFixed(1)} s`), datasets: [{ label: 'MiB/s, all devices', data: samples, borderColor: PALETTE[0], backgroundColor: PALETTE[0], pointRadius: 0 }] },
+    options: { scales: { y: { beginAtZero: true, title: { display: true, text: 'MiB/s' } } } },
+  }), [samples]);
   if (progress.length === 0 && results.length === 0) return null;
   return (
     <div class="card" aria-live="polite">
       <h3>Push in progress</h3>
+      {samples.length > 1 && <ChartView config={rateConfig} label="Transfer rate of the push, all devices together" />}
       {progress.map((p) => {
         const pct = p.size === 0 ? 100 : Math.floor((100 * p.bytes) / p.size);
         return (
