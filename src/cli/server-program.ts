@@ -167,7 +167,7 @@ program.action(async (flags: ServerFlags) => {
     // Several nodes on one PostgreSQL: join them (a number for the session indexes, a name).
     const cluster = store.engine.kind !== 'postgres' ? undefined : await Cluster.join({
       store, name: opts.nodeName ?? `${hostname()}:${endpoint.port}`, address: `${hostname()}:${endpoint.port}`, wallClock: systemWallClock, stateDir: opts.stateDir,
-      prepare: (stored) => prepareStored(stored), warn: (line) => server.emit('warning', line),
+      prepare: (stored) => prepareStored(stored), warn: (line) => server.emit('warning', line), signer, publicKey,
     });
     const channel = new ServerChannel({ nodeNumber: cluster?.number,
       endpoint, clock: systemClock, identity, random, isRevoked: (id) => devices.isRevoked(id), onWarning: (line) => server.emit('warning', line),

@@ -72,6 +72,31 @@ export function signManifest(manifest: Manifest, signer: Signer): SignedManifest
 }
 
 /**
+ * A release approval: the release key's signature over a release's identity (name, version,
+ * size, SHA-256, what it is for), under a type of its own. A node that pushes signs one and puts
+ * it in the shared database with the release's bytes; another node, before it signs manifests
+ * for those bytes (to push to its devices, or in a campaign it took over), checks it. So write
+ * access to the database is not a way to have a node sign code. A device never takes it for a
+ * manifest: its type is not nxt-manifest/1.
+ */
+export type ApprovedRelease = Pick<Manifest, 'name' | 'version' | 'size' | 'sha256' | 'for'>;
+
+function approvalBytes(r: ApprovedRelease): Uint8Array {
+  return new Uint8Array(Buffer.from(JSON.stringify({
+    type: 'nxt-release-approval/1', name: r.name, version: formatReleaseVersion(r.version), size: r.size, sha256: r.sha256,
+    ...(r.for === undefined ? {} : { for: r.for }),
+  })));
+}
+
+export function signApproval(r: ApprovedRelease, signer: Signer): Uint8Array {
+  return signer.sign(approvalBytes(r));
+}
+
+export function verifyApproval(r: ApprovedRelease, signature: Uint8Array, trusted: Uint8Array): boolean {
+  return verifySignature(approvalBytes(r), signature, trusted);
+}
+
+/**
  * Verify, then parse. Throws NxtError 'bad-signature' (arbitrary-install attack: only the release
  * key can introduce a module) or 'bad-manifest'.
  */

@@ -14,10 +14,12 @@
  *   fail with that reason, and its devices, moved by the balancer, shake hands with a live node
  *   (which tells them at once that it has no session for them: docs/protocol.md).
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { errorMessage } from '../errors.js';
+import { NxtError, errorMessage } from '../errors.js';
+import { signApproval, verifyApproval } from '../security/manifest.js';
+import type { Signer } from '../security/release-key.js';
 import { UpdateResult, UpdateState } from '../protocol/messages.js';
 import { ResultCode } from '../protocol/result-codes.js';
 import type { NodeRow, Store } from '../store/store.js';
@@ -44,6 +46,10 @@ export interface ClusterOptions {
   readonly stateDir: string;
   /** A stored release made ready to push (signed for each device here, or signed offline). */
   readonly prepare: (stored: StoredRelease) => Promise<Release>;
+  /** The release key, to approve what this node shares (none: only releases signed offline). */
+  readonly signer?: Signer;
+  /** Its public half: what another node shares must carry its approval. */
+  readonly publicKey: Uint8Array;
   readonly warn: (line: string) => void;
 }
 
@@ -144,10 +150,17 @@ export class Cluster {
     await this.o.store.leaveNode(this.o.name).catch(() => {});
   }
 
-  private async refresh(): Promise<void> {
+  /** Which nodes are alive (their heartbeat is fresh). */
+  private async refreshNodes(): Promise<NodeRow[]> {
     const now = this.o.wallClock.wallNow().getTime();
     const rows = await this.o.store.nodes();
     this.live = new Map(rows.filter((n) => n.name !== this.o.name && n.heartbeatAt !== '' && now - Date.parse(n.heartbeatAt) < NODE_TIMEOUT_MS).map((n) => [n.name, n]));
+    return rows;
+  }
+
+  /** The live nodes, the devices they hold, and the decisions and jobs made at them. */
+  private async refresh(): Promise<void> {
+    await this.refreshNodes();
     const server = this.server;
     if (!server) return;
     server.adoptDecisions(await this.o.store.devices());
@@ -240,8 +253,8 @@ export class Cluster {
     const started = Date.now();
     await this.shareRelease(release);
     const batch = randomBytes(8).toString('hex');
-    await store.addRemotePushes(batch, clients.map((c) => ({ node: c.node!, device: c.id, sha256: m.sha256 })), this.o.wallClock.wallNow().toISOString());
-    await store.engine.notify?.('nxt_work');
+    // The rows and the wake-up in one transaction: NOTIFY is delivered when it commits.
+    await store.addRemotePushes(batch, clients.map((c) => ({ node: c.node!, device: c.id, sha256: m.sha256 })), this.o.wallClock.wallNow().toISOString(), 'nxt_work');
     const byId = new Map(clients.map((c) => [c.id, c]));
     const reports = new Map<string, PushReport>();
     for (;;) {
@@ -260,7 +273,7 @@ export class Cluster {
       }
       if (reports.size === rows.length) return rows.map((r) => reports.get(r.device)!);
       // A node that went away (or never took its rows) fails its devices, with that reason.
-      await this.refresh();
+      await this.refreshNodes();
       const waited = Date.now() - started;
       for (const node of new Set(rows.filter((r) => r.state !== 'done').map((r) => r.node))) {
         const gone = !this.live.has(node);
@@ -283,8 +296,10 @@ export class Cluster {
     const m = release.manifest;
     if (this.shared.has(m.sha256)) return;
     const presigned = release.presigned ? readFileSync(release.path + PRESIGNED_SUFFIX, 'utf8') : undefined;
+    if (!presigned && !this.o.signer) throw new NxtError('no-signer', `${m.name} cannot be shared with the other nodes: this node keeps no release key to approve it`);
     await this.o.store.putReleaseFile({
       sha256: m.sha256, name: m.name, bytes: readFileSync(release.path), presigned,
+      approval: presigned ? undefined : Buffer.from(signApproval(m, this.o.signer!)).toString('base64'),
       doc: { name: m.name, version: m.version, sha256: m.sha256, size: m.size, ...(m.for === undefined ? {} : { for: m.for }) },
     });
     this.shared.add(m.sha256);
@@ -323,19 +338,17 @@ export class Cluster {
       for (const r of rows) {
         const c = server.registry.get(r.device);
         if (c && server.registry.isOnline(c, now)) clients.push(c);
-        else await store.finishRemotePush(r.id, fail(`not connected to node ${this.o.name} any more`));
+        else await store.finishRemotePushes([{ id: r.id, report: fail(`not connected to node ${this.o.name} any more`) }], 'nxt_results');
       }
       const reports = clients.length === 0 ? [] : await server.push(release, clients);
-      for (const report of reports) {
-        const row = rows.find((r) => r.device === report.client.id)!;
-        await store.finishRemotePush(row.id, {
-          ok: report.ok, already: report.already, code: report.outcome.code, message: report.outcome.message, active: report.outcome.active, elapsedMs: report.elapsedMs,
-        } satisfies WireReport);
-      }
+      await store.finishRemotePushes(reports.map((report) => ({
+        id: rows.find((r) => r.device === report.client.id)!.id,
+        report: { ok: report.ok, already: report.already, code: report.outcome.code, message: report.outcome.message, active: report.outcome.active, elapsedMs: report.elapsedMs } satisfies WireReport,
+      })), 'nxt_results');
+      return;
     } catch (err) {
-      for (const r of rows) await store.finishRemotePush(r.id, fail(`node ${this.o.name} could not push it: ${errorMessage(err)}`)).catch(() => {});
+      await store.finishRemotePushes(rows.map((r) => ({ id: r.id, report: fail(`node ${this.o.name} could not push it: ${errorMessage(err)}`) })), 'nxt_results').catch(() => {});
     }
-    await store.engine.notify?.('nxt_results').catch(() => {});
   }
 
   /** The release with this content in our releases folder, from the database if not there yet. */
@@ -345,6 +358,12 @@ export class Cluster {
     const row = await this.o.store.releaseFile(sha256);
     if (!row) throw new Error(`release ${sha256.slice(0, 12)}… is not in the database`);
     const d = JSON.parse(row.doc) as Omit<StoredRelease, 'file' | 'presigned' | 'storedAt'>;
+    // Nothing is signed here for bytes the release key did not approve (whoever wrote the row).
+    const actual = createHash('sha256').update(row.bytes).digest('hex');
+    const identity = { name: d.name, version: d.version, size: row.bytes.length, sha256: actual, for: d.for };
+    if (actual !== sha256 || (row.presigned === null && (row.approval === null || !verifyApproval(identity, Buffer.from(row.approval, 'base64'), this.o.publicKey)))) {
+      throw new NxtError('bad-signature', `release ${d.name} (${sha256.slice(0, 12)}…) in the database does not carry the release key's approval for its bytes: refused`);
+    }
     const dir = join(this.o.stateDir, 'releases', sha256);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const file = join(dir, /^[\w.-]+$/.test(row.name) && !row.name.startsWith('.') ? row.name : 'module.mjs');
@@ -354,6 +373,7 @@ export class Cluster {
       renameSync(tmp, file);
     }
     if (row.presigned !== null) writeFileSync(file + PRESIGNED_SUFFIX, row.presigned, { mode: 0o600 });
+    this.shared.add(sha256); // it came from the database: pushing it here must not send it back
     return { ...d, file, presigned: row.presigned !== null, storedAt: this.o.wallClock.wallNow().toISOString() };
   }
 }

@@ -72,6 +72,15 @@ export const MIGRATIONS: readonly Migration[] = [
       "INSERT INTO counters (name, value) SELECT 'campaign', COALESCE(MAX(id), 0) FROM campaigns",
     ],
   },
+  {
+    version: 4,
+    what: 'release files carry the release key\'s approval',
+    statements: () => [
+      // The release key's signature over the release (security/manifest.ts, signApproval), or
+      // NULL for one signed offline (its own signed manifest is the proof).
+      'ALTER TABLE release_files ADD COLUMN approval TEXT',
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -248,24 +248,34 @@ export class Store {
     return this.write([{ sql: "UPDATE nodes SET heartbeat_at = '' WHERE name = ?", params: [name] }]);
   }
 
-  putReleaseFile(r: { sha256: string; name: string; doc: unknown; bytes: Uint8Array; presigned?: string }): Promise<void> {
+  putReleaseFile(r: { sha256: string; name: string; doc: unknown; bytes: Uint8Array; presigned?: string; approval?: string }): Promise<void> {
     return this.write([{
-      sql: 'INSERT INTO release_files (sha256, name, doc, bytes, presigned) VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING',
-      params: [r.sha256, r.name, doc(r.doc), r.bytes, r.presigned ?? null],
+      sql: 'INSERT INTO release_files (sha256, name, doc, bytes, presigned, approval) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING',
+      params: [r.sha256, r.name, doc(r.doc), r.bytes, r.presigned ?? null, r.approval ?? null],
     }]);
   }
 
-  async releaseFile(sha256: string): Promise<{ name: string; doc: string; bytes: Uint8Array; presigned: string | null } | undefined> {
-    const [row] = await this.engine.query<{ name: string; doc: string; bytes: Uint8Array; presigned: string | null }>(
-      'SELECT name, doc, bytes, presigned FROM release_files WHERE sha256 = ?', [sha256],
+  async releaseFile(sha256: string): Promise<{ name: string; doc: string; bytes: Uint8Array; presigned: string | null; approval: string | null } | undefined> {
+    const [row] = await this.engine.query<{ name: string; doc: string; bytes: Uint8Array; presigned: string | null; approval: string | null }>(
+      'SELECT name, doc, bytes, presigned, approval FROM release_files WHERE sha256 = ?', [sha256],
     );
     return row;
   }
 
-  addRemotePushes(batch: string, rows: readonly { node: string; device: string; sha256: string }[], now: string): Promise<void> {
-    return this.write(rows.map((r) => ({
-      sql: "INSERT INTO remote_pushes (batch, node, device, sha256, state, created_at) VALUES (?, ?, ?, ?, 'queued', ?)", params: [batch, r.node, r.device, r.sha256, now],
-    })));
+  /** `wake`: a channel to NOTIFY in the same transaction (PostgreSQL: sent when it commits). */
+  addRemotePushes(batch: string, rows: readonly { node: string; device: string; sha256: string }[], now: string, wake?: string): Promise<void> {
+    return this.write([
+      ...rows.map((r) => ({
+        sql: "INSERT INTO remote_pushes (batch, node, device, sha256, state, created_at) VALUES (?, ?, ?, ?, 'queued', ?)", params: [batch, r.node, r.device, r.sha256, now],
+      })),
+      ...this.wakeUp(wake),
+    ]);
+  }
+
+  private wakeUp(channel: string | undefined): Statement[] {
+    if (channel === undefined || this.engine.kind !== 'postgres') return [];
+    if (!/^[a-z_]+$/.test(channel)) throw new RangeError(`not a channel name: ${channel}`);
+    return [{ sql: `NOTIFY ${channel}` }];
   }
 
   /** The pushes waiting for `node`, now its own: no other process claims them (SKIP LOCKED). */
@@ -278,8 +288,9 @@ export class Store {
     return rows.map((r) => ({ ...r, id: Number(r.id) }));
   }
 
-  finishRemotePush(id: number, report: unknown): Promise<void> {
-    return this.write([{ sql: "UPDATE remote_pushes SET state = 'done', report = ? WHERE id = ?", params: [doc(report), id] }]);
+  finishRemotePushes(done: readonly { id: number; report: unknown }[], wake?: string): Promise<void> {
+    if (done.length === 0) return Promise.resolve();
+    return this.write([...done.map((d) => ({ sql: "UPDATE remote_pushes SET state = 'done', report = ? WHERE id = ?", params: [doc(d.report), d.id] })), ...this.wakeUp(wake)]);
   }
 
   /** The pushes of a node that is gone, not done: failed with `report`. */

@@ -3,6 +3,7 @@
  * two server processes, a device on each; what is typed at one node reaches the devices the other
  * holds, and a node that stops is seen gone.
  */
+import { createHash } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Proc, startClient, startServer, tempDir } from '../support/processes.js';
 import { writeModule } from '../support/modules.js';
 import { havePostgres, startPostgres, type Postgres } from '../support/postgres.js';
+import { openPostgres } from '../../src/store/postgres.js';
+import { Store } from '../../src/store/store.js';
 
 let pg: Postgres | undefined;
 beforeAll(async () => { if (havePostgres) pg = await startPostgres(); });
@@ -88,6 +91,37 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
     expect(Date.now() - started).toBeLessThan(20_000);
     expect(out).toMatch(/node b stopped answering|none of the|no online client|neither a group/);
     await eventually(a, 'nodes', (t) => !/^b\s/m.test(t));
+  });
+});
+
+describe.skipIf(!havePostgres)('the database is not a way to have a node sign code', () => {
+  it('a push row for bytes the release key did not approve is refused by the node that would carry it out', async () => {
+    const dir = tempDir('nxt-nodes-');
+    const url = pg!.newDatabase('forged');
+    const { proc: a } = await startServer(join(dir, 'a'), ['--node-name', 'a'], { NXT_DATABASE: url });
+    mkdirSync(join(dir, 'b'));
+    for (const f of KEYS) copyFileSync(join(dir, 'a', f), join(dir, 'b', f));
+    const { proc: b, port: portB } = await startServer(join(dir, 'b'), ['--node-name', 'b'], { NXT_DATABASE: url });
+    const device = await startClient('on-b', portB, join(dir, 'dev'), join(dir, 'a/release.pub'));
+    const id = device.output.match(/nxt client ([0-9a-f]{32})/)![1]!;
+    // Someone with write access to the database (not the release key) asks node b to push code.
+    const store = await Store.open(await openPostgres(url));
+    const bytes = Buffer.from('export default () => ({ major: 66, minor: 6, productName: "evil" });\n');
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    await store.putReleaseFile({ sha256, name: 'evil_66_6.mjs', bytes, doc: { name: 'evil_66_6.mjs', version: { major: 66, minor: 6, patch: 0 }, sha256, size: bytes.length } });
+    await store.addRemotePushes('forged', [{ node: 'b', device: id, sha256 }], new Date().toISOString(), 'nxt_work');
+    for (const until = Date.now() + 15_000; ;) {
+      const [row] = await store.remotePushes('forged');
+      if (row?.state === 'done') {
+        expect(row.report).toMatch(/does not carry the release key's approval/);
+        break;
+      }
+      expect(Date.now()).toBeLessThan(until);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await store.close();
+    expect(device.output).not.toMatch(/evil|Major = 66/);
+    expect(a.alive && b.alive).toBe(true);
   });
 });
 
