@@ -155,7 +155,9 @@ export class ClientChannel extends EventEmitter {
       this.emit('warning', `cannot start a handshake: ${errorMessage(err)}`);
     }
     clearTimeout(this.retryTimer);
-    const delay = this.retryDelay;
+    // Jittered (½ to 1½ times the delay): devices that lost the server at the same moment (it
+    // restarted) must not come back in lockstep, each round hitting its handshake limit at once.
+    const delay = Math.round(this.retryDelay * (0.5 + this.options.random(1)[0]! / 256));
     this.retryDelay = Math.min(this.retryDelay * 2, this.timing.handshakeRetryMaxMs);
     this.retryTimer = setTimeout(() => this.sendInit(), delay);
     this.retryTimer.unref();
