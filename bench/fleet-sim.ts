@@ -7,7 +7,7 @@
  * (-9) and started again on its port, and the time until every client is registered again is
  * measured. Not a test: bounded in count and time, it prints a table.
  *
- *   npm run bench:fleet [-- --clients 10000 --renew 10000 --seconds 30]
+ *   npm run bench:fleet [-- --clients 10000 --renew 10000 --seconds 30 [--max-handshakes N]]
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -31,7 +31,8 @@ const STEADY_S = opt('seconds', 20);
 const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
 
 const work = tempDir('nxt-fleet-sim-');
-const serverArgs = ['--renew', String(RENEW_MS)];
+const MAX_HANDSHAKES = opt('max-handshakes', 0);
+const serverArgs = ['--renew', String(RENEW_MS), ...(MAX_HANDSHAKES > 0 ? ['--max-handshakes', String(MAX_HANDSHAKES)] : [])];
 let { proc: server, port } = await startServer(join(work, 'server'), serverArgs);
 const serverKey = readIdentityPublic(join(work, 'server/identity.pub'));
 
@@ -104,7 +105,7 @@ const out = server.output.slice(before);
 const versions = JSON.parse(out.slice(out.indexOf('['), out.lastIndexOf(']') + 1)) as { answered: boolean }[];
 
 console.log(`\n## ${CLIENTS} simulated clients on one server\n`);
-console.log(`Renewal every ${RENEW_MS} ms (${Math.round((CLIENTS * 1000) / RENEW_MS)} sealed REGISTERs a second), the server's default handshake limits.\n`);
+console.log(`Renewal every ${RENEW_MS} ms (${Math.round((CLIENTS * 1000) / RENEW_MS)} sealed REGISTERs a second), ${MAX_HANDSHAKES > 0 ? `at most ${MAX_HANDSHAKES} handshakes a second` : 'the server\'s default handshake limits'}.\n`);
 console.log('| measure | value |');
 console.log('|---|---|');
 console.log(`| all registered (handshake + approval by token) | ${registered}/${CLIENTS} in ${registerS.toFixed(1)} s |`);

@@ -31,6 +31,10 @@ export const DEFAULT_CHANNEL_TIMING: ClientChannelTiming = {
 const PREVIOUS_GRACE_MS = 15_000;
 /** The same refusal is reported again after this long (the handshake keeps being retried). */
 const REFUSAL_REPEAT_MS = 60_000;
+/** After the server answered (a COOKIE, a notice), handshake retries stay this short for a while:
+ *  it is alive, and a handshake it did not answer met its limit (a fleet coming back at once). */
+const BUSY_RETRY_MAX_MS = 4000;
+const ALIVE_FOR_MS = 60_000;
 /** "Unknown session" makes a handshake at most this often. */
 const UNKNOWN_SESSION_HANDSHAKE_MS = 1000;
 
@@ -63,6 +67,8 @@ export class ClientChannel extends EventEmitter {
   private lastRefusal = '';
   private lastRefusalAt = 0;
   private lastToldUnknownAt = Number.NEGATIVE_INFINITY;
+  /** When the server last answered outside a session (monotonic ms). */
+  private heardAt = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: {
     readonly endpoint: Endpoint;
@@ -158,7 +164,10 @@ export class ClientChannel extends EventEmitter {
     // Jittered (½ to 1½ times the delay): devices that lost the server at the same moment (it
     // restarted) must not come back in lockstep, each round hitting its handshake limit at once.
     const delay = Math.round(this.retryDelay * (0.5 + this.options.random(1)[0]! / 256));
-    this.retryDelay = Math.min(this.retryDelay * 2, this.timing.handshakeRetryMaxMs);
+    // A server that answered lately (a COOKIE, a notice) is alive, only busy (at its handshake
+    // limit, which drops the rest unanswered): keep trying every few seconds, not every 30.
+    const alive = this.options.clock.now() - this.heardAt < ALIVE_FOR_MS;
+    this.retryDelay = Math.min(this.retryDelay * 2, alive ? BUSY_RETRY_MAX_MS : this.timing.handshakeRetryMaxMs);
     this.retryTimer = setTimeout(() => this.sendInit(), delay);
     this.retryTimer.unref();
   }
@@ -184,6 +193,7 @@ export class ClientChannel extends EventEmitter {
 
   private onCookie(frame: CookieFrame): void {
     if (!this.pending || frame.receiverIndex !== this.pending.senderIndex) { this.stats.unknownSession++; return; }
+    this.heardAt = this.options.clock.now();
     // The same cookie back means the server did not accept it (it rotated, or we moved): wait
     // for the retry timer rather than answer at once and loop.
     if (Buffer.compare(frame.cookie, this.cookie) === 0) return;
@@ -224,6 +234,7 @@ export class ClientChannel extends EventEmitter {
       return;
     }
     this.lastToldUnknownAt = now;
+    this.heardAt = now;
     this.reconnect();
   }
 
