@@ -35,6 +35,11 @@ export const NODE_TIMEOUT_MS = 10_000;
 export const REFRESH_MS = 2000;
 /** A push row no live node took within this long fails (its node lost it). */
 const UNCLAIMED_MS = 30_000;
+/** Answered pushes are kept a day (to look at), events a month (a campaign taken over replays
+ *  the probation outcomes since it began); pruned every ten minutes. */
+const KEEP_PUSHES_MS = 24 * 3600_000;
+const KEEP_EVENTS_MS = 30 * 24 * 3600_000;
+const PRUNE_EVERY_MS = 10 * 60_000;
 
 export interface ClusterOptions {
   readonly store: Store;
@@ -91,6 +96,7 @@ export class Cluster {
   /** Waiters for remote push results, woken by NOTIFY nxt_results. */
   private readonly resultWaiters = new Set<() => void>();
   private lastEvent = 0;
+  private prunedAt = 0;
   /** Releases whose bytes are in the database already. */
   private readonly shared = new Set<string>();
   private reading = false;
@@ -213,33 +219,35 @@ export class Cluster {
   private async takeOver(): Promise<void> {
     const taker = this.campaigns;
     if (!taker) return;
-    for (const node of await this.o.store.nodes()) {
-      if (node.name === this.o.name || this.live.has(node.name)) continue;
-      const taken = await this.o.store.takeCampaigns(node.name, this.o.name);
-      if (taken.length === 0) continue;
-      const shas = new Set(taken.map((c) => c.spec.release.sha256));
-      const since = taken.reduce((min, c) => (c.createdAt < min ? c.createdAt : min), taken[0]!.createdAt);
-      const outcomes: TrialOutcome[] = [];
-      for (let after = 0; ;) {
-        const events = await this.o.store.events(after);
-        if (events.length === 0) break;
-        after = events[events.length - 1]!.id;
-        for (const e of events) {
-          if (e.kind !== 'trial-outcome' || e.at < since) continue;
-          const w = JSON.parse(e.doc) as WireOutcome;
-          if (shas.has(w.sha256)) outcomes.push(this.outcomeOf(w));
-        }
-      }
-      for (const sha256 of shas) {
-        try {
-          this.server?.adoptRelease(await this.storedCopy(sha256));
-        } catch (err) {
-          this.o.warn(`a release of a campaign taken over is not here: ${errorMessage(err)}`);
-        }
-      }
-      this.o.warn(`node ${node.name} is gone: its ${taken.length} rollout campaign(s) run here now`);
-      taker.adopt(taken, outcomes);
+    const now = this.o.wallClock.wallNow().getTime();
+    if (now - this.prunedAt > PRUNE_EVERY_MS) {
+      this.prunedAt = now;
+      await this.o.store.prune(new Date(now - KEEP_PUSHES_MS).toISOString(), new Date(now - KEEP_EVENTS_MS).toISOString());
     }
+    const { records: taken, from } = await this.o.store.takeCampaigns(this.o.name, new Date(now - NODE_TIMEOUT_MS).toISOString());
+    if (taken.length === 0) return;
+    const shas = new Set(taken.map((c) => c.spec.release.sha256));
+    const since = taken.reduce((min, c) => (c.createdAt < min ? c.createdAt : min), taken[0]!.createdAt);
+    const outcomes: TrialOutcome[] = [];
+    for (let after = 0; ;) {
+      const events = await this.o.store.events(after);
+      if (events.length === 0) break;
+      after = events[events.length - 1]!.id;
+      for (const e of events) {
+        if (e.kind !== 'trial-outcome' || e.at < since) continue;
+        const w = JSON.parse(e.doc) as WireOutcome;
+        if (shas.has(w.sha256)) outcomes.push(this.outcomeOf(w));
+      }
+    }
+    for (const sha256 of shas) {
+      try {
+        this.server?.adoptRelease(await this.storedCopy(sha256));
+      } catch (err) {
+        this.o.warn(`a release of a campaign taken over is not here: ${errorMessage(err)}`);
+      }
+    }
+    this.o.warn(`node ${from.join(', ')} is gone: its ${taken.length} rollout campaign(s) run here now`);
+    taker.adopt(taken, outcomes);
   }
 
   /**

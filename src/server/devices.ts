@@ -55,6 +55,8 @@ export class Devices {
   private readonly devices = new Map<string, DeviceRecord>();
 
   private batch: ApprovalBatch | undefined;
+  /** Devices whose decision is being saved right now. */
+  private readonly saving = new Set<string>();
 
   /** `store` undefined: nothing persisted (tests). */
   constructor(private readonly store: Store | undefined, saved: readonly DeviceRecord[] = [], private readonly maxPending = MAX_PENDING) {
@@ -77,6 +79,8 @@ export class Devices {
   adopt(saved: readonly DeviceRecord[]): DeviceRecord[] {
     const changed: DeviceRecord[] = [];
     for (const d of saved) {
+      // A decision being saved here is newer than what the store said a moment ago.
+      if (this.saving.has(d.id)) continue;
       const known = this.devices.get(d.id);
       if (known && known.state === d.state && known.decidedAt === d.decidedAt) continue;
       if (known) Object.assign(known, { state: d.state, decidedAt: d.decidedAt, decidedBy: d.decidedBy });
@@ -110,6 +114,7 @@ export class Devices {
     d.state = state;
     d.decidedAt = wallNow.toISOString();
     d.decidedBy = by;
+    this.saving.add(id);
     try {
       await this.store?.saveDevices([d]);
     } catch (err) {
@@ -118,6 +123,8 @@ export class Devices {
       d.decidedAt = wasAt;
       d.decidedBy = wasBy;
       throw err;
+    } finally {
+      this.saving.delete(id);
     }
     return d;
   }

@@ -30,7 +30,7 @@ export class RegistrySaver {
    * Save what changed among the clients touched (`current` gives a client's record, or undefined
    * when it is gone). On failure nothing counts as saved and the clients stay touched.
    */
-  async save(current: (id: string) => SavedClient | undefined, force = false): Promise<void> {
+  async save(current: (id: string) => SavedClient | undefined): Promise<void> {
     const ids = [...this.dirty];
     this.dirty.clear();
     const changed: { c: SavedClient; key: string; seenMs: number }[] = [];
@@ -41,7 +41,7 @@ export class RegistrySaver {
       if (!c) { if (was) removed.push(id); continue; }
       const key = keyOf(c);
       const seenMs = Date.parse(c.lastSeenAt);
-      if (!force && was && was.key === key && seenMs - was.seenMs < LAST_SEEN_SAVE_MS) continue;
+      if (was && was.key === key && seenMs - was.seenMs < LAST_SEEN_SAVE_MS) continue;
       changed.push({ c, key, seenMs });
     }
     try {

@@ -177,10 +177,27 @@ export class Store {
     ]);
   }
 
-  /** The campaigns a gone node ran, now `to`'s. Two nodes taking them at once: the rows are
-   *  locked by the first, whose change the second's condition then no longer matches. */
-  async takeCampaigns(from: string, to: string): Promise<CampaignRecord[]> {
-    return parse(await this.engine.query<{ doc: string }>('UPDATE campaigns SET node = ? WHERE node = ? RETURNING doc', [to, from]));
+  /**
+   * The campaigns of nodes that are gone (no heartbeat since `liveSince`), now `to`'s; with the
+   * names of the nodes they were taken from. Two nodes taking them at once: the rows are locked
+   * by the first, whose change the second's condition then no longer matches.
+   */
+  async takeCampaigns(to: string, liveSince: string): Promise<{ records: CampaignRecord[]; from: string[] }> {
+    // The names first (RETURNING gives the new node's), then the same condition in the UPDATE.
+    const gone = "node <> '' AND node <> ? AND node NOT IN (SELECT name FROM nodes WHERE heartbeat_at >= ?)";
+    const from = (await this.engine.query<{ node: string }>(`SELECT DISTINCT node FROM campaigns WHERE ${gone}`, [to, liveSince])).map((r) => r.node);
+    if (from.length === 0) return { records: [], from };
+    const records = parse<CampaignRecord>(await this.engine.query<{ doc: string }>(`UPDATE campaigns SET node = ? WHERE ${gone} RETURNING doc`, [to, to, liveSince]));
+    return { records, from };
+  }
+
+  /** Rows of work between nodes that nobody needs any more: pushes answered before `pushesBefore`,
+   *  events older than `eventsBefore`. */
+  prune(pushesBefore: string, eventsBefore: string): Promise<void> {
+    return this.write([
+      { sql: "DELETE FROM remote_pushes WHERE state = 'done' AND created_at < ?", params: [pushesBefore] },
+      { sql: 'DELETE FROM events WHERE at < ?', params: [eventsBefore] },
+    ]);
   }
 
   // --- events between nodes
