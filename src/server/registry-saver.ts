@@ -26,6 +26,12 @@ export class RegistrySaver {
 
   get pending(): boolean { return this.dirty.size > 0; }
 
+  /** Save one client now (the operator changed it): resolves once saved, or throws. */
+  async saveNow(c: SavedClient): Promise<void> {
+    await this.store.saveRegistrations([c], [], this.node);
+    this.saved.set(c.id, { key: keyOf(c), seenMs: Date.parse(c.lastSeenAt) });
+  }
+
   /**
    * Save what changed among the clients touched (`current` gives a client's record, or undefined
    * when it is gone). On failure nothing counts as saved and the clients stay touched.

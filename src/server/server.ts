@@ -224,9 +224,8 @@ export class NxtServer extends EventEmitter {
     }
     const changed = on ? this.registry.tag(id, group) : this.registry.untag(id, group);
     if (!changed) return false;
-    const c = this.registry.savedOne(id)!;
     try {
-      await this.options.store?.saveRegistrations([c], []);
+      await this.registrySaver?.saveNow(this.registry.savedOne(id)!);
     } catch (err) {
       if (on) this.registry.untag(id, group); else this.registry.tag(id, group);
       throw err;
@@ -300,7 +299,6 @@ export class NxtServer extends EventEmitter {
     return this.registry.online(this.options.clock.now());
   }
 
-  /** Push one release to each of `clients`; resolves when every one has finished or failed. */
   /** Decisions made at another node: a device revoked or rejected there leaves this node too;
    *  one approved there while it waits here is let in. */
   adoptDecisions(saved: readonly DeviceRecord[]): void {
@@ -364,7 +362,8 @@ export class NxtServer extends EventEmitter {
     });
   }
 
-  /** Push to devices here, and through their nodes to those other nodes hold. */
+  /** Push one release to each of `clients` (here, and through their nodes to those other nodes
+   *  hold); resolves when every one has finished or failed. */
   async push(release: Release, clients: ClientRecord[]): Promise<PushReport[]> {
     const remote = clients.filter((c) => c.node !== undefined);
     const cluster = this.options.cluster;
