@@ -10,7 +10,7 @@ import { decodeEnvelope, RefusedReason, type ChunksFrame, type CookieFrame, type
 import { displayAddress, samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
 import { fingerprint } from './identity.js';
 import type { Clock } from '../util/clock.js';
-import { createInit, keyPairFromSecret, readResponse, type Initiation, type KeyPair } from './handshake.js';
+import { createInit, newKeyPair, readResponse, type Initiation, type KeyPair } from './handshake.js';
 import { SealedSession as Session } from './sealed-session.js';
 
 export interface ClientChannelTiming {
@@ -152,7 +152,7 @@ export class ClientChannel extends EventEmitter {
       // A fresh INIT every time (new ephemeral key, new stamp): the server refuses a repeated one.
       const { bytes, initiation } = createInit({
         clientStatic: this.options.identity, serverPublic: this.options.serverKey, senderIndex: this.newIndex(),
-        cookie: this.cookie, stamp: this.options.nextStamp(), ephemeral: keyPairFromSecret(this.options.random(32)),
+        cookie: this.cookie, stamp: this.options.nextStamp(), ephemeral: newKeyPair(),
       });
       this.pending = initiation;
       this.options.endpoint.send(bytes, this.server);

@@ -11,7 +11,7 @@ import { displayAddress, samePeer, type Endpoint, type Peer } from '../net/endpo
 import { fingerprint } from './identity.js';
 import type { Clock } from '../util/clock.js';
 import { CookieJar } from './cookie.js';
-import { clientIdOf, createResponse, HandshakeError, keyPairFromSecret, readInit, type KeyPair, type SessionKeys } from './handshake.js';
+import { clientIdOf, createResponse, HandshakeError, newKeyPair, readInit, type KeyPair, type SessionKeys } from './handshake.js';
 import { KeyedBuckets, TokenBucket } from './rate-limit.js';
 import { SealedSession } from './sealed-session.js';
 import { DecodeError } from '../errors.js';
@@ -310,7 +310,7 @@ export class ServerChannel {
     if (this.stamps.size > MAX_STAMPS) this.stamps.delete(this.stamps.keys().next().value!);
 
     const index = this.newIndex();
-    const { bytes, keys } = createResponse(accepted, index, keyPairFromSecret(this.options.random(32)));
+    const { bytes, keys } = createResponse(accepted, index, newKeyPair());
     const peer: AuthenticatedPeer = { address: from.address, port: from.port, clientId, clientKey: accepted.clientPublic };
     const session = new Session(index, peer, accepted.clientIndex, keys, now);
     const previous = this.unconfirmed.get(clientId);
