@@ -42,9 +42,11 @@ export interface ServerChannelLimits {
   readonly sessionMaxAgeMs: number;
 }
 
-/** A handshake costs the server about a millisecond of CPU (X25519 in node:crypto, HKDF, two
- *  AEADs; a profile of bench/fleet-sim.ts: 6.5 s in onInit for 6,000): 400 a second is at most
- *  half a core, and 10,000 handshakes take 25 s at that rate. Per address, room for a site of
+/** A handshake costs the server about 0.4 ms of CPU (X25519 in node:crypto, HKDF, two AEADs:
+ *  375 µs each in a loop; 1.2 ms before key objects were made the cheap way, handshake.ts): 400
+ *  a second is at most a sixth of a core, and 10,000 handshakes take 25 s at that rate. (1,000 a
+ *  second made bench/fleet-sim.ts's 6,000 simulated devices stall at their first handshake, not
+ *  yet understood: kept at 400.) Per address, room for a site of
  *  devices behind one NAT address, not for one flooder. */
 export const DEFAULT_LIMITS: ServerChannelLimits = {
   handshakesPerSecond: 400,
