@@ -145,8 +145,6 @@ export class Cluster {
   /** The live nodes, as last read. */
   nodes(): NodeRow[] { return [...this.live.values()]; }
 
-  isLive(node: string): boolean { return this.live.has(node); }
-
   /** The devices other live nodes hold (online if their node renewed them lately). */
   remoteClients(): readonly ClientRecord[] { return this.remote; }
 

@@ -66,7 +66,8 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
     expect(pushed).toMatch(/push finished: 2 done, 0 failed/);
     await onA.waitFor('Major = 7');
     await onB.waitFor('Major = 7');
-    // And typed at the other node, for one device the first holds.
+    // And typed at the other node, for one device the first holds (once that node sees it).
+    await eventually(b, 'clients', (t) => t.includes(idA));
     expect(await b.run(`push ${writeModule(dir, 'm_7_2.mjs', 2_000, 7, 2)} --to ${idA}`, /push finished: .*\n/)).toMatch(/push finished: 1 done, 0 failed/);
     await onA.waitFor('Minor = 2');
 
