@@ -21,7 +21,7 @@ import { formatReleaseVersion } from '../protocol/release-version.js';
 import { History } from '../server/history.js';
 import { Devices } from '../server/devices.js';
 import { IDENTITY_PUBLIC_FILE, fingerprint, loadOrCreateIdentity } from '../session/identity.js';
-import { ServerChannel } from '../session/server-channel.js';
+import { DEFAULT_LIMITS, ServerChannel } from '../session/server-channel.js';
 import { NxtServer } from '../server/server.js';
 import { createServerRepl, serverCommands, type ServerReplOptions } from '../server/server-repl.js';
 import { listenControl, type ControlOutput } from '../server/control-socket.js';
@@ -63,7 +63,7 @@ const program = new Command('nxt-server')
   .option('--renew <ms>', 'how often clients renew their registration', '10000')
   .option('--manifest-ttl <seconds>', 'how long a signed push stays installable; clients refuse it after that', String(DEFAULT_MANIFEST_TTL_S))
   .addOption(new Option('-c, --config <file>', 'settings file (JSON, keys as the long options in camelCase; flags win)').env('NXT_SERVER_CONFIG'))
-  .option('--max-handshakes <per-second>', 'session handshakes accepted per second, all clients together (each costs about 0.4 ms of one core, as measured on the test machine)', '400')
+  .option('--max-handshakes <per-second>', 'session handshakes accepted per second, all clients together (each costs about 0.4 ms of one core, as measured on the test machine)', String(DEFAULT_LIMITS.handshakesPerSecond))
   .option('--max-datagram <bytes>', 'never send a datagram larger than this (1452: an Ethernet path; default: what each path is found to carry, up to 65507)')
   .option('--multicast <group[:port]>', 'send a push to several devices once, to this multicast group (e.g. 239.255.77.1:7702, administratively scoped), then repair by unicast')
   .option('--multicast-ttl <hops>', 'hops a multicast datagram may cross (1: this LAN only)', '1')

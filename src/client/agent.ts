@@ -87,8 +87,12 @@ export interface ClientTiming {
   /** …at most this many times (≈ the server's peer timeout). */
   readonly resultRetries: number;
   /** Registrations left unanswered in a row before the session is assumed lost (the server
-   *  restarted, or we moved) and the client shakes hands again. */
+   *  restarted, or we moved) and the client shakes hands again… */
   readonly reconnectAfterUnanswered: number;
+  /** …but not a session younger than this: the server answered its handshake just now, so it is
+   *  alive and busy (a fleet coming back at once), and another handshake would only add to what
+   *  it has to do. A server that lost the session says so (REFUSED), and that is acted on at once. */
+  readonly newSessionPatienceMs: number;
 }
 
 export const DEFAULT_CLIENT_TIMING: ClientTiming = {
@@ -97,6 +101,7 @@ export const DEFAULT_CLIENT_TIMING: ClientTiming = {
   resultRetryMs: 250,
   resultRetries: 40,
   reconnectAfterUnanswered: 2,
+  newSessionPatienceMs: 10_000,
 };
 
 export interface ClientStats {
@@ -145,14 +150,25 @@ const UNKNOWN_ABORT_EVERY_MS = 200;
 /** How often a download in progress is reported. */
 const PROGRESS_EVERY_MS = 1000;
 
+/** How long a plugin's reconfigure() may take before the old config is put back. */
+const RECONFIGURE_TIMEOUT_MS = 10_000;
+
+/**
+ * When to renew: somewhat before the server's renewMs, at random (as DHCP fuzzes its renewal
+ * times). Devices registered together — a fleet answering `versions`, or coming back after the
+ * server restarted — would otherwise renew together forever: bursts at the server, and after a
+ * restart a whole renewal period of silence before any of them finds out.
+ */
+export function renewalDelay(renewMs: number, random: number): number {
+  return renewMs * (1 - RENEW_JITTER * random);
+}
+const RENEW_JITTER = 0.25;
+
 /** Events: 'registered' (approved and in the fleet), 'renewed' (every answered registration,
  *  with the server's renewal interval), 'enrollment' ('pending' | 'rejected': the
  *  operator has not approved this device), 'activated' (ActiveModule), 'deferred' (Manifest: verified,
  *  waiting for upgrade), 'refused' ({ code, message }), 'log' (string), 'progress' (DownloadProgress,
  *  every second while a module arrives). */
-/** How long a plugin's reconfigure() may take before the old config is put back. */
-const RECONFIGURE_TIMEOUT_MS = 10_000;
-
 export class ClientAgent extends EventEmitter {
   readonly stats: ClientStats = { datagrams: 0, malformed: 0, unknownTransfer: 0, chunkFrames: 0, badChunks: 0, groupFrames: 0 };
   /** Multicast groups joined (kept while the agent runs: the next push likely uses them too). */
@@ -165,6 +181,8 @@ export class ClientAgent extends EventEmitter {
   /** Whether anything authenticated came from the server since the last REGISTER went out. */
   private heardSinceRegister = false;
   private registerSeq = 0;
+  /** The newest registration answered: answers to it or older ones are stale. */
+  private answeredSeq = 0;
   private registerDelay: number;
   private registerTimer: NodeJS.Timeout | undefined;
   private current: Transfer | undefined;
@@ -286,7 +304,8 @@ export class ClientAgent extends EventEmitter {
       // busy device may drop an answer): the server has likely forgotten our session (it
       // restarted): shake hands.
       if (this.heardSinceRegister) this.unanswered = 0;
-      else if (++this.unanswered >= this.timing.reconnectAfterUnanswered && this.options.channel.isEstablished) {
+      else if (++this.unanswered >= this.timing.reconnectAfterUnanswered && this.options.channel.isEstablished
+        && this.options.channel.sessionAgeMs >= this.timing.newSessionPatienceMs) {
         this.unanswered = 0;
         this.options.channel.reconnect();
       }
@@ -296,7 +315,12 @@ export class ClientAgent extends EventEmitter {
   }
 
   private onRegistered(seq: number, renewMs: number, enrollment: EnrollmentValue): void {
-    if (seq !== this.registerSeq) return;
+    // An answer to the newest registration or to an earlier unanswered one: a busy server answers
+    // late, after the device has tried again (with a new seq), and that answer is as good.
+    const sinceAnswered = (seq - this.answeredSeq) >>> 0;
+    const behindNewest = (this.registerSeq - seq) >>> 0;
+    if (sinceAnswered === 0 || sinceAnswered >= 2 ** 31 || behindNewest >= 2 ** 31) return;
+    this.answeredSeq = seq;
     const first = !this.registered;
     const changed = enrollment !== this.enrollment;
     this.enrollment = enrollment;
@@ -304,7 +328,7 @@ export class ClientAgent extends EventEmitter {
     this.unanswered = 0;
     this.registerDelay = this.timing.registerRetryMs;
     clearTimeout(this.registerTimer);
-    this.registerTimer = setTimeout(() => this.sendRegister(), Math.max(100, renewMs));
+    this.registerTimer = setTimeout(() => this.sendRegister(), Math.max(100, renewalDelay(renewMs, Math.random())));
     this.registerTimer.unref();
     if (this.registered) this.emit('renewed', renewMs);
     if (this.registered && first) {

@@ -19,6 +19,8 @@ import type { ClientRecord } from './registry.js';
 import type { NxtServer, PushReport, TrialOutcome } from './server.js';
 
 const TICK_MS = 1000;
+/** A device that came online is looked at within this long. */
+const SOON_MS = 100;
 /** Finished campaigns kept for `rollout status`. */
 const KEEP_FINISHED = 50;
 
@@ -41,6 +43,7 @@ export class Rollouts extends EventEmitter {
   private readonly campaigns: Campaign[] = [];
   private readonly timer: NodeJS.Timeout;
   private ticking = false;
+  private soon: NodeJS.Timeout | undefined;
   /** Campaigns changed since the last save, and that save's promise while it is being gathered. */
   private readonly dirty = new Set<Campaign>();
   private saving: Promise<void> | undefined;
@@ -53,8 +56,10 @@ export class Rollouts extends EventEmitter {
       this.campaigns.push(c);
     }
     o.server.on('trial-outcome', (t: TrialOutcome) => this.onTrialOutcome(t));
-    o.server.on('client-registered', () => this.tick());
-    o.server.on('client-back', () => this.tick());
+    // A device that comes online may be due: looked at soon, once for all that came meanwhile (a
+    // fleet coming back after a restart is thousands of registrations, and a tick reads the fleet).
+    o.server.on('client-registered', () => this.tickSoon());
+    o.server.on('client-back', () => this.tickSoon());
     this.timer = setInterval(() => this.tick(), TICK_MS);
     this.timer.unref();
   }
@@ -132,6 +137,7 @@ export class Rollouts extends EventEmitter {
 
   close(): void {
     clearInterval(this.timer);
+    clearTimeout(this.soon);
   }
 
   /** Save `campaign` with the others changed at this moment (and drop the oldest finished ones):
@@ -162,8 +168,14 @@ export class Rollouts extends EventEmitter {
     });
   }
 
+  private tickSoon(): void {
+    if (this.soon !== undefined || !this.campaigns.some((c) => c.state === 'running')) return;
+    this.soon = setTimeout(() => { this.soon = undefined; this.tick(); }, SOON_MS);
+    this.soon.unref();
+  }
+
   private tick(): void {
-    if (this.ticking) return;
+    if (this.ticking || !this.campaigns.some((c) => c.state === 'running')) return;
     this.ticking = true;
     try {
       const now = this.o.wallClock.wallNow();

@@ -35,6 +35,9 @@ const REFUSAL_REPEAT_MS = 60_000;
  *  it is alive, and a handshake it did not answer met its limit (a fleet coming back at once). */
 const BUSY_RETRY_MAX_MS = 4000;
 const ALIVE_FOR_MS = 60_000;
+/** A pending INIT is sent again as it is for this long, then made anew (the server keeps an unused
+ *  session 10 s). */
+const INIT_REPEAT_MS = 5000;
 /** "Unknown session" makes a handshake at most this often. */
 const UNKNOWN_SESSION_HANDSHAKE_MS = 1000;
 
@@ -55,6 +58,8 @@ export class ClientChannel extends EventEmitter {
   private current: Session | undefined;
   private previous: { session: Session; until: number } | undefined;
   private pending: Initiation | undefined;
+  /** The pending INIT as sent, and when it was made: repeated as it is for a while. */
+  private pendingInit: { readonly bytes: Buffer; readonly at: number } | undefined;
   private cookie: Uint8Array = new Uint8Array(16);
   private retryDelay: number;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -93,6 +98,8 @@ export class ClientChannel extends EventEmitter {
 
   get port(): number { return this.options.endpoint.port; }
   get isEstablished(): boolean { return this.current !== undefined; }
+  /** How long ago the current session was made (Infinity without one). */
+  get sessionAgeMs(): number { return this.current ? this.options.clock.now() - this.current.createdAt : Number.POSITIVE_INFINITY; }
 
   onDatagram(handler: (data: Buffer, from: Peer) => void): void {
     this.handler = handler;
@@ -146,16 +153,28 @@ export class ClientChannel extends EventEmitter {
     return this.options.endpoint.close();
   }
 
-  private sendInit(): void {
+  /**
+   * Send an INIT: the pending one again while it is young (`repeat`: a retry), else a fresh one
+   * (new ephemeral key, new stamp). The server answers a repeated INIT with the RESPONSE it sent
+   * already, so a retry that crosses a late answer costs the server nothing and leaves one session;
+   * a fresh INIT costs it a key exchange. After INIT_REPEAT_MS the INIT is made anew: the server
+   * forgets an unused session after 10 s and refuses its stamp again.
+   */
+  private sendInit(repeat = false): void {
     if (this.closed) return;
     try {
-      // A fresh INIT every time (new ephemeral key, new stamp): the server refuses a repeated one.
-      const { bytes, initiation } = createInit({
-        clientStatic: this.options.identity, serverPublic: this.options.serverKey, senderIndex: this.newIndex(),
-        cookie: this.cookie, stamp: this.options.nextStamp(), ephemeral: newKeyPair(),
-      });
-      this.pending = initiation;
-      this.options.endpoint.send(bytes, this.server);
+      const now = this.options.clock.now();
+      if (repeat && this.pending && this.pendingInit && now - this.pendingInit.at < INIT_REPEAT_MS) {
+        this.options.endpoint.send(this.pendingInit.bytes, this.server);
+      } else {
+        const { bytes, initiation } = createInit({
+          clientStatic: this.options.identity, serverPublic: this.options.serverKey, senderIndex: this.newIndex(),
+          cookie: this.cookie, stamp: this.options.nextStamp(), ephemeral: newKeyPair(),
+        });
+        this.pending = initiation;
+        this.pendingInit = { bytes, at: now };
+        this.options.endpoint.send(bytes, this.server);
+      }
     } catch (err) {
       // Called from timers: an error here must not end the process. Try again at the next retry.
       this.emit('warning', `cannot start a handshake: ${errorMessage(err)}`);
@@ -168,7 +187,7 @@ export class ClientChannel extends EventEmitter {
     // limit, which drops the rest unanswered): keep trying every few seconds, not every 30.
     const alive = this.options.clock.now() - this.heardAt < ALIVE_FOR_MS;
     this.retryDelay = Math.min(this.retryDelay * 2, alive ? BUSY_RETRY_MAX_MS : this.timing.handshakeRetryMaxMs);
-    this.retryTimer = setTimeout(() => this.sendInit(), delay);
+    this.retryTimer = setTimeout(() => this.sendInit(true), delay);
     this.retryTimer.unref();
   }
 
@@ -250,6 +269,7 @@ export class ClientChannel extends EventEmitter {
     }
     const now = this.options.clock.now();
     this.pending = undefined;
+    this.pendingInit = undefined;
     clearTimeout(this.retryTimer);
     if (this.current) this.previous = { session: this.current, until: now + PREVIOUS_GRACE_MS };
     this.current = new Session(pending.senderIndex, frame.senderIndex, keys, now);

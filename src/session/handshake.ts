@@ -13,7 +13,7 @@
  *
  * Pure: randomness (ephemeral keys) comes in as arguments. Key exchange is X25519 (node:crypto).
  */
-import { createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { NxtError } from '../errors.js';
 import { encodeInit, encodeResponse, KEY_BYTES, type InitFrame, type ResponseFrame } from '../protocol/envelope.js';
 import { AeadKey } from './aead.js';
@@ -53,9 +53,25 @@ function publicKeyOf(publicKey: Uint8Array): KeyObject {
   return key;
 }
 
-/** A fresh key pair (ephemeral keys): made by OpenSSL, its key object kept for its DH. */
+/**
+ * Node 20 deadlocks in generateKeyPairSync's key objects: exporting one locks its key, and a
+ * garbage collection during the export can run the finished key-generation job's destructor,
+ * which waits for the same lock — the thread hangs for good (gdb: ~KeyGenJob under ExportJWK;
+ * a loop of generate + export hangs within a few thousand keys). A busy server hit it after
+ * minutes of handshakes. Node 22 and 24 do not; there, generating is the cheap way (36 µs).
+ */
+const KEY_GENERATION_DEADLOCKS = Number(process.versions.node.split('.')[0]) < 22;
+
+/** A fresh key pair (ephemeral keys), its key object kept for its DH. */
 export function newKeyPair(): KeyPair {
-  const { privateKey } = generateKeyPairSync('x25519');
+  let privateKey: KeyObject;
+  if (KEY_GENERATION_DEADLOCKS) {
+    // 32 random bytes imported as a JWK private key (Node 20 takes it without "x"; 44 µs in
+    // all): no key-generation job, so nothing to deadlock on.
+    privateKey = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: randomBytes(32).toString('base64url'), x: '' }, format: 'jwk' });
+  } else {
+    privateKey = generateKeyPairSync('x25519').privateKey;
+  }
   const jwk = privateKey.export({ format: 'jwk' });
   const pair = { publicKey: new Uint8Array(Buffer.from(jwk.x!, 'base64url')), secretKey: new Uint8Array(Buffer.from(jwk.d!, 'base64url')) };
   privateKeys.set(pair.secretKey, privateKey);

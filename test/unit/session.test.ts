@@ -1,12 +1,13 @@
 /** The secure channel: handshake, AEAD frames, replay window, cookies, rate limits (fake network and clock). */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DecodeError } from '../../src/errors.js';
 import { decodeEnvelope, encodeRefused, EnvelopeType, INIT_BYTES, RefusedReason } from '../../src/protocol/envelope.js';
 import { ClientChannel } from '../../src/session/client-channel.js';
 import { COOKIE_LIFETIME_MS, CookieJar } from '../../src/session/cookie.js';
-import { clientIdOf, createInit, createResponse, keyPairFromSecret, readInit, readResponse, type KeyPair } from '../../src/session/handshake.js';
+import { clientIdOf, createInit, createResponse, keyPairFromSecret, newKeyPair, readInit, readResponse, type KeyPair } from '../../src/session/handshake.js';
 import { KeyedBuckets, TokenBucket } from '../../src/session/rate-limit.js';
 import { REPLAY_WINDOW, ReplayWindow } from '../../src/session/replay-window.js';
 import { ServerChannel, type AuthenticatedPeer, type ServerChannelLimits } from '../../src/session/server-channel.js';
@@ -74,6 +75,21 @@ describe('the handshake', () => {
     expect(() => readResponse(initiation, client, fake)).toThrow(/not from the server key/);
     expect(impostor.publicKey).not.toEqual(server.publicKey);
   });
+
+  it('makes fresh key pairs whose public half is that of the secret, and never hangs making them', () => {
+    for (let i = 0; i < 50; i++) {
+      const pair = newKeyPair();
+      expect(Buffer.from(keyPairFromSecret(pair.secretKey).publicKey)).toEqual(Buffer.from(pair.publicKey));
+    }
+    // Node 20's generateKeyPairSync + export deadlocked within a few thousand keys (a garbage
+    // collection during the export): a server doing handshakes hung. In a child process, so a
+    // hang is a failure, not a stuck test run.
+    const handshake = new URL('../../dist/session/handshake.js', import.meta.url).href;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e',
+      `const { newKeyPair } = await import(${JSON.stringify(handshake)}); for (let i = 0; i < 20000; i++) newKeyPair(); console.log('made')`,
+    ], { timeout: 20_000, encoding: 'utf8' });
+    expect({ status: run.status, signal: run.signal, out: run.stdout.trim(), err: run.stderr }).toEqual({ status: 0, signal: null, out: 'made', err: '' });
+  }, 30_000);
 
   it('derives the client id from the key', () => {
     expect(Buffer.from(clientIdOf(client.publicKey)).toString('hex')).toMatch(/^[0-9a-f]{32}$/);
@@ -239,6 +255,59 @@ describe('the secure channel', () => {
     expect(server.stats.replayedHandshake).toBe(1);
     expect(server.sessionCount).toBe(sessions);
     expect(channel.isEstablished).toBe(true);
+  });
+
+  it('answers the same INIT again with the same RESPONSE while its session is unused: one key exchange, one session', () => {
+    const { net, server, makeClient } = setup();
+    const { channel } = makeClient();
+    // The RESPONSE is lost (or late): the device's retry repeats the INIT it sent.
+    net.filter = (s) => s.data[3] !== EnvelopeType.response;
+    channel.connect();
+    net.flush();
+    const init = net.log.filter((s) => s.data[3] === EnvelopeType.init).at(-1)!;
+    const response = net.log.filter((s) => s.data[3] === EnvelopeType.response);
+    expect(response).toHaveLength(1);
+    expect(server.stats.handshakes).toBe(1);
+    net.filter = () => true;
+    net.inject(init.data, CLIENT, SERVER);
+    const again = net.queue.filter((s) => s.data[3] === EnvelopeType.response);
+    expect(again.map((s) => s.data)).toEqual([response[0]!.data]);
+    expect(server.stats).toMatchObject({ handshakes: 1, repeatedInit: 1, replayedHandshake: 0 });
+    expect(server.sessionCount).toBe(1);
+    net.flush();
+    expect(channel.isEstablished).toBe(true);
+    // The same bytes from another address get no RESPONSE (its cookie is not for that address).
+    net.inject(init.data, { address: '127.0.0.66', port: 5000 }, SERVER);
+    expect(net.queue.filter((s) => s.data[3] === EnvelopeType.response)).toHaveLength(0);
+    net.queue.length = 0;
+    // Once the session is used, the INIT is a replay like any other.
+    channel.send(Buffer.from('hello'));
+    net.flush();
+    net.inject(init.data, CLIENT, SERVER);
+    expect(server.stats.replayedHandshake).toBeGreaterThanOrEqual(1);
+    expect(net.queue.filter((s) => s.data[3] === EnvelopeType.response)).toHaveLength(0);
+  });
+
+  it('repeats an unanswered INIT as it is for a while, then makes a new one', () => {
+    vi.useFakeTimers();
+    try {
+      const { net, clock, makeClient } = setup();
+      const { channel } = makeClient();
+      // The server hears nothing: every INIT goes unanswered.
+      net.filter = () => false;
+      channel.connect();
+      net.flush();
+      vi.advanceTimersByTime(4000); // retries after 0.25–0.75 s, then 0.5–1.5 s, 1–3 s …
+      const inits = net.log.filter((s) => s.data[3] === EnvelopeType.init).map((s) => s.data.toString('hex'));
+      expect(inits.length).toBeGreaterThanOrEqual(3);
+      expect(new Set(inits).size).toBe(1);
+      clock.t += 5000; // the channel's clock: the INIT is now 5 s old
+      vi.advanceTimersByTime(30_000);
+      const later = net.log.filter((s) => s.data[3] === EnvelopeType.init).map((s) => s.data.toString('hex'));
+      expect(new Set(later).size).toBeGreaterThan(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('keeps no state and does no key exchange for an INIT without a valid cookie', () => {
