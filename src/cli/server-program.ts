@@ -23,7 +23,7 @@ import { Devices } from '../server/devices.js';
 import { IDENTITY_PUBLIC_FILE, fingerprint, loadOrCreateIdentity } from '../session/identity.js';
 import { DEFAULT_LIMITS, ServerChannel } from '../session/server-channel.js';
 import { NxtServer } from '../server/server.js';
-import { createServerRepl, serverCommands, type ServerReplOptions } from '../server/server-repl.js';
+import { createServerRepl, serverCommands, typedServerCommands, type ServerReplOptions } from '../server/server-repl.js';
 import { listenControl, type ControlOutput } from '../server/control-socket.js';
 import { apiHandler } from '../server/http-api.js';
 import { liveEvents } from '../server/live-events.js';
@@ -239,7 +239,7 @@ program.action(async (flags: ServerFlags) => {
     const control = await listenControl(opts.stateDir, commandsFor);
     if (http) {
       const api = createServer(apiHandler({
-        tokens, random, stateDir: opts.stateDir, version: nxtVersion(), maxUploadBytes: httpMaxUploadBytes, commandsFor,
+        tokens, random, stateDir: opts.stateDir, version: nxtVersion(), maxUploadBytes: httpMaxUploadBytes, commandsFor, typed: typedServerCommands(consoleOptions),
         webDir: fileURLToPath(new URL('../web/', import.meta.url)), subscribe: liveEvents(server, rollouts),
       }));
       api.headersTimeout = 10_000;

@@ -14,18 +14,8 @@ import type { Store } from '../store/store.js';
 export type DeviceState = 'pending' | 'approved' | 'rejected' | 'revoked';
 
 /** What a device says about itself (all optional: it is the device's word, shown, never trusted). */
-export interface Inventory {
-  readonly hostname?: string;
-  readonly os?: string;
-  readonly arch?: string;
-  readonly cpus?: number;
-  readonly memoryBytes?: number;
-  readonly diskFreeBytes?: number;
-  /** What kind of device, which channel it follows, its agent's version (compatibility). */
-  readonly type?: string;
-  readonly channel?: string;
-  readonly agent?: string;
-}
+import type { Inventory } from './views.js';
+export type { Inventory };
 
 /** Token approvals waiting to be saved together (Devices.approveSoon). */
 interface ApprovalBatch {

@@ -1,9 +1,13 @@
 /**
  * The HTTP API (`--http ADDR:PORT`): JSON over HTTP, authenticated by API tokens
  * (`Authorization: Bearer nxt_…`, made with `token create NAME` at the console). It is a thin front
- * end over the console's commands, as `ctl` is: every command answers here with the same envelope
- * as `ctl --json` — {ok, status, command, output, errors, data} — and the read-only resources are
- * those commands' own --json output. Described in openapi.json (GET /api/v1/openapi.json).
+ * end over the console's commands, as `ctl` is. Commands with typed input and output
+ * (typed-command.ts: clients, requests, nodes, versions, jobs, results, status, report, history,
+ * releases, tag, untag) run directly: POST /api/v1/commands/NAME with their input as JSON, and the
+ * GET resources with it in the query string; their output is returned as it is. Every other
+ * command runs from words (POST /api/v1/commands {"words": […]}) and answers with the envelope of
+ * `ctl --json` — {ok, status, command, output, errors, data}. Described in openapi.json
+ * (GET /api/v1/openapi.json).
  */
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -14,7 +18,8 @@ import { runCommandWords, type Command } from '../util/repl.js';
 import type { ApiTokens } from './api-tokens.js';
 import type { ControlOutput } from './control-socket.js';
 import { envelope, type Envelope } from './control-client.js';
-import { OPENAPI } from './openapi.js';
+import { OPENAPI, openApiFor } from './openapi.js';
+import { runWithJson, type AnyTypedCommand } from './typed-command.js';
 
 /** JSON bodies larger than this are refused; module uploads have their own limit. */
 const MAX_JSON_BYTES = 1024 * 1024;
@@ -27,6 +32,9 @@ export interface HttpApiOptions {
   readonly version: string;
   readonly maxUploadBytes: number;
   readonly commandsFor: (out: ControlOutput) => Record<string, Command>;
+  /** The commands with typed input and output (typed-command.ts): GET resources and
+   *  POST /api/v1/commands/NAME with a JSON body run them directly. */
+  readonly typed?: Record<string, AnyTypedCommand>;
   /** The dashboard's built files (index.html, assets/), served at / without a token: the page
    *  asks for one and uses only this API. */
   readonly webDir?: string;
@@ -45,19 +53,32 @@ export async function runForApi(commandsFor: HttpApiOptions['commandsFor'], word
   return envelope(words, status, output, errors, data);
 }
 
-/** GET resources: each the --json output of a console command. */
-const RESOURCES: Record<string, string[]> = {
-  devices: ['clients', '--json'],
-  requests: ['requests', '--json'],
-  releases: ['releases', '--json'],
-  history: ['history', '--json'],
-  status: ['status', '--json'],
-  versions: ['versions', '--json'],
-  jobs: ['jobs', '--json'],
-  results: ['results', '--json'],
-  rollouts: ['rollout', 'status', '--json'],
-  nodes: ['nodes', '--json'],
+/** GET resources: each a typed command's output (its input from the query string: ?where=…&where=…,
+ *  ?device=…&last=5), or the --json output of a console command. */
+const RESOURCES: Record<string, { typed: string } | { words: string[] }> = {
+  devices: { typed: 'clients' },
+  requests: { typed: 'requests' },
+  releases: { typed: 'releases' },
+  history: { typed: 'history' },
+  status: { typed: 'status' },
+  versions: { typed: 'versions' },
+  jobs: { typed: 'jobs' },
+  results: { typed: 'results' },
+  nodes: { typed: 'nodes' },
+  rollouts: { words: ['rollout', 'status', '--json'] },
 };
+
+/** A typed command's input from a query string, by its schema: arrays from repeated keys,
+ *  integers as numbers; the schema then judges it. */
+function queryInput(c: AnyTypedCommand, query: URLSearchParams): Record<string, unknown> {
+  const properties = (c.input as { properties?: Record<string, { type?: string }> }).properties ?? {};
+  const input: Record<string, unknown> = {};
+  for (const key of new Set(query.keys())) {
+    const type = properties[key]?.type;
+    input[key] = type === 'array' ? query.getAll(key) : type === 'integer' ? Number(query.get(key)) : query.get(key);
+  }
+  return input;
+}
 
 /** The API as a request handler (cli/ serves it: only cli/ and net/ open sockets). */
 export function apiHandler(o: HttpApiOptions): (req: IncomingMessage, res: ServerResponse) => void {
@@ -98,7 +119,7 @@ async function handle(o: HttpApiOptions, req: IncomingMessage, res: ServerRespon
   const path = url.pathname.replace(/\/+$/, '');
   if (req.method === 'GET' && o.webDir !== undefined && !path.startsWith('/api/')) return serveWeb(o.webDir, path, res);
   if (req.method === 'GET' && path === '/api/v1/health') return send(res, 200, { ok: true, version: o.version });
-  if (req.method === 'GET' && path === '/api/v1/openapi.json') return send(res, 200, OPENAPI);
+  if (req.method === 'GET' && path === '/api/v1/openapi.json') return send(res, 200, o.typed ? openApiFor(o.typed) : OPENAPI);
   if (!path.startsWith('/api/v1/')) return send(res, 404, { error: `no such resource: ${url.pathname} (the API is under /api/v1/, described at /api/v1/openapi.json)` });
 
   const auth = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
@@ -114,8 +135,16 @@ async function handle(o: HttpApiOptions, req: IncomingMessage, res: ServerRespon
 
   try {
     if (req.method === 'GET' && rest.length === 1 && Object.hasOwn(RESOURCES, rest[0]!)) {
-      const e = await runForApi(o.commandsFor, RESOURCES[rest[0]!]!, o.stateDir);
+      const resource = RESOURCES[rest[0]!]!;
+      const typed = 'typed' in resource ? o.typed?.[resource.typed] : undefined;
+      if (typed) return await runTyped(res, typed, queryInput(typed, url.searchParams), (output) => output);
+      const e = await runForApi(o.commandsFor, 'words' in resource ? resource.words : [resource.typed, '--json'], o.stateDir);
       return send(res, httpStatus(e), e.ok ? e.data[0] ?? [] : e);
+    }
+    // A typed command with its input as JSON: {"ok": true, "output": …} or an error.
+    if (req.method === 'POST' && rest.length === 2 && rest[0] === 'commands' && o.typed && Object.hasOwn(o.typed, rest[1]!)) {
+      const name = rest[1]!;
+      return await runTyped(res, o.typed[name]!, await readJson(req), (output) => ({ ok: true, command: name, output }));
     }
     if (req.method === 'GET' && rest.length === 1 && rest[0] === 'events' && o.subscribe) return events(o.subscribe, req, res);
     if (req.method === 'POST' && rest.length === 1 && rest[0] === 'commands') {
@@ -140,6 +169,20 @@ async function handle(o: HttpApiOptions, req: IncomingMessage, res: ServerRespon
     return send(res, usage ? (err.code === 'too-large' ? 413 : 400) : 500, { error: errorMessage(err) });
   }
   return send(res, 404, { error: `no such resource: ${req.method} ${url.pathname} (see /api/v1/openapi.json)` });
+}
+
+/** Run a typed command and answer: its output (shaped by `body`), 400 for input that does not fit
+ *  its schema, 422 with the error's code when the command refused (no such device, …) — the
+ *  caller's to fix, as a console command's exit status 1. */
+async function runTyped(res: ServerResponse, c: AnyTypedCommand, input: unknown, body: (output: unknown) => unknown): Promise<void> {
+  let output: unknown;
+  try {
+    output = await runWithJson(c, input);
+  } catch (err) {
+    if (!(err instanceof NxtError)) throw err;
+    return send(res, err.code === 'usage' ? 400 : 422, { ok: false, code: err.code, error: errorMessage(err) });
+  }
+  send(res, 200, body(output));
 }
 
 /** POST /api/v1/releases?name=NAME with the module's bytes: kept for a push (words ["push", file]). */

@@ -1,4 +1,6 @@
 /** The HTTP API's description (OpenAPI 3.1), served at /api/v1/openapi.json. */
+import type { AnyTypedCommand } from './typed-command.js';
+
 const envelope = {
   type: 'object',
   description: 'What a console command did: as `nxt-server ctl --json` prints it',
@@ -59,10 +61,31 @@ export const OPENAPI = {
     },
     '/api/v1/commands': {
       post: {
-        summary: 'any console command (push, rollout, job, cancel, …), as words',
+        summary: 'any console command (push, rollout, job, cancel, …), as words (the typed ones also at /api/v1/commands/NAME)',
         requestBody: { content: { 'application/json': { schema: { type: 'object', properties: { words: { type: 'array', items: { type: 'string' } } }, required: ['words'] }, example: { words: ['push', '/var/lib/nxt-server/api-uploads/…/router_2_0.mjs', '--to', 'kiosks'] } } } },
         responses: answers,
       },
     },
   },
 } as const;
+
+/** The description with each typed command's own path: its input schema is the request body
+ *  (and, for the GET resources they answer, the query parameters). */
+export function openApiFor(typed: Record<string, AnyTypedCommand>): object {
+  const paths: Record<string, object> = { ...OPENAPI.paths };
+  for (const [name, c] of Object.entries(typed)) {
+    paths[`/api/v1/commands/${name}`] = {
+      post: {
+        summary: `${c.help} (the console's \`${c.usage}\`)`,
+        requestBody: { required: true, content: { 'application/json': { schema: c.input } } },
+        responses: {
+          200: { description: '{"ok": true, "command": NAME, "output": …}: the output, typed (the console prints it as text)' },
+          400: { description: 'the body does not fit the schema: {"ok": false, "code": "usage", "error"}' },
+          401: { description: 'no valid API token' },
+          422: { description: 'the command refused: {"ok": false, "code", "error"} (no such device, …)' },
+        },
+      },
+    };
+  }
+  return { ...OPENAPI, paths };
+}

@@ -8,6 +8,8 @@ import { displayAddress } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import { bar, duration, mib, size, table } from '../util/format.js';
 import { helpCommand, Repl, takeOptions, takeRepeated, type Command } from '../util/repl.js';
+import { consoleCommand, schema, type AnyTypedCommand, type TypedCommand } from './typed-command.js';
+import type { DeviceView, RequestView } from './views.js';
 import { describeCompatibility, mismatch, parseFor, type Compatibility, type DeviceFacts } from '../security/compatibility.js';
 import { prepareRelease, type Release } from './release.js';
 import { describeStored, type ReleaseStore, type StoredRelease } from './release-store.js';
@@ -171,7 +173,7 @@ const STATE_NAMES = ['idle', 'downloading', 'downloaded', 'updating'];
 const RESULT_NAMES: Record<number, string> = { 0: 'initial', 1: 'success', 4: 'connection lost', 5: 'integrity failure', 8: 'update failed', 16: 'deferred', 17: 'refused' };
 
 /** A client as scripts see it (`--json`). */
-function clientJson(c: ClientRecord, online: boolean, device: DeviceRecord | undefined): Record<string, unknown> {
+function clientJson(c: ClientRecord, online: boolean, device: DeviceRecord | undefined): DeviceView {
   return {
     id: c.id, address: displayAddress(c.peer), online, release: formatReleaseVersion(c.version),
     product: `${c.product.major}.${c.product.minor}`, productName: c.product.productName, lastSeen: c.lastSeenAt, tags: c.tags,
@@ -243,14 +245,12 @@ export interface CommandContext {
   readonly progress?: (lines: string[]) => void;
 }
 
-/**
- * The server commands, writing their output through `say`: the console uses them, and so does
- * `nxt-server ctl` over the control socket (each connection with its own `say`).
- */
-export function serverCommands(o: ServerReplOptions, say: (line: string) => void, context: CommandContext = {}): Record<string, Command> {
+
+/** The commands written once, with typed input and output, for the console, ctl and the API
+ *  (typed-command.ts). The rest of the console's commands are in serverCommands. */
+export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTypedCommand> {
   const { server } = o;
-  /** A device as a release's compatibility sees it: what it said when it registered. */
-  const factsOf = (c: ClientRecord): DeviceFacts => server.factsOf(c);
+  const view = (c: ClientRecord, online: boolean): DeviceView => clientJson(c, online, server.devices.get(c.id));
   /** A device's newest status report (the upload of its newest finished report job). */
   const latestReport = (device: string): { report: unknown; job: number; at: string } | undefined => {
     const done = o.jobs?.store.list((j) => j.device === device && j.kind === 'report' && j.file !== undefined) ?? [];
@@ -261,6 +261,218 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
     }
     return undefined;
   };
+  const noArguments = (usage: string) => (words: string[]): Record<string, never> => {
+    if (words.length > 0) throw new NxtError('usage', `usage: ${usage}`);
+    return {};
+  };
+  const tagCommand = (on: boolean): TypedCommand<{ device: string; group: string }, { device: string; group: string; changed: boolean; tags: readonly string[] }> => {
+    const usage = `${on ? 'tag' : 'untag'} <ID> <group>`;
+    return {
+      usage,
+      help: on ? 'put a client in a group (push --to <group> then reaches it); kept across restarts' : 'take a client out of a group',
+      input: schema.object({ device: schema.string({ minLength: 1 }), group: schema.string({ pattern: '^[\\w.-]+$' }) }, ['device', 'group']),
+      parse: (words) => {
+        if (words.length !== 2) throw new NxtError('usage', `usage: ${usage}${on ? ' (a group is letters, digits, . _ -; not "all")' : ''}`);
+        return { device: words[0]!, group: words[1]! };
+      },
+      run: async ({ device, group }) => {
+        if (on && (!/^[\w.-]+$/.test(group) || group === 'all')) throw new NxtError('usage', `usage: ${usage} (a group is letters, digits, . _ -; not "all")`);
+        const c = pickKnown(server.fleetKnown(), device, usage);
+        const changed = await server.setTag(c.id, group, on);
+        return { device: c.id, group, changed, tags: [...c.tags] };
+      },
+      print: (r) => [on
+        ? (r.changed ? `${shortId(r.device)} is in ${r.group}: ${r.tags.join(', ')}` : `${shortId(r.device)} was already in ${r.group}`)
+        : (r.changed ? `${shortId(r.device)} left ${r.group}` : `${shortId(r.device)} was not in ${r.group}`)],
+    };
+  };
+
+  const clients: TypedCommand<{ where: string[] }, DeviceView[]> = {
+    usage: 'clients [--json] [--where FIELD<VALUE,…]',
+    help: 'the fleet: id, hostname, type, channel, address, release, product version, online/offline, last seen, update state, groups; '
+      + '--where keeps the devices whose latest status report matches (e.g. disk.dataFreeBytes<1GiB, updateState=0, module.release!=2.0.0)',
+    input: schema.object({ where: schema.strings() }),
+    parse: (words) => {
+      const { rest, values } = takeRepeated(words, 'where');
+      if (rest.length > 0) throw new NxtError('usage', 'usage: clients [--json] [--where FIELD<VALUE,…]');
+      return { where: values };
+    },
+    run: ({ where }) => {
+      const now = o.clock.now();
+      const conditions = where.flatMap(parseWhere);
+      return server.fleetKnown()
+        .filter((c) => conditions.length === 0 || matchesWhere(latestReport(c.id)?.report, conditions))
+        .map((c) => view(c, server.registry.isOnline(c, now)));
+    },
+    print: (devices) => {
+      if (devices.length === 0) return [server.registry.size === 0 && server.fleetKnown().length === 0 ? 'no clients registered' : 'no clients match'];
+      const nodes = server.nodeName !== undefined;
+      const now = o.wallClock.wallNow().getTime();
+      const rows = devices.map((d) => [
+        shortId(d.id), inventoryText(d.inventory, 'hostname'), d.type ?? '-', d.channel ?? '-', d.address, d.release,
+        `${d.product} ${d.productName}`, d.online ? 'online' : 'offline', lastSeenText(d.lastSeen, now),
+        d.updateState !== STATE_NAMES[0] || d.updateResult !== RESULT_NAMES[0] ? `${d.updateState}${d.updateResult !== RESULT_NAMES[0] ? ` (${d.updateResult})` : ''}` : '-',
+        d.tags.join(',') || '-',
+        ...(nodes ? [d.node ?? server.nodeName!] : []),
+      ]);
+      return table(['ID', 'HOSTNAME', 'TYPE', 'CHANNEL', 'ADDRESS', 'RELEASE', 'PRODUCT', 'STATE', 'LAST SEEN', 'UPDATE', 'GROUPS', ...(nodes ? ['NODE'] : [])], rows);
+    },
+  };
+
+  const nodes: TypedCommand<Record<string, never>, { name: string; address: string; devices: number }[]> = {
+    usage: 'nodes [--json]',
+    help: 'the server nodes serving this fleet (several nodes on one PostgreSQL): name, number, address, devices each holds',
+    input: schema.object({}),
+    parse: noArguments('nodes [--json]'),
+    run: () => {
+      const here = server.nodeName;
+      if (here === undefined) return [];
+      const fleet = server.fleetKnown();
+      const held = (node: string): number => fleet.filter((c) => (c.node ?? here) === node).length;
+      return [{ name: here, address: 'this node', devices: server.registry.all().length }, ...server.otherNodes().map((n) => ({ name: n.name, address: n.address, devices: held(n.name) }))];
+    },
+    print: (list) => (list.length === 0
+      ? ['this server runs alone (several nodes share a PostgreSQL database: --database postgres://…)']
+      : table(['NODE', 'ADDRESS', 'DEVICES'], list.map((n) => [n.name, n.address, String(n.devices)]))),
+  };
+
+  const requests: TypedCommand<Record<string, never>, RequestView[]> = {
+    usage: 'requests [--json]',
+    help: 'devices waiting for approval, and rejected or revoked ones: id, key fingerprint, what they say they are',
+    input: schema.object({}),
+    parse: noArguments('requests [--json]'),
+    run: () => server.devices.all().filter((d): d is DeviceRecord & { state: RequestView['state'] } => d.state !== 'approved')
+      .map((d) => ({ id: d.id, state: d.state, address: d.address, fingerprint: d.fingerprint, inventory: d.inventory, requestedAt: d.requestedAt })),
+    print: (devices) => (devices.length === 0 ? ['no enrollment requests']
+      : table(['ID', 'STATE', 'ADDRESS', 'KEY', 'DEVICE', 'ASKED'], devices.map((d) => [shortId(d.id), d.state, d.address, d.fingerprint, describeInventory(d.inventory), d.requestedAt]))),
+  };
+
+  const versions: TypedCommand<Record<string, never>, (DeviceView & { answered: boolean })[]> = {
+    usage: 'versions [--json]',
+    help: 'ask every online client for its version now and list the answers (a client that does not answer within 3 s shows its last known one)',
+    input: schema.object({}),
+    parse: noArguments('versions [--json]'),
+    run: async () => (await server.queryVersions()).map((a) => ({ ...view(a.client, true), answered: a.answered })),
+    print: (answers) => (answers.length === 0 ? ['no clients online'] : answers.map((d) => `  ${shortId(d.id)}  release ${d.release.padEnd(8)} ${d.product} ${d.productName}  `
+      + `${d.updateState}${d.updateResult !== RESULT_NAMES[0] ? ` (${d.updateResult})` : ''}${d.answered ? '' : '  (no answer: last known)'}`)),
+  };
+
+  const jobs: TypedCommand<{ target?: string }, Job[]> = {
+    usage: 'jobs [ID|GROUP] [--json]',
+    help: 'maintenance jobs, queued, sent, done and failed (for one device or group)',
+    input: schema.object({ target: schema.string({ minLength: 1 }) }),
+    parse: (words) => {
+      if (words.length > 1) throw new NxtError('usage', 'usage: jobs [ID|GROUP] [--json]');
+      return words[0] === undefined ? {} : { target: words[0] };
+    },
+    run: ({ target }) => {
+      const members = target === undefined ? undefined : new Set(server.fleetKnown().filter((c) => c.tags.includes(target) || c.id.startsWith(target.toLowerCase())).map((c) => c.id));
+      return o.jobs?.store.list((j) => !members || members.has(j.device)) ?? [];
+    },
+    print: (list) => (list.length === 0 ? ['no jobs'] : list.map(describeJob)),
+  };
+
+  const results: TypedCommand<{ job?: number }, Job[]> = {
+    usage: 'results [JOB] [--json]',
+    help: 'finished jobs with their result (ok, invalid job, file does not exist, generation failed, transfer failed) and uploaded file',
+    input: schema.object({ job: schema.positive() }),
+    parse: (words) => {
+      const id = words[0] === undefined ? undefined : Number(words[0]);
+      if (words.length > 1 || (id !== undefined && !Number.isInteger(id))) throw new NxtError('usage', 'usage: results [JOB] (a job number)');
+      return id === undefined ? {} : { job: id };
+    },
+    run: ({ job }) => o.jobs?.store.list((j) => (j.state === 'done' || j.state === 'failed') && (job === undefined || j.id === job)) ?? [],
+    print: (list) => (list.length === 0 ? ['no finished jobs (see: jobs)'] : list.map(describeJob)),
+  };
+
+  type Progress = { client: string; module: string; release: string } & NxtServer['activeSessions'][number]['progress'];
+  const status: TypedCommand<Record<string, never>, Progress[]> = {
+    usage: 'status [--json]',
+    help: 'pushes in progress, with each client\'s progress',
+    input: schema.object({}),
+    parse: noArguments('status [--json]'),
+    run: () => server.activeSessions.map((p) => ({ client: p.client.id, module: p.release.manifest.name, release: formatReleaseVersion(p.release.manifest.version), ...p.progress })),
+    print: (rows) => (rows.length === 0 ? ['no pushes in progress'] : rows.map((r) => `  ${shortId(r.client)}  ${r.module} ${r.release}  ${r.phase} ${r.acked}/${r.total} chunks `
+      + `(${Math.floor((100 * r.acked) / r.total)}%), ${r.retransmits} resent, ${r.timeouts} retransmission timeouts`)),
+  };
+
+  const report: TypedCommand<{ device: string }, { device: string; job: number; at: string; report: unknown }> = {
+    usage: 'report <ID> [--json]',
+    help: 'the latest status and error report a device sent (job report): its module, update state, free space, memory, last warnings, counters, and its plugin\'s own part',
+    input: schema.object({ device: schema.string({ minLength: 1 }) }, ['device']),
+    parse: (words) => {
+      if (words.length !== 1) throw new NxtError('usage', 'usage: report <ID> [--json]');
+      return { device: words[0]! };
+    },
+    run: ({ device }) => {
+      const client = pickKnown(server.registry.all(), device, 'report <ID> [--json]');
+      const latest = latestReport(client.id);
+      if (!latest) throw new NxtError('no-report', `${shortId(client.id)} has sent no status report yet: job report ${shortId(client.id)}`);
+      return { device: client.id, ...latest };
+    },
+    print: (r) => [`report from ${shortId(r.device)} (job ${r.job}, ${r.at}):`, ...describeReport(r.report).map((l) => `  ${l}`)],
+    json: (r) => r.report,
+  };
+
+  const history: TypedCommand<{ device?: string; last: number }, Awaited<ReturnType<History['list']>>> = {
+    usage: 'history [ID] [--last N] [--json]',
+    help: 'push results, oldest first (kept across restarts); for one client with an id prefix',
+    input: schema.object({ device: schema.string({ minLength: 1 }), last: { ...schema.positive(), default: 20 } }),
+    parse: (words) => {
+      const { positional, options } = takeOptions(words, ['last']);
+      if (positional.length > 1) throw new NxtError('usage', 'usage: history [ID] [--last N]');
+      const last = options.last === undefined ? 20 : Number(options.last);
+      if (!Number.isInteger(last) || last < 1) throw new NxtError('usage', '--last takes a positive whole number');
+      return { ...(positional[0] === undefined ? {} : { device: positional[0] }), last };
+    },
+    run: ({ device, last }) => o.history.list(device, last),
+    print: (entries) => (entries.length === 0 ? ['no push results recorded'] : entries.map((e) => `  ${e.at}  ${shortId(e.client)}  ${e.module} ${e.version}  `
+      + `${e.result}${e.result === 'ok' ? '' : `: ${e.message}`}  (${Math.round(e.elapsedMs)} ms, ${e.resent} resent)`)),
+  };
+
+  type ReleaseView = ReturnType<typeof summarizeReleases>[number] & { size?: number; signed?: string; for?: Compatibility };
+  const releases: TypedCommand<Record<string, never>, ReleaseView[]> = {
+    usage: 'releases [--json]',
+    help: 'every module pushed (from the history): version, first and last push, devices it was installed on, failures; size, signer and what it is for',
+    input: schema.object({}),
+    parse: noArguments('releases [--json]'),
+    run: async () => {
+      // What the history says, with what the server keeps of each: its size, who signed it
+      // (this server when pushed, or offline), what it is for.
+      const stored = o.releases.list();
+      return summarizeReleases(await o.history.list()).map((r) => {
+        const kept = stored.find((x) => x.sha256 === r.sha256 && formatReleaseVersion(x.version) === r.version);
+        return kept ? { ...r, size: kept.size, signed: kept.presigned ? 'offline' : 'by the server', for: kept.for } : r;
+      });
+    },
+    print: (list) => (list.length === 0 ? ['nothing pushed yet'] : list.map((r) => {
+      const extra = r.size !== undefined ? `  ${size(r.size)}, signed ${r.signed}${r.for ? `, for ${describeCompatibility(r.for)}` : ''}` : '';
+      return `  ${r.module} ${r.version}  sha256 ${r.sha256.slice(0, 12)}…  first ${r.firstPushed}, last ${r.lastPushed}  installed on ${r.installedOn}, ${r.failures} failed${extra}`;
+    })),
+  };
+
+  return { clients, nodes, requests, versions, jobs, results, status, report, history, releases, tag: tagCommand(true), untag: tagCommand(false) };
+}
+
+/** An inventory field as text ("-" when the device did not say). */
+function inventoryText(inventory: DeviceView['inventory'], key: 'hostname'): string {
+  return inventory[key] || '-';
+}
+
+/** "12s ago" from a last-seen time (ISO 8601), or the time as it is when it is not one. */
+function lastSeenText(at: string, now: number): string {
+  const t = Date.parse(at);
+  return Number.isFinite(t) ? `${duration(Math.max(0, now - t))} ago` : at;
+}
+
+/**
+ * The server commands, writing their output through `say`: the console uses them, and so does
+ * `nxt-server ctl` over the control socket (each connection with its own `say`).
+ */
+export function serverCommands(o: ServerReplOptions, say: (line: string) => void, context: CommandContext = {}): Record<string, Command> {
+  const { server } = o;
+  /** A device as a release's compatibility sees it: what it said when it registered. */
+  const factsOf = (c: ClientRecord): DeviceFacts => server.factsOf(c);
   /** A path the operator typed: relative to where they typed it (ctl sends its directory). */
   const local = (path: string): string => resolve(context.cwd ?? process.cwd(), path);
   const pushAndReport = async (release: Release, clients: ClientRecord[]): Promise<void> => {
@@ -355,6 +567,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
   };
   const commands: Record<string, Command> = {
     help: helpCommand(() => commands, say),
+    ...Object.fromEntries(Object.entries(typedServerCommands(o)).map(([name, c]) => [name, consoleCommand(c, say)])),
     push: {
       background: true,
       usage: 'push <file> [--version X.Y.Z] [--to all|GROUP|ID|channel:C|type:T[,…]] [--for type=T|product=P|arch=A|channel=C|agent=RANGE …]',
@@ -444,19 +657,6 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
           }
           default:
             throw new NxtError('usage', 'usage: rollout latest | start <release> … | status|pause|resume|cancel [ID]');
-        }
-      },
-    },
-    versions: {
-      usage: 'versions [--json]',
-      help: 'ask every online client for its version now and list the answers (a client that does not answer within 3 s shows its last known one)',
-      run: async (args) => {
-        const { json } = wantsJson(args);
-        const answers = await server.queryVersions();
-        if (json) { say(JSON.stringify(answers.map((a) => ({ ...clientJson(a.client, true, server.devices.get(a.client.id)), answered: a.answered })))); return; }
-        if (answers.length === 0) { say('no clients online'); return; }
-        for (const { client: c, answered } of answers) {
-          say(`  ${shortId(c.id)}  release ${formatReleaseVersion(c.version).padEnd(8)} ${c.product.major}.${c.product.minor} ${c.product.productName}  ${STATE_NAMES[c.updateState]}${c.updateResult ? ` (${RESULT_NAMES[c.updateResult] ?? c.updateResult})` : ''}${answered ? '' : '  (no answer: last known)'}`);
         }
       },
     },
@@ -568,129 +768,6 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         }
       },
     },
-    jobs: {
-      usage: 'jobs [ID|GROUP] [--json]',
-      help: 'maintenance jobs, queued, sent, done and failed (for one device or group)',
-      run: (args) => {
-        const { json, rest } = wantsJson(args);
-        const target = rest[0];
-        const members = target === undefined ? undefined : new Set(server.fleetKnown().filter((c) => c.tags.includes(target) || c.id.startsWith(target.toLowerCase())).map((c) => c.id));
-        const list = o.jobs?.store.list((j) => !members || members.has(j.device)) ?? [];
-        if (json) { say(JSON.stringify(list)); return; }
-        if (list.length === 0) { say('no jobs'); return; }
-        for (const j of list) say(describeJob(j));
-      },
-    },
-    results: {
-      usage: 'results [JOB] [--json]',
-      help: 'finished jobs with their result (ok, invalid job, file does not exist, generation failed, transfer failed) and uploaded file',
-      run: (args) => {
-        const { json, rest } = wantsJson(args);
-        const id = rest[0] === undefined ? undefined : Number(rest[0]);
-        if (id !== undefined && !Number.isInteger(id)) throw new NxtError('usage', 'usage: results [JOB] (a job number)');
-        const list = o.jobs?.store.list((j) => (j.state === 'done' || j.state === 'failed') && (id === undefined || j.id === id)) ?? [];
-        if (json) { say(JSON.stringify(list)); return; }
-        if (list.length === 0) { say(id === undefined ? 'no finished jobs' : `job ${id} has not finished (see: jobs)`); return; }
-        for (const j of list) say(describeJob(j));
-      },
-    },
-    tag: {
-      usage: 'tag <ID> <group>',
-      help: 'put a client in a group (push --to <group> then reaches it); kept across restarts',
-      run: async (args) => {
-        if (args.length !== 2 || !/^[\w.-]+$/.test(args[1]!) || args[1] === 'all') throw new NxtError('usage', 'usage: tag <ID> <group> (a group is letters, digits, . _ -; not "all")');
-        const c = pickKnown(server.fleetKnown(), args[0], 'tag <ID> <group>');
-        say(await server.setTag(c.id, args[1]!, true) ? `${shortId(c.id)} is in ${args[1]}: ${c.tags.join(', ')}` : `${shortId(c.id)} was already in ${args[1]}`);
-      },
-    },
-    untag: {
-      usage: 'untag <ID> <group>',
-      help: 'take a client out of a group',
-      run: async (args) => {
-        if (args.length !== 2) throw new NxtError('usage', 'usage: untag <ID> <group>');
-        const c = pickKnown(server.fleetKnown(), args[0], 'untag <ID> <group>');
-        say(await server.setTag(c.id, args[1]!, false) ? `${shortId(c.id)} left ${args[1]}` : `${shortId(c.id)} was not in ${args[1]}`);
-      },
-    },
-    status: {
-      usage: 'status [--json]',
-      help: 'pushes in progress, with each client\'s progress',
-      run: (args) => {
-        const sessions = server.activeSessions;
-        const rows = sessions.map((p) => ({ client: p.client.id, module: p.release.manifest.name, release: formatReleaseVersion(p.release.manifest.version), ...p.progress }));
-        if (wantsJson(args).json) { say(JSON.stringify(rows)); return; }
-        if (rows.length === 0) { say('no pushes in progress'); return; }
-        for (const r of rows) {
-          say(`  ${shortId(r.client)}  ${r.module} ${r.release}  ${r.phase} ${r.acked}/${r.total} chunks (${Math.floor((100 * r.acked) / r.total)}%), ${r.retransmits} resent, ${r.timeouts} retransmission timeouts`);
-        }
-      },
-    },
-    report: {
-      usage: 'report <ID> [--json]',
-      help: 'the latest status and error report a device sent (job report): its module, update state, free space, memory, last warnings, counters, and its plugin\'s own part',
-      run: (args) => {
-        const { json, rest } = wantsJson(args);
-        if (rest.length !== 1) throw new NxtError('usage', 'usage: report <ID> [--json]');
-        const client = pickKnown(server.registry.all(), rest[0], 'report <ID> [--json]');
-        const latest = latestReport(client.id);
-        if (!latest) throw new NxtError('no-report', `${shortId(client.id)} has sent no status report yet: job report ${shortId(client.id)}`);
-        if (json) { say(JSON.stringify(latest.report)); return; }
-        say(`report from ${shortId(client.id)} (job ${latest.job}, ${latest.at}):`);
-        for (const line of describeReport(latest.report)) say(`  ${line}`);
-      },
-    },
-    clients: {
-      usage: 'clients [--json] [--where FIELD<VALUE,…]',
-      help: 'the fleet: id, hostname, type, channel, address, release, product version, online/offline, last seen, update state, groups; '
-        + '--where keeps the devices whose latest status report matches (e.g. disk.dataFreeBytes<1GiB, updateState=0, module.release!=2.0.0)',
-      run: (args) => {
-        const now = o.clock.now();
-        const { rest: unwhere, values: whereFlags } = takeRepeated(args, 'where');
-        args = unwhere;
-        const conditions = whereFlags.flatMap(parseWhere);
-        const all = server.fleetKnown().filter((c) => conditions.length === 0 || matchesWhere(latestReport(c.id)?.report, conditions));
-        if (wantsJson(args).json) { say(JSON.stringify(all.map((c) => clientJson(c, server.registry.isOnline(c, now), server.devices.get(c.id))))); return; }
-        const nodes = server.nodeName !== undefined;
-        if (all.length === 0) { say(conditions.length > 0 ? 'no clients match' : 'no clients registered'); return; }
-        const rows = all.map((c) => [
-          shortId(c.id), server.devices.get(c.id)?.inventory.hostname ?? '-', server.devices.get(c.id)?.inventory.type ?? '-',
-          server.devices.get(c.id)?.inventory.channel ?? '-', displayAddress(c.peer), formatReleaseVersion(c.version),
-          `${c.product.major}.${c.product.minor} ${c.product.productName}`, server.registry.isOnline(c, now) ? 'online' : 'offline',
-          Number.isFinite(c.lastSeen) ? `${duration(now - c.lastSeen)} ago` : c.lastSeenAt,
-          c.updateState !== 0 || c.updateResult !== 0 ? `${STATE_NAMES[c.updateState]}${c.updateResult ? ` (${RESULT_NAMES[c.updateResult] ?? c.updateResult})` : ''}` : '-',
-          c.tags.join(',') || '-',
-          ...(nodes ? [c.node ?? server.nodeName!] : []),
-        ]);
-        for (const line of table(['ID', 'HOSTNAME', 'TYPE', 'CHANNEL', 'ADDRESS', 'RELEASE', 'PRODUCT', 'STATE', 'LAST SEEN', 'UPDATE', 'GROUPS', ...(nodes ? ['NODE'] : [])], rows)) say(line);
-      },
-    },
-    nodes: {
-      usage: 'nodes [--json]',
-      help: 'the server nodes serving this fleet (several nodes on one PostgreSQL): name, number, address, devices each holds',
-      run: (args) => {
-        const here = server.nodeName;
-        if (here === undefined) { say('this server runs alone (several nodes share a PostgreSQL database: --database postgres://…)'); return; }
-        const fleet = server.fleetKnown();
-        const held = (node: string): number => fleet.filter((c) => (c.node ?? here) === node).length;
-        const list = [{ name: here, address: 'this node', devices: server.registry.all().length }, ...server.otherNodes().map((n) => ({ name: n.name, address: n.address, devices: held(n.name) }))];
-        if (wantsJson(args).json) { say(JSON.stringify(list)); return; }
-        for (const line of table(['NODE', 'ADDRESS', 'DEVICES'], list.map((n) => [n.name, n.address, String(n.devices)]))) say(line);
-      },
-    },
-    requests: {
-      usage: 'requests [--json]',
-      help: 'devices waiting for approval, and rejected or revoked ones: id, key fingerprint, what they say they are',
-      run: (args) => {
-        const devices = server.devices.all().filter((d) => d.state !== 'approved');
-        if (wantsJson(args).json) {
-          say(JSON.stringify(devices.map((d) => ({ id: d.id, state: d.state, address: d.address, fingerprint: d.fingerprint, inventory: d.inventory, requestedAt: d.requestedAt }))));
-          return;
-        }
-        if (devices.length === 0) { say('no enrollment requests'); return; }
-        const rows = devices.map((d) => [shortId(d.id), d.state, d.address, d.fingerprint, describeInventory(d.inventory), d.requestedAt]);
-        for (const line of table(['ID', 'STATE', 'ADDRESS', 'KEY', 'DEVICE', 'ASKED'], rows)) say(line);
-      },
-    },
     ...Object.fromEntries(([
       ['approve', 'approved', 'let a device into the fleet: it is registered now and receives pushes'],
       ['reject', 'rejected', 'turn a device away: it receives nothing (approve can still let it in later)'],
@@ -706,42 +783,6 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         say(`${shortId(d.id)} ${state} (${describeInventory(d.inventory)})`);
       },
     }])),
-    history: {
-      usage: 'history [ID] [--last N] [--json]',
-      help: 'push results, oldest first (kept across restarts); for one client with an id prefix',
-      run: async (args) => {
-        const { json, rest } = wantsJson(args);
-        const { positional, options } = takeOptions(rest, ['last']);
-        if (positional.length > 1) throw new NxtError('usage', 'usage: history [ID] [--last N]');
-        const last = options.last === undefined ? 20 : Number(options.last);
-        if (!Number.isInteger(last) || last < 1) throw new NxtError('usage', '--last takes a positive whole number');
-        const entries = await o.history.list(positional[0], last);
-        if (json) { say(JSON.stringify(entries)); return; }
-        if (entries.length === 0) { say('no push results recorded'); return; }
-        for (const e of entries) {
-          say(`  ${e.at}  ${shortId(e.client)}  ${e.module} ${e.version}  ${e.result}${e.result === 'ok' ? '' : `: ${e.message}`}  (${Math.round(e.elapsedMs)} ms, ${e.resent} resent)`);
-        }
-      },
-    },
-    releases: {
-      usage: 'releases [--json]',
-      help: 'every module pushed (from the history): version, first and last push, devices it was installed on, failures; size, signer and what it is for',
-      run: async (args) => {
-        // What the history says, with what the server keeps of each: its size, who signed it
-        // (this server when pushed, or offline), what it is for.
-        const stored = o.releases.list();
-        const releases = summarizeReleases(await o.history.list()).map((r) => {
-          const kept = stored.find((x) => x.sha256 === r.sha256 && formatReleaseVersion(x.version) === r.version);
-          return kept ? { ...r, size: kept.size, signed: kept.presigned ? 'offline' : 'by the server', for: kept.for } : r;
-        });
-        if (wantsJson(args).json) { say(JSON.stringify(releases)); return; }
-        if (releases.length === 0) { say('nothing pushed yet'); return; }
-        for (const r of releases) {
-          const extra = 'size' in r ? `  ${size(r.size)}, signed ${r.signed}${r.for ? `, for ${describeCompatibility(r.for)}` : ''}` : '';
-          say(`  ${r.module} ${r.version}  sha256 ${r.sha256.slice(0, 12)}…  first ${r.firstPushed}, last ${r.lastPushed}  installed on ${r.installedOn}, ${r.failures} failed${extra}`);
-        }
-      },
-    },
     stats: {
       usage: 'stats',
       help: 'counters of messages and of datagrams the secure channel dropped (forged, replayed, …), and pushes in progress',

@@ -62,6 +62,26 @@ describe('the HTTP API', () => {
     expect(readdirSync(join(dir, 'server/api-uploads')).flatMap((d) => readdirSync(join(dir, 'server/api-uploads', d)))).toEqual(['libfunctional_2_0.mjs']);
     expect((await api('/nothing')).status).toBe(404);
 
+    // Typed commands: input as JSON, checked against the command's schema; output as it is.
+    expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(['/api/v1/commands/tag', '/api/v1/commands/clients', '/api/v1/commands/history']));
+    const id = requests[0]!.id;
+    const tagged = await api('/commands/tag', { method: 'POST', body: JSON.stringify({ device: id.slice(0, 8), group: 'kiosks' }) });
+    expect(tagged.status).toBe(200);
+    expect(await tagged.json()).toEqual({ ok: true, command: 'tag', output: { device: id, group: 'kiosks', changed: true, tags: ['kiosks'] } });
+    expect(await (await api('/commands/clients', { method: 'POST', body: '{}' })).json()).toMatchObject({ ok: true, output: [expect.objectContaining({ id, tags: ['kiosks'] })] });
+    // Query string input for the GET resources: ?last=1, ?device=…; a bad one is 400, not a crash.
+    expect(await (await api(`/history?device=${id.slice(0, 8)}&last=1`)).json()).toEqual([expect.objectContaining({ client: id, result: 'ok' })]);
+    expect((await api('/history?last=0')).status).toBe(400);
+    const unknownField = await api('/commands/tag', { method: 'POST', body: JSON.stringify({ device: id, group: 'kiosks', colour: 'red' }) });
+    expect(unknownField.status).toBe(400);
+    expect(await unknownField.json()).toMatchObject({ ok: false, code: 'usage', error: expect.stringMatching(/unknown field "colour"/) });
+    expect((await api('/commands/tag', { method: 'POST', body: JSON.stringify({ device: id }) })).status).toBe(400);
+    const noSuchDevice = await api('/commands/report', { method: 'POST', body: JSON.stringify({ device: 'ffffffff' }) });
+    expect(noSuchDevice.status).toBe(422);
+    expect(await noSuchDevice.json()).toMatchObject({ ok: false, code: 'no-such-client' });
+    // The console prints the same command's output as text.
+    expect(await server.run('clients', /NxtServer# /)).toMatch(new RegExp(`${id.slice(0, 8)}.*online.*kiosks`));
+
     // Revoked: refused from then on.
     await server.run('token revoke ci', /token ci revoked\n/);
     expect((await api('/devices')).status).toBe(401);

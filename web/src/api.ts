@@ -56,35 +56,11 @@ export const upload = (file: File): Promise<{ file: string; name: string; size: 
   call('POST', `releases?name=${encodeURIComponent(file.name)}`, file, 'application/octet-stream');
 
 // --- what the resources hold: their JSON, as the console's --json prints it and openapi.json
-// describes it. The page keeps its own copy of these shapes: it is compiled for the browser,
-// without the server's modules (or Node's types) that declare them.
+// describes it. The shapes the server declares in src/server/views.ts (no imports there, so the
+// page can take its types from it); the rest the page keeps its own copy of: compiled for the
+// browser, it cannot take the server's modules (or Node's types) that declare them.
 
-export interface Device {
-  readonly id: string;
-  readonly address: string;
-  readonly online: boolean;
-  readonly release: string;
-  readonly product: string;
-  readonly productName: string;
-  readonly lastSeen: string;
-  readonly tags: string[];
-  readonly updateState: string;
-  readonly updateResult: string;
-  readonly type?: string;
-  readonly channel?: string;
-  readonly inventory: Record<string, string | number>;
-  readonly fingerprint?: string;
-  readonly node?: string;
-}
-
-export interface Request {
-  readonly id: string;
-  readonly state: 'pending' | 'rejected' | 'revoked';
-  readonly address: string;
-  readonly fingerprint: string;
-  readonly inventory: Record<string, string | number>;
-  readonly requestedAt: string;
-}
+export type { DeviceView as Device, RequestView as Request } from '../../src/server/views.js';
 
 /** A push result or probation outcome (the fields the page shows of GET /history's entries). */
 export interface HistoryEntry {

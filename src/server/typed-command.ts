@@ -1,0 +1,73 @@
+/**
+ * A command written once for every front end. Its input is typed: the console and `ctl` make it
+ * from words (`parse`), the HTTP API from a JSON body checked against the command's JSON Schema.
+ * Its output is typed: the console and `ctl` print it as text (`print`), `--json` and the API
+ * return it as it is. Nothing here knows about sockets or terminals.
+ */
+import { createRequire } from 'node:module';
+import type { Ajv as AjvClass, ErrorObject, ValidateFunction } from 'ajv';
+import { NxtError } from '../errors.js';
+import type { Command } from '../util/repl.js';
+
+export interface TypedCommand<I, O> {
+  readonly usage: string;
+  readonly help: string;
+  /** JSON Schema of the input (an object): what the API's request body must be. */
+  readonly input: object;
+  /** The console's words (without --json) as input; throws NxtError('usage', …). */
+  parse(words: string[]): I;
+  run(input: I): Promise<O> | O;
+  /** The output as the console's lines. */
+  print(output: O): string[];
+  /** What `--json` prints at the console and ctl, when not the output itself (a form scripts
+   *  relied on before the command was typed). */
+  json?(output: O): unknown;
+}
+
+/** A typed command of any input and output (what the front ends hold in their tables). */
+export type AnyTypedCommand = TypedCommand<any, unknown>;
+
+/** The console's (and ctl's) form of a typed command: words in, lines out, or one JSON line with --json. */
+export function consoleCommand(c: AnyTypedCommand, say: (line: string) => void): Command {
+  return {
+    usage: c.usage,
+    help: c.help,
+    run: async (args) => {
+      const json = args.includes('--json');
+      const output = await c.run(c.parse(args.filter((a) => a !== '--json')));
+      if (json) say(JSON.stringify(c.json ? c.json(output) : output));
+      else for (const line of c.print(output)) say(line);
+    },
+  };
+}
+
+let ajv: AjvClass | undefined;
+const validators = new WeakMap<object, ValidateFunction>();
+
+/** The API's form: a JSON body, checked against the command's schema, then run. */
+export async function runWithJson(c: AnyTypedCommand, body: unknown): Promise<unknown> {
+  let validate = validators.get(c.input);
+  if (!validate) {
+    // Loaded when the API first runs a command: a console that never does need not pay for it.
+    ajv ??= new (createRequire(import.meta.url)('ajv') as { Ajv: typeof AjvClass }).Ajv({ allErrors: true, strict: true, useDefaults: true });
+    validate = ajv.compile(c.input);
+    validators.set(c.input, validate);
+  }
+  if (!validate(body)) throw new NxtError('usage', `the body does not fit ${c.usage}: ${(validate.errors ?? []).map(describe).join('; ')}`);
+  return c.run(body);
+}
+
+function describe(e: ErrorObject): string {
+  const at = e.instancePath === '' ? 'the body' : `"${e.instancePath.slice(1).replaceAll('/', '.')}"`;
+  if (e.keyword === 'additionalProperties') return `unknown field "${(e.params as { additionalProperty: string }).additionalProperty}"`;
+  if (e.keyword === 'required') return `"${(e.params as { missingProperty: string }).missingProperty}" is missing`;
+  return `${at} ${e.message ?? 'is not valid'}`;
+}
+
+/** JSON Schema helpers for inputs: an object of these properties, no others. */
+export const schema = {
+  object: (properties: Record<string, object>, required: string[] = []): object => ({ type: 'object', properties, required, additionalProperties: false }),
+  string: (extra: object = {}): object => ({ type: 'string', ...extra }),
+  strings: (): object => ({ type: 'array', items: { type: 'string' }, default: [] }),
+  positive: (): object => ({ type: 'integer', minimum: 1 }),
+};
