@@ -4,8 +4,10 @@
  * revoked. Only approved devices are in the fleet registry and receive pushes.
  *
  * Decisions are kept in the store (the embedded database, or PostgreSQL), so they survive a
- * restart. Pending requests are kept in memory only, at most MAX_PENDING (the oldest make room): a
- * flood of new keys must not fill the disk, and a real pending device asks again at its next renewal.
+ * restart. Pending requests are kept too, written in batches, so that every node of a fleet lists
+ * them and any can decide (and a restart keeps them): at most MAX_PENDING per node (the oldest make
+ * room, in memory and in the store), so a flood of new keys cannot fill the disk, and a request
+ * that could not be written is written when the device asks again.
  */
 import { NxtError } from '../errors.js';
 import { displayAddress, type Peer } from '../net/endpoint.js';
@@ -24,8 +26,15 @@ interface ApprovalBatch {
   readonly timer: NodeJS.Timeout;
 }
 
-/** How long token approvals gather before they are saved together. */
+/** How long token approvals gather before they are saved together; new requests the same. */
 const APPROVAL_BATCH_MS = 100;
+const REQUEST_BATCH_MS = 100;
+
+/** Requests to write together: new ones, and those that made room for them. */
+interface RequestBatch {
+  readonly added: Map<string, DeviceRecord>;
+  readonly dropped: Set<string>;
+}
 
 export interface DeviceRecord {
   readonly id: string;
@@ -47,10 +56,17 @@ export class Devices {
   private batch: ApprovalBatch | undefined;
   /** Devices whose decision is being saved right now. */
   private readonly saving = new Set<string>();
+  private requests: RequestBatch | undefined;
+  /** Requests this node made (only those it drops from the store when they make room). */
+  private readonly requestedHere = new Set<string>();
+  /** Requests not written (the store failed): written when the device asks again. */
+  private readonly unwritten = new Set<string>();
 
   /** `store` undefined: nothing persisted (tests). */
   constructor(private readonly store: Store | undefined, saved: readonly DeviceRecord[] = [], private readonly maxPending = MAX_PENDING) {
-    for (const d of saved) if (d.state !== 'pending') this.devices.set(d.id, d);
+    for (const d of saved) this.devices.set(d.id, d);
+    // The newest requests, if more were kept than this node keeps now.
+    for (const d of this.pending().slice(0, Math.max(0, this.pending().length - maxPending))) this.devices.delete(d.id);
   }
 
   static async open(store: Store, maxPending = MAX_PENDING): Promise<Devices> {
@@ -87,13 +103,46 @@ export class Devices {
     if (known) {
       known.inventory = inventory;
       known.address = address;
+      if (known.state === 'pending' && this.unwritten.delete(id)) this.queueRequest(known);
       return known;
     }
     const pending = this.pending();
-    if (pending.length >= this.maxPending) this.devices.delete(pending[0]!.id);
+    if (pending.length >= this.maxPending) {
+      const oldest = pending[0]!.id;
+      this.devices.delete(oldest);
+      this.queueRequest(undefined, oldest);
+    }
     const record: DeviceRecord = { id, fingerprint, state: 'pending', inventory, address, requestedAt: wallNow.toISOString() };
     this.devices.set(id, record);
+    this.queueRequest(record);
     return record;
+  }
+
+  private queueRequest(added: DeviceRecord | undefined, dropped?: string): void {
+    if (!this.store) return;
+    if (!this.requests) {
+      const batch: RequestBatch = { added: new Map(), dropped: new Set() };
+      this.requests = batch;
+      setTimeout(() => this.flushRequests(batch), REQUEST_BATCH_MS).unref();
+    }
+    if (added) {
+      this.requests.added.set(added.id, added);
+      this.requestedHere.add(added.id);
+    }
+    if (dropped !== undefined) {
+      this.requests.added.delete(dropped);
+      this.unwritten.delete(dropped);
+      if (this.requestedHere.delete(dropped)) this.requests.dropped.add(dropped);
+    }
+  }
+
+  private flushRequests(batch: RequestBatch): void {
+    if (this.requests === batch) this.requests = undefined;
+    const added = [...batch.added.values()];
+    this.store!.saveRequests(added, [...batch.dropped]).catch(() => {
+      // Soft state: the requests stay listed here, and are written when their devices ask again.
+      for (const d of added) this.unwritten.add(d.id);
+    });
   }
 
   /** Resolves once the decision is saved; if it cannot be, it is undone and the error thrown. */
@@ -104,6 +153,8 @@ export class Devices {
     d.state = state;
     d.decidedAt = wallNow.toISOString();
     d.decidedBy = by;
+    this.requestedHere.delete(id);
+    this.unwritten.delete(id);
     this.saving.add(id);
     try {
       await this.store?.saveDevices([d]);
@@ -146,6 +197,8 @@ export class Devices {
       d.state = 'approved';
       d.decidedAt = at;
       d.decidedBy = 'enrollment token';
+      this.requestedHere.delete(id);
+      this.unwritten.delete(id);
       changed.push(d);
     }
     void (this.store?.saveDevices(changed) ?? Promise.resolve()).then(

@@ -69,6 +69,18 @@ export class Store {
     })));
   }
 
+  /**
+   * Enrollment requests (pending devices), so that every node lists them and any can decide:
+   * `added` only where the store has no record of the device yet (a decision made meanwhile, at
+   * any node, stays), `dropped` only while still pending.
+   */
+  saveRequests(added: readonly DeviceRecord[], dropped: readonly string[]): Promise<void> {
+    return this.write([
+      ...added.map((d) => ({ sql: 'INSERT INTO devices (id, state, doc) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', params: [d.id, d.state, doc(d)] })),
+      ...dropped.map((id) => ({ sql: "DELETE FROM devices WHERE id = ? AND state = 'pending'", params: [id] })),
+    ]);
+  }
+
   // --- registrations (soft state)
 
   /** The registrations this node holds (`node`: its name; '' on a lone server). */

@@ -80,6 +80,17 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
     expect(b.output.match(new RegExp(`job ${job} \\(logs\\) on \\w+: ok`, 'g'))).toHaveLength(1);
   });
 
+  it('a device waiting for approval at one node is listed at the other, and approved there', async () => {
+    const dir = tempDir('nxt-nodes-');
+    const { a, portB } = await twoNodes(dir, 'fleet5');
+    const waiting = await startClient('waits-at-b', portB, join(dir, 'dev'), join(dir, 'a/release.pub'), '127.0.0.1', [], { env: { NXT_ENROLL_TOKEN: '' }, until: /waiting for the operator/ });
+    const id = idOf(waiting);
+    await eventually(a, 'requests', (t) => t.includes(id) && /pending/.test(t));
+    expect(await a.run(`approve ${id}`, /NxtServer# /)).toMatch(/approved/);
+    await waiting.waitFor('registered with the server', 15_000);
+    expect(await eventually(a, 'clients', (t) => t.includes(id))).toMatch(new RegExp(`${id}.*online.*\\bb\\b`));
+  });
+
   it('a node killed with SIGKILL is seen gone, and a push to its devices fails with that reason instead of hanging', async () => {
     const dir = tempDir('nxt-nodes-');
     const { a, b, portB } = await twoNodes(dir, 'fleet2');

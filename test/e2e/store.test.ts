@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiTokens } from '../../src/server/api-tokens.js';
 import type { CampaignRecord } from '../../src/server/campaign.js';
-import { Devices } from '../../src/server/devices.js';
+import { Devices, type DeviceRecord } from '../../src/server/devices.js';
 import { History, type HistoryEntry } from '../../src/server/history.js';
 import { JobStore } from '../../src/server/job-store.js';
 import { LAST_SEEN_SAVE_MS, RegistrySaver } from '../../src/server/registry-saver.js';
@@ -103,6 +103,27 @@ describe.each(engines)('the store on $kind', ({ kind, fresh }) => {
     expect((await h.list('abab')).map((e) => e.result)).toEqual(['ok', 'committed']);
     expect((await h.list(undefined, 2)).map((e) => e.result)).toEqual(['timeout', 'committed']);
     expect((await store.campaigns()).map((c) => c.id)).toEqual([1]);
+    await store.close();
+  });
+
+  it.skipIf(skip)('keeps enrollment requests for every node, never over a decision, dropping those that made room', async () => {
+    const store = await open(fresh());
+    const record = (id: string, state: DeviceRecord['state']): DeviceRecord => ({ id, fingerprint: `fp-${id[0]}`, state, inventory: {}, address: '127.0.0.1:1', requestedAt: at(1).toISOString() });
+    await store.saveDevices([record('e'.repeat(32), 'approved')]);
+    // Another node's request for a device decided meanwhile: the decision stays.
+    await store.saveRequests([record('e'.repeat(32), 'pending'), record('f'.repeat(32), 'pending')], []);
+    const states = async (): Promise<Record<string, string>> => Object.fromEntries((await store.devices()).map((d) => [d.id[0]!, d.state]));
+    expect(await states()).toEqual({ e: 'approved', f: 'pending' });
+    await store.saveRequests([], ['e'.repeat(32), 'f'.repeat(32)]);
+    expect(await states()).toEqual({ e: 'approved' });
+
+    // Requests made here are written in a batch; at most 2 kept, the oldest making room.
+    const devices = await Devices.open(store, 2);
+    for (const x of ['1', '2', '3']) devices.request(x.repeat(32), `fp-${x}`, {}, peer, at(2));
+    const until = Date.now() + 5000;
+    while (Object.keys(await states()).length < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    expect(await states()).toEqual({ e: 'approved', 2: 'pending', 3: 'pending' });
+    expect((await Devices.open(store, 2)).pending().map((d) => d.id[0])).toEqual(['2', '3']);
     await store.close();
   });
 
