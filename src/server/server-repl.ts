@@ -451,7 +451,48 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
     })),
   };
 
-  return { clients, nodes, requests, versions, jobs, results, status, report, history, releases, tag: tagCommand(true), untag: tagCommand(false) };
+  type Decision = { device: string; state: Exclude<DeviceState, 'pending'>; changed: boolean; inventory: DeviceRecord['inventory'] };
+  const decision = (name: string, state: Decision['state'], help: string): TypedCommand<{ device: string }, Decision> => ({
+    usage: `${name} <ID>`,
+    help,
+    input: schema.object({ device: schema.string({ minLength: 1 }) }, ['device']),
+    parse: (words) => {
+      if (words.length !== 1) throw new NxtError('usage', `usage: ${name} <ID>`);
+      return { device: words[0]! };
+    },
+    run: async ({ device }) => {
+      const d = pickDevice(server.devices.all(), device, `${name} <ID>`);
+      const changed = d.state !== state;
+      if (changed) await server.decide(d.id, state);
+      return { device: d.id, state, changed, inventory: d.inventory };
+    },
+    print: (r) => [r.changed ? `${shortId(r.device)} ${r.state} (${describeInventory(r.inventory)})` : `${shortId(r.device)} is already ${r.state}`],
+  });
+
+  const cancel: TypedCommand<{ devices?: string[] }, { cancelled: string[] }> = {
+    usage: 'cancel [ID[,…]]',
+    help: 'stop the pushes in progress (to the clients named by id prefix, or all): the devices keep what arrived, to resume',
+    input: schema.object({ devices: { type: 'array', items: { type: 'string', minLength: 1 } } }),
+    parse: (words) => {
+      if (words.length > 1) throw new NxtError('usage', 'usage: cancel [ID[,…]]');
+      return words[0] === undefined ? {} : { devices: words[0].split(',').filter((p) => p !== '') };
+    },
+    run: ({ devices }) => {
+      const sessions = server.activeSessions.filter((s) => !devices || devices.some((p) => s.client.id.startsWith(p.toLowerCase())));
+      for (const s of sessions) s.cancel('cancelled by the operator');
+      return { cancelled: sessions.map((s) => s.client.id) };
+    },
+    print: ({ cancelled }) => [cancelled.length === 0 ? 'cancel: no push in progress'
+      : `cancelled ${cancelled.length} push${cancelled.length === 1 ? '' : 'es'} in progress: ${cancelled.map(shortId).join(', ')}`],
+  };
+
+  return {
+    clients, nodes, requests, versions, jobs, results, status, report, history, releases, tag: tagCommand(true), untag: tagCommand(false),
+    approve: decision('approve', 'approved', 'let a device into the fleet: it is registered now and receives pushes'),
+    reject: decision('reject', 'rejected', 'turn a device away: it receives nothing (approve can still let it in later)'),
+    revoke: decision('revoke', 'revoked', 'withdraw a device\'s key: its sessions end, its handshakes are refused, it leaves the fleet'),
+    cancel,
+  };
 }
 
 /** An inventory field as text ("-" when the device did not say). */
@@ -601,18 +642,6 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
             : `push: none of the ${known} registered clients is online (no renewal within the lease); nothing sent`);
         }
         await pushAndReport(release, clients);
-      },
-    },
-    cancel: {
-      usage: 'cancel [ID[,…]]',
-      help: 'stop the pushes in progress (to the clients named by id prefix, or all): the devices keep what arrived, to resume',
-      run: (args) => {
-        if (args.length > 1) throw new NxtError('usage', 'usage: cancel [ID[,…]]');
-        const prefixes = args[0]?.split(',').filter((p) => p !== '');
-        const sessions = server.activeSessions.filter((s) => !prefixes || prefixes.some((p) => s.client.id.startsWith(p)));
-        if (sessions.length === 0) { say('cancel: no push in progress'); return; }
-        for (const s of sessions) s.cancel('cancelled by the operator');
-        say(`cancelled ${sessions.length} push${sessions.length === 1 ? '' : 'es'} in progress: ${sessions.map((s) => shortId(s.client.id)).join(', ')}`);
       },
     },
     rollout: {
@@ -768,21 +797,6 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
         }
       },
     },
-    ...Object.fromEntries(([
-      ['approve', 'approved', 'let a device into the fleet: it is registered now and receives pushes'],
-      ['reject', 'rejected', 'turn a device away: it receives nothing (approve can still let it in later)'],
-      ['revoke', 'revoked', 'withdraw a device\'s key: its sessions end, its handshakes are refused, it leaves the fleet'],
-    ] as const).map(([name, state, help]) => [name, {
-      usage: `${name} <ID>`,
-      help,
-      run: async (args: string[]) => {
-        if (args.length !== 1) throw new NxtError('usage', `usage: ${name} <ID>`);
-        const d = pickDevice(server.devices.all(), args[0], `${name} <ID>`);
-        if (d.state === state) { say(`${shortId(d.id)} is already ${state}`); return; }
-        await server.decide(d.id, state satisfies Exclude<DeviceState, 'pending'>);
-        say(`${shortId(d.id)} ${state} (${describeInventory(d.inventory)})`);
-      },
-    }])),
     stats: {
       usage: 'stats',
       help: 'counters of messages and of datagrams the secure channel dropped (forged, replayed, …), and pushes in progress',
