@@ -10,6 +10,7 @@
  * - turns a push to devices another node holds into rows of `remote_pushes` (the release's bytes
  *   in `release_files`), which that node claims (FOR UPDATE SKIP LOCKED), carries out and answers
  *   in the same rows; NOTIFY wakes it, a check every REFRESH_MS makes up for a missed wake-up;
+ *   commands for one such device (tag, untag) go the same way through `remote_commands`;
  * - treats a node whose heartbeat is older than NODE_TIMEOUT_MS as gone: its pushes in progress
  *   fail with that reason, and its devices, moved by the balancer, shake hands with a live node
  *   (which tells them at once that it has no session for them: docs/protocol.md).
@@ -29,6 +30,9 @@ import type { StoredRelease } from './release-store.js';
 import type { ClientRecord } from './registry.js';
 import type { NxtServer, PushReport, TrialOutcome } from './server.js';
 import type { CampaignRecord } from './campaign.js';
+
+/** A remote command's answer, as the node that carried it out wrote it. */
+type CommandResult = { ok: true; changed: boolean } | { ok: false; code: string; message: string };
 
 export const HEARTBEAT_MS = 2000;
 export const NODE_TIMEOUT_MS = 10_000;
@@ -288,11 +292,48 @@ export class Cluster {
         const why = gone ? `node ${node} stopped answering` : `node ${node} did not take the push within ${UNCLAIMED_MS / 1000} s`;
         await store.failRemotePushes(batch, node, () => ({ ok: false, already: false, code: ResultCode.timeout, message: why, elapsedMs: Date.now() - started } satisfies WireReport));
       }
-      await new Promise<void>((resolve) => {
-        const wake = (): void => { clearTimeout(t); this.resultWaiters.delete(wake); resolve(); };
-        const t = setTimeout(wake, 1000);
-        this.resultWaiters.add(wake);
-      });
+      await this.resultOrSecond();
+    }
+  }
+
+  /** Until a node says it wrote results (NOTIFY), or a second has passed. */
+  private resultOrSecond(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const wake = (): void => { clearTimeout(t); this.resultWaiters.delete(wake); resolve(); };
+      const t = setTimeout(wake, 1000);
+      this.resultWaiters.add(wake);
+    });
+  }
+
+  /**
+   * Put a device another node holds in a group, or take it out: done by that node (which saves
+   * it), its answer waited for; a node that is gone, or does not take it, fails it with that
+   * reason. Resolves with whether it changed anything.
+   */
+  async tag(client: ClientRecord, group: string, on: boolean): Promise<boolean> {
+    const node = client.node!;
+    const batch = randomBytes(8).toString('hex');
+    const started = Date.now();
+    await this.o.store.addRemoteCommand({ batch, node, device: client.id, command: on ? 'tag' : 'untag', args: { group } }, this.o.wallClock.wallNow().toISOString(), 'nxt_work');
+    for (;;) {
+      const row = await this.o.store.remoteCommand(batch);
+      if (row?.state === 'done') {
+        const result = JSON.parse(row.result!) as CommandResult;
+        if (!result.ok) throw new NxtError(result.code, `${result.message} (at node ${node})`);
+        // What the other node did shows in our listing now, not at the next refresh.
+        const tags = client.tags as string[];
+        if (on && !tags.includes(group)) tags.push(group);
+        if (!on && tags.includes(group)) tags.splice(tags.indexOf(group), 1);
+        return result.changed;
+      }
+      await this.refreshNodes();
+      const why = !this.live.has(node) ? `node ${node} stopped answering`
+        : Date.now() - started > UNCLAIMED_MS && row?.state === 'queued' ? `node ${node} did not take it within ${UNCLAIMED_MS / 1000} s` : undefined;
+      if (why !== undefined) {
+        await this.o.store.finishRemoteCommand({ batch }, { ok: false, code: 'node-gone', message: why } satisfies CommandResult);
+        continue; // its answer may have come first
+      }
+      await this.resultOrSecond();
     }
   }
 
@@ -311,12 +352,13 @@ export class Cluster {
     this.shared.add(m.sha256);
   }
 
-  /** Carry out the pushes other nodes handed us. */
+  /** Carry out the pushes and commands other nodes handed us. */
   private async work(): Promise<void> {
     const server = this.server;
     if (!server || this.working || this.closed) return;
     this.working = true;
     try {
+      for (const c of await this.o.store.claimRemoteCommands(this.o.name)) await this.carryOutCommand(server, c);
       for (;;) {
         const claimed = await this.o.store.claimRemotePushes(this.o.name);
         if (claimed.length === 0) return;
@@ -331,6 +373,20 @@ export class Cluster {
     } finally {
       this.working = false;
     }
+  }
+
+  private async carryOutCommand(server: NxtServer, c: { id: number; device: string; command: string; args: unknown }): Promise<void> {
+    let result: CommandResult;
+    try {
+      const group = (c.args as { group?: unknown }).group;
+      if ((c.command !== 'tag' && c.command !== 'untag') || typeof group !== 'string') throw new NxtError('usage', `no such command for a device: ${c.command}`);
+      // Held here, or not at all: a device that moved on is not chased from node to node.
+      if (!server.registry.get(c.device)) throw new NxtError('held-elsewhere', `${c.device.slice(0, 12)} is not connected to node ${this.o.name} any more`);
+      result = { ok: true, changed: await server.setTag(c.device, group, c.command === 'tag') };
+    } catch (err) {
+      result = { ok: false, code: err instanceof NxtError ? err.code : 'failed', message: errorMessage(err) };
+    }
+    await this.o.store.finishRemoteCommand({ id: c.id }, result, 'nxt_results').catch(() => {});
   }
 
   private async carryOut(server: NxtServer, rows: { id: number; batch: string; device: string; sha256: string }[]): Promise<void> {

@@ -3,7 +3,7 @@
  * dispatcher between the secure channel and the per-client push sessions.
  */
 import { EventEmitter } from 'node:events';
-import { NxtError, errorMessage } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { mismatch, type DeviceFacts } from '../security/compatibility.js';
 import { decodeOrUndefined, encode, Enrollment, type EnrollmentValue, type Message, type GoodbyeMessage, type RegisterMessage, type TrialOutcomeMessage } from '../protocol/messages.js';
@@ -219,9 +219,8 @@ export class NxtServer extends EventEmitter {
   /** Put a client in a group, or take it out; saved at once, or not done (and the error thrown). */
   async setTag(id: string, group: string, on: boolean): Promise<boolean> {
     const elsewhere = this.options.cluster?.remoteClients().find((c) => c.id === id);
-    if (!this.registry.get(id) && elsewhere) {
-      throw new NxtError('held-elsewhere', `${id.slice(0, 12)} is connected to node ${elsewhere.node}: tag it there (its console, or nxt-server ctl on that machine)`);
-    }
+    // Another node holds it, and saves it: that node does it.
+    if (!this.registry.get(id) && elsewhere) return this.options.cluster!.tag(elsewhere, group, on);
     const changed = on ? this.registry.tag(id, group) : this.registry.untag(id, group);
     if (!changed) return false;
     try {

@@ -81,6 +81,18 @@ export const MIGRATIONS: readonly Migration[] = [
       'ALTER TABLE release_files ADD COLUMN approval TEXT',
     ],
   },
+  {
+    version: 5,
+    what: 'several nodes: commands for a device another node holds (tag, untag)',
+    statements: ({ serialKey }) => [
+      // Typed at one node for a device another holds: claimed by that node as pushes are, its
+      // result in the same row; `batch` is the asking node's name for it.
+      `CREATE TABLE remote_commands (id ${serialKey}, batch TEXT NOT NULL, node TEXT NOT NULL, device TEXT NOT NULL, command TEXT NOT NULL, `
+        + 'doc TEXT NOT NULL, state TEXT NOT NULL, result TEXT, created_at TEXT NOT NULL)',
+      'CREATE INDEX remote_commands_by_node ON remote_commands (node, state)',
+      'CREATE INDEX remote_commands_by_batch ON remote_commands (batch)',
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -208,6 +208,7 @@ export class Store {
   prune(pushesBefore: string, eventsBefore: string): Promise<void> {
     return this.write([
       { sql: "DELETE FROM remote_pushes WHERE state = 'done' AND created_at < ?", params: [pushesBefore] },
+      { sql: "DELETE FROM remote_commands WHERE state = 'done' AND created_at < ?", params: [pushesBefore] },
       { sql: 'DELETE FROM events WHERE at < ?', params: [eventsBefore] },
     ]);
   }
@@ -331,6 +332,35 @@ export class Store {
     return this.engine.query<{ id: number | string; device: string }>(
       "SELECT id, device FROM remote_pushes WHERE batch = ? AND node = ? AND state <> 'done'", [batch, node],
     ).then((rows) => this.write(rows.map((r) => ({ sql: "UPDATE remote_pushes SET state = 'done', report = ? WHERE id = ? AND state <> 'done'", params: [doc(report(r.device)), Number(r.id)] }))));
+  }
+
+  /** A command for a device `node` holds (`wake`: NOTIFY in the same transaction). */
+  addRemoteCommand(row: { batch: string; node: string; device: string; command: string; args: unknown }, now: string, wake?: string): Promise<void> {
+    return this.write([
+      { sql: "INSERT INTO remote_commands (batch, node, device, command, doc, state, created_at) VALUES (?, ?, ?, ?, ?, 'queued', ?)", params: [row.batch, row.node, row.device, row.command, doc(row.args), now] },
+      ...this.wakeUp(wake),
+    ]);
+  }
+
+  /** The commands waiting for `node`, now its own (SKIP LOCKED, as pushes). */
+  async claimRemoteCommands(node: string): Promise<{ id: number; device: string; command: string; args: unknown }[]> {
+    const lock = this.engine.kind === 'postgres' ? ' FOR UPDATE SKIP LOCKED' : '';
+    const rows = await this.engine.query<{ id: number | string; device: string; command: string; doc: string }>(
+      `UPDATE remote_commands SET state = 'running' WHERE id IN (SELECT id FROM remote_commands WHERE node = ? AND state = 'queued' ORDER BY id${lock}) RETURNING id, device, command, doc`,
+      [node],
+    );
+    return rows.map((r) => ({ id: Number(r.id), device: r.device, command: r.command, args: JSON.parse(r.doc) as unknown }));
+  }
+
+  /** A command's result (`batch`: all of the asker's rows for it; `id`: one claimed row). */
+  finishRemoteCommand(where: { id: number } | { batch: string }, result: unknown, wake?: string): Promise<void> {
+    const [column, key] = 'id' in where ? ['id', where.id] : ['batch', where.batch];
+    return this.write([{ sql: `UPDATE remote_commands SET state = 'done', result = ? WHERE ${column} = ? AND state <> 'done'`, params: [doc(result), key] }, ...this.wakeUp(wake)]);
+  }
+
+  async remoteCommand(batch: string): Promise<{ state: string; result: string | null } | undefined> {
+    const [row] = await this.engine.query<{ state: string; result: string | null }>('SELECT state, result FROM remote_commands WHERE batch = ?', [batch]);
+    return row;
   }
 
   async remotePushes(batch: string): Promise<{ node: string; device: string; state: string; report: string | null }[]> {

@@ -80,15 +80,22 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
     expect(b.output.match(new RegExp(`job ${job} \\(logs\\) on \\w+: ok`, 'g'))).toHaveLength(1);
   });
 
-  it('a device waiting for approval at one node is listed at the other, and approved there', async () => {
+  it('a device waiting for approval at one node is listed at the other, and approved and tagged there', async () => {
     const dir = tempDir('nxt-nodes-');
-    const { a, portB } = await twoNodes(dir, 'fleet5');
+    const { a, b, portB } = await twoNodes(dir, 'fleet5');
     const waiting = await startClient('waits-at-b', portB, join(dir, 'dev'), join(dir, 'a/release.pub'), '127.0.0.1', [], { env: { NXT_ENROLL_TOKEN: '' }, until: /waiting for the operator/ });
     const id = idOf(waiting);
     await eventually(a, 'requests', (t) => t.includes(id) && /pending/.test(t));
     expect(await a.run(`approve ${id}`, /NxtServer# /)).toMatch(/approved/);
     await waiting.waitFor('registered with the server', 15_000);
     expect(await eventually(a, 'clients', (t) => t.includes(id))).toMatch(new RegExp(`${id}.*online.*\\bb\\b`));
+
+    // Tagged at A, done by B (which holds it and saves it); untagged the same way.
+    expect(await a.run(`tag ${id} lab`, /NxtServer# /)).toMatch(new RegExp(`${id} is in lab`));
+    expect(await b.run('clients', /NxtServer# /)).toMatch(new RegExp(`${id}.*\\blab\\b`));
+    expect(await a.run(`tag ${id} lab`, /NxtServer# /)).toMatch(/was already in lab/);
+    expect(await a.run(`untag ${id} lab`, /NxtServer# /)).toMatch(new RegExp(`${id} left lab`));
+    expect(await b.run('clients', /NxtServer# /)).not.toMatch(new RegExp(`${id}.*\\blab\\b`));
   });
 
   it('a node killed with SIGKILL is seen gone, and a push to its devices fails with that reason instead of hanging', async () => {
