@@ -28,6 +28,7 @@ import type { WallClock } from '../util/clock.js';
 import { PRESIGNED_SUFFIX, type Release } from './release.js';
 import type { StoredRelease } from './release-store.js';
 import type { ClientRecord } from './registry.js';
+import { LAST_SEEN_SAVE_MS } from './registry-saver.js';
 import type { NxtServer, PushReport, TrialOutcome } from './server.js';
 import type { CampaignRecord } from './campaign.js';
 
@@ -175,17 +176,20 @@ export class Cluster {
     server.adoptJobs(await this.o.store.jobs());
     const local = server.registry;
     const monotonic = server.now();
+    const wallNow = this.o.wallClock.wallNow().getTime();
     const remote: ClientRecord[] = [];
     for (const { client: c, node } of await this.o.store.otherNodesRegistrations(this.o.name)) {
       const held = local.get(c.id);
       // Held here and online: ours. Held here but gone quiet, and another node has it now: it moved.
       if (held && local.isOnline(held, monotonic)) continue;
       if (held) local.remove(c.id);
-      if (!this.live.has(node)) continue;
+      // Online while its node is alive and saw it lately (a mere renewal is saved once a minute);
+      // a dead node's devices, and those gone quiet at their node, are listed offline until they
+      // register somewhere.
+      const online = this.live.has(node) && wallNow - Date.parse(c.lastSeenAt) < LAST_SEEN_SAVE_MS + local.leaseMs;
       remote.push({
         id: c.id, peer: { address: c.address, port: c.port }, version: c.version, product: c.product, lastSeenAt: c.lastSeenAt, tags: [...c.tags],
-        // Its node is alive and holds it: online for as long as a renewal would keep it.
-        lastSeen: monotonic, updateState: c.updateState ?? UpdateState.idle, updateResult: c.updateResult ?? UpdateResult.initial, node,
+        lastSeen: online ? monotonic : Number.NEGATIVE_INFINITY, updateState: c.updateState ?? UpdateState.idle, updateResult: c.updateResult ?? UpdateResult.initial, node,
       });
     }
     this.remote = remote;

@@ -346,7 +346,8 @@ export class NxtServer extends EventEmitter {
 
   /** The online devices here and, with several nodes, those the other nodes hold. */
   fleetOnline(): ClientRecord[] {
-    return [...this.onlineClients(), ...this.elsewhere()];
+    const now = this.options.clock.now();
+    return [...this.onlineClients(), ...this.elsewhere().filter((c) => this.registry.isOnline(c, now))];
   }
 
   /** The devices other nodes hold, but for one that is online here (it moved here since the

@@ -57,8 +57,9 @@ function publicKeyOf(publicKey: Uint8Array): KeyObject {
  * Node 20 deadlocks in generateKeyPairSync's key objects: exporting one locks its key, and a
  * garbage collection during the export can run the finished key-generation job's destructor,
  * which waits for the same lock — the thread hangs for good (gdb: ~KeyGenJob under ExportJWK;
- * a loop of generate + export hangs within a few thousand keys). A busy server hit it after
- * minutes of handshakes. Node 22 and 24 do not; there, generating is the cheap way (36 µs).
+ * a loop of generate + export hangs within a few thousand keys). The fleet simulation hung so
+ * within seconds of 10,000 handshakes, and a server makes a key pair for every handshake. Node 22
+ * and 24 do not; there, generating is the cheap way (36 µs).
  */
 const KEY_GENERATION_DEADLOCKS = Number(process.versions.node.split('.')[0]) < 22;
 

@@ -110,6 +110,9 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
     expect(Date.now() - started).toBeLessThan(20_000);
     expect(out).toMatch(/node b stopped answering|none of the|no online client|neither a group/);
     await eventually(a, 'nodes', (t) => !/^b\s/m.test(t));
+    // Its device is still part of the fleet: listed offline (with the node it was last at), not
+    // forgotten, and not pushed to.
+    expect(await a.run('clients', /NxtServer# /)).toMatch(new RegExp(`${idB}.*offline.*\\bb\\b`));
   });
 });
 
