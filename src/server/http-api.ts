@@ -3,8 +3,9 @@
  * (`Authorization: Bearer nxt_…`, made with `token create NAME` at the console). It is a thin front
  * end over the console's commands, as `ctl` is. Commands with typed input and output
  * (typed-command.ts: clients, requests, nodes, versions, jobs, results, status, report, history,
- * releases, tag, untag, approve, reject, revoke, cancel) run directly: POST /api/v1/commands/NAME with their input as JSON, and the
- * GET resources with it in the query string; their output is returned as it is. Every other
+ * releases, tag, untag, approve, reject, revoke, cancel) run directly: POST
+ * /api/v1/commands/NAME with their input as JSON, and the GET resources with it in the query
+ * string; their output is returned as it is. Every other
  * command runs from words (POST /api/v1/commands {"words": […]}) and answers with the envelope of
  * `ctl --json` — {ok, status, command, output, errors, data}. Described in openapi.json
  * (GET /api/v1/openapi.json).

@@ -23,7 +23,12 @@ const deviceId = { name: 'id', in: 'path', required: true, schema: { type: 'stri
 
 export const OPENAPI = {
   openapi: '3.1.0',
-  info: { title: 'nxt server API', version: '1', description: 'Every node serves it with --http ADDR:PORT. Tokens: `token create NAME` at the console.' },
+  info: {
+    title: 'nxt server API', version: '1',
+    description: 'Every node serves it with --http ADDR:PORT. Tokens: `token create NAME` at the console. The GET resources that are typed commands '
+      + '(devices, requests, releases, history, status, versions, jobs, results, nodes) take the fields of that command\'s input (/api/v1/commands/NAME) in '
+      + 'their query string, e.g. /api/v1/history?device=27371aee&last=5.',
+  },
   components: { securitySchemes: { token: { type: 'http', scheme: 'bearer' } } },
   security: [{ token: [] }],
   paths: {
@@ -69,8 +74,8 @@ export const OPENAPI = {
   },
 } as const;
 
-/** The description with each typed command's own path: its input schema is the request body
- *  (and, for the GET resources they answer, the query parameters). */
+/** The description with each typed command's own path, its input schema as the request body.
+ *  (The GET resources that are typed commands take the same fields in their query string.) */
 export function openApiFor(typed: Record<string, AnyTypedCommand>): object {
   const paths: Record<string, object> = { ...OPENAPI.paths };
   for (const [name, c] of Object.entries(typed)) {
