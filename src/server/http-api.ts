@@ -3,7 +3,7 @@
  * (`Authorization: Bearer nxt_…`, made with `token create NAME` at the console). It is a thin front
  * end over the console's commands, as `ctl` is. Commands with typed input and output
  * (typed-command.ts: clients, requests, nodes, versions, jobs, results, status, report, history,
- * releases, tag, untag, approve, reject, revoke, cancel) run directly: POST
+ * releases, tag, untag, approve, reject, revoke, cancel, push) run directly: POST
  * /api/v1/commands/NAME with their input as JSON, and the GET resources with it in the query
  * string; their output is returned as it is. Every other
  * command runs from words (POST /api/v1/commands {"words": […]}) and answers with the envelope of
@@ -138,14 +138,14 @@ async function handle(o: HttpApiOptions, req: IncomingMessage, res: ServerRespon
     if (req.method === 'GET' && rest.length === 1 && Object.hasOwn(RESOURCES, rest[0]!)) {
       const resource = RESOURCES[rest[0]!]!;
       const typed = 'typed' in resource ? o.typed?.[resource.typed] : undefined;
-      if (typed) return await runTyped(res, typed, queryInput(typed, url.searchParams), (output) => output);
+      if (typed) return await runTyped(res, typed, queryInput(typed, url.searchParams), o.stateDir, (output) => output);
       const e = await runForApi(o.commandsFor, 'words' in resource ? resource.words : [resource.typed, '--json'], o.stateDir);
       return send(res, httpStatus(e), e.ok ? e.data[0] ?? [] : e);
     }
     // A typed command with its input as JSON: {"ok": true, "output": …} or an error.
     if (req.method === 'POST' && rest.length === 2 && rest[0] === 'commands' && o.typed && Object.hasOwn(o.typed, rest[1]!)) {
       const name = rest[1]!;
-      return await runTyped(res, o.typed[name]!, await readJson(req), (output) => ({ ok: true, command: name, output }));
+      return await runTyped(res, o.typed[name]!, await readJson(req), o.stateDir, (output) => ({ ok: true, command: name, output }));
     }
     if (req.method === 'GET' && rest.length === 1 && rest[0] === 'events' && o.subscribe) return events(o.subscribe, req, res);
     if (req.method === 'POST' && rest.length === 1 && rest[0] === 'commands') {
@@ -175,14 +175,17 @@ async function handle(o: HttpApiOptions, req: IncomingMessage, res: ServerRespon
 /** Run a typed command and answer: its output (shaped by `body`), 400 for input that does not fit
  *  its schema, 422 with the error's code when the command refused (no such device, …) — the
  *  caller's to fix, as a console command's exit status 1. */
-async function runTyped(res: ServerResponse, c: AnyTypedCommand, input: unknown, body: (output: unknown) => unknown): Promise<void> {
+async function runTyped(res: ServerResponse, c: AnyTypedCommand, input: unknown, cwd: string, body: (output: unknown) => unknown): Promise<void> {
   let output: unknown;
   try {
-    output = await runWithJson(c, input);
+    output = await runWithJson(c, input, cwd);
   } catch (err) {
     if (!(err instanceof NxtError)) throw err;
     return send(res, err.code === 'usage' ? 400 : 422, { ok: false, code: err.code, error: errorMessage(err) });
   }
+  // Ran, and failed where it matters (a push that failed on a device): 422, with what happened.
+  const failure = c.failure?.(output);
+  if (failure) return send(res, 422, { ok: false, code: failure.code, error: failure.message, output });
   send(res, 200, body(output));
 }
 

@@ -38,7 +38,7 @@ export const OPENAPI = {
     '/api/v1/releases': {
       ...list('releases pushed or stored', 'releases'),
       post: {
-        summary: 'upload a module (the body is its bytes); push it with POST /api/v1/commands {"words": ["push", file]}',
+        summary: 'upload a module (the body is its bytes); push it with POST /api/v1/commands/push {"file": file, "to": "kiosks"}',
         parameters: [{ name: 'name', in: 'query', required: true, schema: { type: 'string' }, description: 'its file name, e.g. router_2_0.mjs (the version comes from it)' }],
         requestBody: { content: { 'application/octet-stream': {} } },
         responses: { 201: { description: '{"file", "name", "size", "push"}' }, 400: { description: 'a bad name' }, 401: { description: 'no valid API token' }, 413: { description: 'too large' } },

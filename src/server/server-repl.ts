@@ -8,7 +8,7 @@ import { displayAddress } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import { bar, duration, mib, size, table } from '../util/format.js';
 import { helpCommand, Repl, takeOptions, takeRepeated, type Command } from '../util/repl.js';
-import { consoleCommand, schema, type AnyTypedCommand, type TypedCommand } from './typed-command.js';
+import { consoleCommand, schema, type AnyTypedCommand, type RunContext, type TypedCommand } from './typed-command.js';
 import type { DeviceView, RequestView } from './views.js';
 import { describeCompatibility, mismatch, parseFor, type Compatibility, type DeviceFacts } from '../security/compatibility.js';
 import { prepareRelease, type Release } from './release.js';
@@ -451,6 +451,58 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
     })),
   };
 
+  const factsOf = (c: ClientRecord): DeviceFacts => server.factsOf(c);
+  const pushUsage = 'push <file> [--version X.Y.Z] [--to all|GROUP|ID|channel:C|type:T[,…]] [--for type=T|product=P|arch=A|channel=C|agent=RANGE …]';
+  const push: TypedCommand<{ file: string; version?: string; to?: string; for: string[] }, PushOutput> = {
+    usage: pushUsage,
+    help: 'sign a plugin module (or use its .nxt-signed file) and send it to every online client, or to those named (groups, id prefixes, channels, device types); '
+      + '--for signs into it what it is for: devices it is not for are skipped, and refuse it',
+    input: schema.object({
+      file: schema.string({ minLength: 1, description: 'the module on the server (an upload\'s "file")' }), version: schema.string({ pattern: '^\\d+\\.\\d+(\\.\\d+)?$' }),
+      to: schema.string({ minLength: 1 }), for: schema.strings(),
+    }, ['file']),
+    background: true,
+    reportsData: true,
+    parse: (words) => {
+      const { rest: unforked, values: forFlags } = takeRepeated(words, 'for');
+      const { positional, options } = takeOptions(unforked, ['version', 'to']);
+      const [file, extra] = positional;
+      if (file === undefined || extra !== undefined) throw new NxtError('usage', 'usage: push <file> [--version X.Y.Z] [--to all|GROUP|ID[,…]] [--for KEY=VALUE …]');
+      return { file, for: forFlags, ...(options.version === undefined ? {} : { version: options.version }), ...(options.to === undefined ? {} : { to: options.to }) };
+    },
+    run: async (input, rc) => {
+      const compatibility = parseFor(input.for);
+      const online = server.fleetOnline();
+      const named = input.to === undefined ? online : pickClients(online, input.to, factsOf);
+      const release = await prepareRelease(resolve(rc.cwd ?? process.cwd(), input.file), {
+        version: input.version, signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds, for: compatibility,
+      });
+      // A release for other kinds of device is not sent to them (they would refuse it).
+      const clients = named.filter((c) => {
+        const why = mismatch(release.manifest.for, factsOf(c));
+        if (why !== undefined) rc.say(`  ${shortId(c.id)} skipped: not for this device (${why})`);
+        return why === undefined;
+      });
+      if (clients.length === 0 && named.length > 0) {
+        throw new NxtError('no-clients', `push: ${release.manifest.name} is for ${describeCompatibility(release.manifest.for)}: none of the ${named.length} online client(s) named is; nothing sent`);
+      }
+      if (clients.length === 0) {
+        const known = server.fleetKnown().length;
+        // Nothing delivered is not "done": a script must not go on as if it were.
+        throw new NxtError('no-clients', known === 0
+          ? 'push: no clients are registered; nothing sent (start a client, then push again)'
+          : `push: none of the ${known} registered clients is online (no renewal within the lease); nothing sent`);
+      }
+      return pushRelease(o, release, clients, rc);
+    },
+    print: (r, rc) => [
+      // The console prints each result as it comes (server events); a ctl caller gets them here.
+      ...(rc.live ? [] : r.devices.map((d) => `  ${shortId(d.id)} ${d.address}  ${d.said}`)),
+      `push finished: ${r.done} done, ${r.failed} failed${r.deferred > 0 ? `, ${r.deferred} deferred` : ''}${r.already > 0 ? `, ${r.already} already installed` : ''}`,
+    ],
+    failure: (r) => (r.failed > 0 ? new NxtError('push-failed', `the push failed on ${r.failed} of ${r.devices.length} device(s)`) : undefined),
+  };
+
   type Decision = { device: string; state: Exclude<DeviceState, 'pending'>; changed: boolean; inventory: DeviceRecord['inventory'] };
   const decision = (name: string, state: Decision['state'], help: string): TypedCommand<{ device: string }, Decision> => ({
     usage: `${name} <ID>`,
@@ -487,11 +539,44 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
   };
 
   return {
-    clients, nodes, requests, versions, jobs, results, status, report, history, releases, tag: tagCommand(true), untag: tagCommand(false),
+    push, clients, nodes, requests, versions, jobs, results, status, report, history, releases, tag: tagCommand(true), untag: tagCommand(false),
     approve: decision('approve', 'approved', 'let a device into the fleet: it is registered now and receives pushes'),
     reject: decision('reject', 'rejected', 'turn a device away: it receives nothing (approve can still let it in later)'),
     revoke: decision('revoke', 'revoked', 'withdraw a device\'s key: its sessions end, its handshakes are refused, it leaves the fleet'),
     cancel,
+  };
+}
+
+/** What a push reports: the release, the counts, each device's result (`said`: as the console says it). */
+export interface PushOutput {
+  readonly push: { readonly name: string; readonly version: string; readonly size: number; readonly sha256: string };
+  readonly done: number;
+  readonly failed: number;
+  readonly deferred: number;
+  readonly already: number;
+  readonly devices: readonly {
+    readonly id: string; readonly address: string; readonly ok: boolean; readonly already: boolean; readonly result: string;
+    readonly message: string; readonly active?: string; readonly ms: number; readonly said: string;
+  }[];
+}
+
+/** Push `release` to `clients`, saying so and showing progress while it goes. */
+async function pushRelease(o: ServerReplOptions, release: Release, clients: ClientRecord[], rc: RunContext): Promise<PushOutput> {
+  const m = release.manifest;
+  rc.say(`push ${m.name} ${formatReleaseVersion(m.version)} (${size(m.size)}, sha256 ${m.sha256.slice(0, 12)}…) to ${clients.length} client(s)`);
+  const show = rc.progress ?? ((): void => undefined);
+  const ticker = progressTicker(o.server, o.clock, show, rc.bars === true);
+  const reports = await o.server.push(release, clients).finally(() => { clearInterval(ticker); show([]); });
+  const already = reports.filter((r) => r.already).length;
+  const ok = reports.filter((r) => r.ok).length - already;
+  const deferred = reports.filter((r) => r.outcome.code === ResultCode.deferred).length;
+  return {
+    push: { name: m.name, version: formatReleaseVersion(m.version), size: m.size, sha256: m.sha256 },
+    done: ok, failed: reports.length - ok - already - deferred, deferred, already,
+    devices: reports.map((r) => ({
+      id: r.client.id, address: displayAddress(r.client.peer), ok: r.ok, already: r.already, result: resultCodeName(r.outcome.code),
+      message: r.outcome.message, ...(r.outcome.active ? { active: formatReleaseVersion(r.outcome.active) } : {}), ms: Math.round(r.elapsedMs), said: describeOutcome(r),
+    })),
   };
 }
 
@@ -516,29 +601,11 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
   const factsOf = (c: ClientRecord): DeviceFacts => server.factsOf(c);
   /** A path the operator typed: relative to where they typed it (ctl sends its directory). */
   const local = (path: string): string => resolve(context.cwd ?? process.cwd(), path);
+  const typed = typedServerCommands(o);
+  /** `rollout latest`: a push as `push` makes it, reported the same way. */
   const pushAndReport = async (release: Release, clients: ClientRecord[]): Promise<void> => {
-    const m = release.manifest;
-    say(`push ${m.name} ${formatReleaseVersion(m.version)} (${size(m.size)}, sha256 ${m.sha256.slice(0, 12)}…) to ${clients.length} client(s)`);
-    const show = context.progress ?? ((lines: string[]): void => { for (const l of lines) say(l); });
-    const ticker = progressTicker(server, o.clock, show, context.bars === true);
-    const reports = await server.push(release, clients).finally(() => { clearInterval(ticker); show([]); });
-    // The console prints each result as it comes (server events); a ctl caller gets them here.
-    if (context.reportEachClient) for (const r of reports) say(`  ${shortId(r.client.id)} ${displayAddress(r.client.peer)}  ${describeOutcome(r)}`);
-    const already = reports.filter((r) => r.already).length;
-    const ok = reports.filter((r) => r.ok).length - already;
-    const deferred = reports.filter((r) => r.outcome.code === ResultCode.deferred).length;
-    const failed = reports.length - ok - already - deferred;
-    say(`push finished: ${ok} done, ${failed} failed${deferred > 0 ? `, ${deferred} deferred` : ''}${already > 0 ? `, ${already} already installed` : ''}`);
-    context.data?.({
-      push: { name: m.name, version: formatReleaseVersion(m.version), size: m.size, sha256: m.sha256 },
-      done: ok, failed, deferred, already,
-      devices: reports.map((r) => ({
-        id: r.client.id, address: displayAddress(r.client.peer), ok: r.ok, already: r.already, result: resultCodeName(r.outcome.code),
-        message: r.outcome.message, active: r.outcome.active ? formatReleaseVersion(r.outcome.active) : undefined, ms: Math.round(r.elapsedMs),
-      })),
-    });
-    // A script must not read "done" where a device did not get it (the console has said so).
-    if (failed > 0 && context.data) throw new NxtError('push-failed', `the push failed on ${failed} of ${reports.length} device(s)`);
+    const run = consoleCommand({ ...typed.push!, parse: () => undefined, run: (_input: unknown, rc: RunContext) => pushRelease(o, release, clients, rc) }, say, context);
+    await run.run([]);
   };
   /** `rollout start`: which release, to whom, in which stages. */
   const startCampaign = async (rollouts: Rollouts, args: string[]): Promise<void> => {
@@ -608,42 +675,7 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
   };
   const commands: Record<string, Command> = {
     help: helpCommand(() => commands, say),
-    ...Object.fromEntries(Object.entries(typedServerCommands(o)).map(([name, c]) => [name, consoleCommand(c, say)])),
-    push: {
-      background: true,
-      usage: 'push <file> [--version X.Y.Z] [--to all|GROUP|ID|channel:C|type:T[,…]] [--for type=T|product=P|arch=A|channel=C|agent=RANGE …]',
-      help: 'sign a plugin module (or use its .nxt-signed file) and send it to every online client, or to those named (groups, id prefixes, channels, device types); '
-        + '--for signs into it what it is for: devices it is not for are skipped, and refuse it',
-      run: async (args) => {
-        const { rest: unforked, values: forFlags } = takeRepeated(args, 'for');
-        const { positional, options } = takeOptions(unforked, ['version', 'to']);
-        const [file, extra] = positional;
-        if (file === undefined || extra !== undefined) throw new NxtError('usage', 'usage: push <file> [--version X.Y.Z] [--to all|GROUP|ID[,…]] [--for KEY=VALUE …]');
-        const compatibility = parseFor(forFlags);
-        const online = server.fleetOnline();
-        const named = options.to === undefined ? online : pickClients(online, options.to, factsOf);
-        const release = await prepareRelease(local(file), {
-          version: options.version, signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds, for: compatibility,
-        });
-        // A release for other kinds of device is not sent to them (they would refuse it).
-        const clients = named.filter((c) => {
-          const why = mismatch(release.manifest.for, factsOf(c));
-          if (why !== undefined) say(`  ${shortId(c.id)} skipped: not for this device (${why})`);
-          return why === undefined;
-        });
-        if (clients.length === 0 && named.length > 0) {
-          throw new NxtError('no-clients', `push: ${release.manifest.name} is for ${describeCompatibility(release.manifest.for)}: none of the ${named.length} online client(s) named is; nothing sent`);
-        }
-        if (clients.length === 0) {
-          const known = server.fleetKnown().length;
-          // Nothing delivered is not "done": a script must not go on as if it were.
-          throw new NxtError('no-clients', known === 0
-            ? 'push: no clients are registered; nothing sent (start a client, then push again)'
-            : `push: none of the ${known} registered clients is online (no renewal within the lease); nothing sent`);
-        }
-        await pushAndReport(release, clients);
-      },
-    },
+    ...Object.fromEntries(Object.entries(typed).map(([name, c]) => [name, consoleCommand(c, say, context)])),
     rollout: {
       background: (args) => args[0] === 'latest',
       usage: 'rollout start|status|pause|resume|cancel|latest …',

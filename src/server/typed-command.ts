@@ -9,6 +9,21 @@ import type { Ajv as AjvClass, ErrorObject, ValidateFunction } from 'ajv';
 import { NxtError } from '../errors.js';
 import type { Command } from '../util/repl.js';
 
+/** What a front end gives a command while it runs. */
+export interface RunContext {
+  /** Lines said while it runs (what it skipped, what it starts): shown as they come at the
+   *  console and ctl; the API leaves them out (GET /api/v1/events carries what happens). */
+  say(line: string): void;
+  /** Relative paths start here (ctl: the caller's directory); default: the server's. */
+  readonly cwd?: string;
+  /** Where progress goes (the console redraws it in place); absent: none is shown. */
+  readonly progress?: (lines: string[]) => void;
+  /** Progress as a bar per device (a terminal). */
+  readonly bars?: boolean;
+  /** The front end shows each device's result as it lands (the console's events): not again. */
+  readonly live?: boolean;
+}
+
 export interface TypedCommand<I, O> {
   readonly usage: string;
   readonly help: string;
@@ -16,27 +31,53 @@ export interface TypedCommand<I, O> {
   readonly input: object;
   /** The console's words (without --json) as input; throws NxtError('usage', …). */
   parse(words: string[]): I;
-  run(input: I): Promise<O> | O;
+  run(input: I, context: RunContext): Promise<O> | O;
   /** The output as the console's lines. */
-  print(output: O): string[];
+  print(output: O, context: RunContext): string[];
   /** What `--json` prints at the console and ctl, when not the output itself (a form scripts
    *  relied on before the command was typed). */
   json?(output: O): unknown;
+  /** An output that is a failure although the command ran (a push that failed on a device): ctl
+   *  exits 1 and the API answers 422, both with the output. */
+  failure?(output: O): NxtError | undefined;
+  /** At the console, not waited for: its output follows as it happens. */
+  readonly background?: boolean;
+  /** Its output goes to ctl's --json envelope as data (what scripts read of a push). */
+  readonly reportsData?: boolean;
+}
+
+/** What the console or ctl gives its commands (server-repl.ts CommandContext). */
+export interface ConsoleContext {
+  readonly cwd?: string;
+  readonly data?: (value: unknown) => void;
+  readonly bars?: boolean;
+  readonly progress?: (lines: string[]) => void;
+  /** No live events to show each device's result (ctl): the command lists them at the end. */
+  readonly reportEachClient?: boolean;
 }
 
 /** A typed command of any input and output (what the front ends hold in their tables). */
 export type AnyTypedCommand = TypedCommand<any, unknown>;
 
 /** The console's (and ctl's) form of a typed command: words in, lines out, or one JSON line with --json. */
-export function consoleCommand(c: AnyTypedCommand, say: (line: string) => void): Command {
+export function consoleCommand(c: AnyTypedCommand, say: (line: string) => void, context: ConsoleContext = {}): Command {
   return {
     usage: c.usage,
     help: c.help,
+    ...(c.background ? { background: true } : {}),
     run: async (args) => {
       const json = args.includes('--json');
-      const output = await c.run(c.parse(args.filter((a) => a !== '--json')));
+      const run: RunContext = {
+        say, cwd: context.cwd, live: context.reportEachClient !== true, bars: context.bars,
+        progress: context.progress ?? ((lines) => { for (const l of lines) say(l); }),
+      };
+      const output = await c.run(c.parse(args.filter((a) => a !== '--json')), run);
       if (json) say(JSON.stringify(c.json ? c.json(output) : output));
-      else for (const line of c.print(output)) say(line);
+      else for (const line of c.print(output, run)) say(line);
+      if (c.reportsData) context.data?.(c.json ? c.json(output) : output);
+      // A script must not read "done" where it was not (the console has said what happened).
+      const failure = c.failure?.(output);
+      if (failure && context.data) throw failure;
     },
   };
 }
@@ -44,8 +85,9 @@ export function consoleCommand(c: AnyTypedCommand, say: (line: string) => void):
 let ajv: AjvClass | undefined;
 const validators = new WeakMap<object, ValidateFunction>();
 
-/** The API's form: a JSON body, checked against the command's schema, then run. */
-export async function runWithJson(c: AnyTypedCommand, body: unknown): Promise<unknown> {
+/** The API's form: a JSON body, checked against the command's schema, then run (`cwd`: where
+ *  relative paths start). */
+export async function runWithJson(c: AnyTypedCommand, body: unknown, cwd?: string): Promise<unknown> {
   let validate = validators.get(c.input);
   if (!validate) {
     // Loaded when the API first runs a command: a console that never does need not pay for it.
@@ -54,7 +96,7 @@ export async function runWithJson(c: AnyTypedCommand, body: unknown): Promise<un
     validators.set(c.input, validate);
   }
   if (!validate(body)) throw new NxtError('usage', `the body does not fit ${c.usage}: ${(validate.errors ?? []).map(describe).join('; ')}`);
-  return c.run(body);
+  return c.run(body, { say: () => undefined, cwd, live: false });
 }
 
 function describe(e: ErrorObject): string {

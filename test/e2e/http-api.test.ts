@@ -49,6 +49,11 @@ describe('the HTTP API', () => {
     expect(await pushed.json()).toMatchObject({ ok: true, data: [expect.objectContaining({ done: 1, failed: 0 })] });
     await device.waitFor('Major = 8');
     expect(await (await api('/history')).json()).toEqual([expect.objectContaining({ module: 'libfunctional_2_0.mjs', result: 'ok' })]);
+    // The same push as a typed command: its input as JSON, its outcome as the output.
+    const again = await api('/commands/push', { method: 'POST', body: JSON.stringify({ file: push[1], to: requests[0]!.id.slice(0, 8) }) });
+    expect(again.status).toBe(200);
+    expect(await again.json()).toMatchObject({ ok: true, command: 'push', output: { done: 0, failed: 0, already: 1, devices: [expect.objectContaining({ id: requests[0]!.id, already: true })] } });
+    expect((await api('/commands/push', { method: 'POST', body: JSON.stringify({ file: push[1], version: 'two' }) })).status).toBe(400);
 
     // Asked wrongly: 400 with the reason; a command that fails: 422.
     const bogus = await api('/commands', { method: 'POST', body: JSON.stringify({ words: ['frobnicate'] }) });
@@ -70,7 +75,7 @@ describe('the HTTP API', () => {
     expect(await tagged.json()).toEqual({ ok: true, command: 'tag', output: { device: id, group: 'kiosks', changed: true, tags: ['kiosks'] } });
     expect(await (await api('/commands/clients', { method: 'POST', body: '{}' })).json()).toMatchObject({ ok: true, output: [expect.objectContaining({ id, tags: ['kiosks'] })] });
     // Query string input for the GET resources: ?last=1, ?device=…; a bad one is 400, not a crash.
-    expect(await (await api(`/history?device=${id.slice(0, 8)}&last=1`)).json()).toEqual([expect.objectContaining({ client: id, result: 'ok' })]);
+    expect(await (await api(`/history?device=${id.slice(0, 8)}&last=1`)).json()).toEqual([expect.objectContaining({ client: id, result: 'already installed' })]);
     expect((await api('/history?last=0')).status).toBe(400);
     const unknownField = await api('/commands/tag', { method: 'POST', body: JSON.stringify({ device: id, group: 'kiosks', colour: 'red' }) });
     expect(unknownField.status).toBe(400);

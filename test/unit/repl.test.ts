@@ -20,7 +20,7 @@ import { tempDir } from '../support/processes.js';
 let server: NxtServer | undefined;
 afterEach(async () => { await server?.close(); });
 
-async function console_(): Promise<{ type: (l: string) => Promise<string>; exited: () => boolean }> {
+async function console_(): Promise<{ type: (l: string, until?: RegExp) => Promise<string>; exited: () => boolean }> {
   const { signer } = loadOrCreateReleaseKey(tempDir('nxt-repl-'), (n) => randomBytes(n));
   const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
   const channel = new ServerChannel({
@@ -39,13 +39,14 @@ async function console_(): Promise<{ type: (l: string) => Promise<string>; exite
     server, signer, publicKey: signer.publicKey, clock: systemClock, wallClock: systemWallClock, input, output, history, releases, prepareStored,
     onExit: () => { exited = true; },
   }).start();
-  // Each command ends when the next prompt appears.
-  const type = (line: string): Promise<string> => new Promise((resolve, reject) => {
+  // Each command ends when the next prompt appears; a background one's (push) output follows the
+  // prompt, as it happens: `until` says what to wait for then.
+  const type = (line: string, until?: RegExp): Promise<string> => new Promise((resolve, reject) => {
     const from = text.length;
     const timer = setTimeout(() => reject(new Error(`no prompt after "${line}": ${text.slice(from)}`)), 5000);
     const check = (): void => {
       const out = text.slice(from);
-      if (out.endsWith('NxtServer# ')) { clearTimeout(timer); output.off('data', check); resolve(out); }
+      if (until ? until.test(out) : out.endsWith('NxtServer# ')) { clearTimeout(timer); output.off('data', check); resolve(out); }
     };
     output.on('data', check);
     input.write(`${line}\n`);
@@ -82,7 +83,7 @@ describe('the server console', () => {
     expect(await c.type('tag abc all')).toMatch(/not "all"/);
     expect(await c.type('tag abc kiosks')).toMatch(/no client has an id starting "abc"/);
     expect(await c.type('approve abc')).toMatch(/no device has an id starting "abc"/);
-    expect(await c.type('push x_1_0.mjs --to nobody')).toMatch(/error/);
+    expect(await c.type('push x_1_0.mjs --to nobody', /error.*\n/)).toMatch(/error \[no-such-client\]: "nobody" is neither a group/);
   });
 
   it('says when there is no history yet, and answers --json with JSON', async () => {
