@@ -150,7 +150,7 @@ export class Cluster {
   /** The live nodes, as last read. */
   nodes(): NodeRow[] { return [...this.live.values()]; }
 
-  /** The devices other live nodes hold (online if their node renewed them lately). */
+  /** The devices other nodes hold: online while their node is alive and saw them lately. */
   remoteClients(): readonly ClientRecord[] { return this.remote; }
 
   async close(): Promise<void> {
@@ -164,6 +164,8 @@ export class Cluster {
     const now = this.o.wallClock.wallNow().getTime();
     const rows = await this.o.store.nodes();
     this.live = new Map(rows.filter((n) => n.name !== this.o.name && n.heartbeatAt !== '' && now - Date.parse(n.heartbeatAt) < NODE_TIMEOUT_MS).map((n) => [n.name, n]));
+    // A node seen gone: its devices are offline from this moment, as `nodes` says it is gone.
+    for (const c of this.remote) if (!this.live.has(c.node!)) c.lastSeen = Number.NEGATIVE_INFINITY;
     return rows;
   }
 
