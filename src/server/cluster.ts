@@ -292,14 +292,20 @@ export class Cluster {
       await this.refreshNodes();
       const waited = Date.now() - started;
       for (const node of new Set(rows.filter((r) => r.state !== 'done').map((r) => r.node))) {
-        const gone = !this.live.has(node);
-        const untaken = waited > UNCLAIMED_MS && rows.some((r) => r.node === node && r.state === 'queued');
-        if (!gone && !untaken) continue;
-        const why = gone ? `node ${node} stopped answering` : `node ${node} did not take the push within ${UNCLAIMED_MS / 1000} s`;
+        const why = this.unanswered(node, waited, rows.some((r) => r.node === node && r.state === 'queued'), 'the push');
+        if (why === undefined) continue;
         await store.failRemotePushes(batch, node, () => ({ ok: false, already: false, code: ResultCode.timeout, message: why, elapsedMs: Date.now() - started } satisfies WireReport));
       }
       await this.resultOrSecond();
     }
+  }
+
+  /** Why work handed to `node` `waited` ms ago will not be answered: the node is gone, or it
+   *  never took the work (`queued`: not yet claimed) within UNCLAIMED_MS; undefined: wait on. */
+  private unanswered(node: string, waited: number, queued: boolean, what: string): string | undefined {
+    if (!this.live.has(node)) return `node ${node} stopped answering`;
+    if (queued && waited > UNCLAIMED_MS) return `node ${node} did not take ${what} within ${UNCLAIMED_MS / 1000} s`;
+    return undefined;
   }
 
   /** Until a node says it wrote results (NOTIFY), or a second has passed. */
@@ -333,8 +339,7 @@ export class Cluster {
         return result.changed;
       }
       await this.refreshNodes();
-      const why = !this.live.has(node) ? `node ${node} stopped answering`
-        : Date.now() - started > UNCLAIMED_MS && row?.state === 'queued' ? `node ${node} did not take it within ${UNCLAIMED_MS / 1000} s` : undefined;
+      const why = this.unanswered(node, Date.now() - started, row?.state === 'queued', 'it');
       if (why !== undefined) {
         await this.o.store.finishRemoteCommand({ batch }, { ok: false, code: 'node-gone', message: why } satisfies CommandResult);
         continue; // its answer may have come first

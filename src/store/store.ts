@@ -279,7 +279,7 @@ export class Store {
   }
 
   /** Bytes go to and from PostgreSQL as base64 text (its driver would use hex, half again as
-   *  long: 16 MiB read back in ~130 ms instead of ~230 here). */
+   *  long: 16 MiB read back in ~130–190 ms instead of ~180–230 here; docs/benchmarks.md). */
   putReleaseFile(r: { sha256: string; name: string; doc: unknown; bytes: Uint8Array; presigned?: string; approval?: string }): Promise<void> {
     const pg = this.engine.kind === 'postgres';
     return this.write([{
@@ -314,9 +314,15 @@ export class Store {
 
   /** The pushes waiting for `node`, now its own: no other process claims them (SKIP LOCKED). */
   async claimRemotePushes(node: string): Promise<{ id: number; batch: string; device: string; sha256: string }[]> {
+    return this.claim<{ batch: string; device: string; sha256: string }>('remote_pushes', node, 'batch, device, sha256');
+  }
+
+  /** The rows of `table` queued for `node`, marked running and returned: no other process
+   *  claims them (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite has one writer). */
+  private async claim<Row extends object>(table: 'remote_pushes' | 'remote_commands', node: string, columns: string): Promise<(Row & { id: number })[]> {
     const lock = this.engine.kind === 'postgres' ? ' FOR UPDATE SKIP LOCKED' : '';
-    const rows = await this.engine.query<{ id: number | string; batch: string; device: string; sha256: string }>(
-      `UPDATE remote_pushes SET state = 'running' WHERE id IN (SELECT id FROM remote_pushes WHERE node = ? AND state = 'queued' ORDER BY id${lock}) RETURNING id, batch, device, sha256`,
+    const rows = await this.engine.query<Row & { id: number | string }>(
+      `UPDATE ${table} SET state = 'running' WHERE id IN (SELECT id FROM ${table} WHERE node = ? AND state = 'queued' ORDER BY id${lock}) RETURNING id, ${columns}`,
       [node],
     );
     return rows.map((r) => ({ ...r, id: Number(r.id) }));
@@ -344,12 +350,8 @@ export class Store {
 
   /** The commands waiting for `node`, now its own (SKIP LOCKED, as pushes). */
   async claimRemoteCommands(node: string): Promise<{ id: number; device: string; command: string; args: unknown }[]> {
-    const lock = this.engine.kind === 'postgres' ? ' FOR UPDATE SKIP LOCKED' : '';
-    const rows = await this.engine.query<{ id: number | string; device: string; command: string; doc: string }>(
-      `UPDATE remote_commands SET state = 'running' WHERE id IN (SELECT id FROM remote_commands WHERE node = ? AND state = 'queued' ORDER BY id${lock}) RETURNING id, device, command, doc`,
-      [node],
-    );
-    return rows.map((r) => ({ id: Number(r.id), device: r.device, command: r.command, args: JSON.parse(r.doc) as unknown }));
+    const rows = await this.claim<{ device: string; command: string; doc: string }>('remote_commands', node, 'device, command, doc');
+    return rows.map((r) => ({ id: r.id, device: r.device, command: r.command, args: JSON.parse(r.doc) as unknown }));
   }
 
   /** A command's result (`batch`: all of the asker's rows for it; `id`: one claimed row). */
