@@ -193,6 +193,7 @@ program.action(async (flags: ServerFlags) => {
     const jobs: JobServer = new JobServer({
       store: jobStore, stateDir: opts.stateDir, channel, clock: systemClock, wallClock: systemWallClock, notifier, sender: { peerTimeoutMs },
       approved: (id: string): boolean => server.registry.get(id) !== undefined,
+      fetchFile: cluster && ((sha256, size, dest) => cluster.fetchFile(sha256, size, dest)),
     });
     const server: NxtServer = new NxtServer({
       jobs, notifier, behindAfterMs: opts.behindAfter === undefined ? undefined : Number(opts.behindAfter) * 1000,
@@ -229,7 +230,7 @@ program.action(async (flags: ServerFlags) => {
     const consoleOptions: ServerReplOptions = {
       server, signer, publicKey, clock: systemClock, wallClock: systemWallClock,
       input: process.stdin, output: process.stdout, headless: mode.headless, onExit: stop, onEnd: inputEnded, manifestTtlSeconds,
-      history, releases, prepareStored, rollouts, historyFile: join(opts.stateDir, 'console-history'), jobs: { store: jobStore, stateDir: opts.stateDir }, tokens,
+      history, releases, prepareStored, rollouts, historyFile: join(opts.stateDir, 'console-history'), jobs: { store: jobStore, stateDir: opts.stateDir, share: cluster && ((sha256, path, size) => cluster.shareFile(sha256, path, size)) }, tokens,
     };
     jobs.on('job-result', (job) => server.emit('job-result', job));
     jobs.on('report-queued', (job) => server.emit('report-queued', job));

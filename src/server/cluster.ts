@@ -7,8 +7,8 @@
  *   session index it hands out (the connection id names the node that holds the session);
  * - saves the devices it holds with its name (`registrations.node`), and reads the others' every
  *   REFRESH_MS, so its console lists and targets the whole fleet;
- * - turns a push to devices another node holds into rows of `remote_pushes` (the release's bytes
- *   in `release_files`), which that node claims (FOR UPDATE SKIP LOCKED), carries out and answers
+ * - turns a push to devices another node holds into rows of `remote_pushes` (the release in
+ *   `release_files`, its bytes in parts: shared-files.ts), which that node claims (FOR UPDATE SKIP LOCKED), carries out and answers
  *   in the same rows; NOTIFY wakes it, a check every REFRESH_MS makes up for a missed wake-up;
  *   commands for one such device (tag, untag) go the same way through `remote_commands`;
  * - treats a node whose heartbeat is older than NODE_TIMEOUT_MS as gone: its pushes in progress
@@ -31,6 +31,7 @@ import type { ClientRecord } from './registry.js';
 import { LAST_SEEN_SAVE_MS } from './registry-saver.js';
 import type { NxtServer, PushReport, TrialOutcome } from './server.js';
 import type { CampaignRecord } from './campaign.js';
+import { PARTS_CHANNEL, readParts, writeParts } from './shared-files.js';
 
 /** A remote command's answer, as the node that carried it out wrote it. */
 type CommandResult = { ok: true; changed: boolean } | { ok: false; code: string; message: string };
@@ -102,8 +103,11 @@ export class Cluster {
   private readonly resultWaiters = new Set<() => void>();
   private lastEvent = 0;
   private prunedAt = 0;
-  /** Releases whose bytes are in the database already. */
-  private readonly shared = new Set<string>();
+  /** Files whose bytes are in the database (or on their way there), by sha256: `first` once a
+   *  reader may start, `all` once every part is there. */
+  private readonly shares = new Map<string, { first: Promise<void>; all: Promise<void> }>();
+  /** Waiters for a part of a shared file, woken by NOTIFY nxt_parts. */
+  private readonly partWaiters = new Set<() => void>();
   private reading = false;
   private campaigns: CampaignTaker | undefined;
 
@@ -135,6 +139,7 @@ export class Cluster {
     const engine = this.o.store.engine;
     await engine.listen?.('nxt_work', () => { void this.work(); });
     await engine.listen?.('nxt_results', () => { for (const w of this.resultWaiters) w(); });
+    await engine.listen?.(PARTS_CHANNEL, () => { for (const w of this.partWaiters) w(); });
     await engine.listen?.('nxt_events', () => { void this.readEvents().catch((err: unknown) => this.o.warn(`several nodes: ${errorMessage(err)}`)); });
     this.lastEvent = await this.o.store.lastEventId();
     await this.refresh();
@@ -267,10 +272,19 @@ export class Cluster {
     const m = release.manifest;
     const store = this.o.store;
     const started = Date.now();
-    await this.shareRelease(release);
+    // The other nodes start as soon as the release's first part is there, and read the rest as
+    // it is written.
+    const sharing = this.share(release);
+    await sharing.first;
     const batch = randomBytes(8).toString('hex');
     // The rows and the wake-up in one transaction: NOTIFY is delivered when it commits.
     await store.addRemotePushes(batch, clients.map((c) => ({ node: c.node!, device: c.id, sha256: m.sha256 })), this.o.wallClock.wallNow().toISOString(), 'nxt_work');
+    // Cut short, the share would leave the other nodes waiting for parts that never come.
+    sharing.all.catch(async (err: unknown) => {
+      for (const node of new Set(clients.map((c) => c.node!))) {
+        await store.failRemotePushes(batch, node, () => ({ ok: false, already: false, code: ResultCode.timeout, message: `the release could not be shared with node ${node}: ${errorMessage(err)}`, elapsedMs: Date.now() - started } satisfies WireReport)).catch(() => {});
+      }
+    });
     const byId = new Map(clients.map((c) => [c.id, c]));
     const reports = new Map<string, PushReport>();
     for (;;) {
@@ -348,19 +362,60 @@ export class Cluster {
     }
   }
 
-  /** The release's bytes in the database (once per content), for any node that pushes it later:
-   *  to devices it holds, or in a campaign it takes over. */
+  /** The release in the database (once per content), for any node that pushes it later: to
+   *  devices it holds, or in a campaign it takes over. Resolves once all of it is there. */
   async shareRelease(release: Release): Promise<void> {
+    await this.share(release).all;
+  }
+
+  private share(release: Release): { first: Promise<void>; all: Promise<void> } {
     const m = release.manifest;
-    if (this.shared.has(m.sha256)) return;
-    const presigned = release.presigned ? readFileSync(release.path + PRESIGNED_SUFFIX, 'utf8') : undefined;
-    if (!presigned && !this.o.signer) throw new NxtError('no-signer', `${m.name} cannot be shared with the other nodes: this node keeps no release key to approve it`);
-    await this.o.store.putReleaseFile({
-      sha256: m.sha256, name: m.name, bytes: readFileSync(release.path), presigned,
-      approval: presigned ? undefined : Buffer.from(signApproval(m, this.o.signer!)).toString('base64'),
-      doc: { name: m.name, version: m.version, sha256: m.sha256, size: m.size, ...(m.for === undefined ? {} : { for: m.for }) },
+    const known = this.shares.get(m.sha256);
+    if (known) return known;
+    let firstWritten!: () => void;
+    const written = new Promise<void>((resolve) => { firstWritten = resolve; });
+    const all = (async () => {
+      const presigned = release.presigned ? readFileSync(release.path + PRESIGNED_SUFFIX, 'utf8') : undefined;
+      if (!presigned && !this.o.signer) throw new NxtError('no-signer', `${m.name} cannot be shared with the other nodes: this node keeps no release key to approve it`);
+      await this.o.store.putReleaseFile({
+        sha256: m.sha256, name: m.name, presigned,
+        approval: presigned ? undefined : Buffer.from(signApproval(m, this.o.signer!)).toString('base64'),
+        doc: { name: m.name, version: m.version, sha256: m.sha256, size: m.size, ...(m.for === undefined ? {} : { for: m.for }) },
+      });
+      await writeParts(this.o.store, m.sha256, release.path, m.size, firstWritten);
+    })();
+    const entry = { first: Promise.race([written, all]), all };
+    this.shares.set(m.sha256, entry);
+    // A share that failed is tried again by the next push of the same release.
+    all.catch(() => { if (this.shares.get(m.sha256) === entry) this.shares.delete(m.sha256); });
+    entry.first.catch(() => { /* the caller awaits `all` too, or the push says it */ });
+    return entry;
+  }
+
+  /** A file a job sends to devices other nodes hold (`size` bytes at `path`, already hashed to
+   *  `sha256`), in the database for them; resolves once all of it is there. */
+  async shareFile(sha256: string, path: string, size: number): Promise<void> {
+    const known = this.shares.get(sha256);
+    if (known) return known.all;
+    const all = writeParts(this.o.store, sha256, path, size);
+    const entry = { first: all, all };
+    this.shares.set(sha256, entry);
+    all.catch(() => { if (this.shares.get(sha256) === entry) this.shares.delete(sha256); });
+    return all;
+  }
+
+  /** A file another node shared (shareFile), into `dest`, checked against its sha256. */
+  fetchFile(sha256: string, size: number, dest: string): Promise<void> {
+    return readParts(this.o.store, sha256, size, dest, () => this.partOrWhile());
+  }
+
+  /** Until another node says it wrote a part (NOTIFY), or a quarter of a second has passed. */
+  private partOrWhile(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const wake = (): void => { clearTimeout(t); this.partWaiters.delete(wake); resolve(); };
+      const t = setTimeout(wake, 250);
+      this.partWaiters.add(wake);
     });
-    this.shared.add(m.sha256);
   }
 
   /** Carry out the pushes and commands other nodes handed us. */
@@ -431,22 +486,32 @@ export class Cluster {
     const row = await this.o.store.releaseFile(sha256);
     if (!row) throw new Error(`release ${sha256.slice(0, 12)}… is not in the database`);
     const d = JSON.parse(row.doc) as Omit<StoredRelease, 'file' | 'presigned' | 'storedAt'>;
-    // Nothing is signed here for bytes the release key did not approve (whoever wrote the row).
-    const actual = createHash('sha256').update(row.bytes).digest('hex');
-    const identity = { name: d.name, version: d.version, size: row.bytes.length, sha256: actual, for: d.for };
-    if (actual !== sha256 || (row.presigned === null && (row.approval === null || !verifyApproval(identity, Buffer.from(row.approval, 'base64'), this.o.publicKey)))) {
+    // Nothing is signed here for bytes the release key did not approve (whoever wrote the row):
+    // the approval names the content (sha256 and size), and the bytes are read against it.
+    const identity = { name: d.name, version: d.version, size: d.size, sha256, for: d.for };
+    if (d.sha256 !== sha256 || (row.presigned === null && (row.approval === null || !verifyApproval(identity, Buffer.from(row.approval, 'base64'), this.o.publicKey)))) {
       throw new NxtError('bad-signature', `release ${d.name} (${sha256.slice(0, 12)}…) in the database does not carry the release key's approval for its bytes: refused`);
     }
     const dir = join(this.o.stateDir, 'releases', sha256);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const file = join(dir, /^[\w.-]+$/.test(row.name) && !row.name.startsWith('.') ? row.name : 'module.mjs');
     if (!existsSync(file)) {
-      const tmp = `${file}.tmp-${process.pid}`;
-      writeFileSync(tmp, row.bytes, { mode: 0o600 });
-      renameSync(tmp, file);
+      if (row.inParts) {
+        await readParts(this.o.store, sha256, d.size, file, () => this.partOrWhile());
+      } else {
+        // Written by a node older than schema version 6: the bytes whole, in the row.
+        const bytes = await this.o.store.releaseBytes(sha256);
+        if (!bytes || bytes.length !== d.size || createHash('sha256').update(bytes).digest('hex') !== sha256) {
+          throw new NxtError('bad-signature', `release ${d.name} (${sha256.slice(0, 12)}…) in the database does not match its approval: refused`);
+        }
+        const tmp = `${file}.tmp-${process.pid}`;
+        writeFileSync(tmp, bytes, { mode: 0o600 });
+        renameSync(tmp, file);
+      }
     }
     if (row.presigned !== null) writeFileSync(file + PRESIGNED_SUFFIX, row.presigned, { mode: 0o600 });
-    this.shared.add(sha256); // it came from the database: pushing it here must not send it back
+    // It came from the database: pushing it here must not send it back.
+    this.shares.set(sha256, { first: Promise.resolve(), all: Promise.resolve() });
     return { ...d, file, presigned: row.presigned !== null, storedAt: this.o.wallClock.wallNow().toISOString() };
   }
 }

@@ -4,7 +4,7 @@
  * Uploads and puts are the same resumable transfers as module pushes, in either direction.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { errorMessage, NxtError } from '../errors.js';
@@ -46,6 +46,8 @@ export class JobServer extends EventEmitter {
   private readonly resultTimers = new Map<number, NodeJS.Timeout>();
   /** Devices whose status report is being queued (saved) right now. */
   private readonly queueingReport = new Set<string>();
+  /** Files being fetched from the database for jobs queued at another node, by sha256. */
+  private readonly fetching = new Set<string>();
 
   constructor(private readonly o: {
     readonly store: JobStore;
@@ -57,6 +59,8 @@ export class JobServer extends EventEmitter {
     readonly sender?: Partial<SenderOptions>;
     /** Whether a device is in the fleet (approved): others get no jobs. */
     readonly approved: (device: string) => boolean;
+    /** Several nodes: fetch a file another node queued a job with (Cluster.fetchFile). */
+    readonly fetchFile?: (sha256: string, size: number, dest: string) => Promise<void>;
   }) {
     super();
   }
@@ -123,12 +127,47 @@ export class JobServer extends EventEmitter {
   }
 
   private onPoll(seq: number, from: AuthenticatedPeer): void {
-    const job = this.o.approved(from.clientId) ? this.o.store.nextFor(from.clientId) : undefined;
+    let job = this.o.approved(from.clientId) ? this.o.store.nextFor(from.clientId) : undefined;
+    // A job that sends a file waits (the device polls again) until the file is here.
+    if (job && this.sendsFile(job) && !this.fileHere(job)) job = undefined;
     const kind = job ? JobKind[job.kind] : 0;
     this.o.channel.send(encode({ type: 'job', seq, jobId: job?.id ?? 0, kind, params: job ? JSON.stringify(job.params) : '' }), from);
     if (!job) return;
     if (job.state === 'queued') this.saveSoon(job, { state: 'sent' });
-    if ((job.kind === 'put' || job.kind === 'config' || job.kind === 'install') && job.source !== undefined && ![...this.puts.values()].some((p) => p.job.id === job.id)) this.startPut(job, from);
+    if (this.sendsFile(job) && ![...this.puts.values()].some((p) => p.job.id === job.id)) this.startPut(job, from);
+  }
+
+  private sendsFile(job: Job): boolean {
+    return (job.kind === 'put' || job.kind === 'config' || job.kind === 'install') && job.source !== undefined;
+  }
+
+  /** This node's copy of the file a job sends: where the console put it (put/<sha256>), by
+   *  content, whichever node queued the job. */
+  private fileOf(job: Job): string {
+    return join(this.o.stateDir, 'put', String(job.params.sha256));
+  }
+
+  /**
+   * Whether the job's file is here to send. A job queued at another node (several nodes) has
+   * its file in the database: fetched now, in the background, for the device's next poll. A file
+   * that cannot be had fails its job, with the reason.
+   */
+  private fileHere(job: Job): boolean {
+    if (existsSync(this.fileOf(job))) return true;
+    const sha256 = String(job.params.sha256);
+    const fail = (why: string): void => {
+      this.saveSoon(job, { state: 'failed', result: 'transfer failed', message: why }, () => this.emit('job-result', job));
+    };
+    if (!this.o.fetchFile) {
+      fail(`the file to send is no longer at ${this.fileOf(job)}`);
+    } else if (!this.fetching.has(sha256)) {
+      this.fetching.add(sha256);
+      mkdirSync(join(this.o.stateDir, 'put'), { recursive: true, mode: 0o700 });
+      void this.o.fetchFile(sha256, Number(job.params.size), this.fileOf(job))
+        .catch((err: unknown) => fail(`its file could not be fetched from the database: ${errorMessage(err)}`))
+        .finally(() => this.fetching.delete(sha256));
+    }
+    return false;
   }
 
   private startPut(job: Job, to: AuthenticatedPeer): void {
@@ -137,7 +176,7 @@ export class JobServer extends EventEmitter {
     const name = String(job.params.name).split('/').pop()!.slice(0, 64);
     const newId = (): number => randomBytes(4).readUInt32BE(0) || 1;
     let transferId = newId();
-    const file = new OutgoingFile(transferId, Math.ceil(size / JOB_CHUNK_BYTES), new SessionDataWire({ path: job.source!, size, chunkSize: JOB_CHUNK_BYTES }, (bytes) => this.o.channel.send(bytes, to)), {
+    const file = new OutgoingFile(transferId, Math.ceil(size / JOB_CHUNK_BYTES), new SessionDataWire({ path: this.fileOf(job), size, chunkSize: JOB_CHUNK_BYTES }, (bytes) => this.o.channel.send(bytes, to)), {
       send: (bytes) => this.o.channel.send(bytes, to),
       encodeOffer: (id) => encode({ type: 'fileOffer', transferId: id, jobId: job.id, size, chunkSize: JOB_CHUNK_BYTES, sha256, name }),
       renumber: () => {

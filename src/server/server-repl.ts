@@ -52,7 +52,12 @@ export interface ServerReplOptions {
   /** Typed commands kept across sessions (a terminal only). */
   readonly historyFile?: string;
   /** Maintenance jobs: their queue, and where files to put are kept. */
-  readonly jobs?: { readonly store: JobStore; readonly stateDir: string };
+  readonly jobs?: {
+    readonly store: JobStore;
+    readonly stateDir: string;
+    /** Several nodes: put a job's file where the node holding its device can fetch it. */
+    readonly share?: (sha256: string, path: string, size: number) => Promise<void>;
+  };
   /** Modules pushed so far, for `rollout latest`. */
   readonly releases: ReleaseStore;
   readonly prepareStored: (stored: StoredRelease) => Promise<Release>;
@@ -819,9 +824,11 @@ export function serverCommands(o: ServerReplOptions, say: (line: string) => void
             params = { dir: a, olderThanMs: options['older-than'] === undefined ? undefined : parseDuration(options['older-than']) };
             break;
         }
-        const away = source === undefined ? [] : devices.filter((d) => d.node !== undefined);
-        if (away.length > 0) {
-          throw new NxtError('held-elsewhere', `${shortId(away[0]!.id)} is connected to node ${away[0]!.node}: a job that sends a file is queued there (its console, or nxt-server ctl on that machine)`);
+        // Devices other nodes hold get the file from the database (before any job is queued: a
+        // job whose file is not there would fail when its device polls).
+        if (source !== undefined && devices.some((d) => d.node !== undefined)) {
+          if (!jobs.share) throw new NxtError('held-elsewhere', 'a job that sends a file to a device another node holds needs the nodes\' database');
+          await jobs.share(String(params.sha256), source, Number(params.size));
         }
         for (const d of devices) {
           const job = await jobs.store.add(d.id, kind as JobKindName, JSON.parse(JSON.stringify(params)) as Record<string, unknown>, o.wallClock.wallNow(), source);

@@ -17,6 +17,9 @@ export interface SqlEngine {
   readonly where: string;
   /** A statement that returns rows (SELECT, or a write with RETURNING, committed when it returns). */
   query<Row extends object>(sql: string, params?: readonly SqlValue[]): Promise<Row[]>;
+  /** One bytes value: the first column of the first row (undefined: no row), selected with
+   *  Dialect.bytesOut. */
+  bytes(sql: string, params?: readonly SqlValue[]): Promise<Uint8Array | undefined>;
   /** Writes applied together, or none of them (the error is thrown); durable when it resolves. */
   batch(statements: readonly Statement[]): Promise<void>;
   close(): Promise<void>;
@@ -32,9 +35,12 @@ export interface Dialect {
   readonly serialKey: string;
   /** Bytes. */
   readonly blob: string;
+  /** A bytes column as SqlEngine.bytes reads it: PostgreSQL as base64 text (16 MiB in ~115-190
+   *  ms; its hex form is twice as long and slower to decode), SQLite as it is. */
+  bytesOut(column: string): string;
 }
 
 export const DIALECTS: Record<SqlEngine['kind'], Dialect> = {
-  sqlite: { serialKey: 'INTEGER PRIMARY KEY AUTOINCREMENT', blob: 'BLOB' },
-  postgres: { serialKey: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY', blob: 'BYTEA' },
+  sqlite: { serialKey: 'INTEGER PRIMARY KEY AUTOINCREMENT', blob: 'BLOB', bytesOut: (column) => column },
+  postgres: { serialKey: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY', blob: 'BYTEA', bytesOut: (column) => `encode(${column}, 'base64')` },
 };

@@ -90,6 +90,16 @@ export async function openPostgres(url: string, options: { poolSize?: number } =
         throw failed(err, /^\s*SELECT/i.test(sql) ? 'cannot read the database' : 'cannot save to the database');
       }
     },
+    async bytes(sql: string, params: readonly SqlValue[] = []): Promise<Uint8Array | undefined> {
+      try {
+        // The store asks for bytes as base64 (Dialect.bytesOut): the driver's own text form is hex,
+        // twice as long, and its binary mode decodes every value as UTF-8 (bytes are lost).
+        const [row] = (await pool.query<Record<string, string>>(text(sql), params as SqlValue[])).rows;
+        return row && Buffer.from(Object.values(row)[0]!, 'base64');
+      } catch (err) {
+        throw failed(err, 'cannot read the database');
+      }
+    },
     async batch(list: readonly Statement[]): Promise<void> {
       let client: pg.PoolClient;
       try {

@@ -93,6 +93,18 @@ export const MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX remote_commands_by_batch ON remote_commands (batch)',
     ],
   },
+  {
+    version: 6,
+    what: 'several nodes: files in parts (releases, the files jobs send)',
+    statements: ({ blob }) => [
+      // A file one node shares with the others, by content, in parts of 2 MiB written in order
+      // (server/shared-files.ts): a reader starts before the writer is done, and no node holds a
+      // whole file in memory.
+      `CREATE TABLE file_parts (sha256 TEXT NOT NULL, part INTEGER NOT NULL, bytes ${blob} NOT NULL, PRIMARY KEY (sha256, part))`,
+      // 0: the release's bytes are in `bytes` (written before version 6); else in file_parts.
+      'ALTER TABLE release_files ADD COLUMN parts INTEGER NOT NULL DEFAULT 0',
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -87,6 +87,10 @@ export async function openSqlite(path: string): Promise<SqlEngine> {
         return Promise.reject(sqliteError(err, `${/^\s*SELECT/i.test(sql) ? 'cannot read the database' : 'cannot save to the database'} ${path}`));
       }
     },
+    async bytes(sql: string, params: readonly SqlValue[] = []): Promise<Uint8Array | undefined> {
+      const [row] = prepared(sql).all(...params) as Record<string, Uint8Array>[];
+      return row && Object.values(row)[0];
+    },
     batch(list: readonly Statement[]): Promise<void> {
       // Synchronous from BEGIN to COMMIT: nothing else can slip into the transaction.
       try {

@@ -17,7 +17,7 @@ import type { TokenRecord } from '../server/api-tokens.js';
 import type { CampaignRecord } from '../server/campaign.js';
 import { NxtError } from '../errors.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
-import type { SqlEngine, SqlValue, Statement } from './engine.js';
+import { DIALECTS, type SqlEngine, type SqlValue, type Statement } from './engine.js';
 import { migrate } from './schema.js';
 
 export const EMBEDDED_FILE = 'nxt.db';
@@ -278,22 +278,42 @@ export class Store {
     return this.write([{ sql: "UPDATE nodes SET heartbeat_at = '' WHERE name = ?", params: [name] }]);
   }
 
-  /** Bytes go to and from PostgreSQL as base64 text (its driver would use hex, half again as
-   *  long: 16 MiB read back in ~130–190 ms instead of ~180–230 here; docs/benchmarks.md). */
-  putReleaseFile(r: { sha256: string; name: string; doc: unknown; bytes: Uint8Array; presigned?: string; approval?: string }): Promise<void> {
-    const pg = this.engine.kind === 'postgres';
+  /** A release's description and approval; its bytes go in file_parts (server/shared-files.ts). */
+  putReleaseFile(r: { sha256: string; name: string; doc: unknown; presigned?: string; approval?: string }): Promise<void> {
     return this.write([{
-      sql: `INSERT INTO release_files (sha256, name, doc, bytes, presigned, approval) VALUES (?, ?, ?, ${pg ? "decode(?, 'base64')" : '?'}, ?, ?) ON CONFLICT (sha256) DO NOTHING`,
-      params: [r.sha256, r.name, doc(r.doc), pg ? Buffer.from(r.bytes).toString('base64') : r.bytes, r.presigned ?? null, r.approval ?? null],
+      sql: 'INSERT INTO release_files (sha256, name, doc, bytes, presigned, approval, parts) VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT (sha256) DO NOTHING',
+      params: [r.sha256, r.name, doc(r.doc), new Uint8Array(0), r.presigned ?? null, r.approval ?? null],
     }]);
   }
 
-  async releaseFile(sha256: string): Promise<{ name: string; doc: string; bytes: Uint8Array; presigned: string | null; approval: string | null } | undefined> {
-    const pg = this.engine.kind === 'postgres';
-    const [row] = await this.engine.query<{ name: string; doc: string; bytes: Uint8Array | string; presigned: string | null; approval: string | null }>(
-      `SELECT name, doc, ${pg ? "encode(bytes, 'base64') AS bytes" : 'bytes'}, presigned, approval FROM release_files WHERE sha256 = ?`, [sha256],
+  /** `inParts` false: a release written before schema version 6, its bytes in `bytes`. */
+  async releaseFile(sha256: string): Promise<{ name: string; doc: string; presigned: string | null; approval: string | null; inParts: boolean } | undefined> {
+    const [row] = await this.engine.query<{ name: string; doc: string; presigned: string | null; approval: string | null; parts: number | string }>(
+      'SELECT name, doc, presigned, approval, parts FROM release_files WHERE sha256 = ?', [sha256],
     );
-    return row && { ...row, bytes: typeof row.bytes === 'string' ? Buffer.from(row.bytes, 'base64') : row.bytes };
+    return row && { name: row.name, doc: row.doc, presigned: row.presigned, approval: row.approval, inParts: Number(row.parts) > 0 };
+  }
+
+  /** The bytes of a release written before schema version 6. */
+  releaseBytes(sha256: string): Promise<Uint8Array | undefined> {
+    return this.engine.bytes(`SELECT ${this.bytesOut('bytes')} FROM release_files WHERE sha256 = ?`, [sha256]);
+  }
+
+  /** The bytes go as they are, a parameter in binary form (16 MiB into PostgreSQL in ~110-170 ms;
+   *  as base64 text, decoded there, ~180-300 ms). */
+  putFilePart(sha256: string, part: number, bytes: Uint8Array, wake?: string): Promise<void> {
+    return this.write([
+      { sql: 'INSERT INTO file_parts (sha256, part, bytes) VALUES (?, ?, ?) ON CONFLICT (sha256, part) DO NOTHING', params: [sha256, part, bytes] },
+      ...this.wakeUp(wake),
+    ]);
+  }
+
+  filePart(sha256: string, part: number): Promise<Uint8Array | undefined> {
+    return this.engine.bytes(`SELECT ${this.bytesOut('bytes')} FROM file_parts WHERE sha256 = ? AND part = ?`, [sha256, part]);
+  }
+
+  private bytesOut(column: string): string {
+    return DIALECTS[this.engine.kind].bytesOut(column);
   }
 
   /** `wake`: a channel to NOTIFY in the same transaction (PostgreSQL: sent when it commits). */

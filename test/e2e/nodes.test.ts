@@ -3,9 +3,9 @@
  * two server processes, a device on each; what is typed at one node reaches the devices the other
  * holds, and a node that stops is seen gone.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Proc, startClient, startServer, tempDir } from '../support/processes.js';
@@ -80,6 +80,27 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
     expect(b.output.match(new RegExp(`job ${job} \\(logs\\) on \\w+: ok`, 'g'))).toHaveLength(1);
   });
 
+  it('a job that sends a file, typed at one node, reaches a device the other holds: the file goes through the database in parts', async () => {
+    const dir = tempDir('nxt-nodes-');
+    const { a, b, portB } = await twoNodes(dir, 'fleet6');
+    const dropbox = join(dir, 'dropbox');
+    mkdirSync(dropbox);
+    const onB = await startClient('on-b', portB, join(dir, 'dev-b'), join(dir, 'a/release.pub'), '127.0.0.1', ['--maintenance', '--poll', '200', '--dropbox-dir', dropbox]);
+    const idB = idOf(onB);
+    await eventually(a, 'clients', (t) => t.includes(idB));
+    // Over two parts of 2 MiB, so that the node holding the device reads it in pieces.
+    const bytes = randomBytes(5 * 1024 * 1024 + 123);
+    const local = join(dir, 'firmware.bin');
+    writeFileSync(local, bytes);
+    const queued = await a.run(`job put ${idB} ${local} firmware.bin`, /job (\d+) \(put\) queued|error.*\n/);
+    const job = queued.match(/job (\d+) \(put\) queued/)![1]!;
+    await b.waitFor(new RegExp(`job ${job} \\(put\\) on \\w+: ok`), 30_000);
+    expect(readFileSync(join(dropbox, 'firmware.bin')).equals(bytes)).toBe(true);
+    // Node b sent it from its own copy, fetched from the database, not from node a's folder.
+    expect(readFileSync(join(dir, 'b/put', createHash('sha256').update(bytes).digest('hex'))).equals(bytes)).toBe(true);
+    expect(await eventually(a, `jobs ${idB}`, (t) => /done/.test(t))).toMatch(new RegExp(`${job} .*done`));
+  });
+
   it('a device waiting for approval at one node is listed at the other, and approved and tagged there', async () => {
     const dir = tempDir('nxt-nodes-');
     const { a, b, portB } = await twoNodes(dir, 'fleet5');
@@ -130,7 +151,8 @@ describe.skipIf(!havePostgres)('the database is not a way to have a node sign co
     const store = await Store.open(await openPostgres(url));
     const bytes = Buffer.from('export default () => ({ major: 66, minor: 6, productName: "evil" });\n');
     const sha256 = createHash('sha256').update(bytes).digest('hex');
-    await store.putReleaseFile({ sha256, name: 'evil_66_6.mjs', bytes, doc: { name: 'evil_66_6.mjs', version: { major: 66, minor: 6, patch: 0 }, sha256, size: bytes.length } });
+    await store.putReleaseFile({ sha256, name: 'evil_66_6.mjs', doc: { name: 'evil_66_6.mjs', version: { major: 66, minor: 6, patch: 0 }, sha256, size: bytes.length } });
+    await store.putFilePart(sha256, 0, bytes);
     await store.addRemotePushes('forged', [{ node: 'b', device: id, sha256 }], new Date().toISOString(), 'nxt_work');
     for (const until = Date.now() + 15_000; ;) {
       const [row] = await store.remotePushes('forged');

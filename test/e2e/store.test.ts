@@ -3,7 +3,8 @@
  * this file. The same checks run on each: migrations, every kind of record through the classes
  * that use it, reopening, the import of a JSON state dir.
  */
-import { appendFileSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { appendFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiTokens } from '../../src/server/api-tokens.js';
@@ -11,6 +12,7 @@ import type { CampaignRecord } from '../../src/server/campaign.js';
 import { Devices, type DeviceRecord } from '../../src/server/devices.js';
 import { History, type HistoryEntry } from '../../src/server/history.js';
 import { JobStore } from '../../src/server/job-store.js';
+import { PART_BYTES, PART_PATIENCE_MS, readParts, writeParts } from '../../src/server/shared-files.js';
 import { LAST_SEEN_SAVE_MS, RegistrySaver } from '../../src/server/registry-saver.js';
 import type { SavedClient } from '../../src/server/registry.js';
 import { openStore } from '../../src/store/open-store.js';
@@ -184,6 +186,41 @@ describe.each(engines)('the store on $kind', ({ kind, fresh }) => {
     await store.close();
     store = await open(where, notes);
     expect(await store.count('history')).toBe(1);
+    await store.close();
+  });
+});
+
+describe.each(engines)('files shared in parts, on $kind', ({ kind, fresh }) => {
+  const skip = kind === 'postgres' && !havePostgres;
+
+  it.skipIf(skip)('keep every byte (not only text), are read back whole and checked, and a missing part gives up with the reason', async () => {
+    const where = fresh();
+    const store = await open(where);
+    const bytes = randomBytes(2 * PART_BYTES + 777); // three parts, all byte values
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const source = join(where.stateDir, 'source.bin');
+    writeFileSync(source, bytes);
+    let firstWritten = 0;
+    await writeParts(store, sha256, source, bytes.length, () => firstWritten++);
+    expect(firstWritten).toBe(1);
+    const dest = join(where.stateDir, 'copy.bin');
+    await readParts(store, sha256, bytes.length, dest, () => Promise.resolve());
+    expect(readFileSync(dest).equals(bytes)).toBe(true);
+
+    // Named for other content: refused, and nothing left behind.
+    const other = join(where.stateDir, 'other.bin');
+    await writeParts(store, 'f'.repeat(64), source, bytes.length);
+    await expect(readParts(store, 'f'.repeat(64), bytes.length, other, () => Promise.resolve())).rejects.toThrow(/hashes to .*refused/);
+    // Its last part never written (the sharing node died): waited for, then given up.
+    const cut = randomBytes(PART_BYTES + 10);
+    const cutSha = createHash('sha256').update(cut).digest('hex');
+    await store.putFilePart(cutSha, 0, cut.subarray(0, PART_BYTES));
+    let clock = 0;
+    let waits = 0;
+    const wait = (): Promise<void> => { waits++; clock += 1000; return Promise.resolve(); };
+    await expect(readParts(store, cutSha, cut.length, other, wait, () => clock)).rejects.toThrow(/part 2 of 2 never came/);
+    expect(waits).toBe(PART_PATIENCE_MS / 1000 + 1);
+    expect(readdirSync(where.stateDir).filter((f) => f.startsWith('other.bin'))).toEqual([]);
     await store.close();
   });
 });

@@ -1,0 +1,97 @@
+/**
+ * Files the nodes pass each other through the database, named by content (sha256): a release's
+ * module, a file a job sends to a device another node holds. Each goes in parts of PART_BYTES, in
+ * order, each part its own row, so that
+ * - no node holds a whole file in memory to write or read it (a job's file may be large);
+ * - the node that fetches a file reads the first parts while the node sharing it still writes the
+ *   last ones: a push typed at one node for devices another holds waits for the slower of the
+ *   two, not for both one after the other (16 MiB: ~150-250 ms to write, ~70-130 ms to read);
+ * - a share cut short (the node died) is finished by whoever shares the same content next.
+ *
+ * The bytes are checked where they are used: the fetching side hashes what it read against the
+ * name it asked for, and a release must also carry the release key's approval (cluster.ts).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { NxtError } from '../errors.js';
+import type { Store } from '../store/store.js';
+
+/** 2 MiB: small enough that the reader starts early, large enough that a part's round trip and
+ *  transaction are a small share of its time. */
+export const PART_BYTES = 2 * 1024 * 1024;
+
+/** The channel a written part is announced on (a wake-up; the reader reads the table). */
+export const PARTS_CHANNEL = 'nxt_parts';
+
+/** How long a reader waits for the next part to appear before giving up on the file. */
+export const PART_PATIENCE_MS = 15_000;
+
+export function partsOf(size: number): number {
+  return Math.max(1, Math.ceil(size / PART_BYTES));
+}
+
+/**
+ * Write the file at `path` (`size` bytes, already hashed to `sha256`) into the database, part by
+ * part; `afterFirst` is called once the first part is there (a reader may start). Parts already
+ * there (an earlier share, cut short or not) are left as they are.
+ */
+export async function writeParts(store: Store, sha256: string, path: string, size: number, afterFirst?: () => void): Promise<void> {
+  const fd = openSync(path, 'r');
+  try {
+    const buffer = Buffer.allocUnsafe(Math.min(size, PART_BYTES));
+    for (let part = 0; part < partsOf(size); part++) {
+      const want = Math.min(PART_BYTES, size - part * PART_BYTES);
+      let got = 0;
+      while (got < want) {
+        const n = readSync(fd, buffer, got, want - got, part * PART_BYTES + got);
+        if (n === 0) throw new NxtError('bad-state', `${path} is shorter than the ${size} bytes it had when it was hashed`);
+        got += n;
+      }
+      await store.putFilePart(sha256, part, buffer.subarray(0, want), PARTS_CHANNEL);
+      if (part === 0) afterFirst?.();
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Read a shared file into `dest` (made whole or not at all), waiting for parts not written yet
+ * (`nextWakeUp` resolves at a NOTIFY on PARTS_CHANNEL, or after a while anyway) for up to
+ * PART_PATIENCE_MS each. Throws if what was read does not have this size and sha256.
+ */
+export async function readParts(
+  store: Store, sha256: string, size: number, dest: string, nextWakeUp: () => Promise<void>, now: () => number = Date.now,
+): Promise<void> {
+  // Its own name: two pushes of the same release may fetch it at once.
+  const tmp = `${dest}.part-${randomBytes(6).toString('hex')}`;
+  const fd = openSync(tmp, 'w', 0o600);
+  const hash = createHash('sha256');
+  try {
+    let since = now();
+    for (let part = 0; part < partsOf(size);) {
+      const bytes = await store.filePart(sha256, part);
+      if (bytes === undefined) {
+        if (now() - since > PART_PATIENCE_MS) {
+          throw new NxtError('incomplete', `file ${sha256.slice(0, 12)}… is not whole in the database: part ${part + 1} of ${partsOf(size)} never came (the node sharing it stopped?)`);
+        }
+        await nextWakeUp();
+        continue;
+      }
+      const want = Math.min(PART_BYTES, size - part * PART_BYTES);
+      if (bytes.length !== want) throw new NxtError('bad-state', `file ${sha256.slice(0, 12)}…: part ${part + 1} has ${bytes.length} bytes, not ${want}`);
+      hash.update(bytes);
+      for (let at = 0; at < bytes.length;) at += writeSync(fd, bytes, at);
+      part++;
+      since = now();
+    }
+    closeSync(fd);
+    const actual = hash.digest('hex');
+    if (actual !== sha256) throw new NxtError('integrity', `file ${sha256.slice(0, 12)}… read from the database hashes to ${actual.slice(0, 12)}…: refused`);
+    renameSync(tmp, dest);
+  } catch (err) {
+    try { closeSync(fd); } catch { /* closed already */ }
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+}
