@@ -1,12 +1,10 @@
 /**
  * The HTTP API (`--http ADDR:PORT`): JSON over HTTP, authenticated by API tokens
  * (`Authorization: Bearer nxt_…`, made with `token create NAME` at the console). It is a thin front
- * end over the console's commands, as `ctl` is. Commands with typed input and output
- * (typed-command.ts: clients, requests, nodes, versions, jobs, results, status, report, history,
- * releases, tag, untag, approve, reject, revoke, cancel, push) run directly: POST
- * /api/v1/commands/NAME with their input as JSON, and the GET resources with it in the query
- * string; their output is returned as it is. Every other
- * command runs from words (POST /api/v1/commands {"words": […]}) and answers with the envelope of
+ * end over the console's commands, as `ctl` is. Every command has typed input and output
+ * (typed-command.ts) and runs directly: POST /api/v1/commands/NAME with its input as JSON, and the
+ * GET resources with it in the query string; the output is returned as it is. Any command also
+ * runs from words (POST /api/v1/commands {"words": […]}) and answers with the envelope of
  * `ctl --json` — {ok, status, command, output, errors, data}. Described in openapi.json
  * (GET /api/v1/openapi.json).
  */
@@ -55,8 +53,8 @@ export async function runForApi(commandsFor: HttpApiOptions['commandsFor'], word
 }
 
 /** GET resources: each a typed command's output (its input from the query string: ?where=…&where=…,
- *  ?device=…&last=5), or the --json output of a console command. */
-const RESOURCES: Record<string, { typed: string } | { words: string[] }> = {
+ *  ?device=…&last=5, beside any `fixed`), as its --json prints it. */
+const RESOURCES: Record<string, { typed: string; fixed?: Record<string, unknown> }> = {
   devices: { typed: 'clients' },
   requests: { typed: 'requests' },
   releases: { typed: 'releases' },
@@ -66,7 +64,7 @@ const RESOURCES: Record<string, { typed: string } | { words: string[] }> = {
   jobs: { typed: 'jobs' },
   results: { typed: 'results' },
   nodes: { typed: 'nodes' },
-  rollouts: { words: ['rollout', 'status', '--json'] },
+  rollouts: { typed: 'rollout', fixed: { action: 'status' } },
 };
 
 /** A typed command's input from a query string, by its schema: arrays from repeated keys,
@@ -137,9 +135,9 @@ async function handle(o: HttpApiOptions, req: IncomingMessage, res: ServerRespon
   try {
     if (req.method === 'GET' && rest.length === 1 && Object.hasOwn(RESOURCES, rest[0]!)) {
       const resource = RESOURCES[rest[0]!]!;
-      const typed = 'typed' in resource ? o.typed?.[resource.typed] : undefined;
-      if (typed) return await runTyped(res, typed, queryInput(typed, url.searchParams), o.stateDir, (output) => output);
-      const e = await runForApi(o.commandsFor, 'words' in resource ? resource.words : [resource.typed, '--json'], o.stateDir);
+      const typed = o.typed?.[resource.typed];
+      if (typed) return await runTyped(res, typed, { ...queryInput(typed, url.searchParams), ...resource.fixed }, o.stateDir, (output) => (typed.json ? typed.json(output) : output));
+      const e = await runForApi(o.commandsFor, [resource.typed, '--json'], o.stateDir);
       return send(res, httpStatus(e), e.ok ? e.data[0] ?? [] : e);
     }
     // A typed command with its input as JSON: {"ok": true, "output": …} or an error.

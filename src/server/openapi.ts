@@ -26,7 +26,7 @@ export const OPENAPI = {
   info: {
     title: 'nxt server API', version: '1',
     description: 'Every node serves it with --http ADDR:PORT. Tokens: `token create NAME` at the console. The GET resources that are typed commands '
-      + '(devices, requests, releases, history, status, versions, jobs, results, nodes) take the fields of that command\'s input (/api/v1/commands/NAME) in '
+      + '(devices, requests, releases, history, status, versions, jobs, results, nodes, rollouts) take the fields of that command\'s input (/api/v1/commands/NAME) in '
       + 'their query string, e.g. /api/v1/history?device=27371aee&last=5.',
   },
   components: { securitySchemes: { token: { type: 'http', scheme: 'bearer' } } },
@@ -66,7 +66,7 @@ export const OPENAPI = {
     },
     '/api/v1/commands': {
       post: {
-        summary: 'any console command (push, rollout, job, cancel, …), as words (the typed ones also at /api/v1/commands/NAME)',
+        summary: 'any console command (push, rollout, job, cancel, …), as words (each also at /api/v1/commands/NAME with typed input)',
         requestBody: { content: { 'application/json': { schema: { type: 'object', properties: { words: { type: 'array', items: { type: 'string' } } }, required: ['words'] }, example: { words: ['push', '/var/lib/nxt-server/api-uploads/…/router_2_0.mjs', '--to', 'kiosks'] } } } },
         responses: answers,
       },

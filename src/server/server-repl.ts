@@ -25,12 +25,14 @@ import type { ClientRecord } from './registry.js';
 import { describeInventory, type DeviceRecord, type DeviceState } from './devices.js';
 import {
   Campaign, DEFAULT_MAX_FAILURES, DEFAULT_STAGES, DEFAULT_SUCCESS_PERCENT, describeStages, formatWindow, parseLimit, parsePercent, parseStages, parseWindow,
-  type CampaignEvent, type CampaignSpec, type Limit,
+  type CampaignEvent, type CampaignRecord, type CampaignSpec, type DeviceStep, type Limit,
 } from './campaign.js';
 import type { Rollouts } from './rollouts.js';
 import type { ApiTokens } from './api-tokens.js';
 import { matchesWhere, parseWhere } from './report-filter.js';
-import { describeOutcome, describeTrialOutcome, shortId, type GroupPushReport, type NxtServer, type PushReport, type TrialOutcome } from './server.js';
+import { describeOutcome, describeTrialOutcome, shortId, type GroupPushReport, type NxtServer, type PushReport, type ServerStats, type TrialOutcome } from './server.js';
+import type { ChannelStats } from '../session/server-channel.js';
+import type { PushProgress } from './push-session.js';
 
 export interface ServerReplOptions {
   readonly server: NxtServer;
@@ -223,10 +225,6 @@ function describeJob(j: Job): string {
 }
 
 /** Take a trailing --json flag off `args`. */
-function wantsJson(args: string[]): { json: boolean; rest: string[] } {
-  return { json: args.includes('--json'), rest: args.filter((a) => a !== '--json') };
-}
-
 /** The one device an id prefix names, among `devices`. */
 function pickDevice(devices: DeviceRecord[], prefix: string | undefined, usage: string): DeviceRecord {
   if (prefix === undefined || prefix === '') throw new NxtError('usage', `usage: ${usage}`);
@@ -543,13 +541,422 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
       : `cancelled ${cancelled.length} push${cancelled.length === 1 ? '' : 'es'} in progress: ${cancelled.map(shortId).join(', ')}`],
   };
 
+  /** `rollout`: staged campaigns (start, status, pause, resume, cancel), and `latest`, a push of
+   *  the newest release to every online device behind it. */
+  const rollout: TypedCommand<RolloutInput, RolloutOutput> = {
+    usage: 'rollout start|status|pause|resume|cancel|latest …',
+    help: 'staged campaigns: rollout start <release> [--to GROUP] [--stages 1,10%,50%,100%] [--success 95%] [--max-failures N|P%] [--window HH:MM-HH:MM] '
+      + 'sends a release (a stored name, X.Y.Z, latest, or a module file) in stages, each begun once enough devices so far committed it, pausing by itself on failures; '
+      + 'rollout status|pause|resume|cancel [ID]; rollout latest pushes the newest release to every online client behind it, at once',
+    input: schema.object({
+      action: { type: 'string', enum: ['start', 'status', 'pause', 'resume', 'cancel', 'latest'] },
+      id: schema.string({ minLength: 1 }), release: schema.string({ minLength: 1 }), to: schema.string({ minLength: 1 }),
+      stages: schema.string(), success: schema.string(), maxFailures: schema.string(), window: schema.string(), for: schema.strings(),
+    }, ['action']),
+    background: (words) => words[0] === 'latest',
+    reportsData: true,
+    parse: (words) => {
+      const [action, ...rest] = words;
+      const usage = 'usage: rollout start <release> [options] | status|pause|resume|cancel [ID] | latest';
+      switch (action) {
+        case 'latest':
+          if (rest.length !== 0) throw new NxtError('usage', 'usage: rollout latest');
+          return { action, for: [] };
+        case 'start': {
+          const { rest: unforked, values } = takeRepeated(rest, 'for');
+          const { positional, options } = takeOptions(unforked, ['to', 'stages', 'success', 'max-failures', 'window']);
+          if (positional.length !== 1) throw new NxtError('usage', 'usage: rollout start <release> [--to GROUP] [--stages 1,10%,50%,100%] [--success 95%] [--max-failures N|P%] [--window HH:MM-HH:MM] [--for KEY=VALUE …]');
+          const given = { to: options.to, stages: options.stages, success: options.success, maxFailures: options['max-failures'], window: options.window };
+          return { action, release: positional[0]!, for: values, ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) };
+        }
+        case 'status': case 'pause': case 'resume': case 'cancel':
+          if (rest.length > 1) throw new NxtError('usage', `usage: rollout ${action} [ID]`);
+          return { action, for: [], ...(rest[0] === undefined ? {} : { id: rest[0] }) };
+        default:
+          throw new NxtError('usage', usage);
+      }
+    },
+    run: async (input, rc) => {
+      const { action } = input;
+      if (action === 'latest') {
+        const latest = o.releases.latest();
+        if (!latest) return { action, campaigns: [], message: 'rollout: nothing has been pushed yet, so there is no latest release' };
+        const behind = server.behind(latest);
+        if (behind.length === 0) return { action, campaigns: [], message: `rollout: every online client runs ${describeStored(latest)} or newer; nothing sent` };
+        return { action, campaigns: [], push: await pushRelease(o, await o.prepareStored(latest), behind, rc) };
+      }
+      const rollouts = o.rollouts;
+      if (!rollouts) throw new NxtError('usage', 'rollout campaigns need a state dir');
+      if (action === 'start') return { action, campaigns: [campaignView(await startCampaign(rollouts, input, rc))] };
+      if (action === 'status') return { action, campaigns: (input.id === undefined ? rollouts.list() : [rollouts.find(input.id)]).map(campaignView), one: input.id !== undefined };
+      const c = rollouts.find(input.id);
+      await rollouts.change(c, action);
+      return { action, campaigns: [campaignView(c)] };
+    },
+    print: (r, rc) => {
+      if (r.message !== undefined) return [r.message];
+      if (r.push) return push.print(r.push, rc);
+      if (r.action === 'start') return [describeStart(r.campaigns[0]!)];
+      if (r.campaigns.length === 0) return ['no rollout campaigns'];
+      return r.campaigns.map((c) => describeCampaign(c, r.action === 'status' && (r.one === true || r.campaigns.length === 1)));
+    },
+    // `rollout status --json` prints the campaigns as they are (what scripts and the dashboard read).
+    json: (r) => (r.action === 'status' ? r.campaigns : r),
+    failure: (r) => (r.push ? push.failure!(r.push) : undefined),
+  };
+
+  /** `rollout start`: which release, to whom, in which stages. */
+  const startCampaign = async (rollouts: Rollouts, input: RolloutInput, rc: RunContext): Promise<Campaign> => {
+    if (input.release === undefined) throw new NxtError('usage', 'rollout start needs the release (a stored name, X.Y.Z, latest, or a module file)');
+    const stored = await findRelease(input.release, rc, input.for.length > 0 ? parseFor(input.for) : undefined);
+    const target = input.to ?? 'all';
+    const all = server.fleetKnown();
+    const named = target === 'all' ? all : all.filter((c) => c.tags.includes(target));
+    if (named.length === 0) throw new NxtError('no-such-client', target === 'all' ? 'no clients are registered' : `no client is in group "${target}" (tag adds one)`);
+    // The campaign is for the devices the release is for; the others are named and left out.
+    const members = named.filter((c) => mismatch(stored.for, factsOf(c)) === undefined);
+    const left = named.length - members.length;
+    if (left > 0) rc.say(`rollout: ${describeStored(stored)} is for ${describeCompatibility(stored.for)}: ${left} device(s) left out (not for them)`);
+    if (members.length === 0) throw new NxtError('no-such-client', `none of the ${named.length} device(s) named is one ${describeStored(stored)} is for`);
+    // Online devices first: the first stages should not wait for one that is away.
+    const now = o.clock.now();
+    const ordered = [...members].sort((a, b) => Number(server.registry.isOnline(b, now)) - Number(server.registry.isOnline(a, now)) || a.id.localeCompare(b.id));
+    const spec: CampaignSpec = {
+      release: { name: stored.name, version: formatReleaseVersion(stored.version), sha256: stored.sha256 },
+      target,
+      stages: input.stages === undefined ? DEFAULT_STAGES : parseStages(input.stages),
+      successPercent: input.success === undefined ? DEFAULT_SUCCESS_PERCENT : parsePercent('--success', input.success),
+      maxFailures: input.maxFailures === undefined ? DEFAULT_MAX_FAILURES : parseLimit('--max-failures', input.maxFailures),
+      ...(input.window === undefined ? {} : { window: parseWindow(input.window) }),
+    };
+    return rollouts.start(spec, ordered.map((m) => m.id));
+  };
+  /** A stored release by name (its newest), X.Y.Z, or "latest"; or a module file, signed and stored. */
+  const findRelease = async (what: string, rc: RunContext, compatibility?: Compatibility): Promise<StoredRelease> => {
+    const list = o.releases.list();
+    if (what === 'latest') {
+      const latest = o.releases.latest();
+      if (!latest) throw new NxtError('no-such-release', 'nothing has been pushed or stored yet');
+      return latest;
+    }
+    const byVersion = /^\d+\.\d+\.\d+$/.test(what) ? list.filter((r) => formatReleaseVersion(r.version) === what) : [];
+    const byName = list.filter((r) => r.name === what);
+    const found = [...byVersion, ...byName].sort((a, b) => compareReleaseVersions(b.version, a.version))[0];
+    if (found) {
+      if (compatibility !== undefined) throw new NxtError('usage', `${describeStored(found)} is stored already, signed for ${describeCompatibility(found.for)}: --for applies to a module file`);
+      return found;
+    }
+    const file = resolve(rc.cwd ?? process.cwd(), what);
+    if (!existsSync(file)) throw new NxtError('no-such-release', `no stored release "${what}" and no such file (releases lists the stored ones)`);
+    const release = await prepareRelease(file, { signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds, for: compatibility });
+    return o.releases.add(release, o.wallClock.wallNow());
+  };
+
+  /** `job`: a maintenance job for each device named, run when it polls. */
+  const job: TypedCommand<JobInput, { jobs: { id: number; device: string; kind: JobKindName }[] }> = {
+    usage: 'job logs|backup|put|clean|config|config-restore|install|report <all|GROUP|ID> …',
+    help: 'queue a maintenance job; it runs when the device polls (maintenance mode): job logs T [--since TIME] [--until TIME] [--severity S] [--grep RE] [--file NAME], job backup T <config-name>, '
+      + 'job put T <local-file> <remote-name> [--mkdir] (makes the folders), job clean T <logs|config|dropbox[/dir]> [--older-than 7d], '
+      + 'job config T <local-file> <config-name> [--apply] (into the config root, the old one kept; --apply: the plugin takes it or it is put back), job config-restore T <config-name> [--apply], '
+      + 'job install T <local-file> --with NAME (the device runs its own configured installer NAME on the file, e.g. deb: apt-get install -y {file}), '
+      + 'job report T (the device\'s status and error report: see report ID)',
+    input: schema.object({
+      kind: { type: 'string', enum: ['logs', 'backup', 'put', 'clean', 'config', 'configRestore', 'install', 'report'] },
+      target: schema.string({ minLength: 1 }),
+      source: schema.string({ minLength: 1 }), name: schema.string({ minLength: 1 }), dir: schema.string({ minLength: 1 }),
+      since: schema.string(), until: schema.string(), severity: schema.string(), grep: schema.string(), logFile: schema.string({ minLength: 1 }),
+      olderThan: schema.string(), installer: schema.string(), mkdir: { type: 'boolean' }, apply: { type: 'boolean' },
+    }, ['kind', 'target']),
+    parse: (words) => parseJob(words),
+    run: async (input, rc) => {
+      const jobs = o.jobs;
+      if (!jobs) throw new NxtError('usage', 'this server has no job queue');
+      const { kind, target } = input;
+      const typed = kindLabel(kind);
+      const need = (value: string | undefined, what: string): string => {
+        if (value === undefined) throw new NxtError('usage', `job ${typed} needs ${what} (help job)`);
+        return value;
+      };
+      // Names are checked here as the device will check them: a bad one is refused now, not
+      // after the device polled.
+      const checked = (what: () => unknown): void => {
+        try { what(); } catch (err) { if (err instanceof InvalidJob) throw new NxtError('usage', err.message); throw err; }
+      };
+      /** A local file the device is to receive: its copy here, named by content (the file may
+       *  change or go away before the device polls). */
+      const stage = async (name: string): Promise<{ source: string; size: number; sha256: string }> => {
+        const file = resolve(rc.cwd ?? process.cwd(), name);
+        if (!existsSync(file) || !statSync(file).isFile()) throw new NxtError('no-such-file', `${name} is not a file`);
+        const sha256 = await hashFile(file);
+        const dir = join(jobs.stateDir, 'put');
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
+        const copy = join(dir, sha256);
+        if (!existsSync(copy)) copyFileSync(file, copy);
+        return { source: copy, size: statSync(copy).size, sha256 };
+      };
+      const fleet = server.fleetKnown();
+      const devices = target === 'all' ? fleet
+        : fleet.some((c) => c.tags.includes(target)) ? fleet.filter((c) => c.tags.includes(target))
+          : [pickKnown(fleet, target, 'job <kind> <target> …')];
+      if (devices.length === 0) throw new NxtError('no-such-client', 'no clients to run it on');
+      let params: Record<string, unknown>;
+      let source: string | undefined;
+      switch (kind) {
+        case 'logs': {
+          for (const t of ['since', 'until'] as const) if (input[t] !== undefined && Number.isNaN(Date.parse(input[t]!))) throw new NxtError('usage', `--${t} "${input[t]}" is not a time (like 2026-11-23T10:00:00Z)`);
+          if (input.severity !== undefined && severityRank(input.severity) < 0) throw new NxtError('usage', `unknown severity "${input.severity}" (debug, info, notice, warning, error, critical, alert, emergency)`);
+          if (input.grep !== undefined) { try { new RegExp(input.grep); } catch { throw new NxtError('usage', `--grep "${input.grep}" is not a regular expression`); } }
+          if (input.logFile !== undefined) checked(() => checkName(input.logFile!));
+          params = { since: input.since, until: input.until, severity: input.severity, grep: input.grep, file: input.logFile };
+          break;
+        }
+        case 'backup': {
+          const name = need(input.name, 'the config file\'s name');
+          checked(() => checkName(name));
+          params = { name };
+          break;
+        }
+        case 'put': {
+          const name = need(input.name, 'the name to write it as');
+          checked(() => checkName(name));
+          const staged = await stage(need(input.source, 'the local file to send'));
+          source = staged.source;
+          params = { name, size: staged.size, sha256: staged.sha256, ...(input.mkdir ? { mkdir: true } : {}) };
+          break;
+        }
+        case 'config': {
+          const name = need(input.name, 'the config file\'s name');
+          checked(() => checkName(name));
+          if (name.endsWith('.previous')) throw new NxtError('usage', `"${name}": names ending .previous hold the kept versions`);
+          const staged = await stage(need(input.source, 'the local file to send'));
+          source = staged.source;
+          params = { name, size: staged.size, sha256: staged.sha256, apply: input.apply === true };
+          break;
+        }
+        case 'configRestore': {
+          const name = need(input.name, 'the config file\'s name');
+          checked(() => checkName(name));
+          params = { name, apply: input.apply === true };
+          break;
+        }
+        case 'report':
+          params = {};
+          break;
+        case 'install': {
+          const using = need(input.installer, 'the installer (--with NAME: one the device\'s config names: deb, swu, …)');
+          if (!/^[a-z0-9_-]{1,32}$/.test(using)) throw new NxtError('usage', `--with "${using}": an installer's name (a-z, 0-9, _, -)`);
+          const file = need(input.source, 'the local file to install');
+          const staged = await stage(file);
+          source = staged.source;
+          params = { name: basename(file), size: staged.size, sha256: staged.sha256, with: using };
+          break;
+        }
+        case 'clean': {
+          const dir = need(input.dir, 'the folder (logs, config or dropbox[/dir])');
+          checked(() => splitRootDir(dir));
+          params = { dir, olderThanMs: input.olderThan === undefined ? undefined : parseDuration(input.olderThan) };
+          break;
+        }
+      }
+      // Devices other nodes hold get the file from the database (before any job is queued: a
+      // job whose file is not there would fail when its device polls).
+      if (source !== undefined && devices.some((d) => d.node !== undefined)) {
+        if (!jobs.share) throw new NxtError('held-elsewhere', 'a job that sends a file to a device another node holds needs the nodes\' database');
+        await jobs.share(String(params.sha256), source, Number(params.size));
+      }
+      const queued: { id: number; device: string; kind: JobKindName }[] = [];
+      for (const d of devices) {
+        const j = await jobs.store.add(d.id, kind, JSON.parse(JSON.stringify(params)) as Record<string, unknown>, o.wallClock.wallNow(), source);
+        queued.push({ id: j.id, device: d.id, kind });
+      }
+      return { jobs: queued };
+    },
+    print: (r) => r.jobs.map((j) => `job ${j.id} (${kindLabel(j.kind)}) queued for ${shortId(j.device)}: it runs when the device next polls (maintenance mode)`),
+  };
+
+  const stats: TypedCommand<Record<string, never>, StatsOutput> = {
+    usage: 'stats',
+    help: 'counters of messages and of datagrams the secure channel dropped (forged, replayed, …), and pushes in progress',
+    input: schema.object({}),
+    parse: noArguments('stats'),
+    run: () => ({
+      messages: { ...server.stats },
+      channel: { sessions: server.channel.sessionCount, ...server.channel.stats },
+      clients: server.registry.size,
+      pushes: server.activeSessions.map((p) => ({ device: p.client.id, ...p.progress })),
+    }),
+    print: ({ messages: s, channel: c, clients, pushes }) => [
+      `messages ${s.datagrams}, malformed ${s.malformed}, unexpected ${s.unexpected}, foreign ${s.foreign}, registrations ${s.registrations}, refused ${s.refused}, impersonation ${s.impersonation}; ${clients} clients known`,
+      `channel: ${c.sessions} sessions, ${c.handshakes} handshakes; dropped: unauthenticated ${c.unauthenticated}, malformed ${c.malformed}, bad tag ${c.badTag}, replayed ${c.replayed}, wrong address ${c.wrongAddress}, unknown session ${c.unknownSession}, bad cookie ${c.badCookie}, bad handshake ${c.badHandshake}, replayed handshake ${c.replayedHandshake}, repeated INIT (answered again) ${c.repeatedInit}, revoked key ${c.revokedKey}, rate-limited ${c.rateLimited}; cookies sent ${c.cookiesSent}`,
+      ...pushes.map((g) => `  push to ${shortId(g.device)}: ${g.phase} ${g.acked}/${g.total} chunks, ${g.retransmits} resent, ${g.timeouts} retransmission timeouts`),
+    ],
+  };
+
+  const token: TypedCommand<{ action: 'create' | 'list' | 'revoke'; name?: string }, TokenOutput> = {
+    usage: 'token create|list|revoke [NAME]',
+    help: 'API tokens for the HTTP API (--http): create NAME prints a new one (once: it is kept only as a hash), list, revoke NAME',
+    input: schema.object({ action: { type: 'string', enum: ['create', 'list', 'revoke'] }, name: schema.string({ minLength: 1 }) }, ['action']),
+    parse: (words) => {
+      const [action, name, extra] = words;
+      if (extra !== undefined || (action !== 'list' && action !== 'create' && action !== 'revoke') || (action !== 'list' && name === undefined) || (action === 'list' && name !== undefined)) {
+        throw new NxtError('usage', 'usage: token create|list|revoke [NAME]');
+      }
+      return { action, ...(name === undefined ? {} : { name }) };
+    },
+    run: async ({ action, name }) => {
+      const tokens = o.tokens;
+      if (!tokens) throw new NxtError('usage', 'this server keeps no API tokens');
+      if (action === 'list') return { action, tokens: tokens.list().map((t) => ({ name: t.name, createdAt: t.createdAt })) };
+      if (name === undefined) throw new NxtError('usage', `token ${action} needs the token's name`);
+      if (action === 'revoke') { await tokens.revoke(name); return { action, name }; }
+      return { action, name, token: await tokens.create(name, o.wallClock.wallNow()) };
+    },
+    print: (r) => {
+      if (r.action === 'list') return r.tokens!.length === 0 ? ['no API tokens (token create NAME)'] : table(['NAME', 'CREATED'], r.tokens!.map((t) => [t.name, t.createdAt]));
+      if (r.action === 'revoke') return [`token ${r.name} revoked`];
+      return [`token ${r.name}: ${r.token}`, '(shown this once: keep it where the script that uses it can read it)'];
+    },
+  };
+
   return {
     push, clients, nodes, requests, versions, jobs, results, status, report, history, releases, tag: tagCommand(true), untag: tagCommand(false),
     approve: decision('approve', 'approved', 'let a device into the fleet: it is registered now and receives pushes'),
     reject: decision('reject', 'rejected', 'turn a device away: it receives nothing (approve can still let it in later)'),
     revoke: decision('revoke', 'revoked', 'withdraw a device\'s key: its sessions end, its handshakes are refused, it leaves the fleet'),
-    cancel,
+    cancel, rollout, job, stats, token,
   };
+}
+
+/** A campaign as `rollout` returns it (and `rollout status --json` prints it): its record, how
+ *  many devices are at each step, and how many its stages reached so far. */
+export type CampaignView = CampaignRecord & { readonly counts: Record<DeviceStep, number>; readonly reached: number };
+
+const campaignView = (c: Campaign): CampaignView => ({ ...c.record, counts: c.counts(), reached: c.reached() });
+
+interface RolloutInput {
+  readonly action: 'start' | 'status' | 'pause' | 'resume' | 'cancel' | 'latest';
+  /** status, pause, resume, cancel: which campaign (default: the only one, or every one). */
+  readonly id?: string;
+  /** start: the options as typed at the console (--stages 1,10%,100% …). */
+  readonly release?: string;
+  readonly to?: string;
+  readonly stages?: string;
+  readonly success?: string;
+  readonly maxFailures?: string;
+  readonly window?: string;
+  readonly for: string[];
+}
+
+export interface RolloutOutput {
+  readonly action: RolloutInput['action'];
+  /** start, pause, resume, cancel: the campaign; status: those asked for. */
+  readonly campaigns: CampaignView[];
+  /** status of one campaign asked for by id (the console lists its devices). */
+  readonly one?: boolean;
+  /** latest: the push, or why nothing was sent. */
+  readonly push?: PushOutput;
+  readonly message?: string;
+}
+
+/** `rollout start`'s answer: the campaign as it begins. */
+function describeStart(c: CampaignView): string {
+  const { spec } = c;
+  return `rollout ${c.id}: ${spec.release.name} ${spec.release.version} to ${c.members.length} device(s) (${spec.target === 'all' ? 'all' : `group ${spec.target}`}) in stages of ${describeStages(spec, c.members.length)}; `
+    + `a stage starts when ${spec.successPercent}% of the devices so far committed; it pauses beyond ${describeLimit(spec.maxFailures)} failures${spec.window ? `; new pushes only ${formatWindow(spec.window)}` : ''}`;
+}
+
+function describeCampaign(c: CampaignView, detail: boolean): string {
+  const n = c.counts;
+  const lines = [
+    `rollout ${c.id}: ${c.spec.release.name} ${c.spec.release.version} to ${c.members.length} device(s) (${c.spec.target}): ${c.state}${c.reason ? ` (${c.reason})` : ''}; `
+      + `stage ${c.stage + 1} of ${c.spec.stages.length} (${c.reached} devices); ${n.committed} committed, ${n.already} already had it, ${n.trial} on probation, `
+      + `${n.sending} sending, ${n.waiting} waiting, ${n.failed} failed, ${n['rolled-back']} rolled back`,
+  ];
+  if (detail) {
+    for (const id of c.members) {
+      const d = c.devices[id]!;
+      lines.push(`  ${shortId(id)}  ${d.step}${d.detail ? `: ${d.detail}` : ''}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+/** A job as JSON gives it (POST /api/v1/commands/job); the console's words map onto it. */
+interface JobInput {
+  readonly kind: JobKindName;
+  /** all, a group, or a device id (prefix). */
+  readonly target: string;
+  /** put, config, install: the file here to send. */
+  readonly source?: string;
+  /** backup, config-restore: the config file; put: where it goes on the device; config: its name there. */
+  readonly name?: string;
+  /** clean: logs, config or dropbox[/dir]. */
+  readonly dir?: string;
+  readonly since?: string;
+  readonly until?: string;
+  readonly severity?: string;
+  readonly grep?: string;
+  /** logs: one log file (--file NAME). */
+  readonly logFile?: string;
+  /** clean: --older-than 7d. */
+  readonly olderThan?: string;
+  /** install: --with NAME, the device's installer. */
+  readonly installer?: string;
+  readonly mkdir?: boolean;
+  readonly apply?: boolean;
+}
+
+/** The console's `job …` words as a JobInput (what each kind takes is checked when it runs). */
+function parseJob(words: string[]): JobInput {
+  const mkdir = words.includes('--mkdir');
+  const apply = words.includes('--apply');
+  const { positional, options } = takeOptions(words.filter((a) => a !== '--mkdir' && a !== '--apply'), ['since', 'until', 'severity', 'grep', 'file', 'older-than', 'with']);
+  const [typed, target, a, b, extra] = positional;
+  const kind = typed === 'config-restore' ? 'configRestore' : typed;
+  if (kind === undefined || target === undefined || extra !== undefined || !['logs', 'backup', 'put', 'clean', 'config', 'configRestore', 'install', 'report'].includes(kind)) {
+    throw new NxtError('usage', 'usage: job logs|backup|put|clean|config|config-restore|install|report <all|GROUP|ID> … (help job)');
+  }
+  const usage: Record<string, string> = {
+    logs: 'job logs <target> [--since T] [--until T] [--severity S] [--grep RE] [--file NAME]',
+    backup: 'job backup <target> <config-name>',
+    put: 'job put <target> <local-file> <remote-name> [--mkdir]',
+    config: 'job config <target> <local-file> <config-name> [--apply]',
+    configRestore: 'job config-restore <target> <config-name> [--apply]',
+    report: 'job report <target>',
+    install: 'job install <target> <local-file> --with <installer> (one the device\'s config names: deb, swu, …)',
+    clean: 'job clean <target> <logs|config|dropbox[/dir]> [--older-than 7d]',
+  };
+  // How many words after the target each kind takes.
+  const takes = { logs: 0, report: 0, backup: 1, configRestore: 1, clean: 1, install: 1, put: 2, config: 2 }[kind as JobKindName];
+  const given = [a, b].filter((w) => w !== undefined).length;
+  if (given !== takes || (kind === 'install' && options.with === undefined)) throw new NxtError('usage', `usage: ${usage[kind]}`);
+  const input: Record<string, unknown> = {
+    kind, target,
+    since: options.since, until: options.until, severity: options.severity, grep: options.grep, logFile: options.file,
+    olderThan: options['older-than'], installer: options.with,
+    ...(mkdir ? { mkdir } : {}), ...(apply ? { apply } : {}),
+  };
+  if (kind === 'put' || kind === 'config') Object.assign(input, { source: a, name: b });
+  else if (kind === 'install') input.source = a;
+  else if (kind === 'clean') input.dir = a;
+  else if (kind === 'backup' || kind === 'configRestore') input.name = a;
+  return Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)) as unknown as JobInput;
+}
+
+/** `stats`: the server's and the secure channel's counters, and the pushes in progress. */
+export interface StatsOutput {
+  readonly messages: ServerStats;
+  readonly channel: ChannelStats & { readonly sessions: number };
+  readonly clients: number;
+  readonly pushes: (PushProgress & { readonly device: string })[];
+}
+
+export interface TokenOutput {
+  readonly action: 'create' | 'list' | 'revoke';
+  readonly name?: string;
+  /** create: the new token, shown this once. */
+  readonly token?: string;
+  readonly tokens?: { readonly name: string; readonly createdAt: string }[];
 }
 
 /** What a push reports: the release, the counts, each device's result (`said`: as the console says it). */
@@ -601,274 +1008,10 @@ function lastSeenText(at: string, now: number): string {
  * `nxt-server ctl` over the control socket (each connection with its own `say`).
  */
 export function serverCommands(o: ServerReplOptions, say: (line: string) => void, context: CommandContext = {}): Record<string, Command> {
-  const { server } = o;
-  /** A device as a release's compatibility sees it: what it said when it registered. */
-  const factsOf = (c: ClientRecord): DeviceFacts => server.factsOf(c);
-  /** A path the operator typed: relative to where they typed it (ctl sends its directory). */
-  const local = (path: string): string => resolve(context.cwd ?? process.cwd(), path);
   const typed = typedServerCommands(o);
-  /** `rollout latest`: a push as `push` makes it, reported the same way. */
-  const pushAndReport = async (release: Release, clients: ClientRecord[]): Promise<void> => {
-    const run = consoleCommand({ ...typed.push!, parse: () => undefined, run: (_input: unknown, rc: RunContext) => pushRelease(o, release, clients, rc) }, say, context);
-    await run.run([]);
-  };
-  /** `rollout start`: which release, to whom, in which stages. */
-  const startCampaign = async (rollouts: Rollouts, args: string[]): Promise<void> => {
-    const { rest: unforked, values: forFlags } = takeRepeated(args, 'for');
-    const { positional, options } = takeOptions(unforked, ['to', 'stages', 'success', 'max-failures', 'window']);
-    const usage = 'usage: rollout start <release> [--to GROUP] [--stages 1,10%,50%,100%] [--success 95%] [--max-failures N|P%] [--window HH:MM-HH:MM] [--for KEY=VALUE …]';
-    if (positional.length !== 1) throw new NxtError('usage', usage);
-    const stored = await findRelease(positional[0]!, parseFor(forFlags));
-    const target = options.to ?? 'all';
-    const all = server.fleetKnown();
-    const named = target === 'all' ? all : all.filter((c) => c.tags.includes(target));
-    if (named.length === 0) throw new NxtError('no-such-client', target === 'all' ? 'no clients are registered' : `no client is in group "${target}" (tag adds one)`);
-    // The campaign is for the devices the release is for; the others are named and left out.
-    const members = named.filter((c) => mismatch(stored.for, factsOf(c)) === undefined);
-    const left = named.length - members.length;
-    if (left > 0) say(`rollout: ${describeStored(stored)} is for ${describeCompatibility(stored.for)}: ${left} device(s) left out (not for them)`);
-    if (members.length === 0) throw new NxtError('no-such-client', `none of the ${named.length} device(s) named is one ${describeStored(stored)} is for`);
-    // Online devices first: the first stages should not wait for one that is away.
-    const now = o.clock.now();
-    const ordered = [...members].sort((a, b) => Number(server.registry.isOnline(b, now)) - Number(server.registry.isOnline(a, now)) || a.id.localeCompare(b.id));
-    const spec: CampaignSpec = {
-      release: { name: stored.name, version: formatReleaseVersion(stored.version), sha256: stored.sha256 },
-      target,
-      stages: options.stages === undefined ? DEFAULT_STAGES : parseStages(options.stages),
-      successPercent: options.success === undefined ? DEFAULT_SUCCESS_PERCENT : parsePercent('--success', options.success),
-      maxFailures: options['max-failures'] === undefined ? DEFAULT_MAX_FAILURES : parseLimit('--max-failures', options['max-failures']),
-      ...(options.window === undefined ? {} : { window: parseWindow(options.window) }),
-    };
-    const c = await rollouts.start(spec, ordered.map((m) => m.id));
-    say(`rollout ${c.id}: ${describeStored(stored)} to ${members.length} device(s) (${target === 'all' ? 'all' : `group ${target}`}) in stages of ${describeStages(spec, members.length)}; `
-      + `a stage starts when ${spec.successPercent}% of the devices so far committed; it pauses beyond ${describeLimit(spec.maxFailures)} failures${spec.window ? `; new pushes only ${formatWindow(spec.window)}` : ''}`);
-  };
-  /** A stored release by name (its newest), X.Y.Z, or "latest"; or a module file, signed and stored. */
-  const findRelease = async (what: string, compatibility?: Compatibility): Promise<StoredRelease> => {
-    const list = o.releases.list();
-    if (what === 'latest') {
-      const latest = o.releases.latest();
-      if (!latest) throw new NxtError('no-such-release', 'nothing has been pushed or stored yet');
-      return latest;
-    }
-    const byVersion = /^\d+\.\d+\.\d+$/.test(what) ? list.filter((r) => formatReleaseVersion(r.version) === what) : [];
-    const byName = list.filter((r) => r.name === what);
-    const found = [...byVersion, ...byName].sort((a, b) => compareReleaseVersions(b.version, a.version))[0];
-    if (found) {
-      if (compatibility !== undefined) throw new NxtError('usage', `${describeStored(found)} is stored already, signed for ${describeCompatibility(found.for)}: --for applies to a module file`);
-      return found;
-    }
-    if (!existsSync(local(what))) throw new NxtError('no-such-release', `no stored release "${what}" and no such file (releases lists the stored ones)`);
-    const release = await prepareRelease(local(what), { signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds, for: compatibility });
-    return o.releases.add(release, o.wallClock.wallNow());
-  };
-  const describeCampaign = (c: Campaign, detail: boolean): string => {
-    const r = c.record;
-    const n = c.counts();
-    const lines = [
-      `rollout ${r.id}: ${r.spec.release.name} ${r.spec.release.version} to ${r.members.length} device(s) (${r.spec.target}): ${r.state}${r.reason ? ` (${r.reason})` : ''}; `
-        + `stage ${r.stage + 1} of ${r.spec.stages.length} (${c.reached()} devices); ${n.committed} committed, ${n.already} already had it, ${n.trial} on probation, `
-        + `${n.sending} sending, ${n.waiting} waiting, ${n.failed} failed, ${n['rolled-back']} rolled back`,
-    ];
-    if (detail) {
-      for (const id of r.members) {
-        const d = r.devices[id]!;
-        lines.push(`  ${shortId(id)}  ${d.step}${d.detail ? `: ${d.detail}` : ''}`);
-      }
-    }
-    return lines.join('\n');
-  };
   const commands: Record<string, Command> = {
     help: helpCommand(() => commands, say),
     ...Object.fromEntries(Object.entries(typed).map(([name, c]) => [name, consoleCommand(c, say, context)])),
-    rollout: {
-      background: (args) => args[0] === 'latest',
-      usage: 'rollout start|status|pause|resume|cancel|latest …',
-      help: 'staged campaigns: rollout start <release> [--to GROUP] [--stages 1,10%,50%,100%] [--success 95%] [--max-failures N|P%] [--window HH:MM-HH:MM] '
-        + 'sends a release (a stored name, X.Y.Z, latest, or a module file) in stages, each begun once enough devices so far committed it, pausing by itself on failures; '
-        + 'rollout status|pause|resume|cancel [ID]; rollout latest pushes the newest release to every online client behind it, at once',
-      run: async (args) => {
-        const [action, ...rest] = args;
-        if (action === 'latest') {
-          if (rest.length !== 0) throw new NxtError('usage', 'usage: rollout latest');
-          const latest = o.releases.latest();
-          if (!latest) { say('rollout: nothing has been pushed yet, so there is no latest release'); return; }
-          const behind = server.behind(latest);
-          if (behind.length === 0) { say(`rollout: every online client runs ${describeStored(latest)} or newer; nothing sent`); return; }
-          await pushAndReport(await o.prepareStored(latest), behind);
-          return;
-        }
-        const rollouts = o.rollouts;
-        if (!['start', 'status', 'pause', 'resume', 'cancel'].includes(action ?? '')) {
-          throw new NxtError('usage', 'usage: rollout start <release> [options] | status|pause|resume|cancel [ID] | latest');
-        }
-        if (!rollouts) throw new NxtError('usage', 'rollout campaigns need a state dir');
-        switch (action) {
-          case 'start': return startCampaign(rollouts, rest);
-          case 'status': {
-            const { json, rest: ids } = wantsJson(rest);
-            if (ids.length > 1) throw new NxtError('usage', 'usage: rollout status [ID] [--json]');
-            const list = ids[0] === undefined ? rollouts.list() : [rollouts.find(ids[0])];
-            if (json) { say(JSON.stringify(list.map((c) => ({ ...c.record, counts: c.counts(), reached: c.reached() })))); return; }
-            if (list.length === 0) { say('no rollout campaigns'); return; }
-            for (const c of list) say(describeCampaign(c, ids[0] !== undefined || list.length === 1));
-            return;
-          }
-          case 'pause': case 'resume': case 'cancel': {
-            if (rest.length > 1) throw new NxtError('usage', `usage: rollout ${action} [ID]`);
-            const c = rollouts.find(rest[0]);
-            await rollouts.change(c, action);
-            say(describeCampaign(c, false));
-            return;
-          }
-          default:
-            throw new NxtError('usage', 'usage: rollout latest | start <release> … | status|pause|resume|cancel [ID]');
-        }
-      },
-    },
-    job: {
-      usage: 'job logs|backup|put|clean|config|config-restore|install|report <all|GROUP|ID> …',
-      help: 'queue a maintenance job; it runs when the device polls (maintenance mode): job logs T [--since TIME] [--until TIME] [--severity S] [--grep RE] [--file NAME], job backup T <config-name>, '
-        + 'job put T <local-file> <remote-name> [--mkdir] (makes the folders), job clean T <logs|config|dropbox[/dir]> [--older-than 7d], '
-        + 'job config T <local-file> <config-name> [--apply] (into the config root, the old one kept; --apply: the plugin takes it or it is put back), job config-restore T <config-name> [--apply], '
-        + 'job install T <local-file> --with NAME (the device runs its own configured installer NAME on the file, e.g. deb: apt-get install -y {file}), '
-        + 'job report T (the device\'s status and error report: see report ID)',
-      run: async (args) => {
-        const jobs = o.jobs;
-        if (!jobs) throw new NxtError('usage', 'this server has no job queue');
-        const mkdir = args.includes('--mkdir');
-        const apply = args.includes('--apply');
-        const { positional, options } = takeOptions(args.filter((a) => a !== '--mkdir' && a !== '--apply'), ['since', 'until', 'severity', 'grep', 'file', 'older-than', 'with']);
-        // Names are checked here as the device will check them: a bad one is refused now, not
-        // after the device polled.
-        const checked = (what: () => unknown): void => {
-          try { what(); } catch (err) { if (err instanceof InvalidJob) throw new NxtError('usage', err.message); throw err; }
-        };
-        const [typed, target, a, b, extra] = positional;
-        const kind = typed === 'config-restore' ? 'configRestore' : typed;
-        if (kind === undefined || target === undefined || extra !== undefined || !['logs', 'backup', 'put', 'clean', 'config', 'configRestore', 'install', 'report'].includes(kind)) {
-          throw new NxtError('usage', 'usage: job logs|backup|put|clean|config|config-restore|install|report <all|GROUP|ID> … (help job)');
-        }
-        /** A local file the device is to receive: its copy here, named by content (the file may
-         *  change or go away before the device polls). */
-        const stage = async (name: string): Promise<{ source: string; size: number; sha256: string }> => {
-          const file = local(name);
-          if (!existsSync(file) || !statSync(file).isFile()) throw new NxtError('no-such-file', `${name} is not a file`);
-          const sha256 = await hashFile(file);
-          const dir = join(jobs.stateDir, 'put');
-          mkdirSync(dir, { recursive: true, mode: 0o700 });
-          const copy = join(dir, sha256);
-          if (!existsSync(copy)) copyFileSync(file, copy);
-          return { source: copy, size: statSync(copy).size, sha256 };
-        };
-        const fleet = server.fleetKnown();
-        const devices = target === 'all' ? fleet
-          : fleet.some((c) => c.tags.includes(target)) ? fleet.filter((c) => c.tags.includes(target))
-            : [pickKnown(fleet, target, 'job <kind> <target> …')];
-        if (devices.length === 0) throw new NxtError('no-such-client', 'no clients to run it on');
-        let params: Record<string, unknown>;
-        let source: string | undefined;
-        switch (kind as JobKindName) {
-          case 'logs': {
-            for (const t of ['since', 'until'] as const) if (options[t] !== undefined && Number.isNaN(Date.parse(options[t]))) throw new NxtError('usage', `--${t} "${options[t]}" is not a time (like 2026-11-23T10:00:00Z)`);
-            if (options.severity !== undefined && severityRank(options.severity) < 0) throw new NxtError('usage', `unknown severity "${options.severity}" (debug, info, notice, warning, error, critical, alert, emergency)`);
-            if (options.grep !== undefined) { try { new RegExp(options.grep); } catch { throw new NxtError('usage', `--grep "${options.grep}" is not a regular expression`); } }
-            if (a !== undefined) throw new NxtError('usage', 'usage: job logs <target> [--since T] [--until T] [--severity S] [--grep RE] [--file NAME]');
-            if (options.file !== undefined) checked(() => checkName(options.file!));
-            params = { since: options.since, until: options.until, severity: options.severity, grep: options.grep, file: options.file };
-            break;
-          }
-          case 'backup':
-            if (a === undefined || b !== undefined) throw new NxtError('usage', 'usage: job backup <target> <config-name>');
-            checked(() => checkName(a));
-            params = { name: a };
-            break;
-          case 'put': {
-            if (a === undefined || b === undefined) throw new NxtError('usage', 'usage: job put <target> <local-file> <remote-name> [--mkdir]');
-            checked(() => checkName(b));
-            const staged = await stage(a);
-            source = staged.source;
-            params = { name: b, size: staged.size, sha256: staged.sha256, ...(mkdir ? { mkdir: true } : {}) };
-            break;
-          }
-          case 'config': {
-            if (a === undefined || b === undefined) throw new NxtError('usage', 'usage: job config <target> <local-file> <config-name> [--apply]');
-            checked(() => checkName(b));
-            if (b.endsWith('.previous')) throw new NxtError('usage', `"${b}": names ending .previous hold the kept versions`);
-            const staged = await stage(a);
-            source = staged.source;
-            params = { name: b, size: staged.size, sha256: staged.sha256, apply };
-            break;
-          }
-          case 'configRestore':
-            if (a === undefined || b !== undefined) throw new NxtError('usage', 'usage: job config-restore <target> <config-name> [--apply]');
-            checked(() => checkName(a));
-            params = { name: a, apply };
-            break;
-          case 'report':
-            if (a !== undefined) throw new NxtError('usage', 'usage: job report <target>');
-            params = {};
-            break;
-          case 'install': {
-            const using = options.with;
-            if (a === undefined || b !== undefined || using === undefined) throw new NxtError('usage', 'usage: job install <target> <local-file> --with <installer> (one the device\'s config names: deb, swu, …)');
-            if (!/^[a-z0-9_-]{1,32}$/.test(using)) throw new NxtError('usage', `--with "${using}": an installer's name (a-z, 0-9, _, -)`);
-            const staged = await stage(a);
-            source = staged.source;
-            params = { name: basename(a), size: staged.size, sha256: staged.sha256, with: using };
-            break;
-          }
-          case 'clean':
-            if (a === undefined || b !== undefined) throw new NxtError('usage', 'usage: job clean <target> <logs|config|dropbox[/dir]> [--older-than 7d]');
-            checked(() => splitRootDir(a));
-            params = { dir: a, olderThanMs: options['older-than'] === undefined ? undefined : parseDuration(options['older-than']) };
-            break;
-        }
-        // Devices other nodes hold get the file from the database (before any job is queued: a
-        // job whose file is not there would fail when its device polls).
-        if (source !== undefined && devices.some((d) => d.node !== undefined)) {
-          if (!jobs.share) throw new NxtError('held-elsewhere', 'a job that sends a file to a device another node holds needs the nodes\' database');
-          await jobs.share(String(params.sha256), source, Number(params.size));
-        }
-        for (const d of devices) {
-          const job = await jobs.store.add(d.id, kind as JobKindName, JSON.parse(JSON.stringify(params)) as Record<string, unknown>, o.wallClock.wallNow(), source);
-          say(`job ${job.id} (${typed}) queued for ${shortId(d.id)}: it runs when the device next polls (maintenance mode)`);
-        }
-      },
-    },
-    stats: {
-      usage: 'stats',
-      help: 'counters of messages and of datagrams the secure channel dropped (forged, replayed, …), and pushes in progress',
-      run: () => {
-        const s = server.stats;
-        const c = server.channel.stats;
-        say(`messages ${s.datagrams}, malformed ${s.malformed}, unexpected ${s.unexpected}, foreign ${s.foreign}, registrations ${s.registrations}, refused ${s.refused}, impersonation ${s.impersonation}; ${server.registry.size} clients known`);
-        say(`channel: ${server.channel.sessionCount} sessions, ${c.handshakes} handshakes; dropped: unauthenticated ${c.unauthenticated}, malformed ${c.malformed}, bad tag ${c.badTag}, replayed ${c.replayed}, wrong address ${c.wrongAddress}, unknown session ${c.unknownSession}, bad cookie ${c.badCookie}, bad handshake ${c.badHandshake}, replayed handshake ${c.replayedHandshake}, repeated INIT (answered again) ${c.repeatedInit}, revoked key ${c.revokedKey}, rate-limited ${c.rateLimited}; cookies sent ${c.cookiesSent}`);
-        for (const p of server.activeSessions) {
-          const g = p.progress;
-          say(`  push to ${shortId(p.client.id)}: ${g.phase} ${g.acked}/${g.total} chunks, ${g.retransmits} resent, ${g.timeouts} retransmission timeouts`);
-        }
-      },
-    },
-    token: {
-      usage: 'token create|list|revoke [NAME]',
-      help: 'API tokens for the HTTP API (--http): create NAME prints a new one (once: it is kept only as a hash), list, revoke NAME',
-      run: async (args) => {
-        const tokens = o.tokens;
-        if (!tokens) throw new NxtError('usage', 'this server keeps no API tokens');
-        const [action, name, extra] = args;
-        if (extra !== undefined) throw new NxtError('usage', 'usage: token create|list|revoke [NAME]');
-        if (action === 'list') {
-          if (tokens.list().length === 0) { say('no API tokens (token create NAME)'); return; }
-          for (const line of table(['NAME', 'CREATED'], tokens.list().map((t) => [t.name, t.createdAt]))) say(line);
-          return;
-        }
-        if ((action !== 'create' && action !== 'revoke') || name === undefined) throw new NxtError('usage', 'usage: token create|list|revoke [NAME]');
-        if (action === 'revoke') { await tokens.revoke(name); say(`token ${name} revoked`); return; }
-        say(`token ${name}: ${await tokens.create(name, o.wallClock.wallNow())}`);
-        say('(shown this once: keep it where the script that uses it can read it)');
-      },
-    },
     exit: {
       usage: 'exit',
       help: 'stop the server',

@@ -40,8 +40,9 @@ export interface TypedCommand<I, O> {
   /** An output that is a failure although the command ran (a push that failed on a device): ctl
    *  exits 1 and the API answers 422, both with the output. */
   failure?(output: O): NxtError | undefined;
-  /** At the console, not waited for: its output follows as it happens. */
-  readonly background?: boolean;
+  /** At the console, not waited for: its output follows as it happens (or, given the words,
+   *  whether this use of it is). */
+  readonly background?: boolean | ((words: string[]) => boolean);
   /** Its output goes to ctl's --json envelope as data (what scripts read of a push). */
   readonly reportsData?: boolean;
 }
@@ -64,7 +65,7 @@ export function consoleCommand(c: AnyTypedCommand, say: (line: string) => void, 
   return {
     usage: c.usage,
     help: c.help,
-    ...(c.background ? { background: true } : {}),
+    ...(c.background ? { background: c.background } : {}),
     run: async (args) => {
       const json = args.includes('--json');
       const run: RunContext = {

@@ -87,6 +87,28 @@ describe('the HTTP API', () => {
     // The console prints the same command's output as text.
     expect(await server.run('clients', /NxtServer# /)).toMatch(new RegExp(`${id.slice(0, 8)}.*online.*kiosks`));
 
+    // Every command is typed: jobs, campaigns, tokens and counters too.
+    const post = async (name: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
+      const r = await api(`/commands/${name}`, { method: 'POST', body: JSON.stringify(body) });
+      return { status: r.status, json: await r.json() as Record<string, unknown> };
+    };
+    const queued = await post('job', { kind: 'logs', target: 'kiosks', since: '2026-11-23T10:00:00Z', severity: 'error' });
+    expect(queued).toEqual({ status: 200, json: { ok: true, command: 'job', output: { jobs: [{ id: expect.any(Number), device: id, kind: 'logs' }] } } });
+    expect(await (await api('/jobs')).json()).toEqual([expect.objectContaining({ device: id, kind: 'logs', params: expect.objectContaining({ severity: 'error' }) })]);
+    expect(await post('job', { kind: 'put', target: id, name: 'x.bin' })).toMatchObject({ status: 400, json: { code: 'usage', error: expect.stringMatching(/needs the local file/) } });
+    expect(await post('job', { kind: 'logs', target: id, severity: 'loud' })).toMatchObject({ status: 400, json: { error: expect.stringMatching(/unknown severity "loud"/) } });
+    expect((await post('job', { kind: 'format', target: id })).status).toBe(400);
+    const started = await post('rollout', { action: 'start', release: 'libfunctional_2_0.mjs', to: 'kiosks', stages: '100%' });
+    expect(started).toMatchObject({ status: 200, json: { output: { action: 'start', campaigns: [{ id: 1, members: [id], spec: expect.objectContaining({ stages: [{ percent: 100 }] }), counts: expect.any(Object) }] } } });
+    expect(await (await api('/rollouts?id=1')).json()).toEqual([expect.objectContaining({ id: 1, spec: expect.objectContaining({ target: 'kiosks' }) })]);
+    expect(await post('rollout', { action: 'start' })).toMatchObject({ status: 400, json: { error: expect.stringMatching(/needs the release/) } });
+    expect(await post('rollout', { action: 'pause', id: '7' })).toMatchObject({ status: 422 });
+    expect((await post('token', { action: 'list' })).json).toMatchObject({ output: { tokens: [expect.objectContaining({ name: 'ci' })] } });
+    const counters = (await post('stats', {})).json.output as { messages: { registrations: number }; channel: { handshakes: number; sessions: number } };
+    expect(counters.messages.registrations).toBeGreaterThan(0);
+    expect(counters.channel.handshakes).toBeGreaterThan(0);
+    expect(await server.run('stats', /channel: .*\n/)).toMatch(/channel: 1 sessions, \d+ handshakes/);
+
     // Revoked: refused from then on.
     await server.run('token revoke ci', /token ci revoked\n/);
     expect((await api('/devices')).status).toBe(401);
