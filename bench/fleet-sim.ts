@@ -7,7 +7,10 @@
  * (-9) and started again on its port, and the time until every client is registered again is
  * measured. Not a test: bounded in count and time, it prints a table.
  *
- *   npm run bench:fleet [-- --clients 10000 --renew 10000 --seconds 30 [--max-handshakes N] [--explain]]
+ *   npm run bench:fleet [-- --clients 10000 --renew 10000 --seconds 30 [--max-handshakes N] [--explain] [--postgres]]
+ *
+ * --postgres: the fleet in a real PostgreSQL started here (Debian's package), as one node of
+ * several would keep it, instead of the embedded SQLite file.
  *
  * --explain: once a second after the restart, how many are back, what the simulated devices did
  * (handshakes, stale answers, reconnects for silence, their event-loop lag) and the server's
@@ -24,6 +27,7 @@ import { clientIdOf, keyPairFromSecret } from '../src/session/handshake.js';
 import { readIdentityPublic } from '../src/session/identity.js';
 import { systemClock } from '../src/util/clock.js';
 import { startServer, stopAll, tempDir, TEST_ENROLL_TOKEN } from '../test/support/processes.js';
+import { havePostgres, startPostgres } from '../test/support/postgres.js';
 import { cpuSeconds, peakRssMb, rssMb } from './proc-stats.js';
 
 const argv = process.argv.slice(2);
@@ -39,7 +43,10 @@ const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
 const work = tempDir('nxt-fleet-sim-');
 const MAX_HANDSHAKES = opt('max-handshakes', 0);
 const serverArgs = ['--renew', String(RENEW_MS), ...(MAX_HANDSHAKES > 0 ? ['--max-handshakes', String(MAX_HANDSHAKES)] : [])];
-let { proc: server, port } = await startServer(join(work, 'server'), serverArgs);
+if (argv.includes('--postgres') && !havePostgres) throw new Error('--postgres: PostgreSQL is not installed (apt-get install postgresql)');
+const pg = argv.includes('--postgres') ? await startPostgres() : undefined;
+const serverEnv: Record<string, string> = pg ? { NXT_DATABASE: pg.newDatabase('fleet') } : {};
+let { proc: server, port } = await startServer(join(work, 'server'), serverArgs, serverEnv);
 const serverKey = readIdentityPublic(join(work, 'server/identity.pub'));
 
 let registered = 0;
@@ -148,7 +155,7 @@ console.log(`| \`versions --json\` (asks all ${CLIENTS}, waits for answers) | ${
 await server.stop(process.env.NXT_BENCH_TERM ? 'SIGTERM' : 'SIGKILL');
 restarted = true;
 const restartedAt = performance.now();
-({ proc: server } = await startServer(join(work, 'server'), [...serverArgs, '--port', String(port)]));
+({ proc: server } = await startServer(join(work, 'server'), [...serverArgs, '--port', String(port)], serverEnv));
 const upS = (performance.now() - restartedAt) / 1000;
 const backDeadline = performance.now() + 120_000;
 // --explain: once a second, how many are back and what the server's channel counted.
@@ -176,5 +183,6 @@ console.log(`| after a kill -9 and a restart, registered again | ${back}/${CLIEN
 for (const c of clients) { c.stop(); await c.channel.close(); }
 await server.stop('SIGTERM'); // cleanly: a profiling node writes its profile
 await stopAll();
+pg?.stop();
 process.exit(registered === CLIENTS && back === CLIENTS ? 0 : 1);
 
