@@ -8,8 +8,9 @@
  * - saves the devices it holds with its name (`registrations.node`), and reads the others' every
  *   REFRESH_MS, so its console lists and targets the whole fleet;
  * - turns a push to devices another node holds into rows of `remote_pushes` (the release in
- *   `release_files`, its bytes in parts: shared-files.ts), which that node claims (FOR UPDATE SKIP LOCKED), carries out and answers
- *   in the same rows; NOTIFY wakes it, a check every REFRESH_MS makes up for a missed wake-up;
+ *   `release_files`, its bytes in parts: shared-files.ts), which that node claims (FOR UPDATE
+ *   SKIP LOCKED), carries out and answers in the same rows; NOTIFY wakes it, a check every
+ *   REFRESH_MS makes up for a missed wake-up;
  *   commands for one such device (tag, untag) go the same way through `remote_commands`;
  * - treats a node whose heartbeat is older than NODE_TIMEOUT_MS as gone: its pushes in progress
  *   fail with that reason, and its devices, moved by the balancer, shake hands with a live node
@@ -392,8 +393,8 @@ export class Cluster {
     return entry;
   }
 
-  /** A file a job sends to devices other nodes hold (`size` bytes at `path`, already hashed to
-   *  `sha256`), in the database for them; resolves once all of it is there. */
+  /** A file a job sends (`size` bytes at `path`, already hashed to `sha256`), in the database for
+   *  whichever node holds the device when it polls; resolves once all of it is there. */
   async shareFile(sha256: string, path: string, size: number): Promise<void> {
     const known = this.shares.get(sha256);
     if (known) return known.all;

@@ -57,7 +57,7 @@ export interface ServerReplOptions {
   readonly jobs?: {
     readonly store: JobStore;
     readonly stateDir: string;
-    /** Several nodes: put a job's file where the node holding its device can fetch it. */
+    /** Several nodes: put a job's file where whichever node holds its device can fetch it. */
     readonly share?: (sha256: string, path: string, size: number) => Promise<void>;
   };
   /** Modules pushed so far, for `rollout latest`. */
@@ -758,11 +758,11 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
           break;
         }
       }
-      // Devices other nodes hold get the file from the database (before any job is queued: a
-      // job whose file is not there would fail when its device polls).
-      if (source !== undefined && devices.some((d) => d.node !== undefined)) {
-        if (!jobs.share) throw new NxtError('held-elsewhere', 'a job that sends a file to a device another node holds needs the nodes\' database');
-        await jobs.share(String(params.sha256), source, Number(params.size));
+      // Several nodes: the file goes into the database before any job is queued, for whichever
+      // node holds the device when it polls (another node now, or later if this one dies).
+      if (source !== undefined && jobs.share) await jobs.share(String(params.sha256), source, Number(params.size));
+      else if (source !== undefined && devices.some((d) => d.node !== undefined)) {
+        throw new NxtError('held-elsewhere', 'a job that sends a file to a device another node holds needs the nodes\' database');
       }
       const queued: { id: number; device: string; kind: JobKindName }[] = [];
       for (const d of devices) {
