@@ -104,9 +104,10 @@ export class Cluster {
   private readonly resultWaiters = new Set<() => void>();
   private lastEvent = 0;
   private prunedAt = 0;
-  /** Files whose bytes are in the database (or on their way there), by sha256: `first` once a
-   *  reader may start, `all` once every part is there. */
-  private readonly shares = new Map<string, { first: Promise<void>; all: Promise<void> }>();
+  /** Files whose bytes are in the database (or on their way there), by sha256: `described` once
+   *  another node may start fetching (it waits for parts not written yet), `all` once every
+   *  part is there. */
+  private readonly shares = new Map<string, { described: Promise<void>; all: Promise<void> }>();
   /** Waiters for a part of a shared file, woken by NOTIFY nxt_parts. */
   private readonly partWaiters = new Set<() => void>();
   private reading = false;
@@ -273,10 +274,10 @@ export class Cluster {
     const m = release.manifest;
     const store = this.o.store;
     const started = Date.now();
-    // The other nodes start as soon as the release's first part is there, and read the rest as
-    // it is written.
+    // The other nodes start as soon as the release is described (its approval checked while its
+    // first part is written), and read each part as it lands.
     const sharing = this.share(release);
-    await sharing.first;
+    await sharing.described;
     const batch = randomBytes(8).toString('hex');
     // The rows and the wake-up in one transaction: NOTIFY is delivered when it commits.
     await store.addRemotePushes(batch, clients.map((c) => ({ node: c.node!, device: c.id, sha256: m.sha256 })), this.o.wallClock.wallNow().toISOString(), 'nxt_work');
@@ -369,12 +370,12 @@ export class Cluster {
     await this.share(release).all;
   }
 
-  private share(release: Release): { first: Promise<void>; all: Promise<void> } {
+  private share(release: Release): { described: Promise<void>; all: Promise<void> } {
     const m = release.manifest;
     const known = this.shares.get(m.sha256);
     if (known) return known;
-    let firstWritten!: () => void;
-    const written = new Promise<void>((resolve) => { firstWritten = resolve; });
+    let rowWritten!: () => void;
+    const written = new Promise<void>((resolve) => { rowWritten = resolve; });
     const all = (async () => {
       const presigned = release.presigned ? readFileSync(release.path + PRESIGNED_SUFFIX, 'utf8') : undefined;
       if (!presigned && !this.o.signer) throw new NxtError('no-signer', `${m.name} cannot be shared with the other nodes: this node keeps no release key to approve it`);
@@ -383,13 +384,14 @@ export class Cluster {
         approval: presigned ? undefined : Buffer.from(signApproval(m, this.o.signer!)).toString('base64'),
         doc: { name: m.name, version: m.version, sha256: m.sha256, size: m.size, ...(m.for === undefined ? {} : { for: m.for }) },
       });
-      await writeParts(this.o.store, m.sha256, release.path, m.size, firstWritten);
+      rowWritten();
+      await writeParts(this.o.store, m.sha256, release.path, m.size);
     })();
-    const entry = { first: Promise.race([written, all]), all };
+    const entry = { described: Promise.race([written, all]), all };
     this.shares.set(m.sha256, entry);
     // A share that failed is tried again by the next push of the same release.
     all.catch(() => { if (this.shares.get(m.sha256) === entry) this.shares.delete(m.sha256); });
-    entry.first.catch(() => { /* the caller awaits `all` too, or the push says it */ });
+    entry.described.catch(() => { /* the caller awaits `all` too, or the push says it */ });
     return entry;
   }
 
@@ -399,7 +401,7 @@ export class Cluster {
     const known = this.shares.get(sha256);
     if (known) return known.all;
     const all = writeParts(this.o.store, sha256, path, size);
-    const entry = { first: all, all };
+    const entry = { described: all, all };
     this.shares.set(sha256, entry);
     all.catch(() => { if (this.shares.get(sha256) === entry) this.shares.delete(sha256); });
     return all;
@@ -512,7 +514,7 @@ export class Cluster {
     }
     if (row.presigned !== null) writeFileSync(file + PRESIGNED_SUFFIX, row.presigned, { mode: 0o600 });
     // It came from the database: pushing it here must not send it back.
-    this.shares.set(sha256, { first: Promise.resolve(), all: Promise.resolve() });
+    this.shares.set(sha256, { described: Promise.resolve(), all: Promise.resolve() });
     return { ...d, file, presigned: row.presigned !== null, storedAt: this.o.wallClock.wallNow().toISOString() };
   }
 }

@@ -32,10 +32,10 @@ export function partsOf(size: number): number {
 
 /**
  * Write the file at `path` (`size` bytes, already hashed to `sha256`) into the database, part by
- * part; `afterFirst` is called once the first part is there (a reader may start). Parts already
- * there (an earlier share, cut short or not) are left as they are.
+ * part, each announced on PARTS_CHANNEL. Parts already there (an earlier share, cut short or not)
+ * are left as they are.
  */
-export async function writeParts(store: Store, sha256: string, path: string, size: number, afterFirst?: () => void): Promise<void> {
+export async function writeParts(store: Store, sha256: string, path: string, size: number): Promise<void> {
   const fd = openSync(path, 'r');
   try {
     const buffer = Buffer.allocUnsafe(Math.min(size, PART_BYTES));
@@ -48,7 +48,6 @@ export async function writeParts(store: Store, sha256: string, path: string, siz
         got += n;
       }
       await store.putFilePart(sha256, part, buffer.subarray(0, want), PARTS_CHANNEL);
-      if (part === 0) afterFirst?.();
     }
   } finally {
     closeSync(fd);
@@ -67,17 +66,23 @@ export async function readParts(
   const tmp = `${dest}.part-${randomBytes(6).toString('hex')}`;
   const fd = openSync(tmp, 'w', 0o600);
   const hash = createHash('sha256');
+  const parts = partsOf(size);
+  // The next part is asked for while this one is hashed and written (one query ahead).
+  let next: Promise<Uint8Array | undefined> | undefined = store.filePart(sha256, 0);
   try {
     let since = now();
-    for (let part = 0; part < partsOf(size);) {
-      const bytes = await store.filePart(sha256, part);
+    for (let part = 0; part < parts;) {
+      const bytes: Uint8Array | undefined = await next;
+      next = undefined;
       if (bytes === undefined) {
         if (now() - since > PART_PATIENCE_MS) {
-          throw new NxtError('incomplete', `file ${sha256.slice(0, 12)}… is not whole in the database: part ${part + 1} of ${partsOf(size)} never came (the node sharing it stopped?)`);
+          throw new NxtError('incomplete', `file ${sha256.slice(0, 12)}… is not whole in the database: part ${part + 1} of ${parts} never came (the node sharing it stopped?)`);
         }
         await nextWakeUp();
+        next = store.filePart(sha256, part);
         continue;
       }
+      if (part + 1 < parts) next = store.filePart(sha256, part + 1);
       const want = Math.min(PART_BYTES, size - part * PART_BYTES);
       if (bytes.length !== want) throw new NxtError('bad-state', `file ${sha256.slice(0, 12)}…: part ${part + 1} has ${bytes.length} bytes, not ${want}`);
       hash.update(bytes);
@@ -90,6 +95,7 @@ export async function readParts(
     if (actual !== sha256) throw new NxtError('integrity', `file ${sha256.slice(0, 12)}… read from the database hashes to ${actual.slice(0, 12)}…: refused`);
     renameSync(tmp, dest);
   } catch (err) {
+    next?.catch(() => { /* given up on: its answer no longer matters */ });
     try { closeSync(fd); } catch { /* closed already */ }
     rmSync(tmp, { force: true });
     throw err;

@@ -200,9 +200,7 @@ describe.each(engines)('files shared in parts, on $kind', ({ kind, fresh }) => {
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const source = join(where.stateDir, 'source.bin');
     writeFileSync(source, bytes);
-    let firstWritten = 0;
-    await writeParts(store, sha256, source, bytes.length, () => firstWritten++);
-    expect(firstWritten).toBe(1);
+    await writeParts(store, sha256, source, bytes.length);
     const dest = join(where.stateDir, 'copy.bin');
     await readParts(store, sha256, bytes.length, dest, () => Promise.resolve());
     expect(readFileSync(dest).equals(bytes)).toBe(true);
