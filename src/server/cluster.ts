@@ -32,7 +32,7 @@ import type { ClientRecord } from './registry.js';
 import { LAST_SEEN_SAVE_MS } from './registry-saver.js';
 import type { NxtServer, PushReport, TrialOutcome } from './server.js';
 import type { CampaignRecord } from './campaign.js';
-import { PARTS_CHANNEL, readParts, writeParts } from './shared-files.js';
+import { PARTS_CHANNEL, partsOf, readParts, writeParts } from './shared-files.js';
 
 /** A remote command's answer, as the node that carried it out wrote it. */
 type CommandResult = { ok: true; changed: boolean } | { ok: false; code: string; message: string };
@@ -380,7 +380,7 @@ export class Cluster {
       const presigned = release.presigned ? readFileSync(release.path + PRESIGNED_SUFFIX, 'utf8') : undefined;
       if (!presigned && !this.o.signer) throw new NxtError('no-signer', `${m.name} cannot be shared with the other nodes: this node keeps no release key to approve it`);
       await this.o.store.putReleaseFile({
-        sha256: m.sha256, name: m.name, presigned,
+        sha256: m.sha256, name: m.name, presigned, parts: partsOf(m.size),
         approval: presigned ? undefined : Buffer.from(signApproval(m, this.o.signer!)).toString('base64'),
         doc: { name: m.name, version: m.version, sha256: m.sha256, size: m.size, ...(m.for === undefined ? {} : { for: m.for }) },
       });

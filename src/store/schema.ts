@@ -101,7 +101,8 @@ export const MIGRATIONS: readonly Migration[] = [
       // (server/shared-files.ts): a reader starts before the writer is done, and no node holds a
       // whole file in memory.
       `CREATE TABLE file_parts (sha256 TEXT NOT NULL, part INTEGER NOT NULL, bytes ${blob} NOT NULL, PRIMARY KEY (sha256, part))`,
-      // 0: the release's bytes are in `bytes` (written before version 6); else in file_parts.
+      // How many parts of file_parts hold the release's bytes; 0: they are in `bytes` (a release
+      // written before version 6).
       'ALTER TABLE release_files ADD COLUMN parts INTEGER NOT NULL DEFAULT 0',
     ],
   },

@@ -279,10 +279,10 @@ export class Store {
   }
 
   /** A release's description and approval; its bytes go in file_parts (server/shared-files.ts). */
-  putReleaseFile(r: { sha256: string; name: string; doc: unknown; presigned?: string; approval?: string }): Promise<void> {
+  putReleaseFile(r: { sha256: string; name: string; doc: unknown; parts: number; presigned?: string; approval?: string }): Promise<void> {
     return this.write([{
-      sql: 'INSERT INTO release_files (sha256, name, doc, bytes, presigned, approval, parts) VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT (sha256) DO NOTHING',
-      params: [r.sha256, r.name, doc(r.doc), new Uint8Array(0), r.presigned ?? null, r.approval ?? null],
+      sql: 'INSERT INTO release_files (sha256, name, doc, bytes, presigned, approval, parts) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING',
+      params: [r.sha256, r.name, doc(r.doc), new Uint8Array(0), r.presigned ?? null, r.approval ?? null, r.parts],
     }]);
   }
 

@@ -13,6 +13,8 @@ import { writeModule } from '../support/modules.js';
 import { havePostgres, startPostgres, type Postgres } from '../support/postgres.js';
 import { openPostgres } from '../../src/store/postgres.js';
 import { Store } from '../../src/store/store.js';
+import { signApproval } from '../../src/security/manifest.js';
+import { readReleaseKey } from '../../src/security/release-key.js';
 
 let pg: Postgres | undefined;
 beforeAll(async () => { if (havePostgres) pg = await startPostgres(); });
@@ -151,7 +153,7 @@ describe.skipIf(!havePostgres)('the database is not a way to have a node sign co
     const store = await Store.open(await openPostgres(url));
     const bytes = Buffer.from('export default () => ({ major: 66, minor: 6, productName: "evil" });\n');
     const sha256 = createHash('sha256').update(bytes).digest('hex');
-    await store.putReleaseFile({ sha256, name: 'evil_66_6.mjs', doc: { name: 'evil_66_6.mjs', version: { major: 66, minor: 6, patch: 0 }, sha256, size: bytes.length } });
+    await store.putReleaseFile({ sha256, name: 'evil_66_6.mjs', parts: 1, doc: { name: 'evil_66_6.mjs', version: { major: 66, minor: 6, patch: 0 }, sha256, size: bytes.length } });
     await store.putFilePart(sha256, 0, bytes);
     await store.addRemotePushes('forged', [{ node: 'b', device: id, sha256 }], new Date().toISOString(), 'nxt_work');
     for (const until = Date.now() + 15_000; ;) {
@@ -166,6 +168,42 @@ describe.skipIf(!havePostgres)('the database is not a way to have a node sign co
     await store.close();
     expect(device.output).not.toMatch(/evil|Major = 66/);
     expect(a.alive && b.alive).toBe(true);
+  });
+});
+
+describe.skipIf(!havePostgres)('a release written whole, before its bytes went in parts (schema version 5)', () => {
+  it('is still pushed by the node that holds the device, and refused if its bytes are not the ones approved', async () => {
+    const dir = tempDir('nxt-nodes-');
+    const url = pg!.newDatabase('whole');
+    await startServer(join(dir, 'a'), ['--node-name', 'a'], { NXT_DATABASE: url });
+    mkdirSync(join(dir, 'b'));
+    for (const f of KEYS) copyFileSync(join(dir, 'a', f), join(dir, 'b', f));
+    const { port: portB } = await startServer(join(dir, 'b'), ['--node-name', 'b'], { NXT_DATABASE: url });
+    const device = await startClient('on-b', portB, join(dir, 'dev'), join(dir, 'a/release.pub'));
+    const id = device.output.match(/nxt client ([0-9a-f]{32})/)![1]!;
+    const store = await Store.open(await openPostgres(url));
+    const signer = readReleaseKey(join(dir, 'a/release.key'));
+    /** A row as a node of schema version 5 wrote it: the bytes in it, approved by the release key. */
+    const whole = async (name: string, approved: Buffer, stored: Buffer): Promise<string> => {
+      const sha256 = createHash('sha256').update(approved).digest('hex');
+      const release = { name, version: { major: 67, minor: Number(name.split('_')[2]!.split('.')[0]), patch: 0 }, size: approved.length, sha256 };
+      const approval = Buffer.from(signApproval(release, signer)).toString('base64');
+      await store.engine.batch([{ sql: 'INSERT INTO release_files (sha256, name, doc, bytes, presigned, approval) VALUES (?, ?, ?, ?, NULL, ?)', params: [sha256, name, JSON.stringify(release), stored, approval] }]);
+      await store.addRemotePushes(name, [{ node: 'b', device: id, sha256 }], new Date().toISOString(), 'nxt_work');
+      for (const until = Date.now() + 20_000; ;) {
+        const [row] = await store.remotePushes(name);
+        if (row?.state === 'done') return row.report!;
+        expect(Date.now()).toBeLessThan(until);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    const module = (minor: number): Buffer => Buffer.from(`export default () => ({ major: 67, minor: ${minor}, productName: "whole" });\n`);
+    expect(JSON.parse(await whole('whole_67_1.mjs', module(1), module(1)))).toMatchObject({ ok: true });
+    await device.waitFor('Major = 67');
+    // The same kind of row with other bytes than the approved ones: refused, nothing sent.
+    expect(await whole('whole_67_2.mjs', module(2), module(3))).toMatch(/does not match its approval/);
+    expect(device.output).not.toMatch(/Minor = [23]/);
+    await store.close();
   });
 });
 
