@@ -236,7 +236,7 @@ program.action(async (flags: ServerFlags) => {
     jobs.on('report-queued', (job) => server.emit('report-queued', job));
     jobs.on('warning', (line: string) => server.emit('warning', line));
     const repl = createServerRepl(consoleOptions);
-    const commandsFor = (out: ControlOutput): ReturnType<typeof serverCommands> => serverCommands(consoleOptions, out.say, { reportEachClient: true, cwd: out.cwd, data: out.data });
+    const commandsFor = (out: ControlOutput): ReturnType<typeof serverCommands> => serverCommands(consoleOptions, out.say, { reportEachClient: true, cwd: out.cwd, data: out.data, filesUnder: out.filesUnder });
     const control = await listenControl(opts.stateDir, commandsFor);
     if (http) {
       const api = createServer(apiHandler({

@@ -20,6 +20,8 @@ export interface ControlOutput {
   data(value: unknown): void;
   /** The caller's directory: relative paths in the command start here. */
   readonly cwd: string;
+  /** Files the command is given must be under this folder (the HTTP API's uploads). */
+  readonly filesUnder?: string;
 }
 
 /** Listen for ctl connections; `commandsFor(out)` builds the commands writing to one connection. */

@@ -42,12 +42,15 @@ export interface HttpApiOptions {
   readonly subscribe?: (listener: (event: string, data: unknown) => void) => () => void;
 }
 
+/** Where uploads go (POST /api/v1/releases), and the only files the API's commands may send. */
+export const API_UPLOADS = 'api-uploads';
+
 /** Run one console command as the API does: everything it says, collected. */
 export async function runForApi(commandsFor: HttpApiOptions['commandsFor'], words: readonly string[], cwd: string): Promise<Envelope> {
   const output: string[] = [];
   const errors: string[] = [];
   const data: unknown[] = [];
-  const out: ControlOutput = { say: (l) => output.push(...l.split('\n')), data: (v) => data.push(v), cwd };
+  const out: ControlOutput = { say: (l) => output.push(...l.split('\n')), data: (v) => data.push(v), cwd, filesUnder: join(cwd, API_UPLOADS) };
   const status = await runCommandWords(commandsFor(out), words, (text) => errors.push(...text.replace(/\n$/, '').split('\n')));
   return envelope(words, status, output, errors, data);
 }
@@ -176,7 +179,7 @@ async function handle(o: HttpApiOptions, req: IncomingMessage, res: ServerRespon
 async function runTyped(res: ServerResponse, c: AnyTypedCommand, input: unknown, cwd: string, body: (output: unknown) => unknown): Promise<void> {
   let output: unknown;
   try {
-    output = await runWithJson(c, input, cwd);
+    output = await runWithJson(c, input, cwd, join(cwd, API_UPLOADS));
   } catch (err) {
     if (!(err instanceof NxtError)) throw err;
     return send(res, err.code === 'usage' ? 400 : 422, { ok: false, code: err.code, error: errorMessage(err) });
@@ -196,7 +199,7 @@ async function upload(o: HttpApiOptions, url: URL, req: IncomingMessage, res: Se
     req.resume(); // read and dropped, so that the sender gets to read the answer
     throw new NxtError('too-large', `a module is at most ${o.maxUploadBytes} bytes here`);
   }
-  const dir = join(o.stateDir, 'api-uploads', Buffer.from(o.random(8)).toString('hex'));
+  const dir = join(o.stateDir, API_UPLOADS, Buffer.from(o.random(8)).toString('hex'));
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = join(dir, name);
   let size = 0;

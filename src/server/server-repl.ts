@@ -8,7 +8,7 @@ import { displayAddress } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import { bar, duration, mib, size, table } from '../util/format.js';
 import { helpCommand, Repl, takeOptions, takeRepeated, type Command } from '../util/repl.js';
-import { consoleCommand, schema, type AnyTypedCommand, type RunContext, type TypedCommand } from './typed-command.js';
+import { callerFile, consoleCommand, schema, type AnyTypedCommand, type RunContext, type TypedCommand } from './typed-command.js';
 import type { DeviceView, RequestView } from './views.js';
 import { describeCompatibility, mismatch, parseFor, type Compatibility, type DeviceFacts } from '../security/compatibility.js';
 import { prepareRelease, type Release } from './release.js';
@@ -246,6 +246,8 @@ export interface CommandContext {
   readonly bars?: boolean;
   /** Where progress goes (the console redraws it in place); default: printed as lines. */
   readonly progress?: (lines: string[]) => void;
+  /** Files named must be under this folder (the HTTP API's uploads): RunContext.filesUnder. */
+  readonly filesUnder?: string;
 }
 
 
@@ -477,7 +479,7 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
       const compatibility = parseFor(input.for);
       const online = server.fleetOnline();
       const named = input.to === undefined ? online : pickClients(online, input.to, factsOf);
-      const release = await prepareRelease(resolve(rc.cwd ?? process.cwd(), input.file), {
+      const release = await prepareRelease(callerFile(rc, input.file), {
         version: input.version, signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds, for: compatibility,
       });
       // A release for other kinds of device is not sent to them (they would refuse it).
@@ -646,8 +648,8 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
       if (compatibility !== undefined) throw new NxtError('usage', `${describeStored(found)} is stored already, signed for ${describeCompatibility(found.for)}: --for applies to a module file`);
       return found;
     }
-    const file = resolve(rc.cwd ?? process.cwd(), what);
-    if (!existsSync(file)) throw new NxtError('no-such-release', `no stored release "${what}" and no such file (releases lists the stored ones)`);
+    if (!existsSync(resolve(rc.cwd ?? process.cwd(), what))) throw new NxtError('no-such-release', `no stored release "${what}" and no such file (releases lists the stored ones)`);
+    const file = callerFile(rc, what);
     const release = await prepareRelease(file, { signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds, for: compatibility });
     return o.releases.add(release, o.wallClock.wallNow());
   };
@@ -685,7 +687,7 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
       /** A local file the device is to receive: its copy here, named by content (the file may
        *  change or go away before the device polls). */
       const stage = async (name: string): Promise<{ source: string; size: number; sha256: string }> => {
-        const file = resolve(rc.cwd ?? process.cwd(), name);
+        const file = callerFile(rc, name);
         if (!existsSync(file) || !statSync(file).isFile()) throw new NxtError('no-such-file', `${name} is not a file`);
         const sha256 = await hashFile(file);
         const dir = join(jobs.stateDir, 'put');

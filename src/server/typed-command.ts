@@ -4,7 +4,9 @@
  * Its output is typed: the console and `ctl` print it as text (`print`), `--json` and the API
  * return it as it is. Nothing here knows about sockets or terminals.
  */
+import { realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { resolve, sep } from 'node:path';
 import type { Ajv as AjvClass, ErrorObject, ValidateFunction } from 'ajv';
 import { NxtError } from '../errors.js';
 import type { Command } from '../util/repl.js';
@@ -22,6 +24,24 @@ export interface RunContext {
   readonly bars?: boolean;
   /** The front end shows each device's result as it lands (the console's events): not again. */
   readonly live?: boolean;
+  /** Files the caller names must be under this folder (the HTTP API: what was uploaded to it). */
+  readonly filesUnder?: string;
+}
+
+/**
+ * A file the caller named (a module to push, a file a job sends), as a path here: relative to the
+ * caller's directory. Through the HTTP API only a file uploaded to it: an API token is not a way
+ * to have the server send its other files (keys, configuration) to a device.
+ */
+export function callerFile(rc: RunContext, name: string): string {
+  const path = resolve(rc.cwd ?? process.cwd(), name);
+  if (rc.filesUnder === undefined) return path;
+  const real = (p: string): string => { try { return realpathSync(p); } catch { return resolve(p); } };
+  const file = real(path);
+  if (!file.startsWith(real(rc.filesUnder) + sep)) {
+    throw new NxtError('usage', `"${name}" is not a file uploaded through the API (POST /api/v1/releases?name=NAME): the API sends only those`);
+  }
+  return file;
 }
 
 export interface TypedCommand<I, O> {
@@ -55,6 +75,8 @@ export interface ConsoleContext {
   readonly progress?: (lines: string[]) => void;
   /** No live events to show each device's result (ctl): the command lists them at the end. */
   readonly reportEachClient?: boolean;
+  /** RunContext.filesUnder (the HTTP API's words). */
+  readonly filesUnder?: string;
 }
 
 /** A typed command of any input and output (what the front ends hold in their tables). */
@@ -69,7 +91,7 @@ export function consoleCommand(c: AnyTypedCommand, say: (line: string) => void, 
     run: async (args) => {
       const json = args.includes('--json');
       const run: RunContext = {
-        say, cwd: context.cwd, live: context.reportEachClient !== true, bars: context.bars,
+        say, cwd: context.cwd, live: context.reportEachClient !== true, bars: context.bars, filesUnder: context.filesUnder,
         progress: context.progress ?? ((lines) => { for (const l of lines) say(l); }),
       };
       const output = await c.run(c.parse(args.filter((a) => a !== '--json')), run);
@@ -87,8 +109,8 @@ let ajv: AjvClass | undefined;
 const validators = new WeakMap<object, ValidateFunction>();
 
 /** The API's form: a JSON body, checked against the command's schema, then run (`cwd`: where
- *  relative paths start). */
-export async function runWithJson(c: AnyTypedCommand, body: unknown, cwd?: string): Promise<unknown> {
+ *  relative paths start; `filesUnder`: RunContext's). */
+export async function runWithJson(c: AnyTypedCommand, body: unknown, cwd?: string, filesUnder?: string): Promise<unknown> {
   let validate = validators.get(c.input);
   if (!validate) {
     // Loaded when the API first runs a command: a console that never does need not pay for it.
@@ -97,7 +119,7 @@ export async function runWithJson(c: AnyTypedCommand, body: unknown, cwd?: strin
     validators.set(c.input, validate);
   }
   if (!validate(body)) throw new NxtError('usage', `the body does not fit ${c.usage}: ${(validate.errors ?? []).map(describe).join('; ')}`);
-  return c.run(body, { say: () => undefined, cwd, live: false });
+  return c.run(body, { say: () => undefined, cwd, live: false, filesUnder });
 }
 
 function describe(e: ErrorObject): string {

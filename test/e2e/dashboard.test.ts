@@ -81,7 +81,7 @@ describe.skipIf(!CHROMIUM)('the dashboard, in Chromium', () => {
 
     // A campaign from the page (devices stay on probation: it stays running), paused and resumed.
     await page.getByRole('link', { name: 'Rollouts' }).click();
-    await page.getByLabel('Release').fill(writeModule(dir, 'dash_7_2.mjs', 2000, 7, 2));
+    await page.getByLabel('or a new module').setInputFiles(writeModule(dir, 'dash_7_2.mjs', 2000, 7, 2));
     await page.getByLabel('Stages').fill('1,100%');
     await page.getByRole('button', { name: 'Start' }).click();
     const campaign = page.locator('article[data-campaign="1"]');

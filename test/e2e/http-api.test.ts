@@ -3,7 +3,7 @@
  * fleet and the enrollment requests read, a device approved, a module uploaded and pushed, bad
  * requests answered as such, and nothing without a valid token.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
@@ -60,7 +60,19 @@ describe('the HTTP API', () => {
     expect(bogus.status).toBe(400);
     expect(await bogus.json()).toMatchObject({ ok: false, status: 2, errors: [expect.stringMatching(/unknown command "frobnicate"/)] });
     expect((await api('/commands', { method: 'POST', body: 'not json' })).status).toBe(400);
-    expect((await api('/commands', { method: 'POST', body: JSON.stringify({ words: ['push', join(dir, 'missing.mjs')] }) })).status).toBe(422);
+    expect((await api('/commands', { method: 'POST', body: JSON.stringify({ words: ['push', join(dir, 'missing.mjs')] }) })).status).toBe(400);
+    // The API sends only files uploaded to it: a token is not a way to have the server send its
+    // keys (or anything else it can read) to a device, by any path, link or command.
+    const key = join(dir, 'server/release.key');
+    const notUploaded = await api('/commands/push', { method: 'POST', body: JSON.stringify({ file: key }) });
+    expect(notUploaded.status).toBe(400);
+    expect(await notUploaded.json()).toMatchObject({ code: 'usage', error: expect.stringMatching(/is not a file uploaded through the API/) });
+    const uploads = join(dir, 'server/api-uploads', readdirSync(join(dir, 'server/api-uploads'))[0]!);
+    symlinkSync(key, join(uploads, 'key_9_9.mjs'));
+    expect((await api('/commands/push', { method: 'POST', body: JSON.stringify({ file: join(uploads, 'key_9_9.mjs') }) })).status).toBe(400);
+    expect((await api('/commands', { method: 'POST', body: JSON.stringify({ words: ['job', 'put', 'all', key, 'stolen.key'] }) })).status).toBe(400);
+    expect((await api('/commands', { method: 'POST', body: JSON.stringify({ words: ['rollout', 'start', `${uploads}/../../release.key`] }) })).status).toBe(400);
+    rmSync(join(uploads, 'key_9_9.mjs'));
     expect((await api('/releases?name=../../etc/x', { method: 'POST', body: 'x' })).status).toBe(400);
     // Larger than --http-max-upload (1 MiB): refused, and nothing of it kept.
     expect((await api('/releases?name=big_9_0.mjs', { method: 'POST', body: Buffer.alloc(2 * 1024 * 1024, 32) })).status).toBe(413);

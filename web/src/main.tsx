@@ -327,6 +327,7 @@ function Rollouts({ version, refresh }: { version: number; refresh: () => void }
   const { data: campaigns, error } = useResource<Campaign[]>('rollouts', version, []);
   const [form, setForm] = useState({ release: 'latest', to: 'all', stages: '1,10%,50%,100%', success: '95%', failures: '10%', window: '' });
   const [said, setSaid] = useState<string>();
+  const [file, setFile] = useState<File>();
   const run = async (words: string[]): Promise<void> => {
     try {
       const e = await command(words);
@@ -339,16 +340,27 @@ function Rollouts({ version, refresh }: { version: number; refresh: () => void }
   const field = (key: keyof typeof form, label: string, hint: string): preact.JSX.Element => (
     <label>{label} <input value={form[key]} placeholder={hint} onInput={(e) => setForm({ ...form, [key]: (e.target as HTMLInputElement).value })} /></label>
   );
-  const start = (e: Event): void => {
+  const start = async (e: Event): Promise<void> => {
     e.preventDefault();
-    void run(['rollout', 'start', form.release, '--to', form.to, '--stages', form.stages, '--success', form.success, '--max-failures', form.failures, ...(form.window ? ['--window', form.window] : [])]);
+    // A new module goes up first (the API sends only what was uploaded to it), then in stages.
+    let release = form.release;
+    if (file) {
+      try {
+        release = (await upload(file)).file;
+      } catch (err) {
+        setSaid((err as Error).message);
+        return;
+      }
+    }
+    void run(['rollout', 'start', release, '--to', form.to, '--stages', form.stages, '--success', form.success, '--max-failures', form.failures, ...(form.window ? ['--window', form.window] : [])]);
   };
   return (
     <section aria-labelledby="ro-h">
       <h2 id="ro-h">Rollout campaigns</h2>
-      <form class="card" onSubmit={start}>
+      <form class="card" onSubmit={(e) => void start(e)}>
         <h3>Start a campaign</h3>
         {field('release', 'Release', 'latest, a name, or X.Y.Z')}
+        <label>or a new module <input type="file" accept=".mjs,.js" onChange={(e) => setFile((e.target as HTMLInputElement).files?.[0])} /></label>
         {field('to', 'To', 'all or a group')}
         {field('stages', 'Stages', '1,10%,50%,100%')}
         {field('success', 'Success before the next stage', '95%')}
