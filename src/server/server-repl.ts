@@ -602,8 +602,9 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
       if (r.campaigns.length === 0) return ['no rollout campaigns'];
       return r.campaigns.map((c) => describeCampaign(c, r.action === 'status' && (r.one === true || r.campaigns.length === 1)));
     },
-    // `rollout status --json` prints the campaigns as they are (what scripts and the dashboard read).
-    json: (r) => (r.action === 'status' ? r.campaigns : r),
+    // `rollout status --json` prints the campaigns as they are (what scripts and the dashboard
+    // read); `rollout latest` gives ctl's data what a push gives.
+    json: (r) => (r.action === 'status' ? r.campaigns : r.push ?? r),
     failure: (r) => (r.push ? push.failure!(r.push) : undefined),
   };
 
