@@ -5,7 +5,7 @@
  * - no node holds a whole file in memory to write or read it (a job's file may be large);
  * - the node that fetches a file reads the first parts while the node sharing it still writes the
  *   last ones: a push typed at one node for devices another holds waits for the slower of the
- *   two, not for both one after the other (16 MiB: ~150-250 ms to write, ~70-130 ms to read);
+ *   two, not for both one after the other (16 MiB: ~140-240 ms to write, about as long to read);
  * - a share cut short (the node died) is finished by whoever shares the same content next.
  *
  * The bytes are checked where they are used: the fetching side hashes what it read against the
