@@ -38,8 +38,13 @@ export function partsOf(size: number): number {
 export async function writeParts(store: Store, sha256: string, path: string, size: number): Promise<void> {
   const fd = openSync(path, 'r');
   try {
-    const buffer = Buffer.allocUnsafe(Math.min(size, PART_BYTES));
+    // Two parts in flight (each its own buffer and connection): PostgreSQL takes the next while
+    // it stores this one.
+    const buffers = [0, 1].map(() => Buffer.allocUnsafe(Math.min(size, PART_BYTES)));
+    const inFlight: Promise<void>[] = [];
     for (let part = 0; part < partsOf(size); part++) {
+      if (inFlight.length === buffers.length) await inFlight.shift();
+      const buffer = buffers[part % buffers.length]!;
       const want = Math.min(PART_BYTES, size - part * PART_BYTES);
       let got = 0;
       while (got < want) {
@@ -47,8 +52,11 @@ export async function writeParts(store: Store, sha256: string, path: string, siz
         if (n === 0) throw new NxtError('bad-state', `${path} is shorter than the ${size} bytes it had when it was hashed`);
         got += n;
       }
-      await store.putFilePart(sha256, part, buffer.subarray(0, want), PARTS_CHANNEL);
+      const written = store.putFilePart(sha256, part, buffer.subarray(0, want), PARTS_CHANNEL);
+      written.catch(() => { /* awaited below */ });
+      inFlight.push(written);
     }
+    await Promise.all(inFlight);
   } finally {
     closeSync(fd);
   }
