@@ -312,7 +312,7 @@ export class Cluster {
         if (why === undefined) continue;
         await store.failRemotePushes(batch, node, () => ({ ok: false, already: false, code: ResultCode.timeout, message: why, elapsedMs: Date.now() - started } satisfies WireReport));
       }
-      await this.resultOrSecond();
+      await wakeOrAfter(this.resultWaiters, 1000);
     }
   }
 
@@ -324,14 +324,7 @@ export class Cluster {
     return undefined;
   }
 
-  /** Until a node says it wrote results (NOTIFY), or a second has passed. */
-  private resultOrSecond(): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const wake = (): void => { clearTimeout(t); this.resultWaiters.delete(wake); resolve(); };
-      const t = setTimeout(wake, 1000);
-      this.resultWaiters.add(wake);
-    });
-  }
+
 
   /**
    * Put a device another node holds in a group, or take it out: done by that node (which saves
@@ -360,7 +353,7 @@ export class Cluster {
         await this.o.store.finishRemoteCommand({ batch }, { ok: false, code: 'node-gone', message: why } satisfies CommandResult);
         continue; // its answer may have come first
       }
-      await this.resultOrSecond();
+      await wakeOrAfter(this.resultWaiters, 1000);
     }
   }
 
@@ -387,10 +380,7 @@ export class Cluster {
       rowWritten();
       await writeParts(this.o.store, m.sha256, release.path, m.size);
     })();
-    const entry = { described: Promise.race([written, all]), all };
-    this.shares.set(m.sha256, entry);
-    // A share that failed is tried again by the next push of the same release.
-    all.catch(() => { if (this.shares.get(m.sha256) === entry) this.shares.delete(m.sha256); });
+    const entry = this.remember(m.sha256, { described: Promise.race([written, all]), all });
     entry.described.catch(() => { /* the caller awaits `all` too, or the push says it */ });
     return entry;
   }
@@ -401,25 +391,22 @@ export class Cluster {
     const known = this.shares.get(sha256);
     if (known) return known.all;
     const all = writeParts(this.o.store, sha256, path, size);
-    const entry = { described: all, all };
+    return this.remember(sha256, { described: all, all }).all;
+  }
+
+  /** A share under way or done, known until it fails (the next push or job then tries again). */
+  private remember(sha256: string, entry: { described: Promise<void>; all: Promise<void> }): typeof entry {
     this.shares.set(sha256, entry);
-    all.catch(() => { if (this.shares.get(sha256) === entry) this.shares.delete(sha256); });
-    return all;
+    entry.all.catch(() => { if (this.shares.get(sha256) === entry) this.shares.delete(sha256); });
+    return entry;
   }
 
   /** A file another node shared (shareFile), into `dest`, checked against its sha256. */
   fetchFile(sha256: string, size: number, dest: string): Promise<void> {
-    return readParts(this.o.store, sha256, size, dest, () => this.partOrWhile());
+    return readParts(this.o.store, sha256, size, dest, () => wakeOrAfter(this.partWaiters, 250));
   }
 
-  /** Until another node says it wrote a part (NOTIFY), or a quarter of a second has passed. */
-  private partOrWhile(): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const wake = (): void => { clearTimeout(t); this.partWaiters.delete(wake); resolve(); };
-      const t = setTimeout(wake, 250);
-      this.partWaiters.add(wake);
-    });
-  }
+
 
   /** Carry out the pushes and commands other nodes handed us. */
   private async work(): Promise<void> {
@@ -500,7 +487,7 @@ export class Cluster {
     const file = join(dir, /^[\w.-]+$/.test(row.name) && !row.name.startsWith('.') ? row.name : 'module.mjs');
     if (!existsSync(file)) {
       if (row.inParts) {
-        await readParts(this.o.store, sha256, d.size, file, () => this.partOrWhile());
+        await readParts(this.o.store, sha256, d.size, file, () => wakeOrAfter(this.partWaiters, 250));
       } else {
         // Written by a node older than schema version 6: the bytes whole, in the row.
         const bytes = await this.o.store.releaseBytes(sha256);
@@ -517,4 +504,13 @@ export class Cluster {
     this.shares.set(sha256, { described: Promise.resolve(), all: Promise.resolve() });
     return { ...d, file, presigned: row.presigned !== null, storedAt: this.o.wallClock.wallNow().toISOString() };
   }
+}
+
+/** Until a waiter in `waiters` is woken (a NOTIFY), or `ms` have passed (a wake-up may be missed). */
+function wakeOrAfter(waiters: Set<() => void>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const wake = (): void => { clearTimeout(t); waiters.delete(wake); resolve(); };
+    const t = setTimeout(wake, ms);
+    waiters.add(wake);
+  });
 }

@@ -12,11 +12,11 @@
 import { NxtError } from '../errors.js';
 import { displayAddress, type Peer } from '../net/endpoint.js';
 import type { Store } from '../store/store.js';
+import type { Inventory } from './views.js';
 
 export type DeviceState = 'pending' | 'approved' | 'rejected' | 'revoked';
 
 /** What a device says about itself (all optional: it is the device's word, shown, never trusted). */
-import type { Inventory } from './views.js';
 export type { Inventory };
 
 /** Token approvals waiting to be saved together (Devices.approveSoon). */

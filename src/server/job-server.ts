@@ -148,9 +148,9 @@ export class JobServer extends EventEmitter {
   }
 
   /**
-   * Whether the job's file is here to send. A job queued at another node (several nodes) has
-   * its file in the database: fetched now, in the background, for the device's next poll. A file
-   * that cannot be had fails its job, with the reason.
+   * Whether the job's file is here to send. With several nodes every job's file is in the
+   * database too: one queued at another node is fetched now, in the background, for the device's
+   * next poll. A file that cannot be had fails its job, with the reason.
    */
   private fileHere(job: Job): boolean {
     if (existsSync(this.fileOf(job))) return true;

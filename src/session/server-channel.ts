@@ -45,7 +45,7 @@ export interface ServerChannelLimits {
 /** A handshake costs the server about 0.4 ms of CPU (X25519 in node:crypto, HKDF, two AEADs:
  *  375 µs each in a loop; 1.2 ms before key objects were made the cheap way, handshake.ts): 1,000
  *  a second is at most ~40% of a core, and 10,000 devices coming back after a restart shake hands
- *  in 10 s (bench/fleet-sim.ts: all back in 13.7 s; 27.4 s at 400 a second). Per address, room
+ *  in 10 s (bench/fleet-sim.ts: all back in 12–13 s; 27.4 s at 400 a second). Per address, room
  *  for a site of devices behind one NAT address, not for one flooder. */
 export const DEFAULT_LIMITS: ServerChannelLimits = {
   handshakesPerSecond: 1000,
