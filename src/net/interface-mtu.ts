@@ -3,7 +3,8 @@
  * MTU of the interface the datagram leaves by, less the IP and UDP headers. It is the upper bound
  * of datagram-size discovery (RFC 8899's MAX_PLPMTU, "limited by the local interface MTU"):
  * Node cannot set the don't-fragment bit, so a probe above it would be fragmented by the kernel,
- * arrive anyway and teach us a size that only works whole while no fragment is lost.
+ * arrive anyway and teach us a size that only works whole while no fragment is lost. Datagrams
+ * fragmented on purpose, to a device on the same LAN, are net/fragments.ts's decision.
  *
  * Linux only (/sys/class/net); elsewhere, or when unsure, the Ethernet value.
  */
@@ -18,18 +19,28 @@ const HEADERS_V4 = 28;
 const HEADERS_V6 = 48;
 const MAX_UDP_PAYLOAD = 65_507;
 
-export function maxUdpPayloadTo(address: string): number {
+export interface RouteTo {
+  /** The largest UDP payload that leaves whole. */
+  readonly whole: number;
+  /** On a directly attached subnet (or this host): no router between, which could drop
+   *  fragments (net/fragments.ts). */
+  readonly onLink: boolean;
+}
+
+/** What is known locally of the way to `address`. */
+export function routeTo(address: string): RouteTo {
   const plain = address.startsWith('::ffff:') ? address.slice(7) : address;
   const v4 = isIPv4(plain);
   const headers = v4 ? HEADERS_V4 : HEADERS_V6;
-  return Math.min(MAX_UDP_PAYLOAD, interfaceMtuFor(plain, v4) - headers);
+  const { mtu, onLink } = interfaceFor(plain, v4);
+  return { whole: Math.min(MAX_UDP_PAYLOAD, mtu - headers), onLink };
 }
 
-function interfaceMtuFor(address: string, v4: boolean): number {
+function interfaceFor(address: string, v4: boolean): { mtu: number; onLink: boolean } {
   const interfaces = os.networkInterfaces();
   // To ourselves (loopback, or one of our own addresses): the kernel routes it over lo.
-  if (address.startsWith('127.') || address === '::1') return mtuOf('lo', LOOPBACK_MTU);
-  if (Object.values(interfaces).some((addrs) => addrs?.some((a) => a.address === address))) return mtuOf('lo', LOOPBACK_MTU);
+  if (address.startsWith('127.') || address === '::1') return { mtu: mtuOf('lo', LOOPBACK_MTU), onLink: true };
+  if (Object.values(interfaces).some((addrs) => addrs?.some((a) => a.address === address))) return { mtu: mtuOf('lo', LOOPBACK_MTU), onLink: true };
   // On a directly attached subnet: that interface.
   for (const [name, addrs] of Object.entries(interfaces)) {
     for (const a of addrs ?? []) {
@@ -38,7 +49,7 @@ function interfaceMtuFor(address: string, v4: boolean): number {
       const list = new BlockList();
       try {
         list.addSubnet(net!, Number(bits), v4 ? 'ipv4' : 'ipv6');
-        if (list.check(address, v4 ? 'ipv4' : 'ipv6')) return mtuOf(name, ETHERNET_MTU);
+        if (list.check(address, v4 ? 'ipv4' : 'ipv6')) return { mtu: mtuOf(name, ETHERNET_MTU), onLink: true };
       } catch {
         // An address form BlockList does not take (a scoped link-local one): not this interface.
       }
@@ -49,7 +60,7 @@ function interfaceMtuFor(address: string, v4: boolean): number {
   for (const [name, addrs] of Object.entries(interfaces)) {
     if (addrs?.some((a) => !a.internal && (a.family === 'IPv4') === v4)) smallest = Math.min(smallest, mtuOf(name, ETHERNET_MTU));
   }
-  return Number.isFinite(smallest) ? smallest : ETHERNET_MTU;
+  return { mtu: Number.isFinite(smallest) ? smallest : ETHERNET_MTU, onLink: false };
 }
 
 /**

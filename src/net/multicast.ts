@@ -9,19 +9,18 @@ import { isIP } from 'node:net';
 import { NxtError } from '../errors.js';
 import type { DatagramSink } from '../files/sealed-chunk-wire.js';
 import { maxUdpPayloadFrom } from './interface-mtu.js';
-import { CHUNKS_HEADER_BYTES, chunkEntryBytes } from '../protocol/envelope.js';
+import { FRAGMENTED_DATAGRAM } from './fragments.js';
 
 const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_MULTICAST_PORT = 7702;
 /**
  * Group datagrams carry one 8 KiB chunk at least, whatever the interface's MTU: on a 1500-byte LAN
- * IP cuts each into six fragments. Every device pays per datagram (a receive, a decryption, a
- * write), and a fleet shares the pace of its slowest: ten devices took 1.3 to 3 times as long
- * with 1400-byte chunks (docs/benchmarks.md). A lost fragment loses the chunk, which the repair
- * passes then cover; `--multicast-datagram 1472` keeps every datagram whole where fragments do
- * not get through.
+ * IP cuts each into six fragments (net/fragments.ts). Every device pays per datagram, and a fleet
+ * shares the pace of its slowest: ten devices took 1.3 to 3 times as long with 1400-byte chunks
+ * (docs/benchmarks.md). A lost fragment loses the chunk, which the repair passes then cover;
+ * `--multicast-datagram 1472` keeps every datagram whole where fragments do not get through.
  */
-export const GROUP_DATAGRAM = CHUNKS_HEADER_BYTES + chunkEntryBytes(8192);
+export const GROUP_DATAGRAM = FRAGMENTED_DATAGRAM;
 
 export interface MulticastGroup {
   readonly address: string;

@@ -22,7 +22,8 @@ import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord, type S
 import { chunkSizeFor, SMALL_CHUNK_BYTES, type Release } from './release.js';
 import { SealedReleases } from './sealed-release.js';
 import { PathMtu } from '../transfer/path-mtu.js';
-import { maxUdpPayloadTo } from '../net/interface-mtu.js';
+import { routeTo } from '../net/interface-mtu.js';
+import { FRAGMENTED_DATAGRAM, FragmentPolicy, type FragmentDecision } from '../net/fragments.js';
 import { MAX_UDP_PAYLOAD_BYTES } from '../protocol/envelope.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -81,10 +82,28 @@ export interface NxtServerOptions {
   readonly multicast?: { readonly sender: MulticastSender; readonly options?: Partial<GroupPushOptions> };
 }
 
+function describeFragmentDecision(d: FragmentDecision): string {
+  const percent = (x: number): string => `${(100 * x).toFixed(1)}%`;
+  switch (d.change) {
+    case 'blocked': return 'datagrams that IP fragments never arrived: whole ones for 10 minutes, this push again at once';
+    case 'lossy': return `${percent(d.share)} of the chunks sent in datagrams that IP fragments were resent: whole datagrams for 10 minutes`;
+    case 'link-loss': return `whole datagrams lost as much (${percent(d.share)} resent, against ${percent(d.fragmentedShare ?? 0)}): the link loses datagrams, not fragments; fragmented ones again`;
+  }
+}
+
 /** Paths remembered (one per client and address): a fleet's worth, bounded. */
 const MAX_PATHS = 200_000;
 /** A datagram size that takes only small chunks (chunkSizeFor). */
 const SMALL_CHUNK_DATAGRAM = 1452;
+
+/** The way to one device at one address: what the local interfaces say of it, and the datagram
+ *  size search (made anew when fragments are allowed or taken away). */
+interface KnownPath {
+  readonly whole: number;
+  readonly onLink: boolean;
+  fragments: boolean;
+  mtu: PathMtu;
+}
 
 /** After a failed automatic push, wait this long before trying that client again. */
 const AUTO_RETRY_MS = 60_000;
@@ -127,7 +146,8 @@ interface LastRegister {
  *  goodbye: offline now), 'client-back' (ClientRecord, was offline), 'client-renewed'
  *  (ClientRecord, every registration), 'push-result' (PushReport),
  *  'auto-update' (ClientRecord, StoredRelease), 'enrollment-request' (DeviceRecord, a new device
- *  waits for approval), 'warning' (string). */
+ *  waits for approval), 'datagrams' (string: fragmented datagrams taken from or given back to a
+ *  device, net/fragments.ts), 'warning' (string). */
 export class NxtServer extends EventEmitter {
   readonly stats: ServerStats = { datagrams: 0, malformed: 0, unexpected: 0, foreign: 0, registrations: 0, refused: 0, impersonation: 0 };
   private readonly waiting = new Map<string, LastRegister>();
@@ -148,7 +168,9 @@ export class NxtServer extends EventEmitter {
   private readonly sessions = new Map<number, PushSession>();
   private readonly renewMs: number;
   /** Datagram-size knowledge per client path, kept across pushes (bounded). */
-  private readonly paths = new Map<string, PathMtu>();
+  private readonly paths = new Map<string, KnownPath>();
+  /** Which devices on our LAN may get datagrams that IP fragments (net/fragments.ts). */
+  private readonly fragments = new FragmentPolicy();
   /** Clients whose path never delivered a big chunk: they get small ones. */
   private readonly largeChunksFailed = new Set<string>();
   private sealed: SealedReleases | undefined;
@@ -377,7 +399,7 @@ export class NxtServer extends EventEmitter {
     return [...here, ...there];
   }
 
-  private async pushHere(release: Release, clients: ClientRecord[]): Promise<PushReport[]> {
+  private async pushHere(release: Release, clients: ClientRecord[], retry = false): Promise<PushReport[]> {
     if (clients.length === 0) return [];
     // Kept for rollouts while the push runs; done (or warned about) before push() returns.
     const kept = (async () => {
@@ -394,8 +416,11 @@ export class NxtServer extends EventEmitter {
     const m = release.manifest;
     // Several devices and a group: the group's datagram size decides one chunk size for all.
     const group = this.options.multicast && clients.length >= 2 ? this.options.multicast : undefined;
+    // The devices sent datagrams that IP fragments (net/fragments.ts).
+    const fragmented = new Set<string>();
     const prepared = await Promise.allSettled(clients.map(async (client) => {
-      const path = this.pathTo(client);
+      const { mtu: path, fragments } = this.pathTo(client);
+      if (fragments && !group) fragmented.add(client.id);
       const chunkSize = chunkSizeFor(release, group ? group.sender.maxDatagram : this.largeChunksFailed.has(client.id) ? SMALL_CHUNK_DATAGRAM : path.options.max);
       // Sealed once per release and chunk size, whatever the number of devices.
       const sealed = await this.sealedReleases().get(release.path, { size: m.size, sha256: m.sha256, chunkSize });
@@ -417,9 +442,21 @@ export class NxtServer extends EventEmitter {
       session.start();
       const outcome = await session.done;
       this.sessions.delete(session.transferId);
-      // Big chunks never got through (a path that drops big datagrams, or their fragments):
-      // this device gets small ones from now on.
-      if (outcome.code === ResultCode.timeout && session.chunkSize > SMALL_CHUNK_BYTES && session.progress.acked === 0) this.largeChunksFailed.add(session.client.id);
+      // Big chunks never got through (a path that drops big datagrams, or their fragments): the
+      // device accepted the offer, chunks went out, none was acknowledged. It gets small ones, in
+      // datagrams that travel whole, from now on, and this push tries again at once that way
+      // (once: small chunks cannot fail like this).
+      const { progress } = session;
+      const timedOut = outcome.code === ResultCode.timeout;
+      const blocked = timedOut && session.chunkSize > SMALL_CHUNK_BYTES && progress.acked === 0 && progress.datagrams > 0;
+      if (blocked) this.largeChunksFailed.add(session.client.id);
+      if (!group) {
+        const decision = this.fragments.pushEnded(session.client.id, {
+          fragmented: fragmented.has(session.client.id), chunks: progress.total, acked: progress.acked, resent: progress.retransmits - progress.spurious, timedOut,
+        }, this.options.clock.now());
+        if (decision) this.emit('datagrams', `${shortId(session.client.id)}: ${describeFragmentDecision(decision)}`);
+      }
+      if (blocked && !retry) return (await this.pushHere(release, [session.client], true))[0]!;
       if (outcome.code === ResultCode.ok && outcome.active) session.client.version = outcome.active;
       // Refused as "not newer" by a device that runs this very release: already installed, which
       // is not a failure and raises no alert.
@@ -607,14 +644,25 @@ export class NxtServer extends EventEmitter {
     return this.tokenHashes.some((t) => timingSafeEqual(t, h));
   }
 
-  /** What is known of the datagram size the path to this client carries (RFC 8899 search). */
-  private pathTo(client: ClientRecord): PathMtu {
+  /**
+   * What is known of the datagram size the path to this client carries (RFC 8899 search). On
+   * the device's own LAN the search may go above what the interface carries whole, up to one
+   * 8 KiB chunk a datagram, which IP fragments, unless fragments failed this device lately.
+   */
+  private pathTo(client: ClientRecord): KnownPath {
     const key = `${client.id}|${client.peer.address}`;
     let path = this.paths.get(key);
+    const cap = this.options.maxDatagram ?? MAX_UDP_PAYLOAD_BYTES;
     if (!path) {
-      path = new PathMtu({ max: Math.min(this.options.maxDatagram ?? MAX_UDP_PAYLOAD_BYTES, maxUdpPayloadTo(client.peer.address)) });
+      const route = routeTo(client.peer.address);
+      path = { whole: route.whole, onLink: route.onLink, fragments: false, mtu: new PathMtu({ max: Math.min(cap, route.whole) }) };
       this.paths.set(key, path);
       if (this.paths.size > MAX_PATHS) this.paths.delete(this.paths.keys().next().value!);
+    }
+    const fragments = path.onLink && Math.min(cap, FRAGMENTED_DATAGRAM) > path.whole && this.fragments.allowed(client.id, this.options.clock.now());
+    if (fragments !== path.fragments) {
+      path.fragments = fragments;
+      path.mtu = new PathMtu({ max: Math.min(cap, fragments ? FRAGMENTED_DATAGRAM : path.whole) });
     }
     return path;
   }

@@ -122,10 +122,17 @@ export const passThrough: ProxyRule = (data) => [{ data }];
  * A bad network: each datagram is lost with probability `loss`, duplicated with `duplicate`, and
  * delayed by `delayMs` plus, with probability `reorder`, up to `delayMs` more (which reorders it).
  */
-export function lossyLink(seed: number, o: { loss: number; duplicate?: number; reorder?: number; delayMs?: number }): ProxyRule {
+/** IPv4 fragments on a 1500-byte link carry 1480 bytes of the UDP datagram each. */
+const FRAGMENT_PAYLOAD_BYTES = 1480;
+const UDP_HEADER_BYTES = 8;
+
+export function lossyLink(seed: number, o: { loss: number; duplicate?: number; reorder?: number; delayMs?: number; perFrame?: boolean }): ProxyRule {
   const random = seededRandom(seed);
   return (data) => {
-    if (random() < o.loss) return [];
+    // perFrame: `loss` is each 1500-byte Ethernet frame's, as on a real link, where a datagram
+    // bigger than a frame travels as IP fragments and is lost with any one of them.
+    const frames = o.perFrame ? Math.ceil((data.length + UDP_HEADER_BYTES) / FRAGMENT_PAYLOAD_BYTES) : 1;
+    if (random() < 1 - (1 - o.loss) ** frames) return [];
     const delay = (): number => (o.delayMs ?? 0) + (random() < (o.reorder ?? 0) ? random() * (o.delayMs ?? 1) : 0);
     const out = [{ data, delayMs: delay() }];
     if (random() < (o.duplicate ?? 0)) out.push({ data, delayMs: delay() });

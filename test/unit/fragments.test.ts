@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { FragmentPolicy } from '../../src/net/fragments.js';
+
+const options = { holdMs: 600_000, maxResentShare: 0.2, minChunks: 256, maxDevices: 3 };
+const fragmented = { fragmented: true, chunks: 2048, acked: 2048, resent: 30, timedOut: false };
+const whole = { ...fragmented, fragmented: false };
+const HOLD = options.holdMs;
+
+describe('which devices get datagrams that IP fragments', () => {
+  it('allows them until a push shows they cost too much', () => {
+    const p = new FragmentPolicy(options);
+    expect(p.allowed('a', 0)).toBe(true);
+    expect(p.pushEnded('a', fragmented, 10)).toBeUndefined();
+    // A fifth resent is still allowed; more is not.
+    expect(p.pushEnded('a', { ...fragmented, resent: 409 }, 20)).toBeUndefined();
+    expect(p.allowed('a', 30)).toBe(true);
+    expect(p.pushEnded('a', { ...fragmented, resent: 411 }, 40)).toMatchObject({ change: 'lossy' });
+    expect(p.allowed('a', 41)).toBe(false);
+    expect(p.allowed('b', 41)).toBe(true);
+    expect(p.allowed('a', 40 + HOLD)).toBe(true);
+  });
+
+  it('a small push says too little about loss to decide', () => {
+    const p = new FragmentPolicy(options);
+    expect(p.pushEnded('a', { ...fragmented, chunks: 100, acked: 100, resent: 60 }, 0)).toBeUndefined();
+    expect(p.allowed('a', 1)).toBe(true);
+  });
+
+  it('takes them away when nothing got through, and gives them back after the hold', () => {
+    const p = new FragmentPolicy(options);
+    expect(p.pushEnded('a', { fragmented: true, chunks: 128, acked: 0, resent: 128, timedOut: true }, 1000)).toMatchObject({ change: 'blocked' });
+    expect(p.allowed('a', 1000 + HOLD - 1)).toBe(false);
+    expect(p.allowed('a', 1000 + HOLD)).toBe(true);
+    expect(p.pushEnded('a', fragmented, 700_000)).toBeUndefined();
+    expect(p.allowed('a', 700_001)).toBe(true);
+  });
+
+  it('a push that timed out after some chunks arrived is judged by its resends, not as blocked', () => {
+    const p = new FragmentPolicy(options);
+    expect(p.pushEnded('a', { ...fragmented, acked: 900, resent: 10, timedOut: true }, 0)).toBeUndefined();
+    expect(p.allowed('a', 1)).toBe(true);
+  });
+
+  it('a link that loses frames: whole datagrams lose far less, so they stay', () => {
+    const p = new FragmentPolicy(options);
+    // 5% of frames lost: about 26% of six-fragment datagrams, 5% of whole ones.
+    expect(p.pushEnded('a', { ...fragmented, resent: 540 }, 0)).toMatchObject({ change: 'lossy' });
+    expect(p.pushEnded('a', { ...whole, chunks: 12_000, acked: 12_000, resent: 600 }, 10)).toBeUndefined();
+    expect(p.allowed('a', 20)).toBe(false);
+    // Judged once: a later whole push changes nothing either way.
+    expect(p.pushEnded('a', { ...whole, chunks: 12_000, acked: 12_000, resent: 6000 }, 30)).toBeUndefined();
+    expect(p.allowed('a', 40)).toBe(false);
+  });
+
+  it('a link that loses datagrams: whole ones lose as much, so fragments come back and loss alone does not take them again', () => {
+    const p = new FragmentPolicy(options);
+    expect(p.pushEnded('a', { ...fragmented, resent: 520 }, 0)).toMatchObject({ change: 'lossy', share: 520 / 2048 });
+    expect(p.allowed('a', 1)).toBe(false);
+    const back = p.pushEnded('a', { ...whole, chunks: 12_000, acked: 12_000, resent: 3000 }, 10);
+    expect(back).toMatchObject({ change: 'link-loss', share: 0.25, fragmentedShare: 520 / 2048 });
+    expect(p.allowed('a', 11)).toBe(true);
+    expect(p.pushEnded('a', { ...fragmented, resent: 520 }, 20)).toBeUndefined();
+    expect(p.allowed('a', 21)).toBe(true);
+    // Fragments that stop arriving altogether still count.
+    expect(p.pushEnded('a', { ...fragmented, acked: 0, timedOut: true }, 30)).toMatchObject({ change: 'blocked' });
+    expect(p.allowed('a', 31)).toBe(false);
+    // After the hold, loss is judged again.
+    expect(p.pushEnded('a', { ...fragmented, resent: 520 }, 30 + HOLD + 10)).toMatchObject({ change: 'lossy' });
+  });
+
+  it('remembers a bounded number of devices, dropping the oldest', () => {
+    const p = new FragmentPolicy(options);
+    const blocked = { fragmented: true, chunks: 1, acked: 0, resent: 1, timedOut: true };
+    for (const d of ['a', 'b', 'c', 'd']) p.pushEnded(d, blocked, 0);
+    expect(p.allowed('a', 1)).toBe(true);
+    expect(['b', 'c', 'd'].map((d) => p.allowed(d, 1))).toEqual([false, false, false]);
+  });
+});
