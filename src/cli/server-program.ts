@@ -194,6 +194,7 @@ program.action(async (flags: ServerFlags) => {
       store: jobStore, stateDir: opts.stateDir, channel, clock: systemClock, wallClock: systemWallClock, notifier, sender: { peerTimeoutMs },
       approved: (id: string): boolean => server.registry.get(id) !== undefined,
       fetchFile: cluster && ((sha256, size, dest) => cluster.fetchFile(sha256, size, dest)),
+      dropFile: cluster && ((sha256) => cluster.dropFile(sha256)),
     });
     const server: NxtServer = new NxtServer({
       jobs, notifier, behindAfterMs: opts.behindAfter === undefined ? undefined : Number(opts.behindAfter) * 1000,
@@ -235,6 +236,7 @@ program.action(async (flags: ServerFlags) => {
     jobs.on('job-result', (job) => server.emit('job-result', job));
     jobs.on('report-queued', (job) => server.emit('report-queued', job));
     jobs.on('warning', (line: string) => server.emit('warning', line));
+    jobs.startSweeping();
     const repl = createServerRepl(consoleOptions);
     const commandsFor = (out: ControlOutput): ReturnType<typeof serverCommands> => serverCommands(consoleOptions, out.say, { reportEachClient: true, cwd: out.cwd, data: out.data, filesUnder: out.filesUnder });
     const control = await listenControl(opts.stateDir, commandsFor);

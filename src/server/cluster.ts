@@ -76,6 +76,9 @@ interface WireReport {
   readonly address?: string;
 }
 
+/** A release one node removed (remove-release), as it travels to the others (JSON). */
+type RemovedRelease = Pick<StoredRelease, 'sha256' | 'version' | 'for'>;
+
 /** A probation outcome as it travels between nodes (JSON). */
 interface WireOutcome {
   readonly client: string;
@@ -132,6 +135,15 @@ export class Cluster {
       client: t.client.id, name: t.name, committed: t.committed, code: t.code, version: t.version, sha256: t.sha256, active: t.active, message: t.message,
     };
     await this.o.store.addEvent(this.o.name, 'trial-outcome', wire, this.o.wallClock.wallNow().toISOString());
+    await this.o.store.engine.notify?.('nxt_events');
+  }
+
+  /** A release was removed here (and its rows from the database): the other nodes forget it and
+   *  delete their copies when they read the event; it is shared again if pushed again. */
+  async releaseRemoved(r: StoredRelease): Promise<void> {
+    this.shares.delete(r.sha256);
+    const removed: RemovedRelease = { sha256: r.sha256, version: r.version, ...(r.for === undefined ? {} : { for: r.for }) };
+    await this.o.store.addEvent(this.o.name, 'release-removed', removed, this.o.wallClock.wallNow().toISOString());
     await this.o.store.engine.notify?.('nxt_events');
   }
 
@@ -204,7 +216,7 @@ export class Cluster {
     this.remote = remote;
   }
 
-  /** Outcomes other nodes heard, for the campaigns run here. */
+  /** Outcomes other nodes heard, for the campaigns run here; releases they removed. */
   private async readEvents(): Promise<void> {
     const server = this.server;
     if (!server || this.reading) return;
@@ -214,7 +226,15 @@ export class Cluster {
         const events = await this.o.store.events(this.lastEvent);
         if (events.length === 0) return;
         this.lastEvent = events[events.length - 1]!.id;
-        for (const e of events) if (e.node !== this.o.name && e.kind === 'trial-outcome') server.hearOutcome(this.outcomeOf(JSON.parse(e.doc) as WireOutcome));
+        for (const e of events) {
+          if (e.node === this.o.name) continue;
+          if (e.kind === 'trial-outcome') server.hearOutcome(this.outcomeOf(JSON.parse(e.doc) as WireOutcome));
+          if (e.kind === 'release-removed') {
+            const removed = JSON.parse(e.doc) as RemovedRelease;
+            this.shares.delete(removed.sha256);
+            await server.forgetRelease(removed).catch((err: unknown) => this.o.warn(`could not delete the copy of a release node ${e.node} removed: ${errorMessage(err)}`));
+          }
+        }
       }
     } finally {
       this.reading = false;
@@ -389,9 +409,22 @@ export class Cluster {
    *  whichever node holds the device when it polls; resolves once all of it is there. */
   async shareFile(sha256: string, path: string, size: number): Promise<void> {
     const known = this.shares.get(sha256);
-    if (known) return known.all;
+    if (known) {
+      await known.all;
+      // Shared before, but a node may have removed the parts since (no job needed them: dropFile).
+      if (await this.o.store.filePartCount(sha256) === partsOf(size)) return;
+      if (this.shares.get(sha256) === known) this.shares.delete(sha256);
+      return this.shareFile(sha256, path, size);
+    }
     const all = writeParts(this.o.store, sha256, path, size);
     return this.remember(sha256, { described: all, all }).all;
+  }
+
+  /** A job's file that no job still needs: its parts leave the database, unless a job queued
+   *  meanwhile (at any node) or a release needs them (the store checks: Store.removeFileParts). */
+  async dropFile(sha256: string): Promise<void> {
+    this.shares.delete(sha256);
+    await this.o.store.removeFileParts(sha256);
   }
 
   /** A share under way or done, known until it fails (the next push or job then tries again). */

@@ -4,7 +4,7 @@
  * Uploads and puts are the same resumable transfers as module pushes, in either direction.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { errorMessage, NxtError } from '../errors.js';
@@ -18,6 +18,7 @@ import type { Peer } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import type { SenderOptions } from '../transfer/sender.js';
 import type { Job, JobStore } from './job-store.js';
+import { JOB_FILE_SWEEP_MS, jobFilesToDelete } from './job-files.js';
 import type { Notifier } from './notifier.js';
 
 export const JOB_RESULT_NAMES: Record<number, string> = {
@@ -39,7 +40,7 @@ interface Upload {
   readonly transfer: IncomingTransfer;
 }
 
-/** Events: 'job-result' (Job). */
+/** Events: 'job-result' (Job), 'report-queued' (Job), 'warning' (string). */
 export class JobServer extends EventEmitter {
   private readonly uploads = new Map<number, Upload>();
   private readonly puts = new Map<number, { job: Job; file: OutgoingFile }>();
@@ -48,6 +49,7 @@ export class JobServer extends EventEmitter {
   private readonly queueingReport = new Set<string>();
   /** Files being fetched from the database for jobs queued at another node, by sha256. */
   private readonly fetching = new Set<string>();
+  private sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: {
     readonly store: JobStore;
@@ -61,8 +63,35 @@ export class JobServer extends EventEmitter {
     readonly approved: (device: string) => boolean;
     /** Several nodes: fetch a file another node queued a job with (Cluster.fetchFile). */
     readonly fetchFile?: (sha256: string, size: number, dest: string) => Promise<void>;
+    /** Several nodes: a job's file none of ours needs any more; its parts may leave the database
+     *  (Cluster.dropFile). */
+    readonly dropFile?: (sha256: string) => Promise<void>;
   }) {
     super();
+  }
+
+  /** Look over the files kept for jobs now and every JOB_FILE_SWEEP_MS (job-files.ts). */
+  startSweeping(): void {
+    const sweep = (): void => { void this.sweepFiles().catch((err: unknown) => this.emit('warning', `could not delete files kept for jobs: ${errorMessage(err)}`)); };
+    sweep();
+    this.sweepTimer = setInterval(sweep, JOB_FILE_SWEEP_MS);
+    this.sweepTimer.unref();
+  }
+
+  /** Delete the files kept for jobs that no job still to run needs; returns their names. */
+  async sweepFiles(): Promise<string[]> {
+    const dir = join(this.o.stateDir, 'put');
+    let names: string[];
+    try { names = readdirSync(dir); } catch { return []; }
+    const files = names.flatMap((name) => {
+      try { return [{ name, mtimeMs: statSync(join(dir, name)).mtimeMs }]; } catch { return []; }
+    });
+    const stale = jobFilesToDelete(files, this.o.store.list(), this.now().getTime()).filter((name) => !this.fetching.has(name));
+    for (const name of stale) {
+      rmSync(join(dir, name), { force: true });
+      await this.o.dropFile?.(name);
+    }
+    return stale;
   }
 
   /** Handle a message that belongs to jobs; false if it is not one of ours. */
@@ -96,6 +125,7 @@ export class JobServer extends EventEmitter {
   }
 
   close(): void {
+    clearInterval(this.sweepTimer);
     for (const t of this.resultTimers.values()) clearTimeout(t);
     for (const p of this.puts.values()) p.file.cancel('server shutting down');
     for (const u of this.uploads.values()) void u.transfer.suspend();

@@ -3,7 +3,7 @@
  * automatic catch-up): `releases/<sha256>/<name>` in the state dir (with its `.nxt-signed` file
  * when it was signed offline), and the list in the store.
  */
-import { copyFileSync, existsSync, mkdirSync, renameSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { compareReleaseVersions, formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
@@ -48,7 +48,19 @@ export class ReleaseStore {
   }
 
   static async open(stateDir: string, store: Store): Promise<ReleaseStore> {
-    return new ReleaseStore(stateDir, store, await store.releases());
+    const releases = new ReleaseStore(stateDir, store, await store.releases());
+    releases.removeStrays();
+    return releases;
+  }
+
+  /** Copies no record names (a release removed while this node was down, or a copy whose record
+   *  a crash kept from being written): deleted. */
+  private removeStrays(): void {
+    let names: string[];
+    try { names = readdirSync(this.dir); } catch { return; }
+    for (const name of names) {
+      if (/^[0-9a-f]{64}$/.test(name) && !this.releases.some((r) => r.sha256 === name)) rmSync(join(this.dir, name), { recursive: true, force: true });
+    }
   }
 
   list(): readonly StoredRelease[] { return this.releases; }
@@ -56,6 +68,17 @@ export class ReleaseStore {
   /** The highest version stored. */
   latest(): StoredRelease | undefined {
     return this.releases.reduce<StoredRelease | undefined>((best, r) => (!best || compareReleaseVersions(r.version, best.version) > 0 ? r : best), undefined);
+  }
+
+  /**
+   * Forget a stored release: its record (in the store too, unless `inStore` is false: another
+   * node removed it there) and, when no other record has the same content, its copy here.
+   */
+  async remove(r: StoredRelease, inStore = true): Promise<void> {
+    if (inStore) await this.store?.removeRelease(r);
+    const i = this.releases.findIndex((x) => x.sha256 === r.sha256 && compareReleaseVersions(x.version, r.version) === 0 && sameFor(x.for, r.for));
+    if (i >= 0) this.releases.splice(i, 1);
+    if (!this.releases.some((x) => x.sha256 === r.sha256)) rmSync(join(this.dir, r.sha256), { recursive: true, force: true });
   }
 
   /** Keep a copy of a release being pushed (once per content). The copy runs on libuv's thread

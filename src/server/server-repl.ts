@@ -15,7 +15,7 @@ import { prepareRelease, type Release } from './release.js';
 import { describeStored, type ReleaseStore, type StoredRelease } from './release-store.js';
 import { ResultCode, resultCodeName } from '../protocol/result-codes.js';
 import type { Job, JobKindName, JobStore } from './job-store.js';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, utimesSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { hashFile } from '../util/hash-file.js';
 import { severityRank } from '../jobs/log-filter.js';
@@ -456,6 +456,28 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
     })),
   };
 
+  const removeRelease: TypedCommand<{ release: string }, { name: string; version: string; sha256: string }> = {
+    usage: 'remove-release <NAME|X.Y.Z|SHA256>',
+    help: 'forget a stored release (one pushed by mistake, or no longer wanted): rollout latest, automatic updates and new campaigns no longer see it and its copies are deleted; devices that run it keep it',
+    input: schema.object({ release: schema.string({ minLength: 1 }) }, ['release']),
+    parse: (words) => {
+      if (words.length !== 1) throw new NxtError('usage', 'usage: remove-release <NAME|X.Y.Z|SHA256> (releases lists them)');
+      return { release: words[0]! };
+    },
+    run: async ({ release: what }) => {
+      const hex = /^[0-9a-f]{8,64}$/i.test(what) ? what.toLowerCase() : undefined;
+      const hits = o.releases.list().filter((r) => r.name === what || formatReleaseVersion(r.version) === what || (hex !== undefined && r.sha256.startsWith(hex)));
+      if (hits.length === 0) throw new NxtError('no-such-release', `no stored release "${what}" (releases lists them)`);
+      if (hits.length > 1) {
+        throw new NxtError('ambiguous-release', `"${what}" names ${hits.length} stored releases (${hits.map((r) => `${describeStored(r)} ${r.sha256.slice(0, 12)}`).join(', ')}): give the sha256`);
+      }
+      const r = hits[0]!;
+      await server.removeRelease(r);
+      return { name: r.name, version: formatReleaseVersion(r.version), sha256: r.sha256 };
+    },
+    print: (r) => [`removed ${r.name} ${r.version} (sha256 ${r.sha256.slice(0, 12)}…): rollout latest, automatic updates and new campaigns no longer offer it; devices that run it keep it`],
+  };
+
   const factsOf = (c: ClientRecord): DeviceFacts => server.factsOf(c);
   const pushUsage = 'push <file> [--version X.Y.Z] [--to all|GROUP|ID|channel:C|type:T[,…]] [--for type=T|product=P|arch=A|channel=C|agent=RANGE …]';
   const push: TypedCommand<{ file: string; version?: string; to?: string; for: string[] }, PushOutput> = {
@@ -694,7 +716,10 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
         const dir = join(jobs.stateDir, 'put');
         mkdirSync(dir, { recursive: true, mode: 0o700 });
         const copy = join(dir, sha256);
-        if (!existsSync(copy)) copyFileSync(file, copy);
+        // Touched if it is there already: an unneeded copy untouched for a while is deleted
+        // (job-files.ts), and this one is needed again.
+        if (existsSync(copy)) utimesSync(copy, new Date(), new Date());
+        else copyFileSync(file, copy);
         return { source: copy, size: statSync(copy).size, sha256 };
       };
       const fleet = server.fleetKnown();
@@ -826,7 +851,7 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
     approve: decision('approve', 'approved', 'let a device into the fleet: it is registered now and receives pushes'),
     reject: decision('reject', 'rejected', 'turn a device away: it receives nothing (approve can still let it in later)'),
     revoke: decision('revoke', 'revoked', 'withdraw a device\'s key: its sessions end, its handshakes are refused, it leaves the fleet'),
-    cancel, rollout, job, stats, token,
+    cancel, rollout, job, stats, token, 'remove-release': removeRelease,
   };
 }
 

@@ -3,7 +3,7 @@
  * dispatcher between the secure channel and the per-client push sessions.
  */
 import { EventEmitter } from 'node:events';
-import { errorMessage } from '../errors.js';
+import { errorMessage, NxtError } from '../errors.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { mismatch, type DeviceFacts } from '../security/compatibility.js';
 import { decodeOrUndefined, encode, Enrollment, type EnrollmentValue, type Message, type GoodbyeMessage, type RegisterMessage, type TrialOutcomeMessage } from '../protocol/messages.js';
@@ -360,6 +360,33 @@ export class NxtServer extends EventEmitter {
 
   /** A release stored at another node, copied here (several nodes: a campaign taken over). */
   adoptRelease(stored: StoredRelease): void { this.options.releases?.adopt(stored); }
+
+  /**
+   * Forget a stored release (`remove-release`): `rollout latest`, automatic updates and campaigns
+   * no longer see it, and its bytes go (here, and with several nodes from the database and, when
+   * they hear of it, from the other nodes). Devices that run it keep it. Refused while it is
+   * being pushed here, or while a campaign (of any node) that rolls it out is running or paused.
+   */
+  async removeRelease(r: StoredRelease): Promise<void> {
+    const releases = this.options.releases;
+    if (!releases) throw new NxtError('no-store', 'this server keeps no releases');
+    const same = (sha256: string, version: string): boolean => sha256 === r.sha256 && version === formatReleaseVersion(r.version);
+    if (this.activeSessions.some((s) => same(s.release.manifest.sha256, formatReleaseVersion(s.release.manifest.version)))) {
+      throw new NxtError('release-in-use', `${describeStored(r)} is being pushed: wait until the push is over`);
+    }
+    const campaigns = (await this.options.store?.allCampaigns()) ?? [];
+    const open = campaigns.find((c) => (c.state === 'running' || c.state === 'paused') && same(c.spec.release.sha256, c.spec.release.version));
+    if (open) throw new NxtError('release-in-use', `rollout ${open.id} (${open.state}) rolls out ${describeStored(r)}: cancel it first (rollout cancel ${open.id})`);
+    await releases.remove(r);
+    await this.options.cluster?.releaseRemoved(r);
+  }
+
+  /** Another node removed this release: forget it here too (its records in the database are gone). */
+  async forgetRelease(removed: Pick<StoredRelease, 'sha256' | 'version' | 'for'>): Promise<void> {
+    const releases = this.options.releases;
+    const r = releases?.list().find((x) => x.sha256 === removed.sha256 && compareReleaseVersions(x.version, removed.version) === 0 && JSON.stringify(x.for ?? null) === JSON.stringify(removed.for ?? null));
+    if (r) await releases!.remove(r, false);
+  }
 
   /** Every device known here and, with several nodes, those the other nodes hold. */
   fleetKnown(): ClientRecord[] {

@@ -144,6 +144,23 @@ export class Store {
     }]);
   }
 
+  /**
+   * Forget a stored release: its row; and when no other row has its content, what several nodes
+   * share of it (its description and approval, and its bytes unless a job not yet done sends the
+   * same file). One transaction.
+   */
+  removeRelease(r: StoredRelease): Promise<void> {
+    const noOther = 'NOT EXISTS (SELECT 1 FROM releases WHERE sha256 = ?)';
+    return this.write([
+      { sql: 'DELETE FROM releases WHERE sha256 = ? AND version = ? AND for_key = ?', params: [r.sha256, formatReleaseVersion(r.version), r.for === undefined ? '' : doc(r.for)] },
+      { sql: `DELETE FROM release_files WHERE sha256 = ? AND ${noOther}`, params: [r.sha256, r.sha256] },
+      {
+        sql: `DELETE FROM file_parts WHERE sha256 = ? AND ${noOther} AND NOT EXISTS (SELECT 1 FROM jobs WHERE state IN ('queued', 'sent') AND doc LIKE ?)`,
+        params: [r.sha256, r.sha256, `%"sha256":"${r.sha256}"%`],
+      },
+    ]);
+  }
+
   // --- push history
 
   appendHistory(e: HistoryEntry): Promise<void> {
@@ -176,6 +193,11 @@ export class Store {
   }
 
   // --- rollout campaigns
+
+  /** Every campaign, whichever node runs it. */
+  async allCampaigns(): Promise<CampaignRecord[]> {
+    return parse(await this.engine.query<{ doc: string }>('SELECT doc FROM campaigns ORDER BY id'));
+  }
 
   /** The campaigns `node` runs ('' on a lone server). */
   async campaigns(node = ''): Promise<CampaignRecord[]> {
@@ -308,6 +330,21 @@ export class Store {
       { sql: 'INSERT INTO file_parts (sha256, part, bytes) VALUES (?, ?, ?) ON CONFLICT (sha256, part) DO NOTHING', params: [sha256, part, bytes] },
       ...this.wakeUp(wake),
     ]);
+  }
+
+  /** How many parts of this content are in the database. */
+  async filePartCount(sha256: string): Promise<number> {
+    const [row] = await this.engine.query<{ n: number | string }>('SELECT COUNT(*) AS n FROM file_parts WHERE sha256 = ?', [sha256]);
+    return Number(row?.n ?? 0);
+  }
+
+  /** A job's file no job still to run (on any node) sends, and no release has as its bytes: its
+   *  parts go (server/job-files.ts). */
+  removeFileParts(sha256: string): Promise<void> {
+    return this.write([{
+      sql: "DELETE FROM file_parts WHERE sha256 = ? AND NOT EXISTS (SELECT 1 FROM release_files WHERE sha256 = ?) AND NOT EXISTS (SELECT 1 FROM jobs WHERE state IN ('queued', 'sent') AND doc LIKE ?)",
+      params: [sha256, sha256, `%"sha256":"${sha256}"%`],
+    }]);
   }
 
   filePart(sha256: string, part: number): Promise<Uint8Array | undefined> {

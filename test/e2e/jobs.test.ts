@@ -2,7 +2,7 @@
  * The maintenance issue's checks with real processes: log, backup, put and clean jobs, names
  * that try to leave the device's roots, and a job queued for an offline device.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -74,6 +74,34 @@ describe('maintenance jobs', () => {
     expect(await job(server, `put ${id} ${local} ca/new/firmware.bin`)).toMatch(/: file does not exist — the directory of ca\/new\/firmware\.bin does not exist \(job put … --mkdir makes it\)/);
     expect(await job(server, `put ${id} ${local} ca/new/firmware.bin --mkdir`)).toMatch(/: ok — wrote 50000 bytes/);
     expect(readFileSync(join(roots.dropbox, 'ca/new/firmware.bin')).equals(bytes)).toBe(true);
+  });
+
+  it('the server\'s copy of a file sent by a job goes once no job still to run needs it, and not before', async () => {
+    const { server, port, id, roots, dir, device } = await setup();
+    const sent = randomBytes(30_000);
+    const waiting = randomBytes(20_000);
+    writeFileSync(join(dir, 'sent.bin'), sent);
+    writeFileSync(join(dir, 'waiting.bin'), waiting);
+    const copy = (bytes: Buffer): string => join(dir, 'server/put', createHash('sha256').update(bytes).digest('hex'));
+    expect(await job(server, `put ${id} ${join(dir, 'sent.bin')} sent.bin`)).toMatch(/: ok — wrote 30000 bytes/);
+    // The second waits: the device is off when it is queued.
+    await device.stop();
+    await server.run(`job put ${id} ${join(dir, 'waiting.bin')} waiting.bin`, /queued/);
+    expect(existsSync(copy(sent)) && existsSync(copy(waiting))).toBe(true);
+    // Both copies untouched for an hour, as if the server had run that long; the server
+    // restarts and looks them over.
+    await server.stop();
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    for (const f of [copy(sent), copy(waiting)]) utimesSync(f, hourAgo, hourAgo);
+    const { proc: again } = await startServer(join(dir, 'server'), ['--port', String(port)]);
+    expect(existsSync(copy(sent))).toBe(false);
+    expect(existsSync(copy(waiting))).toBe(true);
+    // The job still to run gets its file; the one sent may be sent again: it is copied again.
+    await startDevice(dir, port, roots, true, 'device back');
+    await again.waitFor(/job 2 \(put\) on \w+: ok/);
+    expect(readFileSync(join(roots.dropbox, 'waiting.bin')).equals(waiting)).toBe(true);
+    expect(await job(again, `put ${id} ${join(dir, 'sent.bin')} again.bin`)).toMatch(/: ok — wrote 30000 bytes/);
+    expect(readFileSync(join(roots.dropbox, 'again.bin')).equals(sent)).toBe(true);
   });
 
   it('a put whose temporary name holds a planted link fails, and the file the link names is untouched', async () => {

@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Proc, startClient, startServer, tempDir } from '../support/processes.js';
@@ -23,13 +23,13 @@ afterAll(() => pg?.stop());
 const KEYS = ['release.key', 'release.pub', 'identity.key', 'identity.pub'];
 
 /** Two nodes on one new database, sharing the keys (as deployed nodes do: docs/deploy.md). */
-async function twoNodes(dir: string, db: string): Promise<{ a: Proc; b: Proc; portA: number; portB: number }> {
+async function twoNodes(dir: string, db: string): Promise<{ a: Proc; b: Proc; portA: number; portB: number; url: string }> {
   const url = pg!.newDatabase(db);
   const { proc: a, port: portA } = await startServer(join(dir, 'a'), ['--node-name', 'a', '--renew', '1000'], { NXT_DATABASE: url });
   mkdirSync(join(dir, 'b'));
   for (const f of KEYS) copyFileSync(join(dir, 'a', f), join(dir, 'b', f));
   const { proc: b, port: portB } = await startServer(join(dir, 'b'), ['--node-name', 'b', '--renew', '1000'], { NXT_DATABASE: url });
-  return { a, b, portA, portB };
+  return { a, b, portA, portB, url };
 }
 
 const idOf = (p: Proc): string => p.output.match(/nxt client ([0-9a-f]{12})/)![1]!;
@@ -84,7 +84,7 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
 
   it('a job that sends a file, typed at one node, reaches a device the other holds: the file goes through the database in parts', async () => {
     const dir = tempDir('nxt-nodes-');
-    const { a, b, portB } = await twoNodes(dir, 'fleet6');
+    const { a, b, portB, url } = await twoNodes(dir, 'fleet6');
     const dropbox = join(dir, 'dropbox');
     mkdirSync(dropbox);
     const onB = await startClient('on-b', portB, join(dir, 'dev-b'), join(dir, 'a/release.pub'), '127.0.0.1', ['--maintenance', '--poll', '200', '--dropbox-dir', dropbox]);
@@ -99,8 +99,68 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
     await b.waitFor(new RegExp(`job ${job} \\(put\\) on \\w+: ok`), 30_000);
     expect(readFileSync(join(dropbox, 'firmware.bin')).equals(bytes)).toBe(true);
     // Node b sent it from its own copy, fetched from the database, not from node a's folder.
-    expect(readFileSync(join(dir, 'b/put', createHash('sha256').update(bytes).digest('hex'))).equals(bytes)).toBe(true);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    expect(readFileSync(join(dir, 'b/put', sha256)).equals(bytes)).toBe(true);
     expect(await eventually(a, `jobs ${idB}`, (t) => /done/.test(t))).toMatch(new RegExp(`${job} .*done`));
+
+    // No job needs it any more: once a node's copy is old enough (here: made so, and node a
+    // restarted to look it over at once), the copy and the parts in the database go.
+    const store = await Store.open(await openPostgres(url));
+    try {
+      const parts = async (): Promise<number> => Number((await store.engine.query<{ n: number | string }>('SELECT COUNT(*) AS n FROM file_parts WHERE sha256 = ?', [sha256]))[0]!.n);
+      expect(await parts()).toBe(3);
+      await a.stop();
+      const hourAgo = new Date(Date.now() - 3_600_000);
+      utimesSync(join(dir, 'a/put', sha256), hourAgo, hourAgo);
+      const { proc: again } = await startServer(join(dir, 'a'), ['--node-name', 'a', '--renew', '1000'], { NXT_DATABASE: url });
+      const until = Date.now() + 10_000;
+      while (await parts() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      expect(await parts()).toBe(0);
+      expect(existsSync(join(dir, 'a/put', sha256))).toBe(false);
+      // Sent again from node a: shared again, and it arrives.
+      const queuedAgain = await again.run(`job put ${idB} ${local} firmware2.bin`, /job (\d+) \(put\) queued|error.*\n/);
+      const job2 = queuedAgain.match(/job (\d+) \(put\) queued/)![1]!;
+      await b.waitFor(new RegExp(`job ${job2} \\(put\\) on \\w+: ok`), 30_000);
+      expect(readFileSync(join(dropbox, 'firmware2.bin')).equals(bytes)).toBe(true);
+      expect(await parts()).toBe(3);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a release removed at one node is forgotten by the other: the database\'s rows and both copies are gone', async () => {
+    const dir = tempDir('nxt-nodes-');
+    const { a, b, portA, portB, url } = await twoNodes(dir, 'fleet7');
+    await startClient('on-a', portA, join(dir, 'dev-a'), join(dir, 'a/release.pub'));
+    const onB = await startClient('on-b', portB, join(dir, 'dev-b'), join(dir, 'a/release.pub'));
+    const idB = idOf(onB);
+    await eventually(a, 'clients', (t) => t.includes(idB));
+    // Over two parts of 2 MiB: typed at a, for a's device and b's (b fetches it from the database).
+    const file = writeModule(dir, 'm_8_1.mjs', 5 * 1024 * 1024, 8, 1);
+    const sha256 = createHash('sha256').update(readFileSync(file)).digest('hex');
+    expect(await a.run(`push ${file}`, /push finished: .*\n/)).toMatch(/push finished: 2 done, 0 failed/);
+    const store = await Store.open(await openPostgres(url));
+    try {
+      const count = async (table: string): Promise<number> => Number((await store.engine.query<{ n: number | string }>(`SELECT COUNT(*) AS n FROM ${table} WHERE sha256 = ?`, [sha256]))[0]!.n);
+      expect(await count('release_files')).toBe(1);
+      expect(await count('file_parts')).toBe(3);
+      expect(existsSync(join(dir, 'a/releases', sha256))).toBe(true);
+      expect(existsSync(join(dir, 'b/releases', sha256))).toBe(true);
+
+      expect(await a.run(`remove-release ${sha256.slice(0, 12)}`, /removed .*\n|error.*\n/)).toMatch(/removed m_8_1\.mjs 8\.1\.0/);
+      for (const table of ['releases', 'release_files', 'file_parts']) expect(await count(table)).toBe(0);
+      expect(existsSync(join(dir, 'a/releases', sha256))).toBe(false);
+      // Node b hears of it (an event) and deletes its copy.
+      const until = Date.now() + 15_000;
+      while (existsSync(join(dir, 'b/releases', sha256)) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      expect(existsSync(join(dir, 'b/releases', sha256))).toBe(false);
+      expect(await b.run('rollout start 8.1.0', /error.*\n/)).toMatch(/no stored release "8\.1\.0"/);
+      // Pushed again, it is shared again (not taken for shared already).
+      expect(await a.run(`push ${file} --to ${idB}`, /push finished: .*\n/)).toMatch(/push finished: 0 done, 0 failed, 1 already installed/);
+      expect(await count('file_parts')).toBe(3);
+    } finally {
+      await store.close();
+    }
   });
 
   it('a device waiting for approval at one node is listed at the other, and approved and tagged there', async () => {

@@ -3,7 +3,8 @@
  * marked subset, a campaign that pauses by itself at its failure limit without reaching the next
  * stage, a server killed (-9) while it is paused, and the campaign going on after the restart.
  */
-import { writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
@@ -82,5 +83,44 @@ describe('rollout campaigns', () => {
     expect(await server.run('rollout cancel 1', /error.*\n/)).toMatch(/campaign 1 is done/);
     expect(await server.run('rollout start nothing-like-this', /error.*\n/)).toMatch(/no stored release "nothing-like-this"/);
     expect(await server.run('rollout start latest --stages 0', /error.*\n/)).toMatch(/stage "0"/);
+  }, 60_000);
+
+  it('a removed release is refused while a campaign rolls it out, then forgotten: its copy is gone, latest is the one before, also after a restart', async () => {
+    const dir = tempDir('nxt-rollout-');
+    const state = join(dir, 'server');
+    let { proc: server, port } = await startServer(state);
+    const a = await startClient('a', port, join(dir, 'a'), join(state, 'release.pub'), '127.0.0.1', ['--probation', '0.5']);
+    const first = join(dir, 'staged_7_1.mjs');
+    const second = join(dir, 'staged_7_2.mjs');
+    writeFileSync(first, MODULE);
+    writeFileSync(second, MODULE.replace('minor: 1', 'minor: 2'));
+    const shaOf = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
+    await server.run(`push ${first}`, /push finished: 1 done/);
+    await a.waitFor(/committed/);
+    // A campaign for the second, waiting for a window two hours from now (local time, as the server reads it).
+    const hhmm = (d: Date): string => `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+    const now = Date.now();
+    await server.run(`rollout start ${second} --stages 100% --window ${hhmm(new Date(now + 2 * 3600_000))}-${hhmm(new Date(now + 3 * 3600_000))}`, /rollout 1: .*\n/);
+    expect(existsSync(join(state, 'releases', shaOf(second)))).toBe(true);
+    expect(await server.run('remove-release 7.2.0', /error.*\n/)).toMatch(/rollout 1 \(running\) rolls out staged_7_2\.mjs 7\.2\.0: cancel it first/);
+    await server.run('rollout cancel 1', /cancel/);
+    expect(await server.run('remove-release 7.2.0', /removed .*\n/)).toMatch(/removed staged_7_2\.mjs 7\.2\.0 \(sha256 [0-9a-f]{12}…\)/);
+    expect(existsSync(join(state, 'releases', shaOf(second)))).toBe(false);
+    expect(existsSync(join(state, 'releases', shaOf(first)))).toBe(true);
+    expect(await server.run('rollout start 7.2.0', /error.*\n/)).toMatch(/no stored release "7\.2\.0"/);
+    expect(await server.run('remove-release 7.2.0', /error.*\n/)).toMatch(/no stored release "7\.2\.0"/);
+    // The latest is the first again: the device has it already.
+    expect(await server.run('rollout latest', /rollout: .*\n/)).toMatch(/every online client runs staged_7_1\.mjs 7\.1\.0 or newer; nothing sent/);
+    expect(a.output).not.toMatch(/Minor = 2/);
+
+    // Remembered across a restart; a copy no record names is deleted at the start.
+    await server.stop();
+    writeFileSync(join(state, 'releases', 'f'.repeat(64)), 'a stray');
+    ({ proc: server, port } = await startServer(state, [], {}, port));
+    expect(existsSync(join(state, 'releases', 'f'.repeat(64)))).toBe(false);
+    expect(await server.run('rollout start 7.2.0', /error.*\n/)).toMatch(/no stored release "7\.2\.0"/);
+    expect(await server.run(`remove-release ${shaOf(first).slice(0, 12)}`, /removed .*\n/)).toMatch(/removed staged_7_1\.mjs 7\.1\.0/);
+    expect(existsSync(join(state, 'releases', shaOf(first)))).toBe(false);
+    expect(await server.run('rollout latest', /rollout: .*\n/)).toMatch(/nothing has been pushed yet, so there is no latest release/);
   }, 60_000);
 });
