@@ -71,14 +71,15 @@ export class ReleaseStore {
   }
 
   /**
-   * Forget a stored release: its record (in the store too, unless `inStore` is false: another
-   * node removed it there) and, when no other record has the same content, its copy here.
+   * Forget a stored release: its record (in the store too, unless `o.inStore` is false: another
+   * node removed it there) and, when no other record has the same content, its copy here (unless
+   * `o.keepCopy`: a push still reads it; the next start deletes it as a stray).
    */
-  async remove(r: StoredRelease, inStore = true): Promise<void> {
-    if (inStore) await this.store?.removeRelease(r);
+  async remove(r: StoredRelease, o: { inStore?: boolean; keepCopy?: boolean } = {}): Promise<void> {
+    if (o.inStore !== false) await this.store?.removeRelease(r);
     const i = this.releases.findIndex((x) => x.sha256 === r.sha256 && compareReleaseVersions(x.version, r.version) === 0 && sameFor(x.for, r.for));
     if (i >= 0) this.releases.splice(i, 1);
-    if (!this.releases.some((x) => x.sha256 === r.sha256)) rmSync(join(this.dir, r.sha256), { recursive: true, force: true });
+    if (!o.keepCopy && !this.releases.some((x) => x.sha256 === r.sha256)) rmSync(join(this.dir, r.sha256), { recursive: true, force: true });
   }
 
   /** Keep a copy of a release being pushed (once per content). The copy runs on libuv's thread

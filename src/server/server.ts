@@ -86,7 +86,7 @@ function describeFragmentDecision(d: FragmentDecision): string {
   const percent = (x: number): string => `${(100 * x).toFixed(1)}%`;
   switch (d.change) {
     case 'blocked': return 'datagrams that IP fragments never arrived: whole ones for 10 minutes, this push again at once';
-    case 'lossy': return `${percent(d.share)} of the chunks sent in datagrams that IP fragments were resent: whole datagrams for 10 minutes`;
+    case 'lossy': return `${percent(d.share)} of the chunks sent in datagrams that IP fragments were resent: whole datagrams for 10 minutes, unless they lose as much`;
     case 'link-loss': return `whole datagrams lost as much (${percent(d.share)} resent, against ${percent(d.fragmentedShare ?? 0)}): the link loses datagrams, not fragments; fragmented ones again`;
   }
 }
@@ -381,11 +381,13 @@ export class NxtServer extends EventEmitter {
     await this.options.cluster?.releaseRemoved(r);
   }
 
-  /** Another node removed this release: forget it here too (its records in the database are gone). */
+  /** Another node removed this release: forget it here too (its records in the database are
+   *  gone); its copy stays while a push here still reads it. */
   async forgetRelease(removed: Pick<StoredRelease, 'sha256' | 'version' | 'for'>): Promise<void> {
     const releases = this.options.releases;
     const r = releases?.list().find((x) => x.sha256 === removed.sha256 && compareReleaseVersions(x.version, removed.version) === 0 && JSON.stringify(x.for ?? null) === JSON.stringify(removed.for ?? null));
-    if (r) await releases!.remove(r, false);
+    const pushing = this.activeSessions.some((s) => s.release.manifest.sha256 === removed.sha256);
+    if (r) await releases!.remove(r, { inStore: false, keepCopy: pushing });
   }
 
   /** Every device known here and, with several nodes, those the other nodes hold. */
