@@ -31,7 +31,7 @@ afterEach(async () => { await stopAll(); });
 const shot = (page: Page, name: string): Promise<Buffer> => page.screenshot({ path: join(ARTIFACTS, `dashboard-${name}.png`), fullPage: true });
 
 describe.skipIf(!CHROMIUM)('the dashboard, in Chromium', () => {
-  it('signs in with a token, approves a device, pushes to 100% with the version changing live, and pauses and resumes a campaign', async () => {
+  it('signs in with a token, approves a device, pushes to 100% with the version changing live, pauses and resumes a campaign, and removes a release', async () => {
     const dir = tempDir('nxt-dash-');
     const { proc: server, port } = await startServer(join(dir, 'server'), ['--http', '127.0.0.1:0', '--renew', '1000']);
     const base = (await server.waitFor(/dashboard on (http:\/\/127\.0\.0\.1:\d+)\//))[1]!;
@@ -92,6 +92,17 @@ describe.skipIf(!CHROMIUM)('the dashboard, in Chromium', () => {
     await campaign.getByRole('button', { name: 'Resume' }).click();
     await campaign.getByText('running', { exact: true }).waitFor();
     await shot(page, 'rollouts');
+
+    // Releases: the one a running campaign rolls out is not removed; the other is (two clicks).
+    await page.getByRole('link', { name: 'Releases' }).click();
+    await page.getByRole('button', { name: 'Remove dash_7_2.mjs 7.2.0' }).click();
+    await page.getByRole('button', { name: 'Confirm: remove dash_7_2.mjs 7.2.0' }).click();
+    await expect.poll(() => page.getByRole('status').filter({ hasText: 'rolls out' }).textContent()).toMatch(/rollout 1 \(running\) rolls out dash_7_2\.mjs 7\.2\.0: cancel it first/);
+    await page.getByRole('button', { name: 'Remove dash_7_1.mjs 7.1.0' }).click();
+    await page.getByRole('button', { name: 'Confirm: remove dash_7_1.mjs 7.1.0' }).click();
+    await expect.poll(() => page.getByRole('status').filter({ hasText: 'removed' }).textContent()).toMatch(/removed dash_7_1\.mjs 7\.1\.0/);
+    await page.locator('tr[data-release="7.1.0"]', { hasText: 'removed' }).waitFor();
+    expect(await server.run('rollout start 7.1.0', /error.*\n/)).toMatch(/no stored release "7\.1\.0"/);
 
     // A phone-sized screen: the same page, nothing cut off sideways but the tables' own scroll.
     await page.setViewportSize({ width: 390, height: 844 });

@@ -212,6 +212,19 @@ function Releases({ version, refresh, progress, results }: { version: number; re
   const [to, setTo] = useState('all');
   const [said, setSaid] = useState<string[]>([]);
   const [busy, setBusy] = useState(false);
+  /** The release whose Remove was clicked once: a second click removes it. */
+  const [removing, setRemoving] = useState<string>();
+  const remove = async (r: ReleaseSummary): Promise<void> => {
+    if (removing !== r.sha256) { setRemoving(r.sha256); return; }
+    setRemoving(undefined);
+    try {
+      const env = await command(['remove-release', r.sha256]);
+      setSaid([...env.output, ...env.errors]);
+    } catch (err) {
+      setSaid([(err as Error).message]);
+    }
+    refresh();
+  };
   const push = async (e: Event): Promise<void> => {
     e.preventDefault();
     if (!file) return;
@@ -244,12 +257,18 @@ function Releases({ version, refresh, progress, results }: { version: number; re
       {releases.length === 0 ? <p>Nothing pushed yet.</p> : (
         <div class="scroll">
           <table>
-            <thead><tr><th>Module</th><th>Version</th><th>Size</th><th>Signed</th><th>For</th><th>SHA-256</th><th>First pushed</th><th>Last pushed</th><th>Installed on</th><th>Failures</th></tr></thead>
+            <thead><tr><th>Module</th><th>Version</th><th>Size</th><th>Signed</th><th>For</th><th>SHA-256</th><th>First pushed</th><th>Last pushed</th><th>Installed on</th><th>Failures</th><th>Kept</th></tr></thead>
             <tbody>{releases.map((r) => (
               <tr key={`${r.sha256}${r.version}`} data-release={r.version}>
                 <td>{r.module}</td><td>{r.version}</td><td>{r.size === undefined ? '-' : mib(r.size)}</td><td>{r.signed ?? '-'}</td>
                 <td>{r.for ? Object.entries(r.for).map(([k, v]) => `${k} ${String(v)}`).join(', ') : 'any device'}</td>
                 <td class="mono">{r.sha256.slice(0, 16)}…</td><td>{r.firstPushed}</td><td>{r.lastPushed}</td><td>{r.installedOn}</td><td>{r.failures}</td>
+                <td>{r.size === undefined ? 'removed' : (
+                  <button type="button" class={removing === r.sha256 ? 'danger' : undefined} onClick={() => void remove(r)}
+                    aria-label={`${removing === r.sha256 ? 'Confirm: remove' : 'Remove'} ${r.module} ${r.version}`}>
+                    {removing === r.sha256 ? 'Remove for good?' : 'Remove'}
+                  </button>
+                )}</td>
               </tr>
             ))}</tbody>
           </table>
