@@ -25,7 +25,7 @@ import { DEFAULT_LIMITS, ServerChannel } from '../session/server-channel.js';
 import { NxtServer } from '../server/server.js';
 import { createServerRepl, serverCommands, typedServerCommands, type ServerReplOptions } from '../server/server-repl.js';
 import { listenControl, type ControlOutput } from '../server/control-socket.js';
-import { apiHandler } from '../server/http-api.js';
+import { apiHandler, sweepUploads } from '../server/http-api.js';
 import { liveEvents } from '../server/live-events.js';
 import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:http';
@@ -255,6 +255,12 @@ program.action(async (flags: ServerFlags) => {
       const base = `http://${where.address.includes(':') ? `[${where.address}]` : where.address}:${where.port}`;
       mode.note(`HTTP API on ${base}/api/v1 and the dashboard on ${base}/ (tokens: token create NAME)`);
       closers.push(() => new Promise<void>((res) => { api.close(() => res()); api.closeAllConnections(); }));
+      // Uploads a day old go (a push or a job keeps its own copy): now, and every hour.
+      const sweep = (): void => { sweepUploads(opts.stateDir, Date.now()); };
+      sweep();
+      const sweeping = setInterval(sweep, 3600_000);
+      sweeping.unref();
+      closers.push(async () => { clearInterval(sweeping); });
     }
     repl.start();
   } catch (err) {

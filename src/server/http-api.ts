@@ -8,7 +8,7 @@
  * `ctl --json` — {ok, status, command, output, errors, data}. Described in openapi.json
  * (GET /api/v1/openapi.json).
  */
-import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -44,6 +44,27 @@ export interface HttpApiOptions {
 
 /** Where uploads go (POST /api/v1/releases), and the only files the API's commands may send. */
 export const API_UPLOADS = 'api-uploads';
+/** An upload is for a push or a job typed soon after (which keep copies of their own): kept a day. */
+export const UPLOAD_KEPT_MS = 24 * 3600_000;
+
+/** Delete the uploads older than `keptMs` at `now` (wall-clock ms); returns how many went. */
+export function sweepUploads(stateDir: string, now: number, keptMs = UPLOAD_KEPT_MS): number {
+  const root = join(stateDir, API_UPLOADS);
+  let names: string[];
+  try { names = readdirSync(root); } catch { return 0; }
+  let removed = 0;
+  for (const name of names) {
+    const dir = join(root, name);
+    try {
+      if (now - statSync(dir).mtimeMs < keptMs) continue;
+      rmSync(dir, { recursive: true, force: true });
+      removed++;
+    } catch {
+      // Gone meanwhile, or not ours to stat: looked at again next time.
+    }
+  }
+  return removed;
+}
 
 /** Run one console command as the API does: everything it says, collected. */
 export async function runForApi(commandsFor: HttpApiOptions['commandsFor'], words: readonly string[], cwd: string): Promise<Envelope> {

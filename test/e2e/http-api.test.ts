@@ -3,7 +3,7 @@
  * fleet and the enrollment requests read, a device approved, a module uploaded and pushed, bad
  * requests answered as such, and nothing without a valid token.
  */
-import { readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, symlinkSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
@@ -125,5 +125,27 @@ describe('the HTTP API', () => {
     await server.run('token revoke ci', /token ci revoked\n/);
     expect((await api('/devices')).status).toBe(401);
     expect(await server.run('token list', /no API tokens.*\n|NAME +CREATED\n/)).toMatch(/no API tokens/);
+  });
+
+  it('keeps an upload a day: older ones go when the server looks (at start, then hourly)', async () => {
+    const dir = tempDir('nxt-api-');
+    const state = join(dir, 'server');
+    const start = async (): Promise<{ api: (name: string) => Promise<Response> }> => {
+      const { proc } = await startServer(state, ['--http', '127.0.0.1:0'], { NXT_ENROLL_TOKEN: '' });
+      const base = (await proc.waitFor(/HTTP API on (http:\/\/127\.0\.0\.1:\d+\/api\/v1)/))[1]!;
+      const token = (await proc.run('token create ci', /token ci: (nxt_\S+)\n|error.*\n/)).match(/token ci: (nxt_\S+)/)?.[1];
+      return { api: (name) => fetch(`${base}/releases?name=${name}`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: 'export default () => ({ major: 2, minor: 1, productName: "x" });\n' }) };
+    };
+    const first = await start();
+    expect((await first.api('old_2_1.mjs')).status).toBe(201);
+    expect((await first.api('new_2_1.mjs')).status).toBe(201);
+    const uploads = join(state, 'api-uploads');
+    const holding = (name: string): string => readdirSync(uploads).find((d) => readdirSync(join(uploads, d)).includes(name))!;
+    const old = holding('old_2_1.mjs');
+    const dayAgo = new Date(Date.now() - 25 * 3600_000);
+    utimesSync(join(uploads, old), dayAgo, dayAgo);
+    await stopAll();
+    await start();
+    expect(readdirSync(uploads)).toEqual([holding('new_2_1.mjs')]);
   });
 });
