@@ -171,7 +171,7 @@ export class NxtServer extends EventEmitter {
   private readonly paths = new Map<string, KnownPath>();
   /** Which devices on our LAN may get datagrams that IP fragments (net/fragments.ts). */
   private readonly fragments = new FragmentPolicy();
-  /** Clients whose path never delivered a big chunk: they get small ones. */
+  /** Clients whose path never delivered a big chunk: they get small ones (bounded as paths are). */
   private readonly largeChunksFailed = new Set<string>();
   private sealed: SealedReleases | undefined;
 
@@ -478,7 +478,10 @@ export class NxtServer extends EventEmitter {
       const { progress } = session;
       const timedOut = outcome.code === ResultCode.timeout;
       const blocked = timedOut && session.chunkSize > SMALL_CHUNK_BYTES && progress.acked === 0 && progress.datagrams > 0;
-      if (blocked) this.largeChunksFailed.add(session.client.id);
+      if (blocked) {
+        this.largeChunksFailed.add(session.client.id);
+        if (this.largeChunksFailed.size > MAX_PATHS) this.largeChunksFailed.delete(this.largeChunksFailed.values().next().value!);
+      }
       if (!group) {
         const decision = this.fragments.pushEnded(session.client.id, {
           fragmented: fragmented.has(session.client.id), chunks: progress.total, acked: progress.acked, resent: progress.retransmits - progress.spurious, timedOut,
