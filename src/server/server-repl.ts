@@ -451,7 +451,7 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
       });
     },
     print: (list) => (list.length === 0 ? ['nothing pushed yet'] : list.map((r) => {
-      const extra = r.size !== undefined ? `  ${size(r.size)}, signed ${r.signed}${r.for ? `, for ${describeCompatibility(r.for)}` : ''}` : '';
+      const extra = r.size !== undefined ? `  ${size(r.size)}, signed ${r.signed}${r.for ? `, for ${describeCompatibility(r.for)}` : ''}` : '  not kept here (removed, or stored by another node)';
       return `  ${r.module} ${r.version}  sha256 ${r.sha256.slice(0, 12)}…  first ${r.firstPushed}, last ${r.lastPushed}  installed on ${r.installedOn}, ${r.failures} failed${extra}`;
     })),
   };

@@ -121,6 +121,8 @@ describe('rollout campaigns', () => {
     expect(await server.run('rollout start 7.2.0', /error.*\n/)).toMatch(/no stored release "7\.2\.0"/);
     expect(await server.run(`remove-release ${shaOf(first).slice(0, 12)}`, /removed .*\n/)).toMatch(/removed staged_7_1\.mjs 7\.1\.0/);
     expect(existsSync(join(state, 'releases', shaOf(first)))).toBe(false);
+    // The history still lists it, as no longer kept.
+    expect(await server.run('releases', /staged_7_1\.mjs 7\.1\.0.*\n/)).toMatch(/staged_7_1\.mjs 7\.1\.0 .* not kept here/);
     expect(await server.run('rollout latest', /rollout: .*\n/)).toMatch(/nothing has been pushed yet, so there is no latest release/);
   }, 60_000);
 });
