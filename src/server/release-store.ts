@@ -65,6 +65,14 @@ export class ReleaseStore {
 
   list(): readonly StoredRelease[] { return this.releases; }
 
+  /** The releases here and, with several nodes, those only others stored since this one started
+   *  (their records, from the store). */
+  async everywhere(): Promise<StoredRelease[]> {
+    const saved = (await this.store?.releases()) ?? [];
+    const same = (a: StoredRelease, b: StoredRelease): boolean => a.sha256 === b.sha256 && compareReleaseVersions(a.version, b.version) === 0 && sameFor(a.for, b.for);
+    return [...this.releases, ...saved.filter((r) => !this.releases.some((x) => same(x, r)))];
+  }
+
   /** The highest version stored. */
   latest(): StoredRelease | undefined {
     return this.releases.reduce<StoredRelease | undefined>((best, r) => (!best || compareReleaseVersions(r.version, best.version) > 0 ? r : best), undefined);

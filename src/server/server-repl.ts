@@ -466,7 +466,8 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
     },
     run: async ({ release: what }) => {
       const hex = /^[0-9a-f]{8,64}$/i.test(what) ? what.toLowerCase() : undefined;
-      const hits = o.releases.list().filter((r) => r.name === what || formatReleaseVersion(r.version) === what || (hex !== undefined && r.sha256.startsWith(hex)));
+      // With several nodes, also one only another node stored.
+      const hits = (await o.releases.everywhere()).filter((r) => r.name === what || formatReleaseVersion(r.version) === what || (hex !== undefined && r.sha256.startsWith(hex)));
       if (hits.length === 0) throw new NxtError('no-such-release', `no stored release "${what}" (releases lists them)`);
       if (hits.length > 1) {
         throw new NxtError('ambiguous-release', `"${what}" names ${hits.length} stored releases (${hits.map((r) => `${describeStored(r)} ${r.sha256.slice(0, 12)}`).join(', ')}): give the sha256`);

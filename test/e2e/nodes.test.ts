@@ -131,7 +131,7 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
   it('a release removed at one node is forgotten by the other: the database\'s rows and both copies are gone', async () => {
     const dir = tempDir('nxt-nodes-');
     const { a, b, portA, portB, url } = await twoNodes(dir, 'fleet7');
-    await startClient('on-a', portA, join(dir, 'dev-a'), join(dir, 'a/release.pub'));
+    const onA = await startClient('on-a', portA, join(dir, 'dev-a'), join(dir, 'a/release.pub'));
     const onB = await startClient('on-b', portB, join(dir, 'dev-b'), join(dir, 'a/release.pub'));
     const idB = idOf(onB);
     await eventually(a, 'clients', (t) => t.includes(idB));
@@ -158,6 +158,17 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
       // Pushed again, it is shared again (not taken for shared already).
       expect(await a.run(`push ${file} --to ${idB}`, /push finished: .*\n/)).toMatch(/push finished: 0 done, 0 failed, 1 already installed/);
       expect(await count('file_parts')).toBe(3);
+
+      // A release only node a stored (pushed there to a's device) is removed at node b too.
+      const only = writeModule(dir, 'm_8_2.mjs', 4096, 8, 2);
+      const onlySha = createHash('sha256').update(readFileSync(only)).digest('hex');
+      expect(await a.run(`push ${only} --to ${idOf(onA)}`, /push finished: .*\n/)).toMatch(/push finished: 1 done, 0 failed/);
+      expect(existsSync(join(dir, 'a/releases', onlySha))).toBe(true);
+      expect(await b.run('remove-release 8.2.0', /removed .*\n|error.*\n/)).toMatch(/removed m_8_2\.mjs 8\.2\.0/);
+      const gone = Date.now() + 15_000;
+      while (existsSync(join(dir, 'a/releases', onlySha)) && Date.now() < gone) await new Promise((r) => setTimeout(r, 100));
+      expect(existsSync(join(dir, 'a/releases', onlySha))).toBe(false);
+      expect(await a.run('rollout start 8.2.0', /error.*\n/)).toMatch(/no stored release "8\.2\.0"/);
     } finally {
       await store.close();
     }
