@@ -520,7 +520,7 @@ export class Cluster {
     const file = join(dir, /^[\w.-]+$/.test(row.name) && !row.name.startsWith('.') ? row.name : 'module.mjs');
     if (!existsSync(file)) {
       if (row.inParts) {
-        await readParts(this.o.store, sha256, d.size, file, () => wakeOrAfter(this.partWaiters, 250));
+        await this.fetchFile(sha256, d.size, file);
       } else {
         // Written by a node older than schema version 6: the bytes whole, in the row.
         const bytes = await this.o.store.releaseBytes(sha256);

@@ -47,23 +47,19 @@ export const API_UPLOADS = 'api-uploads';
 /** An upload is for a push or a job typed soon after (which keep copies of their own): kept a day. */
 export const UPLOAD_KEPT_MS = 24 * 3600_000;
 
-/** Delete the uploads older than `keptMs` at `now` (wall-clock ms); returns how many went. */
-export function sweepUploads(stateDir: string, now: number, keptMs = UPLOAD_KEPT_MS): number {
+/** Delete the uploads older than `keptMs` at `now` (wall-clock ms). */
+export function sweepUploads(stateDir: string, now: number, keptMs = UPLOAD_KEPT_MS): void {
   const root = join(stateDir, API_UPLOADS);
   let names: string[];
-  try { names = readdirSync(root); } catch { return 0; }
-  let removed = 0;
+  try { names = readdirSync(root); } catch { return; }
   for (const name of names) {
     const dir = join(root, name);
     try {
-      if (now - statSync(dir).mtimeMs < keptMs) continue;
-      rmSync(dir, { recursive: true, force: true });
-      removed++;
+      if (now - statSync(dir).mtimeMs >= keptMs) rmSync(dir, { recursive: true, force: true });
     } catch {
       // Gone meanwhile, or not ours to stat: looked at again next time.
     }
   }
-  return removed;
 }
 
 /** Run one console command as the API does: everything it says, collected. */

@@ -78,11 +78,11 @@ export class JobServer extends EventEmitter {
     this.sweepTimer.unref();
   }
 
-  /** Delete the files kept for jobs that no job still to run needs; returns their names. */
-  async sweepFiles(): Promise<string[]> {
+  /** Delete the files kept for jobs that no job still to run needs. */
+  private async sweepFiles(): Promise<void> {
     const dir = join(this.o.stateDir, 'put');
     let names: string[];
-    try { names = readdirSync(dir); } catch { return []; }
+    try { names = readdirSync(dir); } catch { return; }
     const files = names.flatMap((name) => {
       try { return [{ name, mtimeMs: statSync(join(dir, name)).mtimeMs }]; } catch { return []; }
     });
@@ -91,7 +91,6 @@ export class JobServer extends EventEmitter {
       rmSync(join(dir, name), { force: true });
       await this.o.dropFile?.(name);
     }
-    return stale;
   }
 
   /** Handle a message that belongs to jobs; false if it is not one of ours. */

@@ -40,7 +40,7 @@ export class ReleaseStore {
    * cluster fetches the bytes when they are not here: cluster.ts).
    */
   adopt(r: StoredRelease): StoredRelease {
-    const known = this.releases.find((x) => x.sha256 === r.sha256 && compareReleaseVersions(x.version, r.version) === 0 && sameFor(x.for, r.for));
+    const known = this.find(r);
     if (known) return known;
     const local = { ...r, file: join(this.dir, r.sha256, basename(r.file)) };
     this.releases.push(local);
@@ -65,12 +65,16 @@ export class ReleaseStore {
 
   list(): readonly StoredRelease[] { return this.releases; }
 
+  /** The stored release with this content, version and purpose (one of each is kept). */
+  find(r: Pick<StoredRelease, 'sha256' | 'version' | 'for'>): StoredRelease | undefined {
+    return this.releases.find((x) => x.sha256 === r.sha256 && compareReleaseVersions(x.version, r.version) === 0 && sameFor(x.for, r.for));
+  }
+
   /** The releases here and, with several nodes, those only others stored since this one started
    *  (their records, from the store). */
   async everywhere(): Promise<StoredRelease[]> {
     const saved = (await this.store?.releases()) ?? [];
-    const same = (a: StoredRelease, b: StoredRelease): boolean => a.sha256 === b.sha256 && compareReleaseVersions(a.version, b.version) === 0 && sameFor(a.for, b.for);
-    return [...this.releases, ...saved.filter((r) => !this.releases.some((x) => same(x, r)))];
+    return [...this.releases, ...saved.filter((r) => !this.find(r))];
   }
 
   /** The highest version stored. */
@@ -85,8 +89,8 @@ export class ReleaseStore {
    */
   async remove(r: StoredRelease, o: { inStore?: boolean; keepCopy?: boolean } = {}): Promise<void> {
     if (o.inStore !== false) await this.store?.removeRelease(r);
-    const i = this.releases.findIndex((x) => x.sha256 === r.sha256 && compareReleaseVersions(x.version, r.version) === 0 && sameFor(x.for, r.for));
-    if (i >= 0) this.releases.splice(i, 1);
+    const known = this.find(r);
+    if (known) this.releases.splice(this.releases.indexOf(known), 1);
     if (!o.keepCopy && !this.releases.some((x) => x.sha256 === r.sha256)) rmSync(join(this.dir, r.sha256), { recursive: true, force: true });
   }
 
@@ -94,7 +98,7 @@ export class ReleaseStore {
    *  pool, so a push need not wait for it before its first chunk. */
   async add(release: Release, wallNow: Date): Promise<StoredRelease> {
     const m = release.manifest;
-    const known = this.releases.find((r) => r.sha256 === m.sha256 && compareReleaseVersions(r.version, m.version) === 0 && sameFor(r.for, m.for));
+    const known = this.find(m);
     if (known) return known;
     const dir = join(this.dir, m.sha256);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -107,7 +111,7 @@ export class ReleaseStore {
       await copyFile(release.path, tmp);
       renameSync(tmp, file);
     }
-    const again = this.releases.find((r) => r.sha256 === m.sha256 && compareReleaseVersions(r.version, m.version) === 0 && sameFor(r.for, m.for));
+    const again = this.find(m);
     if (again) return again; // added meanwhile by a concurrent push of the same release
     const presigned = existsSync(release.path + PRESIGNED_SUFFIX);
     if (presigned) copyFileSync(release.path + PRESIGNED_SUFFIX, file + PRESIGNED_SUFFIX);
@@ -115,7 +119,7 @@ export class ReleaseStore {
       name: m.name, version: m.version, sha256: m.sha256, size: m.size, file, presigned, storedAt: wallNow.toISOString(), ...(m.for === undefined ? {} : { for: m.for }),
     };
     await this.store?.addRelease(stored);
-    const saved = this.releases.find((r) => r.sha256 === m.sha256 && compareReleaseVersions(r.version, m.version) === 0 && sameFor(r.for, m.for));
+    const saved = this.find(m);
     if (saved) return saved; // saved meanwhile by a concurrent push of the same release
     this.releases.push(stored);
     return stored;

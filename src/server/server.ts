@@ -385,7 +385,7 @@ export class NxtServer extends EventEmitter {
    *  gone); its copy stays while a push here still reads it. */
   async forgetRelease(removed: Pick<StoredRelease, 'sha256' | 'version' | 'for'>): Promise<void> {
     const releases = this.options.releases;
-    const r = releases?.list().find((x) => x.sha256 === removed.sha256 && compareReleaseVersions(x.version, removed.version) === 0 && JSON.stringify(x.for ?? null) === JSON.stringify(removed.for ?? null));
+    const r = releases?.find(removed);
     const pushing = this.activeSessions.some((s) => s.release.manifest.sha256 === removed.sha256);
     if (r) await releases!.remove(r, { inStore: false, keepCopy: pushing });
   }

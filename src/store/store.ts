@@ -35,6 +35,13 @@ export interface NodeRow {
 const doc = (value: unknown): string => JSON.stringify(value);
 const parse = <T>(rows: readonly { doc: string }[]): T[] => rows.map((r) => JSON.parse(r.doc) as T);
 
+/** Delete a file's parts when `when` (a condition with `params`) holds and no job not yet done
+ *  (at any node) sends the same bytes. */
+const filePartsNoJobNeeds = (sha256: string, when: string, params: readonly SqlValue[]): Statement => ({
+  sql: `DELETE FROM file_parts WHERE sha256 = ? AND ${when} AND NOT EXISTS (SELECT 1 FROM jobs WHERE state IN ('queued', 'sent') AND doc LIKE ?)`,
+  params: [sha256, ...params, `%"sha256":"${sha256}"%`],
+});
+
 export class Store {
   private writes: Promise<unknown> = Promise.resolve();
 
@@ -154,10 +161,7 @@ export class Store {
     return this.write([
       { sql: 'DELETE FROM releases WHERE sha256 = ? AND version = ? AND for_key = ?', params: [r.sha256, formatReleaseVersion(r.version), r.for === undefined ? '' : doc(r.for)] },
       { sql: `DELETE FROM release_files WHERE sha256 = ? AND ${noOther}`, params: [r.sha256, r.sha256] },
-      {
-        sql: `DELETE FROM file_parts WHERE sha256 = ? AND ${noOther} AND NOT EXISTS (SELECT 1 FROM jobs WHERE state IN ('queued', 'sent') AND doc LIKE ?)`,
-        params: [r.sha256, r.sha256, `%"sha256":"${r.sha256}"%`],
-      },
+      filePartsNoJobNeeds(r.sha256, noOther, [r.sha256]),
     ]);
   }
 
@@ -341,10 +345,7 @@ export class Store {
   /** A job's file no job still to run (on any node) sends, and no release has as its bytes: its
    *  parts go (server/job-files.ts). */
   removeFileParts(sha256: string): Promise<void> {
-    return this.write([{
-      sql: "DELETE FROM file_parts WHERE sha256 = ? AND NOT EXISTS (SELECT 1 FROM release_files WHERE sha256 = ?) AND NOT EXISTS (SELECT 1 FROM jobs WHERE state IN ('queued', 'sent') AND doc LIKE ?)",
-      params: [sha256, sha256, `%"sha256":"${sha256}"%`],
-    }]);
+    return this.write([filePartsNoJobNeeds(sha256, 'NOT EXISTS (SELECT 1 FROM release_files WHERE sha256 = ?)', [sha256])]);
   }
 
   filePart(sha256: string, part: number): Promise<Uint8Array | undefined> {

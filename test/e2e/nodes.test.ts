@@ -113,9 +113,7 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
       const hourAgo = new Date(Date.now() - 3_600_000);
       utimesSync(join(dir, 'a/put', sha256), hourAgo, hourAgo);
       const { proc: again } = await startServer(join(dir, 'a'), ['--node-name', 'a', '--renew', '1000'], { NXT_DATABASE: url });
-      const until = Date.now() + 10_000;
-      while (await parts() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
-      expect(await parts()).toBe(0);
+      await expect.poll(parts, { timeout: 10_000, interval: 100 }).toBe(0);
       expect(existsSync(join(dir, 'a/put', sha256))).toBe(false);
       // Sent again from node a: shared again, and it arrives.
       const queuedAgain = await again.run(`job put ${idB} ${local} firmware2.bin`, /job (\d+) \(put\) queued|error.*\n/);
@@ -151,9 +149,7 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
       for (const table of ['releases', 'release_files', 'file_parts']) expect(await count(table)).toBe(0);
       expect(existsSync(join(dir, 'a/releases', sha256))).toBe(false);
       // Node b hears of it (an event) and deletes its copy.
-      const until = Date.now() + 15_000;
-      while (existsSync(join(dir, 'b/releases', sha256)) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
-      expect(existsSync(join(dir, 'b/releases', sha256))).toBe(false);
+      await expect.poll(() => existsSync(join(dir, 'b/releases', sha256)), { timeout: 15_000, interval: 100 }).toBe(false);
       expect(await b.run('rollout start 8.1.0', /error.*\n/)).toMatch(/no stored release "8\.1\.0"/);
       // Pushed again, it is shared again (not taken for shared already).
       expect(await a.run(`push ${file} --to ${idB}`, /push finished: .*\n/)).toMatch(/push finished: 0 done, 0 failed, 1 already installed/);
@@ -165,9 +161,7 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
       expect(await a.run(`push ${only} --to ${idOf(onA)}`, /push finished: .*\n/)).toMatch(/push finished: 1 done, 0 failed/);
       expect(existsSync(join(dir, 'a/releases', onlySha))).toBe(true);
       expect(await b.run('remove-release 8.2.0', /removed .*\n|error.*\n/)).toMatch(/removed m_8_2\.mjs 8\.2\.0/);
-      const gone = Date.now() + 15_000;
-      while (existsSync(join(dir, 'a/releases', onlySha)) && Date.now() < gone) await new Promise((r) => setTimeout(r, 100));
-      expect(existsSync(join(dir, 'a/releases', onlySha))).toBe(false);
+      await expect.poll(() => existsSync(join(dir, 'a/releases', onlySha)), { timeout: 15_000, interval: 100 }).toBe(false);
       expect(await a.run('rollout start 8.2.0', /error.*\n/)).toMatch(/no stored release "8\.2\.0"/);
     } finally {
       await store.close();
