@@ -116,11 +116,7 @@ async function section(name: string, run: () => Promise<void>): Promise<void> {
   } catch (err) {
     console.log(`\n(${name}: failed: ${(err as Error).message.split('\n')[0]})`);
   } finally {
-    await section('fanout', async () => {
-  await runFanout({ mib: 16, devices: [10, 50], runs: RUNS });
-});
-
-await stopAll();
+    await stopAll();
   }
 }
 
@@ -430,6 +426,10 @@ await section('latency', async () => {
     void v;
   }
   console.log(`median ${fmtMs(median(times))}, min ${fmtMs(Math.min(...times))}, max ${fmtMs(Math.max(...times))} over ${times.length} pushes`);
+});
+
+await section('fanout', async () => {
+  await runFanout({ mib: 16, devices: [10, 50], runs: RUNS });
 });
 
 await stopAll();
