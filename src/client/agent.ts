@@ -605,8 +605,10 @@ export class ClientAgent extends EventEmitter {
     t.finishing = true;
     t.clearTimer();
     const { manifest } = t;
+    let durable: Promise<void>;
     try {
-      await t.incoming.complete(this.options.store.modulePath(manifest.sha256));
+      // Verified and in place; its fsync runs on while the module loads (activate waits for it).
+      ({ durable } = await t.incoming.place(this.options.store.modulePath(manifest.sha256)));
     } catch (err) {
       // Bad bytes are not worth resuming: discard them.
       try { unlinkSync(t.incoming.partialPath); } catch { /* already gone */ }
@@ -619,6 +621,11 @@ export class ClientAgent extends EventEmitter {
       return this.endTransfer(t, ResultCode.rollback, `version ${formatReleaseVersion(manifest.version)} is no longer newer than the active one`);
     }
     if (this.options.policy === 'defer') {
+      try {
+        await durable;
+      } catch (err) {
+        return this.endTransfer(t, ResultCode.storage, errorMessage(err));
+      }
       this.keepForUpgrade(manifest);
       try {
         this.options.store.setDeferred(manifest);
@@ -631,7 +638,7 @@ export class ClientAgent extends EventEmitter {
       this.sendRegister();
       return;
     }
-    const outcome = await this.activate(manifest);
+    const outcome = await this.activate(manifest, durable);
     this.endTransfer(t, outcome.code, outcome.message);
   }
 
@@ -660,14 +667,16 @@ export class ClientAgent extends EventEmitter {
    * Try a verified module in a thread of its own (load, shape, selfTest()); if it passes, record
    * it as on probation, make it the running one and watch it for probationMs. A module refused at
    * its trial never touches the running one. Tells the server the new version at once.
+   * `durable`: the module's file is on disk (nothing records it as installed before).
    */
-  private async activate(manifest: Manifest): Promise<{ code: ResultCodeValue; message: string }> {
+  private async activate(manifest: Manifest, durable: Promise<void> = Promise.resolve()): Promise<{ code: ResultCodeValue; message: string }> {
     this.updating = true;
     try {
       const host = await PluginHost.load(pathToFileURL(this.options.store.modulePath(manifest.sha256)).href, {
         selfTest: true, limits: this.options.hostLimits, sizeBytes: manifest.size,
       });
       try {
+        await durable;
         this.options.store.beginTrial(manifest, this.options.wallClock.wallNow());
       } catch (err) {
         await host.stop();

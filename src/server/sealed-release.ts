@@ -14,7 +14,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { open, unlink } from 'node:fs/promises';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
 import { chunkEntryBytes, writeChunkEntryHeader, CHUNK_ENTRY_HEADER_BYTES, TAG_BYTES } from '../protocol/envelope.js';
@@ -75,6 +75,24 @@ class StreamingSeal implements SealedRelease {
   }
 }
 
+/** What to seal: the module, its signed shape, where the sealed file goes, under which key. */
+export interface SealJob {
+  readonly modulePath: string;
+  readonly size: number;
+  readonly sha256: string;
+  readonly chunkSize: number;
+  readonly outPath: string;
+  readonly key: Uint8Array;
+  readonly sealId: Uint8Array;
+}
+
+/** Where sealing runs: this thread, or a sealing thread (seal-thread.ts). It calls `progress`
+ *  with the chunks sealed so far (whole blocks, then all) and, at most once, with the failure. */
+export type Sealer = (job: SealJob, progress: (sealed: number, failure?: NxtError) => void) => void;
+
+/** Seal in this thread (block by block, the event loop breathing between blocks). */
+export const sealHere: Sealer = (job, progress) => { void sealAll(job, progress); };
+
 /**
  * Seal `modulePath` (whose bytes must hash to `sha256`: the file is hashed again as it is
  * sealed, and a mismatch fails the seal, so what is sent is what was signed) into `outPath`.
@@ -85,82 +103,109 @@ export async function sealRelease(
   shape: { readonly size: number; readonly sha256: string; readonly chunkSize: number },
   outPath: string,
   random: (n: number) => Uint8Array = randomBytes,
+  sealer: Sealer = sealHere,
 ): Promise<SealedRelease> {
   const seal = new StreamingSeal(outPath, shape.size, shape.chunkSize, random(CONTENT_KEY_BYTES), random(SEAL_ID_BYTES));
-  const input = await open(modulePath, 'r').catch((err: unknown) => {
-    throw new NxtError('no-such-file', `cannot read ${modulePath}: ${errorMessage(err)}`, { cause: err });
-  });
-  let output;
-  try {
-    output = await open(outPath, 'w', 0o600);
-  } catch (err) {
-    await input.close();
-    throw new NxtError('storage', `cannot create ${outPath}: ${errorMessage(err)}`, { cause: err });
-  }
   // The first block (or the failure before it) decides what the caller gets; the rest goes on.
-  let firstSealed = false;
-  let onFirst!: () => void;
-  const first = new Promise<void>((resolve) => { onFirst = resolve; });
-  const all = sealAll(seal, shape.sha256, input, output, () => { firstSealed = true; onFirst(); });
-  await Promise.race([first, all]);
-  if (!firstSealed && seal.failure) throw seal.failure;
+  await new Promise<void>((resolve) => {
+    sealer({ modulePath, size: shape.size, sha256: shape.sha256, chunkSize: shape.chunkSize, outPath, key: seal.key, sealId: seal.sealId }, (sealed, failure) => {
+      seal.advance(sealed, failure);
+      resolve();
+    });
+  });
+  if (seal.sealedChunks === 0 && seal.failure) throw seal.failure;
   return seal;
 }
 
-/** Seal block after block; never rejects: it closes both files and reports the end or the
- *  failure through the seal. `firstSealed` is called once the first block is on disk. */
-async function sealAll(
-  seal: StreamingSeal, sha256: string,
-  input: Awaited<ReturnType<typeof open>>, output: Awaited<ReturnType<typeof open>>,
-  firstSealed: () => void,
-): Promise<void> {
-  const { size, chunkSize, totalChunks, entryBytes } = seal;
-  const content = new ContentKey(seal.key, seal.sealId);
-  const stepChunks = blockEntries(entryBytes);
-  const plain = Buffer.allocUnsafe(stepChunks * chunkSize);
-  const sealed = Buffer.allocUnsafe(stepChunks * entryBytes);
-  const hash = createHash('sha256');
+/** Seal block after block; never rejects: it closes both files and reports each block sealed
+ *  (the last only once the whole file is known to match what was signed) or the failure. */
+export async function sealAll(job: SealJob, progress: (sealed: number, failure?: NxtError) => void): Promise<void> {
+  const { size, chunkSize } = job;
+  const totalChunks = Math.ceil(size / chunkSize);
+  const entryBytes = chunkEntryBytes(chunkSize);
+  let sealedChunks = 0;
+  let input: FileHandle | undefined;
+  let output: FileHandle | undefined;
   try {
-    for (let first = 0; first < totalChunks; first += stepChunks) {
+    input = await open(job.modulePath, 'r').catch((err: unknown) => {
+      throw new NxtError('no-such-file', `cannot read ${job.modulePath}: ${errorMessage(err)}`, { cause: err });
+    });
+    output = await open(job.outPath, 'w', 0o600).catch((err: unknown) => {
+      throw new NxtError('storage', `cannot create ${job.outPath}: ${errorMessage(err)}`, { cause: err });
+    });
+    const content = new ContentKey(job.key, job.sealId);
+    const stepChunks = blockEntries(entryBytes);
+    const blocks = Math.ceil(totalChunks / stepChunks);
+    // Two of each buffer: block k+1 is read, and block k-1 written, while block k is hashed and
+    // encrypted (reads and writes run on libuv's threads; this thread only computes).
+    const plain = [Buffer.allocUnsafe(stepChunks * chunkSize), Buffer.allocUnsafe(stepChunks * chunkSize)] as const;
+    const sealed = [Buffer.allocUnsafe(stepChunks * entryBytes), Buffer.allocUnsafe(stepChunks * entryBytes)] as const;
+    const hash = createHash('sha256');
+    const read = async (block: number): Promise<Buffer> => {
+      const into = plain[block % 2]!;
+      const first = block * stepChunks;
       const want = Math.min(stepChunks * chunkSize, size - first * chunkSize);
       let got = 0;
       while (got < want) {
-        const { bytesRead } = await input.read(plain, got, want - got, first * chunkSize + got);
+        const { bytesRead } = await input!.read(into, got, want - got, first * chunkSize + got);
         if (bytesRead === 0) throw new NxtError('module-changed', `the module became shorter than its manifest says (${size} bytes) after it was signed: push it again`);
         got += bytesRead;
       }
-      hash.update(plain.subarray(0, want));
-      let at = 0;
-      const last = Math.min(totalChunks, first + stepChunks);
-      for (let i = first; i < last; i++) {
-        const off = (i - first) * chunkSize;
-        const length = Math.min(chunkSize, size - i * chunkSize);
-        writeChunkEntryHeader(sealed, at, i, length + TAG_BYTES);
-        at = content.sealChunk(i, plain.subarray(off, off + length), sealed, at + CHUNK_ENTRY_HEADER_BYTES);
-      }
+      return into.subarray(0, want);
+    };
+    const write = async (block: number, bytes: number): Promise<void> => {
+      const from = sealed[block % 2]!;
       let written = 0;
-      while (written < at) {
-        const n = (await output.write(sealed, written, at - written, first * entryBytes + written)).bytesWritten;
+      while (written < bytes) {
+        const n = (await output!.write(from, written, bytes - written, block * stepChunks * entryBytes + written)).bytesWritten;
         if (n === 0) throw new NxtError('storage', 'the disk accepted no more bytes');
         written += n;
       }
-      // The last block is held back until the whole file is known to match what was signed.
-      if (last < totalChunks) seal.advance(last);
-      if (first === 0) firstSealed();
+    };
+    let reading = read(0);
+    let writing: Promise<void> | undefined;
+    for (let block = 0; block < blocks; block++) {
+      const data = await reading;
+      // Handled when awaited, in the next round; a failure meanwhile is not unhandled.
+      if (block + 1 < blocks) { reading = read(block + 1); reading.catch(() => undefined); }
+      hash.update(data);
+      const first = block * stepChunks;
+      const last = Math.min(totalChunks, first + stepChunks);
+      const out = sealed[block % 2]!;
+      let at = 0;
+      for (let i = first; i < last; i++) {
+        const off = (i - first) * chunkSize;
+        const length = Math.min(chunkSize, size - i * chunkSize);
+        writeChunkEntryHeader(out, at, i, length + TAG_BYTES);
+        at = content.sealChunk(i, data.subarray(off, off + length), out, at + CHUNK_ENTRY_HEADER_BYTES);
+      }
+      if (writing) {
+        await writing;
+        sealedChunks = first;
+        progress(sealedChunks);
+      }
+      writing = write(block, at);
+      writing.catch(() => undefined);
     }
-    if (hash.digest('hex') !== sha256) {
+    // The last block is held back until the whole file is known to match what was signed.
+    await writing;
+    if (hash.digest('hex') !== job.sha256) {
       throw new NxtError('module-changed', 'the module changed after it was signed (its sha256 no longer matches the manifest): push it again');
     }
     // No fsync: the file is a cache that dies with its key (this process); a crash loses nothing.
-    seal.advance(totalChunks);
-  } catch (err) {
-    const failure = err instanceof NxtError ? err : new NxtError('storage', `cannot seal the module into ${seal.path}: ${errorMessage(err)}`, { cause: err });
-    // Gone before anyone hears of the failure (a retry may seal the same path again at once).
-    await unlink(seal.path).catch(() => undefined);
-    seal.advance(seal.sealedChunks, failure);
-  } finally {
-    await input.close().catch(() => undefined);
     await output.close().catch(() => undefined);
+    output = undefined;
+    progress(totalChunks);
+  } catch (err) {
+    const failure = err instanceof NxtError ? err : new NxtError('storage', `cannot seal the module into ${job.outPath}: ${errorMessage(err)}`, { cause: err });
+    // Gone before anyone hears of the failure (a retry may seal the same path again at once).
+    await output?.close().catch(() => undefined);
+    output = undefined;
+    await unlink(job.outPath).catch(() => undefined);
+    progress(sealedChunks, failure);
+  } finally {
+    await input?.close().catch(() => undefined);
+    await output?.close().catch(() => undefined);
   }
 }
 
@@ -183,6 +228,8 @@ export class SealedReleases {
     private readonly random: (n: number) => Uint8Array = randomBytes,
     /** How long an evicted file stays: a push handed it just before has opened it by then. */
     private readonly evictAfterMs = 60_000,
+    /** Where sealing runs (seal-thread.ts for a thread of its own). */
+    private readonly sealer: Sealer = sealHere,
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     for (const name of readdirSync(dir)) rmSync(join(dir, name), { force: true, recursive: true });
@@ -201,7 +248,7 @@ export class SealedReleases {
         return this.get(modulePath, shape);
       });
     }
-    const p = sealRelease(modulePath, shape, join(this.dir, `${id}.chunks`), this.random);
+    const p = sealRelease(modulePath, shape, join(this.dir, `${id}.chunks`), this.random, this.sealer);
     this.sealed.set(id, p);
     p.catch(() => { if (this.sealed.get(id) === p) this.sealed.delete(id); });
     this.evict();

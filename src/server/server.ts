@@ -21,6 +21,7 @@ import { PushSession, type PushProgress } from './push-session.js';
 import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord, type SavedClient } from './registry.js';
 import { chunkSizeFor, SMALL_CHUNK_BYTES, type Release } from './release.js';
 import { SealedReleases } from './sealed-release.js';
+import { SealThread } from './seal-thread.js';
 import { PathMtu } from '../transfer/path-mtu.js';
 import { routeTo } from '../net/interface-mtu.js';
 import { FRAGMENTED_DATAGRAM, FragmentPolicy, type FragmentDecision } from '../net/fragments.js';
@@ -58,6 +59,8 @@ export interface NxtServerOptions {
   readonly history?: { readonly log: History; readonly wallClock: WallClock };
   /** Where sealed releases are cached (`sealed/`); none: a temporary folder. */
   readonly stateDir?: string;
+  /** Seal releases in a thread of their own (seal-thread.ts), beside sending; else in this one. */
+  readonly sealInThread?: boolean;
   /** Where the fleet's state is kept across restarts (store/); none: memory only. */
   readonly store?: Store;
   /** The registrations the store had at start (Store.registrations). */
@@ -174,6 +177,7 @@ export class NxtServer extends EventEmitter {
   /** Clients whose path never delivered a big chunk: they get small ones (bounded as paths are). */
   private readonly largeChunksFailed = new Set<string>();
   private sealed: SealedReleases | undefined;
+  private sealThread: SealThread | undefined;
 
   constructor(private readonly options: NxtServerOptions) {
     super();
@@ -549,6 +553,7 @@ export class NxtServer extends EventEmitter {
     }
     for (const s of this.sessions.values()) s.cancel('server shutting down');
     await this.options.channel.close();
+    await this.sealThread?.close();
   }
 
   /** A device says it is stopping: offline now (its pushes in progress fail at their timeout). */
@@ -700,9 +705,10 @@ export class NxtServer extends EventEmitter {
   }
 
   private sealedReleases(): SealedReleases {
+    if (this.options.sealInThread) this.sealThread ??= new SealThread();
     this.sealed ??= new SealedReleases(this.options.stateDir !== undefined
       ? join(this.options.stateDir, 'sealed')
-      : mkdtempSync(join(tmpdir(), 'nxt-sealed-')));
+      : mkdtempSync(join(tmpdir(), 'nxt-sealed-')), undefined, undefined, this.sealThread?.seal);
     return this.sealed;
   }
 

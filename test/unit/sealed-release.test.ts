@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { CHUNKS_HEADER_BYTES, decodeEnvelope, forEachChunk } from '../../src/protocol/envelope.js';
 import { blockEntries, sealRelease, SealedReleases, type SealedRelease } from '../../src/server/sealed-release.js';
 import { SealedChunkWire } from '../../src/files/sealed-chunk-wire.js';
+import { SealThread } from '../../src/server/seal-thread.js';
 import { ContentKey } from '../../src/session/content-key.js';
 import { PathMtu } from '../../src/transfer/path-mtu.js';
 import { hashFile } from '../../src/util/hash-file.js';
@@ -139,5 +140,57 @@ describe('the sealed releases a server keeps', () => {
     made.push(await seal(4)); // the fifth: m1, the least recently used, goes
     await releases.removed();
     expect(made.map((s) => existsSync(s.path))).toEqual([true, false, true, true, true]);
+  });
+});
+
+describe('sealing in a thread of its own', () => {
+  // The thread runs compiled code (npm test builds first): the worker script is dist's.
+  const compiled = new URL('../../dist/server/seal-thread-worker.js', import.meta.url);
+
+  it('seals the very entries this thread would, and reports a changed module from there', async () => {
+    const thread = new SealThread(compiled);
+    try {
+      const dir = tempDir('nxt-seal-');
+      const file = join(dir, 'm.mjs');
+      const bytes = randomBytes(3 * 1024 * 1024 + 5);
+      writeFileSync(file, bytes);
+      const shape = { size: bytes.length, sha256: await hashFile(file), chunkSize: 8192 };
+      const fixed = (n: number): Uint8Array => new Uint8Array(n).fill(7);
+      const there = await sealRelease(file, shape, join(dir, 'there.chunks'), fixed, thread.seal);
+      const here = await sealRelease(file, shape, join(dir, 'here.chunks'), fixed);
+      await Promise.all([whenDone(there), whenDone(here)]);
+      expect(there.failure).toBeUndefined();
+      expect(there.sealedChunks).toBe(there.totalChunks);
+      expect(readFileSync(there.path).equals(readFileSync(here.path))).toBe(true);
+
+      writeFileSync(file, randomBytes(bytes.length)); // changed after signing
+      const changed = await sealRelease(file, shape, join(dir, 'changed.chunks'), fixed, thread.seal);
+      await whenDone(changed);
+      expect(changed.failure?.code).toBe('module-changed');
+      expect(existsSync(changed.path)).toBe(false);
+    } finally {
+      await thread.close();
+    }
+  });
+
+  it('fails the seals it held when the thread stops, and starts another for the next', async () => {
+    const thread = new SealThread(compiled);
+    const dir = tempDir('nxt-seal-');
+    const file = join(dir, 'm.mjs');
+    writeFileSync(file, randomBytes(64 * 1024 * 1024));
+    const shape = { size: 64 * 1024 * 1024, sha256: await hashFile(file), chunkSize: 8192 };
+    const sealing = sealRelease(file, shape, join(dir, 'a.chunks'), undefined, thread.seal);
+    const stopping = thread.close();
+    await expect(sealing).rejects.toMatchObject({ code: 'seal-failed', message: expect.stringMatching(/sealing thread stopped/) });
+    await stopping;
+    expect(existsSync(join(dir, 'a.chunks'))).toBe(false);
+    try {
+      const again = await sealRelease(file, shape, join(dir, 'b.chunks'), undefined, thread.seal);
+      await whenDone(again);
+      expect(again.failure).toBeUndefined();
+      expect(again.sealedChunks).toBe(again.totalChunks);
+    } finally {
+      await thread.close();
+    }
   });
 });
