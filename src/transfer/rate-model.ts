@@ -84,13 +84,18 @@ export class RateModel {
     }
   }
 
-  onDeliveryRate(chunksPerMs: number): void {
+  /** `appLimited`: the sender had nothing more to send (a file still being prepared), so the
+   *  sample says how fast chunks came, not what the path carries: it counts only if it raises
+   *  the estimate (BBR). */
+  onDeliveryRate(chunksPerMs: number, appLimited = false): void {
+    if (appLimited && chunksPerMs < this.bandwidth) return;
     if (chunksPerMs > this.roundMax) this.roundMax = chunksPerMs;
   }
 
   /** A round trip has passed (a chunk sent after the previous round's start was acknowledged);
-   *  `lost` and `delivered` count chunks in that round. */
-  onRoundEnd(now: number, lost = 0, delivered = 0): void {
+   *  `lost` and `delivered` count chunks in that round. An app-limited round cannot show that
+   *  the bandwidth stopped growing: startup goes on. */
+  onRoundEnd(now: number, lost = 0, delivered = 0, appLimited = false): void {
     this.bwSamples.push({ at: now, rate: this.roundMax });
     while (this.bwSamples.length > BW_WINDOW_ROUNDS && now - (this.bwSamples[0]?.at ?? now) > BW_WINDOW_MIN_MS) this.bwSamples.shift();
     this.roundMax = 0;
@@ -107,7 +112,7 @@ export class RateModel {
     }
     const cruising = !this.startup && (PROBE_GAINS[this.cycleIndex] ?? 1) === 1;
     if (cruising && !queueing && lost + delivered > 0) this.randomLoss += LOSS_EWMA * (lossRate - this.randomLoss);
-    if (this.startup) {
+    if (this.startup && !appLimited) {
       const bw = this.bandwidth;
       if (bw >= this.fullBw * FULL_BW_GROWTH) {
         this.fullBw = bw;

@@ -100,6 +100,12 @@ export class ChunkSender {
   private readonly deliveredAtSend: Float64Array;
   private readonly deliveredTimeAtSend: Float64Array;
   private readonly firstSentAtSend: Float64Array;
+  /** 1: sent while the sender was app-limited (BBR's P.is_app_limited). */
+  private readonly appLimitedAtSend: Uint8Array;
+  /** While the file is still being prepared and the sender ran out of chunks to send, the
+   *  delivery count up to which samples are app-limited: they show how fast the chunks were
+   *  prepared, not what the path carries (BBR's C.app_limited). 0: not app-limited. */
+  private appLimitedUntil = 0;
 
   /** Transmissions in order: [index, txSeq] pairs; stale entries are skipped when scanned. */
   private flightIdx: number[] = [];
@@ -164,6 +170,7 @@ export class ChunkSender {
     this.sendCount = new Uint8Array(totalChunks);
     this.retransmittedSpuriously = new Uint8Array(totalChunks);
     this.deliveredAtSend = new Float64Array(totalChunks);
+    this.appLimitedAtSend = new Uint8Array(totalChunks);
     this.deliveredTimeAtSend = new Float64Array(totalChunks);
     this.firstSentAtSend = new Float64Array(totalChunks);
     this.peerWindow = this.options.initialWindow;
@@ -432,10 +439,12 @@ export class ChunkSender {
     const interval = Math.max(ackElapsed, sendElapsed);
     this.deliveredTime = now;
     this.lastAckedSentAt = this.sentAt[newest] ?? now;
-    if (interval > 0 && delivered > 0) this.model.onDeliveryRate(delivered / interval);
+    if (this.appLimitedUntil !== 0 && this.ackedCount > this.appLimitedUntil) this.appLimitedUntil = 0;
+    const appLimited = this.appLimitedAtSend[newest] === 1;
+    if (interval > 0 && delivered > 0) this.model.onDeliveryRate(delivered / interval, appLimited);
     // A round ends when a chunk sent after the round began is acknowledged.
     if ((this.deliveredAtSend[newest] ?? 0) >= this.roundDelivered) {
-      this.model.onRoundEnd(now, this.lostInRound, this.ackedCount - this.roundDelivered);
+      this.model.onRoundEnd(now, this.lostInRound, this.ackedCount - this.roundDelivered, appLimited);
       this.roundDelivered = this.ackedCount;
       this.lostInRound = 0;
     }
@@ -577,6 +586,11 @@ export class ChunkSender {
       this.nextSendAt += interval;
       actions.push({ kind: 'send-chunk', index });
     }
+    // Room to send, and nothing but chunks not prepared yet to send: what this sends now is
+    // measured against the preparation, not the path.
+    if (this.inFlight < limit && this.pacedWake === undefined && this.available < this.totalChunks && this.nextToSend(edge) === undefined) {
+      this.appLimitedUntil = Math.max(1, this.ackedCount + this.inFlight);
+    }
     if (this.retransmitHead > 1024 && this.retransmitHead * 2 > this.retransmitQueue.length) {
       this.retransmitQueue = this.retransmitQueue.slice(this.retransmitHead);
       this.retransmitHead = 0;
@@ -610,6 +624,7 @@ export class ChunkSender {
     this.inFlight++;
     this.sentAt[index] = now;
     this.deliveredAtSend[index] = this.ackedCount;
+    this.appLimitedAtSend[index] = this.appLimitedUntil !== 0 ? 1 : 0;
     this.deliveredTimeAtSend[index] = this.deliveredTime;
     // With nothing in flight the send interval starts now (BBR's first_sent_time).
     this.firstSentAtSend[index] = this.inFlight === 1 ? now : this.lastAckedSentAt;

@@ -57,6 +57,9 @@ export interface FlowSpec {
   /** When this flow starts, ms after the simulation began. */
   startAt?: number;
   alreadyHeld?: number;
+  /** The file is still being prepared (a release being sealed): these many chunks exist at each
+   *  time (ms after the flow starts), [ms, chunks] in order; all of them after the last step. */
+  prepared?: readonly (readonly [number, number])[];
 }
 
 type SimOptions = { sender?: Partial<SenderOptions>; receiver?: Partial<ReceiverOptions>; maxTimeMs?: number };
@@ -173,7 +176,13 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
       }
       armSender();
     };
-    schedule(epoch + (spec.startAt ?? 0), () => runSender(sender.start(now)));
+    const startAt = epoch + (spec.startAt ?? 0);
+    if (spec.prepared) {
+      // What exists at the start is set before start(), as a push session does.
+      sender.setAvailable(spec.prepared.filter(([ms]) => ms === 0).at(-1)?.[1] ?? 0, startAt);
+      for (const [ms, n] of spec.prepared) if (ms > 0) schedule(startAt + ms, () => runSender(sender.setAvailable(n, now)));
+    }
+    schedule(startAt, () => runSender(sender.start(now)));
     return { sender, result };
   });
 

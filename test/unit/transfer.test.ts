@@ -185,6 +185,16 @@ describe('rate control', () => {
     expect(Math.min(ra!.endedAt, rb!.endedAt)).toBeGreaterThan(last * 0.55);
   });
 
+  it('is not misled by a file prepared slower than the link: once it is all there, the link rate comes within a few round trips', () => {
+    // Half of 12,000 chunks appears over 300 ms (20 chunks/ms: the sender is app-limited, and
+    // what it measures is the preparation's rate, not the link's), then the rest at once.
+    const prepared = Array.from({ length: 51 }, (_, k) => [k * 6, k * 120] as const);
+    const [r] = simulateTransfers([{ chunks: makeChunks(12_000), prepared: [...prepared, [300, 12_000]] }], link(0), 13);
+    expect(r!.outcome, JSON.stringify({ ...r, delivered: r!.delivered.length })).toMatchObject({ code: ResultCode.ok });
+    // 6,000 chunks left at 300 ms: 60 ms at the link's rate, a round trip, and a few to find it.
+    expect(r!.endedAt).toBeLessThan(300 + 60 + 50);
+  });
+
   it('slows down for a slow receiver link (10 chunks/ms) rather than losing most chunks', () => {
     const slow: LinkProfile = { loss: 0, duplicate: 0, jitterMs: 0, delayMs: 2, capacity: { chunksPerMs: 10, buffer: 50 } };
     const r = simulateTransfer(makeChunks(3000), slow, 13);
