@@ -8,7 +8,7 @@
 import { DATA_HEADER_BYTES, encode, writeDataHeader, type AckMessage } from '../protocol/messages.js';
 import type { ReleaseVersion } from '../protocol/release-version.js';
 import { ChunkSender, type SenderAction, type SenderOptions, type SendOutcome } from '../transfer/sender.js';
-import { ResultCode } from '../protocol/result-codes.js';
+import { ResultCode, type ResultCodeValue } from '../protocol/result-codes.js';
 import type { Clock } from '../util/clock.js';
 import { WakeTimer } from '../util/wake-timer.js';
 import { ModuleSource } from './module-source.js';
@@ -130,10 +130,10 @@ export class OutgoingFile {
 
   /** Stop here and tell the receiver (ABORT, once: if it is lost, the receiver's inactivity
    *  timeout ends its side), which keeps what arrived, to resume. */
-  cancel(reason: string): void {
+  cancel(reason: string, code: ResultCodeValue = ResultCode.cancelled): void {
     if (this.sender.phase === 'done') return;
-    this.io.send(encode({ type: 'abort', transferId: this.transferId, code: ResultCode.cancelled, message: reason }));
-    this.run(this.sender.cancel(reason));
+    this.io.send(encode({ type: 'abort', transferId: this.transferId, code, message: reason }));
+    this.run(this.sender.cancel(reason, code));
   }
 
   private onTimer(): void {

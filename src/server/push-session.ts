@@ -13,6 +13,8 @@ import { SealedChunkWire } from '../files/sealed-chunk-wire.js';
 import type { SignedManifest } from '../security/manifest.js';
 import type { Release } from './release.js';
 import type { SealedRelease } from './sealed-release.js';
+import type { NxtError } from '../errors.js';
+import { ResultCode } from '../protocol/result-codes.js';
 import type { ClientRecord } from './registry.js';
 
 export type PushProgress = TransferProgress;
@@ -67,14 +69,19 @@ export class PushSession {
     this.file.setAvailable(Math.min(sealed.sealedChunks, this.gate));
     if (sealed.sealedChunks < sealed.totalChunks && !sealed.failure) {
       const stop = sealed.onProgress(() => {
-        if (sealed.failure) this.file.cancel(`cannot send ${this.release.manifest.name}: ${sealed.failure.message}`);
+        if (sealed.failure) this.cannotSeal(sealed.failure);
         else this.file.setAvailable(Math.min(sealed.sealedChunks, this.gate));
         if (sealed.failure || sealed.sealedChunks === sealed.totalChunks) stop();
       });
       void this.file.done.then(stop);
     }
     this.file.start();
-    if (sealed.failure) this.file.cancel(`cannot send ${this.release.manifest.name}: ${sealed.failure.message}`);
+    if (sealed.failure) this.cannotSeal(sealed.failure);
+  }
+
+  /** Sealing stopped short: the push fails with the reason (a full disk is a storage failure). */
+  private cannotSeal(failure: NxtError): void {
+    this.file.cancel(`cannot send ${this.release.manifest.name}: ${failure.message}`, failure.code === 'storage' ? ResultCode.storage : ResultCode.cancelled);
   }
 
   /**

@@ -17,6 +17,7 @@ import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
+import { describeFsError } from '../util/atomic-file.js';
 import { chunkEntryBytes, writeChunkEntryHeader, CHUNK_ENTRY_HEADER_BYTES, TAG_BYTES } from '../protocol/envelope.js';
 import { CONTENT_KEY_BYTES, SEAL_ID_BYTES } from '../protocol/messages.js';
 import { ContentKey } from '../session/content-key.js';
@@ -131,7 +132,7 @@ export async function sealAll(job: SealJob, progress: (sealed: number, failure?:
       throw new NxtError('no-such-file', `cannot read ${job.modulePath}: ${errorMessage(err)}`, { cause: err });
     });
     output = await open(job.outPath, 'w', 0o600).catch((err: unknown) => {
-      throw new NxtError('storage', `cannot create ${job.outPath}: ${errorMessage(err)}`, { cause: err });
+      throw new NxtError('storage', `cannot create ${job.outPath}: ${describeFsError(err)}`, { cause: err });
     });
     const content = new ContentKey(job.key, job.sealId);
     const stepChunks = blockEntries(entryBytes);
@@ -197,7 +198,7 @@ export async function sealAll(job: SealJob, progress: (sealed: number, failure?:
     output = undefined;
     progress(totalChunks);
   } catch (err) {
-    const failure = err instanceof NxtError ? err : new NxtError('storage', `cannot seal the module into ${job.outPath}: ${errorMessage(err)}`, { cause: err });
+    const failure = err instanceof NxtError ? err : new NxtError('storage', `cannot seal the module into ${job.outPath}: ${describeFsError(err)}`, { cause: err });
     // Gone before anyone hears of the failure (a retry may seal the same path again at once).
     await output?.close().catch(() => undefined);
     output = undefined;

@@ -16,7 +16,7 @@
  * flight and never more than the receiver's window.
  */
 import type { AckMessage } from '../protocol/messages.js';
-import { ResultCode } from '../protocol/result-codes.js';
+import { ResultCode, type ResultCodeValue } from '../protocol/result-codes.js';
 import type { ReleaseVersion } from '../protocol/release-version.js';
 import { RateModel } from './rate-model.js';
 import { DEFAULT_RTT_OPTIONS, RttEstimator, type RttOptions } from './rtt.js';
@@ -376,9 +376,10 @@ export class ChunkSender {
     return this.fill(now);
   }
 
-  cancel(message: string): SenderAction[] {
+  /** Stop, with `code` as the outcome (cancelled, or why this side cannot go on: storage). */
+  cancel(message: string, code: ResultCodeValue = ResultCode.cancelled): SenderAction[] {
     if (this.phaseValue === 'done') return [];
-    return [this.finish({ code: ResultCode.cancelled, message })];
+    return [this.finish({ code, message })];
   }
 
   // -------------------------------------------------------------------------------------------

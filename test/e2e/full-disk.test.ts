@@ -148,3 +148,28 @@ describe.skipIf(!canMount)('a read-only state dir (tmpfs remounted read-only, ne
     }
   });
 });
+
+describe.skipIf(!canMount)('a server whose state disk fills up (tmpfs state dir, needs root)', () => {
+  afterEach(async () => {
+    await stopAll();
+    expect(runningCount()).toBe(0);
+  });
+
+  it('fails a push it cannot seal with "the disk is full", keeps running, and pushes once there is room', async () => {
+    execFileSync('mount', ['-o', 'remount,size=32m', dir]);
+    const work = tempDir('nxt-full-work-');
+    const { proc: server, port } = await startServer(join(dir, 'server'), ['--renew', '1000']);
+    await startClient('c', port, join(work, 'c'), join(dir, 'server/release.pub'));
+    // Room for the server's copy of the module, not for its sealed copy too.
+    const module = writeModule(work, 'big_3_0.mjs', 12 * 1024 * 1024);
+    const free = (): number => { const s = statfsSync(dir); return s.bavail * s.bsize; };
+    writeFileSync(join(dir, 'ballast'), Buffer.alloc(Math.max(0, free() - 16 * 1024 * 1024)));
+    const failed = await server.run(`push ${module}`, /push finished.*\n/);
+    expect(failed).toMatch(/failed \(storage\): cannot send big_3_0\.mjs: cannot seal .*: the disk is full/);
+    expect(server.alive).toBe(true);
+    // Nothing half-sealed is left behind to fill the disk further.
+    expect(execFileSync('ls', [join(dir, 'server/sealed')], { encoding: 'utf8' }).trim()).toBe('');
+    execFileSync('rm', [join(dir, 'ballast')]);
+    expect(await server.run(`push ${module}`, /push finished.*\n/)).toMatch(/done: 9\.1 bulk active/);
+  });
+});
