@@ -418,6 +418,7 @@ export class ChunkSender {
     this.pacedWake = undefined;
     // Delivery counts restart from zero; the rate model keeps what it learnt about the path.
     this.roundDelivered = 0;
+    this.appLimitedUntil = 0;
     this.lostInRound = 0;
   }
 
@@ -589,7 +590,7 @@ export class ChunkSender {
     }
     // Room to send, and nothing but chunks not prepared yet to send: what this sends now is
     // measured against the preparation, not the path.
-    if (this.inFlight < limit && this.pacedWake === undefined && this.available < this.totalChunks && this.nextToSend(edge) === undefined) {
+    if (this.inFlight < limit && this.pacedWake === undefined && this.available < this.totalChunks && edge === this.available && this.nextToSend(edge) === undefined) {
       this.appLimitedUntil = Math.max(1, this.ackedCount + this.inFlight);
     }
     if (this.retransmitHead > 1024 && this.retransmitHead * 2 > this.retransmitQueue.length) {
