@@ -114,6 +114,8 @@ export interface ClientStats {
   badChunks: number;
   /** Of chunkFrames, those of the transfer in progress that came through a multicast group. */
   groupFrames: number;
+  /** Chunks from the group this device held already or could not hold yet: not even opened. */
+  groupUnwanted: number;
 }
 
 export interface DownloadProgress {
@@ -170,7 +172,7 @@ const RENEW_JITTER = 0.25;
  *  waiting for upgrade), 'refused' ({ code, message }), 'log' (string), 'progress' (DownloadProgress,
  *  every second while a module arrives). */
 export class ClientAgent extends EventEmitter {
-  readonly stats: ClientStats = { datagrams: 0, malformed: 0, unknownTransfer: 0, chunkFrames: 0, badChunks: 0, groupFrames: 0 };
+  readonly stats: ClientStats = { datagrams: 0, malformed: 0, unknownTransfer: 0, chunkFrames: 0, badChunks: 0, groupFrames: 0, groupUnwanted: 0 };
   /** Multicast groups joined (kept while the agent runs: the next push likely uses them too). */
   private readonly groups = new Map<string, Promise<MulticastReceiver | undefined>>();
   private activeModule: ActiveModule;
@@ -526,7 +528,7 @@ export class ClientAgent extends EventEmitter {
     if (frame.type !== 'chunks' || !t || t.groupTransferId !== frame.transferId) { this.stats.unknownTransfer++; return; }
     this.stats.chunkFrames++;
     this.stats.groupFrames++;
-    this.takeChunks(t, frame);
+    this.takeChunks(t, frame, true);
   }
 
   /** The server sends this transfer's chunks to a multicast group too: join it. */
@@ -546,17 +548,20 @@ export class ClientAgent extends EventEmitter {
     this.groups.set(key, joining);
   }
 
-  private takeChunks(t: Transfer, frame: ChunksFrame): void {
+  /** `fromGroup`: the frame came through the multicast group (see ChunkReceiver.onGroupData). */
+  private takeChunks(t: Transfer, frame: ChunksFrame, fromGroup = false): void {
     try {
       forEachChunk(frame.entries, (index, sealed) => {
         // Endless-data attack: exactly the length the signed manifest implies, before any work.
         if (index >= t.incoming.totalChunks || sealed.length !== t.incoming.chunkLength(index) + TAG_BYTES) { this.stats.badChunks++; return; }
+        // A group's chunk this device holds or cannot hold yet is not worth opening.
+        if (fromGroup && !t.wants(index)) { this.stats.groupUnwanted++; return; }
         const plain = t.key.openChunk(index, sealed);
         if (!plain) { this.stats.badChunks++; return; }
         // Only a chunk that opened proves the server is there (a forged frame must not keep
         // this device from noticing that its server restarted).
         this.heardSinceRegister = true;
-        t.onChunk(index, plain);
+        t.onChunk(index, plain, fromGroup);
       });
     } catch (err) {
       if (err instanceof DecodeError) this.stats.malformed++;

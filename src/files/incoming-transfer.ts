@@ -49,11 +49,15 @@ export class IncomingTransfer {
     return this.onChunk(msg.index, msg.payload);
   }
 
-  onChunk(index: number, payload: Uint8Array): boolean {
+  onChunk(index: number, payload: Uint8Array, fromGroup = false): boolean {
     if (index >= this.incoming.totalChunks || payload.length !== this.incoming.chunkLength(index)) return false;
-    this.run(this.receiver.onData(index, payload, this.clock.now()));
+    const now = this.clock.now();
+    this.run(fromGroup ? this.receiver.onGroupData(index, payload, now) : this.receiver.onData(index, payload, now));
     return true;
   }
+
+  /** Whether chunk `index` is one to take now (a group's chunk that is not is not even opened). */
+  wants(index: number): boolean { return this.receiver.wants(index); }
 
   run(actions: ReceiverAction[]): void {
     for (const a of actions) {

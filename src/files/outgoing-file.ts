@@ -93,6 +93,8 @@ export class OutgoingFile {
   start(): void { this.run(this.sender.start(this.clock.now())); }
 
   isAcked(index: number): boolean { return this.sender.isAcked(index); }
+  /** The first chunk the peer cannot hold yet (its in-order point plus its window). */
+  get receiveEdge(): number { return this.sender.receiveEdge; }
   get srtt(): number | undefined { return this.sender.srtt; }
 
   /** Only the first `chunks` can be sent yet (the file is still being prepared). */

@@ -84,6 +84,7 @@ export class GroupPush {
       get accepted() { return session.progress.phase !== 'offering'; },
       get released() { return session.gateOpen; },
       isAcked: (i: number) => session.isAcked(i),
+      get receiveEdge() { return session.receiveEdge; },
     }));
     this.sentAt = new Float64Array(sealed.totalChunks).fill(Number.NaN);
     this.timer = new WakeTimer(clock, () => this.onTimer());

@@ -100,6 +100,7 @@ export class PushSession {
   get gateOpen(): boolean { return this.gate === Infinity; }
   get sealedRelease(): SealedRelease { return this.sealed; }
   isAcked(index: number): boolean { return this.file.isAcked(index); }
+  get receiveEdge(): number { return this.file.receiveEdge; }
   /** Smoothed round-trip time to the device, once measured. */
   get srtt(): number | undefined { return this.file.srtt; }
   /** A message to the device, in its session. */

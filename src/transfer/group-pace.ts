@@ -7,6 +7,8 @@
  *     after it was first judged, does not hear the group (a router, a firewall, a device that will
  *     not join): unicast. (Chunks alone would not do: at a high pace, a busy device's first
  *     acknowledgements come after dozens of chunks.)
+ *   - A device the group has passed by more than its receive window, for BLOCKED_AFTER_MS,
+ *     cannot take more from the group until its gap is filled: unicast.
  *   - A device missing more than STRAGGLER_LOSS of them while most devices miss far less is a
  *     straggler: unicast, so that it does not slow the others. When most devices miss that much,
  *     the pace is too high for them (or for the machine they run on), and it drops instead.
@@ -19,6 +21,11 @@
  */
 
 export const DEAF_AFTER_CHUNKS = 48;
+/** A device the group has passed by more than its receive window for this long is handed to
+ *  unicast: it drops whatever the group sends beyond its window until its gap is filled, which
+ *  the group does only after its pass (with 1,400-byte chunks a window is 2.8 MiB: a device that
+ *  lost one chunk early waited out the rest of a long pass and timed out). */
+export const BLOCKED_AFTER_MS = 1000;
 export const DEAF_AFTER_MS = 500;
 export const STRAGGLER_LOSS = 0.5;
 export const LOSS_HIGH = 0.03;
@@ -43,6 +50,9 @@ export interface MemberView {
   readonly released: boolean;
   /** Whether it acknowledged chunk `index`. */
   isAcked(index: number): boolean;
+  /** The first chunk it cannot hold yet: its in-order point plus its receive window, as its
+   *  last ACK said (undefined: not known). */
+  readonly receiveEdge?: number;
 }
 
 interface MemberState {
@@ -61,6 +71,8 @@ interface MemberState {
    *  an acknowledgement that comes late (a busy device) still counts. */
   readonly lately: number[];
   readonly latelyStep: number[];
+  /** Since when the group is beyond its receive window (undefined: it is not). */
+  blockedSince: number | undefined;
 }
 
 export class GroupPace {
@@ -73,7 +85,7 @@ export class GroupPace {
 
   /** Rates in any unit (the driver uses bytes per ms). */
   constructor(devices: number, start: number, private readonly min: number, private readonly max: number) {
-    this.members = Array.from({ length: devices }, () => ({ start: undefined, startedAt: 0, cursor: 0, missing: 0, lastCursor: 0, lastMissing: 0, heard: false, recentLoss: [], lately: [], latelyStep: [] }));
+    this.members = Array.from({ length: devices }, () => ({ start: undefined, startedAt: 0, cursor: 0, missing: 0, lastCursor: 0, lastMissing: 0, heard: false, recentLoss: [], lately: [], latelyStep: [], blockedSince: undefined }));
     this.rateValue = Math.min(max, Math.max(min, start));
   }
 
@@ -133,6 +145,10 @@ export class GroupPace {
       if (v.released || !v.accepted || m.start === undefined) return;
       const judged = m.cursor - m.start;
       if (!m.heard && judged >= DEAF_AFTER_CHUNKS && now - m.startedAt >= DEAF_AFTER_MS) { release.push(i); return; }
+      const blocked = v.receiveEdge !== undefined && expected > v.receiveEdge;
+      if (!blocked) m.blockedSince = undefined;
+      else if (m.blockedSince === undefined) m.blockedSince = now;
+      else if (now - m.blockedSince >= BLOCKED_AFTER_MS) { release.push(i); return; }
       if (m.heard && judged >= DEAF_AFTER_CHUNKS && m.missing / judged > STRAGGLER_LOSS && stragglersAreFew) { release.push(i); return; }
       const span = m.cursor - m.lastCursor;
       if (span < MIN_SPAN) return;

@@ -58,6 +58,22 @@ export class ChunkReceiver {
   }
 
   get received(): number { return this.cumulative + this.early.size; }
+  /** Whether chunk `index` is one to take now: not held yet, and within the window. */
+  wants(index: number): boolean {
+    return !this.finished && index >= this.cumulative && index < this.cumulative + this.options.window && !this.early.has(index);
+  }
+
+  /**
+   * A chunk from the multicast group. Unlike the sender's own chunks, the group's come whatever
+   * this device holds: one it holds or cannot hold yet is not a sign that an ACK was lost, and
+   * answering each at once would flood the server with ACKs (a device served by unicast still
+   * hears the whole group). Only a chunk it wants counts.
+   */
+  onGroupData(index: number, payload: Uint8Array, now: number): ReceiverAction[] {
+    if (index >= this.totalChunks) return [];
+    this.lastHeardAt = now;
+    return this.wants(index) ? this.onData(index, payload, now) : [];
+  }
   get inOrder(): number { return this.cumulative; }
   get complete(): boolean { return this.finished; }
 

@@ -187,6 +187,8 @@ export class ChunkSender {
 
   get phase(): SenderPhase { return this.phaseValue; }
   get acked(): number { return this.ackedCount; }
+  /** The first chunk the receiver cannot hold yet (its in-order point plus its window). */
+  get receiveEdge(): number { return this.peerCumulative + this.peerWindow; }
   get retransmits(): number { return this.retransmitsValue; }
   /** Retransmission timeouts so far: a high count means a tail-lossy or dying link. */
   get timeouts(): number { return this.timeoutsValue; }

@@ -50,9 +50,9 @@ async function push(server: Proc, file: string): Promise<string> {
   return server.run(`push ${file}`, /push finished: .*\n/, 60_000);
 }
 
-async function statsOf(device: Proc): Promise<{ frames: number; group: number; bad: number }> {
-  const m = (await device.run('stats', /bad chunks \d+/)).match(/chunk frames (\d+) \((\d+) by multicast\), bad chunks (\d+)/)!;
-  return { frames: Number(m[1]), group: Number(m[2]), bad: Number(m[3]) };
+async function statsOf(device: Proc): Promise<{ frames: number; group: number; unwanted: number; bad: number }> {
+  const m = (await device.run('stats', /bad chunks \d+/)).match(/chunk frames (\d+) \((\d+) by multicast, (\d+) of their chunks held already or beyond the window\), bad chunks (\d+)/)!;
+  return { frames: Number(m[1]), group: Number(m[2]), unwanted: Number(m[3]), bad: Number(m[4]) };
 }
 
 describe.skipIf(!canNetns)('multicast push (network namespace, needs root)', () => {

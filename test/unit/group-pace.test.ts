@@ -1,7 +1,7 @@
 /** The multicast group's decisions (who goes to unicast, how fast the group goes), with made-up
  *  acknowledgements and a fixed clock. */
 import { describe, expect, it } from 'vitest';
-import { DEAF_AFTER_CHUNKS, DEAF_AFTER_MS, GroupPace, type MemberView } from '../../src/transfer/group-pace.js';
+import { BLOCKED_AFTER_MS, DEAF_AFTER_CHUNKS, DEAF_AFTER_MS, GroupPace, type MemberView } from '../../src/transfer/group-pace.js';
 import { seededRandom } from '../support/random.js';
 
 /** A device that acknowledges what `hears(index)` says, once it accepted. */
@@ -127,5 +127,22 @@ describe('the multicast group pace', () => {
     const views = [device(() => true), device(() => true)];
     for (let expected = 32, t = 0; expected <= 640; expected += 32, t += 25) pace.step(t, 10, expected, views, false);
     expect(pace.rate).toBe(100);
+  });
+});
+
+describe('a device the group has passed by more than its receive window', () => {
+  it('goes to unicast once that has lasted BLOCKED_AFTER_MS, before it misses enough to be a straggler; one whose window keeps up stays', () => {
+    const pace = new GroupPace(3, 100, 10, 1000);
+    // Device 1 lost chunk 1000 and holds at most 256 chunks beyond its in-order point: from
+    // chunk 1256 on it drops whatever the group sends, until a repair it would get only after
+    // the pass. Device 2 lost chunk 1000 too, but its window (4096) holds the whole pass.
+    const gap = (window: number): MemberView & { released: boolean } => ({ ...device((i) => i !== 1000 && i < 1000 + window), receiveEdge: 1000 + window });
+    const views = [device(() => true), gap(256), gap(4096)];
+    const { released, releasedAt } = run(pace, views, 3000, 16);
+    expect([...released.keys()]).toEqual([1]);
+    // Blocked from the first step whose expected chunk passed its edge; released
+    // BLOCKED_AFTER_MS later (steps every 25 ms, 16 chunks each), not sooner.
+    const blockedAt = Math.ceil(1257 / 16) * 25;
+    expect(releasedAt.get(1)).toBe(blockedAt + BLOCKED_AFTER_MS);
   });
 });

@@ -293,6 +293,22 @@ describe('ChunkReceiver', () => {
     expect(rx.received).toBe(1);
   });
 
+  it('answers a chunk it holds at once when the sender sent it (its ACK may be lost), not when the group did; a group chunk beyond its window neither', () => {
+    const rx = new ChunkReceiver(100, 0, 0, { window: 8 });
+    const one = new Uint8Array(1);
+    rx.onData(0, one, 0);
+    rx.onData(2, one, 0);
+    expect(rx.onData(0, one, 1)).toEqual([{ kind: 'send-ack' }]);
+    expect(rx.onData(2, one, 1)).toEqual([{ kind: 'send-ack' }]);
+    expect(rx.onGroupData(0, one, 1)).toEqual([]);
+    expect(rx.onGroupData(2, one, 1)).toEqual([]);
+    expect(rx.onGroupData(50, one, 1)).toEqual([]);
+    expect([rx.wants(0), rx.wants(1), rx.wants(2), rx.wants(8), rx.wants(9)]).toEqual([false, true, false, true, false]);
+    // A chunk it wants, from the group, is taken as any other.
+    expect(rx.onGroupData(1, one, 2).filter((a) => a.kind === 'deliver').map((a) => a.kind === 'deliver' && a.index)).toEqual([1, 2]);
+    expect(rx.received).toBe(3);
+  });
+
   it('describes early chunks in the SACK bitmap', () => {
     const rx = new ChunkReceiver(100, 0);
     rx.onData(0, new Uint8Array(1), 0);
