@@ -1,6 +1,6 @@
 /** nxt-server (all but the fast path of `ctl`, see server.ts): parse flags, wire the parts, run. */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { openUdpEndpoint } from '../net/endpoint.js';
@@ -177,10 +177,14 @@ program.action(async (flags: ServerFlags) => {
     const tokens = await ApiTokens.open(store, random);
     const releases = await ReleaseStore.open(opts.stateDir, store);
     // A stored module signed again, fresh (a new expiry), unless it was signed offline.
-    const prepareStored = (stored: StoredRelease): Promise<Release> => prepareRelease(stored.file, {
-      version: stored.presigned ? undefined : formatReleaseVersion(stored.version), signer, publicKey,
-      now: systemWallClock.wallNow(), ttlSeconds: manifestTtlSeconds, for: stored.for,
-    });
+    // Its bytes may be only in the database (another node stored it): fetched first.
+    const prepareStored = async (stored: StoredRelease): Promise<Release> => {
+      const here = cluster && !existsSync(stored.file) ? await cluster.copyOf(stored.sha256) : stored;
+      return prepareRelease(here.file, {
+        version: stored.presigned ? undefined : formatReleaseVersion(stored.version), signer, publicKey,
+        now: systemWallClock.wallNow(), ttlSeconds: manifestTtlSeconds, for: stored.for,
+      });
+    };
     let notifier: Notifier | undefined;
     const warn = (line: string): void => { server.emit('warning', line); };
     if (opts.notifyWebhook !== undefined || opts.smtp !== undefined) {

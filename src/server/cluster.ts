@@ -276,7 +276,7 @@ export class Cluster {
     }
     for (const sha256 of shas) {
       try {
-        this.server?.adoptRelease(await this.storedCopy(sha256));
+        this.server?.adoptRelease(await this.copyOf(sha256));
       } catch (err) {
         this.o.warn(`a release of a campaign taken over is not here: ${errorMessage(err)}`);
       }
@@ -483,7 +483,7 @@ export class Cluster {
     const started = Date.now();
     const fail = (message: string): WireReport => ({ ok: false, already: false, code: ResultCode.timeout, message, elapsedMs: Date.now() - started });
     try {
-      const release = await this.o.prepare(await this.storedCopy(rows[0]!.sha256));
+      const release = await this.o.prepare(await this.copyOf(rows[0]!.sha256));
       const now = server.now();
       const clients: ClientRecord[] = [];
       for (const r of rows) {
@@ -502,8 +502,9 @@ export class Cluster {
     }
   }
 
-  /** The release with this content in our releases folder, from the database if not there yet. */
-  private async storedCopy(sha256: string): Promise<StoredRelease> {
+  /** The release with this content in our releases folder, from the database if not there yet
+   *  (bytes another node stored: checked against the release key's approval). */
+  async copyOf(sha256: string): Promise<StoredRelease> {
     const known = this.server?.storedReleases().find((r) => r.sha256 === sha256);
     if (known && existsSync(known.file)) return known;
     const row = await this.o.store.releaseFile(sha256);

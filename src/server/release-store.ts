@@ -70,6 +70,12 @@ export class ReleaseStore {
     return this.releases.find((x) => x.sha256 === r.sha256 && compareReleaseVersions(x.version, r.version) === 0 && sameFor(x.for, r.for));
   }
 
+  /** With several nodes: take in the records others stored since this one started or last
+   *  looked (their bytes come from the database when a push needs them: Cluster.copyOf). */
+  async refresh(): Promise<void> {
+    for (const r of (await this.store?.releases()) ?? []) if (!this.find(r)) this.adopt(r);
+  }
+
   /** The releases here and, with several nodes, those only others stored since this one started
    *  (their records, from the store). */
   async everywhere(): Promise<StoredRelease[]> {

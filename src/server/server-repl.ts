@@ -604,6 +604,7 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
     run: async (input, rc) => {
       const { action } = input;
       if (action === 'latest') {
+        await o.releases.refresh();
         const latest = o.releases.latest();
         if (!latest) return { action, campaigns: [], message: 'rollout: nothing has been pushed yet, so there is no latest release' };
         const behind = server.behind(latest);
@@ -659,6 +660,8 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
   };
   /** A stored release by name (its newest), X.Y.Z, or "latest"; or a module file, signed and stored. */
   const findRelease = async (what: string, rc: RunContext, compatibility?: Compatibility): Promise<StoredRelease> => {
+    // With several nodes, one another node stored since this one looked counts too.
+    await o.releases.refresh();
     const list = o.releases.list();
     if (what === 'latest') {
       const latest = o.releases.latest();

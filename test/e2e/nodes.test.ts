@@ -168,6 +168,24 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
     }
   });
 
+  it('a release another node stored after this one started is rolled out here: its record and its bytes come from the database', async () => {
+    const dir = tempDir('nxt-nodes-');
+    const { a, b, portA, portB } = await twoNodes(dir, 'fleet8');
+    const onA = await startClient('on-a', portA, join(dir, 'dev-a'), join(dir, 'a/release.pub'));
+    const onB = await startClient('on-b', portB, join(dir, 'dev-b'), join(dir, 'a/release.pub'));
+    expect(await b.run(`tag ${idOf(onB)} here`, /NxtServer# /)).toMatch(/is in here/);
+    // Stored at a only (pushed there to a's own device), long after b started.
+    const file = writeModule(dir, 'later_8_1.mjs', 3 * 1024 * 1024, 8, 1);
+    const sha256 = createHash('sha256').update(readFileSync(file)).digest('hex');
+    expect(await a.run(`push ${file} --to ${idOf(onA)}`, /push finished: .*\n/)).toMatch(/push finished: 1 done, 0 failed/);
+    expect(existsSync(join(dir, 'b/releases', sha256))).toBe(false);
+    const started = await b.run('rollout start later_8_1.mjs --to here --stages 100%', /rollout \d+: .*\n|error.*\n/);
+    expect(started).toMatch(/rollout \d+: later_8_1\.mjs 8\.1\.0 to 1 device\(s\)/);
+    await onB.waitFor(/Major = 8\nMinor = 1/, 30_000);
+    // Node b fetched the bytes from the database, checked against the release key's approval.
+    expect(createHash('sha256').update(readFileSync(join(dir, 'b/releases', sha256, 'later_8_1.mjs'))).digest('hex')).toBe(sha256);
+  });
+
   it('a device waiting for approval at one node is listed at the other, and approved and tagged there', async () => {
     const dir = tempDir('nxt-nodes-');
     const { a, b, portB } = await twoNodes(dir, 'fleet5');
