@@ -120,8 +120,10 @@ async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { 
     const sys0 = sys();
     const at = server.type(`push ${file}`);
     const t0 = performance.now();
+    const w0 = process.hrtime.bigint() / 1000n;
     await server.waitFor(/push finished: .*\n/, 300_000, at);
     const ms = performance.now() - t0;
+    if (argv.includes('--explain')) console.error(`push window (monotonic µs, as in --cpu-prof): ${w0} ${process.hrtime.bigint() / 1000n}`);
     const text = server.output.slice(at);
     const done = Number(/push finished: (\d+) done/.exec(text)?.[1] ?? 0);
     if (argv.includes('--explain')) {
@@ -248,13 +250,14 @@ export async function runFanout(o: { mib: number; devices: number[]; runs: numbe
 }
 
 if (import.meta.url === `file://${process.argv[1]}` && argv.includes('--lossy-only')) {
-  // Development: one multicast push to --devices N (default 10), the first behind 5% loss unless
-  // --clean; --explain prints the server's lines.
+  // Development: --runs pushes (default 1) to --devices N (default 10) by multicast (by unicast
+  // with --unicast), the first device behind 5% loss unless --clean; --explain prints the
+  // server's lines.
   const n = Number(opt('devices', '10'));
   const work = tempDir('nxt-fanout-');
   createNet(n);
   try {
-    const r = await nxtRuns(work, n, Number(opt('mib', '16')), Number(opt('runs', '1')), { multicast: true, lossyDevice: argv.includes('--clean') ? undefined : 0 });
+    const r = await nxtRuns(work, n, Number(opt('mib', '16')), Number(opt('runs', '1')), { multicast: !argv.includes('--unicast'), lossyDevice: argv.includes('--clean') ? undefined : 0 });
     console.log(r);
   } finally { await stopAll(); removeNet(n); }
 } else if (import.meta.url === `file://${process.argv[1]}`) {

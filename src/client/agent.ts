@@ -23,7 +23,7 @@ import { IncomingTransfer } from '../files/incoming-transfer.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import { isStorageError } from '../util/atomic-file.js';
 import { BUILTIN_REF, refOf, type ActiveModule, type ModuleRef, type ModuleStore } from '../plugin/module-store.js';
-import { DEFAULT_HOST_LIMITS, dropSpare, PluginHost, type HostLimits } from '../plugin/plugin-host.js';
+import { DEFAULT_HOST_LIMITS, dropSpare, PluginHost, prepareSpareFor, type HostLimits } from '../plugin/plugin-host.js';
 import type { Peer } from '../net/endpoint.js';
 import type { ClientChannel } from '../session/client-channel.js';
 import type { JobClient } from './job-client.js';
@@ -496,6 +496,9 @@ export class ClientAgent extends EventEmitter {
     }
     const transfer = new Transfer(this, msg.transferId, manifest, new ContentKey(msg.contentKey, msg.sealId), incoming, this.options.clock, this.options.receiver);
     this.current = transfer;
+    // A module too large for the spare thread's heap gets a thread of its own size, started now
+    // rather than after the last chunk (a no-op for the usual sizes).
+    prepareSpareFor(manifest.size, this.options.hostLimits?.heapMb);
     const held = incoming.heldChunks > 0 ? `, resuming after ${incoming.heldChunks} chunks already held` : '';
     this.log(`receiving ${manifest.name} ${formatReleaseVersion(manifest.version)} (${manifest.size} bytes${held})`);
     transfer.onOffer();

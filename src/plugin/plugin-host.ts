@@ -7,8 +7,12 @@
  * the thread), the heap cap (resourceLimits) and the process's resident memory (Buffers live
  * outside the heap). The first of these ends the module and is reported once as 'failed'.
  *
- * One worker is kept started and idle (a spare), so a trial does not wait the ~20 ms a new
- * thread takes (pushes of small modules are timed in tens of milliseconds).
+ * One worker is kept started and idle (a spare), so a trial does not wait the ~40 ms a new
+ * thread takes (pushes of small modules are timed in tens of milliseconds). The next spare starts
+ * once a trial's load is over, not beside it: starting a thread costs ~45 ms of CPU, which a
+ * device loading a module (or a fleet of them sharing a host) has better use for. A device told
+ * of a module too large for the spare's heap asks for a spare of the right size while the module
+ * is still arriving (`prepareSpareFor`).
  */
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
@@ -93,6 +97,11 @@ export function prepareSpare(heapMb = DEFAULT_HOST_LIMITS.heapMb): void {
   spare.ready.catch(() => { spare = undefined; });
 }
 
+/** A spare fit for a module of `bytes` (the agent calls this when it accepts an offer). */
+export function prepareSpareFor(bytes: number, floorMb = DEFAULT_HOST_LIMITS.heapMb): void {
+  prepareSpare(heapFor(bytes, floorMb));
+}
+
 /** End the spare (the agent is stopping). */
 export async function dropSpare(): Promise<void> {
   const s = spare;
@@ -141,8 +150,6 @@ export class PluginHost extends EventEmitter {
     const limits = { ...configured, heapMb, rssGrowthMb: Math.max(configured.rssGrowthMb, 2 * heapMb) };
     const thread = takeThread(limits.heapMb);
     const host = new PluginHost(thread.worker, limits, url);
-    // The next trial's thread starts now, while this one loads.
-    queueMicrotask(() => prepareSpare(configured.heapMb));
     try {
       await host.start(thread, options.selfTest);
     } catch (err) {
@@ -150,6 +157,9 @@ export class PluginHost extends EventEmitter {
       clearInterval(host.timer);
       await thread.worker.terminate();
       throw err;
+    } finally {
+      // The next trial's thread, now that this one no longer competes with it for the CPU.
+      prepareSpare(configured.heapMb);
     }
     return host;
   }

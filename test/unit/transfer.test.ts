@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { makeChunks, simulateTransfer, simulateTransfers, type LinkProfile } from '../support/simulated-link.js';
 import { ResultCode } from '../../src/protocol/result-codes.js';
 import { ChunkSender } from '../../src/transfer/sender.js';
-import { ChunkReceiver } from '../../src/transfer/receiver.js';
+import { ChunkReceiver, DEFAULT_RECEIVER_OPTIONS } from '../../src/transfer/receiver.js';
 
 const clean: LinkProfile = { loss: 0, duplicate: 0, jitterMs: 0, delayMs: 1 };
 
@@ -318,6 +318,25 @@ describe('ChunkReceiver', () => {
     expect(ack.cumulative).toBe(1);
     // bit i ↔ chunk 2 + i: chunks 2 and 9 → bits 0 and 7
     expect([...ack.sack]).toEqual([0b1000_0001]);
+  });
+
+  it('acknowledges chunks that arrive slowly once per ACK delay, and the last one at once', () => {
+    const delay = DEFAULT_RECEIVER_OPTIONS.ackDelayMs;
+    const rx = new ChunkReceiver(40, 0);
+    const acks: number[] = [];
+    // A chunk every 2 ms: 16 of them (ackEvery) take longer than the delay, so the delay decides.
+    for (let i = 0, t = 0; i < 40; i++, t += 2) {
+      const timed = rx.onTimer(t);
+      if (timed.some((a) => a.kind === 'send-ack')) acks.push(t);
+      if (rx.onData(i, new Uint8Array(1), t).some((a) => a.kind === 'send-ack')) acks.push(t);
+    }
+    expect(acks.at(-1)).toBe(78); // the last chunk's, at once
+    const gaps = acks.slice(0, -1).map((t, k) => t - (k === 0 ? 0 : acks[k - 1]!));
+    expect(gaps.length).toBeGreaterThan(0);
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(delay);
+    expect(acks.length).toBeLessThanOrEqual(Math.ceil(78 / delay) + 1);
+    // A datagram each way per chunk or two would cost a device much of its CPU (5 ms did: 14 here).
+    expect(acks.length).toBeLessThanOrEqual(6);
   });
 
   it('times out when the sender goes quiet', () => {
