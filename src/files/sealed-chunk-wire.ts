@@ -57,7 +57,9 @@ export class SealedChunkWire implements ChunkWire {
     private readonly sink: DatagramSink,
     readonly path: PathMtu,
   ) {
-    this.fd = openSync(sealed.path, 'r');
+    // A seal that failed already has no file (sealRelease deleted it): nothing is read, and the
+    // session fails with the seal's reason as it starts (PushSession.start).
+    this.fd = sealed.failure ? -1 : openSync(sealed.path, 'r');
     this.windowEntries = Math.max(1, Math.floor(WINDOW_BYTES / sealed.entryBytes));
 
   }
@@ -123,7 +125,7 @@ export class SealedChunkWire implements ChunkWire {
     // The path outlives this transfer: a probe it never settled must not block later searches.
     if (this.probe) this.path.probeAbandoned();
     this.probe = undefined;
-    closeSync(this.fd);
+    if (this.fd >= 0) closeSync(this.fd);
     this.windows.length = 0;
     this.cooling.length = 0;
     this.spare.length = 0;

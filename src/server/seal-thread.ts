@@ -9,7 +9,6 @@
  * block by block). If it dies, the seals it held fail with a clear error and the next seal
  * starts a new one.
  */
-import { rmSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { NxtError } from '../errors.js';
 import type { SealJob, Sealer } from './sealed-release.js';
@@ -70,8 +69,7 @@ export class SealThread {
     const failure = new NxtError('seal-failed', `the sealing thread stopped (${why}): push again`);
     for (const [id, job] of [...this.pending]) {
       this.pending.delete(id);
-      // Its half-written file goes (a later seal of the same release writes it anew).
-      rmSync(job.outPath, { force: true });
+      // Its half-written file goes with the failure (sealRelease deletes it).
       job.progress(job.sealed, failure);
     }
   }

@@ -111,6 +111,10 @@ export async function sealRelease(
   // The first block (or the failure before it) decides what the caller gets; the rest goes on.
   await new Promise<void>((resolve) => {
     sealer({ modulePath, size: shape.size, sha256: shape.sha256, chunkSize: shape.chunkSize, outPath, key: seal.key, sealId: seal.sealId }, (sealed, failure) => {
+      // A failed seal's half-written file goes here, in the same turn as the failure is known:
+      // a push that saw no failure yet has it open (sending what was sealed until the failure
+      // reaches it), and a retry, which may seal the same path, starts only after this.
+      if (failure) rmSync(outPath, { force: true });
       seal.advance(sealed, failure);
       resolve();
     });
@@ -200,10 +204,10 @@ export async function sealAll(job: SealJob, progress: (sealed: number, failure?:
     progress(totalChunks);
   } catch (err) {
     const failure = err instanceof NxtError ? err : new NxtError('storage', `cannot seal the module into ${job.outPath}: ${describeFsError(err)}`, { cause: err });
-    // Gone before anyone hears of the failure (a retry may seal the same path again at once).
     await output?.close().catch(() => undefined);
     output = undefined;
-    await unlink(job.outPath).catch(() => undefined);
+    // The file is deleted by whoever hears of the failure (sealRelease), not here: in the
+    // sealing thread it would vanish under a push about to open it.
     progress(sealedChunks, failure);
   } finally {
     await input?.close().catch(() => undefined);

@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CHUNKS_HEADER_BYTES, decodeEnvelope, forEachChunk } from '../../src/protocol/envelope.js';
-import { blockEntries, sealRelease, SealedReleases, type SealedRelease } from '../../src/server/sealed-release.js';
+import { CHUNKS_HEADER_BYTES, chunkEntryBytes, decodeEnvelope, forEachChunk } from '../../src/protocol/envelope.js';
+import { blockEntries, sealRelease, SealedReleases, type SealedRelease, type Sealer } from '../../src/server/sealed-release.js';
+import { NxtError } from '../../src/errors.js';
 import { SealedChunkWire } from '../../src/files/sealed-chunk-wire.js';
 import { SealThread } from '../../src/server/seal-thread.js';
 import { ContentKey } from '../../src/session/content-key.js';
@@ -68,6 +69,27 @@ describe('a sealed release', () => {
     expect(seal.failure?.code).toBe('module-changed');
     expect(seal.sealedChunks).toBeLessThan(seal.totalChunks); // the last block is never released
     expect(existsSync(seal.path)).toBe(false);
+  });
+
+  it('keeps a failing seal\'s file until the failure is heard: a push that opens it meanwhile finds it, one after fails with the reason', async () => {
+    const dir = tempDir('nxt-seal-');
+    const shape = { size: 4 * 8192, sha256: '0'.repeat(64), chunkSize: 8192 };
+    // A sealer standing for the sealing thread: its first block is done; its failure (a full
+    // disk) is reported when this test says, as a message from the thread would be.
+    let report!: (sealed: number, failure?: NxtError) => void;
+    const sealer: Sealer = (job, progress) => {
+      writeFileSync(job.outPath, Buffer.alloc(chunkEntryBytes(8192)));
+      report = progress;
+      progress(1);
+    };
+    const seal = await sealRelease(join(dir, 'm.mjs'), shape, join(dir, 'm.chunks'), undefined, sealer);
+    const wire = new SealedChunkWire(seal, { sendv: () => undefined, queued: () => 0 }, new PathMtu({ max: 8952 }));
+    report(1, new NxtError('storage', 'cannot seal the module: the disk is full'));
+    expect(existsSync(seal.path)).toBe(false);
+    wire.close();
+    // Made after the failure (the release was handed out before it): no open of a missing file.
+    expect(() => new SealedChunkWire(seal, { sendv: () => undefined, queued: () => 0 }, new PathMtu({ max: 8952 })).close()).not.toThrow();
+    expect(seal.failure?.message).toMatch(/the disk is full/);
   });
 });
 
