@@ -81,6 +81,7 @@ const program = new Command('nxt-server')
   .addOption(new Option('--public-dir <dir>', 'also write the public keys clients need (release.pub, identity.pub) here, e.g. a volume shared with client containers').env('NXT_PUBLIC_DIR'))
   .option('--http <addr:port>', 'serve the HTTP API (JSON, API tokens: token create NAME) here, e.g. 127.0.0.1:8080')
   .option('--http-max-upload <MiB>', 'the largest module the HTTP API takes', '512')
+  .option('--keep-uploads <days>', 'delete what devices uploaded for jobs (logs, backups, reports) this many days after it arrived; each device\'s newest report stays (0: keep everything)', '90')
   .option('--headless', CONSOLE_MODE_HELP.headless)
   .option('--log-format <text|json>', CONSOLE_MODE_HELP.logFormat)
   // Options after a subcommand belong to it (keygen --state-dir D).
@@ -98,7 +99,7 @@ interface ServerFlags {
   multicast?: string; multicastTtl: string; multicastInterface?: string; multicastRate: string; multicastDatagram?: string;
   notifyWebhook?: string; smtp?: string; notifyEmail?: string; notifyFrom: string; behindAfter?: string; notifyRetry: string;
   headless?: boolean; logFormat?: string; publicDir?: string; http?: string; httpMaxUpload: string;
-  database?: string; nodeName?: string;
+  database?: string; nodeName?: string; keepUploads: string;
 }
 
 const whole = (minimum?: number, maximum?: number): ConfigType => ({ type: 'number', integer: true, minimum, maximum });
@@ -110,6 +111,7 @@ const SERVER_CONFIG: Record<string, ConfigType> = {
   notifyWebhook: { type: 'string', format: 'http-url' }, smtp: { type: 'string', format: 'smtp-url' }, notifyEmail: { type: 'string', format: 'email' },
   notifyFrom: { type: 'string', format: 'email' }, behindAfter: whole(1),
   headless: 'boolean', logFormat: { type: 'string', enum: ['text', 'json'] }, publicDir: 'string', http: 'string', httpMaxUpload: whole(1),
+  keepUploads: { type: 'number', minimum: 0 },
 };
 
 program.action(async (flags: ServerFlags) => {
@@ -134,6 +136,8 @@ program.action(async (flags: ServerFlags) => {
     }
     if (opts.behindAfter !== undefined && !/^\d+$/.test(opts.behindAfter)) throw new NxtError('usage', `--behind-after "${opts.behindAfter}" is not a number of seconds`);
     const notifyRetryMs = parsePositiveMs(opts.notifyRetry);
+    const keepUploadsDays = Number(opts.keepUploads);
+    if (!/^\d+(\.\d+)?$/.test(String(opts.keepUploads))) throw new NxtError('usage', `--keep-uploads "${opts.keepUploads}" is not a number of days (0 keeps everything)`);
     if (opts.database !== undefined) checkDatabaseUrl(opts.database);
     if (opts.nodeName !== undefined && !/^[\w.:-]{1,64}$/.test(opts.nodeName)) throw new NxtError('usage', `--node-name "${opts.nodeName}": 1-64 letters, digits, ".", ":", "_" or "-"`);
     const mode = await consoleMode('nxt-server', opts);
@@ -199,6 +203,7 @@ program.action(async (flags: ServerFlags) => {
       approved: (id: string): boolean => server.registry.get(id) !== undefined,
       fetchFile: cluster && ((sha256, size, dest) => cluster.fetchFile(sha256, size, dest)),
       dropFile: cluster && ((sha256) => cluster.dropFile(sha256)),
+      keepUploadsMs: keepUploadsDays > 0 ? keepUploadsDays * 86_400_000 : undefined,
     });
     const server: NxtServer = new NxtServer({
       jobs, notifier, behindAfterMs: opts.behindAfter === undefined ? undefined : Number(opts.behindAfter) * 1000,
@@ -240,8 +245,10 @@ program.action(async (flags: ServerFlags) => {
     jobs.on('job-result', (job) => server.emit('job-result', job));
     jobs.on('report-queued', (job) => server.emit('report-queued', job));
     jobs.on('warning', (line: string) => server.emit('warning', line));
-    jobs.startSweeping();
+    jobs.on('notice', (line: string) => server.emit('notice', line));
     const repl = createServerRepl(consoleOptions);
+    // After the console: the first sweep's lines are printed there.
+    jobs.startSweeping();
     const commandsFor = (out: ControlOutput): ReturnType<typeof serverCommands> => serverCommands(consoleOptions, out.say, { reportEachClient: true, cwd: out.cwd, data: out.data, filesUnder: out.filesUnder });
     const control = await listenControl(opts.stateDir, commandsFor);
     if (http) {

@@ -4,7 +4,10 @@
  * device). A copy goes once no job still to run (queued, or sent and not yet answered) names it
  * and nothing has touched it for the grace period: queuing a job touches its copy first, so a job
  * being queued right now never loses its file. With several nodes, its parts in the database go
- * too (Store.removeFileParts checks every node's jobs and the releases itself). Pure.
+ * too (Store.removeFileParts checks every node's jobs and the releases itself).
+ *
+ * What devices uploaded (`uploads/<device>/<job>/`: logs, backups, reports) goes after
+ * `--keep-uploads` days (uploadsToDelete). Pure.
  */
 import type { Job } from './job-store.js';
 
@@ -26,4 +29,32 @@ export function jobFilesToDelete(files: readonly KeptFile[], jobs: readonly Job[
     if ((j.state === 'queued' || j.state === 'sent') && typeof j.params.sha256 === 'string') needed.add(j.params.sha256);
   }
   return files.filter((f) => /^[0-9a-f]{64}$/.test(f.name) && !needed.has(f.name) && now - f.mtimeMs >= graceMs).map((f) => f.name);
+}
+
+/** A folder of what a device uploaded for a job: uploads/<device>/<job>/. */
+export interface UploadDir {
+  readonly device: string;
+  readonly job: number;
+  readonly mtimeMs: number;
+}
+
+/**
+ * The upload folders that may be deleted at `now` (wall-clock ms): logs, backups and reports of
+ * jobs that are over (done or failed, or no longer known) whose folder has not changed for
+ * `keepMs` (an upload is written once, when it arrives). Kept whatever their age: a job still
+ * running (its upload may be arriving) and each device's newest status report (`report` shows
+ * the newest it has).
+ */
+export function uploadsToDelete(dirs: readonly UploadDir[], jobs: readonly Job[], now: number, keepMs: number): UploadDir[] {
+  const byId = new Map(jobs.map((j) => [j.id, j]));
+  const newestReport = new Map<string, number>();
+  for (const j of jobs) {
+    if (j.kind === 'report' && j.file !== undefined && j.id > (newestReport.get(j.device) ?? -1)) newestReport.set(j.device, j.id);
+  }
+  return dirs.filter((d) => {
+    const job = byId.get(d.job);
+    if (job && (job.state === 'queued' || job.state === 'sent')) return false;
+    if (job && newestReport.get(job.device) === job.id) return false;
+    return now - d.mtimeMs >= keepMs;
+  });
 }

@@ -4,7 +4,7 @@
  * Uploads and puts are the same resumable transfers as module pushes, in either direction.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { errorMessage, NxtError } from '../errors.js';
@@ -18,7 +18,7 @@ import type { Peer } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import type { SenderOptions } from '../transfer/sender.js';
 import type { Job, JobStore } from './job-store.js';
-import { JOB_FILE_SWEEP_MS, jobFilesToDelete } from './job-files.js';
+import { JOB_FILE_SWEEP_MS, jobFilesToDelete, uploadsToDelete, type UploadDir } from './job-files.js';
 import type { Notifier } from './notifier.js';
 
 export const JOB_RESULT_NAMES: Record<number, string> = {
@@ -40,7 +40,10 @@ interface Upload {
   readonly transfer: IncomingTransfer;
 }
 
-/** Events: 'job-result' (Job), 'report-queued' (Job), 'warning' (string). */
+const DAY_MS = 86_400_000;
+const formatDays = (ms: number): string => `${+(ms / DAY_MS).toFixed(2)} day${ms === DAY_MS ? '' : 's'}`;
+
+/** Events: 'job-result' (Job), 'report-queued' (Job), 'warning' (string), 'notice' (string). */
 export class JobServer extends EventEmitter {
   private readonly uploads = new Map<number, Upload>();
   private readonly puts = new Map<number, { job: Job; file: OutgoingFile }>();
@@ -66,11 +69,14 @@ export class JobServer extends EventEmitter {
     /** Several nodes: a job's file none of ours needs any more; its parts may leave the database
      *  (Cluster.dropFile). */
     readonly dropFile?: (sha256: string) => Promise<void>;
+    /** What devices uploaded goes this long after its job ended (undefined: kept for ever). */
+    readonly keepUploadsMs?: number;
   }) {
     super();
   }
 
-  /** Look over the files kept for jobs now and every JOB_FILE_SWEEP_MS (job-files.ts). */
+  /** Look over the files kept for jobs, and what devices uploaded, now and every
+   *  JOB_FILE_SWEEP_MS (job-files.ts). */
   startSweeping(): void {
     const sweep = (): void => { void this.sweepFiles().catch((err: unknown) => this.emit('warning', `could not delete files kept for jobs: ${errorMessage(err)}`)); };
     sweep();
@@ -78,8 +84,9 @@ export class JobServer extends EventEmitter {
     this.sweepTimer.unref();
   }
 
-  /** Delete the files kept for jobs that no job still to run needs. */
+  /** Delete the files kept for jobs that no job still to run needs, and old uploads. */
   private async sweepFiles(): Promise<void> {
+    if (this.o.keepUploadsMs !== undefined) this.sweepUploads(this.o.keepUploadsMs);
     const dir = join(this.o.stateDir, 'put');
     let names: string[];
     try { names = readdirSync(dir); } catch { return; }
@@ -90,6 +97,28 @@ export class JobServer extends EventEmitter {
     for (const name of stale) {
       rmSync(join(dir, name), { force: true });
       await this.o.dropFile?.(name);
+    }
+  }
+
+  /** Delete what devices uploaded for jobs that ended more than `keepMs` ago (uploadsToDelete). */
+  private sweepUploads(keepMs: number): void {
+    const root = join(this.o.stateDir, 'uploads');
+    const list = (dir: string): string[] => { try { return readdirSync(dir); } catch { return []; } };
+    const dirs: UploadDir[] = [];
+    for (const device of list(root)) {
+      for (const name of list(join(root, device))) {
+        if (!/^\d{1,15}$/.test(name)) continue;
+        try { dirs.push({ device, job: Number(name), mtimeMs: statSync(join(root, device, name)).mtimeMs }); } catch { /* gone meanwhile */ }
+      }
+    }
+    const arriving = new Set([...this.uploads.values()].map((u) => u.job.id));
+    const stale = uploadsToDelete(dirs, this.o.store.list(), this.now().getTime(), keepMs).filter((d) => !arriving.has(d.job));
+    for (const d of stale) rmSync(join(root, d.device, String(d.job)), { recursive: true, force: true });
+    for (const device of new Set(stale.map((d) => d.device))) {
+      try { rmdirSync(join(root, device)); } catch { /* not empty: other jobs' uploads */ }
+    }
+    if (stale.length > 0) {
+      this.emit('notice', `deleted what devices uploaded for ${stale.length} job(s) that ended over ${formatDays(keepMs)} ago (--keep-uploads)`);
     }
   }
 

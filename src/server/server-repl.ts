@@ -1078,6 +1078,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   server.on('trial-outcome', (o: TrialOutcome) => repl.print(describeTrialOutcome(o)));
   server.on('group-push', (g: GroupPushReport) => repl.print(describeGroupPush(g)));
   server.on('datagrams', (line: string) => repl.print(line));
+  server.on('notice', (line: string) => repl.print(line));
   o.rollouts?.on('event', (c: Campaign, e: CampaignEvent) => repl.print(describeCampaignEvent(c, e)));
   o.rollouts?.on('warning', (w: string) => repl.print(`warning: ${w}`, 'warn'));
   server.on('client-gone', (c: ClientRecord) => repl.print(`client ${shortId(c.id)} went offline (it said goodbye)`));

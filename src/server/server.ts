@@ -150,7 +150,8 @@ interface LastRegister {
  *  (ClientRecord, every registration), 'push-result' (PushReport),
  *  'auto-update' (ClientRecord, StoredRelease), 'enrollment-request' (DeviceRecord, a new device
  *  waits for approval), 'datagrams' (string: fragmented datagrams taken from or given back to a
- *  device, net/fragments.ts), 'warning' (string). */
+ *  device, net/fragments.ts), 'notice' (string: housekeeping done, e.g. old uploads deleted),
+ *  'warning' (string). */
 export class NxtServer extends EventEmitter {
   readonly stats: ServerStats = { datagrams: 0, malformed: 0, unexpected: 0, foreign: 0, registrations: 0, refused: 0, impersonation: 0 };
   private readonly waiting = new Map<string, LastRegister>();

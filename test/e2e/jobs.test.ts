@@ -104,6 +104,27 @@ describe('maintenance jobs', () => {
     expect(readFileSync(join(roots.dropbox, 'again.bin')).equals(sent)).toBe(true);
   });
 
+  it('what devices uploaded goes --keep-uploads days after it arrived, and what is newer stays', async () => {
+    const { server, port, id, roots, dir } = await setup();
+    writeFileSync(join(roots.logs, 'app.log'), '2026-11-23T10:00:00Z ERROR disk full\n');
+    writeFileSync(join(roots.config, 'device.conf'), 'mode=kiosk\n');
+    const logs = (await job(server, `logs ${id} --file app.log`)).match(/→ (\S+)/)![1]!;
+    const backup = (await job(server, `backup ${id} device.conf`)).match(/→ (\S+)/)![1]!;
+    // The server stops; the log extract arrived 31 days ago, the backup 29 days ago.
+    await server.stop();
+    const daysAgo = (n: number): Date => new Date(Date.now() - n * 86_400_000);
+    utimesSync(join(logs, '..'), daysAgo(31), daysAgo(31));
+    utimesSync(join(backup, '..'), daysAgo(29), daysAgo(29));
+    const { proc: again } = await startServer(join(dir, 'server'), ['--port', String(port), '--keep-uploads', '30']);
+    await again.waitFor(/deleted what devices uploaded for 1 job\(s\) that ended over 30 days ago \(--keep-uploads\)/);
+    expect(existsSync(join(logs, '..'))).toBe(false);
+    expect(readFileSync(backup, 'utf8')).toBe('mode=kiosk\n');
+    // A bad value is refused before anything starts.
+    const bad = new Proc('bad keep', join(import.meta.dirname, '../../scripts/UpdateServer.sh'), ['0', '--keep-uploads', 'soon'], { NXT_STATE_DIR: join(dir, 'other') });
+    expect(await bad.exited).toBe(2);
+    expect(bad.output).toMatch(/--keep-uploads "soon" is not a number of days/);
+  });
+
   it('a put whose temporary name holds a planted link fails, and the file the link names is untouched', async () => {
     const { server, id, roots, dir } = await setup();
     const outside = join(dir, 'precious.conf');

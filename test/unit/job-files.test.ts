@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { jobFilesToDelete } from '../../src/server/job-files.js';
+import { jobFilesToDelete, uploadsToDelete } from '../../src/server/job-files.js';
 import type { Job, JobState } from '../../src/server/job-store.js';
 
 const sha = (c: string): string => c.repeat(64);
@@ -25,5 +25,31 @@ describe('which files kept for jobs may go', () => {
     jobs[6]!.state = 'failed';
     expect(jobFilesToDelete(files, jobs, 2 * GRACE, GRACE)).toEqual([sha('a'), sha('e')]);
     expect(jobFilesToDelete(files, jobs, 3 * GRACE, GRACE)).toEqual([sha('a'), sha('d'), sha('e')]);
+  });
+});
+
+describe('which uploads may go', () => {
+  const DAY = 86_400_000;
+  const ended = (id: number, kind: Job['kind'], state: JobState, device = 'd'): Job => ({
+    id, device, kind, params: {}, state, createdAt: '', updatedAt: '', file: state === 'done' ? `uploads/${device}/${id}/x` : undefined,
+  });
+
+  it('those of jobs over and untouched for the time kept, except a running job\'s and each device\'s newest report', () => {
+    const old = 0;
+    const dirs = [
+      { device: 'd', job: 1, mtimeMs: old }, // logs, done long ago: goes
+      { device: 'd', job: 2, mtimeMs: old }, // report, done, but d's newest report: stays
+      { device: 'd', job: 3, mtimeMs: DAY }, // backup, done 29 days ago: stays
+      { device: 'd', job: 4, mtimeMs: old }, // logs, still sent (arriving): stays
+      { device: 'e', job: 5, mtimeMs: old }, // report, done, but e has a newer report: goes
+      { device: 'e', job: 6, mtimeMs: old }, // e's newest report: stays
+      { device: 'e', job: 7, mtimeMs: old }, // a job no longer known: goes
+      { device: 'd', job: 8, mtimeMs: old }, // logs, failed: goes
+    ];
+    const jobs = [ended(1, 'logs', 'done'), ended(2, 'report', 'done'), ended(3, 'backup', 'done'), ended(4, 'logs', 'sent'),
+      ended(5, 'report', 'done', 'e'), ended(6, 'report', 'done', 'e'), ended(8, 'logs', 'failed')];
+    expect(uploadsToDelete(dirs, jobs, 30 * DAY, 30 * DAY).map((d) => d.job)).toEqual([1, 5, 7, 8]);
+    // A day later the backup's time is up too.
+    expect(uploadsToDelete(dirs, jobs, 31 * DAY, 30 * DAY).map((d) => d.job)).toEqual([1, 3, 5, 7, 8]);
   });
 });
