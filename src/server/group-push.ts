@@ -20,6 +20,7 @@ import { SealedChunkWire } from '../files/sealed-chunk-wire.js';
 import type { MulticastSender } from '../net/multicast.js';
 import { GroupPace, type MemberView } from '../transfer/group-pace.js';
 import { PathMtu } from '../transfer/path-mtu.js';
+import { DEFAULT_RECEIVER_OPTIONS } from '../transfer/receiver.js';
 import type { PushSession } from './push-session.js';
 import type { SealedRelease } from './sealed-release.js';
 
@@ -189,11 +190,11 @@ export class GroupPush {
   }
 
   /** How long after a chunk went out its acknowledgement can be expected: two round trips and
-   *  the receivers' ACK delay, from the median device's measured RTT. */
+   *  the receivers' ACK delay (with a margin), from the median device's measured RTT. */
   private lag(): number {
     const rtts = this.sessions.map((s) => s.srtt).filter((r): r is number => r !== undefined).sort((a, b) => a - b);
     const median = rtts.length > 0 ? rtts[Math.floor(rtts.length / 2)]! : 5;
-    return Math.max(15, 2 * median + 10);
+    return 2 * median + DEFAULT_RECEIVER_OPTIONS.ackDelayMs + 5;
   }
 
   /** Count what each listening device lacks of what it should have by now (GroupPace decides

@@ -156,7 +156,6 @@ export class GroupPace {
       m.recentLoss.push(loss);
       if (m.recentLoss.length > BASELINE_STEPS) m.recentLoss.shift();
       excess.push(loss - Math.min(STANDING_LOSS_MAX, ...m.recentLoss));
-      
       m.lastCursor = m.cursor;
       m.lastMissing = m.missing;
     });
