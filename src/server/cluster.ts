@@ -188,13 +188,16 @@ export class Cluster {
     return rows;
   }
 
-  /** The live nodes, the devices they hold, and the decisions and jobs made at them. */
+  /** The live nodes, the devices they hold, and the decisions, jobs and releases made at them. */
   private async refresh(): Promise<void> {
     await this.refreshNodes();
     const server = this.server;
     if (!server) return;
     server.adoptDecisions(await this.o.store.devices());
     server.adoptJobs(await this.o.store.jobs());
+    // A release record is written before its bytes are shared: adopted once its file row is
+    // there (the parts follow, and Cluster.copyOf waits for them).
+    await server.adoptReleases(async (r) => (await this.o.store.releaseFile(r.sha256)) !== undefined);
     const local = server.registry;
     const monotonic = server.now();
     const wallNow = this.o.wallClock.wallNow().getTime();

@@ -71,9 +71,12 @@ export class ReleaseStore {
   }
 
   /** With several nodes: take in the records others stored since this one started or last
-   *  looked (their bytes come from the database when a push needs them: Cluster.copyOf). */
-  async refresh(): Promise<void> {
-    for (const r of (await this.store?.releases()) ?? []) if (!this.find(r)) this.adopt(r);
+   *  looked (their bytes come from the database when a push needs them: Cluster.copyOf); with
+   *  `ready`, only those it accepts (whose bytes are in the database yet). */
+  async refresh(ready?: (r: StoredRelease) => Promise<boolean>): Promise<void> {
+    for (const r of (await this.store?.releases()) ?? []) {
+      if (!this.find(r) && (!ready || await ready(r))) this.adopt(r);
+    }
   }
 
   /** The releases here and, with several nodes, those only others stored since this one started

@@ -347,6 +347,13 @@ export class NxtServer extends EventEmitter {
     this.emit('trial-outcome', t);
   }
 
+  /** Releases another node stored (several nodes), once `ready` says their bytes can be had:
+   *  from then on --auto-update brings this node's devices up to them (at their next renewal),
+   *  and the behind alert counts them. */
+  async adoptReleases(ready: (r: StoredRelease) => Promise<boolean>): Promise<void> {
+    await this.options.releases?.refresh(ready);
+  }
+
   /** Jobs queued or run at another node (several nodes). */
   adoptJobs(saved: readonly Job[]): void {
     this.options.jobs?.adopt(saved, (device) => this.registry.get(device) !== undefined);

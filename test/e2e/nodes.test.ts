@@ -23,12 +23,12 @@ afterAll(() => pg?.stop());
 const KEYS = ['release.key', 'release.pub', 'identity.key', 'identity.pub'];
 
 /** Two nodes on one new database, sharing the keys (as deployed nodes do: docs/deploy.md). */
-async function twoNodes(dir: string, db: string): Promise<{ a: Proc; b: Proc; portA: number; portB: number; url: string }> {
+async function twoNodes(dir: string, db: string, extraB: string[] = []): Promise<{ a: Proc; b: Proc; portA: number; portB: number; url: string }> {
   const url = pg!.newDatabase(db);
   const { proc: a, port: portA } = await startServer(join(dir, 'a'), ['--node-name', 'a', '--renew', '1000'], { NXT_DATABASE: url });
   mkdirSync(join(dir, 'b'));
   for (const f of KEYS) copyFileSync(join(dir, 'a', f), join(dir, 'b', f));
-  const { proc: b, port: portB } = await startServer(join(dir, 'b'), ['--node-name', 'b', '--renew', '1000'], { NXT_DATABASE: url });
+  const { proc: b, port: portB } = await startServer(join(dir, 'b'), ['--node-name', 'b', '--renew', '1000', ...extraB], { NXT_DATABASE: url });
   return { a, b, portA, portB, url };
 }
 
@@ -184,6 +184,19 @@ describe.skipIf(!havePostgres)('several nodes, one fleet (PostgreSQL)', () => {
     await onB.waitFor(/Major = 8\nMinor = 1/, 30_000);
     // Node b fetched the bytes from the database, checked against the release key's approval.
     expect(createHash('sha256').update(readFileSync(join(dir, 'b/releases', sha256, 'later_8_1.mjs'))).digest('hex')).toBe(sha256);
+  });
+
+  it('--auto-update at one node brings its devices up to a release another node stored a moment ago, nobody typing anything there', async () => {
+    const dir = tempDir('nxt-nodes-');
+    const { a, b, portA, portB } = await twoNodes(dir, 'fleet9', ['--auto-update']);
+    const onA = await startClient('on-a', portA, join(dir, 'dev-a'), join(dir, 'a/release.pub'));
+    const onB = await startClient('on-b', portB, join(dir, 'dev-b'), join(dir, 'a/release.pub'));
+    const file = writeModule(dir, 'fresh_8_2.mjs', 1024 * 1024, 8, 2);
+    expect(await a.run(`push ${file} --to ${idOf(onA)}`, /push finished: .*\n/)).toMatch(/push finished: 1 done, 0 failed/);
+    // Node b reads the release's record at its next look at the database (every 2 s); its device,
+    // renewing every second, is then behind it and gets it.
+    await onB.waitFor(/Major = 8\nMinor = 2/, 30_000);
+    expect(b.output).toMatch(new RegExp(`client ${idOf(onB)} runs 1\\.0\\.0: updating it to fresh_8_2\\.mjs 8\\.2\\.0.*\\(--auto-update\\)`));
   });
 
   it('a device waiting for approval at one node is listed at the other, and approved and tagged there', async () => {
