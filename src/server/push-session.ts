@@ -113,7 +113,28 @@ export class PushSession {
   get peer(): Peer { return this.client.peer; }
   get progress(): PushProgress { return this.file.progress; }
 
-  onAck(ack: AckMessage): void { this.file.onAck(ack); }
+  /**
+   * This session's datagrams are fragmented by IP: once it has sent `minDatagrams`, it gives up
+   * (ends, `fragmentsLost`) if more than `maxResentShare` of what it sent was sending again.
+   */
+  watchFragments(minDatagrams: number, maxResentShare: number): void {
+    this.fragmentLimit = { minDatagrams, maxResentShare };
+  }
+
+  /** It gave up on datagrams that IP fragments (watchFragments). */
+  fragmentsLost = false;
+  private fragmentLimit: { readonly minDatagrams: number; readonly maxResentShare: number } | undefined;
+
+  onAck(ack: AckMessage): void {
+    this.file.onAck(ack);
+    const limit = this.fragmentLimit;
+    if (!limit || this.fragmentsLost) return;
+    const p = this.file.progress;
+    if (p.phase === 'sending' && p.datagrams >= limit.minDatagrams && p.retransmits - p.spurious > limit.maxResentShare * p.datagrams) {
+      this.fragmentsLost = true;
+      this.file.cancel('datagrams that IP fragments are lost too often on this path: sent again in whole datagrams', ResultCode.cancelled);
+    }
+  }
   onResult(msg: Extract<Message, { type: 'result' }>): void { this.file.onResult(msg.code, msg.message, msg.active); }
   onAbort(code: number, message: string): void { this.file.onAbort(code, message); }
   cancel(reason: string): void { this.file.cancel(reason); }

@@ -94,6 +94,11 @@ function describeFragmentDecision(d: FragmentDecision): string {
   }
 }
 
+/** A push in datagrams that IP fragments gives up on them once it has sent this many and
+ *  resent more than this share of them (net/fragments.ts). */
+const GIVE_UP_AFTER_DATAGRAMS = 256;
+const GIVE_UP_RESENT_SHARE = 0.5;
+
 /** Paths remembered (one per client and address): a fleet's worth, bounded. */
 const MAX_PATHS = 200_000;
 /** A datagram size that takes only small chunks (chunkSizeFor). */
@@ -480,6 +485,11 @@ export class NxtServer extends EventEmitter {
     for (const session of sessions) this.sessions.set(session.transferId, session);
     if (group) for (const session of sessions) session.holdForGroup();
     const reports = sessions.map(async (session) => {
+      // Fragments that are mostly lost: given up mid-push, not after a push many times as long
+      // (unless this device's link was found to lose whole datagrams as much).
+      if (fragmented.has(session.client.id) && !this.fragments.tolerates(session.client.id, this.options.clock.now())) {
+        session.watchFragments(GIVE_UP_AFTER_DATAGRAMS, GIVE_UP_RESENT_SHARE);
+      }
       session.start();
       const outcome = await session.done;
       this.sessions.delete(session.transferId);
@@ -489,6 +499,7 @@ export class NxtServer extends EventEmitter {
       // (once: small chunks cannot fail like this).
       const { progress } = session;
       const timedOut = outcome.code === ResultCode.timeout;
+      const fragmentsLost = session.fragmentsLost;
       const blocked = timedOut && session.chunkSize > SMALL_CHUNK_BYTES && progress.acked === 0 && progress.datagrams > 0;
       if (blocked) {
         this.largeChunksFailed.add(session.client.id);
@@ -496,11 +507,13 @@ export class NxtServer extends EventEmitter {
       }
       if (!group) {
         const decision = this.fragments.pushEnded(session.client.id, {
-          fragmented: fragmented.has(session.client.id), chunks: progress.total, acked: progress.acked, resent: progress.retransmits - progress.spurious, timedOut,
+          // Given up early: judged on what it sent, not on the whole file.
+          fragmented: fragmented.has(session.client.id), chunks: fragmentsLost ? progress.datagrams : progress.total, acked: progress.acked,
+          resent: progress.retransmits - progress.spurious, timedOut,
         }, this.options.clock.now());
-        if (decision) this.emit('datagrams', `${shortId(session.client.id)}: ${describeFragmentDecision(decision)}`);
+        if (decision) this.emit('datagrams', `${shortId(session.client.id)}: ${describeFragmentDecision(decision)}${fragmentsLost ? ', this push again at once' : ''}`);
       }
-      if (blocked && !retry) return (await this.pushHere(release, [session.client], true))[0]!;
+      if ((blocked || fragmentsLost) && !retry) return (await this.pushHere(release, [session.client], true))[0]!;
       if (outcome.code === ResultCode.ok && outcome.active) session.client.version = outcome.active;
       // Refused as "not newer" by a device that runs this very release: already installed, which
       // is not a failure and raises no alert.

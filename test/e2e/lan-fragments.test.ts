@@ -79,6 +79,19 @@ describe.skipIf(!canNetns)('a device on the server\'s LAN (network namespaces, n
     expect(await framesOf(whole.device)).toBeGreaterThan(2900);
   });
 
+  it.skipIf(!canDrop)('where most fragments are lost, the push gives up on them mid-way and finishes in whole datagrams', async () => {
+    const { dir, server, device } = await lan();
+    // A fifth of the fragments is lost at the device (three datagrams of four, at six fragments
+    // each); whole datagrams pass.
+    execFileSync('ip', ['netns', 'exec', DEVICE_NS, 'nft', '-f', '-'], {
+      input: 'table netdev lossyfrag {\n chain in {\n  type filter hook ingress device "lan0" priority 0;\n  ip frag-off & 0x3fff != 0 numgen random mod 5 == 0 drop\n }\n}\n',
+    });
+    const out = await push(server, writeModule(dir, 'lossyfrag_9_1.mjs', 4 * MiB));
+    expect(out).toMatch(/of the chunks sent in datagrams that IP fragments were resent: whole datagrams for 10 minutes, unless they lose as much, this push again at once/);
+    expect(out).toMatch(/push finished: 1 done, 0 failed/);
+    await device.waitFor(/Major = 9\nMinor = 1/);
+  });
+
   it.skipIf(!canDrop)('where fragments are dropped, the push goes again at once in whole datagrams, and so do the next', async () => {
     const { dir, server, device } = await lan();
     // Every fragment is dropped as it reaches the device (before reassembly); whole datagrams pass.

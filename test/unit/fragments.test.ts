@@ -59,6 +59,8 @@ describe('which devices get datagrams that IP fragments', () => {
     const back = p.pushEnded('a', { ...whole, chunks: 12_000, acked: 12_000, resent: 3000 }, 10);
     expect(back).toMatchObject({ change: 'link-loss', share: 0.25, fragmentedShare: 520 / 2048 });
     expect(p.allowed('a', 11)).toBe(true);
+    // Loss alone now takes nothing away (and a push does not give up on fragments mid-way).
+    expect([p.tolerates('a', 11), p.tolerates('b', 11)]).toEqual([true, false]);
     expect(p.pushEnded('a', { ...fragmented, resent: 520 }, 20)).toBeUndefined();
     expect(p.allowed('a', 21)).toBe(true);
     // Fragments that stop arriving altogether still count.
