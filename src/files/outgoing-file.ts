@@ -56,7 +56,8 @@ const MAX_BACKLOG_WAITS = 50;
 export class OutgoingFile {
   readonly done: Promise<SendOutcome>;
   readonly startedAt: number;
-  /** When every chunk was acknowledged (the peer then verifies). */
+  /** When every chunk was acknowledged (the peer then verifies); if the last ACKs were all lost,
+   *  when the peer's verdict on the whole file came. */
   dataDoneAt: number | undefined;
   private resolveDone!: (o: SendOutcome) => void;
   private readonly sender: ChunkSender;
@@ -115,7 +116,10 @@ export class OutgoingFile {
   }
 
   onResult(code: number, message: string, active: ReleaseVersion): void {
-    this.run(this.sender.onResult(code, message, active, this.clock.now()));
+    const now = this.clock.now();
+    // A verdict on the whole file means the peer had every chunk, whatever became of its ACKs.
+    if (this.dataDoneAt === undefined && (code === ResultCode.ok || code === ResultCode.deferred)) this.dataDoneAt = now;
+    this.run(this.sender.onResult(code, message, active, now));
   }
 
   onAbort(code: number, message: string): void {

@@ -76,6 +76,9 @@ export class SealedChunkWire implements ChunkWire {
    * it, the first datagram is the probe.
    */
   send(transferId: number, indices: readonly number[], now: number): void {
+    // No file (the seal had failed when this wire was made): nothing to send, and everyone
+    // sending through it is being failed with the seal's reason.
+    if (this.fd < 0) return;
     if (this.probe && indices.includes(this.probe.index)) {
       // Its data is being sent again: the sender declared it lost.
       this.path.probeLost(this.probe.size, now);

@@ -125,6 +125,8 @@ export class GroupPush {
 
   private onTimer(): void {
     const now = this.clock.now();
+    // Sealing failed (a full disk): every session fails with the reason; the group sends no more.
+    if (this.sealed.failure) { this.finish(); return; }
     if (this.phase === 'waiting') {
       const accepted = this.views.filter((v) => v.accepted).length;
       if (accepted < this.sessions.length && now - this.startedAt < ACCEPT_WAIT_MS) { this.timer.arm(now + 5); return; }

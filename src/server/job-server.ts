@@ -69,7 +69,7 @@ export class JobServer extends EventEmitter {
     /** Several nodes: a job's file none of ours needs any more; its parts may leave the database
      *  (Cluster.dropFile). */
     readonly dropFile?: (sha256: string) => Promise<void>;
-    /** What devices uploaded goes this long after its job ended (undefined: kept for ever). */
+    /** What devices uploaded goes this long after it arrived (undefined: kept for ever). */
     readonly keepUploadsMs?: number;
   }) {
     super();
@@ -100,7 +100,7 @@ export class JobServer extends EventEmitter {
     }
   }
 
-  /** Delete what devices uploaded for jobs that ended more than `keepMs` ago (uploadsToDelete). */
+  /** Delete what devices uploaded more than `keepMs` ago (uploadsToDelete). */
   private sweepUploads(keepMs: number): void {
     const root = join(this.o.stateDir, 'uploads');
     const list = (dir: string): string[] => { try { return readdirSync(dir); } catch { return []; } };
@@ -118,7 +118,7 @@ export class JobServer extends EventEmitter {
       try { rmdirSync(join(root, device)); } catch { /* not empty: other jobs' uploads */ }
     }
     if (stale.length > 0) {
-      this.emit('notice', `deleted what devices uploaded for ${stale.length} job(s) that ended over ${formatDays(keepMs)} ago (--keep-uploads)`);
+      this.emit('notice', `deleted what devices uploaded for ${stale.length} job(s) over ${formatDays(keepMs)} ago (--keep-uploads)`);
     }
   }
 

@@ -116,7 +116,7 @@ describe('maintenance jobs', () => {
     utimesSync(join(logs, '..'), daysAgo(31), daysAgo(31));
     utimesSync(join(backup, '..'), daysAgo(29), daysAgo(29));
     const { proc: again } = await startServer(join(dir, 'server'), ['--port', String(port), '--keep-uploads', '30']);
-    await again.waitFor(/deleted what devices uploaded for 1 job\(s\) that ended over 30 days ago \(--keep-uploads\)/);
+    await again.waitFor(/deleted what devices uploaded for 1 job\(s\) over 30 days ago \(--keep-uploads\)/);
     expect(existsSync(join(logs, '..'))).toBe(false);
     expect(readFileSync(backup, 'utf8')).toBe('mode=kiosk\n');
     // A bad value is refused before anything starts.
