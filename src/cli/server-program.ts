@@ -136,8 +136,8 @@ program.action(async (flags: ServerFlags) => {
     }
     if (opts.behindAfter !== undefined && !/^\d+$/.test(opts.behindAfter)) throw new NxtError('usage', `--behind-after "${opts.behindAfter}" is not a number of seconds`);
     const notifyRetryMs = parsePositiveMs(opts.notifyRetry);
-    const keepUploadsDays = Number(opts.keepUploads);
     if (!/^\d+(\.\d+)?$/.test(String(opts.keepUploads))) throw new NxtError('usage', `--keep-uploads "${opts.keepUploads}" is not a number of days (0 keeps everything)`);
+    const keepUploadsDays = Number(opts.keepUploads);
     if (opts.database !== undefined) checkDatabaseUrl(opts.database);
     if (opts.nodeName !== undefined && !/^[\w.:-]{1,64}$/.test(opts.nodeName)) throw new NxtError('usage', `--node-name "${opts.nodeName}": 1-64 letters, digits, ".", ":", "_" or "-"`);
     const mode = await consoleMode('nxt-server', opts);

@@ -4,7 +4,8 @@
  * Uploads and puts are the same resumable transfers as module pushes, in either direction.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { errorMessage, NxtError } from '../errors.js';
@@ -78,15 +79,18 @@ export class JobServer extends EventEmitter {
   /** Look over the files kept for jobs, and what devices uploaded, now and every
    *  JOB_FILE_SWEEP_MS (job-files.ts). */
   startSweeping(): void {
-    const sweep = (): void => { void this.sweepFiles().catch((err: unknown) => this.emit('warning', `could not delete files kept for jobs: ${errorMessage(err)}`)); };
+    const sweep = (): void => {
+      void this.sweepFiles().catch((err: unknown) => this.emit('warning', `could not delete files kept for jobs: ${errorMessage(err)}`));
+      const keepMs = this.o.keepUploadsMs;
+      if (keepMs !== undefined) void this.sweepUploads(keepMs).catch((err: unknown) => this.emit('warning', `could not delete old uploads: ${errorMessage(err)}`));
+    };
     sweep();
     this.sweepTimer = setInterval(sweep, JOB_FILE_SWEEP_MS);
     this.sweepTimer.unref();
   }
 
-  /** Delete the files kept for jobs that no job still to run needs, and old uploads. */
+  /** Delete the files kept for jobs that no job still to run needs. */
   private async sweepFiles(): Promise<void> {
-    if (this.o.keepUploadsMs !== undefined) this.sweepUploads(this.o.keepUploadsMs);
     const dir = join(this.o.stateDir, 'put');
     let names: string[];
     try { names = readdirSync(dir); } catch { return; }
@@ -100,22 +104,24 @@ export class JobServer extends EventEmitter {
     }
   }
 
-  /** Delete what devices uploaded more than `keepMs` ago (uploadsToDelete). */
-  private sweepUploads(keepMs: number): void {
+  /** Delete what devices uploaded more than `keepMs` ago (uploadsToDelete). Asynchronous: a
+   *  fleet's uploads are many folders, and this thread also carries every push. */
+  private async sweepUploads(keepMs: number): Promise<void> {
     const root = join(this.o.stateDir, 'uploads');
-    const list = (dir: string): string[] => { try { return readdirSync(dir); } catch { return []; } };
+    const list = (dir: string): Promise<string[]> => readdir(dir).catch(() => []);
     const dirs: UploadDir[] = [];
-    for (const device of list(root)) {
-      for (const name of list(join(root, device))) {
+    for (const device of await list(root)) {
+      for (const name of await list(join(root, device))) {
         if (!/^\d{1,15}$/.test(name)) continue;
-        try { dirs.push({ device, job: Number(name), mtimeMs: statSync(join(root, device, name)).mtimeMs }); } catch { /* gone meanwhile */ }
+        try { dirs.push({ device, job: Number(name), mtimeMs: (await stat(join(root, device, name))).mtimeMs }); } catch { /* gone meanwhile */ }
       }
     }
+    // Jobs and arriving uploads as they are now, after the listing's awaits.
     const arriving = new Set([...this.uploads.values()].map((u) => u.job.id));
     const stale = uploadsToDelete(dirs, this.o.store.list(), this.now().getTime(), keepMs).filter((d) => !arriving.has(d.job));
-    for (const d of stale) rmSync(join(root, d.device, String(d.job)), { recursive: true, force: true });
+    for (const d of stale) await rm(join(root, d.device, String(d.job)), { recursive: true, force: true });
     for (const device of new Set(stale.map((d) => d.device))) {
-      try { rmdirSync(join(root, device)); } catch { /* not empty: other jobs' uploads */ }
+      await rmdir(join(root, device)).catch(() => { /* not empty: other jobs' uploads */ });
     }
     if (stale.length > 0) {
       this.emit('notice', `deleted what devices uploaded for ${stale.length} job(s) over ${formatDays(keepMs)} ago (--keep-uploads)`);

@@ -132,7 +132,7 @@ export class PushSession {
     const p = this.file.progress;
     if (p.phase === 'sending' && p.datagrams >= limit.minDatagrams && p.retransmits - p.spurious > limit.maxResentShare * p.datagrams) {
       this.fragmentsLost = true;
-      this.file.cancel('datagrams that IP fragments are lost too often on this path: sent again in whole datagrams', ResultCode.cancelled);
+      this.file.cancel('datagrams that IP fragments are lost too often on this path: sent again in whole datagrams');
     }
   }
   onResult(msg: Extract<Message, { type: 'result' }>): void { this.file.onResult(msg.code, msg.message, msg.active); }
