@@ -144,8 +144,8 @@ async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { 
     // Every device on probation commits before the next push (a newer one would replace it anyway).
     await new Promise((res) => setTimeout(res, 1200));
   }
-  // A profiling run (node wrapped with --cpu-prof) needs the devices to exit, not be killed.
-  if (process.env.NXT_BENCH_TERM) await Promise.all(devices.map((d) => d.stop('SIGTERM')));
+  // A profiling run (node wrapped with --cpu-prof) needs the processes to exit, not be killed.
+  if (process.env.NXT_BENCH_TERM) await Promise.all([...devices, server].map((d) => d.stop('SIGTERM')));
   await stopAll();
   return out;
 }

@@ -12,7 +12,7 @@ import { joinMulticast, localAddressToward, type MulticastReceiver } from '../ne
 import { ContentKey } from '../session/content-key.js';
 import {
   decodeOrUndefined, encode, Enrollment, UpdateResult, UpdateState,
-  type AbortMessage, type EnrollmentValue, type Message, type MulticastMessage, type OfferMessage, type UpdateResultValue, type UpdateStateValue,
+  type AbortMessage, type EnrollmentValue, type Message, type MulticastLeaveMessage, type MulticastMessage, type OfferMessage, type UpdateResultValue, type UpdateStateValue,
 } from '../protocol/messages.js';
 import { ResultCode, resultCodeName, type ResultCodeValue } from '../protocol/result-codes.js';
 import { compareReleaseVersions, formatReleaseVersion, parseReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
@@ -384,6 +384,7 @@ export class ClientAgent extends EventEmitter {
       }
       case 'abort': return this.onAbort(msg);
       case 'multicast': return this.onMulticast(msg);
+      case 'multicastLeave': return this.onMulticastLeave(msg);
       case 'query':
         // The operator asked for every device's version: answer now, not at the next renewal.
         this.registerDelay = this.timing.registerRetryMs;
@@ -537,9 +538,10 @@ export class ClientAgent extends EventEmitter {
   /** The server sends this transfer's chunks to a multicast group too: join it. */
   private onMulticast(msg: MulticastMessage): void {
     const t = this.current;
-    if (!this.options.multicast || !t || t.transferId !== msg.transferId || t.groupTransferId === msg.groupTransferId) return;
+    if (!this.options.multicast || !t || t.transferId !== msg.transferId || t.groupTransferId === msg.groupTransferId || t.leftGroup === msg.groupTransferId) return;
     t.groupTransferId = msg.groupTransferId;
     const key = `${msg.address}|${msg.port}`;
+    t.groupKey = key;
     if (this.groups.has(key)) return;
     const joining = localAddressToward(this.options.channel.server.address)
       .then((local) => joinMulticast({ address: msg.address, port: msg.port }, local, (data) => this.onGroupDatagram(data)))
@@ -549,6 +551,22 @@ export class ClientAgent extends EventEmitter {
         return undefined;
       });
     this.groups.set(key, joining);
+  }
+
+  /** The group hands this device to unicast mid-pass: leave it (the next MULTICAST joins again). */
+  private onMulticastLeave(msg: MulticastLeaveMessage): void {
+    const t = this.current;
+    if (!t || t.transferId !== msg.transferId || t.groupTransferId !== msg.groupTransferId) return;
+    t.leftGroup = msg.groupTransferId;
+    t.groupTransferId = undefined;
+    const key = t.groupKey;
+    t.groupKey = undefined;
+    const joined = key === undefined ? undefined : this.groups.get(key);
+    if (!joined) return;
+    this.groups.delete(key!);
+    void joined.then((r) => r?.close());
+    const [address, port] = key!.split('|');
+    this.log(`left the multicast group ${address}:${port}: the rest comes by unicast`);
   }
 
   /** `fromGroup`: the frame came through the multicast group (see ChunkReceiver.onGroupData). */
@@ -916,6 +934,10 @@ class Transfer extends IncomingTransfer {
   progressMark: { at: number; bytes: number };
   /** The transfer id its chunks carry in the multicast group, when the server named one. */
   groupTransferId: number | undefined;
+  /** That group ("address|port", a key of the agent's groups), while this transfer takes from it. */
+  groupKey: string | undefined;
+  /** The group transfer id this device was told to leave: a MULTICAST naming it again is stale. */
+  leftGroup: number | undefined;
 
   constructor(
     agent: ClientAgent, transferId: number, readonly manifest: Manifest,

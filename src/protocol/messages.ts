@@ -57,6 +57,7 @@ export const MessageType = {
   trialAck: 16,
   multicast: 17,
   goodbye: 18,
+  multicastLeave: 19,
 } as const;
 
 /** Maintenance jobs (JOB's `kind`). */
@@ -281,6 +282,7 @@ export type Message =
   | TrialOutcomeMessage
   | TrialAckMessage
   | MulticastMessage
+  | MulticastLeaveMessage
   | GoodbyeMessage;
 
 /** Client → server: "I am stopping" (a device shut down or its agent stopped): offline at once,
@@ -301,6 +303,18 @@ export interface MulticastMessage {
   readonly groupTransferId: number;
   readonly port: number;
   readonly address: string;
+}
+
+/**
+ * Server → client, during a group's pass: this device is served by unicast from now on (it does
+ * not hear the group, fell behind it, or is a straggler); it leaves the group rather than go on
+ * receiving, and dropping, every datagram of the rest of the pass. It joins again when a later
+ * MULTICAST names the group.
+ */
+export interface MulticastLeaveMessage {
+  readonly type: 'multicastLeave';
+  readonly transferId: number;
+  readonly groupTransferId: number;
 }
 
 /**
@@ -439,6 +453,8 @@ export function encode(msg: Message): Buffer {
     case 'goodbye':
       checkId(msg.clientId);
       return new Writer(MessageType.goodbye, CLIENT_ID_BYTES).bytes(msg.clientId).done();
+    case 'multicastLeave':
+      return new Writer(MessageType.multicastLeave, 8).u32(msg.transferId).u32(msg.groupTransferId).done();
     case 'multicast':
       return new Writer(MessageType.multicast, 4 + 4 + 2 + 1 + MAX_PRODUCT_NAME_BYTES)
         .u32(msg.transferId).u32(msg.groupTransferId).u16(msg.port).text8(msg.address, MAX_PRODUCT_NAME_BYTES).done();
@@ -594,6 +610,8 @@ function decodeBody(type: number, r: Reader): Message {
       return { type: 'trialAck', seq: r.u32() };
     case MessageType.goodbye:
       return { type: 'goodbye', clientId: r.bytes(CLIENT_ID_BYTES) };
+    case MessageType.multicastLeave:
+      return { type: 'multicastLeave', transferId: r.u32(), groupTransferId: r.u32() };
     case MessageType.multicast:
       return { type: 'multicast', transferId: r.u32(), groupTransferId: r.u32(), port: r.u16(), address: r.text(r.u8(), MAX_PRODUCT_NAME_BYTES) };
     case MessageType.fileOffer: {

@@ -9,7 +9,7 @@
  *   - a device that hears nothing from the group (a router or firewall in the way, a device that
  *     will not join) has its gate opened within a few hundred milliseconds and gets everything
  *     by unicast; so does a straggler that misses most of what the group sends, so that it does
- *     not slow the others down.
+ *     not slow the others down. Either is told to leave the group (MULTICAST_LEAVE).
  *
  * Nothing about verification changes: the chunks are the ones every session would send, sealed
  * under the release's content key, which each device got in its session.
@@ -205,10 +205,22 @@ export class GroupPush {
     const lag = this.lag();
     let expected = this.next;
     while (expected > 0 && !(this.sentAt[expected - 1]! <= now - lag)) expected--;
-    for (const i of this.pace.step(now, lag, expected, this.views, this.phase === 'sending')) this.sessions[i]!.openGate();
+    for (const i of this.pace.step(now, lag, expected, this.views, this.phase === 'sending')) this.release(this.sessions[i]!);
     // A device that accepted after the group began (its offer was lost or slow) is told the group
     // now, when it has the transfer to join it for: the rest of the pass reaches it too.
     for (const i of this.pace.takeJoined()) if (expected > 0) this.announce(this.sessions[i]!);
+  }
+
+  /**
+   * Hand a device to unicast while the group goes on: its session sends it what it lacks, and it
+   * leaves the group. Otherwise it would go on receiving the rest of the pass, every datagram a
+   * wake-up and a header to read before it is dropped: a device too busy to keep up with the
+   * group (one of fifty sharing a machine's cores, a gateway running its own work) is the one
+   * that can least afford them.
+   */
+  private release(session: PushSession): void {
+    session.openGate();
+    session.say({ type: 'multicastLeave', transferId: session.transferId, groupTransferId: this.groupTransferId });
   }
 
   /** Chunks many listening devices missed go to the group again, once. */

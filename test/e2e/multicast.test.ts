@@ -109,6 +109,33 @@ describe.skipIf(!canNetns)('multicast push (network namespace, needs root)', () 
     expect(s.group).toBeLessThan(s.frames);
   });
 
+  it.skipIf(!canDrop)('a device handed to unicast mid-pass leaves the group, and joins it again for the next push', async () => {
+    // 100 Mbit/s: 16 MiB take the group about 1.3 s, beyond the half second that finds a device deaf.
+    const { dir, server, devices } = await fleet(3, () => [], ['--multicast-rate', '100']);
+    const deaf = devices[0]!;
+    const id = deaf.output.match(/nxt client ([0-9a-f]{12})/)![1]!;
+    const port = (await server.waitFor(new RegExp(`client ${id} registered from 127\\.0\\.0\\.1:(\\d+)`)))[1]!;
+    const at = server.type(`push ${writeModule(dir, 'leave_9_1.mjs', 16 * 1024 * 1024)}`);
+    // Once it has accepted, its ACKs are lost for 1.5 s: the group finds it deaf and hands it over.
+    const from = deaf.output.length;
+    await deaf.waitFor(/receiving leave_9_1\.mjs/, 20_000, from);
+    execFileSync('ip', ['netns', 'exec', NS, 'nft', '-f', '-'], {
+      input: `table inet mute {\n chain out {\n  type filter hook output priority 0;\n  udp sport ${port} drop\n }\n}\n`,
+    });
+    await deaf.waitFor(/left the multicast group 239\.255\.77\.1:7702: the rest comes by unicast/, 20_000, from);
+    await new Promise((res) => setTimeout(res, 1500));
+    execFileSync('ip', ['netns', 'exec', NS, 'nft', 'delete', 'table', 'inet', 'mute']);
+    await server.waitFor(/push finished: .*\n/, 60_000, at);
+    expect(server.output.slice(at)).toMatch(/push finished: 3 done, 0 failed/);
+    for (const d of devices) await d.waitFor(/Major = 9\nMinor = 1/);
+    expect(devices.slice(1).every((d) => !/left the multicast group/.test(d.output))).toBe(true);
+    // The next push names the group again: it joins, and hears it.
+    const before = await statsOf(deaf);
+    expect(await push(server, writeModule(dir, 'leave_9_2.mjs', 4 * 1024 * 1024, 9, 2))).toMatch(/push finished: 3 done, 0 failed/);
+    await deaf.waitFor(/Major = 9\nMinor = 2/);
+    expect((await statsOf(deaf)).group).toBeGreaterThan(before.group);
+  });
+
   it('a stranger sending forged frames to the group changes nothing', async () => {
     const { dir, server, devices } = await fleet(2);
     const file = writeModule(dir, 'forged_9_1.mjs', 8 * 1024 * 1024);

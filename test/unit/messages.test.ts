@@ -26,6 +26,8 @@ const examples: Message[] = [
   { type: 'result', transferId: 9, code: 2, active: v, message: 'version 1.0.0 is not newer — ✓' },
   { type: 'resultAck', transferId: 9 },
   { type: 'abort', transferId: 9, code: 12, message: 'no such transfer here' },
+  { type: 'multicast', transferId: 9, groupTransferId: 0x8000_0001, port: 7702, address: 'ff15::77' },
+  { type: 'multicastLeave', transferId: 9, groupTransferId: 0x8000_0001 },
 ];
 
 function hex(s: string): Uint8Array {
