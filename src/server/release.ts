@@ -6,6 +6,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
 import { CHUNKS_HEADER_BYTES, chunkEntryBytes } from '../protocol/envelope.js';
+import { LARGE_CHUNK_BYTES } from '../net/fragments.js';
 import { MAX_CHUNK_BYTES } from '../protocol/messages.js';
 import { parseReleaseVersion, releaseVersionFromFileName, type ReleaseVersion } from '../protocol/release-version.js';
 import { MAX_MODULE_BYTES, signManifest, verifyManifest, type Manifest, type SignedManifest } from '../security/manifest.js';
@@ -24,11 +25,11 @@ export interface Release {
   signedFor(clientIdHex: string, chunkSize: number): SignedManifest;
 }
 
-/** Chunk sizes a release is sealed in: the one that fits a 1500-byte MTU whole, and one for
- *  paths that carry big datagrams (loopback, jumbo frames), where a device opens a sealed chunk
- *  in ~10 µs for 8 KiB against ~7 µs for 1.4 KiB (node:crypto's setup dominates: bench/crypto.ts). */
+/** Chunk sizes a release is sealed in: the one that fits a 1500-byte MTU whole, and a large one
+ *  (LARGE_CHUNK_BYTES, 8650: net/fragments.ts) for paths that carry big datagrams (loopback,
+ *  jumbo frames, the server's own LAN), where a device opens a sealed chunk in ~10 µs for 8 KiB
+ *  against ~7 µs for 1.4 KiB (node:crypto's setup dominates: bench/crypto.ts). */
 export const SMALL_CHUNK_BYTES = MAX_CHUNK_BYTES;
-export const LARGE_CHUNK_BYTES = 8192;
 
 /** The chunk size for a path whose datagrams may be up to `maxDatagram` bytes. */
 export function chunkSizeFor(release: Release, maxDatagram: number): number {

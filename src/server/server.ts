@@ -705,7 +705,7 @@ export class NxtServer extends EventEmitter {
   /**
    * What is known of the datagram size the path to this client carries (RFC 8899 search). On
    * the device's own LAN the search may go above what the interface carries whole, up to one
-   * 8 KiB chunk a datagram, which IP fragments, unless fragments failed this device lately.
+   * large chunk a datagram, which IP fragments, unless fragments failed this device lately.
    */
   private pathTo(client: ClientRecord): KnownPath {
     const key = `${client.id}|${client.peer.address}`;

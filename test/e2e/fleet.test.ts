@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Proc, ROOT, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
 import { UdpProxy, bulkChunks } from '../support/udp-proxy.js';
 import { writeModule } from '../support/modules.js';
-import { LARGE_CHUNK_BYTES } from '../../src/server/release.js';
+import { LARGE_CHUNK_BYTES } from '../../src/net/fragments.js';
 
 const V2 = join(ROOT, 'plugins/libfunctional_2_0.mjs');
 

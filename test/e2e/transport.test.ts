@@ -6,7 +6,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { writeModule } from '../support/modules.js';
-import { LARGE_CHUNK_BYTES } from '../../src/server/release.js';
+import { LARGE_CHUNK_BYTES } from '../../src/net/fragments.js';
 import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
 import { UdpProxy, bulkChunks, dropAll, isBulkData, lossyLink, passThrough } from '../support/udp-proxy.js';
 
@@ -103,7 +103,7 @@ describe('when the link dies', () => {
 describe('resume', () => {
   it('a client killed halfway through a 16 MiB push and restarted receives only the missing chunks', async () => {
     const file = writeModule(dir, 'big_4_0.mjs', 16 * 1024 * 1024);
-    const totalChunks = Math.ceil(statSync(file).size / LARGE_CHUNK_BYTES); // loopback: 8 KiB chunks
+    const totalChunks = Math.ceil(statSync(file).size / LARGE_CHUNK_BYTES); // loopback: large chunks
     let client = await startClient('first', port, join(dir, 'c'), trust); // learn nothing yet: registered directly
     await client.stop();
     // From now on the client talks through the proxy, which counts DATA and kills the client
@@ -146,7 +146,7 @@ describe('resume', () => {
     // Clients renew every second here, so the restarted server learns of them quickly.
     ({ proc: server, port } = await startServer(stateDir, ['--renew', '1000']));
     const file = writeModule(dir, 'big_5_0.mjs', 16 * 1024 * 1024);
-    const totalChunks = Math.ceil(statSync(file).size / LARGE_CHUNK_BYTES); // loopback: 8 KiB chunks
+    const totalChunks = Math.ceil(statSync(file).size / LARGE_CHUNK_BYTES); // loopback: large chunks
     // A fixed proxy port, so the client's server address survives the server's restart.
     let serverPort = port;
     let passed = 0;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FragmentPolicy } from '../../src/net/fragments.js';
+import { FRAGMENTED_DATAGRAM, FragmentPolicy } from '../../src/net/fragments.js';
 
 const options = { holdMs: 600_000, maxResentShare: 0.2, minChunks: 256, maxDevices: 3 };
 const fragmented = { fragmented: true, chunks: 2048, acked: 2048, resent: 30, timedOut: false };
@@ -76,5 +76,15 @@ describe('which devices get datagrams that IP fragments', () => {
     for (const d of ['a', 'b', 'c', 'd']) p.pushEnded(d, blocked, 0);
     expect(p.allowed('a', 1)).toBe(true);
     expect(['b', 'c', 'd'].map((d) => p.allowed(d, 1))).toEqual([false, false, false]);
+  });
+});
+
+describe('the datagram of one large chunk', () => {
+  it('fills six fragments on a 1500-byte link, in IPv4 and in IPv6', () => {
+    const behindIp = FRAGMENTED_DATAGRAM + 8; // the UDP header
+    // Fragment payloads: IPv4 1480 (1500 less 20); IPv6 1448 (1500 less 40 and 8, down to 8s).
+    for (const perFragment of [1480, 1448]) expect(Math.ceil(behindIp / perFragment)).toBe(6);
+    // Full: the sixth IPv6 fragment has no room for another 8 bytes.
+    expect(6 * 1448 - behindIp).toBeLessThan(8);
   });
 });

@@ -60,6 +60,20 @@ describe('a module arriving on disk', () => {
     expect(readFileSync(join(dir, 'x.mjs')).equals(bytes)).toBe(true);
   });
 
+  it('suspended in the middle of a write batch, resumes from whole chunks and completes', async () => {
+    const { bytes, manifest, dir } = fixture(9 * 1024 * 1024 + 5);
+    const path = join(dir, 'x.part');
+    const first = new IncomingModule(manifest, path);
+    const some = 5000; // 7,000,000 bytes: thirteen 512 KiB batches and part of the fourteenth
+    for (let i = 0; i < some; i++) first.append(chunk(bytes, i));
+    await first.suspend();
+    const second = new IncomingModule(manifest, path);
+    expect(second.heldChunks).toBe(some);
+    for (let i = some; i < second.totalChunks; i++) second.append(chunk(bytes, i));
+    await second.complete(join(dir, 'x.mjs'));
+    expect(readFileSync(join(dir, 'x.mjs')).equals(bytes)).toBe(true);
+  });
+
   it('refuses bytes that do not match the signed digest', async () => {
     const { bytes, manifest, dir } = fixture(5 * CHUNK);
     const m = new IncomingModule(manifest, join(dir, 'x.part'));
