@@ -34,19 +34,22 @@ describe('a module arriving on disk', () => {
     expect(statSync(join(dir, 'x.mjs')).mode & 0o777).toBe(0o400);
   });
 
-  it('after a suspend, resumes from the whole chunks on disk and completes', async () => {
-    const { bytes, manifest, dir } = fixture(2 * 1024 * 1024);
-    const path = join(dir, 'x.part');
-    const first = new IncomingModule(manifest, path);
-    const half = Math.floor(first.totalChunks / 2);
-    for (let i = 0; i < half; i++) first.append(chunk(bytes, i));
-    await first.suspend();
-    const second = new IncomingModule(manifest, path);
-    expect(second.heldChunks).toBe(half);
-    for (let i = half; i < second.totalChunks; i++) second.append(chunk(bytes, i));
-    await second.complete(join(dir, 'x.mjs'));
-    expect(readFileSync(join(dir, 'x.mjs')).equals(bytes)).toBe(true);
-  });
+  // Halfway through 2 MiB; and 5000 chunks (7,000,000 bytes) into 9 MiB: thirteen 512 KiB write
+  // batches and part of the fourteenth.
+  for (const [size, cut] of [[2 * 1024 * 1024, 749], [9 * 1024 * 1024 + 5, 5000]] as const) {
+    it(`after a suspend ${cut} chunks into ${size} bytes, resumes from the whole chunks on disk and completes`, async () => {
+      const { bytes, manifest, dir } = fixture(size);
+      const path = join(dir, 'x.part');
+      const first = new IncomingModule(manifest, path);
+      for (let i = 0; i < cut; i++) first.append(chunk(bytes, i));
+      await first.suspend();
+      const second = new IncomingModule(manifest, path);
+      expect(second.heldChunks).toBe(cut);
+      for (let i = cut; i < second.totalChunks; i++) second.append(chunk(bytes, i));
+      await second.complete(join(dir, 'x.mjs'));
+      expect(readFileSync(join(dir, 'x.mjs')).equals(bytes)).toBe(true);
+    });
+  }
 
   it('drops a torn last chunk left by a crash and fetches it again', async () => {
     const { bytes, manifest, dir } = fixture(10 * CHUNK);
@@ -60,19 +63,6 @@ describe('a module arriving on disk', () => {
     expect(readFileSync(join(dir, 'x.mjs')).equals(bytes)).toBe(true);
   });
 
-  it('suspended in the middle of a write batch, resumes from whole chunks and completes', async () => {
-    const { bytes, manifest, dir } = fixture(9 * 1024 * 1024 + 5);
-    const path = join(dir, 'x.part');
-    const first = new IncomingModule(manifest, path);
-    const some = 5000; // 7,000,000 bytes: thirteen 512 KiB batches and part of the fourteenth
-    for (let i = 0; i < some; i++) first.append(chunk(bytes, i));
-    await first.suspend();
-    const second = new IncomingModule(manifest, path);
-    expect(second.heldChunks).toBe(some);
-    for (let i = some; i < second.totalChunks; i++) second.append(chunk(bytes, i));
-    await second.complete(join(dir, 'x.mjs'));
-    expect(readFileSync(join(dir, 'x.mjs')).equals(bytes)).toBe(true);
-  });
 
   it('refuses bytes that do not match the signed digest', async () => {
     const { bytes, manifest, dir } = fixture(5 * CHUNK);
