@@ -45,7 +45,7 @@ import { Rollouts } from '../server/rollouts.js';
 import { checkDatabaseUrl, openStore } from '../store/open-store.js';
 import { Cluster } from '../server/cluster.js';
 import { hostname } from 'node:os';
-import { openMulticastSender, parseGroup, type MulticastSender } from '../net/multicast.js';
+import { formatGroup, openMulticastSender, parseGroup, type MulticastSender } from '../net/multicast.js';
 import type { GroupPushOptions } from '../server/group-push.js';
 import type { Campaign, CampaignEvent } from '../server/campaign.js';
 
@@ -232,7 +232,7 @@ program.action(async (flags: ServerFlags) => {
     await cluster?.attach(server);
     mode.note(`nxt server listening on UDP port ${endpoint.port}`);
     if (cluster) mode.note(`node ${cluster.name} (number ${cluster.number}) of the fleet in ${store.where}; ${cluster.nodes().length} other node(s) alive`);
-    if (multicast) mode.note(`pushes to several devices go to multicast group ${multicast.sender.group.address}:${multicast.sender.group.port} first (datagrams up to ${multicast.sender.maxDatagram} bytes)`);
+    if (multicast) mode.note(`pushes to several devices go to multicast group ${formatGroup(multicast.sender.group)} first (datagrams up to ${multicast.sender.maxDatagram} bytes)`);
     const fresh = [created && 'release key', newIdentity && 'identity key'].filter(Boolean).join(' and ');
     mode.note(`${fresh ? `created a new ${fresh}; ` : ''}clients trust ${pub} and ${join(opts.stateDir, IDENTITY_PUBLIC_FILE)} (key ${fingerprint(identity.publicKey)})`);
     if (!signer) mode.note(`no release key here (only its public half): push accepts modules signed offline (${PRESIGNED_SUFFIX})`);

@@ -8,7 +8,7 @@ import { statSync, unlinkSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { DecodeError, NxtError, errorMessage } from '../errors.js';
 import { decodeEnvelope, forEachChunk, TAG_BYTES, type ChunksFrame } from '../protocol/envelope.js';
-import { joinMulticast, localAddressToward, type MulticastReceiver } from '../net/multicast.js';
+import { formatGroup, joinMulticast, localAddressToward, type MulticastReceiver } from '../net/multicast.js';
 import { ContentKey } from '../session/content-key.js';
 import {
   decodeOrUndefined, encode, Enrollment, UpdateResult, UpdateState,
@@ -547,7 +547,7 @@ export class ClientAgent extends EventEmitter {
       .then((local) => joinMulticast({ address: msg.address, port: msg.port }, local, (data) => this.onGroupDatagram(data)))
       .catch((err: unknown) => {
         this.groups.delete(key);
-        this.log(`cannot join the multicast group ${msg.address}:${msg.port} (${errorMessage(err)}): receiving by unicast`);
+        this.log(`cannot join the multicast group ${formatGroup(msg)} (${errorMessage(err)}): receiving by unicast`);
         return undefined;
       });
     this.groups.set(key, joining);
@@ -566,7 +566,7 @@ export class ClientAgent extends EventEmitter {
     this.groups.delete(key!);
     void joined.then((r) => r?.close());
     const [address, port] = key!.split('|');
-    this.log(`left the multicast group ${address}:${port}: the rest comes by unicast`);
+    this.log(`left the multicast group ${formatGroup({ address: address!, port: Number(port) })}: the rest comes by unicast`);
   }
 
   /** `fromGroup`: the frame came through the multicast group (see ChunkReceiver.onGroupData). */

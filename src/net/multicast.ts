@@ -6,6 +6,7 @@
  */
 import dgram from 'node:dgram';
 import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { NxtError } from '../errors.js';
 import type { DatagramSink } from '../files/sealed-chunk-wire.js';
 import { maxUdpPayloadFrom } from './interface-mtu.js';
@@ -27,6 +28,11 @@ export interface MulticastGroup {
   readonly port: number;
 }
 
+/** As parseGroup reads it: "239.255.77.1:7702", "[ff15::77]:7702". */
+export function formatGroup(group: MulticastGroup): string {
+  return `${isIP(group.address) === 6 ? `[${group.address}]` : group.address}:${group.port}`;
+}
+
 /** "239.255.77.1", "239.255.77.1:7702", "ff15::77", "[ff15::77]:7702". */
 export function parseGroup(text: string): MulticastGroup {
   const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
@@ -38,6 +44,23 @@ export function parseGroup(text: string): MulticastGroup {
   const p = port === undefined ? DEFAULT_MULTICAST_PORT : Number(port);
   if (!Number.isInteger(p) || p < 1 || p > 65535) throw new NxtError('usage', `"${text}": the port must be 1-65535`);
   return { address, port: p };
+}
+
+/**
+ * The interface an IPv6 multicast socket is to use, as Node names it: by scope ("::%eth0"), not
+ * by address (an address alone leaves the choice to the routing table: on a host with several
+ * interfaces, not necessarily the one toward the server). From the interface that holds
+ * `address`, or the address's own scope. An interface that is not running yet (for about a
+ * second after it comes up) is not listed: the routing table chooses then, and may have no
+ * multicast route yet (ENODEV), in which case the device takes that push by unicast.
+ */
+export function ipv6Scope(address: string): string | undefined {
+  const scope = /%(.+)$/.exec(address)?.[1];
+  if (scope !== undefined) return `::%${scope}`;
+  for (const [name, addresses] of Object.entries(networkInterfaces())) {
+    if (addresses?.some((a) => a.family === 'IPv6' && a.address === address)) return `::%${name}`;
+  }
+  return undefined;
 }
 
 export interface MulticastSender extends DatagramSink {
@@ -59,7 +82,7 @@ export async function openMulticastSender(group: MulticastGroup, options: { ttl:
   socket.on('error', () => undefined); // a lost datagram is the protocol's business
   socket.setMulticastTTL(options.ttl);
   socket.setMulticastLoopback(true);
-  if (options.interfaceAddress !== undefined) socket.setMulticastInterface(options.interfaceAddress);
+  if (options.interfaceAddress !== undefined) socket.setMulticastInterface(v6 ? ipv6Scope(options.interfaceAddress) ?? options.interfaceAddress : options.interfaceAddress);
   try { socket.setSendBufferSize(SOCKET_BUFFER_BYTES); } catch { /* capped by the kernel */ }
   return {
     group,
@@ -90,11 +113,12 @@ export async function joinMulticast(group: MulticastGroup, localAddress: string 
   });
   socket.on('error', () => undefined);
   try { socket.setRecvBufferSize(SOCKET_BUFFER_BYTES); } catch { /* capped by the kernel */ }
+  const on = v6 ? localAddress && ipv6Scope(localAddress) : localAddress;
   try {
-    socket.addMembership(group.address, v6 ? undefined : localAddress);
+    socket.addMembership(group.address, on);
   } catch (err) {
     socket.close();
-    throw new NxtError('multicast', `cannot join ${group.address}: ${(err as Error).message}`);
+    throw new NxtError('multicast', `cannot join ${group.address}${on === undefined ? '' : ` on ${on}`}: ${(err as Error).message}`);
   }
   socket.on('message', (data) => onDatagram(data));
   return { group, close: () => { try { socket.close(); } catch { /* closed */ } } };

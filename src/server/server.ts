@@ -39,7 +39,7 @@ import { compareReleaseVersions } from '../protocol/release-version.js';
 import { UpdateState } from '../protocol/messages.js';
 import type { Manifest } from '../security/manifest.js';
 import { GroupPush, type GroupPushOptions } from './group-push.js';
-import type { MulticastSender } from '../net/multicast.js';
+import { formatGroup, type MulticastSender } from '../net/multicast.js';
 
 export interface NxtServerOptions {
   /** Every datagram in and out goes through the secure channel. */
@@ -542,7 +542,7 @@ export class NxtServer extends EventEmitter {
         this.groupPushes.delete(groupPush);
         const g = group.sender.group;
         this.emit('group-push', {
-          group: `${g.address}:${g.port}`, devices: sessions.length, datagrams: groupPush.datagrams, repaired: groupPush.repaired, unicast: groupPush.unicast,
+          group: formatGroup(g), devices: sessions.length, datagrams: groupPush.datagrams, repaired: groupPush.repaired, unicast: groupPush.unicast,
           passMs: groupPush.passMs,
         } satisfies GroupPushReport);
       });

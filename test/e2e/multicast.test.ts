@@ -5,6 +5,7 @@
  * the group), and a stranger sending forged frames to the group (nothing changes).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
@@ -163,6 +164,52 @@ describe.skipIf(!canNetns)('multicast push (network namespace, needs root)', () 
   });
 });
 
+// IPv6: a server and its devices on either end of a veth pair, addresses in a ULA prefix.
+describe.skipIf(!canNetns)('multicast push over IPv6 (network namespaces, needs root)', () => {
+  const SERVER_NS = `nxt-mc6-s-${process.pid}`;
+  const DEVICE_NS = `nxt-mc6-d-${process.pid}`;
+
+  beforeAll(async () => {
+    for (const ns of [SERVER_NS, DEVICE_NS]) {
+      execFileSync('ip', ['netns', 'add', ns]);
+      execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    }
+    execFileSync('ip', ['-n', SERVER_NS, 'link', 'add', 'lan0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', DEVICE_NS]);
+    // nodad: the addresses are usable at once, not after duplicate address detection.
+    execFileSync('ip', ['-n', SERVER_NS, 'addr', 'add', 'fd77::1/64', 'dev', 'lan0', 'nodad']);
+    execFileSync('ip', ['-n', DEVICE_NS, 'addr', 'add', 'fd77::2/64', 'dev', 'lan0', 'nodad']);
+    for (const ns of [SERVER_NS, DEVICE_NS]) execFileSync('ip', ['-n', ns, 'link', 'set', 'lan0', 'up']);
+    // A link is running (and IPv6 has its multicast route there) about a second after it is up;
+    // until then unicast works but joining a group fails (ENODEV), and the device takes unicast.
+    for (let waited = 0; ; waited += 50) {
+      if ([SERVER_NS, DEVICE_NS].every((ns) => /state UP/.test(execFileSync('ip', ['-n', ns, '-o', 'link', 'show', 'lan0'], { encoding: 'utf8' })))) break;
+      if (waited > 10_000) throw new Error('the veth pair did not come up');
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  });
+
+  afterAll(() => {
+    for (const ns of [SERVER_NS, DEVICE_NS]) spawnSync('ip', ['netns', 'del', ns]);
+  });
+
+  it('reaches devices through an IPv6 group', async () => {
+    const dir = tempDir('nxt-mc6-');
+    const { proc: server, port } = await startServer(join(dir, 'server'), ['--multicast', '[ff15::77]:7702', '--multicast-interface', 'fd77::1', '--multicast-rate', '100'], {}, 0, SERVER_NS);
+    expect(server.output).toMatch(/multicast group \[ff15::77\]:7702/);
+    const devices: Proc[] = [];
+    for (let i = 0; i < 2; i++) {
+      devices.push(await startClient(`d${i}`, port, join(dir, `d${i}`), join(dir, 'server/release.pub'), 'fd77::1', ['--probation', '1'], { netns: DEVICE_NS }));
+    }
+    const out = await push(server, writeModule(dir, 'v6_9_1.mjs', 4 * 1024 * 1024));
+    expect(out).toMatch(/push finished: 2 done, 0 failed/);
+    expect(out).toMatch(/multicast \[ff15::77\]:7702: \d+ datagrams for 2 devices/);
+    for (const d of devices) {
+      await d.waitFor(/Major = 9\nMinor = 1/);
+      expect((await statsOf(d)).group, `${out}\n${d.output}`).toBeGreaterThan(0);
+    }
+  });
+});
+
 // The group socket itself, without a namespace: the address parsing that guards it.
 describe('multicast group names', () => {
   it('takes groups with and without a port, and refuses what is not a group', async () => {
@@ -170,6 +217,14 @@ describe('multicast group names', () => {
     expect(parseGroup('239.255.77.1')).toEqual({ address: '239.255.77.1', port: 7702 });
     expect(parseGroup('239.255.77.1:9000')).toEqual({ address: '239.255.77.1', port: 9000 });
     expect(parseGroup('[ff15::77]:9000')).toEqual({ address: 'ff15::77', port: 9000 });
+    const { formatGroup } = await import('../../src/net/multicast.js');
+    for (const text of ['239.255.77.1:9000', '[ff15::77]:9000']) expect(formatGroup(parseGroup(text))).toBe(text);
+    // IPv6 sockets name their interface by scope: from the address's own, or the interface holding it.
+    const { ipv6Scope } = await import('../../src/net/multicast.js');
+    expect(ipv6Scope('fe80::1%lan7')).toBe('::%lan7');
+    expect(ipv6Scope('fd00:dead::7')).toBeUndefined();
+    const [name, held] = Object.entries(networkInterfaces()).find(([, as]) => as?.some((a) => a.family === 'IPv6' && !a.scopeid)) ?? [];
+    if (name) expect(ipv6Scope(held!.find((a) => a.family === 'IPv6' && !a.scopeid)!.address)).toBe(`::%${name}`);
     expect(() => parseGroup('10.0.0.1')).toThrow(/not a multicast group/);
     expect(() => parseGroup('239.1.1.1:0')).toThrow(/port/);
   });
