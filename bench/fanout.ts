@@ -256,7 +256,8 @@ export async function runFanout(o: { mib: number; devices: number[]; runs: numbe
 
 if (import.meta.url === `file://${process.argv[1]}` && argv.includes('--lossy-only')) {
   // Development: --runs pushes (default 1) to --devices N (default 10) by multicast (by unicast
-  // with --unicast), the first device behind 5% loss unless --clean; --explain prints the
+  // with --unicast; --multicast-datagram BYTES as the server's option), the first device behind
+  // 5% loss unless --clean; --explain prints the
   // server's lines and each push's window in --cpu-prof's clock; --after-peers runs UFTP's and
   // TCP's rounds first, as the whole section does.
   const n = Number(opt('devices', '10'));
@@ -267,7 +268,8 @@ if (import.meta.url === `file://${process.argv[1]}` && argv.includes('--lossy-on
       await uftpRuns(work, n, Number(opt('mib', '16')), 3, 500_000);
       await tcpRuns(work, n, Number(opt('mib', '16')), 3);
     }
-    const r = await nxtRuns(work, n, Number(opt('mib', '16')), Number(opt('runs', '1')), { multicast: !argv.includes('--unicast'), lossyDevice: argv.includes('--clean') ? undefined : 0 });
+    const groupDatagram = argv.includes('--multicast-datagram') ? Number(opt('multicast-datagram', '1472')) : undefined;
+    const r = await nxtRuns(work, n, Number(opt('mib', '16')), Number(opt('runs', '1')), { multicast: !argv.includes('--unicast'), lossyDevice: argv.includes('--clean') ? undefined : 0, groupDatagram });
     console.log(r);
   } finally { await stopAll(); removeNet(n); }
 } else if (import.meta.url === `file://${process.argv[1]}`) {
