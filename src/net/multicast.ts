@@ -15,11 +15,12 @@ import { FRAGMENTED_DATAGRAM } from './fragments.js';
 const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_MULTICAST_PORT = 7702;
 /**
- * Group datagrams carry one large chunk (8650 bytes) at least, whatever the interface's MTU: on a 1500-byte LAN
- * IP cuts each into six fragments (net/fragments.ts). Every device pays per datagram, and a fleet
- * shares the pace of its slowest: ten devices took 1.3 to 3 times as long with 1400-byte chunks
- * (docs/benchmarks.md). A lost fragment loses the chunk, which the repair passes then cover;
- * `--multicast-datagram 1472` keeps every datagram whole where fragments do not get through.
+ * Group datagrams carry one large chunk (8650 bytes) at least, whatever the interface's MTU: on a
+ * 1500-byte LAN IP cuts each into six fragments (net/fragments.ts). Every device pays per datagram,
+ * and a fleet shares the pace of its slowest: ten devices took 1.3 to 3 times as long with
+ * 1400-byte chunks (docs/benchmarks.md). A lost fragment loses the chunk, which the repair passes
+ * then cover; `--multicast-datagram 1472` keeps every datagram whole where fragments do not get
+ * through.
  */
 export const GROUP_DATAGRAM = FRAGMENTED_DATAGRAM;
 
