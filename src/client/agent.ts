@@ -535,10 +535,12 @@ export class ClientAgent extends EventEmitter {
     this.takeChunks(t, frame, true);
   }
 
-  /** The server sends this transfer's chunks to a multicast group too: join it. */
+  /** The server sends this transfer's chunks to a multicast group too: join it (or say at once
+   *  that this device will not, so that its session sends it everything). */
   private onMulticast(msg: MulticastMessage): void {
     const t = this.current;
-    if (!this.options.multicast || !t || t.transferId !== msg.transferId || t.groupTransferId === msg.groupTransferId || t.leftGroup === msg.groupTransferId) return;
+    if (!t || t.transferId !== msg.transferId || t.groupTransferId === msg.groupTransferId || t.leftGroup === msg.groupTransferId) return;
+    if (!this.options.multicast) { this.declineGroup(t, msg.groupTransferId); return; }
     t.groupTransferId = msg.groupTransferId;
     const key = `${msg.address}|${msg.port}`;
     t.groupKey = key;
@@ -548,9 +550,18 @@ export class ClientAgent extends EventEmitter {
       .catch((err: unknown) => {
         this.groups.delete(key);
         this.log(`cannot join the multicast group ${formatGroup(msg)} (${errorMessage(err)}): receiving by unicast`);
+        if (this.current === t && t.groupTransferId === msg.groupTransferId) this.declineGroup(t, msg.groupTransferId);
         return undefined;
       });
     this.groups.set(key, joining);
+  }
+
+  /** Tell the server this device is not in the group of transfer `t` (MULTICAST_LEAVE). */
+  private declineGroup(t: Transfer, groupTransferId: number): void {
+    t.leftGroup = groupTransferId;
+    t.groupTransferId = undefined;
+    t.groupKey = undefined;
+    this.send({ type: 'multicastLeave', transferId: t.transferId, groupTransferId });
   }
 
   /** The group hands this device to unicast mid-pass: leave it (the next MULTICAST joins again). */

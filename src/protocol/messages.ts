@@ -309,7 +309,8 @@ export interface MulticastMessage {
  * Server → client, during a group's pass: this device is served by unicast from now on (it does
  * not hear the group, fell behind it, or is a straggler); it leaves the group rather than go on
  * receiving, and dropping, every datagram of the rest of the pass. It joins again when a later
- * MULTICAST names the group.
+ * MULTICAST names the group. Client → server, answering a MULTICAST: this device is not in the
+ * group (it refuses groups, or could not join); its session sends it everything at once.
  */
 export interface MulticastLeaveMessage {
   readonly type: 'multicastLeave';

@@ -96,6 +96,8 @@ export class GroupPush {
   get datagrams(): number { return this.wire.datagrams; }
   /** Devices that never heard the group, or fell behind it, and went to unicast early. */
   get unicast(): number { return this.sessions.filter((s, i) => s.gateOpen && !this.pace.heard(i)).length; }
+  /** Of those, the devices that said they are not in the group (MULTICAST_LEAVE from them). */
+  get declined(): number { return this.sessions.filter((s) => s.declinedGroup).length; }
 
   /** Where the group pass stands, for the console's progress lines. */
   status(): { phase: Phase; sent: number; total: number; mbit: number; unicastIds: string[] } {

@@ -98,6 +98,17 @@ export class PushSession {
   }
 
   get gateOpen(): boolean { return this.gate === Infinity; }
+
+  /** The device said it is not in the group (it refuses groups, or could not join one). */
+  declinedGroup = false;
+
+  /** MULTICAST_LEAVE from the device: everything by unicast, at once (the group would find it
+   *  deaf only after half a second). */
+  onGroupDeclined(): void {
+    if (this.gateOpen) return;
+    this.declinedGroup = true;
+    this.openGate();
+  }
   get sealedRelease(): SealedRelease { return this.sealed; }
   isAcked(index: number): boolean { return this.file.isAcked(index); }
   get receiveEdge(): number { return this.file.receiveEdge; }

@@ -71,7 +71,7 @@ export interface ServerReplOptions {
 
 export function describeGroupPush(g: GroupPushReport): string {
   return `  multicast ${g.group}: ${g.datagrams} datagrams for ${g.devices} devices${g.passMs === undefined ? '' : ` (first pass ${Math.round(g.passMs)} ms)`}, ${g.repaired} chunks sent to the group again, `
-    + `${g.unicast} device(s) served by unicast (not hearing the group, or far behind it)`;
+    + `${g.unicast} device(s) served by unicast (not hearing the group, or far behind it${g.declined > 0 ? `; ${g.declined} not joining it` : ''})`;
 }
 
 export function describeCampaignEvent(c: Campaign, e: CampaignEvent): string {

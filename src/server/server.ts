@@ -543,7 +543,7 @@ export class NxtServer extends EventEmitter {
         const g = group.sender.group;
         this.emit('group-push', {
           group: formatGroup(g), devices: sessions.length, datagrams: groupPush.datagrams, repaired: groupPush.repaired, unicast: groupPush.unicast,
-          passMs: groupPush.passMs,
+          declined: groupPush.declined, passMs: groupPush.passMs,
         } satisfies GroupPushReport);
       });
     }
@@ -820,6 +820,13 @@ export class NxtServer extends EventEmitter {
         else session.onAbort(msg.code, msg.message);
         return;
       }
+      case 'multicastLeave': {
+        // From a device: it is not in the group of this push.
+        const session = this.sessions.get(msg.transferId);
+        if (!session || session.client.id !== from.clientId) { this.stats.unexpected++; return; }
+        session.onGroupDeclined();
+        return;
+      }
       default:
         this.stats.unexpected++; // a message only a server sends
     }
@@ -835,6 +842,8 @@ export interface GroupPushReport {
   readonly repaired: number;
   /** Devices that went to unicast early: not hearing the group, or falling far behind it. */
   readonly unicast: number;
+  /** Of those, the ones that said they are not in the group (they refuse groups, or could not join). */
+  readonly declined: number;
   /** The first pass's duration (undefined: it never finished). */
   readonly passMs: number | undefined;
 }
