@@ -548,7 +548,8 @@ export class ClientAgent extends EventEmitter {
     const joining = localAddressToward(this.options.channel.server.address)
       .then((local) => joinMulticast({ address: msg.address, port: msg.port }, local, (data) => this.onGroupDatagram(data)))
       .catch((err: unknown) => {
-        this.groups.delete(key);
+        // Only this join's entry: a leave may have dropped it, and a later push joined afresh.
+        if (this.groups.get(key) === joining) this.groups.delete(key);
         this.log(`cannot join the multicast group ${formatGroup(msg)} (${errorMessage(err)}): receiving by unicast`);
         if (this.current === t && t.groupTransferId === msg.groupTransferId) this.declineGroup(t, msg.groupTransferId);
         return undefined;
