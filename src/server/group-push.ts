@@ -6,10 +6,11 @@
  *   - chunks that many devices missed go to the group once more;
  *   - every session's gate opens, and each sends its device only what that device still lacks
  *     (unicast repair, with the session's own loss recovery and pacing);
- *   - a device that hears nothing from the group (a router or firewall in the way, a device that
- *     will not join) has its gate opened within a few hundred milliseconds and gets everything
- *     by unicast; so does a straggler that misses most of what the group sends, so that it does
- *     not slow the others down. Either is told to leave the group (MULTICAST_LEAVE).
+ *   - a device that hears nothing from the group (a router or firewall in the way) has its gate
+ *     opened within a few hundred milliseconds and gets everything by unicast; so does a
+ *     straggler that misses most of what the group sends, so that it does not slow the others
+ *     down. Either is told to leave the group (MULTICAST_LEAVE). A device that will not join, or
+ *     could not, says so with the same message, and its gate opens at once (PushSession).
  *
  * Nothing about verification changes: the chunks are the ones every session would send, sealed
  * under the release's content key, which each device got in its session.

@@ -109,6 +109,7 @@ export class PushSession {
     this.declinedGroup = true;
     this.openGate();
   }
+
   get sealedRelease(): SealedRelease { return this.sealed; }
   isAcked(index: number): boolean { return this.file.isAcked(index); }
   get receiveEdge(): number { return this.file.receiveEdge; }
