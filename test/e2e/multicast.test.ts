@@ -214,14 +214,12 @@ describe.skipIf(!canNetns)('multicast push over IPv6 (network namespaces, needs 
 // The group socket itself, without a namespace: the address parsing that guards it.
 describe('multicast group names', () => {
   it('takes groups with and without a port, and refuses what is not a group', async () => {
-    const { parseGroup } = await import('../../src/net/multicast.js');
+    const { formatGroup, ipv6Scope, parseGroup } = await import('../../src/net/multicast.js');
     expect(parseGroup('239.255.77.1')).toEqual({ address: '239.255.77.1', port: 7702 });
     expect(parseGroup('239.255.77.1:9000')).toEqual({ address: '239.255.77.1', port: 9000 });
     expect(parseGroup('[ff15::77]:9000')).toEqual({ address: 'ff15::77', port: 9000 });
-    const { formatGroup } = await import('../../src/net/multicast.js');
     for (const text of ['239.255.77.1:9000', '[ff15::77]:9000']) expect(formatGroup(parseGroup(text))).toBe(text);
     // IPv6 sockets name their interface by scope: from the address's own, or the interface holding it.
-    const { ipv6Scope } = await import('../../src/net/multicast.js');
     expect(ipv6Scope('fe80::1%lan7')).toBe('::%lan7');
     expect(ipv6Scope('fd00:dead::7')).toBeUndefined();
     const [name, held] = Object.entries(networkInterfaces()).find(([, as]) => as?.some((a) => a.family === 'IPv6' && !a.scopeid)) ?? [];
