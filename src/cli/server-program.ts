@@ -17,6 +17,7 @@ import { ReleaseStore, type StoredRelease } from '../server/release-store.js';
 import { Notifier } from '../server/notifier.js';
 import { JobStore } from '../server/job-store.js';
 import { JobServer } from '../server/job-server.js';
+import { DAY_MS } from '../server/job-files.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
 import { History } from '../server/history.js';
 import { Devices } from '../server/devices.js';
@@ -203,7 +204,7 @@ program.action(async (flags: ServerFlags) => {
       approved: (id: string): boolean => server.registry.get(id) !== undefined,
       fetchFile: cluster && ((sha256, size, dest) => cluster.fetchFile(sha256, size, dest)),
       dropFile: cluster && ((sha256) => cluster.dropFile(sha256)),
-      keepUploadsMs: keepUploadsDays > 0 ? keepUploadsDays * 86_400_000 : undefined,
+      keepUploadsMs: keepUploadsDays > 0 ? keepUploadsDays * DAY_MS : undefined,
     });
     const server: NxtServer = new NxtServer({
       jobs, notifier, behindAfterMs: opts.behindAfter === undefined ? undefined : Number(opts.behindAfter) * 1000,

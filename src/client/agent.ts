@@ -8,7 +8,7 @@ import { statSync, unlinkSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { DecodeError, NxtError, errorMessage } from '../errors.js';
 import { decodeEnvelope, forEachChunk, TAG_BYTES, type ChunksFrame } from '../protocol/envelope.js';
-import { formatGroup, joinMulticast, localAddressToward, type MulticastReceiver } from '../net/multicast.js';
+import { formatGroup, joinMulticast, localAddressToward, type MulticastGroup, type MulticastReceiver } from '../net/multicast.js';
 import { ContentKey } from '../session/content-key.js';
 import {
   decodeOrUndefined, encode, Enrollment, UpdateResult, UpdateState,
@@ -541,27 +541,35 @@ export class ClientAgent extends EventEmitter {
     const t = this.current;
     if (!t || t.transferId !== msg.transferId || t.groupTransferId === msg.groupTransferId || t.leftGroup === msg.groupTransferId) return;
     if (!this.options.multicast) { this.declineGroup(t, msg.groupTransferId); return; }
+    const group = { address: msg.address, port: msg.port };
     t.groupTransferId = msg.groupTransferId;
-    const key = `${msg.address}|${msg.port}`;
-    t.groupKey = key;
+    t.group = group;
+    const key = formatGroup(group);
     if (this.groups.has(key)) return;
     const joining = localAddressToward(this.options.channel.server.address)
-      .then((local) => joinMulticast({ address: msg.address, port: msg.port }, local, (data) => this.onGroupDatagram(data)))
+      .then((local) => joinMulticast(group, local, (data) => this.onGroupDatagram(data)))
       .catch((err: unknown) => {
         // Only this join's entry: a leave may have dropped it, and a later push joined afresh.
         if (this.groups.get(key) === joining) this.groups.delete(key);
-        this.log(`cannot join the multicast group ${formatGroup(msg)} (${errorMessage(err)}): receiving by unicast`);
+        this.log(`cannot join the multicast group ${key} (${errorMessage(err)}): receiving by unicast`);
         if (this.current === t && t.groupTransferId === msg.groupTransferId) this.declineGroup(t, msg.groupTransferId);
         return undefined;
       });
     this.groups.set(key, joining);
   }
 
-  /** Tell the server this device is not in the group of transfer `t` (MULTICAST_LEAVE). */
-  private declineGroup(t: Transfer, groupTransferId: number): void {
+  /** Transfer `t` takes nothing more from the group of `groupTransferId`; the group it was in. */
+  private stopTakingGroup(t: Transfer, groupTransferId: number): MulticastGroup | undefined {
+    const group = t.group;
     t.leftGroup = groupTransferId;
     t.groupTransferId = undefined;
-    t.groupKey = undefined;
+    t.group = undefined;
+    return group;
+  }
+
+  /** Tell the server this device is not in the group of transfer `t` (MULTICAST_LEAVE). */
+  private declineGroup(t: Transfer, groupTransferId: number): void {
+    this.stopTakingGroup(t, groupTransferId);
     this.send({ type: 'multicastLeave', transferId: t.transferId, groupTransferId });
   }
 
@@ -569,16 +577,13 @@ export class ClientAgent extends EventEmitter {
   private onMulticastLeave(msg: MulticastLeaveMessage): void {
     const t = this.current;
     if (!t || t.transferId !== msg.transferId || t.groupTransferId !== msg.groupTransferId) return;
-    t.leftGroup = msg.groupTransferId;
-    t.groupTransferId = undefined;
-    const key = t.groupKey;
-    t.groupKey = undefined;
+    const group = this.stopTakingGroup(t, msg.groupTransferId);
+    const key = group && formatGroup(group);
     const joined = key === undefined ? undefined : this.groups.get(key);
     if (!joined) return;
     this.groups.delete(key!);
     void joined.then((r) => r?.close());
-    const [address, port] = key!.split('|');
-    this.log(`left the multicast group ${formatGroup({ address: address!, port: Number(port) })}: the rest comes by unicast`);
+    this.log(`left the multicast group ${key}: the rest comes by unicast`);
   }
 
   /** `fromGroup`: the frame came through the multicast group (see ChunkReceiver.onGroupData). */
@@ -946,8 +951,8 @@ class Transfer extends IncomingTransfer {
   progressMark: { at: number; bytes: number };
   /** The transfer id its chunks carry in the multicast group, when the server named one. */
   groupTransferId: number | undefined;
-  /** That group ("address|port", a key of the agent's groups), while this transfer takes from it. */
-  groupKey: string | undefined;
+  /** That group, while this transfer takes from it. */
+  group: MulticastGroup | undefined;
   /** The group transfer id this device was told to leave: a MULTICAST naming it again is stale. */
   leftGroup: number | undefined;
 

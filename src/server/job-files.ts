@@ -31,6 +31,9 @@ export function jobFilesToDelete(files: readonly KeptFile[], jobs: readonly Job[
   return files.filter((f) => /^[0-9a-f]{64}$/.test(f.name) && !needed.has(f.name) && now - f.mtimeMs >= graceMs).map((f) => f.name);
 }
 
+/** `--keep-uploads` counts in days. */
+export const DAY_MS = 86_400_000;
+
 /** A folder of what a device uploaded for a job: uploads/<device>/<job>/. */
 export interface UploadDir {
   readonly device: string;

@@ -19,7 +19,7 @@ import type { Peer } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import type { SenderOptions } from '../transfer/sender.js';
 import type { Job, JobStore } from './job-store.js';
-import { JOB_FILE_SWEEP_MS, jobFilesToDelete, uploadsToDelete, type UploadDir } from './job-files.js';
+import { DAY_MS, JOB_FILE_SWEEP_MS, jobFilesToDelete, uploadsToDelete, type UploadDir } from './job-files.js';
 import type { Notifier } from './notifier.js';
 
 export const JOB_RESULT_NAMES: Record<number, string> = {
@@ -41,7 +41,6 @@ interface Upload {
   readonly transfer: IncomingTransfer;
 }
 
-const DAY_MS = 86_400_000;
 const formatDays = (ms: number): string => `${+(ms / DAY_MS).toFixed(2)} day${ms === DAY_MS ? '' : 's'}`;
 
 /** Events: 'job-result' (Job), 'report-queued' (Job), 'warning' (string), 'notice' (string). */
