@@ -16,7 +16,7 @@ import { openUdpEndpoint } from '../net/endpoint.js';
 import { ModuleStore } from '../plugin/module-store.js';
 import { formatProductVersion } from '../plugin/plugin-shape.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
-import { readPublicKey } from '../security/release-key.js';
+import { readPublicKey, warmUpVerifier } from '../security/release-key.js';
 import { ClientChannel } from '../session/client-channel.js';
 import { clientIdOf } from '../session/handshake.js';
 import { IDENTITY_PUBLIC_FILE, fingerprint, loadOrCreateIdentity, readIdentityPublic } from '../session/identity.js';
@@ -195,6 +195,8 @@ program.action(async (flags: ClientFlags) => {
       contactSavedAt = now;
       try { writeFileAtomic(join(opts.dataDir, CONTACT_FILE), `${new Date(now).toISOString()}\n`); } catch { /* health is a convenience; the disk may be full */ }
     });
+    // Idle once registered: tweetnacl warms up then, not in the first push (release-key.ts).
+    agent.once('registered', () => setImmediate(() => { if (!warmUpVerifier()) mode.note('warning: Ed25519 verification fails RFC 8032\'s test vector', 'warn'); }));
     agent.start();
     repl.start();
     if (opts.maintenance) jobs.setMaintenance(true);

@@ -5,9 +5,10 @@
  * spent twice as long in its data phase as one whose release was sealed already. In a thread,
  * sealing runs beside sending, and the main thread stays free for every other device.
  *
- * One long-lived thread, started on first use, seals every release (a few at a time, each
- * block by block). If it dies, the seals it held fail with a clear error and the next seal
- * starts a new one.
+ * One long-lived thread seals every release (a few at a time, each block by block). The server
+ * starts it with itself (`start`): a thread takes ~30-40 ms to start, which the first push, of
+ * whatever size, would otherwise wait for. If it dies, the seals it held fail with a clear error
+ * and the next seal starts a new one.
  */
 import { Worker } from 'node:worker_threads';
 import { NxtError } from '../errors.js';
@@ -35,6 +36,11 @@ export class SealThread {
     this.pending.set(id, { total: Math.ceil(job.size / job.chunkSize), outPath: job.outPath, sealed: 0, progress });
     this.thread().postMessage({ id, job });
   };
+
+  /** Start the thread now rather than at the first seal. */
+  start(): void {
+    this.thread();
+  }
 
   /** Stop the thread: seals still running fail. */
   async close(): Promise<void> {

@@ -196,6 +196,10 @@ export class NxtServer extends EventEmitter {
       this.registrySaver = new RegistrySaver(options.store, restored, options.cluster?.name ?? '');
     }
     options.channel.onDatagram((data, from) => this.onDatagram(data, from));
+    if (options.sealInThread) {
+      this.sealThread = new SealThread();
+      this.sealThread.start();
+    }
     const behindAfter = options.behindAfterMs;
     if (options.notifier && behindAfter !== undefined) {
       this.behindTimer = setInterval(() => this.checkBehind(behindAfter), Math.min(30_000, Math.max(100, behindAfter / 4)));
@@ -726,7 +730,6 @@ export class NxtServer extends EventEmitter {
   }
 
   private sealedReleases(): SealedReleases {
-    if (this.options.sealInThread) this.sealThread ??= new SealThread();
     this.sealed ??= new SealedReleases(this.options.stateDir !== undefined
       ? join(this.options.stateDir, 'sealed')
       : mkdtempSync(join(tmpdir(), 'nxt-sealed-')), undefined, undefined, this.sealThread?.seal);

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
 import { isExpired, isTargeted, parseManifest, signManifest, verifyManifest, type Manifest } from '../../src/security/manifest.js';
 import { readFileSync } from 'node:fs';
-import { isReleaseKeySealed, loadOrCreateReleaseKey, readPublicKey, readReleaseKey, sealReleaseKey } from '../../src/security/release-key.js';
+import { isReleaseKeySealed, loadOrCreateReleaseKey, readPublicKey, readReleaseKey, sealReleaseKey, verifySignature, warmUpVerifier } from '../../src/security/release-key.js';
 import { compareReleaseVersions, parseReleaseVersion, releaseVersionFromFileName } from '../../src/protocol/release-version.js';
 import { tempDir } from '../support/processes.js';
 
@@ -136,5 +136,15 @@ describe('release versions', () => {
 
   it('reject text that is not a version', () => {
     for (const bad of ['', '1', 'v1.0', '1.0.0.0', '1.-1', '99999999999.0']) expect(codeOf(() => parseReleaseVersion(bad))).toBe('bad-version');
+  });
+});
+
+describe('the verifier\'s warm-up', () => {
+  it('checks RFC 8032 TEST 2, and the same signature over another message fails', () => {
+    expect(warmUpVerifier()).toBe(true);
+    const publicKey = Buffer.from('3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c', 'hex');
+    const signature = Buffer.from('92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00', 'hex');
+    expect(verifySignature(Buffer.from([0x72]), signature, publicKey)).toBe(true);
+    expect(verifySignature(Buffer.from([0x73]), signature, publicKey)).toBe(false);
   });
 });
