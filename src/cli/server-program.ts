@@ -83,6 +83,7 @@ const program = new Command('nxt-server')
   .option('--http <addr:port>', 'serve the HTTP API (JSON, API tokens: token create NAME) here, e.g. 127.0.0.1:8080')
   .option('--http-max-upload <MiB>', 'the largest module the HTTP API takes', '512')
   .option('--keep-uploads <days>', 'delete what devices uploaded for jobs (logs, backups, reports) this many days after it arrived; each device\'s newest report stays (0: keep everything)', '90')
+  .option('--keep-jobs <days>', 'forget the records of finished jobs this many days after they finished; each device\'s newest report stays (0: keep everything)', '365')
   .option('--headless', CONSOLE_MODE_HELP.headless)
   .option('--log-format <text|json>', CONSOLE_MODE_HELP.logFormat)
   // Options after a subcommand belong to it (keygen --state-dir D).
@@ -100,7 +101,7 @@ interface ServerFlags {
   multicast?: string; multicastTtl: string; multicastInterface?: string; multicastRate: string; multicastDatagram?: string;
   notifyWebhook?: string; smtp?: string; notifyEmail?: string; notifyFrom: string; behindAfter?: string; notifyRetry: string;
   headless?: boolean; logFormat?: string; publicDir?: string; http?: string; httpMaxUpload: string;
-  database?: string; nodeName?: string; keepUploads: string;
+  database?: string; nodeName?: string; keepUploads: string; keepJobs: string;
 }
 
 const whole = (minimum?: number, maximum?: number): ConfigType => ({ type: 'number', integer: true, minimum, maximum });
@@ -112,8 +113,15 @@ const SERVER_CONFIG: Record<string, ConfigType> = {
   notifyWebhook: { type: 'string', format: 'http-url' }, smtp: { type: 'string', format: 'smtp-url' }, notifyEmail: { type: 'string', format: 'email' },
   notifyFrom: { type: 'string', format: 'email' }, behindAfter: whole(1),
   headless: 'boolean', logFormat: { type: 'string', enum: ['text', 'json'] }, publicDir: 'string', http: 'string', httpMaxUpload: whole(1),
-  keepUploads: { type: 'number', minimum: 0 },
+  keepUploads: { type: 'number', minimum: 0 }, keepJobs: { type: 'number', minimum: 0 },
 };
+
+/** A --keep-* option: days (fractions allowed), 0 keeping everything; undefined: for ever. */
+function keepMs(flag: string, value: string): number | undefined {
+  if (!/^\d+(\.\d+)?$/.test(String(value))) throw new NxtError('usage', `${flag} "${value}" is not a number of days (0 keeps everything)`);
+  const days = Number(value);
+  return days > 0 ? days * DAY_MS : undefined;
+}
 
 program.action(async (flags: ServerFlags) => {
   try {
@@ -137,8 +145,8 @@ program.action(async (flags: ServerFlags) => {
     }
     if (opts.behindAfter !== undefined && !/^\d+$/.test(opts.behindAfter)) throw new NxtError('usage', `--behind-after "${opts.behindAfter}" is not a number of seconds`);
     const notifyRetryMs = parsePositiveMs(opts.notifyRetry);
-    if (!/^\d+(\.\d+)?$/.test(String(opts.keepUploads))) throw new NxtError('usage', `--keep-uploads "${opts.keepUploads}" is not a number of days (0 keeps everything)`);
-    const keepUploadsDays = Number(opts.keepUploads);
+    const keepUploadsMs = keepMs('--keep-uploads', opts.keepUploads);
+    const keepJobsMs = keepMs('--keep-jobs', opts.keepJobs);
     if (opts.database !== undefined) checkDatabaseUrl(opts.database);
     if (opts.nodeName !== undefined && !/^[\w.:-]{1,64}$/.test(opts.nodeName)) throw new NxtError('usage', `--node-name "${opts.nodeName}": 1-64 letters, digits, ".", ":", "_" or "-"`);
     const mode = await consoleMode('nxt-server', opts);
@@ -204,7 +212,7 @@ program.action(async (flags: ServerFlags) => {
       approved: (id: string): boolean => server.registry.get(id) !== undefined,
       fetchFile: cluster && ((sha256, size, dest) => cluster.fetchFile(sha256, size, dest)),
       dropFile: cluster && ((sha256) => cluster.dropFile(sha256)),
-      keepUploadsMs: keepUploadsDays > 0 ? keepUploadsDays * DAY_MS : undefined,
+      keepUploadsMs, keepJobsMs,
     });
     const server: NxtServer = new NxtServer({
       jobs, notifier, behindAfterMs: opts.behindAfter === undefined ? undefined : Number(opts.behindAfter) * 1000,

@@ -7,7 +7,8 @@
  * too (Store.removeFileParts checks every node's jobs and the releases itself).
  *
  * What devices uploaded (`uploads/<device>/<job>/`: logs, backups, reports) goes after
- * `--keep-uploads` days (uploadsToDelete). Pure.
+ * `--keep-uploads` days (uploadsToDelete), the records of finished jobs after `--keep-jobs` days
+ * (jobsToForget). Pure.
  */
 import type { Job } from './job-store.js';
 
@@ -60,4 +61,19 @@ export function uploadsToDelete(dirs: readonly UploadDir[], jobs: readonly Job[]
     if (job && newestReport.get(job.device) === job.id) return false;
     return now - d.mtimeMs >= keepMs;
   });
+}
+
+/**
+ * The ids of the jobs whose records may go at `now` (wall-clock ms): over (done or failed) and
+ * unchanged for `keepMs`. Each device's newest status report stays whatever its age (`report`
+ * shows it, and its upload is kept for it). A fleet polling for jobs every day would otherwise
+ * keep every record for ever, in the database and in the server's memory.
+ */
+export function jobsToForget(jobs: readonly Job[], now: number, keepMs: number): number[] {
+  const newestReport = new Map<string, number>();
+  for (const j of jobs) {
+    if (j.kind === 'report' && j.file !== undefined && j.id > (newestReport.get(j.device) ?? -1)) newestReport.set(j.device, j.id);
+  }
+  return jobs.filter((j) => (j.state === 'done' || j.state === 'failed') && newestReport.get(j.device) !== j.id
+    && now - Date.parse(j.updatedAt) >= keepMs).map((j) => j.id);
 }

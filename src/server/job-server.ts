@@ -19,7 +19,7 @@ import type { Peer } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import type { SenderOptions } from '../transfer/sender.js';
 import type { Job, JobStore } from './job-store.js';
-import { DAY_MS, JOB_FILE_SWEEP_MS, jobFilesToDelete, uploadsToDelete, type UploadDir } from './job-files.js';
+import { DAY_MS, JOB_FILE_SWEEP_MS, jobFilesToDelete, jobsToForget, uploadsToDelete, type UploadDir } from './job-files.js';
 import type { Notifier } from './notifier.js';
 
 export const JOB_RESULT_NAMES: Record<number, string> = {
@@ -41,6 +41,8 @@ interface Upload {
   readonly transfer: IncomingTransfer;
 }
 
+/** Job records forgotten per sweep at most (one write to the store). */
+const FORGET_PER_SWEEP = 10_000;
 const formatDays = (ms: number): string => `${+(ms / DAY_MS).toFixed(2)} day${ms === DAY_MS ? '' : 's'}`;
 
 /** Events: 'job-result' (Job), 'report-queued' (Job), 'warning' (string), 'notice' (string). */
@@ -71,6 +73,8 @@ export class JobServer extends EventEmitter {
     readonly dropFile?: (sha256: string) => Promise<void>;
     /** What devices uploaded goes this long after it arrived (undefined: kept for ever). */
     readonly keepUploadsMs?: number;
+    /** Records of finished jobs go this long after they finished (undefined: kept for ever). */
+    readonly keepJobsMs?: number;
   }) {
     super();
   }
@@ -82,6 +86,8 @@ export class JobServer extends EventEmitter {
       void this.sweepFiles().catch((err: unknown) => this.emit('warning', `could not delete files kept for jobs: ${errorMessage(err)}`));
       const keepMs = this.o.keepUploadsMs;
       if (keepMs !== undefined) void this.sweepUploads(keepMs).catch((err: unknown) => this.emit('warning', `could not delete old uploads: ${errorMessage(err)}`));
+      const keepJobsMs = this.o.keepJobsMs;
+      if (keepJobsMs !== undefined) void this.forgetJobs(keepJobsMs).catch((err: unknown) => this.emit('warning', `could not forget old jobs: ${errorMessage(err)}`));
     };
     sweep();
     this.sweepTimer = setInterval(sweep, JOB_FILE_SWEEP_MS);
@@ -125,6 +131,15 @@ export class JobServer extends EventEmitter {
     if (stale.length > 0) {
       this.emit('notice', `deleted what devices uploaded for ${stale.length} job(s) over ${formatDays(keepMs)} ago (--keep-uploads)`);
     }
+  }
+
+  /** Forget the records of jobs finished more than `keepMs` ago (jobsToForget), at most
+   *  FORGET_PER_SWEEP at a time: a first sweep over years of records stays a small write. */
+  private async forgetJobs(keepMs: number): Promise<void> {
+    const old = jobsToForget(this.o.store.list(), this.now().getTime(), keepMs).slice(0, FORGET_PER_SWEEP);
+    if (old.length === 0) return;
+    await this.o.store.forget(old);
+    this.emit('notice', `forgot ${old.length} job(s) finished over ${formatDays(keepMs)} ago (--keep-jobs)`);
   }
 
   /** Handle a message that belongs to jobs; false if it is not one of ours. */
@@ -173,7 +188,7 @@ export class JobServer extends EventEmitter {
 
   /** A status report for `device`, unless one is queued or running already. */
   queueReport(device: string, wallNow: Date): void {
-    const waiting = this.o.store.list((j) => j.device === device && j.kind === 'report' && (j.state === 'queued' || j.state === 'sent'));
+    const waiting = this.o.store.listFor(device).filter((j) => j.kind === 'report' && (j.state === 'queued' || j.state === 'sent'));
     if (waiting.length > 0 || this.queueingReport.has(device)) return;
     this.queueingReport.add(device);
     void this.o.store.add(device, 'report', {}, wallNow).then(

@@ -26,13 +26,17 @@ export interface Job {
 }
 
 export class JobStore {
-  private readonly jobs: Job[] = [];
+  private jobs: Job[];
+  /** Each device's jobs, oldest first: a device's poll looks at its own, not at the fleet's. */
+  private readonly byDevice = new Map<string, Job[]>();
   /** Without a store (tests): ids counted here. */
   private lastId = 0;
 
   /** `store` undefined: nothing persisted (tests). */
   constructor(private readonly store: Store | undefined, saved: readonly Job[] = []) {
-    this.jobs.push(...saved);
+    // Not push(...saved): a spread of a few hundred thousand arguments overflows the stack.
+    this.jobs = saved.slice();
+    this.index();
   }
 
   static async open(store: Store): Promise<JobStore> {
@@ -46,6 +50,7 @@ export class JobStore {
     const job: Job = { id, device, kind, params, state: 'queued', createdAt: at, updatedAt: at, source };
     await this.store?.saveJob(job);
     this.jobs.push(job);
+    this.deviceJobs(device).push(job);
     return job;
   }
 
@@ -62,15 +67,19 @@ export class JobStore {
       else if (!holds(j.device)) Object.assign(known, { state: j.state, result: j.result, message: j.message, file: j.file, updatedAt: j.updatedAt });
     }
     this.jobs.sort((a, b) => a.id - b.id);
+    this.index();
   }
 
   get(id: number): Job | undefined { return this.jobs.find((j) => j.id === id); }
 
   list(filter: (j: Job) => boolean = () => true): Job[] { return this.jobs.filter(filter); }
 
+  /** The device's jobs, oldest first. */
+  listFor(device: string): readonly Job[] { return this.byDevice.get(device) ?? []; }
+
   /** The device's oldest job not finished yet (a job sent but never answered is sent again). */
   nextFor(device: string): Job | undefined {
-    return this.jobs.find((j) => j.device === device && (j.state === 'queued' || j.state === 'sent'));
+    return this.byDevice.get(device)?.find((j) => j.state === 'queued' || j.state === 'sent');
   }
 
   /** Change a job and save; if the save fails the job is as it was (and the error thrown). */
@@ -83,5 +92,26 @@ export class JobStore {
       Object.assign(job, before);
       throw err;
     }
+  }
+
+  /** Forget these jobs (job-files.ts: jobsToForget), from the store first: if that fails, all
+   *  stay (and the error is thrown). */
+  async forget(ids: readonly number[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.store?.deleteJobs(ids);
+    const gone = new Set(ids);
+    this.jobs = this.jobs.filter((j) => !gone.has(j.id));
+    this.index();
+  }
+
+  private deviceJobs(device: string): Job[] {
+    let list = this.byDevice.get(device);
+    if (!list) this.byDevice.set(device, list = []);
+    return list;
+  }
+
+  private index(): void {
+    this.byDevice.clear();
+    for (const j of this.jobs) this.deviceJobs(j.device).push(j);
   }
 }

@@ -258,7 +258,7 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
   const view = (c: ClientRecord, online: boolean): DeviceView => clientJson(c, online, server.devices.get(c.id));
   /** A device's newest status report (the upload of its newest finished report job). */
   const latestReport = (device: string): { report: unknown; job: number; at: string } | undefined => {
-    const done = o.jobs?.store.list((j) => j.device === device && j.kind === 'report' && j.file !== undefined) ?? [];
+    const done = o.jobs?.store.listFor(device).filter((j) => j.kind === 'report' && j.file !== undefined) ?? [];
     for (const j of done.reverse()) {
       try {
         return { report: JSON.parse(readFileSync(j.file!, 'utf8')) as unknown, job: j.id, at: j.updatedAt };

@@ -138,6 +138,11 @@ export class Store {
     }]);
   }
 
+  /** Forget these jobs (their records only: what they uploaded is swept on its own). */
+  deleteJobs(ids: readonly number[]): Promise<void> {
+    return this.write(ids.map((id) => ({ sql: 'DELETE FROM jobs WHERE id = ?', params: [id] })));
+  }
+
   // --- releases pushed
 
   async releases(): Promise<StoredRelease[]> {

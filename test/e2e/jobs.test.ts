@@ -104,7 +104,7 @@ describe('maintenance jobs', () => {
     expect(readFileSync(join(roots.dropbox, 'again.bin')).equals(sent)).toBe(true);
   });
 
-  it('what devices uploaded goes --keep-uploads days after it arrived, and what is newer stays', async () => {
+  it('what devices uploaded goes --keep-uploads days after it arrived, finished jobs\' records --keep-jobs days after, and what is newer stays', async () => {
     const { server, port, id, roots, dir } = await setup();
     writeFileSync(join(roots.logs, 'app.log'), '2026-11-23T10:00:00Z ERROR disk full\n');
     writeFileSync(join(roots.config, 'device.conf'), 'mode=kiosk\n');
@@ -115,14 +115,18 @@ describe('maintenance jobs', () => {
     const daysAgo = (n: number): Date => new Date(Date.now() - n * 86_400_000);
     utimesSync(join(logs, '..'), daysAgo(31), daysAgo(31));
     utimesSync(join(backup, '..'), daysAgo(29), daysAgo(29));
-    const { proc: again } = await startServer(join(dir, 'server'), ['--port', String(port), '--keep-uploads', '30']);
+    // Job records are kept for 0.000001 days (86 ms): both jobs ended before the server stopped.
+    const { proc: again } = await startServer(join(dir, 'server'), ['--port', String(port), '--keep-uploads', '30', '--keep-jobs', '0.000001']);
     await again.waitFor(/deleted what devices uploaded for 1 job\(s\) over 30 days ago \(--keep-uploads\)/);
+    await again.waitFor(/forgot 2 job\(s\) finished over 0 days ago \(--keep-jobs\)/);
     expect(existsSync(join(logs, '..'))).toBe(false);
     expect(readFileSync(backup, 'utf8')).toBe('mode=kiosk\n');
-    // A bad value is refused before anything starts.
-    const bad = new Proc('bad keep', join(import.meta.dirname, '../../scripts/UpdateServer.sh'), ['0', '--keep-uploads', 'soon'], { NXT_STATE_DIR: join(dir, 'other') });
-    expect(await bad.exited).toBe(2);
-    expect(bad.output).toMatch(/--keep-uploads "soon" is not a number of days/);
+    // Bad values are refused before anything starts.
+    for (const flag of ['--keep-uploads', '--keep-jobs']) {
+      const bad = new Proc('bad keep', join(import.meta.dirname, '../../scripts/UpdateServer.sh'), ['0', flag, 'soon'], { NXT_STATE_DIR: join(dir, 'other') });
+      expect(await bad.exited).toBe(2);
+      expect(bad.output).toMatch(new RegExp(`${flag} "soon" is not a number of days`));
+    }
   });
 
   it('a put whose temporary name holds a planted link fails, and the file the link names is untouched', async () => {

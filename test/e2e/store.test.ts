@@ -100,6 +100,11 @@ describe.each(engines)('the store on $kind', ({ kind, fresh }) => {
     expect(js.list().map((j) => [j.id, j.state])).toEqual([[j1.id, 'done'], [j2.id, 'queued']]);
     expect(js.nextFor('a'.repeat(32))?.id).toBe(j2.id);
     expect((await js.add('b'.repeat(32), 'logs', {}, at(7))).id).toBe(j2.id + 1); // ids go on, never reused
+    // A finished job forgotten (--keep-jobs) is gone from the store; the one to run stays.
+    await js.forget([j1.id]);
+    expect((await JobStore.open(store)).list().map((j) => j.id)).toEqual([j2.id, j2.id + 1]);
+    expect(js.nextFor('a'.repeat(32))?.id).toBe(j2.id);
+    expect(js.listFor('b'.repeat(32)).map((j) => j.id)).toEqual([j2.id + 1]);
     const h = new History(store);
     expect((await h.list()).map((e) => e.result)).toEqual(['ok', 'timeout', 'committed']);
     expect((await h.list('abab')).map((e) => e.result)).toEqual(['ok', 'committed']);

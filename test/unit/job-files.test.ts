@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { jobFilesToDelete, uploadsToDelete } from '../../src/server/job-files.js';
+import { jobFilesToDelete, jobsToForget, uploadsToDelete } from '../../src/server/job-files.js';
 import type { Job, JobState } from '../../src/server/job-store.js';
 
 const sha = (c: string): string => c.repeat(64);
@@ -51,5 +51,28 @@ describe('which uploads may go', () => {
     expect(uploadsToDelete(dirs, jobs, 30 * DAY, 30 * DAY).map((d) => d.job)).toEqual([1, 5, 7, 8]);
     // A day later the backup's time is up too.
     expect(uploadsToDelete(dirs, jobs, 31 * DAY, 30 * DAY).map((d) => d.job)).toEqual([1, 3, 5, 7, 8]);
+  });
+});
+
+describe('which job records may go', () => {
+  const DAY = 86_400_000;
+  const at = (ms: number): string => new Date(ms).toISOString();
+  const rec = (id: number, kind: Job['kind'], state: JobState, updated: number, device = 'd'): Job => ({
+    id, device, kind, params: {}, state, createdAt: at(0), updatedAt: at(updated), file: kind === 'report' && state === 'done' ? `uploads/${device}/${id}/report.json` : undefined,
+  });
+
+  it('finished ones unchanged for the time kept, except each device\'s newest report; never one still to run', () => {
+    const jobs = [
+      rec(1, 'logs', 'done', 0), // finished long ago: goes
+      rec(2, 'backup', 'failed', 0), // failed long ago: goes
+      rec(3, 'logs', 'queued', 0), // queued long ago, the device never came: stays
+      rec(4, 'logs', 'sent', 0), // sent, not answered: stays
+      rec(5, 'report', 'done', 0), // d's newest report, however old: stays
+      rec(6, 'report', 'done', 0, 'e'), // e has a newer report: goes
+      rec(7, 'report', 'done', DAY, 'e'), // e's newest: stays
+      rec(8, 'clean', 'done', 2 * DAY), // finished a day before the limit: stays
+    ];
+    expect(jobsToForget(jobs, 30 * DAY, 30 * DAY)).toEqual([1, 2, 6]);
+    expect(jobsToForget(jobs, 32 * DAY, 30 * DAY)).toEqual([1, 2, 6, 8]);
   });
 });
