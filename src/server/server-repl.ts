@@ -362,31 +362,45 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
       + `${d.updateState}${d.updateResult !== RESULT_NAMES[0] ? ` (${d.updateResult})` : ''}${d.answered ? '' : '  (no answer: last known)'}`)),
   };
 
-  const jobs: TypedCommand<{ target?: string }, Job[]> = {
-    usage: 'jobs [ID|GROUP] [--json]',
-    help: 'maintenance jobs, queued, sent, done and failed (for one device or group)',
-    input: schema.object({ target: schema.string({ minLength: 1 }) }),
+  /** The newest `last` of `list` (oldest first, as they were queued), saying how many are left out. */
+  const newest = (list: Job[], last: number, say: (line: string) => void, what: string): Job[] => {
+    if (list.length > last) say(`${list.length - last} older ${what} not shown (--last N shows more)`);
+    return list.slice(-last);
+  };
+  /** `--last N` of a listing command, `fallback` without it. */
+  const lastOption = (options: Record<string, string | undefined>, fallback: number): number => {
+    const last = options.last === undefined ? fallback : Number(options.last);
+    if (!Number.isInteger(last) || last < 1) throw new NxtError('usage', '--last takes a positive whole number');
+    return last;
+  };
+
+  const jobs: TypedCommand<{ target?: string; last: number }, Job[]> = {
+    usage: 'jobs [ID|GROUP] [--last N] [--json]',
+    help: 'maintenance jobs, queued, sent, done and failed (for one device or group), the newest 50 or N',
+    input: schema.object({ target: schema.string({ minLength: 1 }), last: { ...schema.positive(), default: 50 } }),
     parse: (words) => {
-      if (words.length > 1) throw new NxtError('usage', 'usage: jobs [ID|GROUP] [--json]');
-      return words[0] === undefined ? {} : { target: words[0] };
+      const { positional, options } = takeOptions(words, ['last']);
+      if (positional.length > 1) throw new NxtError('usage', 'usage: jobs [ID|GROUP] [--last N] [--json]');
+      return { ...(positional[0] === undefined ? {} : { target: positional[0] }), last: lastOption(options, 50) };
     },
-    run: ({ target }) => {
+    run: ({ target, last }, { say }) => {
       const members = target === undefined ? undefined : new Set(server.fleetKnown().filter((c) => c.tags.includes(target) || c.id.startsWith(target.toLowerCase())).map((c) => c.id));
-      return o.jobs?.store.list((j) => !members || members.has(j.device)) ?? [];
+      return newest(o.jobs?.store.list((j) => !members || members.has(j.device)) ?? [], last, say, 'jobs');
     },
     print: (list) => (list.length === 0 ? ['no jobs'] : list.map(describeJob)),
   };
 
-  const results: TypedCommand<{ job?: number }, Job[]> = {
-    usage: 'results [JOB] [--json]',
-    help: 'finished jobs with their result (ok, invalid job, file does not exist, generation failed, transfer failed) and uploaded file',
-    input: schema.object({ job: schema.positive() }),
+  const results: TypedCommand<{ job?: number; last: number }, Job[]> = {
+    usage: 'results [JOB] [--last N] [--json]',
+    help: 'finished jobs with their result (ok, invalid job, file does not exist, generation failed, transfer failed) and uploaded file, the newest 20 or N',
+    input: schema.object({ job: schema.positive(), last: { ...schema.positive(), default: 20 } }),
     parse: (words) => {
-      const id = words[0] === undefined ? undefined : Number(words[0]);
-      if (words.length > 1 || (id !== undefined && !Number.isInteger(id))) throw new NxtError('usage', 'usage: results [JOB] (a job number)');
-      return id === undefined ? {} : { job: id };
+      const { positional, options } = takeOptions(words, ['last']);
+      const id = positional[0] === undefined ? undefined : Number(positional[0]);
+      if (positional.length > 1 || (id !== undefined && !Number.isInteger(id))) throw new NxtError('usage', 'usage: results [JOB] [--last N] (a job number)');
+      return { ...(id === undefined ? {} : { job: id }), last: lastOption(options, 20) };
     },
-    run: ({ job }) => o.jobs?.store.list((j) => (j.state === 'done' || j.state === 'failed') && (job === undefined || j.id === job)) ?? [],
+    run: ({ job, last }, { say }) => newest(o.jobs?.store.list((j) => (j.state === 'done' || j.state === 'failed') && (job === undefined || j.id === job)) ?? [], last, say, 'results'),
     print: (list) => (list.length === 0 ? ['no finished jobs (see: jobs)'] : list.map(describeJob)),
   };
 
@@ -426,9 +440,7 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
     parse: (words) => {
       const { positional, options } = takeOptions(words, ['last']);
       if (positional.length > 1) throw new NxtError('usage', 'usage: history [ID] [--last N]');
-      const last = options.last === undefined ? 20 : Number(options.last);
-      if (!Number.isInteger(last) || last < 1) throw new NxtError('usage', '--last takes a positive whole number');
-      return { ...(positional[0] === undefined ? {} : { device: positional[0] }), last };
+      return { ...(positional[0] === undefined ? {} : { device: positional[0] }), last: lastOption(options, 20) };
     },
     run: ({ device, last }) => o.history.list(device, last),
     print: (entries) => (entries.length === 0 ? ['no push results recorded'] : entries.map((e) => `  ${e.at}  ${shortId(e.client)}  ${e.module} ${e.version}  `

@@ -141,7 +141,7 @@ describe('kill -9 while saving', () => {
       for (const m of server.output.slice(at).matchAll(/job (\d+) \(logs\) queued/g)) acknowledged.add(m[1]!);
     }
     const server = (await startServer(state)).proc;
-    const listed = new Set([...(await server.run('jobs', /NxtServer# /)).matchAll(/^\s*(\d+)\s/gm)].map((m) => m[1]!));
+    const listed = new Set([...(await server.run('jobs --last 100000', /NxtServer# /)).matchAll(/^\s*(\d+)\s/gm)].map((m) => m[1]!));
     expect([...acknowledged].filter((j) => !listed.has(j))).toEqual([]);
     expect(acknowledged.size).toBeGreaterThanOrEqual(8 * 5);
   }, 120_000);

@@ -110,6 +110,11 @@ describe('maintenance jobs', () => {
     writeFileSync(join(roots.config, 'device.conf'), 'mode=kiosk\n');
     const logs = (await job(server, `logs ${id} --file app.log`)).match(/→ (\S+)/)![1]!;
     const backup = (await job(server, `backup ${id} device.conf`)).match(/→ (\S+)/)![1]!;
+    // Listings show the newest N and say what they leave out.
+    const listed = await server.run('results --last 1', /backup +done.*\n/);
+    expect(listed).toMatch(/1 older results not shown \(--last N shows more\)/);
+    expect(listed).not.toMatch(/logs +done/);
+    expect(await server.run('jobs --last 0', /--last takes/)).toMatch(/--last takes a positive whole number/);
     // The server stops; the log extract arrived 31 days ago, the backup 29 days ago.
     await server.stop();
     const daysAgo = (n: number): Date => new Date(Date.now() - n * 86_400_000);

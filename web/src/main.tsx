@@ -70,7 +70,8 @@ function Login({ onToken }: { onToken: (t: string) => void }): preact.JSX.Elemen
 
 function Fleet({ version }: { version: number }): preact.JSX.Element {
   const { data: devices, error } = useResource<Device[]>('devices', version, []);
-  const { data: history } = useResource<HistoryEntry[]>('history', version, []);
+  // The chart needs more than the console's newest 20 results: a fleet's pushes, bounded.
+  const { data: history } = useResource<HistoryEntry[]>('history?last=2000', version, []);
   const [search, setSearch] = useState('');
   const [show, setShow] = useState<'all' | 'online' | 'offline'>('all');
   const shown = devices.filter((d) => (show === 'all' || d.online === (show === 'online'))
@@ -140,8 +141,9 @@ function VersionsChart({ history }: { history: HistoryEntry[] }): preact.JSX.Ele
 
 function DevicePage({ id, version }: { id: string; version: number }): preact.JSX.Element {
   const { data: devices } = useResource<Device[]>('devices', version, []);
-  const { data: history } = useResource<HistoryEntry[]>('history', version, []);
-  const { data: jobs } = useResource<Job[]>('jobs', version, []);
+  // This device's own (the fleet's newest would leave out a quiet device's).
+  const { data: history } = useResource<HistoryEntry[]>(`history?device=${id}`, version, []);
+  const { data: jobs } = useResource<Job[]>(`jobs?target=${id}`, version, []);
   const d = devices.find((x) => x.id === id);
   if (!d) return <section><h2>Device {short(id)}</h2><p>Not known (yet).</p></section>;
   return (
