@@ -32,6 +32,7 @@ import type { ClientRecord } from './registry.js';
 import { LAST_SEEN_SAVE_MS } from './registry-saver.js';
 import type { NxtServer, PushReport, TrialOutcome } from './server.js';
 import type { CampaignRecord } from './campaign.js';
+import { JobsSeen } from './job-store.js';
 import { PARTS_CHANNEL, partsOf, readParts, writeParts } from './shared-files.js';
 
 /** A remote command's answer, as the node that carried it out wrote it. */
@@ -101,6 +102,7 @@ export class Cluster {
   private readonly timers: NodeJS.Timeout[] = [];
   private remote: ClientRecord[] = [];
   private live = new Map<string, NodeRow>();
+  private readonly jobsSeen = new JobsSeen();
   private working = false;
   private closed = false;
   /** Waiters for remote push results, woken by NOTIFY nxt_results. */
@@ -194,7 +196,13 @@ export class Cluster {
     const server = this.server;
     if (!server) return;
     server.adoptDecisions(await this.o.store.devices());
-    server.adoptJobs(await this.o.store.jobs());
+    // Only what may have changed (JobsSeen): reading every job every time grows with the fleet's
+    // history.
+    const now = this.o.wallClock.wallNow().getTime();
+    const since = this.jobsSeen.since(now);
+    const changed = await this.o.store.jobsChanged(since, server.unfinishedJobIds());
+    server.adoptJobs(changed);
+    this.jobsSeen.read(now, changed.reduce((max, j) => Math.max(max, j.id), since));
     // A release record is written before its bytes are shared: adopted once its file row is
     // there (the parts follow, and Cluster.copyOf waits for them).
     await server.adoptReleases(async (r) => (await this.o.store.releaseFile(r.sha256)) !== undefined);

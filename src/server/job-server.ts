@@ -186,6 +186,9 @@ export class JobServer extends EventEmitter {
     this.o.store.adopt(saved, holds);
   }
 
+  /** Jobs queued or sent, not yet finished. */
+  unfinishedIds(): number[] { return this.o.store.unfinishedIds(); }
+
   /** A status report for `device`, unless one is queued or running already. */
   queueReport(device: string, wallNow: Date): void {
     const waiting = this.o.store.listFor(device).filter((j) => j.kind === 'report' && (j.state === 'queued' || j.state === 'sent'));

@@ -26,7 +26,9 @@ export interface Job {
 }
 
 export class JobStore {
-  private jobs: Job[];
+  /** Every job, by id (oldest first). */
+  private jobs: Job[] = [];
+  private readonly byId = new Map<number, Job>();
   /** Each device's jobs, oldest first: a device's poll looks at its own, not at the fleet's. */
   private readonly byDevice = new Map<string, Job[]>();
   /** Without a store (tests): ids counted here. */
@@ -34,9 +36,7 @@ export class JobStore {
 
   /** `store` undefined: nothing persisted (tests). */
   constructor(private readonly store: Store | undefined, saved: readonly Job[] = []) {
-    // Not push(...saved): a spread of a few hundred thousand arguments overflows the stack.
-    this.jobs = saved.slice();
-    this.index();
+    for (const j of saved) this.insert(j);
   }
 
   static async open(store: Store): Promise<JobStore> {
@@ -49,8 +49,7 @@ export class JobStore {
     const id = this.store ? await this.store.nextJobId() : ++this.lastId;
     const job: Job = { id, device, kind, params, state: 'queued', createdAt: at, updatedAt: at, source };
     await this.store?.saveJob(job);
-    this.jobs.push(job);
-    this.deviceJobs(device).push(job);
+    this.insert(job);
     return job;
   }
 
@@ -60,19 +59,19 @@ export class JobStore {
    * node's to change, and stay as they are in memory.
    */
   adopt(saved: readonly Job[], holds: (device: string) => boolean): void {
-    const byId = new Map(this.jobs.map((j) => [j.id, j]));
     for (const j of saved) {
-      const known = byId.get(j.id);
-      if (!known) this.jobs.push(j);
+      const known = this.byId.get(j.id);
+      if (!known) this.insert(j);
       else if (!holds(j.device)) Object.assign(known, { state: j.state, result: j.result, message: j.message, file: j.file, updatedAt: j.updatedAt });
     }
-    this.jobs.sort((a, b) => a.id - b.id);
-    this.index();
   }
 
-  get(id: number): Job | undefined { return this.jobs.find((j) => j.id === id); }
+  get(id: number): Job | undefined { return this.byId.get(id); }
 
   list(filter: (j: Job) => boolean = () => true): Job[] { return this.jobs.filter(filter); }
+
+  /** Jobs queued or sent, not yet finished. */
+  unfinishedIds(): number[] { return this.jobs.filter((j) => j.state === 'queued' || j.state === 'sent').map((j) => j.id); }
 
   /** The device's jobs, oldest first. */
   listFor(device: string): readonly Job[] { return this.byDevice.get(device) ?? []; }
@@ -100,18 +99,63 @@ export class JobStore {
     if (ids.length === 0) return;
     await this.store?.deleteJobs(ids);
     const gone = new Set(ids);
+    const devices = new Set<string>();
+    for (const id of ids) {
+      const j = this.byId.get(id);
+      if (j) devices.add(j.device);
+      this.byId.delete(id);
+    }
     this.jobs = this.jobs.filter((j) => !gone.has(j.id));
-    this.index();
+    for (const device of devices) {
+      const left = this.byDevice.get(device)!.filter((j) => !gone.has(j.id));
+      if (left.length === 0) this.byDevice.delete(device);
+      else this.byDevice.set(device, left);
+    }
   }
 
-  private deviceJobs(device: string): Job[] {
-    let list = this.byDevice.get(device);
-    if (!list) this.byDevice.set(device, list = []);
-    return list;
+  /** Keep `job`, in id order (jobs arrive nearly in order: adopted ones and ours interleave). */
+  private insert(job: Job): void {
+    this.byId.set(job.id, job);
+    insertById(this.jobs, job);
+    let list = this.byDevice.get(job.device);
+    if (!list) this.byDevice.set(job.device, list = []);
+    insertById(list, job);
+  }
+}
+
+/** Insert `job` into `list`, sorted by id: at the end unless an older id arrives late. */
+function insertById(list: Job[], job: Job): void {
+  let at = list.length;
+  while (at > 0 && list[at - 1]!.id > job.id) at--;
+  list.splice(at, 0, job);
+}
+
+/**
+ * Where a node's next read of the jobs others changed may start (several nodes read every
+ * REFRESH_MS). Jobs are never changed once finished, so a read need only bring back every job
+ * still to run, the jobs it had as still to run (finished since, or forgotten), and those created
+ * since the last read. "Created since" is by id, with a margin: an id is handed out before its
+ * job is saved, and a group's jobs take their ids together and are saved one by one, so a read
+ * starts at the highest id seen `marginMs` ago, not at the highest seen. Reading every job every
+ * time cost ~0.35 s of the server's thread at 100,000 jobs (SQLite, this machine), every 2 s.
+ * Pure: time is an argument.
+ */
+export class JobsSeen {
+  private readonly reads: { at: number; maxId: number }[] = [];
+
+  constructor(private readonly marginMs = 10_000) {}
+
+  /** Read jobs with ids above this (0: all, until a read is `marginMs` old). */
+  since(now: number): number {
+    let since = 0;
+    for (const r of this.reads) if (now - r.at >= this.marginMs && r.maxId > since) since = r.maxId;
+    return since;
   }
 
-  private index(): void {
-    this.byDevice.clear();
-    for (const j of this.jobs) this.deviceJobs(j.device).push(j);
+  /** A read at `now` saw ids up to `maxId`. */
+  read(now: number, maxId: number): void {
+    this.reads.push({ at: now, maxId });
+    // Only the newest read old enough to start from is needed, and those not yet old enough.
+    while (this.reads.length > 1 && now - this.reads[1]!.at >= this.marginMs) this.reads.shift();
   }
 }

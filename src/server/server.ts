@@ -368,6 +368,11 @@ export class NxtServer extends EventEmitter {
     this.options.jobs?.adopt(saved, (device) => this.registry.get(device) !== undefined);
   }
 
+  /** Jobs known here as still to run (several nodes: read again until they are finished). */
+  unfinishedJobIds(): number[] {
+    return this.options.jobs?.unfinishedIds() ?? [];
+  }
+
   /** This node's name when several serve the fleet (undefined: a lone server). */
   get nodeName(): string | undefined { return this.options.cluster?.name; }
 

@@ -106,6 +106,15 @@ export const MIGRATIONS: readonly Migration[] = [
       'ALTER TABLE release_files ADD COLUMN parts INTEGER NOT NULL DEFAULT 0',
     ],
   },
+  {
+    version: 7,
+    what: 'several nodes: jobs still to run found without reading every job',
+    statements: () => [
+      // Each node reads the jobs still to run every 2 s (Store.jobsChanged), and the files jobs
+      // send stay while one still to run names them: both look jobs up by state.
+      'CREATE INDEX jobs_by_state ON jobs (state)',
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -34,6 +34,8 @@ export interface NodeRow {
 
 const doc = (value: unknown): string => JSON.stringify(value);
 const parse = <T>(rows: readonly { doc: string }[]): T[] => rows.map((r) => JSON.parse(r.doc) as T);
+/** Ids per `IN (…)` when jobs are read by id: well under either engine's limit on parameters. */
+const WATCHED_PER_QUERY = 500;
 
 /** Delete a file's parts when `when` (a condition with `params`) holds and no job not yet done
  *  (at any node) sends the same bytes. */
@@ -116,6 +118,24 @@ export class Store {
 
   async jobs(): Promise<Job[]> {
     return parse(await this.engine.query<{ doc: string }>('SELECT doc FROM jobs ORDER BY id'));
+  }
+
+  /**
+   * The jobs that may have changed since a read that saw ids up to `sinceId` (JobsSeen): every job
+   * still to run, every job above that id, and of `watched` (jobs read as still to run before)
+   * those that are not still to run now: finished since (forgotten ones are simply not there).
+   */
+  async jobsChanged(sinceId: number, watched: readonly number[]): Promise<Job[]> {
+    // Two index searches (by id, by state): with `OR` and `ORDER BY id` SQLite scanned the table.
+    const rows = parse<Job>(await this.engine.query<{ doc: string }>(
+      "SELECT doc FROM jobs WHERE id > ? UNION ALL SELECT doc FROM jobs WHERE state IN ('queued', 'sent') AND id <= ?", [sinceId, sinceId]));
+    const have = new Set(rows.map((j) => j.id));
+    const missing = watched.filter((id) => !have.has(id));
+    for (let i = 0; i < missing.length; i += WATCHED_PER_QUERY) {
+      const ids = missing.slice(i, i + WATCHED_PER_QUERY);
+      for (const j of parse<Job>(await this.engine.query<{ doc: string }>(`SELECT doc FROM jobs WHERE id IN (${ids.map(() => '?').join(', ')})`, ids))) rows.push(j);
+    }
+    return rows.sort((a, b) => a.id - b.id);
   }
 
   /** A job id no node has handed out. */

@@ -100,11 +100,19 @@ describe.each(engines)('the store on $kind', ({ kind, fresh }) => {
     expect(js.list().map((j) => [j.id, j.state])).toEqual([[j1.id, 'done'], [j2.id, 'queued']]);
     expect(js.nextFor('a'.repeat(32))?.id).toBe(j2.id);
     expect((await js.add('b'.repeat(32), 'logs', {}, at(7))).id).toBe(j2.id + 1); // ids go on, never reused
-    // A finished job forgotten (--keep-jobs) is gone from the store; the one to run stays.
+    // Read again by another node: jobs still to run, those above an id, and those watched.
+    const ids = async (since: number, watched: number[]): Promise<number[]> => [...new Set((await store.jobsChanged(since, watched)).map((j) => j.id))].sort((x, y) => x - y);
+    expect(await ids(j2.id + 1, [])).toEqual([j2.id, j2.id + 1]); // both still to run
+    await js.update(js.get(j2.id)!, { state: 'done', result: 'ok' }, at(8));
+    expect(await ids(j2.id + 1, [])).toEqual([j2.id + 1]);
+    expect(await ids(j2.id + 1, [j2.id])).toEqual([j2.id, j2.id + 1]); // finished since it was read
+    expect(await ids(0, [])).toEqual([j1.id, j2.id, j2.id + 1]);
+    // A finished job forgotten (--keep-jobs) is gone from the store; the others stay.
     await js.forget([j1.id]);
     expect((await JobStore.open(store)).list().map((j) => j.id)).toEqual([j2.id, j2.id + 1]);
-    expect(js.nextFor('a'.repeat(32))?.id).toBe(j2.id);
+    expect(js.nextFor('a'.repeat(32))).toBeUndefined();
     expect(js.listFor('b'.repeat(32)).map((j) => j.id)).toEqual([j2.id + 1]);
+    expect(await ids(0, [j1.id])).toEqual([j2.id, j2.id + 1]);
     const h = new History(store);
     expect((await h.list()).map((e) => e.result)).toEqual(['ok', 'timeout', 'committed']);
     expect((await h.list('abab')).map((e) => e.result)).toEqual(['ok', 'committed']);

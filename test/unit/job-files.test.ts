@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { jobFilesToDelete, jobsToForget, uploadsToDelete } from '../../src/server/job-files.js';
-import type { Job, JobState } from '../../src/server/job-store.js';
+import { JobStore, JobsSeen, type Job, type JobState } from '../../src/server/job-store.js';
 
 const sha = (c: string): string => c.repeat(64);
 const job = (id: number, state: JobState, sha256?: string): Job => ({
@@ -74,5 +74,38 @@ describe('which job records may go', () => {
     ];
     expect(jobsToForget(jobs, 30 * DAY, 30 * DAY)).toEqual([1, 2, 6]);
     expect(jobsToForget(jobs, 32 * DAY, 30 * DAY)).toEqual([1, 2, 6, 8]);
+  });
+});
+
+describe('the jobs a node reads again (several nodes)', () => {
+  it('all until a read is old enough, then from the highest id seen that long ago', () => {
+    const seen = new JobsSeen(10_000);
+    expect(seen.since(0)).toBe(0);
+    seen.read(0, 100);
+    seen.read(2_000, 120);
+    expect(seen.since(9_999)).toBe(0); // no read is 10 s old yet: ids may still be saved below 120
+    expect(seen.since(10_000)).toBe(100);
+    seen.read(10_000, 150);
+    expect(seen.since(12_000)).toBe(120);
+    seen.read(30_000, 150);
+    expect(seen.since(30_000)).toBe(150);
+  });
+
+  it('keep every job in id order, whichever node saved it first, and adopt others\' changes', () => {
+    const held = 'h'.repeat(32);
+    const other = 'o'.repeat(32);
+    const rec = (id: number, device: string, state: JobState): Job => ({ id, device, kind: 'logs', params: {}, state, createdAt: '', updatedAt: '' });
+    const jobs = new JobStore(undefined, [rec(1, held, 'done'), rec(3, other, 'queued')]);
+    // Job 2 was saved by another node after this one had seen 3.
+    jobs.adopt([rec(2, other, 'queued'), rec(4, held, 'queued')], (d) => d === held);
+    expect(jobs.list().map((j) => j.id)).toEqual([1, 2, 3, 4]);
+    expect(jobs.listFor(other).map((j) => j.id)).toEqual([2, 3]);
+    expect(jobs.unfinishedIds()).toEqual([2, 3, 4]);
+    expect(jobs.nextFor(other)?.id).toBe(2);
+    // The other node finished 2; a job held here keeps this node's state whatever the store says.
+    jobs.adopt([rec(2, other, 'done'), rec(4, held, 'failed')], (d) => d === held);
+    expect(jobs.get(2)?.state).toBe('done');
+    expect(jobs.get(4)?.state).toBe('queued');
+    expect(jobs.nextFor(other)?.id).toBe(3);
   });
 });
