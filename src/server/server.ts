@@ -23,6 +23,7 @@ import { chunkSizeFor, SMALL_CHUNK_BYTES, type Release } from './release.js';
 import { SealedReleases } from './sealed-release.js';
 import { SealThread } from './seal-thread.js';
 import { PathMtu } from '../transfer/path-mtu.js';
+import { Turns } from '../util/turns.js';
 import { routeTo } from '../net/interface-mtu.js';
 import { FRAGMENTED_DATAGRAM, FragmentPolicy, type FragmentDecision } from '../net/fragments.js';
 import { MAX_UDP_PAYLOAD_BYTES } from '../protocol/envelope.js';
@@ -115,6 +116,8 @@ interface KnownPath {
 
 /** After a failed automatic push, wait this long before trying that client again. */
 const AUTO_RETRY_MS = 60_000;
+/** Manifests signed between two turns of the event loop (~4 ms each: tweetnacl). */
+const SIGNATURES_PER_TURN = 4;
 /** Registrations are soft state, saved at most this often (tags are saved at once). */
 const FLEET_SAVE_MS = 1000;
 const FLEET_RETRY_MS = 10_000;
@@ -184,6 +187,8 @@ export class NxtServer extends EventEmitter {
   private readonly largeChunksFailed = new Set<string>();
   private sealed: SealedReleases | undefined;
   private sealThread: SealThread | undefined;
+  /** Per-device manifests are signed a few at a time (util/turns.ts). */
+  private readonly signing = new Turns(SIGNATURES_PER_TURN);
 
   constructor(private readonly options: NxtServerOptions) {
     super();
@@ -479,7 +484,8 @@ export class NxtServer extends EventEmitter {
       const chunkSize = chunkSizeFor(release, group ? group.sender.maxDatagram : this.largeChunksFailed.has(client.id) ? SMALL_CHUNK_DATAGRAM : path.options.max);
       // Sealed once per release and chunk size, whatever the number of devices.
       const sealed = await this.sealedReleases().get(release.path, { size: m.size, sha256: m.sha256, chunkSize });
-      const signed = release.signedFor(client.id, chunkSize);
+      // One manifest per device, a few milliseconds each: the thread turns between them.
+      const signed = await this.signing.run(() => release.signedFor(client.id, chunkSize));
       return new PushSession(this.newTransferId(), client, release, signed, sealed, path, this.options.channel, this.options.clock, this.options.sender ?? {}, renumber);
     }));
     const failed = prepared.find((p) => p.status === 'rejected');
