@@ -578,10 +578,11 @@ export class ClientAgent extends EventEmitter {
     const t = this.current;
     if (!t || t.transferId !== msg.transferId || t.groupTransferId !== msg.groupTransferId) return;
     const group = this.stopTakingGroup(t, msg.groupTransferId);
-    const key = group && formatGroup(group);
-    const joined = key === undefined ? undefined : this.groups.get(key);
+    if (!group) return;
+    const key = formatGroup(group);
+    const joined = this.groups.get(key);
     if (!joined) return;
-    this.groups.delete(key!);
+    this.groups.delete(key);
     void joined.then((r) => r?.close());
     this.log(`left the multicast group ${key}: the rest comes by unicast`);
   }

@@ -151,9 +151,9 @@ const RFC8032_TEST_2 = {
 
 /**
  * Verify a known signature once, so that the first release a device checks does not pay for
- * tweetnacl running cold: its first verification takes ~20 ms here, the next ones ~5-8 ms (the
- * JIT has compiled its field arithmetic by then). A device does this while idle, after it
- * registered; a first push to ten devices sharing two cores spent ~0.5 CPU-s on it. Returns the
+ * tweetnacl running cold: its first verification takes 21-23 ms here, the next ones 6-10 ms (the
+ * JIT has compiled its field arithmetic by then); in a profile of one device's first push it was
+ * ~60 ms of the push's CPU. A device does this while idle, after it registered. Returns the
  * verdict (true: tweetnacl works as RFC 8032 says).
  */
 export function warmUpVerifier(): boolean {

@@ -51,10 +51,7 @@ export interface UploadDir {
  */
 export function uploadsToDelete(dirs: readonly UploadDir[], jobs: readonly Job[], now: number, keepMs: number): UploadDir[] {
   const byId = new Map(jobs.map((j) => [j.id, j]));
-  const newestReport = new Map<string, number>();
-  for (const j of jobs) {
-    if (j.kind === 'report' && j.file !== undefined && j.id > (newestReport.get(j.device) ?? -1)) newestReport.set(j.device, j.id);
-  }
+  const newestReport = newestReports(jobs);
   return dirs.filter((d) => {
     const job = byId.get(d.job);
     if (job && (job.state === 'queued' || job.state === 'sent')) return false;
@@ -70,10 +67,16 @@ export function uploadsToDelete(dirs: readonly UploadDir[], jobs: readonly Job[]
  * keep every record for ever, in the database and in the server's memory.
  */
 export function jobsToForget(jobs: readonly Job[], now: number, keepMs: number): number[] {
-  const newestReport = new Map<string, number>();
-  for (const j of jobs) {
-    if (j.kind === 'report' && j.file !== undefined && j.id > (newestReport.get(j.device) ?? -1)) newestReport.set(j.device, j.id);
-  }
+  const newestReport = newestReports(jobs);
   return jobs.filter((j) => (j.state === 'done' || j.state === 'failed') && newestReport.get(j.device) !== j.id
     && now - Date.parse(j.updatedAt) >= keepMs).map((j) => j.id);
+}
+
+/** Each device's newest status report that arrived (its job id): kept by both sweeps. */
+function newestReports(jobs: readonly Job[]): Map<string, number> {
+  const newest = new Map<string, number>();
+  for (const j of jobs) {
+    if (j.kind === 'report' && j.file !== undefined && j.id > (newest.get(j.device) ?? -1)) newest.set(j.device, j.id);
+  }
+  return newest;
 }
