@@ -84,6 +84,7 @@ const program = new Command('nxt-server')
   .option('--http-max-upload <MiB>', 'the largest module the HTTP API takes', '512')
   .option('--keep-uploads <days>', 'delete what devices uploaded for jobs (logs, backups, reports) this many days after it arrived; each device\'s newest report stays (0: keep everything)', '90')
   .option('--keep-jobs <days>', 'forget the records of finished jobs this many days after they finished; each device\'s newest report stays (0: keep everything)', '365')
+  .option('--keep-history <days>', 'forget push history entries (results, trials) this many days after they happened; `releases` still counts them (0: keep everything)', '365')
   .option('--headless', CONSOLE_MODE_HELP.headless)
   .option('--log-format <text|json>', CONSOLE_MODE_HELP.logFormat)
   // Options after a subcommand belong to it (keygen --state-dir D).
@@ -101,7 +102,7 @@ interface ServerFlags {
   multicast?: string; multicastTtl: string; multicastInterface?: string; multicastRate: string; multicastDatagram?: string;
   notifyWebhook?: string; smtp?: string; notifyEmail?: string; notifyFrom: string; behindAfter?: string; notifyRetry: string;
   headless?: boolean; logFormat?: string; publicDir?: string; http?: string; httpMaxUpload: string;
-  database?: string; nodeName?: string; keepUploads: string; keepJobs: string;
+  database?: string; nodeName?: string; keepUploads: string; keepJobs: string; keepHistory: string;
 }
 
 const whole = (minimum?: number, maximum?: number): ConfigType => ({ type: 'number', integer: true, minimum, maximum });
@@ -113,7 +114,7 @@ const SERVER_CONFIG: Record<string, ConfigType> = {
   notifyWebhook: { type: 'string', format: 'http-url' }, smtp: { type: 'string', format: 'smtp-url' }, notifyEmail: { type: 'string', format: 'email' },
   notifyFrom: { type: 'string', format: 'email' }, behindAfter: whole(1),
   headless: 'boolean', logFormat: { type: 'string', enum: ['text', 'json'] }, publicDir: 'string', http: 'string', httpMaxUpload: whole(1),
-  keepUploads: { type: 'number', minimum: 0 }, keepJobs: { type: 'number', minimum: 0 },
+  keepUploads: { type: 'number', minimum: 0 }, keepJobs: { type: 'number', minimum: 0 }, keepHistory: { type: 'number', minimum: 0 },
 };
 
 /** A --keep-* option: days (fractions allowed), 0 keeping everything; undefined: for ever. */
@@ -147,6 +148,7 @@ program.action(async (flags: ServerFlags) => {
     const notifyRetryMs = parsePositiveMs(opts.notifyRetry);
     const keepUploadsMs = keepMs('--keep-uploads', opts.keepUploads);
     const keepJobsMs = keepMs('--keep-jobs', opts.keepJobs);
+    const keepHistoryMs = keepMs('--keep-history', opts.keepHistory);
     if (opts.database !== undefined) checkDatabaseUrl(opts.database);
     if (opts.nodeName !== undefined && !/^[\w.:-]{1,64}$/.test(opts.nodeName)) throw new NxtError('usage', `--node-name "${opts.nodeName}": 1-64 letters, digits, ".", ":", "_" or "-"`);
     const mode = await consoleMode('nxt-server', opts);
@@ -219,7 +221,7 @@ program.action(async (flags: ServerFlags) => {
       stateDir: opts.stateDir, sealInThread: true, store, savedClients: await store.registrations(cluster?.name ?? ''), cluster, releases, prepareStored, autoUpdate: opts.autoUpdate === true,
       channel, clock: systemClock, wallClock: systemWallClock, devices, randomU32: () => randomBytes(4).readUInt32BE(0),
       enrollTokens: (opts.enrollToken ?? '').split(',').map((t) => t.trim()).filter((t) => t !== ''),
-      renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, maxDatagram, history: { log: history, wallClock: systemWallClock }, multicast,
+      renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, maxDatagram, history: { log: history, wallClock: systemWallClock, keepMs: keepHistoryMs }, multicast,
     });
     const rollouts = new Rollouts({
       server, releases, prepare: prepareStored, wallClock: systemWallClock, store, saved: await store.campaigns(cluster?.name ?? ''), node: cluster?.name,

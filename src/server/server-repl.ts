@@ -20,7 +20,7 @@ import { basename, join, resolve } from 'node:path';
 import { hashFile } from '../util/hash-file.js';
 import { severityRank } from '../jobs/log-filter.js';
 import { checkName, InvalidJob, splitRootDir } from '../jobs/roots.js';
-import { summarizeReleases, type History } from './history.js';
+import type { History, ReleaseSummary } from './history.js';
 import type { ClientRecord } from './registry.js';
 import { describeInventory, type DeviceRecord, type DeviceState } from './devices.js';
 import {
@@ -447,7 +447,7 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
       + `${e.result}${e.result === 'ok' ? '' : `: ${e.message}`}  (${Math.round(e.elapsedMs)} ms, ${e.resent} resent)`)),
   };
 
-  type ReleaseView = ReturnType<typeof summarizeReleases>[number] & { size?: number; signed?: string; for?: Compatibility };
+  type ReleaseView = ReleaseSummary & { size?: number; signed?: string; for?: Compatibility };
   const releases: TypedCommand<Record<string, never>, ReleaseView[]> = {
     usage: 'releases [--json]',
     help: 'every module pushed (from the history): version, first and last push, devices it was installed on, failures; size, signer and what it is for',
@@ -457,7 +457,7 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
       // What the history says, with what the server keeps of each: its size, who signed it
       // (this server when pushed, or offline), what it is for.
       const stored = o.releases.list();
-      return summarizeReleases(await o.history.list()).map((r) => {
+      return (await o.history.releases()).map((r) => {
         const kept = stored.find((x) => x.sha256 === r.sha256 && formatReleaseVersion(x.version) === r.version);
         return kept ? { ...r, size: kept.size, signed: kept.presigned ? 'offline' : 'by the server', for: kept.for } : r;
       });

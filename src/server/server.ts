@@ -57,7 +57,11 @@ export interface NxtServerOptions {
   readonly maxClients?: number;
   readonly sender?: Partial<SenderOptions>;
   /** Where every push result is recorded, whoever started the push, stamped with wall time. */
-  readonly history?: { readonly log: History; readonly wallClock: WallClock };
+  readonly history?: {
+    readonly log: History; readonly wallClock: WallClock;
+    /** Forget entries this much older than now (--keep-history; release summaries stay); none: keep them. */
+    readonly keepMs?: number;
+  };
   /** Where sealed releases are cached (`sealed/`); none: a temporary folder. */
   readonly stateDir?: string;
   /** Seal releases in a thread of their own (seal-thread.ts), beside sending; else in this one. */
@@ -121,6 +125,9 @@ const SIGNATURES_PER_TURN = 4;
 /** Registrations are soft state, saved at most this often (tags are saved at once). */
 const FLEET_SAVE_MS = 1000;
 const FLEET_RETRY_MS = 10_000;
+/** How often old history entries are looked for (--keep-history), and how many go at most. */
+const HISTORY_SWEEP_MS = 10 * 60_000;
+const FORGET_HISTORY_PER_SWEEP = 10_000;
 
 export interface ServerStats {
   datagrams: number;
@@ -176,6 +183,7 @@ export class NxtServer extends EventEmitter {
   /** Since when each online device has been behind the latest release (and whether we said so). */
   private readonly behindSince = new Map<string, { sha256: string; since: number; alerted: boolean }>();
   private readonly behindTimer: NodeJS.Timeout | undefined;
+  private readonly historyTimer: NodeJS.Timeout | undefined;
   readonly registry: Registry;
   private readonly sessions = new Map<number, PushSession>();
   private readonly renewMs: number;
@@ -204,6 +212,13 @@ export class NxtServer extends EventEmitter {
     if (options.sealInThread) {
       this.sealThread = new SealThread();
       this.sealThread.start();
+    }
+    const keepHistoryMs = options.history?.keepMs;
+    if (keepHistoryMs !== undefined) {
+      const sweep = (): void => { void this.forgetHistory(keepHistoryMs); };
+      sweep();
+      this.historyTimer = setInterval(sweep, HISTORY_SWEEP_MS);
+      this.historyTimer.unref();
     }
     const behindAfter = options.behindAfterMs;
     if (options.notifier && behindAfter !== undefined) {
@@ -579,8 +594,23 @@ export class NxtServer extends EventEmitter {
     });
   }
 
+  /** Forget history entries older than `keepMs`, FORGET_HISTORY_PER_SWEEP at a time (a first
+   *  sweep over years of entries stays a small write), and say how many. */
+  private async forgetHistory(keepMs: number): Promise<void> {
+    const { history } = this.options;
+    if (!history) return;
+    const before = new Date(history.wallClock.wallNow().getTime() - keepMs).toISOString();
+    try {
+      const n = await history.log.forget(before, FORGET_HISTORY_PER_SWEEP);
+      if (n > 0) this.emit('notice', `forgot ${n} push history entr${n === 1 ? 'y' : 'ies'} from before ${before} (--keep-history; \`releases\` still counts them)`);
+    } catch (err) {
+      this.emit('warning', `could not forget old push history: ${errorMessage(err)}`);
+    }
+  }
+
   async close(): Promise<void> {
     clearInterval(this.behindTimer);
+    clearInterval(this.historyTimer);
     this.options.jobs?.close();
     clearTimeout(this.saveTimer);
     this.saveTimer = undefined;

@@ -16,7 +16,7 @@ import type { CampaignRecord } from '../server/campaign.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
 import { readStateFile } from '../util/atomic-file.js';
 import type { Statement } from './engine.js';
-import type { Store } from './store.js';
+import { historyStatements, type Store } from './store.js';
 
 export const LEGACY_FILES = ['clients.json', 'devices.json', 'jobs.json', 'releases.json', 'history.jsonl', 'api-tokens.json', 'campaigns.json'] as const;
 
@@ -68,6 +68,9 @@ export async function importStateDir(store: Store, dir: string, warn: (line: str
     const top = Math.max(...campaigns.map((c) => c.id));
     statements.push({ sql: "UPDATE counters SET value = ? WHERE name = 'campaign' AND value < ?", params: [top, top] });
   }
+  // A history entry is two or three statements (its release's summary too): counted apart.
+  const otherRecords = statements.length;
+  let historyEntries = 0;
   if (present.includes('history.jsonl') && await store.count('history') === 0) {
     for (const line of readFileSync(join(dir, 'history.jsonl'), 'utf8').split('\n')) {
       let e: HistoryEntry;
@@ -76,12 +79,16 @@ export async function importStateDir(store: Store, dir: string, warn: (line: str
       } catch {
         continue; // an empty line, or one torn by a crash mid-write
       }
-      if (typeof e?.client === 'string') statements.push({ sql: 'INSERT INTO history (client, doc) VALUES (?, ?)', params: [e.client, doc(e)] });
+      if (typeof e?.client !== 'string') continue;
+      // The summary's columns are required: a field an old file lacks is imported empty.
+      const text = (v: unknown): string => (typeof v === 'string' ? v : '');
+      statements.push(...historyStatements({ ...e, at: text(e.at), module: text(e.module), version: text(e.version), sha256: text(e.sha256), result: text(e.result) }));
+      historyEntries++;
     }
   }
   await store.write(statements);
   for (const f of present) {
     renameSync(join(dir, f), join(dir, `${f}.imported`));
   }
-  return { files: present, records: statements.length };
+  return { files: present, records: otherRecords + historyEntries };
 }

@@ -9,6 +9,7 @@
  * per row keeps the two engines' SQL the same.
  */
 import { NxtError } from '../errors.js';
+import { COMMITTED_RESULT, INSTALLED_RESULTS } from '../server/history.js';
 import { DIALECTS, type Dialect, type SqlEngine } from './engine.js';
 
 interface Migration {
@@ -114,6 +115,35 @@ export const MIGRATIONS: readonly Migration[] = [
       // send stay while one still to run names them: both look jobs up by state.
       'CREATE INDEX jobs_by_state ON jobs (state)',
     ],
+  },
+  {
+    version: 8,
+    what: 'releases summarised as results arrive; push history kept for a time (--keep-history)',
+    statements: ({ jsonText }) => {
+      // Every entry has these fields; '' for one that somehow lacks one (the columns require them).
+      const j = (key: string, table = 'history'): string => `COALESCE(${jsonText(`${table}.doc`, key)}, '')`;
+      // How each result counts, as summaryRole says (server/history.ts).
+      const installed = `${j('result')} IN (${INSTALLED_RESULTS.map((r) => `'${r}'`).join(', ')})`;
+      const failed = `${j('result')} NOT IN (${[...INSTALLED_RESULTS, COMMITTED_RESULT].map((r) => `'${r}'`).join(', ')})`;
+      return [
+        // When the result happened (the entry's own `at`), to forget entries by age.
+        "ALTER TABLE history ADD COLUMN at TEXT NOT NULL DEFAULT ''",
+        `UPDATE history SET at = ${j('at')}`,
+        'CREATE INDEX history_by_at ON history (at)',
+        // One row per module pushed (by content), kept up to date by each history entry, so that
+        // `releases` reads a row per release instead of the whole history, and stays right once
+        // old entries are forgotten. The module and version are those of its first push.
+        'CREATE TABLE release_stats (sha256 TEXT PRIMARY KEY, module TEXT NOT NULL, version TEXT NOT NULL, '
+          + 'first_pushed TEXT NOT NULL, last_pushed TEXT NOT NULL, failures BIGINT NOT NULL)',
+        // The devices that reported a release active after a push of it.
+        'CREATE TABLE release_installs (sha256 TEXT NOT NULL, client TEXT NOT NULL, PRIMARY KEY (sha256, client))',
+        'INSERT INTO release_stats (sha256, module, version, first_pushed, last_pushed, failures) '
+          + `SELECT r.sha256, ${j('module', 'f')}, ${j('version', 'f')}, ${j('at', 'f')}, ${j('at', 'l')}, r.failures FROM `
+          + `(SELECT ${j('sha256')} AS sha256, MIN(seq) AS first_seq, MAX(seq) AS last_seq, SUM(CASE WHEN ${failed} THEN 1 ELSE 0 END) AS failures `
+          + `FROM history GROUP BY ${j('sha256')}) r JOIN history f ON f.seq = r.first_seq JOIN history l ON l.seq = r.last_seq`,
+        `INSERT INTO release_installs (sha256, client) SELECT DISTINCT ${j('sha256')}, client FROM history WHERE ${installed}`,
+      ];
+    },
   },
 ];
 

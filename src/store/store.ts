@@ -9,7 +9,7 @@
  */
 import { join } from 'node:path';
 import type { DeviceRecord } from '../server/devices.js';
-import type { HistoryEntry } from '../server/history.js';
+import { summaryRole, type HistoryEntry, type ReleaseSummary } from '../server/history.js';
 import type { Job } from '../server/job-store.js';
 import type { SavedClient } from '../server/registry.js';
 import type { StoredRelease } from '../server/release-store.js';
@@ -43,6 +43,21 @@ const filePartsNoJobNeeds = (sha256: string, when: string, params: readonly SqlV
   sql: `DELETE FROM file_parts WHERE sha256 = ? AND ${when} AND NOT EXISTS (SELECT 1 FROM jobs WHERE state IN ('queued', 'sent') AND doc LIKE ?)`,
   params: [sha256, ...params, `%"sha256":"${sha256}"%`],
 });
+
+/** A history entry, and its release's summary (release_stats, release_installs) brought up to
+ *  date; the summary's module and version stay those of the first entry. */
+export function historyStatements(e: HistoryEntry): Statement[] {
+  const role = summaryRole(e.result);
+  return [
+    { sql: 'INSERT INTO history (client, at, doc) VALUES (?, ?, ?)', params: [e.client, e.at, doc(e)] },
+    {
+      sql: 'INSERT INTO release_stats (sha256, module, version, first_pushed, last_pushed, failures) VALUES (?, ?, ?, ?, ?, ?) '
+        + 'ON CONFLICT (sha256) DO UPDATE SET last_pushed = excluded.last_pushed, failures = release_stats.failures + excluded.failures',
+      params: [e.sha256, e.module, e.version, e.at, e.at, role === 'failed' ? 1 : 0],
+    },
+    ...role === 'installed' ? [{ sql: 'INSERT INTO release_installs (sha256, client) VALUES (?, ?) ON CONFLICT (sha256, client) DO NOTHING', params: [e.sha256, e.client] }] : [],
+  ];
+}
 
 export class Store {
   private writes: Promise<unknown> = Promise.resolve();
@@ -192,8 +207,35 @@ export class Store {
 
   // --- push history
 
+  /** The entry, and its release's summary brought up to date, in one transaction. */
   appendHistory(e: HistoryEntry): Promise<void> {
-    return this.write([{ sql: 'INSERT INTO history (client, doc) VALUES (?, ?)', params: [e.client, doc(e)] }]);
+    return this.write(historyStatements(e));
+  }
+
+  /** Per release (by content), in the order first pushed (migration 8 explains the tables). */
+  async releaseSummaries(): Promise<ReleaseSummary[]> {
+    const rows = await this.engine.query<{ sha256: string; module: string; version: string; first_pushed: string; last_pushed: string; failures: number | string; installed: number | string }>(
+      'SELECT s.sha256, s.module, s.version, s.first_pushed, s.last_pushed, s.failures, '
+        + '(SELECT COUNT(*) FROM release_installs i WHERE i.sha256 = s.sha256) AS installed FROM release_stats s ORDER BY s.first_pushed, s.sha256',
+    );
+    return rows.map((r) => ({
+      module: r.module, version: r.version, sha256: r.sha256, firstPushed: r.first_pushed, lastPushed: r.last_pushed,
+      installedOn: Number(r.installed), failures: Number(r.failures),
+    }));
+  }
+
+  /** Delete at most `max` history entries from before `before` (ISO 8601), oldest first; how
+   *  many. Release summaries stay. */
+  async forgetHistory(before: string, max: number): Promise<number> {
+    const rows = await this.engine.query<{ seq: number | string }>('SELECT seq FROM history WHERE at < ? ORDER BY at, seq LIMIT ?', [before, max]);
+    const seqs = rows.map((r) => Number(r.seq));
+    const statements: Statement[] = [];
+    for (let i = 0; i < seqs.length; i += WATCHED_PER_QUERY) {
+      const some = seqs.slice(i, i + WATCHED_PER_QUERY);
+      statements.push({ sql: `DELETE FROM history WHERE seq IN (${some.map(() => '?').join(', ')})`, params: some });
+    }
+    await this.write(statements);
+    return seqs.length;
   }
 
   /** Oldest first; only the clients whose id starts with `clientPrefix`, if given; only the

@@ -127,7 +127,7 @@ describe('maintenance jobs', () => {
     expect(existsSync(join(logs, '..'))).toBe(false);
     expect(readFileSync(backup, 'utf8')).toBe('mode=kiosk\n');
     // Bad values are refused before anything starts.
-    for (const flag of ['--keep-uploads', '--keep-jobs']) {
+    for (const flag of ['--keep-uploads', '--keep-jobs', '--keep-history']) {
       const bad = new Proc('bad keep', join(import.meta.dirname, '../../scripts/UpdateServer.sh'), ['0', flag, 'soon'], { NXT_STATE_DIR: join(dir, 'other') });
       expect(await bad.exited).toBe(2);
       expect(bad.output).toMatch(new RegExp(`${flag} "soon" is not a number of days`));

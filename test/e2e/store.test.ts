@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiTokens } from '../../src/server/api-tokens.js';
 import type { CampaignRecord } from '../../src/server/campaign.js';
 import { Devices, type DeviceRecord } from '../../src/server/devices.js';
-import { History, type HistoryEntry } from '../../src/server/history.js';
+import { History, summarizeReleases, type HistoryEntry } from '../../src/server/history.js';
 import { JobStore } from '../../src/server/job-store.js';
 import { PART_BYTES, PART_PATIENCE_MS, readParts, writeParts } from '../../src/server/shared-files.js';
 import { LAST_SEEN_SAVE_MS, RegistrySaver } from '../../src/server/registry-saver.js';
@@ -118,6 +118,42 @@ describe.each(engines)('the store on $kind', ({ kind, fresh }) => {
     expect((await h.list('abab')).map((e) => e.result)).toEqual(['ok', 'committed']);
     expect((await h.list(undefined, 2)).map((e) => e.result)).toEqual(['timeout', 'committed']);
     expect((await store.campaigns()).map((c) => c.id)).toEqual([1]);
+    await store.close();
+  });
+
+  it.skipIf(skip)('summarises releases as results arrive, also from a history written before (migration 8), and forgets old entries but not what they counted', async () => {
+    const where = fresh();
+    let store = await open(where);
+    // The database as a server before schema version 8 left it: history entries only.
+    await store.engine.batch([
+      { sql: 'DROP TABLE release_installs' }, { sql: 'DROP TABLE release_stats' }, { sql: 'DROP INDEX history_by_at' },
+      { sql: 'ALTER TABLE history DROP COLUMN at' }, { sql: 'DELETE FROM nxt_schema WHERE version = 8' },
+    ]);
+    const one = '1'.repeat(64);
+    const two = '2'.repeat(64);
+    const e = (s: number, c: string, result: string, sha256 = one, version = '2.0.0'): HistoryEntry => ({ ...entry(c.repeat(32), result), at: at(s).toISOString(), sha256, version });
+    const before = [e(1, 'a', 'ok'), e(2, 'b', 'timeout'), e(3, 'a', 'committed'), e(4, 'c', 'already installed'), e(5, 'a', 'ok', two, '3.0.0')];
+    await store.engine.batch(before.map((x) => ({ sql: 'INSERT INTO history (client, doc) VALUES (?, ?)', params: [x.client, JSON.stringify(x)] })));
+    await store.close();
+    store = await open(where);
+    const h = new History(store);
+    const summary = (sha256: string, first: number, last: number, installedOn: number, failures: number): object => ({
+      module: 'm_2_0.mjs', version: sha256 === one ? '2.0.0' : '3.0.0', sha256, firstPushed: at(first).toISOString(), lastPushed: at(last).toISOString(), installedOn, failures,
+    });
+    expect(await h.releases()).toEqual([summary(one, 1, 4, 2, 1), summary(two, 5, 5, 1, 0)]);
+    expect(await h.releases()).toEqual(summarizeReleases(before));
+    // Entries appended now keep the summaries up to date, as the history itself would count them.
+    const after = [e(6, 'b', 'ok'), e(7, 'd', 'rolled back (selfTest)', two, '3.0.0'), e(8, 'a', 'ok')];
+    for (const x of after) await h.append(x);
+    expect(await h.releases()).toEqual([summary(one, 1, 8, 3, 1), summary(two, 5, 7, 1, 1)]);
+    expect(await h.releases()).toEqual(summarizeReleases([...before, ...after]));
+    // Entries before at(5) go, at most so many at a time, oldest first; the summaries stay.
+    expect(await h.forget(at(5).toISOString(), 3)).toBe(3);
+    expect((await h.list()).map((x) => x.at)).toEqual([4, 5, 6, 7, 8].map((s) => at(s).toISOString()));
+    expect(await h.forget(at(5).toISOString(), 3)).toBe(1);
+    expect(await h.forget(at(5).toISOString(), 3)).toBe(0);
+    expect(await h.releases()).toEqual([summary(one, 1, 8, 3, 1), summary(two, 5, 7, 1, 1)]);
+    expect((await h.list('dddd')).map((x) => x.result)).toEqual(['rolled back (selfTest)']);
     await store.close();
   });
 

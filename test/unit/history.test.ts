@@ -29,4 +29,23 @@ describe('release summaries', () => {
       expect.objectContaining({ version: '3.0.0', firstPushed: 't4', installedOn: 1, failures: 0 }),
     ]);
   });
+
+  it('count a device that already ran it as installed, a committed trial as neither, a rolled back one as a failure', () => {
+    const s = summarizeReleases([
+      entry({ at: 't1', result: 'already installed' }), entry({ at: 't2', result: 'committed' }),
+      entry({ at: 't3', client: 'b'.repeat(32), result: 'rolled back (selfTest)' }),
+    ]);
+    expect(s).toEqual([expect.objectContaining({ installedOn: 1, failures: 1, lastPushed: 't3' })]);
+  });
+
+  it('forget the entries before a time, oldest first, at most so many, and still count them', async () => {
+    const h = new History(undefined);
+    for (const [at, client] of [['2026-01-01', 'a'], ['2026-01-02', 'b'], ['2026-01-03', 'c'], ['2026-01-04', 'd']] as const) {
+      await h.append(entry({ at, client: client.repeat(32) }));
+    }
+    expect(await h.forget('2026-01-03', 1)).toBe(1);
+    expect(await h.forget('2026-01-03', 10)).toBe(1);
+    expect((await h.list()).map((e) => e.at)).toEqual(['2026-01-03', '2026-01-04']);
+    expect(await h.releases()).toEqual([expect.objectContaining({ firstPushed: '2026-01-01', lastPushed: '2026-01-04', installedOn: 4, failures: 0 })]);
+  });
 });
