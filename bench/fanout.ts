@@ -20,12 +20,7 @@ import { Proc, startClient, startServer, stopAll, tempDir } from '../test/suppor
 import { writeModule } from '../test/support/modules.js';
 import { ensureCommands, have } from '../test/support/debian.js';
 import { cpuSeconds, peakRssMb } from './proc-stats.js';
-
-const argv = process.argv.slice(2);
-const opt = (name: string, fallback: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : fallback;
-};
+import { benchArgs } from './args.js';
 
 const HUB = 'nxtf-hub';
 const SERVER_NS = 'nxtf-server';
@@ -80,7 +75,7 @@ const fmt = (ms: number): string => (Number.isFinite(ms) ? `${(ms / 1000).toFixe
 interface NxtRun { ms: number; cpu: number; rssMb: number; straggler?: number; devicesCpu: number }
 
 /** nxt: a server (multicast or not) and `n` devices; `runs` pushes of fresh modules. */
-async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { multicast: boolean; lossyDevice?: number; groupDatagram?: number; label?: string }): Promise<NxtRun[]> {
+async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { multicast: boolean; lossyDevice?: number; groupDatagram?: number; label?: string; explain?: boolean }): Promise<NxtRun[]> {
   const state = join(work, `server-${n}-${o.multicast}-${o.lossyDevice ?? 'clean'}-${o.groupDatagram ?? 'mtu'}${o.label ?? ''}`);
   const extra = ['--renew', '5000', ...(o.multicast ? ['--multicast', `${GROUP}:${GROUP_PORT}`, '--multicast-interface', SERVER_ADDR] : []),
     ...(o.groupDatagram === undefined ? [] : ['--multicast-datagram', String(o.groupDatagram)])];
@@ -107,7 +102,7 @@ async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { 
       if ((listed.match(/"online":true/g) ?? []).length >= n) break;
       await new Promise((res) => setTimeout(res, 500));
     }
-    if (argv.includes('--explain')) {
+    if (o.explain) {
       for (let k = 0; k < 5; k++) {
         const c0 = devices.reduce((a, d) => a + cpuSeconds(d.pid), 0);
         await new Promise((res) => setTimeout(res, 1000));
@@ -123,10 +118,10 @@ async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { 
     const w0 = process.hrtime.bigint() / 1000n;
     await server.waitFor(/push finished: .*\n/, 300_000, at);
     const ms = performance.now() - t0;
-    if (argv.includes('--explain')) console.error(`push window (monotonic µs, as in --cpu-prof): ${w0} ${process.hrtime.bigint() / 1000n}`);
+    if (o.explain) console.error(`push window (monotonic µs, as in --cpu-prof): ${w0} ${process.hrtime.bigint() / 1000n}`);
     const text = server.output.slice(at);
     const done = Number(/push finished: (\d+) done/.exec(text)?.[1] ?? 0);
-    if (argv.includes('--explain')) {
+    if (o.explain) {
       console.error(text.split('\n').filter((l) => !/%/.test(l)).join('\n'));
       console.error(`devices' system CPU: ${(sys() - sys0).toFixed(2)} s`);
       for (const d of [devices[0]!, devices.at(-1)!]) console.error(`--- ${d.name} ---\n${d.output.split('\n').slice(-25).join('\n')}`);
@@ -203,7 +198,7 @@ async function tcpRuns(work: string, n: number, mib: number, runs: number): Prom
   return out;
 }
 
-export async function runFanout(o: { mib: number; devices: number[]; runs: number }): Promise<void> {
+export async function runFanout(o: { mib: number; devices: number[]; runs: number; explain?: boolean }): Promise<void> {
   console.log(`\n## Fan-out: ${o.mib} MiB to a LAN of devices (each in its own network namespace, one bridge, MTU 1500)\n`);
   if (process.getuid?.() !== 0 || !have('ip')) { console.log('(skipped: needs root and ip, to make the namespaces)'); return; }
   const peers = ensureCommands(['uftp', 'uftpd', 'nft'], ['uftp', 'nftables'], 'the fan-out benchmark');
@@ -216,9 +211,9 @@ export async function runFanout(o: { mib: number; devices: number[]; runs: numbe
       '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|'];
     const tenMulticast: number[] = [];
     for (const n of [1, ...o.devices]) {
-      const m = n === 1 ? [] : await nxtRuns(work, n, o.mib, o.runs, { multicast: true });
-      const big = n === 1 ? [] : await nxtRuns(work, n, o.mib, o.runs, { multicast: true, groupDatagram: 1472 });
-      const u = await nxtRuns(work, n, o.mib, o.runs, { multicast: false });
+      const m = n === 1 ? [] : await nxtRuns(work, n, o.mib, o.runs, { explain: o.explain, multicast: true });
+      const big = n === 1 ? [] : await nxtRuns(work, n, o.mib, o.runs, { explain: o.explain, multicast: true, groupDatagram: 1472 });
+      const u = await nxtRuns(work, n, o.mib, o.runs, { explain: o.explain, multicast: false });
       const uftp = n === 1 || !peers ? [] : await uftpRuns(work, n, o.mib, o.runs, 500_000);
       const tcp = await tcpRuns(work, n, o.mib, o.runs);
       const mm = median(m.map((x) => x.ms));
@@ -237,11 +232,11 @@ export async function runFanout(o: { mib: number; devices: number[]; runs: numbe
     }
     console.log(rows.join('\n'));
     if (o.devices.includes(10)) {
-      const lossy = await nxtRuns(work, 10, o.mib, o.runs, { multicast: true, lossyDevice: 0 });
+      const lossy = await nxtRuns(work, 10, o.mib, o.runs, { explain: o.explain, multicast: true, lossyDevice: 0 });
       // The clean time again, right after: on this machine every push late in the section is
       // slower than early on (a clean push measured here took 1.98 s, 1.29 s at the start of the
       // same section), so the lossy case is set beside both.
-      const cleanAfter = median((await nxtRuns(work, 10, o.mib, o.runs, { multicast: true, label: '-again' })).map((x) => x.ms));
+      const cleanAfter = median((await nxtRuns(work, 10, o.mib, o.runs, { explain: o.explain, multicast: true, label: '-again' })).map((x) => x.ms));
       const others = median(lossy.map((x) => x.straggler ?? NaN));
       const clean = tenMulticast[0] ?? NaN;
       console.log(`\nOne of 10 devices behind 5% loss (multicast): the other 9 done in ${fmt(others)}, all 10 in ${fmt(median(lossy.map((x) => x.ms)))}; `
@@ -254,24 +249,33 @@ export async function runFanout(o: { mib: number; devices: number[]; runs: numbe
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}` && argv.includes('--lossy-only')) {
-  // Development: --runs pushes (default 1) to --devices N (default 10) by multicast (by unicast
-  // with --unicast; --multicast-datagram BYTES as the server's option), the first device behind
-  // 5% loss unless --clean; --explain prints the
-  // server's lines and each push's window in --cpu-prof's clock; --after-peers runs UFTP's and
-  // TCP's rounds first, as the whole section does.
-  const n = Number(opt('devices', '10'));
-  const work = tempDir('nxt-fanout-');
-  createNet(n);
-  try {
-    if (argv.includes('--after-peers')) {
-      await uftpRuns(work, n, Number(opt('mib', '16')), 3, 500_000);
-      await tcpRuns(work, n, Number(opt('mib', '16')), 3);
-    }
-    const groupDatagram = argv.includes('--multicast-datagram') ? Number(opt('multicast-datagram', '1472')) : undefined;
-    const r = await nxtRuns(work, n, Number(opt('mib', '16')), Number(opt('runs', '1')), { multicast: !argv.includes('--unicast'), lossyDevice: argv.includes('--clean') ? undefined : 0, groupDatagram });
-    console.log(r);
-  } finally { await stopAll(); removeNet(n); }
-} else if (import.meta.url === `file://${process.argv[1]}`) {
-  await runFanout({ mib: Number(opt('mib', '16')), devices: opt('devices', '10,50').split(',').map(Number), runs: Math.max(1, Number(opt('runs', '3'))) });
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const args = benchArgs('npm run bench:fanout --', 'One release to devices in network namespaces on one bridge, beside UFTP multicast and N parallel TCP; needs root and ip (it says so and skips otherwise).', {
+    mib: { number: 16, help: 'the module\'s size in MiB' },
+    devices: { numbers: [10, 50], help: 'how many devices (each count a row; with --lossy-only the first)' },
+    runs: { number: undefined, help: 'pushes per figure (3; with --lossy-only 1)' },
+    'lossy-only': { flag: true, help: 'development: only nxt\'s pushes, the first device behind 5% loss unless --clean' },
+    clean: { flag: true, help: 'with --lossy-only: no device behind loss' },
+    unicast: { flag: true, help: 'with --lossy-only: by unicast, not multicast' },
+    'multicast-datagram': { number: undefined, help: 'with --lossy-only: the server\'s --multicast-datagram' },
+    'after-peers': { flag: true, help: 'with --lossy-only: UFTP\'s and TCP\'s rounds first, as the whole section runs them' },
+    explain: { flag: true, help: 'print the server\'s lines, the devices\' CPU and each push\'s window in --cpu-prof\'s clock' },
+  });
+  if (args['lossy-only']) {
+    const n = args.devices[0] ?? 10;
+    const work = tempDir('nxt-fanout-');
+    createNet(n);
+    try {
+      if (args['after-peers']) {
+        await uftpRuns(work, n, args.mib, 3, 500_000);
+        await tcpRuns(work, n, args.mib, 3);
+      }
+      const r = await nxtRuns(work, n, args.mib, args.runs ?? 1, {
+        multicast: !args.unicast, lossyDevice: args.clean ? undefined : 0, groupDatagram: args['multicast-datagram'], explain: args.explain,
+      });
+      console.log(r);
+    } finally { await stopAll(); removeNet(n); }
+  } else {
+    await runFanout({ mib: args.mib, devices: args.devices, runs: Math.max(1, args.runs ?? 3), explain: args.explain });
+  }
 }

@@ -29,22 +29,26 @@ import { systemClock } from '../src/util/clock.js';
 import { startServer, stopAll, tempDir, TEST_ENROLL_TOKEN } from '../test/support/processes.js';
 import { havePostgres, startPostgres } from '../test/support/postgres.js';
 import { cpuSeconds, peakRssMb, rssMb } from './proc-stats.js';
+import { benchArgs } from './args.js';
 
-const argv = process.argv.slice(2);
-const opt = (name: string, fallback: number): number => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(argv[i + 1]) : fallback;
-};
-const CLIENTS = opt('clients', 1000);
-const RENEW_MS = opt('renew', 2000);
-const STEADY_S = opt('seconds', 20);
+const args = benchArgs('npm run bench:fleet --', 'Simulated clients registered and renewing against one real server on loopback, which is then killed and restarted.', {
+  clients: { number: 1000, help: 'simulated clients' },
+  renew: { number: 2000, help: 'the server\'s --renew, ms' },
+  seconds: { number: 20, help: 'how long the steady state is measured' },
+  'max-handshakes': { number: 0, help: 'the server\'s --max-handshakes (0: its default)' },
+  postgres: { flag: true, help: 'the fleet in a PostgreSQL started here (Debian\'s package), not the embedded SQLite' },
+  explain: { flag: true, help: 'print where the time goes' },
+});
+const CLIENTS = args.clients;
+const RENEW_MS = args.renew;
+const STEADY_S = args.seconds;
 const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
 
 const work = tempDir('nxt-fleet-sim-');
-const MAX_HANDSHAKES = opt('max-handshakes', 0);
+const MAX_HANDSHAKES = args['max-handshakes'];
 const serverArgs = ['--renew', String(RENEW_MS), ...(MAX_HANDSHAKES > 0 ? ['--max-handshakes', String(MAX_HANDSHAKES)] : [])];
-if (argv.includes('--postgres') && !havePostgres) throw new Error('--postgres: PostgreSQL is not installed (apt-get install postgresql)');
-const pg = argv.includes('--postgres') ? await startPostgres() : undefined;
+if (args.postgres && !havePostgres) throw new Error('--postgres: PostgreSQL is not installed (apt-get install postgresql)');
+const pg = args.postgres ? await startPostgres() : undefined;
 const serverEnv: Record<string, string> = pg ? { NXT_DATABASE: pg.newDatabase('fleet') } : {};
 let { proc: server, port } = await startServer(join(work, 'server'), serverArgs, serverEnv);
 const serverKey = readIdentityPublic(join(work, 'server/identity.pub'));
@@ -159,7 +163,7 @@ const restartedAt = performance.now();
 const upS = (performance.now() - restartedAt) / 1000;
 const backDeadline = performance.now() + 120_000;
 // --explain: once a second, how many are back and what the server's channel counted.
-const explain = argv.includes('--explain');
+const explain = args.explain;
 let nextReport = performance.now() + 1000;
 const lag = monitorEventLoopDelay({ resolution: 20 });
 lag.enable();

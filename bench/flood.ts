@@ -15,15 +15,16 @@ import { COOKIE_BYTES, encodeInit, KEY_BYTES, SEALED_STAMP_BYTES, SEALED_STATIC_
 import { writeModule } from '../test/support/modules.js';
 import { startClient, startServer, stopAll, tempDir } from '../test/support/processes.js';
 import { cpuSeconds } from './proc-stats.js';
+import { benchArgs } from './args.js';
 
-const argv = process.argv.slice(2);
-const opt = (name: string, fallback: number): number => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(argv[i + 1]) : fallback;
-};
-const RUNS = opt('runs', 3);
-const RATE = opt('rate', 12_000);
-const MIB = opt('mib', 16);
+const args = benchArgs('npm run bench:flood --', 'A 16 MiB push to one device under a flood of forged handshake INITs, beside the same push without it.', {
+  runs: { number: 3, help: 'pushes each way (alternated)' },
+  rate: { number: 12_000, help: 'forged INITs per second' },
+  mib: { number: 16, help: 'the module\'s size in MiB' },
+});
+const RUNS = args.runs;
+const RATE = args.rate;
+const MIB = args.mib;
 const SOURCES = 32;
 const TICK_MS = 5;
 

@@ -17,19 +17,20 @@ import { writeModule } from '../test/support/modules.js';
 import { seededRandom } from '../test/support/random.js';
 import { startClient, startServer, stopAll, tempDir } from '../test/support/processes.js';
 import { UdpProxy } from '../test/support/udp-proxy.js';
+import { benchArgs } from './args.js';
 
-const argv = process.argv.slice(2);
-const opt = (name: string, fallback: number): number => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(argv[i + 1]) : fallback;
-};
-const COUNT = opt('count', 1_000_000);
-const RATE = opt('rate', 50_000); // datagrams per second, both targets together
+const args = benchArgs('npm run fuzz --', 'Random and mutated datagrams at a live server and client on loopback; exits non-zero if anything failed.', {
+  count: { number: 1_000_000, help: 'datagrams in all' },
+  rate: { number: 50_000, help: 'datagrams per second, both targets together' },
+  seed: { number: 7, help: 'the random source\'s seed' },
+});
+const COUNT = args.count;
+const RATE = args.rate;
 /** Memory may grow by at most this much during the fuzzing (caches, JIT, GC slack). */
 const RSS_GROWTH_BOUND_MB = 64;
 
 const rssMb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
-const random = seededRandom(Number(opt('seed', 7)));
+const random = seededRandom(args.seed);
 const int = (n: number): number => Math.floor(random() * n);
 
 const work = tempDir('nxt-fuzz-');

@@ -11,15 +11,16 @@ import { join } from 'node:path';
 import { startClient, startServer, stopAll, tempDir, type Proc } from '../test/support/processes.js';
 import { writeModule } from '../test/support/modules.js';
 import { havePostgres, startPostgres } from '../test/support/postgres.js';
+import { benchArgs } from './args.js';
 
-const argv = process.argv.slice(2);
-const opt = (name: string, fallback: number): number => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(argv[i + 1]) : fallback;
-};
-const DEVICES = opt('devices', 10);
-const SIZE = opt('size-mib', 4) * 1024 * 1024;
-const RUNS = opt('runs', 3);
+const args = benchArgs('npm run bench:nodes --', 'A push typed at one node to devices held by another, beside the same push on one node, on a PostgreSQL started here.', {
+  devices: { number: 10, help: 'devices' },
+  'size-mib': { number: 4, help: 'the module\'s size in MiB' },
+  runs: { number: 3, help: 'pushes each way' },
+});
+const DEVICES = args.devices;
+const SIZE = args['size-mib'] * 1024 * 1024;
+const RUNS = args.runs;
 
 if (!havePostgres) {
   console.log('bench:nodes needs PostgreSQL (apt-get install postgresql): skipped');

@@ -8,18 +8,28 @@
  *   node relay.js --front 10.203.2.1:7000 --back 10.203.1.1 --server 10.203.1.2:9000 --loss 0.01 --delay 5 --reorder 0 --seed 1
  */
 import { UdpProxy, lossyLink } from '../test/support/udp-proxy.js';
+import { benchArgs } from './args.js';
 
-const argv = process.argv.slice(2);
-const opt = (name: string, fallback?: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  const v = i >= 0 ? argv[i + 1] : fallback;
-  if (v === undefined) throw new Error(`relay: --${name} is required`);
-  return v;
+const args = benchArgs('node dist-bench/bench/relay.js', 'The benchmark\'s relay between network namespaces (transfer.ts starts it).', {
+  front: { text: undefined, help: 'HOST:PORT it listens on for the side that starts transfers (required)' },
+  back: { text: undefined, help: 'HOST it sends to the server from (required)' },
+  server: { text: undefined, help: 'HOST:PORT of the server (required)' },
+  loss: { number: 0, help: 'share of datagrams lost, each way' },
+  delay: { number: 0, help: 'ms each way' },
+  reorder: { number: 0, help: 'share of datagrams held back (reordered)' },
+  seed: { number: 1, help: 'the random source\'s seed' },
+  'loss-per-frame': { flag: true, help: 'the loss is each 1500-byte frame\'s' },
+});
+const opt = (name: 'front' | 'back' | 'server'): string => {
+  const v = args[name];
+  if (v !== undefined) return v;
+  console.error(`relay: --${name} is required (--help lists the options)`);
+  process.exit(2);
 };
 const [frontHost, frontPort] = opt('front').split(':');
 const [serverHost, serverPort] = opt('server').split(':');
-const rule = lossyLink(Number(opt('seed', '1')), {
-  loss: Number(opt('loss', '0')), delayMs: Number(opt('delay', '0')), reorder: Number(opt('reorder', '0')), perFrame: argv.includes('--loss-per-frame'),
+const rule = lossyLink(args.seed, {
+  loss: args.loss, delayMs: args.delay, reorder: args.reorder, perFrame: args['loss-per-frame'],
 });
 const proxy = await UdpProxy.start(Number(serverPort), rule, { front: frontHost!, frontPort: Number(frontPort), back: opt('back'), server: serverHost! });
 process.stdout.write(`relay ready on ${frontHost}:${proxy.port}\n`);

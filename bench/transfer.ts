@@ -19,16 +19,18 @@ import { UdpProxy, lossyLink, passThrough, type ProxyRule } from '../test/suppor
 import { atftpGet, ensurePeers, startAtftpd, startUftpd, uftpSend, type Daemon } from './peers.js';
 import { CLIENT_ADDR, CLIENT_NS, createTestbed, inNs, RELAY_CLIENT_SIDE, RELAY_NS, RELAY_SERVER_SIDE, removeTestbed, SERVER_ADDR, SERVER_NS } from './netns.js';
 import { cpuSeconds, peakRssMb, rssMb } from './proc-stats.js';
+import { benchArgs } from './args.js';
 
 const MiB = 1024 * 1024;
-const argv = process.argv.slice(2);
-const opt = (name: string, fallback: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : fallback;
-};
-const FLEET_SIZES = opt('fleet-sizes', '1,10,50').split(',').map(Number);
-const RUNS = Math.max(1, Number(opt('runs', '3')));
-const ONLY = new Set(opt('only', 'loopback,lossy,ctl,fleet,huge,latency,fanout').split(','));
+const SECTIONS = ['loopback', 'lossy', 'ctl', 'fleet', 'huge', 'latency', 'fanout', 'lossy-loopback'];
+const args = benchArgs('npm run bench --', 'nxt beside atftp and UFTP (and TCP), measured in the same run; the lossy and fanout sections need root (network namespaces) and say so when skipped.', {
+  runs: { number: 3, help: 'runs per figure (the median is shown)' },
+  only: { words: SECTIONS.filter((s) => s !== 'lossy-loopback'), among: SECTIONS, help: 'the sections to run (lossy-loopback: the lossy rows without namespaces)' },
+  'fleet-sizes': { numbers: [1, 10, 50], help: 'clients per push in the fleet section' },
+});
+const FLEET_SIZES = args['fleet-sizes'];
+const RUNS = Math.max(1, args.runs);
+const ONLY = new Set(args.only);
 const TFTP_PORT = 16969;
 const UFTP_PORT = 11044;
 const PEER_TIMEOUT_MS = 60_000;
