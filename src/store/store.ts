@@ -241,8 +241,11 @@ export class Store {
   /** Oldest first; only the clients whose id starts with `clientPrefix`, if given; only the
    *  `last` newest, if given. */
   async history(clientPrefix?: string, last?: number): Promise<HistoryEntry[]> {
-    const where = clientPrefix === undefined ? '' : 'WHERE substr(client, 1, ?) = ?';
-    const params = clientPrefix === undefined ? [] : [clientPrefix.length, clientPrefix];
+    // Ids are lowercase hex: those starting with the prefix sort from it to it + "g", a range the
+    // index by client finds (substr alone read every entry: ~50 ms at 200,000, for every refresh
+    // of a device's page in the dashboard).
+    const where = clientPrefix === undefined ? '' : 'WHERE client >= ? AND client < ? AND substr(client, 1, ?) = ?';
+    const params = clientPrefix === undefined ? [] : [clientPrefix, `${clientPrefix}g`, clientPrefix.length, clientPrefix];
     if (last === undefined) return parse(await this.engine.query<{ doc: string }>(`SELECT doc FROM history ${where} ORDER BY seq`, params));
     const newest = await this.engine.query<{ doc: string }>(`SELECT doc FROM history ${where} ORDER BY seq DESC LIMIT ?`, [...params, last]);
     return parse<HistoryEntry>(newest).reverse();

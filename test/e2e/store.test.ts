@@ -154,6 +154,11 @@ describe.each(engines)('the store on $kind', ({ kind, fresh }) => {
     expect(await h.forget(at(5).toISOString(), 3)).toBe(0);
     expect(await h.releases()).toEqual([summary(one, 1, 8, 3, 1), summary(two, 5, 7, 1, 1)]);
     expect((await h.list('dddd')).map((x) => x.result)).toEqual(['rolled back (selfTest)']);
+    // A whole id, and a prefix whose ids go on with a digit and with "f" (the range the index reads).
+    expect((await h.list('a'.repeat(32))).map((x) => x.at)).toEqual([5, 8].map((s) => at(s).toISOString()));
+    await h.append(e(9, 'f9', 'ok'));
+    await h.append(e(10, 'ff', 'ok'));
+    expect((await h.list('f')).map((x) => x.client.slice(0, 2))).toEqual(['f9', 'ff']);
     await store.close();
   });
 
