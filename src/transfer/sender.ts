@@ -14,6 +14,12 @@
  * (RFC 6298, Karn's rule for samples; F-RTO, RFC 5682, on the first) catches the tail. Rate: chunks are paced at the rate the
  * RateModel derives from measured delivery rate and round-trip time, with at most its window in
  * flight and never more than the receiver's window.
+ *
+ * Memory: per-chunk bookkeeping (state, send time, …) is kept for at most `trackedChunks` chunks,
+ * a ring from a quarter of that below the receiver's cumulative point: everything below it is
+ * acknowledged, nothing above it was sent. A session's memory is bounded by its window, not its file (a 1 GiB
+ * module in 1,400-byte chunks took 34 MB per device), so a push to many devices does not grow
+ * with the module's size times the fleet's.
  */
 import type { AckMessage } from '../protocol/messages.js';
 import { ResultCode, type ResultCodeValue } from '../protocol/result-codes.js';
@@ -46,6 +52,11 @@ export interface SenderOptions {
   readonly peerTimeoutMs: number;
   /** How many times a client that forgot the transfer (it restarted) is offered it again. */
   readonly maxReoffers: number;
+  /** Chunks whose state is kept at most (rounded up to a power of two; 44 bytes each): the ring
+   *  starts a quarter of it below the receiver's cumulative point, so that a duplicate of a chunk
+   *  that recent still shows its resend was needless, and the rest (3,072 of 4,096) exceeds a
+   *  device's receive window (2,048). */
+  readonly trackedChunks: number;
   readonly rtt: RttOptions;
 }
 
@@ -59,6 +70,7 @@ export const DEFAULT_SENDER_OPTIONS: SenderOptions = {
   reorderResetAfter: 16,
   peerTimeoutMs: 10_000,
   maxReoffers: 20,
+  trackedChunks: 4096,
   rtt: DEFAULT_RTT_OPTIONS,
 };
 
@@ -89,6 +101,11 @@ export class ChunkSender {
   private readonly options: SenderOptions;
   private readonly rtt: RttEstimator;
 
+  /** The ring's size (a power of two; the whole file when it is smaller) and its first chunk:
+   *  the arrays below hold chunk i at i & mask, for base ≤ i < base + slots (see `at`). */
+  private readonly slots: number;
+  private readonly mask: number;
+  private base = 0;
   /** Per chunk: UNSENT | IN_FLIGHT | LOST | ACKED. */
   private readonly state: Uint8Array;
   private readonly sentAt: Float64Array;
@@ -164,15 +181,19 @@ export class ChunkSender {
   constructor(readonly totalChunks: number, options: Partial<SenderOptions> = {}) {
     this.options = { ...DEFAULT_SENDER_OPTIONS, ...options };
     this.rtt = new RttEstimator(this.options.rtt);
-    this.state = new Uint8Array(totalChunks);
-    this.sentAt = new Float64Array(totalChunks);
-    this.txSeqOf = new Float64Array(totalChunks);
-    this.sendCount = new Uint8Array(totalChunks);
-    this.retransmittedSpuriously = new Uint8Array(totalChunks);
-    this.deliveredAtSend = new Float64Array(totalChunks);
-    this.appLimitedAtSend = new Uint8Array(totalChunks);
-    this.deliveredTimeAtSend = new Float64Array(totalChunks);
-    this.firstSentAtSend = new Float64Array(totalChunks);
+    let slots = 1;
+    while (slots < Math.min(totalChunks, this.options.trackedChunks)) slots *= 2;
+    this.slots = slots;
+    this.mask = slots - 1;
+    this.state = new Uint8Array(slots);
+    this.sentAt = new Float64Array(slots);
+    this.txSeqOf = new Float64Array(slots);
+    this.sendCount = new Uint8Array(slots);
+    this.retransmittedSpuriously = new Uint8Array(slots);
+    this.deliveredAtSend = new Float64Array(slots);
+    this.appLimitedAtSend = new Uint8Array(slots);
+    this.deliveredTimeAtSend = new Float64Array(slots);
+    this.firstSentAtSend = new Float64Array(slots);
     this.peerWindow = this.options.initialWindow;
     this.available = totalChunks;
     this.model = new RateModel({
@@ -198,9 +219,11 @@ export class ChunkSender {
   get srtt(): number | undefined { return this.rtt.srtt; }
   get rto(): number { return this.rtt.rto; }
   get outcome(): SendOutcome | undefined { return this.outcomeValue; }
+  /** Chunks whose state is kept: the file's, up to `trackedChunks`. */
+  get trackedChunks(): number { return this.slots; }
   /** Retransmissions the receiver then reported it already had (reordering, not loss). */
   get spuriousRetransmits(): number { return this.spuriousValue; }
-  isAcked(index: number): boolean { return this.state[index] === ACKED; }
+  isAcked(index: number): boolean { return this.stateOf(index) === ACKED; }
 
   /** When the driver must call `onTimer` next, or undefined once done. */
   get wakeAt(): number | undefined {
@@ -241,11 +264,12 @@ export class ChunkSender {
     this.peerWindow = Math.max(1, ack.window);
 
     const echo = ack.echo;
-    const echoWasOutstanding = echo < this.totalChunks && this.state[echo] !== ACKED;
+    const echoWasOutstanding = echo < this.totalChunks && this.stateOf(echo) !== ACKED;
     // The receiver ACKs a duplicate at once, echoing it. A duplicate of a chunk we resent means
-    // the resend was needless: the original was late, not lost (DSACK's signal, RFC 2883).
-    if (echo < this.totalChunks && !echoWasOutstanding && (this.sendCount[echo] ?? 0) > 1 && this.retransmittedSpuriously[echo] === 0) {
-      this.retransmittedSpuriously[echo] = 1;
+    // the resend was needless: the original was late, not lost (DSACK's signal, RFC 2883). (A
+    // chunk the ring no longer holds, a quarter of the ring behind, is not judged.)
+    if (echo < this.totalChunks && !echoWasOutstanding && this.holds(echo) && (this.sendCount[this.at(echo)] ?? 0) > 1 && this.retransmittedSpuriously[this.at(echo)] === 0) {
+      this.retransmittedSpuriously[this.at(echo)] = 1;
       this.onSpuriousRetransmission();
     }
     const rackBefore = this.maxAckedTx;
@@ -253,15 +277,18 @@ export class ChunkSender {
     let newestTx = 0;
     let newest = -1;
     const mark = (i: number): void => {
-      const s = this.state[i];
+      const s = this.stateOf(i);
       if (s === ACKED) return;
-      if (s === IN_FLIGHT) this.inFlight--;
-      this.state[i] = ACKED;
       this.ackedCount++;
       newlyAcked++;
-      const tx = this.txSeqOf[i] ?? 0;
+      // Beyond the ring: never sent (the receiver had it from elsewhere: a resume, the group).
+      if (!this.holds(i)) return;
+      const k = this.at(i);
+      if (s === IN_FLIGHT) this.inFlight--;
+      this.state[k] = ACKED;
+      const tx = this.txSeqOf[k] ?? 0;
       // RFC 8985 §6.2 step 2: a chunk sent once, acknowledged after one sent later was: reordering.
-      if (tx < rackBefore && this.sendCount[i] === 1) this.reorderingSeen = true;
+      if (tx < rackBefore && this.sendCount[k] === 1) this.reorderingSeen = true;
       if (tx > newestTx) { newestTx = tx; newest = i; }
     };
     if (ack.cumulative > this.peerCumulative) {
@@ -275,20 +302,22 @@ export class ChunkSender {
       for (let bit = 0; bit < 8; bit++) {
         if (bits & (0x80 >> bit)) {
           const i = base + byte * 8 + bit;
-          if (i < this.totalChunks) mark(i);
+          // Past the ring nothing was sent (and the receiver's window is smaller): a claim there
+          // is not counted now; the next ACK repeats it once the ring has moved.
+          if (i < this.totalChunks && i < this.base + this.slots) mark(i);
         }
       }
     }
 
     // Karn's rule: only a chunk sent exactly once gives an unambiguous sample.
-    if (echoWasOutstanding && this.state[echo] === ACKED && this.sendCount[echo] === 1) {
-      this.sampleRtt(now - (this.sentAt[echo] ?? now), now);
+    if (echoWasOutstanding && this.stateOf(echo) === ACKED && this.holds(echo) && this.sendCount[this.at(echo)] === 1) {
+      this.sampleRtt(now - (this.sentAt[this.at(echo)] ?? now), now);
     }
     if (newestTx > this.maxAckedTx) {
-      const rtt = now - (this.sentAt[newest] ?? now);
+      const rtt = now - (this.sentAt[this.at(newest)] ?? now);
       // RFC 8985 §6.2 step 1: an ACK that comes sooner than a min RTT after a resend is for the
       // original (which was late, not lost): it says nothing about what was sent since.
-      if ((this.sendCount[newest] ?? 0) === 1 || rtt >= this.minRtt) {
+      if ((this.sendCount[this.at(newest)] ?? 0) === 1 || rtt >= this.minRtt) {
         this.maxAckedTx = newestTx;
         this.rackRtt = rtt;
       }
@@ -304,6 +333,7 @@ export class ChunkSender {
       this.rtoDeadline = now + this.rtt.rto;
     }
     this.detectLosses(now);
+    this.slide();
 
     if (this.ackedCount === this.totalChunks) {
       if (this.phaseValue === 'sending') {
@@ -404,6 +434,7 @@ export class ChunkSender {
     this.state.fill(UNSENT);
     this.sendCount.fill(0);
     this.retransmittedSpuriously.fill(0);
+    this.base = 0;
     this.reorderDeadline = undefined;
     this.timeoutsInARow = 0;
     this.maxAckedTx = 0;
@@ -437,17 +468,18 @@ export class ChunkSender {
    */
   private sampleDeliveryRate(newest: number, now: number): void {
     if (newest < 0) return;
-    const delivered = this.ackedCount - (this.deliveredAtSend[newest] ?? 0);
-    const ackElapsed = now - (this.deliveredTimeAtSend[newest] ?? now);
-    const sendElapsed = (this.sentAt[newest] ?? now) - (this.firstSentAtSend[newest] ?? now);
+    const k = this.at(newest);
+    const delivered = this.ackedCount - (this.deliveredAtSend[k] ?? 0);
+    const ackElapsed = now - (this.deliveredTimeAtSend[k] ?? now);
+    const sendElapsed = (this.sentAt[k] ?? now) - (this.firstSentAtSend[k] ?? now);
     const interval = Math.max(ackElapsed, sendElapsed);
     this.deliveredTime = now;
-    this.lastAckedSentAt = this.sentAt[newest] ?? now;
+    this.lastAckedSentAt = this.sentAt[k] ?? now;
     if (this.appLimitedUntil !== 0 && this.ackedCount > this.appLimitedUntil) this.appLimitedUntil = 0;
-    const appLimited = this.appLimitedAtSend[newest] === 1;
+    const appLimited = this.appLimitedAtSend[k] === 1;
     if (interval > 0 && delivered > 0) this.model.onDeliveryRate(delivered / interval, appLimited);
     // A round ends when a chunk sent after the round began is acknowledged.
-    if ((this.deliveredAtSend[newest] ?? 0) >= this.roundDelivered) {
+    if ((this.deliveredAtSend[k] ?? 0) >= this.roundDelivered) {
       this.model.onRoundEnd(now, this.lostInRound, this.ackedCount - this.roundDelivered, appLimited);
       this.roundDelivered = this.ackedCount;
       this.lostInRound = 0;
@@ -479,16 +511,16 @@ export class ChunkSender {
     while (this.flightHead < this.flightIdx.length) {
       const i = this.flightIdx[this.flightHead] ?? 0;
       const tx = this.flightTx[this.flightHead] ?? 0;
-      if (this.state[i] !== IN_FLIGHT || this.txSeqOf[i] !== tx) { this.flightHead++; continue; }
+      if (this.stateOf(i) !== IN_FLIGHT || this.txSeqOf[this.at(i)] !== tx) { this.flightHead++; continue; }
       if (tx >= this.maxAckedTx) break;
-      const deadline = (this.sentAt[i] ?? 0) + this.rackRtt + window;
+      const deadline = (this.sentAt[this.at(i)] ?? 0) + this.rackRtt + window;
       const dupThreshMet = !this.reorderingSeen && this.maxAckedTx - tx >= this.options.dupThresh;
       if (!dupThreshMet && now < deadline) {
         this.reorderDeadline = deadline;
         break;
       }
       // Loss alone does not slow us down: the rate model follows what is actually delivered.
-      this.state[i] = LOST;
+      this.state[this.at(i)] = LOST;
       this.inFlight--;
       this.lostInRound++;
       this.retransmitQueue.push(i);
@@ -540,9 +572,10 @@ export class ChunkSender {
       // ACKs then resume for chunks never resent, and nothing else was sent twice. If they do
       // not, the next timeout treats everything outstanding as lost.
       for (let i = this.peerCumulative; i < this.nextNew; i++) {
-        if (this.state[i] === ACKED) continue;
-        if (this.state[i] === IN_FLIGHT) {
-          this.state[i] = LOST;
+        const s = this.stateOf(i);
+        if (s === ACKED) continue;
+        if (s === IN_FLIGHT) {
+          this.state[this.at(i)] = LOST;
           this.inFlight--;
           this.retransmitQueue.splice(this.retransmitHead, 0, i);
         }
@@ -556,8 +589,8 @@ export class ChunkSender {
     this.retransmitQueue = [];
     this.retransmitHead = 0;
     for (let i = this.peerCumulative; i < this.nextNew; i++) {
-      if (this.state[i] !== ACKED) {
-        this.state[i] = LOST;
+      if (this.stateOf(i) !== ACKED) {
+        this.state[this.at(i)] = LOST;
         this.retransmitQueue.push(i);
       }
     }
@@ -577,7 +610,7 @@ export class ChunkSender {
     const earliest = now - this.options.maxBurst * interval;
     if (this.nextSendAt < earliest) this.nextSendAt = earliest;
     // The receiver buffers only [cumulative, cumulative + window): sending past it is waste.
-    const edge = Math.min(this.available, this.peerCumulative + this.peerWindow);
+    const edge = Math.min(this.available, this.peerCumulative + this.peerWindow, this.base + this.slots);
     while (this.inFlight < limit) {
       const index = this.nextToSend(edge);
       if (index === undefined) break;
@@ -606,11 +639,11 @@ export class ChunkSender {
   private nextToSend(edge: number): number | undefined {
     while (this.retransmitHead < this.retransmitQueue.length) {
       const candidate = this.retransmitQueue[this.retransmitHead] ?? 0;
-      if (this.state[candidate] === LOST) return candidate;
+      if (this.stateOf(candidate) === LOST) return candidate;
       this.retransmitHead++;
     }
     // Skip what the receiver already holds (a resumed prefix, or SACKed ahead of us).
-    while (this.nextNew < edge && this.state[this.nextNew] === ACKED) this.nextNew++;
+    while (this.nextNew < edge && this.stateOf(this.nextNew) === ACKED) this.nextNew++;
     return this.nextNew < edge ? this.nextNew : undefined;
   }
 
@@ -624,21 +657,47 @@ export class ChunkSender {
   }
 
   private transmit(index: number, now: number): void {
-    this.state[index] = IN_FLIGHT;
+    const k = this.at(index);
+    this.state[k] = IN_FLIGHT;
     this.inFlight++;
-    this.sentAt[index] = now;
-    this.deliveredAtSend[index] = this.ackedCount;
-    this.appLimitedAtSend[index] = this.appLimitedUntil !== 0 ? 1 : 0;
-    this.deliveredTimeAtSend[index] = this.deliveredTime;
+    this.sentAt[k] = now;
+    this.deliveredAtSend[k] = this.ackedCount;
+    this.appLimitedAtSend[k] = this.appLimitedUntil !== 0 ? 1 : 0;
+    this.deliveredTimeAtSend[k] = this.deliveredTime;
     // With nothing in flight the send interval starts now (BBR's first_sent_time).
-    this.firstSentAtSend[index] = this.inFlight === 1 ? now : this.lastAckedSentAt;
+    this.firstSentAtSend[k] = this.inFlight === 1 ? now : this.lastAckedSentAt;
     const tx = ++this.txSeq;
-    this.txSeqOf[index] = tx;
-    if ((this.sendCount[index] ?? 0) < 255) this.sendCount[index] = (this.sendCount[index] ?? 0) + 1;
+    this.txSeqOf[k] = tx;
+    if ((this.sendCount[k] ?? 0) < 255) this.sendCount[k] = (this.sendCount[k] ?? 0) + 1;
     this.flightIdx.push(index);
     this.flightTx.push(tx);
     // RFC 6298 §5.1: start the timer if it is not running.
     if (this.rtoDeadline === undefined) this.rtoDeadline = now + this.rtt.rto;
+  }
+
+  /** Where chunk `index` is kept; only for a chunk the ring holds (`holds`). */
+  private at(index: number): number { return index & this.mask; }
+
+  private holds(index: number): boolean { return index >= this.base && index < this.base + this.slots; }
+
+  private stateOf(index: number): number {
+    if (index < this.peerCumulative) return ACKED;
+    return index < this.base + this.slots ? this.state[index & this.mask] ?? UNSENT : UNSENT;
+  }
+
+  /** Move the ring up behind the receiver's cumulative point (a quarter of it below); the places
+   *  of the chunks it leaves are cleared for those it takes in (none of which was sent). */
+  private slide(): void {
+    const to = Math.max(this.base, Math.min(this.peerCumulative - (this.slots >> 2), this.totalChunks - this.slots));
+    if (to <= this.base) return;
+    const from = Math.max(this.base + this.slots, to);
+    for (let i = from; i < to + this.slots; i++) {
+      const k = i & this.mask;
+      this.state[k] = UNSENT;
+      this.sendCount[k] = 0;
+      this.retransmittedSpuriously[k] = 0;
+    }
+    this.base = to;
   }
 
   private compactFlight(): void {
