@@ -20,7 +20,7 @@ import type { History } from './history.js';
 import { PushSession, type PushProgress } from './push-session.js';
 import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord, type SavedClient } from './registry.js';
 import { chunkSizeFor, SMALL_CHUNK_BYTES, type Release } from './release.js';
-import { SealedReleases } from './sealed-release.js';
+import { SealedReleases, type SealedRelease } from './sealed-release.js';
 import { SealThread } from './seal-thread.js';
 import { PathMtu } from '../transfer/path-mtu.js';
 import { Turns } from '../util/turns.js';
@@ -493,28 +493,35 @@ export class NxtServer extends EventEmitter {
     const group = this.options.multicast && clients.length >= 2 ? this.options.multicast : undefined;
     // The devices sent datagrams that IP fragments (net/fragments.ts).
     const fragmented = new Set<string>();
-    const prepared = await Promise.allSettled(clients.map(async (client) => {
+    const paths = clients.map((client) => {
       const { mtu: path, fragments } = this.pathTo(client);
       if (fragments && !group) fragmented.add(client.id);
       const chunkSize = chunkSizeFor(release, group ? group.sender.maxDatagram : this.largeChunksFailed.has(client.id) ? SMALL_CHUNK_DATAGRAM : path.options.max);
-      // Sealed once per release and chunk size, whatever the number of devices.
-      const sealed = await this.sealedReleases().get(release.path, { size: m.size, sha256: m.sha256, chunkSize });
-      // One manifest per device, a few milliseconds each: the thread turns between them.
-      const signed = await this.signing.run(() => release.signedFor(client.id, chunkSize));
-      return new PushSession(this.newTransferId(), client, release, signed, sealed, path, this.options.channel, this.options.clock, this.options.sender ?? {}, renumber);
-    }));
-    const failed = prepared.find((p) => p.status === 'rejected');
+      return { client, path, chunkSize };
+    });
+    // Sealed once per release and chunk size, whatever the number of devices. A release that
+    // cannot be sealed (a full disk, the file changed) fails the push as a whole, with the
+    // reason, before any device is offered it.
+    const sealing = new Map<number, Promise<SealedRelease>>();
+    for (const { chunkSize } of paths) {
+      if (!sealing.has(chunkSize)) sealing.set(chunkSize, this.sealedReleases().get(release.path, { size: m.size, sha256: m.sha256, chunkSize }));
+    }
+    const sizes = [...sealing.keys()];
+    const settled = await Promise.allSettled(sealing.values());
+    const failed = settled.find((x) => x.status === 'rejected');
     if (failed) {
-      // Sealing failed (a full disk, the file changed): the sessions made meanwhile let go of
-      // their files, and the push fails as a whole with the reason.
-      for (const p of prepared) if (p.status === 'fulfilled') p.value.cancel('push abandoned');
       await kept;
       throw failed.reason;
     }
-    const sessions = prepared.map((p) => (p as PromiseFulfilledResult<PushSession>).value);
-    for (const session of sessions) this.sessions.set(session.transferId, session);
-    if (group) for (const session of sessions) session.holdForGroup();
-    const reports = sessions.map(async (session) => {
+    const sealedBySize = new Map(settled.map((x, i) => [sizes[i]!, (x as PromiseFulfilledResult<SealedRelease>).value]));
+    // One manifest per device, a few milliseconds each: the thread turns between them.
+    const prepare = async ({ client, path, chunkSize }: (typeof paths)[number]): Promise<PushSession> => {
+      const signed = await this.signing.run(() => release.signedFor(client.id, chunkSize));
+      const session = new PushSession(this.newTransferId(), client, release, signed, sealedBySize.get(chunkSize)!, path, this.options.channel, this.options.clock, this.options.sender ?? {}, renumber);
+      this.sessions.set(session.transferId, session);
+      return session;
+    };
+    const run = async (session: PushSession): Promise<PushReport> => {
       // Fragments that are mostly lost: given up mid-push, not after a push many times as long
       // (unless this device's link was found to lose whole datagrams as much).
       if (fragmented.has(session.client.id) && !this.fragments.tolerates(session.client.id, this.options.clock.now())) {
@@ -562,7 +569,13 @@ export class NxtServer extends EventEmitter {
       }
       this.emit('push-result', report);
       return report;
-    });
+    };
+    // Without a group, each device starts as soon as its manifest is signed: with thousands of
+    // devices the first ones do not wait ~4 ms for each of the others' signatures. A group sends
+    // to all its members at once, so it waits for every one.
+    const sessions = group ? await this.prepareAll(paths.map(prepare)) : [];
+    if (group) for (const session of sessions) session.holdForGroup();
+    const reports = group ? sessions.map(run) : paths.map(async (p) => run(await prepare(p)));
     if (group) {
       const groupPush = new GroupPush(this.newTransferId(), sessions[0]!.sealedRelease, group.sender, sessions, this.options.clock, group.options);
       this.groupPushes.add(groupPush);
@@ -580,6 +593,20 @@ export class NxtServer extends EventEmitter {
     const done = await Promise.all(reports);
     await kept;
     return done;
+  }
+
+  /** Every session, or (one could not be made) none: those made are cancelled and let go, and
+   *  the first reason is thrown. */
+  private async prepareAll(preparing: Promise<PushSession>[]): Promise<PushSession[]> {
+    const settled = await Promise.allSettled(preparing);
+    const failed = settled.find((x) => x.status === 'rejected');
+    if (!failed) return settled.map((x) => (x as PromiseFulfilledResult<PushSession>).value);
+    for (const x of settled) {
+      if (x.status !== 'fulfilled') continue;
+      x.value.cancel('push abandoned');
+      this.sessions.delete(x.value.transferId);
+    }
+    throw failed.reason;
   }
 
   private record(r: PushReport): void {
