@@ -126,7 +126,14 @@ async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { 
       console.error(`devices' system CPU: ${(sys() - sys0).toFixed(2)} s`);
       for (const d of [devices[0]!, devices.at(-1)!]) console.error(`--- ${d.name} ---\n${d.output.split('\n').slice(-25).join('\n')}`);
     }
-    if (done !== n) console.error(`(a push to ${n} devices did not reach all of them:)\n${text.split('\n').filter((l) => !/%/.test(l)).join('\n')}`);
+    if (done !== n) {
+      console.error(`(a push to ${n} devices did not reach all of them:)\n${text.split('\n').filter((l) => !/%/.test(l)).join('\n')}`);
+      // What each device that failed said meanwhile (its id is in its own log's first lines).
+      for (const m of text.matchAll(/ {2}([0-9a-f]{12}) \S+ {2}failed/g)) {
+        const d = devices.find((x) => x.output.includes(`nxt client ${m[1]}`));
+        if (d) console.error(`--- ${d.name} (${m[1]}) ---\n${d.output.split('\n').slice(-40).join('\n')}`);
+      }
+    }
     let straggler: number | undefined;
     if (o.lossyDevice !== undefined) {
       // The others: their result lines' times ("in N ms"), the lossy one's left out.
