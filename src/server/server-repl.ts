@@ -450,12 +450,12 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
   type ReleaseView = ReleaseSummary & { size?: number; signed?: string; for?: Compatibility };
   const releases: TypedCommand<Record<string, never>, ReleaseView[]> = {
     usage: 'releases [--json]',
-    help: 'every module pushed (from the history): version, first and last push, devices it was installed on, failures; size, signer and what it is for',
+    help: 'every module pushed (summarised from the history as results arrive, forgotten entries too): version, first and last push, devices it was installed on, failures; size, signer and what it is for',
     input: schema.object({}),
     parse: noArguments('releases [--json]'),
     run: async () => {
-      // What the history says, with what the server keeps of each: its size, who signed it
-      // (this server when pushed, or offline), what it is for.
+      // What the history's summaries say, with what the server keeps of each: its size, who
+      // signed it (this server when pushed, or offline), what it is for.
       const stored = o.releases.list();
       return (await o.history.releases()).map((r) => {
         const kept = stored.find((x) => x.sha256 === r.sha256 && formatReleaseVersion(x.version) === r.version);

@@ -17,9 +17,9 @@
  *
  * Memory: per-chunk bookkeeping (state, send time, …) is kept for at most `trackedChunks` chunks,
  * a ring from a quarter of that below the receiver's cumulative point: everything below it is
- * acknowledged, nothing above it was sent. A session's memory is bounded by its window, not its file (a 1 GiB
- * module in 1,400-byte chunks took 34 MB per device), so a push to many devices does not grow
- * with the module's size times the fleet's.
+ * acknowledged, nothing above it was sent. A session's memory is bounded by its window, not by
+ * its file (a 1 GiB module in 1,400-byte chunks took 34 MB per device), so a push to many devices
+ * does not grow with the module's size times the fleet's.
  */
 import type { AckMessage } from '../protocol/messages.js';
 import { ResultCode, type ResultCodeValue } from '../protocol/result-codes.js';
