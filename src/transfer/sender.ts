@@ -329,8 +329,10 @@ export class ChunkSender {
       this.rtt.resetBackoff();
       this.timeoutClamp = false;
       this.sampleDeliveryRate(newest, now);
-      // RFC 6298 §5.3: restart the timer when new data is acknowledged.
-      this.rtoDeadline = now + this.rtt.rto;
+      // RFC 6298 §5.2–5.3: restart the timer when new data is acknowledged, and turn it off when
+      // nothing is outstanding (the rest not sealed yet, or a multicast group sending it): a
+      // timeout then would only back the timer off and clamp the window for what comes next.
+      this.rtoDeadline = this.inFlight > 0 ? now + this.rtt.rto : undefined;
     }
     this.detectLosses(now);
     this.slide();
@@ -384,7 +386,12 @@ export class ChunkSender {
       return this.sendOffer(now);
     }
     if (this.phaseValue === 'sending') {
-      if (this.rtoDeadline !== undefined && now >= this.rtoDeadline) return this.retransmissionTimeout(now);
+      if (this.rtoDeadline !== undefined && now >= this.rtoDeadline) {
+        if (this.inFlight > 0) return this.retransmissionTimeout(now);
+        // Nothing on the wire (what was lost waits for its pacing slot): no timeout to take.
+        this.rtoDeadline = undefined;
+        return this.fill(now);
+      }
       if (this.reorderDeadline !== undefined && now >= this.reorderDeadline) {
         this.detectLosses(now);
         return this.fill(now);

@@ -394,4 +394,31 @@ describe('a file still being prepared', () => {
     drain(5, 9);
     expect(sent).toEqual([...Array(25).keys()]);
   });
+
+  it('runs no retransmission timer while nothing is outstanding, so it goes on at full speed once more is there', () => {
+    // A push whose sealing is behind, or a session held while a multicast group sends: every
+    // chunk sent was acknowledged, and the sender waits (RFC 6298 §5.2: the timer is off).
+    const sender = new ChunkSender(1000);
+    const sent: number[] = [];
+    const take = (actions: ReturnType<ChunkSender['start']>): void => { for (const a of actions) if (a.kind === 'send-chunk') sent.push(a.index); };
+    const drain = (until: number): void => {
+      for (let at = sender.wakeAt; at !== undefined && at <= until; at = sender.wakeAt) take(sender.onTimer(at));
+    };
+    const ack = (cumulative: number, now: number): void => {
+      take(sender.onAck({ type: 'ack', transferId: 1, cumulative, window: 2048, echo: cumulative - 1, sack: new Uint8Array(0) }, now));
+    };
+    sender.setAvailable(20, 0);
+    take(sender.start(0));
+    ack(0, 1);
+    drain(5);
+    expect(sent).toHaveLength(20);
+    ack(20, 6);
+    drain(2006);
+    expect(sent).toHaveLength(20);
+    expect(sender.timeouts).toBe(0);
+    take(sender.setAvailable(1000, 2006));
+    drain(2010);
+    // Not the minimum window a timeout leaves (4 chunks until new data is acknowledged).
+    expect(sent.length - 20).toBeGreaterThan(8);
+  });
 });
