@@ -401,11 +401,16 @@ describe('a file still being prepared', () => {
     const sender = new ChunkSender(1000);
     const sent: number[] = [];
     const take = (actions: ReturnType<ChunkSender['start']>): void => { for (const a of actions) if (a.kind === 'send-chunk') sent.push(a.index); };
+    // Every wake-up up to `until` (bounded: a wake-up that never moves must fail, not hang).
     const drain = (until: number): void => {
-      for (let at = sender.wakeAt; at !== undefined && at <= until; at = sender.wakeAt) take(sender.onTimer(at));
+      for (let k = 0, at = sender.wakeAt; at !== undefined && at <= until; k++, at = sender.wakeAt) {
+        expect(k).toBeLessThan(10_000);
+        take(sender.onTimer(at));
+      }
     };
     const ack = (cumulative: number, now: number): void => {
-      take(sender.onAck({ type: 'ack', transferId: 1, cumulative, window: 2048, echo: cumulative - 1, sack: new Uint8Array(0) }, now));
+      const echo = cumulative === 0 ? 0xffffffff : cumulative - 1;
+      take(sender.onAck({ type: 'ack', transferId: 1, cumulative, window: 2048, echo, sack: new Uint8Array(0) }, now));
     };
     sender.setAvailable(20, 0);
     take(sender.start(0));
