@@ -11,6 +11,14 @@ function concat(parts: Uint8Array[]): Buffer {
   return Buffer.concat(parts.map((p) => Buffer.from(p)));
 }
 
+/** `count` chunks over `link` (timeouts far away: only the link decides) arrive exact. */
+function endsExact(count: number, link: LinkProfile, seed: number, trackedChunks?: number): void {
+  const chunks = makeChunks(count, 17);
+  const r = simulateTransfer(chunks, link, seed, { sender: { peerTimeoutMs: 600_000, ...(trackedChunks === undefined ? {} : { trackedChunks }) }, receiver: { idleTimeoutMs: 600_000 } });
+  expect(r.outcome?.code).toBe(ResultCode.ok);
+  expect(concat(r.delivered).equals(concat(chunks))).toBe(true);
+}
+
 describe('a transfer over a clean link', () => {
   it('delivers every chunk once, in order, with no retransmission', () => {
     const chunks = makeChunks(500);
@@ -69,12 +77,7 @@ describe('over a hostile link', () => {
         // Heavy reordering causes spurious retransmissions (as in TCP); correctness must hold.
         fc.integer({ min: 0, max: 20 }),
         fc.integer(),
-        (count, loss, duplicate, jitterMs, seed) => {
-          const chunks = makeChunks(count, 17);
-          const r = simulateTransfer(chunks, { loss, duplicate, jitterMs, delayMs: 2 }, seed, { sender: { peerTimeoutMs: 600_000 }, receiver: { idleTimeoutMs: 600_000 } });
-          expect(r.outcome?.code).toBe(ResultCode.ok);
-          expect(concat(r.delivered).equals(concat(chunks))).toBe(true);
-        },
+        (count, loss, duplicate, jitterMs, seed) => endsExact(count, { loss, duplicate, jitterMs, delayMs: 2 }, seed),
       ),
       { numRuns: 60 },
     );
@@ -97,14 +100,7 @@ describe('a sender\'s memory', () => {
         fc.integer({ min: 0, max: 20 }),
         fc.integer({ min: 0, max: 4 }),
         fc.integer(),
-        (count, loss, duplicate, jitterMs, ringLog2, seed) => {
-          const chunks = makeChunks(count, 17);
-          const r = simulateTransfer(chunks, { loss, duplicate, jitterMs, delayMs: 2 }, seed, {
-            sender: { peerTimeoutMs: 600_000, trackedChunks: 4 << ringLog2 }, receiver: { idleTimeoutMs: 600_000 },
-          });
-          expect(r.outcome?.code).toBe(ResultCode.ok);
-          expect(concat(r.delivered).equals(concat(chunks))).toBe(true);
-        },
+        (count, loss, duplicate, jitterMs, ringLog2, seed) => endsExact(count, { loss, duplicate, jitterMs, delayMs: 2 }, seed, 4 << ringLog2),
       ),
       { numRuns: 60 },
     );
