@@ -6,6 +6,7 @@
  * or rejection ends the thread (the host hears 'error'), process.exit() ends only the thread, a
  * loop that never yields stops the pings, and the heap is capped by the host's resourceLimits.
  */
+import { readlinkSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { errorMessage } from '../errors.js';
 import { checkModuleExports } from './plugin-shape.js';
@@ -24,6 +25,17 @@ const guardedKill = (pid: number, signal?: string | number): true => {
 };
 process.kill = guardedKill;
 Object.defineProperty(process, '_kill', { value: (pid: number, signal: number) => guardedKill(pid, signal), writable: false });
+
+/** This thread's id in the kernel (Linux: /proc/thread-self is "PID/task/TID"), so the host can
+ *  tell a hung thread from one starved of CPU (hang-watch.ts). */
+function kernelThreadId(): number | undefined {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    return Number.isInteger(tid) && tid > 0 ? tid : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function reply(message: HostReply): void {
   port.postMessage(message);
@@ -104,4 +116,4 @@ port.on('message', (request: HostRequest) => {
     case 'status': void status(request.id, request.maxBytes); break;
   }
 });
-reply({ type: 'ready' });
+reply({ type: 'ready', thread: kernelThreadId() });

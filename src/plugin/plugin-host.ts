@@ -3,7 +3,7 @@
  * module does, the agent keeps its console, its renewals and its transfers. The host loads the
  * module there (with a deadline and a heap cap), runs its selfTest() on a trial, and from then on
  * watches it: a ping every TICK_MS that must be answered within `hangMs` (a loop that never
- * yields), the thread's uncaught errors and unhandled rejections, process.exit() (it ends only
+ * yields; time the thread or the host spent waiting for a CPU does not count: hang-watch.ts), the thread's uncaught errors and unhandled rejections, process.exit() (it ends only
  * the thread), the heap cap (resourceLimits) and the process's resident memory (Buffers live
  * outside the heap). The first of these ends the module and is reported once as 'failed'.
  *
@@ -15,9 +15,11 @@
  * is still arriving (`prepareSpareFor`).
  */
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { NxtError } from '../errors.js';
 import type { ProductInfo } from '../protocol/messages.js';
+import { HangWatch } from './hang-watch.js';
 
 export type HostRequest =
   | { type: 'load'; url: string; selfTest: boolean }
@@ -27,7 +29,8 @@ export type HostRequest =
   | { type: 'status'; id: number; maxBytes: number };
 
 export type HostReply =
-  | { type: 'ready' }
+  /** `thread`: the worker's kernel thread id (Linux), for its run-queue wait. */
+  | { type: 'ready'; thread?: number }
   | { type: 'loaded'; product: ProductInfo; hasHealthCheck: boolean }
   | { type: 'failed'; code: string; message: string }
   | { type: 'pong'; id: number }
@@ -61,7 +64,8 @@ const WORKER_URL = new URL('./plugin-host-worker.js', import.meta.url);
 interface Thread {
   readonly worker: Worker;
   readonly heapMb: number;
-  readonly ready: Promise<void>;
+  /** Resolves with the kernel thread id, when the worker could tell it. */
+  readonly ready: Promise<number | undefined>;
 }
 
 function startThread(heapMb: number): Thread {
@@ -69,8 +73,8 @@ function startThread(heapMb: number): Thread {
     resourceLimits: { maxOldGenerationSizeMb: heapMb, maxYoungGenerationSizeMb: Math.min(64, Math.max(16, heapMb / 8)), stackSizeMb: 4 },
   });
   // Until a host owns it, a spare that fails is simply replaced (its error must not go unheard).
-  const ready = new Promise<void>((resolve, reject) => {
-    worker.once('message', () => resolve());
+  const ready = new Promise<number | undefined>((resolve, reject) => {
+    worker.once('message', (reply: HostReply) => resolve(reply.type === 'ready' ? reply.thread : undefined));
     worker.once('error', reject);
     worker.once('exit', () => reject(new Error('the plugin thread ended before it was ready')));
   });
@@ -124,7 +128,9 @@ export class PluginHost extends EventEmitter {
   private failure: NxtError | undefined;
   private timer: NodeJS.Timeout | undefined;
   private pingId = 0;
-  private lastPongAt = 0;
+  private hangWatch: HangWatch | undefined;
+  /** The worker's kernel thread id (Linux), once it is ready. */
+  private threadId: number | undefined;
   private rssLimit = Infinity;
   /** Refuses the load (until it is loaded, every failure goes there). */
   private rejectLoad: (err: NxtError) => void = () => undefined;
@@ -176,12 +182,12 @@ export class PluginHost extends EventEmitter {
             clearTimeout(deadline);
             this.product = reply.product;
             this.hasHealthCheck = reply.hasHealthCheck;
-            this.lastPongAt = performance.now();
+            this.hangWatch = new HangWatch(this.limits.hangMs, TICK_MS, performance.now(), this.runQueueWaitMs());
             this.loaded = true;
             resolve();
             return;
           case 'failed': return this.fail(new NxtError(reply.code, reply.message));
-          case 'pong': this.lastPongAt = performance.now(); return;
+          case 'pong': this.hangWatch?.answered(performance.now(), this.runQueueWaitMs()); return;
           case 'health': this.healthWaiters.get(reply.id)?.(reply); return;
           case 'reconfigured': this.reconfigureWaiters.get(reply.id)?.(reply); return;
           case 'status': this.statusWaiters.get(reply.id)?.(reply.report); return;
@@ -198,7 +204,10 @@ export class PluginHost extends EventEmitter {
       });
       this.watch();
       void thread.ready.then(
-        () => worker.postMessage({ type: 'load', url: this.url, selfTest } satisfies HostRequest),
+        (threadId) => {
+          this.threadId = threadId;
+          worker.postMessage({ type: 'load', url: this.url, selfTest } satisfies HostRequest);
+        },
         (err: Error) => this.fail(new NxtError('crashed', `its thread did not start: ${err.message}`)),
       );
     });
@@ -213,15 +222,29 @@ export class PluginHost extends EventEmitter {
         this.fail(new NxtError('out-of-memory', `the agent's memory grew by more than ${this.limits.rssGrowthMb} MiB while it ran`));
         return;
       }
-      if (!this.loaded) return;
-      const now = performance.now();
-      if (now - this.lastPongAt > this.limits.hangMs) {
-        this.fail(new NxtError('hung', `it stopped answering for ${Math.round(now - this.lastPongAt)} ms (a loop that never yields?)`));
+      if (!this.loaded || !this.hangWatch) return;
+      const hang = this.hangWatch.tick(performance.now(), () => this.runQueueWaitMs());
+      if (hang) {
+        const starved = hang.starvedMs >= 1 ? `, ${Math.round(hang.starvedMs)} ms of it waiting for a CPU` : '';
+        this.fail(new NxtError('hung', `it stopped answering for ${Math.round(hang.silentMs)} ms${starved} (a loop that never yields?)`));
         return;
       }
       this.worker.postMessage({ type: 'ping', id: ++this.pingId } satisfies HostRequest);
     }, TICK_MS);
     this.timer.unref();
+  }
+
+  /** How long the module's thread has waited, runnable, for a CPU (Linux schedstat, in ms since
+   *  it started), or undefined where the system does not say. */
+  private runQueueWaitMs(): number | undefined {
+    if (this.threadId === undefined) return undefined;
+    try {
+      const fields = readFileSync(`/proc/self/task/${this.threadId}/schedstat`, 'latin1').split(' ');
+      const waitedNs = Number(fields[1]);
+      return Number.isFinite(waitedNs) ? waitedNs / 1e6 : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** The first failure ends the module's thread and is reported once (while it loads: the load

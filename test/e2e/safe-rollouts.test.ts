@@ -92,6 +92,18 @@ describe('probation: an activated module commits only after it ran without a fau
     await runs('5.6');
   });
 
+  it('a device that gets no CPU for longer than the hang limit keeps a good module (starved, not hung)', async () => {
+    const good = `${VERSION.replace('"bad"', '"good"')} export function healthCheck() { return true; }`;
+    expect(await push(good)).toMatch(/done: 7\.1 good active, on probation for 2 s/);
+    // The whole agent stopped for 1.6 s (a loaded host, a paused VM): past the 1 s hang limit.
+    process.kill(client.pid, 'SIGSTOP');
+    await new Promise((resolve) => setTimeout(resolve, 1_600));
+    process.kill(client.pid, 'SIGCONT');
+    await server.waitFor(/client \w+ committed m_7_1\.mjs 7\.1\.0|rolled back m_7_1\.mjs.*\n/);
+    expect(server.output).not.toMatch(/rolled back m_7_1/);
+    await runs('7.1');
+  });
+
   it('a module whose healthCheck() fails after 2 s is rolled back (unhealthy)', async () => {
     await client.stop();
     client = await startClient('device', port, join(dir, 'device'), join(dir, 'server/release.pub'), '127.0.0.1', ['--probation', '5']);
