@@ -30,6 +30,14 @@ const GROUP_PORT = 7702;
 const UFTP_PORT = 11045;
 const TCP_PORT = 18_000;
 const deviceNs = (i: number): string => `nxtf-d${i}`;
+
+/** What a namespace's kernel dropped: datagrams its sockets had no room for, fragments it could
+ *  not reassemble (since the namespace was made). */
+function kernelCounters(ns: string): string {
+  const r = spawnSync('ip', ['netns', 'exec', ns, 'nstat', '-az', 'UdpInDatagrams', 'UdpRcvbufErrors', 'IpReasmOKs', 'IpReasmFails', 'IpReasmTimeout'], { encoding: 'utf8' });
+  const counters = (r.stdout ?? '').split('\n').filter((l) => /^\w/.test(l) && !l.startsWith('#')).map((l) => l.split(/\s+/).slice(0, 2).join(' '));
+  return `kernel (${ns}): ${counters.join(', ') || 'nstat gave nothing'}`;
+}
 const deviceAddr = (i: number): string => `10.204.${1 + Math.floor(i / 200)}.${10 + (i % 200)}`;
 
 function ip(...args: string[]): void {
@@ -128,10 +136,14 @@ async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { 
     }
     if (done !== n) {
       console.error(`(a push to ${n} devices did not reach all of them:)\n${text.split('\n').filter((l) => !/%/.test(l)).join('\n')}`);
+      // The channels' counters say whether datagrams were dropped (and why) on either side.
+      console.error(`--- server stats ---\n${await server.run('stats', /channel: .*\n/)}\n${kernelCounters(SERVER_NS)}`);
       // What each device that failed said meanwhile (its id is in its own log's first lines).
       for (const m of text.matchAll(/ {2}([0-9a-f]{12}) \S+ {2}failed/g)) {
         const d = devices.find((x) => x.output.includes(`nxt client ${m[1]}`));
-        if (d) console.error(`--- ${d.name} (${m[1]}) ---\n${d.output.split('\n').slice(-40).join('\n')}`);
+        if (!d) continue;
+        console.error(`--- ${d.name} (${m[1]}) ---\n${d.output.split('\n').slice(-40).join('\n')}`);
+        console.error(`stats: ${await d.run('stats', /bad chunks \d+\n/)}${kernelCounters(deviceNs(devices.indexOf(d)))}`);
       }
     }
     let straggler: number | undefined;

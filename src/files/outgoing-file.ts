@@ -97,6 +97,13 @@ export class OutgoingFile {
   /** The first chunk the peer cannot hold yet (its in-order point plus its window). */
   get receiveEdge(): number { return this.sender.receiveEdge; }
   get srtt(): number | undefined { return this.sender.srtt; }
+  get heardAt(): number { return this.sender.heardAt; }
+
+  /** Ask the device what it holds: the OFFER once more, which it answers with an ACK at once
+   *  (an OFFER of the transfer it has is only that question). Nothing if the transfer is over. */
+  askWhatItHolds(): void {
+    if (this.sender.phase === 'sending') this.io.send(this.offerBytes);
+  }
 
   /** Only the first `chunks` can be sent yet (the file is still being prepared). */
   setAvailable(chunks: number): void {

@@ -19,7 +19,7 @@ import type { Clock } from '../util/clock.js';
 import { WakeTimer } from '../util/wake-timer.js';
 import { SealedChunkWire } from '../files/sealed-chunk-wire.js';
 import type { MulticastSender } from '../net/multicast.js';
-import { GroupPace, type MemberView } from '../transfer/group-pace.js';
+import { GroupPace, type HandOver, type MemberView } from '../transfer/group-pace.js';
 import { PathMtu } from '../transfer/path-mtu.js';
 import { DEFAULT_RECEIVER_OPTIONS } from '../transfer/receiver.js';
 import type { PushSession } from './push-session.js';
@@ -87,6 +87,7 @@ export class GroupPush {
       get released() { return session.gateOpen; },
       isAcked: (i: number) => session.isAcked(i),
       get receiveEdge() { return session.receiveEdge; },
+      get heardAt() { return session.heardAt; },
     }));
     this.sentAt = new Float64Array(sealed.totalChunks).fill(Number.NaN);
     this.timer = new WakeTimer(clock, () => this.onTimer());
@@ -95,10 +96,17 @@ export class GroupPush {
 
   /** Group datagrams sent so far. */
   get datagrams(): number { return this.wire.datagrams; }
-  /** Devices that never heard the group, or fell behind it, and went to unicast early. */
-  get unicast(): number { return this.sessions.filter((s, i) => s.gateOpen && !this.pace.heard(i)).length; }
-  /** Of those, the devices that said they are not in the group (MULTICAST_LEAVE from them). */
-  get declined(): number { return this.sessions.filter((s) => s.declinedGroup).length; }
+  /** The devices that went to unicast before the group was done, by why: the pace's reasons,
+   *  and `declined` for those that said they are not in the group (MULTICAST_LEAVE from them). */
+  handedOver(): Record<HandOver | 'declined', number> {
+    const counts = { deaf: 0, behind: 0, lossy: 0, declined: 0 };
+    this.sessions.forEach((s, i) => {
+      const why = this.pace.handedOver(i);
+      if (why) counts[why]++;
+      else if (s.declinedGroup) counts.declined++;
+    });
+    return counts;
+  }
 
   /** Where the group pass stands, for the console's progress lines. */
   status(): { phase: Phase; sent: number; total: number; mbit: number; unicastIds: string[] } {
@@ -209,6 +217,7 @@ export class GroupPush {
     let expected = this.next;
     while (expected > 0 && !(this.sentAt[expected - 1]! <= now - lag)) expected--;
     for (const i of this.pace.step(now, lag, expected, this.views, this.phase === 'sending')) this.release(this.sessions[i]!);
+    for (const i of this.pace.takeQuestions()) this.sessions[i]!.askWhatItHolds();
     // A device that accepted after the group began (its offer was lost or slow) is told the group
     // now, when it has the transfer to join it for: the rest of the pass reaches it too.
     for (const i of this.pace.takeJoined()) if (expected > 0) this.announce(this.sessions[i]!);

@@ -103,7 +103,7 @@ export class PushSession {
   declinedGroup = false;
 
   /** MULTICAST_LEAVE from the device: everything by unicast, at once (the group would find it
-   *  deaf only after half a second). */
+   *  deaf only after half a second and a question). */
   onGroupDeclined(): void {
     if (this.gateOpen) return;
     this.declinedGroup = true;
@@ -115,6 +115,10 @@ export class PushSession {
   get receiveEdge(): number { return this.file.receiveEdge; }
   /** Smoothed round-trip time to the device, once measured. */
   get srtt(): number | undefined { return this.file.srtt; }
+  /** When the device last said anything about this transfer. */
+  get heardAt(): number { return this.file.heardAt; }
+  /** Ask the device for an ACK of what it holds now (the group's question to one that seems deaf). */
+  askWhatItHolds(): void { this.file.askWhatItHolds(); }
   /** A message to the device, in its session. */
   say(message: Message): void { this.channel.send(encode(message), this.client.peer); }
 

@@ -71,7 +71,17 @@ export interface ServerReplOptions {
 
 export function describeGroupPush(g: GroupPushReport): string {
   return `  multicast ${g.group}: ${g.datagrams} datagrams for ${g.devices} devices${g.passMs === undefined ? '' : ` (first pass ${Math.round(g.passMs)} ms)`}, ${g.repaired} chunks sent to the group again, `
-    + `${g.unicast} device(s) served by unicast (not hearing the group, or far behind it${g.declined > 0 ? `; ${g.declined} not joining it` : ''})`;
+    + `${describeHandOver(g.handedOver)}`;
+}
+
+const HAND_OVER_REASONS: ReadonlyArray<[keyof GroupPushReport['handedOver'], string]> = [
+  ['deaf', 'not hearing the group'], ['behind', 'too far behind it'], ['lossy', 'losing far more than the others'], ['declined', 'not joining it'],
+];
+
+function describeHandOver(counts: GroupPushReport['handedOver']): string {
+  const parts = HAND_OVER_REASONS.filter(([why]) => counts[why] > 0).map(([why, says]) => `${counts[why]} ${says}`);
+  const total = HAND_OVER_REASONS.reduce((sum, [why]) => sum + counts[why], 0);
+  return `${total} device(s) served by unicast${parts.length > 0 ? ` (${parts.join(', ')})` : ''}`;
 }
 
 export function describeCampaignEvent(c: Campaign, e: CampaignEvent): string {

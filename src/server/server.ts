@@ -10,6 +10,7 @@ import { decodeOrUndefined, encode, Enrollment, type EnrollmentValue, type Messa
 import { ResultCode, resultCodeName } from '../protocol/result-codes.js';
 import { formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import type { SenderOptions, SendOutcome } from '../transfer/sender.js';
+import type { HandOver } from '../transfer/group-pace.js';
 import { displayAddress } from '../net/endpoint.js';
 import type { AuthenticatedPeer, ServerChannel } from '../session/server-channel.js';
 import { fingerprint } from '../session/identity.js';
@@ -585,8 +586,8 @@ export class NxtServer extends EventEmitter {
         this.groupPushes.delete(groupPush);
         const g = group.sender.group;
         this.emit('group-push', {
-          group: formatGroup(g), devices: sessions.length, datagrams: groupPush.datagrams, repaired: groupPush.repaired, unicast: groupPush.unicast,
-          declined: groupPush.declined, passMs: groupPush.passMs,
+          group: formatGroup(g), devices: sessions.length, datagrams: groupPush.datagrams, repaired: groupPush.repaired, handedOver: groupPush.handedOver(),
+          passMs: groupPush.passMs,
         } satisfies GroupPushReport);
       });
     }
@@ -911,10 +912,11 @@ export interface GroupPushReport {
   readonly datagrams: number;
   /** Chunks sent to the group a second time (many devices missed them). */
   readonly repaired: number;
-  /** Devices that went to unicast early: not hearing the group, or falling far behind it. */
-  readonly unicast: number;
-  /** Of those, the ones that said they are not in the group (they refuse groups, or could not join). */
-  readonly declined: number;
+  /** Devices that went to unicast before the group was done, by why: not hearing the group
+   *  (deaf), the group past their receive window (behind), losing far more than the others
+   *  (lossy), or saying they are not in the group (declined: they refuse groups, or could not
+   *  join). */
+  readonly handedOver: Readonly<Record<HandOver | 'declined', number>>;
   /** The first pass's duration (undefined: it never finished). */
   readonly passMs: number | undefined;
 }

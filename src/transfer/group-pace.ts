@@ -4,9 +4,15 @@
  * acknowledged, and says which devices to hand over to unicast and how fast the group goes on.
  *
  *   - A device that acknowledged none of the first DEAF_AFTER_CHUNKS it should have, DEAF_AFTER_MS
- *     after it was first judged, does not hear the group (a router, a firewall, a device that will
- *     not join): unicast. (Chunks alone would not do: at a high pace, a busy device's first
- *     acknowledgements come after dozens of chunks.)
+ *     after it was first judged, may not hear the group (a router, a firewall, a device that will
+ *     not join), or may only be too busy to have said so yet (one of fifty agents sharing a
+ *     machine's cores acknowledges seconds late). It is asked what it holds (the driver sends its
+ *     OFFER again, which it answers at once): an answer that still shows nothing from the group
+ *     means deaf: unicast. No answer means busy: it stays, until DEAF_GIVE_UP_MS. (Handing a busy
+ *     device to unicast costs the server a session's sending and the device the same work; with
+ *     half a second and no question, forty of fifty such devices went to unicast, and the
+ *     server, starved itself, then lost their ACKs.) (Chunks alone would not do: at a high pace,
+ *     a busy device's first acknowledgements come after dozens of chunks.)
  *   - A device the group has passed by more than its receive window, for BLOCKED_AFTER_MS,
  *     cannot take more from the group until its gap is filled: unicast.
  *   - A device missing more than STRAGGLER_LOSS of them while most devices miss far less is a
@@ -27,6 +33,9 @@ export const DEAF_AFTER_CHUNKS = 48;
  *  lost one chunk early waited out the rest of a long pass and timed out). */
 export const BLOCKED_AFTER_MS = 1000;
 export const DEAF_AFTER_MS = 500;
+/** A device asked what it holds that has not answered this long after it was first judged goes
+ *  to unicast anyway (it may be gone: its session then times out as any would). */
+export const DEAF_GIVE_UP_MS = 5000;
 export const STRAGGLER_LOSS = 0.5;
 export const LOSS_HIGH = 0.03;
 export const LOSS_LOW = 0.01;
@@ -42,6 +51,10 @@ const RECHECK_STEPS = 8;
 /** Chunks a device's interval must span for its loss to count. */
 const MIN_SPAN = 8;
 
+/** Why a device went to unicast: it never acknowledged a group chunk (deaf), the group passed
+ *  its receive window (behind), or it lost far more than the others (lossy). */
+export type HandOver = 'deaf' | 'behind' | 'lossy';
+
 /** What the driver knows of one device at a control step. */
 export interface MemberView {
   /** It accepted its offer (its first ACK came). */
@@ -53,6 +66,8 @@ export interface MemberView {
   /** The first chunk it cannot hold yet: its in-order point plus its receive window, as its
    *  last ACK said (undefined: not known). */
   readonly receiveEdge?: number;
+  /** When it last said anything about this transfer (undefined: not known). */
+  readonly heardAt?: number;
 }
 
 interface MemberState {
@@ -73,6 +88,10 @@ interface MemberState {
   readonly latelyStep: number[];
   /** Since when the group is beyond its receive window (undefined: it is not). */
   blockedSince: number | undefined;
+  /** Why it was handed to unicast, once it was. */
+  handedOver: HandOver | undefined;
+  /** When it was asked what it holds (it seemed deaf). */
+  askedAt: number | undefined;
 }
 
 export class GroupPace {
@@ -81,19 +100,24 @@ export class GroupPace {
   private lastCut = Number.NEGATIVE_INFINITY;
   private readonly excess: number[] = [];
   private readonly joinedValue: number[] = [];
+  private readonly askValue: number[] = [];
   private steps = 0;
 
   /** Rates in any unit (the driver uses bytes per ms). */
   constructor(devices: number, start: number, private readonly min: number, private readonly max: number) {
-    this.members = Array.from({ length: devices }, () => ({ start: undefined, startedAt: 0, cursor: 0, missing: 0, lastCursor: 0, lastMissing: 0, heard: false, recentLoss: [], lately: [], latelyStep: [], blockedSince: undefined }));
+    this.members = Array.from({ length: devices }, () => ({ start: undefined, startedAt: 0, cursor: 0, missing: 0, lastCursor: 0, lastMissing: 0, heard: false, recentLoss: [], lately: [], latelyStep: [], blockedSince: undefined, handedOver: undefined, askedAt: undefined }));
     this.rateValue = Math.min(max, Math.max(min, start));
   }
 
   get rate(): number { return this.rateValue; }
   /** Devices seen accepting since the last call (a late one is told the group again). */
   takeJoined(): number[] { return this.joinedValue.splice(0); }
+  /** Devices to ask what they hold, since the last call (they seem deaf: see the top). */
+  takeQuestions(): number[] { return this.askValue.splice(0); }
   /** Whether device `i` has acknowledged anything the group sent. */
   heard(i: number): boolean { return this.members[i]!.heard; }
+  /** Why device `i` was handed to unicast (undefined: it was not, by this pace). */
+  handedOver(i: number): HandOver | undefined { return this.members[i]!.handedOver; }
 
   /**
    * One control step: `expected` chunks (0…expected−1) went to the group long enough ago to be
@@ -144,12 +168,23 @@ export class GroupPace {
       const m = this.members[i]!;
       if (v.released || !v.accepted || m.start === undefined) return;
       const judged = m.cursor - m.start;
-      if (!m.heard && judged >= DEAF_AFTER_CHUNKS && now - m.startedAt >= DEAF_AFTER_MS) { release.push(i); return; }
+      if (!m.heard && judged >= DEAF_AFTER_CHUNKS && now - m.startedAt >= DEAF_AFTER_MS) {
+        if (m.askedAt === undefined) {
+          m.askedAt = now;
+          this.askValue.push(i);
+        } else if ((v.heardAt !== undefined && v.heardAt > m.askedAt) || now - m.startedAt >= DEAF_GIVE_UP_MS) {
+          // It answered (the late acknowledgements above found nothing from the group), or it
+          // did not answer for seconds.
+          m.handedOver = 'deaf';
+          release.push(i);
+          return;
+        }
+      }
       const blocked = v.receiveEdge !== undefined && expected > v.receiveEdge;
       if (!blocked) m.blockedSince = undefined;
       else if (m.blockedSince === undefined) m.blockedSince = now;
-      else if (now - m.blockedSince >= BLOCKED_AFTER_MS) { release.push(i); return; }
-      if (m.heard && judged >= DEAF_AFTER_CHUNKS && m.missing / judged > STRAGGLER_LOSS && stragglersAreFew) { release.push(i); return; }
+      else if (now - m.blockedSince >= BLOCKED_AFTER_MS) { m.handedOver = 'behind'; release.push(i); return; }
+      if (m.heard && judged >= DEAF_AFTER_CHUNKS && m.missing / judged > STRAGGLER_LOSS && stragglersAreFew) { m.handedOver = 'lossy'; release.push(i); return; }
       const span = m.cursor - m.lastCursor;
       if (span < MIN_SPAN) return;
       const loss = Math.max(0, m.missing - m.lastMissing) / span;

@@ -224,6 +224,8 @@ export class ChunkSender {
   /** Retransmissions the receiver then reported it already had (reordering, not loss). */
   get spuriousRetransmits(): number { return this.spuriousValue; }
   isAcked(index: number): boolean { return this.stateOf(index) === ACKED; }
+  /** When the peer last said anything about this transfer (an ACK, a RESULT, an ABORT). */
+  get heardAt(): number { return this.lastHeardAt; }
 
   /** When the driver must call `onTimer` next, or undefined once done. */
   get wakeAt(): number | undefined {

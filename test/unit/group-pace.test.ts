@@ -1,20 +1,24 @@
 /** The multicast group's decisions (who goes to unicast, how fast the group goes), with made-up
  *  acknowledgements and a fixed clock. */
 import { describe, expect, it } from 'vitest';
-import { BLOCKED_AFTER_MS, DEAF_AFTER_CHUNKS, DEAF_AFTER_MS, GroupPace, type MemberView } from '../../src/transfer/group-pace.js';
+import { BLOCKED_AFTER_MS, DEAF_AFTER_CHUNKS, DEAF_AFTER_MS, DEAF_GIVE_UP_MS, GroupPace, type MemberView } from '../../src/transfer/group-pace.js';
 import { seededRandom } from '../support/random.js';
 
+type Device = MemberView & { released: boolean; heardAt?: number };
+
 /** A device that acknowledges what `hears(index)` says, once it accepted. */
-function device(hears: (index: number) => boolean): MemberView & { released: boolean } {
+function device(hears: (index: number) => boolean): Device {
   return { accepted: true, released: false, isAcked: hears };
 }
 
 /** Run control steps as a pass of `total` chunks goes out, `perStep` chunks a step; returns the
- *  pace after each step and who was released when. */
-function run(pace: GroupPace, views: (MemberView & { released: boolean })[], total: number, perStep: number): { rates: number[]; released: Map<number, number>; releasedAt: Map<number, number> } {
+ *  pace after each step, who was released when, and who was asked what it holds when. Asked,
+ *  a device answers by the next step unless `answers(i)` says it does not (a busy one). */
+function run(pace: GroupPace, views: Device[], total: number, perStep: number, answers: (i: number) => boolean = () => true): { rates: number[]; released: Map<number, number>; releasedAt: Map<number, number>; askedAt: Map<number, number> } {
   const rates: number[] = [];
   const released = new Map<number, number>();
   const releasedAt = new Map<number, number>();
+  const askedAt = new Map<number, number>();
   pace.step(0, 10, 0, views, false); // the group starts: those that accepted are judged from chunk 0
   for (let expected = perStep, t = 25; expected <= total; expected += perStep, t += 25) {
     for (const i of pace.step(t, 10, expected, views, true)) {
@@ -22,21 +26,51 @@ function run(pace: GroupPace, views: (MemberView & { released: boolean })[], tot
       released.set(i, expected);
       releasedAt.set(i, t);
     }
+    for (const i of pace.takeQuestions()) {
+      askedAt.set(i, t);
+      if (answers(i)) views[i]!.heardAt = t + 5;
+    }
     rates.push(pace.rate);
   }
-  return { rates, released, releasedAt };
+  return { rates, released, releasedAt, askedAt };
 }
 
 describe('the multicast group pace', () => {
-  it('hands a device that hears nothing to unicast once it should have had the first chunks, and some time passed', () => {
+  it('asks a device that hears nothing what it holds once it should have had the first chunks and some time passed, and hands it to unicast when its answer shows nothing from the group', () => {
     const pace = new GroupPace(3, 100, 10, 1000);
     const views = [device(() => true), device(() => false), device(() => true)];
-    const { released, releasedAt } = run(pace, views, 800, 16);
+    const { released, releasedAt, askedAt } = run(pace, views, 800, 16);
+    expect([...askedAt.keys()]).toEqual([1]);
+    // The first step at or after DEAF_AFTER_MS (steps every 25 ms): not a step sooner.
+    expect(askedAt.get(1)).toBe(Math.ceil(DEAF_AFTER_MS / 25) * 25);
     expect([...released.keys()]).toEqual([1]);
     expect(released.get(1)).toBeGreaterThanOrEqual(DEAF_AFTER_CHUNKS);
-    // The first step at or after DEAF_AFTER_MS (steps every 25 ms): not a step sooner.
-    expect(releasedAt.get(1)).toBe(Math.ceil(DEAF_AFTER_MS / 25) * 25);
+    // Its answer came before the next step.
+    expect(releasedAt.get(1)).toBe(askedAt.get(1)! + 25);
+    expect(pace.handedOver(1)).toBe('deaf');
+    expect(pace.handedOver(0)).toBeUndefined();
     expect(pace.heard(1)).toBe(false);
+  });
+
+  it('keeps a device that does not answer the question (too busy to) on the group until DEAF_GIVE_UP_MS; one whose late answer shows group chunks is not deaf', () => {
+    // Device 1 says nothing at all for 2 s, then acknowledges everything sent so far; device 2
+    // never says anything.
+    const pace = new GroupPace(3, 100, 10, 1000);
+    let now = 0;
+    const views = [device(() => true), device(() => now >= 2_000), device(() => false)];
+    const released = new Map<number, number>();
+    const asked: number[] = [];
+    pace.step(0, 10, 0, views, false);
+    for (let expected = 16; expected <= 16 * 400; expected += 16) {
+      now += 25;
+      if (now === 2_000) views[1]!.heardAt = now;
+      for (const i of pace.step(now, 10, expected, views, true)) { views[i]!.released = true; released.set(i, now); }
+      asked.push(...pace.takeQuestions());
+    }
+    expect(asked).toEqual([1, 2]);
+    expect([...released]).toEqual([[2, Math.ceil(DEAF_GIVE_UP_MS / 25) * 25]]);
+    expect(pace.handedOver(2)).toBe('deaf');
+    expect(pace.heard(1)).toBe(true);
   });
 
   it('counts acknowledgements that come late (a busy device): not deaf, not a straggler', () => {
@@ -45,12 +79,13 @@ describe('the multicast group pace', () => {
     const pace = new GroupPace(3, 100, 10, 1000);
     let now = 0;
     const lateAcks = (i: number): boolean => i < ((now - 100) / 25) * 16;
-    const views = [device(() => true), device(lateAcks), device(() => false)];
+    const views: Device[] = [device(() => true), device(lateAcks), device(() => false)];
     const released = new Map<number, number>();
     pace.step(0, 10, 0, views, false);
     for (let expected = 16; expected <= 800; expected += 16) {
       now += 25;
       for (const i of pace.step(now, 10, expected, views, true)) { views[i]!.released = true; released.set(i, now); }
+      for (const i of pace.takeQuestions()) views[i]!.heardAt = now + 5;
     }
     expect([...released.keys()]).toEqual([2]);
     expect(pace.heard(1)).toBe(true);
@@ -63,6 +98,7 @@ describe('the multicast group pace', () => {
     const views = [device(() => true), device((i) => losses[i]! > 0.7), device(() => true)];
     const { released } = run(pace, views, 400, 16);
     expect([...released.keys()]).toEqual([1]);
+    expect(pace.handedOver(1)).toBe('lossy');
   });
 
   it('when most devices miss most chunks, none is a straggler: the pace drops instead', () => {
@@ -144,5 +180,6 @@ describe('a device the group has passed by more than its receive window', () => 
     // BLOCKED_AFTER_MS later (steps every 25 ms, 16 chunks each), not sooner.
     const blockedAt = Math.ceil(1257 / 16) * 25;
     expect(releasedAt.get(1)).toBe(blockedAt + BLOCKED_AFTER_MS);
+    expect(pace.handedOver(1)).toBe('behind');
   });
 });
