@@ -52,6 +52,8 @@ const BLACK_HOLE_TIMEOUTS = 2;
 /** How soon to look again when the socket's queue was too long, and how many times in a row. */
 const BACKLOG_RETRY_MS = 1;
 const MAX_BACKLOG_WAITS = 50;
+/** A timer this late means the process was not running: see onTimer. */
+const STALLED_AFTER_MS = 1_000;
 
 export class OutgoingFile {
   readonly done: Promise<SendOutcome>;
@@ -77,7 +79,7 @@ export class OutgoingFile {
     senderOptions: Partial<SenderOptions>,
   ) {
     this.sender = new ChunkSender(totalChunks, senderOptions);
-    this.timer = new WakeTimer(clock, () => this.onTimer());
+    this.timer = new WakeTimer(clock, (lateMs) => this.onTimer(lateMs));
     this.offerBytes = io.encodeOffer(transferId);
     this.done = new Promise((resolve) => { this.resolveDone = resolve; });
     this.startedAt = clock.now();
@@ -143,14 +145,22 @@ export class OutgoingFile {
 
   /** Stop here and tell the receiver (ABORT, once: if it is lost, the receiver's inactivity
    *  timeout ends its side), which keeps what arrived, to resume. */
+  /** This side may not have heard the peer lately (ChunkSender.excuseSilence). */
+  excuseSilence(): void {
+    this.sender.excuseSilence(this.clock.now());
+  }
+
   cancel(reason: string, code: ResultCodeValue = ResultCode.cancelled): void {
     if (this.sender.phase === 'done') return;
     this.io.send(encode({ type: 'abort', transferId: this.transferId, code, message: reason }));
     this.run(this.sender.cancel(reason, code));
   }
 
-  private onTimer(): void {
+  private onTimer(lateMs: number): void {
     const now = this.clock.now();
+    // This process did not run for a while (stopped, starved, its machine paused): the device's
+    // ACKs may be waiting unread in the socket, so its silence is not yet a reason to give up.
+    if (lateMs >= STALLED_AFTER_MS) this.sender.excuseSilence(now);
     // Wait for a long socket queue to drain, but not for ever: timeouts are due in this wake too.
     if (this.sender.phase === 'sending' && this.wire.backlogged() && this.backlogWaits < MAX_BACKLOG_WAITS) {
       this.backlogWaits++;

@@ -4,6 +4,7 @@
  */
 import dgram from 'node:dgram';
 import { isIP } from 'node:net';
+import { udpReceiveDrops } from './socket-drops.js';
 
 export interface Peer {
   readonly address: string;
@@ -17,6 +18,8 @@ export interface Endpoint {
   sendv(parts: readonly Uint8Array[], to: Peer): void;
   /** Datagrams queued in the socket, not yet handed to the kernel. */
   sendQueueCount(): number;
+  /** Datagrams the kernel dropped for this socket, its receive buffer full (undefined: unknown). */
+  receiveDrops?(): number | undefined;
   onDatagram(handler: (data: Buffer, from: Peer) => void): void;
   close(): Promise<void>;
 }
@@ -110,6 +113,10 @@ class UdpEndpoint implements Endpoint {
 
   sendQueueCount(): number {
     return this.closed ? 0 : this.socket.getSendQueueCount();
+  }
+
+  receiveDrops(): number | undefined {
+    return this.closed ? undefined : udpReceiveDrops(this.port);
   }
 
   onDatagram(handler: (data: Buffer, from: Peer) => void): void {

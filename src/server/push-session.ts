@@ -154,4 +154,6 @@ export class PushSession {
   onResult(msg: Extract<Message, { type: 'result' }>): void { this.file.onResult(msg.code, msg.message, msg.active); }
   onAbort(code: number, message: string): void { this.file.onAbort(code, message); }
   cancel(reason: string): void { this.file.cancel(reason); }
+  /** The server's socket dropped datagrams unread: this device's silence may be the server's. */
+  excuseSilence(): void { this.file.excuseSilence(); }
 }

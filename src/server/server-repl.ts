@@ -835,13 +835,13 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
     parse: noArguments('stats'),
     run: () => ({
       messages: { ...server.stats },
-      channel: { sessions: server.channel.sessionCount, ...server.channel.stats },
+      channel: { sessions: server.channel.sessionCount, ...server.channel.stats, socketDrops: server.channel.receiveDrops() ?? null },
       clients: server.registry.size,
       pushes: server.activeSessions.map((p) => ({ device: p.client.id, ...p.progress })),
     }),
     print: ({ messages: s, channel: c, clients, pushes }) => [
       `messages ${s.datagrams}, malformed ${s.malformed}, unexpected ${s.unexpected}, foreign ${s.foreign}, registrations ${s.registrations}, refused ${s.refused}, impersonation ${s.impersonation}; ${clients} clients known`,
-      `channel: ${c.sessions} sessions, ${c.handshakes} handshakes; dropped: unauthenticated ${c.unauthenticated}, malformed ${c.malformed}, bad tag ${c.badTag}, replayed ${c.replayed}, wrong address ${c.wrongAddress}, unknown session ${c.unknownSession}, bad cookie ${c.badCookie}, bad handshake ${c.badHandshake}, replayed handshake ${c.replayedHandshake}, repeated INIT (answered again) ${c.repeatedInit}, revoked key ${c.revokedKey}, rate-limited ${c.rateLimited}; cookies sent ${c.cookiesSent}`,
+      `channel: ${c.sessions} sessions, ${c.handshakes} handshakes; dropped: unauthenticated ${c.unauthenticated}, malformed ${c.malformed}, bad tag ${c.badTag}, replayed ${c.replayed}, wrong address ${c.wrongAddress}, unknown session ${c.unknownSession}, bad cookie ${c.badCookie}, bad handshake ${c.badHandshake}, replayed handshake ${c.replayedHandshake}, repeated INIT (answered again) ${c.repeatedInit}, revoked key ${c.revokedKey}, rate-limited ${c.rateLimited}; cookies sent ${c.cookiesSent}; unread, its socket's buffer full ${c.socketDrops ?? 'unknown'}`,
       ...pushes.map((g) => `  push to ${shortId(g.device)}: ${g.phase} ${g.acked}/${g.total} chunks, ${g.retransmits} resent, ${g.timeouts} retransmission timeouts`),
     ],
   };
@@ -1000,7 +1000,8 @@ function parseJob(words: string[]): JobInput {
 /** `stats`: the server's and the secure channel's counters, and the pushes in progress. */
 export interface StatsOutput {
   readonly messages: ServerStats;
-  readonly channel: ChannelStats & { readonly sessions: number };
+  /** socketDrops: datagrams the kernel dropped unread, the socket's buffer full (null: unknown). */
+  readonly channel: ChannelStats & { readonly sessions: number; readonly socketDrops: number | null };
   readonly clients: number;
   readonly pushes: (PushProgress & { readonly device: string })[];
 }

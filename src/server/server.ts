@@ -130,6 +130,10 @@ const FLEET_RETRY_MS = 10_000;
 const HISTORY_SWEEP_MS = 10 * 60_000;
 const FORGET_HISTORY_PER_SWEEP = 10_000;
 
+/** How often the server looks at its socket's count of datagrams dropped unread (Linux). */
+const DROPS_SAMPLE_MS = 1_000;
+const DROPS_WARN_EVERY_MS = 60_000;
+
 export interface ServerStats {
   datagrams: number;
   malformed: number;
@@ -173,6 +177,11 @@ export class NxtServer extends EventEmitter {
   private readonly waiting = new Map<string, LastRegister>();
   private readonly tokenHashes: Buffer[];
   private saveTimer: NodeJS.Timeout | undefined;
+  private readonly dropsTimer: NodeJS.Timeout;
+  /** The socket's drop count when last looked at (undefined: not known). */
+  private dropsSeen: number | undefined;
+  private dropsUnreported = 0;
+  private dropsWarnedAt = Number.NEGATIVE_INFINITY;
   private fleetSaveFailing = false;
   private readonly registrySaver: RegistrySaver | undefined;
   /** Multicast pushes whose group pass is under way (for status). */
@@ -221,11 +230,35 @@ export class NxtServer extends EventEmitter {
       this.historyTimer = setInterval(sweep, HISTORY_SWEEP_MS);
       this.historyTimer.unref();
     }
+    this.dropsSeen = options.channel.receiveDrops();
+    this.dropsTimer = setInterval(() => this.watchDrops(), DROPS_SAMPLE_MS);
+    this.dropsTimer.unref();
     const behindAfter = options.behindAfterMs;
     if (options.notifier && behindAfter !== undefined) {
       this.behindTimer = setInterval(() => this.checkBehind(behindAfter), Math.min(30_000, Math.max(100, behindAfter / 4)));
       this.behindTimer.unref();
     }
+  }
+
+  /**
+   * Datagrams the kernel dropped because the server did not read its socket fast enough (short of
+   * CPU: at 50 devices sharing its two cores, a third of their ACKs): a push session must not give
+   * up on a device for a silence that may be the server's own, so every session under way counts
+   * its peer timeout afresh; the operator hears of it at most once a minute.
+   */
+  private watchDrops(): void {
+    const drops = this.options.channel.receiveDrops();
+    if (drops === undefined) return;
+    const seen = this.dropsSeen;
+    this.dropsSeen = drops;
+    if (seen === undefined || drops <= seen) return;
+    for (const session of this.sessions.values()) session.excuseSilence();
+    this.dropsUnreported += drops - seen;
+    const now = this.options.clock.now();
+    if (now - this.dropsWarnedAt < DROPS_WARN_EVERY_MS) return;
+    this.dropsWarnedAt = now;
+    this.emit('warning', `the server's UDP socket dropped ${this.dropsUnreported} datagram(s) unread: its receive buffer was full (the server is short of CPU, or net.core.rmem_max caps the buffer); pushes under way wait for devices it may not have heard rather than give up on them`);
+    this.dropsUnreported = 0;
   }
 
   /** Alert once per device and release when an online device stays behind the latest release. */
@@ -639,6 +672,7 @@ export class NxtServer extends EventEmitter {
   async close(): Promise<void> {
     clearInterval(this.behindTimer);
     clearInterval(this.historyTimer);
+    clearInterval(this.dropsTimer);
     this.options.jobs?.close();
     clearTimeout(this.saveTimer);
     this.saveTimer = undefined;

@@ -187,6 +187,11 @@ export class ServerChannel {
     this.options.endpoint.sendv(parts, to);
   }
 
+  /** Datagrams the kernel dropped before this server read them (its socket's buffer full). */
+  receiveDrops(): number | undefined {
+    return this.options.endpoint.receiveDrops?.();
+  }
+
   sendQueueCount(): number {
     return this.options.endpoint.sendQueueCount();
   }

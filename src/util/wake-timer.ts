@@ -9,7 +9,9 @@ export class WakeTimer {
   private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private at = Number.POSITIVE_INFINITY;
 
-  constructor(private readonly clock: Clock, private readonly fire: () => void) {}
+  /** `fire` is told how late it came (ms past the time it was armed for): a timer seconds late
+   *  means this process was not running (a stopped or starved process, a paused machine). */
+  constructor(private readonly clock: Clock, private readonly fire: (lateMs: number) => void) {}
 
   arm(at: number | undefined): void {
     if (at === undefined) return this.clear();
@@ -19,7 +21,7 @@ export class WakeTimer {
     const fire = (): void => {
       this.timer = undefined;
       this.at = Number.POSITIVE_INFINITY;
-      this.fire();
+      this.fire(Math.max(0, this.clock.now() - at));
     };
     const delay = at - this.clock.now();
     // setTimeout cannot wait less than 1 ms; pacing at high rates needs finer steps. An

@@ -100,6 +100,44 @@ describe('when the link dies', () => {
   });
 });
 
+describe('when the server itself does not run or read for a while', () => {
+  it('a server stopped mid-push for longer than the peer timeout finishes the push instead of giving up on the device', async () => {
+    const client = await startClient('c', port, join(dir, 'c'), trust);
+    const from = client.output.length;
+    const push = pushLine(writeModule(dir, 'paused_9_1.mjs', 64 * 1024 * 1024));
+    await client.waitFor(/downloading paused_9_1\.mjs: /, 20_000, from);
+    const pause = (ms: number): Promise<unknown> => new Promise((resolve) => setTimeout(resolve, ms));
+    // The device first falls quiet (nothing of it waits in the server's socket), then the server
+    // does not run for 4.5 s (a paused VM, a process starved of CPU): past the 3 s peer timeout,
+    // within the device's own 15 s patience. The device comes back half a second after it.
+    process.kill(client.pid, 'SIGSTOP');
+    await pause(300);
+    process.kill(server.pid, 'SIGSTOP');
+    await pause(4_500);
+    process.kill(server.pid, 'SIGCONT');
+    await pause(500);
+    process.kill(client.pid, 'SIGCONT');
+    expect(await push.done).toMatch(/push finished: 1 done, 0 failed/);
+    await client.waitFor(/Major = 9\nMinor = 1/, 20_000, from);
+  });
+
+  it('counts the datagrams its socket dropped unread, says so, and shows them in stats', async () => {
+    const dgram = await import('node:dgram');
+    process.kill(server.pid, 'SIGSTOP');
+    const flood = dgram.createSocket('udp4');
+    const junk = Buffer.alloc(1000, 7);
+    // 20,000 datagrams (20 MB) into a receive buffer of at most 8 MiB that nobody reads.
+    for (let i = 0; i < 20_000; i++) {
+      await new Promise<void>((resolve) => flood.send(junk, port, '127.0.0.1', () => resolve()));
+    }
+    flood.close();
+    process.kill(server.pid, 'SIGCONT');
+    await server.waitFor(/the server's UDP socket dropped \d+ datagram\(s\) unread: its receive buffer was full/, 10_000);
+    const stats = await server.run('stats', /channel: .*\n/);
+    expect(Number(stats.match(/unread, its socket's buffer full (\d+)/)![1])).toBeGreaterThan(0);
+  });
+});
+
 describe('resume', () => {
   it('a client killed halfway through a 16 MiB push and restarted receives only the missing chunks', async () => {
     const file = writeModule(dir, 'big_4_0.mjs', 16 * 1024 * 1024);

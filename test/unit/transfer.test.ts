@@ -272,6 +272,36 @@ describe('when the peer acknowledges without progress', () => {
   });
 });
 
+describe('when the sender itself may not have heard (its socket dropped datagrams)', () => {
+  /** Drive the sender's timer until it ends or `until`; `excuse(now)` says when to excuse. */
+  function silentPeer(options: { peerTimeoutMs: number; maxExcusedMs: number }, excuse: (now: number) => boolean, until: number): number {
+    const sender = new ChunkSender(100, options);
+    sender.start(0);
+    sender.onAck({ type: 'ack', transferId: 1, cumulative: 0, window: 64, echo: 0xffffffff, sack: new Uint8Array() }, 0);
+    // Ticks every 100 ms (as the server looks at its socket every second, finer here).
+    for (let now = 100; now <= until; now += 100) {
+      if (excuse(now)) sender.excuseSilence(now);
+      sender.onTimer(now);
+      if (sender.phase === 'done') {
+        expect(sender.outcome?.code).toBe(ResultCode.timeout);
+        return now;
+      }
+    }
+    return Number.POSITIVE_INFINITY;
+  }
+
+  it('counts the peer timeout afresh from the last excuse', () => {
+    const options = { peerTimeoutMs: 1_000, maxExcusedMs: 60_000 };
+    expect(silentPeer(options, () => false, 100_000)).toBe(1_000);
+    expect(silentPeer(options, (now) => now === 800, 100_000)).toBe(1_800);
+  });
+
+  it('gives up on a peer that stays silent however long the sender stays overloaded, maxExcusedMs later', () => {
+    const options = { peerTimeoutMs: 1_000, maxExcusedMs: 5_000 };
+    expect(silentPeer(options, () => true, 100_000)).toBe(6_000);
+  });
+});
+
 describe('resume', () => {
   it('sends only the chunks the receiver does not already hold', () => {
     const chunks = makeChunks(400);
