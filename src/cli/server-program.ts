@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { openUdpEndpoint } from '../net/endpoint.js';
+import { openUdpEndpoint, SERVER_RECEIVE_BUFFER_BYTES } from '../net/endpoint.js';
 import readlineSync from 'readline-sync';
 import { signManifest } from '../security/manifest.js';
 import { describeCompatibility, parseFor } from '../security/compatibility.js';
@@ -178,7 +178,7 @@ program.action(async (flags: ServerFlags) => {
       }
       multicast = { sender: await openMulticastSender(group, { ttl, interfaceAddress: opts.multicastInterface, maxDatagram: groupDatagram }), options: { maxMbit, startMbit: Math.min(200, maxMbit) } };
     }
-    const endpoint = await openUdpEndpoint({ port });
+    const endpoint = await openUdpEndpoint({ port, receiveBufferBytes: SERVER_RECEIVE_BUFFER_BYTES });
     // Several nodes on one PostgreSQL: join them (a number for the session indexes, a name).
     const cluster = store.engine.kind !== 'postgres' ? undefined : await Cluster.join({
       store, name: opts.nodeName ?? `${hostname()}:${endpoint.port}`, address: `${hostname()}:${endpoint.port}`, wallClock: systemWallClock, stateDir: opts.stateDir,

@@ -28,20 +28,30 @@ export interface Endpoint {
 const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
 
 /**
+ * A server's receive buffer: what it receives is mostly ACKs, and an ACK read late is worse than
+ * one lost (the next one says as much, and more). At 50 devices sharing two cores with the
+ * server, an 8 MiB buffer held 5-7 MB of ACKs, ten seconds of them: every session saw its device
+ * ten seconds late, and gave up on devices that were doing fine. This much holds ~800 ACKs (a
+ * second of a starved server's reading, milliseconds of a healthy one's).
+ */
+export const SERVER_RECEIVE_BUFFER_BYTES = 512 * 1024;
+
+/**
  * Bind a UDP endpoint. With no host it listens on both IPv4 and IPv6 (a dual-stack socket),
  * falling back to IPv4 only where the machine has no IPv6.
  */
-export async function openUdpEndpoint(options: { port: number; host?: string; family?: 4 | 6 }): Promise<Endpoint> {
+export async function openUdpEndpoint(options: { port: number; host?: string; family?: 4 | 6; receiveBufferBytes?: number }): Promise<Endpoint> {
+  const receive = options.receiveBufferBytes ?? SOCKET_BUFFER_BYTES;
   if (options.host !== undefined) {
     const family = options.family ?? (isIP(options.host) === 6 ? 6 : 4);
-    return bind(socket(family === 6 ? 'udp6' : 'udp4'), options.port, options.host);
+    return bind(socket(family === 6 ? 'udp6' : 'udp4'), options.port, options.host, receive);
   }
-  if (options.family === 4) return bind(socket('udp4'), options.port, '0.0.0.0');
+  if (options.family === 4) return bind(socket('udp4'), options.port, '0.0.0.0', receive);
   try {
-    return await bind(socket('udp6', false), options.port, '::');
+    return await bind(socket('udp6', false), options.port, '::', receive);
   } catch (err) {
     if (options.family === 6) throw err;
-    return bind(socket('udp4'), options.port, '0.0.0.0');
+    return bind(socket('udp4'), options.port, '0.0.0.0', receive);
   }
 }
 
@@ -68,7 +78,7 @@ function socket(type: 'udp4' | 'udp6', ipv6Only?: boolean): dgram.Socket {
   });
 }
 
-function bind(socket: dgram.Socket, port: number, host: string): Promise<Endpoint> {
+function bind(socket: dgram.Socket, port: number, host: string, receiveBufferBytes: number): Promise<Endpoint> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => {
       socket.close();
@@ -80,9 +90,8 @@ function bind(socket: dgram.Socket, port: number, host: string): Promise<Endpoin
       // A send to a peer that went away surfaces as an error event on some platforms; a lost
       // datagram is the protocol's business, not a reason to crash.
       socket.on('error', () => undefined);
-      for (const set of [socket.setRecvBufferSize, socket.setSendBufferSize]) {
-        try { set.call(socket, SOCKET_BUFFER_BYTES); } catch { /* capped by the kernel: fine */ }
-      }
+      try { socket.setRecvBufferSize(receiveBufferBytes); } catch { /* capped by the kernel: fine */ }
+      try { socket.setSendBufferSize(SOCKET_BUFFER_BYTES); } catch { /* capped by the kernel: fine */ }
       resolve(new UdpEndpoint(socket));
     });
   });
