@@ -30,6 +30,7 @@ const GROUP_PORT = 7702;
 const UFTP_PORT = 11045;
 const TCP_PORT = 18_000;
 const deviceNs = (i: number): string => `nxtf-d${i}`;
+const deviceAddr = (i: number): string => `10.204.${1 + Math.floor(i / 200)}.${10 + (i % 200)}`;
 
 /** What a namespace's kernel dropped: datagrams its sockets had no room for, fragments it could
  *  not reassemble (since the namespace was made). */
@@ -38,7 +39,6 @@ function kernelCounters(ns: string): string {
   const counters = (r.stdout ?? '').split('\n').filter((l) => /^\w/.test(l) && !l.startsWith('#')).map((l) => l.split(/\s+/).slice(0, 2).join(' '));
   return `kernel (${ns}): ${counters.join(', ') || 'nstat gave nothing'}`;
 }
-const deviceAddr = (i: number): string => `10.204.${1 + Math.floor(i / 200)}.${10 + (i % 200)}`;
 
 function ip(...args: string[]): void {
   const r = spawnSync('ip', args, { encoding: 'utf8' });

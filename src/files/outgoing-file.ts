@@ -143,13 +143,13 @@ export class OutgoingFile {
     this.run(actions);
   }
 
-  /** Stop here and tell the receiver (ABORT, once: if it is lost, the receiver's inactivity
-   *  timeout ends its side), which keeps what arrived, to resume. */
   /** This side may not have heard the peer lately (ChunkSender.excuseSilence). */
   excuseSilence(): void {
     this.sender.excuseSilence(this.clock.now());
   }
 
+  /** Stop here and tell the receiver (ABORT, once: if it is lost, the receiver's inactivity
+   *  timeout ends its side), which keeps what arrived, to resume. */
   cancel(reason: string, code: ResultCodeValue = ResultCode.cancelled): void {
     if (this.sender.phase === 'done') return;
     this.io.send(encode({ type: 'abort', transferId: this.transferId, code, message: reason }));

@@ -3,9 +3,10 @@
  * module does, the agent keeps its console, its renewals and its transfers. The host loads the
  * module there (with a deadline and a heap cap), runs its selfTest() on a trial, and from then on
  * watches it: a ping every TICK_MS that must be answered within `hangMs` (a loop that never
- * yields; time the thread or the host spent waiting for a CPU does not count: hang-watch.ts), the thread's uncaught errors and unhandled rejections, process.exit() (it ends only
- * the thread), the heap cap (resourceLimits) and the process's resident memory (Buffers live
- * outside the heap). The first of these ends the module and is reported once as 'failed'.
+ * yields; time the thread or the host spent waiting for a CPU does not count: hang-watch.ts),
+ * the thread's uncaught errors and unhandled rejections, process.exit() (it ends only the
+ * thread), the heap cap (resourceLimits) and the process's resident memory (Buffers live outside
+ * the heap). The first of these ends the module and is reported once as 'failed'.
  *
  * One worker is kept started and idle (a spare), so a trial does not wait the ~40 ms a new
  * thread takes (pushes of small modules are timed in tens of milliseconds). The next spare starts

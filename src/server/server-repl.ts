@@ -71,7 +71,7 @@ export interface ServerReplOptions {
 
 export function describeGroupPush(g: GroupPushReport): string {
   return `  multicast ${g.group}: ${g.datagrams} datagrams for ${g.devices} devices${g.passMs === undefined ? '' : ` (first pass ${Math.round(g.passMs)} ms)`}, ${g.repaired} chunks sent to the group again, `
-    + `${describeHandOver(g.handedOver)}`;
+    + describeHandOver(g.handedOver);
 }
 
 const HAND_OVER_REASONS: ReadonlyArray<[keyof GroupPushReport['handedOver'], string]> = [
