@@ -762,10 +762,21 @@ export class ClientAgent extends EventEmitter {
       host.healthCheck(this.options.hostLimits?.hangMs ?? DEFAULT_HOST_LIMITS.hangMs)
         .catch((err: unknown) => { if (this.probation?.host === host) void this.rollBack(ResultCode.unhealthy, errorMessage(err)); });
     }, every);
-    const timer = setTimeout(() => this.commit(), this.probationMs);
+    const timer = setTimeout(() => this.commitOnceAnswering(host), this.probationMs);
     health.unref();
     timer.unref();
     this.probation = { manifest, previous, host, timer, health, onFailed };
+  }
+
+  /**
+   * The probation's time is up: commit once the module's thread answers a ping. A thread silent
+   * at this moment has not shown that it runs; whether it is hung or only starved of CPU is the
+   * host's hang watch to say (a failure then rolls it back, as during the probation). Without
+   * this, a loop that began just before the end was committed when a loaded machine slowed the
+   * watch's verdict past the probation.
+   */
+  private commitOnceAnswering(host: PluginHost): void {
+    void host.nextAnswer().then(() => { if (this.probation?.host === host) this.commit(); }, () => undefined);
   }
 
   private endProbation(): NonNullable<ClientAgent['probation']> | undefined {

@@ -138,6 +138,7 @@ export class PluginHost extends EventEmitter {
   private readonly healthWaiters = new Map<number, (reply: { ok: boolean; message?: string }) => void>();
   private readonly reconfigureWaiters = new Map<number, (reply: { ok: boolean; supported: boolean; message?: string }) => void>();
   private readonly statusWaiters = new Map<number, (report: unknown) => void>();
+  private answerWaiters: { resolve: () => void; reject: (err: NxtError) => void }[] = [];
 
   private constructor(private readonly worker: Worker, private readonly limits: HostLimits, readonly url: string) {
     super();
@@ -188,7 +189,11 @@ export class PluginHost extends EventEmitter {
             resolve();
             return;
           case 'failed': return this.fail(new NxtError(reply.code, reply.message));
-          case 'pong': this.hangWatch?.answered(performance.now(), this.runQueueWaitMs()); return;
+          case 'pong': {
+            this.hangWatch?.answered(performance.now(), this.runQueueWaitMs());
+            for (const w of this.answerWaiters.splice(0)) w.resolve();
+            return;
+          }
           case 'health': this.healthWaiters.get(reply.id)?.(reply); return;
           case 'reconfigured': this.reconfigureWaiters.get(reply.id)?.(reply); return;
           case 'status': this.statusWaiters.get(reply.id)?.(reply.report); return;
@@ -257,9 +262,17 @@ export class PluginHost extends EventEmitter {
     this.stopping = true;
     clearInterval(this.timer);
     for (const w of this.healthWaiters.values()) w({ ok: false, message: err.message });
+    for (const w of this.answerWaiters.splice(0)) w.reject(err);
     for (const w of this.reconfigureWaiters.values()) w({ ok: false, supported: true, message: err.message });
     void this.worker.terminate();
     this.emit('failed', err);
+  }
+
+  /** Resolves at the thread's next answer to a ping (within a tick of a running thread); rejects
+   *  with the failure if the module fails first (a thread that never answers is found hung). */
+  nextAnswer(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => { this.answerWaiters.push({ resolve, reject }); });
   }
 
   /** Ask the module's healthCheck() (true when it exports none); rejects with 'unhealthy'. */
