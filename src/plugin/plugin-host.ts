@@ -138,7 +138,7 @@ export class PluginHost extends EventEmitter {
   private readonly healthWaiters = new Map<number, (reply: { ok: boolean; message?: string }) => void>();
   private readonly reconfigureWaiters = new Map<number, (reply: { ok: boolean; supported: boolean; message?: string }) => void>();
   private readonly statusWaiters = new Map<number, (report: unknown) => void>();
-  private answerWaiters: { resolve: () => void; reject: (err: NxtError) => void }[] = [];
+  private readonly answerWaiters: { resolve: () => void; reject: (err: NxtError) => void }[] = [];
 
   private constructor(private readonly worker: Worker, private readonly limits: HostLimits, readonly url: string) {
     super();

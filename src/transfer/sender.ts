@@ -52,8 +52,9 @@ export interface SenderOptions {
   readonly peerTimeoutMs: number;
   /** How many times a client that forgot the transfer (it restarted) is offered it again. */
   readonly maxReoffers: number;
-  /** Silence the driver excuses (excuseSilence: its own socket dropped datagrams, so it may not
-   *  have heard the peer) counts at most this much beyond what was last really heard. */
+  /** Silence the driver excuses (excuseSilence: it did not run for a while, or its socket dropped
+   *  datagrams, so it may not have heard the peer) counts at most this much beyond what was last
+   *  really heard. */
   readonly maxExcusedMs: number;
   /** Chunks whose state is kept at most (rounded up to a power of two; 44 bytes each): the ring
    *  starts a quarter of it below the receiver's cumulative point, so that a duplicate of a chunk
@@ -234,31 +235,28 @@ export class ChunkSender {
   get heardAt(): number { return this.lastHeardAt; }
 
   /**
-   * The driver's socket dropped datagrams just now (its receive buffer was full: the server short
-   * of CPU): the peer's silence so far may be the driver's deafness, so the peer timeout counts
-   * afresh from here (at most maxExcusedMs past what was really heard: a peer that is gone is
-   * still given up on while the driver stays overloaded).
+   * The driver may not have heard the peer until `now` (it did not run for a while, or its socket
+   * dropped datagrams unread: the server short of CPU): the peer's silence so far may be the
+   * driver's deafness, so the peer timeout counts afresh from here (at most maxExcusedMs past
+   * what was really heard: a peer that is gone is still given up on while the driver stays
+   * overloaded).
    */
   excuseSilence(now: number): void {
     if (now > this.excusedAt) this.excusedAt = now;
   }
 
-  /** Since when the peer's silence counts, and its lack of progress. */
-  private silentSince(): number {
-    return Math.max(this.lastHeardAt, Math.min(this.excusedAt, this.lastHeardAt + this.options.maxExcusedMs));
-  }
-
-  private stuckSince(): number {
-    return Math.max(this.lastProgressAt, Math.min(this.excusedAt, this.lastProgressAt + this.options.maxExcusedMs));
+  /** Since when a silence (or a lack of progress) that began at `since` counts, excuses applied. */
+  private countsFrom(since: number): number {
+    return Math.max(since, Math.min(this.excusedAt, since + this.options.maxExcusedMs));
   }
 
   /** When the driver must call `onTimer` next, or undefined once done. */
   get wakeAt(): number | undefined {
     if (this.phaseValue === 'done') return undefined;
-    const silence = this.silentSince() + this.options.peerTimeoutMs;
+    const silence = this.countsFrom(this.lastHeardAt) + this.options.peerTimeoutMs;
     if (this.phaseValue === 'offering') return Math.min(this.offerDeadline, silence);
     if (this.phaseValue === 'sending') {
-      let at = Math.min(silence, this.stuckSince() + this.options.peerTimeoutMs);
+      let at = Math.min(silence, this.countsFrom(this.lastProgressAt) + this.options.peerTimeoutMs);
       if (this.rtoDeadline !== undefined && this.rtoDeadline < at) at = this.rtoDeadline;
       if (this.pacedWake !== undefined && this.pacedWake < at) at = this.pacedWake;
       if (this.reorderDeadline !== undefined && this.reorderDeadline < at) at = this.reorderDeadline;
@@ -396,13 +394,13 @@ export class ChunkSender {
 
   onTimer(now: number): SenderAction[] {
     if (this.phaseValue === 'done') return [];
-    if (now - this.silentSince() >= this.options.peerTimeoutMs) {
+    if (now - this.countsFrom(this.lastHeardAt) >= this.options.peerTimeoutMs) {
       const what = this.phaseValue === 'offering' ? 'never answered the offer'
         : this.phaseValue === 'verifying' ? 'received every chunk but never reported a result'
         : `stopped acknowledging at ${this.ackedCount}/${this.totalChunks} chunks`;
       return [this.finish({ code: ResultCode.timeout, message: `client ${what} (silent for ${Math.round(now - this.lastHeardAt)} ms)` })];
     }
-    if (this.phaseValue === 'sending' && now - this.stuckSince() >= this.options.peerTimeoutMs) {
+    if (this.phaseValue === 'sending' && now - this.countsFrom(this.lastProgressAt) >= this.options.peerTimeoutMs) {
       return [this.finish({
         code: ResultCode.timeout,
         message: `client acknowledged nothing new for ${Math.round(now - this.lastProgressAt)} ms, stuck at ${this.ackedCount}/${this.totalChunks} chunks`,

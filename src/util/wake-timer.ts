@@ -9,8 +9,9 @@ export class WakeTimer {
   private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private at = Number.POSITIVE_INFINITY;
 
-  /** `fire` is told how late it came (ms past the time it was armed for): a timer seconds late
-   *  means this process was not running (a stopped or starved process, a paused machine). */
+  /** `fire` is told how late it came (ms past the time it was armed for, or past its arming if
+   *  that time had gone already): a timer seconds late means this process was not running (a
+   *  stopped or starved process, a paused machine). */
   constructor(private readonly clock: Clock, private readonly fire: (lateMs: number) => void) {}
 
   arm(at: number | undefined): void {
@@ -18,12 +19,14 @@ export class WakeTimer {
     if (this.timer !== undefined && this.at <= at) return;
     this.clear();
     this.at = at;
+    const now = this.clock.now();
+    const due = Math.max(at, now);
     const fire = (): void => {
       this.timer = undefined;
       this.at = Number.POSITIVE_INFINITY;
-      this.fire(Math.max(0, this.clock.now() - at));
+      this.fire(this.clock.now() - due);
     };
-    const delay = at - this.clock.now();
+    const delay = at - now;
     // setTimeout cannot wait less than 1 ms; pacing at high rates needs finer steps. An
     // immediate runs after pending I/O, so ACKs are still read between bursts.
     this.timer = delay < 1 ? setImmediate(fire) : setTimeout(fire, delay);
