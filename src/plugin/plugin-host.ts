@@ -9,11 +9,12 @@
  * the heap). The first of these ends the module and is reported once as 'failed'.
  *
  * One worker is kept started and idle (a spare), so a trial does not wait the ~40 ms a new
- * thread takes (pushes of small modules are timed in tens of milliseconds). The next spare starts
- * once a trial's load is over, not beside it: starting a thread costs ~45 ms of CPU, which a
- * device loading a module (or a fleet of them sharing a host) has better use for. A device told
- * of a module too large for the spare's heap asks for a spare of the right size while the module
- * is still arriving (`prepareSpareFor`).
+ * thread takes (pushes of small modules are timed in tens of milliseconds); two for a while when
+ * modules come in quick succession (spare-policy.ts). The next spare starts once a trial's load
+ * is over, not beside it: starting a thread costs ~45 ms of CPU, which a device loading a module
+ * (or a fleet of them sharing a host) has better use for. A device told of a module too large for
+ * the spare's heap asks for a spare of the right size while the module is still arriving
+ * (`prepareSpareFor`).
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -21,6 +22,7 @@ import { Worker } from 'node:worker_threads';
 import { NxtError } from '../errors.js';
 import type { ProductInfo } from '../protocol/messages.js';
 import { HangWatch } from './hang-watch.js';
+import { SparePolicy } from './spare-policy.js';
 
 export type HostRequest =
   | { type: 'load'; url: string; selfTest: boolean }
@@ -67,6 +69,8 @@ interface Thread {
   readonly heapMb: number;
   /** Resolves with the kernel thread id, when the worker could tell it. */
   readonly ready: Promise<number | undefined>;
+  /** `ready` has resolved: the thread can take a module at once. */
+  started: boolean;
 }
 
 function startThread(heapMb: number): Thread {
@@ -79,39 +83,62 @@ function startThread(heapMb: number): Thread {
     worker.once('error', reject);
     worker.once('exit', () => reject(new Error('the plugin thread ended before it was ready')));
   });
-  ready.catch(() => undefined);
-  return { worker, heapMb, ready };
+  const thread: Thread = { worker, heapMb, ready, started: false };
+  ready.then(() => { thread.started = true; }, () => undefined);
+  return thread;
 }
 
-let spare: Thread | undefined;
+/** The spares: started, idle, all of one heap size (spare-policy.ts says how many). */
+let spares: Thread[] = [];
+const sparePolicy = new SparePolicy();
+let relaxTimer: NodeJS.Timeout | undefined;
 
 function takeThread(heapMb: number): Thread {
-  const s = spare;
-  spare = undefined;
-  if (s && s.heapMb === heapMb) return s;
-  if (s) void s.worker.terminate();
-  return startThread(heapMb);
+  const fit = spares.filter((s) => s.heapMb === heapMb);
+  const taken = fit.find((s) => s.started) ?? fit[0];
+  spares = spares.filter((s) => s !== taken);
+  const now = performance.now();
+  sparePolicy.trial(now, !taken?.started);
+  const relaxAt = sparePolicy.relaxAt(now);
+  if (relaxAt !== undefined) {
+    clearTimeout(relaxTimer);
+    relaxTimer = setTimeout(() => keepSpares(spares[0]?.heapMb ?? heapMb, sparePolicy.count(performance.now())), relaxAt - now);
+    relaxTimer.unref();
+  }
+  return taken ?? startThread(heapMb);
 }
 
-/** Start the spare thread for the next trial (at agent start, and after each use). */
+/** `count` spares of `heapMb`: others end, missing ones start, extra ones (the last started) end. */
+function keepSpares(heapMb: number, count: number): void {
+  const [fit, other] = [spares.filter((s) => s.heapMb === heapMb), spares.filter((s) => s.heapMb !== heapMb)];
+  for (const s of [...other, ...fit.slice(count)]) void s.worker.terminate();
+  spares = fit.slice(0, count);
+  while (spares.length < count) {
+    const s = startThread(heapMb);
+    s.worker.unref();
+    s.ready.catch(() => { spares = spares.filter((x) => x !== s); });
+    spares.push(s);
+  }
+}
+
+/** Start the spares for the next trials (at agent start, and after each use). */
 export function prepareSpare(heapMb = DEFAULT_HOST_LIMITS.heapMb): void {
-  if (spare?.heapMb === heapMb) return;
-  if (spare) void spare.worker.terminate();
-  spare = startThread(heapMb);
-  spare.worker.unref();
-  spare.ready.catch(() => { spare = undefined; });
+  keepSpares(heapMb, sparePolicy.count(performance.now()));
 }
 
-/** A spare fit for a module of `bytes` (the agent calls this when it accepts an offer). */
+/** A spare fit for a module of `bytes` (the agent calls this when it accepts an offer): one of
+ *  another size is started, in place of the usual ones (a no-op for the usual sizes). */
 export function prepareSpareFor(bytes: number, floorMb = DEFAULT_HOST_LIMITS.heapMb): void {
-  prepareSpare(heapFor(bytes, floorMb));
+  const heapMb = heapFor(bytes, floorMb);
+  if (!spares.some((s) => s.heapMb === heapMb)) keepSpares(heapMb, 1);
 }
 
-/** End the spare (the agent is stopping). */
+/** End the spares (the agent is stopping). */
 export async function dropSpare(): Promise<void> {
-  const s = spare;
-  spare = undefined;
-  if (s) await s.worker.terminate();
+  clearTimeout(relaxTimer);
+  const ending = spares;
+  spares = [];
+  await Promise.all(ending.map((s) => s.worker.terminate()));
 }
 
 /**

@@ -52,7 +52,9 @@ export function chunkCount(m: Pick<Manifest, 'size' | 'chunkSize'>): number {
   return Math.max(1, Math.ceil(m.size / m.chunkSize));
 }
 
-export function signManifest(manifest: Manifest, signer: Signer): SignedManifest {
+/** The bytes a manifest is signed as; throws what a signature of them would (too large for one
+ *  datagram, or not what a client parses). */
+export function encodeManifest(manifest: Manifest): Uint8Array {
   const bytes = new Uint8Array(Buffer.from(JSON.stringify({
     type: 'nxt-manifest/1',
     name: manifest.name,
@@ -68,6 +70,11 @@ export function signManifest(manifest: Manifest, signer: Signer): SignedManifest
   })));
   if (bytes.length > MAX_MANIFEST_BYTES) throw new NxtError('manifest-too-large', 'manifest does not fit one datagram: shorten the module name');
   parseManifest(bytes); // never sign what a client would refuse to parse
+  return bytes;
+}
+
+export function signManifest(manifest: Manifest, signer: Signer): SignedManifest {
+  const bytes = encodeManifest(manifest);
   return { manifest, bytes, signature: signer.sign(bytes) };
 }
 

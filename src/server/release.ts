@@ -7,9 +7,9 @@ import { basename } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
 import { CHUNKS_HEADER_BYTES, chunkEntryBytes } from '../protocol/envelope.js';
 import { LARGE_CHUNK_BYTES } from '../net/fragments.js';
-import { MAX_CHUNK_BYTES } from '../protocol/messages.js';
+import { CLIENT_ID_BYTES, MAX_CHUNK_BYTES } from '../protocol/messages.js';
 import { parseReleaseVersion, releaseVersionFromFileName, type ReleaseVersion } from '../protocol/release-version.js';
-import { MAX_MODULE_BYTES, signManifest, verifyManifest, type Manifest, type SignedManifest } from '../security/manifest.js';
+import { encodeManifest, MAX_MODULE_BYTES, signManifest, verifyManifest, type Manifest, type SignedManifest } from '../security/manifest.js';
 import type { Signer } from '../security/release-key.js';
 import type { Compatibility } from '../security/compatibility.js';
 import { hashFile } from '../util/hash-file.js';
@@ -78,7 +78,9 @@ export async function prepareRelease(
     targets: 'all',
     ...(options.for === undefined ? {} : { for: options.for }),
   };
-  signManifest(manifest, signer); // fail now, not per client, if it cannot be signed
+  // Fail now, not per client, if it cannot be signed: checked as a client's copy would be (its
+  // id as the target), without the cost of a signature no one receives.
+  encodeManifest({ ...manifest, targets: ['0'.repeat(2 * CLIENT_ID_BYTES)] });
   return { path, manifest, presigned: false, signedFor: (clientIdHex, chunkSize) => signManifest({ ...manifest, chunkSize, targets: [clientIdHex] }, signer) };
 }
 

@@ -540,17 +540,25 @@ export class NxtServer extends EventEmitter {
     for (const { chunkSize } of paths) {
       if (!sealing.has(chunkSize)) sealing.set(chunkSize, this.sealedReleases().get(release.path, { size: m.size, sha256: m.sha256, chunkSize }));
     }
+    // One manifest per device, a few milliseconds each, signed on this thread while the sealing
+    // thread seals (the thread turns between them); none more once the push is abandoned.
+    let abandoned = false;
+    const signatures = paths.map(({ client, chunkSize }) => this.signing.run(() => {
+      if (abandoned) throw new NxtError('abandoned', 'push abandoned');
+      return release.signedFor(client.id, chunkSize);
+    }));
+    for (const s of signatures) s.catch(() => undefined);
     const sizes = [...sealing.keys()];
     const settled = await Promise.allSettled(sealing.values());
     const failed = settled.find((x) => x.status === 'rejected');
     if (failed) {
+      abandoned = true;
       await kept;
       throw failed.reason;
     }
     const sealedBySize = new Map(settled.map((x, i) => [sizes[i]!, (x as PromiseFulfilledResult<SealedRelease>).value]));
-    // One manifest per device, a few milliseconds each: the thread turns between them.
-    const prepare = async ({ client, path, chunkSize }: (typeof paths)[number]): Promise<PushSession> => {
-      const signed = await this.signing.run(() => release.signedFor(client.id, chunkSize));
+    const prepare = async ({ client, path, chunkSize }: (typeof paths)[number], i: number): Promise<PushSession> => {
+      const signed = await signatures[i]!;
       const session = new PushSession(this.newTransferId(), client, release, signed, sealedBySize.get(chunkSize)!, path, this.options.channel, this.options.clock, this.options.sender ?? {}, renumber);
       this.sessions.set(session.transferId, session);
       return session;
@@ -609,7 +617,7 @@ export class NxtServer extends EventEmitter {
     // to all its members at once, so it waits for every one.
     const sessions = group ? await this.prepareAll(paths.map(prepare)) : [];
     if (group) for (const session of sessions) session.holdForGroup();
-    const reports = group ? sessions.map(run) : paths.map(async (p) => run(await prepare(p)));
+    const reports = group ? sessions.map(run) : paths.map(async (p, i) => run(await prepare(p, i)));
     if (group) {
       const groupPush = new GroupPush(this.newTransferId(), sessions[0]!.sealedRelease, group.sender, sessions, this.options.clock, group.options);
       this.groupPushes.add(groupPush);

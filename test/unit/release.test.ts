@@ -1,0 +1,54 @@
+/** A module file made into a release: checked at once, signed per device only. */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import nacl from 'tweetnacl';
+import { describe, expect, it } from 'vitest';
+import { NxtError } from '../../src/errors.js';
+import { encodeManifest, verifyManifest } from '../../src/security/manifest.js';
+import { prepareRelease } from '../../src/server/release.js';
+import { tempDir } from '../support/processes.js';
+
+const DEVICE = '0123456789abcdef0123456789abcdef';
+
+function countingSigner(): { publicKey: Uint8Array; sign: (b: Uint8Array) => Uint8Array; signed: number } {
+  const keys = nacl.sign.keyPair();
+  const s = { publicKey: keys.publicKey, signed: 0, sign: (b: Uint8Array) => { s.signed++; return nacl.sign.detached(b, keys.secretKey); } };
+  return s;
+}
+
+describe('prepareRelease', () => {
+  it('signs nothing until a device is offered the release, then one manifest for it', async () => {
+    const dir = tempDir('nxt-release-');
+    const file = join(dir, 'app_2_1.mjs');
+    writeFileSync(file, 'export default () => ({ major: 2, minor: 1, productName: "x" });\n');
+    const signer = countingSigner();
+    const release = await prepareRelease(file, { signer, publicKey: signer.publicKey, now: new Date('2026-12-01T00:00:00Z') });
+    expect(signer.signed).toBe(0);
+    const signed = release.signedFor(DEVICE, 1400);
+    expect(signer.signed).toBe(1);
+    const m = verifyManifest(signed.bytes, signed.signature, signer.publicKey);
+    expect(m.targets).toEqual([DEVICE]);
+    expect(m.chunkSize).toBe(1400);
+    expect(m.version).toEqual({ major: 2, minor: 1, patch: 0 });
+  });
+
+  it('refuses at once a manifest that fits one datagram only without a device id in it', async () => {
+    const dir = tempDir('nxt-release-');
+    const file = join(dir, 'app_2_1.mjs');
+    writeFileSync(file, 'export default () => ({ major: 2, minor: 1, productName: "x" });\n');
+    const now = new Date('2026-12-01T00:00:00Z');
+    // Grow a compatibility list until the manifest fits as "for all" but not for one device.
+    const base = (await prepareRelease(file, { signer: countingSigner(), publicKey: new Uint8Array(32), now })).manifest;
+    const types = ['t'];
+    const fits = (targets: 'all' | string[]): boolean => {
+      try { encodeManifest({ ...base, for: { type: types }, targets }); return true; } catch { return false; }
+    };
+    for (let i = 0; fits([DEVICE]); i++) types.push(`t${i}`);
+    expect(fits('all')).toBe(true);
+    const signer = countingSigner();
+    const err = await prepareRelease(file, { signer, publicKey: signer.publicKey, now, for: { type: types } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NxtError);
+    expect((err as NxtError).code).toBe('manifest-too-large');
+    expect(signer.signed).toBe(0);
+  });
+});
