@@ -18,6 +18,7 @@ import { Proc, ROOT, startClient, startServer, stopAll, tempDir, TEST_ENROLL_TOK
 import { UdpProxy, lossyLink, passThrough, type ProxyRule } from '../test/support/udp-proxy.js';
 import { atftpGet, ensurePeers, startAtftpd, startUftpd, uftpSend, type Daemon } from './peers.js';
 import { CLIENT_ADDR, CLIENT_NS, createTestbed, inNs, RELAY_CLIENT_SIDE, RELAY_NS, RELAY_SERVER_SIDE, removeTestbed, SERVER_ADDR, SERVER_NS } from './netns.js';
+import { startTcpSender, startTunnel, tcpDownload, tcpTunnelReady } from './tcp-tunnel.js';
 import { cpuSeconds, freshPageMicros, minorFaults, peakRssMb, rssMb } from './proc-stats.js';
 import { benchArgs } from './args.js';
 
@@ -222,11 +223,30 @@ await section('lossy', async () => {
   const why = createTestbed();
   if (why) { console.log(`\n(lossy: no namespaces on this machine: ${why}; see --only lossy-loopback)`); return; }
   console.log(`\n## 16 MiB through a relay between network namespaces (veth MTU 1500, 5 ms each way)\n`);
-  console.log('nxt: from typing `push` to the push reported done (the device has activated the module); resends as a share of the chunks; the server\'s CPU seconds and the datagrams it sent, per MiB. UFTP sends at a fixed 400 Mbit/s (its transfer phase beside its wall time); atftp (blksize 1428, windowsize 64) gets 30 s. TCP is not measured here: without netem (absent from this kernel) nothing can delay or reorder TCP segments.\n');
-  console.log('| link | nxt push (data) | nxt resent | nxt server CPU s/MiB | nxt datagrams/MiB | UFTP wall (transfer) | UFTP sender CPU s/MiB | UFTP datagrams/MiB | atftp | nxt ÷ UFTP wall |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|');
   const MB = 16;
   const file = writeModule(work, 'relay_16.mjs', MB * MiB);
+  const tcpPeer = tcpTunnelReady();
+  console.log(`nxt: from typing \`push\` to the push reported done (the device has activated the module); resends as a share of the chunks; the server's CPU seconds and the datagrams it sent, per MiB. UFTP sends at a fixed 400 Mbit/s (its transfer phase beside its wall time); atftp (blksize 1428, windowsize 64) gets 30 s. TCP (${tcpPeer.congestion}): from connect to the last byte, through the same relay in a TUN tunnel (bench/tcp-tunnel.ts; 30 s each).\n`);
+  console.log('| link | nxt push (data) | nxt resent | nxt server CPU s/MiB | nxt datagrams/MiB | UFTP wall (transfer) | UFTP sender CPU s/MiB | UFTP datagrams/MiB | atftp | TCP | nxt ÷ UFTP wall | nxt ÷ TCP |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  /** TCP downloads through the tunnel, the relay losing and delaying as `c` says. */
+  const tcpRuns = async (c: { loss: number; reorder: number }, seed: number): Promise<{ times: number[]; failed: string[] }> => {
+    const times: number[] = [];
+    const failed: string[] = [];
+    // Started here: each condition's nxt runs end with stopAll.
+    const sender = await startTcpSender(file, tcpPeer.congestion);
+    const tunnel = await startTunnel((server, frontPort) => startRelay({ front: RELAY_CLIENT_SIDE, back: RELAY_SERVER_SIDE, server, frontPort, loss: c.loss, reorder: c.reorder, delayMs: 5, seed }), RELAY_PORT + 3);
+    try {
+      for (let r = 0; r < RUNS; r++) {
+        const t = tcpDownload(MB * MiB, 30_000);
+        if ('ms' in t) times.push(t.ms); else failed.push(t.failed);
+      }
+    } finally {
+      await tunnel.stop();
+      await sender.stop();
+    }
+    return { times, failed };
+  };
   const tftpRoot = join(work, 'tftp-relay');
   mkdirSync(tftpRoot, { recursive: true });
   copyFileSync(file, join(tftpRoot, 'relay_16.mjs'));
@@ -307,11 +327,18 @@ await section('lossy', async () => {
           await atftpd.stop();
         }
       }
+      const tcp = tcpPeer.ok && !c.perFrame ? await tcpRuns(c, 900 + ci) : undefined;
       const med = (xs: number[]): number | undefined => (xs.length ? median(xs) : undefined);
       const n = med(nxt.map((x) => x.wall));
       const u = med(uftp.map((x) => x.wall));
+      const t = tcp ? med(tcp.times) : undefined;
+      const tcpCell = tcp === undefined ? (c.perFrame ? 'as above' : 'missing') : `${t === undefined ? 'failed' : fmtMs(t)}${tcp.failed.length ? ` (${tcp.failed.length} of ${RUNS}: ${tcp.failed[0]})` : ''}`;
       const perMiB = (x: number | undefined, digits = 3): string => (x === undefined || Number.isNaN(x) ? '–' : (x / MB).toFixed(digits));
-      console.log(`| ${c.name} | ${n === undefined ? 'failed' : `${fmtMs(n)} (${fmtMs(med(nxt.map((x) => x.data)))})`} | ${nxt.length ? `${(100 * median(nxt.map((x) => x.resent))).toFixed(1)}%` : '–'} | ${perMiB(med(nxt.map((x) => x.cpu)))} | ${perMiB(med(nxt.map((x) => x.datagrams)), 0)} | ${u === undefined ? (c.perFrame ? 'as above' : peers.uftp ? 'failed' : 'missing') : `${fmtMs(u)} (${fmtMs(med(uftp.map((x) => x.transfer)))})`} | ${perMiB(med(uftp.flatMap((x) => (x.cpu === undefined ? [] : [x.cpu]))))} | ${perMiB(med(uftp.map((x) => x.datagrams)), 0)} | ${tftp !== undefined ? fmtMs(tftp) : tftpTried ? 'did not finish in 30 s' : c.perFrame ? 'as above' : 'missing'} | ${n !== undefined && u !== undefined ? `${(n / u).toFixed(2)}` : '–'} |`);
+      console.log(`| ${c.name} | ${n === undefined ? 'failed' : `${fmtMs(n)} (${fmtMs(med(nxt.map((x) => x.data)))})`} | ${nxt.length ? `${(100 * median(nxt.map((x) => x.resent))).toFixed(1)}%` : '–'} | ${perMiB(med(nxt.map((x) => x.cpu)))} | ${perMiB(med(nxt.map((x) => x.datagrams)), 0)} | ${u === undefined ? (c.perFrame ? 'as above' : peers.uftp ? 'failed' : 'missing') : `${fmtMs(u)} (${fmtMs(med(uftp.map((x) => x.transfer)))})`} | ${perMiB(med(uftp.flatMap((x) => (x.cpu === undefined ? [] : [x.cpu]))))} | ${perMiB(med(uftp.map((x) => x.datagrams)), 0)} | ${tftp !== undefined ? fmtMs(tftp) : tftpTried ? 'did not finish in 30 s' : c.perFrame ? 'as above' : 'missing'} | ${tcpCell} | ${n !== undefined && u !== undefined ? `${(n / u).toFixed(2)}` : '–'} | ${n !== undefined && t !== undefined ? `${(n / t).toFixed(2)}` : '–'} |`);
+    }
+    if (tcpPeer.ok) {
+      const clean = await tcpRuns({ loss: 0, reorder: 0 }, 999);
+      console.log(`\nTCP through the same tunnel with no loss (5 ms each way): ${clean.times.length ? fmtMs(median(clean.times)) : `failed (${clean.failed[0]})`}: the tunnel's own ceiling (socat copies every packet through user space at both ends).`);
     }
   } finally {
     await stopAll();
