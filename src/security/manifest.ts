@@ -68,7 +68,7 @@ export function encodeManifest(manifest: Manifest): Uint8Array {
     // Only when given: manifests without it read (and verify) as they always did.
     ...(manifest.for === undefined ? {} : { for: manifest.for }),
   })));
-  if (bytes.length > MAX_MANIFEST_BYTES) throw new NxtError('manifest-too-large', 'manifest does not fit one datagram: shorten the module name');
+  if (bytes.length > MAX_MANIFEST_BYTES) throw new NxtError('manifest-too-large', `manifest (${bytes.length} bytes) does not fit one datagram (${MAX_MANIFEST_BYTES}): shorten the module name or its --for lists`);
   parseManifest(bytes); // never sign what a client would refuse to parse
   return bytes;
 }

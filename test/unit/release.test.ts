@@ -49,6 +49,7 @@ describe('prepareRelease', () => {
     const err = await prepareRelease(file, { signer, publicKey: signer.publicKey, now, for: { type: types } }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NxtError);
     expect((err as NxtError).code).toBe('manifest-too-large');
+    expect((err as NxtError).message).toMatch(/does not fit one datagram \(\d+\): shorten the module name or its --for lists/);
     expect(signer.signed).toBe(0);
   });
 });
