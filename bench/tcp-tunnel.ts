@@ -16,7 +16,7 @@ import { Proc } from '../test/support/processes.js';
 import { CLIENT_NS, inNs, RELAY_CLIENT_SIDE, SERVER_ADDR, SERVER_NS } from './netns.js';
 
 const TUN = 'nxtt';
-export const TUN_SERVER_ADDR = '10.203.9.1';
+const TUN_SERVER_ADDR = '10.203.9.1';
 const TUN_CLIENT_ADDR = '10.203.9.2';
 const TUN_MTU = 1400;
 /** The server-side socat's UDP port (in the server namespace). */
@@ -30,9 +30,13 @@ export function tcpTunnelReady(): { ok: boolean; congestion: string } {
   return { ok, congestion: /\bbbr\b/.test(available) ? 'bbr' : 'cubic' };
 }
 
-/** Serves `file` to every connection, from the server namespace (until stopAll). */
+/** Serves `file` to every connection, from the server namespace, with `congestion` there and in
+ *  the client's namespace (until stopped). */
 export async function startTcpSender(file: string, congestion: string): Promise<Proc> {
-  for (const ns of [SERVER_NS, CLIENT_NS]) spawnSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv4.tcp_congestion_control=${congestion}`]);
+  for (const ns of [SERVER_NS, CLIENT_NS]) {
+    const set = spawnSync('ip', ['netns', 'exec', ns, 'sysctl', '-w', `net.ipv4.tcp_congestion_control=${congestion}`], { encoding: 'utf8' });
+    if (set.status !== 0) throw new Error(`cannot use ${congestion} for TCP in ${ns}: ${(set.stderr || set.error?.message || '').trim()}`);
+  }
   const sender = new Proc('tcp-sender', ...inNs(SERVER_NS, 'node', ['-e', `
     const fs = require('node:fs');
     require('node:net').createServer((s) => fs.createReadStream(${JSON.stringify(file)}).pipe(s)).listen(${TCP_PORT}, '0.0.0.0', () => console.log('tcp ready'));`]));
