@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { Proc, startClient, startServer, stopAll, tempDir } from '../test/support/processes.js';
 import { writeModule } from '../test/support/modules.js';
 import { ensureCommands, have } from '../test/support/debian.js';
+import { startTcpFileServer } from './peers.js';
 import { cpuSeconds, peakRssMb } from './proc-stats.js';
 import { benchArgs } from './args.js';
 
@@ -198,10 +199,7 @@ async function uftpRuns(work: string, n: number, mib: number, runs: number, rate
 /** N parallel TCP downloads of the same file (a Node sender and receivers), to the last byte. */
 async function tcpRuns(work: string, n: number, mib: number, runs: number): Promise<number[]> {
   const file = writeModule(work, `tcp_${n}.bin`, mib * 1024 * 1024);
-  const sender = new Proc('tcp-sender', 'ip', ['netns', 'exec', SERVER_NS, 'node', '-e', `
-    const fs = require('node:fs');
-    require('node:net').createServer((s) => fs.createReadStream(${JSON.stringify(file)}).pipe(s)).listen(${TCP_PORT}, '${SERVER_ADDR}', () => console.log('tcp ready'));`]);
-  await sender.waitFor('tcp ready');
+  const sender = await startTcpFileServer(file, TCP_PORT, { ns: SERVER_NS, host: SERVER_ADDR });
   const out: number[] = [];
   for (let r = 0; r < runs; r++) {
     const t0 = performance.now();

@@ -7,6 +7,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ensureCommands, have } from '../test/support/debian.js';
+import { Proc } from '../test/support/processes.js';
 
 export { have };
 
@@ -112,4 +113,14 @@ export async function uftpSend(port: number, file: string, o: { encrypt: boolean
   if (out.code !== 0 || !m || !/Completed/.test(out.text) || !received) return undefined;
   const cpu = /CPU-SECONDS ([\d.]+) ([\d.]+)/.exec(out.text);
   return { wallMs, transferMs: Number(m[1]) * 1000, cpuSeconds: cpu ? Number(cpu[1]) + Number(cpu[2]) : undefined };
+}
+
+/** TCP's side of a comparison: a Node server in `place` that sends `file` to every connection on
+ *  `port`; resolves once it listens (a Proc: stopAll ends it). */
+export async function startTcpFileServer(file: string, port: number, place: Place): Promise<Proc> {
+  const server = new Proc('tcp-sender', ...placed(place, 'node', ['-e', `
+    const fs = require('node:fs');
+    require('node:net').createServer((s) => fs.createReadStream(${JSON.stringify(file)}).pipe(s)).listen(${port}, '${place.host}', () => console.log('tcp ready'));`]));
+  await server.waitFor('tcp ready');
+  return server;
 }

@@ -13,6 +13,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { ensureCommands } from '../test/support/debian.js';
 import { Proc } from '../test/support/processes.js';
+import { startTcpFileServer } from './peers.js';
 import { CLIENT_NS, inNs, RELAY_CLIENT_SIDE, SERVER_ADDR, SERVER_NS } from './netns.js';
 
 const TUN = 'nxtt';
@@ -37,11 +38,8 @@ export async function startTcpSender(file: string, congestion: string): Promise<
     const set = spawnSync('ip', ['netns', 'exec', ns, 'sysctl', '-w', `net.ipv4.tcp_congestion_control=${congestion}`], { encoding: 'utf8' });
     if (set.status !== 0) throw new Error(`cannot use ${congestion} for TCP in ${ns}: ${(set.stderr || set.error?.message || '').trim()}`);
   }
-  const sender = new Proc('tcp-sender', ...inNs(SERVER_NS, 'node', ['-e', `
-    const fs = require('node:fs');
-    require('node:net').createServer((s) => fs.createReadStream(${JSON.stringify(file)}).pipe(s)).listen(${TCP_PORT}, '0.0.0.0', () => console.log('tcp ready'));`]));
-  await sender.waitFor('tcp ready');
-  return sender;
+  // On every address of the namespace: the TUN one comes and goes with each tunnel.
+  return startTcpFileServer(file, TCP_PORT, { ns: SERVER_NS, host: '0.0.0.0' });
 }
 
 export interface Tunnel { stop(): Promise<void> }

@@ -333,10 +333,9 @@ await section('lossy', async () => {
       const u = med(uftp.map((x) => x.wall));
       // A download that failed counts as slower than any that finished: when most failed, the
       // median is "not in 30 s" and nxt's ratio to TCP an upper bound.
-      const all = tcp ? [...tcp.times, ...tcp.failed.map(() => Infinity)].sort((a, b) => a - b) : [];
-      const t = all.length ? all[(all.length - 1) >> 1] : undefined;
+      const t = tcp ? median([...tcp.times, ...tcp.failed.map(() => Infinity)]) : undefined;
       const tcpCell = tcp === undefined ? (c.perFrame ? 'as above' : 'missing')
-        : `${t === Infinity ? 'not in 30 s' : fmtMs(t)}${tcp.failed.length ? ` (${tcp.failed.length} of ${all.length}: ${tcp.failed[0]})` : ''}`;
+        : `${t === Infinity ? 'not in 30 s' : fmtMs(t)}${tcp.failed.length ? ` (${tcp.failed.length} of ${RUNS}: ${tcp.failed[0]})` : ''}`;
       const tcpRatio = n === undefined || t === undefined ? '–' : t === Infinity ? `< ${(n / 30_000).toFixed(2)}` : (n / t).toFixed(2);
       const perMiB = (x: number | undefined, digits = 3): string => (x === undefined || Number.isNaN(x) ? '–' : (x / MB).toFixed(digits));
       console.log(`| ${c.name} | ${n === undefined ? 'failed' : `${fmtMs(n)} (${fmtMs(med(nxt.map((x) => x.data)))})`} | ${nxt.length ? `${(100 * median(nxt.map((x) => x.resent))).toFixed(1)}%` : '–'} | ${perMiB(med(nxt.map((x) => x.cpu)))} | ${perMiB(med(nxt.map((x) => x.datagrams)), 0)} | ${u === undefined ? (c.perFrame ? 'as above' : peers.uftp ? 'failed' : 'missing') : `${fmtMs(u)} (${fmtMs(med(uftp.map((x) => x.transfer)))})`} | ${perMiB(med(uftp.flatMap((x) => (x.cpu === undefined ? [] : [x.cpu]))))} | ${perMiB(med(uftp.map((x) => x.datagrams)), 0)} | ${tftp !== undefined ? fmtMs(tftp) : tftpTried ? 'did not finish in 30 s' : c.perFrame ? 'as above' : 'missing'} | ${tcpCell} | ${n !== undefined && u !== undefined ? `${(n / u).toFixed(2)}` : '–'} | ${tcpRatio} |`);

@@ -1,10 +1,10 @@
 /**
  * How many idle plugin threads (spares) a device keeps started: one, so a trial does not wait
- * for a thread to start (~40–80 ms). Modules pushed in quick succession leave less than that
- * between trials, and the one spare started after a trial is not ready for the next: a trial
- * that waited for its thread soon after the one before makes it two spares for a while (the
- * next trial takes the older, started a trial earlier). After HOLD_MS without another such
- * wait it is one again: an idle thread holds ~8–10 MB.
+ * for a thread to start (50–85 ms on a 2-core VM). Modules pushed in quick succession leave
+ * less than that between trials, and the one spare started after a trial is not ready for the
+ * next: a trial that waited for its thread soon after the one before makes it two spares for a
+ * while (the next trial takes the older, started a trial earlier). After HOLD_MS without another
+ * such wait it is one again: an idle thread holds ~8–10 MB.
  */
 
 /** Trials closer than this are "in quick succession". */
