@@ -9,7 +9,10 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
 
-const CLIENT_ARGS = ['--probation', '2', '--trial-timeout', '1500', '--module-memory', '64'];
+// A trial of 3 s: short, for the modules that never finish loading, yet long enough for one that
+// fills its 64 MiB heap to run out of it on a loaded 2-core VM (a fresh page costs ~13 µs there;
+// at 1.5 s the load deadline once came first and called it hung).
+const CLIENT_ARGS = ['--probation', '2', '--trial-timeout', '3000', '--module-memory', '64'];
 const VERSION = 'export default () => ({ major: 7, minor: 1, productName: "bad" });';
 
 let dir: string;

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { writeModule } from '../support/modules.js';
 import { LARGE_CHUNK_BYTES } from '../../src/net/fragments.js';
 import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
-import { UdpProxy, bulkChunks, dropAll, isBulkData, lossyLink, passThrough } from '../support/udp-proxy.js';
+import { UdpProxy, bulkChunks, dropAll, isBulkData, lossyLink, passThrough, rateCapped } from '../support/udp-proxy.js';
 
 let dir: string;
 let server: Proc;
@@ -102,7 +102,10 @@ describe('when the link dies', () => {
 
 describe('when the server itself does not run or read for a while', () => {
   it('a server stopped mid-push for longer than the peer timeout finishes the push instead of giving up on the device', async () => {
-    const client = await startClient('c', port, join(dir, 'c'), trust);
+    // 64 MiB at 24 MiB/s: the push is under way when the progress line comes, however fast the
+    // machine (on loopback alone it could end within the first second, before any such line).
+    proxy = await UdpProxy.start(port, rateCapped(24 * 1024 * 1024));
+    const client = await startClient('c', proxy.port, join(dir, 'c'), trust);
     const from = client.output.length;
     const push = pushLine(writeModule(dir, 'paused_9_1.mjs', 64 * 1024 * 1024));
     await client.waitFor(/downloading paused_9_1\.mjs: /, 20_000, from);

@@ -150,6 +150,18 @@ export function isBulkData(data: Buffer, direction: 'to-client' | 'to-server'): 
   return direction === 'to-client' && data.length > CHUNKS_HEADER_BYTES && data[3] === EnvelopeType.chunks;
 }
 
+/** A link of `bytesPerSecond` toward the client: the module's chunks queue behind one another,
+ *  so a push lasts seconds on any machine (a test can act mid-push); the rest passes at once. */
+export function rateCapped(bytesPerSecond: number): ProxyRule {
+  let freeAt = 0;
+  return (data, direction) => {
+    if (!isBulkData(data, direction)) return [{ data }];
+    const now = performance.now();
+    freeAt = Math.max(freeAt, now) + (data.length * 1000) / bytesPerSecond;
+    return [{ data, delayMs: freeAt - now }];
+  };
+}
+
 /** How many chunks a datagram carries toward the client (0: not a CHUNKS frame). */
 export function bulkChunks(data: Buffer, direction: 'to-client' | 'to-server'): number {
   if (!isBulkData(data, direction)) return 0;
