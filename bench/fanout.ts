@@ -131,7 +131,8 @@ async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { 
     const text = server.output.slice(at);
     const done = Number(/push finished: (\d+) done/.exec(text)?.[1] ?? 0);
     if (o.explain) {
-      console.error(text.split('\n').filter((l) => !/%/.test(l)).join('\n'));
+      // Progress lines left out, but the group's: its pace over the pass.
+      console.error(text.split('\n').filter((l) => !/%/.test(l) || /multicast: sending/.test(l)).join('\n'));
       console.error(`devices' system CPU: ${(sys() - sys0).toFixed(2)} s`);
       for (const d of [devices[0]!, devices.at(-1)!]) console.error(`--- ${d.name} ---\n${d.output.split('\n').slice(-25).join('\n')}`);
     }

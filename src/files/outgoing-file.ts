@@ -96,6 +96,8 @@ export class OutgoingFile {
   start(): void { this.run(this.sender.start(this.clock.now())); }
 
   isAcked(index: number): boolean { return this.sender.isAcked(index); }
+  get ackedCount(): number { return this.sender.acked; }
+  get frontier(): number { return this.sender.frontier; }
   /** The first chunk the peer cannot hold yet (its in-order point plus its window). */
   get receiveEdge(): number { return this.sender.receiveEdge; }
   get srtt(): number | undefined { return this.sender.srtt; }

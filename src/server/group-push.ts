@@ -86,6 +86,8 @@ export class GroupPush {
       get accepted() { return session.progress.phase !== 'offering'; },
       get released() { return session.gateOpen; },
       isAcked: (i: number) => session.isAcked(i),
+      get acked() { return session.ackedCount; },
+      get frontier() { return session.frontier; },
       get receiveEdge() { return session.receiveEdge; },
       get heardAt() { return session.heardAt; },
     }));
@@ -99,7 +101,7 @@ export class GroupPush {
   /** The devices that went to unicast before the group was done, by why: the pace's reasons,
    *  and `declined` for those that said they are not in the group (MULTICAST_LEAVE from them). */
   handedOver(): Record<HandOver | 'declined', number> {
-    const counts = { deaf: 0, behind: 0, lossy: 0, declined: 0 };
+    const counts = { deaf: 0, silent: 0, behind: 0, lossy: 0, declined: 0 };
     this.sessions.forEach((s, i) => {
       const why = this.pace.handedOver(i);
       if (why) counts[why]++;

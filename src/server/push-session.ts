@@ -112,6 +112,10 @@ export class PushSession {
 
   get sealedRelease(): SealedRelease { return this.sealed; }
   isAcked(index: number): boolean { return this.file.isAcked(index); }
+  /** How many chunks the device has acknowledged. */
+  get ackedCount(): number { return this.file.ackedCount; }
+  /** One past the highest chunk the device has acknowledged (0: none). */
+  get frontier(): number { return this.file.frontier; }
   get receiveEdge(): number { return this.file.receiveEdge; }
   /** Smoothed round-trip time to the device, once measured. */
   get srtt(): number | undefined { return this.file.srtt; }

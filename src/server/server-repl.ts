@@ -75,7 +75,7 @@ export function describeGroupPush(g: GroupPushReport): string {
 }
 
 const HAND_OVER_REASONS: ReadonlyArray<[keyof GroupPushReport['handedOver'], string]> = [
-  ['deaf', 'not hearing the group'], ['behind', 'too far behind it'], ['lossy', 'losing far more than the others'], ['declined', 'not joining it'],
+  ['deaf', 'not hearing the group'], ['silent', 'silent for seconds'], ['behind', 'too far behind it'], ['lossy', 'losing far more than the others'], ['declined', 'not joining it'],
 ];
 
 function describeHandOver(counts: GroupPushReport['handedOver']): string {

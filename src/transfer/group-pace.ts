@@ -3,8 +3,8 @@
  * at each control step it is told how many chunks each device should have by now and which it
  * acknowledged, and says which devices to hand over to unicast and how fast the group goes on.
  *
- *   - A device that acknowledged none of the first DEAF_AFTER_CHUNKS it should have, DEAF_AFTER_MS
- *     after it was first judged, may not hear the group (a router, a firewall, a device that will
+ *   - A device that acknowledged none of the first DEAF_AFTER_CHUNKS it should have (neither in
+ *     time nor late), DEAF_AFTER_MS after it was first judged, may not hear the group (a router, a firewall, a device that will
  *     not join), or may only be too busy to have said so yet (one of fifty agents sharing a
  *     machine's cores acknowledges seconds late). It is asked what it holds (the driver sends its
  *     OFFER again, which it answers at once): an answer that still shows nothing from the group
@@ -13,10 +13,12 @@
  *     half a second and no question, 26 to 47 of fifty devices sharing two cores went to unicast
  *     as deaf.) (Chunks alone would not do: at a high pace, a busy device's first
  *     acknowledgements come after dozens of chunks.)
+ *   - A device that acknowledged group chunks and then fell silent for SILENT_AFTER_MS: unicast.
  *   - A device the group has passed by more than its receive window, for BLOCKED_AFTER_MS,
  *     cannot take more from the group until its gap is filled: unicast.
- *   - A device missing more than STRAGGLER_LOSS of them while most devices miss far less is a
- *     straggler: unicast, so that it does not slow the others. When most devices miss that much,
+ *   - A device that lost more than STRAGGLER_LOSS of what reached it (the chunks it lacks below
+ *     the highest it acknowledged) while most devices lose far less is a straggler: unicast, so
+ *     that it does not slow the others. (A device that is only late, its queue long, is not.) When most devices miss that much,
  *     the pace is too high for them (or for the machine they run on), and it drops instead.
  *   - The pace follows the devices' loss beyond what each loses anyway (its standing loss, the
  *     least of its last BASELINE_STEPS intervals: a radio or a bad cable loses at any pace, and
@@ -36,6 +38,10 @@ export const DEAF_AFTER_MS = 500;
 /** A device asked what it holds that has not answered this long after it was first judged goes
  *  to unicast anyway (it may be gone: its session then times out as any would). */
 export const DEAF_GIVE_UP_MS = 5000;
+/** A device that acknowledged group chunks and then nothing at all for this long, while the
+ *  group went on, goes to unicast: its uplink failed, or it stopped (its session's own timeouts
+ *  then decide). A device merely late, even one of fifty on two cores, says something far sooner. */
+export const SILENT_AFTER_MS = 5000;
 export const STRAGGLER_LOSS = 0.5;
 export const LOSS_HIGH = 0.03;
 export const LOSS_LOW = 0.01;
@@ -50,10 +56,13 @@ const GROW = 1.08;
 const RECHECK_STEPS = 8;
 /** Chunks a device's interval must span for its loss to count. */
 const MIN_SPAN = 8;
+/** Chunks below a device's frontier not counted lost yet (they may only be reordered). */
+const REORDER_MARGIN = 16;
 
-/** Why a device went to unicast: it never acknowledged a group chunk (deaf), the group passed
- *  its receive window (behind), or it lost far more than the others (lossy). */
-export type HandOver = 'deaf' | 'behind' | 'lossy';
+/** Why a device went to unicast: it never acknowledged a group chunk (deaf), it did and then
+ *  fell silent (silent), the group passed its receive window (behind), or it lost far more than
+ *  the others (lossy). */
+export type HandOver = 'deaf' | 'silent' | 'behind' | 'lossy';
 
 /** What the driver knows of one device at a control step. */
 export interface MemberView {
@@ -63,6 +72,12 @@ export interface MemberView {
   readonly released: boolean;
   /** Whether it acknowledged chunk `index`. */
   isAcked(index: number): boolean;
+  /** How many chunks it has acknowledged in all (while the group sends, its session sends it
+   *  none: any growth came from the group, however late it was acknowledged). */
+  readonly acked: number;
+  /** One past the highest chunk it has acknowledged (0: none): what it lacks below this it lost;
+   *  what it lacks above may only be waiting in its queue. */
+  readonly frontier: number;
   /** The first chunk it cannot hold yet: its in-order point plus its receive window, as its
    *  last ACK said (undefined: not known). */
   readonly receiveEdge?: number;
@@ -75,11 +90,17 @@ interface MemberState {
    *  (a device that joins mid-pass gets those by unicast). undefined: not accepted yet. */
   start: number | undefined;
   startedAt: number;
+  /** What it had acknowledged when it was first judged (a resumed transfer's prefix). */
+  ackedAtStart: number;
   /** Chunks it should have by now, and how many of those it lacks. */
   cursor: number;
   missing: number;
   lastCursor: number;
   lastMissing: number;
+  /** Chunks it lacks below its frontier (less REORDER_MARGIN): lost, not late; counted up to
+   *  lostCursor. What decides a straggler. */
+  lostCursor: number;
+  lost: number;
   heard: boolean;
   readonly recentLoss: number[];
   /** Chunks counted missing in the last RECHECK_STEPS steps, with the step that counted them:
@@ -105,7 +126,7 @@ export class GroupPace {
 
   /** Rates in any unit (the driver uses bytes per ms). */
   constructor(devices: number, start: number, private readonly min: number, private readonly max: number) {
-    this.members = Array.from({ length: devices }, () => ({ start: undefined, startedAt: 0, cursor: 0, missing: 0, lastCursor: 0, lastMissing: 0, heard: false, recentLoss: [], lately: [], latelyStep: [], blockedSince: undefined, handedOver: undefined, askedAt: undefined }));
+    this.members = Array.from({ length: devices }, () => ({ start: undefined, startedAt: 0, ackedAtStart: 0, cursor: 0, missing: 0, lastCursor: 0, lastMissing: 0, lostCursor: 0, lost: 0, heard: false, recentLoss: [], lately: [], latelyStep: [], blockedSince: undefined, handedOver: undefined, askedAt: undefined }));
     this.rateValue = Math.min(max, Math.max(min, start));
   }
 
@@ -135,8 +156,9 @@ export class GroupPace {
       const m = this.members[i]!;
       if (v.released || !v.accepted) return;
       if (m.start === undefined) {
-        m.start = m.cursor = m.lastCursor = expected;
+        m.start = m.cursor = m.lastCursor = m.lostCursor = expected;
         m.startedAt = now;
+        m.ackedAtStart = v.acked;
         this.joinedValue.push(i);
       }
       // Late acknowledgements first: a chunk acknowledged since it was counted is not missing.
@@ -155,11 +177,16 @@ export class GroupPace {
         m.lately.push(m.cursor);
         m.latelyStep.push(step);
       }
+      const lostUpTo = Math.min(m.cursor, v.frontier - REORDER_MARGIN);
+      for (; m.lostCursor < lostUpTo; m.lostCursor++) if (!v.isAcked(m.lostCursor)) m.lost++;
       const judged = m.cursor - m.start;
-      if (!m.heard && judged - m.missing > 0) m.heard = true;
-      if (judged >= DEAF_AFTER_CHUNKS) {
+      // Heard: a chunk from the group was acknowledged, in time to count above or later than
+      // that (a device one of fifty on two cores acknowledged the group's chunks a second or
+      // more after they went out, beyond RECHECK_STEPS, and was handed to unicast as deaf).
+      if (!m.heard && (judged - m.missing > 0 || v.acked > m.ackedAtStart)) m.heard = true;
+      if (isStraggler(m) !== undefined) {
         judgedCount++;
-        if (m.missing / judged > STRAGGLER_LOSS) lossyCount++;
+        if (isStraggler(m)) lossyCount++;
       }
     });
     // Stragglers are the exception; when they are the rule, the pace is at fault.
@@ -180,11 +207,12 @@ export class GroupPace {
           return;
         }
       }
+      if (m.heard && v.heardAt !== undefined && now - v.heardAt >= SILENT_AFTER_MS && v.acked < expected) { m.handedOver = 'silent'; release.push(i); return; }
       const blocked = v.receiveEdge !== undefined && expected > v.receiveEdge;
       if (!blocked) m.blockedSince = undefined;
       else if (m.blockedSince === undefined) m.blockedSince = now;
       else if (now - m.blockedSince >= BLOCKED_AFTER_MS) { m.handedOver = 'behind'; release.push(i); return; }
-      if (m.heard && judged >= DEAF_AFTER_CHUNKS && m.missing / judged > STRAGGLER_LOSS && stragglersAreFew) { m.handedOver = 'lossy'; release.push(i); return; }
+      if (m.heard && isStraggler(m) === true && stragglersAreFew) { m.handedOver = 'lossy'; release.push(i); return; }
       const span = m.cursor - m.lastCursor;
       if (span < MIN_SPAN) return;
       const loss = Math.max(0, m.missing - m.lastMissing) / span;
@@ -208,4 +236,13 @@ export class GroupPace {
     }
     return release;
   }
+}
+
+/** Whether a device loses more than STRAGGLER_LOSS of what reached its frontier (undefined: too
+ *  little of it yet to say). Chunks it lacks beyond its frontier do not count: a device one of
+ *  fifty on two cores acknowledges seconds late, and a late device is no straggler: unicast
+ *  would cost it the same work and its server a session more. */
+function isStraggler(m: MemberState): boolean | undefined {
+  const judged = m.lostCursor - (m.start ?? 0);
+  return judged >= DEAF_AFTER_CHUNKS ? m.lost / judged > STRAGGLER_LOSS : undefined;
 }

@@ -141,6 +141,8 @@ export class ChunkSender {
   private nextNew = 0;
   private inFlight = 0;
   private ackedCount = 0;
+  /** One past the highest chunk the receiver acknowledged (0: none yet). */
+  private frontierValue = 0;
   private peerCumulative = 0;
   private peerWindow: number;
   /** Chunks that exist yet (a release still being sealed); the sender never passes this. */
@@ -215,6 +217,8 @@ export class ChunkSender {
 
   get phase(): SenderPhase { return this.phaseValue; }
   get acked(): number { return this.ackedCount; }
+  /** One past the highest chunk the receiver has acknowledged (0: none). */
+  get frontier(): number { return this.frontierValue; }
   /** The first chunk the receiver cannot hold yet (its in-order point plus its window). */
   get receiveEdge(): number { return this.peerCumulative + this.peerWindow; }
   get retransmits(): number { return this.retransmitsValue; }
@@ -306,6 +310,7 @@ export class ChunkSender {
       if (s === ACKED) return;
       this.ackedCount++;
       newlyAcked++;
+      if (i >= this.frontierValue) this.frontierValue = i + 1;
       // Beyond the ring: never sent (the receiver had it from elsewhere: a resume, the group).
       if (!this.holds(i)) return;
       const k = this.at(i);

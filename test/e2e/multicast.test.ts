@@ -113,7 +113,8 @@ describe.skipIf(!canNetns)('multicast push (network namespace, needs root)', () 
 
   it.skipIf(!canDrop)('a device handed to unicast mid-pass leaves the group, and joins it again for the next push', async () => {
     // 20 Mbit/s: 16 MiB take the group about 7 s, beyond the 5 s after which a device that
-    // neither acknowledges group chunks nor answers the question of what it holds goes to unicast.
+    // neither acknowledges group chunks nor answers the question of what it holds goes to unicast
+    // (or, if it acknowledged a few before it was muted, the 5 s of silence after which it does).
     const { dir, server, devices } = await fleet(3, () => [], ['--multicast-rate', '20']);
     const deaf = devices[0]!;
     const id = deaf.output.match(/nxt client ([0-9a-f]{12})/)![1]!;

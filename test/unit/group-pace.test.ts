@@ -1,14 +1,21 @@
 /** The multicast group's decisions (who goes to unicast, how fast the group goes), with made-up
  *  acknowledgements and a fixed clock. */
 import { describe, expect, it } from 'vitest';
-import { BLOCKED_AFTER_MS, DEAF_AFTER_CHUNKS, DEAF_AFTER_MS, DEAF_GIVE_UP_MS, GroupPace, type MemberView } from '../../src/transfer/group-pace.js';
+import { BLOCKED_AFTER_MS, DEAF_AFTER_CHUNKS, DEAF_AFTER_MS, DEAF_GIVE_UP_MS, GroupPace, SILENT_AFTER_MS, type MemberView } from '../../src/transfer/group-pace.js';
 import { seededRandom } from '../support/random.js';
 
-type Device = MemberView & { released: boolean; heardAt?: number };
+type Device = MemberView & { accepted: boolean; released: boolean; heardAt?: number };
+
+/** More chunks than any test sends: the helpers count acknowledgements below it. */
+const HORIZON = 8192;
 
 /** A device that acknowledges what `hears(index)` says, once it accepted. */
 function device(hears: (index: number) => boolean): Device {
-  return { accepted: true, released: false, isAcked: hears };
+  return {
+    accepted: true, released: false, isAcked: hears,
+    get acked() { let n = 0; for (let i = 0; i < HORIZON; i++) if (hears(i)) n++; return n; },
+    get frontier() { for (let i = HORIZON - 1; i >= 0; i--) if (hears(i)) return i + 1; return 0; },
+  };
 }
 
 /** Run control steps as a pass of `total` chunks goes out, `perStep` chunks a step; returns the
@@ -91,6 +98,65 @@ describe('the multicast group pace', () => {
     expect(pace.heard(1)).toBe(true);
   });
 
+  it('a device that acknowledges the group\'s chunks only after they were counted missing (one of fifty on two cores) is neither deaf nor a straggler', () => {
+    // Device 1 acknowledges each chunk 300 ms after the driver expected it: later than a count
+    // is looked at again. Device 4 hears nothing.
+    const pace = new GroupPace(5, 100, 10, 1000);
+    let now = 0;
+    const late = (i: number): boolean => i < ((now - 300) / 25) * 16;
+    const views = [device(() => true), device(late), device(() => true), device(() => true), device(() => false)];
+    const released = new Map<number, number>();
+    const asked: number[] = [];
+    pace.step(0, 10, 0, views, false);
+    for (let expected = 16; expected <= 1600; expected += 16) {
+      now += 25;
+      for (const i of pace.step(now, 10, expected, views, true)) { views[i]!.released = true; released.set(i, now); }
+      for (const i of pace.takeQuestions()) { asked.push(i); views[i]!.heardAt = now + 5; }
+    }
+    expect(asked).toEqual([4]);
+    expect([...released.keys()]).toEqual([4]);
+    expect(pace.handedOver(4)).toBe('deaf');
+    expect(pace.heard(1)).toBe(true);
+    expect(pace.handedOver(1)).toBeUndefined();
+  });
+
+  it('a device that acknowledged group chunks and then fell silent goes to unicast SILENT_AFTER_MS after its last word', () => {
+    // Device 1 acknowledges the first 200 chunks in time, then nothing (its uplink failed).
+    const pace = new GroupPace(3, 100, 10, 1000);
+    let now = 0;
+    const views = [device(() => true), device((i) => i < 200), device(() => true)];
+    const released = new Map<number, number>();
+    pace.step(0, 10, 0, views, false);
+    for (let expected = 16; expected <= 16 * 300; expected += 16) {
+      now += 25;
+      views[0]!.heardAt = views[2]!.heardAt = now;
+      if (expected <= 200) views[1]!.heardAt = now;
+      for (const i of pace.step(now, 10, expected, views, true)) { views[i]!.released = true; released.set(i, now); }
+    }
+    expect([...released.keys()]).toEqual([1]);
+    expect(pace.handedOver(1)).toBe('silent');
+    // Its last word came with the step at chunk 192 (steps every 25 ms, 16 chunks each).
+    expect(released.get(1)).toBe(Math.floor(200 / 16) * 25 + SILENT_AFTER_MS);
+  });
+
+  it('a device as late that also loses most of what reaches it is a straggler', () => {
+    const random = seededRandom(6);
+    const losses = Array.from({ length: 1600 }, () => random());
+    const pace = new GroupPace(4, 100, 10, 1000);
+    let now = 0;
+    const lateAndLossy = (i: number): boolean => i < ((now - 300) / 25) * 16 && losses[i]! > 0.7;
+    const views = [device(() => true), device(lateAndLossy), device(() => true), device(() => true)];
+    pace.step(0, 10, 0, views, false);
+    const released: number[] = [];
+    for (let expected = 16; expected <= 1600; expected += 16) {
+      now += 25;
+      for (const i of pace.step(now, 10, expected, views, true)) { views[i]!.released = true; released.push(i); }
+      for (const i of pace.takeQuestions()) views[i]!.heardAt = now + 5;
+    }
+    expect(released).toEqual([1]);
+    expect(pace.handedOver(1)).toBe('lossy');
+  });
+
   it('hands a straggler (missing most chunks) to unicast, and keeps the rest on the group', () => {
     const random = seededRandom(3);
     const losses = Array.from({ length: 400 }, () => random());
@@ -145,7 +211,8 @@ describe('the multicast group pace', () => {
 
   it('judges a device that accepts mid-pass from there on, and says it joined', () => {
     const pace = new GroupPace(2, 100, 10, 1000);
-    const late = { accepted: false, released: false, isAcked: (i: number) => i >= 200 };
+    const late = device((i) => i >= 200 && i < 400);
+    late.accepted = false;
     const views = [device(() => true), late];
     pace.step(0, 10, 0, views, false);
     expect(pace.takeJoined()).toEqual([0]);
