@@ -2,7 +2,7 @@
  * A plugin module runs in a worker thread of its own, never in the agent's thread: whatever the
  * module does, the agent keeps its console, its renewals and its transfers. The host loads the
  * module there (with a deadline and a heap cap), runs its selfTest() on a trial, and from then on
- * watches it: a ping every TICK_MS that must be answered within `hangMs` (a loop that never
+ * watches it: pings (ten a `hangMs`) that must be answered within `hangMs` (a loop that never
  * yields; time the thread or the host spent waiting for a CPU does not count: hang-watch.ts),
  * the thread's uncaught errors and unhandled rejections, process.exit() (it ends only the
  * thread), the heap cap (resourceLimits) and the process's resident memory (Buffers live outside
@@ -59,7 +59,14 @@ export interface HostLimits {
 
 export const DEFAULT_HOST_LIMITS: HostLimits = { loadTimeoutMs: 30_000, heapMb: 256, hangMs: 5_000, rssGrowthMb: 512 };
 
+/** How often the host looks at its module: memory every tick (a module allocating Buffers in a
+ *  loop grows hundreds of MiB a second), a ping every PINGS_PER_HANG-th of `hangMs` (at least a
+ *  tick): ten a hang limit tell a hang within a tenth of it, and an idle device's module thread
+ *  wakes twice a second, not ten times, under the default 5 s (each round trip of a ping cost an
+ *  agent ~0.4 ms of CPU on the 2-core VM of docs/benchmarks.md: ~4 ms a second, for as long as
+ *  the module runs). */
 const TICK_MS = 100;
+const PINGS_PER_HANG = 10;
 const MIB = 1024 * 1024;
 const WORKER_URL = new URL('./plugin-host-worker.js', import.meta.url);
 
@@ -157,6 +164,9 @@ export class PluginHost extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   private pingId = 0;
   private hangWatch: HangWatch | undefined;
+  private ticks = 0;
+  private pings = 0;
+  private readonly pingEveryTicks: number;
   /** The worker's kernel thread id (Linux), once it is ready. */
   private threadId: number | undefined;
   private rssLimit = Infinity;
@@ -169,6 +179,7 @@ export class PluginHost extends EventEmitter {
 
   private constructor(private readonly worker: Worker, private readonly limits: HostLimits, readonly url: string) {
     super();
+    this.pingEveryTicks = Math.max(1, Math.round(limits.hangMs / PINGS_PER_HANG / TICK_MS));
   }
 
   product!: ProductInfo;
@@ -262,6 +273,8 @@ export class PluginHost extends EventEmitter {
         this.fail(new NxtError('hung', `it stopped answering for ${Math.round(hang.silentMs)} ms${starved} (a loop that never yields?)`));
         return;
       }
+      if (++this.ticks % this.pingEveryTicks !== 0) return;
+      this.pings++;
       this.worker.postMessage({ type: 'ping', id: ++this.pingId } satisfies HostRequest);
     }, TICK_MS);
     this.timer.unref();
@@ -297,6 +310,9 @@ export class PluginHost extends EventEmitter {
 
   /** Resolves at the thread's next answer to a ping (within a tick of a running thread); rejects
    *  with the failure if the module fails first (a thread that never answers is found hung). */
+  /** The watch's ticks since it began, and the pings among them. */
+  get watched(): { ticks: number; pings: number } { return { ticks: this.ticks, pings: this.pings }; }
+
   nextAnswer(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => { this.answerWaiters.push({ resolve, reject }); });
