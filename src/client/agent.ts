@@ -238,6 +238,8 @@ export class ClientAgent extends EventEmitter {
   get isRegistered(): boolean { return this.registered; }
 
   start(): void {
+    // The committed module the agent started with is watched like one committed while it runs.
+    if (this.activeModule.host) this.supervise(this.activeModule.host);
     this.options.channel.connect();
     this.progressTimer = setInterval(() => this.reportProgress(), PROGRESS_EVERY_MS);
     this.progressTimer.unref();
@@ -843,9 +845,10 @@ export class ClientAgent extends EventEmitter {
   /**
    * A committed module that fails later (a fault that shows after its probation) is started
    * again, after a pause that doubles up to a minute: the agent keeps running either way, and
-   * its version does not change.
+   * its version does not change. It is held to the default hang limit, not its probation's.
    */
   private supervise(host: PluginHost, pauseMs = 1000): void {
+    host.setHangLimit(DEFAULT_HOST_LIMITS.hangMs);
     host.once('failed', (err: NxtError) => {
       if (this.stopped || this.activeModule.host !== host) return;
       this.log(`warning: ${this.activeModule.name} failed (${err.message}); starting it again in ${Math.round(pauseMs / 1000)} s`);

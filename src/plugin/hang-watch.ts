@@ -30,7 +30,8 @@ export class HangWatch {
   private waitedAtAnswer: number | undefined;
 
   /** `waitedMs`: the thread's run-queue wait so far (any fixed origin), if the system tells. */
-  constructor(readonly hangMs: number, readonly tickMs: number, now: number, waitedMs: number | undefined) {
+  /** `hangMs` may change while it watches (a module committed after a short probation). */
+  constructor(public hangMs: number, readonly tickMs: number, now: number, waitedMs: number | undefined) {
     this.lastAnswerAt = now;
     this.lastTickAt = now;
     this.waitedAtAnswer = waitedMs;

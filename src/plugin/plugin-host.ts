@@ -166,7 +166,8 @@ export class PluginHost extends EventEmitter {
   private hangWatch: HangWatch | undefined;
   private ticks = 0;
   private pings = 0;
-  private readonly pingEveryTicks: number;
+  private pingEveryTicks = 1;
+  private hangMs = 0;
   /** The worker's kernel thread id (Linux), once it is ready. */
   private threadId: number | undefined;
   private rssLimit = Infinity;
@@ -179,7 +180,16 @@ export class PluginHost extends EventEmitter {
 
   private constructor(private readonly worker: Worker, private readonly limits: HostLimits, readonly url: string) {
     super();
-    this.pingEveryTicks = Math.max(1, Math.round(limits.hangMs / PINGS_PER_HANG / TICK_MS));
+    this.setHangLimit(limits.hangMs);
+  }
+
+  /** Hold the module to another hang limit from now on: a committed module to the default one,
+   *  not its probation's shorter one (with `--probation 1`, half a second of synchronous work
+   *  would otherwise end a committed module's thread). */
+  setHangLimit(hangMs: number): void {
+    this.hangMs = hangMs;
+    this.pingEveryTicks = Math.max(1, Math.round(hangMs / PINGS_PER_HANG / TICK_MS));
+    if (this.hangWatch) this.hangWatch.hangMs = hangMs;
   }
 
   product!: ProductInfo;
@@ -222,7 +232,7 @@ export class PluginHost extends EventEmitter {
             clearTimeout(deadline);
             this.product = reply.product;
             this.hasHealthCheck = reply.hasHealthCheck;
-            this.hangWatch = new HangWatch(this.limits.hangMs, TICK_MS, performance.now(), this.runQueueWaitMs());
+            this.hangWatch = new HangWatch(this.hangMs, TICK_MS, performance.now(), this.runQueueWaitMs());
             this.loaded = true;
             resolve();
             return;

@@ -4,7 +4,7 @@
  * previous version, and the server told why; a restart during or after probation does not bring
  * a bad module back.
  */
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
@@ -138,5 +138,56 @@ describe('probation: an activated module commits only after it ran without a fau
     expect(client.output).toMatch(/m_7_1\.mjs 7\.1\.0 was on probation when the agent stopped: it is rolled back/);
     await runs('5.6');
     await server.waitFor(/rolled back m_7_1\.mjs 7\.1\.0 \(interrupted: /);
+  });
+});
+
+describe('after commit: a module that fails later is started again, the version unchanged', () => {
+  /** A module that, once `trigger` exists and `done` does not, creates `done` and then `fault`s
+   *  (JavaScript run in its thread's interval); it says when it started, and when it is back. */
+  function lateFaultModule(fault: string): { source: string; trigger: string; done: string } {
+    const trigger = join(dir, 'trigger');
+    const done = join(dir, 'done');
+    const source = `import { existsSync, writeFileSync } from 'node:fs';
+      console.log('late module started');
+      setInterval(() => {
+        if (!existsSync(${JSON.stringify(trigger)}) || existsSync(${JSON.stringify(done)})) return;
+        writeFileSync(${JSON.stringify(done)}, '');
+        ${fault}
+        console.log('late module back');
+      }, 50);
+      export default () => ({ major: 7, minor: 1, productName: 'late' });`;
+    return { source, trigger, done };
+  }
+
+  it('in the agent that committed it, and in one started with it committed', async () => {
+    const { source, trigger, done } = lateFaultModule('throw new Error("late fault");');
+    expect(await push(source)).toMatch(/done: 7\.1 late active/);
+    await server.waitFor(/client \w+ committed m_7_1\.mjs 7\.1\.0/);
+    let from = client.output.length;
+    writeFileSync(trigger, '');
+    await client.waitFor(/m_7_1\.mjs failed \(.*late fault.*\); starting it again in 1 s/, 15_000, from);
+    await client.waitFor(/late module started/, 15_000, client.output.indexOf('starting it again', from));
+    await runs('7.1');
+    // Started with the module committed: watched all the same.
+    await client.stop();
+    client = await startDevice();
+    await client.waitFor(/late module started/);
+    from = client.output.length;
+    rmSync(done);
+    await client.waitFor(/m_7_1\.mjs failed \(.*late fault.*\); starting it again in 1 s/, 15_000, from);
+    await client.waitFor(/late module started/, 15_000, client.output.indexOf('starting it again', from));
+    await runs('7.1');
+  });
+
+  it('is held to the default hang limit, not its probation\'s shorter one: 1.5 s of synchronous work is no hang', async () => {
+    // CLIENT_ARGS' 2 s probation: a hang limit of 1 s while on probation.
+    const { source, trigger } = lateFaultModule('const until = Date.now() + 1500; while (Date.now() < until);');
+    expect(await push(source)).toMatch(/done: 7\.1 late active/);
+    await server.waitFor(/client \w+ committed m_7_1\.mjs 7\.1\.0/);
+    const from = client.output.length;
+    writeFileSync(trigger, '');
+    await client.waitFor(/late module back/, 15_000, from);
+    expect(client.output.slice(from)).not.toMatch(/failed \(/);
+    await runs('7.1');
   });
 });
