@@ -848,7 +848,7 @@ export class ClientAgent extends EventEmitter {
    * its version does not change. It is held to the default hang limit, not its probation's.
    */
   private supervise(host: PluginHost, pauseMs = 1000): void {
-    host.setHangLimit(DEFAULT_HOST_LIMITS.hangMs);
+    host.commit(DEFAULT_HOST_LIMITS.hangMs);
     host.once('failed', (err: NxtError) => {
       if (this.stopped || this.activeModule.host !== host) return;
       this.log(`warning: ${this.activeModule.name} failed (${err.message}); starting it again in ${Math.round(pauseMs / 1000)} s`);

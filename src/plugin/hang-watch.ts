@@ -30,8 +30,8 @@ export class HangWatch {
   private waitedAtAnswer: number | undefined;
 
   /** `waitedMs`: the thread's run-queue wait so far (any fixed origin), if the system tells. */
-  /** `hangMs` may change while it watches (a module committed after a short probation). */
-  constructor(public hangMs: number, readonly tickMs: number, now: number, waitedMs: number | undefined) {
+  /** Both may change while it watches (a module committed after a short probation). */
+  constructor(public hangMs: number, public tickMs: number, now: number, waitedMs: number | undefined) {
     this.lastAnswerAt = now;
     this.lastTickAt = now;
     this.waitedAtAnswer = waitedMs;

@@ -59,12 +59,13 @@ export interface HostLimits {
 
 export const DEFAULT_HOST_LIMITS: HostLimits = { loadTimeoutMs: 30_000, heapMb: 256, hangMs: 5_000, rssGrowthMb: 512 };
 
-/** How often the host looks at its module: memory every tick (a module allocating Buffers in a
- *  loop grows hundreds of MiB a second), a ping every PINGS_PER_HANG-th of `hangMs` (at least a
- *  tick): ten a hang limit tell a hang within a tenth of it, and an idle device's module thread
- *  wakes twice a second, not ten times, under the default 5 s (each round trip of a ping cost an
- *  agent ~0.4 ms of CPU on the 2-core VM of docs/benchmarks.md: ~4 ms a second, for as long as
- *  the module runs). */
+/** How often the host looks at its module. On trial and on probation: memory every TICK_MS (a
+ *  module allocating Buffers in a loop grows hundreds of MiB a second), a ping every
+ *  PINGS_PER_HANG-th of `hangMs` (at least a tick: ten a hang limit tell a hang within a tenth
+ *  of it). Committed (`commit`), a module has shown it does neither, and is looked at, memory and
+ *  ping, every PINGS_PER_HANG-th of its limit: twice a second at the default 5 s. An agent runs
+ *  its module for months: on the 2-core VM of docs/benchmarks.md a timer's wake-up alone cost
+ *  ~0.25 ms of CPU and a ping's round trip ~0.4 ms, ~7 ms a second at ten of each. */
 const TICK_MS = 100;
 const PINGS_PER_HANG = 10;
 const MIB = 1024 * 1024;
@@ -166,8 +167,9 @@ export class PluginHost extends EventEmitter {
   private hangWatch: HangWatch | undefined;
   private ticks = 0;
   private pings = 0;
-  private pingEveryTicks = 1;
-  private hangMs = 0;
+  private pingEveryTicks: number;
+  private hangMs: number;
+  private tickMs = TICK_MS;
   /** The worker's kernel thread id (Linux), once it is ready. */
   private threadId: number | undefined;
   private rssLimit = Infinity;
@@ -180,16 +182,25 @@ export class PluginHost extends EventEmitter {
 
   private constructor(private readonly worker: Worker, private readonly limits: HostLimits, readonly url: string) {
     super();
-    this.setHangLimit(limits.hangMs);
+    this.hangMs = limits.hangMs;
+    this.pingEveryTicks = Math.max(1, Math.round(this.hangMs / PINGS_PER_HANG / TICK_MS));
   }
 
-  /** Hold the module to another hang limit from now on: a committed module to the default one,
-   *  not its probation's shorter one (with `--probation 1`, half a second of synchronous work
-   *  would otherwise end a committed module's thread). */
-  setHangLimit(hangMs: number): void {
+  /** The module is committed: hold it to `hangMs` (the default limit, not its probation's
+   *  shorter one: with `--probation 1`, half a second of synchronous work would otherwise end a
+   *  committed module's thread), and look at it less often (see TICK_MS). */
+  commit(hangMs: number): void {
     this.hangMs = hangMs;
-    this.pingEveryTicks = Math.max(1, Math.round(hangMs / PINGS_PER_HANG / TICK_MS));
-    if (this.hangWatch) this.hangWatch.hangMs = hangMs;
+    this.tickMs = Math.max(TICK_MS, hangMs / PINGS_PER_HANG);
+    this.pingEveryTicks = 1;
+    if (this.hangWatch) {
+      this.hangWatch.hangMs = hangMs;
+      this.hangWatch.tickMs = this.tickMs;
+    }
+    if (this.timer !== undefined && !this.stopping) {
+      clearInterval(this.timer);
+      this.watch(false);
+    }
   }
 
   product!: ProductInfo;
@@ -232,7 +243,7 @@ export class PluginHost extends EventEmitter {
             clearTimeout(deadline);
             this.product = reply.product;
             this.hasHealthCheck = reply.hasHealthCheck;
-            this.hangWatch = new HangWatch(this.hangMs, TICK_MS, performance.now(), this.runQueueWaitMs());
+            this.hangWatch = new HangWatch(this.hangMs, this.tickMs, performance.now(), this.runQueueWaitMs());
             this.loaded = true;
             resolve();
             return;
@@ -269,8 +280,8 @@ export class PluginHost extends EventEmitter {
 
   /** From the start of loading: memory; once loaded: pings too (compiling a large module keeps
    *  the thread busy for seconds, and the load deadline covers that). */
-  private watch(): void {
-    this.rssLimit = process.memoryUsage.rss() + this.limits.rssGrowthMb * MIB;
+  private watch(fromNow = true): void {
+    if (fromNow) this.rssLimit = process.memoryUsage.rss() + this.limits.rssGrowthMb * MIB;
     this.timer = setInterval(() => {
       if (process.memoryUsage.rss() > this.rssLimit) {
         this.fail(new NxtError('out-of-memory', `the agent's memory grew by more than ${this.limits.rssGrowthMb} MiB while it ran`));
@@ -286,7 +297,7 @@ export class PluginHost extends EventEmitter {
       if (++this.ticks % this.pingEveryTicks !== 0) return;
       this.pings++;
       this.worker.postMessage({ type: 'ping', id: ++this.pingId } satisfies HostRequest);
-    }, TICK_MS);
+    }, this.tickMs);
     this.timer.unref();
   }
 
@@ -321,7 +332,7 @@ export class PluginHost extends EventEmitter {
   /** Resolves at the thread's next answer to a ping (within a tick of a running thread); rejects
    *  with the failure if the module fails first (a thread that never answers is found hung). */
   /** The watch's ticks since it began, and the pings among them. */
-  get watched(): { ticks: number; pings: number } { return { ticks: this.ticks, pings: this.pings }; }
+  get watched(): { ticks: number; pings: number; tickMs: number } { return { ticks: this.ticks, pings: this.pings, tickMs: this.tickMs }; }
 
   nextAnswer(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
