@@ -29,8 +29,9 @@ export class HangWatch {
   private hostLateMs = 0;
   private waitedAtAnswer: number | undefined;
 
-  /** `waitedMs`: the thread's run-queue wait so far (any fixed origin), if the system tells. */
-  /** Both may change while it watches (a module committed after a short probation). */
+  /** `waitedMs`: the thread's run-queue wait so far (any fixed origin), if the system tells.
+   *  `hangMs` and `tickMs` may change while it watches (a module committed after a short
+   *  probation is held to a longer limit, looked at less often). */
   constructor(public hangMs: number, public tickMs: number, now: number, waitedMs: number | undefined) {
     this.lastAnswerAt = now;
     this.lastTickAt = now;

@@ -329,11 +329,12 @@ export class PluginHost extends EventEmitter {
     this.emit('failed', err);
   }
 
-  /** Resolves at the thread's next answer to a ping (within a tick of a running thread); rejects
-   *  with the failure if the module fails first (a thread that never answers is found hung). */
-  /** The watch's ticks since it began, and the pings among them. */
+  /** The watch's ticks since the module loaded, the pings among them, and its tick now. */
   get watched(): { ticks: number; pings: number; tickMs: number } { return { ticks: this.ticks, pings: this.pings, tickMs: this.tickMs }; }
 
+  /** Resolves at the thread's next answer to a ping (within a ping's interval of a running
+   *  thread); rejects with the failure if the module fails first (a thread that never answers
+   *  is found hung). */
   nextAnswer(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => { this.answerWaiters.push({ resolve, reject }); });

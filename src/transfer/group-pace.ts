@@ -4,22 +4,25 @@
  * acknowledged, and says which devices to hand over to unicast and how fast the group goes on.
  *
  *   - A device that acknowledged none of the first DEAF_AFTER_CHUNKS it should have (neither in
- *     time nor late), DEAF_AFTER_MS after it was first judged, may not hear the group (a router, a firewall, a device that will
- *     not join), or may only be too busy to have said so yet (one of fifty agents sharing a
- *     machine's cores acknowledges seconds late). It is asked what it holds (the driver sends its
- *     OFFER again, which it answers at once): an answer that still shows nothing from the group
- *     means deaf: unicast. No answer means busy: it stays, until DEAF_GIVE_UP_MS. (Handing a busy
- *     device to unicast costs the server a session's sending and the device the same work; with
- *     half a second and no question, 26 to 47 of fifty devices sharing two cores went to unicast
- *     as deaf.) (Chunks alone would not do: at a high pace, a busy device's first
- *     acknowledgements come after dozens of chunks.)
+ *     time nor late), DEAF_AFTER_MS after it was first judged, may not hear the group (a router,
+ *     a firewall, a device that will not join), or may only be too busy to have said so yet
+ *     (one of fifty agents sharing a machine's cores acknowledges seconds late). It is asked
+ *     what it holds (the driver sends its OFFER again, which it answers at once): an answer that
+ *     still shows nothing from the group means deaf: unicast. No answer means busy: it stays,
+ *     until DEAF_GIVE_UP_MS. (Handing a busy device to unicast costs the server a session's
+ *     sending and the device the same work; with half a second and no question, 26 to 47 of
+ *     fifty devices sharing two cores went to unicast as deaf; counting only acknowledgements
+ *     that came within RECHECK_STEPS, 34 to 37 that had acknowledged group chunks, a second
+ *     late.) (Chunks alone would not do: at a high pace, a busy device's first acknowledgements
+ *     come after dozens of chunks.)
  *   - A device that acknowledged group chunks and then fell silent for SILENT_AFTER_MS: unicast.
  *   - A device the group has passed by more than its receive window, for BLOCKED_AFTER_MS,
  *     cannot take more from the group until its gap is filled: unicast.
  *   - A device that lost more than STRAGGLER_LOSS of what reached it (the chunks it lacks below
  *     the highest it acknowledged) while most devices lose far less is a straggler: unicast, so
- *     that it does not slow the others. (A device that is only late, its queue long, is not.) When most devices miss that much,
- *     the pace is too high for them (or for the machine they run on), and it drops instead.
+ *     that it does not slow the others. (A device that is only late, its queue long, is not.)
+ *     When most devices lose that much, the pace is too high for them (or for the machine they
+ *     run on), and it drops instead.
  *   - The pace follows the devices' loss beyond what each loses anyway (its standing loss, the
  *     least of its last BASELINE_STEPS intervals: a radio or a bad cable loses at any pace, and
  *     slowing down would not help it). The loss that decides is the device's at PACE_PERCENTILE:
@@ -184,9 +187,10 @@ export class GroupPace {
       // that (a device one of fifty on two cores acknowledged the group's chunks a second or
       // more after they went out, beyond RECHECK_STEPS, and was handed to unicast as deaf).
       if (!m.heard && (judged - m.missing > 0 || v.acked > m.ackedAtStart)) m.heard = true;
-      if (isStraggler(m) !== undefined) {
+      const straggler = isStraggler(m);
+      if (straggler !== undefined) {
         judgedCount++;
-        if (isStraggler(m)) lossyCount++;
+        if (straggler) lossyCount++;
       }
     });
     // Stragglers are the exception; when they are the rule, the pace is at fault.
@@ -207,7 +211,8 @@ export class GroupPace {
           return;
         }
       }
-      if (m.heard && v.heardAt !== undefined && now - v.heardAt >= SILENT_AFTER_MS && v.acked < expected) { m.handedOver = 'silent'; release.push(i); return; }
+      const silent = m.heard && v.heardAt !== undefined && now - v.heardAt >= SILENT_AFTER_MS && v.acked < expected;
+      if (silent) { m.handedOver = 'silent'; release.push(i); return; }
       const blocked = v.receiveEdge !== undefined && expected > v.receiveEdge;
       if (!blocked) m.blockedSince = undefined;
       else if (m.blockedSince === undefined) m.blockedSince = now;
