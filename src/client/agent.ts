@@ -3,11 +3,13 @@
  * them. It is the driver for ChunkReceiver: it turns datagrams into events and the receiver's
  * actions into datagrams, file writes and timers.
  */
+import { timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { statSync, unlinkSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { DecodeError, NxtError, errorMessage } from '../errors.js';
-import { decodeEnvelope, forEachChunk, TAG_BYTES, type ChunksFrame } from '../protocol/envelope.js';
+import { decodeEnvelope, forEachChunk, TAG_BYTES, type ChunksFrame, type PieceFrame } from '../protocol/envelope.js';
+import { PieceAssembler } from '../files/piece-assembler.js';
 import { formatGroup, joinMulticast, localAddressToward, type MulticastGroup, type MulticastReceiver } from '../net/multicast.js';
 import { ContentKey } from '../session/content-key.js';
 import {
@@ -116,6 +118,11 @@ export interface ClientStats {
   groupFrames: number;
   /** Chunks from the group this device held already or could not hold yet: not even opened. */
   groupUnwanted: number;
+  /** PIECE frames received, and those dropped before assembly: a wrong token (not from one who
+   *  holds the release's key) or a piece that does not fit its chunk. A chunk assembled from a
+   *  planted piece fails its tag and counts in badChunks. */
+  pieceFrames: number;
+  badPieces: number;
 }
 
 export interface DownloadProgress {
@@ -172,7 +179,7 @@ const RENEW_JITTER = 0.25;
  *  waiting for upgrade), 'refused' ({ code, message }), 'log' (string), 'progress' (DownloadProgress,
  *  every second while a module arrives). */
 export class ClientAgent extends EventEmitter {
-  readonly stats: ClientStats = { datagrams: 0, malformed: 0, unknownTransfer: 0, chunkFrames: 0, badChunks: 0, groupFrames: 0, groupUnwanted: 0 };
+  readonly stats: ClientStats = { datagrams: 0, malformed: 0, unknownTransfer: 0, chunkFrames: 0, badChunks: 0, groupFrames: 0, groupUnwanted: 0, pieceFrames: 0, badPieces: 0 };
   /** Multicast groups joined (kept while the agent runs: the next push likely uses them too). */
   private readonly groups = new Map<string, Promise<MulticastReceiver | undefined>>();
   private activeModule: ActiveModule;
@@ -466,6 +473,7 @@ export class ClientAgent extends EventEmitter {
       // restarted sealed the release again, under a new key).
       this.current.transferId = msg.transferId;
       this.current.key = new ContentKey(msg.contentKey, msg.sealId);
+      this.current.pieces?.clear();
       this.log(`receiving ${manifest.name} again, resuming after ${this.current.receiver.inOrder} chunks already held`);
       this.current.onOffer();
       return;
@@ -514,10 +522,32 @@ export class ClientAgent extends EventEmitter {
    * can neither reach the file nor count as a duplicate. Only the server's address gets here
    * (the channel drops CHUNKS from anyone else).
    */
-  private onChunks(frame: ChunksFrame): void {
+  private onChunks(frame: ChunksFrame | PieceFrame): void {
+    if (frame.type === 'piece') { this.onPiece(frame); return; }
     this.stats.chunkFrames++;
     const t = this.transferFor(frame.transferId);
     if (t) this.takeChunks(t, frame);
+  }
+
+  /**
+   * A piece of a sealed chunk (a path whose datagrams cannot carry one whole). Its token says it
+   * comes from one who holds the release's key; once all its pieces are here, the chunk is opened
+   * and taken as if it had come whole, and a planted piece fails the tag there.
+   */
+  private onPiece(frame: PieceFrame): void {
+    this.stats.pieceFrames++;
+    const t = this.transferFor(frame.transferId);
+    if (!t) return;
+    if (!timingSafeEqual(frame.token, t.key.pieceToken) || frame.index >= t.incoming.totalChunks) { this.stats.badPieces++; return; }
+    t.pieces ??= new PieceAssembler(t.manifest.chunkSize + TAG_BYTES);
+    const sealed = t.pieces.add(frame.index, frame.piece, frame.pieces, frame.bytes, t.incoming.chunkLength(frame.index) + TAG_BYTES);
+    if (sealed === false) { this.stats.badPieces++; return; }
+    try {
+      if (sealed) this.takeSealedChunk(t, frame.index, sealed, false);
+    } catch (err) {
+      this.log(`error handling a chunk: ${errorMessage(err)}`);
+    }
+    this.stopIfUnwritable(t);
   }
 
   /** A datagram from a multicast group this device joined: anyone on the LAN can send one, so
@@ -592,23 +622,26 @@ export class ClientAgent extends EventEmitter {
   /** `fromGroup`: the frame came through the multicast group (see ChunkReceiver.onGroupData). */
   private takeChunks(t: Transfer, frame: ChunksFrame, fromGroup = false): void {
     try {
-      forEachChunk(frame.entries, (index, sealed) => {
-        // Endless-data attack: exactly the length the signed manifest implies, before any work.
-        if (index >= t.incoming.totalChunks || sealed.length !== t.incoming.chunkLength(index) + TAG_BYTES) { this.stats.badChunks++; return; }
-        // A group's chunk this device holds or cannot hold yet is not worth opening.
-        if (fromGroup && !t.wants(index)) { this.stats.groupUnwanted++; return; }
-        const plain = t.key.openChunk(index, sealed);
-        if (!plain) { this.stats.badChunks++; return; }
-        // Only a chunk that opened proves the server is there (a forged frame must not keep
-        // this device from noticing that its server restarted).
-        this.heardSinceRegister = true;
-        t.onChunk(index, plain, fromGroup);
-      });
+      forEachChunk(frame.entries, (index, sealed) => this.takeSealedChunk(t, index, sealed, fromGroup));
     } catch (err) {
       if (err instanceof DecodeError) this.stats.malformed++;
       else this.log(`error handling chunks: ${errorMessage(err)}`);
     }
     this.stopIfUnwritable(t);
+  }
+
+  /** One sealed chunk, whole: checked against the manifest, opened, taken. */
+  private takeSealedChunk(t: Transfer, index: number, sealed: Uint8Array, fromGroup: boolean): void {
+    // Endless-data attack: exactly the length the signed manifest implies, before any work.
+    if (index >= t.incoming.totalChunks || sealed.length !== t.incoming.chunkLength(index) + TAG_BYTES) { this.stats.badChunks++; return; }
+    // A group's chunk this device holds or cannot hold yet is not worth opening.
+    if (fromGroup && !t.wants(index)) { this.stats.groupUnwanted++; return; }
+    const plain = t.key.openChunk(index, sealed);
+    if (!plain) { this.stats.badChunks++; return; }
+    // Only a chunk that opened proves the server is there (a forged frame must not keep
+    // this device from noticing that its server restarted).
+    this.heardSinceRegister = true;
+    t.onChunk(index, plain, fromGroup);
   }
 
   /** A write failed (the disk filled up after all): end the transfer now with `storage`. */
@@ -970,6 +1003,8 @@ class Transfer extends IncomingTransfer {
   group: MulticastGroup | undefined;
   /** The group transfer id this device was told to leave: a MULTICAST naming it again is stale. */
   leftGroup: number | undefined;
+  /** Chunks arriving in pieces, being put together (made at the first piece). */
+  pieces: PieceAssembler | undefined;
 
   constructor(
     agent: ClientAgent, transferId: number, readonly manifest: Manifest,

@@ -7,10 +7,16 @@
  * datagram that points into them; nothing is allocated per datagram but the views: a 1 GiB push
  * used to allocate a fresh MiB per MiB sent, which the garbage collector let pile up to 60 MB
  * before it looked. A push to many devices keeps about half a MiB of these per device.
+ *
+ * Where the path's datagrams cannot carry a chunk whole and the device may take pieces, each
+ * chunk goes in PIECE frames instead (docs/protocol.md, "Pieces"): cut into as few equal pieces
+ * as the path's datagram holds, each a header and a slice of the same sealed entry. No probes
+ * then: the path's size only sets how many pieces.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
-import { CHUNKS_HEADER_BYTES, writeChunksHeader } from '../protocol/envelope.js';
+import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, PIECE_HEADER_BYTES, pieceSpan, writeChunksHeader, writePieceHeader } from '../protocol/envelope.js';
 import type { SealedRelease } from '../server/sealed-release.js';
+import { pieceToken } from '../session/content-key.js';
 import type { PathMtu } from '../transfer/path-mtu.js';
 import type { ChunkWire } from './outgoing-file.js';
 
@@ -45,18 +51,30 @@ export class SealedChunkWire implements ChunkWire {
   private readonly windows: { first: number; count: number; buf: Buffer }[] = [];
   private readonly cooling: Buffer[] = [];
   private readonly spare: Buffer[] = [];
-  private readonly headers = Buffer.alloc(HEADER_RING * CHUNKS_HEADER_BYTES);
+  private readonly headerBytes: number;
+  private readonly headers: Buffer;
+  /** Chunks go in pieces on this path; their token (from the release's key). */
+  readonly pieced: boolean;
+  private readonly token: Buffer | undefined;
   private headerSlot = 0;
   private readonly parts: Uint8Array[] = [];
   /** The probe in flight: its size and the first chunk it carried. */
   private probe: { size: number; index: number } | undefined;
   datagrams = 0;
+  /** Chunks sent, each time it was sent (a chunk in pieces is one). */
+  chunksSent = 0;
 
   constructor(
     private readonly sealed: SealedRelease,
     private readonly sink: DatagramSink,
     readonly path: PathMtu,
+    /** The device may be sent pieces: chunks that do not fit the path's datagrams go so. */
+    pieces = false,
   ) {
+    this.pieced = pieces && CHUNKS_HEADER_BYTES + sealed.entryBytes > path.options.max;
+    this.token = this.pieced ? pieceToken(sealed.key, sealed.sealId) : undefined;
+    this.headerBytes = this.pieced ? PIECE_HEADER_BYTES : CHUNKS_HEADER_BYTES;
+    this.headers = Buffer.alloc(HEADER_RING * this.headerBytes);
     // A seal that failed already has no file (sealRelease deleted it): nothing is read, and the
     // session fails with the seal's reason as it starts (PushSession.start).
     this.fd = sealed.failure ? -1 : openSync(sealed.path, 'r');
@@ -79,6 +97,11 @@ export class SealedChunkWire implements ChunkWire {
     // No file (the seal had failed when this wire was made): nothing to send, and everyone
     // sending through it is being failed with the seal's reason.
     if (this.fd < 0) return;
+    this.chunksSent += indices.length;
+    if (this.pieced) {
+      for (const i of indices) this.sendPieces(transferId, i);
+      return;
+    }
     if (this.probe && indices.includes(this.probe.index)) {
       // Its data is being sent again: the sender declared it lost.
       this.path.probeLost(this.probe.size, now);
@@ -151,10 +174,34 @@ export class SealedChunkWire implements ChunkWire {
     return n;
   }
 
+  /** A header from the ring (see HEADER_RING). */
+  private nextHeader(): Buffer {
+    const header = this.headers.subarray(this.headerSlot * this.headerBytes, (this.headerSlot + 1) * this.headerBytes);
+    this.headerSlot = (this.headerSlot + 1) % HEADER_RING;
+    return header;
+  }
+
+  /** Chunk `i` in as few equal pieces as a datagram of the path's size holds, one datagram each. */
+  private sendPieces(transferId: number, i: number): void {
+    const window = this.window(i);
+    const start = (i - window.first) * this.sealed.entryBytes + CHUNK_ENTRY_HEADER_BYTES;
+    const sealedLength = this.entryLength(i) - CHUNK_ENTRY_HEADER_BYTES;
+    const pieces = Math.ceil(sealedLength / (this.path.size - PIECE_HEADER_BYTES));
+    const parts = this.parts;
+    for (let k = 0; k < pieces; k++) {
+      const header = this.nextHeader();
+      writePieceHeader(header, transferId, i, k, pieces, this.token!);
+      const { offset, length } = pieceSpan(sealedLength, pieces, k);
+      parts.length = 0;
+      parts.push(header, window.buf.subarray(start + offset, start + offset + length));
+      this.sink.sendv(parts);
+      this.datagrams++;
+    }
+  }
+
   /** Send one datagram from indices[at…] within `limit` bytes (at least one entry); returns the next position. */
   private datagram(transferId: number, indices: readonly number[], at: number, limit: number): number {
-    const header = this.headers.subarray(this.headerSlot * CHUNKS_HEADER_BYTES, (this.headerSlot + 1) * CHUNKS_HEADER_BYTES);
-    this.headerSlot = (this.headerSlot + 1) % HEADER_RING;
+    const header = this.nextHeader();
     writeChunksHeader(header, transferId);
     const parts = this.parts;
     parts.length = 0;

@@ -17,12 +17,16 @@
  * once (server.ts: GIVE_UP_*), as a lossy one at its end, and goes again whole: on a link losing
  * a fifth of its frames six-fragment datagrams are three-quarters lost, and such a push took 34 s
  * for 16 MiB instead of about one.
+ * Pieces (PIECE frames: the large chunk cut by nxt into datagrams that travel whole) lose like
+ * fragments and are judged the same way, with one difference: fragments that never arrived at all
+ * (a firewall that drops them) take away fragments only, and the push goes again in pieces.
  * Loss is not always the fragments' doing: the next push, sent whole, says. If it loses at least
  * half as much, the loss is the link's (it loses datagrams, not frames) and fragments, which
  * then cost nothing more, come back for HOLD_MS, during which loss alone does not take them away.
  * Pure: time is an argument.
  */
-import { CHUNKS_HEADER_BYTES, chunkEntryBytes } from '../protocol/envelope.js';
+import { CHUNKS_HEADER_BYTES, chunkEntryBytes, PIECE_HEADER_BYTES, TAG_BYTES } from '../protocol/envelope.js';
+import { MAX_DATAGRAM_BYTES } from '../protocol/messages.js';
 
 /**
  * The large chunk: sealed, with its entry and the CHUNKS header, it fills six fragments on a
@@ -34,6 +38,15 @@ import { CHUNKS_HEADER_BYTES, chunkEntryBytes } from '../protocol/envelope.js';
 export const LARGE_CHUNK_BYTES = 6 * 1448 - 8 - CHUNKS_HEADER_BYTES - chunkEntryBytes(0);
 /** One sealed large chunk and the CHUNKS header: six fragments on a 1500-byte LAN. */
 export const FRAGMENTED_DATAGRAM = CHUNKS_HEADER_BYTES + chunkEntryBytes(LARGE_CHUNK_BYTES);
+
+/**
+ * The large chunk for a path that takes it in pieces (PIECE frames: a router on the way, or
+ * `--max-datagram` below one large chunk): sealed, it fills six pieces of datagrams that never
+ * fragment (1452 bytes). The same loss as fragments, cut by nxt instead of IP, so anything that
+ * passes whole datagrams passes them; the device still opens, writes and acknowledges a sixth
+ * as often as with 1400-byte chunks, and the server seals a sixth as many.
+ */
+export const PIECE_CHUNK_BYTES = 6 * (MAX_DATAGRAM_BYTES - PIECE_HEADER_BYTES) - TAG_BYTES;
 
 export interface FragmentPolicyOptions {
   /** How long a decision holds. */
@@ -58,6 +71,8 @@ export interface PushOutcome {
   readonly resent: number;
   /** The device stopped answering, or progress stopped (the sender's peer timeout). */
   readonly timedOut: boolean;
+  /** Its chunks went in pieces rather than in datagrams that IP fragments. */
+  readonly pieces?: boolean;
 }
 
 /** What a push changed: fragments taken away (`blocked`, `lossy`), or given back (`link-loss`). */
@@ -70,6 +85,8 @@ export interface FragmentDecision {
 
 interface DeviceMark {
   wholeUntil?: number;
+  /** Only datagrams that IP fragments were taken away (they never arrived): pieces may go. */
+  fragmentsOnly?: boolean;
   /** Loss alone takes nothing away until then (it was found to be the link's). */
   toleratedUntil?: number;
   /** The resent share of the fragmented push that took fragments away for loss. */
@@ -81,10 +98,12 @@ export class FragmentPolicy {
 
   constructor(private readonly options: FragmentPolicyOptions = DEFAULT_FRAGMENT_POLICY) {}
 
-  /** May datagrams to `device` be bigger than its interface carries whole? */
-  allowed(device: string, now: number): boolean {
-    const until = this.marks.get(device)?.wholeUntil;
-    return until === undefined || now >= until;
+  /** May datagrams to `device` be bigger than its interface carries whole (or, `pieces`, may
+   *  its large chunks go in pieces)? */
+  allowed(device: string, now: number, pieces = false): boolean {
+    const mark = this.marks.get(device);
+    if (mark?.wholeUntil === undefined || now >= mark.wholeUntil) return true;
+    return pieces && mark.fragmentsOnly === true;
   }
 
   /** Whether loss alone takes nothing away from `device` now (its link was found to lose
@@ -101,7 +120,7 @@ export class FragmentPolicy {
     const mark = this.marks.get(device);
     if (o.fragmented) {
       if (o.timedOut && o.acked === 0) {
-        this.set(device, { wholeUntil: now + holdMs });
+        this.set(device, { wholeUntil: now + holdMs, fragmentsOnly: o.pieces !== true });
         return { change: 'blocked', share };
       }
       const tolerated = mark?.toleratedUntil !== undefined && now < mark.toleratedUntil;

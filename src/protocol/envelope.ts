@@ -15,6 +15,7 @@ export const EnvelopeType = {
   sealed: 19,
   chunks: 20,
   refused: 21,
+  piece: 22,
 } as const;
 
 /** Why a server refuses a handshake (REFUSED). */
@@ -54,6 +55,25 @@ export const CHUNKS_HEADER_BYTES = HEADER_BYTES + 4;
 export const CHUNK_ENTRY_HEADER_BYTES = 6;
 /** The largest UDP payload over IPv4 (65,535 − 20 − 8): a CHUNKS frame on loopback can be this big. */
 export const MAX_UDP_PAYLOAD_BYTES = 65_507;
+
+/** A PIECE's token: proof, to a receiver, that the piece comes from someone given the release's
+ *  content key (session/content-key.ts: pieceToken). */
+export const PIECE_TOKEN_BYTES = 8;
+/** PIECE: header, transfer id u32, chunk index u32, piece u8, pieces u8, token; then the piece. */
+export const PIECE_HEADER_BYTES = HEADER_BYTES + 4 + 4 + 1 + 1 + PIECE_TOKEN_BYTES;
+/** A sealed chunk is cut into at most this many pieces (a receiver keeps one bit for each). */
+export const MAX_PIECES = 32;
+
+/**
+ * Piece `piece` of a sealed chunk of `sealedLength` bytes cut into `pieces`: equal pieces of
+ * ceil(sealedLength / pieces) bytes, the last one shorter. Its offset in the sealed chunk, and its
+ * length (0: there is no such piece).
+ */
+export function pieceSpan(sealedLength: number, pieces: number, piece: number): { offset: number; length: number } {
+  const stride = Math.ceil(sealedLength / pieces);
+  const offset = piece * stride;
+  return { offset, length: Math.max(0, Math.min(stride, sealedLength - offset)) };
+}
 
 /** Bytes one chunk of `length` plaintext bytes takes in a CHUNKS frame (and in a sealed release). */
 export function chunkEntryBytes(length: number): number {
@@ -119,7 +139,23 @@ export interface RefusedFrame {
   readonly serverKey: Uint8Array;
 }
 
-export type Frame = InitFrame | CookieFrame | ResponseFrame | SealedFrame | ChunksFrame | RefusedFrame;
+/**
+ * Server → client: one piece of one sealed chunk, for a path whose datagrams cannot carry the
+ * chunk whole (docs/protocol.md, "Pieces"). The receiver puts the pieces together and opens the
+ * chunk as if it had come whole; the token keeps anyone without the content key from planting a
+ * piece.
+ */
+export interface PieceFrame {
+  readonly type: 'piece';
+  readonly transferId: number;
+  readonly index: number;
+  readonly piece: number;
+  readonly pieces: number;
+  readonly token: Uint8Array;
+  readonly bytes: Uint8Array;
+}
+
+export type Frame = InitFrame | CookieFrame | ResponseFrame | SealedFrame | ChunksFrame | PieceFrame | RefusedFrame;
 
 export function writeEnvelopeHeader(buf: Uint8Array, type: number): void {
   buf[0] = MAGIC_0;
@@ -187,6 +223,19 @@ export function writeChunksHeader(buf: Uint8Array, transferId: number): void {
   buf[7] = transferId & 0xff;
 }
 
+/** Write a PIECE's header (PIECE_HEADER_BYTES) into `buf`. */
+export function writePieceHeader(buf: Uint8Array, transferId: number, index: number, piece: number, pieces: number, token: Uint8Array): void {
+  writeChunksHeader(buf, transferId);
+  buf[3] = EnvelopeType.piece;
+  buf[8] = index >>> 24;
+  buf[9] = (index >>> 16) & 0xff;
+  buf[10] = (index >>> 8) & 0xff;
+  buf[11] = index & 0xff;
+  buf[12] = piece;
+  buf[13] = pieces;
+  buf.set(token, 14);
+}
+
 /** Write one entry's header (index, sealed length) at `at`. */
 export function writeChunkEntryHeader(buf: Uint8Array, at: number, index: number, sealedLength: number): void {
   buf[at] = index >>> 24;
@@ -227,8 +276,8 @@ export function forEachChunk(entries: Uint8Array, visit: (index: number, sealed:
  */
 export function decodeEnvelope(buf: Uint8Array): Frame {
   if (buf.length < HEADER_BYTES) throw new DecodeError('truncated', 'datagram shorter than the header');
-  // Only CHUNKS frames grow with the path (datagram-size discovery); every other frame is small.
-  if (buf.length > (buf[3] === EnvelopeType.chunks ? MAX_UDP_PAYLOAD_BYTES : MAX_DATAGRAM_BYTES)) throw new DecodeError('too-long', `datagram of ${buf.length} bytes`);
+  // Only CHUNKS and PIECE frames grow with the path (datagram-size discovery); every other frame is small.
+  if (buf.length > (buf[3] === EnvelopeType.chunks || buf[3] === EnvelopeType.piece ? MAX_UDP_PAYLOAD_BYTES : MAX_DATAGRAM_BYTES)) throw new DecodeError('too-long', `datagram of ${buf.length} bytes`);
   if (buf[0] !== MAGIC_0 || buf[1] !== MAGIC_1) throw new DecodeError('bad-magic', 'not an nxt datagram');
   if (buf[2] !== PROTOCOL_VERSION) throw new DecodeError('bad-version', `protocol version ${buf[2]} is not supported`);
   const view = (at: number, n: number): Uint8Array => new Uint8Array(buf.buffer, buf.byteOffset + at, n);
@@ -250,6 +299,16 @@ export function decodeEnvelope(buf: Uint8Array): Frame {
     case EnvelopeType.chunks:
       if (buf.length < CHUNKS_HEADER_BYTES + CHUNK_ENTRY_HEADER_BYTES + TAG_BYTES + 1) throw new DecodeError('truncated', 'CHUNKS without a whole entry');
       return { type: 'chunks', transferId: u32(4), entries: view(CHUNKS_HEADER_BYTES, buf.length - CHUNKS_HEADER_BYTES) };
+    case EnvelopeType.piece: {
+      if (buf.length <= PIECE_HEADER_BYTES) throw new DecodeError('truncated', 'PIECE without a piece');
+      const piece = buf[12]!;
+      const pieces = buf[13]!;
+      if (pieces === 0 || pieces > MAX_PIECES || piece >= pieces) throw new DecodeError('bad-piece', `piece ${piece} of ${pieces}`);
+      return {
+        type: 'piece', transferId: u32(4), index: u32(8), piece, pieces,
+        token: view(14, PIECE_TOKEN_BYTES), bytes: view(PIECE_HEADER_BYTES, buf.length - PIECE_HEADER_BYTES),
+      };
+    }
     case EnvelopeType.init: {
       exactly(INIT_BYTES, 'INIT');
       let at = 8;

@@ -20,7 +20,7 @@ export const MAX_MESSAGE_BYTES = MAX_DATAGRAM_BYTES - 32;
 /** Largest chunk payload of a DATA message (jobs' files, inside a session); DATA adds 12 bytes of
  *  header, so 1412 bytes on the wire. Pushed modules travel as sealed chunks (envelope.ts, CHUNKS). */
 export const MAX_CHUNK_BYTES = 1400;
-/** Largest chunk a manifest may name: pushed modules are sealed in 1400- or 8650-byte chunks. */
+/** Largest chunk a manifest may name: pushed modules are sealed in 1400-, 8564- or 8650-byte chunks. */
 export const MAX_MANIFEST_CHUNK_BYTES = 16384;
 /** A release's content key (ChaCha20-Poly1305) and the id bound into each sealed chunk. */
 export const CONTENT_KEY_BYTES = 32;

@@ -33,6 +33,7 @@ export class PushSession {
   /** Chunks this session may send itself (all, unless a multicast group sends them first). */
   private gate = Infinity;
   readonly chunkSize: number;
+  private readonly wire: SealedChunkWire;
 
   constructor(
     transferId: number,
@@ -47,13 +48,16 @@ export class PushSession {
     senderOptions: Partial<SenderOptions>,
     /** Gives this session a fresh transfer id and returns it. */
     renumber: (session: PushSession) => number,
+    /** The device may be sent chunks in pieces (when they do not fit its path's datagrams). */
+    pieces = false,
   ) {
     this.chunkSize = sealed.chunkSize;
     // The client's address now, on every send: it may re-register from a new one mid-transfer.
     const wire = new SealedChunkWire(sealed, {
       sendv: (parts) => channel.sendChunks(parts, client.peer),
       queued: () => channel.sendQueueCount(),
-    }, path);
+    }, path, pieces);
+    this.wire = wire;
     this.file = new OutgoingFile(transferId, sealed.totalChunks, wire, {
       send: (bytes) => channel.send(bytes, client.peer),
       // Signed once per session: a re-offer repeats the same manifest, not a new signature.
@@ -132,27 +136,33 @@ export class PushSession {
   get dataDoneAt(): number | undefined { return this.file.dataDoneAt; }
   get peer(): Peer { return this.client.peer; }
   get progress(): PushProgress { return this.file.progress; }
+  /** Its chunks go in pieces (PIECE frames): the path's datagrams cannot carry one whole. */
+  get pieced(): boolean { return this.wire.pieced; }
+  /** Chunks sent so far, each time it was sent (a chunk in pieces counts once). */
+  get chunksSent(): number { return this.wire.chunksSent; }
 
   /**
-   * This session's datagrams are fragmented by IP: once it has sent `minDatagrams`, it gives up
-   * (ends, `fragmentsLost`) if more than `maxResentShare` of what it sent was sending again.
+   * This session's chunks are cut into several frames, by IP or in pieces: once it has sent
+   * `minChunks` chunks, it gives up (ends, `fragmentsLost`) if more than `maxResentShare` of
+   * what it sent was sending again.
    */
-  watchFragments(minDatagrams: number, maxResentShare: number): void {
-    this.fragmentLimit = { minDatagrams, maxResentShare };
+  watchFragments(minChunks: number, maxResentShare: number): void {
+    this.fragmentLimit = { minChunks, maxResentShare };
   }
 
-  /** It gave up on datagrams that IP fragments (watchFragments). */
+  /** It gave up on datagrams that IP fragments, or on pieces (watchFragments). */
   fragmentsLost = false;
-  private fragmentLimit: { readonly minDatagrams: number; readonly maxResentShare: number } | undefined;
+  private fragmentLimit: { readonly minChunks: number; readonly maxResentShare: number } | undefined;
 
   onAck(ack: AckMessage): void {
     this.file.onAck(ack);
     const limit = this.fragmentLimit;
     if (!limit || this.fragmentsLost) return;
     const p = this.file.progress;
-    if (p.phase === 'sending' && p.datagrams >= limit.minDatagrams && p.retransmits - p.spurious > limit.maxResentShare * p.datagrams) {
+    const sent = this.wire.chunksSent;
+    if (p.phase === 'sending' && sent >= limit.minChunks && p.retransmits - p.spurious > limit.maxResentShare * sent) {
       this.fragmentsLost = true;
-      this.file.cancel('datagrams that IP fragments are lost too often on this path: sent again in whole datagrams');
+      this.file.cancel(`${this.wire.pieced ? 'chunks in pieces' : 'datagrams that IP fragments'} are lost too often on this path: sent again in whole datagrams`);
     }
   }
   onResult(msg: Extract<Message, { type: 'result' }>): void { this.file.onResult(msg.code, msg.message, msg.active); }

@@ -6,7 +6,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
 import { CHUNKS_HEADER_BYTES, chunkEntryBytes } from '../protocol/envelope.js';
-import { LARGE_CHUNK_BYTES } from '../net/fragments.js';
+import { LARGE_CHUNK_BYTES, PIECE_CHUNK_BYTES } from '../net/fragments.js';
 import { CLIENT_ID_BYTES, MAX_CHUNK_BYTES } from '../protocol/messages.js';
 import { parseReleaseVersion, releaseVersionFromFileName, type ReleaseVersion } from '../protocol/release-version.js';
 import { encodeManifest, MAX_MODULE_BYTES, signManifest, verifyManifest, type Manifest, type SignedManifest } from '../security/manifest.js';
@@ -31,10 +31,12 @@ export interface Release {
  *  against ~7 µs for 1.4 KiB (node:crypto's setup dominates: bench/crypto.ts). */
 export const SMALL_CHUNK_BYTES = MAX_CHUNK_BYTES;
 
-/** The chunk size for a path whose datagrams may be up to `maxDatagram` bytes. */
-export function chunkSizeFor(release: Release, maxDatagram: number): number {
+/** The chunk size for a path whose datagrams may be up to `maxDatagram` bytes, and which may
+ *  take large chunks in pieces when they do not fit (PIECE_CHUNK_BYTES, 8564). */
+export function chunkSizeFor(release: Release, maxDatagram: number, pieces = false): number {
   if (release.presigned) return release.manifest.chunkSize;
-  return maxDatagram >= CHUNKS_HEADER_BYTES + chunkEntryBytes(LARGE_CHUNK_BYTES) ? LARGE_CHUNK_BYTES : SMALL_CHUNK_BYTES;
+  if (maxDatagram >= CHUNKS_HEADER_BYTES + chunkEntryBytes(LARGE_CHUNK_BYTES)) return LARGE_CHUNK_BYTES;
+  return pieces ? PIECE_CHUNK_BYTES : SMALL_CHUNK_BYTES;
 }
 
 /** How long a signed push stays installable by default: a week covers devices that are offline

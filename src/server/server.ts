@@ -91,18 +91,19 @@ export interface NxtServerOptions {
   readonly multicast?: { readonly sender: MulticastSender; readonly options?: Partial<GroupPushOptions> };
 }
 
-function describeFragmentDecision(d: FragmentDecision): string {
+function describeFragmentDecision(d: FragmentDecision, pieces: boolean): string {
   const percent = (x: number): string => `${(100 * x).toFixed(1)}%`;
+  const what = pieces ? 'chunks in pieces' : 'datagrams that IP fragments';
   switch (d.change) {
-    case 'blocked': return 'datagrams that IP fragments never arrived: whole ones for 10 minutes, this push again at once';
-    case 'lossy': return `${percent(d.share)} of the chunks sent in datagrams that IP fragments were resent: whole datagrams for 10 minutes, unless they lose as much`;
-    case 'link-loss': return `whole datagrams lost as much (${percent(d.share)} resent, against ${percent(d.fragmentedShare ?? 0)}): the link loses datagrams, not fragments; fragmented ones again`;
+    case 'blocked': return pieces ? `${what} never arrived: small chunks from now on, this push again at once` : `${what} never arrived: whole ones for 10 minutes, this push again at once`;
+    case 'lossy': return `${percent(d.share)} of the chunks sent in ${what} were resent: whole datagrams for 10 minutes, unless they lose as much`;
+    case 'link-loss': return `whole datagrams lost as much (${percent(d.share)} resent, against ${percent(d.fragmentedShare ?? 0)}): the link loses datagrams, not ${pieces ? 'pieces' : 'fragments'}; ${pieces ? 'pieces' : 'fragmented ones'} again`;
   }
 }
 
-/** A push in datagrams that IP fragments gives up on them once it has sent this many and
- *  resent more than this share of them (net/fragments.ts). */
-const GIVE_UP_AFTER_DATAGRAMS = 256;
+/** A push in datagrams that IP fragments (or in pieces) gives up on them once it has sent this
+ *  many chunks and resent more than this share of them (net/fragments.ts). */
+const GIVE_UP_AFTER_CHUNKS = 256;
 const GIVE_UP_RESENT_SHARE = 0.5;
 
 /** Paths remembered (one per client and address): a fleet's worth, bounded. */
@@ -115,7 +116,10 @@ const SMALL_CHUNK_DATAGRAM = 1452;
 interface KnownPath {
   readonly whole: number;
   readonly onLink: boolean;
+  /** Large chunks in datagrams that IP fragments (a device on our own LAN). */
   fragments: boolean;
+  /** Large chunks in pieces (a path whose datagrams cannot carry one whole, and no fragments). */
+  pieces: boolean;
   mtu: PathMtu;
 }
 
@@ -508,7 +512,9 @@ export class NxtServer extends EventEmitter {
     return [...here, ...there];
   }
 
-  private async pushHere(release: Release, clients: ClientRecord[], retry = false): Promise<PushReport[]> {
+  /** `retries`: this push went again at once after large chunks failed on the way (at most
+   *  twice: datagrams that IP fragments, then pieces, then small chunks). */
+  private async pushHere(release: Release, clients: ClientRecord[], retries = 0): Promise<PushReport[]> {
     if (clients.length === 0) return [];
     // Kept for rollouts while the push runs; done (or warned about) before push() returns.
     const kept = (async () => {
@@ -525,13 +531,16 @@ export class NxtServer extends EventEmitter {
     const m = release.manifest;
     // Several devices and a group: the group's datagram size decides one chunk size for all.
     const group = this.options.multicast && clients.length >= 2 ? this.options.multicast : undefined;
-    // The devices sent datagrams that IP fragments (net/fragments.ts).
+    // The devices sent datagrams that IP fragments (net/fragments.ts); those sent pieces are
+    // known once their sessions are made (PushSession.pieced).
     const fragmented = new Set<string>();
     const paths = clients.map((client) => {
-      const { mtu: path, fragments } = this.pathTo(client);
+      const { mtu: path, fragments, pieces } = this.pathTo(client);
       if (fragments && !group) fragmented.add(client.id);
-      const chunkSize = chunkSizeFor(release, group ? group.sender.maxDatagram : this.largeChunksFailed.has(client.id) ? SMALL_CHUNK_DATAGRAM : path.options.max);
-      return { client, path, chunkSize };
+      const chunkSize = group ? chunkSizeFor(release, group.sender.maxDatagram)
+        : this.largeChunksFailed.has(client.id) ? chunkSizeFor(release, SMALL_CHUNK_DATAGRAM)
+        : chunkSizeFor(release, path.options.max, pieces);
+      return { client, path, chunkSize, pieces: pieces && !this.largeChunksFailed.has(client.id) };
     });
     // Sealed once per release and chunk size, whatever the number of devices. A release that
     // cannot be sealed (a full disk, the file changed) fails the push as a whole, with the
@@ -557,9 +566,10 @@ export class NxtServer extends EventEmitter {
       throw failed.reason;
     }
     const sealedBySize = new Map(settled.map((x, i) => [sizes[i]!, (x as PromiseFulfilledResult<SealedRelease>).value]));
-    const prepare = async ({ client, path, chunkSize }: (typeof paths)[number], i: number): Promise<PushSession> => {
+    const prepare = async ({ client, path, chunkSize, pieces }: (typeof paths)[number], i: number): Promise<PushSession> => {
       const signed = await signatures[i]!;
-      const session = new PushSession(this.newTransferId(), client, release, signed, sealedBySize.get(chunkSize)!, path, this.options.channel, this.options.clock, this.options.sender ?? {}, renumber);
+      const session = new PushSession(this.newTransferId(), client, release, signed, sealedBySize.get(chunkSize)!, path, this.options.channel, this.options.clock, this.options.sender ?? {}, renumber, pieces);
+      if (session.pieced && !group) fragmented.add(client.id);
       this.sessions.set(session.transferId, session);
       return session;
     };
@@ -567,32 +577,34 @@ export class NxtServer extends EventEmitter {
       // Fragments that are mostly lost: given up mid-push, not after a push many times as long
       // (unless this device's link was found to lose whole datagrams as much).
       if (fragmented.has(session.client.id) && !this.fragments.tolerates(session.client.id, this.options.clock.now())) {
-        session.watchFragments(GIVE_UP_AFTER_DATAGRAMS, GIVE_UP_RESENT_SHARE);
+        session.watchFragments(GIVE_UP_AFTER_CHUNKS, GIVE_UP_RESENT_SHARE);
       }
       session.start();
       const outcome = await session.done;
       this.sessions.delete(session.transferId);
       // Big chunks never got through (a path that drops big datagrams, or their fragments): the
-      // device accepted the offer, chunks went out, none was acknowledged. It gets small ones, in
-      // datagrams that travel whole, from now on, and this push tries again at once that way
-      // (once: small chunks cannot fail like this).
+      // device accepted the offer, chunks went out, none was acknowledged. This push tries again
+      // at once: in pieces, if what failed was datagrams that IP fragments (the policy
+      // below takes those away); otherwise in small chunks, which cannot fail like this, and so
+      // from now on.
       const { progress } = session;
       const timedOut = outcome.code === ResultCode.timeout;
       const fragmentsLost = session.fragmentsLost;
       const blocked = timedOut && session.chunkSize > SMALL_CHUNK_BYTES && progress.acked === 0 && progress.datagrams > 0;
-      if (blocked) {
+      const ipFragments = fragmented.has(session.client.id) && !session.pieced;
+      if (blocked && !ipFragments) {
         this.largeChunksFailed.add(session.client.id);
         if (this.largeChunksFailed.size > MAX_PATHS) this.largeChunksFailed.delete(this.largeChunksFailed.values().next().value!);
       }
       if (!group) {
         const decision = this.fragments.pushEnded(session.client.id, {
           // Given up early: judged on what it sent, not on the whole file.
-          fragmented: fragmented.has(session.client.id), chunks: fragmentsLost ? progress.datagrams : progress.total, acked: progress.acked,
-          resent: progress.retransmits - progress.spurious, timedOut,
+          fragmented: fragmented.has(session.client.id), chunks: fragmentsLost ? session.chunksSent : progress.total, acked: progress.acked,
+          resent: progress.retransmits - progress.spurious, timedOut, pieces: session.pieced,
         }, this.options.clock.now());
-        if (decision) this.emit('datagrams', `${shortId(session.client.id)}: ${describeFragmentDecision(decision)}${fragmentsLost ? ', this push again at once' : ''}`);
+        if (decision) this.emit('datagrams', `${shortId(session.client.id)}: ${describeFragmentDecision(decision, session.pieced)}${fragmentsLost ? ', this push again at once' : ''}`);
       }
-      if ((blocked || fragmentsLost) && !retry) return (await this.pushHere(release, [session.client], true))[0]!;
+      if ((blocked || fragmentsLost) && retries < 2) return (await this.pushHere(release, [session.client], retries + 1))[0]!;
       if (outcome.code === ResultCode.ok && outcome.active) session.client.version = outcome.active;
       // Refused as "not newer" by a device that runs this very release: already installed, which
       // is not a failure and raises no alert.
@@ -828,15 +840,18 @@ export class NxtServer extends EventEmitter {
     const cap = this.options.maxDatagram ?? MAX_UDP_PAYLOAD_BYTES;
     if (!path) {
       const route = routeTo(client.peer.address);
-      path = { whole: route.whole, onLink: route.onLink, fragments: false, mtu: new PathMtu({ max: Math.min(cap, route.whole) }) };
+      path = { whole: route.whole, onLink: route.onLink, fragments: false, pieces: false, mtu: new PathMtu({ max: Math.min(cap, route.whole) }) };
       this.paths.set(key, path);
       if (this.paths.size > MAX_PATHS) this.paths.delete(this.paths.keys().next().value!);
     }
-    const fragments = path.onLink && Math.min(cap, FRAGMENTED_DATAGRAM) > path.whole && this.fragments.allowed(client.id, this.options.clock.now());
+    // One policy for both ways of cutting a large chunk: a lost frame or piece loses it all.
+    const now = this.options.clock.now();
+    const fragments = path.onLink && Math.min(cap, FRAGMENTED_DATAGRAM) > path.whole && this.fragments.allowed(client.id, now);
     if (fragments !== path.fragments) {
       path.fragments = fragments;
       path.mtu = new PathMtu({ max: Math.min(cap, fragments ? FRAGMENTED_DATAGRAM : path.whole) });
     }
+    path.pieces = !fragments && path.mtu.options.max < FRAGMENTED_DATAGRAM && this.fragments.allowed(client.id, now, true);
     return path;
   }
 

@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { errorMessage } from '../errors.js';
-import { decodeEnvelope, RefusedReason, type ChunksFrame, type CookieFrame, type RefusedFrame, type ResponseFrame, type SealedFrame } from '../protocol/envelope.js';
+import { decodeEnvelope, RefusedReason, type ChunksFrame, type CookieFrame, type PieceFrame, type RefusedFrame, type ResponseFrame, type SealedFrame } from '../protocol/envelope.js';
 import { displayAddress, samePeer, type Endpoint, type Peer } from '../net/endpoint.js';
 import { fingerprint } from './identity.js';
 import type { Clock } from '../util/clock.js';
@@ -65,7 +65,7 @@ export class ClientChannel extends EventEmitter {
   private retryTimer: NodeJS.Timeout | undefined;
   private rekeyTimer: NodeJS.Timeout | undefined;
   private handler: (data: Buffer, from: Peer) => void = () => undefined;
-  private chunksHandler: (frame: ChunksFrame) => void = () => undefined;
+  private chunksHandler: (frame: ChunksFrame | PieceFrame) => void = () => undefined;
   private closed = false;
   /** Where the server is: its address may change (a host name resolved again, see reconnect). */
   private serverValue: Peer;
@@ -105,9 +105,9 @@ export class ClientChannel extends EventEmitter {
     this.handler = handler;
   }
 
-  /** CHUNKS frames from the server's address: sealed under a release's content key, which the
-   *  handler holds (from the OFFER that came through the session). */
-  onChunks(handler: (frame: ChunksFrame) => void): void {
+  /** CHUNKS and PIECE frames from the server's address: sealed under a release's content key,
+   *  which the handler holds (from the OFFER that came through the session). */
+  onChunks(handler: (frame: ChunksFrame | PieceFrame) => void): void {
     this.chunksHandler = handler;
   }
 
@@ -202,7 +202,8 @@ export class ClientChannel extends EventEmitter {
     }
     switch (frame.type) {
       case 'sealed': return this.onSealed(frame);
-      case 'chunks': return this.chunksHandler(frame);
+      case 'chunks':
+      case 'piece': return this.chunksHandler(frame);
       case 'cookie': return this.onCookie(frame);
       case 'response': return this.onResponse(frame);
       case 'refused': return this.onRefused(frame);

@@ -1,15 +1,16 @@
 /**
  * A device on the server's own LAN (two network namespaces joined by a veth pair, MTU 1500: root,
  * which CI has; the tests say why they skip elsewhere). Its datagrams carry one large chunk each,
- * which IP cuts into fragments; `--max-datagram 1472` keeps them whole; where fragments are
- * dropped on the way, the push goes again at once in whole datagrams, and so do the next ones.
+ * which IP cuts into fragments; `--max-datagram 1472` keeps them whole, the chunks cut into
+ * pieces by nxt; where fragments are dropped on the way, the push goes again at once in pieces,
+ * and so do the next ones; where pieces are dropped too, in small chunks.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
 import { writeModule } from '../support/modules.js';
-import { LARGE_CHUNK_BYTES } from '../../src/net/fragments.js';
+import { LARGE_CHUNK_BYTES, PIECE_CHUNK_BYTES } from '../../src/net/fragments.js';
 import { ensureCommands } from '../support/debian.js';
 
 const SERVER_NS = `nxt-lan-s-${process.pid}`;
@@ -58,13 +59,31 @@ async function push(server: Proc, file: string): Promise<string> {
 
 /** CHUNKS frames the device has received so far (one per datagram). */
 async function framesOf(device: Proc): Promise<number> {
-  return Number((await device.run('stats', /bad chunks \d+/)).match(/chunk frames (\d+)/)![1]);
+  return (await countsOf(device)).chunkFrames;
+}
+
+/** CHUNKS and PIECE frames the device has received so far. */
+async function countsOf(device: Proc): Promise<{ chunkFrames: number; pieces: number; badPieces: number }> {
+  const out = await device.run('stats', /bad chunks \d+/);
+  const m = /pieces (\d+) \((\d+) dropped\); chunk frames (\d+)/.exec(out)!;
+  return { pieces: Number(m[1]), badPieces: Number(m[2]), chunkFrames: Number(m[3]) };
+}
+
+/** PIECE frames a module of `bytes` takes at least: six a chunk, the last chunk's as few as fit. */
+function piecesFor(bytes: number): number {
+  const rest = bytes % PIECE_CHUNK_BYTES;
+  return 6 * Math.floor(bytes / PIECE_CHUNK_BYTES) + (rest > 0 ? Math.ceil((rest + 16) / ((PIECE_CHUNK_BYTES + 16) / 6)) : 0);
+}
+
+/** The nft counter of `table` in the device's namespace. */
+function dropCount(table: string): number {
+  return Number(/packets (\d+)/.exec(execFileSync('ip', ['netns', 'exec', DEVICE_NS, 'nft', 'list', 'table', 'netdev', table], { encoding: 'utf8' }))![1]);
 }
 
 const MiB = 1024 * 1024;
 
 describe.skipIf(!canNetns)('a device on the server\'s LAN (network namespaces, needs root)', () => {
-  it('gets one large chunk per datagram (fragmented by IP), or whole datagrams with --max-datagram 1472', async () => {
+  it('gets one large chunk per datagram (fragmented by IP), or in pieces of whole datagrams with --max-datagram 1472', async () => {
     const { dir, server, device } = await lan();
     expect(await push(server, writeModule(dir, 'lan_9_1.mjs', 4 * MiB))).toMatch(/push finished: 1 done, 0 failed/);
     await device.waitFor(/Major = 9\nMinor = 1/);
@@ -77,7 +96,12 @@ describe.skipIf(!canNetns)('a device on the server\'s LAN (network namespaces, n
     const whole = await lan(['--max-datagram', '1472']);
     expect(await push(whole.server, writeModule(whole.dir, 'lan_9_2.mjs', 4 * MiB, 9, 2))).toMatch(/push finished: 1 done, 0 failed/);
     await whole.device.waitFor(/Major = 9\nMinor = 2/);
-    expect(await framesOf(whole.device)).toBeGreaterThan(2900);
+    // 4 MiB in 8564-byte chunks of six pieces: 2,940 datagrams (and what was resent), none a CHUNKS.
+    const counts = await countsOf(whole.device);
+    expect(counts.chunkFrames).toBe(0);
+    expect(counts.pieces).toBeGreaterThanOrEqual(piecesFor(4 * MiB));
+    expect(counts.pieces).toBeLessThan(3500);
+    expect(counts.badPieces).toBe(0);
   });
 
   it.skipIf(!canDrop)('where most fragments are lost, the push gives up on them mid-way and finishes in whole datagrams', async () => {
@@ -93,7 +117,7 @@ describe.skipIf(!canNetns)('a device on the server\'s LAN (network namespaces, n
     await device.waitFor(/Major = 9\nMinor = 1/);
   });
 
-  it.skipIf(!canDrop)('where fragments are dropped, the push goes again at once in whole datagrams, and so do the next', async () => {
+  it.skipIf(!canDrop)('where fragments are dropped, the push goes again at once in pieces, and so do the next', async () => {
     const { dir, server, device } = await lan();
     // Every fragment is dropped as it reaches the device (before reassembly); whole datagrams pass.
     execFileSync('ip', ['netns', 'exec', DEVICE_NS, 'nft', '-f', '-'], {
@@ -103,15 +127,41 @@ describe.skipIf(!canNetns)('a device on the server\'s LAN (network namespaces, n
     expect(first).toMatch(/datagrams that IP fragments never arrived: whole ones for 10 minutes, this push again at once/);
     expect(first).toMatch(/push finished: 1 done, 0 failed/);
     await device.waitFor(/Major = 9\nMinor = 1/);
-    const dropped = Number(/packets (\d+)/.exec(execFileSync('ip', ['netns', 'exec', DEVICE_NS, 'nft', 'list', 'table', 'netdev', 'nofrag'], { encoding: 'utf8' }))![1]);
+    const dropped = dropCount('nofrag');
     expect(dropped).toBeGreaterThan(0);
+    const pieces = (await countsOf(device)).pieces;
+    expect(pieces).toBeGreaterThanOrEqual(piecesFor(MiB));
 
-    // The next push is sent whole from the start: no fragment dropped, no warning, no retry.
+    // The next push goes in pieces from the start: no fragment dropped, no warning, no retry.
     const second = await push(server, writeModule(dir, 'nofrag_9_2.mjs', MiB, 9, 2));
     expect(second).toMatch(/push finished: 1 done, 0 failed/);
     expect(second).not.toMatch(/never arrived/);
     await device.waitFor(/Major = 9\nMinor = 2/);
-    const after = Number(/packets (\d+)/.exec(execFileSync('ip', ['netns', 'exec', DEVICE_NS, 'nft', 'list', 'table', 'netdev', 'nofrag'], { encoding: 'utf8' }))![1]);
-    expect(after).toBe(dropped);
+    expect(dropCount('nofrag')).toBe(dropped);
+    expect((await countsOf(device)).pieces).toBeGreaterThanOrEqual(pieces + piecesFor(MiB));
+  });
+
+  it.skipIf(!canDrop)('where fragments and full-size datagrams are dropped, the push goes in small chunks, and so do the next', async () => {
+    const { dir, server, device } = await lan();
+    // Fragments, and UDP datagrams of 1452 bytes (a piece; a small chunk's datagram is 1430) are
+    // dropped as they reach the device: what a path with an MTU a little under 1500 would do.
+    execFileSync('ip', ['netns', 'exec', DEVICE_NS, 'nft', '-f', '-'], {
+      input: 'table netdev nobig {\n chain in {\n  type filter hook ingress device "lan0" priority 0;\n  ip frag-off & 0x3fff != 0 counter drop\n  udp length 1460 counter drop\n }\n}\n',
+    });
+    const first = await push(server, writeModule(dir, 'nobig_9_1.mjs', MiB));
+    expect(first).toMatch(/datagrams that IP fragments never arrived: whole ones for 10 minutes, this push again at once/);
+    expect(first).toMatch(/chunks in pieces never arrived: small chunks from now on, this push again at once/);
+    expect(first).toMatch(/push finished: 1 done, 0 failed/);
+    await device.waitFor(/Major = 9\nMinor = 1/);
+    const before = await countsOf(device);
+    expect(before.chunkFrames).toBeGreaterThanOrEqual(Math.ceil(MiB / 1400));
+
+    const second = await push(server, writeModule(dir, 'nobig_9_2.mjs', MiB, 9, 2));
+    expect(second).toMatch(/push finished: 1 done, 0 failed/);
+    expect(second).not.toMatch(/never arrived/);
+    await device.waitFor(/Major = 9\nMinor = 2/);
+    const after = await countsOf(device);
+    expect(after.pieces).toBe(before.pieces);
+    expect(after.chunkFrames - before.chunkFrames).toBeGreaterThanOrEqual(Math.ceil(MiB / 1400));
   });
 });

@@ -6,7 +6,7 @@
 import dgram from 'node:dgram';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, EnvelopeType, INIT_BYTES, forEachChunk } from '../../src/protocol/envelope.js';
+import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, EnvelopeType, INIT_BYTES, PIECE_HEADER_BYTES, forEachChunk } from '../../src/protocol/envelope.js';
 import { encode } from '../../src/protocol/messages.js';
 import { Proc, ROOT, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
 import { UdpProxy, bulkChunks, isBulkData, type ProxyRule } from '../support/udp-proxy.js';
@@ -184,6 +184,52 @@ describe('the wire', () => {
       expect(out).toMatch(/done: 9\.2 bulk active/);
       expect(injected).toBe(6);
       expect(await clientCounter(a, 'bad chunks', injectedChunks)).toBe(injectedChunks);
+      await a.waitFor(/Major = 9\nMinor = 2/);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('in pieces: drops forged pieces and pieces replayed from another release; a planted piece costs a resend, never the bytes', async () => {
+    // An Ethernet path: every chunk in six PIECE frames. During release B's push, the first
+    // pieces are each preceded by three datagrams "from the server" (the proxy is its address):
+    // a forged piece (a random token), one of release A's pieces relabelled with B's transfer id
+    // (A's token), and one planted with B's own token (as one who watches the link could) and
+    // junk bytes, which arrives first and is kept: its chunk fails its tag once whole, is
+    // counted, and is sent again.
+    await server.stop();
+    ({ proc: server, port } = await startServer(join(dir, 'server'), ['--max-datagram', '1452']));
+    const fromA: Buffer[] = [];
+    let capturing = true;
+    let planted = 0;
+    const proxy = await UdpProxy.start(port, (data, direction) => {
+      if (!isBulkData(data, direction)) return [{ data }];
+      expect(data[3]).toBe(EnvelopeType.piece);
+      if (capturing) { fromA.push(Buffer.from(data)); return [{ data }]; }
+      if (planted >= 3 || fromA.length === 0) return [{ data }];
+      const forged = Buffer.from(data);
+      forged[14] ^= 0xff;
+      const replayed = Buffer.from(fromA[planted]!);
+      data.copy(replayed, 4, 4, 8);
+      const junk = Buffer.from(data);
+      for (let i = PIECE_HEADER_BYTES; i < junk.length; i++) junk[i] = (i * 31 + planted) & 0xff;
+      planted++;
+      return [{ data: forged }, { data: replayed }, { data: junk }, { data }];
+    });
+    try {
+      const a = await startClient('a', proxy.port, join(dir, 'a'), trust);
+      expect(await server.run(`push ${writeModule(dir, 'first_3_0.mjs', 1024 * 1024)}`, /push finished/)).toMatch(/1 done/);
+      capturing = false;
+      const out = await server.run(`push ${writeModule(dir, 'second_4_0.mjs', 1024 * 1024, 9, 2)}`, /push finished/);
+      expect(out).toMatch(/done: 9\.2 bulk active/);
+      expect(planted).toBe(3);
+      // The forged and replayed pieces: dropped at their token. The planted ones: their chunks
+      // (the first three pieces were chunk 0's, so one chunk, or up to three) failed their tags.
+      const stats = await a.run('stats', /bad chunks \d+/);
+      expect(Number(/pieces \d+ \((\d+) dropped\)/.exec(stats)![1])).toBe(6);
+      const bad = Number(/bad chunks (\d+)/.exec(stats)![1]);
+      expect(bad).toBeGreaterThanOrEqual(1);
+      expect(bad).toBeLessThanOrEqual(3);
       await a.waitFor(/Major = 9\nMinor = 2/);
     } finally {
       await proxy.close();

@@ -147,7 +147,7 @@ export const dropAll: ProxyRule = () => [];
  * are sealed, the frame is not); every other datagram is a small sealed message.
  */
 export function isBulkData(data: Buffer, direction: 'to-client' | 'to-server'): boolean {
-  return direction === 'to-client' && data.length > CHUNKS_HEADER_BYTES && data[3] === EnvelopeType.chunks;
+  return direction === 'to-client' && data.length > CHUNKS_HEADER_BYTES && (data[3] === EnvelopeType.chunks || data[3] === EnvelopeType.piece);
 }
 
 /** A link of `bytesPerSecond` toward the client: the module's chunks queue behind one another,
@@ -164,7 +164,7 @@ export function rateCapped(bytesPerSecond: number): ProxyRule {
 
 /** How many chunks a datagram carries toward the client (0: not a CHUNKS frame). */
 export function bulkChunks(data: Buffer, direction: 'to-client' | 'to-server'): number {
-  if (!isBulkData(data, direction)) return 0;
+  if (!isBulkData(data, direction) || data[3] !== EnvelopeType.chunks) return 0;
   let n = 0;
   try {
     forEachChunk(data.subarray(CHUNKS_HEADER_BYTES), () => { n++; });

@@ -35,6 +35,20 @@ describe('which devices get datagrams that IP fragments', () => {
     expect(p.allowed('a', 700_001)).toBe(true);
   });
 
+  it('fragments that never arrived leave pieces allowed; pieces that never arrived, or loss, take both', () => {
+    const p = new FragmentPolicy(options);
+    const blocked = { fragmented: true, chunks: 128, acked: 0, resent: 128, timedOut: true };
+    expect(p.pushEnded('a', blocked, 0)).toMatchObject({ change: 'blocked' });
+    expect(p.allowed('a', 1)).toBe(false);
+    expect(p.allowed('a', 1, true)).toBe(true);
+    expect(p.pushEnded('a', { ...blocked, pieces: true }, 2)).toMatchObject({ change: 'blocked' });
+    expect(p.allowed('a', 3, true)).toBe(false);
+    expect(p.allowed('a', 2 + HOLD, true)).toBe(true);
+    expect(p.pushEnded('b', { ...fragmented, resent: 411, pieces: true }, 0)).toMatchObject({ change: 'lossy' });
+    expect(p.allowed('b', 1)).toBe(false);
+    expect(p.allowed('b', 1, true)).toBe(false);
+  });
+
   it('a push that timed out after some chunks arrived is judged by its resends, not as blocked', () => {
     const p = new FragmentPolicy(options);
     expect(p.pushEnded('a', { ...fragmented, acked: 900, resent: 10, timedOut: true }, 0)).toBeUndefined();

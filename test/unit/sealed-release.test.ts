@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CHUNKS_HEADER_BYTES, chunkEntryBytes, decodeEnvelope, forEachChunk } from '../../src/protocol/envelope.js';
+import { CHUNKS_HEADER_BYTES, chunkEntryBytes, decodeEnvelope, forEachChunk, TAG_BYTES } from '../../src/protocol/envelope.js';
+import { PieceAssembler } from '../../src/files/piece-assembler.js';
+import { PIECE_CHUNK_BYTES } from '../../src/net/fragments.js';
 import { blockEntries, sealRelease, SealedReleases, type SealedRelease, type Sealer } from '../../src/server/sealed-release.js';
 import { NxtError } from '../../src/errors.js';
 import { SealedChunkWire } from '../../src/files/sealed-chunk-wire.js';
@@ -124,6 +126,44 @@ describe('the sealed-chunk wire', () => {
     expect(sent[0]!.length).toBeGreaterThan(8952); // the next probe, 16384
     // Then six entries a datagram (8952 bytes), the last one with what remains.
     expect(sent.slice(1, -1).every((d) => d.length === CHUNKS_HEADER_BYTES + 6 * 1422)).toBe(true);
+    wire.close();
+  });
+
+  it('cuts chunks that do not fit the path into pieces of datagrams that never fragment, which join and open to the module', async () => {
+    const bytes = randomBytes(20 * PIECE_CHUNK_BYTES + 1000);
+    const { seal } = await sealed(bytes, PIECE_CHUNK_BYTES);
+    await whenDone(seal);
+    const sent: Buffer[] = [];
+    const path = new PathMtu({ max: 1472 });
+    const wire = new SealedChunkWire(seal, { sendv: (parts) => sent.push(Buffer.concat(parts)), queued: () => 0 }, path, true);
+    expect(wire.pieced).toBe(true);
+    wire.send(9, [...Array(21).keys()], 0);
+    // Six pieces a chunk, the short last chunk one; no probe (nothing above 1452).
+    expect(sent.length).toBe(20 * 6 + 1);
+    expect(sent.every((d) => d.length <= 1452)).toBe(true);
+    expect(wire.chunksSent).toBe(21);
+    expect(wire.datagrams).toBe(121);
+    const key = new ContentKey(seal.key, seal.sealId);
+    const assembler = new PieceAssembler(PIECE_CHUNK_BYTES + TAG_BYTES);
+    const out: Buffer[] = [];
+    // Backwards: pieces of one chunk arrive before those of the next, but the chunks out of order.
+    for (const d of sent.reverse()) {
+      const f = decodeEnvelope(d);
+      if (f.type !== 'piece') throw new Error(`a ${f.type} frame`);
+      expect(f.transferId).toBe(9);
+      expect(Buffer.from(f.token).equals(key.pieceToken)).toBe(true);
+      const length = Math.min(PIECE_CHUNK_BYTES, bytes.length - f.index * PIECE_CHUNK_BYTES) + TAG_BYTES;
+      const whole = assembler.add(f.index, f.piece, f.pieces, f.bytes, length);
+      expect(whole).not.toBe(false);
+      if (whole) out[f.index] = key.openChunk(f.index, whole)!;
+    }
+    expect(Buffer.concat(out).equals(bytes)).toBe(true);
+    // A path that carries a chunk whole, or a device not to be sent pieces: CHUNKS as before.
+    for (const [max, pieces] of [[65_507, true], [1472, false]] as const) {
+      const other = new SealedChunkWire(seal, { sendv: () => undefined, queued: () => 0 }, new PathMtu({ max }), pieces);
+      expect(other.pieced).toBe(false);
+      other.close();
+    }
     wire.close();
   });
 
