@@ -134,7 +134,10 @@ async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { 
       // Progress lines left out, but the group's: its pace over the pass.
       console.error(text.split('\n').filter((l) => !/%/.test(l) || /multicast: sending/.test(l)).join('\n'));
       console.error(`devices' system CPU: ${(sys() - sys0).toFixed(2)} s`);
-      for (const d of [devices[0]!, devices.at(-1)!]) console.error(`--- ${d.name} ---\n${d.output.split('\n').slice(-25).join('\n')}`);
+      for (const d of [devices[0]!, devices.at(-1)!]) {
+        console.error(`--- ${d.name} ---\n${d.output.split('\n').slice(-25).join('\n')}`);
+        console.error(`stats: ${await d.run('stats', /bad chunks \d+\n/)}`);
+      }
     }
     if (done !== n) {
       console.error(`(a push to ${n} devices did not reach all of them:)\n${text.split('\n').filter((l) => !/%/.test(l)).join('\n')}`);

@@ -13,7 +13,7 @@ import { PieceAssembler } from '../files/piece-assembler.js';
 import { formatGroup, joinMulticast, localAddressToward, type MulticastGroup, type MulticastReceiver } from '../net/multicast.js';
 import { ContentKey } from '../session/content-key.js';
 import {
-  decodeOrUndefined, encode, Enrollment, UpdateResult, UpdateState,
+  decodeOrUndefined, encode, Enrollment, NO_ECHO, UpdateResult, UpdateState,
   type AbortMessage, type EnrollmentValue, type Message, type MulticastLeaveMessage, type MulticastMessage, type OfferMessage, type UpdateResultValue, type UpdateStateValue,
 } from '../protocol/messages.js';
 import { ResultCode, resultCodeName, type ResultCodeValue } from '../protocol/result-codes.js';
@@ -158,6 +158,12 @@ const UNKNOWN_ABORT_EVERY_MS = 200;
 
 /** How often a download in progress is reported. */
 const PROGRESS_EVERY_MS = 1000;
+
+/** While a module that arrived whole is verified and loaded (its trial may take up to
+ *  --trial-timeout, 30 s), the device says this often that it holds every chunk: the server
+ *  then waits for the verdict instead of giving up after its peer timeout (10 s) on a push
+ *  that is about to succeed (a big module on a slow device, or one of many on a busy one). */
+const FINISHING_KEEPALIVE_MS = 1000;
 
 /** How long a plugin's reconfigure() may take before the old config is put back. */
 const RECONFIGURE_TIMEOUT_MS = 10_000;
@@ -683,6 +689,17 @@ export class ClientAgent extends EventEmitter {
     if (t.finishing) return;
     t.finishing = true;
     t.clearTimer();
+    // No echo: a repeated ACK must not read as a duplicate of the last chunk (a resend wasted).
+    const keepAlive = setInterval(() => this.sendRaw(encode({ ...t.receiver.ack(t.transferId), echo: NO_ECHO })), FINISHING_KEEPALIVE_MS);
+    keepAlive.unref();
+    try {
+      await this.verifyAndActivate(t);
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+
+  private async verifyAndActivate(t: Transfer): Promise<void> {
     const { manifest } = t;
     let durable: Promise<void>;
     try {

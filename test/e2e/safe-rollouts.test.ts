@@ -191,3 +191,19 @@ describe('after commit: a module that fails later is started again, the version 
     await runs('7.1');
   });
 });
+
+describe('a trial longer than the server\'s patience', () => {
+  it('the device says it holds every chunk while it verifies and loads, and the push is reported done', async () => {
+    // A server that gives up on a silent device after 1.5 s; a module whose selfTest() takes 4 s
+    // (within the device's 30 s trial). Silent while it loads, the device would be reported
+    // failed ("received every chunk but never reported a result") and then succeed.
+    await stopAll();
+    ({ proc: server, port } = await startServer(join(dir, 'patient'), ['--peer-timeout', '1500']));
+    client = await startClient('device', port, join(dir, 'device-2'), join(dir, 'patient/release.pub'), '127.0.0.1', ['--probation', '1']);
+    const slow = `${VERSION.replace('"bad"', '"slow"')} export async function selfTest() { await new Promise((r) => setTimeout(r, 4000)); return true; }`;
+    const started = Date.now();
+    expect(await push(slow)).toMatch(/done: 7\.1 slow active/);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(4000);
+    await runs('7.1');
+  });
+});
