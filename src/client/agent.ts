@@ -116,13 +116,16 @@ export interface ClientStats {
   badChunks: number;
   /** Of chunkFrames, those of the transfer in progress that came through a multicast group. */
   groupFrames: number;
-  /** Chunks from the group this device held already or could not hold yet: not even opened. */
+  /** Chunks from the group this device held already or could not hold yet: not even opened
+   *  (or, in pieces, not even assembled). */
   groupUnwanted: number;
   /** PIECE frames received, and those dropped before assembly: a wrong token (not from one who
    *  holds the release's key) or a piece that does not fit its chunk. A chunk assembled from a
    *  planted piece fails its tag and counts in badChunks. */
   pieceFrames: number;
   badPieces: number;
+  /** Of pieceFrames, those of the transfer in progress that came through a multicast group. */
+  groupPieces: number;
 }
 
 export interface DownloadProgress {
@@ -164,6 +167,7 @@ const PROGRESS_EVERY_MS = 1000;
  *  then waits for the verdict instead of giving up after its peer timeout (10 s) on a push
  *  that is about to succeed (a big module on a slow device, or one of many on a busy one). */
 const FINISHING_KEEPALIVE_MS = 1000;
+const FINISHING_KEEPALIVE_SLACK_MS = 60_000;
 
 /** How long a plugin's reconfigure() may take before the old config is put back. */
 const RECONFIGURE_TIMEOUT_MS = 10_000;
@@ -185,7 +189,7 @@ const RENEW_JITTER = 0.25;
  *  waiting for upgrade), 'refused' ({ code, message }), 'log' (string), 'progress' (DownloadProgress,
  *  every second while a module arrives). */
 export class ClientAgent extends EventEmitter {
-  readonly stats: ClientStats = { datagrams: 0, malformed: 0, unknownTransfer: 0, chunkFrames: 0, badChunks: 0, groupFrames: 0, groupUnwanted: 0, pieceFrames: 0, badPieces: 0 };
+  readonly stats: ClientStats = { datagrams: 0, malformed: 0, unknownTransfer: 0, chunkFrames: 0, badChunks: 0, groupFrames: 0, groupUnwanted: 0, pieceFrames: 0, badPieces: 0, groupPieces: 0 };
   /** Multicast groups joined (kept while the agent runs: the next push likely uses them too). */
   private readonly groups = new Map<string, Promise<MulticastReceiver | undefined>>();
   private activeModule: ActiveModule;
@@ -541,15 +545,23 @@ export class ClientAgent extends EventEmitter {
    * and taken as if it had come whole, and a planted piece fails the tag there.
    */
   private onPiece(frame: PieceFrame): void {
-    this.stats.pieceFrames++;
     const t = this.transferFor(frame.transferId);
-    if (!t) return;
+    if (t) this.takePiece(t, frame, false);
+    else this.stats.pieceFrames++;
+  }
+
+  /** `fromGroup`: the piece came through the multicast group (a group member that knows the
+   *  release's key could plant one: the chunk's tag still decides). */
+  private takePiece(t: Transfer, frame: PieceFrame, fromGroup: boolean): void {
+    this.stats.pieceFrames++;
     if (!timingSafeEqual(frame.token, t.key.pieceToken) || frame.index >= t.incoming.totalChunks) { this.stats.badPieces++; return; }
+    // A group's chunk this device holds or cannot hold yet is not worth assembling (counted once).
+    if (fromGroup && !t.wants(frame.index)) { if (frame.piece === 0) this.stats.groupUnwanted++; return; }
     t.pieces ??= new PieceAssembler(t.manifest.chunkSize + TAG_BYTES);
     const sealed = t.pieces.add(frame.index, frame.piece, frame.pieces, frame.bytes, t.incoming.chunkLength(frame.index) + TAG_BYTES);
     if (sealed === false) { this.stats.badPieces++; return; }
     try {
-      if (sealed) this.takeSealedChunk(t, frame.index, sealed, false);
+      if (sealed) this.takeSealedChunk(t, frame.index, sealed, fromGroup);
     } catch (err) {
       this.log(`error handling a chunk: ${errorMessage(err)}`);
     }
@@ -567,7 +579,8 @@ export class ClientAgent extends EventEmitter {
       return;
     }
     const t = this.current;
-    if (frame.type !== 'chunks' || !t || t.groupTransferId !== frame.transferId) { this.stats.unknownTransfer++; return; }
+    if ((frame.type !== 'chunks' && frame.type !== 'piece') || !t || t.groupTransferId !== frame.transferId) { this.stats.unknownTransfer++; return; }
+    if (frame.type === 'piece') { this.stats.groupPieces++; this.takePiece(t, frame, true); return; }
     this.stats.chunkFrames++;
     this.stats.groupFrames++;
     this.takeChunks(t, frame, true);
@@ -690,7 +703,13 @@ export class ClientAgent extends EventEmitter {
     t.finishing = true;
     t.clearTimer();
     // No echo: a repeated ACK must not read as a duplicate of the last chunk (a resend wasted).
-    const keepAlive = setInterval(() => this.sendRaw(encode({ ...t.receiver.ack(t.transferId), echo: NO_ECHO })), FINISHING_KEEPALIVE_MS);
+    // For as long as a trial may last and a minute more (a disk that hangs must not keep the
+    // server waiting for ever).
+    const until = this.options.clock.now() + (this.options.hostLimits?.loadTimeoutMs ?? DEFAULT_HOST_LIMITS.loadTimeoutMs) + FINISHING_KEEPALIVE_SLACK_MS;
+    const keepAlive = setInterval(() => {
+      if (this.options.clock.now() > until) clearInterval(keepAlive);
+      else this.sendRaw(encode({ ...t.receiver.ack(t.transferId), echo: NO_ECHO }));
+    }, FINISHING_KEEPALIVE_MS);
     keepAlive.unref();
     try {
       await this.verifyAndActivate(t);

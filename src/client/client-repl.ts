@@ -43,7 +43,7 @@ export function createClientRepl(o: ClientReplOptions): Repl {
       run: () => {
         const s = agent.stats;
         const c = agent.channel.stats;
-        say(`${agent.isRegistered ? 'registered' : 'not registered'}; ${c.handshakes} handshakes; dropped: malformed ${c.malformed}, bad tag ${c.badTag}, replayed ${c.replayed}, unknown session ${c.unknownSession}, foreign ${c.foreign}, bad handshake ${c.badHandshake}; messages ${s.datagrams}, unknown transfer ${s.unknownTransfer}; pieces ${s.pieceFrames} (${s.badPieces} dropped); chunk frames ${s.chunkFrames} (${s.groupFrames} by multicast, ${s.groupUnwanted} of their chunks held already or beyond the window), bad chunks ${s.badChunks}`);
+        say(`${agent.isRegistered ? 'registered' : 'not registered'}; ${c.handshakes} handshakes; dropped: malformed ${c.malformed}, bad tag ${c.badTag}, replayed ${c.replayed}, unknown session ${c.unknownSession}, foreign ${c.foreign}, bad handshake ${c.badHandshake}; messages ${s.datagrams}, unknown transfer ${s.unknownTransfer}; pieces ${s.pieceFrames} (${s.groupPieces} by multicast, ${s.badPieces} dropped); chunk frames ${s.chunkFrames} (${s.groupFrames} by multicast, ${s.groupUnwanted} of their chunks held already or beyond the window), bad chunks ${s.badChunks}`);
       },
     },
     maintenance: {

@@ -80,7 +80,9 @@ export class GroupPush {
     const perMs = (mbit: number): number => (mbit * 1e6) / 8 / 1000;
     this.pace = new GroupPace(sessions.length, perMs(o.startMbit), perMs(Math.min(MIN_MBIT, o.maxMbit)), perMs(o.maxMbit));
     // The group's datagram size is the interface's: no discovery, every member gets the same.
-    this.wire = new SealedChunkWire(sealed, sender, new PathMtu({ base: sender.maxDatagram, max: sender.maxDatagram }));
+    // Chunks larger than that (`--multicast-datagram 1472`: fragments do not get through) go in
+    // pieces, one datagram each.
+    this.wire = new SealedChunkWire(sealed, sender, new PathMtu({ base: sender.maxDatagram, max: sender.maxDatagram }), true);
     this.sessions = sessions;
     this.views = sessions.map((session) => ({
       get accepted() { return session.progress.phase !== 'offering'; },

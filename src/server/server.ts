@@ -537,7 +537,8 @@ export class NxtServer extends EventEmitter {
     const paths = clients.map((client) => {
       const { mtu: path, fragments, pieces } = this.pathTo(client);
       if (fragments && !group) fragmented.add(client.id);
-      const chunkSize = group ? chunkSizeFor(release, group.sender.maxDatagram)
+      // A group whose datagrams cannot carry a large chunk sends it in pieces (GroupPush).
+      const chunkSize = group ? chunkSizeFor(release, group.sender.maxDatagram, true)
         : this.largeChunksFailed.has(client.id) ? chunkSizeFor(release, SMALL_CHUNK_DATAGRAM)
         : chunkSizeFor(release, path.options.max, pieces);
       return { client, path, chunkSize, pieces: pieces && !this.largeChunksFailed.has(client.id) };

@@ -65,7 +65,7 @@ async function framesOf(device: Proc): Promise<number> {
 /** CHUNKS and PIECE frames the device has received so far. */
 async function countsOf(device: Proc): Promise<{ chunkFrames: number; pieces: number; badPieces: number }> {
   const out = await device.run('stats', /bad chunks \d+/);
-  const m = /pieces (\d+) \((\d+) dropped\); chunk frames (\d+)/.exec(out)!;
+  const m = /pieces (\d+) \(\d+ by multicast, (\d+) dropped\); chunk frames (\d+)/.exec(out)!;
   return { pieces: Number(m[1]), badPieces: Number(m[2]), chunkFrames: Number(m[3]) };
 }
 

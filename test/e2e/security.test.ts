@@ -226,7 +226,7 @@ describe('the wire', () => {
       // The forged and replayed pieces: dropped at their token. The planted ones: their chunks
       // (the first three pieces were chunk 0's, so one chunk, or up to three) failed their tags.
       const stats = await a.run('stats', /bad chunks \d+/);
-      expect(Number(/pieces \d+ \((\d+) dropped\)/.exec(stats)![1])).toBe(6);
+      expect(Number(/pieces \d+ \(\d+ by multicast, (\d+) dropped\)/.exec(stats)![1])).toBe(6);
       const bad = Number(/bad chunks (\d+)/.exec(stats)![1]);
       expect(bad).toBeGreaterThanOrEqual(1);
       expect(bad).toBeLessThanOrEqual(3);
