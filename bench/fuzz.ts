@@ -23,6 +23,7 @@ const args = benchArgs('npm run fuzz --', 'Random and mutated datagrams at a liv
   count: { number: 1_000_000, help: 'datagrams in all' },
   rate: { number: 50_000, help: 'datagrams per second, both targets together' },
   seed: { number: 7, help: 'the random source\'s seed' },
+  'max-datagram': { number: undefined, help: 'the server\'s --max-datagram (1452: module data in PIECE frames, which then seed mutations too)' },
 });
 const COUNT = args.count;
 const RATE = args.rate;
@@ -34,7 +35,7 @@ const random = seededRandom(args.seed);
 const int = (n: number): number => Math.floor(random() * n);
 
 const work = tempDir('nxt-fuzz-');
-const { proc: server, port } = await startServer(join(work, 'server'), ['--renew', '1000']);
+const { proc: server, port } = await startServer(join(work, 'server'), ['--renew', '1000', ...(args['max-datagram'] === undefined ? [] : ['--max-datagram', String(args['max-datagram'])])]);
 // The client listens only to its server's address: reach it through a proxy that can inject.
 const seeds: Buffer[] = [];
 const proxy = await UdpProxy.start(port, (data) => {
