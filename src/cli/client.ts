@@ -31,6 +31,7 @@ import { buildStatusReport, RecentLines } from '../client/status-report.js';
 import { nxtVersion, versionLine } from './version.js';
 import { CONSOLE_MODE_HELP, consoleMode } from './console-mode.js';
 import { applyConfigFile, FORMATS, type ConfigType } from './config-file.js';
+import { AGENT_FEATURES } from '../protocol/messages.js';
 
 /** When the server last answered (for `health`), written at most every CONTACT_SAVE_MS. */
 const CONTACT_FILE = 'last-contact';
@@ -246,7 +247,7 @@ function stampCounter(dataDir: string): () => number {
 function inventory(dataDir: string, type: string | undefined, channel: string): Record<string, string | number> {
   const inv: Record<string, string | number> = {
     hostname: os.hostname(), os: `${os.type()} ${os.release()}`, arch: os.arch(), cpus: os.cpus().length, memoryBytes: os.totalmem(),
-    channel, agent: nxtVersion(), ...(type === undefined ? {} : { type }),
+    channel, agent: nxtVersion(), features: AGENT_FEATURES, ...(type === undefined ? {} : { type }),
   };
   try {
     const fs = statfsSync(dataDir);

@@ -11,6 +11,15 @@ import type { ReleaseVersion } from './release-version.js';
 export const MAGIC_0 = 0x4e; // 'N'
 export const MAGIC_1 = 0x58; // 'X'
 export const PROTOCOL_VERSION = 1;
+/** What this agent takes beyond protocol version 1, as its REGISTER's inventory says
+ *  (`features`, space-separated): `pieces`, PIECE frames. A server sends such frames only to a
+ *  device that says it takes them, so agents from before them keep working. */
+export const AGENT_FEATURES = 'pieces';
+
+/** Whether an inventory's `features` include `feature`. */
+export function hasFeature(features: string | undefined, feature: string): boolean {
+  return features !== undefined && features.split(' ').includes(feature);
+}
 export const HEADER_BYTES = 4;
 
 /** 1500-byte Ethernet MTU − 40 (IPv6 header, the larger one) − 8 (UDP): never fragment. */

@@ -227,7 +227,7 @@ export function parseInventory(json: string): Inventory {
   const inv: Record<string, string | number> = {};
   for (const [k, v] of Object.entries({
     hostname: text(r.hostname), os: text(r.os), arch: text(r.arch), cpus: count(r.cpus), memoryBytes: count(r.memoryBytes), diskFreeBytes: count(r.diskFreeBytes),
-    type: text(r.type), channel: text(r.channel), agent: text(r.agent),
+    type: text(r.type), channel: text(r.channel), agent: text(r.agent), features: text(r.features),
   })) if (v !== undefined) inv[k] = v;
   return inv as Inventory;
 }

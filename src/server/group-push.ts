@@ -75,14 +75,16 @@ export class GroupPush {
     sessions: readonly PushSession[],
     private readonly clock: Clock,
     options: Partial<GroupPushOptions> = {},
+    /** Every member takes PIECE frames: chunks larger than the group's datagrams go in pieces. */
+    pieces = false,
   ) {
     const o = { ...DEFAULT_GROUP_OPTIONS, ...options };
     const perMs = (mbit: number): number => (mbit * 1e6) / 8 / 1000;
     this.pace = new GroupPace(sessions.length, perMs(o.startMbit), perMs(Math.min(MIN_MBIT, o.maxMbit)), perMs(o.maxMbit));
     // The group's datagram size is the interface's: no discovery, every member gets the same.
     // Chunks larger than that (`--multicast-datagram 1472`: fragments do not get through) go in
-    // pieces, one datagram each.
-    this.wire = new SealedChunkWire(sealed, sender, new PathMtu({ base: sender.maxDatagram, max: sender.maxDatagram }), true);
+    // pieces, one datagram each, when every member takes them.
+    this.wire = new SealedChunkWire(sealed, sender, new PathMtu({ base: sender.maxDatagram, max: sender.maxDatagram }), pieces);
     this.sessions = sessions;
     this.views = sessions.map((session) => ({
       get accepted() { return session.progress.phase !== 'offering'; },

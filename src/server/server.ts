@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { errorMessage, NxtError } from '../errors.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { mismatch, type DeviceFacts } from '../security/compatibility.js';
-import { decodeOrUndefined, encode, Enrollment, type EnrollmentValue, type Message, type GoodbyeMessage, type RegisterMessage, type TrialOutcomeMessage } from '../protocol/messages.js';
+import { decodeOrUndefined, encode, Enrollment, hasFeature, type EnrollmentValue, type Message, type GoodbyeMessage, type RegisterMessage, type TrialOutcomeMessage } from '../protocol/messages.js';
 import { ResultCode, resultCodeName } from '../protocol/result-codes.js';
 import { formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import type { SenderOptions, SendOutcome } from '../transfer/sender.js';
@@ -359,6 +359,11 @@ export class NxtServer extends EventEmitter {
     return this.onlineClients().filter((c) => compareReleaseVersions(c.version, stored.version) < 0 && mismatch(stored.for, this.factsOf(c)) === undefined);
   }
 
+  /** Whether the device's agent takes PIECE frames (its inventory says so: older agents do not). */
+  private takesPieces(c: ClientRecord): boolean {
+    return hasFeature(this.options.devices.get(c.id)?.inventory.features, 'pieces');
+  }
+
   /** A device as a release's compatibility sees it: what it said when it registered. */
   factsOf(c: ClientRecord): DeviceFacts {
     const inv = this.options.devices.get(c.id)?.inventory ?? {};
@@ -534,14 +539,17 @@ export class NxtServer extends EventEmitter {
     // The devices sent datagrams that IP fragments (net/fragments.ts); those sent pieces are
     // known once their sessions are made (PushSession.pieced).
     const fragmented = new Set<string>();
+    // A group whose datagrams cannot carry a large chunk sends it in pieces (GroupPush), if every
+    // member takes them.
+    const groupPieces = group !== undefined && clients.every((c) => this.takesPieces(c));
     const paths = clients.map((client) => {
-      const { mtu: path, fragments, pieces } = this.pathTo(client);
+      const { mtu: path, fragments, pieces: pathPieces } = this.pathTo(client);
+      const pieces = pathPieces && this.takesPieces(client) && !this.largeChunksFailed.has(client.id);
       if (fragments && !group) fragmented.add(client.id);
-      // A group whose datagrams cannot carry a large chunk sends it in pieces (GroupPush).
-      const chunkSize = group ? chunkSizeFor(release, group.sender.maxDatagram, true)
+      const chunkSize = group ? chunkSizeFor(release, group.sender.maxDatagram, groupPieces)
         : this.largeChunksFailed.has(client.id) ? chunkSizeFor(release, SMALL_CHUNK_DATAGRAM)
         : chunkSizeFor(release, path.options.max, pieces);
-      return { client, path, chunkSize, pieces: pieces && !this.largeChunksFailed.has(client.id) };
+      return { client, path, chunkSize, pieces };
     });
     // Sealed once per release and chunk size, whatever the number of devices. A release that
     // cannot be sealed (a full disk, the file changed) fails the push as a whole, with the
@@ -632,7 +640,7 @@ export class NxtServer extends EventEmitter {
     if (group) for (const session of sessions) session.holdForGroup();
     const reports = group ? sessions.map(run) : paths.map(async (p, i) => run(await prepare(p, i)));
     if (group) {
-      const groupPush = new GroupPush(this.newTransferId(), sessions[0]!.sealedRelease, group.sender, sessions, this.options.clock, group.options);
+      const groupPush = new GroupPush(this.newTransferId(), sessions[0]!.sealedRelease, group.sender, sessions, this.options.clock, group.options, groupPieces);
       this.groupPushes.add(groupPush);
       groupPush.start();
       void Promise.all(reports).finally(() => {

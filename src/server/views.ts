@@ -15,6 +15,8 @@ export interface Inventory {
   readonly type?: string;
   readonly channel?: string;
   readonly agent?: string;
+  /** Wire features beyond protocol version 1 its agent takes, space-separated (`pieces`). */
+  readonly features?: string;
 }
 
 /** A device (`clients --json`, GET /api/v1/devices). */

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FRAGMENTED_DATAGRAM, FragmentPolicy } from '../../src/net/fragments.js';
+import { AGENT_FEATURES, hasFeature } from '../../src/protocol/messages.js';
+import { parseInventory } from '../../src/server/devices.js';
 
 const options = { holdMs: 600_000, maxResentShare: 0.2, minChunks: 256, maxDevices: 3 };
 const fragmented = { fragmented: true, chunks: 2048, acked: 2048, resent: 30, timedOut: false };
@@ -100,5 +102,15 @@ describe('the datagram of one large chunk', () => {
     for (const perFragment of [1480, 1448]) expect(Math.ceil(behindIp / perFragment)).toBe(6);
     // Full: the sixth IPv6 fragment has no room for another 8 bytes.
     expect(6 * 1448 - behindIp).toBeLessThan(8);
+  });
+});
+
+describe('which devices may be sent pieces at all', () => {
+  it('those whose inventory lists the feature; an agent from before it says nothing', () => {
+    expect(hasFeature(parseInventory(JSON.stringify({ agent: '0.1.0', features: AGENT_FEATURES })).features, 'pieces')).toBe(true);
+    expect(hasFeature(parseInventory(JSON.stringify({ agent: '0.1.0', features: 'pieces later' })).features, 'pieces')).toBe(true);
+    expect(hasFeature(parseInventory(JSON.stringify({ agent: '0.1.0' })).features, 'pieces')).toBe(false);
+    expect(hasFeature(parseInventory(JSON.stringify({ features: 'piecesx' })).features, 'pieces')).toBe(false);
+    expect(hasFeature(parseInventory(JSON.stringify({ features: ['pieces'] })).features, 'pieces')).toBe(false);
   });
 });
