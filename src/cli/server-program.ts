@@ -78,6 +78,7 @@ const program = new Command('nxt-server')
   .addOption(new Option('--notify-retry <ms>', 'first retry of an undelivered alert (then doubling, 5 attempts)').default('1000').hideHelp())
   .option('--behind-after <seconds>', 'alert when an online device runs an older release than the latest for this long')
   .option('--auto-update', 'push the latest release to any client that registers (or comes back) behind it')
+  .option('--no-pieces', 'where a large chunk does not fit a path\'s datagrams, send 1400-byte chunks rather than cut it into pieces (for a path that reorders datagrams by far more than its round trip)')
   .addOption(new Option('--enroll-token <token>', 'devices started with this token are approved without asking (comma-separate several)').env('NXT_ENROLL_TOKEN'))
   .addOption(new Option('--public-dir <dir>', 'also write the public keys clients need (release.pub, identity.pub) here, e.g. a volume shared with client containers').env('NXT_PUBLIC_DIR'))
   .option('--http <addr:port>', 'serve the HTTP API (JSON, API tokens: token create NAME) here, e.g. 127.0.0.1:8080')
@@ -97,7 +98,7 @@ const program = new Command('nxt-server')
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE));
 
 interface ServerFlags {
-  port: string; stateDir: string; peerTimeout: string; renew: string; manifestTtl: string; enrollToken?: string; autoUpdate?: boolean;
+  port: string; stateDir: string; peerTimeout: string; renew: string; manifestTtl: string; enrollToken?: string; autoUpdate?: boolean; pieces?: boolean;
   maxHandshakes: string; config?: string; maxDatagram?: string;
   multicast?: string; multicastTtl: string; multicastInterface?: string; multicastRate: string; multicastDatagram?: string;
   notifyWebhook?: string; smtp?: string; notifyEmail?: string; notifyFrom: string; behindAfter?: string; notifyRetry: string;
@@ -108,7 +109,7 @@ interface ServerFlags {
 const whole = (minimum?: number, maximum?: number): ConfigType => ({ type: 'number', integer: true, minimum, maximum });
 const SERVER_CONFIG: Record<string, ConfigType> = {
   port: whole(0, 65535), stateDir: 'string', database: 'string', nodeName: 'string', peerTimeout: whole(1), renew: whole(1), manifestTtl: whole(1),
-  enrollToken: 'string', autoUpdate: 'boolean', maxHandshakes: whole(1), maxDatagram: whole(MIN_DATAGRAM, MAX_UDP_PAYLOAD_BYTES),
+  enrollToken: 'string', autoUpdate: 'boolean', pieces: 'boolean', maxHandshakes: whole(1), maxDatagram: whole(MIN_DATAGRAM, MAX_UDP_PAYLOAD_BYTES),
   multicast: 'string', multicastTtl: whole(1, 255), multicastInterface: { type: 'string', format: 'ip' }, multicastRate: { type: 'number', minimum: 1, maximum: 100_000 },
   multicastDatagram: whole(MIN_DATAGRAM, MAX_UDP_PAYLOAD_BYTES),
   notifyWebhook: { type: 'string', format: 'http-url' }, smtp: { type: 'string', format: 'smtp-url' }, notifyEmail: { type: 'string', format: 'email' },
@@ -218,7 +219,7 @@ program.action(async (flags: ServerFlags) => {
     });
     const server: NxtServer = new NxtServer({
       jobs, notifier, behindAfterMs: opts.behindAfter === undefined ? undefined : Number(opts.behindAfter) * 1000,
-      stateDir: opts.stateDir, sealInThread: true, store, savedClients: await store.registrations(cluster?.name ?? ''), cluster, releases, prepareStored, autoUpdate: opts.autoUpdate === true,
+      stateDir: opts.stateDir, sealInThread: true, store, savedClients: await store.registrations(cluster?.name ?? ''), cluster, releases, prepareStored, autoUpdate: opts.autoUpdate === true, pieces: opts.pieces !== false,
       channel, clock: systemClock, wallClock: systemWallClock, devices, randomU32: () => randomBytes(4).readUInt32BE(0),
       enrollTokens: (opts.enrollToken ?? '').split(',').map((t) => t.trim()).filter((t) => t !== ''),
       renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, maxDatagram, history: { log: history, wallClock: systemWallClock, keepMs: keepHistoryMs }, multicast,

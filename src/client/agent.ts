@@ -555,8 +555,20 @@ export class ClientAgent extends EventEmitter {
   private takePiece(t: Transfer, frame: PieceFrame, fromGroup: boolean): void {
     this.stats.pieceFrames++;
     if (!timingSafeEqual(frame.token, t.key.pieceToken) || frame.index >= t.incoming.totalChunks) { this.stats.badPieces++; return; }
-    // A group's chunk this device holds or cannot hold yet is not worth assembling (counted once).
-    if (fromGroup && !t.wants(frame.index)) { if (frame.piece === 0) this.stats.groupUnwanted++; return; }
+    // A chunk this device holds or cannot hold yet is not assembled: its pieces would only fill
+    // the assembler's slots with chunks that never complete (late pieces of a chunk a resend
+    // completed). From the group it is counted once; from the session it is a duplicate,
+    // answered as any duplicate is, at whichever of its pieces comes first (the late ones may be
+    // any): the sender learns that a resend was needless, or that an ACK was lost.
+    if (!t.wants(frame.index)) {
+      if (fromGroup) {
+        if (frame.piece === 0) this.stats.groupUnwanted++;
+      } else if (t.lastDuplicate !== frame.index) {
+        t.lastDuplicate = frame.index;
+        t.onDuplicate(frame.index);
+      }
+      return;
+    }
     t.pieces ??= new PieceAssembler(t.manifest.chunkSize + TAG_BYTES);
     const sealed = t.pieces.add(frame.index, frame.piece, frame.pieces, frame.bytes, t.incoming.chunkLength(frame.index) + TAG_BYTES);
     if (sealed === false) { this.stats.badPieces++; return; }
@@ -569,7 +581,7 @@ export class ClientAgent extends EventEmitter {
   }
 
   /** A datagram from a multicast group this device joined: anyone on the LAN can send one, so
-   *  it is only a CHUNKS frame of the transfer in progress, and each chunk must open. */
+   *  it is only a CHUNKS or PIECE frame of the transfer in progress, and each chunk must open. */
   private onGroupDatagram(data: Buffer): void {
     let frame;
     try {
@@ -1041,6 +1053,8 @@ class Transfer extends IncomingTransfer {
   leftGroup: number | undefined;
   /** Chunks arriving in pieces, being put together (made at the first piece). */
   pieces: PieceAssembler | undefined;
+  /** The chunk whose pieces were last answered as a duplicate (one ACK for its pieces). */
+  lastDuplicate = -1;
 
   constructor(
     agent: ClientAgent, transferId: number, readonly manifest: Manifest,

@@ -9,6 +9,8 @@ import type { IncomingModule } from '../plugin/incoming-module.js';
 import type { Clock } from '../util/clock.js';
 import { WakeTimer } from '../util/wake-timer.js';
 
+const NO_BYTES = new Uint8Array(0);
+
 export interface IncomingIo {
   send(message: Uint8Array): void;
   /** Every chunk is on disk (still to be verified). */
@@ -54,6 +56,13 @@ export class IncomingTransfer {
     const now = this.clock.now();
     this.run(fromGroup ? this.receiver.onGroupData(index, payload, now) : this.receiver.onData(index, payload, now));
     return true;
+  }
+
+  /** Chunk `index` came again (its pieces say so: a chunk in pieces that this side holds is not
+   *  assembled): answer as for any duplicate, an ACK of what is held. */
+  onDuplicate(index: number): void {
+    if (index >= this.incoming.totalChunks || this.receiver.wants(index)) return;
+    this.run(this.receiver.onData(index, NO_BYTES, this.clock.now()));
   }
 
   /** Whether chunk `index` is one to take now (a group's chunk that is not is not even opened). */

@@ -14,7 +14,7 @@
  * then: the path's size only sets how many pieces.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
-import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, PIECE_HEADER_BYTES, pieceSpan, writeChunksHeader, writePieceHeader } from '../protocol/envelope.js';
+import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, MAX_PIECES, PIECE_HEADER_BYTES, pieceSpan, writeChunksHeader, writePieceHeader } from '../protocol/envelope.js';
 import type { SealedRelease } from '../server/sealed-release.js';
 import { pieceToken } from '../session/content-key.js';
 import type { PathMtu } from '../transfer/path-mtu.js';
@@ -186,7 +186,8 @@ export class SealedChunkWire implements ChunkWire {
     const window = this.window(i);
     const start = (i - window.first) * this.sealed.entryBytes + CHUNK_ENTRY_HEADER_BYTES;
     const sealedLength = this.entryLength(i) - CHUNK_ENTRY_HEADER_BYTES;
-    const pieces = Math.ceil(sealedLength / (this.path.size - PIECE_HEADER_BYTES));
+    // Never more than a receiver keeps bits for (only a path far below any Ethernet MTU would ask).
+    const pieces = Math.min(MAX_PIECES, Math.ceil(sealedLength / (this.path.size - PIECE_HEADER_BYTES)));
     const parts = this.parts;
     for (let k = 0; k < pieces; k++) {
       const header = this.nextHeader();

@@ -20,7 +20,7 @@ export const DEFAULT_MULTICAST_PORT = 7702;
  * and a fleet shares the pace of its slowest: ten devices took 1.3 to 3 times as long with
  * 1400-byte chunks (docs/benchmarks.md). A lost fragment loses the chunk, which the repair passes
  * then cover; `--multicast-datagram 1472` keeps every datagram whole where fragments do not get
- * through.
+ * through (the chunks then go in pieces: server/group-push.ts).
  */
 export const GROUP_DATAGRAM = FRAGMENTED_DATAGRAM;
 

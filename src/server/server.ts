@@ -85,6 +85,8 @@ export interface NxtServerOptions {
   readonly behindAfterMs?: number;
   /** The largest datagram to send (`--max-datagram`), below what each path is found to carry. */
   readonly maxDatagram?: number;
+  /** Large chunks may go in pieces to devices that take them (false: `--no-pieces`). */
+  readonly pieces?: boolean;
   /** Maintenance jobs (their queue, uploads, puts). */
   readonly jobs?: JobServer;
   /** A push to two devices or more goes through this multicast group first (group-push.ts). */
@@ -361,7 +363,7 @@ export class NxtServer extends EventEmitter {
 
   /** Whether the device's agent takes PIECE frames (its inventory says so: older agents do not). */
   private takesPieces(c: ClientRecord): boolean {
-    return hasFeature(this.options.devices.get(c.id)?.inventory.features, 'pieces');
+    return this.options.pieces !== false && hasFeature(this.options.devices.get(c.id)?.inventory.features, 'pieces');
   }
 
   /** A device as a release's compatibility sees it: what it said when it registered. */
