@@ -162,7 +162,9 @@ export class PushSession {
     const sent = this.wire.chunksSent;
     if (p.phase === 'sending' && sent >= limit.minChunks && p.retransmits - p.spurious > limit.maxResentShare * sent) {
       this.fragmentsLost = true;
-      this.file.cancel(`${this.wire.pieced ? 'chunks in pieces' : 'datagrams that IP fragments'} are lost too often on this path: sent again in whole datagrams`);
+      this.file.cancel(this.wire.pieced
+        ? 'chunks in pieces are lost too often on this path: sent again in 1400-byte chunks'
+        : 'datagrams that IP fragments are lost too often on this path: sent again in whole datagrams');
     }
   }
   onResult(msg: Extract<Message, { type: 'result' }>): void { this.file.onResult(msg.code, msg.message, msg.active); }

@@ -98,7 +98,7 @@ function describeFragmentDecision(d: FragmentDecision, pieces: boolean): string 
   const what = pieces ? 'chunks in pieces' : 'datagrams that IP fragments';
   switch (d.change) {
     case 'blocked': return pieces ? `${what} never arrived: small chunks from now on, this push again at once` : `${what} never arrived: whole ones for 10 minutes, this push again at once`;
-    case 'lossy': return `${percent(d.share)} of the chunks sent in ${what} were resent: whole datagrams for 10 minutes, unless they lose as much`;
+    case 'lossy': return `${percent(d.share)} of the chunks sent in ${what} were resent: ${pieces ? '1400-byte chunks' : 'whole datagrams'} for 10 minutes, unless they lose as much`;
     case 'link-loss': return `whole datagrams lost as much (${percent(d.share)} resent, against ${percent(d.fragmentedShare ?? 0)}): the link loses datagrams, not ${pieces ? 'pieces' : 'fragments'}; ${pieces ? 'pieces' : 'fragmented ones'} again`;
   }
 }
