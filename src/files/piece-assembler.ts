@@ -10,7 +10,7 @@
  * a send and a resend) start the chunk over. Whether the whole opens is the caller's question:
  * nothing here trusts the bytes.
  */
-import { MAX_PIECES, pieceSpan } from '../protocol/envelope.js';
+import { MAX_PIECES, pieceStride } from '../protocol/envelope.js';
 
 /** Chunks assembled at a time: a window's worth of interleaving on a reordering path. */
 export const ASSEMBLING_CHUNKS = 32;
@@ -44,8 +44,10 @@ export class PieceAssembler {
    */
   add(index: number, piece: number, pieces: number, bytes: Uint8Array, sealedLength: number): Uint8Array | undefined | false {
     if (sealedLength > this.maxSealedBytes || pieces > MAX_PIECES || piece >= pieces) return false;
-    const span = pieceSpan(sealedLength, pieces, piece);
-    if (span.length === 0 || bytes.length !== span.length || pieceSpan(sealedLength, pieces, pieces - 1).length === 0) return false;
+    const stride = pieceStride(sealedLength, pieces);
+    const offset = piece * stride;
+    // Every piece, the last included, must hold bytes; this one exactly its share.
+    if ((pieces - 1) * stride >= sealedLength || bytes.length !== Math.min(stride, sealedLength - offset)) return false;
     let slot = this.find(index);
     if (slot && slot.pieces !== pieces) {
       slot.pieces = pieces;
@@ -55,7 +57,7 @@ export class PieceAssembler {
     slot.touched = ++this.clock;
     const bit = 2 ** piece;
     if (Math.floor(slot.mask / bit) % 2 === 1) return undefined;
-    slot.buf.set(bytes, span.offset);
+    slot.buf.set(bytes, offset);
     slot.mask += bit;
     if (slot.mask !== 2 ** pieces - 1) return undefined;
     slot.index = -1;

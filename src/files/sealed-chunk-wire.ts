@@ -14,7 +14,7 @@
  * then: the path's size only sets how many pieces.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
-import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, MAX_PIECES, PIECE_HEADER_BYTES, pieceSpan, writeChunksHeader, writePieceHeader } from '../protocol/envelope.js';
+import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, MAX_PIECES, PIECE_HEADER_BYTES, pieceStride, writeChunksHeader, writePieceHeader } from '../protocol/envelope.js';
 import type { SealedRelease } from '../server/sealed-release.js';
 import { pieceToken } from '../session/content-key.js';
 import type { PathMtu } from '../transfer/path-mtu.js';
@@ -188,13 +188,14 @@ export class SealedChunkWire implements ChunkWire {
     const sealedLength = this.entryLength(i) - CHUNK_ENTRY_HEADER_BYTES;
     // Never more than a receiver keeps bits for (only a path far below any Ethernet MTU would ask).
     const pieces = Math.min(MAX_PIECES, Math.ceil(sealedLength / (this.path.size - PIECE_HEADER_BYTES)));
+    const stride = pieceStride(sealedLength, pieces);
     const parts = this.parts;
     for (let k = 0; k < pieces; k++) {
       const header = this.nextHeader();
       writePieceHeader(header, transferId, i, k, pieces, this.token!);
-      const { offset, length } = pieceSpan(sealedLength, pieces, k);
+      const offset = k * stride;
       parts.length = 0;
-      parts.push(header, window.buf.subarray(start + offset, start + offset + length));
+      parts.push(header, window.buf.subarray(start + offset, start + Math.min(sealedLength, offset + stride)));
       this.sink.sendv(parts);
       this.datagrams++;
     }

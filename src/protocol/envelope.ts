@@ -64,13 +64,16 @@ export const PIECE_HEADER_BYTES = HEADER_BYTES + 4 + 4 + 1 + 1 + PIECE_TOKEN_BYT
 /** A sealed chunk is cut into at most this many pieces (a receiver keeps one bit for each). */
 export const MAX_PIECES = 32;
 
-/**
- * Piece `piece` of a sealed chunk of `sealedLength` bytes cut into `pieces`: equal pieces of
- * ceil(sealedLength / pieces) bytes, the last one shorter. Its offset in the sealed chunk, and its
- * length (0: there is no such piece).
- */
+/** A sealed chunk of `sealedLength` bytes cut into `pieces`: equal pieces of this many bytes,
+ *  the last one shorter. Piece k starts at k × stride. */
+export function pieceStride(sealedLength: number, pieces: number): number {
+  return Math.ceil(sealedLength / pieces);
+}
+
+/** Piece `piece` of such a chunk: its offset in the sealed chunk, and its length (0: there is no
+ *  such piece). An object each call: the per-datagram paths use pieceStride. */
 export function pieceSpan(sealedLength: number, pieces: number, piece: number): { offset: number; length: number } {
-  const stride = Math.ceil(sealedLength / pieces);
+  const stride = pieceStride(sealedLength, pieces);
   const offset = piece * stride;
   return { offset, length: Math.max(0, Math.min(stride, sealedLength - offset)) };
 }

@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
 import { writeModule } from '../support/modules.js';
 import { LARGE_CHUNK_BYTES, PIECE_CHUNK_BYTES } from '../../src/net/fragments.js';
+import { TAG_BYTES } from '../../src/protocol/envelope.js';
 import { ensureCommands } from '../support/debian.js';
 
 const SERVER_NS = `nxt-lan-s-${process.pid}`;
@@ -72,7 +73,15 @@ async function countsOf(device: Proc): Promise<{ chunkFrames: number; pieces: nu
 /** PIECE frames a module of `bytes` takes at least: six a chunk, the last chunk's as few as fit. */
 function piecesFor(bytes: number): number {
   const rest = bytes % PIECE_CHUNK_BYTES;
-  return 6 * Math.floor(bytes / PIECE_CHUNK_BYTES) + (rest > 0 ? Math.ceil((rest + 16) / ((PIECE_CHUNK_BYTES + 16) / 6)) : 0);
+  return 6 * Math.floor(bytes / PIECE_CHUNK_BYTES) + (rest > 0 ? Math.ceil((rest + TAG_BYTES) / ((PIECE_CHUNK_BYTES + TAG_BYTES) / 6)) : 0);
+}
+
+/** An nftables table `table` on the device's interface, dropping what `rules` match as it
+ *  arrives (before IP reassembly). */
+function dropAtDevice(table: string, rules: string[]): void {
+  execFileSync('ip', ['netns', 'exec', DEVICE_NS, 'nft', '-f', '-'], {
+    input: `table netdev ${table} {\n chain in {\n  type filter hook ingress device "lan0" priority 0;\n${rules.map((r) => `  ${r}\n`).join('')} }\n}\n`,
+  });
 }
 
 /** The nft counter of `table` in the device's namespace. */
@@ -108,9 +117,7 @@ describe.skipIf(!canNetns)('a device on the server\'s LAN (network namespaces, n
     const { dir, server, device } = await lan();
     // A fifth of the fragments is lost at the device (three datagrams of four, at six fragments
     // each); whole datagrams pass.
-    execFileSync('ip', ['netns', 'exec', DEVICE_NS, 'nft', '-f', '-'], {
-      input: 'table netdev lossyfrag {\n chain in {\n  type filter hook ingress device "lan0" priority 0;\n  ip frag-off & 0x3fff != 0 numgen random mod 5 == 0 drop\n }\n}\n',
-    });
+    dropAtDevice('lossyfrag', ['ip frag-off & 0x3fff != 0 numgen random mod 5 == 0 drop']);
     const out = await push(server, writeModule(dir, 'lossyfrag_9_1.mjs', 4 * MiB));
     expect(out).toMatch(/of the chunks sent in datagrams that IP fragments were resent: whole datagrams for 10 minutes, unless they lose as much, this push again at once/);
     expect(out).toMatch(/push finished: 1 done, 0 failed/);
@@ -120,9 +127,7 @@ describe.skipIf(!canNetns)('a device on the server\'s LAN (network namespaces, n
   it.skipIf(!canDrop)('where fragments are dropped, the push goes again at once in pieces, and so do the next', async () => {
     const { dir, server, device } = await lan();
     // Every fragment is dropped as it reaches the device (before reassembly); whole datagrams pass.
-    execFileSync('ip', ['netns', 'exec', DEVICE_NS, 'nft', '-f', '-'], {
-      input: 'table netdev nofrag {\n chain in {\n  type filter hook ingress device "lan0" priority 0;\n  ip frag-off & 0x3fff != 0 counter drop\n }\n}\n',
-    });
+    dropAtDevice('nofrag', ['ip frag-off & 0x3fff != 0 counter drop']);
     const first = await push(server, writeModule(dir, 'nofrag_9_1.mjs', MiB));
     expect(first).toMatch(/datagrams that IP fragments never arrived: whole ones for 10 minutes, this push again at once/);
     expect(first).toMatch(/push finished: 1 done, 0 failed/);
@@ -145,9 +150,7 @@ describe.skipIf(!canNetns)('a device on the server\'s LAN (network namespaces, n
     const { dir, server, device } = await lan();
     // Fragments, and UDP datagrams of 1452 bytes (a piece; a small chunk's datagram is 1430) are
     // dropped as they reach the device: what a path with an MTU a little under 1500 would do.
-    execFileSync('ip', ['netns', 'exec', DEVICE_NS, 'nft', '-f', '-'], {
-      input: 'table netdev nobig {\n chain in {\n  type filter hook ingress device "lan0" priority 0;\n  ip frag-off & 0x3fff != 0 counter drop\n  udp length 1460 counter drop\n }\n}\n',
-    });
+    dropAtDevice('nobig', ['ip frag-off & 0x3fff != 0 counter drop', 'udp length 1460 counter drop']);
     const first = await push(server, writeModule(dir, 'nobig_9_1.mjs', MiB));
     expect(first).toMatch(/datagrams that IP fragments never arrived: whole ones for 10 minutes, this push again at once/);
     expect(first).toMatch(/chunks in pieces never arrived: small chunks from now on, this push again at once/);

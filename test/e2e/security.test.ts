@@ -37,6 +37,17 @@ afterEach(async () => {
   expect(runningCount()).toBe(0);
 });
 
+/** A device behind `proxy` gets release A, then (after `endCapture`) release B, each checked
+ *  done; the device. */
+async function releasesAThenB(proxy: UdpProxy, endCapture: () => void): Promise<Proc> {
+  const a = await startClient('a', proxy.port, join(dir, 'a'), trust);
+  expect(await server.run(`push ${writeModule(dir, 'first_3_0.mjs', 1024 * 1024)}`, /push finished/)).toMatch(/1 done/);
+  endCapture();
+  const out = await server.run(`push ${writeModule(dir, 'second_4_0.mjs', 1024 * 1024, 9, 2)}`, /push finished/);
+  expect(out).toMatch(/done: 9\.2 bulk active/);
+  return a;
+}
+
 /** The server's counter `name` from `stats`, once it is at least `atLeast`. */
 async function serverCounter(name: string, atLeast = 1): Promise<number> {
   for (;;) {
@@ -177,11 +188,7 @@ describe('the wire', () => {
       return [{ data: forged }, { data: replayed }, { data }];
     });
     try {
-      const a = await startClient('a', proxy.port, join(dir, 'a'), trust);
-      expect(await server.run(`push ${writeModule(dir, 'first_3_0.mjs', 1024 * 1024)}`, /push finished/)).toMatch(/1 done/);
-      capturing = false;
-      const out = await server.run(`push ${writeModule(dir, 'second_4_0.mjs', 1024 * 1024, 9, 2)}`, /push finished/);
-      expect(out).toMatch(/done: 9\.2 bulk active/);
+      const a = await releasesAThenB(proxy, () => { capturing = false; });
       expect(injected).toBe(6);
       expect(await clientCounter(a, 'bad chunks', injectedChunks)).toBe(injectedChunks);
       await a.waitFor(/Major = 9\nMinor = 2/);
@@ -208,7 +215,7 @@ describe('the wire', () => {
       if (capturing) { fromA.push(Buffer.from(data)); return [{ data }]; }
       if (planted >= 3 || fromA.length === 0) return [{ data }];
       const forged = Buffer.from(data);
-      forged[14] ^= 0xff;
+      forged[14] = forged[14]! ^ 0xff;
       const replayed = Buffer.from(fromA[planted]!);
       data.copy(replayed, 4, 4, 8);
       const junk = Buffer.from(data);
@@ -217,11 +224,7 @@ describe('the wire', () => {
       return [{ data: forged }, { data: replayed }, { data: junk }, { data }];
     });
     try {
-      const a = await startClient('a', proxy.port, join(dir, 'a'), trust);
-      expect(await server.run(`push ${writeModule(dir, 'first_3_0.mjs', 1024 * 1024)}`, /push finished/)).toMatch(/1 done/);
-      capturing = false;
-      const out = await server.run(`push ${writeModule(dir, 'second_4_0.mjs', 1024 * 1024, 9, 2)}`, /push finished/);
-      expect(out).toMatch(/done: 9\.2 bulk active/);
+      const a = await releasesAThenB(proxy, () => { capturing = false; });
       expect(planted).toBe(3);
       // The forged and replayed pieces: dropped at their token. The planted ones: their chunks
       // (the first three pieces were chunk 0's, so one chunk, or up to three) failed their tags.
