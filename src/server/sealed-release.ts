@@ -140,7 +140,8 @@ export async function sealAll(job: SealJob, progress: (sealed: number, failure?:
       throw new NxtError('storage', `cannot create ${job.outPath}: ${describeFsError(err)}`, { cause: err });
     });
     const content = new ContentKey(job.key, job.sealId);
-    const stepChunks = blockEntries(entryBytes);
+    // A small module needs buffers of its own size, not a block's.
+    const stepChunks = Math.max(1, Math.min(blockEntries(entryBytes), totalChunks));
     const blocks = Math.ceil(totalChunks / stepChunks);
     // Two of each buffer: block k+1 is read, and block k-1 written, while block k is hashed and
     // encrypted (reads and writes run on libuv's threads; this thread only computes).

@@ -60,6 +60,22 @@ describe('push to registered clients', () => {
     await a.waitFor('Major = 8');
   });
 
+  // Where the kernel grants transparent huge pages only to memory that asks for them (Debian's
+  // default, and this machine kind's), a client started by the script has some, unless the
+  // caller's own GLIBC_TUNABLES said otherwise. (glibc rewrites the variable in place as it reads
+  // it, so /proc/PID/environ cannot show what the script set.)
+  const thpOnRequest = ((): boolean => {
+    try { return /\[madvise\]/.test(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8')); } catch { return false; }
+  })();
+  it.runIf(thpOnRequest)('is started asking glibc for huge pages (beside the caller\'s own tunables), unless the caller said otherwise', async () => {
+    const hugeKb = (pid: number): number => Number(/AnonHugePages:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1]);
+    const asked = await startClient('a', port, join(dir, 'a'), trust, '127.0.0.1', [], { env: { GLIBC_TUNABLES: 'glibc.malloc.arena_max=4' } });
+    const own = await startClient('b', port, join(dir, 'b'), trust, '127.0.0.1', [], { env: { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' } });
+    expect(await push(V2)).toMatch(/push finished: 2 done, 0 failed/);
+    expect(hugeKb(asked.pid)).toBeGreaterThan(0);
+    expect(hugeKb(own.pid)).toBe(0);
+  });
+
   it('refuses a second client on the same data dir (it would share the first one\'s identity)', async () => {
     await startClient('a', port, join(dir, 'a'), trust);
     const twin = new Proc('twin', join(ROOT, 'scripts/UpdateClient.sh'), ['127.0.0.1', String(port)], { NXT_DATA_DIR: join(dir, 'a'), NXT_TRUST: trust });
