@@ -24,7 +24,7 @@ import type { ReceiverOptions } from '../transfer/receiver.js';
 import { IncomingTransfer } from '../files/incoming-transfer.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import { isStorageError } from '../util/atomic-file.js';
-import { BUILTIN_REF, refOf, type ActiveModule, type ModuleRef, type ModuleStore } from '../plugin/module-store.js';
+import { BUILTIN_REF, refOf, type ActiveModule, type Interrupted, type ModuleRef, type ModuleStore } from '../plugin/module-store.js';
 import { DEFAULT_HOST_LIMITS, dropSpare, PluginHost, prepareSpareFor, type HostLimits } from '../plugin/plugin-host.js';
 import type { Peer } from '../net/endpoint.js';
 import type { ClientChannel } from '../session/client-channel.js';
@@ -65,9 +65,9 @@ export interface ClientAgentOptions {
   readonly multicast?: boolean;
   /** What a plugin module's thread may use and how long it may take (plugin-host.ts). */
   readonly hostLimits?: Partial<HostLimits>;
-  /** A module that was on probation when the agent last stopped, rolled back at start
+  /** Modules on probation or on trial when the agent last stopped, rolled back at start
    *  (ModuleStore.loadActive): reported to the server once registered. */
-  readonly interrupted?: ModuleRef;
+  readonly interrupted?: readonly Interrupted[];
   /** Maintenance jobs: the messages that belong to them go there. */
   readonly jobs?: JobClient;
 }
@@ -354,12 +354,15 @@ export class ClientAgent extends EventEmitter {
     if (this.registered) this.emit('renewed', renewMs);
     if (this.registered && first) {
       this.emit('registered');
-      const lost = this.options.interrupted;
-      if (lost && this.outcomeSeq === 0) {
-        this.sendOutcome({
-          committed: false, code: ResultCode.interrupted, manifest: { version: parseReleaseVersion(lost.version), sha256: lost.sha256 },
-          message: `${lost.name} ${lost.version} was on probation when the agent stopped (crash, kill or power loss): rolled back at start`,
-        });
+      if (this.outcomeSeq === 0) {
+        for (const { ref: lost, during } of this.options.interrupted ?? []) {
+          this.sendOutcome({
+            committed: false, code: ResultCode.interrupted, manifest: { version: parseReleaseVersion(lost.version), sha256: lost.sha256 },
+            message: during === 'probation'
+              ? `${lost.name} ${lost.version} was on probation when the agent stopped (crash, kill or power loss): rolled back at start`
+              : `${lost.name} ${lost.version} was being tried when the agent stopped (it may have taken the agent down): not tried again`,
+          });
+        }
       }
     }
     else if (!this.registered && changed) this.emit('enrollment', enrollment === Enrollment.pending ? 'pending' : 'rejected');
@@ -798,16 +801,24 @@ export class ClientAgent extends EventEmitter {
    */
   private async activate(manifest: Manifest, durable: Promise<void> = Promise.resolve()): Promise<{ code: ResultCodeValue; message: string }> {
     this.updating = true;
+    const { store } = this.options;
     try {
-      const host = await PluginHost.load(pathToFileURL(this.options.store.modulePath(manifest.sha256)).href, {
-        selfTest: true, limits: this.options.hostLimits, sizeBytes: manifest.size,
-      });
+      // Said before it runs: if it takes the agent down, the next start does not try it again.
+      store.beginTrying(manifest, this.options.wallClock.wallNow());
+      let host: PluginHost;
       try {
-        await durable;
-        this.options.store.beginTrial(manifest, this.options.wallClock.wallNow());
-      } catch (err) {
-        await host.stop();
-        throw err;
+        host = await PluginHost.load(pathToFileURL(store.modulePath(manifest.sha256)).href, {
+          selfTest: true, limits: this.options.hostLimits, sizeBytes: manifest.size,
+        });
+        try {
+          await durable;
+          store.beginTrial(manifest, this.options.wallClock.wallNow());
+        } catch (err) {
+          await host.stop();
+          throw err;
+        }
+      } finally {
+        store.endTrying();
       }
       const replaced = this.activeModule;
       // A newer module replaces one still on probation: the one to go back to stays the

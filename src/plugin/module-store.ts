@@ -3,6 +3,7 @@
  *   incoming/<sha256>.part   a module arriving (resumable)
  *   modules/<sha256>.mjs     verified modules, named by content: never by a peer-supplied name
  *   active.json              which one runs, committed or on probation (see ActiveRecord)
+ *   trying.json              the module being tried, while it is (see beginTrying)
  *   deferred.json            a verified module waiting for `upgrade` (the defer policy)
  *
  * No check-then-reread: the sha256 is of the bytes as they arrived and were written by this
@@ -10,14 +11,14 @@
  * private (ours, not writable by group or others, not a symlink: checked here), so nobody but this
  * user (who could change the agent itself) can swap the bytes between the check and import().
  */
-import { existsSync, lstatSync, readFileSync, statSync, unlinkSync, statfsSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, rmSync, statSync, unlinkSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { NxtError, errorMessage } from '../errors.js';
 import type { ProductInfo } from '../protocol/messages.js';
 import { formatReleaseVersion, parseReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import type { Manifest } from '../security/manifest.js';
-import { ensureDir, readStateFile, writeFileAtomic } from '../util/atomic-file.js';
+import { describeFsError, ensureDir, readStateFile, writeFileAtomic } from '../util/atomic-file.js';
 import { hashFile } from '../util/hash-file.js';
 import { PluginHost, type HostLimits } from './plugin-host.js';
 import { loadPlugin } from './plugin-shape.js';
@@ -40,6 +41,12 @@ export interface ModuleRef {
   readonly name: string;
   readonly version: string;
   readonly sha256?: string;
+}
+
+/** A module the agent stopped during: on probation (active.json said so) or on trial (trying.json). */
+export interface Interrupted {
+  readonly ref: ModuleRef;
+  readonly during: 'probation' | 'trial';
 }
 
 /**
@@ -71,12 +78,14 @@ export class ModuleStore {
   readonly modulesDir: string;
   private readonly activePath: string;
   private readonly deferredPath: string;
+  private readonly tryingPath: string;
 
   constructor(readonly dataDir: string) {
     this.incomingDir = join(dataDir, 'incoming');
     this.modulesDir = join(dataDir, 'modules');
     this.activePath = join(dataDir, 'active.json');
     this.deferredPath = join(dataDir, 'deferred.json');
+    this.tryingPath = join(dataDir, 'trying.json');
     for (const dir of [dataDir, this.incomingDir, this.modulesDir]) {
       ensureDir(dir);
       // The data dir itself may be a link (/var/lib/nxt → /data/nxt); what is inside may not.
@@ -114,6 +123,28 @@ export class ModuleStore {
     return this.record().rejected.includes(sha256);
   }
 
+  /**
+   * A module is about to be tried (loaded, shape checked, selfTest() run in a thread of its own):
+   * said before it runs, until endTrying. Most faults end only the module's thread; one that
+   * takes the agent's process with it (it filled the device's memory before the host's next
+   * look, and the kernel killed the agent) would do so again at every push of it. An agent that
+   * starts and finds this file died during that trial: the module is remembered as rolled back,
+   * not tried again (loadActive). Not fsynced: it must outlive the process, not a power cut
+   * (after which nothing is found, as before).
+   */
+  beginTrying(manifest: Manifest, wallNow: Date): void {
+    try {
+      writeFileSync(this.tryingPath, `${JSON.stringify({ ...refOf(manifest), since: wallNow.toISOString() })}\n`, { mode: 0o600 });
+    } catch (err) {
+      throw new NxtError('storage', `cannot write ${this.tryingPath}: ${describeFsError(err)}`, { cause: err });
+    }
+  }
+
+  /** The trial is over (passed and recorded in active.json, or failed with the agent alive). */
+  endTrying(): void {
+    try { rmSync(this.tryingPath, { force: true }); } catch { /* left: the next start reads it as a trial the agent did not survive */ }
+  }
+
   /** The module passed its trial and runs now: record it as on probation, with the committed
    *  one to go back to. Throws (nothing changed) when that cannot be saved. */
   beginTrial(manifest: Manifest, wallNow: Date): void {
@@ -128,6 +159,27 @@ export class ModuleStore {
     const r = this.record();
     if (r.state !== 'trial') return;
     this.saveRecord({ state: 'committed', current: r.current, rejected: r.rejected });
+  }
+
+  /** The module trying.json names, if it is there (and then it is removed). A file cut short
+   *  (the agent died as it wrote it) names none. */
+  private takeTrying(): ModuleRef | undefined {
+    let tried: ModuleRef | undefined;
+    try {
+      const v = JSON.parse(readFileSync(this.tryingPath, 'utf8')) as Partial<ModuleRef>;
+      if (typeof v.name === 'string' && typeof v.version === 'string' && typeof v.sha256 === 'string' && /^[0-9a-f]{64}$/.test(v.sha256)) {
+        tried = { name: v.name, version: v.version, sha256: v.sha256 };
+      }
+    } catch { /* none, or unreadable */ }
+    this.endTrying();
+    return tried;
+  }
+
+  /** Remember `sha256` as rolled back here (not tried again), whatever runs. */
+  private reject(sha256: string): void {
+    const r = this.record();
+    if (r.rejected.includes(sha256)) return;
+    this.saveRecord({ ...r, rejected: [...r.rejected, sha256].slice(-MAX_REJECTED) });
   }
 
   /** The module on probation failed: the previous one is committed again, and this one is
@@ -181,22 +233,30 @@ export class ModuleStore {
    * during its probation): the previous module runs, and `interrupted` names the one rolled back
    * (to be reported to the server).
    */
-  async loadActive(limits: Partial<HostLimits> = {}): Promise<{ active: ActiveModule; warning?: string; interrupted?: ModuleRef }> {
+  async loadActive(limits: Partial<HostLimits> = {}): Promise<{ active: ActiveModule; warning?: string; interrupted: Interrupted[] }> {
     let ref: ModuleRef;
-    let interrupted: ModuleRef | undefined;
-    let warning: string | undefined;
+    const interrupted: Interrupted[] = [];
+    const warnings: string[] = [];
     try {
       const r = this.record();
+      const tried = this.takeTrying();
       if (r.state === 'trial') {
-        interrupted = r.current;
+        interrupted.push({ ref: r.current, during: 'probation' });
         ref = this.rollBack();
-        warning = `${r.current.name} ${r.current.version} was on probation when the agent stopped: it is rolled back, ${ref.name} ${ref.version} runs`;
+        warnings.push(`${r.current.name} ${r.current.version} was on probation when the agent stopped: it is rolled back, ${ref.name} ${ref.version} runs`);
       } else {
         ref = r.current;
       }
+      // The trial of a module the agent did not survive (never the one that runs now).
+      if (tried?.sha256 !== undefined && tried.sha256 !== ref.sha256 && tried.sha256 !== r.current.sha256) {
+        this.reject(tried.sha256);
+        interrupted.push({ ref: tried, during: 'trial' });
+        warnings.push(`${tried.name} ${tried.version} was being tried when the agent stopped (it may have taken the agent down): it is not tried again`);
+      }
     } catch (err) {
-      return { active: await loadBuiltin(), warning: `recorded active module not usable (${errorMessage(err)}); running the built-in plugin` };
+      return { active: await loadBuiltin(), warning: `recorded active module not usable (${errorMessage(err)}); running the built-in plugin`, interrupted };
     }
+    const warning = warnings.length === 0 ? undefined : warnings.join('; ');
     try {
       return { active: await this.start(ref, limits), warning, interrupted };
     } catch (err) {

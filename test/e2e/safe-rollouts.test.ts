@@ -139,6 +139,26 @@ describe('probation: an activated module commits only after it ran without a fau
     await runs('5.6');
     await server.waitFor(/rolled back m_7_1\.mjs 7\.1\.0 \(interrupted: /);
   });
+
+  it('a module that takes the whole agent down during its trial is not tried again after the restart', async () => {
+    // As a module that fills the device's memory gets the agent killed by the kernel: from its
+    // thread it has the agent's process killed (process.kill of the agent is refused there).
+    const killer = `import { execFileSync } from 'node:child_process';
+      export function selfTest() { execFileSync(process.execPath, ['-e', 'process.kill(' + process.pid + ', "SIGKILL")']); return true; }
+      ${VERSION}`;
+    const file = join(dir, `m_7_${++minor}.mjs`);
+    writeFileSync(file, killer);
+    const at = server.type(`push ${file}`);
+    expect(await client.exited).not.toBe(0);
+    client = await startDevice();
+    expect(client.output).toMatch(/m_7_1\.mjs 7\.1\.0 was being tried when the agent stopped \(it may have taken the agent down\): it is not tried again/);
+    await runs('5.6');
+    await server.waitFor(/rolled back m_7_1\.mjs 7\.1\.0 \(interrupted: m_7_1\.mjs 7\.1\.0 was being tried/);
+    await server.waitFor(/push finished: 0 done, 1 failed/, 30_000, at);
+    // Pushed again (a rollout, an operator who did not look): refused, the agent stays up.
+    expect(await push(killer)).toMatch(/failed \(rolledBack\): .*was rolled back on this device before/);
+    await runs('5.6');
+  });
 });
 
 describe('after commit: a module that fails later is started again, the version unchanged', () => {

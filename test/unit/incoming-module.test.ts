@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, chmodSync, linkSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, linkSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
@@ -89,6 +89,36 @@ describe('the module store', () => {
     expect(() => new ModuleStore(join(dir, 'private'))).not.toThrow();
     symlinkSync(join(dir, 'private'), join(dir, 'link'));
     expect(() => new ModuleStore(join(dir, 'link'))).not.toThrow();
+  });
+});
+
+describe('a trial the agent did not survive', () => {
+  it('is found at the next start and the module remembered as rolled back, once', async () => {
+    const { manifest, dir } = fixture(10_000);
+    const data = join(dir, 'data');
+    const store = new ModuleStore(data);
+    store.beginTrying(manifest, new Date());
+    // The agent dies here; the next one starts.
+    const next = await new ModuleStore(data).loadActive();
+    expect(next.interrupted).toEqual([{ ref: { name: 'm.mjs', version: '1.0.0', sha256: manifest.sha256 }, during: 'trial' }]);
+    expect(next.warning).toMatch(/m\.mjs 1\.0\.0 was being tried when the agent stopped .*not tried again/);
+    expect(next.active.name).toBe('built-in');
+    expect(store.wasRolledBack(manifest.sha256)).toBe(true);
+    expect(existsSync(join(data, 'trying.json'))).toBe(false);
+    expect((await store.loadActive()).interrupted).toEqual([]);
+  });
+
+  it('is not counted when the trial ended with the agent alive, nor when its file was cut short', async () => {
+    const { manifest, dir } = fixture(10_000);
+    const data = join(dir, 'data');
+    const store = new ModuleStore(data);
+    store.beginTrying(manifest, new Date());
+    store.endTrying();
+    expect((await store.loadActive()).interrupted).toEqual([]);
+    writeFileSync(join(data, 'trying.json'), `{"name":"m.mjs","version":"1.0.0","sha256":"${manifest.sha256.slice(0, 20)}`);
+    expect((await store.loadActive()).interrupted).toEqual([]);
+    expect(existsSync(join(data, 'trying.json'))).toBe(false);
+    expect(store.wasRolledBack(manifest.sha256)).toBe(false);
   });
 });
 
