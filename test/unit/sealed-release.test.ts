@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CHUNKS_HEADER_BYTES, chunkEntryBytes, decodeEnvelope, forEachChunk, TAG_BYTES } from '../../src/protocol/envelope.js';
+import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, chunkEntryBytes, decodeEnvelope, forEachChunk, TAG_BYTES } from '../../src/protocol/envelope.js';
 import { PieceAssembler } from '../../src/files/piece-assembler.js';
 import { PIECE_CHUNK_BYTES } from '../../src/net/fragments.js';
 import { blockEntries, sealRelease, SealedReleases, type SealedRelease, type Sealer } from '../../src/server/sealed-release.js';
@@ -179,6 +179,32 @@ describe('the sealed-chunk wire', () => {
     expect(path.size).toBe(1452);
     expect(path.nextProbe(10)).toBeUndefined(); // three losses: the search is over
     wire.close();
+  });
+});
+
+describe('sealing one release after another, and several at once', () => {
+  it('gives each its own bytes while the block buffers go from one seal to the next', async () => {
+    const dir = tempDir('nxt-seal-');
+    const opens = async (seal: SealedRelease, bytes: Buffer): Promise<boolean> => {
+      await whenDone(seal);
+      const content = new ContentKey(seal.key, seal.sealId);
+      const entries = readFileSync(seal.path);
+      const opened = Array.from({ length: seal.totalChunks }, (_, i) =>
+        content.openChunk(i, entries.subarray(i * seal.entryBytes + CHUNK_ENTRY_HEADER_BYTES, Math.min(entries.length, (i + 1) * seal.entryBytes))));
+      return opened.every((b) => b !== undefined) && Buffer.concat(opened as Buffer[]).equals(bytes);
+    };
+    const module = async (name: string, size: number): Promise<{ file: string; bytes: Buffer; shape: { size: number; sha256: string; chunkSize: number } }> => {
+      const file = join(dir, name);
+      const bytes = randomBytes(size);
+      writeFileSync(file, bytes);
+      return { file, bytes, shape: { size, sha256: await hashFile(file), chunkSize: 8192 } };
+    };
+    const [a, b, c, d] = await Promise.all([module('a', 3 * 1024 * 1024 + 11), module('b', 2 * 1024 * 1024 + 7), module('c', 10_000), module('d', 1024 * 1024)]);
+    const sealOne = async (m: typeof a, as: string): Promise<boolean> => opens(await sealRelease(m.file, m.shape, join(dir, `${as}.chunks`)), m.bytes);
+    expect(await sealOne(d, 'd')).toBe(true); // its four buffers are kept
+    // Three blocks and more each, at once: one takes the kept buffers, the other new ones.
+    expect(await Promise.all([sealOne(a, 'a'), sealOne(b, 'b')])).toEqual([true, true]);
+    for (const m of [c, d, a]) expect(await sealOne(m, `${m.file.slice(-1)}-again`)).toBe(true);
   });
 });
 
