@@ -818,7 +818,9 @@ export class ClientAgent extends EventEmitter {
           throw err;
         }
       } finally {
-        store.endTrying();
+        // An agent stopping meanwhile leaves it, as it leaves a probation a trial on disk: the
+        // next start does not try the module again.
+        if (!this.stopped) store.endTrying();
       }
       const replaced = this.activeModule;
       // A newer module replaces one still on probation: the one to go back to stays the

@@ -230,8 +230,9 @@ export class ModuleStore {
   /**
    * The module to run at start: the committed one if it is intact and loads, else the built-in
    * plugin (with a warning saying why). A trial found here did not commit (the agent stopped
-   * during its probation): the previous module runs, and `interrupted` names the one rolled back
-   * (to be reported to the server).
+   * during its probation): the previous module runs. A module whose trial it did not survive
+   * (trying.json) is remembered as rolled back. `interrupted` names each, to be reported to the
+   * server.
    */
   async loadActive(limits: Partial<HostLimits> = {}): Promise<{ active: ActiveModule; warning?: string; interrupted: Interrupted[] }> {
     let ref: ModuleRef;
@@ -249,9 +250,14 @@ export class ModuleStore {
       }
       // The trial of a module the agent did not survive (never the one that runs now).
       if (tried?.sha256 !== undefined && tried.sha256 !== ref.sha256 && tried.sha256 !== r.current.sha256) {
-        this.reject(tried.sha256);
         interrupted.push({ ref: tried, during: 'trial' });
-        warnings.push(`${tried.name} ${tried.version} was being tried when the agent stopped (it may have taken the agent down): it is not tried again`);
+        try {
+          this.reject(tried.sha256);
+          warnings.push(`${tried.name} ${tried.version} was being tried when the agent stopped (it may have taken the agent down): it is not tried again`);
+        } catch (err) {
+          // What ran before still runs; only the memory of this module is lost.
+          warnings.push(`${tried.name} ${tried.version} was being tried when the agent stopped, and cannot be remembered as rolled back (${errorMessage(err)})`);
+        }
       }
     } catch (err) {
       return { active: await loadBuiltin(), warning: `recorded active module not usable (${errorMessage(err)}); running the built-in plugin`, interrupted };
