@@ -60,8 +60,8 @@ describe('push to registered clients', () => {
     await a.waitFor('Major = 8');
   });
 
-  // Where the kernel grants transparent huge pages only to memory that asks for them (Debian's
-  // default, and this machine kind's), a client started by the script has some, unless the
+  // Where the kernel grants transparent huge pages only to memory that asks for them (THP
+  // "madvise", as on this machine kind), a client started by the script has some, unless the
   // caller's own GLIBC_TUNABLES said otherwise. (glibc rewrites the variable in place as it reads
   // it, so /proc/PID/environ cannot show what the script set.)
   const thpOnRequest = ((): boolean => {
