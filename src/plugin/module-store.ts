@@ -178,8 +178,7 @@ export class ModuleStore {
   /** Remember `sha256` as rolled back here (not tried again), whatever runs. */
   private reject(sha256: string): void {
     const r = this.record();
-    if (r.rejected.includes(sha256)) return;
-    this.saveRecord({ ...r, rejected: [...r.rejected, sha256].slice(-MAX_REJECTED) });
+    if (!r.rejected.includes(sha256)) this.saveRecord({ ...r, rejected: withRejected(r.rejected, sha256) });
   }
 
   /** The module on probation failed: the previous one is committed again, and this one is
@@ -188,7 +187,7 @@ export class ModuleStore {
     const r = this.record();
     if (r.state !== 'trial') return r.current;
     const back = r.previous ?? BUILTIN_REF;
-    const rejected = r.current.sha256 === undefined ? r.rejected : [...r.rejected.filter((x) => x !== r.current.sha256), r.current.sha256].slice(-MAX_REJECTED);
+    const rejected = r.current.sha256 === undefined ? r.rejected : withRejected(r.rejected, r.current.sha256);
     this.saveRecord({ state: 'committed', current: back, rejected });
     return back;
   }
@@ -270,6 +269,11 @@ export class ModuleStore {
       return { active: await loadBuiltin(), warning: warning ? `${warning}; ${why}` : why, interrupted };
     }
   }
+}
+
+/** `rejected` with `sha256` as its newest entry (the oldest forgotten beyond MAX_REJECTED). */
+function withRejected(rejected: readonly string[], sha256: string): string[] {
+  return [...rejected.filter((x) => x !== sha256), sha256].slice(-MAX_REJECTED);
 }
 
 async function loadBuiltin(): Promise<ActiveModule> {

@@ -70,14 +70,6 @@ export function pieceStride(sealedLength: number, pieces: number): number {
   return Math.ceil(sealedLength / pieces);
 }
 
-/** Piece `piece` of such a chunk: its offset in the sealed chunk, and its length (0: there is no
- *  such piece). An object each call: the per-datagram paths use pieceStride. */
-export function pieceSpan(sealedLength: number, pieces: number, piece: number): { offset: number; length: number } {
-  const stride = pieceStride(sealedLength, pieces);
-  const offset = piece * stride;
-  return { offset, length: Math.max(0, Math.min(stride, sealedLength - offset)) };
-}
-
 /** Bytes one chunk of `length` plaintext bytes takes in a CHUNKS frame (and in a sealed release). */
 export function chunkEntryBytes(length: number): number {
   return CHUNK_ENTRY_HEADER_BYTES + length + TAG_BYTES;

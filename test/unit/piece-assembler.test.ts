@@ -2,8 +2,15 @@ import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PieceAssembler } from '../../src/files/piece-assembler.js';
-import { decodeEnvelope, MAX_PIECES, PIECE_HEADER_BYTES, pieceSpan, writePieceHeader } from '../../src/protocol/envelope.js';
+import { decodeEnvelope, MAX_PIECES, PIECE_HEADER_BYTES, pieceStride, writePieceHeader } from '../../src/protocol/envelope.js';
 import { DecodeError } from '../../src/errors.js';
+
+/** Piece `piece` of a sealed chunk cut into `pieces`: its offset, and its length (0: no such piece). */
+function pieceSpan(sealedLength: number, pieces: number, piece: number): { offset: number; length: number } {
+  const stride = pieceStride(sealedLength, pieces);
+  const offset = piece * stride;
+  return { offset, length: Math.max(0, Math.min(stride, sealedLength - offset)) };
+}
 
 /** Chunk `sealed` cut into `pieces`, as the server cuts it. */
 function cut(sealed: Buffer, pieces: number): Buffer[] {
