@@ -1,5 +1,5 @@
 /**
- * Inside a plugin host's worker thread (see plugin-host.ts): loads one module with import(),
+ * Inside a plugin host's worker thread (see plugin-host.ts): loads one module (module-loader.ts),
  * checks its shape, runs its selfTest() when asked, then answers pings (is the event loop
  * alive?) and health checks (its healthCheck(), if it exports one) for as long as it is the
  * device's module. Whatever the module does goes wrong here, in this thread: an uncaught error
@@ -9,6 +9,7 @@
 import { readlinkSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { errorMessage } from '../errors.js';
+import { loadModule } from './module-loader.js';
 import { checkModuleExports } from './plugin-shape.js';
 import type { HostReply, HostRequest } from './plugin-host.js';
 
@@ -44,7 +45,7 @@ function reply(message: HostReply): void {
 async function load(url: string, selfTest: boolean): Promise<void> {
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(url)) as Record<string, unknown>;
+    mod = (await loadModule(url)).exports;
   } catch (err) {
     return reply({ type: 'failed', code: 'load-failed', message: `module failed to load: ${errorMessage(err)}` });
   }

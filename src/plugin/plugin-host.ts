@@ -22,6 +22,7 @@ import { Worker } from 'node:worker_threads';
 import { NxtError } from '../errors.js';
 import type { ProductInfo } from '../protocol/messages.js';
 import { HangWatch } from './hang-watch.js';
+import { pluginThreadFlags } from './module-loader.js';
 import { SparePolicy } from './spare-policy.js';
 
 export type HostRequest =
@@ -71,6 +72,8 @@ const TICK_MS = 100;
 const PINGS_PER_HANG = 10;
 const MIB = 1024 * 1024;
 const WORKER_URL = new URL('./plugin-host-worker.js', import.meta.url);
+/** The plugin thread's own Node options (module-loader.ts): none of the agent's are passed on. */
+const PLUGIN_THREAD_FLAGS = pluginThreadFlags();
 
 /** A started worker, not yet given a module. */
 interface Thread {
@@ -84,6 +87,7 @@ interface Thread {
 
 function startThread(heapMb: number): Thread {
   const worker = new Worker(WORKER_URL, {
+    execArgv: PLUGIN_THREAD_FLAGS,
     resourceLimits: { maxOldGenerationSizeMb: heapMb, maxYoungGenerationSizeMb: Math.min(64, Math.max(16, heapMb / 8)), stackSizeMb: 4 },
   });
   // Until a host owns it, a spare that fails is simply replaced (its error must not go unheard).
