@@ -290,7 +290,7 @@ export class ClientAgent extends EventEmitter {
     const t = this.current;
     if (!t || t.finishing) return;
     const now = this.options.clock.now();
-    const bytes = t.bytesInOrder;
+    const bytes = t.bytesReceived;
     const mark = t.progressMark;
     t.progressMark = { at: now, bytes };
     this.emit('progress', {
@@ -1082,6 +1082,6 @@ class Transfer extends IncomingTransfer {
       idle: () => { if (self) agent.timedOut(self); },
     }, clock, options);
     self = this;
-    this.progressMark = { at: clock.now(), bytes: this.bytesInOrder };
+    this.progressMark = { at: clock.now(), bytes: this.bytesReceived };
   }
 }

@@ -36,8 +36,10 @@ export class IncomingTransfer {
     this.timer = new WakeTimer(clock, () => this.run(this.receiver.onTimer(clock.now())));
   }
 
-  get bytesInOrder(): number {
-    return Math.min(this.incoming.manifest.size, this.receiver.inOrder * this.incoming.manifest.chunkSize);
+  /** Bytes held: in order, and beyond a gap (a device that missed the first chunks of a group's
+   *  pass holds most of the module long before its in-order prefix moves: progress says so). */
+  get bytesReceived(): number {
+    return Math.min(this.incoming.manifest.size, this.receiver.received * this.incoming.manifest.chunkSize);
   }
 
   /** The offer (again): answer with what is held; a file already whole completes at once. */
