@@ -36,6 +36,23 @@ describe('a module arriving on disk', () => {
     expect(statSync(join(dir, 'x.mjs')).mode & 0o777).toBe(0o400);
   });
 
+  it('lands each file byte for byte while write batches go from one file to the next, one after another and two at once', async () => {
+    const land = async (size: number, name: string): Promise<boolean> => {
+      const { bytes, manifest, dir } = fixture(size);
+      const m = new IncomingModule(manifest, join(dir, `${name}.part`));
+      for (let i = 0; i < m.totalChunks; i++) {
+        m.append(chunk(bytes, i));
+        // Now and then the writes get a turn, and a file beside this one appends meanwhile.
+        if (i % 100 === 99) await new Promise((resolve) => setImmediate(resolve));
+      }
+      await m.complete(join(dir, `${name}.mjs`));
+      return readFileSync(join(dir, `${name}.mjs`)).equals(bytes);
+    };
+    expect(await land(2 * 1024 * 1024 + 3, 'a')).toBe(true); // its batches are kept
+    expect(await Promise.all([land(3 * 1024 * 1024 + 17, 'b'), land(1024 * 1024 + 5, 'c')])).toEqual([true, true]);
+    expect(await land(10_000, 'd')).toBe(true);
+  });
+
   // Halfway through 2 MiB; and 5000 chunks (7,000,000 bytes) into 9 MiB: thirteen 512 KiB write
   // batches and part of the fourteenth.
   for (const [size, cut] of [[2 * 1024 * 1024, 749], [9 * 1024 * 1024 + 5, 5000]] as const) {
