@@ -128,7 +128,7 @@ console.log(`${new Date().toISOString()}, ${RUNS} runs per figure (median), Node
 
 await section('loopback', async () => {
   console.log(`\n## One client on loopback\n`);
-  console.log('nxt: from typing `push` to the push reported done (the device has verified and activated the module), each run a module with new bytes (no help from import()\'s cache); beside it, the data phase. Default settings, and `--max-datagram 1452` (an Ethernet path). The server\'s CPU seconds and the datagrams it sent, per MiB. atftp: the `atftp -g` process (blksize 1428, windowsize 64). UFTP: its process, and its transfer phase in brackets.\n');
+  console.log('nxt: from typing `push` to the push reported done (the device has verified and activated the module), each run a module with new bytes (no help from a module cache); beside it, the data phase. Default settings, and `--max-datagram 1452` (an Ethernet path). The server\'s CPU seconds and the datagrams it sent, per MiB. atftp: the `atftp -g` process (blksize 1428, windowsize 64). UFTP: its process, and its transfer phase in brackets.\n');
   console.log('| size | nxt push (data) | CPU s/MiB, datagrams/MiB | nxt --max-datagram 1452 (data) | CPU s/MiB, datagrams/MiB | atftp | UFTP (transfer) | UFTP AES-256-GCM (transfer) | nxt ÷ atftp | nxt 1452 ÷ atftp | nxt ÷ UFTP AES |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   const tftpRoot = join(work, 'tftp');
@@ -450,7 +450,7 @@ await section('huge', async () => {
   console.log('| phase | server peak RSS | client peak RSS |');
   console.log('|---|---|---|');
   console.log(`| transfer and hashing (${fmtMs(p.dataMs[0])}, ${rate(statSync(file).size, p.dataMs[0])}) | ${Math.round(Math.max(...during.map((s) => s.server)))} MB | ${Math.round(Math.max(...during.map((s) => s.client)))} MB |`);
-  console.log(`| whole run, including the client's import() attempt | ${peakRssMb(server.pid)} MB | ${peakRssMb(client.pid)} MB |`);
+  console.log(`| whole run, including the client's attempt to load it | ${peakRssMb(server.pid)} MB | ${peakRssMb(client.pid)} MB |`);
   const outcome = /(done|failed \([a-zA-Z]+\)): [^\n]*/.exec(p.text)?.[0] ?? '?';
   console.log(`\nOutcome: ${outcome.slice(0, 200)}`);
 });
@@ -464,7 +464,7 @@ await section('latency', async () => {
     const from = client.output.length;
     const v = version;
     const t0 = performance.now();
-    // New bytes each time, as a new release would be (no help from import()'s cache).
+    // New bytes each time, as a new release would be (no help from a module cache).
     const pushed = push(server, writeModule(work, `small_10k_${r}.mjs`, 10 * 1024));
     await client.waitFor(/Major = 9\nMinor = 1/, 30_000, from);
     times.push(performance.now() - t0);

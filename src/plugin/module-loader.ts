@@ -8,19 +8,19 @@
  * that is all ASCII (nearly every one: bundlers escape the rest) is the same text read as
  * Latin-1, which Node hands to V8 as an external string: a copy into memory of its own, no
  * decoding, no heap. `vm.SourceTextModule` compiles such a string as the module it is: same
- * semantics, same errors, top-level await, `import.meta.url`. In the same worker, import() of
- * that 128 MiB module took 590–770 ms; this 80–250 ms.
+ * semantics, same errors, top-level await, `import.meta.url`. In a worker of its own, import()
+ * of that 128 MiB module took 549–737 ms; this 116–248 ms.
  *
- * `vm.SourceTextModule` exists only with `--experimental-vm-modules` (PLUGIN_THREAD_FLAGS, given
+ * `vm.SourceTextModule` exists only with `--experimental-vm-modules` (pluginThreadFlags(), given
  * to the plugin thread alone); without it, and for a module that imports anything but Node's
- * built-in modules (resolved as import() would, before any of its code runs), this is import().
+ * built-in modules (found out while linking, before any of its code runs), this is import().
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createRequire, isBuiltin } from 'node:module';
 import { dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import vm from 'node:vm';
-import { isAscii } from 'node:buffer';
+import { constants, isAscii } from 'node:buffer';
 
 /** Node options the plugin thread is started with, where this Node has them: VM modules, and
  *  no warning on stderr that they are experimental. */
@@ -72,6 +72,10 @@ async function builtinModule(specifier: string): Promise<vm.Module> {
 export async function loadModule(url: string): Promise<LoadedModule> {
   if (typeof vm.SourceTextModule !== 'function') return { exports: (await import(url)) as Namespace, via: 'import' };
   const path = fileURLToPath(url);
+  // Checked before reading: V8 would refuse the text only once Node had copied it (twice the
+  // module's size in memory for nothing; 2.2 GB for a 1 GiB module).
+  const size = statSync(path).size;
+  if (size > constants.MAX_STRING_LENGTH) throw new RangeError(`it is ${size} bytes, more than the longest text V8 can compile (${constants.MAX_STRING_LENGTH} characters)`);
   // Read at once: this thread has nothing else to do meanwhile, and 128 MiB through libuv's pool,
   // half a MiB a hop, took twice as long.
   const module = new vm.SourceTextModule(moduleText(readFileSync(path)), {

@@ -1,9 +1,10 @@
 /** The plugin thread's module loader: in a real worker thread started as the plugin host starts
  *  its own (with `pluginThreadFlags()`), from the compiled code (npm test builds first). */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { constants } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../support/processes.js';
 
@@ -70,6 +71,13 @@ describe('the plugin thread\'s module loader', () => {
       if (expected.error !== undefined) expect(got.error, what).toContain(expected.error);
       else expect(got, what).toEqual(expected);
     }
+  });
+
+  it('refuses a module longer than V8 can compile before reading it', async () => {
+    const url = moduleFile(tempDir('nxt-loader-'), 'huge.mjs', '');
+    // Sparse: no disk is used. Read, it would be copied twice over before V8 said no.
+    truncateSync(new URL(url), constants.MAX_STRING_LENGTH + 1);
+    expect((await loadInWorker(url)).error).toContain('longest text V8 can compile');
   });
 
   it('is import() in a thread without the flags', async () => {
