@@ -173,6 +173,6 @@ describe('a transfer\'s progress', () => {
     expect(t.bytesReceived).toBe(15 * CHUNK);
     for (let i = 0; i < 5; i++) t.onChunk(i, chunk(bytes, i), true);
     expect(t.bytesReceived).toBe(20 * CHUNK);
-    await t.incoming.suspend();
+    await t.suspend();
   });
 });
