@@ -1,10 +1,10 @@
 #!/bin/sh
 # nxt-client as installed: the service's config (server, keys, data dir) unless told otherwise.
 export NXT_CLIENT_CONFIG="${NXT_CLIENT_CONFIG:-/etc/nxt/client.json}"
-# Large allocations (a module's bytes, as import() reads them) in transparent huge pages where
-# the kernel grants them on request (THP "madvise", as on the benchmark VM; "always" grants them
-# anyway): a 128 MiB module loads with half the page faults, 0.4–0.6 s sooner there
-# (docs/benchmarks.md). glibc 2.35 and later read this; other C libraries ignore it. A value of
+# Large allocations (a module's bytes and text, as the plugin thread reads them) in transparent
+# huge pages where the kernel grants them on request (THP "madvise", as on the benchmark VM;
+# "always" grants them anyway): a 128 MiB module loaded with half the page faults, 0.4–0.6 s
+# sooner there, when import() read it (docs/benchmarks.md). glibc 2.35 and later read this; other C libraries ignore it. A value of
 # the caller's own wins.
 case ":${GLIBC_TUNABLES:-}:" in
   *:glibc.malloc.hugetlb=*) ;;

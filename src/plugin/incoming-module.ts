@@ -9,6 +9,7 @@ import { close, closeSync, constants, fchmodSync, fstatSync, fsync, ftruncateSyn
 import { promisify } from 'node:util';
 import { NxtError } from '../errors.js';
 import { describeFsError } from '../util/atomic-file.js';
+import { BufferPool } from '../util/buffer-pool.js';
 import type { Manifest } from '../security/manifest.js';
 
 /** What a receiver must know of a file: from a signed manifest, or a session-authenticated offer. */
@@ -21,11 +22,10 @@ const WRITE_BATCH_BYTES = 512 * 1024;
  *  synchronously, which slows ACKs and so the sender. */
 const MAX_WRITE_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
 
-/** Batches kept between transfers (a closed file's spares go here, the next file takes these
- *  first). Fresh memory costs a page fault per 4 KiB on first touch, 13–25 µs each on the
- *  benchmark VM: a new 512 KiB batch was ~2.5 ms before a 10 KiB module's first write. */
-const keptBatches: Buffer[] = [];
-const MAX_KEPT_BATCHES = 4;
+/** Batches kept between files (a closed file's spares go here, the next file takes these after
+ *  its own): a new 512 KiB batch was ~2.5 ms before a 10 KiB module's first write on the
+ *  benchmark VM. */
+const batchPool = new BufferPool(WRITE_BATCH_BYTES, 4);
 
 const writeAsync = promisify(write);
 const fsyncAsync = promisify(fsync);
@@ -90,7 +90,7 @@ export class IncomingModule {
     this.hash.update(payload);
     // A chunk is at most 16 KiB (the decoders see to it): it always fits an empty batch.
     if (this.pendingBytes + payload.length > WRITE_BATCH_BYTES) this.flush();
-    this.batch ??= this.spare.pop() ?? keptBatches.pop() ?? Buffer.allocUnsafeSlow(WRITE_BATCH_BYTES);
+    this.batch ??= this.spare.pop() ?? batchPool.take();
     this.batch.set(payload, this.pendingBytes);
     this.pendingBytes += payload.length;
     if (this.pendingBytes === WRITE_BATCH_BYTES) this.flush();
@@ -169,7 +169,7 @@ export class IncomingModule {
       await this.settle();
       if (durableFirst) await fsyncAsync(this.fd);
       size = fstatSync(this.fd).size;
-      // Read-only from here on: what import() reads is what was hashed (see ModuleStore).
+      // Read-only from here on: what the plugin thread reads is what was hashed (see ModuleStore).
       fchmodSync(this.fd, 0o400);
     } catch (err) {
       // Closed on every path: a partial file the caller deletes must really free its space.
@@ -211,8 +211,7 @@ export class IncomingModule {
   private async closeAsync(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    while (keptBatches.length < MAX_KEPT_BATCHES && this.spare.length > 0) keptBatches.push(this.spare.pop()!);
-    this.spare.length = 0;
+    batchPool.give(this.spare.splice(0));
     await closeAsync(this.fd);
   }
 

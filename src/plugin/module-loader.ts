@@ -87,14 +87,12 @@ export async function loadModule(url: string): Promise<LoadedModule> {
     // Node takes a namespace here as well as a vm.Module (so its documentation; not its types).
     importModuleDynamically: (specifier) => import(resolveFrom(url, specifier)) as Promise<never>,
   });
-  const builtins = new Map<string, Promise<vm.Module>>();
   try {
+    // Called once for each distinct specifier (V8 merges a module's repeated imports of one).
     await module.link((specifier, _referencing, extra) => {
       // Import attributes (`with { type: 'json' }`) and anything not built in: import()'s job.
       if (!isBuiltin(specifier) || Object.keys(extra.attributes ?? extra.assert ?? {}).length > 0) throw new NotBuiltin(specifier);
-      let linked = builtins.get(specifier);
-      if (!linked) builtins.set(specifier, linked = builtinModule(specifier));
-      return linked;
+      return builtinModule(specifier);
     });
   } catch (err) {
     // Nothing of the module has run: import() may load it afresh.

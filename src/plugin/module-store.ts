@@ -9,7 +9,8 @@
  * No check-then-reread: the sha256 is of the bytes as they arrived and were written by this
  * process, the file is made read-only before it is renamed into modules/, and the data dir must be
  * private (ours, not writable by group or others, not a symlink: checked here), so nobody but this
- * user (who could change the agent itself) can swap the bytes between the check and import().
+ * user (who could change the agent itself) can swap the bytes between the check and the plugin
+ * thread's read (module-loader.ts).
  */
 import { existsSync, lstatSync, readFileSync, rmSync, statSync, unlinkSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -19,6 +19,7 @@ import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
 import { describeFsError } from '../util/atomic-file.js';
+import { BufferPool } from '../util/buffer-pool.js';
 import { chunkEntryBytes, writeChunkEntryHeader, CHUNK_ENTRY_HEADER_BYTES, TAG_BYTES } from '../protocol/envelope.js';
 import { CONTENT_KEY_BYTES, SEAL_ID_BYTES } from '../protocol/messages.js';
 import { ContentKey } from '../session/content-key.js';
@@ -27,19 +28,9 @@ import { ContentKey } from '../session/content-key.js';
  *  senders read the file, a block at a time (few syscalls; the event loop breathes between). */
 const BLOCK_BYTES = 1024 * 1024;
 
-/** Block buffers kept between seals (BLOCK_BYTES each; a seal takes four). Fresh memory costs a
- *  page fault per 4 KiB on first touch, 13–19 µs each on the benchmark VM: four new 1 MiB buffers
- *  were 10–20 ms of every push's sealing, before its first datagram. */
-const spareBlocks: Buffer[] = [];
-const MAX_SPARE_BLOCKS = 8;
-
-function takeBlock(): Buffer {
-  return spareBlocks.pop() ?? Buffer.allocUnsafeSlow(BLOCK_BYTES);
-}
-
-function giveBlocks(blocks: readonly Buffer[]): void {
-  for (const b of blocks) if (spareBlocks.length < MAX_SPARE_BLOCKS) spareBlocks.push(b);
-}
+/** Block buffers kept between seals (a seal takes four): four new 1 MiB buffers were 10–20 ms of
+ *  every push's sealing on the benchmark VM, before its first datagram. */
+const blockPool = new BufferPool(BLOCK_BYTES, 8);
 
 /** Whole entries per block for entries of `entryBytes`. */
 export function blockEntries(entryBytes: number): number {
@@ -160,7 +151,7 @@ export async function sealAll(job: SealJob, progress: (sealed: number, failure?:
     // Two of each buffer: block k+1 is read, and block k-1 written, while block k is hashed and
     // encrypted (reads and writes run on libuv's threads; this thread only computes). A block's
     // entries, and so its chunks, fit BLOCK_BYTES (blockEntries).
-    buffers = [takeBlock(), takeBlock(), takeBlock(), takeBlock()];
+    buffers = [blockPool.take(), blockPool.take(), blockPool.take(), blockPool.take()];
     const plain = [buffers[0]!, buffers[1]!] as const;
     const sealed = [buffers[2]!, buffers[3]!] as const;
     const hash = createHash('sha256');
@@ -219,7 +210,7 @@ export async function sealAll(job: SealJob, progress: (sealed: number, failure?:
     await output.close().catch(() => undefined);
     output = undefined;
     // Every read and write is over (after a failure one may not be: those buffers are dropped).
-    giveBlocks(buffers);
+    blockPool.give(buffers);
     progress(totalChunks);
   } catch (err) {
     const failure = err instanceof NxtError ? err : new NxtError('storage', `cannot seal the module into ${job.outPath}: ${describeFsError(err)}`, { cause: err });

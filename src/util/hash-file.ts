@@ -1,23 +1,23 @@
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
+import { BufferPool } from './buffer-pool.js';
 
 /** Read this much at a time, into one of two buffers: the next read runs on libuv's thread while
  *  this one hashes the last (128 MiB: ~75 ms, the hash's own cost, against ~92 ms one after the
  *  other), and it is on the way to a push's first offer. */
 const READ_BYTES = 2 * 1024 * 1024;
 
-/** Read buffers kept between hashes (a hash takes two; one running beside it takes fresh ones).
- *  Fresh memory costs a page fault per 4 KiB on first touch, 13–25 µs each on the benchmark VM:
- *  with two new 4 MiB buffers a 16 MiB module took 55–68 ms to hash, with kept ones 14–18 ms. */
-const spareBuffers: Buffer[] = [];
-const MAX_SPARE_BUFFERS = 2;
+/** Read buffers kept between hashes (a hash takes two; one running beside it takes fresh ones):
+ *  with two new 4 MiB buffers a 16 MiB module took 55–68 ms to hash on the benchmark VM, with
+ *  kept ones 14–18 ms. */
+const readPool = new BufferPool(READ_BYTES, 2);
 
 /** SHA-256 of a file, streamed: a module may be hundreds of megabytes. Rejects with the I/O error. */
 export async function hashFile(path: string): Promise<string> {
   const hash = createHash('sha256');
   const file = await open(path, 'r');
   try {
-    const bufs = [spareBuffers.pop() ?? Buffer.allocUnsafeSlow(READ_BYTES), spareBuffers.pop() ?? Buffer.allocUnsafeSlow(READ_BYTES)] as const;
+    const bufs = [readPool.take(), readPool.take()] as const;
     let position = 0;
     let reading = file.read(bufs[0], 0, READ_BYTES, position);
     for (let k = 1; ; k++) {
@@ -30,7 +30,7 @@ export async function hashFile(path: string): Promise<string> {
       hash.update(buffer.subarray(0, bytesRead));
     }
     // Every read is over (after a failure one may not be: those buffers are dropped).
-    for (const b of bufs) if (spareBuffers.length < MAX_SPARE_BUFFERS) spareBuffers.push(b);
+    readPool.give(bufs);
   } finally {
     await file.close();
   }
