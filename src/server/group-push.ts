@@ -209,11 +209,12 @@ export class GroupPush {
   }
 
   /** How long after a chunk went out its acknowledgement can be expected: two round trips and
-   *  the receivers' ACK delay (with a margin), from the median device's measured RTT. */
+   *  the receivers' delay for the group's chunks (with a margin), from the median device's
+   *  measured RTT. */
   private lag(): number {
     const rtts = this.sessions.map((s) => s.srtt).filter((r): r is number => r !== undefined).sort((a, b) => a - b);
     const median = rtts.length > 0 ? rtts[Math.floor(rtts.length / 2)]! : 5;
-    return 2 * median + DEFAULT_RECEIVER_OPTIONS.ackDelayMs + 5;
+    return 2 * median + DEFAULT_RECEIVER_OPTIONS.groupAckDelayMs + 5;
   }
 
   /** Count what each listening device lacks of what it should have by now (GroupPace decides

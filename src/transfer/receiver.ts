@@ -8,6 +8,12 @@
  * ones are acknowledged, so more frequent ACKs buy nothing and cost a datagram each); otherwise
  * every `ackEvery` chunks or after `ackDelayMs`, whichever comes first (the delayed ACK of
  * RFC 1122 §4.2.3.2, batched harder because a chunk sender is bulk-only).
+ *
+ * Chunks from a multicast group are acknowledged more lazily still (`groupAckEvery`,
+ * `groupAckDelayMs`, and a gap is no reason to answer at once): the group does not resend on
+ * them, it counts from them what each device lost, at its own pace, and repairs after its pass
+ * (server/group-push.ts). A device among many sharing a slow machine pays for each ACK with a
+ * wake-up, a seal and a send; fifty devices on two cores spent about a fifth of their CPU on them.
  */
 import { MAX_SACK_BITMAP_BYTES, NO_ECHO, type AckMessage } from '../protocol/messages.js';
 
@@ -23,6 +29,11 @@ export interface ReceiverOptions {
    *  spent about a fifth more CPU, the server too, than at 15 (docs/benchmarks.md). The last
    *  chunk, a gap and a duplicate are answered at once whatever this is. */
   readonly ackDelayMs: number;
+  /** Chunks from a multicast group: ACK every this many (in order or not), or after
+   *  `groupAckDelayMs`; only the last chunk at once. The group's count of what each device lacks
+   *  waits this long for its ACKs (GroupPush.lag). */
+  readonly groupAckEvery: number;
+  readonly groupAckDelayMs: number;
   /** Give up (keeping what arrived, for resume) when the sender is silent this long. */
   readonly idleTimeoutMs: number;
 }
@@ -32,8 +43,19 @@ export const DEFAULT_RECEIVER_OPTIONS: ReceiverOptions = {
   ackEvery: 16,
   outOfOrderAckEvery: 4,
   ackDelayMs: 15,
+  groupAckEvery: 32,
+  groupAckDelayMs: 60,
   idleTimeoutMs: 15_000,
 };
+
+/** When to acknowledge: chunks the sender sent, or chunks from the group (see the top). */
+interface AckPolicy {
+  readonly every: number;
+  readonly outOfOrderEvery: number;
+  readonly delayMs: number;
+  /** A gap that opens or fills is answered at once. */
+  readonly gapsAtOnce: boolean;
+}
 
 export type ReceiverAction =
   | { readonly kind: 'deliver'; readonly index: number; readonly payload: Uint8Array }
@@ -43,6 +65,8 @@ export type ReceiverAction =
 
 export class ChunkReceiver {
   private readonly options: ReceiverOptions;
+  private readonly sent: AckPolicy;
+  private readonly group: AckPolicy;
   private cumulative: number;
   private readonly early = new Map<number, Uint8Array>();
   private highestEarly = -1;
@@ -55,6 +79,9 @@ export class ChunkReceiver {
   /** `alreadyHeld` chunks (a resumed prefix) are treated as received. */
   constructor(readonly totalChunks: number, now: number, alreadyHeld = 0, options: Partial<ReceiverOptions> = {}) {
     this.options = { ...DEFAULT_RECEIVER_OPTIONS, ...options };
+    const o = this.options;
+    this.sent = { every: o.ackEvery, outOfOrderEvery: o.outOfOrderAckEvery, delayMs: o.ackDelayMs, gapsAtOnce: true };
+    this.group = { every: o.groupAckEvery, outOfOrderEvery: o.groupAckEvery, delayMs: o.groupAckDelayMs, gapsAtOnce: false };
     if (this.options.window > MAX_SACK_BITMAP_BYTES * 8) throw new RangeError('window larger than a SACK bitmap can describe');
     this.cumulative = Math.min(alreadyHeld, totalChunks);
     this.lastHeardAt = now;
@@ -71,12 +98,15 @@ export class ChunkReceiver {
    * A chunk from the multicast group. Unlike the sender's own chunks, the group's come whatever
    * this device holds: one it holds or cannot hold yet is not a sign that an ACK was lost, and
    * answering each at once would flood the server with ACKs (a device served by unicast still
-   * hears the whole group). Only a chunk it wants counts.
+   * hears the whole group). Only a chunk it wants counts, and it is acknowledged lazily (see
+   * the top).
    */
   onGroupData(index: number, payload: Uint8Array, now: number): ReceiverAction[] {
     if (index >= this.totalChunks) return [];
     this.lastHeardAt = now;
-    return this.wants(index) ? this.onData(index, payload, now) : [];
+    if (!this.wants(index)) return [];
+    this.lastEcho = index;
+    return this.take(index, payload, now, this.group);
   }
   get inOrder(): number { return this.cumulative; }
   get complete(): boolean { return this.finished; }
@@ -102,12 +132,17 @@ export class ChunkReceiver {
       return this.ackNow();
     }
     if (index >= this.cumulative + this.options.window) return this.ackNow();
+    return this.take(index, payload, now, this.sent);
+  }
+
+  /** A chunk within the window, not held yet: hold or deliver it, and say when to ACK. */
+  private take(index: number, payload: Uint8Array, now: number, policy: AckPolicy): ReceiverAction[] {
     if (index !== this.cumulative) {
       const newGap = this.early.size === 0 || index > this.highestEarly + 1;
       this.early.set(index, payload);
       if (index > this.highestEarly) this.highestEarly = index;
-      if (newGap || ++this.sinceAck >= this.options.outOfOrderAckEvery) return this.ackNow();
-      if (this.ackDueAt === undefined) this.ackDueAt = now + this.options.ackDelayMs;
+      if ((newGap && policy.gapsAtOnce) || ++this.sinceAck >= policy.outOfOrderEvery) return this.ackNow();
+      this.ackWithin(now, policy.delayMs);
       return [];
     }
 
@@ -127,10 +162,15 @@ export class ChunkReceiver {
       actions.push({ kind: 'complete' });
       return [...actions, ...this.ackNow()];
     }
-    const every = this.early.size > 0 ? this.options.outOfOrderAckEvery : this.options.ackEvery;
-    if (filledGap || this.sinceAck >= every) return [...actions, ...this.ackNow()];
-    if (this.ackDueAt === undefined) this.ackDueAt = now + this.options.ackDelayMs;
+    const every = this.early.size > 0 ? policy.outOfOrderEvery : policy.every;
+    if ((filledGap && policy.gapsAtOnce) || this.sinceAck >= every) return [...actions, ...this.ackNow()];
+    this.ackWithin(now, policy.delayMs);
     return actions;
+  }
+
+  /** An ACK is due within `delayMs` (or sooner, if one already is). */
+  private ackWithin(now: number, delayMs: number): void {
+    if (this.ackDueAt === undefined || now + delayMs < this.ackDueAt) this.ackDueAt = now + delayMs;
   }
 
   onTimer(now: number): ReceiverAction[] {

@@ -395,6 +395,33 @@ describe('ChunkReceiver', () => {
     expect(acks.length).toBeLessThanOrEqual(6);
   });
 
+  it('acknowledges the group\'s chunks lazily: not for a gap, every groupAckEvery or after groupAckDelayMs, the last one at once', () => {
+    const { groupAckEvery: every, groupAckDelayMs: delay, ackDelayMs } = DEFAULT_RECEIVER_OPTIONS;
+    const one = new Uint8Array(1);
+    const acks = (actions: readonly { kind: string }[]): number => actions.filter((a) => a.kind === 'send-ack').length;
+    // The same gap from the sender's own chunks is answered at once (the sender resends on it).
+    expect(acks(new ChunkReceiver(every * 2, 0).onData(1, one, 0))).toBe(1);
+    const rx = new ChunkReceiver(every * 2, 0);
+    expect(acks(rx.onGroupData(1, one, 0))).toBe(0); // chunk 0 missed: no ACK yet
+    expect(rx.wakeAt).toBe(delay);
+    expect(acks(rx.onTimer(delay - 1))).toBe(0);
+    expect(acks(rx.onTimer(delay))).toBe(1);
+    // The gap filled by the group (a repair): no ACK at once either.
+    expect(acks(rx.onGroupData(0, one, delay + 1))).toBe(0);
+    // Chunk 0 counted since that ACK; then 2 … every − 1 say nothing, chunk `every` is answered.
+    for (let i = 2; i < every; i++) expect(acks(rx.onGroupData(i, one, delay + 1))).toBe(0);
+    expect(acks(rx.onGroupData(every, one, delay + 1))).toBe(1);
+    // A chunk the sender sent after a group chunk: answered within its own, shorter delay.
+    rx.onGroupData(every + 1, one, 100);
+    expect(rx.wakeAt).toBe(100 + delay);
+    rx.onData(every + 2, one, 101);
+    expect(rx.wakeAt).toBe(101 + ackDelayMs);
+    for (let i = every + 3; i < every * 2 - 1; i++) expect(acks(rx.onGroupData(i, one, 102))).toBe(0);
+    // The last one at once: the server ends the push on it.
+    expect(acks(rx.onGroupData(every * 2 - 1, one, 102))).toBe(1);
+    expect(rx.complete).toBe(true);
+  });
+
   it('times out when the sender goes quiet', () => {
     const rx = new ChunkReceiver(10, 0, 0, { idleTimeoutMs: 100 });
     expect(rx.onTimer(99)).toEqual([]);
