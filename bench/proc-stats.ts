@@ -1,5 +1,5 @@
 /** What /proc says about a process (Linux): CPU seconds and memory. */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export const peakRssMb = (pid: number): number => {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -30,4 +30,33 @@ export function freshPageMicros(): number {
   const t0 = performance.now();
   for (let i = 0; i < bytes; i += 4096) buf[i] = 1;
   return ((performance.now() - t0) * 1000) / (bytes / 4096);
+}
+
+/** Nanoseconds of CPU every thread of `pid` has had so far, from the scheduler's own accounting
+ *  (/proc/PID/task/TID/schedstat: exact, where the clock ticks of /proc/PID/stat are 10 ms). A
+ *  thread that ended takes its share with it. */
+export function runNanos(pid: number): number {
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try { ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'latin1').split(' ')[0]); } catch { /* ended meanwhile */ }
+  }
+  return ns;
+}
+
+/**
+ * Wait until `pids` are at rest: together under `budgetMs` of CPU over `windowMs` (a device's idle
+ * watch costs well under that; starting a thread, tens of ms), and no thread of theirs ended in
+ * the window. Gives up after `maxMs`. Resolves with the ms waited.
+ */
+export async function atRest(pids: readonly number[], { windowMs = 100, budgetMs = 3, maxMs = 5000 } = {}): Promise<number> {
+  const t0 = performance.now();
+  let before = pids.map(runNanos);
+  while (performance.now() - t0 < maxMs) {
+    await new Promise((resolve) => setTimeout(resolve, windowMs));
+    const now = pids.map(runNanos);
+    const used = now.map((n, i) => n - before[i]!);
+    if (used.every((ns) => ns >= 0) && used.reduce((a, b) => a + b, 0) < budgetMs * 1e6) break;
+    before = now;
+  }
+  return performance.now() - t0;
 }

@@ -92,7 +92,12 @@ function startThread(heapMb: number): Thread {
   });
   // Until a host owns it, a spare that fails is simply replaced (its error must not go unheard).
   const ready = new Promise<number | undefined>((resolve, reject) => {
-    worker.once('message', (reply: HostReply) => resolve(reply.type === 'ready' ? reply.thread : undefined));
+    worker.once('message', (reply: HostReply) => {
+      // The first message a thread receives takes ~2.5 ms longer than the next ones (Node sets up
+      // its receiving side then): a ping spends that here, not in the trial's 'load'.
+      worker.postMessage({ type: 'ping', id: 0 } satisfies HostRequest);
+      worker.once('message', () => resolve(reply.type === 'ready' ? reply.thread : undefined));
+    });
     worker.once('error', reject);
     worker.once('exit', () => reject(new Error('the plugin thread ended before it was ready')));
   });
@@ -105,6 +110,8 @@ function startThread(heapMb: number): Thread {
 let spares: Thread[] = [];
 const sparePolicy = new SparePolicy();
 let relaxTimer: NodeJS.Timeout | undefined;
+/** The next spares' start, due once the trial that took a thread has handed back its module. */
+let respare: NodeJS.Immediate | undefined;
 
 function takeThread(heapMb: number): Thread {
   const fit = spares.filter((s) => s.heapMb === heapMb);
@@ -149,6 +156,8 @@ export function prepareSpareFor(bytes: number, floorMb = DEFAULT_HOST_LIMITS.hea
 /** End the spares (the agent is stopping). */
 export async function dropSpare(): Promise<void> {
   clearTimeout(relaxTimer);
+  clearImmediate(respare);
+  respare = undefined;
   const ending = spares;
   spares = [];
   await Promise.all(ending.map((s) => s.worker.terminate()));
@@ -230,8 +239,11 @@ export class PluginHost extends EventEmitter {
       await thread.worker.terminate();
       throw err;
     } finally {
-      // The next trial's thread, now that this one no longer competes with it for the CPU.
-      prepareSpare(configured.heapMb);
+      // The next trial's thread, now that this one no longer competes with it for the CPU, and
+      // after the caller has made the module the running one (new Worker() holds this thread
+      // ~1 ms).
+      clearImmediate(respare);
+      respare = setImmediate(() => { respare = undefined; prepareSpare(configured.heapMb); });
     }
     return host;
   }
