@@ -7,7 +7,9 @@
  * Times are wall clock: for nxt from typing `push` to the server's "push finished" (signing,
  * transfer, the client's verification and import()), with the data phase (until every chunk was
  * acknowledged) beside it; for atftp the `atftp -g` process; for UFTP its process and, beside it,
- * its own "Total elapsed time" (its transfer phase, without the announce rounds).
+ * its own "Total elapsed time" (its transfer phase, without the announce rounds). Each nxt push
+ * starts with the server and the device at rest (bench/proc-stats.ts, atRest), as an operator's
+ * push finds them; the latency section times pushes back to back as well.
  */
 import { runFanout } from './fanout.js';
 import { spawnSync } from 'node:child_process';
@@ -151,6 +153,9 @@ await section('loopback', async () => {
         const wall: number[] = []; const data: number[] = []; const cpu: number[] = []; const datagrams: number[] = []; const faults: number[] = [];
         for (let r = 0; r < RUNS; r++) {
           const fresh = writeModule(work, `loop_${mib}_${version}.mjs`, mib * MiB);
+          // As an operator's push finds them: not still starting the plugin thread for the
+          // next push (~65 ms of CPU here), which the run before left them doing.
+          await atRest([server.pid, client!.pid]);
           const c0 = cpuSeconds(server.pid);
           const f0 = minorFaults(client!.pid);
           const p = await push(server, fresh);
@@ -279,10 +284,11 @@ await section('lossy', async () => {
       await client.waitFor('registered with the server', 30_000);
       const nxt: { wall: number; data: number; resent: number; cpu: number; datagrams: number }[] = [];
       for (let r = 0; r < RUNS; r++) {
-        const before = await relay.counts();
-        const cpu0 = cpuSeconds(server.pid);
         // New bytes each run, as a new release would be (sealed, then sent).
         const fresh = writeModule(work, `relay_16_${ci}_${r}.mjs`, MB * MiB);
+        await atRest([server.pid, client.pid]);
+        const before = await relay.counts();
+        const cpu0 = cpuSeconds(server.pid);
         const p = await push(server, fresh, 120_000);
         const cpu = cpuSeconds(server.pid) - cpu0;
         const after = await relay.counts();
@@ -360,9 +366,10 @@ await section('lossy-loopback', async () => {
   copyFileSync(file, join(tftpRoot, 'lossy_16.mjs'));
   for (const loss of [0.01, 0.05, 0.2]) {
     const rule = (seed: number): ProxyRule => lossyLink(seed, { loss, delayMs: 5 });
-    const { server, proxy } = await fleet(1, rule(1));
+    const { server, clients, proxy } = await fleet(1, rule(1));
     const wall: number[] = []; const data: number[] = [];
     for (let r = 0; r < RUNS; r++) {
+      await atRest([server.pid, clients[0]!.pid]);
       proxy!.rule = rule(100 + r);
       const p = await push(server, file);
       if (p.ok === 1) { wall.push(p.wallMs); data.push(p.dataMs[0] ?? NaN); }
@@ -457,9 +464,12 @@ await section('huge', async () => {
 
 await section('latency', async () => {
   console.log(`\n## 10 KiB module: from typing push to the new version printed by the client\n`);
+  // The sections before leave up to gigabytes of files to write back (the 1 GiB module, its
+  // sealed copy): every fsync of a push (the device's records) would wait behind them.
+  spawnSync('sync');
   const { server, clients } = await fleet(1);
   const client = clients[0]!;
-  const pushes = Math.max(RUNS, 7);
+  const pushes = Math.max(RUNS, 15);
   let r = 0;
   const timeOne = async (): Promise<number> => {
     const from = client.output.length;
