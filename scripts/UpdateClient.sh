@@ -29,8 +29,9 @@ if [ -n "${NXT_SERVER_KEY:-}" ]; then server_key=(--server-key "$NXT_SERVER_KEY"
 # fixed threshold of 2 MiB keeps every large block one of those (glibc's sliding threshold would
 # serve the next module's from its heap, in 4 KiB pages). On the benchmark VM a 16 MiB push then
 # took ~225 ms rather than ~320 (~1,200 page faults on the device rather than ~8,200), and a
-# 128 MiB one costs ~3,000 page faults rather than ~72,000 (docs/benchmarks.md). glibc 2.35 and later read this; other C libraries ignore it. A value of
-# the caller's own wins, tunable by tunable.
+# 128 MiB one costs ~3,000 page faults rather than ~72,000 (docs/benchmarks.md). glibc 2.35 and
+# later read this; other C libraries ignore it. A value of the caller's own wins, tunable by
+# tunable.
 case ":${GLIBC_TUNABLES:-}:" in
   *:glibc.malloc.hugetlb=*) ;;
   *) export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1" ;;
