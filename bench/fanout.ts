@@ -20,7 +20,7 @@ import { Proc, startClient, startServer, stopAll, tempDir } from '../test/suppor
 import { writeModule } from '../test/support/modules.js';
 import { ensureCommands, have } from '../test/support/debian.js';
 import { startTcpFileServer } from './peers.js';
-import { cpuSeconds, peakRssMb } from './proc-stats.js';
+import { cpuByThreadName, cpuSeconds, peakRssMb, threadRunNanos } from './proc-stats.js';
 import { benchArgs } from './args.js';
 
 const HUB = 'nxtf-hub';
@@ -122,6 +122,8 @@ async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { 
     const devicesCpu0 = devices.reduce((a, d) => a + cpuSeconds(d.pid), 0);
     const sys = (): number => devices.reduce((a, d) => a + Number(readFileSync(`/proc/${d.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[12]) / 100, 0);
     const sys0 = sys();
+    const threads0 = o.explain ? devices.map((d) => threadRunNanos(d.pid)) : [];
+    const cpus0 = o.explain ? devices.map((d) => cpuSeconds(d.pid)) : [];
     const at = server.type(`push ${file}`);
     const t0 = performance.now();
     const w0 = process.hrtime.bigint() / 1000n;
@@ -134,6 +136,11 @@ async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { 
       // Progress lines left out, but the group's: its pace over the pass.
       console.error(text.split('\n').filter((l) => !/%/.test(l) || /multicast: sending/.test(l)).join('\n'));
       console.error(`devices' system CPU: ${(sys() - sys0).toFixed(2)} s`);
+      const byThread = new Map<string, number>();
+      devices.forEach((d, i) => {
+        for (const [name, s] of cpuByThreadName(threads0[i]!, threadRunNanos(d.pid), cpus0[i]!, cpuSeconds(d.pid))) byThread.set(name, (byThread.get(name) ?? 0) + s);
+      });
+      console.error(`devices' CPU by thread: ${[...byThread].map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(', ')}`);
       for (const d of [devices[0]!, devices.at(-1)!]) {
         console.error(`--- ${d.name} ---\n${d.output.split('\n').slice(-25).join('\n')}`);
         console.error(`stats: ${await d.run('stats', /bad chunks \d+\n/)}`);

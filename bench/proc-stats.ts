@@ -60,3 +60,40 @@ export async function atRest(pids: readonly number[], { windowMs = 100, budgetMs
   }
   return performance.now() - t0;
 }
+
+/** Each live thread of `pid` by id: its name and nanoseconds of CPU so far. Node 20 leaves its
+ *  threads named `node`; the main thread is named `main` here, and the others by the rank of
+ *  their CPU within the process when `cpuByThreadName` sums them. */
+export function threadRunNanos(pid: number): Map<string, { name: string; ns: number }> {
+  const out = new Map<string, { name: string; ns: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const name = tid === String(pid) ? 'main' : readFileSync(`/proc/${pid}/task/${tid}/comm`, 'latin1').trim();
+      out.set(tid, { name, ns: Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'latin1').split(' ')[0]) });
+    } catch { /* ended meanwhile */ }
+  }
+  return out;
+}
+
+/** CPU seconds by thread name between two `threadRunNanos` of one process, with what threads that
+ *  ended in between used since `before` under "(ended)" (from `cpuBefore`/`cpuAfter`, the process's
+ *  own totals, which keep an ended thread's share). */
+export function cpuByThreadName(before: ReturnType<typeof threadRunNanos>, after: ReturnType<typeof threadRunNanos>, cpuBefore: number, cpuAfter: number): Map<string, number> {
+  const out = new Map<string, number>();
+  let live = 0;
+  const others: number[] = [];
+  for (const [tid, t] of after) {
+    const s = (t.ns - (before.get(tid)?.ns ?? 0)) / 1e9;
+    live += s;
+    if (t.name === 'node') others.push(s);
+    else out.set(t.name, (out.get(t.name) ?? 0) + s);
+  }
+  // Unnamed threads by rank: the busiest (a plugin thread loading a module), the next, the rest.
+  others.sort((a, b) => b - a);
+  others.forEach((s, i) => {
+    const key = i < 2 ? `thread #${i + 1}` : 'the other threads';
+    out.set(key, (out.get(key) ?? 0) + s);
+  });
+  out.set('(ended)', Math.max(0, cpuAfter - cpuBefore - live));
+  return out;
+}
