@@ -25,7 +25,7 @@ import { IncomingTransfer } from '../files/incoming-transfer.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import { isStorageError } from '../util/atomic-file.js';
 import { BUILTIN_REF, refOf, type ActiveModule, type Interrupted, type ModuleRef, type ModuleStore } from '../plugin/module-store.js';
-import { DEFAULT_HOST_LIMITS, dropSpare, PluginHost, prepareSpareFor, type HostLimits } from '../plugin/plugin-host.js';
+import { DEFAULT_HOST_LIMITS, dropSpare, PluginHost, prepareSpareFor, releaseReserve, type HostLimits } from '../plugin/plugin-host.js';
 import type { Peer } from '../net/endpoint.js';
 import type { ClientChannel } from '../session/client-channel.js';
 import type { JobClient } from './job-client.js';
@@ -524,9 +524,10 @@ export class ClientAgent extends EventEmitter {
     this.log(`receiving ${manifest.name} ${formatReleaseVersion(manifest.version)} (${manifest.size} bytes${held})`);
     transfer.onOffer();
     // A module too large for the spare thread's heap gets a thread of its own size, started now
-    // rather than after the last chunk (a no-op for the usual sizes); after the answer to the
-    // offer, which starting a thread would hold back by ~7 ms.
-    prepareSpareFor(manifest.size, this.options.hostLimits?.heapMb);
+    // rather than after the last chunk (a no-op for the usual sizes), and a large module the
+    // memory it will be read into (not for one that waits for an upgrade); after the answer to
+    // the offer, which starting a thread would hold back by ~7 ms.
+    prepareSpareFor(manifest.size, this.options.hostLimits?.heapMb, { reserve: this.options.policy !== 'defer' });
   }
 
   /**
@@ -1003,6 +1004,7 @@ export class ClientAgent extends EventEmitter {
   }
 
   private suspend(t: Transfer): void {
+    releaseReserve();
     const sha = t.manifest.sha256;
     const done = t.suspend();
     this.settling.set(sha, done);
@@ -1011,6 +1013,7 @@ export class ClientAgent extends EventEmitter {
 
   private endTransfer(t: Transfer, code: ResultCodeValue, message: string): void {
     if (this.current === t) this.current = undefined;
+    releaseReserve();
     if (code !== ResultCode.ok && code !== ResultCode.deferred) this.emit('refused', { code, message: `${t.manifest.name}: ${resultCodeName(code)}: ${message}` });
     this.sendResult(t.transferId, code, message);
   }

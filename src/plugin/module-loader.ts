@@ -15,7 +15,7 @@
  * to the plugin thread alone); without it, and for a module that imports anything but Node's
  * built-in modules (found out while linking, before any of its code runs), this is import().
  */
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { createRequire, isBuiltin } from 'node:module';
 import { dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -35,6 +35,22 @@ export function pluginThreadFlags(allowed: ReadonlySet<string> = process.allowed
  *  leading byte-order mark dropped). */
 export function moduleText(bytes: Buffer): string {
   return isAscii(bytes) ? bytes.toString('latin1') : new TextDecoder().decode(bytes);
+}
+
+/** The first `buf.length` bytes of the file at `path`, read into `buf` (fewer if it is shorter). */
+function readInto(path: string, buf: Buffer): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    let n = 0;
+    while (n < buf.length) {
+      const k = readSync(fd, buf, n, buf.length - n, n);
+      if (k === 0) break;
+      n += k;
+    }
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** A static import this loader leaves to import(): the module goes there whole. */
@@ -68,8 +84,10 @@ async function builtinModule(specifier: string): Promise<vm.Module> {
 }
 
 /** The module at `url` (a file: URL), linked and evaluated: its namespace. Rejects as import()
- *  would: a syntax error, a throw or rejection at its top level, an import that is not there. */
-export async function loadModule(url: string): Promise<LoadedModule> {
+ *  would: a syntax error, a throw or rejection at its top level, an import that is not there.
+ *  `into`: memory to read the module into, if it is large enough (the plugin thread's reserve,
+ *  whose pages are mapped already); else the module is read into memory of its own. */
+export async function loadModule(url: string, into?: Buffer): Promise<LoadedModule> {
   if (typeof vm.SourceTextModule !== 'function') return { exports: (await import(url)) as Namespace, via: 'import' };
   const path = fileURLToPath(url);
   // Checked before reading: V8 would refuse the text only once Node had copied it (twice the
@@ -78,7 +96,8 @@ export async function loadModule(url: string): Promise<LoadedModule> {
   if (size > constants.MAX_STRING_LENGTH) throw new RangeError(`it is ${size} bytes, more than the longest text V8 can compile (${constants.MAX_STRING_LENGTH} characters)`);
   // Read at once: this thread has nothing else to do meanwhile, and 128 MiB through libuv's pool,
   // half a MiB a hop, took twice as long.
-  const module = new vm.SourceTextModule(moduleText(readFileSync(path)), {
+  const bytes = into !== undefined && into.length >= size ? readInto(path, into.subarray(0, size)) : readFileSync(path);
+  const module = new vm.SourceTextModule(moduleText(bytes), {
     identifier: url,
     initializeImportMeta(meta) {
       Object.assign(meta, { url, filename: path, dirname: dirname(path), resolve: (specifier: string) => resolveFrom(url, specifier) });

@@ -13,15 +13,17 @@ const { moduleText, pluginThreadFlags } = (await import(LOADER_URL)) as typeof i
 
 interface Outcome { via?: string; value?: unknown; error?: string }
 
-/** Loads `url` in a fresh worker given `execArgv`, and calls its default export. */
-async function loadInWorker(url: string, execArgv: string[] = pluginThreadFlags()): Promise<Outcome> {
+/** Loads `url` in a fresh worker given `execArgv`, and calls its default export. `intoBytes`:
+ *  the loader reads into memory of that size given to it, filled with other text first. */
+async function loadInWorker(url: string, execArgv: string[] = pluginThreadFlags(), intoBytes?: number): Promise<Outcome> {
   const worker = new Worker(`
     const { parentPort, workerData } = require('node:worker_threads');
+    const into = workerData.intoBytes === undefined ? undefined : Buffer.alloc(workerData.intoBytes, 'throw 1;\\n');
     import(workerData.loader)
-      .then(({ loadModule }) => loadModule(workerData.url))
+      .then(({ loadModule }) => loadModule(workerData.url, into))
       .then(async ({ exports, via }) => parentPort.postMessage({ via, value: await exports.default() }))
       .catch((err) => parentPort.postMessage({ error: String(err) }));`,
-  { eval: true, execArgv, workerData: { loader: LOADER_URL, url } });
+  { eval: true, execArgv, workerData: { loader: LOADER_URL, url, intoBytes } });
   try {
     return await new Promise<Outcome>((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
   } finally {
@@ -70,6 +72,15 @@ describe('the plugin thread\'s module loader', () => {
       const got = await loadInWorker(moduleFile(dir, name, text));
       if (expected.error !== undefined) expect(got.error, what).toContain(expected.error);
       else expect(got, what).toEqual(expected);
+    }
+  });
+
+  it('reads a module into memory reserved for it, its own bytes only, and into its own memory where that is too small', async () => {
+    const dir = tempDir('nxt-loader-');
+    const text = `/*${'r'.repeat(64 * 1024)}*/\nexport default () => "reserved";\n`;
+    const url = moduleFile(dir, 'reserved.mjs', text);
+    for (const intoBytes of [text.length, text.length + 4096, 3 * text.length, 1024]) {
+      expect(await loadInWorker(url, pluginThreadFlags(), intoBytes), `into ${intoBytes} bytes`).toEqual({ via: 'vm', value: 'reserved' });
     }
   });
 

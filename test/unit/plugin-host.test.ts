@@ -1,12 +1,13 @@
 /** The plugin host's watch over a module's thread: a real worker thread, from the compiled code
  *  (npm test builds first; the worker script is dist's). */
-import { writeFileSync } from 'node:fs';
+import { constants } from 'node:buffer';
+import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../support/processes.js';
 
-const { PluginHost } = (await import(new URL('../../dist/plugin/plugin-host.js', import.meta.url).href)) as typeof import('../../src/plugin/plugin-host.js');
+const { PluginHost, dropSpare, prepareSpareFor, reservesFor } = (await import(new URL('../../dist/plugin/plugin-host.js', import.meta.url).href)) as typeof import('../../src/plugin/plugin-host.js');
 
 /** An idle module watched with `hangMs` (and committed with `committedHangMs`, if given): the
  *  watch's ticks and pings while its thread answered three pings, and its tick. */
@@ -47,5 +48,45 @@ describe('the plugin host watch', () => {
     expect(tickMs).toBe(200);
     expect(pings).toBeGreaterThanOrEqual(3);
     expect(ticks).toBe(pings);
+  });
+});
+
+describe('a spare thread told of a large module', () => {
+  it('maps the memory the module will be read into before it loads, and loads it from there', async () => {
+    const size = 32 * 1024 * 1024;
+    // Written a MiB at a time from one buffer: no garbage whose collection would lower the RSS.
+    const file = join(tempDir('nxt-host-'), 'large_9_4.mjs');
+    const tail = "*/\nexport default () => ({ major: 9, minor: 4, productName: 'bulk' });\n";
+    const fd = openSync(file, 'w');
+    const filler = Buffer.alloc(1024 * 1024, 'x');
+    writeSync(fd, '/*');
+    for (let left = size - 2 - tail.length; left > 0; left -= filler.length) writeSync(fd, filler, 0, Math.min(left, filler.length));
+    writeSync(fd, tail);
+    closeSync(fd);
+    // Measured from no spare at all (the threads of the tests before ended, their memory gone).
+    await dropSpare();
+    const before = process.memoryUsage.rss();
+    prepareSpareFor(size);
+    // The spare touches the module's worth of pages on its own (no load asked for yet).
+    const deadline = performance.now() + 10_000;
+    while (process.memoryUsage.rss() < before + 0.8 * size && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(process.memoryUsage.rss() - before).toBeGreaterThan(0.8 * size);
+    const host = await PluginHost.load(pathToFileURL(file).href, { selfTest: false, sizeBytes: size });
+    try {
+      expect(host.product).toEqual({ major: 9, minor: 4, productName: 'bulk' });
+    } finally {
+      await host.stop();
+      await dropSpare();
+    }
+  });
+
+  it('reserves for modules from 4 MiB up to what V8 can compile, where the memory there is holds them twice', () => {
+    const MiB = 1024 * 1024;
+    expect(reservesFor(4 * MiB - 1, 1024 * MiB)).toBe(false);
+    expect(reservesFor(4 * MiB, 1024 * MiB)).toBe(true);
+    expect(reservesFor(128 * MiB, 256 * MiB)).toBe(true);
+    expect(reservesFor(128 * MiB, 256 * MiB - 1)).toBe(false);
+    expect(reservesFor(constants.MAX_STRING_LENGTH, 4 * constants.MAX_STRING_LENGTH)).toBe(true);
+    expect(reservesFor(constants.MAX_STRING_LENGTH + 1, 4 * constants.MAX_STRING_LENGTH)).toBe(false);
   });
 });
