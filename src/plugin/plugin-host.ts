@@ -25,6 +25,7 @@ import { Worker } from 'node:worker_threads';
 import { NxtError } from '../errors.js';
 import type { ProductInfo } from '../protocol/messages.js';
 import { HangWatch } from './hang-watch.js';
+import { HeldMemory, type Hold } from './held-memory.js';
 import { pluginThreadFlags } from './module-loader.js';
 import { SparePolicy } from './spare-policy.js';
 
@@ -94,6 +95,8 @@ interface Thread {
   started: boolean;
   /** Bytes of memory it was asked to reserve for the coming module (0: none). */
   reservedBytes: number;
+  /** That reserve, in `held`. */
+  reserve?: Hold;
 }
 
 function startThread(heapMb: number): Thread {
@@ -117,6 +120,17 @@ function startThread(heapMb: number): Thread {
   return thread;
 }
 
+/** What the agent holds for modules on their way (reserves, trials), which no running module's
+ *  memory watch counts as its own. */
+const held = new HeldMemory();
+
+/** A spare's reserve is let go (it is released, taken by a load, or the thread ends). */
+function letGoReserve(s: Thread): void {
+  s.reservedBytes = 0;
+  s.reserve?.release(performance.now());
+  s.reserve = undefined;
+}
+
 /** The spares: started, idle, all of one heap size (spare-policy.ts says how many). */
 let spares: Thread[] = [];
 const sparePolicy = new SparePolicy();
@@ -128,6 +142,8 @@ function takeThread(heapMb: number, bytes: number): Thread {
   const fit = spares.filter((s) => s.heapMb === heapMb);
   const taken = fit.find((s) => s.reservedBytes === bytes && bytes > 0) ?? fit.find((s) => s.started) ?? fit[0];
   spares = spares.filter((s) => s !== taken);
+  // The load's own hold covers the reserve from here.
+  if (taken) letGoReserve(taken);
   const now = performance.now();
   sparePolicy.trial(now, !taken?.started);
   const relaxAt = sparePolicy.relaxAt(now);
@@ -142,7 +158,10 @@ function takeThread(heapMb: number, bytes: number): Thread {
 /** `count` spares of `heapMb`: others end, missing ones start, extra ones (the last started) end. */
 function keepSpares(heapMb: number, count: number): void {
   const [fit, other] = [spares.filter((s) => s.heapMb === heapMb), spares.filter((s) => s.heapMb !== heapMb)];
-  for (const s of [...other, ...fit.slice(count)]) void s.worker.terminate();
+  for (const s of [...other, ...fit.slice(count)]) {
+    letGoReserve(s);
+    void s.worker.terminate();
+  }
   spares = fit.slice(0, count);
   while (spares.length < count) {
     const s = startThread(heapMb);
@@ -175,6 +194,7 @@ export function prepareSpareFor(bytes: number, floorMb = DEFAULT_HOST_LIMITS.hea
   const spare = spares.find((s) => s.heapMb === heapMb && s.started) ?? spares.find((s) => s.heapMb === heapMb);
   if (!spare) return;
   spare.reservedBytes = bytes;
+  spare.reserve = held.hold(bytes);
   spare.worker.postMessage({ type: 'reserve', bytes } satisfies HostRequest);
 }
 
@@ -188,7 +208,7 @@ export function reservesFor(bytes: number, availableBytes: number): boolean {
 export function releaseReserve(): void {
   for (const s of spares) {
     if (s.reservedBytes === 0) continue;
-    s.reservedBytes = 0;
+    letGoReserve(s);
     s.worker.postMessage({ type: 'release' } satisfies HostRequest);
   }
 }
@@ -200,6 +220,7 @@ export async function dropSpare(): Promise<void> {
   respare = undefined;
   const ending = spares;
   spares = [];
+  for (const s of ending) letGoReserve(s);
   await Promise.all(ending.map((s) => s.worker.terminate()));
 }
 
@@ -227,6 +248,8 @@ export class PluginHost extends EventEmitter {
   /** The worker's kernel thread id (Linux), once it is ready. */
   private threadId: number | undefined;
   private rssLimit = Infinity;
+  /** Its own load's hold in `held` (its own growth, which its watch counts). */
+  private loading: Hold | undefined;
   /** Refuses the load (until it is loaded, every failure goes there). */
   private rejectLoad: (err: NxtError) => void = () => undefined;
   private readonly healthWaiters = new Map<number, (reply: { ok: boolean; message?: string }) => void>();
@@ -271,6 +294,8 @@ export class PluginHost extends EventEmitter {
     const limits = { ...configured, heapMb, rssGrowthMb: Math.max(configured.rssGrowthMb, 2 * heapMb) };
     const thread = takeThread(limits.heapMb, options.sizeBytes ?? 0);
     const host = new PluginHost(thread.worker, limits, url);
+    // Its bytes and its text, while it loads: the running module's growth they are not.
+    host.loading = held.hold(2 * (options.sizeBytes ?? 0));
     try {
       await host.start(thread, options.selfTest);
     } catch (err) {
@@ -279,6 +304,7 @@ export class PluginHost extends EventEmitter {
       await thread.worker.terminate();
       throw err;
     } finally {
+      host.loading.release(performance.now());
       // The next trial's thread, now that this one no longer competes with it for the CPU, and
       // after the caller has made the module the running one (new Worker() holds this thread
       // ~1 ms).
@@ -340,7 +366,7 @@ export class PluginHost extends EventEmitter {
   private watch(fromNow = true): void {
     if (fromNow) this.rssLimit = process.memoryUsage.rss() + this.limits.rssGrowthMb * MIB;
     this.timer = setInterval(() => {
-      if (process.memoryUsage.rss() > this.rssLimit) {
+      if (process.memoryUsage.rss() > this.rssLimit + held.bytes(performance.now(), this.loading)) {
         this.fail(new NxtError('out-of-memory', `the agent's memory grew by more than ${this.limits.rssGrowthMb} MiB while it ran`));
         return;
       }

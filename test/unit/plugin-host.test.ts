@@ -51,18 +51,24 @@ describe('the plugin host watch', () => {
   });
 });
 
+/** A module of `size` bytes, version 9.`minor`, written a MiB at a time from one buffer: no
+ *  garbage whose collection would lower the RSS a test watches. */
+function largeModule(dir: string, name: string, size: number, minor: number): string {
+  const file = join(dir, name);
+  const tail = `*/\nexport default () => ({ major: 9, minor: ${minor}, productName: 'bulk' });\n`;
+  const fd = openSync(file, 'w');
+  const filler = Buffer.alloc(1024 * 1024, 'x');
+  writeSync(fd, '/*');
+  for (let left = size - 2 - tail.length; left > 0; left -= filler.length) writeSync(fd, filler, 0, Math.min(left, filler.length));
+  writeSync(fd, tail);
+  closeSync(fd);
+  return file;
+}
+
 describe('a spare thread told of a large module', () => {
   it('maps the memory the module will be read into before it loads, and loads it from there', async () => {
     const size = 32 * 1024 * 1024;
-    // Written a MiB at a time from one buffer: no garbage whose collection would lower the RSS.
-    const file = join(tempDir('nxt-host-'), 'large_9_4.mjs');
-    const tail = "*/\nexport default () => ({ major: 9, minor: 4, productName: 'bulk' });\n";
-    const fd = openSync(file, 'w');
-    const filler = Buffer.alloc(1024 * 1024, 'x');
-    writeSync(fd, '/*');
-    for (let left = size - 2 - tail.length; left > 0; left -= filler.length) writeSync(fd, filler, 0, Math.min(left, filler.length));
-    writeSync(fd, tail);
-    closeSync(fd);
+    const file = largeModule(tempDir('nxt-host-'), 'large_9_4.mjs', size, 4);
     // Measured from no spare at all (the threads of the tests before ended, their memory gone).
     await dropSpare();
     const before = process.memoryUsage.rss();
@@ -88,5 +94,38 @@ describe('a spare thread told of a large module', () => {
     expect(reservesFor(128 * MiB, 256 * MiB - 1)).toBe(false);
     expect(reservesFor(constants.MAX_STRING_LENGTH, 4 * constants.MAX_STRING_LENGTH)).toBe(true);
     expect(reservesFor(constants.MAX_STRING_LENGTH + 1, 4 * constants.MAX_STRING_LENGTH)).toBe(false);
+  });
+});
+
+describe('a running module\'s memory watch', () => {
+  it('does not take the memory of the next module\'s reserve and trial for the running module\'s, and still counts the module\'s own', async () => {
+    const dir = tempDir('nxt-host-');
+    const small = join(dir, 'small.mjs');
+    writeFileSync(small, "export default () => ({ major: 1, minor: 0, productName: 'small' });\n"
+      + 'export function healthCheck() { globalThis.kept = Buffer.alloc(640 * 1024 * 1024, 1); return true; }\n');
+    // The least growth a module is allowed: 128 MiB (twice the smallest heap, 64 MiB).
+    const running = await PluginHost.load(pathToFileURL(small).href, { selfTest: false, limits: { heapMb: 16, rssGrowthMb: 16 } });
+    const failures: string[] = [];
+    running.on('failed', (err: Error) => failures.push(err.message));
+    try {
+      // 80 MiB reserved, then read and decoded into as much again, a thread: more than 128 MiB.
+      const size = 80 * 1024 * 1024;
+      const file = largeModule(dir, 'large_9_6.mjs', size, 6);
+      prepareSpareFor(size);
+      const trial = await PluginHost.load(pathToFileURL(file).href, { selfTest: false, sizeBytes: size });
+      // The running module's memory is looked at every 100 ms, a ping every fifth tick.
+      for (let i = 0; i < 5; i++) await running.nextAnswer();
+      expect(failures).toEqual([]);
+      await trial.stop();
+      // Its own 640 MiB: more than its 128 and what is held for the trial (240 MiB) together.
+      // (It fails while allocating: the check does not wait for it.)
+      await running.healthCheck(5_000).catch(() => undefined);
+      const deadline = performance.now() + 5_000;
+      while (failures.length === 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(failures[0]).toMatch(/memory grew by more than 128 MiB/);
+    } finally {
+      await running.stop();
+      await dropSpare();
+    }
   });
 });
