@@ -1013,7 +1013,8 @@ export class ClientAgent extends EventEmitter {
 
   private endTransfer(t: Transfer, code: ResultCodeValue, message: string): void {
     if (this.current === t) this.current = undefined;
-    releaseReserve();
+    // (A transfer that replaced this one keeps the memory reserved for it.)
+    if (this.current === undefined) releaseReserve();
     if (code !== ResultCode.ok && code !== ResultCode.deferred) this.emit('refused', { code, message: `${t.manifest.name}: ${resultCodeName(code)}: ${message}` });
     this.sendResult(t.transferId, code, message);
   }

@@ -18,9 +18,9 @@ export class Hold {
 
   constructor(readonly bytes: number) {}
 
-  /** The memory goes: counted until `now` + HELD_GRACE_MS. Once; later calls change nothing. */
-  release(now: number): void {
-    if (this.until === Infinity) this.until = now + HELD_GRACE_MS;
+  /** The memory goes: counted until `now` + `graceMs`. Once; later calls change nothing. */
+  release(now: number, graceMs = HELD_GRACE_MS): void {
+    if (this.until === Infinity) this.until = now + graceMs;
   }
 }
 

@@ -124,10 +124,11 @@ function startThread(heapMb: number): Thread {
  *  memory watch counts as its own. */
 const held = new HeldMemory();
 
-/** A spare's reserve is let go (it is released, taken by a load, or the thread ends). */
-function letGoReserve(s: Thread): void {
+/** A spare's reserve is let go (it is released, or the thread ends): counted a while more, until
+ *  its garbage is collected. `graceMs` 0: taken by a load, whose own hold counts it from then. */
+function letGoReserve(s: Thread, graceMs?: number): void {
   s.reservedBytes = 0;
-  s.reserve?.release(performance.now());
+  s.reserve?.release(performance.now(), graceMs);
   s.reserve = undefined;
 }
 
@@ -142,28 +143,28 @@ function takeThread(heapMb: number, bytes: number): Thread {
   const fit = spares.filter((s) => s.heapMb === heapMb);
   const taken = fit.find((s) => s.reservedBytes === bytes && bytes > 0) ?? fit.find((s) => s.started) ?? fit[0];
   spares = spares.filter((s) => s !== taken);
-  // The load's own hold covers the reserve from here.
-  if (taken) letGoReserve(taken);
+  if (taken) letGoReserve(taken, 0);
   const now = performance.now();
   sparePolicy.trial(now, !taken?.started);
   const relaxAt = sparePolicy.relaxAt(now);
   if (relaxAt !== undefined) {
     clearTimeout(relaxTimer);
-    relaxTimer = setTimeout(() => keepSpares(spares[0]?.heapMb ?? heapMb, sparePolicy.count(performance.now())), relaxAt - now);
+    relaxTimer = setTimeout(() => keepSpares(spares.find((s) => s.reservedBytes === 0)?.heapMb ?? heapMb, sparePolicy.count(performance.now())), relaxAt - now);
     relaxTimer.unref();
   }
   return taken ?? startThread(heapMb);
 }
 
-/** `count` spares of `heapMb`: others end, missing ones start, extra ones (the last started) end. */
+/** `count` spares of `heapMb`: others end, missing ones start, extra ones (the last started) end.
+ *  A spare holding a reserve stays whatever its size: it is for a module on its way (the next
+ *  trial's restocking, or fewer spares after a quick succession, must not take it away). */
 function keepSpares(heapMb: number, count: number): void {
-  const [fit, other] = [spares.filter((s) => s.heapMb === heapMb), spares.filter((s) => s.heapMb !== heapMb)];
-  for (const s of [...other, ...fit.slice(count)]) {
-    letGoReserve(s);
-    void s.worker.terminate();
-  }
-  spares = fit.slice(0, count);
-  while (spares.length < count) {
+  const reserving = spares.filter((s) => s.reservedBytes > 0);
+  const fit = spares.filter((s) => s.heapMb === heapMb && s.reservedBytes === 0);
+  const fitCount = Math.max(0, count - reserving.filter((s) => s.heapMb === heapMb).length);
+  for (const s of [...spares.filter((x) => x.heapMb !== heapMb && x.reservedBytes === 0), ...fit.slice(fitCount)]) void s.worker.terminate();
+  spares = [...reserving, ...fit.slice(0, fitCount)];
+  while (spares.filter((s) => s.heapMb === heapMb).length < count) {
     const s = startThread(heapMb);
     s.worker.unref();
     s.ready.catch(() => { spares = spares.filter((x) => x !== s); });
@@ -183,19 +184,26 @@ export function prepareSpare(heapMb = DEFAULT_HOST_LIMITS.heapMb): void {
  * device waiting for the network has the time then, and after the last chunk the load reads into
  * memory that is there (on the benchmark VM, where fresh memory is slow to come, a 128 MiB
  * module's load took ~390 ms rather than ~700). Not for small modules, nor for what could not
- * load anyway, nor when the system's available memory could not hold the module twice (its
- * bytes, and the text they become): such a module is read when it loads, as before.
+ * load anyway, nor when the memory still available could not hold the module twice (its bytes,
+ * and the text they become): such a module is read when it loads, as before.
  */
 export function prepareSpareFor(bytes: number, floorMb = DEFAULT_HOST_LIMITS.heapMb, { reserve = true } = {}): void {
   const heapMb = heapFor(bytes, floorMb);
-  if (!spares.some((s) => s.heapMb === heapMb)) keepSpares(heapMb, 1);
   releaseReserve();
-  if (!reserve || !reservesFor(bytes, freemem())) return;
+  if (!spares.some((s) => s.heapMb === heapMb)) keepSpares(heapMb, 1);
+  if (!reserve || !reservesFor(bytes, availableMemory())) return;
   const spare = spares.find((s) => s.heapMb === heapMb && s.started) ?? spares.find((s) => s.heapMb === heapMb);
   if (!spare) return;
   spare.reservedBytes = bytes;
   spare.reserve = held.hold(bytes);
   spare.worker.postMessage({ type: 'reserve', bytes } satisfies HostRequest);
+}
+
+/** Memory the agent may still take: within its container's limit where Node can tell (Node
+ *  20.13 and later), else the system's. */
+function availableMemory(): number {
+  const p = process as { availableMemory?: () => number };
+  return p.availableMemory?.() ?? freemem();
 }
 
 /** Whether a spare reserves memory for a module of `bytes` while it arrives (prepareSpareFor). */
@@ -211,6 +219,11 @@ export function releaseReserve(): void {
     letGoReserve(s);
     s.worker.postMessage({ type: 'release' } satisfies HostRequest);
   }
+}
+
+/** The spares as they are: heap size, and bytes reserved (0: none). For `stats`, and tests. */
+export function spareThreads(): { heapMb: number; reservedBytes: number }[] {
+  return spares.map((s) => ({ heapMb: s.heapMb, reservedBytes: s.reservedBytes }));
 }
 
 /** End the spares (the agent is stopping). */

@@ -18,5 +18,8 @@ describe('memory held for modules on their way', () => {
     trial.release(2_000 + HELD_GRACE_MS);
     expect(held.bytes(2_000 + HELD_GRACE_MS - 1, reserve)).toBe(200);
     expect(held.bytes(2_000 + HELD_GRACE_MS)).toBe(0);
+    // Let go without grace (another hold counts the same memory from then).
+    held.hold(50).release(3_000, 0);
+    expect(held.bytes(3_000)).toBe(0);
   });
 });

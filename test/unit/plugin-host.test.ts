@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../support/processes.js';
 
-const { PluginHost, dropSpare, prepareSpareFor, reservesFor } = (await import(new URL('../../dist/plugin/plugin-host.js', import.meta.url).href)) as typeof import('../../src/plugin/plugin-host.js');
+const { PluginHost, dropSpare, prepareSpare, prepareSpareFor, releaseReserve, reservesFor, spareThreads } = (await import(new URL('../../dist/plugin/plugin-host.js', import.meta.url).href)) as typeof import('../../src/plugin/plugin-host.js');
 
 /** An idle module watched with `hangMs` (and committed with `committedHangMs`, if given): the
  *  watch's ticks and pings while its thread answered three pings, and its tick. */
@@ -84,6 +84,23 @@ describe('a spare thread told of a large module', () => {
       await host.stop();
       await dropSpare();
     }
+  });
+
+  it('keeps a spare that reserves for a module on its way when the usual spares are restocked, until the reserve is let go', async () => {
+    await dropSpare();
+    const size = 64 * 1024 * 1024;
+    // Its heap: 320 MiB, more than the usual 256.
+    prepareSpareFor(size);
+    expect(spareThreads()).toEqual([{ heapMb: 320, reservedBytes: size }]);
+    // As at the end of a trial: the usual spares are started again.
+    prepareSpare();
+    expect(spareThreads()).toContainEqual({ heapMb: 320, reservedBytes: size });
+    expect(spareThreads()).toContainEqual({ heapMb: 256, reservedBytes: 0 });
+    // The transfer stopped: the next restocking ends it.
+    releaseReserve();
+    prepareSpare();
+    expect(spareThreads().filter((s) => s.heapMb !== 256)).toEqual([]);
+    await dropSpare();
   });
 
   it('reserves for modules from 4 MiB up to what V8 can compile, where the memory there is holds them twice', () => {
