@@ -25,7 +25,7 @@ import { IncomingTransfer } from '../files/incoming-transfer.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import { isStorageError } from '../util/atomic-file.js';
 import { BUILTIN_REF, refOf, type ActiveModule, type Interrupted, type ModuleRef, type ModuleStore } from '../plugin/module-store.js';
-import { DEFAULT_HOST_LIMITS, dropSpare, PluginHost, prepareSpareFor, releaseReserve, type HostLimits } from '../plugin/plugin-host.js';
+import { DEFAULT_HOST_LIMITS, dropSpare, PluginHost, prepareSpareFor, releaseReserve, reserveUpTo, type HostLimits } from '../plugin/plugin-host.js';
 import type { Peer } from '../net/endpoint.js';
 import type { ClientChannel } from '../session/client-channel.js';
 import type { JobClient } from './job-client.js';
@@ -678,6 +678,7 @@ export class ClientAgent extends EventEmitter {
     // this device from noticing that its server restarted).
     this.heardSinceRegister = true;
     t.onChunk(index, plain, fromGroup);
+    reserveUpTo(t.bytesReceived);
   }
 
   /** A write failed (the disk filled up after all): end the transfer now with `storage`. */

@@ -15,8 +15,10 @@ import type { HostReply, HostRequest } from './plugin-host.js';
 
 const port = parentPort!;
 let exports: Record<string, unknown> | undefined;
-/** Memory to read the coming module into (plugin-host.ts's prepareSpareFor), its pages mapped. */
+/** Memory to read the coming module into (plugin-host.ts's prepareSpareFor), and how much of it
+ *  has its pages mapped. */
 let reserved: Buffer | undefined;
+let mapped = 0;
 
 // A module may signal other processes, not the agent's (nor its group, nor every process): a
 // signal would end the agent from this thread, which is what the thread is there to prevent.
@@ -40,16 +42,23 @@ function kernelThreadId(): number | undefined {
   }
 }
 
-/** Memory for a module of `bytes`, each page touched now, while the module still arrives: on
+/** Memory for a module of `bytes`, its pages mapped (`map`) while the module still arrives: on
  *  the benchmark VM a 128 MiB module's read into fresh memory took ~240 ms after its last chunk,
- *  into this ~10 ms. Without the memory for it now, the load reads into memory of its own. */
+ *  into mapped memory ~10 ms. Without the memory for it now, the load reads into its own. */
 function reserve(bytes: number): void {
   reserved = undefined;
+  mapped = 0;
   try {
-    const buf = Buffer.allocUnsafeSlow(bytes);
-    for (let i = 0; i < bytes; i += 4096) buf[i] = 0;
-    reserved = buf;
+    reserved = Buffer.allocUnsafeSlow(bytes);
   } catch { /* no memory for it now */ }
+}
+
+/** The reserve's pages up to `upTo` mapped: a byte written in each. */
+function map(upTo: number): void {
+  if (!reserved) return;
+  const end = Math.min(upTo, reserved.length);
+  for (let i = mapped; i < end; i += 4096) reserved[i] = 0;
+  mapped = Math.max(mapped, Math.ceil(end / 4096) * 4096);
 }
 
 function reply(message: HostReply): void {
@@ -128,7 +137,8 @@ port.on('message', (request: HostRequest) => {
   switch (request.type) {
     case 'load': void load(request.url, request.selfTest); break;
     case 'reserve': reserve(request.bytes); break;
-    case 'release': reserved = undefined; break;
+    case 'map': map(request.upTo); break;
+    case 'release': reserved = undefined; mapped = 0; break;
     case 'ping': reply({ type: 'pong', id: request.id }); break;
     case 'health': void health(request.id); break;
     case 'reconfigure': void reconfigure(request.id, request.name, request.path); break;

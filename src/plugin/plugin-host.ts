@@ -31,8 +31,10 @@ import { SparePolicy } from './spare-policy.js';
 
 export type HostRequest =
   | { type: 'load'; url: string; selfTest: boolean }
-  /** Memory for the coming module's bytes, its pages mapped now; `release` lets it go. */
+  /** Memory for the coming module's bytes; `map` maps its pages up to `upTo` (as the module
+   *  arrives); `release` lets it go. */
   | { type: 'reserve'; bytes: number }
+  | { type: 'map'; upTo: number }
   | { type: 'release' }
   | { type: 'ping'; id: number }
   | { type: 'health'; id: number }
@@ -81,6 +83,8 @@ const MIB = 1024 * 1024;
 /** Smaller modules are read into fresh memory when they load: a 4 MiB one's pages take a few ms
  *  (~16 µs each on the benchmark VM), not worth a reserve that may be in vain. */
 const RESERVE_MIN_BYTES = 4 * MIB;
+/** A reserve's pages are mapped this far ahead of the bytes received, this much at a time. */
+const MAP_STEP_BYTES = 4 * MIB;
 const WORKER_URL = new URL('./plugin-host-worker.js', import.meta.url);
 /** The plugin thread's own Node options (module-loader.ts): none of the agent's are passed on. */
 const PLUGIN_THREAD_FLAGS = pluginThreadFlags();
@@ -97,6 +101,8 @@ interface Thread {
   reservedBytes: number;
   /** That reserve, in `held`. */
   reserve?: Hold;
+  /** How far it was asked to map the reserve's pages. */
+  mapAsked: number;
 }
 
 function startThread(heapMb: number): Thread {
@@ -115,7 +121,7 @@ function startThread(heapMb: number): Thread {
     worker.once('error', reject);
     worker.once('exit', () => reject(new Error('the plugin thread ended before it was ready')));
   });
-  const thread: Thread = { worker, heapMb, ready, started: false, reservedBytes: 0 };
+  const thread: Thread = { worker, heapMb, ready, started: false, reservedBytes: 0, mapAsked: 0 };
   ready.then(() => { thread.started = true; }, () => undefined);
   return thread;
 }
@@ -127,13 +133,17 @@ const held = new HeldMemory();
 /** A spare's reserve is let go (it is released, or the thread ends): counted a while more, until
  *  its garbage is collected. `graceMs` 0: taken by a load, whose own hold counts it from then. */
 function letGoReserve(s: Thread, graceMs?: number): void {
+  if (reserving === s) reserving = undefined;
   s.reservedBytes = 0;
+  s.mapAsked = 0;
   s.reserve?.release(performance.now(), graceMs);
   s.reserve = undefined;
 }
 
 /** The spares: started, idle, all of one heap size (spare-policy.ts says how many). */
 let spares: Thread[] = [];
+/** The spare reserving memory for the module on its way, if one does. */
+let reserving: Thread | undefined;
 const sparePolicy = new SparePolicy();
 let relaxTimer: NodeJS.Timeout | undefined;
 /** The next spares' start, due once the trial that took a thread has handed back its module. */
@@ -196,7 +206,25 @@ export function prepareSpareFor(bytes: number, floorMb = DEFAULT_HOST_LIMITS.hea
   if (!spare) return;
   spare.reservedBytes = bytes;
   spare.reserve = held.hold(bytes);
+  reserving = spare;
   spare.worker.postMessage({ type: 'reserve', bytes } satisfies HostRequest);
+  reserveUpTo(0);
+}
+
+/**
+ * `receivedBytes` of the module on its way are here (the agent calls this for every chunk): the
+ * spare maps its reserve's pages a step ahead of them. In step with the module rather than all at
+ * the offer: memory grows with the download, as the file does, and the work is spread over the
+ * transfer (fifty devices sharing two cores, each mapping its 16 MiB at the offer, fell behind
+ * the group's start).
+ */
+export function reserveUpTo(receivedBytes: number): void {
+  const s = reserving;
+  if (s === undefined) return;
+  const upTo = Math.min(receivedBytes + MAP_STEP_BYTES, s.reservedBytes);
+  if (upTo <= s.mapAsked || (upTo < s.mapAsked + MAP_STEP_BYTES && upTo < s.reservedBytes)) return;
+  s.mapAsked = upTo;
+  s.worker.postMessage({ type: 'map', upTo } satisfies HostRequest);
 }
 
 /** Memory the agent may still take: within its container's limit where Node can tell (Node
@@ -221,7 +249,7 @@ export function releaseReserve(): void {
   }
 }
 
-/** The spares as they are: heap size, and bytes reserved (0: none). For `stats`, and tests. */
+/** The spares as they are: heap size, and bytes reserved (0: none). */
 export function spareThreads(): { heapMb: number; reservedBytes: number }[] {
   return spares.map((s) => ({ heapMb: s.heapMb, reservedBytes: s.reservedBytes }));
 }
