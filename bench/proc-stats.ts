@@ -77,7 +77,7 @@ export function threadRunNanos(pid: number): Map<string, { name: string; ns: num
 
 /** CPU seconds by thread name between two `threadRunNanos` of one process, with what threads that
  *  ended in between used since `before` under "(ended)" (from `cpuBefore`/`cpuAfter`, the process's
- *  own totals, which keep an ended thread's share). */
+ *  own totals, which keep an ended thread's share; to their 10 ms clock ticks). */
 export function cpuByThreadName(before: ReturnType<typeof threadRunNanos>, after: ReturnType<typeof threadRunNanos>, cpuBefore: number, cpuAfter: number): Map<string, number> {
   const out = new Map<string, number>();
   let live = 0;
