@@ -38,10 +38,14 @@ export function freshPageMicros(): number {
 export function runNanos(pid: number): number {
   let ns = 0;
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try { ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'latin1').split(' ')[0]); } catch { /* ended meanwhile */ }
+    try { ns += taskRunNanos(pid, tid); } catch { /* ended meanwhile */ }
   }
   return ns;
 }
+
+/** Nanoseconds of CPU thread `tid` of `pid` has had so far (throws if it ended). */
+const taskRunNanos = (pid: number, tid: string): number =>
+  Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'latin1').split(' ')[0]);
 
 /**
  * Wait until `pids` are at rest: together under `budgetMs` of CPU over `windowMs` (a device's idle
@@ -69,7 +73,7 @@ export function threadRunNanos(pid: number): Map<string, { name: string; ns: num
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
       const name = tid === String(pid) ? 'main' : readFileSync(`/proc/${pid}/task/${tid}/comm`, 'latin1').trim();
-      out.set(tid, { name, ns: Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'latin1').split(' ')[0]) });
+      out.set(tid, { name, ns: taskRunNanos(pid, tid) });
     } catch { /* ended meanwhile */ }
   }
   return out;

@@ -13,12 +13,13 @@
  * as the path's datagram holds, each a header and a slice of the same sealed entry. No probes
  * then: the path's size only sets how many pieces.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, MAX_PIECES, PIECE_HEADER_BYTES, pieceStride, writeChunksHeader, writePieceHeader } from '../protocol/envelope.js';
 import type { SealedRelease } from '../server/sealed-release.js';
 import { pieceToken } from '../session/content-key.js';
 import type { PathMtu } from '../transfer/path-mtu.js';
 import type { ChunkWire } from './outgoing-file.js';
+import { readFullySync } from '../util/read-fully.js';
 
 /** Bytes read at a time from the sealed file: small, since every device of a push has its own
  *  (each read is a page-cache copy of ~10 µs). */
@@ -257,12 +258,7 @@ export class SealedChunkWire implements ChunkWire {
       else this.spare.push(this.cooling.shift()!);
     }
     const buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.windowEntries * s.entryBytes);
-    let got = 0;
-    while (got < length) {
-      const n = readSync(this.fd, buf, got, length - got, start + got);
-      if (n === 0) throw new Error(`${s.path} is shorter than its release`);
-      got += n;
-    }
+    if (readFullySync(this.fd, buf.subarray(0, length), start) < length) throw new Error(`${s.path} is shorter than its release`);
     const w = { first, count, buf };
     this.windows.push(w);
     if (this.windows.length > WINDOWS_KEPT) this.cooling.push(this.windows.shift()!.buf);

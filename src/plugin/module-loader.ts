@@ -15,12 +15,13 @@
  * to the plugin thread alone); without it, and for a module that imports anything but Node's
  * built-in modules (found out while linking, before any of its code runs), this is import().
  */
-import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { createRequire, isBuiltin } from 'node:module';
 import { dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import vm from 'node:vm';
 import { constants, isAscii } from 'node:buffer';
+import { readFullySync } from '../util/read-fully.js';
 
 /** Node options the plugin thread is started with, where this Node has them: VM modules, and
  *  no warning on stderr that they are experimental. */
@@ -41,13 +42,7 @@ export function moduleText(bytes: Buffer): string {
 function readInto(path: string, buf: Buffer): Buffer {
   const fd = openSync(path, 'r');
   try {
-    let n = 0;
-    while (n < buf.length) {
-      const k = readSync(fd, buf, n, buf.length - n, n);
-      if (k === 0) break;
-      n += k;
-    }
-    return buf.subarray(0, n);
+    return buf.subarray(0, readFullySync(fd, buf, 0));
   } finally {
     closeSync(fd);
   }

@@ -97,12 +97,6 @@ interface Thread {
   readonly ready: Promise<number | undefined>;
   /** `ready` has resolved: the thread can take a module at once. */
   started: boolean;
-  /** Bytes of memory it was asked to reserve for the coming module (0: none). */
-  reservedBytes: number;
-  /** That reserve, in `held`. */
-  reserve?: Hold;
-  /** How far it was asked to map the reserve's pages. */
-  mapAsked: number;
 }
 
 function startThread(heapMb: number): Thread {
@@ -121,7 +115,7 @@ function startThread(heapMb: number): Thread {
     worker.once('error', reject);
     worker.once('exit', () => reject(new Error('the plugin thread ended before it was ready')));
   });
-  const thread: Thread = { worker, heapMb, ready, started: false, reservedBytes: 0, mapAsked: 0 };
+  const thread: Thread = { worker, heapMb, ready, started: false };
   ready.then(() => { thread.started = true; }, () => undefined);
   return thread;
 }
@@ -130,20 +124,21 @@ function startThread(heapMb: number): Thread {
  *  memory watch counts as its own. */
 const held = new HeldMemory();
 
-/** A spare's reserve is let go (it is released, or the thread ends): counted a while more, until
- *  its garbage is collected. `graceMs` 0: taken by a load, whose own hold counts it from then. */
-function letGoReserve(s: Thread, graceMs?: number): void {
-  if (reserving === s) reserving = undefined;
-  s.reservedBytes = 0;
-  s.mapAsked = 0;
-  s.reserve?.release(performance.now(), graceMs);
-  s.reserve = undefined;
+/** The memory a spare reserves for the module on its way (one at a time: the next offer's
+ *  replaces it): its bytes in `held`, and how far its pages were asked to be mapped. */
+interface Reservation { readonly thread: Thread; readonly hold: Hold; mapAsked: number }
+let reservation: Reservation | undefined;
+
+/** The reservation ends (released, its thread taken or ended): counted a while more, until its
+ *  garbage is collected. `graceMs` 0: taken by a load, whose own hold counts it from then. */
+function endReservation(graceMs?: number): void {
+  reservation?.hold.release(performance.now(), graceMs);
+  reservation = undefined;
 }
 
-/** The spares: started, idle, all of one heap size (spare-policy.ts says how many). */
+/** The spares: started, idle, all of one heap size (spare-policy.ts says how many), and the one
+ *  that reserves, whatever its size. */
 let spares: Thread[] = [];
-/** The spare reserving memory for the module on its way, if one does. */
-let reserving: Thread | undefined;
 const sparePolicy = new SparePolicy();
 let relaxTimer: NodeJS.Timeout | undefined;
 /** The next spares' start, due once the trial that took a thread has handed back its module. */
@@ -151,15 +146,16 @@ let respare: NodeJS.Immediate | undefined;
 
 function takeThread(heapMb: number, bytes: number): Thread {
   const fit = spares.filter((s) => s.heapMb === heapMb);
-  const taken = fit.find((s) => s.reservedBytes === bytes && bytes > 0) ?? fit.find((s) => s.started) ?? fit[0];
+  const reserved = reservation !== undefined && reservation.hold.bytes === bytes ? fit.find((s) => s === reservation?.thread) : undefined;
+  const taken = reserved ?? fit.find((s) => s.started) ?? fit[0];
   spares = spares.filter((s) => s !== taken);
-  if (taken) letGoReserve(taken, 0);
+  if (taken !== undefined && taken === reservation?.thread) endReservation(0);
   const now = performance.now();
   sparePolicy.trial(now, !taken?.started);
   const relaxAt = sparePolicy.relaxAt(now);
   if (relaxAt !== undefined) {
     clearTimeout(relaxTimer);
-    relaxTimer = setTimeout(() => keepSpares(spares.find((s) => s.reservedBytes === 0)?.heapMb ?? heapMb, sparePolicy.count(performance.now())), relaxAt - now);
+    relaxTimer = setTimeout(() => keepSpares(spares.find((s) => s !== reservation?.thread)?.heapMb ?? heapMb, sparePolicy.count(performance.now())), relaxAt - now);
     relaxTimer.unref();
   }
   return taken ?? startThread(heapMb);
@@ -169,15 +165,18 @@ function takeThread(heapMb: number, bytes: number): Thread {
  *  A spare holding a reserve stays whatever its size: it is for a module on its way (the next
  *  trial's restocking, or fewer spares after a quick succession, must not take it away). */
 function keepSpares(heapMb: number, count: number): void {
-  const reserving = spares.filter((s) => s.reservedBytes > 0);
-  const fit = spares.filter((s) => s.heapMb === heapMb && s.reservedBytes === 0);
-  const fitCount = Math.max(0, count - reserving.filter((s) => s.heapMb === heapMb).length);
-  for (const s of [...spares.filter((x) => x.heapMb !== heapMb && x.reservedBytes === 0), ...fit.slice(fitCount)]) void s.worker.terminate();
-  spares = [...reserving, ...fit.slice(0, fitCount)];
+  const reserving = spares.find((s) => s === reservation?.thread);
+  const fit = spares.filter((s) => s.heapMb === heapMb && s !== reserving);
+  const fitCount = Math.max(0, count - (reserving?.heapMb === heapMb ? 1 : 0));
+  for (const s of [...spares.filter((x) => x.heapMb !== heapMb && x !== reserving), ...fit.slice(fitCount)]) void s.worker.terminate();
+  spares = [...(reserving ? [reserving] : []), ...fit.slice(0, fitCount)];
   while (spares.filter((s) => s.heapMb === heapMb).length < count) {
     const s = startThread(heapMb);
     s.worker.unref();
-    s.ready.catch(() => { spares = spares.filter((x) => x !== s); });
+    s.ready.catch(() => {
+      spares = spares.filter((x) => x !== s);
+      if (reservation?.thread === s) endReservation();
+    });
     spares.push(s);
   }
 }
@@ -204,9 +203,7 @@ export function prepareSpareFor(bytes: number, floorMb = DEFAULT_HOST_LIMITS.hea
   if (!reserve || !reservesFor(bytes, availableMemory())) return;
   const spare = spares.find((s) => s.heapMb === heapMb && s.started) ?? spares.find((s) => s.heapMb === heapMb);
   if (!spare) return;
-  spare.reservedBytes = bytes;
-  spare.reserve = held.hold(bytes);
-  reserving = spare;
+  reservation = { thread: spare, hold: held.hold(bytes), mapAsked: 0 };
   spare.worker.postMessage({ type: 'reserve', bytes } satisfies HostRequest);
   reserveUpTo(0);
 }
@@ -219,12 +216,12 @@ export function prepareSpareFor(bytes: number, floorMb = DEFAULT_HOST_LIMITS.hea
  * the group's start).
  */
 export function reserveUpTo(receivedBytes: number): void {
-  const s = reserving;
-  if (s === undefined) return;
-  const upTo = Math.min(receivedBytes + MAP_STEP_BYTES, s.reservedBytes);
-  if (upTo <= s.mapAsked || (upTo < s.mapAsked + MAP_STEP_BYTES && upTo < s.reservedBytes)) return;
-  s.mapAsked = upTo;
-  s.worker.postMessage({ type: 'map', upTo } satisfies HostRequest);
+  const r = reservation;
+  if (r === undefined) return;
+  const upTo = Math.min(receivedBytes + MAP_STEP_BYTES, r.hold.bytes);
+  if (upTo <= r.mapAsked || (upTo < r.mapAsked + MAP_STEP_BYTES && upTo < r.hold.bytes)) return;
+  r.mapAsked = upTo;
+  r.thread.worker.postMessage({ type: 'map', upTo } satisfies HostRequest);
 }
 
 /** Memory the agent may still take: within its container's limit where Node can tell (Node
@@ -242,16 +239,15 @@ export function reservesFor(bytes: number, availableBytes: number): boolean {
 /** The spares let go of memory reserved for a module that will not load now (its transfer
  *  stopped, or it waits for an upgrade). */
 export function releaseReserve(): void {
-  for (const s of spares) {
-    if (s.reservedBytes === 0) continue;
-    letGoReserve(s);
-    s.worker.postMessage({ type: 'release' } satisfies HostRequest);
-  }
+  if (reservation === undefined) return;
+  const { thread } = reservation;
+  endReservation();
+  thread.worker.postMessage({ type: 'release' } satisfies HostRequest);
 }
 
 /** The spares as they are: heap size, and bytes reserved (0: none). */
 export function spareThreads(): { heapMb: number; reservedBytes: number }[] {
-  return spares.map((s) => ({ heapMb: s.heapMb, reservedBytes: s.reservedBytes }));
+  return spares.map((s) => ({ heapMb: s.heapMb, reservedBytes: s === reservation?.thread ? reservation.hold.bytes : 0 }));
 }
 
 /** End the spares (the agent is stopping). */
@@ -261,7 +257,7 @@ export async function dropSpare(): Promise<void> {
   respare = undefined;
   const ending = spares;
   spares = [];
-  for (const s of ending) letGoReserve(s);
+  endReservation();
   await Promise.all(ending.map((s) => s.worker.terminate()));
 }
 

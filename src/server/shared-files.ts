@@ -12,9 +12,10 @@
  * name it asked for, and a release must also carry the release key's approval (cluster.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { NxtError } from '../errors.js';
 import type { Store } from '../store/store.js';
+import { readFullySync } from '../util/read-fully.js';
 
 /** 2 MiB: small enough that the reader starts early, large enough that a part's round trip and
  *  transaction are a small share of its time. */
@@ -46,11 +47,8 @@ export async function writeParts(store: Store, sha256: string, path: string, siz
       if (inFlight.length === buffers.length) await inFlight.shift();
       const buffer = buffers[part % buffers.length]!;
       const want = Math.min(PART_BYTES, size - part * PART_BYTES);
-      let got = 0;
-      while (got < want) {
-        const n = readSync(fd, buffer, got, want - got, part * PART_BYTES + got);
-        if (n === 0) throw new NxtError('bad-state', `${path} is shorter than the ${size} bytes it had when it was hashed`);
-        got += n;
+      if (readFullySync(fd, buffer.subarray(0, want), part * PART_BYTES) < want) {
+        throw new NxtError('bad-state', `${path} is shorter than the ${size} bytes it had when it was hashed`);
       }
       const written = store.putFilePart(sha256, part, buffer.subarray(0, want), PARTS_CHANNEL);
       written.catch(() => { /* awaited below */ });
