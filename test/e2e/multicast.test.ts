@@ -62,14 +62,25 @@ describe.skipIf(!canNetns)('multicast push (network namespace, needs root)', () 
     const { dir, server, devices } = await fleet(4, (i) => (i === 3 ? ['--no-multicast'] : []), ['--multicast-rate', '100']);
     const out = await push(server, writeModule(dir, 'group_9_1.mjs', 8 * 1024 * 1024));
     expect(out).toMatch(/push finished: 4 done, 0 failed/);
-    // The one that will not join said so at once (MULTICAST_LEAVE from it), not found deaf.
-    expect(out).toMatch(/multicast 239\.255\.77\.1:7702: \d+ datagrams for 4 devices \(first pass \d+ ms\), \d+ chunks sent to the group again, 1 device\(s\) served by unicast \(1 not joining it\)/);
+    // The one that will not join said so at once (MULTICAST_LEAVE from it), not found deaf. Beside
+    // the other test files' processes, one of the three may lose more than half of what reached
+    // it while it waited for a core, and go to unicast for that (as it should); none is deaf.
+    const m = /multicast 239\.255\.77\.1:7702: \d+ datagrams for 4 devices \(first pass \d+ ms\), \d+ chunks sent to the group again, (\d+) device\(s\) served by unicast \(([^)]*)\)/.exec(out);
+    expect(m).not.toBeNull();
+    const lossy = Number(/(\d+) losing far more than the others/.exec(m![2]!)?.[1] ?? 0);
+    expect(m![2]!.replace(/(, )?\d+ losing far more than the others(, )?/, '')).toBe('1 not joining it');
+    expect(lossy).toBeLessThanOrEqual(1);
+    expect(Number(m![1])).toBe(1 + lossy);
     for (const d of devices) await d.waitFor(/Major = 9\nMinor = 1/);
+    const shares = [];
     for (const d of devices.slice(0, 3)) {
       const s = await statsOf(d);
-      // Most of it came through the group; what a busy device dropped came by unicast.
-      expect(s.group).toBeGreaterThan(0.5 * s.frames);
+      expect(s.group).toBeGreaterThan(0);
+      shares.push(s.group / s.frames);
     }
+    // Most of it came through the group, to each device that stayed in it; what a busy device
+    // dropped came by unicast.
+    expect(shares.filter((x) => x > 0.5).length).toBeGreaterThanOrEqual(3 - lossy);
     expect((await statsOf(devices[3]!)).group).toBe(0);
   });
 
