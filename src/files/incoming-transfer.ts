@@ -33,7 +33,8 @@ export class IncomingTransfer {
     options?: Partial<ReceiverOptions>,
   ) {
     this.receiver = new ChunkReceiver(incoming.totalChunks, clock.now(), incoming.heldChunks, options);
-    this.timer = new WakeTimer(clock, () => this.run(this.receiver.onTimer(clock.now())));
+    // Coarse: an ACK's delay and the idle timeout need no sub-millisecond wake-ups.
+    this.timer = new WakeTimer(clock, () => this.run(this.receiver.onTimer(clock.now())), true);
   }
 
   /** Bytes held: in order, and beyond a gap (a device that missed the first chunks of a group's
