@@ -11,6 +11,7 @@ import { DecodeError, NxtError, errorMessage } from '../errors.js';
 import { decodeEnvelope, forEachChunk, TAG_BYTES, type ChunksFrame, type PieceFrame } from '../protocol/envelope.js';
 import { PieceAssembler } from '../files/piece-assembler.js';
 import { formatGroup, joinMulticast, localAddressToward, type MulticastGroup, type MulticastReceiver } from '../net/multicast.js';
+import { DatagramBatch, GROUP_BATCH_DATAGRAMS, GROUP_BATCH_MS } from '../net/datagram-batch.js';
 import { ContentKey } from '../session/content-key.js';
 import {
   decodeOrUndefined, encode, Enrollment, NO_ECHO, UpdateResult, UpdateState,
@@ -30,6 +31,7 @@ import type { Peer } from '../net/endpoint.js';
 import type { ClientChannel } from '../session/client-channel.js';
 import type { JobClient } from './job-client.js';
 import type { Clock, WallClock } from '../util/clock.js';
+import { WakeTimer } from '../util/wake-timer.js';
 
 export interface ClientAgentOptions {
   /** Every datagram in and out goes through the secure channel to the server. */
@@ -192,6 +194,9 @@ export class ClientAgent extends EventEmitter {
   readonly stats: ClientStats = { datagrams: 0, malformed: 0, unknownTransfer: 0, chunkFrames: 0, badChunks: 0, groupFrames: 0, groupUnwanted: 0, pieceFrames: 0, badPieces: 0, groupPieces: 0 };
   /** Multicast groups joined (kept while the agent runs: the next push likely uses them too). */
   private readonly groups = new Map<string, Promise<MulticastReceiver | undefined>>();
+  /** The groups' datagrams, handled by the batch (net/datagram-batch.ts). */
+  private readonly groupBatch = new DatagramBatch<Buffer>(GROUP_BATCH_DATAGRAMS, GROUP_BATCH_MS);
+  private readonly groupBatchTimer: WakeTimer;
   private activeModule: ActiveModule;
   private readonly timing: ClientTiming;
   private registered = false;
@@ -230,6 +235,7 @@ export class ClientAgent extends EventEmitter {
     this.clientIdHex = Buffer.from(options.clientId).toString('hex');
     this.timing = { ...DEFAULT_CLIENT_TIMING, ...options.timing };
     this.registerDelay = this.timing.registerRetryMs;
+    this.groupBatchTimer = new WakeTimer(options.clock, () => this.takeGroupBatch(), true);
     if (options.deferred && compareReleaseVersions(options.deferred.version, options.initial.version) > 0) this.keepForUpgrade(options.deferred);
     options.channel.onDatagram((data) => this.onDatagram(data));
     options.channel.onChunks((frame) => this.onChunks(frame));
@@ -278,6 +284,8 @@ export class ClientAgent extends EventEmitter {
     clearTimeout(this.deferred?.timer);
     clearTimeout(this.registerTimer);
     clearInterval(this.progressTimer);
+    this.groupBatchTimer.clear();
+    this.groupBatch.take();
     if (this.current) this.suspend(this.current);
     this.current = undefined;
     await Promise.all([...this.settling.values()]);
@@ -585,6 +593,21 @@ export class ClientAgent extends EventEmitter {
     this.stopIfUnwritable(t);
   }
 
+  /** A datagram from a multicast group: queued, and handled with those that follow it within
+   *  GROUP_BATCH_MS (net/datagram-batch.ts says why). The last chunks of a transfer are not kept
+   *  waiting: its end is acknowledged at once. */
+  private onGroupArrival(data: Buffer): void {
+    const full = this.groupBatch.push(data, this.options.clock.now());
+    const t = this.current;
+    if (full || !t || t.incoming.totalChunks - t.receiver.received <= this.groupBatch.size) this.takeGroupBatch();
+    else this.groupBatchTimer.arm(this.groupBatch.dueAt);
+  }
+
+  private takeGroupBatch(): void {
+    this.groupBatchTimer.clear();
+    for (const data of this.groupBatch.take()) this.onGroupDatagram(data);
+  }
+
   /** A datagram from a multicast group this device joined: anyone on the LAN can send one, so
    *  it is only a CHUNKS or PIECE frame of the transfer in progress, and each chunk must open. */
   private onGroupDatagram(data: Buffer): void {
@@ -615,7 +638,7 @@ export class ClientAgent extends EventEmitter {
     const key = formatGroup(group);
     if (this.groups.has(key)) return;
     const joining = localAddressToward(this.options.channel.server.address)
-      .then((local) => joinMulticast(group, local, (data) => this.onGroupDatagram(data)))
+      .then((local) => joinMulticast(group, local, (data) => this.onGroupArrival(data)))
       .catch((err: unknown) => {
         // Only this join's entry: a leave may have dropped it, and a later push joined afresh.
         if (this.groups.get(key) === joining) this.groups.delete(key);

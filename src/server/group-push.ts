@@ -19,6 +19,7 @@ import type { Clock } from '../util/clock.js';
 import { WakeTimer } from '../util/wake-timer.js';
 import { SealedChunkWire } from '../files/sealed-chunk-wire.js';
 import type { MulticastSender } from '../net/multicast.js';
+import { GROUP_BATCH_MS } from '../net/datagram-batch.js';
 import { GroupPace, type HandOver, type MemberView } from '../transfer/group-pace.js';
 import { PathMtu } from '../transfer/path-mtu.js';
 import { DEFAULT_RECEIVER_OPTIONS } from '../transfer/receiver.js';
@@ -208,13 +209,13 @@ export class GroupPush {
     if (indices.length > 0) this.wire.send(this.groupTransferId, indices, now);
   }
 
-  /** How long after a chunk went out its acknowledgement can be expected: two round trips and
-   *  the receivers' delay for the group's chunks (with a margin), from the median device's
-   *  measured RTT. */
+  /** How long after a chunk went out its acknowledgement can be expected: two round trips, the
+   *  receivers' batching and delay for the group's chunks (with a margin), from the median
+   *  device's measured RTT. */
   private lag(): number {
     const rtts = this.sessions.map((s) => s.srtt).filter((r): r is number => r !== undefined).sort((a, b) => a - b);
     const median = rtts.length > 0 ? rtts[Math.floor(rtts.length / 2)]! : 5;
-    return 2 * median + DEFAULT_RECEIVER_OPTIONS.groupAckDelayMs + 5;
+    return 2 * median + GROUP_BATCH_MS + DEFAULT_RECEIVER_OPTIONS.groupAckDelayMs + 5;
   }
 
   /** Count what each listening device lacks of what it should have by now (GroupPace decides
