@@ -10,7 +10,7 @@ import type { Clock } from './clock.js';
  * time, now less than 1 ms away. A fine timer (a sender's pacing) waits for it on immediates,
  * spinning the event loop; a `coarse` one (an ACK's delay, an idle timeout) sleeps another
  * millisecond. A device receiving a multicast group's trickle spun like this at each of its
- * delayed ACKs: about a fifth of its main thread's time (docs/benchmarks.md).
+ * delayed ACKs: 17% of its main thread's samples in a profile (docs/benchmarks.md).
  */
 export class WakeTimer {
   private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;

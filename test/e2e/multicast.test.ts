@@ -72,7 +72,7 @@ describe.skipIf(!canNetns)('multicast push (network namespace, needs root)', () 
     expect(lossy).toBeLessThanOrEqual(1);
     expect(Number(m![1])).toBe(1 + lossy);
     for (const d of devices) await d.waitFor(/Major = 9\nMinor = 1/);
-    const shares = [];
+    const shares: number[] = [];
     for (const d of devices.slice(0, 3)) {
       const s = await statsOf(d);
       expect(s.group).toBeGreaterThan(0);
