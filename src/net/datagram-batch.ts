@@ -6,12 +6,13 @@
  * `limit` of them, the oldest at most `maxWaitMs` old) took a sixth off that at 5–10 Mbit/s
  * (docs/benchmarks.md, fifth session). Pure: time is an argument.
  */
+import { DEFAULT_RECEIVER_OPTIONS } from '../transfer/receiver.js';
 
 /** The group's datagrams wait at most this long on a device: the server allows for it when it
  *  counts what a device lacks (a late acknowledgement is not a loss). */
 export const GROUP_BATCH_MS = 50;
-/** A full batch is taken at once: as many as the receiver acknowledges at a time (groupAckEvery). */
-export const GROUP_BATCH_DATAGRAMS = 32;
+/** A full batch is taken at once: as many as the receiver acknowledges at a time. */
+export const GROUP_BATCH_DATAGRAMS = DEFAULT_RECEIVER_OPTIONS.groupAckEvery;
 
 export class DatagramBatch<T> {
   private items: T[] = [];
