@@ -22,6 +22,8 @@ export interface TransferProgress {
   /** Chunks the sender resent and the receiver then reported it already held. */
   readonly spurious: number;
   readonly datagrams: number;
+  /** The peer answered the offer (chunks may go before it does: the sender's first flight). */
+  readonly accepted: boolean;
 }
 
 /** How chunks reach the peer. */
@@ -89,7 +91,7 @@ export class OutgoingFile {
     const s = this.sender;
     return {
       acked: s.acked, total: s.totalChunks, retransmits: s.retransmits, timeouts: s.timeouts, phase: s.phase,
-      spurious: s.spuriousRetransmits, datagrams: this.wire.datagrams,
+      spurious: s.spuriousRetransmits, datagrams: this.wire.datagrams, accepted: s.accepted,
     };
   }
 

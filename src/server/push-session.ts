@@ -19,6 +19,17 @@ import type { ClientRecord } from './registry.js';
 
 export type PushProgress = TransferProgress;
 
+/** Sealed bytes sent with the OFFER, before the device has accepted it: QUIC's initial window
+ *  (RFC 9002 §7.2, 14,720 bytes), which a path is expected to take at once. A module this small
+ *  (10 KiB with its tags) is all on the device once it has checked the offer. */
+export const FIRST_FLIGHT_BYTES = 14_720;
+
+/** How many of a sealed release's first chunks fit the first flight. */
+export function firstFlightChunks(sealed: Pick<SealedRelease, 'size' | 'chunkSize' | 'totalChunks' | 'entryBytes'>): number {
+  const sealedBytes = sealed.size + sealed.totalChunks * (sealed.entryBytes - sealed.chunkSize);
+  return sealedBytes <= FIRST_FLIGHT_BYTES ? sealed.totalChunks : Math.floor(FIRST_FLIGHT_BYTES / sealed.entryBytes);
+}
+
 /** What a push session needs of the server's channel. */
 export interface PushChannel {
   /** A message, sealed by the client's session. */
@@ -63,7 +74,7 @@ export class PushSession {
       // Signed once per session: a re-offer repeats the same manifest, not a new signature.
       encodeOffer: (id) => encode({ type: 'offer', transferId: id, manifest: signed.bytes, signature: signed.signature, contentKey: sealed.key, sealId: sealed.sealId }),
       renumber: () => renumber(this),
-    }, clock, senderOptions);
+    }, clock, { firstFlight: firstFlightChunks(sealed), ...senderOptions });
   }
 
   /** Start sending; chunks go out as the release's sealing makes them available (and, in a

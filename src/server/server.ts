@@ -601,7 +601,7 @@ export class NxtServer extends EventEmitter {
       const { progress } = session;
       const timedOut = outcome.code === ResultCode.timeout;
       const fragmentsLost = session.fragmentsLost;
-      const blocked = timedOut && session.chunkSize > SMALL_CHUNK_BYTES && progress.acked === 0 && progress.datagrams > 0;
+      const blocked = timedOut && session.chunkSize > SMALL_CHUNK_BYTES && progress.accepted && progress.acked === 0 && progress.datagrams > 0;
       const ipFragments = fragmented.has(session.client.id) && !session.pieced;
       if (blocked && !ipFragments) {
         this.largeChunksFailed.add(session.client.id);

@@ -276,7 +276,7 @@ describe('a module that must not be activated', () => {
     expect(a.output).not.toMatch(/Major = 8/);
   });
 
-  it('is refused before any chunk is sent when it exceeds the client\'s size limit', async () => {
+  it('is refused at its offer (only the first flight crosses the network) when it exceeds the client\'s size limit', async () => {
     const a = await startClient('a', port, join(dir, 'a'), trust, '127.0.0.1', ['--max-module-bytes', '100']);
     expect(await push(V2)).toMatch(/failed \(tooLarge\): module of \d+ bytes exceeds this client's limit of 100/);
     await a.waitFor(/update refused: module of \d+ bytes exceeds/);

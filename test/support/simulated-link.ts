@@ -29,6 +29,8 @@ export interface LinkProfile {
   stall?: { at: number; ms: number };
   /** Drop every datagram in both directions from this time on (a device that vanished). */
   deadAfterMs?: number;
+  /** Drop the first this many OFFERs. */
+  dropOffers?: number;
   /** Drop specific chunk transmissions: (index, attempt) → drop. */
   dropChunk?: (index: number, attempt: number) => boolean;
   /** A bottleneck toward the receivers, shared by all flows: chunks per ms it forwards, and how
@@ -62,7 +64,14 @@ export interface FlowSpec {
   prepared?: readonly (readonly [number, number])[];
 }
 
-type SimOptions = { sender?: Partial<SenderOptions>; receiver?: Partial<ReceiverOptions>; maxTimeMs?: number };
+type SimOptions = {
+  sender?: Partial<SenderOptions>;
+  receiver?: Partial<ReceiverOptions>;
+  maxTimeMs?: number;
+  /** The receiver takes this long to accept a new offer (a device checking its signature): what
+   *  reaches it meanwhile waits, in order, as in a socket's buffer. */
+  offerCheckMs?: number;
+};
 type Event = { at: number; seq: number; run: () => void };
 
 /** One transfer over `link`. */
@@ -124,6 +133,13 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
     const attempts = new Map<number, number>();
     let senderTimerAt: number | undefined;
     let receiverTimerAt: number | undefined;
+    let offersSent = 0;
+    /** The receiver is checking an offer until then; what reaches it waits (in order). */
+    let receiverBusyUntil = Number.NEGATIVE_INFINITY;
+    const atReceiver = (run: () => void): void => {
+      if (now < receiverBusyUntil) schedule(receiverBusyUntil, run);
+      else run();
+    };
 
     const armSender = (): void => {
       const at = sender.wakeAt;
@@ -159,17 +175,24 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
     const runSender = (actions: ReturnType<ChunkSender['onTimer']>): void => {
       for (const a of actions) {
         if (a.kind === 'send-offer') {
-          transmit(() => {
+          if (offersSent++ < (link.dropOffers ?? 0)) continue;
+          const accept = (): void => {
             receiver ??= new ChunkReceiver(chunks.length, now, spec.alreadyHeld ?? 0, opts.receiver);
             runReceiver(receiver.onOffer(now));
-          });
+          };
+          transmit(() => atReceiver(() => {
+            if (receiver || !opts.offerCheckMs) { accept(); return; }
+            receiverBusyUntil = now + opts.offerCheckMs;
+            schedule(receiverBusyUntil, accept);
+          }));
         } else if (a.kind === 'send-chunk') {
           result.chunkTransmissions++;
           const attempt = (attempts.get(a.index) ?? 0) + 1;
           attempts.set(a.index, attempt);
           if (link.dropChunk?.(a.index, attempt)) continue;
           const payload = chunks[a.index]!;
-          transmit(() => { if (receiver) runReceiver(receiver.onData(a.index, payload, now)); }, true);
+          // Before its offer the receiver knows no such transfer: the chunk is dropped.
+          transmit(() => atReceiver(() => { if (receiver) runReceiver(receiver.onData(a.index, payload, now)); }), true);
         } else if (a.kind === 'done') {
           result.endedAt = now - epoch;
         }

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, chunkEntryBytes, decodeEnvelope, forEachChunk, TAG_BYTES } from '../../src/protocol/envelope.js';
 import { PieceAssembler } from '../../src/files/piece-assembler.js';
-import { PIECE_CHUNK_BYTES } from '../../src/net/fragments.js';
+import { LARGE_CHUNK_BYTES, PIECE_CHUNK_BYTES } from '../../src/net/fragments.js';
+import { FIRST_FLIGHT_BYTES, firstFlightChunks } from '../../src/server/push-session.js';
+import { SMALL_CHUNK_BYTES } from '../../src/server/release.js';
 import { blockEntries, sealRelease, SealedReleases, type SealedRelease, type Sealer } from '../../src/server/sealed-release.js';
 import { NxtError } from '../../src/errors.js';
 import { SealedChunkWire } from '../../src/files/sealed-chunk-wire.js';
@@ -280,5 +282,18 @@ describe('sealing in a thread of its own', () => {
     } finally {
       await thread.close();
     }
+  });
+});
+
+describe('the first flight of a push (chunks sent with its OFFER)', () => {
+  const shape = (size: number, chunkSize: number) => ({ size, chunkSize, totalChunks: Math.ceil(size / chunkSize), entryBytes: chunkEntryBytes(chunkSize) });
+
+  it('is the whole of a module that fits QUIC\'s initial window, and whole chunks of a larger one', () => {
+    // A 10 KiB module in large chunks: two entries, 10,240 bytes and their tags and headers.
+    expect(firstFlightChunks(shape(10 * 1024, LARGE_CHUNK_BYTES))).toBe(2);
+    expect(firstFlightChunks(shape(1024 * 1024, LARGE_CHUNK_BYTES))).toBe(Math.floor(FIRST_FLIGHT_BYTES / chunkEntryBytes(LARGE_CHUNK_BYTES)));
+    expect(firstFlightChunks(shape(1024 * 1024, SMALL_CHUNK_BYTES))).toBe(Math.floor(FIRST_FLIGHT_BYTES / chunkEntryBytes(SMALL_CHUNK_BYTES)));
+    // Never more than the window, whatever the module: a chunk larger than it goes after the offer.
+    expect(firstFlightChunks(shape(64 * 1024, 16 * 1024))).toBe(0);
   });
 });

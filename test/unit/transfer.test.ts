@@ -11,10 +11,13 @@ function concat(parts: Uint8Array[]): Buffer {
   return Buffer.concat(parts.map((p) => Buffer.from(p)));
 }
 
-/** `count` chunks over `link` (timeouts far away: only the link decides) arrive exact. */
-function endsExact(count: number, link: LinkProfile, seed: number, trackedChunks?: number): void {
+/** `count` chunks over `link` (timeouts far away: only the link decides) arrive exact; `firstFlight`
+ *  of them go with the offer, which the receiver takes `offerCheckMs` to accept. */
+function endsExact(count: number, link: LinkProfile, seed: number, trackedChunks?: number, firstFlight = 0, offerCheckMs = 0): void {
   const chunks = makeChunks(count, 17);
-  const r = simulateTransfer(chunks, link, seed, { sender: { peerTimeoutMs: 600_000, ...(trackedChunks === undefined ? {} : { trackedChunks }) }, receiver: { idleTimeoutMs: 600_000 } });
+  const r = simulateTransfer(chunks, link, seed, {
+    sender: { peerTimeoutMs: 600_000, firstFlight, ...(trackedChunks === undefined ? {} : { trackedChunks }) }, receiver: { idleTimeoutMs: 600_000 }, offerCheckMs,
+  });
   expect(r.outcome?.code).toBe(ResultCode.ok);
   expect(concat(r.delivered).equals(concat(chunks))).toBe(true);
 }
@@ -77,7 +80,10 @@ describe('over a hostile link', () => {
         // Heavy reordering causes spurious retransmissions (as in TCP); correctness must hold.
         fc.integer({ min: 0, max: 20 }),
         fc.integer(),
-        (count, loss, duplicate, jitterMs, seed) => endsExact(count, { loss, duplicate, jitterMs, delayMs: 2 }, seed),
+        // Chunks sent with the offer, and how long the receiver takes to accept it.
+        fc.integer({ min: 0, max: 40 }),
+        fc.integer({ min: 0, max: 30 }),
+        (count, loss, duplicate, jitterMs, seed, firstFlight, offerCheckMs) => endsExact(count, { loss, duplicate, jitterMs, delayMs: 2 }, seed, undefined, firstFlight, offerCheckMs),
       ),
       { numRuns: 60 },
     );
@@ -100,10 +106,59 @@ describe('a sender\'s memory', () => {
         fc.integer({ min: 0, max: 20 }),
         fc.integer({ min: 0, max: 4 }),
         fc.integer(),
-        (count, loss, duplicate, jitterMs, ringLog2, seed) => endsExact(count, { loss, duplicate, jitterMs, delayMs: 2 }, seed, 4 << ringLog2),
+        fc.integer({ min: 0, max: 40 }),
+        (count, loss, duplicate, jitterMs, ringLog2, seed, firstFlight) => endsExact(count, { loss, duplicate, jitterMs, delayMs: 2 }, seed, 4 << ringLog2, firstFlight, 10),
       ),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('chunks sent with the offer (the first flight)', () => {
+  const ack = (cumulative: number, echo: number) => ({ type: 'ack' as const, transferId: 1, cumulative, window: 64, echo, sack: new Uint8Array() });
+
+  it('a file that fits is all at the receiver when it accepts the offer: one round trip less', () => {
+    const chunks = makeChunks(3);
+    const link = { ...clean, delayMs: 5 };
+    const without = simulateTransfer(chunks, link, 11, { offerCheckMs: 20 });
+    const withFlight = simulateTransfer(chunks, link, 11, { offerCheckMs: 20, sender: { firstFlight: 3 } });
+    for (const r of [without, withFlight]) {
+      expect(r.outcome?.code).toBe(ResultCode.ok);
+      expect(concat(r.delivered).equals(concat(chunks))).toBe(true);
+      expect(r.chunkTransmissions).toBe(3);
+    }
+    expect(withFlight.endedAt).toBeLessThanOrEqual(without.endedAt - 2 * link.delayMs + 0.5);
+  });
+
+  it('takes no round-trip or delivery-rate sample from them, and times them out from the acceptance', () => {
+    const sender = new ChunkSender(2, { firstFlight: 2 });
+    expect(sender.start(0)).toEqual([{ kind: 'send-offer' }, { kind: 'send-chunk', index: 0 }, { kind: 'send-chunk', index: 1 }]);
+    // The receiver took 300 ms over the offer (a slow device checking its signature).
+    sender.onAck(ack(0, 0xffffffff), 300);
+    expect(sender.accepted).toBe(true);
+    expect(sender.wakeAt).toBe(300 + sender.rto);
+    sender.onAck(ack(2, 1), 300.2);
+    expect(sender.phase).toBe('verifying');
+    expect(sender.srtt).toBeUndefined();
+    expect(sender.bandwidth).toBe(0);
+  });
+
+  it('resends them as soon as an offer that had to be repeated is accepted (the receiver dropped them with the first)', () => {
+    const chunks = makeChunks(3);
+    const r = simulateTransfer(chunks, { ...clean, dropOffers: 1 }, 12, { sender: { firstFlight: 3 } });
+    expect(r.outcome?.code).toBe(ResultCode.ok);
+    expect(concat(r.delivered).equals(concat(chunks))).toBe(true);
+    expect(r.retransmits).toBe(3);
+    // One retransmission timeout (the offer's, 500 ms), not a second one for the chunks.
+    expect(r.endedAt).toBeLessThan(600);
+  });
+
+  it('costs a resuming receiver only the chunks of the flight it already held', () => {
+    const chunks = makeChunks(400);
+    const r = simulateTransfer(chunks, clean, 7, { alreadyHeld: 250, sender: { firstFlight: 2 } });
+    expect(r.outcome?.code).toBe(ResultCode.ok);
+    expect(r.chunkTransmissions).toBe(152);
+    expect(concat(r.delivered).equals(concat(chunks.slice(250)))).toBe(true);
   });
 });
 
