@@ -21,7 +21,7 @@ import type { History } from './history.js';
 import { PushSession, type PushProgress } from './push-session.js';
 import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord, type SavedClient } from './registry.js';
 import { chunkSizeFor, SMALL_CHUNK_BYTES, type Release } from './release.js';
-import { SealedReleases, type SealedRelease } from './sealed-release.js';
+import { SealedReleases, smallAtOnce, type SealedRelease } from './sealed-release.js';
 import { SealThread } from './seal-thread.js';
 import { PathMtu } from '../transfer/path-mtu.js';
 import { Turns } from '../util/turns.js';
@@ -869,7 +869,7 @@ export class NxtServer extends EventEmitter {
   private sealedReleases(): SealedReleases {
     this.sealed ??= new SealedReleases(this.options.stateDir !== undefined
       ? join(this.options.stateDir, 'sealed')
-      : mkdtempSync(join(tmpdir(), 'nxt-sealed-')), undefined, undefined, this.sealThread?.seal);
+      : mkdtempSync(join(tmpdir(), 'nxt-sealed-')), undefined, undefined, this.sealThread ? smallAtOnce(this.sealThread.seal) : undefined);
     return this.sealed;
   }
 

@@ -7,7 +7,7 @@ import { PieceAssembler } from '../../src/files/piece-assembler.js';
 import { LARGE_CHUNK_BYTES, PIECE_CHUNK_BYTES } from '../../src/net/fragments.js';
 import { FIRST_FLIGHT_BYTES, firstFlightChunks } from '../../src/server/push-session.js';
 import { SMALL_CHUNK_BYTES } from '../../src/server/release.js';
-import { blockEntries, sealRelease, SealedReleases, type SealedRelease, type Sealer } from '../../src/server/sealed-release.js';
+import { blockEntries, SEAL_AT_ONCE_BYTES, sealAll, sealRelease, SealedReleases, smallAtOnce, type SealedRelease, type Sealer } from '../../src/server/sealed-release.js';
 import { NxtError } from '../../src/errors.js';
 import { SealedChunkWire } from '../../src/files/sealed-chunk-wire.js';
 import { SealThread } from '../../src/server/seal-thread.js';
@@ -94,6 +94,29 @@ describe('a sealed release', () => {
     // Made after the failure (the release was handed out before it): no open of a missing file.
     expect(() => new SealedChunkWire(seal, { sendv: () => undefined, queued: () => 0 }, new PathMtu({ max: 8952 })).close()).not.toThrow();
     expect(seal.failure?.message).toMatch(/the disk is full/);
+  });
+});
+
+describe('a small release, sealed at once', () => {
+  it('is the very file the block-by-block seal makes, sealed before the sealer is asked to start, which is never asked', async () => {
+    const dir = tempDir('nxt-seal-');
+    const file = join(dir, 'm.mjs');
+    const bytes = randomBytes(SEAL_AT_ONCE_BYTES - 5);
+    writeFileSync(file, bytes);
+    const shape = { size: bytes.length, sha256: await hashFile(file), chunkSize: 8192 };
+    const fixed = (n: number): Uint8Array => new Uint8Array(n).fill(3);
+    const threadless: Sealer = () => { throw new Error('a small release went to the sealer'); };
+    const atOnce = await sealRelease(file, shape, join(dir, 'once.chunks'), fixed, smallAtOnce(threadless));
+    // Whole the moment sealRelease resolves: nothing left for a thread.
+    expect(atOnce.sealedChunks).toBe(atOnce.totalChunks);
+    const blocks = await sealRelease(file, shape, join(dir, 'blocks.chunks'), fixed, (job, progress) => { void sealAll(job, progress); });
+    await whenDone(blocks);
+    expect(readFileSync(atOnce.path).equals(readFileSync(blocks.path))).toBe(true);
+
+    writeFileSync(file, randomBytes(bytes.length)); // changed after signing
+    await expect(sealRelease(file, shape, join(dir, 'changed.chunks'), fixed, smallAtOnce(threadless))).rejects.toMatchObject({ code: 'module-changed' });
+    expect(existsSync(join(dir, 'changed.chunks'))).toBe(false);
+    await expect(sealRelease(join(dir, 'missing.mjs'), shape, join(dir, 'missing.chunks'), fixed, smallAtOnce(threadless))).rejects.toMatchObject({ code: 'no-such-file' });
   });
 });
 
