@@ -607,15 +607,20 @@ export class NxtServer extends EventEmitter {
         this.largeChunksFailed.add(session.client.id);
         if (this.largeChunksFailed.size > MAX_PATHS) this.largeChunksFailed.delete(this.largeChunksFailed.values().next().value!);
       }
+      // The device fell silent while datagrams that IP fragments were being lost (its kernel may
+      // have run out of reassembly memory, which then drops every fragment): as when the session
+      // gave up on them mid-way, this push goes again at once in whole datagrams.
+      let fragmentsGaveOut = false;
       if (!group) {
         const decision = this.fragments.pushEnded(session.client.id, {
           // Given up early: judged on what it sent, not on the whole file.
           fragmented: fragmented.has(session.client.id), chunks: fragmentsLost ? session.chunksSent : progress.total, acked: progress.acked,
           resent: progress.retransmits - progress.spurious, timedOut, pieces: session.pieced,
         }, this.options.clock.now());
-        if (decision) this.emit('datagrams', `${shortId(session.client.id)}: ${describeFragmentDecision(decision, session.pieced)}${fragmentsLost ? ', this push again at once' : ''}`);
+        fragmentsGaveOut = timedOut && ipFragments && decision?.change === 'lossy';
+        if (decision) this.emit('datagrams', `${shortId(session.client.id)}: ${describeFragmentDecision(decision, session.pieced)}${fragmentsLost || fragmentsGaveOut ? ', this push again at once' : ''}`);
       }
-      if ((blocked || fragmentsLost) && retries < 2) return (await this.pushHere(release, [session.client], retries + 1))[0]!;
+      if ((blocked || fragmentsLost || fragmentsGaveOut) && retries < 2) return (await this.pushHere(release, [session.client], retries + 1))[0]!;
       if (outcome.code === ResultCode.ok && outcome.active) session.client.version = outcome.active;
       // Refused as "not newer" by a device that runs this very release: already installed, which
       // is not a failure and raises no alert.
