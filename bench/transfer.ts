@@ -462,6 +462,9 @@ await section('huge', async () => {
   console.log(`\nOutcome: ${outcome.slice(0, 200)}`);
 });
 
+/** The far device's one-way delay in the latency section. */
+const FAR_DELAY_MS = 25;
+
 await section('latency', async () => {
   console.log(`\n## 10 KiB module: from typing push to the new version printed by the client\n`);
   // The sections before leave up to gigabytes of files to write back (the 1 GiB module, its
@@ -471,12 +474,12 @@ await section('latency', async () => {
   const client = clients[0]!;
   const pushes = Math.max(RUNS, 15);
   let r = 0;
-  const timeOne = async (): Promise<number> => {
-    const from = client.output.length;
+  const timeOne = async (from: Proc, device: Proc): Promise<number> => {
+    const at = device.output.length;
     const t0 = performance.now();
     // New bytes each time, as a new release would be (no help from a module cache).
-    const pushed = push(server, writeModule(work, `small_10k_${r++}.mjs`, 10 * 1024));
-    await client.waitFor(/Major = 9\nMinor = 1/, 30_000, from);
+    const pushed = push(from, writeModule(work, `small_10k_${r++}.mjs`, 10 * 1024));
+    await device.waitFor(/Major = 9\nMinor = 1/, 30_000, at);
     const ms = performance.now() - t0;
     await pushed;
     return ms;
@@ -487,13 +490,23 @@ await section('latency', async () => {
   const waited: number[] = [];
   for (let i = 0; i < pushes; i++) {
     waited.push(await atRest([server.pid, client.pid]));
-    rest.push(await timeOne());
+    rest.push(await timeOne(server, client));
   }
   const backToBack: number[] = [];
-  for (let i = 0; i < pushes; i++) backToBack.push(await timeOne());
+  for (let i = 0; i < pushes; i++) backToBack.push(await timeOne(server, client));
   const line = (xs: number[]): string => `median ${fmtMs(median(xs))}, min ${fmtMs(Math.min(...xs))}, max ${fmtMs(Math.max(...xs))} over ${xs.length} pushes`;
   console.log(`- the device at rest before each push (waited ${fmtMs(median(waited))} for it, median): ${line(rest)} (target ≤ 50 ms: ${median(rest) <= 50 ? 'met' : 'NOT met'})`);
   console.log(`- back to back, each push typed as the one before finished: ${line(backToBack)}`);
+  await stopAll();
+  // A device far away (a WAN, a cellular link): what a push costs in round trips shows here.
+  const far = await fleet(1, lossyLink(1, { loss: 0, delayMs: FAR_DELAY_MS }));
+  const farTimes: number[] = [];
+  for (let i = 0; i < pushes; i++) {
+    await atRest([far.server.pid, far.clients[0]!.pid]);
+    farTimes.push(await timeOne(far.server, far.clients[0]!));
+  }
+  await far.proxy?.close();
+  console.log(`- through a relay that holds each datagram ${FAR_DELAY_MS} ms each way (a ${2 * FAR_DELAY_MS} ms round trip), at rest: ${line(farTimes)}`);
 });
 
 await section('fanout', async () => {
