@@ -81,10 +81,21 @@ const median = (xs: number[]): number => {
 };
 const fmt = (ms: number): string => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : 'failed');
 
-interface NxtRun { ms: number; cpu: number; rssMb: number; straggler?: number; devicesCpu: number }
+interface NxtRun {
+  ms: number; cpu: number; rssMb: number; devicesCpu: number;
+  /** With a lossy device named: when the others were done (their longest "in N ms"). */
+  straggler?: number;
+  /** The lossy device's loss was on for this push. */
+  lossy?: boolean;
+  /** Not counted: the first push of an alternating run (a fleet's first push is its slowest). */
+  warmUp?: boolean;
+}
 
-/** nxt: a server (multicast or not) and `n` devices; `runs` pushes of fresh modules. */
-async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { multicast: boolean; lossyDevice?: number; groupDatagram?: number; label?: string; explain?: boolean }): Promise<NxtRun[]> {
+/** nxt: a server (multicast or not) and `n` devices; `runs` pushes of fresh modules. With
+ *  `alternate`, the lossy device's loss is on for half of them, interleaved: one clean push not
+ *  counted, then `runs` pairs in the order lossy, clean, clean, lossy, … (the same processes, close
+ *  in time: this machine's pushes slow down over a section, so runs minutes apart compare badly). */
+async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { multicast: boolean; lossyDevice?: number; alternate?: boolean; groupDatagram?: number; label?: string; explain?: boolean }): Promise<NxtRun[]> {
   const state = join(work, `server-${n}-${o.multicast}-${o.lossyDevice ?? 'clean'}-${o.groupDatagram ?? 'mtu'}${o.label ?? ''}`);
   const extra = ['--renew', '5000', ...(o.multicast ? ['--multicast', `${GROUP}:${GROUP_PORT}`, '--multicast-interface', SERVER_ADDR] : []),
     ...(o.groupDatagram === undefined ? [] : ['--multicast-datagram', String(o.groupDatagram)])];
@@ -94,15 +105,21 @@ async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { 
     devices.push(...await Promise.all(Array.from({ length: Math.min(10, n - i) }, (_, k) =>
       startClient(`d${i + k}`, port, join(state, `d${i + k}`), join(state, 'release.pub'), SERVER_ADDR, ['--probation', '1', ...(o.multicast ? [] : ['--no-multicast'])], { netns: deviceNs(i + k) }))));
   }
-  if (o.lossyDevice !== undefined) {
-    // 5% of everything arriving at that device is lost (nft in its namespace).
-    spawnSync('ip', ['netns', 'exec', deviceNs(o.lossyDevice), 'nft', '-f', '-'], {
-      input: 'table inet lossy {\n chain in {\n  type filter hook input priority 0;\n  udp sport != 0 numgen random mod 20 == 0 drop\n }\n}\n',
+  // 5% of everything arriving at that device is lost (nft in its namespace).
+  const setLoss = (on: boolean): void => {
+    spawnSync('ip', ['netns', 'exec', deviceNs(o.lossyDevice!), 'nft', '-f', '-'], {
+      input: on ? 'table inet lossy {\n chain in {\n  type filter hook input priority 0;\n  udp sport != 0 numgen random mod 20 == 0 drop\n }\n}\n' : 'delete table inet lossy\n',
     });
-  }
+  };
+  const alternate = o.alternate === true && o.lossyDevice !== undefined;
+  if (o.lossyDevice !== undefined && !alternate) setLoss(true);
   const out: NxtRun[] = [];
-  for (let r = 0; r < runs; r++) {
+  const pushes = alternate ? 1 + 2 * runs : runs;
+  let lossOn = false;
+  for (let r = 0; r < pushes; r++) {
     const minor = r + 1;
+    const lossy = alternate ? r > 0 && (r - 1) % 4 !== 1 && (r - 1) % 4 !== 2 : o.lossyDevice !== undefined;
+    if (alternate && lossy !== lossOn) { setLoss(lossy); lossOn = lossy; }
     const file = writeModule(work, `fan${n}${o.multicast ? 'm' : 'u'}${o.lossyDevice === undefined ? '' : 'lossy'}${o.groupDatagram ?? ''}${o.label ?? ''}_9_${minor}.mjs`, mib * 1024 * 1024, 9, minor);
     // Every device online first: after a push that loaded a module on each, a loaded machine may
     // have let some leases lapse.
@@ -166,7 +183,7 @@ async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { 
       straggler = Math.max(...others);
     }
     out.push({ ms: done === n ? ms : NaN, cpu: cpuSeconds(server.pid) - cpu0, rssMb: peakRssMb(server.pid), straggler,
-      devicesCpu: devices.reduce((a, d) => a + cpuSeconds(d.pid), 0) - devicesCpu0 });
+      devicesCpu: devices.reduce((a, d) => a + cpuSeconds(d.pid), 0) - devicesCpu0, lossy, warmUp: alternate && r === 0 });
     // Every device on probation commits before the next push (a newer one would replace it anyway).
     await new Promise((res) => setTimeout(res, 1200));
   }
@@ -260,15 +277,19 @@ export async function runFanout(o: { mib: number; devices: number[]; runs: numbe
     }
     console.log(rows.join('\n'));
     if (o.devices.includes(10)) {
-      const lossy = await nxtRuns(work, 10, o.mib, o.runs, { explain: o.explain, multicast: true, lossyDevice: 0 });
-      // The clean time again, right after: on this machine every push late in the section is
-      // slower than early on (a clean push measured here took 1.98 s, 1.29 s at the start of the
-      // same section), so the lossy case is set beside both.
-      const cleanAfter = median((await nxtRuns(work, 10, o.mib, o.runs, { explain: o.explain, multicast: true, label: '-again' })).map((x) => x.ms));
+      // Pushes with and without the lossy device alternate in one fleet: on this machine every
+      // push late in the section is slower than early on (a clean push measured after the rest
+      // took 1.98 s, 1.29 s at the start of the same section), so a clean time from minutes
+      // before says little. The same nine devices are timed either way (their own "in N ms").
+      const runs = (await nxtRuns(work, 10, o.mib, o.runs, { explain: o.explain, multicast: true, lossyDevice: 0, alternate: true })).filter((x) => !x.warmUp);
+      const lossy = runs.filter((x) => x.lossy);
+      const clean = runs.filter((x) => !x.lossy);
       const others = median(lossy.map((x) => x.straggler ?? NaN));
-      const clean = tenMulticast[0] ?? NaN;
-      console.log(`\nOne of 10 devices behind 5% loss (multicast): the other 9 done in ${fmt(others)}, all 10 in ${fmt(median(lossy.map((x) => x.ms)))}; `
-        + `clean 10-device time ${fmt(clean)} at the start of the section: ${(others / clean).toFixed(2)}×, ${fmt(cleanAfter)} right after: ${(others / cleanAfter).toFixed(2)}× (target ≤ 1.2×)`);
+      const cleanOthers = median(clean.map((x) => x.straggler ?? NaN));
+      const first = tenMulticast[0] ?? NaN;
+      console.log(`\nOne of 10 devices behind 5% loss (multicast), alternated with clean pushes to the same fleet (${lossy.length} each): the other 9 done in ${fmt(others)} `
+        + `(all 10 in ${fmt(median(lossy.map((x) => x.ms)))}), against ${fmt(cleanOthers)} in the clean pushes (all 10 in ${fmt(median(clean.map((x) => x.ms)))}): `
+        + `${(others / cleanOthers).toFixed(2)}× (target ≤ 1.2×); against the section's first clean 10-device time (${fmt(first)}): ${(others / first).toFixed(2)}×`);
     }
     if (o.devices.includes(50) && o.devices.includes(10)) console.log('(50 devices target: ≤ 2 × the 10-device multicast time)');
   } finally {
