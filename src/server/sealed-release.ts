@@ -99,9 +99,9 @@ export interface SealJob {
 export type Sealer = (job: SealJob, progress: (sealed: number, failure?: NxtError) => void) => void;
 
 /** Releases up to this size are sealed at once, where they are asked for, with synchronous I/O
- *  (~0.2 ms for 64 KiB): through the sealing thread a 10 KiB release took 2–14 ms on the
- *  benchmark VM (a message each way and five trips through libuv's thread pool), at times longer
- *  than the push's signature, which it runs beside. */
+ *  (holding the thread 0.5 ms for 10 KiB, 0.8–1.5 ms for 64 KiB on the benchmark VM): through the
+ *  sealing thread a 10 KiB release took 2–14 ms (a message each way and five trips through
+ *  libuv's thread pool), at times longer than the push's signature, which it runs beside. */
 export const SEAL_AT_ONCE_BYTES = 64 * 1024;
 
 /** `sealer` for releases above SEAL_AT_ONCE_BYTES; smaller ones are sealed at once, here. */
