@@ -8,7 +8,7 @@ import readlineSync from 'readline-sync';
 import { signManifest } from '../security/manifest.js';
 import { describeCompatibility, parseFor } from '../security/compatibility.js';
 import {
-  isReleaseKeySealed, loadOrCreateReleaseKey, loadReleaseKeyOrPublic, PUBLIC_KEY_FILE, sealReleaseKey, type PassphraseSource,
+  isReleaseKeySealed, loadOrCreateReleaseKey, loadReleaseKeyOrPublic, PUBLIC_KEY_FILE, sealReleaseKey, warmUpSigner, type PassphraseSource,
 } from '../security/release-key.js';
 import { NxtError } from '../errors.js';
 import { DEFAULT_MANIFEST_TTL_S, encodePresigned, prepareRelease, PRESIGNED_SUFFIX, SMALL_CHUNK_BYTES, type Release } from '../server/release.js';
@@ -36,6 +36,7 @@ import { runCtl } from './ctl.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
 import { lockDir } from '../util/dir-lock.js';
 import { ensureDir, writeFileAtomic } from '../util/atomic-file.js';
+import { warmHashBuffers } from '../util/hash-file.js';
 import { EXIT_STATUS_HELP, EXIT_USAGE, exitWithError, parseHostPort, parsePort, parsePositiveMs } from './exit-codes.js';
 import { lifecycle } from './lifecycle.js';
 import { nxtVersion, versionLine } from './version.js';
@@ -243,6 +244,12 @@ program.action(async (flags: ServerFlags) => {
     }
     await cluster?.attach(server);
     mode.note(`nxt server listening on UDP port ${endpoint.port}`);
+    // The first push after a start must not sign with tweetnacl cold, nor hash into memory the
+    // process maps for it (the sealing thread readies itself likewise): done now, while idle.
+    setImmediate(() => {
+      if (signer && !warmUpSigner()) mode.note('warning: Ed25519 signing fails RFC 8032\'s test vector', 'warn');
+      warmHashBuffers();
+    });
     if (cluster) mode.note(`node ${cluster.name} (number ${cluster.number}) of the fleet in ${store.where}; ${cluster.nodes().length} other node(s) alive`);
     if (multicast) mode.note(`pushes to several devices go to multicast group ${formatGroup(multicast.sender.group)} first (datagrams up to ${multicast.sender.maxDatagram} bytes)`);
     const fresh = [created && 'release key', newIdentity && 'identity key'].filter(Boolean).join(' and ');

@@ -19,6 +19,14 @@ const readPool = new BufferPool(READ_BYTES, 2);
  *  to its push's first offer. */
 const AT_ONCE_BYTES = 64 * 1024;
 
+/** Map the read buffers now (a server starting): the first push's hash then reads into memory
+ *  it has, as every later one does. */
+export function warmHashBuffers(): void {
+  const bufs = [readPool.take(), readPool.take()];
+  for (const b of bufs) b.fill(0);
+  readPool.give(bufs);
+}
+
 /** SHA-256 of a file, streamed (a small one read at once): a module may be hundreds of
  *  megabytes. Rejects with the I/O error. */
 export async function hashFile(path: string): Promise<string> {

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
 import { isExpired, isTargeted, parseManifest, signManifest, verifyManifest, type Manifest } from '../../src/security/manifest.js';
 import { readFileSync } from 'node:fs';
-import { isReleaseKeySealed, loadOrCreateReleaseKey, readPublicKey, readReleaseKey, sealReleaseKey, verifySignature, warmUpVerifier } from '../../src/security/release-key.js';
+import { isReleaseKeySealed, loadOrCreateReleaseKey, readPublicKey, readReleaseKey, sealReleaseKey, verifySignature, warmUpSigner, warmUpVerifier } from '../../src/security/release-key.js';
 import { compareReleaseVersions, parseReleaseVersion, releaseVersionFromFileName } from '../../src/protocol/release-version.js';
 import { tempDir } from '../support/processes.js';
 
@@ -146,5 +146,9 @@ describe('the verifier\'s warm-up', () => {
     const signature = Buffer.from('92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00', 'hex');
     expect(verifySignature(Buffer.from([0x72]), signature, publicKey)).toBe(true);
     expect(verifySignature(Buffer.from([0x73]), signature, publicKey)).toBe(false);
+  });
+
+  it('and the signer\'s: RFC 8032 TEST 2\'s signature from its key', () => {
+    expect(warmUpSigner()).toBe(true);
   });
 });

@@ -262,6 +262,8 @@ describe('sealing in a thread of its own', () => {
 
   it('seals the very entries this thread would, and reports a changed module from there', async () => {
     const thread = new SealThread(compiled);
+    // Started as a server starts it: readied by a message of its own before the first seal.
+    thread.start();
     try {
       const dir = tempDir('nxt-seal-');
       const file = join(dir, 'm.mjs');
