@@ -125,6 +125,13 @@ export function smallAtOnce(sealer: Sealer): Sealer {
  *  at once). */
 export const sealHere: Sealer = smallAtOnce((job, progress) => { void sealAll(job, progress); });
 
+/** Why a seal stops, in the same words whether it seals at once or block by block. */
+const cannotRead = (path: string, err: unknown): NxtError => new NxtError('no-such-file', `cannot read ${path}: ${errorMessage(err)}`, { cause: err });
+const becameShorter = (size: number): NxtError => new NxtError('module-changed', `the module became shorter than its manifest says (${size} bytes) after it was signed: push it again`);
+const changedAfterSigning = (): NxtError => new NxtError('module-changed', 'the module changed after it was signed (its sha256 no longer matches the manifest): push it again');
+const sealFailure = (outPath: string, err: unknown): NxtError => (err instanceof NxtError ? err
+  : new NxtError('storage', `cannot seal the module into ${outPath}: ${describeFsError(err)}`, { cause: err }));
+
 /** A small release in one go: read, check against what was signed, seal, write, report. */
 function sealAtOnce(job: SealJob, progress: (sealed: number, failure?: NxtError) => void): void {
   const { size, chunkSize } = job;
@@ -134,17 +141,15 @@ function sealAtOnce(job: SealJob, progress: (sealed: number, failure?: NxtError)
     try {
       input = openSync(job.modulePath, 'r');
     } catch (err) {
-      throw new NxtError('no-such-file', `cannot read ${job.modulePath}: ${errorMessage(err)}`, { cause: err });
+      throw cannotRead(job.modulePath, err);
     }
     const plain = Buffer.allocUnsafe(size);
     try {
-      if (readFullySync(input, plain, 0) < size) throw new NxtError('module-changed', `the module became shorter than its manifest says (${size} bytes) after it was signed: push it again`);
+      if (readFullySync(input, plain, 0) < size) throw becameShorter(size);
     } finally {
       closeSync(input);
     }
-    if (createHash('sha256').update(plain).digest('hex') !== job.sha256) {
-      throw new NxtError('module-changed', 'the module changed after it was signed (its sha256 no longer matches the manifest): push it again');
-    }
+    if (createHash('sha256').update(plain).digest('hex') !== job.sha256) throw changedAfterSigning();
     const content = new ContentKey(job.key, job.sealId);
     const out = Buffer.allocUnsafe(size + totalChunks * (chunkEntryBytes(chunkSize) - chunkSize));
     let at = 0;
@@ -153,13 +158,9 @@ function sealAtOnce(job: SealJob, progress: (sealed: number, failure?: NxtError)
       writeChunkEntryHeader(out, at, i, length + TAG_BYTES);
       at = content.sealChunk(i, plain.subarray(i * chunkSize, i * chunkSize + length), out, at + CHUNK_ENTRY_HEADER_BYTES);
     }
-    try {
-      writeFileSync(job.outPath, out.subarray(0, at), { mode: 0o600 });
-    } catch (err) {
-      throw new NxtError('storage', `cannot seal the module into ${job.outPath}: ${describeFsError(err)}`, { cause: err });
-    }
+    writeFileSync(job.outPath, out.subarray(0, at), { mode: 0o600 });
   } catch (err) {
-    progress(0, err instanceof NxtError ? err : new NxtError('storage', `cannot seal the module into ${job.outPath}: ${describeFsError(err)}`, { cause: err }));
+    progress(0, sealFailure(job.outPath, err));
     return;
   }
   progress(totalChunks);
@@ -204,9 +205,7 @@ export async function sealAll(job: SealJob, progress: (sealed: number, failure?:
   let output: FileHandle | undefined;
   let buffers: Buffer[] = [];
   try {
-    input = await open(job.modulePath, 'r').catch((err: unknown) => {
-      throw new NxtError('no-such-file', `cannot read ${job.modulePath}: ${errorMessage(err)}`, { cause: err });
-    });
+    input = await open(job.modulePath, 'r').catch((err: unknown) => { throw cannotRead(job.modulePath, err); });
     output = await open(job.outPath, 'w', 0o600).catch((err: unknown) => {
       throw new NxtError('storage', `cannot create ${job.outPath}: ${describeFsError(err)}`, { cause: err });
     });
@@ -227,7 +226,7 @@ export async function sealAll(job: SealJob, progress: (sealed: number, failure?:
       let got = 0;
       while (got < want) {
         const { bytesRead } = await input!.read(into, got, want - got, first * chunkSize + got);
-        if (bytesRead === 0) throw new NxtError('module-changed', `the module became shorter than its manifest says (${size} bytes) after it was signed: push it again`);
+        if (bytesRead === 0) throw becameShorter(size);
         got += bytesRead;
       }
       return into.subarray(0, want);
@@ -268,9 +267,7 @@ export async function sealAll(job: SealJob, progress: (sealed: number, failure?:
     }
     // The last block is held back until the whole file is known to match what was signed.
     await writing;
-    if (hash.digest('hex') !== job.sha256) {
-      throw new NxtError('module-changed', 'the module changed after it was signed (its sha256 no longer matches the manifest): push it again');
-    }
+    if (hash.digest('hex') !== job.sha256) throw changedAfterSigning();
     // No fsync: the file is a cache that dies with its key (this process); a crash loses nothing.
     await output.close().catch(() => undefined);
     output = undefined;
@@ -278,7 +275,7 @@ export async function sealAll(job: SealJob, progress: (sealed: number, failure?:
     blockPool.give(buffers);
     progress(totalChunks);
   } catch (err) {
-    const failure = err instanceof NxtError ? err : new NxtError('storage', `cannot seal the module into ${job.outPath}: ${describeFsError(err)}`, { cause: err });
+    const failure = sealFailure(job.outPath, err);
     await output?.close().catch(() => undefined);
     output = undefined;
     // The file is deleted by whoever hears of the failure (sealRelease), not here: in the
