@@ -104,7 +104,8 @@ export interface SealJob {
 }
 
 /** Where sealing runs: this thread, or a sealing thread (seal-thread.ts). It calls `progress`
- *  with the chunks sealed so far (whole blocks, then all) and, at most once, with the failure. */
+ *  once the sealed file exists (with 0, or with all for a release sealed at once), then with the
+ *  chunks sealed so far (whole blocks, then all), and at most once with the failure. */
 export type Sealer = (job: SealJob, progress: (sealed: number, failure?: NxtError) => void) => void;
 
 /** Releases up to this size are sealed at once, where they are asked for, with synchronous I/O
@@ -169,7 +170,9 @@ function sealAtOnce(job: SealJob, progress: (sealed: number, failure?: NxtError)
 /**
  * Seal `modulePath` (whose bytes must hash to `sha256`: the file is hashed again as it is
  * sealed, and a mismatch fails the seal, so what is sent is what was signed) into `outPath`.
- * Resolves once the first block is sealed; the rest follows, reported through onProgress.
+ * Resolves once the sealed file exists (a small release: once it is whole), or rejects when it
+ * cannot be made (the module cannot be read, the state dir takes no file); the blocks follow,
+ * reported through onProgress, and so does a later failure (a full disk, the module changed).
  */
 export async function sealRelease(
   modulePath: string,
@@ -179,7 +182,7 @@ export async function sealRelease(
   sealer: Sealer = sealHere,
 ): Promise<SealedRelease> {
   const seal = new StreamingSeal(outPath, shape.size, shape.chunkSize, random(CONTENT_KEY_BYTES), random(SEAL_ID_BYTES));
-  // The first block (or the failure before it) decides what the caller gets; the rest goes on.
+  // The first report (the file made, or the failure before it) decides what the caller gets.
   await new Promise<void>((resolve) => {
     sealer({ modulePath, size: shape.size, sha256: shape.sha256, chunkSize: shape.chunkSize, outPath, key: seal.key, sealId: seal.sealId }, (sealed, failure) => {
       // A failed seal's half-written file goes here, in the same turn as the failure is known:
@@ -209,6 +212,9 @@ export async function sealAll(job: SealJob, progress: (sealed: number, failure?:
     output = await open(job.outPath, 'w', 0o600).catch((err: unknown) => {
       throw new NxtError('storage', `cannot create ${job.outPath}: ${describeFsError(err)}`, { cause: err });
     });
+    // The sealed file exists: a push may open it and offer the release now, while its first
+    // blocks are sealed (the device checks the offer's signature meanwhile).
+    progress(0);
     const content = new ContentKey(job.key, job.sealId);
     const stepChunks = blockEntries(entryBytes);
     const blocks = Math.ceil(totalChunks / stepChunks);

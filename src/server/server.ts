@@ -553,9 +553,11 @@ export class NxtServer extends EventEmitter {
         : chunkSizeFor(release, path.options.max, pieces);
       return { client, path, chunkSize, pieces };
     });
-    // Sealed once per release and chunk size, whatever the number of devices. A release that
-    // cannot be sealed (a full disk, the file changed) fails the push as a whole, with the
-    // reason, before any device is offered it.
+    // Sealed once per release and chunk size, whatever the number of devices. Devices are
+    // offered it as soon as its sealed file exists: they check the offer's signature while the
+    // first blocks are sealed. A release whose sealed file cannot be made fails the push as a
+    // whole, with the reason, before any device is offered it; sealing that fails later (a full
+    // disk, the module changed after signing) fails each device's session with the reason.
     const sealing = new Map<number, Promise<SealedRelease>>();
     for (const { chunkSize } of paths) {
       if (!sealing.has(chunkSize)) sealing.set(chunkSize, this.sealedReleases().get(release.path, { size: m.size, sha256: m.sha256, chunkSize }));

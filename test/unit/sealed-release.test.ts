@@ -50,6 +50,15 @@ describe('a sealed release', () => {
     expect(Buffer.concat(out).equals(bytes)).toBe(true);
   });
 
+  it('is handed out once its sealed file exists, before its first block: devices check the offer while blocks are sealed', async () => {
+    const bytes = randomBytes(3 * 1024 * 1024);
+    const { seal } = await sealed(bytes, 8192);
+    expect(seal.sealedChunks).toBe(0);
+    expect(existsSync(seal.path)).toBe(true);
+    await whenDone(seal);
+    expect(seal.sealedChunks).toBe(seal.totalChunks);
+  });
+
   it('refuses a chunk under another index, or from a release sealed under another key', async () => {
     const bytes = randomBytes(20_000);
     const a = (await sealed(bytes, 1400)).seal;
