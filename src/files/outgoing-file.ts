@@ -18,6 +18,8 @@ export interface TransferProgress {
   readonly total: number;
   readonly retransmits: number;
   readonly timeouts: number;
+  /** Of those, the ones that were spurious: the path stalled, nothing was lost (F-RTO). */
+  readonly spuriousTimeouts: number;
   readonly phase: string;
   /** Chunks the sender resent and the receiver then reported it already held. */
   readonly spurious: number;
@@ -90,7 +92,7 @@ export class OutgoingFile {
   get progress(): TransferProgress {
     const s = this.sender;
     return {
-      acked: s.acked, total: s.totalChunks, retransmits: s.retransmits, timeouts: s.timeouts, phase: s.phase,
+      acked: s.acked, total: s.totalChunks, retransmits: s.retransmits, timeouts: s.timeouts, spuriousTimeouts: s.spuriousTimeouts, phase: s.phase,
       spurious: s.spuriousRetransmits, datagrams: this.wire.datagrams, accepted: s.accepted,
     };
   }

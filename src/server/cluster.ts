@@ -329,7 +329,7 @@ export class Cluster {
         if (w.ok && w.active) client.version = w.active;
         const report: PushReport = {
           client, release: m, ok: w.ok, already: w.already, outcome: { code: w.code, message: `${w.message} (via node ${r.node})`, active: w.active },
-          elapsedMs: w.elapsedMs, dataMs: undefined, progress: { acked: 0, total: 0, retransmits: 0, timeouts: 0, phase: 'done', spurious: 0, datagrams: 0, accepted: false },
+          elapsedMs: w.elapsedMs, dataMs: undefined, progress: { acked: 0, total: 0, retransmits: 0, timeouts: 0, spuriousTimeouts: 0, phase: 'done', spurious: 0, datagrams: 0, accepted: false },
         };
         reports.set(r.device, report);
         onReport(report);

@@ -1020,8 +1020,10 @@ export function describeOutcome(report: PushReport): string {
   const data = report.dataMs !== undefined && report.progress.total > 1 ? ` (data ${Math.round(report.dataMs)} ms)` : '';
   const took = `in ${Math.round(report.elapsedMs)} ms${data}, ${progress.datagrams} datagrams`;
   const needless = progress.spurious > 0 ? ` (${progress.spurious} needlessly: the path reorders)` : '';
+  const stalls = progress.spuriousTimeouts;
+  const stalled = stalls > 0 ? ` (${stalls === 1 ? 'a stall' : `${stalls} stalls`}, not loss: what was in flight came late)` : '';
   const lossy = progress.retransmits > 0
-    ? `, ${progress.retransmits} of ${progress.total} chunks resent${needless}${progress.timeouts > 0 ? `, ${progress.timeouts} × no answer within the retransmission timeout` : ''}`
+    ? `, ${progress.retransmits} of ${progress.total} chunks resent${needless}${progress.timeouts > 0 ? `, ${progress.timeouts} × no answer within the retransmission timeout${stalled}` : ''}`
     : '';
   if (report.already) return `already installed: it runs release ${formatReleaseVersion(report.release.version)}`;
   if (report.ok) return `done: ${outcome.message} (release ${outcome.active ? formatReleaseVersion(outcome.active) : '?'}) ${took}${lossy}`;

@@ -194,6 +194,19 @@ export class ChunkSender {
   private timeoutsValue = 0;
   /** Timeouts since new data was last acknowledged. */
   private timeoutsInARow = 0;
+  /** After a first timeout (F-RTO, RFC 5682): the last transmission before it (0: no timeout
+   *  waiting to be judged). An ACK of a chunk sent once, at or before it, shows the timeout was
+   *  spurious (the path stalled; nothing was lost); one of only what was sent since shows it was
+   *  not. */
+  private frtoBeforeTx = 0;
+  /** A later timeout in a row took everything outstanding for lost, before the first was judged:
+   *  found spurious, that is undone (Eifel's response, RFC 4015). */
+  private presumedLost = false;
+  /** Chunks resent during timeouts found spurious have transmissions (from, to]: an ACK of one may
+   *  be for its late original, so it does not move RACK (as Karn's rule keeps it from the RTT). */
+  private ambiguousFromTx = 0;
+  private ambiguousToTx = 0;
+  private spuriousTimeoutsValue = 0;
   private spuriousValue = 0;
   private outcomeValue: SendOutcome | undefined;
 
@@ -232,6 +245,9 @@ export class ChunkSender {
   /** The first chunk the receiver cannot hold yet (its in-order point plus its window). */
   get receiveEdge(): number { return this.peerCumulative + this.peerWindow; }
   get retransmits(): number { return this.retransmitsValue; }
+  /** Timeouts (a first one, and any in a row after it) that turned out spurious: ACKs came for
+   *  chunks sent before them, never resent. */
+  get spuriousTimeouts(): number { return this.spuriousTimeoutsValue; }
   /** Retransmission timeouts so far: a high count means a tail-lossy or dying link. */
   get timeouts(): number { return this.timeoutsValue; }
   get window(): number { return this.currentWindow(); }
@@ -330,6 +346,13 @@ export class ChunkSender {
     let newlyAcked = 0;
     let newestTx = 0;
     let newest = -1;
+    // The newest of those sent once, and whether one sent before a timeout waiting to be judged;
+    // the newest whose ACK is not ambiguous (resent during a spurious timeout).
+    let newestOnceTx = 0;
+    let newestOnce = -1;
+    let lateOriginal = false;
+    let newestClearTx = 0;
+    let newestClear = -1;
     const mark = (i: number): void => {
       const s = this.stateOf(i);
       if (s === ACKED) return;
@@ -345,6 +368,11 @@ export class ChunkSender {
       // RFC 8985 §6.2 step 2: a chunk sent once, acknowledged after one sent later was: reordering.
       if (tx < rackBefore && this.sendCount[k] === 1) this.reorderingSeen = true;
       if (tx > newestTx) { newestTx = tx; newest = i; }
+      if (this.sendCount[k] === 1) {
+        if (tx > newestOnceTx) { newestOnceTx = tx; newestOnce = i; }
+        if (tx <= this.frtoBeforeTx) lateOriginal = true;
+      }
+      if (tx > newestClearTx && !(this.sendCount[k]! > 1 && tx > this.ambiguousFromTx && tx <= this.ambiguousToTx)) { newestClearTx = tx; newestClear = i; }
     };
     if (ack.cumulative > this.peerCumulative) {
       for (let i = this.peerCumulative; i < ack.cumulative; i++) mark(i);
@@ -369,14 +397,44 @@ export class ChunkSender {
     if (echoWasOutstanding && this.stateOf(echo) === ACKED && this.holds(echo) && this.sendCount[this.at(echo)] === 1 && (this.txSeqOf[this.at(echo)] ?? 0) > this.firstFlightTx) {
       this.sampleRtt(now - (this.sentAt[this.at(echo)] ?? now), now);
     }
-    if (newestTx > this.maxAckedTx) {
-      const rtt = now - (this.sentAt[this.at(newest)] ?? now);
+    // What RACK goes by (RFC 8985 §6.2 step 1: the most recently sent chunk acknowledged).
+    let rackTx = newestClearTx;
+    let rack = newestClear;
+    if (this.frtoBeforeTx > 0 && newlyAcked > 0 && newestOnce < 0 && this.nextNew < this.sendEdge()) {
+      // Only chunks resent since the timeout were acknowledged (the oldest, at the receiver the
+      // gap it fills): for their late originals or for the resends, nobody can tell. F-RTO's
+      // step 2: send new chunks and judge by the next ACK. (Nothing new to send: judged now.)
+      rackTx = 0;
+    } else if (this.frtoBeforeTx > 0 && newlyAcked > 0) {
+      if (lateOriginal) {
+        // F-RTO's verdict (RFC 5682 §3, with SACK): chunks sent before the timeout, never resent,
+        // were acknowledged after it: the path stalled, nothing was lost. The chunk resent at the
+        // timeout may be acknowledged here too, for its late original as likely as for the
+        // resend: it must not tell RACK that everything sent before it is lost (after a 150 ms
+        // stall of a relay, that resent hundreds of chunks that were only late). RACK goes by
+        // chunks sent once, here and, for those resent during the timeouts, from now on.
+        this.spuriousTimeoutsValue++;
+        rackTx = newestOnceTx;
+        rack = newestOnce;
+        this.ambiguousFromTx = this.frtoBeforeTx;
+        this.ambiguousToTx = this.txSeq;
+        if (this.presumedLost) this.undoPresumedLoss();
+      } else {
+        // Not spurious: the resend's ACK is the news (a tail lost whole).
+        rackTx = newestTx;
+        rack = newest;
+      }
+      this.frtoBeforeTx = 0;
+      this.presumedLost = false;
+    }
+    if (rackTx > this.maxAckedTx) {
+      const rtt = now - (this.sentAt[this.at(rack)] ?? now);
       // RFC 8985 §6.2 step 1: an ACK that comes sooner than a min RTT after a resend is for the
       // original (which was late, not lost): it says nothing about what was sent since.
-      if ((this.sendCount[this.at(newest)] ?? 0) === 1 || rtt >= this.minRtt) {
-        this.maxAckedTx = newestTx;
+      if ((this.sendCount[this.at(rack)] ?? 0) === 1 || rtt >= this.minRtt) {
+        this.maxAckedTx = rackTx;
         // The first flight's RTT includes the peer's check of the offer: not RACK's.
-        if (newestTx > this.firstFlightTx) this.rackRtt = rtt;
+        if (rackTx > this.firstFlightTx) this.rackRtt = rtt;
       }
     }
 
@@ -509,6 +567,8 @@ export class ChunkSender {
     this.base = 0;
     this.reorderDeadline = undefined;
     this.timeoutsInARow = 0;
+    this.frtoBeforeTx = 0;
+    this.presumedLost = false;
     this.maxAckedTx = 0;
     this.flightIdx = [];
     this.flightTx = [];
@@ -551,7 +611,12 @@ export class ChunkSender {
     this.lastAckedSentAt = this.sentAt[k] ?? now;
     if (this.appLimitedUntil !== 0 && this.ackedCount > this.appLimitedUntil) this.appLimitedUntil = 0;
     const appLimited = this.appLimitedAtSend[k] === 1;
-    if (interval > 0 && delivered > 0) this.model.onDeliveryRate(delivered / interval, appLimited);
+    // An interval shorter than the path's round trip cannot be (Linux's tcp_rate.c drops such
+    // samples too): it comes of a chunk resent just before its original's ACK came, or of ACKs
+    // bunched after a stall, and it would multiply the bandwidth estimate (16× after a relay
+    // stalled 100 ms, and the flood that followed lost hundreds of chunks).
+    const tooShort = Number.isFinite(this.minRtt) && interval < this.minRtt;
+    if (interval > 0 && delivered > 0 && !tooShort) this.model.onDeliveryRate(delivered / interval, appLimited);
     // A round ends when a chunk sent after the round began is acknowledged.
     if ((this.deliveredAtSend[k] ?? 0) >= this.roundDelivered) {
       this.model.onRoundEnd(now, this.lostInRound, this.ackedCount - this.roundDelivered, appLimited);
@@ -641,10 +706,13 @@ export class ChunkSender {
     this.rtt.backoff();
     this.rtoDeadline = now + this.rtt.rto;
     if (++this.timeoutsInARow === 1) {
+      this.frtoBeforeTx = this.txSeq;
       // F-RTO (RFC 5682): a first timeout resends only the oldest unacknowledged chunk. On a busy
       // host (or path) an ACK can be late by more than the RTO without anything being lost;
       // ACKs then resume for chunks never resent, and nothing else was sent twice. If they do
-      // not, the next timeout treats everything outstanding as lost.
+      // not, the next timeout treats everything outstanding as lost. It goes now, whatever the
+      // window (RFC 6298 §5.4: the earliest outstanding chunk is retransmitted at once).
+      const probe: SenderAction[] = [];
       for (let i = this.peerCumulative; i < this.nextNew; i++) {
         const s = this.stateOf(i);
         if (s === ACKED) continue;
@@ -652,11 +720,15 @@ export class ChunkSender {
           this.state[this.at(i)] = LOST;
           this.inFlight--;
           this.retransmitQueue.splice(this.retransmitHead, 0, i);
+          this.takeNext(i);
+          this.transmit(i, now);
+          probe.push({ kind: 'send-chunk', index: i });
         }
         break;
       }
-      return this.fill(now);
+      return [...probe, ...this.fill(now)];
     }
+    this.presumedLost = this.frtoBeforeTx > 0;
     // RFC 6298 §5.4: everything outstanding is presumed lost. Rebuild the retransmit queue from
     // chunk state, lowest index first, so the receiver's cumulative point moves as early as
     // possible.
@@ -675,6 +747,35 @@ export class ChunkSender {
     return this.fill(now);
   }
 
+  /** One past the last chunk that may be sent: the receiver buffers only [cumulative, cumulative +
+   *  window), sending past it is waste; and what exists yet, and what the ring holds. */
+  private sendEdge(): number {
+    return Math.min(this.available, this.peerCumulative + this.peerWindow, this.base + this.slots);
+  }
+
+  /**
+   * Timeouts in a row took every outstanding chunk for lost, and chunks sent before the first of
+   * them turned out only late. Those sent once before it and not resent yet are in flight again,
+   * in their order, for RACK to judge as any other (what was really lost among them is found
+   * so); only the few resent since the timeouts (the window is clamped meanwhile) went twice.
+   */
+  private undoPresumedLoss(): void {
+    const back: number[] = [];
+    for (let i = this.peerCumulative; i < this.nextNew; i++) {
+      const k = this.at(i);
+      if (this.stateOf(i) === LOST && this.sendCount[k] === 1 && (this.txSeqOf[k] ?? 0) <= this.frtoBeforeTx) back.push(i);
+    }
+    back.sort((a, b) => (this.txSeqOf[this.at(a)] ?? 0) - (this.txSeqOf[this.at(b)] ?? 0));
+    for (const i of back) {
+      this.state[this.at(i)] = IN_FLIGHT;
+      this.inFlight++;
+    }
+    // Sent before anything now in the flight list (all of it went after the timeouts).
+    this.flightIdx = [...back, ...this.flightIdx.slice(this.flightHead)];
+    this.flightTx = [...back.map((i) => this.txSeqOf[this.at(i)] ?? 0), ...this.flightTx.slice(this.flightHead)];
+    this.flightHead = 0;
+  }
+
   private fill(now: number): SenderAction[] {
     const actions: SenderAction[] = [];
     this.pacedWake = undefined;
@@ -683,8 +784,7 @@ export class ChunkSender {
     // No credit for idle time beyond one burst: a paused sender must not flood afterwards.
     const earliest = now - this.options.maxBurst * interval;
     if (this.nextSendAt < earliest) this.nextSendAt = earliest;
-    // The receiver buffers only [cumulative, cumulative + window): sending past it is waste.
-    const edge = Math.min(this.available, this.peerCumulative + this.peerWindow, this.base + this.slots);
+    const edge = this.sendEdge();
     while (this.inFlight < limit) {
       const index = this.nextToSend(edge);
       if (index === undefined) break;

@@ -49,6 +49,8 @@ export interface SimulationResult {
   spurious: number;
   /** Retransmission timeouts. */
   timeouts: number;
+  /** Of those, found spurious (ACKs came for chunks sent before them, never resent: F-RTO). */
+  spuriousTimeouts: number;
   /** When this flow's sender finished, in ms after the simulation began. */
   endedAt: number;
   receiverTimedOut: boolean;
@@ -128,7 +130,7 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
     const sender = new ChunkSender(chunks.length, opts.sender);
     let receiver: ChunkReceiver | undefined;
     const result: SimulationResult = {
-      outcome: undefined, overflowDrops: 0, delivered: [], chunkTransmissions: 0, retransmits: 0, spurious: 0, timeouts: 0, endedAt: Number.NaN, receiverTimedOut: false,
+      outcome: undefined, overflowDrops: 0, delivered: [], chunkTransmissions: 0, retransmits: 0, spurious: 0, timeouts: 0, spuriousTimeouts: 0, endedAt: Number.NaN, receiverTimedOut: false,
     };
     const attempts = new Map<number, number>();
     let senderTimerAt: number | undefined;
@@ -223,6 +225,7 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
     retransmits: sender.retransmits,
     spurious: sender.spuriousRetransmits,
     timeouts: sender.timeouts,
+    spuriousTimeouts: sender.spuriousTimeouts,
     overflowDrops,
     endedAt: Number.isNaN(result.endedAt) ? now - epoch : result.endedAt,
   }));

@@ -143,6 +143,23 @@ export function lossyLink(seed: number, o: { loss: number; duplicate?: number; r
 export const dropAll: ProxyRule = () => [];
 
 /**
+ * `rule`, but a relay that stops for `forMs`, `afterMs` after the module's first chunk passed
+ * (a relay or a radio that stalls): what arrives meanwhile, both ways, waits and then goes on in
+ * the order it came, nothing lost.
+ */
+export function stallsOnce(rule: ProxyRule, afterMs: number, forMs: number): ProxyRule {
+  let firstChunkAt: number | undefined;
+  return (data, direction) => {
+    const now = performance.now();
+    if (firstChunkAt === undefined && isBulkData(data, direction)) firstChunkAt = now;
+    const out = rule(data, direction);
+    const resumesAt = firstChunkAt === undefined ? 0 : firstChunkAt + afterMs + forMs;
+    if (firstChunkAt === undefined || now < firstChunkAt + afterMs || now >= resumesAt) return out;
+    return out.map((d) => ({ ...d, delayMs: (d.delayMs ?? 0) + (resumesAt - now) }));
+  };
+}
+
+/**
  * A pushed module's chunks travel in CHUNKS frames (envelope type 20, readable: the chunks inside
  * are sealed, the frame is not); every other datagram is a small sealed message.
  */

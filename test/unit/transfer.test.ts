@@ -4,6 +4,7 @@ import { makeChunks, simulateTransfer, simulateTransfers, type LinkProfile } fro
 import { ResultCode } from '../../src/protocol/result-codes.js';
 import { ChunkSender } from '../../src/transfer/sender.js';
 import { ChunkReceiver, DEFAULT_RECEIVER_OPTIONS } from '../../src/transfer/receiver.js';
+import { NO_ECHO } from '../../src/protocol/messages.js';
 
 const clean: LinkProfile = { loss: 0, duplicate: 0, jitterMs: 0, delayMs: 1 };
 
@@ -202,9 +203,144 @@ describe('when the path stalls for longer than the retransmission timeout', () =
     expect(concat(r.delivered).equals(concat(chunks))).toBe(true);
     expect(r.timeouts).toBeGreaterThanOrEqual(1);
     // Treating everything in flight as lost at the timeout resent ~140 chunks that had arrived,
-    // and that burst overflowed the bottleneck: 2,268 resends against 619 here.
-    expect(r.spurious).toBe(0);
+    // and that burst overflowed the bottleneck: 2,268 resends against 619 here. The chunk resent
+    // at the timeout was needless (its original came late), and the receiver's duplicate says so.
+    expect(r.spuriousTimeouts).toBe(r.timeouts);
+    expect(r.spurious).toBeLessThanOrEqual(r.timeouts);
     expect(r.retransmits).toBeLessThanOrEqual(r.overflowDrops + 5);
+  });
+});
+
+/** A ChunkSender driven by hand: what it sends (index, time), its timers run up to a time, and
+ *  ACKs made up by the test. */
+function handDriven(total: number) {
+  const sender = new ChunkSender(total);
+  const sent: { index: number; at: number }[] = [];
+  const take = (actions: ReturnType<ChunkSender['start']>, at: number): number[] => {
+    const now: number[] = [];
+    for (const a of actions) if (a.kind === 'send-chunk') { sent.push({ index: a.index, at }); now.push(a.index); }
+    return now;
+  };
+  return {
+    sender, sent,
+    start: (at: number) => take(sender.start(at), at),
+    /** Every wake-up up to `until` (bounded: a wake-up that never moves must fail, not hang). */
+    drain: (until: number): void => {
+      for (let k = 0, at = sender.wakeAt; at !== undefined && at <= until; k++, at = sender.wakeAt) {
+        expect(k).toBeLessThan(10_000);
+        take(sender.onTimer(at), at);
+      }
+    },
+    /** The receiver holds [0, cumulative) and the chunks in `also`; returns what the sender sends. */
+    ack: (cumulative: number, at: number, echo = NO_ECHO, also: readonly number[] = []): number[] => {
+      const sack = new Uint8Array(128);
+      for (const i of also) { const bit = i - cumulative - 1; sack[bit >> 3] = (sack[bit >> 3] ?? 0) | (0x80 >> (bit & 7)); }
+      return take(sender.onAck({ type: 'ack', transferId: 1, cumulative, window: 2048, echo, sack }, at), at);
+    },
+    /** One past the highest chunk sent so far. */
+    highest: (): number => Math.max(...sent.map((x) => x.index)) + 1,
+    /** Each chunk sent more than once, with how often. */
+    resent: (): Map<number, number> => {
+      const n = new Map<number, number>();
+      for (const { index } of sent) n.set(index, (n.get(index) ?? 0) + 1);
+      return new Map([...n].filter(([, c]) => c > 1));
+    },
+  };
+}
+
+describe('a retransmission timeout that was spurious (the path stalled; nothing was lost)', () => {
+  // 16 of the first chunks acknowledged 10 ms after they went; then 90 ms of silence: the
+  // timeout (40 ms, its floor) resends the oldest outstanding chunk (F-RTO, RFC 5682).
+  const stalled = (total: number) => {
+    const d = handDriven(total);
+    d.start(0);
+    d.ack(0, 1);
+    d.drain(2);
+    d.ack(16, 11, 15);
+    d.drain(11.5);
+    const beforeTimeout = d.highest();
+    d.drain(100);
+    expect(d.sender.timeouts).toBe(1);
+    expect([...d.resent().keys()]).toEqual([16]);
+    return { ...d, beforeTimeout };
+  };
+
+  it('an ACK of only the chunk it resent proves nothing: new chunks go, and the next ACK shows the originals came late', () => {
+    const d = stalled(400);
+    // The oldest came (its original, late, or its resend: nobody can tell); nothing else yet.
+    // Resending everything sent before it (as RACK would, taking the ACK for the resend's) was
+    // the old behaviour: here only new chunks go.
+    expect(d.ack(17, 100, 16).every((i) => i >= d.beforeTimeout)).toBe(true);
+    // Then the originals: every chunk sent before the timeout, never resent. Spurious.
+    d.ack(d.beforeTimeout, 101, d.beforeTimeout - 1);
+    expect(d.sender.spuriousTimeouts).toBe(1);
+    for (let t = 102; d.sender.acked < 400; t += 2) {
+      d.drain(t);
+      d.ack(d.highest(), t + 1, d.highest() - 1);
+      expect(t).toBeLessThan(2000);
+    }
+    expect([...d.resent().keys()]).toEqual([16]);
+    expect(d.sender.retransmits).toBe(1);
+  });
+
+  it('after a second timeout took everything outstanding for lost, late originals undo it: only what was resent meanwhile went twice', () => {
+    const d = stalled(400);
+    d.drain(140); // the second timeout (80 ms after the first): all outstanding lost, the window clamped
+    expect(d.sender.timeouts).toBe(2);
+    const duringTimeouts = d.sender.retransmits;
+    expect(duringTimeouts).toBeLessThanOrEqual(5); // the first timeout's one, and the clamped window
+    // Half the originals arrive, but for the oldest few, those resent during the timeouts; the
+    // rest are still on their way.
+    const half = 16 + Math.floor((d.beforeTimeout - 16) / 2);
+    const resentMeanwhile = [...d.resent().keys()];
+    const arrived = [...Array(half - 16).keys()].map((i) => 16 + i).filter((i) => !resentMeanwhile.includes(i));
+    d.ack(16, 141, half - 1, arrived);
+    expect(d.sender.spuriousTimeouts).toBe(1);
+    d.drain(142);
+    // Then those: their originals or their resends, nobody can tell; neither says that what went
+    // after them is lost.
+    d.ack(half, 142.5, resentMeanwhile.at(-1));
+    d.drain(143);
+    d.ack(d.beforeTimeout, 143.5, d.beforeTimeout - 1);
+    for (let t = 144; d.sender.acked < 400; t += 2) {
+      d.drain(t);
+      d.ack(d.highest(), t + 1, d.highest() - 1);
+      expect(t).toBeLessThan(2000);
+    }
+    // Not one of the chunks between `half` and what went before the timeouts was resent.
+    expect([...d.resent().keys()].every((i) => i < half)).toBe(true);
+    expect(d.sender.retransmits).toBe(duringTimeouts);
+  });
+
+  it('a timeout that was not spurious still recovers at once: the tail was lost, and only the resend is acknowledged', () => {
+    // Everything sent in the first window; the last 12 lost. Nothing new to send after the
+    // timeout's resend, so its ACK is judged as it comes (F-RTO's step 2b): the rest go at once.
+    const d = handDriven(32);
+    d.start(0);
+    d.ack(0, 1);
+    d.drain(2);
+    expect(d.highest()).toBe(32);
+    d.ack(20, 11, 19);
+    d.drain(60);
+    expect(d.sender.timeouts).toBe(1);
+    const again = d.ack(21, 70, 20);
+    expect(again).toEqual([...Array(11).keys()].map((i) => 21 + i));
+    expect(d.sender.spuriousTimeouts).toBe(0);
+  });
+
+  it('one that was not spurious, with new chunks to send, recovers once the new ones are acknowledged and the old are not', () => {
+    const d = stalled(400);
+    // The oldest was resent and acknowledged; nothing else sent before the timeout ever arrives.
+    const fresh = d.ack(17, 100, 16);
+    expect(fresh.length).toBeGreaterThan(0);
+    d.drain(101);
+    const sentAfter = d.sent.filter((x) => x.at >= 100).map((x) => x.index);
+    const resends = d.ack(17, 115, sentAfter.at(-1), sentAfter);
+    expect(d.sender.spuriousTimeouts).toBe(0);
+    // Everything sent before the timeout (but the chunk resent at it) is lost, and goes again.
+    d.drain(130);
+    const again = new Set([...resends, ...d.sent.filter((x) => x.at > 115).map((x) => x.index)]);
+    for (let i = 17; i < d.beforeTimeout; i++) expect(again.has(i)).toBe(true);
   });
 });
 
