@@ -443,7 +443,13 @@ export class ChunkSender {
       this.timeoutsInARow = 0;
       this.rtt.resetBackoff();
       this.timeoutClamp = false;
-      this.sampleDeliveryRate(newest, now);
+      // A resend acknowledged sooner than a min RTT after it went was not what arrived (its
+      // original was): the sample goes by the newest chunk sent once. Taken for the resend's, it
+      // was a sample over 0.1 ms (after a relay stalled 100 ms: 16 × the path's rate), and it
+      // made the next chunks' sampling intervals start at that moment (after a simulated stall,
+      // 2.8 × the link's rate); the floods that followed lost hundreds of chunks.
+      const resendTooSoon = newest >= 0 && (this.sendCount[this.at(newest)] ?? 0) > 1 && now - (this.sentAt[this.at(newest)] ?? now) < this.minRtt;
+      this.sampleDeliveryRate(resendTooSoon ? newestOnce : newest, now);
       // RFC 6298 §5.2–5.3: restart the timer when new data is acknowledged, and turn it off when
       // nothing is outstanding (the rest not sealed yet, or a multicast group sending it): a
       // timeout then would only back the timer off and clamp the window for what comes next.
@@ -611,12 +617,7 @@ export class ChunkSender {
     this.lastAckedSentAt = this.sentAt[k] ?? now;
     if (this.appLimitedUntil !== 0 && this.ackedCount > this.appLimitedUntil) this.appLimitedUntil = 0;
     const appLimited = this.appLimitedAtSend[k] === 1;
-    // An interval shorter than the path's round trip cannot be (Linux's tcp_rate.c drops such
-    // samples too): it comes of a chunk resent just before its original's ACK came, or of ACKs
-    // bunched after a stall, and it would multiply the bandwidth estimate (16× after a relay
-    // stalled 100 ms, and the flood that followed lost hundreds of chunks).
-    const tooShort = Number.isFinite(this.minRtt) && interval < this.minRtt;
-    if (interval > 0 && delivered > 0 && !tooShort) this.model.onDeliveryRate(delivered / interval, appLimited);
+    if (interval > 0 && delivered > 0) this.model.onDeliveryRate(delivered / interval, appLimited);
     // A round ends when a chunk sent after the round began is acknowledged.
     if ((this.deliveredAtSend[k] ?? 0) >= this.roundDelivered) {
       this.model.onRoundEnd(now, this.lostInRound, this.ackedCount - this.roundDelivered, appLimited);

@@ -51,6 +51,8 @@ export interface SimulationResult {
   timeouts: number;
   /** Of those, found spurious (ACKs came for chunks sent before them, never resent: F-RTO). */
   spuriousTimeouts: number;
+  /** The sender's largest bandwidth estimate (chunks per ms), after any ACK. */
+  maxBandwidth: number;
   /** When this flow's sender finished, in ms after the simulation began. */
   endedAt: number;
   receiverTimedOut: boolean;
@@ -130,7 +132,7 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
     const sender = new ChunkSender(chunks.length, opts.sender);
     let receiver: ChunkReceiver | undefined;
     const result: SimulationResult = {
-      outcome: undefined, overflowDrops: 0, delivered: [], chunkTransmissions: 0, retransmits: 0, spurious: 0, timeouts: 0, spuriousTimeouts: 0, endedAt: Number.NaN, receiverTimedOut: false,
+      outcome: undefined, overflowDrops: 0, delivered: [], chunkTransmissions: 0, retransmits: 0, spurious: 0, timeouts: 0, spuriousTimeouts: 0, maxBandwidth: 0, endedAt: Number.NaN, receiverTimedOut: false,
     };
     const attempts = new Map<number, number>();
     let senderTimerAt: number | undefined;
@@ -157,7 +159,10 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
         schedule(at, () => { if (receiverTimerAt === at && receiver) { receiverTimerAt = undefined; runReceiver(receiver.onTimer(now)); } });
       }
     };
-    const toSender = (ack: AckMessage): void => transmit(() => { runSender(sender.onAck(ack, now)); });
+    const toSender = (ack: AckMessage): void => transmit(() => {
+      runSender(sender.onAck(ack, now));
+      result.maxBandwidth = Math.max(result.maxBandwidth, sender.bandwidth);
+    });
     const runReceiver = (actions: ReceiverAction[]): void => {
       for (const a of actions) {
         if (a.kind === 'deliver') result.delivered.push(a.payload);

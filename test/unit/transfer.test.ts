@@ -344,6 +344,23 @@ describe('a retransmission timeout that was spurious (the path stalled; nothing 
   });
 });
 
+describe('after a stall on a path that also reorders', () => {
+  it('keeps its bandwidth estimate near the link\'s rate: late ACKs by the hundred do not pass for a faster path', () => {
+    // 200 ms without a delivery, then everything held arrives at once (the ACKs too), behind a
+    // 20 chunks/ms bottleneck. ACKs of chunks resent a moment before (their originals had
+    // arrived) once started the next chunks' sampling there: one seed in twelve estimated 56
+    // chunks/ms, and the flood that followed overflowed the bottleneck (1,951 drops).
+    for (let seed = 1; seed <= 12; seed++) {
+      const r = simulateTransfer(makeChunks(6_000), {
+        loss: 0, duplicate: 0, jitterMs: 0, delayMs: 5, reorder: 0.25, capacity: { chunksPerMs: 20, buffer: 400 }, stall: { at: 100, ms: 200 },
+      }, seed);
+      expect(r.outcome?.code).toBe(ResultCode.ok);
+      expect(r.maxBandwidth, `seed ${seed}`).toBeLessThan(20 * 1.3);
+      expect(r.retransmits, `seed ${seed}`).toBeLessThan(r.overflowDrops + 150);
+    }
+  });
+});
+
 describe('rate control', () => {
   // 100 chunks/ms ≈ 140 MB/s of 1400-byte chunks, 5 ms each way: BDP = 1000 chunks.
   const link = (loss: number, buffer = 1000): LinkProfile => ({ loss, duplicate: 0, jitterMs: 0, delayMs: 5, capacity: { chunksPerMs: 100, buffer } });
