@@ -89,6 +89,11 @@ export class OutgoingFile {
     this.startedAt = clock.now();
   }
 
+  /** When the offer last went. */
+  private offeredAt: number | undefined;
+  /** How long the peer took to answer the offer, from its last sending (undefined: not yet). */
+  offerAnswerMs: number | undefined;
+
   get progress(): TransferProgress {
     const s = this.sender;
     return {
@@ -123,6 +128,7 @@ export class OutgoingFile {
     const now = this.clock.now();
     const before = this.sender.acked;
     this.run(this.sender.onAck(ack, now));
+    if (this.offerAnswerMs === undefined && this.sender.accepted && this.offeredAt !== undefined) this.offerAnswerMs = now - this.offeredAt;
     if (this.sender.acked > before) {
       this.timeoutsWithoutProgress = 0;
       this.wire.onAcked((i) => this.sender.isAcked(i), now);
@@ -193,6 +199,7 @@ export class OutgoingFile {
       switch (a.kind) {
         case 'send-offer':
           this.io.send(this.offerBytes);
+          this.offeredAt = this.clock.now();
           break;
         case 'send-chunk':
           batch.push(a.index);

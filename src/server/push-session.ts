@@ -15,6 +15,7 @@ import type { Release } from './release.js';
 import type { SealedRelease } from './sealed-release.js';
 import type { NxtError } from '../errors.js';
 import { ResultCode } from '../protocol/result-codes.js';
+import { DEFAULT_RTT_OPTIONS } from '../transfer/rtt.js';
 import type { ClientRecord } from './registry.js';
 
 export type PushProgress = TransferProgress;
@@ -23,6 +24,22 @@ export type PushProgress = TransferProgress;
  *  (RFC 9002 §7.2, 14,720 bytes), which a path is expected to take at once. A module this small
  *  (10 KiB with its tags) is all on the device once it has checked the offer. */
 export const FIRST_FLIGHT_BYTES = 14_720;
+
+/** A device's next OFFER waits at least this long for its answer before it goes again: its
+ *  check of the signature takes 5–26 ms on the benchmark VM (tweetnacl), more on a slow ARM box. */
+export const OFFER_WAIT_MIN_MS = 60;
+
+/**
+ * How long a device's OFFER waits for its answer before it goes again, from how long the last one
+ * it answered took (its round trip and its check of the signature): twice that, at least
+ * OFFER_WAIT_MIN_MS, at most the RTO before any sample (500 ms; undefined: nothing known, that).
+ * On a link that loses a fifth of its datagrams a third of offers or their answers are lost;
+ * each cost 500 ms, 1 s, 2 s … before, ~60, 120, 240 ms now.
+ */
+export function offerTimeoutFor(lastAnswerMs: number | undefined): number | undefined {
+  if (lastAnswerMs === undefined) return undefined;
+  return Math.min(DEFAULT_RTT_OPTIONS.initialRtoMs, Math.max(OFFER_WAIT_MIN_MS, 2 * lastAnswerMs));
+}
 
 /** How many of a sealed release's first chunks fit the first flight. */
 export function firstFlightChunks(sealed: Pick<SealedRelease, 'size' | 'chunkSize' | 'totalChunks' | 'entryBytes'>): number {
@@ -126,6 +143,8 @@ export class PushSession {
   }
 
   get sealedRelease(): SealedRelease { return this.sealed; }
+  /** How long the device took to answer the OFFER, from its last sending (undefined: it has not). */
+  get offerAnswerMs(): number | undefined { return this.file.offerAnswerMs; }
   isAcked(index: number): boolean { return this.file.isAcked(index); }
   /** How many chunks the device has acknowledged. */
   get ackedCount(): number { return this.file.ackedCount; }

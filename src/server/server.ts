@@ -18,7 +18,7 @@ import { Devices, parseInventory, type DeviceRecord } from './devices.js';
 import type { Job } from './job-store.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import type { History } from './history.js';
-import { PushSession, type PushProgress } from './push-session.js';
+import { offerTimeoutFor, PushSession, type PushProgress } from './push-session.js';
 import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord, type SavedClient } from './registry.js';
 import { chunkSizeFor, SMALL_CHUNK_BYTES, type Release } from './release.js';
 import { SealedReleases, smallAtOnce, type SealedRelease } from './sealed-release.js';
@@ -123,6 +123,9 @@ interface KnownPath {
   /** Large chunks in pieces (a path whose datagrams cannot carry one whole, and no fragments). */
   pieces: boolean;
   mtu: PathMtu;
+  /** How long the device took to answer the last OFFER it answered here: the next one waits for
+   *  its answer about twice that before it goes again (offerTimeoutFor). */
+  offerAnswerMs?: number;
 }
 
 /** After a failed automatic push, wait this long before trying that client again. */
@@ -545,13 +548,14 @@ export class NxtServer extends EventEmitter {
     // member takes them.
     const groupPieces = group !== undefined && clients.every((c) => this.takesPieces(c));
     const paths = clients.map((client) => {
-      const { mtu: path, fragments, pieces: pathPieces } = this.pathTo(client);
+      const known = this.pathTo(client);
+      const { mtu: path, fragments, pieces: pathPieces } = known;
       const pieces = pathPieces && this.takesPieces(client) && !this.largeChunksFailed.has(client.id);
       if (fragments && !group) fragmented.add(client.id);
       const chunkSize = group ? chunkSizeFor(release, group.sender.maxDatagram, groupPieces)
         : this.largeChunksFailed.has(client.id) ? chunkSizeFor(release, SMALL_CHUNK_DATAGRAM)
         : chunkSizeFor(release, path.options.max, pieces);
-      return { client, path, chunkSize, pieces };
+      return { client, path, known, chunkSize, pieces };
     });
     // Sealed once per release and chunk size, whatever the number of devices. Devices are
     // offered it as soon as its sealed file exists: they check the offer's signature while the
@@ -579,9 +583,11 @@ export class NxtServer extends EventEmitter {
       throw failed.reason;
     }
     const sealedBySize = new Map(settled.map((x, i) => [sizes[i]!, (x as PromiseFulfilledResult<SealedRelease>).value]));
-    const prepare = async ({ client, path, chunkSize, pieces }: (typeof paths)[number], i: number): Promise<PushSession> => {
+    const prepare = async ({ client, path, known, chunkSize, pieces }: (typeof paths)[number], i: number): Promise<PushSession> => {
       const signed = await signatures[i]!;
-      const session = new PushSession(this.newTransferId(), client, release, signed, sealedBySize.get(chunkSize)!, path, this.options.channel, this.options.clock, this.options.sender ?? {}, renumber, pieces);
+      const sender = { offerTimeoutMs: offerTimeoutFor(known.offerAnswerMs), ...this.options.sender };
+      const session = new PushSession(this.newTransferId(), client, release, signed, sealedBySize.get(chunkSize)!, path, this.options.channel, this.options.clock, sender, renumber, pieces);
+      void session.done.then(() => { if (session.offerAnswerMs !== undefined) known.offerAnswerMs = session.offerAnswerMs; });
       if (session.pieced && !group) fragmented.add(client.id);
       this.sessions.set(session.transferId, session);
       return session;

@@ -62,6 +62,10 @@ export interface SenderOptions {
    *  sample (the peer checked the offer while they waited), and are resent once the offer has to
    *  be repeated (the peer dropped them with it, as chunks of a transfer it did not know). */
   readonly firstFlight: number;
+  /** How long the first OFFER waits for its answer before it goes again (doubling each time, up to
+   *  the RTO's ceiling). Unset: the RTO before any sample (500 ms). A server that pushed to this
+   *  device before knows better: how long it took to answer an offer then (push-session.ts). */
+  readonly offerTimeoutMs?: number;
   /** Chunks whose state is kept at most (rounded up to a power of two; 44 bytes each): the ring
    *  starts a quarter of it below the receiver's cumulative point, so that a duplicate of a chunk
    *  that recent still shows its resend was needless, and the rest (3,072 of 4,096) exceeds a
@@ -169,6 +173,7 @@ export class ChunkSender {
   private timeoutClamp = false;
 
   private offerDeadline = 0;
+  private offerWaitMs: number;
   private reoffers = 0;
   private acceptedValue = false;
   private rtoDeadline: number | undefined;
@@ -227,6 +232,7 @@ export class ChunkSender {
     this.deliveredTimeAtSend = new Float64Array(slots);
     this.firstSentAtSend = new Float64Array(slots);
     this.peerWindow = this.options.initialWindow;
+    this.offerWaitMs = this.options.offerTimeoutMs ?? this.rtt.rto;
     this.available = totalChunks;
     this.model = new RateModel({
       initialWindow: this.options.initialWindow,
@@ -372,7 +378,8 @@ export class ChunkSender {
         if (tx > newestOnceTx) { newestOnceTx = tx; newestOnce = i; }
         if (tx <= this.frtoBeforeTx) lateOriginal = true;
       }
-      if (tx > newestClearTx && !(this.sendCount[k]! > 1 && tx > this.ambiguousFromTx && tx <= this.ambiguousToTx)) { newestClearTx = tx; newestClear = i; }
+      const ambiguous = (this.sendCount[k] ?? 0) > 1 && tx > this.ambiguousFromTx && tx <= this.ambiguousToTx;
+      if (tx > newestClearTx && !ambiguous) { newestClearTx = tx; newestClear = i; }
     };
     if (ack.cumulative > this.peerCumulative) {
       for (let i = this.peerCumulative; i < ack.cumulative; i++) mark(i);
@@ -504,6 +511,7 @@ export class ChunkSender {
     }
     if (this.phaseValue === 'offering' && now >= this.offerDeadline) {
       this.rtt.backoff();
+      this.offerWaitMs = Math.min(this.options.rtt.maxRtoMs, this.offerWaitMs * 2);
       // The first flight most likely went with the offer (its chunks are dropped by a peer that
       // does not know the transfer): resent as soon as the offer is accepted.
       for (let i = 0; i < this.nextNew; i++) {
@@ -553,7 +561,7 @@ export class ChunkSender {
   // -------------------------------------------------------------------------------------------
 
   private sendOffer(now: number): SenderAction[] {
-    this.offerDeadline = now + this.rtt.rto;
+    this.offerDeadline = now + this.offerWaitMs;
     return [{ kind: 'send-offer' }];
   }
 

@@ -5,6 +5,7 @@ import { ResultCode } from '../../src/protocol/result-codes.js';
 import { ChunkSender } from '../../src/transfer/sender.js';
 import { ChunkReceiver, DEFAULT_RECEIVER_OPTIONS } from '../../src/transfer/receiver.js';
 import { NO_ECHO } from '../../src/protocol/messages.js';
+import { offerTimeoutFor } from '../../src/server/push-session.js';
 
 const clean: LinkProfile = { loss: 0, duplicate: 0, jitterMs: 0, delayMs: 1 };
 
@@ -528,6 +529,29 @@ describe('resume', () => {
     expect(sender.phase).toBe('sending');
     expect(sender.onAbort(ResultCode.unknownTransfer, 'who?', 3)).toEqual([{ kind: 'send-offer' }]);
     expect(sender.phase).toBe('offering');
+  });
+});
+
+describe('an offer that gets no answer', () => {
+  const offersAt = (sender: ChunkSender, until: number): number[] => {
+    const at: number[] = [];
+    if (sender.start(0).some((a) => a.kind === 'send-offer')) at.push(0);
+    for (let k = 0, t = sender.wakeAt; t !== undefined && t <= until; k++, t = sender.wakeAt) {
+      expect(k).toBeLessThan(100);
+      if (sender.onTimer(t).some((a) => a.kind === 'send-offer')) at.push(t);
+    }
+    return at;
+  };
+
+  it('goes again after the RTO before any sample, doubling, when nothing is known of the device', () => {
+    expect(offersAt(new ChunkSender(10), 4000)).toEqual([0, 500, 1500, 3500]);
+  });
+
+  it('goes again sooner when the server knows how long this device took to answer one', () => {
+    expect(offersAt(new ChunkSender(10, { offerTimeoutMs: offerTimeoutFor(15) }), 1000)).toEqual([0, 60, 180, 420, 900]);
+    expect(offerTimeoutFor(undefined)).toBeUndefined();
+    expect(offerTimeoutFor(120)).toBe(240); // a slow device's check of the signature
+    expect(offerTimeoutFor(400)).toBe(500); // never later than without it
   });
 });
 
