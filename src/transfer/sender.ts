@@ -407,10 +407,12 @@ export class ChunkSender {
     // What RACK goes by (RFC 8985 §6.2 step 1: the most recently sent chunk acknowledged).
     let rackTx = newestClearTx;
     let rack = newestClear;
-    if (this.frtoBeforeTx > 0 && newlyAcked > 0 && newestOnce < 0 && this.nextNew < this.sendEdge()) {
+    const undecided = this.frtoBeforeTx > 0 && newlyAcked > 0 && newestOnce < 0 && this.nextNew < this.sendEdge();
+    if (undecided) {
       // Only chunks resent since the timeout were acknowledged (the oldest, at the receiver the
       // gap it fills): for their late originals or for the resends, nobody can tell. F-RTO's
-      // step 2: send new chunks and judge by the next ACK. (Nothing new to send: judged now.)
+      // step 2: send a few new chunks (the window stays clamped) and judge by the next ACK.
+      // (Nothing new to send: judged now.)
       rackTx = 0;
     } else if (this.frtoBeforeTx > 0 && newlyAcked > 0) {
       if (lateOriginal) {
@@ -449,7 +451,7 @@ export class ChunkSender {
       this.lastProgressAt = now;
       this.timeoutsInARow = 0;
       this.rtt.resetBackoff();
-      this.timeoutClamp = false;
+      this.timeoutClamp = undecided;
       // A resend acknowledged sooner than a min RTT after it went was not what arrived (its
       // original was): the sample goes by the newest chunk sent once. Taken for the resend's, it
       // was a sample over 0.1 ms (after a relay stalled 100 ms: 16 × the path's rate), and it
@@ -472,6 +474,7 @@ export class ChunkSender {
       }
       return [];
     }
+    if (undecided) return [...this.probeWithNew(now), ...this.fill(now)];
     return this.fill(now);
   }
 
@@ -754,6 +757,21 @@ export class ChunkSender {
     this.flightHead = 0;
     this.inFlight = 0;
     return this.fill(now);
+  }
+
+  /** F-RTO's step 2 (RFC 5682): two new chunks, whatever the (clamped) window: their ACKs tell
+   *  a stall (chunks sent before the timeout are acknowledged too) from a loss (they are not). */
+  private probeWithNew(now: number): SenderAction[] {
+    const actions: SenderAction[] = [];
+    const edge = this.sendEdge();
+    for (let n = 0; n < 2; n++) {
+      while (this.nextNew < edge && this.stateOf(this.nextNew) === ACKED) this.nextNew++;
+      if (this.nextNew >= edge) break;
+      const index = this.nextNew++;
+      this.transmit(index, now);
+      actions.push({ kind: 'send-chunk', index });
+    }
+    return actions;
   }
 
   /** One past the last chunk that may be sent: the receiver buffers only [cumulative, cumulative +
