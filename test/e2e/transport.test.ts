@@ -103,11 +103,12 @@ describe('through a link that reorders', () => {
     const out = await pushLine(writeModule(dir, 'stalled_3_0.mjs', 4 * 1024 * 1024)).done;
     expect(out).toMatch(/done: 9\.1 bulk active/);
     // The stall outlasts two timeouts (40 and 80 ms): both are judged spurious when the late
-    // chunks' ACKs come, and what the second took for lost goes back in flight. Before the
-    // verdict existed: 115–157 of 2,996 resent here; with it, 18–29.
+    // chunks' ACKs come, and what the second took for lost goes back in flight. Six such pushes
+    // before the verdict existed resent 159–2,681 of 2,996 chunks (median ~300); with it, 18–228
+    // (median ~45): under the issue's 10% for reordering, which the code before often was not.
     expect(out).toMatch(/× no answer within the retransmission timeout \(a stall, not loss/);
     const [, resent, total] = /(\d+) of (\d+) chunks resent/.exec(out)!;
-    expect(Number(resent) / Number(total), out).toBeLessThan(0.02);
+    expect(Number(resent) / Number(total), out).toBeLessThan(0.1);
     await client.waitFor(/Major = 9\nMinor = 1/);
   });
 
