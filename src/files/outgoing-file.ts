@@ -18,7 +18,8 @@ export interface TransferProgress {
   readonly total: number;
   readonly retransmits: number;
   readonly timeouts: number;
-  /** Of those, the ones that were spurious: the path stalled, nothing was lost (F-RTO). */
+  /** Timeouts found spurious, each with any in a row after it: the path stalled, nothing was
+   *  lost (F-RTO). */
   readonly spuriousTimeouts: number;
   readonly phase: string;
   /** Chunks the sender resent and the receiver then reported it already held. */

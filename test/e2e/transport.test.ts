@@ -94,7 +94,7 @@ describe('through a link that reorders', () => {
     await client.waitFor(/Major = 9\nMinor = 1/);
   });
 
-  it('resends next to nothing when the relay also stalls a quarter of a second mid-push: the timeouts are found spurious', { retry: 2 }, async () => {
+  it('resends under a tenth of the chunks when the relay also stalls a quarter of a second mid-push: the timeouts are found spurious', { retry: 2 }, async () => {
     const { proc: ethernet, port: ethernetPort } = await startServer(join(dir, 'ethernet'), ['--peer-timeout', '3000', '--max-datagram', '1452', '--no-pieces']);
     server = ethernet;
     proxy = await UdpProxy.start(ethernetPort, passThrough);

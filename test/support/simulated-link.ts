@@ -49,7 +49,8 @@ export interface SimulationResult {
   spurious: number;
   /** Retransmission timeouts. */
   timeouts: number;
-  /** Of those, found spurious (ACKs came for chunks sent before them, never resent: F-RTO). */
+  /** Timeouts found spurious, each with any in a row after it (ACKs came for chunks sent before
+   *  them, never resent: F-RTO). */
   spuriousTimeouts: number;
   /** The sender's largest bandwidth estimate (chunks per ms), after any ACK. */
   maxBandwidth: number;

@@ -206,7 +206,7 @@ describe('when the path stalls for longer than the retransmission timeout', () =
     // Treating everything in flight as lost at the timeout resent ~140 chunks that had arrived,
     // and that burst overflowed the bottleneck: 2,268 resends against 619 here. The chunk resent
     // at the timeout was needless (its original came late), and the receiver's duplicate says so.
-    expect(r.spuriousTimeouts).toBe(r.timeouts);
+    expect(r.spuriousTimeouts).toBe(1); // one stall, and its timeouts found spurious
     expect(r.spurious).toBeLessThanOrEqual(r.timeouts);
     expect(r.retransmits).toBeLessThanOrEqual(r.overflowDrops + 5);
   });
