@@ -6,8 +6,8 @@ import { sealAll, warmSealing, type SealJob } from './sealed-release.js';
 const port = parentPort!;
 port.on('message', (msg: { id: number; job: SealJob } | { warm: true }) => {
   if ('warm' in msg) {
-    // Asked as the thread starts: its buffers and cipher readied, and an answer (report 0, which
-    // no seal has), so that both sides have taken a message before the first push's.
+    // Asked as the thread starts: its buffers and cipher readied, and an answer (under id 0,
+    // which no seal has), so that both sides have taken a message before the first push's.
     warmSealing();
     port.postMessage({ id: 0, sealed: 0 } satisfies SealReport);
     return;

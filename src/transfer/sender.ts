@@ -407,7 +407,7 @@ export class ChunkSender {
     // What RACK goes by (RFC 8985 §6.2 step 1: the most recently sent chunk acknowledged).
     let rackTx = newestClearTx;
     let rack = newestClear;
-    const undecided = this.frtoBeforeTx > 0 && newlyAcked > 0 && newestOnce < 0 && this.nextNew < this.sendEdge();
+    const undecided = this.frtoBeforeTx > 0 && newlyAcked > 0 && newestOnce < 0 && this.nextNewChunk(this.sendEdge()) !== undefined;
     if (undecided) {
       // Only chunks resent since the timeout were acknowledged (the oldest, at the receiver the
       // gap it fills): for their late originals or for the resends, nobody can tell. F-RTO's
@@ -436,15 +436,12 @@ export class ChunkSender {
       this.frtoBeforeTx = 0;
       this.presumedLost = false;
     }
-    if (rackTx > this.maxAckedTx) {
-      const rtt = now - (this.sentAt[this.at(rack)] ?? now);
-      // RFC 8985 §6.2 step 1: an ACK that comes sooner than a min RTT after a resend is for the
-      // original (which was late, not lost): it says nothing about what was sent since.
-      if ((this.sendCount[this.at(rack)] ?? 0) === 1 || rtt >= this.minRtt) {
-        this.maxAckedTx = rackTx;
-        // The first flight's RTT includes the peer's check of the offer: not RACK's.
-        if (rackTx > this.firstFlightTx) this.rackRtt = rtt;
-      }
+    // RFC 8985 §6.2 step 1: an ACK that comes sooner than a min RTT after a resend is for the
+    // original (which was late, not lost): it says nothing about what was sent since.
+    if (rackTx > this.maxAckedTx && !this.originalsAck(rack, now)) {
+      this.maxAckedTx = rackTx;
+      // The first flight's RTT includes the peer's check of the offer: not RACK's.
+      if (rackTx > this.firstFlightTx) this.rackRtt = now - (this.sentAt[this.at(rack)] ?? now);
     }
 
     if (newlyAcked > 0) {
@@ -457,8 +454,7 @@ export class ChunkSender {
       // was a sample over 0.1 ms (after a relay stalled 100 ms: 16 × the path's rate), and it
       // made the next chunks' sampling intervals start at that moment (after a simulated stall,
       // 2.8 × the link's rate); the floods that followed lost hundreds of chunks.
-      const resendTooSoon = newest >= 0 && (this.sendCount[this.at(newest)] ?? 0) > 1 && now - (this.sentAt[this.at(newest)] ?? now) < this.minRtt;
-      this.sampleDeliveryRate(resendTooSoon ? newestOnce : newest, now);
+      this.sampleDeliveryRate(newest >= 0 && this.originalsAck(newest, now) ? newestOnce : newest, now);
       // RFC 6298 §5.2–5.3: restart the timer when new data is acknowledged, and turn it off when
       // nothing is outstanding (the rest not sealed yet, or a multicast group sending it): a
       // timeout then would only back the timer off and clamp the window for what comes next.
@@ -729,10 +725,8 @@ export class ChunkSender {
         const s = this.stateOf(i);
         if (s === ACKED) continue;
         if (s === IN_FLIGHT) {
-          this.state[this.at(i)] = LOST;
           this.inFlight--;
-          this.retransmitQueue.splice(this.retransmitHead, 0, i);
-          this.takeNext(i);
+          this.retransmitsValue++;
           this.transmit(i, now);
           probe.push({ kind: 'send-chunk', index: i });
         }
@@ -765,13 +759,20 @@ export class ChunkSender {
     const actions: SenderAction[] = [];
     const edge = this.sendEdge();
     for (let n = 0; n < 2; n++) {
-      while (this.nextNew < edge && this.stateOf(this.nextNew) === ACKED) this.nextNew++;
-      if (this.nextNew >= edge) break;
-      const index = this.nextNew++;
+      const index = this.nextNewChunk(edge);
+      if (index === undefined) break;
+      this.nextNew++;
       this.transmit(index, now);
       actions.push({ kind: 'send-chunk', index });
     }
     return actions;
+  }
+
+  /** Chunk `i` was resent, and acknowledged sooner than a min RTT after: the ACK is its
+   *  original's, which arrived late (RFC 8985 §6.2 step 1). */
+  private originalsAck(i: number, now: number): boolean {
+    const k = this.at(i);
+    return (this.sendCount[k] ?? 0) > 1 && now - (this.sentAt[k] ?? now) < this.minRtt;
   }
 
   /** One past the last chunk that may be sent: the receiver buffers only [cumulative, cumulative +
@@ -843,7 +844,12 @@ export class ChunkSender {
       if (this.stateOf(candidate) === LOST) return candidate;
       this.retransmitHead++;
     }
-    // Skip what the receiver already holds (a resumed prefix, or SACKed ahead of us).
+    return this.nextNewChunk(edge);
+  }
+
+  /** The next chunk never sent below `edge`, skipping what the receiver already holds (a resumed
+   *  prefix, or SACKed ahead of us). */
+  private nextNewChunk(edge: number): number | undefined {
     while (this.nextNew < edge && this.stateOf(this.nextNew) === ACKED) this.nextNew++;
     return this.nextNew < edge ? this.nextNew : undefined;
   }
