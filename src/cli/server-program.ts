@@ -1,4 +1,5 @@
 /** nxt-server (all but the fast path of `ctl`, see server.ts): parse flags, wire the parts, run. */
+import { SharedRate } from '../transfer/rate-share.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -54,6 +55,8 @@ import type { Campaign, CampaignEvent } from '../server/campaign.js';
 const DEFAULT_STATE_DIR = 'state/server';
 /** The smallest datagram that carries one whole small chunk (CHUNKS header + a 1400-byte entry). */
 const MIN_DATAGRAM = CHUNKS_HEADER_BYTES + chunkEntryBytes(SMALL_CHUNK_BYTES);
+/** The lowest `--max-rate`: a few transfers at a chunk a second each (rate-share.ts). */
+const MIN_RATE_MBIT = 0.1;
 
 const program = new Command('nxt-server')
   .description('push signed plugin modules to nxt clients over UDP')
@@ -71,6 +74,7 @@ const program = new Command('nxt-server')
   .option('--multicast-ttl <hops>', 'hops a multicast datagram may cross (1: this LAN only)', '1')
   .option('--multicast-interface <address>', 'the local address of the interface the group is on (default: the routing table\'s choice)')
   .option('--multicast-datagram <bytes>', 'the largest group datagram (default: one 8650-byte chunk, or what the interface carries whole if more, which IP fragments on a 1500-byte LAN: a sixth of the datagrams for every device, but a lost fragment loses the datagram; 1472 keeps them whole, each chunk cut into six pieces)')
+  .option('--max-rate <Mbit/s>', 'the most the server sends, every push and file together (a site\'s uplink, a metered link), shared fairly among the devices being sent to; default: no limit but each path\'s own')
   .option('--multicast-rate <Mbit/s>', 'the most the group is sent (it goes slower when devices lose data)', '2000')
   .option('--notify-webhook <url>', 'POST a JSON alert here when a push fails on a device or a device stays behind')
   .option('--smtp <url>', 'mail server for alerts, e.g. smtp://mail.example.com:587 (user:password@ allowed)')
@@ -100,7 +104,7 @@ const program = new Command('nxt-server')
 
 interface ServerFlags {
   port: string; stateDir: string; peerTimeout: string; renew: string; manifestTtl: string; enrollToken?: string; autoUpdate?: boolean; pieces?: boolean;
-  maxHandshakes: string; config?: string; maxDatagram?: string;
+  maxHandshakes: string; config?: string; maxDatagram?: string; maxRate?: string;
   multicast?: string; multicastTtl: string; multicastInterface?: string; multicastRate: string; multicastDatagram?: string;
   notifyWebhook?: string; smtp?: string; notifyEmail?: string; notifyFrom: string; behindAfter?: string; notifyRetry: string;
   headless?: boolean; logFormat?: string; publicDir?: string; http?: string; httpMaxUpload: string;
@@ -111,6 +115,7 @@ const whole = (minimum?: number, maximum?: number): ConfigType => ({ type: 'numb
 const SERVER_CONFIG: Record<string, ConfigType> = {
   port: whole(0, 65535), stateDir: 'string', database: 'string', nodeName: 'string', peerTimeout: whole(1), renew: whole(1), manifestTtl: whole(1),
   enrollToken: 'string', autoUpdate: 'boolean', pieces: 'boolean', maxHandshakes: whole(1), maxDatagram: whole(MIN_DATAGRAM, MAX_UDP_PAYLOAD_BYTES),
+  maxRate: { type: 'number', minimum: MIN_RATE_MBIT, maximum: 100_000 },
   multicast: 'string', multicastTtl: whole(1, 255), multicastInterface: { type: 'string', format: 'ip' }, multicastRate: { type: 'number', minimum: 1, maximum: 100_000 },
   multicastDatagram: whole(MIN_DATAGRAM, MAX_UDP_PAYLOAD_BYTES),
   notifyWebhook: { type: 'string', format: 'http-url' }, smtp: { type: 'string', format: 'smtp-url' }, notifyEmail: { type: 'string', format: 'email' },
@@ -137,6 +142,10 @@ program.action(async (flags: ServerFlags) => {
     const maxDatagram = opts.maxDatagram === undefined ? undefined : Number(opts.maxDatagram);
     if (maxDatagram !== undefined && (!/^\d+$/.test(opts.maxDatagram!) || maxDatagram < MIN_DATAGRAM || maxDatagram > MAX_UDP_PAYLOAD_BYTES)) {
       throw new NxtError('usage', `--max-datagram "${opts.maxDatagram}" must be a whole number of bytes from ${MIN_DATAGRAM} to ${MAX_UDP_PAYLOAD_BYTES}`);
+    }
+    const maxRateMbit = opts.maxRate === undefined ? undefined : Number(opts.maxRate);
+    if (maxRateMbit !== undefined && (!/^\d+(\.\d+)?$/.test(String(opts.maxRate)) || maxRateMbit < MIN_RATE_MBIT || maxRateMbit > 100_000)) {
+      throw new NxtError('usage', `--max-rate "${opts.maxRate}" must be ${MIN_RATE_MBIT}-100000 Mbit/s`);
     }
     const renewMs = parsePositiveMs(opts.renew);
     if (!/^\d+$/.test(opts.manifestTtl)) throw new NxtError('usage', `--manifest-ttl "${opts.manifestTtl}" is not a number of seconds`);
@@ -178,7 +187,8 @@ program.action(async (flags: ServerFlags) => {
       if (groupDatagram !== undefined && (!Number.isInteger(groupDatagram) || groupDatagram < MIN_DATAGRAM || groupDatagram > MAX_UDP_PAYLOAD_BYTES)) {
         throw new NxtError('usage', `--multicast-datagram "${opts.multicastDatagram}" must be a whole number of bytes from ${MIN_DATAGRAM} to ${MAX_UDP_PAYLOAD_BYTES}`);
       }
-      multicast = { sender: await openMulticastSender(group, { ttl, interfaceAddress: opts.multicastInterface, maxDatagram: groupDatagram }), options: { maxMbit, startMbit: Math.min(200, maxMbit) } };
+      const groupMbit = Math.min(maxMbit, maxRateMbit ?? maxMbit);
+      multicast = { sender: await openMulticastSender(group, { ttl, interfaceAddress: opts.multicastInterface, maxDatagram: groupDatagram }), options: { maxMbit: groupMbit, startMbit: Math.min(200, groupMbit) } };
     }
     const endpoint = await openUdpEndpoint({ port, receiveBufferBytes: SERVER_RECEIVE_BUFFER_BYTES });
     // Several nodes on one PostgreSQL: join them (a number for the session indexes, a name).
@@ -211,8 +221,10 @@ program.action(async (flags: ServerFlags) => {
       });
     }
     const jobStore = await JobStore.open(store);
+    // 1 Mbit/s is 125 bytes a millisecond.
+    const maxRate = maxRateMbit === undefined ? undefined : new SharedRate(maxRateMbit * 125, systemClock);
     const jobs: JobServer = new JobServer({
-      store: jobStore, stateDir: opts.stateDir, channel, clock: systemClock, wallClock: systemWallClock, notifier, sender: { peerTimeoutMs },
+      store: jobStore, stateDir: opts.stateDir, channel, clock: systemClock, wallClock: systemWallClock, notifier, sender: { peerTimeoutMs }, maxRate,
       approved: (id: string): boolean => server.registry.get(id) !== undefined,
       fetchFile: cluster && ((sha256, size, dest) => cluster.fetchFile(sha256, size, dest)),
       dropFile: cluster && ((sha256) => cluster.dropFile(sha256)),
@@ -223,7 +235,7 @@ program.action(async (flags: ServerFlags) => {
       stateDir: opts.stateDir, sealInThread: true, store, savedClients: await store.registrations(cluster?.name ?? ''), cluster, releases, prepareStored, autoUpdate: opts.autoUpdate === true, pieces: opts.pieces !== false,
       channel, clock: systemClock, wallClock: systemWallClock, devices, randomU32: () => randomBytes(4).readUInt32BE(0),
       enrollTokens: (opts.enrollToken ?? '').split(',').map((t) => t.trim()).filter((t) => t !== ''),
-      renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, maxDatagram, history: { log: history, wallClock: systemWallClock, keepMs: keepHistoryMs }, multicast,
+      renewMs, leaseMs: 3 * renewMs + 1000, sender: { peerTimeoutMs }, maxDatagram, history: { log: history, wallClock: systemWallClock, keepMs: keepHistoryMs }, multicast, maxRate,
     });
     const rollouts = new Rollouts({
       server, releases, prepare: prepareStored, wallClock: systemWallClock, store, saved: await store.campaigns(cluster?.name ?? ''), node: cluster?.name,

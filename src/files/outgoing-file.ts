@@ -11,6 +11,7 @@ import { ChunkSender, type SenderAction, type SenderOptions, type SendOutcome } 
 import { ResultCode, type ResultCodeValue } from '../protocol/result-codes.js';
 import type { Clock } from '../util/clock.js';
 import { WakeTimer } from '../util/wake-timer.js';
+import type { RateSharer, SharedRate } from '../transfer/rate-share.js';
 import { ModuleSource } from './module-source.js';
 
 export interface TransferProgress {
@@ -40,6 +41,9 @@ export interface ChunkWire {
   /** The socket's queue is long: wait before sending more. */
   backlogged(): boolean;
   readonly datagrams: number;
+  /** Bytes a chunk takes on the wire (a full one, headers included): rates in chunks become
+   *  bytes for `--max-rate`. */
+  readonly chunkBytes: number;
   close(): void;
 }
 
@@ -60,7 +64,7 @@ const MAX_BACKLOG_WAITS = 50;
 /** A timer this late means the process was not running: see onTimer. */
 const STALLED_AFTER_MS = 1_000;
 
-export class OutgoingFile {
+export class OutgoingFile implements RateSharer {
   readonly done: Promise<SendOutcome>;
   readonly startedAt: number;
   /** When every chunk was acknowledged (the peer then verifies); if the last ACKs were all lost,
@@ -74,6 +78,8 @@ export class OutgoingFile {
   private ackedAtTimeout = -1;
   private timeoutsWithoutProgress = 0;
   private backlogWaits = 0;
+  /** Ends its share of `--max-rate` (undefined: it has none). */
+  private leaveShare: (() => void) | undefined;
 
   constructor(
     public transferId: number,
@@ -82,6 +88,8 @@ export class OutgoingFile {
     private readonly io: OutgoingIo,
     private readonly clock: Clock,
     senderOptions: Partial<SenderOptions>,
+    /** The total it shares with the other transfers (`--max-rate`), from start() until done. */
+    private readonly shared?: SharedRate,
   ) {
     this.sender = new ChunkSender(totalChunks, senderOptions);
     this.timer = new WakeTimer(clock, (lateMs) => this.onTimer(lateMs));
@@ -103,7 +111,20 @@ export class OutgoingFile {
     };
   }
 
-  start(): void { this.run(this.sender.start(this.clock.now())); }
+  start(): void {
+    this.run(this.sender.start(this.clock.now()));
+    if (this.shared && this.sender.phase !== 'done') this.leaveShare = this.shared.join(this);
+  }
+
+  /** A chunk a second: slower, the peer's timeouts would end the transfer (rate-share.ts). */
+  get floor(): number { return this.wire.chunkBytes / 1000; }
+
+  wants(now: number): number { return this.sender.wantedRate(now) * this.wire.chunkBytes; }
+
+  cap(bytesPerMs: number, now: number): void {
+    if (this.sender.phase === 'done') return;
+    this.run(this.sender.setRateCap(bytesPerMs / this.wire.chunkBytes, now));
+  }
 
   isAcked(index: number): boolean { return this.sender.isAcked(index); }
   get ackedCount(): number { return this.sender.acked; }
@@ -211,6 +232,8 @@ export class OutgoingFile {
         case 'done':
           this.timer.clear();
           this.wire.close();
+          this.leaveShare?.();
+          this.leaveShare = undefined;
           this.resolveDone(a.outcome);
           return;
       }
@@ -224,9 +247,11 @@ export class OutgoingFile {
 export class SessionDataWire implements ChunkWire {
   private readonly source: ModuleSource;
   datagrams = 0;
+  readonly chunkBytes: number;
 
   constructor(private readonly file: { readonly path: string; readonly size: number; readonly chunkSize: number }, private readonly sendMessage: (message: Uint8Array) => void) {
     this.source = new ModuleSource(file.path, file.size, file.chunkSize);
+    this.chunkBytes = DATA_HEADER_BYTES + file.chunkSize;
   }
 
   send(transferId: number, indices: readonly number[]): void {

@@ -64,6 +64,7 @@ export class SealedChunkWire implements ChunkWire {
   datagrams = 0;
   /** Chunks sent, each time it was sent (a chunk in pieces is one). */
   chunksSent = 0;
+  readonly chunkBytes: number;
 
   constructor(
     private readonly sealed: SealedRelease,
@@ -75,6 +76,7 @@ export class SealedChunkWire implements ChunkWire {
     this.pieced = pieces && CHUNKS_HEADER_BYTES + sealed.entryBytes > path.options.max;
     this.token = this.pieced ? pieceToken(sealed.key, sealed.sealId) : undefined;
     this.headerBytes = this.pieced ? PIECE_HEADER_BYTES : CHUNKS_HEADER_BYTES;
+    this.chunkBytes = sealed.entryBytes + this.headerBytes;
     this.headers = Buffer.alloc(HEADER_RING * this.headerBytes);
     // A seal that failed already has no file (sealRelease deleted it): nothing is read, and the
     // session fails with the seal's reason as it starts (PushSession.start).

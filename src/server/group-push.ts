@@ -23,6 +23,7 @@ import { GROUP_BATCH_MS } from '../net/datagram-batch.js';
 import { GroupPace, type HandOver, type MemberView } from '../transfer/group-pace.js';
 import { PathMtu } from '../transfer/path-mtu.js';
 import { DEFAULT_RECEIVER_OPTIONS } from '../transfer/receiver.js';
+import type { RateSharer, SharedRate } from '../transfer/rate-share.js';
 import type { PushSession } from './push-session.js';
 import type { SealedRelease } from './sealed-release.js';
 
@@ -47,7 +48,7 @@ const REPAIR_SHARE = 0.25;
 
 export type Phase = 'waiting' | 'sending' | 'settling' | 'repairing' | 'done';
 
-export class GroupPush {
+export class GroupPush implements RateSharer {
   private readonly wire: SealedChunkWire;
   private readonly sessions: readonly PushSession[];
   private readonly pace: GroupPace;
@@ -68,6 +69,9 @@ export class GroupPush {
   /** How long the first pass took, from the group's start (ms), once it is over. */
   passMs: number | undefined;
   private passStartedAt = 0;
+  /** Its share of `--max-rate` (bytes per ms; Infinity: none), and how to give it up. */
+  private rateCap = Number.POSITIVE_INFINITY;
+  private leaveShare: (() => void) | undefined;
 
   constructor(
     readonly groupTransferId: number,
@@ -78,6 +82,8 @@ export class GroupPush {
     options: Partial<GroupPushOptions> = {},
     /** Every member takes PIECE frames: chunks larger than the group's datagrams go in pieces. */
     pieces = false,
+    /** `--max-rate`, shared with the server's other transfers: the group counts once. */
+    private readonly shared?: SharedRate,
   ) {
     const o = { ...DEFAULT_GROUP_OPTIONS, ...options };
     const perMs = (mbit: number): number => (mbit * 1e6) / 8 / 1000;
@@ -118,7 +124,7 @@ export class GroupPush {
   /** Where the group pass stands, for the console's progress lines. */
   status(): { phase: Phase; sent: number; total: number; mbit: number; unicastIds: string[] } {
     return {
-      phase: this.phase, sent: this.next, total: this.sealed.totalChunks, mbit: (this.pace.rate * 8 * 1000) / 1e6,
+      phase: this.phase, sent: this.next, total: this.sealed.totalChunks, mbit: (this.rate * 8 * 1000) / 1e6,
       unicastIds: this.sessions.filter((s) => s.gateOpen && this.phase !== 'done').map((s) => s.client.id),
     };
   }
@@ -127,7 +133,19 @@ export class GroupPush {
   start(): void {
     for (const s of this.sessions) this.announce(s);
     this.timer.arm(this.clock.now());
+    this.leaveShare = this.shared?.join(this);
   }
+
+  /** Its pace while it sends (a pass or repairs), else nothing. */
+  wants(): number { return this.phase === 'sending' || this.phase === 'repairing' ? this.pace.rate : 0; }
+
+  cap(bytesPerMs: number): void { this.rateCap = bytesPerMs; }
+
+  /** A chunk a second, as a session's (nothing times the group out, but its devices wait). */
+  get floor(): number { return this.sealed.entryBytes / 1000; }
+
+  /** The pace it sends at: the devices' (GroupPace), within its share of `--max-rate`. */
+  private get rate(): number { return Math.min(this.pace.rate, this.rateCap); }
 
   /** Everything is over (every session finished): let go of the file. */
   close(): void {
@@ -182,10 +200,10 @@ export class GroupPush {
       batch.push(this.next);
       this.sentAt[this.next] = now;
       this.next++;
-      this.nextSendAt += this.sealed.entryBytes / this.pace.rate;
+      this.nextSendAt += this.sealed.entryBytes / this.rate;
     }
     // Idle (waiting for sealing) earns no credit for a burst later.
-    if (this.nextSendAt < now - MAX_BURST * (this.sealed.entryBytes / this.pace.rate)) this.nextSendAt = now;
+    if (this.nextSendAt < now - MAX_BURST * (this.sealed.entryBytes / this.rate)) this.nextSendAt = now;
     if (this.next === this.sealed.totalChunks) {
       this.passMs = now - this.passStartedAt;
       this.phase = 'settling';
@@ -199,7 +217,7 @@ export class GroupPush {
     batch.length = 0;
     while (batch.length < MAX_BURST && this.repairAt < this.repairQueue.length && this.nextSendAt <= now) {
       batch.push(this.repairQueue[this.repairAt++]!);
-      this.nextSendAt += this.sealed.entryBytes / this.pace.rate;
+      this.nextSendAt += this.sealed.entryBytes / this.rate;
     }
     this.repaired += batch.length;
     return batch;
@@ -264,6 +282,8 @@ export class GroupPush {
   private finish(): void {
     this.phase = 'done';
     this.timer.clear();
+    this.leaveShare?.();
+    this.leaveShare = undefined;
     for (const s of this.sessions) s.openGate();
   }
 }

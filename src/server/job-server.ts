@@ -13,6 +13,7 @@ import { encode, JobCode, JobKind, type DataMessage, type FileOfferMessage, type
 import { ResultCode } from '../protocol/result-codes.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import { IncomingTransfer } from '../files/incoming-transfer.js';
+import type { SharedRate } from '../transfer/rate-share.js';
 import { OutgoingFile, SessionDataWire } from '../files/outgoing-file.js';
 import type { AuthenticatedPeer } from '../session/server-channel.js';
 import type { Peer } from '../net/endpoint.js';
@@ -64,6 +65,8 @@ export class JobServer extends EventEmitter {
     readonly wallClock: WallClock;
     readonly notifier?: Notifier;
     readonly sender?: Partial<SenderOptions>;
+    /** `--max-rate`: files put on devices share it with pushes. */
+    readonly maxRate?: SharedRate;
     /** Whether a device is in the fleet (approved): others get no jobs. */
     readonly approved: (device: string) => boolean;
     /** Several nodes: fetch a file another node queued a job with (Cluster.fetchFile). */
@@ -266,7 +269,7 @@ export class JobServer extends EventEmitter {
         this.puts.set(transferId, entry);
         return transferId;
       },
-    }, this.o.clock, this.o.sender ?? {});
+    }, this.o.clock, this.o.sender ?? {}, this.o.maxRate);
     const entry = { job, file };
     this.puts.set(transferId, entry);
     file.start();

@@ -8,6 +8,7 @@ import type { SenderOptions, SendOutcome } from '../transfer/sender.js';
 import type { PathMtu } from '../transfer/path-mtu.js';
 import type { Peer } from '../net/endpoint.js';
 import type { Clock } from '../util/clock.js';
+import type { SharedRate } from '../transfer/rate-share.js';
 import { OutgoingFile, type TransferProgress } from '../files/outgoing-file.js';
 import { SealedChunkWire } from '../files/sealed-chunk-wire.js';
 import type { SignedManifest } from '../security/manifest.js';
@@ -78,6 +79,8 @@ export class PushSession {
     renumber: (session: PushSession) => number,
     /** The device may be sent chunks in pieces (when they do not fit its path's datagrams). */
     pieces = false,
+    /** `--max-rate`, shared with the server's other transfers. */
+    shared?: SharedRate,
   ) {
     this.chunkSize = sealed.chunkSize;
     // The client's address now, on every send: it may re-register from a new one mid-transfer.
@@ -91,7 +94,7 @@ export class PushSession {
       // Signed once per session: a re-offer repeats the same manifest, not a new signature.
       encodeOffer: (id) => encode({ type: 'offer', transferId: id, manifest: signed.bytes, signature: signed.signature, contentKey: sealed.key, sealId: sealed.sealId }),
       renumber: () => renumber(this),
-    }, clock, { firstFlight: firstFlightChunks(sealed), ...senderOptions });
+    }, clock, { firstFlight: firstFlightChunks(sealed), ...senderOptions }, shared);
   }
 
   /** Start sending; chunks go out as the release's sealing makes them available (and, in a

@@ -1,4 +1,5 @@
 /** The operator's console: `NxtServer# `. */
+import type { SharedRate } from '../transfer/rate-share.js';
 import type { Readable, Writable } from 'node:stream';
 import type { LogSink } from '../util/log.js';
 import { NxtError } from '../errors.js';
@@ -421,8 +422,11 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
     input: schema.object({}),
     parse: noArguments('status [--json]'),
     run: () => server.activeSessions.map((p) => ({ client: p.client.id, module: p.release.manifest.name, release: formatReleaseVersion(p.release.manifest.version), ...p.progress })),
-    print: (rows) => (rows.length === 0 ? ['no pushes in progress'] : rows.map((r) => `  ${shortId(r.client)}  ${r.module} ${r.release}  ${r.phase} ${r.acked}/${r.total} chunks `
-      + `(${Math.floor((100 * r.acked) / r.total)}%), ${r.retransmits} resent, ${r.timeouts} retransmission timeouts`)),
+    print: (rows) => [
+      ...(rows.length === 0 ? ['no pushes in progress'] : rows.map((r) => `  ${shortId(r.client)}  ${r.module} ${r.release}  ${r.phase} ${r.acked}/${r.total} chunks `
+        + `(${Math.floor((100 * r.acked) / r.total)}%), ${r.retransmits} resent, ${r.timeouts} retransmission timeouts`)),
+      ...(server.maxRate ? [describeMaxRate(server.maxRate)] : []),
+    ],
   };
 
   const report: TypedCommand<{ device: string }, { device: string; job: number; at: string; report: unknown }> = {
@@ -1112,4 +1116,10 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   server.on('enrollment-request', (d: DeviceRecord) => repl.print(
     `device ${shortId(d.id)} asks to join from ${d.address} (${describeInventory(d.inventory)}, key ${d.fingerprint}): approve ${shortId(d.id)} or reject ${shortId(d.id)}`));
   return repl;
+}
+
+/** `--max-rate`'s line in `status`. */
+function describeMaxRate(rate: SharedRate): string {
+  const n = rate.sharing;
+  return `max rate ${Number(((rate.bytesPerMs * 8) / 1000).toPrecision(4))} Mbit/s (--max-rate), ${n === 0 ? 'nothing sending now' : `shared by ${n} transfer${n === 1 ? '' : 's'} now`}`;
 }

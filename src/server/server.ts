@@ -40,6 +40,7 @@ import type { Cluster } from './cluster.js';
 import { compareReleaseVersions } from '../protocol/release-version.js';
 import { UpdateState } from '../protocol/messages.js';
 import type { Manifest } from '../security/manifest.js';
+import type { SharedRate } from '../transfer/rate-share.js';
 import { GroupPush, type GroupPushOptions } from './group-push.js';
 import { formatGroup, type MulticastSender } from '../net/multicast.js';
 
@@ -91,6 +92,8 @@ export interface NxtServerOptions {
   readonly jobs?: JobServer;
   /** A push to two devices or more goes through this multicast group first (group-push.ts). */
   readonly multicast?: { readonly sender: MulticastSender; readonly options?: Partial<GroupPushOptions> };
+  /** The most every transfer together sends (`--max-rate`), shared among them (rate-share.ts). */
+  readonly maxRate?: SharedRate;
 }
 
 function describeFragmentDecision(d: FragmentDecision, pieces: boolean): string {
@@ -398,6 +401,9 @@ export class NxtServer extends EventEmitter {
 
   get activeSessions(): PushSession[] { return [...this.sessions.values()]; }
 
+  /** `--max-rate` and the transfers sharing it now (undefined: no cap). */
+  get maxRate(): SharedRate | undefined { return this.options.maxRate; }
+
   onlineClients(): ClientRecord[] {
     return this.registry.online(this.options.clock.now());
   }
@@ -586,7 +592,7 @@ export class NxtServer extends EventEmitter {
     const prepare = async ({ client, path, known, chunkSize, pieces }: (typeof paths)[number], i: number): Promise<PushSession> => {
       const signed = await signatures[i]!;
       const sender = { offerTimeoutMs: offerTimeoutFor(known.offerAnswerMs), ...this.options.sender };
-      const session = new PushSession(this.newTransferId(), client, release, signed, sealedBySize.get(chunkSize)!, path, this.options.channel, this.options.clock, sender, renumber, pieces);
+      const session = new PushSession(this.newTransferId(), client, release, signed, sealedBySize.get(chunkSize)!, path, this.options.channel, this.options.clock, sender, renumber, pieces, this.options.maxRate);
       void session.done.then(() => { if (session.offerAnswerMs !== undefined) known.offerAnswerMs = session.offerAnswerMs; });
       if (session.pieced && !group) fragmented.add(client.id);
       this.sessions.set(session.transferId, session);
@@ -655,7 +661,7 @@ export class NxtServer extends EventEmitter {
     if (group) for (const session of sessions) session.holdForGroup();
     const reports = group ? sessions.map(run) : paths.map(async (p, i) => run(await prepare(p, i)));
     if (group) {
-      const groupPush = new GroupPush(this.newTransferId(), sessions[0]!.sealedRelease, group.sender, sessions, this.options.clock, group.options, groupPieces);
+      const groupPush = new GroupPush(this.newTransferId(), sessions[0]!.sealedRelease, group.sender, sessions, this.options.clock, group.options, groupPieces, this.options.maxRate);
       this.groupPushes.add(groupPush);
       groupPush.start();
       void Promise.all(reports).finally(() => {

@@ -13,7 +13,8 @@
  * retransmission is undone in the loss count the rate model sees. A retransmission timeout
  * (RFC 6298, Karn's rule for samples; F-RTO, RFC 5682, on the first) catches the tail. Rate: chunks are paced at the rate the
  * RateModel derives from measured delivery rate and round-trip time, with at most its window in
- * flight and never more than the receiver's window.
+ * flight and never more than the receiver's window; and never faster than its share of
+ * `--max-rate` (setRateCap), whose samples then count as app-limited (they measure the cap).
  *
  * Memory: per-chunk bookkeeping (state, send time, …) is kept for at most `trackedChunks` chunks,
  * a ring from a quarter of that below the receiver's cumulative point: everything below it is
@@ -169,6 +170,11 @@ export class ChunkSender {
   private lostInRound = 0;
   private nextSendAt = 0;
   private pacedWake: number | undefined;
+  /** The most this transfer may send, chunks per ms (`--max-rate`'s share: rate-share.ts). */
+  private rateCap = Number.POSITIVE_INFINITY;
+  /** The cap held the pace below the model's at the last fill: what is sent then is measured
+   *  against the cap, not the path (app-limited, as while the file is prepared). */
+  private capLimited = false;
   /** After a retransmission timeout, send at most minWindow until new data is acknowledged. */
   private timeoutClamp = false;
 
@@ -316,6 +322,23 @@ export class ChunkSender {
 
   /** The peer has answered the offer (an ACK came): it accepted the transfer. */
   get accepted(): boolean { return this.acceptedValue; }
+
+  /** How fast it would send now uncapped, chunks per ms: 0 with nothing it may send (offering,
+   *  waiting for the file, for the receiver's window, for the last ACKs or the verdict). */
+  wantedRate(now: number): number {
+    if (this.phaseValue !== 'sending' || this.nextToSend(this.sendEdge()) === undefined) return 0;
+    return this.model.pacingRate(now, this.rtt.srtt);
+  }
+
+  /** Send at most `chunksPerMs` from now on (Infinity: no cap). A higher cap takes effect at once. */
+  setRateCap(chunksPerMs: number, now: number): SenderAction[] {
+    const raised = chunksPerMs > this.rateCap;
+    this.rateCap = chunksPerMs > 0 ? chunksPerMs : Number.POSITIVE_INFINITY;
+    if (!raised || this.phaseValue !== 'sending') return [];
+    // The next send was scheduled at the old cap's pace: bring it forward.
+    this.nextSendAt = Math.min(this.nextSendAt, now);
+    return this.fill(now);
+  }
 
   onAck(ack: AckMessage, now: number): SenderAction[] {
     if (this.phaseValue === 'done') return [];
@@ -808,7 +831,9 @@ export class ChunkSender {
     const actions: SenderAction[] = [];
     this.pacedWake = undefined;
     const limit = this.currentWindow();
-    const interval = 1 / this.model.pacingRate(now, this.rtt.srtt);
+    const modelRate = this.model.pacingRate(now, this.rtt.srtt);
+    this.capLimited = this.rateCap < modelRate;
+    const interval = 1 / (this.capLimited ? this.rateCap : modelRate);
     // No credit for idle time beyond one burst: a paused sender must not flood afterwards.
     const earliest = now - this.options.maxBurst * interval;
     if (this.nextSendAt < earliest) this.nextSendAt = earliest;
@@ -869,7 +894,7 @@ export class ChunkSender {
     this.inFlight++;
     this.sentAt[k] = now;
     this.deliveredAtSend[k] = this.ackedCount;
-    this.appLimitedAtSend[k] = this.appLimitedUntil !== 0 ? 1 : 0;
+    this.appLimitedAtSend[k] = this.appLimitedUntil !== 0 || this.capLimited ? 1 : 0;
     this.deliveredTimeAtSend[k] = this.deliveredTime;
     // With nothing in flight the send interval starts now (BBR's first_sent_time).
     this.firstSentAtSend[k] = this.inFlight === 1 ? now : this.lastAckedSentAt;

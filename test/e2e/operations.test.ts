@@ -35,6 +35,12 @@ describe('command line conventions', () => {
     expect(noTrust.status).toBe(1);
     expect(noTrust.stderr).toMatch(/^nxt-client: /);
     expect(noTrust.stdout).toBe('');
+    // A bad value is a usage error, said before anything starts.
+    for (const rate of ['fast', '0', '-5', '1e9']) {
+      const badRate = runNode([serverJs, '--port', '0', '--state-dir', join(dir, 's'), '--max-rate', rate]);
+      expect(badRate.status).toBe(2);
+      expect(badRate.stderr).toContain(`--max-rate "${rate}" must be 0.1-100000 Mbit/s`);
+    }
   });
 });
 

@@ -272,3 +272,23 @@ describe('resume', () => {
     expect(afterRestart).toBeLessThan((totalChunks - held) * 1.1 + 100);
   });
 });
+
+describe('--max-rate', () => {
+  it('holds two devices\' pushes together to the cap, shared evenly, where uncapped they take a tenth of it', async () => {
+    // 8 Mbit/s is 1 MB/s: 2 × 1 MiB takes ~2.1 s capped (each device ~2 s if they share evenly,
+    // the first ~1 s if one went first); on loopback uncapped, well under 0.5 s.
+    const { proc: capped, port: cappedPort } = await startServer(join(dir, 'capped'), ['--peer-timeout', '3000', '--max-rate', '8']);
+    const cappedTrust = join(dir, 'capped/release.pub');
+    await startClient('a', cappedPort, join(dir, 'a'), cappedTrust);
+    await startClient('b', cappedPort, join(dir, 'b'), cappedTrust);
+    const at = capped.type(`push ${writeModule(dir, 'capped_3_0.mjs', 1024 * 1024)}`);
+    await capped.waitFor(/push finished: .*\n/, 30_000, at);
+    const times = [...capped.output.slice(at).matchAll(/done: 9\.1 bulk active.* in (\d+) ms/g)].map((m) => Number(m[1]));
+    expect(times).toHaveLength(2);
+    for (const ms of times) {
+      expect(ms).toBeGreaterThan(1700);
+      expect(ms).toBeLessThan(6000);
+    }
+    expect(await capped.run('status', /max rate[^\n]*\n/)).toMatch(/max rate 8 Mbit\/s/);
+  });
+});

@@ -8,6 +8,7 @@ import { ChunkSender, type SenderOptions, type SendOutcome } from '../../src/tra
 import { ChunkReceiver, type ReceiverOptions, type ReceiverAction } from '../../src/transfer/receiver.js';
 import { ResultCode } from '../../src/protocol/result-codes.js';
 import type { AckMessage } from '../../src/protocol/messages.js';
+import { SharedRate, type RateSharer } from '../../src/transfer/rate-share.js';
 import { seededRandom } from './random.js';
 import { EventQueue } from './event-queue.js';
 
@@ -57,6 +58,8 @@ export interface SimulationResult {
   /** When this flow's sender finished, in ms after the simulation began. */
   endedAt: number;
   receiverTimedOut: boolean;
+  /** When each chunk transmission went, ms after the simulation began. */
+  sentAt: number[];
 }
 
 export interface FlowSpec {
@@ -76,6 +79,8 @@ type SimOptions = {
   /** The receiver takes this long to accept a new offer (a device checking its signature): what
    *  reaches it meanwhile waits, in order, as in a socket's buffer. */
   offerCheckMs?: number;
+  /** `--max-rate`: chunks per ms all flows together may send, shared as the server shares it. */
+  maxRate?: number;
 };
 type Event = { at: number; seq: number; run: () => void };
 
@@ -128,13 +133,22 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
     }
   };
 
+  const shared = opts.maxRate === undefined ? undefined : new SharedRate(opts.maxRate, { now: () => now }, (fire) => {
+    let armedAt: number | undefined;
+    return {
+      arm: (at) => { armedAt = at; schedule(at, () => { if (armedAt === at) { armedAt = undefined; fire(); } }); },
+      clear: () => { armedAt = undefined; },
+    };
+  });
+
   const results = flows.map((spec) => {
     const { chunks } = spec;
     const sender = new ChunkSender(chunks.length, opts.sender);
     let receiver: ChunkReceiver | undefined;
     const result: SimulationResult = {
-      outcome: undefined, overflowDrops: 0, delivered: [], chunkTransmissions: 0, retransmits: 0, spurious: 0, timeouts: 0, spuriousTimeouts: 0, maxBandwidth: 0, endedAt: Number.NaN, receiverTimedOut: false,
+      outcome: undefined, overflowDrops: 0, delivered: [], chunkTransmissions: 0, retransmits: 0, spurious: 0, timeouts: 0, spuriousTimeouts: 0, maxBandwidth: 0, endedAt: Number.NaN, receiverTimedOut: false, sentAt: [],
     };
+    let leaveShare: (() => void) | undefined;
     const attempts = new Map<number, number>();
     let senderTimerAt: number | undefined;
     let receiverTimerAt: number | undefined;
@@ -195,6 +209,7 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
           }));
         } else if (a.kind === 'send-chunk') {
           result.chunkTransmissions++;
+          result.sentAt.push(now - epoch);
           const attempt = (attempts.get(a.index) ?? 0) + 1;
           attempts.set(a.index, attempt);
           if (link.dropChunk?.(a.index, attempt)) continue;
@@ -203,6 +218,7 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
           transmit(() => atReceiver(() => { if (receiver) runReceiver(receiver.onData(a.index, payload, now)); }), true);
         } else if (a.kind === 'done') {
           result.endedAt = now - epoch;
+          leaveShare?.();
         }
       }
       armSender();
@@ -213,7 +229,11 @@ export function simulateTransfers(flows: FlowSpec[], link: LinkProfile, seed: nu
       sender.setAvailable(spec.prepared.filter(([ms]) => ms === 0).at(-1)?.[1] ?? 0, startAt);
       for (const [ms, n] of spec.prepared) if (ms > 0) schedule(startAt + ms, () => runSender(sender.setAvailable(n, now)));
     }
-    schedule(startAt, () => runSender(sender.start(now)));
+    const member: RateSharer = { wants: (at) => sender.wantedRate(at), cap: (c, at) => runSender(sender.setRateCap(c, at)), floor: 0.001 };
+    schedule(startAt, () => {
+      runSender(sender.start(now));
+      if (sender.phase !== 'done') leaveShare = shared?.join(member);
+    });
     return { sender, result };
   });
 

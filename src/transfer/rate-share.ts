@@ -1,0 +1,112 @@
+/**
+ * `--max-rate`: the most the server sends, all transfers together (a site's uplink, a cellular
+ * plan), shared among the transfers under way.
+ *
+ * Each transfer keeps its own rate model (rate-model.ts) and paces itself; this only caps it.
+ * The caps are max-min fair: a transfer that wants less than an even share (a slow device, one
+ * waiting for its device's verdict) gets what it wants, with room to probe for more; the others
+ * split the rest evenly. What nobody wants goes to everyone evenly, so the caps always add up to
+ * the total and a transfer's probe can find out that it could go faster. Caps are worked out
+ * again when a transfer starts or ends and every REBALANCE_MS while several share.
+ *
+ * A transfer is never capped below `floor` (about a chunk a second): below that its peer's
+ * timeouts would end it. So many transfers that their floors add up to more than the total make
+ * the total that much higher; the operator sees why in `status`.
+ */
+import type { Clock } from '../util/clock.js';
+import { WakeTimer } from '../util/wake-timer.js';
+
+/** How much more than it asks for a transfer may send: a rate model probes at 1.25 × (BBR). */
+export const PROBE_HEADROOM = 1.25;
+/** How often the caps are worked out again while several transfers share the total. */
+export const REBALANCE_MS = 50;
+
+/**
+ * Max-min fair caps of `total` for transfers that want `wants` (same unit; a want is already
+ * with its headroom): water-filling, then what is left over spread evenly. Pure.
+ */
+export function fairShares(total: number, wants: readonly number[]): number[] {
+  const n = wants.length;
+  const caps = new Array<number>(n).fill(0);
+  if (n === 0) return caps;
+  // Lowest want first: each either gets what it wants or, once wants pass the even share of
+  // what is left, all the rest share it evenly.
+  const order = wants.map((_, i) => i).sort((a, b) => (wants[a] ?? 0) - (wants[b] ?? 0));
+  let left = total;
+  let k = 0;
+  for (; k < n; k++) {
+    const i = order[k]!;
+    const even = left / (n - k);
+    const want = Math.max(0, wants[i] ?? 0);
+    if (want > even) break;
+    caps[i] = want;
+    left -= want;
+  }
+  if (k < n) {
+    const even = left / (n - k);
+    for (; k < n; k++) caps[order[k]!] = even;
+  } else if (left > 0) {
+    for (let i = 0; i < n; i++) caps[i]! += left / n;
+  }
+  return caps;
+}
+
+/** A transfer that shares the total. Rates in bytes per ms. */
+export interface RateSharer {
+  /** What it would send now uncapped (0 while it sends nothing: offering, waiting for a verdict). */
+  wants(now: number): number;
+  /** The most it may send from now on. */
+  cap(bytesPerMs: number, now: number): void;
+  /** The least it may be capped to (its peer's timeouts allow no less). */
+  readonly floor: number;
+}
+
+/** A timer that calls back once at a time: a WakeTimer, or a simulation's. */
+export interface RebalanceTimer {
+  arm(at: number): void;
+  clear(): void;
+}
+
+/** The total and the transfers sharing it. */
+export class SharedRate {
+  private readonly members = new Set<RateSharer>();
+  private readonly timer: RebalanceTimer;
+
+  /** `bytesPerMs`: the total (1 Mbit/s is 125 bytes per ms). */
+  constructor(
+    readonly bytesPerMs: number,
+    private readonly clock: Clock,
+    makeTimer: (fire: () => void) => RebalanceTimer = (fire) => new WakeTimer(clock, fire, true),
+  ) {
+    this.timer = makeTimer(() => this.rebalance());
+  }
+
+  /** How many transfers share it now. */
+  get sharing(): number { return this.members.size; }
+
+  /** `member` shares the total from now until the returned function is called. */
+  join(member: RateSharer): () => void {
+    this.members.add(member);
+    this.rebalance();
+    return () => {
+      if (this.members.delete(member)) this.rebalance();
+    };
+  }
+
+  /** Work the caps out again: at once on a join or a leave, then every REBALANCE_MS. */
+  rebalance(): void {
+    this.timer.clear();
+    const now = this.clock.now();
+    const members = [...this.members];
+    if (members.length === 0) return;
+    const caps = fairShares(this.bytesPerMs, members.map((m) => m.wants(now) * PROBE_HEADROOM));
+    members.forEach((m, i) => m.cap(Math.max(caps[i]!, m.floor), now));
+    // One alone has the whole total: nothing to balance until another joins.
+    if (members.length > 1) this.timer.arm(now + REBALANCE_MS);
+  }
+
+  close(): void {
+    this.timer.clear();
+    this.members.clear();
+  }
+}

@@ -1,0 +1,139 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { fairShares, PROBE_HEADROOM, REBALANCE_MS, SharedRate, type RateSharer } from '../../src/transfer/rate-share.js';
+import { makeChunks, simulateTransfers, type LinkProfile } from '../support/simulated-link.js';
+import { ResultCode } from '../../src/protocol/result-codes.js';
+
+const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
+
+describe('fairShares (max-min fair, the leftover spread)', () => {
+  it('gives a transfer that wants less than an even share what it wants, and the rest even shares of what is left', () => {
+    expect(fairShares(10, [1, 100, 100])).toEqual([1, 4.5, 4.5]);
+    expect(fairShares(12, [100, 2, 3, 100])).toEqual([3.5, 2, 3, 3.5]);
+  });
+
+  it('spreads what nobody wants evenly, so that every transfer may probe for more', () => {
+    expect(fairShares(10, [1, 3])).toEqual([4, 6]);
+    expect(fairShares(10, [0, 0])).toEqual([5, 5]);
+  });
+
+  it('has nothing to share among no one', () => {
+    expect(fairShares(10, [])).toEqual([]);
+  });
+
+  it('always adds up to the total, never gives anyone less than min(want, an even share)', () => {
+    fc.assert(fc.property(fc.double({ min: 0.1, max: 1e6, noNaN: true }), fc.array(fc.double({ min: 0, max: 1e6, noNaN: true }), { minLength: 1, maxLength: 50 }), (total, wants) => {
+      const caps = fairShares(total, wants);
+      expect(sum(caps)).toBeCloseTo(total, 3);
+      const even = total / wants.length;
+      caps.forEach((c, i) => expect(c).toBeGreaterThanOrEqual(Math.min(wants[i]!, even) * (1 - 1e-9)));
+    }));
+  });
+});
+
+describe('SharedRate', () => {
+  /** A fake clock and a timer it fires by hand. */
+  function rig(total: number): { shared: SharedRate; clock: { t: number; now(): number }; fire: () => void; armedAt: () => number | undefined } {
+    const clock = { t: 1000, now() { return this.t; } };
+    let armed: number | undefined;
+    let fire = (): void => undefined;
+    const shared = new SharedRate(total, clock, (f) => { fire = f; return { arm: (at) => { armed = at; }, clear: () => { armed = undefined; } }; });
+    return { shared, clock, fire: () => { armed = undefined; fire(); }, armedAt: () => armed };
+  }
+  const member = (want: number, floor = 0): RateSharer & { caps: number[]; want: number } => {
+    const m = { want, caps: [] as number[], floor, wants: () => m.want, cap: (c: number) => { m.caps.push(c); } };
+    return m;
+  };
+
+  it('gives one transfer the whole total, and looks again only once another joins', () => {
+    const { shared, armedAt } = rig(100);
+    const a = member(1000);
+    shared.join(a);
+    expect(a.caps).toEqual([100]);
+    expect(armedAt()).toBeUndefined();
+    const b = member(1000);
+    shared.join(b);
+    expect(a.caps.at(-1)).toBe(50);
+    expect(b.caps.at(-1)).toBe(50);
+    expect(armedAt()).toBe(1000 + REBALANCE_MS);
+  });
+
+  it('follows what each wants every REBALANCE_MS: a slow transfer\'s unused share goes to the other', () => {
+    const { shared, clock, fire } = rig(100);
+    const fast = member(1000);
+    const slow = member(1000);
+    shared.join(fast);
+    shared.join(slow);
+    slow.want = 8; // its device takes no more
+    clock.t += REBALANCE_MS;
+    fire();
+    expect(slow.caps.at(-1)).toBeCloseTo(8 * PROBE_HEADROOM);
+    expect(fast.caps.at(-1)).toBeCloseTo(100 - 8 * PROBE_HEADROOM);
+  });
+
+  it('gives a leaver\'s share back at once, and never caps below a transfer\'s floor', () => {
+    const { shared, armedAt } = rig(10);
+    const members = Array.from({ length: 20 }, () => member(1000, 2));
+    const leaves = members.map((m) => shared.join(m));
+    for (const m of members) expect(m.caps.at(-1)).toBe(2);
+    for (const leave of leaves.slice(1)) leave();
+    expect(members[0]!.caps.at(-1)).toBe(10);
+    expect(armedAt()).toBeUndefined();
+  });
+});
+
+describe('transfers under --max-rate (the simulated link)', () => {
+  // A fast link (1000 chunks/ms at the bottleneck), 2 ms each way: only the cap limits.
+  const fast: LinkProfile = { loss: 0, duplicate: 0, jitterMs: 0, delayMs: 2, capacity: { chunksPerMs: 1000, buffer: 4000 } };
+  /** The most chunks sent, all flows together, in any window of `ms`. */
+  const peak = (sentAt: number[], ms: number): number => {
+    const t = [...sentAt].sort((a, b) => a - b);
+    let most = 0;
+    for (let i = 0, j = 0; i < t.length; i++) {
+      while (t[i]! - t[j]! >= ms) j++;
+      most = Math.max(most, i - j + 1);
+    }
+    return most;
+  };
+
+  it('one transfer goes at the cap, not the link\'s rate', () => {
+    const [r] = simulateTransfers([{ chunks: makeChunks(3000) }], fast, 21, { maxRate: 2 });
+    expect(r!.outcome?.code).toBe(ResultCode.ok);
+    // 3,000 chunks at 2 a millisecond: 1.5 s (uncapped, this link takes ~10 ms).
+    expect(r!.endedAt).toBeGreaterThan(1500 * 0.95);
+    expect(r!.endedAt).toBeLessThan(1500 * 1.1);
+    // Paced, not in bursts: no 100 ms holds more than a cap's worth and a burst.
+    expect(peak(r!.sentAt, 100)).toBeLessThanOrEqual(200 + 32);
+  });
+
+  it('two share it evenly, and the one left gets it all back within a few round trips', () => {
+    const [a, b] = simulateTransfers([{ chunks: makeChunks(4000) }, { chunks: makeChunks(1000), startAt: 100 }], fast, 22, { maxRate: 2 });
+    for (const r of [a!, b!]) expect(r.outcome?.code).toBe(ResultCode.ok);
+    // Together 5,000 chunks at 2 a millisecond: 2.5 s, however they share it.
+    expect(a!.endedAt).toBeGreaterThan(2500 * 0.95);
+    expect(a!.endedAt).toBeLessThan(2500 * 1.1);
+    // b, alone, would take 500 ms at the cap; sharing evenly, about 1 s.
+    expect(b!.endedAt - 100).toBeGreaterThan(900);
+    expect(b!.endedAt - 100).toBeLessThan(1250);
+    expect(peak([...a!.sentAt, ...b!.sentAt], 100)).toBeLessThanOrEqual(200 + 64);
+  });
+
+  it('the last of ten gets the whole cap back at once, not by slowly probing up from a tenth of it', () => {
+    // Capped, its samples measure the cap, not the path (app-limited): its estimate does not
+    // settle at its share, and it goes at the whole cap soon after the nine are done.
+    const flows = [{ chunks: makeChunks(10_000) }, ...Array.from({ length: 9 }, () => ({ chunks: makeChunks(200) }))];
+    const [long, ...short] = simulateTransfers(flows, fast, 24, { maxRate: 10 });
+    for (const r of [long!, ...short]) expect(r.outcome?.code).toBe(ResultCode.ok);
+    // 11,800 chunks at 10 a millisecond: 1.18 s.
+    expect(long!.endedAt).toBeGreaterThan(1180 * 0.95);
+    expect(long!.endedAt).toBeLessThan(1180 * 1.08);
+  });
+
+  it('a cap above what the path carries takes nothing from the path\'s rate', () => {
+    // The cap (10 chunks/ms) is far above what the link carries (2 chunks/ms).
+    const slow: LinkProfile = { ...fast, capacity: { chunksPerMs: 2, buffer: 200 } };
+    const [r] = simulateTransfers([{ chunks: makeChunks(2000) }], slow, 23, { maxRate: 10 });
+    expect(r!.outcome?.code).toBe(ResultCode.ok);
+    expect(r!.endedAt).toBeLessThan(1000 * 1.25);
+  });
+});
