@@ -217,6 +217,11 @@ export class ChunkSender {
    *  be for its late original, so it does not move RACK (as Karn's rule keeps it from the RTT). */
   private ambiguousFromTx = 0;
   private ambiguousToTx = 0;
+  /** The last timeout found spurious: when its first ACK came, and the chunks sent before it
+   *  (transmissions up to stallBeforeTx). What the stall held on its way to the peer is
+   *  acknowledged a round trip after what it held on its way back: RACK waits for that. */
+  private stallAckedAt = Number.NEGATIVE_INFINITY;
+  private stallBeforeTx = 0;
   private spuriousTimeoutsValue = 0;
   private spuriousValue = 0;
   private outcomeValue: SendOutcome | undefined;
@@ -446,6 +451,8 @@ export class ChunkSender {
         // stall of a relay, that resent hundreds of chunks that were only late). RACK goes by
         // chunks sent once, here and, for those resent during the timeouts, from now on.
         this.spuriousTimeoutsValue++;
+        this.stallAckedAt = now;
+        this.stallBeforeTx = this.frtoBeforeTx;
         rackTx = newestOnceTx;
         rack = newestOnce;
         this.ambiguousFromTx = this.frtoBeforeTx;
@@ -683,6 +690,17 @@ export class ChunkSender {
       const tx = this.flightTx[this.flightHead] ?? 0;
       if (this.stateOf(i) !== IN_FLIGHT || this.txSeqOf[this.at(i)] !== tx) { this.flightHead++; continue; }
       if (tx >= this.maxAckedTx) break;
+      // Sent before a stall: when it ended, ACKs the stall held on their way back came at once,
+      // and those of chunks it held on their way to the peer come a round trip later. Judged
+      // on the ACKs alone, every chunk of the second kind sent before one of the first looked
+      // lost (a 100 ms stall at 25% reordering: up to 400 of 6,000 chunks resent for nothing).
+      if (tx <= this.stallBeforeTx) {
+        const settled = this.stallAckedAt + (Number.isFinite(this.minRtt) ? this.minRtt : 0) + window;
+        if (now < settled) {
+          this.reorderDeadline = settled;
+          break;
+        }
+      }
       const deadline = (this.sentAt[this.at(i)] ?? 0) + this.rackRtt + window;
       const dupThreshMet = !this.reorderingSeen && this.maxAckedTx - tx >= this.options.dupThresh;
       if (!dupThreshMet && now < deadline) {
