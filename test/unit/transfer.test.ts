@@ -346,15 +346,19 @@ describe('a retransmission timeout that was spurious (the path stalled; nothing 
 });
 
 describe('after a stall on a path that also reorders', () => {
+  /** 6,000 chunks behind a 20 chunks/ms bottleneck, 25% reordered, the path stalled for `ms`
+   *  100 ms in. */
+  const stalled = (seed: number, ms: number): ReturnType<typeof simulateTransfer> => simulateTransfer(makeChunks(6_000), {
+    loss: 0, duplicate: 0, jitterMs: 0, delayMs: 5, reorder: 0.25, capacity: { chunksPerMs: 20, buffer: 400 }, stall: { at: 100, ms },
+  }, seed);
+
   it('keeps its bandwidth estimate near the link\'s rate: late ACKs by the hundred do not pass for a faster path', () => {
     // 200 ms without a delivery, then everything held arrives at once (the ACKs too), behind a
     // 20 chunks/ms bottleneck. ACKs of chunks resent a moment before (their originals had
     // arrived) once started the next chunks' sampling there: one seed in twelve estimated 56
     // chunks/ms, and the flood that followed overflowed the bottleneck (1,951 drops).
     for (let seed = 1; seed <= 12; seed++) {
-      const r = simulateTransfer(makeChunks(6_000), {
-        loss: 0, duplicate: 0, jitterMs: 0, delayMs: 5, reorder: 0.25, capacity: { chunksPerMs: 20, buffer: 400 }, stall: { at: 100, ms: 200 },
-      }, seed);
+      const r = stalled(seed, 200);
       expect(r.outcome?.code).toBe(ResultCode.ok);
       expect(r.maxBandwidth, `seed ${seed}`).toBeLessThan(20 * 1.3);
       expect(r.retransmits, `seed ${seed}`).toBeLessThan(r.overflowDrops + 150);
@@ -367,9 +371,7 @@ describe('after a stall on a path that also reorders', () => {
     // an acknowledged one for lost, RACK resent 71–329 chunks per run that the peer then reported
     // it had; the few left are the reordering's before the window widened.
     for (let seed = 1; seed <= 8; seed++) {
-      const r = simulateTransfer(makeChunks(6_000), {
-        loss: 0, duplicate: 0, jitterMs: 0, delayMs: 5, reorder: 0.25, capacity: { chunksPerMs: 20, buffer: 400 }, stall: { at: 100, ms: 100 },
-      }, seed);
+      const r = stalled(seed, 100);
       expect(r.outcome?.code).toBe(ResultCode.ok);
       expect(r.spuriousTimeouts).toBe(1);
       // Measured: 17–24.
