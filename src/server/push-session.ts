@@ -30,16 +30,23 @@ export const FIRST_FLIGHT_BYTES = 14_720;
  *  check of the signature takes 5–26 ms on the benchmark VM (tweetnacl), more on a slow ARM box. */
 export const OFFER_WAIT_MIN_MS = 60;
 
+/** A first OFFER's answer is guessed to take the handshake's round trip and this (the top of
+ *  the signature checks measured on the benchmark VM). */
+const FIRST_CHECK_GUESS_MS = 30;
+
 /**
  * How long a device's OFFER waits for its answer before it goes again, from how long the last one
  * it answered took (its round trip and its check of the signature): twice that, at least
- * OFFER_WAIT_MIN_MS, at most the RTO before any sample (500 ms; undefined: nothing known, that).
- * On a link that loses a fifth of its datagrams a third of offers or their answers are lost;
- * each cost 500 ms, 1 s, 2 s … before, ~60, 120, 240 ms now.
+ * OFFER_WAIT_MIN_MS, at most the RTO before any sample (500 ms). On a link that loses a fifth of
+ * its datagrams a third of offers or their answers are lost; each cost 500 ms, 1 s, 2 s … before,
+ * ~60, 120, 240 ms now. A device never offered anything here is guessed from its session's
+ * handshake (`handshakeRttMs`: our RESPONSE to its first datagram); with neither, undefined (the
+ * 500 ms). A guess too short costs a repeated OFFER, which a device answers at once.
  */
-export function offerTimeoutFor(lastAnswerMs: number | undefined): number | undefined {
-  if (lastAnswerMs === undefined) return undefined;
-  return Math.min(DEFAULT_RTT_OPTIONS.initialRtoMs, Math.max(OFFER_WAIT_MIN_MS, 2 * lastAnswerMs));
+export function offerTimeoutFor(lastAnswerMs: number | undefined, handshakeRttMs?: number): number | undefined {
+  const answer = lastAnswerMs ?? (handshakeRttMs === undefined ? undefined : handshakeRttMs + FIRST_CHECK_GUESS_MS);
+  if (answer === undefined) return undefined;
+  return Math.min(DEFAULT_RTT_OPTIONS.initialRtoMs, Math.max(OFFER_WAIT_MIN_MS, 2 * answer));
 }
 
 /** How many of a sealed release's first chunks fit the first flight. */

@@ -591,7 +591,7 @@ export class NxtServer extends EventEmitter {
     const sealedBySize = new Map(settled.map((x, i) => [sizes[i]!, (x as PromiseFulfilledResult<SealedRelease>).value]));
     const prepare = async ({ client, path, known, chunkSize, pieces }: (typeof paths)[number], i: number): Promise<PushSession> => {
       const signed = await signatures[i]!;
-      const sender = { offerTimeoutMs: offerTimeoutFor(known.offerAnswerMs), ...this.options.sender };
+      const sender = { offerTimeoutMs: offerTimeoutFor(known.offerAnswerMs, this.options.channel.handshakeRttOf(client.id)), ...this.options.sender };
       const session = new PushSession(this.newTransferId(), client, release, signed, sealedBySize.get(chunkSize)!, path, this.options.channel, this.options.clock, sender, renumber, pieces, this.options.maxRate);
       void session.done.then(() => { if (session.offerAnswerMs !== undefined) known.offerAnswerMs = session.offerAnswerMs; });
       if (session.pieced && !group) fragmented.add(client.id);

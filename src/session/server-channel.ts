@@ -94,6 +94,9 @@ class Session extends SealedSession {
   answered: { readonly key: string; readonly init: Buffer; readonly response: Buffer } | undefined;
   retireAt = Infinity;
   lastReceived: number;
+  /** From our RESPONSE to the client's first datagram on the session: a round trip and the
+   *  client's half of the handshake (undefined until it used the session). */
+  handshakeRttMs: number | undefined;
 
   constructor(ourIndex: number, readonly peer: AuthenticatedPeer, theirIndex: number, keys: SessionKeys, createdAt: number) {
     super(ourIndex, theirIndex, keys, createdAt);
@@ -154,6 +157,10 @@ export class ServerChannel {
 
   get port(): number { return this.options.endpoint.port; }
   get sessionCount(): number { return this.byIndex.size; }
+
+  /** How long the client's current session took from our RESPONSE to its first datagram: a
+   *  round trip, before anything else measured one (undefined: no session in use). */
+  handshakeRttOf(clientId: string): number | undefined { return this.byClient.get(clientId)?.handshakeRttMs; }
 
   onDatagram(handler: (data: Buffer, from: AuthenticatedPeer) => void): void {
     this.handler = handler;
@@ -274,6 +281,7 @@ export class ServerChannel {
   /** The client used its new session, so it has the keys: send with it from now on. */
   private confirm(s: Session, now: number): void {
     s.confirmed = true;
+    s.handshakeRttMs = now - s.createdAt;
     this.unanswer(s);
     const id = s.peer.clientId;
     if (this.unconfirmed.get(id) === s) this.unconfirmed.delete(id);

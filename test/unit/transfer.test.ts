@@ -565,11 +565,16 @@ describe('an offer that gets no answer', () => {
     expect(offersAt(new ChunkSender(10), 4000)).toEqual([0, 500, 1500, 3500]);
   });
 
-  it('goes again sooner when the server knows how long this device took to answer one', () => {
+  it('goes again sooner when the server knows how long this device took to answer one, or, before its first, its handshake', () => {
     expect(offersAt(new ChunkSender(10, { offerTimeoutMs: offerTimeoutFor(15) }), 1000)).toEqual([0, 60, 180, 420, 900]);
     expect(offerTimeoutFor(undefined)).toBeUndefined();
     expect(offerTimeoutFor(120)).toBe(240); // a slow device's check of the signature
     expect(offerTimeoutFor(400)).toBe(500); // never later than without it
+    // Never offered anything here: its handshake's round trip and a guess of its check.
+    expect(offerTimeoutFor(undefined, 2)).toBe(64);
+    expect(offerTimeoutFor(undefined, 40)).toBe(140);
+    expect(offerTimeoutFor(undefined, 300)).toBe(500);
+    expect(offerTimeoutFor(15, 300)).toBe(60); // what it did answer wins
   });
 });
 
