@@ -1,5 +1,5 @@
 /** nxt-server (all but the fast path of `ctl`, see server.ts): parse flags, wire the parts, run. */
-import { SharedRate } from '../transfer/rate-share.js';
+import { MAX_RATE_MBIT, MIN_RATE_MBIT, parseMaxRateMbit, SharedRate } from '../transfer/rate-share.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -55,8 +55,6 @@ import type { Campaign, CampaignEvent } from '../server/campaign.js';
 const DEFAULT_STATE_DIR = 'state/server';
 /** The smallest datagram that carries one whole small chunk (CHUNKS header + a 1400-byte entry). */
 const MIN_DATAGRAM = CHUNKS_HEADER_BYTES + chunkEntryBytes(SMALL_CHUNK_BYTES);
-/** The lowest `--max-rate`: a few transfers at a chunk a second each (rate-share.ts). */
-const MIN_RATE_MBIT = 0.1;
 
 const program = new Command('nxt-server')
   .description('push signed plugin modules to nxt clients over UDP')
@@ -115,7 +113,7 @@ const whole = (minimum?: number, maximum?: number): ConfigType => ({ type: 'numb
 const SERVER_CONFIG: Record<string, ConfigType> = {
   port: whole(0, 65535), stateDir: 'string', database: 'string', nodeName: 'string', peerTimeout: whole(1), renew: whole(1), manifestTtl: whole(1),
   enrollToken: 'string', autoUpdate: 'boolean', pieces: 'boolean', maxHandshakes: whole(1), maxDatagram: whole(MIN_DATAGRAM, MAX_UDP_PAYLOAD_BYTES),
-  maxRate: { type: 'number', minimum: MIN_RATE_MBIT, maximum: 100_000 },
+  maxRate: { type: 'number', minimum: MIN_RATE_MBIT, maximum: MAX_RATE_MBIT },
   multicast: 'string', multicastTtl: whole(1, 255), multicastInterface: { type: 'string', format: 'ip' }, multicastRate: { type: 'number', minimum: 1, maximum: 100_000 },
   multicastDatagram: whole(MIN_DATAGRAM, MAX_UDP_PAYLOAD_BYTES),
   notifyWebhook: { type: 'string', format: 'http-url' }, smtp: { type: 'string', format: 'smtp-url' }, notifyEmail: { type: 'string', format: 'email' },
@@ -143,10 +141,8 @@ program.action(async (flags: ServerFlags) => {
     if (maxDatagram !== undefined && (!/^\d+$/.test(opts.maxDatagram!) || maxDatagram < MIN_DATAGRAM || maxDatagram > MAX_UDP_PAYLOAD_BYTES)) {
       throw new NxtError('usage', `--max-datagram "${opts.maxDatagram}" must be a whole number of bytes from ${MIN_DATAGRAM} to ${MAX_UDP_PAYLOAD_BYTES}`);
     }
-    const maxRateMbit = opts.maxRate === undefined ? undefined : Number(opts.maxRate);
-    if (maxRateMbit !== undefined && (!/^\d+(\.\d+)?$/.test(String(opts.maxRate)) || maxRateMbit < MIN_RATE_MBIT || maxRateMbit > 100_000)) {
-      throw new NxtError('usage', `--max-rate "${opts.maxRate}" must be ${MIN_RATE_MBIT}-100000 Mbit/s`);
-    }
+    const maxRateMbit = opts.maxRate === undefined ? undefined
+      : parseMaxRateMbit(String(opts.maxRate), `--max-rate "${opts.maxRate}" must be ${MIN_RATE_MBIT}-${MAX_RATE_MBIT} Mbit/s`);
     const renewMs = parsePositiveMs(opts.renew);
     if (!/^\d+$/.test(opts.manifestTtl)) throw new NxtError('usage', `--manifest-ttl "${opts.manifestTtl}" is not a number of seconds`);
     const manifestTtlSeconds = Number(opts.manifestTtl);
@@ -221,8 +217,8 @@ program.action(async (flags: ServerFlags) => {
       });
     }
     const jobStore = await JobStore.open(store);
-    // 1 Mbit/s is 125 bytes a millisecond.
-    const maxRate = maxRateMbit === undefined ? undefined : new SharedRate(maxRateMbit * 125, systemClock);
+    // 1 Mbit/s is 125 bytes a millisecond; none unless given (the console's max-rate may set one).
+    const maxRate = new SharedRate(maxRateMbit === undefined ? Number.POSITIVE_INFINITY : maxRateMbit * 125, systemClock);
     const jobs: JobServer = new JobServer({
       store: jobStore, stateDir: opts.stateDir, channel, clock: systemClock, wallClock: systemWallClock, notifier, sender: { peerTimeoutMs }, maxRate,
       approved: (id: string): boolean => server.registry.get(id) !== undefined,

@@ -1,5 +1,5 @@
 /** The operator's console: `NxtServer# `. */
-import type { SharedRate } from '../transfer/rate-share.js';
+import { MAX_RATE_MBIT, MIN_RATE_MBIT, parseMaxRateMbit, type SharedRate } from '../transfer/rate-share.js';
 import type { Readable, Writable } from 'node:stream';
 import type { LogSink } from '../util/log.js';
 import { NxtError } from '../errors.js';
@@ -425,7 +425,7 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
     print: (rows) => [
       ...(rows.length === 0 ? ['no pushes in progress'] : rows.map((r) => `  ${shortId(r.client)}  ${r.module} ${r.release}  ${r.phase} ${r.acked}/${r.total} chunks `
         + `(${Math.floor((100 * r.acked) / r.total)}%), ${r.retransmits} resent, ${r.timeouts} retransmission timeouts`)),
-      ...(server.maxRate ? [describeMaxRate(server.maxRate)] : []),
+      ...(server.maxRate?.limited ? [describeMaxRate(server.maxRate)] : []),
     ],
   };
 
@@ -876,8 +876,32 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
     },
   };
 
+  /** `max-rate`: --max-rate, shown or changed while the server runs. */
+  const maxRate: TypedCommand<{ mbit?: number; off?: boolean }, { mbit: number | null; sharing: number }> = {
+    usage: 'max-rate [MBIT|off]',
+    help: 'the most the server sends, every push, job file and multicast group together, shared fairly among them (as --max-rate): shown, or set now for the transfers under way too, or off',
+    input: schema.object({ mbit: { type: 'number', minimum: MIN_RATE_MBIT, maximum: MAX_RATE_MBIT }, off: { type: 'boolean' } }),
+    parse: (words) => {
+      const usage = `usage: max-rate [MBIT|off] (${MIN_RATE_MBIT}-${MAX_RATE_MBIT} Mbit/s)`;
+      if (words.length > 1) throw new NxtError('usage', usage);
+      const [word] = words;
+      if (word === undefined) return {};
+      if (word === 'off') return { off: true };
+      return { mbit: parseMaxRateMbit(word, usage) };
+    },
+    run: ({ mbit, off }) => {
+      const rate = server.maxRate;
+      if (!rate) throw new NxtError('usage', 'this server shares no rate');
+      if (off === true) rate.setTotal(Number.POSITIVE_INFINITY);
+      else if (mbit !== undefined) rate.setTotal(mbit * 125);
+      return { mbit: rate.limited ? (rate.bytesPerMs * 8) / 1000 : null, sharing: rate.sharing };
+    },
+    print: (r) => [r.mbit === null ? 'max rate: none (each transfer as fast as its path carries)' : describeMaxRate(server.maxRate!)],
+  };
+
   return {
     push, clients, nodes, requests, versions, jobs, results, status, report, history, releases, tag: tagCommand(true), untag: tagCommand(false),
+    'max-rate': maxRate,
     approve: decision('approve', 'approved', 'let a device into the fleet: it is registered now and receives pushes'),
     reject: decision('reject', 'rejected', 'turn a device away: it receives nothing (approve can still let it in later)'),
     revoke: decision('revoke', 'revoked', 'withdraw a device\'s key: its sessions end, its handshakes are refused, it leaves the fleet'),
@@ -1118,8 +1142,8 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   return repl;
 }
 
-/** `--max-rate`'s line in `status`. */
+/** `--max-rate`'s line in `status` and `max-rate`. */
 function describeMaxRate(rate: SharedRate): string {
   const n = rate.sharing;
-  return `max rate ${Number(((rate.bytesPerMs * 8) / 1000).toPrecision(4))} Mbit/s (--max-rate), ${n === 0 ? 'nothing sending now' : `shared by ${n} transfer${n === 1 ? '' : 's'} now`}`;
+  return `max rate ${Number(((rate.bytesPerMs * 8) / 1000).toPrecision(4))} Mbit/s, ${n === 0 ? 'no transfer under way' : `shared by ${n} transfer${n === 1 ? '' : 's'} under way`}`;
 }

@@ -7,14 +7,27 @@
  * waiting for its device's verdict) gets what it wants, with room to probe for more; the others
  * split the rest evenly. What nobody wants goes to everyone evenly, so the caps always add up to
  * the total and a transfer's probe can find out that it could go faster. Caps are worked out
- * again when a transfer starts or ends and every REBALANCE_MS while several share.
+ * again soon after a transfer starts or ends and every REBALANCE_MS while several share. The
+ * total may change at any time (the console's `max-rate`); without one, nothing is worked out.
  *
  * A transfer is never capped below `floor` (about a chunk a second): below that its peer's
  * timeouts would end it. So many transfers that their floors add up to more than the total make
  * the total that much higher; the operator sees why in `status`.
  */
+import { NxtError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
 import { WakeTimer } from '../util/wake-timer.js';
+
+/** The lowest total: a few transfers at a chunk a second each. */
+export const MIN_RATE_MBIT = 0.1;
+export const MAX_RATE_MBIT = 100_000;
+
+/** `--max-rate` and the console's `max-rate`: Mbit/s, a plain decimal number within range. */
+export function parseMaxRateMbit(text: string, usage: string): number {
+  const mbit = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || mbit < MIN_RATE_MBIT || mbit > MAX_RATE_MBIT) throw new NxtError('usage', usage);
+  return mbit;
+}
 
 /** How much more than it asks for a transfer may send: a rate model probes at 1.25 × (BBR). */
 export const PROBE_HEADROOM = 1.25;
@@ -71,35 +84,57 @@ export interface RebalanceTimer {
 export class SharedRate {
   private readonly members = new Set<RateSharer>();
   private readonly timer: RebalanceTimer;
+  private total: number;
 
-  /** `bytesPerMs`: the total (1 Mbit/s is 125 bytes per ms). */
+  /** `bytesPerMs`: the total (1 Mbit/s is 125 bytes per ms; Infinity: none, until setTotal). */
   constructor(
-    readonly bytesPerMs: number,
+    bytesPerMs: number,
     private readonly clock: Clock,
     makeTimer: (fire: () => void) => RebalanceTimer = (fire) => new WakeTimer(clock, fire, true),
   ) {
+    this.total = bytesPerMs;
     this.timer = makeTimer(() => this.rebalance());
   }
 
+  /** The total, bytes per ms (Infinity: no cap). */
+  get bytesPerMs(): number { return this.total; }
+  get limited(): boolean { return Number.isFinite(this.total); }
   /** How many transfers share it now. */
   get sharing(): number { return this.members.size; }
 
-  /** `member` shares the total from now until the returned function is called. */
+  /** A new total (Infinity: none), for the transfers under way too. */
+  setTotal(bytesPerMs: number): void {
+    this.total = bytesPerMs;
+    if (this.limited) return this.rebalance();
+    this.timer.clear();
+    const now = this.clock.now();
+    for (const m of this.members) m.cap(Number.POSITIVE_INFINITY, now);
+  }
+
+  /**
+   * `member` shares the total from now until the returned function is called. Until the caps
+   * are worked out again (soon: a push to a thousand devices starts a thousand transfers at
+   * once, and working them out at each would cost a million steps), it gets an even share.
+   */
   join(member: RateSharer): () => void {
     this.members.add(member);
-    this.rebalance();
+    if (this.limited) {
+      member.cap(Math.max(this.total / this.members.size, member.floor), this.clock.now());
+      this.timer.arm(this.clock.now());
+    }
     return () => {
-      if (this.members.delete(member)) this.rebalance();
+      if (this.members.delete(member) && this.limited) this.timer.arm(this.clock.now());
     };
   }
 
-  /** Work the caps out again: at once on a join or a leave, then every REBALANCE_MS. */
+  /** Work the caps out again: soon after a join or a leave, then every REBALANCE_MS while
+   *  several share. */
   rebalance(): void {
     this.timer.clear();
+    if (!this.limited || this.members.size === 0) return;
     const now = this.clock.now();
     const members = [...this.members];
-    if (members.length === 0) return;
-    const caps = fairShares(this.bytesPerMs, members.map((m) => m.wants(now) * PROBE_HEADROOM));
+    const caps = fairShares(this.total, members.map((m) => m.wants(now) * PROBE_HEADROOM));
     members.forEach((m, i) => m.cap(Math.max(caps[i]!, m.floor), now));
     // One alone has the whole total: nothing to balance until another joins.
     if (members.length > 1) this.timer.arm(now + REBALANCE_MS);

@@ -292,7 +292,7 @@ describe('resume', () => {
 });
 
 describe('--max-rate', () => {
-  it('holds two devices\' pushes together to the cap, shared evenly, where uncapped they take a tenth of it', async () => {
+  it('holds two devices\' pushes together to the cap, and shares it evenly between them', async () => {
     // 8 Mbit/s is 1 MB/s: 2 × 1 MiB takes ~2.1 s capped (each device ~2 s if they share evenly,
     // the first ~1 s if one went first); on loopback uncapped, well under 0.5 s.
     const { proc: capped, port: cappedPort } = await startServer(join(dir, 'capped'), ['--peer-timeout', '3000', '--max-rate', '8']);
@@ -308,5 +308,17 @@ describe('--max-rate', () => {
       expect(ms).toBeLessThan(6000);
     }
     expect(await capped.run('status', /max rate[^\n]*\n/)).toMatch(/max rate 8 Mbit\/s/);
+  });
+
+  it('is set, shown and lifted at the console while the server runs (max-rate)', async () => {
+    await startClient('c', port, join(dir, 'c'), trust);
+    expect(await server.run('max-rate', /max rate: none[^\n]*\n/)).toMatch(/each transfer as fast as its path carries/);
+    expect(await server.run('max-rate fast', /usage: max-rate[^\n]*\n/)).toMatch(/usage: max-rate \[MBIT\|off\] \(0\.1-100000 Mbit\/s\)/);
+    expect(await server.run('max-rate 8', /max rate [^\n]*\n/)).toMatch(/max rate 8 Mbit\/s, no transfer under way/);
+    const took = async (file: string): Promise<number> => Number(/done: 9\.\d bulk active.* in (\d+) ms/.exec(await pushLine(file).done)![1]);
+    // 1 MiB at 1 MB/s: about a second; then, lifted, loopback's pace.
+    expect(await took(writeModule(dir, 'slow_3_0.mjs', 1024 * 1024, 9, 1))).toBeGreaterThan(900);
+    expect(await server.run('max-rate off', /max rate: [^\n]*\n/)).toMatch(/max rate: none/);
+    expect(await took(writeModule(dir, 'fast_3_1.mjs', 1024 * 1024, 9, 2))).toBeLessThan(600);
   });
 });

@@ -45,17 +45,23 @@ describe('SharedRate', () => {
     return m;
   };
 
-  it('gives one transfer the whole total, and looks again only once another joins', () => {
-    const { shared, armedAt } = rig(100);
+  it('gives a transfer that joins an even share at once, and works the caps out soon after', () => {
+    const { shared, clock, fire, armedAt } = rig(100);
     const a = member(1000);
     shared.join(a);
     expect(a.caps).toEqual([100]);
+    expect(armedAt()).toBe(1000);
+    fire();
+    expect(a.caps).toEqual([100, 100]);
+    // One alone: nothing to balance until another joins.
     expect(armedAt()).toBeUndefined();
     const b = member(1000);
     shared.join(b);
+    expect(b.caps).toEqual([50]);
+    fire();
     expect(a.caps.at(-1)).toBe(50);
     expect(b.caps.at(-1)).toBe(50);
-    expect(armedAt()).toBe(1000 + REBALANCE_MS);
+    expect(armedAt()).toBe(clock.t + REBALANCE_MS);
   });
 
   it('follows what each wants every REBALANCE_MS: a slow transfer\'s unused share goes to the other', () => {
@@ -64,6 +70,7 @@ describe('SharedRate', () => {
     const slow = member(1000);
     shared.join(fast);
     shared.join(slow);
+    fire();
     slow.want = 8; // its device takes no more
     clock.t += REBALANCE_MS;
     fire();
@@ -71,14 +78,36 @@ describe('SharedRate', () => {
     expect(fast.caps.at(-1)).toBeCloseTo(100 - 8 * PROBE_HEADROOM);
   });
 
-  it('gives a leaver\'s share back at once, and never caps below a transfer\'s floor', () => {
-    const { shared, armedAt } = rig(10);
+  it('gives a leaver\'s share back soon, and never caps below a transfer\'s floor', () => {
+    const { shared, fire, armedAt } = rig(10);
     const members = Array.from({ length: 20 }, () => member(1000, 2));
     const leaves = members.map((m) => shared.join(m));
+    fire();
     for (const m of members) expect(m.caps.at(-1)).toBe(2);
     for (const leave of leaves.slice(1)) leave();
+    fire();
     expect(members[0]!.caps.at(-1)).toBe(10);
     expect(armedAt()).toBeUndefined();
+  });
+
+  it('without a total caps nothing and works nothing out; a total set later caps the transfers under way, and off lifts it', () => {
+    const { shared, fire, armedAt } = rig(Number.POSITIVE_INFINITY);
+    const a = member(1000);
+    const b = member(1000);
+    shared.join(a);
+    shared.join(b);
+    expect(a.caps).toEqual([]);
+    expect(armedAt()).toBeUndefined();
+    shared.setTotal(40);
+    expect(a.caps.at(-1)).toBe(20);
+    expect(b.caps.at(-1)).toBe(20);
+    expect(armedAt()).toBeDefined();
+    shared.setTotal(Number.POSITIVE_INFINITY);
+    expect(a.caps.at(-1)).toBe(Number.POSITIVE_INFINITY);
+    expect(b.caps.at(-1)).toBe(Number.POSITIVE_INFINITY);
+    expect(armedAt()).toBeUndefined();
+    fire();
+    expect(a.caps).toHaveLength(2);
   });
 });
 
