@@ -139,9 +139,4 @@ export class SharedRate {
     // One alone has the whole total: nothing to balance until another joins.
     if (members.length > 1) this.timer.arm(now + REBALANCE_MS);
   }
-
-  close(): void {
-    this.timer.clear();
-    this.members.clear();
-  }
 }

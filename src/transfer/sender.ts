@@ -852,8 +852,10 @@ export class ChunkSender {
     const modelRate = this.model.pacingRate(now, this.rtt.srtt);
     this.capLimited = this.rateCap < modelRate;
     const interval = 1 / (this.capLimited ? this.rateCap : modelRate);
-    // No credit for idle time beyond one burst: a paused sender must not flood afterwards.
-    const earliest = now - this.options.maxBurst * interval;
+    // No credit for idle time beyond one burst: a paused sender must not flood afterwards. Under
+    // a cap, no more than 2 ms of it: a slow uplink's shallow queue is what a cap is for.
+    const burst = this.capLimited ? Math.min(this.options.maxBurst, Math.max(1, Math.ceil(2 * this.rateCap))) : this.options.maxBurst;
+    const earliest = now - burst * interval;
     if (this.nextSendAt < earliest) this.nextSendAt = earliest;
     const edge = this.sendEdge();
     while (this.inFlight < limit) {

@@ -131,8 +131,16 @@ describe('transfers under --max-rate (the simulated link)', () => {
     // 3,000 chunks at 2 a millisecond: 1.5 s (uncapped, this link takes ~10 ms).
     expect(r!.endedAt).toBeGreaterThan(1500 * 0.95);
     expect(r!.endedAt).toBeLessThan(1500 * 1.1);
-    // Paced, not in bursts: no 100 ms holds more than a cap's worth and a burst.
-    expect(peak(r!.sentAt, 100)).toBeLessThanOrEqual(200 + 32);
+    // Paced, not in bursts: no 100 ms holds more than a cap's worth and 2 ms of it.
+    expect(peak(r!.sentAt, 100)).toBeLessThanOrEqual(200 + 4);
+  });
+
+  it('after waiting for its file, goes on at the cap, not in a burst of the idle time\'s credit', () => {
+    // 100 chunks, then nothing until 500 ms (a release still being sealed), then the rest.
+    const [r] = simulateTransfers([{ chunks: makeChunks(1000), prepared: [[0, 100], [500, 1000]] }], fast, 25, { maxRate: 2 });
+    expect(r!.outcome?.code).toBe(ResultCode.ok);
+    // 10 ms at the cap is 20 chunks; a burst of 2 ms of it at most (uncapped pacing allows 32).
+    expect(peak(r!.sentAt, 10)).toBeLessThanOrEqual(20 + 4 + 1);
   });
 
   it('two share it evenly, and the one left gets it all back within a few round trips', () => {
@@ -144,7 +152,7 @@ describe('transfers under --max-rate (the simulated link)', () => {
     // b, alone, would take 500 ms at the cap; sharing evenly, about 1 s.
     expect(b!.endedAt - 100).toBeGreaterThan(900);
     expect(b!.endedAt - 100).toBeLessThan(1250);
-    expect(peak([...a!.sentAt, ...b!.sentAt], 100)).toBeLessThanOrEqual(200 + 64);
+    expect(peak([...a!.sentAt, ...b!.sentAt], 100)).toBeLessThanOrEqual(200 + 8);
   });
 
   it('the last of ten gets the whole cap back at once, not by slowly probing up from a tenth of it', () => {
