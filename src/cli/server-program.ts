@@ -218,7 +218,7 @@ program.action(async (flags: ServerFlags) => {
     }
     const jobStore = await JobStore.open(store);
     // 1 Mbit/s is 125 bytes a millisecond; none unless given (the console's max-rate may set one).
-    const maxRate = new SharedRate(maxRateMbit === undefined ? Number.POSITIVE_INFINITY : maxRateMbit * 125, systemClock);
+    const maxRate = new SharedRate(maxRateMbit === undefined ? Number.POSITIVE_INFINITY : maxRateMbit * 125, systemClock, undefined, warn);
     const jobs: JobServer = new JobServer({
       store: jobStore, stateDir: opts.stateDir, channel, clock: systemClock, wallClock: systemWallClock, notifier, sender: { peerTimeoutMs }, maxRate,
       approved: (id: string): boolean => server.registry.get(id) !== undefined,

@@ -12,7 +12,7 @@
  *
  * A transfer is never capped below `floor` (about a chunk a second): below that its peer's
  * timeouts would end it. So many transfers that their floors add up to more than the total make
- * the total that much higher; the operator sees why in `status`.
+ * the total that much higher: the operator is told (`warn`, at most once a minute).
  */
 import { NxtError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
@@ -33,6 +33,8 @@ export function parseMaxRateMbit(text: string, usage: string): number {
 export const PROBE_HEADROOM = 1.25;
 /** How often the caps are worked out again while several transfers share the total. */
 export const REBALANCE_MS = 50;
+/** The warning that the floors exceed the total comes at most this often. */
+export const OVER_WARNING_MS = 60_000;
 
 /**
  * Max-min fair caps of `total` for transfers that want `wants` (same unit; a want is already
@@ -85,12 +87,15 @@ export class SharedRate {
   private readonly members = new Set<RateSharer>();
   private readonly timer: RebalanceTimer;
   private total: number;
+  private warnedAt = Number.NEGATIVE_INFINITY;
 
-  /** `bytesPerMs`: the total (1 Mbit/s is 125 bytes per ms; Infinity: none, until setTotal). */
+  /** `bytesPerMs`: the total (1 Mbit/s is 125 bytes per ms; Infinity: none, until setTotal).
+   *  `warn`: told when the transfers' floors add up to more than the total. */
   constructor(
     bytesPerMs: number,
     private readonly clock: Clock,
     makeTimer: (fire: () => void) => RebalanceTimer = (fire) => new WakeTimer(clock, fire, true),
+    private readonly warn: (line: string) => void = () => undefined,
   ) {
     this.total = bytesPerMs;
     this.timer = makeTimer(() => this.rebalance());
@@ -136,6 +141,13 @@ export class SharedRate {
     const members = [...this.members];
     const caps = fairShares(this.total, members.map((m) => m.wants(now) * PROBE_HEADROOM));
     members.forEach((m, i) => m.cap(Math.max(caps[i]!, m.floor), now));
+    const floors = members.reduce((sum, m) => sum + m.floor, 0);
+    if (floors > this.total && now - this.warnedAt >= OVER_WARNING_MS) {
+      this.warnedAt = now;
+      const mbit = (bytesPerMs: number): string => `${Number(((bytesPerMs * 8) / 1000).toPrecision(3))} Mbit/s`;
+      this.warn(`max rate ${mbit(this.total)} is shared by ${members.length} transfers: each is held to a chunk a second, ${mbit(floors)} in all `
+        + '(slower, their devices would time out). A multicast group, or pushing to fewer devices at once (push --to GROUP), keeps to it');
+    }
     // One alone has the whole total: nothing to balance until another joins.
     if (members.length > 1) this.timer.arm(now + REBALANCE_MS);
   }

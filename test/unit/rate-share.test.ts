@@ -33,12 +33,13 @@ describe('fairShares (max-min fair, the leftover spread)', () => {
 
 describe('SharedRate', () => {
   /** A fake clock and a timer it fires by hand. */
-  function rig(total: number): { shared: SharedRate; clock: { t: number; now(): number }; fire: () => void; armedAt: () => number | undefined } {
+  function rig(total: number): { shared: SharedRate; clock: { t: number; now(): number }; fire: () => void; armedAt: () => number | undefined; warnings: string[] } {
     const clock = { t: 1000, now() { return this.t; } };
     let armed: number | undefined;
     let fire = (): void => undefined;
-    const shared = new SharedRate(total, clock, (f) => { fire = f; return { arm: (at) => { armed = at; }, clear: () => { armed = undefined; } }; });
-    return { shared, clock, fire: () => { armed = undefined; fire(); }, armedAt: () => armed };
+    const warnings: string[] = [];
+    const shared = new SharedRate(total, clock, (f) => { fire = f; return { arm: (at) => { armed = at; }, clear: () => { armed = undefined; } }; }, (line) => warnings.push(line));
+    return { shared, clock, fire: () => { armed = undefined; fire(); }, armedAt: () => armed, warnings };
   }
   const member = (want: number, floor = 0): RateSharer & { caps: number[]; want: number } => {
     const m = { want, caps: [] as number[], floor, wants: () => m.want, cap: (c: number) => { m.caps.push(c); } };
@@ -78,12 +79,17 @@ describe('SharedRate', () => {
     expect(fast.caps.at(-1)).toBeCloseTo(100 - 8 * PROBE_HEADROOM);
   });
 
-  it('gives a leaver\'s share back soon, and never caps below a transfer\'s floor', () => {
-    const { shared, fire, armedAt } = rig(10);
+  it('gives a leaver\'s share back soon, and never caps below a transfer\'s floor: it says so, once a minute', () => {
+    const { shared, clock, fire, armedAt, warnings } = rig(10);
     const members = Array.from({ length: 20 }, () => member(1000, 2));
     const leaves = members.map((m) => shared.join(m));
     fire();
     for (const m of members) expect(m.caps.at(-1)).toBe(2);
+    expect(warnings).toEqual(['max rate 0.08 Mbit/s is shared by 20 transfers: each is held to a chunk a second, 0.32 Mbit/s in all '
+      + '(slower, their devices would time out). A multicast group, or pushing to fewer devices at once (push --to GROUP), keeps to it']);
+    clock.t += REBALANCE_MS;
+    fire();
+    expect(warnings).toHaveLength(1);
     for (const leave of leaves.slice(1)) leave();
     fire();
     expect(members[0]!.caps.at(-1)).toBe(10);
