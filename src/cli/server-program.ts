@@ -1,5 +1,4 @@
 /** nxt-server (all but the fast path of `ctl`, see server.ts): parse flags, wire the parts, run. */
-import { MAX_RATE_MBIT, MIN_RATE_MBIT, parseMaxRateMbit, SharedRate } from '../transfer/rate-share.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -51,6 +50,7 @@ import { hostname } from 'node:os';
 import { formatGroup, openMulticastSender, parseGroup, type MulticastSender } from '../net/multicast.js';
 import type { GroupPushOptions } from '../server/group-push.js';
 import type { Campaign, CampaignEvent } from '../server/campaign.js';
+import { MAX_RATE_MBIT, MIN_RATE_MBIT, parseMaxRateMbit, SharedRate } from '../transfer/rate-share.js';
 
 const DEFAULT_STATE_DIR = 'state/server';
 /** The smallest datagram that carries one whole small chunk (CHUNKS header + a 1400-byte entry). */
@@ -68,11 +68,11 @@ const program = new Command('nxt-server')
   .addOption(new Option('-c, --config <file>', 'settings file (JSON, keys as the long options in camelCase; flags win)').env('NXT_SERVER_CONFIG'))
   .option('--max-handshakes <per-second>', 'session handshakes accepted per second, all clients together (each costs about 0.4 ms of one core, as measured on the test machine)', String(DEFAULT_LIMITS.handshakesPerSecond))
   .option('--max-datagram <bytes>', 'never send a datagram larger than this (1452: an Ethernet path; default: what each path is found to carry, up to 65507, and to a device on our own LAN one 8650-byte chunk a datagram, which IP fragments; 1472 keeps those whole)')
+  .option('--max-rate <Mbit/s>', 'the most the server sends, every push, job file and multicast group together (a site\'s uplink, a metered link), shared fairly among the devices being sent to; default: no limit but each path\'s own')
   .option('--multicast <group[:port]>', 'send a push to several devices once, to this multicast group (e.g. 239.255.77.1:7702, administratively scoped), then repair by unicast')
   .option('--multicast-ttl <hops>', 'hops a multicast datagram may cross (1: this LAN only)', '1')
   .option('--multicast-interface <address>', 'the local address of the interface the group is on (default: the routing table\'s choice)')
   .option('--multicast-datagram <bytes>', 'the largest group datagram (default: one 8650-byte chunk, or what the interface carries whole if more, which IP fragments on a 1500-byte LAN: a sixth of the datagrams for every device, but a lost fragment loses the datagram; 1472 keeps them whole, each chunk cut into six pieces)')
-  .option('--max-rate <Mbit/s>', 'the most the server sends, every push and file together (a site\'s uplink, a metered link), shared fairly among the devices being sent to; default: no limit but each path\'s own')
   .option('--multicast-rate <Mbit/s>', 'the most the group is sent (it goes slower when devices lose data)', '2000')
   .option('--notify-webhook <url>', 'POST a JSON alert here when a push fails on a device or a device stays behind')
   .option('--smtp <url>', 'mail server for alerts, e.g. smtp://mail.example.com:587 (user:password@ allowed)')

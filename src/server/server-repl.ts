@@ -1,5 +1,4 @@
 /** The operator's console: `NxtServer# `. */
-import { MAX_RATE_MBIT, MIN_RATE_MBIT, parseMaxRateMbit, type SharedRate } from '../transfer/rate-share.js';
 import type { Readable, Writable } from 'node:stream';
 import type { LogSink } from '../util/log.js';
 import { NxtError } from '../errors.js';
@@ -33,6 +32,7 @@ import type { ApiTokens } from './api-tokens.js';
 import { matchesWhere, parseWhere } from './report-filter.js';
 import { describeOutcome, describeTrialOutcome, shortId, type GroupPushReport, type NxtServer, type PushReport, type ServerStats, type TrialOutcome } from './server.js';
 import type { ChannelStats } from '../session/server-channel.js';
+import { MAX_RATE_MBIT, MIN_RATE_MBIT, parseMaxRateMbit, type SharedRate } from '../transfer/rate-share.js';
 import type { PushProgress } from './push-session.js';
 
 export interface ServerReplOptions {
