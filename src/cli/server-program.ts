@@ -183,8 +183,7 @@ program.action(async (flags: ServerFlags) => {
       if (groupDatagram !== undefined && (!Number.isInteger(groupDatagram) || groupDatagram < MIN_DATAGRAM || groupDatagram > MAX_UDP_PAYLOAD_BYTES)) {
         throw new NxtError('usage', `--multicast-datagram "${opts.multicastDatagram}" must be a whole number of bytes from ${MIN_DATAGRAM} to ${MAX_UDP_PAYLOAD_BYTES}`);
       }
-      const groupMbit = Math.min(maxMbit, maxRateMbit ?? maxMbit);
-      multicast = { sender: await openMulticastSender(group, { ttl, interfaceAddress: opts.multicastInterface, maxDatagram: groupDatagram }), options: { maxMbit: groupMbit, startMbit: Math.min(200, groupMbit) } };
+      multicast = { sender: await openMulticastSender(group, { ttl, interfaceAddress: opts.multicastInterface, maxDatagram: groupDatagram }), options: { maxMbit, startMbit: Math.min(200, maxMbit) } };
     }
     const endpoint = await openUdpEndpoint({ port, receiveBufferBytes: SERVER_RECEIVE_BUFFER_BYTES });
     // Several nodes on one PostgreSQL: join them (a number for the session indexes, a name).

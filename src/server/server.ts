@@ -401,7 +401,7 @@ export class NxtServer extends EventEmitter {
 
   get activeSessions(): PushSession[] { return [...this.sessions.values()]; }
 
-  /** `--max-rate` and the transfers sharing it now (undefined: no cap). */
+  /** `--max-rate` and the transfers sharing it now (undefined: this server shares no rate). */
   get maxRate(): SharedRate | undefined { return this.options.maxRate; }
 
   onlineClients(): ClientRecord[] {

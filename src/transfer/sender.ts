@@ -64,8 +64,9 @@ export interface SenderOptions {
    *  be repeated (the peer dropped them with it, as chunks of a transfer it did not know). */
   readonly firstFlight: number;
   /** How long the first OFFER waits for its answer before it goes again (doubling each time, up to
-   *  the RTO's ceiling). Unset: the RTO before any sample (500 ms). A server that pushed to this
-   *  device before knows better: how long it took to answer an offer then (push-session.ts). */
+   *  the RTO's ceiling). Unset: the RTO before any sample (500 ms). The server usually knows
+   *  better: how long this device took to answer an offer before, or its session's handshake
+   *  (push-session.ts, offerTimeoutFor). */
   readonly offerTimeoutMs?: number;
   /** Chunks whose state is kept at most (rounded up to a power of two; 44 bytes each): the ring
    *  starts a quarter of it below the receiver's cumulative point, so that a duplicate of a chunk
@@ -338,7 +339,7 @@ export class ChunkSender {
   /** Send at most `chunksPerMs` from now on (Infinity: no cap). A higher cap takes effect at once. */
   setRateCap(chunksPerMs: number, now: number): SenderAction[] {
     const raised = chunksPerMs > this.rateCap;
-    this.rateCap = chunksPerMs > 0 ? chunksPerMs : Number.POSITIVE_INFINITY;
+    this.rateCap = chunksPerMs;
     if (!raised || this.phaseValue !== 'sending') return [];
     // The next send was scheduled at the old cap's pace: bring it forward.
     this.nextSendAt = Math.min(this.nextSendAt, now);
