@@ -11,10 +11,13 @@
  *
  * Rows: time until every device activated (nxt: typing push → "push finished", every device
  * verified and loaded the module; UFTP: its process's wall time and its own "Total elapsed time";
- * TCP: from starting N receivers to the last byte at all of them), server CPU-seconds and peak RSS.
+ * TCP: from starting N receivers to the last byte at all of them), server CPU-seconds and peak RSS,
+ * the devices' CPU (UFTP's receivers' too). Then the floor under them: receivers with nothing of
+ * nxt in them (bench/bare.ts) on the same cores, and the least time their CPU allows.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Proc, startClient, startServer, stopAll, tempDir } from '../test/support/processes.js';
 import { writeModule } from '../test/support/modules.js';
@@ -22,6 +25,7 @@ import { ensureCommands, have } from '../test/support/debian.js';
 import { startTcpFileServer } from './peers.js';
 import { cpuByThreadName, cpuSeconds, peakRssMb, threadRunNanos } from './proc-stats.js';
 import { benchArgs } from './args.js';
+import { GROUP_CHUNK } from './bare.js';
 
 const HUB = 'nxtf-hub';
 const SERVER_NS = 'nxtf-server';
@@ -194,18 +198,21 @@ async function nxtRuns(work: string, n: number, mib: number, runs: number, o: { 
 }
 
 /** UFTP multicast at a fixed rate to `n` receivers; wall and transfer-phase ms per run. */
-async function uftpRuns(work: string, n: number, mib: number, runs: number, rateKbps: number): Promise<{ wall: number; transfer: number }[]> {
+async function uftpRuns(work: string, n: number, mib: number, runs: number, rateKbps: number): Promise<{ wall: number; transfer: number; receiversCpu: number }[]> {
   const file = writeModule(work, `uftp_${n}.bin`, mib * 1024 * 1024);
-  const daemons = [];
+  const daemons: ChildProcess[] = [];
   for (let i = 0; i < n; i++) {
     const dest = join(work, `uftp-d${i}`);
     mkdirSync(dest, { recursive: true });
     daemons.push(spawn('ip', ['netns', 'exec', deviceNs(i), 'uftpd', '-d', '-p', String(UFTP_PORT), '-D', dest, '-I', 'eth0', '-M', GROUP, '-B', '104857600', '-x', '0'], { stdio: 'ignore' }));
   }
   await new Promise((res) => setTimeout(res, 500));
-  const out: { wall: number; transfer: number }[] = [];
+  const out: { wall: number; transfer: number; receiversCpu: number }[] = [];
+  // `ip netns exec` execs uftpd (-d: in the foreground), so each daemon's pid is uftpd's.
+  const receiversCpu = (): number => daemons.reduce((a, d) => { try { return a + cpuSeconds(d.pid!); } catch { return a; } }, 0);
   try {
     for (let r = 0; r < runs; r++) {
+      const cpu0 = receiversCpu();
       const t0 = performance.now();
       const res = spawnSync('ip', ['netns', 'exec', SERVER_NS, 'uftp', '-M', GROUP, '-P', GROUP, '-I', 'eth0', '-p', String(UFTP_PORT), '-R', String(rateKbps), '-b', '1428',
         '-B', '104857600', '-x', '2', file], { encoding: 'utf8', timeout: 120_000, cwd: work });
@@ -216,12 +223,39 @@ async function uftpRuns(work: string, n: number, mib: number, runs: number, rate
       for (let i = 0; i < n; i++) {
         try { if (statSync(join(work, `uftp-d${i}`, `uftp_${n}.bin`)).size !== mib * 1024 * 1024) all = false; } catch { all = false; }
       }
-      out.push(m && all ? { wall, transfer: Number(m[1]) * 1000 } : { wall: NaN, transfer: NaN });
+      out.push(m && all ? { wall, transfer: Number(m[1]) * 1000, receiversCpu: receiversCpu() - cpu0 } : { wall: NaN, transfer: NaN, receiversCpu: NaN });
     }
   } finally {
     for (const d of daemons) d.kill('SIGTERM');
   }
   return out;
+}
+
+const BARE_PORT = 7703;
+const BARE_MBIT = 100;
+
+/** The floor (bench/bare.ts): `n` receivers that only receive, open, hash, write and load
+ *  the module, the sender pacing its chunks at `mbit`. Their CPU-seconds, scaled to the whole
+ *  module where datagrams were lost; `cores` of them can go no faster than CPU ÷ cores. */
+async function bareRun(work: string, n: number, mib: number, mbit: number): Promise<{ cpu: number; receiveCpu: number; lost: number; loaded: number; ms: number }> {
+  const module = writeModule(work, `bare_${n}.mjs`, mib * 1024 * 1024);
+  const chunks = Math.ceil((mib * 1024 * 1024) / GROUP_CHUNK);
+  const script = join(import.meta.dirname, 'bare.js');
+  const receivers = Array.from({ length: n }, (_, i) => new Proc(`bare${i}`, 'ip',
+    ['netns', 'exec', deviceNs(i), process.execPath, script, 'group-receive', GROUP, String(BARE_PORT), deviceAddr(i), join(work, `bare-d${i}.mjs`), String(chunks)]));
+  try {
+    await Promise.all(receivers.map((r) => r.waitFor('ready', 30_000)));
+    const t0 = performance.now();
+    const sender = new Proc('bare-sender', 'ip', ['netns', 'exec', SERVER_NS, process.execPath, script, 'group-send', GROUP, String(BARE_PORT), SERVER_ADDR, module, String(mbit)]);
+    const results = (await Promise.all(receivers.map((r) => r.waitFor(/\{"got".*\}/, 180_000)))).map((m) => JSON.parse(m[0]) as { got: number; cpu: number; receiveCpu: number; loaded: boolean });
+    const ms = performance.now() - t0;
+    await sender.exited;
+    const got = results.reduce((a, r) => a + r.got, 0);
+    const scaled = (f: (r: typeof results[0]) => number): number => results.reduce((a, r) => a + (r.got > 0 ? (f(r) * chunks) / r.got : 0), 0);
+    return { cpu: scaled((r) => r.cpu), receiveCpu: scaled((r) => r.receiveCpu), lost: n * chunks - got, loaded: results.filter((r) => r.loaded).length, ms };
+  } finally {
+    await Promise.all(receivers.map((r) => (r.alive ? r.stop('SIGKILL') : undefined)));
+  }
 }
 
 /** N parallel TCP downloads of the same file (a Node sender and receivers), to the last byte. */
@@ -243,7 +277,8 @@ async function tcpRuns(work: string, n: number, mib: number, runs: number): Prom
   return out;
 }
 
-export async function runFanout(o: { mib: number; devices: number[]; runs: number; explain?: boolean }): Promise<void> {
+export async function runFanout(o: { mib: number; devices: number[]; runs: number; explain?: boolean; bareMbit?: number }): Promise<void> {
+  const bareMbit = o.bareMbit ?? BARE_MBIT;
   console.log(`\n## Fan-out: ${o.mib} MiB to a LAN of devices (each in its own network namespace, one bridge, MTU 1500)\n`);
   if (process.getuid?.() !== 0 || !have('ip')) { console.log('(skipped: needs root and ip, to make the namespaces)'); return; }
   const peers = ensureCommands(['uftp', 'uftpd', 'nft'], ['uftp', 'nftables'], 'the fan-out benchmark');
@@ -252,7 +287,7 @@ export async function runFanout(o: { mib: number; devices: number[]; runs: numbe
   try {
     createNet(most);
     const rows: string[] = [
-      '| devices | nxt multicast | nxt multicast, `--multicast-datagram 1472` (unfragmented) | nxt unicast | UFTP multicast, 500 Mbit/s (transfer phase) | N parallel TCP | nxt multicast ÷ UFTP (1472) | nxt unicast ÷ TCP | server CPU s (m / m 1472 / u) | server peak RSS MB (m / u) | all devices\' CPU s (m / u) |',
+      '| devices | nxt multicast | nxt multicast, `--multicast-datagram 1472` (unfragmented) | nxt unicast | UFTP multicast, 500 Mbit/s (transfer phase) | N parallel TCP | nxt multicast ÷ UFTP (1472) | nxt unicast ÷ TCP | server CPU s (m / m 1472 / u) | server peak RSS MB (m / u) | all devices\' CPU s (m / u; UFTP\'s receivers) |',
       '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|'];
     const tenMulticast: number[] = [];
     for (const n of [1, ...o.devices]) {
@@ -272,7 +307,7 @@ export async function runFanout(o: { mib: number; devices: number[]; runs: numbe
         + `${uftp.length ? `${(mm / uw).toFixed(2)} (${(bm / uw).toFixed(2)})` : '—'} | ${(um / tm).toFixed(2)} | `
         + `${m.length ? `${median(m.map((x) => x.cpu)).toFixed(2)} / ${median(big.map((x) => x.cpu)).toFixed(2)}` : '— / —'} / ${median(u.map((x) => x.cpu)).toFixed(2)} | `
         + `${m.length ? median(m.map((x) => x.rssMb)) : '—'} / ${median(u.map((x) => x.rssMb))} | `
-        + `${m.length ? median(m.map((x) => x.devicesCpu)).toFixed(1) : '—'} / ${median(u.map((x) => x.devicesCpu)).toFixed(1)} |`);
+        + `${m.length ? median(m.map((x) => x.devicesCpu)).toFixed(1) : '—'} / ${median(u.map((x) => x.devicesCpu)).toFixed(1)}${uftp.length ? `; ${median(uftp.map((x) => x.receiversCpu)).toFixed(1)}` : ''} |`);
       console.error(rows.at(-1));
     }
     console.log(rows.join('\n'));
@@ -292,6 +327,19 @@ export async function runFanout(o: { mib: number; devices: number[]; runs: numbe
         + `${(others / cleanOthers).toFixed(2)}× (target ≤ 1.2×); against the section's first clean 10-device time (${fmt(first)}): ${(others / first).toFixed(2)}×`);
     }
     if (o.devices.includes(50) && o.devices.includes(10)) console.log('(50 devices target: ≤ 2 × the 10-device multicast time)');
+    // The floor under those rows: devices with nothing of nxt in them, on the same cores.
+    const cores = availableParallelism();
+    const floor = ['', `Bare receivers (bench/bare.ts: node:dgram, ChaCha20-Poly1305, SHA-256, 512 KiB writes, then \`import()\`; nothing of nxt: no session, ACK or repair), the group paced at ${bareMbit} Mbit/s, on the same ${cores} cores:`, '',
+      '| receivers | CPU s to receive (each) | the least time for that on these cores (CPU ÷ cores) | CPU s with the load (each) | chunks lost | loaded | wall |', '|---|---:|---:|---:|---:|---:|---:|'];
+    for (const n of o.devices) {
+      const b = await bareRun(work, n, o.mib, bareMbit);
+      floor.push(`| ${n} | ${b.receiveCpu.toFixed(1)} (${(b.receiveCpu / n).toFixed(2)}) | ${fmt((b.receiveCpu / cores) * 1000)} | ${b.cpu.toFixed(1)} (${(b.cpu / n).toFixed(2)}) | ${b.lost} | ${b.loaded} of ${n} | ${fmt(b.ms)} |`);
+      console.error(floor.at(-1));
+      if (n === 50 && tenMulticast[0] !== undefined) {
+        floor.push('', `(Fifty receivers that do no more than receive need ${fmt((b.receiveCpu / cores) * 1000)} of these cores at the least; the target allows 2 × nxt's ten-device time: ${fmt(2 * tenMulticast[0])}.)`);
+      }
+    }
+    console.log(floor.join('\n'));
   } finally {
     await stopAll();
     removeNet(most);
@@ -309,8 +357,17 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     'multicast-datagram': { number: undefined, help: 'with --lossy-only: the server\'s --multicast-datagram' },
     'after-peers': { flag: true, help: 'with --lossy-only: UFTP\'s and TCP\'s rounds first, as the whole section runs them' },
     explain: { flag: true, help: 'print the server\'s lines, the devices\' CPU and each push\'s window in --cpu-prof\'s clock' },
+    'bare-mbit': { number: BARE_MBIT, help: 'the pace of the bare receivers\' group (the floor: devices with nothing of nxt)' },
+    'bare-only': { flag: true, help: 'development: only the bare receivers, for each --devices count' },
   });
-  if (args['lossy-only']) {
+  if (args['bare-only']) {
+    const most = Math.max(...args.devices);
+    const work = tempDir('nxt-fanout-');
+    createNet(most);
+    try {
+      for (const n of args.devices) console.log(n, await bareRun(work, n, args.mib, args['bare-mbit']), `cores ${availableParallelism()}`);
+    } finally { await stopAll(); removeNet(most); }
+  } else if (args['lossy-only']) {
     const n = args.devices[0] ?? 10;
     const work = tempDir('nxt-fanout-');
     createNet(n);
@@ -325,6 +382,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       console.log(r);
     } finally { await stopAll(); removeNet(n); }
   } else {
-    await runFanout({ mib: args.mib, devices: args.devices, runs: Math.max(1, args.runs ?? 3), explain: args.explain });
+    await runFanout({ mib: args.mib, devices: args.devices, runs: Math.max(1, args.runs ?? 3), explain: args.explain, bareMbit: args['bare-mbit'] });
   }
 }

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { writeModule } from '../test/support/modules.js';
 import { Proc, ROOT, startClient, startServer, stopAll, tempDir, TEST_ENROLL_TOKEN } from '../test/support/processes.js';
 import { UdpProxy, lossyLink, passThrough, type ProxyRule } from '../test/support/udp-proxy.js';
+import { barePair } from './bare.js';
 import { atftpGet, ensurePeers, startAtftpd, startUftpd, uftpSend, type Daemon } from './peers.js';
 import { CLIENT_ADDR, CLIENT_NS, createTestbed, inNs, RELAY_CLIENT_SIDE, RELAY_NS, RELAY_SERVER_SIDE, removeTestbed, SERVER_ADDR, SERVER_NS } from './netns.js';
 import { startTcpSender, startTunnel, tcpDownload, tcpTunnelReady } from './tcp-tunnel.js';
@@ -25,6 +26,8 @@ import { atRest, cpuSeconds, freshPageMicros, minorFaults, peakRssMb, rssMb } fr
 import { benchArgs } from './args.js';
 
 const MiB = 1024 * 1024;
+/** The largest datagram loopback carries: the bare pair's "wide" row (nxt's own probe goes there). */
+const BARE_WIDE_DATAGRAM = 65_507;
 const SECTIONS = ['loopback', 'lossy', 'ctl', 'fleet', 'huge', 'latency', 'fanout', 'lossy-loopback'];
 const args = benchArgs('npm run bench --', 'nxt beside atftp and UFTP (and TCP), measured in the same run; the lossy and fanout sections need root (network namespaces) and say so when skipped.', {
   runs: { number: 3, help: 'runs per figure (the median is shown)' },
@@ -143,6 +146,7 @@ await section('loopback', async () => {
     // Why a push's last step (the device loading the module) can cost more here than elsewhere.
     const pageMicros = freshPageMicros();
     const faultLines: string[] = [];
+    const floorLines: string[] = [];
     const wide = await fleet(1);
     version++; // a state dir of its own
     const narrow = await fleet(1, undefined, [], ['--max-datagram', '1452']);
@@ -187,9 +191,27 @@ await section('loopback', async () => {
       const ew = uftpAes.length ? median(uftpAes.map((x) => x.wallMs)) : undefined;
       const e = uftpAes.length ? median(uftpAes.map((x) => x.transferMs)) : undefined;
       const per = (x: { cpu: number; datagrams: number }): string => `${x.cpu.toFixed(3)}, ${x.datagrams.toFixed(0)}`;
-      const times = (x: number, y: number | undefined): string => (y === undefined ? '–' : `${(x / y).toFixed(2)}`);
+      const times = (x: number | undefined, y: number | undefined): string => (x === undefined || y === undefined ? '–' : `${(x / y).toFixed(2)}`);
+      if (mib >= 16) {
+        // The floor: Node with nothing of nxt (bench/bare.ts), in the same run.
+        const bare = async (datagram: number): Promise<{ data?: number; load?: number }> => {
+          const got: { dataMs: number; loadMs: number }[] = [];
+          for (let r = 0; r < RUNS; r++) {
+            const x = await barePair(file, mib * MiB, datagram, join(work, `bare_${mib}_${r}.mjs`));
+            if (x) got.push(x);
+            rmSync(join(work, `bare_${mib}_${r}.mjs`), { force: true });
+          }
+          return got.length ? { data: median(got.map((x) => x.dataMs)), load: median(got.map((x) => x.loadMs)) } : {};
+        };
+        const wideBare = await bare(BARE_WIDE_DATAGRAM);
+        const narrowBare = await bare(1452);
+        floorLines.push(`| ${mib} MiB | ${fmtMs(wideBare.data)} | ${fmtMs(narrowBare.data)} | ${fmtMs(wideBare.load)} | ${times(a.data, wideBare.data)} / ${times(b.data, narrowBare.data)} | ${times(wideBare.data, t)} / ${times(narrowBare.data, t)} |`);
+      }
       console.log(`| ${mib} MiB | ${fmtMs(a.wall)} (${fmtMs(a.data)}) | ${per(a)} | ${fmtMs(b.wall)} (${fmtMs(b.data)}) | ${per(b)} | ${fmtMs(t)} | ${fmtMs(uw)} (${fmtMs(u)}) | ${fmtMs(ew)} (${fmtMs(e)}) | ${times(a.wall, t)} (data ${times(a.data, t)}) | ${times(b.wall, t)} (data ${times(b.data, t)}) | ${times(a.wall, ew)} (vs transfer ${times(a.wall, e)}) |`);
     }
+    console.log(`\nThe floor: a bare Node pair on the same loopback (bench/bare.ts: node:dgram, a chunk sealed with ChaCha20-Poly1305 in each datagram, SHA-256, 512 KiB writes, a 1 MiB window of credit; no session, rate model or loss recovery), its data phase (first datagram to last chunk) in datagrams of ${BARE_WIDE_DATAGRAM} and of 1452 bytes, and its load with Node's own \`import()\`:\n`);
+    console.log('| size | bare data, wide | bare data, 1452 | bare load | nxt data ÷ bare data (wide / 1452) | bare data ÷ atftp\'s whole transfer (wide / 1452) |\n|---|---|---|---|---|---|');
+    console.log(floorLines.join('\n'));
     // The device reads the module into fresh memory and decodes it into more (Node's loader);
     // atftp's client writes into the page cache and takes none of these.
     console.log(`\nThe device's minor page faults per push (default settings; a fresh 4 KiB page costs ${pageMicros.toFixed(1)} µs to touch on this machine now):`);
