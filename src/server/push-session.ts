@@ -171,6 +171,8 @@ export class PushSession {
   say(message: Message): void { this.channel.send(encode(message), this.client.peer); }
 
   get transferId(): number { return this.file.transferId; }
+  /** The least it may be held to under `--max-rate` (bytes per ms): a chunk a second. */
+  get floor(): number { return this.file.floor; }
   get done(): Promise<SendOutcome> { return this.file.done; }
   get startedAt(): number { return this.file.startedAt; }
   get dataDoneAt(): number | undefined { return this.file.dataDoneAt; }

@@ -877,7 +877,7 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
   };
 
   /** `max-rate`: --max-rate, shown or changed while the server runs. */
-  const maxRate: TypedCommand<{ mbit?: number; off?: boolean }, { mbit: number | null; sharing: number }> = {
+  const maxRate: TypedCommand<{ mbit?: number; off?: boolean }, { mbit: number | null; sharing: number; waiting: number }> = {
     usage: 'max-rate [MBIT|off]',
     help: 'the most the server sends, every push, job file and multicast group together, shared fairly among them (as --max-rate): shown, or set now for the transfers under way too, or off',
     input: schema.object({ mbit: { type: 'number', minimum: MIN_RATE_MBIT, maximum: MAX_RATE_MBIT }, off: { type: 'boolean' } }),
@@ -894,7 +894,7 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
       if (!rate) throw new NxtError('usage', 'this server shares no rate');
       if (off === true) rate.setTotal(Number.POSITIVE_INFINITY);
       else if (mbit !== undefined) rate.setTotal(mbit * 125);
-      return { mbit: rate.limited ? (rate.bytesPerMs * 8) / 1000 : null, sharing: rate.sharing };
+      return { mbit: rate.limited ? (rate.bytesPerMs * 8) / 1000 : null, sharing: rate.sharing, waiting: rate.waiting };
     },
     print: (r) => [r.mbit === null ? 'max rate: none (each transfer as fast as its path carries)' : describeMaxRate(server.maxRate!)],
   };
@@ -1145,5 +1145,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
 /** `--max-rate`'s line in `status` and `max-rate`. */
 function describeMaxRate(rate: SharedRate): string {
   const n = rate.sharing;
-  return `max rate ${Number(((rate.bytesPerMs * 8) / 1000).toPrecision(4))} Mbit/s, ${n === 0 ? 'no transfer under way' : `shared by ${n} transfer${n === 1 ? '' : 's'} under way`}`;
+  const w = rate.waiting;
+  return `max rate ${Number(((rate.bytesPerMs * 8) / 1000).toPrecision(4))} Mbit/s, ${n === 0 ? 'no transfer under way' : `shared by ${n} transfer${n === 1 ? '' : 's'} under way`}`
+    + (w === 0 ? '' : `, ${w} waiting ${w === 1 ? 'its' : 'their'} turn`);
 }

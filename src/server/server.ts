@@ -604,8 +604,18 @@ export class NxtServer extends EventEmitter {
       if (fragmented.has(session.client.id) && !this.fragments.tolerates(session.client.id, this.options.clock.now())) {
         session.watchFragments(GIVE_UP_AFTER_CHUNKS, GIVE_UP_RESENT_SHARE);
       }
-      session.start();
-      const outcome = await session.done;
+      // Under `--max-rate`, no more devices at once than the total carries at a chunk a second
+      // each: the rest wait their turn (cancelled meanwhile, they never start). A group's
+      // members are sent to all at once by the group, which counts once.
+      const turn = group ? undefined : this.options.maxRate?.admit(session.floor);
+      let outcome: SendOutcome;
+      try {
+        const started = turn ? await Promise.race([turn.admitted.then(() => true), session.done.then(() => false)]) : true;
+        if (started) session.start();
+        outcome = await session.done;
+      } finally {
+        turn?.release();
+      }
       this.sessions.delete(session.transferId);
       // Big chunks never got through (a path that drops big datagrams, or their fragments): the
       // device accepted the offer, chunks went out, none was acknowledged. This push tries again

@@ -11,8 +11,11 @@
  * total may change at any time (the console's `max-rate`); without one, nothing is worked out.
  *
  * A transfer is never capped below `floor` (about a chunk a second): below that its peer's
- * timeouts would end it. So many transfers that their floors add up to more than the total make
- * the total that much higher: the operator is told (`warn`, at most once a minute).
+ * timeouts would end it. So a push does not start more devices' transfers than the total allows
+ * at their floors: the rest wait their turn (`admit`), first come first served, and start as
+ * transfers end (or the total grows). Transfers that are not pushes (a job's file) take no turn;
+ * should those make the floors of what is sending add up to more than the total, the total is
+ * that much higher and the operator is told (`warn`, at most once a minute).
  */
 import { NxtError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
@@ -66,6 +69,10 @@ export function fairShares(total: number, wants: readonly number[]): number[] {
   return caps;
 }
 
+function mbitText(bytesPerMs: number): string {
+  return `${Number(((bytesPerMs * 8) / 1000).toPrecision(3))} Mbit/s`;
+}
+
 /** A transfer that shares the total. Rates in bytes per ms. */
 export interface RateSharer {
   /** What it would send now uncapped (0 while it sends nothing: offering, waiting for a verdict). */
@@ -74,6 +81,15 @@ export interface RateSharer {
   cap(bytesPerMs: number, now: number): void;
   /** The least it may be capped to (its peer's timeouts allow no less). */
   readonly floor: number;
+}
+
+/** A transfer's place in the queue for a share of the total (SharedRate.admit). */
+export interface Turn {
+  /** Resolves when it may start. */
+  readonly admitted: Promise<void>;
+  /** Out of the queue, or (admitted) its floor given back: the next in line may start. Once;
+   *  again does nothing. */
+  release(): void;
 }
 
 /** A timer that calls back once at a time: a WakeTimer, or a simulation's. */
@@ -88,6 +104,11 @@ export class SharedRate {
   private readonly timer: RebalanceTimer;
   private total: number;
   private warnedAt = Number.NEGATIVE_INFINITY;
+  private queuedWarnedAt = Number.NEGATIVE_INFINITY;
+  /** Transfers admitted and not yet released: how many, and their floors added up. */
+  private admitted = 0;
+  private admittedFloors = 0;
+  private readonly queue: { readonly floor: number; readonly start: () => void }[] = [];
 
   /** `bytesPerMs`: the total (1 Mbit/s is 125 bytes per ms; Infinity: none, until setTotal).
    *  `warn`: told when the transfers' floors add up to more than the total. */
@@ -106,10 +127,60 @@ export class SharedRate {
   get limited(): boolean { return Number.isFinite(this.total); }
   /** How many transfers share it now. */
   get sharing(): number { return this.members.size; }
+  /** How many wait their turn to start (admit). */
+  get waiting(): number { return this.queue.length; }
+
+  /**
+   * A push's transfer to one device, with a `floor` (bytes per ms), asks to start: at once when
+   * none is admitted or their floors and its own fit the total (and none waits before it);
+   * otherwise when enough of those admitted are released (or the total grows). Without a total,
+   * at once. The caller releases the turn when the transfer ends, or leaves the queue with it.
+   */
+  admit(floor: number): Turn {
+    let resolve!: () => void;
+    const admitted = new Promise<void>((res) => { resolve = res; });
+    let state: 'waiting' | 'admitted' | 'released' = 'waiting';
+    const entry = { floor, start: (): void => { state = 'admitted'; this.admitted++; this.admittedFloors += floor; resolve(); } };
+    if (this.queue.length === 0 && this.fits(floor)) entry.start();
+    else {
+      this.queue.push(entry);
+      const now = this.clock.now();
+      if (now - this.queuedWarnedAt >= OVER_WARNING_MS) {
+        this.queuedWarnedAt = now;
+        this.warn(`max rate ${mbitText(this.total)}: ${this.queue.length} transfer${this.queue.length === 1 ? ' waits' : 's wait'} for ${this.queue.length === 1 ? 'its' : 'their'} turn, `
+          + `${this.admitted} under way (each needs at least a chunk a second); they start as those end`);
+      }
+    }
+    return {
+      admitted,
+      release: () => {
+        if (state === 'released') return;
+        if (state === 'admitted') {
+          this.admitted--;
+          this.admittedFloors -= floor;
+          if (this.admitted === 0) this.admittedFloors = 0; // no drift from adding and taking away
+        } else {
+          this.queue.splice(this.queue.indexOf(entry), 1);
+        }
+        state = 'released';
+        this.startWaiting();
+      },
+    };
+  }
+
+  private fits(floor: number): boolean {
+    return !this.limited || this.admitted === 0 || this.admittedFloors + floor <= this.total;
+  }
+
+  /** As many of those waiting as now fit, in their order. */
+  private startWaiting(): void {
+    while (this.queue.length > 0 && this.fits(this.queue[0]!.floor)) this.queue.shift()!.start();
+  }
 
   /** A new total (Infinity: none), for the transfers under way too. */
   setTotal(bytesPerMs: number): void {
     this.total = bytesPerMs;
+    this.startWaiting();
     if (this.limited) return this.rebalance();
     this.timer.clear();
     const now = this.clock.now();
@@ -139,14 +210,18 @@ export class SharedRate {
     if (!this.limited || this.members.size === 0) return;
     const now = this.clock.now();
     const members = [...this.members];
-    const caps = fairShares(this.total, members.map((m) => m.wants(now) * PROBE_HEADROOM));
+    const wants = members.map((m) => m.wants(now) * PROBE_HEADROOM);
+    const caps = fairShares(this.total, wants);
     members.forEach((m, i) => m.cap(Math.max(caps[i]!, m.floor), now));
-    const floors = members.reduce((sum, m) => sum + m.floor, 0);
+    // Only those sending can send more than their share: one that wants nothing (held for a
+    // multicast group, waiting for its verdict) sends nothing at its floor either.
+    let floors = 0;
+    let sending = 0;
+    members.forEach((m, i) => { if (wants[i]! > 0) { floors += m.floor; sending++; } });
     if (floors > this.total && now - this.warnedAt >= OVER_WARNING_MS) {
       this.warnedAt = now;
-      const mbit = (bytesPerMs: number): string => `${Number(((bytesPerMs * 8) / 1000).toPrecision(3))} Mbit/s`;
-      this.warn(`max rate ${mbit(this.total)} is shared by ${members.length} transfers: each is held to a chunk a second, ${mbit(floors)} in all `
-        + '(slower, their devices would time out). A multicast group, or pushing to fewer devices at once (push --to GROUP), keeps to it');
+      this.warn(`max rate ${mbitText(this.total)} is shared by ${sending} transfers sending: each is held to a chunk a second, ${mbitText(floors)} in all `
+        + '(slower, their devices would time out). Pushes wait their turn; jobs\' files do not');
     }
     // One alone has the whole total: nothing to balance until another joins.
     if (members.length > 1) this.timer.arm(now + REBALANCE_MS);

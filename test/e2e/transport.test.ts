@@ -310,6 +310,21 @@ describe('--max-rate', () => {
     expect(await capped.run('status', /max rate[^\n]*\n/)).toMatch(/max rate 8 Mbit\/s/);
   });
 
+  it('starts no more devices at once than the total carries at a chunk a second each; the rest wait their turn', async () => {
+    // 0.1 Mbit/s is 12.5 bytes a ms: one device's floor (a chunk of ~8 KiB a second) fits, two
+    // do not. The second waits; a higher total lets it start.
+    const { proc: capped, port: cappedPort } = await startServer(join(dir, 'queued'), ['--max-rate', '0.1']);
+    const cappedTrust = join(dir, 'queued/release.pub');
+    await startClient('qa', cappedPort, join(dir, 'qa'), cappedTrust);
+    await startClient('qb', cappedPort, join(dir, 'qb'), cappedTrust);
+    const at = capped.type(`push ${writeModule(dir, 'queued_3_0.mjs', 64 * 1024)}`);
+    await capped.waitFor(/max rate 0\.1 Mbit\/s: 1 transfer waits for its turn, 1 under way \(each needs at least a chunk a second\)/, 10_000, at);
+    expect(await capped.run('max-rate', /max rate [^\n]*\n/)).toMatch(/max rate 0\.1 Mbit\/s, shared by 1 transfer under way, 1 waiting its turn/);
+    expect(await capped.run('max-rate 8', /max rate [^\n]*\n/)).toMatch(/max rate 8 Mbit\/s, shared by [12] transfers? under way\n/);
+    expect(await capped.waitFor(/push finished: .*\n/, 30_000, at)).toBeTruthy();
+    expect([...capped.output.slice(at).matchAll(/done: 9\.1 bulk active/g)]).toHaveLength(2);
+  });
+
   it('is set, shown and lifted at the console while the server runs (max-rate)', async () => {
     await startClient('c', port, join(dir, 'c'), trust);
     expect(await server.run('max-rate', /max rate: none[^\n]*\n/)).toMatch(/each transfer as fast as its path carries/);

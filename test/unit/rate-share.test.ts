@@ -85,8 +85,8 @@ describe('SharedRate', () => {
     const leaves = members.map((m) => shared.join(m));
     fire();
     for (const m of members) expect(m.caps.at(-1)).toBe(2);
-    expect(warnings).toEqual(['max rate 0.08 Mbit/s is shared by 20 transfers: each is held to a chunk a second, 0.32 Mbit/s in all '
-      + '(slower, their devices would time out). A multicast group, or pushing to fewer devices at once (push --to GROUP), keeps to it']);
+    expect(warnings).toEqual(['max rate 0.08 Mbit/s is shared by 20 transfers sending: each is held to a chunk a second, 0.32 Mbit/s in all '
+      + '(slower, their devices would time out). Pushes wait their turn; jobs\' files do not']);
     clock.t += REBALANCE_MS;
     fire();
     expect(warnings).toHaveLength(1);
@@ -94,6 +94,16 @@ describe('SharedRate', () => {
     fire();
     expect(members[0]!.caps.at(-1)).toBe(10);
     expect(armedAt()).toBeUndefined();
+  });
+
+  it('says nothing of floors when those over the total send nothing (held for a multicast group)', () => {
+    const { shared, fire, warnings } = rig(10);
+    const held = Array.from({ length: 20 }, () => member(0, 2));
+    const group = member(1000, 2);
+    for (const m of [...held, group]) shared.join(m);
+    fire();
+    expect(warnings).toEqual([]);
+    expect(group.caps.at(-1)).toBe(10);
   });
 
   it('without a total caps nothing and works nothing out; a total set later caps the transfers under way, and off lifts it', () => {
@@ -114,6 +124,90 @@ describe('SharedRate', () => {
     expect(armedAt()).toBeUndefined();
     fire();
     expect(a.caps).toHaveLength(2);
+  });
+});
+
+describe('SharedRate.admit: no more transfers at once than the total carries at their floors', () => {
+  function rig(total: number): { shared: SharedRate; warnings: string[] } {
+    const clock = { t: 1000, now() { return this.t; } };
+    const warnings: string[] = [];
+    return { shared: new SharedRate(total, clock, () => ({ arm: () => undefined, clear: () => undefined }), (line) => warnings.push(line)), warnings };
+  }
+  /** Which of `turns` have been admitted, after the microtasks that tell them ran. */
+  async function admitted(turns: { admitted: Promise<void> }[]): Promise<boolean[]> {
+    const seen = turns.map(() => false);
+    turns.forEach((t, i) => void t.admitted.then(() => { seen[i] = true; }));
+    await new Promise((res) => setImmediate(res));
+    return seen;
+  }
+
+  it('starts those that fit at once, the rest in their order as turns are given back', async () => {
+    const { shared, warnings } = rig(10);
+    const turns = Array.from({ length: 7 }, () => shared.admit(3));
+    expect(await admitted(turns)).toEqual([true, true, true, false, false, false, false]);
+    expect(shared.waiting).toBe(4);
+    expect(warnings).toEqual(['max rate 0.08 Mbit/s: 1 transfer waits for its turn, 3 under way (each needs at least a chunk a second); they start as those end']);
+    turns[1]!.release();
+    expect(await admitted(turns)).toEqual([true, true, true, true, false, false, false]);
+    turns[1]!.release(); // again: nothing
+    expect(await admitted(turns)).toEqual([true, true, true, true, false, false, false]);
+    turns[5]!.release(); // left the queue before its turn
+    expect(shared.waiting).toBe(2);
+    turns[0]!.release();
+    turns[2]!.release();
+    expect(await admitted(turns)).toEqual([true, true, true, true, true, false, true]);
+    expect(shared.waiting).toBe(0);
+    expect(warnings).toHaveLength(1); // once a minute at most
+  });
+
+  it('starts one alone whatever its floor, and none before one that waits longer', async () => {
+    const { shared } = rig(10);
+    const big = shared.admit(50);
+    const next = shared.admit(6);
+    expect(await admitted([big, next])).toEqual([true, false]);
+    big.release();
+    // 6 and 3 would fit together, but 3 came after another 6 that waits.
+    const after = shared.admit(6);
+    const small = shared.admit(3);
+    expect(await admitted([big, next, after, small])).toEqual([true, true, false, false]);
+    next.release();
+    expect(await admitted([big, next, after, small])).toEqual([true, true, true, true]);
+  });
+
+  it('starts those waiting when the total grows, and all of them when it is lifted; without one, all at once', async () => {
+    const { shared } = rig(6);
+    const turns = Array.from({ length: 6 }, () => shared.admit(3));
+    expect(await admitted(turns)).toEqual([true, true, false, false, false, false]);
+    shared.setTotal(12);
+    expect(await admitted(turns)).toEqual([true, true, true, true, false, false]);
+    shared.setTotal(Number.POSITIVE_INFINITY);
+    expect(await admitted(turns)).toEqual([true, true, true, true, true, true]);
+    const none = rig(Number.POSITIVE_INFINITY);
+    expect(await admitted(Array.from({ length: 100 }, () => none.shared.admit(3)))).toEqual(new Array(100).fill(true));
+    expect(none.warnings).toEqual([]);
+  });
+
+  it('keeps to the total whatever the order of arrivals and releases (fast-check)', async () => {
+    await fc.assert(fc.asyncProperty(fc.double({ min: 1, max: 100, noNaN: true }), fc.array(fc.tuple(fc.boolean(), fc.double({ min: 0.5, max: 30, noNaN: true }), fc.nat()), { maxLength: 60 }), async (total, steps) => {
+      const { shared } = rig(total);
+      const live: { turn: ReturnType<SharedRate['admit']>; floor: number; in: boolean }[] = [];
+      for (const [arrive, floor, pick] of steps) {
+        if (arrive || live.length === 0) {
+          const entry = { turn: shared.admit(floor), floor, in: false };
+          void entry.turn.admitted.then(() => { entry.in = true; });
+          live.push(entry);
+        } else {
+          live.splice(pick % live.length, 1)[0]!.turn.release();
+        }
+        await Promise.resolve();
+        await Promise.resolve();
+        const running = live.filter((e) => e.in);
+        // Within the total, or one alone.
+        expect(running.length <= 1 || running.reduce((a, e) => a + e.floor, 0) <= total + 1e-9).toBe(true);
+        // Nobody waits while nothing runs.
+        if (live.length > 0) expect(running.length).toBeGreaterThan(0);
+      }
+    }), { numRuns: 200 });
   });
 });
 
