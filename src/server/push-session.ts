@@ -177,7 +177,12 @@ export class PushSession {
   get startedAt(): number { return this.file.startedAt; }
   get dataDoneAt(): number | undefined { return this.file.dataDoneAt; }
   get peer(): Peer { return this.client.peer; }
-  get progress(): PushProgress { return this.file.progress; }
+  /** Not started: waiting its turn under `--max-rate` (server.ts). */
+  waitingTurn = false;
+  get progress(): PushProgress {
+    const p = this.file.progress;
+    return this.waitingTurn ? { ...p, phase: 'waiting' } : p;
+  }
   /** Its chunks go in pieces (PIECE frames): the path's datagrams cannot carry one whole. */
   get pieced(): boolean { return this.wire.pieced; }
   /** Chunks sent so far, each time it was sent (a chunk in pieces counts once). */

@@ -130,8 +130,8 @@ function progressTicker(server: NxtServer, clock: Clock, show: (lines: string[])
       const fraction = done / Math.max(1, sizeBytes);
       const left = rate > 0 ? ((sizeBytes - done) / rate) * 1000 : Number.NaN;
       const resent = p.retransmits > 0 ? `, ${p.retransmits} resent` : '';
-      lines.push(p.phase === 'verifying'
-        ? `  ${shortId(s.client.id)} ${bars ? `${bar(1)} ` : ''}verifying`
+      lines.push(p.phase === 'verifying' || p.phase === 'waiting'
+        ? `  ${shortId(s.client.id)} ${bars ? `${bar(p.phase === 'waiting' ? 0 : 1)} ` : ''}${p.phase === 'waiting' ? 'waiting its turn (max rate)' : 'verifying'}`
         : `  ${shortId(s.client.id)} ${bars ? `${bar(fraction)} ` : ''}${Math.floor(100 * fraction)}% of ${size(sizeBytes)}, ${mib(rate)}/s, ${duration(left)} left${resent}`);
     }
     if (sessions.length > PROGRESS_DETAIL_CLIENTS) {

@@ -87,6 +87,8 @@ export interface RateSharer {
 export interface Turn {
   /** Resolves when it may start. */
   readonly admitted: Promise<void>;
+  /** In the queue still. */
+  readonly waiting: boolean;
   /** Out of the queue, or (admitted) its floor given back: the next in line may start. Once;
    *  again does nothing. */
   release(): void;
@@ -106,8 +108,8 @@ export class SharedRate {
   private warnedAt = Number.NEGATIVE_INFINITY;
   private queuedWarnedAt = Number.NEGATIVE_INFINITY;
   /** Transfers admitted and not yet released: how many, and their floors added up. */
-  private admitted = 0;
-  private admittedFloors = 0;
+  private running = 0;
+  private runningFloors = 0;
   private readonly queue: { readonly floor: number; readonly start: () => void }[] = [];
 
   /** `bytesPerMs`: the total (1 Mbit/s is 125 bytes per ms; Infinity: none, until setTotal).
@@ -140,25 +142,28 @@ export class SharedRate {
     let resolve!: () => void;
     const admitted = new Promise<void>((res) => { resolve = res; });
     let state: 'waiting' | 'admitted' | 'released' = 'waiting';
-    const entry = { floor, start: (): void => { state = 'admitted'; this.admitted++; this.admittedFloors += floor; resolve(); } };
+    const entry = { floor, start: (): void => { state = 'admitted'; this.running++; this.runningFloors += floor; resolve(); } };
     if (this.queue.length === 0 && this.fits(floor)) entry.start();
     else {
       this.queue.push(entry);
       const now = this.clock.now();
+      // Said when the first waits, not how many will: a push to many devices asks for their
+      // turns one by one.
       if (now - this.queuedWarnedAt >= OVER_WARNING_MS) {
         this.queuedWarnedAt = now;
-        this.warn(`max rate ${mbitText(this.total)}: ${this.queue.length} transfer${this.queue.length === 1 ? ' waits' : 's wait'} for ${this.queue.length === 1 ? 'its' : 'their'} turn, `
-          + `${this.admitted} under way (each needs at least a chunk a second); they start as those end`);
+        this.warn(`max rate ${mbitText(this.total)} carries ${this.running} transfer${this.running === 1 ? '' : 's'} at a chunk a second each: `
+          + 'the others wait their turn and start as those end (max-rate shows how many wait)');
       }
     }
     return {
       admitted,
+      get waiting() { return state === 'waiting'; },
       release: () => {
         if (state === 'released') return;
         if (state === 'admitted') {
-          this.admitted--;
-          this.admittedFloors -= floor;
-          if (this.admitted === 0) this.admittedFloors = 0; // no drift from adding and taking away
+          this.running--;
+          this.runningFloors -= floor;
+          if (this.running === 0) this.runningFloors = 0; // no drift from adding and taking away
         } else {
           this.queue.splice(this.queue.indexOf(entry), 1);
         }
@@ -169,7 +174,7 @@ export class SharedRate {
   }
 
   private fits(floor: number): boolean {
-    return !this.limited || this.admitted === 0 || this.admittedFloors + floor <= this.total;
+    return !this.limited || this.running === 0 || this.runningFloors + floor <= this.total;
   }
 
   /** As many of those waiting as now fit, in their order. */

@@ -318,8 +318,10 @@ describe('--max-rate', () => {
     await startClient('qa', cappedPort, join(dir, 'qa'), cappedTrust);
     await startClient('qb', cappedPort, join(dir, 'qb'), cappedTrust);
     const at = capped.type(`push ${writeModule(dir, 'queued_3_0.mjs', 64 * 1024)}`);
-    await capped.waitFor(/max rate 0\.1 Mbit\/s: 1 transfer waits for its turn, 1 under way \(each needs at least a chunk a second\)/, 10_000, at);
+    await capped.waitFor(/max rate 0\.1 Mbit\/s carries 1 transfer at a chunk a second each: the others wait their turn/, 10_000, at);
     expect(await capped.run('max-rate', /max rate [^\n]*\n/)).toMatch(/max rate 0\.1 Mbit\/s, shared by 1 transfer under way, 1 waiting its turn/);
+    expect(await capped.run('status', /max rate [^\n]*\n/)).toMatch(/ {2}\w+ {2}\S+ \S+ {2}waiting 0\/\d+ chunks/);
+    await capped.waitFor(/ {2}\w+ waiting its turn \(max rate\)/, 5_000, at); // the push's progress
     expect(await capped.run('max-rate 8', /max rate [^\n]*\n/)).toMatch(/max rate 8 Mbit\/s, shared by [12] transfers? under way\n/);
     expect(await capped.waitFor(/push finished: .*\n/, 30_000, at)).toBeTruthy();
     expect([...capped.output.slice(at).matchAll(/done: 9\.1 bulk active/g)]).toHaveLength(2);

@@ -146,9 +146,11 @@ describe('SharedRate.admit: no more transfers at once than the total carries at 
     const turns = Array.from({ length: 7 }, () => shared.admit(3));
     expect(await admitted(turns)).toEqual([true, true, true, false, false, false, false]);
     expect(shared.waiting).toBe(4);
-    expect(warnings).toEqual(['max rate 0.08 Mbit/s: 1 transfer waits for its turn, 3 under way (each needs at least a chunk a second); they start as those end']);
+    expect(turns.map((t) => t.waiting)).toEqual([false, false, false, true, true, true, true]);
+    expect(warnings).toEqual(['max rate 0.08 Mbit/s carries 3 transfers at a chunk a second each: the others wait their turn and start as those end (max-rate shows how many wait)']);
     turns[1]!.release();
     expect(await admitted(turns)).toEqual([true, true, true, true, false, false, false]);
+    expect(turns[3]!.waiting).toBe(false);
     turns[1]!.release(); // again: nothing
     expect(await admitted(turns)).toEqual([true, true, true, true, false, false, false]);
     turns[5]!.release(); // left the queue before its turn
