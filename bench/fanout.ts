@@ -16,7 +16,7 @@
  * nxt in them (bench/bare.ts) on the same cores, and the least time their CPU allows.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Proc, startClient, startServer, stopAll, tempDir } from '../test/support/processes.js';
@@ -255,6 +255,7 @@ async function bareRun(work: string, n: number, mib: number, mbit: number): Prom
     return { cpu: scaled((r) => r.cpu), receiveCpu: scaled((r) => r.receiveCpu), lost: n * chunks - got, loaded: results.filter((r) => r.loaded).length, ms };
   } finally {
     await Promise.all(receivers.map((r) => (r.alive ? r.stop('SIGKILL') : undefined)));
+    for (let i = 0; i < n; i++) rmSync(join(work, `bare-d${i}.mjs`), { force: true });
   }
 }
 
