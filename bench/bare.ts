@@ -8,11 +8,12 @@
  *   each receiver's CPU-seconds to receive, and with the load.
  *     node dist-bench/bench/bare.js group-receive GROUP PORT IFACE-ADDR FILE CHUNKS
  *     node dist-bench/bench/bare.js group-send GROUP PORT IFACE-ADDR MODULE MBIT
- * - A pair on loopback (transfer.ts, `barePair`): the sender keeps a window of 1 MiB in flight,
- *   the receiver returns credit every 16 datagrams (lossless on loopback: the window is a quarter
- *   of the receive buffer); the data phase from the first datagram to the last chunk.
+ * - A pair on loopback (transfer.ts, `barePair`): the sender keeps at most 1 MiB in flight, and
+ *   no more than a quarter of the receiver's socket buffer (the kernel counts more than the bytes
+ *   for each datagram), the receiver returns credit every 16 datagrams: lossless on loopback. The
+ *   data phase from the first datagram to the last chunk.
  *     node dist-bench/bench/bare.js pair-receive FILE BYTES CHUNK
- *     node dist-bench/bench/bare.js pair-send PORT MODULE CHUNK
+ *     node dist-bench/bench/bare.js pair-send PORT MODULE CHUNK WINDOW
  */
 import dgram from 'node:dgram';
 import { createCipheriv, createDecipheriv, createHash } from 'node:crypto';
@@ -20,7 +21,8 @@ import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs
 import { pathToFileURL } from 'node:url';
 import { Proc } from '../test/support/processes.js';
 
-/** A group's chunks: nxt's size (one a datagram, which IP cuts into six frames). */
+/** A group's chunks: about nxt's (8650 bytes there), one a datagram, which IP cuts into six
+ *  frames on a 1500-byte LAN. */
 export const GROUP_CHUNK = 8192;
 const HEADER = 4;
 const TAG = 16;
@@ -29,7 +31,7 @@ const IP_UDP = 28;
 const KEY = Buffer.alloc(32, 0x5a);
 const END = Buffer.from('bare end');
 const CREDIT_EVERY = 16;
-const WINDOW_BYTES = 1 << 20;
+const MAX_WINDOW_BYTES = 1 << 20;
 
 function nonceOf(index: number, into: Buffer): Buffer {
   into.fill(0);
@@ -163,12 +165,13 @@ async function pairReceive(file: string, bytes: number, chunk: number): Promise<
   const receiver = new BareReceiver(file, chunks, chunk);
   const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20 });
   const credit = Buffer.alloc(4);
+  let creditEvery = CREDIT_EVERY;
   let cpu0: NodeJS.CpuUsage | undefined;
   let t0 = 0;
   socket.on('message', (m, from) => {
     if (cpu0 === undefined) { cpu0 = process.cpuUsage(); t0 = performance.now(); }
     receiver.take(m);
-    if (receiver.got % CREDIT_EVERY !== 0 && receiver.got !== chunks) return;
+    if (receiver.got % creditEvery !== 0 && receiver.got !== chunks) return;
     credit.writeUInt32BE(receiver.got);
     socket.send(credit, from.port, from.address);
     if (receiver.got !== chunks) return;
@@ -179,12 +182,17 @@ async function pairReceive(file: string, bytes: number, chunk: number): Promise<
       socket.close();
     });
   });
-  socket.bind(0, '127.0.0.1', () => console.log(`ready ${socket.address().port}`));
+  // The window (datagrams) from the buffer the kernel granted (net.core.rmem_max caps what was
+  // asked for): the sender's to keep to, credit at least twice in it.
+  socket.bind(0, '127.0.0.1', () => {
+    const window = Math.max(1, Math.floor(Math.min(MAX_WINDOW_BYTES, socket.getRecvBufferSize() / 4) / chunk));
+    creditEvery = Math.max(1, Math.min(CREDIT_EVERY, Math.floor(window / 2)));
+    console.log(`ready ${socket.address().port} ${window}`);
+  });
 }
 
-async function pairSend(port: number, module: string, chunk: number): Promise<void> {
+async function pairSend(port: number, module: string, chunk: number, window: number): Promise<void> {
   const datagrams = sealAll(module, chunk);
-  const window = Math.max(8, Math.floor(WINDOW_BYTES / chunk));
   const socket = dgram.createSocket({ type: 'udp4', sendBufferSize: 4 << 20 });
   await new Promise<void>((res) => socket.bind(0, '127.0.0.1', res));
   socket.connect(port, '127.0.0.1');
@@ -214,8 +222,8 @@ export async function barePair(module: string, bytes: number, datagramBytes: num
   const script = import.meta.filename;
   const receiver = new Proc('bare-receiver', process.execPath, [script, 'pair-receive', into, String(bytes), String(chunk)]);
   try {
-    const port = (await receiver.waitFor(/ready (\d+)/, 10_000))[1]!;
-    const sender = new Proc('bare-sender', process.execPath, [script, 'pair-send', port, module, String(chunk)]);
+    const [, port, window] = await receiver.waitFor(/ready (\d+) (\d+)/, 10_000);
+    const sender = new Proc('bare-sender', process.execPath, [script, 'pair-send', port!, module, String(chunk), window!]);
     const [r, s] = await Promise.all([receiver.waitFor(/\{"dataMs".*\}/, 60_000), sender.waitFor(/\{"senderCpu".*\}/, 60_000)]);
     const got = JSON.parse(r[0]) as { dataMs: number; loadMs: number; loaded: boolean; receiveCpu: number };
     return got.loaded ? { ...got, senderCpu: (JSON.parse(s[0]) as { senderCpu: number }).senderCpu } : undefined;
@@ -231,9 +239,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   if (role === 'group-receive' && a.length === 5) await groupReceive(a[0]!, Number(a[1]), a[2]!, a[3]!, Number(a[4]));
   else if (role === 'group-send' && a.length === 5) await groupSend(a[0]!, Number(a[1]), a[2]!, a[3]!, Number(a[4]));
   else if (role === 'pair-receive' && a.length === 3) await pairReceive(a[0]!, Number(a[1]), Number(a[2]));
-  else if (role === 'pair-send' && a.length === 3) await pairSend(Number(a[0]), a[1]!, Number(a[2]));
+  else if (role === 'pair-send' && a.length === 4) await pairSend(Number(a[0]), a[1]!, Number(a[2]), Number(a[3]));
   else {
-    console.error('usage: bare.js group-receive GROUP PORT IFACE-ADDR FILE CHUNKS | group-send GROUP PORT IFACE-ADDR MODULE MBIT | pair-receive FILE BYTES CHUNK | pair-send PORT MODULE CHUNK');
+    console.error('usage: bare.js group-receive GROUP PORT IFACE-ADDR FILE CHUNKS | group-send GROUP PORT IFACE-ADDR MODULE MBIT | pair-receive FILE BYTES CHUNK | pair-send PORT MODULE CHUNK WINDOW');
     process.exit(2);
   }
 }
