@@ -209,7 +209,7 @@ await section('loopback', async () => {
       }
       console.log(`| ${mib} MiB | ${fmtMs(a.wall)} (${fmtMs(a.data)}) | ${per(a)} | ${fmtMs(b.wall)} (${fmtMs(b.data)}) | ${per(b)} | ${fmtMs(t)} | ${fmtMs(uw)} (${fmtMs(u)}) | ${fmtMs(ew)} (${fmtMs(e)}) | ${times(a.wall, t)} (data ${times(a.data, t)}) | ${times(b.wall, t)} (data ${times(b.data, t)}) | ${times(a.wall, ew)} (vs transfer ${times(a.wall, e)}) |`);
     }
-    console.log(`\nThe floor: a bare Node pair on the same loopback (bench/bare.ts: node:dgram, a chunk sealed with ChaCha20-Poly1305 in each datagram, SHA-256, 512 KiB writes, a 1 MiB window of credit; no session, rate model or loss recovery), its data phase (first datagram to last chunk) in datagrams of ${BARE_WIDE_DATAGRAM} and of 1452 bytes, and its load with Node's own \`import()\`:\n`);
+    console.log(`\nThe floor: a bare Node pair on the same loopback (bench/bare.ts: node:dgram, a chunk sealed with ChaCha20-Poly1305 in each datagram, SHA-256, 512 KiB writes, a window of credit of at most 1 MiB; no session, rate model or loss recovery), its data phase (first datagram to last chunk) in datagrams of ${BARE_WIDE_DATAGRAM} and of 1452 bytes, and its load with Node's own \`import()\`:\n`);
     console.log('| size | bare data, wide | bare data, 1452 | bare load | nxt data ÷ bare data (wide / 1452) | bare data ÷ atftp\'s whole transfer (wide / 1452) |\n|---|---|---|---|---|---|');
     console.log(floorLines.join('\n'));
     // The device reads the module into fresh memory and decodes it into more (Node's loader);
