@@ -8,7 +8,7 @@ import type { SenderOptions, SendOutcome } from '../transfer/sender.js';
 import type { PathMtu } from '../transfer/path-mtu.js';
 import type { Peer } from '../net/endpoint.js';
 import type { Clock } from '../util/clock.js';
-import type { SharedRate } from '../transfer/rate-share.js';
+import type { SharedRate, Turn } from '../transfer/rate-share.js';
 import { OutgoingFile, type TransferProgress } from '../files/outgoing-file.js';
 import { SealedChunkWire } from '../files/sealed-chunk-wire.js';
 import type { SignedManifest } from '../security/manifest.js';
@@ -121,6 +121,15 @@ export class PushSession {
     if (sealed.failure) this.cannotSeal(sealed.failure);
   }
 
+  /** start() once `turn` (under `--max-rate`; undefined: none) lets it; false if the session
+   *  ended while it waited (cancelled), and never started. */
+  async startInTurn(turn: Turn | undefined): Promise<boolean> {
+    this.turn = turn;
+    if (turn && !await Promise.race([turn.admitted.then(() => true), this.done.then(() => false)])) return false;
+    this.start();
+    return true;
+  }
+
   /** Sealing stopped short: the push fails with the reason (a full disk is a storage failure). */
   private cannotSeal(failure: NxtError): void {
     this.file.cancel(`cannot send ${this.release.manifest.name}: ${failure.message}`, failure.code === 'storage' ? ResultCode.storage : ResultCode.cancelled);
@@ -177,11 +186,11 @@ export class PushSession {
   get startedAt(): number { return this.file.startedAt; }
   get dataDoneAt(): number | undefined { return this.file.dataDoneAt; }
   get peer(): Peer { return this.client.peer; }
-  /** Not started: waiting its turn under `--max-rate` (server.ts). */
-  waitingTurn = false;
+  /** Its turn under `--max-rate` (startInTurn): while that waits, so does this session. */
+  private turn: Turn | undefined;
   get progress(): PushProgress {
     const p = this.file.progress;
-    return this.waitingTurn ? { ...p, phase: 'waiting' } : p;
+    return this.turn?.waiting === true ? { ...p, phase: 'waiting' } : p;
   }
   /** Its chunks go in pieces (PIECE frames): the path's datagrams cannot carry one whole. */
   get pieced(): boolean { return this.wire.pieced; }

@@ -610,10 +610,7 @@ export class NxtServer extends EventEmitter {
       const turn = group ? undefined : this.options.maxRate?.admit(session.floor);
       let outcome: SendOutcome;
       try {
-        session.waitingTurn = turn?.waiting ?? false;
-        const started = turn ? await Promise.race([turn.admitted.then(() => true), session.done.then(() => false)]) : true;
-        session.waitingTurn = false;
-        if (started) session.start();
+        await session.startInTurn(turn);
         outcome = await session.done;
       } finally {
         turn?.release();
