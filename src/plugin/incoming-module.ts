@@ -93,7 +93,7 @@ export class IncomingModule {
 
   append(payload: Uint8Array): void {
     this.hash.update(payload);
-    // A chunk is at most 16 KiB (the decoders see to it): it always fits an empty batch.
+    // A chunk is at most 64 KiB (the decoders see to it): it always fits an empty batch.
     if (this.pendingBytes + payload.length > WRITE_BATCH_BYTES) this.flush();
     this.batch ??= this.spare.pop() ?? batchPool.take();
     this.batch.set(payload, this.pendingBytes);

@@ -12,9 +12,10 @@ export const MAGIC_0 = 0x4e; // 'N'
 export const MAGIC_1 = 0x58; // 'X'
 export const PROTOCOL_VERSION = 1;
 /** What this agent takes beyond protocol version 1, as its REGISTER's inventory says
- *  (`features`, space-separated): `pieces`, PIECE frames. A server sends such frames only to a
- *  device that says it takes them, so agents from before them keep working. */
-export const AGENT_FEATURES = 'pieces';
+ *  (`features`, space-separated): `pieces`, PIECE frames; `wide`, chunks of WIDE_CHUNK_BYTES
+ *  (envelope.ts) in manifests. A server sends such frames and manifests only to a device that
+ *  says it takes them, so agents from before them keep working. */
+export const AGENT_FEATURES = 'pieces wide';
 
 /** Whether an inventory's `features` include `feature`. */
 export function hasFeature(features: string | undefined, feature: string): boolean {
@@ -29,8 +30,6 @@ export const MAX_MESSAGE_BYTES = MAX_DATAGRAM_BYTES - 32;
 /** Largest chunk payload of a DATA message (jobs' files, inside a session); DATA adds 12 bytes of
  *  header, so 1412 bytes on the wire. Pushed modules travel as sealed chunks (envelope.ts, CHUNKS). */
 export const MAX_CHUNK_BYTES = 1400;
-/** Largest chunk a manifest may name: pushed modules are sealed in 1400-, 8564- or 8650-byte chunks. */
-export const MAX_MANIFEST_CHUNK_BYTES = 16384;
 /** A release's content key (ChaCha20-Poly1305) and the id bound into each sealed chunk. */
 export const CONTENT_KEY_BYTES = 32;
 export const SEAL_ID_BYTES = 16;

@@ -4,7 +4,8 @@
  * is ever interpreted.
  */
 import { NxtError } from '../errors.js';
-import { MAX_MANIFEST_CHUNK_BYTES, MAX_MANIFEST_BYTES } from '../protocol/messages.js';
+import { MAX_MANIFEST_BYTES } from '../protocol/messages.js';
+import { MAX_MANIFEST_CHUNK_BYTES } from '../protocol/envelope.js';
 import { formatReleaseVersion, parseReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import { verifySignature, type Signer } from './release-key.js';
 import { parseCompatibility, type Compatibility } from './compatibility.js';

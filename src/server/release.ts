@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
-import { CHUNKS_HEADER_BYTES, chunkEntryBytes } from '../protocol/envelope.js';
+import { CHUNKS_HEADER_BYTES, chunkEntryBytes, WIDE_CHUNK_BYTES, WIDE_DATAGRAM_BYTES } from '../protocol/envelope.js';
 import { LARGE_CHUNK_BYTES, PIECE_CHUNK_BYTES } from '../net/fragments.js';
 import { CLIENT_ID_BYTES, MAX_CHUNK_BYTES } from '../protocol/messages.js';
 import { parseReleaseVersion, releaseVersionFromFileName, type ReleaseVersion } from '../protocol/release-version.js';
@@ -25,16 +25,21 @@ export interface Release {
   signedFor(clientIdHex: string, chunkSize: number): SignedManifest;
 }
 
-/** Chunk sizes a release is sealed in: the one that fits a 1500-byte MTU whole, and a large one
- *  (LARGE_CHUNK_BYTES, 8650: net/fragments.ts) for paths that carry big datagrams (loopback,
- *  jumbo frames, the server's own LAN), where a device opens a sealed chunk in ~10 µs for 8 KiB
- *  against ~7 µs for 1.4 KiB (node:crypto's setup dominates: bench/crypto.ts). */
+/** Chunk sizes a release is sealed in: the one that fits a 1500-byte MTU whole, a large one
+ *  (LARGE_CHUNK_BYTES, 8650: net/fragments.ts) for paths that carry big datagrams (jumbo frames,
+ *  the server's own LAN), where a device opens a sealed chunk in ~10 µs for 8 KiB against ~7 µs
+ *  for 1.4 KiB (node:crypto's setup dominates: bench/crypto.ts), and a wide one
+ *  (WIDE_CHUNK_BYTES, 65,458: protocol/envelope.ts) for paths that carry 64 KiB datagrams whole
+ *  (loopback). */
 export const SMALL_CHUNK_BYTES = MAX_CHUNK_BYTES;
 
 /** The chunk size for a path whose datagrams may be up to `maxDatagram` bytes, and which may
- *  take large chunks in pieces when they do not fit (PIECE_CHUNK_BYTES, 8564). */
-export function chunkSizeFor(release: Release, maxDatagram: number, pieces = false): number {
+ *  take large chunks in pieces when they do not fit (PIECE_CHUNK_BYTES, 8564), or wide chunks
+ *  when it carries a datagram of one whole (WIDE_CHUNK_BYTES: loopback, unless `--max-datagram`
+ *  says less) to a device that takes them (`wide`: its inventory says so). */
+export function chunkSizeFor(release: Release, maxDatagram: number, pieces = false, wide = false): number {
   if (release.presigned) return release.manifest.chunkSize;
+  if (wide && maxDatagram >= WIDE_DATAGRAM_BYTES) return WIDE_CHUNK_BYTES;
   if (maxDatagram >= CHUNKS_HEADER_BYTES + chunkEntryBytes(LARGE_CHUNK_BYTES)) return LARGE_CHUNK_BYTES;
   return pieces ? PIECE_CHUNK_BYTES : SMALL_CHUNK_BYTES;
 }

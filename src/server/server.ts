@@ -369,7 +369,12 @@ export class NxtServer extends EventEmitter {
 
   /** Whether the device's agent takes PIECE frames (its inventory says so: older agents do not). */
   private takesPieces(c: ClientRecord): boolean {
-    return this.options.pieces !== false && hasFeature(this.options.devices.get(c.id)?.inventory.features, 'pieces');
+    return this.options.pieces !== false && this.takes(c, 'pieces');
+  }
+
+  /** Whether the device's agent said, when it registered, that it takes `feature`. */
+  private takes(c: ClientRecord, feature: string): boolean {
+    return hasFeature(this.options.devices.get(c.id)?.inventory.features, feature);
   }
 
   /** A device as a release's compatibility sees it: what it said when it registered. */
@@ -560,7 +565,7 @@ export class NxtServer extends EventEmitter {
       if (fragments && !group) fragmented.add(client.id);
       const chunkSize = group ? chunkSizeFor(release, group.sender.maxDatagram, groupPieces)
         : this.largeChunksFailed.has(client.id) ? chunkSizeFor(release, SMALL_CHUNK_DATAGRAM)
-        : chunkSizeFor(release, path.options.max, pieces);
+        : chunkSizeFor(release, path.options.max, pieces, this.takes(client, 'wide'));
       return { client, path, known, chunkSize, pieces };
     });
     // Sealed once per release and chunk size, whatever the number of devices. Devices are

@@ -39,6 +39,10 @@ export interface ReceiverOptions {
   readonly idleTimeoutMs: number;
 }
 
+/** Bytes a transfer holds beyond a gap at most, whatever its chunks' size (IncomingTransfer
+ *  narrows the window to it): 2048 chunks of 8650 bytes, 17.7 MB. */
+export const MAX_EARLY_BYTES = 2048 * 8650;
+
 export const DEFAULT_RECEIVER_OPTIONS: ReceiverOptions = {
   window: 2048,
   ackEvery: 16,

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Proc, ROOT, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
 import { UdpProxy, bulkChunks } from '../support/udp-proxy.js';
 import { writeModule } from '../support/modules.js';
-import { LARGE_CHUNK_BYTES } from '../../src/net/fragments.js';
+import { WIDE_CHUNK_BYTES } from '../../src/protocol/envelope.js';
 
 const V2 = join(ROOT, 'plugins/libfunctional_2_0.mjs');
 
@@ -98,8 +98,8 @@ describe('automatic catch-up', () => {
   it('brings a client stopped during a push up to date when it starts again', async () => {
     ({ proc: server, port } = await startServer(join(dir, 'server'), ['--renew', '1000', '--auto-update', '--peer-timeout', '2000']));
     const file = writeModule(dir, 'big_3_0.mjs', 8 * 1024 * 1024);
-    // On loopback the path carries big datagrams, so the module goes in 8 KiB chunks.
-    const totalChunks = Math.ceil(statSync(file).size / LARGE_CHUNK_BYTES);
+    // On loopback the path carries 64 KiB datagrams whole, so the module goes in wide chunks.
+    const totalChunks = Math.ceil(statSync(file).size / WIDE_CHUNK_BYTES);
     let chunks = 0;
     let stopped: Promise<unknown> | undefined;
     let a: Proc | undefined;

@@ -6,6 +6,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { writeModule } from '../support/modules.js';
+import { CHUNKS_HEADER_BYTES, EnvelopeType, forEachChunk, TAG_BYTES, WIDE_CHUNK_BYTES, WIDE_DATAGRAM_BYTES } from '../../src/protocol/envelope.js';
 import { LARGE_CHUNK_BYTES } from '../../src/net/fragments.js';
 import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
 import { UdpProxy, bulkChunks, dropAll, isBulkData, lossyLink, passThrough, rateCapped, stallsOnce } from '../support/udp-proxy.js';
@@ -143,6 +144,47 @@ describe('through a link that reorders', () => {
   });
 });
 
+describe('chunk size', () => {
+  /** The sizes of the CHUNKS entries and datagrams the server sends through `proxy`. */
+  function watchChunks(p: UdpProxy): { entries: Set<number>; indices: Set<number>; largest: number } {
+    const seen = { entries: new Set<number>(), indices: new Set<number>(), largest: 0 };
+    p.rule = (data, direction) => {
+      if (isBulkData(data, direction) && data[3] === EnvelopeType.chunks) {
+        seen.largest = Math.max(seen.largest, data.length);
+        forEachChunk(data.subarray(CHUNKS_HEADER_BYTES), (index, sealed) => { seen.indices.add(index); seen.entries.add(sealed.length - TAG_BYTES); });
+      }
+      return [{ data }];
+    };
+    return seen;
+  }
+
+  it('on loopback, one wide chunk a 64 KiB datagram; under --max-datagram below that, 8650-byte chunks', async () => {
+    proxy = await UdpProxy.start(port, passThrough);
+    const seen = watchChunks(proxy);
+    let client = await startClient('c', proxy.port, join(dir, 'c'), trust);
+    const file = writeModule(dir, 'wide_3_0.mjs', 2 * 1024 * 1024 + 5);
+    expect(await pushLine(file).done).toMatch(/done: 9\.1 bulk active/);
+    await client.waitFor(/Major = 9\nMinor = 1/);
+    const size = statSync(file).size;
+    expect([...seen.entries].sort((a, b) => b - a)).toEqual([WIDE_CHUNK_BYTES, size % WIDE_CHUNK_BYTES]);
+    expect(seen.indices.size).toBe(Math.ceil(size / WIDE_CHUNK_BYTES));
+    expect(seen.largest).toBe(WIDE_DATAGRAM_BYTES);
+    await client.stop();
+    await proxy.close();
+
+    const { proc: capped, port: cappedPort } = await startServer(join(dir, 'capped'), ['--peer-timeout', '3000', '--max-datagram', String(WIDE_DATAGRAM_BYTES - 1)]);
+    server = capped;
+    proxy = await UdpProxy.start(cappedPort, passThrough);
+    const narrow = watchChunks(proxy);
+    client = await startClient('d', proxy.port, join(dir, 'd'), join(dir, 'capped/release.pub'));
+    expect(await pushLine(file).done).toMatch(/done: 9\.1 bulk active/);
+    await client.waitFor(/Major = 9\nMinor = 1/);
+    expect(Math.max(...narrow.entries)).toBe(LARGE_CHUNK_BYTES);
+    expect(narrow.indices.size).toBe(Math.ceil(size / LARGE_CHUNK_BYTES));
+    expect(narrow.largest).toBeLessThan(WIDE_DATAGRAM_BYTES);
+  });
+});
+
 describe('progress', () => {
   it('is shown on both sides while a push is under way', async () => {
     proxy = await UdpProxy.start(port, passThrough);
@@ -218,7 +260,7 @@ describe('when the server itself does not run or read for a while', () => {
 describe('resume', () => {
   it('a client killed halfway through a 16 MiB push and restarted receives only the missing chunks', async () => {
     const file = writeModule(dir, 'big_4_0.mjs', 16 * 1024 * 1024);
-    const totalChunks = Math.ceil(statSync(file).size / LARGE_CHUNK_BYTES); // loopback: large chunks
+    const totalChunks = Math.ceil(statSync(file).size / WIDE_CHUNK_BYTES); // loopback: wide chunks
     let client = await startClient('first', port, join(dir, 'c'), trust); // learn nothing yet: registered directly
     await client.stop();
     // From now on the client talks through the proxy, which counts DATA and kills the client
@@ -261,7 +303,7 @@ describe('resume', () => {
     // Clients renew every second here, so the restarted server learns of them quickly.
     ({ proc: server, port } = await startServer(stateDir, ['--renew', '1000']));
     const file = writeModule(dir, 'big_5_0.mjs', 16 * 1024 * 1024);
-    const totalChunks = Math.ceil(statSync(file).size / LARGE_CHUNK_BYTES); // loopback: large chunks
+    const totalChunks = Math.ceil(statSync(file).size / WIDE_CHUNK_BYTES); // loopback: wide chunks
     // A fixed proxy port, so the client's server address survives the server's restart.
     let serverPort = port;
     let passed = 0;

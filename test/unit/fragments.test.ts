@@ -105,9 +105,11 @@ describe('the datagram of one large chunk', () => {
   });
 });
 
-describe('which devices may be sent pieces at all', () => {
+describe('which devices may be sent pieces (or wide chunks) at all', () => {
   it('those whose inventory lists the feature; an agent from before it says nothing', () => {
     expect(hasFeature(parseInventory(JSON.stringify({ agent: '0.1.0', features: AGENT_FEATURES })).features, 'pieces')).toBe(true);
+    expect(hasFeature(parseInventory(JSON.stringify({ agent: '0.1.0', features: AGENT_FEATURES })).features, 'wide')).toBe(true);
+    expect(hasFeature(parseInventory(JSON.stringify({ agent: '0.1.0', features: 'pieces' })).features, 'wide')).toBe(false);
     expect(hasFeature(parseInventory(JSON.stringify({ agent: '0.1.0', features: 'pieces later' })).features, 'pieces')).toBe(true);
     expect(hasFeature(parseInventory(JSON.stringify({ agent: '0.1.0' })).features, 'pieces')).toBe(false);
     expect(hasFeature(parseInventory(JSON.stringify({ features: 'piecesx' })).features, 'pieces')).toBe(false);

@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
 import { IncomingTransfer } from '../../src/files/incoming-transfer.js';
 import { IncomingModule } from '../../src/plugin/incoming-module.js';
+import { WIDE_CHUNK_BYTES } from '../../src/protocol/envelope.js';
+import { MAX_EARLY_BYTES } from '../../src/transfer/receiver.js';
 import { ModuleStore } from '../../src/plugin/module-store.js';
 import type { Manifest } from '../../src/security/manifest.js';
 import { FakeClock } from '../support/fake-network.js';
@@ -176,3 +178,26 @@ describe('a transfer\'s progress', () => {
     await t.suspend();
   });
 });
+
+describe('a transfer\'s window', () => {
+  it('holds as many bytes beyond a gap whatever the chunk size: 2048 chunks of 1400 or 8650 bytes, 270 wide ones', async () => {
+    const dir = tempDir('nxt-incoming-');
+    const io = { send: () => undefined, complete: () => undefined, idle: () => undefined };
+    for (const [chunkSize, window] of [[1400, 2048], [8650, 2048], [WIDE_CHUNK_BYTES, Math.floor(MAX_EARLY_BYTES / WIDE_CHUNK_BYTES)]] as const) {
+      const size = 4000 * chunkSize;
+      const manifest: Manifest = { name: 'm.mjs', version: { major: 1, minor: 0, patch: 0 }, size, chunkSize, created: 'now', expires: '2999-01-01T00:00:00Z', targets: 'all', sha256: '0'.repeat(64) };
+      const t = new IncomingTransfer(1, new IncomingModule(manifest, join(dir, `${chunkSize}.part`)), io, new FakeClock());
+      expect(t.receiver.ack(1).window).toBe(window);
+      // Chunk 0 missing: the last one the window holds is taken, the next is not.
+      const payload = Buffer.alloc(chunkSize);
+      expect(t.wants(window - 1)).toBe(true);
+      expect(t.wants(window)).toBe(false);
+      t.onChunk(window - 1, payload);
+      t.onChunk(window, payload);
+      expect(t.bytesReceived).toBe(chunkSize);
+      await t.suspend();
+    }
+    expect(Math.floor(MAX_EARLY_BYTES / WIDE_CHUNK_BYTES)).toBe(270);
+  });
+});
+

@@ -7,6 +7,7 @@ import { isExpired, isTargeted, parseManifest, signManifest, verifyManifest, typ
 import { readFileSync } from 'node:fs';
 import { isReleaseKeySealed, loadOrCreateReleaseKey, readPublicKey, readReleaseKey, sealReleaseKey, verifySignature, warmUpSigner, warmUpVerifier } from '../../src/security/release-key.js';
 import { compareReleaseVersions, parseReleaseVersion, releaseVersionFromFileName } from '../../src/protocol/release-version.js';
+import { WIDE_CHUNK_BYTES } from '../../src/protocol/envelope.js';
 import { tempDir } from '../support/processes.js';
 
 const manifest: Manifest = {
@@ -67,6 +68,13 @@ describe('signed manifests', () => {
     expect(verifyManifest(s.bytes, s.signature, signer.publicKey)).toEqual(manifest);
   });
 
+  it('name any chunk size up to a wide chunk', () => {
+    for (const chunkSize of [1400, 8650, WIDE_CHUNK_BYTES]) {
+      const s = signManifest({ ...manifest, chunkSize }, signer);
+      expect(verifyManifest(s.bytes, s.signature, signer.publicKey).chunkSize).toBe(chunkSize);
+    }
+  });
+
   it('fail with bad-signature for another key, a flipped byte, or a flipped signature bit', () => {
     const s = signManifest(manifest, signer);
     expect(codeOf(() => verifyManifest(s.bytes, s.signature, other.publicKey))).toBe('bad-signature');
@@ -85,7 +93,7 @@ describe('signed manifests', () => {
     ['a size beyond the cap', { ...wire(), size: 2 ** 40 }],
     ['an upper-case digest', { ...wire(), sha256: 'A'.repeat(64) }],
     ['a path as digest', { ...wire(), sha256: '../../etc/passwd' }],
-    ['a chunk size over 16384', { ...wire(), chunkSize: 16385 }],
+    ['a chunk size over a wide chunk (one CHUNKS datagram of 65,488 bytes)', { ...wire(), chunkSize: WIDE_CHUNK_BYTES + 1 }],
     ['a chunk size of 0', { ...wire(), chunkSize: 0 }],
     ['a bad version', { ...wire(), version: '1.x' }],
     ['an empty name', { ...wire(), name: '' }],

@@ -5,7 +5,9 @@ import nacl from 'tweetnacl';
 import { describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
 import { encodeManifest, verifyManifest } from '../../src/security/manifest.js';
-import { prepareRelease } from '../../src/server/release.js';
+import { chunkSizeFor, prepareRelease, SMALL_CHUNK_BYTES, type Release } from '../../src/server/release.js';
+import { CHUNKS_HEADER_BYTES, chunkEntryBytes, MAX_UDP_PAYLOAD_BYTES, WIDE_CHUNK_BYTES, WIDE_DATAGRAM_BYTES } from '../../src/protocol/envelope.js';
+import { LARGE_CHUNK_BYTES, PIECE_CHUNK_BYTES } from '../../src/net/fragments.js';
 import { tempDir } from '../support/processes.js';
 
 const DEVICE = '0123456789abcdef0123456789abcdef';
@@ -53,3 +55,23 @@ describe('prepareRelease', () => {
     expect(signer.signed).toBe(0);
   });
 });
+
+describe('chunkSizeFor', () => {
+  const shape = (presigned: boolean, chunkSize = 1400): Release => ({ path: 'x', presigned, manifest: { chunkSize } as Release['manifest'], signedFor: () => { throw new Error('unused'); } });
+
+  it('takes wide chunks only where the path carries a datagram of one whole and the device takes them', () => {
+    const r = shape(false);
+    expect(chunkSizeFor(r, MAX_UDP_PAYLOAD_BYTES, false, true)).toBe(WIDE_CHUNK_BYTES);
+    expect(chunkSizeFor(r, WIDE_DATAGRAM_BYTES, false, true)).toBe(WIDE_CHUNK_BYTES);
+    // A sealed wide chunk with its headers is exactly that datagram.
+    expect(CHUNKS_HEADER_BYTES + chunkEntryBytes(WIDE_CHUNK_BYTES)).toBe(WIDE_DATAGRAM_BYTES);
+    // An agent from before them (its inventory does not say `wide`), or --max-datagram below it.
+    expect(chunkSizeFor(r, MAX_UDP_PAYLOAD_BYTES, false, false)).toBe(LARGE_CHUNK_BYTES);
+    expect(chunkSizeFor(r, WIDE_DATAGRAM_BYTES - 1, false, true)).toBe(LARGE_CHUNK_BYTES);
+    expect(chunkSizeFor(r, 1452, true, true)).toBe(PIECE_CHUNK_BYTES);
+    expect(chunkSizeFor(r, 1452, false, true)).toBe(SMALL_CHUNK_BYTES);
+    // Signed offline: the size it was signed with.
+    expect(chunkSizeFor(shape(true, 4096), MAX_UDP_PAYLOAD_BYTES, false, true)).toBe(4096);
+  });
+});
+
