@@ -33,11 +33,14 @@ export interface Release {
  *  (loopback). */
 export const SMALL_CHUNK_BYTES = MAX_CHUNK_BYTES;
 
+/** What of a release decides its chunk size beside the path: signed offline, it keeps its own. */
+export type ChunkSizeRelease = Pick<Release, 'presigned'> & { readonly manifest: Pick<Release['manifest'], 'chunkSize'> };
+
 /** The chunk size for a path whose datagrams may be up to `maxDatagram` bytes, and which may
  *  take large chunks in pieces when they do not fit (PIECE_CHUNK_BYTES, 8564), or wide chunks
  *  when it carries a datagram of one whole (WIDE_CHUNK_BYTES: loopback, unless `--max-datagram`
  *  says less) to a device that takes them (`wide`: its inventory says so). */
-export function chunkSizeFor(release: Release, maxDatagram: number, pieces = false, wide = false): number {
+export function chunkSizeFor(release: ChunkSizeRelease, maxDatagram: number, pieces = false, wide = false): number {
   if (release.presigned) return release.manifest.chunkSize;
   if (wide && maxDatagram >= WIDE_DATAGRAM_BYTES) return WIDE_CHUNK_BYTES;
   if (maxDatagram >= CHUNKS_HEADER_BYTES + chunkEntryBytes(LARGE_CHUNK_BYTES)) return LARGE_CHUNK_BYTES;

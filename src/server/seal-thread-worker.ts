@@ -13,8 +13,8 @@ port.on('message', (msg: { id: number; job: SealJob } | { warm: true }) => {
     return;
   }
   const { id, job } = msg;
-  void sealAll(job, (sealed, failure) => {
-    const report: SealReport = failure ? { id, sealed, failure: { code: failure.code, message: failure.message } } : { id, sealed };
+  void sealAll(job, (sealed, failure, digest) => {
+    const report: SealReport = failure ? { id, sealed, failure: { code: failure.code, message: failure.message } } : { id, sealed, ...(digest === undefined ? {} : { digest }) };
     port.postMessage(report);
   });
 });

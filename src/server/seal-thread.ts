@@ -12,7 +12,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { NxtError } from '../errors.js';
-import type { SealJob, Sealer } from './sealed-release.js';
+import type { SealJob, Sealer, SealProgress } from './sealed-release.js';
 
 const WORKER_URL = new URL('./seal-thread-worker.js', import.meta.url);
 
@@ -21,11 +21,13 @@ export interface SealReport {
   readonly id: number;
   readonly sealed: number;
   readonly failure?: { readonly code: string; readonly message: string };
+  /** With the last block: the digest of what was sealed. */
+  readonly digest?: string;
 }
 
 export class SealThread {
   private worker: Worker | undefined;
-  private readonly pending = new Map<number, { readonly total: number; readonly outPath: string; sealed: number; readonly progress: (sealed: number, failure?: NxtError) => void }>();
+  private readonly pending = new Map<number, { readonly total: number; readonly outPath: string; sealed: number; readonly progress: SealProgress }>();
   private nextId = 1;
 
   /** `workerUrl`: the thread's script (tests name the compiled one). */
@@ -63,7 +65,7 @@ export class SealThread {
       if (!job) return;
       job.sealed = r.sealed;
       if (r.failure || r.sealed >= job.total) this.pending.delete(r.id);
-      job.progress(r.sealed, r.failure ? new NxtError(r.failure.code, r.failure.message) : undefined);
+      job.progress(r.sealed, r.failure ? new NxtError(r.failure.code, r.failure.message) : undefined, r.digest);
     });
     worker.on('error', (err) => this.stopped(worker, err.message));
     worker.on('exit', (code) => this.stopped(worker, `exit code ${code}`));

@@ -507,6 +507,27 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
 
   const factsOf = (c: ClientRecord): DeviceFacts => server.factsOf(c);
   const pushUsage = 'push <file> [--version X.Y.Z] [--to all|GROUP|ID|channel:C|type:T[,…]] [--for type=T|product=P|arch=A|channel=C|agent=RANGE …]';
+  /** `release` to those of the `named` devices it is for. */
+  const pushTo = async (named: ClientRecord[], release: Release, rc: RunContext): Promise<PushOutput> => {
+    // A release for other kinds of device is not sent to them (they would refuse it).
+    const clients = named.filter((c) => {
+      const why = mismatch(release.manifest.for, factsOf(c));
+      if (why !== undefined) rc.say(`  ${shortId(c.id)} skipped: not for this device (${why})`);
+      return why === undefined;
+    });
+    if (clients.length === 0 && named.length > 0) {
+      throw new NxtError('no-clients', `push: ${release.manifest.name} is for ${describeCompatibility(release.manifest.for)}: none of the ${named.length} online client(s) named is; nothing sent`);
+    }
+    if (clients.length === 0) {
+      const known = server.fleetKnown().length;
+      // Nothing delivered is not "done": a script must not go on as if it were.
+      throw new NxtError('no-clients', known === 0
+        ? 'push: no clients are registered; nothing sent (start a client, then push again)'
+        : `push: none of the ${known} registered clients is online (no renewal within the lease); nothing sent`);
+    }
+    return pushRelease(o, release, clients, rc);
+  };
+
   const push: TypedCommand<{ file: string; version?: string; to?: string; for: string[] }, PushOutput> = {
     usage: pushUsage,
     help: 'sign a plugin module (or use its .nxt-signed file) and send it to every online client, or to those named (groups, id prefixes, channels, device types); '
@@ -528,26 +549,16 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
       const compatibility = parseFor(input.for);
       const online = server.fleetOnline();
       const named = input.to === undefined ? online : pickClients(online, input.to, factsOf);
-      const release = await prepareRelease(callerFile(rc, input.file), {
-        version: input.version, signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds, for: compatibility,
-      });
-      // A release for other kinds of device is not sent to them (they would refuse it).
-      const clients = named.filter((c) => {
-        const why = mismatch(release.manifest.for, factsOf(c));
-        if (why !== undefined) rc.say(`  ${shortId(c.id)} skipped: not for this device (${why})`);
-        return why === undefined;
-      });
-      if (clients.length === 0 && named.length > 0) {
-        throw new NxtError('no-clients', `push: ${release.manifest.name} is for ${describeCompatibility(release.manifest.for)}: none of the ${named.length} online client(s) named is; nothing sent`);
+      const file = callerFile(rc, input.file);
+      // Sealed while it is hashed and signed; what the push does not take is let go after it.
+      server.sealEarly(file, named);
+      try {
+        return await pushTo(named, await prepareRelease(file, {
+          version: input.version, signer: o.signer, publicKey: o.publicKey, now: o.wallClock.wallNow(), ttlSeconds: o.manifestTtlSeconds, for: compatibility,
+        }), rc);
+      } finally {
+        server.dropEarly(file);
       }
-      if (clients.length === 0) {
-        const known = server.fleetKnown().length;
-        // Nothing delivered is not "done": a script must not go on as if it were.
-        throw new NxtError('no-clients', known === 0
-          ? 'push: no clients are registered; nothing sent (start a client, then push again)'
-          : `push: none of the ${known} registered clients is online (no renewal within the lease); nothing sent`);
-      }
-      return pushRelease(o, release, clients, rc);
     },
     print: (r, rc) => [
       // The console prints each result as it comes (server events); a ctl caller gets them here.

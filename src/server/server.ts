@@ -20,7 +20,7 @@ import type { Clock, WallClock } from '../util/clock.js';
 import type { History } from './history.js';
 import { offerTimeoutFor, PushSession, type PushProgress } from './push-session.js';
 import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord, type SavedClient } from './registry.js';
-import { chunkSizeFor, SMALL_CHUNK_BYTES, type Release } from './release.js';
+import { chunkSizeFor, PRESIGNED_SUFFIX, SMALL_CHUNK_BYTES, type ChunkSizeRelease, type Release } from './release.js';
 import { SealedReleases, smallAtOnce, type SealedRelease } from './sealed-release.js';
 import { SealThread } from './seal-thread.js';
 import { PathMtu } from '../transfer/path-mtu.js';
@@ -28,7 +28,7 @@ import { Turns } from '../util/turns.js';
 import { routeTo } from '../net/interface-mtu.js';
 import { FRAGMENTED_DATAGRAM, FragmentPolicy, type FragmentDecision } from '../net/fragments.js';
 import { MAX_UDP_PAYLOAD_BYTES } from '../protocol/envelope.js';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeStored, type ReleaseStore, type StoredRelease } from './release-store.js';
@@ -113,6 +113,9 @@ const GIVE_UP_RESENT_SHARE = 0.5;
 
 /** Paths remembered (one per client and address): a fleet's worth, bounded. */
 const MAX_PATHS = 200_000;
+/** A release not signed yet, as chunkSizeFor sees it (sealEarly: one signed offline goes apart). */
+const UNSIGNED: ChunkSizeRelease = { presigned: false, manifest: { chunkSize: SMALL_CHUNK_BYTES } };
+
 /** A datagram size that takes only small chunks (chunkSizeFor). */
 const SMALL_CHUNK_DATAGRAM = 1452;
 
@@ -550,24 +553,11 @@ export class NxtServer extends EventEmitter {
       return id;
     };
     const m = release.manifest;
-    // Several devices and a group: the group's datagram size decides one chunk size for all.
-    const group = this.options.multicast && clients.length >= 2 ? this.options.multicast : undefined;
+    const { group, groupPieces, paths } = this.plan(release, clients);
     // The devices sent datagrams that IP fragments (net/fragments.ts); those sent pieces are
     // known once their sessions are made (PushSession.pieced).
     const fragmented = new Set<string>();
-    // A group whose datagrams cannot carry a large chunk sends it in pieces (GroupPush), if every
-    // member takes them.
-    const groupPieces = group !== undefined && clients.every((c) => this.takesPieces(c));
-    const paths = clients.map((client) => {
-      const known = this.pathTo(client);
-      const { mtu: path, fragments, pieces: pathPieces } = known;
-      const pieces = pathPieces && this.takesPieces(client) && !this.largeChunksFailed.has(client.id);
-      if (fragments && !group) fragmented.add(client.id);
-      const chunkSize = group ? chunkSizeFor(release, group.sender.maxDatagram, groupPieces)
-        : this.largeChunksFailed.has(client.id) ? chunkSizeFor(release, SMALL_CHUNK_DATAGRAM)
-        : chunkSizeFor(release, path.options.max, pieces, this.takes(client, 'wide'));
-      return { client, path, known, chunkSize, pieces };
-    });
+    if (!group) for (const { client, known } of paths) if (known.fragments) fragmented.add(client.id);
     // Sealed once per release and chunk size, whatever the number of devices. Devices are
     // offered it as soon as its sealed file exists: they check the offer's signature while the
     // first blocks are sealed. A release whose sealed file cannot be made fails the push as a
@@ -878,6 +868,44 @@ export class NxtServer extends EventEmitter {
    * the device's own LAN the search may go above what the interface carries whole, up to one
    * large chunk a datagram, which IP fragments, unless fragments failed this device lately.
    */
+  /**
+   * How a push of `release` to `clients` (all of them here) goes: each device's path and the chunk
+   * size it gets, and the multicast group, if any. Several devices and a group: the group's
+   * datagram size decides one chunk size for all, in pieces (GroupPush) if its datagrams cannot
+   * carry a large chunk and every member takes them.
+   */
+  private plan(release: ChunkSizeRelease, clients: readonly ClientRecord[]) {
+    const group = this.options.multicast && clients.length >= 2 ? this.options.multicast : undefined;
+    const groupPieces = group !== undefined && clients.every((c) => this.takesPieces(c));
+    const paths = clients.map((client) => {
+      const known = this.pathTo(client);
+      const path = known.mtu;
+      const pieces = known.pieces && this.takesPieces(client) && !this.largeChunksFailed.has(client.id);
+      const chunkSize = group ? chunkSizeFor(release, group.sender.maxDatagram, groupPieces)
+        : this.largeChunksFailed.has(client.id) ? chunkSizeFor(release, SMALL_CHUNK_DATAGRAM)
+        : chunkSizeFor(release, path.options.max, pieces, this.takes(client, 'wide'));
+      return { client, path, known, chunkSize, pieces };
+    });
+    return { group, groupPieces, paths };
+  }
+
+  /**
+   * The module at `modulePath` is about to be pushed to `clients` (the console's `push`, before
+   * it hashes and signs it): seal it now, in the chunk sizes those devices' pushes will take,
+   * beside the hash (SealedReleases.sealEarly). A module signed offline keeps its own chunk size
+   * and goes the usual way. `dropEarly` once the push is over lets go of a seal it did not take.
+   */
+  sealEarly(modulePath: string, clients: readonly ClientRecord[]): void {
+    const here = clients.filter((c) => c.node === undefined);
+    if (here.length === 0 || existsSync(modulePath + PRESIGNED_SUFFIX)) return;
+    const sizes = new Set(this.plan(UNSIGNED, here).paths.map((p) => p.chunkSize));
+    for (const chunkSize of sizes) this.sealedReleases().sealEarly(modulePath, chunkSize);
+  }
+
+  dropEarly(modulePath: string): void {
+    this.sealed?.dropEarly(modulePath);
+  }
+
   private pathTo(client: ClientRecord): KnownPath {
     const key = `${client.id}|${client.peer.address}`;
     let path = this.paths.get(key);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, chunkEntryBytes, decodeEnvelope, forEachChunk, TAG_BYTES } from '../../src/protocol/envelope.js';
@@ -7,7 +7,7 @@ import { PieceAssembler } from '../../src/files/piece-assembler.js';
 import { LARGE_CHUNK_BYTES, PIECE_CHUNK_BYTES } from '../../src/net/fragments.js';
 import { FIRST_FLIGHT_BYTES, firstFlightChunks } from '../../src/server/push-session.js';
 import { SMALL_CHUNK_BYTES } from '../../src/server/release.js';
-import { blockEntries, SEAL_AT_ONCE_BYTES, sealAll, sealRelease, SealedReleases, smallAtOnce, type SealedRelease, type Sealer } from '../../src/server/sealed-release.js';
+import { blockEntries, SEAL_AT_ONCE_BYTES, sealAll, sealRelease, SealedReleases, smallAtOnce, type SealedRelease, type Sealer, type SealJob } from '../../src/server/sealed-release.js';
 import { NxtError } from '../../src/errors.js';
 import { SealedChunkWire } from '../../src/files/sealed-chunk-wire.js';
 import { SealThread } from '../../src/server/seal-thread.js';
@@ -262,6 +262,106 @@ describe('the sealed releases a server keeps', () => {
     made.push(await seal(4)); // the fifth: m1, the least recently used, goes
     await releases.removed();
     expect(made.map((s) => existsSync(s.path))).toEqual([true, false, true, true, true]);
+  });
+});
+
+describe('a seal started before its release is signed (sealEarly)', () => {
+  /** sealAll, counting the seals it is asked for and telling when each has sealed its last block. */
+  function countingSealer(): { sealer: Sealer; jobs: SealJob[]; sealed: () => Promise<void> } {
+    const jobs: SealJob[] = [];
+    let ended: (() => void) | undefined;
+    let ending = new Promise<void>((resolve) => { ended = resolve; });
+    const sealer: Sealer = (job, progress) => {
+      jobs.push(job);
+      void sealAll(job, (n, failure, digest) => {
+        progress(n, failure, digest);
+        if (failure || n === Math.ceil(job.size / job.chunkSize)) { ended?.(); ending = new Promise<void>((resolve) => { ended = resolve; }); }
+      });
+    };
+    return { sealer, jobs, sealed: () => ending };
+  }
+  const early = (dir: string): string[] => readdirSync(join(dir, 'sealed')).filter((n) => n.startsWith('early-'));
+
+  it('is what the push takes: sealed once, without the sha256, its last block counted only once the signed one matches', async () => {
+    const dir = tempDir('nxt-sealed-');
+    const { sealer, jobs, sealed: sealerDone } = countingSealer();
+    const releases = new SealedReleases(join(dir, 'sealed'), undefined, 0, sealer);
+    const file = join(dir, 'm.mjs');
+    const bytes = randomBytes(3 * 1024 * 1024 + 7);
+    writeFileSync(file, bytes);
+    const done = sealerDone();
+    releases.sealEarly(file, 8192);
+    expect(jobs.map((j) => j.sha256)).toEqual([undefined]);
+    // The module is hashed and signed meanwhile; the sealer finished before the push asks.
+    const sha256 = await hashFile(file);
+    await done;
+    const seal = await releases.get(file, { size: bytes.length, sha256, chunkSize: 8192 });
+    expect(jobs).toHaveLength(1);
+    expect(seal.failure).toBeUndefined();
+    expect(seal.sealedChunks).toBe(seal.totalChunks);
+    const key = new ContentKey(seal.key, seal.sealId);
+    const out: Buffer[] = [];
+    forEachChunk(readFileSync(seal.path), (index, entry) => out.push(key.openChunk(index, entry)!));
+    expect(Buffer.concat(out).equals(bytes)).toBe(true);
+    // Pushed again, the same file in the same shape is not sealed again, early or not.
+    releases.sealEarly(file, 8192);
+    expect(await releases.get(file, { size: bytes.length, sha256, chunkSize: 8192 })).toBe(seal);
+    expect(jobs).toHaveLength(1);
+  });
+
+  it('fails as a module changed after signing when what it sealed is not what was signed, and leaves no file', async () => {
+    const dir = tempDir('nxt-sealed-');
+    const { sealer, sealed: sealerDone } = countingSealer();
+    const releases = new SealedReleases(join(dir, 'sealed'), undefined, 0, sealer);
+    const file = join(dir, 'm.mjs');
+    writeFileSync(file, randomBytes(2 * 1024 * 1024));
+    const done = sealerDone();
+    releases.sealEarly(file, 8192);
+    await done;
+    // Signed over other bytes than were sealed (the file's identity unchanged: written back
+    // within the same instant would look so).
+    const seal = await releases.get(file, { size: 2 * 1024 * 1024, sha256: '0'.repeat(64), chunkSize: 8192 });
+    expect(seal.failure?.code).toBe('module-changed');
+    expect(seal.sealedChunks).toBeLessThan(seal.totalChunks);
+    expect(existsSync(seal.path)).toBe(false);
+  });
+
+  it('is not taken for a file rewritten since it started, nor in another chunk size; what no push took is removed', async () => {
+    const dir = tempDir('nxt-sealed-');
+    const { sealer, jobs } = countingSealer();
+    const releases = new SealedReleases(join(dir, 'sealed'), undefined, 0, sealer);
+    const file = join(dir, 'm.mjs');
+    writeFileSync(file, randomBytes(2 * 1024 * 1024));
+    releases.sealEarly(file, 8192);
+    releases.sealEarly(file, 1400);
+    const rewritten = randomBytes(2 * 1024 * 1024);
+    writeFileSync(file, rewritten);
+    const seal = await releases.get(file, { size: rewritten.length, sha256: await hashFile(file), chunkSize: 8192 });
+    await whenDone(seal);
+    expect(seal.failure).toBeUndefined();
+    expect(jobs.map((j) => [j.chunkSize, j.sha256 === undefined])).toEqual([[8192, true], [1400, true], [8192, false]]);
+    releases.dropEarly(file);
+    await releases.removed();
+    expect(early(dir)).toEqual([]);
+    expect(existsSync(seal.path)).toBe(true);
+  });
+
+  it('passes its digest back from the sealing thread', async () => {
+    const thread = new SealThread(new URL('../../dist/server/seal-thread-worker.js', import.meta.url));
+    try {
+      const dir = tempDir('nxt-sealed-');
+      const releases = new SealedReleases(join(dir, 'sealed'), undefined, 0, thread.seal);
+      const file = join(dir, 'm.mjs');
+      writeFileSync(file, randomBytes(3 * 1024 * 1024));
+      releases.sealEarly(file, 8192);
+      const seal = await releases.get(file, { size: 3 * 1024 * 1024, sha256: await hashFile(file), chunkSize: 8192 });
+      await whenDone(seal);
+      expect(seal.failure).toBeUndefined();
+      expect(seal.sealedChunks).toBe(seal.totalChunks);
+      expect(early(dir)).toHaveLength(1); // taken, not copied
+    } finally {
+      await thread.close();
+    }
   });
 });
 
