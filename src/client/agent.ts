@@ -23,6 +23,7 @@ import { isExpired, isTargeted, verifyManifest, type Manifest } from '../securit
 import { mismatch, type DeviceFacts } from '../security/compatibility.js';
 import type { ReceiverOptions } from '../transfer/receiver.js';
 import { IncomingTransfer } from '../files/incoming-transfer.js';
+import { GarbagePace } from '../util/garbage.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import { isStorageError } from '../util/atomic-file.js';
 import { BUILTIN_REF, refOf, type ActiveModule, type Interrupted, type ModuleRef, type ModuleStore } from '../plugin/module-store.js';
@@ -32,6 +33,10 @@ import type { ClientChannel } from '../session/client-channel.js';
 import type { JobClient } from './job-client.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import { WakeTimer } from '../util/wake-timer.js';
+
+/** The chunks this device opens leave their plaintexts and datagrams as garbage (util/garbage.ts):
+ *  collected every 8 MiB of them. */
+const garbage = new GarbagePace();
 
 export interface ClientAgentOptions {
   /** Every datagram in and out goes through the secure channel to the server. */
@@ -696,6 +701,8 @@ export class ClientAgent extends EventEmitter {
     // A group's chunk this device holds or cannot hold yet is not worth opening.
     if (fromGroup && !t.wants(index)) { this.stats.groupUnwanted++; return; }
     const plain = t.key.openChunk(index, sealed);
+    // A fresh buffer each time, garbage once written, as is the datagram it came in (util/garbage.ts).
+    garbage.spent(2 * sealed.length);
     if (!plain) { this.stats.badChunks++; return; }
     // Only a chunk that opened proves the server is there (a forged frame must not keep
     // this device from noticing that its server restarted).

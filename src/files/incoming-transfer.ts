@@ -4,7 +4,7 @@
  * happens when the file is whole is the owner's business (`io.complete`).
  */
 import { encode, type DataMessage } from '../protocol/messages.js';
-import { ChunkReceiver, DEFAULT_RECEIVER_OPTIONS, MAX_EARLY_BYTES, type ReceiverAction, type ReceiverOptions } from '../transfer/receiver.js';
+import { ChunkReceiver, DEFAULT_RECEIVER_OPTIONS, windowFor, type ReceiverAction, type ReceiverOptions } from '../transfer/receiver.js';
 import type { IncomingModule } from '../plugin/incoming-module.js';
 import type { Clock } from '../util/clock.js';
 import { WakeTimer } from '../util/wake-timer.js';
@@ -34,8 +34,7 @@ export class IncomingTransfer {
   ) {
     // The window in bytes, whatever the chunk size: 2048 wide chunks would be 128 MiB.
     const o = { ...DEFAULT_RECEIVER_OPTIONS, ...options };
-    const window = Math.max(1, Math.min(o.window, Math.floor(MAX_EARLY_BYTES / incoming.manifest.chunkSize)));
-    this.receiver = new ChunkReceiver(incoming.totalChunks, clock.now(), incoming.heldChunks, { ...o, window });
+    this.receiver = new ChunkReceiver(incoming.totalChunks, clock.now(), incoming.heldChunks, { ...o, window: windowFor(incoming.manifest.chunkSize, o.window) });
     // Coarse: an ACK's delay and the idle timeout need no sub-millisecond wake-ups.
     this.timer = new WakeTimer(clock, () => this.run(this.receiver.onTimer(clock.now())), true);
   }

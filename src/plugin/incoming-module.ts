@@ -20,7 +20,7 @@ const WRITE_BATCH_BYTES = 512 * 1024;
 /** Writes run on libuv's thread pool, one after another, so the receive loop never waits for the
  *  disk and the file is always a contiguous prefix. Past this many bytes queued a write is made
  *  synchronously, which slows ACKs and so the sender. */
-const MAX_WRITE_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
+const MAX_WRITE_BYTES_IN_FLIGHT = 8 * 1024 * 1024;
 
 /** Batches kept between files (a closed file's spares go here, the next file takes these after
  *  its own): a new 512 KiB batch was ~2.5 ms before a 10 KiB module's first write on the

@@ -2,8 +2,11 @@
 import { parentPort } from 'node:worker_threads';
 import type { SealReport } from './seal-thread.js';
 import { sealAll, warmSealing, type SealJob } from './sealed-release.js';
+import { GarbagePace } from '../util/garbage.js';
 
 const port = parentPort!;
+/** Every block sealed leaves its ciphertexts as garbage (util/garbage.ts). */
+const garbage = new GarbagePace();
 port.on('message', (msg: { id: number; job: SealJob } | { warm: true }) => {
   if ('warm' in msg) {
     // Asked as the thread starts: its buffers and cipher readied, and an answer (under id 0,
@@ -13,7 +16,10 @@ port.on('message', (msg: { id: number; job: SealJob } | { warm: true }) => {
     return;
   }
   const { id, job } = msg;
+  let reported = 0;
   void sealAll(job, (sealed, failure, digest) => {
+    garbage.spent((sealed - reported) * job.chunkSize);
+    reported = sealed;
     const report: SealReport = failure ? { id, sealed, failure: { code: failure.code, message: failure.message } } : { id, sealed, ...(digest === undefined ? {} : { digest }) };
     port.postMessage(report);
   });

@@ -17,6 +17,7 @@
  * spent about a fifth of their main threads' time sending ACKs every 15 ms.
  */
 import { MAX_SACK_BITMAP_BYTES, NO_ECHO, type AckMessage } from '../protocol/messages.js';
+import { LARGE_CHUNK_BYTES } from '../net/fragments.js';
 
 export interface ReceiverOptions {
   /** Chunks buffered beyond the first missing one: bounds memory at window × chunk size. */
@@ -39,9 +40,22 @@ export interface ReceiverOptions {
   readonly idleTimeoutMs: number;
 }
 
-/** Bytes a transfer holds beyond a gap at most, whatever its chunks' size (IncomingTransfer
- *  narrows the window to it): 2048 chunks of 8650 bytes, 17.7 MB. */
-export const MAX_EARLY_BYTES = 2048 * 8650;
+/** Bytes a transfer holds beyond a gap at most, whatever its chunks' size: 2048 chunks of 8650
+ *  bytes, 17.7 MB (a device that missed a multicast group's first chunks holds the rest of a
+ *  16 MiB module until the repair). */
+export const MAX_EARLY_BYTES = 2048 * LARGE_CHUNK_BYTES;
+/** Chunks larger than that (wide ones: a device on the server's host, over loopback) at most
+ *  8 MiB, 128 wide chunks: ~40 ms at loopback's rate here, where nothing is late for long. With
+ *  270 (17.7 MB) the sender's flight overflowed the device's socket buffer (a 1 GiB push resent
+ *  1–2.6% of its chunks, against 0–0.6%), and the device, holding what came beyond each gap,
+ *  peaked at up to 151 MB. */
+export const MAX_EARLY_WIDE_BYTES = 8 * 1024 * 1024;
+
+/** The window (chunks held beyond the first missing one) for chunks of `chunkSize` bytes. */
+export function windowFor(chunkSize: number, window = DEFAULT_RECEIVER_OPTIONS.window): number {
+  const bytes = chunkSize > LARGE_CHUNK_BYTES ? MAX_EARLY_WIDE_BYTES : MAX_EARLY_BYTES;
+  return Math.max(1, Math.min(window, Math.floor(bytes / chunkSize)));
+}
 
 export const DEFAULT_RECEIVER_OPTIONS: ReceiverOptions = {
   window: 2048,

@@ -1,6 +1,6 @@
 /** What an operator meets first: --version, help, exit status, and the logs of a headless run. */
 import { spawn, spawnSync } from 'node:child_process';
-import { openSync } from 'node:fs';
+import { openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
@@ -41,6 +41,29 @@ describe('command line conventions', () => {
       expect(badRate.status).toBe(2);
       expect(badRate.stderr).toContain(`--max-rate "${rate}" must be 0.1-100000 Mbit/s`);
     }
+  });
+});
+
+describe('the server\'s launchers', () => {
+  // glibc rewrites GLIBC_TUNABLES as it reads it, so a running server's environment cannot show
+  // what its launcher set: a stand-in for node, first on the PATH, prints what it was given.
+  it('keep the pages glibc frees (a 64 MiB trim threshold) beside the caller\'s tunables, unless the caller set one', () => {
+    const bin = tempDir('nxt-fake-node-');
+    writeFileSync(join(bin, 'node'), '#!/bin/sh\necho "tunables=$GLIBC_TUNABLES"\n', { mode: 0o755 });
+    const launch = ([shell, script]: readonly [string, string], tunables?: string): string => {
+      const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${bin}:${process.env.PATH}`, NXT_STATE_DIR: join(bin, 'state') };
+      if (tunables === undefined) delete env.GLIBC_TUNABLES;
+      else env.GLIBC_TUNABLES = tunables;
+      const run = spawnSync(shell, [script, '0'], { encoding: 'utf8', timeout: 10_000, env });
+      expect(run.status, run.stderr).toBe(0);
+      return run.stdout.trim();
+    };
+    for (const script of [['bash', join(ROOT, 'scripts/UpdateServer.sh')], ['sh', join(ROOT, 'packaging/debian/nxt-server.sh')]] as const) {
+      expect(launch(script)).toBe('tunables=glibc.malloc.trim_threshold=67108864');
+      expect(launch(script, 'glibc.malloc.arena_max=4')).toBe('tunables=glibc.malloc.arena_max=4:glibc.malloc.trim_threshold=67108864');
+      expect(launch(script, 'glibc.malloc.trim_threshold=131072')).toBe('tunables=glibc.malloc.trim_threshold=131072');
+    }
+    expect(readFileSync(join(ROOT, 'Dockerfile.server'), 'utf8')).toMatch(/^ENV GLIBC_TUNABLES=glibc\.malloc\.trim_threshold=67108864$/m);
   });
 });
 

@@ -6,7 +6,7 @@ import { NxtError } from '../../src/errors.js';
 import { IncomingTransfer } from '../../src/files/incoming-transfer.js';
 import { IncomingModule } from '../../src/plugin/incoming-module.js';
 import { WIDE_CHUNK_BYTES } from '../../src/protocol/envelope.js';
-import { MAX_EARLY_BYTES } from '../../src/transfer/receiver.js';
+import { MAX_EARLY_WIDE_BYTES } from '../../src/transfer/receiver.js';
 import { ModuleStore } from '../../src/plugin/module-store.js';
 import type { Manifest } from '../../src/security/manifest.js';
 import { FakeClock } from '../support/fake-network.js';
@@ -180,10 +180,10 @@ describe('a transfer\'s progress', () => {
 });
 
 describe('a transfer\'s window', () => {
-  it('holds as many bytes beyond a gap whatever the chunk size: 2048 chunks of 1400 or 8650 bytes, 270 wide ones', async () => {
+  it('holds 2048 chunks of 1400 or 8650 bytes beyond a gap, 128 wide ones (8 MiB)', async () => {
     const dir = tempDir('nxt-incoming-');
     const io = { send: () => undefined, complete: () => undefined, idle: () => undefined };
-    for (const [chunkSize, window] of [[1400, 2048], [8650, 2048], [WIDE_CHUNK_BYTES, Math.floor(MAX_EARLY_BYTES / WIDE_CHUNK_BYTES)]] as const) {
+    for (const [chunkSize, window] of [[1400, 2048], [8650, 2048], [WIDE_CHUNK_BYTES, 128]] as const) {
       const size = 4000 * chunkSize;
       const manifest: Manifest = { name: 'm.mjs', version: { major: 1, minor: 0, patch: 0 }, size, chunkSize, created: 'now', expires: '2999-01-01T00:00:00Z', targets: 'all', sha256: '0'.repeat(64) };
       const t = new IncomingTransfer(1, new IncomingModule(manifest, join(dir, `${chunkSize}.part`)), io, new FakeClock());
@@ -197,7 +197,7 @@ describe('a transfer\'s window', () => {
       expect(t.bytesReceived).toBe(chunkSize);
       await t.suspend();
     }
-    expect(Math.floor(MAX_EARLY_BYTES / WIDE_CHUNK_BYTES)).toBe(270);
+    expect(MAX_EARLY_WIDE_BYTES).toBe(8 * 1024 * 1024);
   });
 });
 
