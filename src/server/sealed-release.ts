@@ -177,6 +177,7 @@ const sealFailure = (outPath: string, err: unknown): NxtError => (err instanceof
 function sealAtOnce(job: SealJob, progress: SealProgress): void {
   const { size, chunkSize } = job;
   const totalChunks = Math.ceil(size / chunkSize);
+  let digest: string;
   try {
     let input: number;
     try {
@@ -190,7 +191,7 @@ function sealAtOnce(job: SealJob, progress: SealProgress): void {
     } finally {
       closeSync(input);
     }
-    const digest = createHash('sha256').update(plain).digest('hex');
+    digest = createHash('sha256').update(plain).digest('hex');
     if (job.sha256 !== undefined && digest !== job.sha256) throw changedAfterSigning();
     const content = new ContentKey(job.key, job.sealId);
     const out = Buffer.allocUnsafe(size + totalChunks * (chunkEntryBytes(chunkSize) - chunkSize));
@@ -201,10 +202,11 @@ function sealAtOnce(job: SealJob, progress: SealProgress): void {
       at = content.sealChunk(i, plain.subarray(i * chunkSize, i * chunkSize + length), out, at + CHUNK_ENTRY_HEADER_BYTES);
     }
     writeFileSync(job.outPath, out.subarray(0, at), { mode: 0o600 });
-    progress(totalChunks, undefined, digest);
   } catch (err) {
     progress(0, sealFailure(job.outPath, err));
+    return;
   }
+  progress(totalChunks, undefined, digest);
 }
 
 /**

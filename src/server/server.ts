@@ -864,11 +864,6 @@ export class NxtServer extends EventEmitter {
   }
 
   /**
-   * What is known of the datagram size the path to this client carries (RFC 8899 search). On
-   * the device's own LAN the search may go above what the interface carries whole, up to one
-   * large chunk a datagram, which IP fragments, unless fragments failed this device lately.
-   */
-  /**
    * How a push of `release` to `clients` (all of them here) goes: each device's path and the chunk
    * size it gets, and the multicast group, if any. Several devices and a group: the group's
    * datagram size decides one chunk size for all, in pieces (GroupPush) if its datagrams cannot
@@ -906,6 +901,11 @@ export class NxtServer extends EventEmitter {
     this.sealed?.dropEarly(modulePath);
   }
 
+  /**
+   * What is known of the datagram size the path to this client carries (RFC 8899 search). On
+   * the device's own LAN the search may go above what the interface carries whole, up to one
+   * large chunk a datagram, which IP fragments, unless fragments failed this device lately.
+   */
   private pathTo(client: ClientRecord): KnownPath {
     const key = `${client.id}|${client.peer.address}`;
     let path = this.paths.get(key);

@@ -4,8 +4,8 @@
  * collects memory outside its heap only once about 64 MB of it has piled up (its trigger for
  * external memory), the pages of which glibc then keeps: a 1 GiB push peaked at ~150 MB on the
  * server (the sealing thread's arena, ~35 MB of it) and the device alike. A minor collection
- * every few MiB (well under a millisecond for these threads' young objects) keeps the pile to
- * that.
+ * every few MiB keeps the pile to that; it is cheap where glibc keeps the freed pages (the
+ * server's launchers raise its trim threshold: scripts/UpdateServer.sh says why).
  *
  * V8's gc() is reached through a context made while its flag is set, which is unset at once: a
  * context made later (a plugin's thread) does not get it. Made when this module loads, before any
