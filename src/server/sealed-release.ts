@@ -441,7 +441,7 @@ export class SealedReleases {
         return this.get(modulePath, shape);
       });
     }
-    const p = this.takeEarly(modulePath, shape, file?.id) ?? sealRelease(modulePath, shape, join(this.dir, `${id}.chunks`), this.random, this.sealer);
+    const p = this.takeEarly(modulePath, shape, file?.id) ?? this.sealAnew(modulePath, shape);
     this.sealed.set(id, p);
     p.catch(() => { if (this.sealed.get(id) === p) this.sealed.delete(id); });
     this.evict();
@@ -460,12 +460,17 @@ export class SealedReleases {
       return undefined;
     }
     this.early.delete(key);
-    const fresh = (): Promise<SealedRelease> => sealRelease(modulePath, shape, join(this.dir, `${shape.sha256}-${shape.chunkSize}.chunks`), this.random, this.sealer);
+    const fresh = (): Promise<SealedRelease> => this.sealAnew(modulePath, shape);
     return early.seal.then((seal) => {
       if (seal.failure) return fresh();
       seal.expect(shape.sha256);
       return seal;
     }, fresh);
+  }
+
+  /** A seal of its own for this release and chunk size, in the file named after both. */
+  private sealAnew(modulePath: string, shape: { readonly size: number; readonly sha256: string; readonly chunkSize: number }): Promise<SealedRelease> {
+    return sealRelease(modulePath, shape, join(this.dir, `${shape.sha256}-${shape.chunkSize}.chunks`), this.random, this.sealer);
   }
 
   private discardEarly(key: string): void {

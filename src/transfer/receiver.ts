@@ -47,7 +47,7 @@ export const MAX_EARLY_BYTES = 2048 * LARGE_CHUNK_BYTES;
 /** Chunks larger than that (wide ones: a device on the server's host, over loopback) at most
  *  8 MiB, 128 wide chunks: ~40 ms at loopback's rate here, where nothing is late for long. With
  *  270 (17.7 MB) the sender's flight overflowed the device's socket buffer (a 1 GiB push resent
- *  1–2.6% of its chunks, against 0–0.6%), and the device, holding what came beyond each gap,
+ *  0.9–2.6% of its chunks, against 0–0.7%), and the device, holding what came beyond each gap,
  *  peaked at up to 151 MB. */
 export const MAX_EARLY_WIDE_BYTES = 8 * 1024 * 1024;
 
