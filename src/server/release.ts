@@ -12,7 +12,7 @@ import { parseReleaseVersion, releaseVersionFromFileName, type ReleaseVersion } 
 import { encodeManifest, MAX_MODULE_BYTES, signManifest, verifyManifest, type Manifest, type SignedManifest } from '../security/manifest.js';
 import type { Signer } from '../security/release-key.js';
 import type { Compatibility } from '../security/compatibility.js';
-import { hashFile } from '../util/hash-file.js';
+import { hashSteadyFile } from '../util/hash-file.js';
 
 export interface Release {
   readonly path: string;
@@ -20,6 +20,8 @@ export interface Release {
   readonly manifest: Manifest;
   /** A module signed offline keeps the chunk size it was signed with. */
   readonly presigned: boolean;
+  /** The file as it was hashed (util/file-identity.ts): sealing refuses any other. */
+  readonly identity: string;
   /** The manifest signed for one client only (so it cannot be replayed to another), with the
    *  chunk size chosen for its path (a pre-signed one keeps its own). */
   signedFor(clientIdHex: string, chunkSize: number): SignedManifest;
@@ -81,7 +83,7 @@ export async function prepareRelease(
   if (!version) {
     throw new NxtError('no-version', `cannot tell the version of ${name}: name it like name_MAJOR_MINOR[_PATCH].mjs or use push ${path} --version X.Y.Z`);
   }
-  const sha256 = await hashModule(path);
+  const { sha256, identity } = await hashModule(path);
   const manifest: Manifest = {
     name, version, size, sha256, chunkSize: options.chunkSize ?? MAX_CHUNK_BYTES, created: options.now.toISOString(),
     expires: new Date(options.now.getTime() + (options.ttlSeconds ?? DEFAULT_MANIFEST_TTL_S) * 1000).toISOString(),
@@ -91,7 +93,7 @@ export async function prepareRelease(
   // Fail now, not per client, if it cannot be signed: checked as a client's copy would be (its
   // id as the target), without the cost of a signature no one receives.
   encodeManifest({ ...manifest, targets: ['0'.repeat(2 * CLIENT_ID_BYTES)] });
-  return { path, manifest, presigned: false, signedFor: (clientIdHex, chunkSize) => signManifest({ ...manifest, chunkSize, targets: [clientIdHex] }, signer) };
+  return { path, manifest, presigned: false, identity, signedFor: (clientIdHex, chunkSize) => signManifest({ ...manifest, chunkSize, targets: [clientIdHex] }, signer) };
 }
 
 /** The manifest and signature of a module signed elsewhere, as `nxt-server sign` writes them. */
@@ -119,16 +121,18 @@ async function presignedRelease(path: string, size: number, publicKey: Uint8Arra
   }
   const m = signed.manifest;
   if (version !== undefined) throw new NxtError('usage', `${basename(path)} is pre-signed as version ${m.version.major}.${m.version.minor}.${m.version.patch}; --version cannot change it`);
-  if (m.size !== size || m.sha256 !== await hashModule(path)) {
+  const { sha256, identity } = await hashModule(path);
+  if (m.size !== size || m.sha256 !== sha256) {
     throw new NxtError('bad-presigned', `${basename(path)} does not match its signed manifest (changed after signing?)`);
   }
-  return { path, manifest: m, presigned: true, signedFor: () => signed };
+  return { path, manifest: m, presigned: true, identity, signedFor: () => signed };
 }
 
-async function hashModule(path: string): Promise<string> {
+async function hashModule(path: string): Promise<{ sha256: string; identity: string }> {
   try {
-    return await hashFile(path);
+    return await hashSteadyFile(path);
   } catch (err) {
+    if (err instanceof NxtError) throw err;
     throw new NxtError('no-such-file', `cannot read ${path}: ${errorMessage(err)}`, { cause: err });
   }
 }

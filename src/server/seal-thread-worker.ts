@@ -17,10 +17,10 @@ port.on('message', (msg: { id: number; job: SealJob } | { warm: true }) => {
   }
   const { id, job } = msg;
   let reported = 0;
-  void sealAll(job, (sealed, failure, digest) => {
+  void sealAll(job, (sealed, failure, identity) => {
     garbage.spent((sealed - reported) * job.chunkSize);
     reported = sealed;
-    const report: SealReport = failure ? { id, sealed, failure: { code: failure.code, message: failure.message } } : { id, sealed, ...(digest === undefined ? {} : { digest }) };
+    const report: SealReport = failure ? { id, sealed, failure: { code: failure.code, message: failure.message } } : { id, sealed, ...(identity === undefined ? {} : { identity }) };
     port.postMessage(report);
   });
 });

@@ -21,8 +21,8 @@ export interface SealReport {
   readonly id: number;
   readonly sealed: number;
   readonly failure?: { readonly code: string; readonly message: string };
-  /** With the last block: the digest of what was sealed. */
-  readonly digest?: string;
+  /** With the last block: the identity of the file it sealed (util/file-identity.ts). */
+  readonly identity?: string;
 }
 
 export class SealThread {
@@ -65,7 +65,7 @@ export class SealThread {
       if (!job) return;
       job.sealed = r.sealed;
       if (r.failure || r.sealed >= job.total) this.pending.delete(r.id);
-      job.progress(r.sealed, r.failure ? new NxtError(r.failure.code, r.failure.message) : undefined, r.digest);
+      job.progress(r.sealed, r.failure ? new NxtError(r.failure.code, r.failure.message) : undefined, r.identity);
     });
     worker.on('error', (err) => this.stopped(worker, err.message));
     worker.on('exit', (code) => this.stopped(worker, `exit code ${code}`));

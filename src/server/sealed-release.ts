@@ -13,13 +13,14 @@
  * reaches a device only inside its authenticated session, with the signed OFFER; a device that
  * is pending, rejected or revoked is offered nothing, so it never gets the key.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
 import { describeFsError } from '../util/atomic-file.js';
 import { BufferPool } from '../util/buffer-pool.js';
+import { fdIdentity, fileIdentity, handleIdentity } from '../util/file-identity.js';
 import { chunkEntryBytes, writeChunkEntryHeader, CHUNK_ENTRY_HEADER_BYTES, TAG_BYTES } from '../protocol/envelope.js';
 import { CONTENT_KEY_BYTES, SEAL_ID_BYTES } from '../protocol/messages.js';
 import { ContentKey } from '../session/content-key.js';
@@ -72,14 +73,15 @@ class StreamingSeal implements SealedRelease {
   readonly totalChunks: number;
   readonly entryBytes: number;
   private readonly listeners = new Set<() => void>();
-  /** The digest an early seal's sealer reported with its last block, before the seal knew what
-   *  it must match: that block waits for `expect`. */
-  private digest: string | undefined;
+  /** The file an early seal's sealer reported it sealed, with its last block, before the seal
+   *  knew which file it must be: that block waits for `expect`. */
+  private sealedAs: string | undefined;
 
   constructor(
     readonly path: string, readonly size: number, readonly chunkSize: number,
     readonly key: Uint8Array, readonly sealId: Uint8Array,
-    /** What the module must hash to: the signed manifest's sha256 (undefined: an early seal). */
+    /** The file it must be made of: the identity of the file the release's signer hashed
+     *  (undefined: an early seal, until `expect`). */
     private expected: string | undefined,
   ) {
     this.totalChunks = Math.ceil(size / chunkSize);
@@ -91,12 +93,12 @@ class StreamingSeal implements SealedRelease {
     return () => this.listeners.delete(listener);
   }
 
-  /** The sealer's report: chunks sealed so far, a failure, or (with the last block) the digest of
-   *  what it sealed. The last block counts only once that digest is known to match. */
-  advance(sealed: number, failure?: NxtError, digest?: string): void {
+  /** The sealer's report: chunks sealed so far, a failure, or (with the last block) the identity
+   *  of the file it sealed. The last block counts only once that is known to be the signed file. */
+  advance(sealed: number, failure?: NxtError, identity?: string): void {
     const last = !failure && sealed === this.totalChunks && this.sealedChunks < sealed;
-    if (last && this.expected === undefined) this.digest = digest; // counted by expect()
-    else if (last && digest !== undefined && digest !== this.expected) this.fail(changedAfterSigning());
+    if (last && this.expected === undefined) this.sealedAs = identity; // counted by expect()
+    else if (last && identity !== undefined && identity !== this.expected) this.fail(changedAfterSigning());
     else if (failure) this.fail(failure);
     else this.sealedChunks = sealed;
     for (const l of [...this.listeners]) l();
@@ -110,18 +112,19 @@ class StreamingSeal implements SealedRelease {
     this.failure ??= failure;
   }
 
-  /** An early seal's release is signed: what the module must hash to. If the sealer has finished
-   *  already, its last block counts now, or the seal fails as a module changed after signing. */
-  expect(sha256: string): void {
+  /** An early seal's release is signed: the identity of the file its signer hashed. If the
+   *  sealer has finished already, its last block counts now, or the seal fails as a module
+   *  changed after signing. */
+  expect(identity: string): void {
     if (this.expected !== undefined) return;
-    this.expected = sha256;
-    if (this.digest !== undefined) this.advance(this.totalChunks, undefined, this.digest);
+    this.expected = identity;
+    if (this.sealedAs !== undefined) this.advance(this.totalChunks, undefined, this.sealedAs);
   }
 
   /** Resolves once the sealer is done with it (the last block or a failure). */
   finished(): Promise<void> {
     return new Promise((resolve) => {
-      const done = (): boolean => this.failure !== undefined || this.sealedChunks === this.totalChunks || this.digest !== undefined;
+      const done = (): boolean => this.failure !== undefined || this.sealedChunks === this.totalChunks || this.sealedAs !== undefined;
       if (done()) { resolve(); return; }
       const stop = this.onProgress(() => { if (done()) { stop(); resolve(); } });
     });
@@ -132,9 +135,10 @@ class StreamingSeal implements SealedRelease {
 export interface SealJob {
   readonly modulePath: string;
   readonly size: number;
-  /** What the module must hash to; undefined for an early seal (SealedReleases.sealEarly), whose
-   *  digest the last report carries, to be checked once the release is signed. */
-  readonly sha256: string | undefined;
+  /** The file it must be (util/file-identity.ts: the one the release's signer hashed); undefined
+   *  for an early seal (SealedReleases.sealEarly), whose last report says which file it sealed,
+   *  to be checked once the release is signed. */
+  readonly identity: string | undefined;
   readonly chunkSize: number;
   readonly outPath: string;
   readonly key: Uint8Array;
@@ -143,10 +147,10 @@ export interface SealJob {
 
 /** Where sealing runs: this thread, or a sealing thread (seal-thread.ts). It calls `progress`
  *  once the sealed file exists (with 0, or with all for a release sealed at once), then with the
- *  chunks sealed so far (whole blocks, then all, with the digest of what it sealed), and at most
- *  once with the failure. */
+ *  chunks sealed so far (whole blocks, then all, with the identity of the file it sealed), and at
+ *  most once with the failure. */
 export type Sealer = (job: SealJob, progress: SealProgress) => void;
-export type SealProgress = (sealed: number, failure?: NxtError, digest?: string) => void;
+export type SealProgress = (sealed: number, failure?: NxtError, identity?: string) => void;
 
 /** Releases up to this size are sealed at once, where they are asked for, with synchronous I/O
  *  (holding the thread 0.5 ms for 10 KiB, 0.8–1.5 ms for 64 KiB on the benchmark VM): through the
@@ -169,15 +173,20 @@ export const sealHere: Sealer = smallAtOnce((job, progress) => { void sealAll(jo
 /** Why a seal stops, in the same words whether it seals at once or block by block. */
 const cannotRead = (path: string, err: unknown): NxtError => new NxtError('no-such-file', `cannot read ${path}: ${errorMessage(err)}`, { cause: err });
 const becameShorter = (size: number): NxtError => new NxtError('module-changed', `the module became shorter than its manifest says (${size} bytes) after it was signed: push it again`);
-const changedAfterSigning = (): NxtError => new NxtError('module-changed', 'the module changed after it was signed (its sha256 no longer matches the manifest): push it again');
+const changedAfterSigning = (): NxtError => new NxtError('module-changed', 'the module changed after it was signed (it is no longer the file that was hashed): push it again');
+const changedWhileSealed = (): NxtError => new NxtError('module-changed', 'the module changed while it was sealed: push it again');
+/** The file opened to be sealed is the one that was signed (or, for an early seal, any). */
+function checkSigned(job: SealJob, identity: string): void {
+  if (job.identity !== undefined && identity !== job.identity) throw changedAfterSigning();
+}
 const sealFailure = (outPath: string, err: unknown): NxtError => (err instanceof NxtError ? err
   : new NxtError('storage', `cannot seal the module into ${outPath}: ${describeFsError(err)}`, { cause: err }));
 
-/** A small release in one go: read, check against what was signed, seal, write, report. */
+/** A small release in one go: read (the very file that was signed), seal, write, report. */
 function sealAtOnce(job: SealJob, progress: SealProgress): void {
   const { size, chunkSize } = job;
   const totalChunks = Math.ceil(size / chunkSize);
-  let digest: string;
+  let identity: string;
   try {
     let input: number;
     try {
@@ -187,12 +196,13 @@ function sealAtOnce(job: SealJob, progress: SealProgress): void {
     }
     const plain = Buffer.allocUnsafe(size);
     try {
+      identity = fdIdentity(input);
+      checkSigned(job, identity);
       if (readFullySync(input, plain, 0) < size) throw becameShorter(size);
+      if (fdIdentity(input) !== identity) throw changedWhileSealed();
     } finally {
       closeSync(input);
     }
-    digest = createHash('sha256').update(plain).digest('hex');
-    if (job.sha256 !== undefined && digest !== job.sha256) throw changedAfterSigning();
     const content = new ContentKey(job.key, job.sealId);
     const out = Buffer.allocUnsafe(size + totalChunks * (chunkEntryBytes(chunkSize) - chunkSize));
     let at = 0;
@@ -206,19 +216,20 @@ function sealAtOnce(job: SealJob, progress: SealProgress): void {
     progress(0, sealFailure(job.outPath, err));
     return;
   }
-  progress(totalChunks, undefined, digest);
+  progress(totalChunks, undefined, identity);
 }
 
 /**
- * Seal `modulePath` (whose bytes must hash to `sha256`: the file is hashed again as it is
- * sealed, and a mismatch fails the seal, so what is sent is what was signed) into `outPath`.
+ * Seal `modulePath` (which must still be the file `identity` says, the one whose hash was signed:
+ * checked as it is opened and again after its last byte is read, so what is sent is what was
+ * signed without hashing it twice) into `outPath`.
  * Resolves once the sealed file exists (a small release: once it is whole), or rejects when it
  * cannot be made (the module cannot be read, the state dir takes no file); the blocks follow,
  * reported through onProgress, and so does a later failure (a full disk, the module changed).
  */
 export function sealRelease(
   modulePath: string,
-  shape: { readonly size: number; readonly sha256: string; readonly chunkSize: number },
+  shape: { readonly size: number; readonly identity: string; readonly chunkSize: number },
   outPath: string,
   random: (n: number) => Uint8Array = randomBytes,
   sealer: Sealer = sealHere,
@@ -226,19 +237,19 @@ export function sealRelease(
   return startSeal(modulePath, shape, outPath, random, sealer);
 }
 
-/** sealRelease, for a sha256 that may not be known yet (an early seal: StreamingSeal.expect). */
+/** sealRelease, for a file not yet signed (an early seal: StreamingSeal.expect). */
 async function startSeal(
   modulePath: string,
-  shape: { readonly size: number; readonly sha256: string | undefined; readonly chunkSize: number },
+  shape: { readonly size: number; readonly identity: string | undefined; readonly chunkSize: number },
   outPath: string,
   random: (n: number) => Uint8Array,
   sealer: Sealer,
 ): Promise<StreamingSeal> {
-  const seal = new StreamingSeal(outPath, shape.size, shape.chunkSize, random(CONTENT_KEY_BYTES), random(SEAL_ID_BYTES), shape.sha256);
+  const seal = new StreamingSeal(outPath, shape.size, shape.chunkSize, random(CONTENT_KEY_BYTES), random(SEAL_ID_BYTES), shape.identity);
   // The first report (the file made, or the failure before it) decides what the caller gets.
   await new Promise<void>((resolve) => {
-    sealer({ modulePath, size: shape.size, sha256: shape.sha256, chunkSize: shape.chunkSize, outPath, key: seal.key, sealId: seal.sealId }, (sealed, failure, digest) => {
-      seal.advance(sealed, failure, digest);
+    sealer({ modulePath, size: shape.size, identity: shape.identity, chunkSize: shape.chunkSize, outPath, key: seal.key, sealId: seal.sealId }, (sealed, failure, identity) => {
+      seal.advance(sealed, failure, identity);
       resolve();
     });
   });
@@ -247,7 +258,7 @@ async function startSeal(
 }
 
 /** Seal block after block; never rejects: it closes both files and reports each block sealed
- *  (the last only once the whole file is known to match what was signed) or the failure. */
+ *  (the last only once the file is known to have stayed what it was when opened) or the failure. */
 export async function sealAll(job: SealJob, progress: SealProgress): Promise<void> {
   const { size, chunkSize } = job;
   const totalChunks = Math.ceil(size / chunkSize);
@@ -258,6 +269,8 @@ export async function sealAll(job: SealJob, progress: SealProgress): Promise<voi
   let buffers: Buffer[] = [];
   try {
     input = await open(job.modulePath, 'r').catch((err: unknown) => { throw cannotRead(job.modulePath, err); });
+    const identity = await handleIdentity(input);
+    checkSigned(job, identity);
     output = await open(job.outPath, 'w', 0o600).catch((err: unknown) => {
       throw new NxtError('storage', `cannot create ${job.outPath}: ${describeFsError(err)}`, { cause: err });
     });
@@ -267,13 +280,12 @@ export async function sealAll(job: SealJob, progress: SealProgress): Promise<voi
     const content = new ContentKey(job.key, job.sealId);
     const stepChunks = blockEntries(entryBytes);
     const blocks = Math.ceil(totalChunks / stepChunks);
-    // Two of each buffer: block k+1 is read, and block k-1 written, while block k is hashed and
-    // encrypted (reads and writes run on libuv's threads; this thread only computes). A block's
-    // entries, and so its chunks, fit BLOCK_BYTES (blockEntries).
+    // Two of each buffer: block k+1 is read, and block k-1 written, while block k is encrypted
+    // (reads and writes run on libuv's threads; this thread only computes). A block's entries,
+    // and so its chunks, fit BLOCK_BYTES (blockEntries).
     buffers = [blockPool.take(), blockPool.take(), blockPool.take(), blockPool.take()];
     const plain = [buffers[0]!, buffers[1]!] as const;
     const sealed = [buffers[2]!, buffers[3]!] as const;
-    const hash = createHash('sha256');
     const read = async (block: number): Promise<Buffer> => {
       const into = plain[block % 2]!;
       const first = block * stepChunks;
@@ -301,7 +313,6 @@ export async function sealAll(job: SealJob, progress: SealProgress): Promise<voi
       const data = await reading;
       // Handled when awaited, in the next round; a failure meanwhile is not unhandled.
       if (block + 1 < blocks) { reading = read(block + 1); reading.catch(() => undefined); }
-      hash.update(data);
       const first = block * stepChunks;
       const last = Math.min(totalChunks, first + stepChunks);
       const out = sealed[block % 2]!;
@@ -320,17 +331,16 @@ export async function sealAll(job: SealJob, progress: SealProgress): Promise<voi
       writing = write(block, at);
       writing.catch(() => undefined);
     }
-    // The last block is held back until the whole file is known to match what was signed (an
-    // early seal's, until its release is signed: StreamingSeal.expect).
+    // The last block is held back until the file is known to have stayed the one opened (an
+    // early seal's, until its release is signed: StreamingSeal.expect). Every read is over.
     await writing;
-    const digest = hash.digest('hex');
-    if (job.sha256 !== undefined && digest !== job.sha256) throw changedAfterSigning();
+    if (await handleIdentity(input) !== identity) throw changedWhileSealed();
     // No fsync: the file is a cache that dies with its key (this process); a crash loses nothing.
     await output.close().catch(() => undefined);
     output = undefined;
     // Every read and write is over (after a failure one may not be: those buffers are dropped).
     blockPool.give(buffers);
-    progress(totalChunks, undefined, digest);
+    progress(totalChunks, undefined, identity);
   } catch (err) {
     const failure = sealFailure(job.outPath, err);
     await output?.close().catch(() => undefined);
@@ -355,14 +365,13 @@ const MAX_KEPT = 4;
 /** Files remembered as sealed already (sealEarly skips them): a few more than are kept. */
 const MAX_MADE_OF = 16;
 
-/** A module file as it is now: a file rewritten, even in place, is another (its ctime moves). */
-function fileIdentity(path: string): { readonly id: string; readonly size: number } | undefined {
-  try {
-    const st = statSync(path);
-    return st.isFile() ? { id: `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`, size: st.size } : undefined;
-  } catch {
-    return undefined;
-  }
+/** A signed release as sealing needs it: its size and sha256 (naming its sealed file), its chunk
+ *  size, and the identity of the file its signer hashed. */
+export interface ReleaseShape {
+  readonly size: number;
+  readonly sha256: string;
+  readonly chunkSize: number;
+  readonly identity: string;
 }
 
 /** An early seal: started before its release was signed, for the file as it was then. */
@@ -399,8 +408,8 @@ export class SealedReleases {
    * Start sealing `modulePath` in chunks of `chunkSize` now, before its release is signed: the
    * server hashes the module to sign it (~0.1 s for 128 MiB on the benchmark VM) while the sealing
    * thread seals it, and the push that follows (`get` with the same path and chunk size, the file
-   * unchanged) takes this seal, whose last block counts once what was sealed is known to hash to
-   * what was signed. Small modules are sealed at once when they are asked for (no need); a file
+   * unchanged) takes this seal, whose last block counts once the file it sealed is known to be the
+   * one that was hashed and signed. Small modules are sealed at once when they are asked for (no need); a file
    * sealed in this shape already is not sealed again.
    */
   sealEarly(modulePath: string, chunkSize: number): void {
@@ -412,7 +421,7 @@ export class SealedReleases {
     if (this.early.get(key)?.identity === file.id) return;
     this.discardEarly(key);
     const outPath = join(this.dir, `early-${++this.earlyCount}-${chunkSize}.chunks`);
-    const seal = startSeal(modulePath, { size: file.size, sha256: undefined, chunkSize }, outPath, this.random, this.sealer);
+    const seal = startSeal(modulePath, { size: file.size, identity: undefined, chunkSize }, outPath, this.random, this.sealer);
     seal.catch(() => undefined);
     this.early.set(key, { identity: file.id, size: file.size, seal });
   }
@@ -423,13 +432,12 @@ export class SealedReleases {
     for (const key of [...this.early.keys()]) if (key.startsWith(`${modulePath}|`)) this.discardEarly(key);
   }
 
-  get(modulePath: string, shape: { readonly size: number; readonly sha256: string; readonly chunkSize: number }): Promise<SealedRelease> {
+  /** The release of this shape sealed (made now, taken from an early seal, or the one made
+   *  before): `identity` is the file as its signer hashed it (Release.identity). */
+  get(modulePath: string, shape: ReleaseShape): Promise<SealedRelease> {
     const id = `${shape.sha256}-${shape.chunkSize}`;
-    const file = fileIdentity(modulePath);
-    if (file !== undefined) {
-      this.madeOf.set(`${file.id}|${shape.chunkSize}`, id);
-      if (this.madeOf.size > MAX_MADE_OF) this.madeOf.delete(this.madeOf.keys().next().value!);
-    }
+    this.madeOf.set(`${shape.identity}|${shape.chunkSize}`, id);
+    if (this.madeOf.size > MAX_MADE_OF) this.madeOf.delete(this.madeOf.keys().next().value!);
     const known = this.sealed.get(id);
     if (known) {
       this.sealed.delete(id);
@@ -441,21 +449,21 @@ export class SealedReleases {
         return this.get(modulePath, shape);
       });
     }
-    const p = this.takeEarly(modulePath, shape, file?.id) ?? this.sealAnew(modulePath, shape);
+    const p = this.takeEarly(modulePath, shape) ?? this.sealAnew(modulePath, shape);
     this.sealed.set(id, p);
     p.catch(() => { if (this.sealed.get(id) === p) this.sealed.delete(id); });
     this.evict();
     return p;
   }
 
-  /** The early seal of this file in this chunk size, now expecting `shape.sha256`, if there is
-   *  one for the file as it still is; else undefined (and a stale one is dropped). One that
-   *  failed is replaced by a fresh seal. */
-  private takeEarly(modulePath: string, shape: { readonly size: number; readonly sha256: string; readonly chunkSize: number }, identity: string | undefined): Promise<SealedRelease> | undefined {
+  /** The early seal of this file in this chunk size, now expecting the signed file, if there is
+   *  one started from that file; else undefined (and a stale one is dropped). One that failed is
+   *  replaced by a fresh seal. */
+  private takeEarly(modulePath: string, shape: ReleaseShape): Promise<SealedRelease> | undefined {
     const key = `${modulePath}|${shape.chunkSize}`;
     const early = this.early.get(key);
     if (early === undefined) return undefined;
-    if (early.identity !== identity || early.size !== shape.size) {
+    if (early.identity !== shape.identity || early.size !== shape.size) {
       this.discardEarly(key);
       return undefined;
     }
@@ -463,13 +471,13 @@ export class SealedReleases {
     const fresh = (): Promise<SealedRelease> => this.sealAnew(modulePath, shape);
     return early.seal.then((seal) => {
       if (seal.failure) return fresh();
-      seal.expect(shape.sha256);
+      seal.expect(shape.identity);
       return seal;
     }, fresh);
   }
 
   /** A seal of its own for this release and chunk size, in the file named after both. */
-  private sealAnew(modulePath: string, shape: { readonly size: number; readonly sha256: string; readonly chunkSize: number }): Promise<SealedRelease> {
+  private sealAnew(modulePath: string, shape: ReleaseShape): Promise<SealedRelease> {
     return sealRelease(modulePath, shape, join(this.dir, `${shape.sha256}-${shape.chunkSize}.chunks`), this.random, this.sealer);
   }
 

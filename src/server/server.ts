@@ -565,7 +565,7 @@ export class NxtServer extends EventEmitter {
     // disk, the module changed after signing) fails each device's session with the reason.
     const sealing = new Map<number, Promise<SealedRelease>>();
     for (const { chunkSize } of paths) {
-      if (!sealing.has(chunkSize)) sealing.set(chunkSize, this.sealedReleases().get(release.path, { size: m.size, sha256: m.sha256, chunkSize }));
+      if (!sealing.has(chunkSize)) sealing.set(chunkSize, this.sealedReleases().get(release.path, { size: m.size, sha256: m.sha256, chunkSize, identity: release.identity }));
     }
     // One manifest per device, a few milliseconds each, signed on this thread while the sealing
     // thread seals (the thread turns between them); none more once the push is abandoned.

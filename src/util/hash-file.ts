@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { NxtError } from '../errors.js';
 import { BufferPool } from './buffer-pool.js';
+import { fdIdentity, handleIdentity, identityOf } from './file-identity.js';
+import { readFullySync } from './read-fully.js';
 
 /** Read this much at a time, into one of two buffers: the next read runs on libuv's thread while
  *  this one hashes the last (with 4 MiB reads, 128 MiB took ~75 ms, the hash's own cost, against
@@ -30,11 +33,39 @@ export function warmHashBuffers(): void {
 /** SHA-256 of a file, streamed (a small one read at once): a module may be hundreds of
  *  megabytes. Rejects with the I/O error. */
 export async function hashFile(path: string): Promise<string> {
+  return (await hashWithIdentities(path)).sha256;
+}
+
+/**
+ * SHA-256 of a file, and the file's identity (util/file-identity.ts) as it was hashed: the same
+ * before the first byte was read and after the last, or this rejects with `module-changed` (the
+ * hash would be of a file being written). What a server signs: its sealing then checks that it
+ * seals that very file (sealed-release.ts) rather than hashing it a second time.
+ */
+export async function hashSteadyFile(path: string): Promise<{ sha256: string; identity: string }> {
+  const { sha256, before, after } = await hashWithIdentities(path);
+  if (before !== after) throw new NxtError('module-changed', `${path} changed while it was hashed (is it still being written?): try again once it is whole`);
+  return { sha256, identity: before };
+}
+
+/** The file's SHA-256, and its identity before the first read and after the last. */
+async function hashWithIdentities(path: string): Promise<{ sha256: string; before: string; after: string }> {
   const st = statSync(path);
-  if (st.isFile() && st.size <= AT_ONCE_BYTES) return createHash('sha256').update(readFileSync(path)).digest('hex');
+  if (st.isFile() && st.size <= AT_ONCE_BYTES) {
+    const fd = openSync(path, 'r');
+    try {
+      const before = fstatSync(fd, { bigint: true });
+      const bytes = Buffer.allocUnsafe(Number(before.size));
+      const sha256 = createHash('sha256').update(bytes.subarray(0, readFullySync(fd, bytes, 0))).digest('hex');
+      return { sha256, before: identityOf(before), after: fdIdentity(fd) };
+    } finally {
+      closeSync(fd);
+    }
+  }
   const hash = createHash('sha256');
   const file = await open(path, 'r');
   try {
+    const before = await handleIdentity(file);
     const bufs = [readPool.take(), readPool.take()] as const;
     let position = 0;
     let reading = file.read(bufs[0], 0, READ_BYTES, position);
@@ -49,8 +80,8 @@ export async function hashFile(path: string): Promise<string> {
     }
     // Every read is over (after a failure one may not be: those buffers are dropped).
     readPool.give(bufs);
+    return { sha256: hash.digest('hex'), before, after: await handleIdentity(file) };
   } finally {
     await file.close();
   }
-  return hash.digest('hex');
 }

@@ -57,7 +57,7 @@ describe('prepareRelease', () => {
 });
 
 describe('chunkSizeFor', () => {
-  const shape = (presigned: boolean, chunkSize = 1400): Release => ({ path: 'x', presigned, manifest: { chunkSize } as Release['manifest'], signedFor: () => { throw new Error('unused'); } });
+  const shape = (presigned: boolean, chunkSize = 1400): Release => ({ path: 'x', presigned, identity: 'x', manifest: { chunkSize } as Release['manifest'], signedFor: () => { throw new Error('unused'); } });
 
   it('takes wide chunks only where the path carries a datagram of one whole and the device takes them', () => {
     const r = shape(false);

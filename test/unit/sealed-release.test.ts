@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, openSync, closeSync, readdirSync, readFileSync, renameSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, chunkEntryBytes, decodeEnvelope, forEachChunk, TAG_BYTES } from '../../src/protocol/envelope.js';
@@ -7,20 +7,32 @@ import { PieceAssembler } from '../../src/files/piece-assembler.js';
 import { LARGE_CHUNK_BYTES, PIECE_CHUNK_BYTES } from '../../src/net/fragments.js';
 import { FIRST_FLIGHT_BYTES, firstFlightChunks } from '../../src/server/push-session.js';
 import { SMALL_CHUNK_BYTES } from '../../src/server/release.js';
-import { blockEntries, SEAL_AT_ONCE_BYTES, sealAll, sealRelease, SealedReleases, smallAtOnce, type SealedRelease, type Sealer, type SealJob } from '../../src/server/sealed-release.js';
+import { blockEntries, SEAL_AT_ONCE_BYTES, sealAll, sealRelease, SealedReleases, smallAtOnce, type ReleaseShape, type SealedRelease, type Sealer, type SealJob } from '../../src/server/sealed-release.js';
 import { NxtError } from '../../src/errors.js';
 import { SealedChunkWire } from '../../src/files/sealed-chunk-wire.js';
 import { SealThread } from '../../src/server/seal-thread.js';
 import { ContentKey } from '../../src/session/content-key.js';
 import { PathMtu } from '../../src/transfer/path-mtu.js';
-import { hashFile } from '../../src/util/hash-file.js';
+import { hashSteadyFile } from '../../src/util/hash-file.js';
 import { tempDir } from '../support/processes.js';
+
+/** The file as a server signs it: its size, sha256 and identity, in chunks of `chunkSize`. */
+async function signed(file: string, chunkSize: number): Promise<ReleaseShape> {
+  const { sha256, identity } = await hashSteadyFile(file);
+  return { size: readFileSync(file).length, sha256, identity, chunkSize };
+}
+
+/** Another file in `file`'s place, as a build tool or an editor puts it there (a new inode). */
+function replace(file: string, bytes: Buffer): void {
+  writeFileSync(`${file}.new`, bytes);
+  renameSync(`${file}.new`, file);
+}
 
 async function sealed(bytes: Buffer, chunkSize: number): Promise<{ seal: SealedRelease; file: string }> {
   const dir = tempDir('nxt-seal-');
   const file = join(dir, 'm.mjs');
   writeFileSync(file, bytes);
-  const seal = await sealRelease(file, { size: bytes.length, sha256: await hashFile(file), chunkSize }, join(dir, 'm.chunks'));
+  const seal = await sealRelease(file, await signed(file, chunkSize), join(dir, 'm.chunks'));
   return { seal, file };
 }
 
@@ -71,22 +83,47 @@ describe('a sealed release', () => {
     expect(new ContentKey(a.key, a.sealId).openChunk(0, entries[0]!)).toBeDefined();
   });
 
-  it('fails, and leaves no sealed file, when the module no longer matches what was signed', async () => {
+  it('refuses, and leaves no sealed file, a module that is no longer the file that was signed', async () => {
     const dir = tempDir('nxt-seal-');
     const file = join(dir, 'm.mjs');
     writeFileSync(file, randomBytes(4 * 1024 * 1024));
-    const signedSha = await hashFile(file);
-    writeFileSync(file, randomBytes(4 * 1024 * 1024)); // changed after signing
-    const seal = await sealRelease(file, { size: 4 * 1024 * 1024, sha256: signedSha, chunkSize: 8192 }, join(dir, 'm.chunks'));
+    const shape = await signed(file, 8192);
+    replace(file, randomBytes(4 * 1024 * 1024)); // changed after signing
+    await expect(sealRelease(file, shape, join(dir, 'm.chunks'))).rejects.toMatchObject({ code: 'module-changed' });
+    expect(existsSync(join(dir, 'm.chunks'))).toBe(false);
+  });
+
+  it('fails, and leaves no sealed file, when the module is written to while it is sealed: its last block is never released', async () => {
+    const dir = tempDir('nxt-seal-');
+    const file = join(dir, 'm.mjs');
+    writeFileSync(file, randomBytes(4 * 1024 * 1024));
+    // Written an hour ago: a write now moves its times whatever the clock's granularity.
+    const past = new Date(Date.now() - 3600_000);
+    utimesSync(file, past, past);
+    const shape = await signed(file, 8192);
+    // In place, the same size, once the sealer has opened it (its first report).
+    let written = false;
+    const seal = await sealRelease(file, shape, join(dir, 'm.chunks'), undefined, (job, progress) => {
+      void sealAll(job, (n, failure, identity) => {
+        if (!written) {
+          written = true;
+          const fd = openSync(file, 'r+');
+          writeSync(fd, randomBytes(4096), 0, 4096, 0);
+          closeSync(fd);
+        }
+        progress(n, failure, identity);
+      });
+    });
     await whenDone(seal);
     expect(seal.failure?.code).toBe('module-changed');
-    expect(seal.sealedChunks).toBeLessThan(seal.totalChunks); // the last block is never released
+    expect(seal.failure?.message).toMatch(/changed while it was sealed/);
+    expect(seal.sealedChunks).toBeLessThan(seal.totalChunks);
     expect(existsSync(seal.path)).toBe(false);
   });
 
   it('keeps a failing seal\'s file until the failure is heard: a push that opens it meanwhile finds it, one after fails with the reason', async () => {
     const dir = tempDir('nxt-seal-');
-    const shape = { size: 4 * 8192, sha256: '0'.repeat(64), chunkSize: 8192 };
+    const shape = { size: 4 * 8192, identity: 'any', chunkSize: 8192 };
     // A sealer standing for the sealing thread: its first block is done; its failure (a full
     // disk) is reported when this test says, as a message from the thread would be.
     let report!: (sealed: number, failure?: NxtError) => void;
@@ -112,7 +149,7 @@ describe('a small release, sealed at once', () => {
     const file = join(dir, 'm.mjs');
     const bytes = randomBytes(SEAL_AT_ONCE_BYTES - 5);
     writeFileSync(file, bytes);
-    const shape = { size: bytes.length, sha256: await hashFile(file), chunkSize: 8192 };
+    const shape = await signed(file, 8192);
     const fixed = (n: number): Uint8Array => new Uint8Array(n).fill(3);
     const threadless: Sealer = () => { throw new Error('a small release went to the sealer'); };
     const atOnce = await sealRelease(file, shape, join(dir, 'once.chunks'), fixed, smallAtOnce(threadless));
@@ -122,7 +159,7 @@ describe('a small release, sealed at once', () => {
     await whenDone(blocks);
     expect(readFileSync(atOnce.path).equals(readFileSync(blocks.path))).toBe(true);
 
-    writeFileSync(file, randomBytes(bytes.length)); // changed after signing
+    replace(file, randomBytes(bytes.length)); // changed after signing
     await expect(sealRelease(file, shape, join(dir, 'changed.chunks'), fixed, smallAtOnce(threadless))).rejects.toMatchObject({ code: 'module-changed' });
     expect(existsSync(join(dir, 'changed.chunks'))).toBe(false);
     await expect(sealRelease(join(dir, 'missing.mjs'), shape, join(dir, 'missing.chunks'), fixed, smallAtOnce(threadless))).rejects.toMatchObject({ code: 'no-such-file' });
@@ -227,11 +264,11 @@ describe('sealing one release after another, and several at once', () => {
         content.openChunk(i, entries.subarray(i * seal.entryBytes + CHUNK_ENTRY_HEADER_BYTES, Math.min(entries.length, (i + 1) * seal.entryBytes))));
       return opened.every((b) => b !== undefined) && Buffer.concat(opened as Buffer[]).equals(bytes);
     };
-    const module = async (name: string, size: number): Promise<{ file: string; bytes: Buffer; shape: { size: number; sha256: string; chunkSize: number } }> => {
+    const module = async (name: string, size: number): Promise<{ file: string; bytes: Buffer; shape: ReleaseShape }> => {
       const file = join(dir, name);
       const bytes = randomBytes(size);
       writeFileSync(file, bytes);
-      return { file, bytes, shape: { size, sha256: await hashFile(file), chunkSize: 8192 } };
+      return { file, bytes, shape: await signed(file, 8192) };
     };
     const [a, b, c, d] = await Promise.all([module('a', 3 * 1024 * 1024 + 11), module('b', 2 * 1024 * 1024 + 7), module('c', 10_000), module('d', 1024 * 1024)]);
     const sealOne = async (m: typeof a, as: string): Promise<boolean> => opens(await sealRelease(m.file, m.shape, join(dir, `${as}.chunks`)), m.bytes);
@@ -246,11 +283,11 @@ describe('the sealed releases a server keeps', () => {
   it('keeps the four most recently used on disk and removes older ones', async () => {
     const dir = tempDir('nxt-sealed-');
     const releases = new SealedReleases(join(dir, 'sealed'), undefined, 0);
-    const shapes: { file: string; shape: { size: number; sha256: string; chunkSize: number } }[] = [];
+    const shapes: { file: string; shape: ReleaseShape }[] = [];
     for (let i = 0; i < 5; i++) {
       const file = join(dir, `m${i}.mjs`);
       writeFileSync(file, randomBytes(5000));
-      shapes.push({ file, shape: { size: 5000, sha256: await hashFile(file), chunkSize: 1400 } });
+      shapes.push({ file, shape: await signed(file, 1400) });
     }
     const seal = async (i: number): Promise<SealedRelease> => {
       const s = await releases.get(shapes[i]!.file, shapes[i]!.shape);
@@ -273,8 +310,8 @@ describe('a seal started before its release is signed (sealEarly)', () => {
     let ending = new Promise<void>((resolve) => { ended = resolve; });
     const sealer: Sealer = (job, progress) => {
       jobs.push(job);
-      void sealAll(job, (n, failure, digest) => {
-        progress(n, failure, digest);
+      void sealAll(job, (n, failure, identity) => {
+        progress(n, failure, identity);
         if (failure || n === Math.ceil(job.size / job.chunkSize)) { ended?.(); ending = new Promise<void>((resolve) => { ended = resolve; }); }
       });
     };
@@ -282,7 +319,7 @@ describe('a seal started before its release is signed (sealEarly)', () => {
   }
   const early = (dir: string): string[] => readdirSync(join(dir, 'sealed')).filter((n) => n.startsWith('early-'));
 
-  it('is what the push takes: sealed once, without the sha256, its last block counted only once the signed one matches', async () => {
+  it('is what the push takes: sealed once, before the file is signed, its last block counted only once the signed file is known to be the sealed one', async () => {
     const dir = tempDir('nxt-sealed-');
     const { sealer, jobs, sealed: sealerDone } = countingSealer();
     const releases = new SealedReleases(join(dir, 'sealed'), undefined, 0, sealer);
@@ -291,11 +328,11 @@ describe('a seal started before its release is signed (sealEarly)', () => {
     writeFileSync(file, bytes);
     const done = sealerDone();
     releases.sealEarly(file, 8192);
-    expect(jobs.map((j) => j.sha256)).toEqual([undefined]);
+    expect(jobs.map((j) => j.identity)).toEqual([undefined]);
     // The module is hashed and signed meanwhile; the sealer finished before the push asks.
-    const sha256 = await hashFile(file);
+    const shape = await signed(file, 8192);
     await done;
-    const seal = await releases.get(file, { size: bytes.length, sha256, chunkSize: 8192 });
+    const seal = await releases.get(file, shape);
     expect(jobs).toHaveLength(1);
     expect(seal.failure).toBeUndefined();
     expect(seal.sealedChunks).toBe(seal.totalChunks);
@@ -305,22 +342,26 @@ describe('a seal started before its release is signed (sealEarly)', () => {
     expect(Buffer.concat(out).equals(bytes)).toBe(true);
     // Pushed again, the same file in the same shape is not sealed again, early or not.
     releases.sealEarly(file, 8192);
-    expect(await releases.get(file, { size: bytes.length, sha256, chunkSize: 8192 })).toBe(seal);
+    expect(await releases.get(file, shape)).toBe(seal);
     expect(jobs).toHaveLength(1);
   });
 
-  it('fails as a module changed after signing when what it sealed is not what was signed, and leaves no file', async () => {
+  it('fails as a module changed after signing when the file it sealed is not the one that was signed, and leaves no file', async () => {
     const dir = tempDir('nxt-sealed-');
-    const { sealer, sealed: sealerDone } = countingSealer();
-    const releases = new SealedReleases(join(dir, 'sealed'), undefined, 0, sealer);
+    // The sealer opens the file only when the test says: it has been replaced by then.
+    let open!: () => void;
+    const opened = new Promise<void>((resolve) => { open = resolve; });
+    const jobs: SealJob[] = [];
+    const releases = new SealedReleases(join(dir, 'sealed'), undefined, 0, (job, progress) => { jobs.push(job); void opened.then(() => sealAll(job, progress)); });
     const file = join(dir, 'm.mjs');
     writeFileSync(file, randomBytes(2 * 1024 * 1024));
-    const done = sealerDone();
+    const shape = await signed(file, 8192); // what the push signs: the file as the seal started
     releases.sealEarly(file, 8192);
-    await done;
-    // Signed over other bytes than were sealed (the file's identity unchanged: written back
-    // within the same instant would look so).
-    const seal = await releases.get(file, { size: 2 * 1024 * 1024, sha256: '0'.repeat(64), chunkSize: 8192 });
+    replace(file, randomBytes(2 * 1024 * 1024));
+    open();
+    const seal = await releases.get(file, shape);
+    await whenDone(seal);
+    expect(jobs).toHaveLength(1); // the early seal was taken
     expect(seal.failure?.code).toBe('module-changed');
     expect(seal.sealedChunks).toBeLessThan(seal.totalChunks);
     expect(existsSync(seal.path)).toBe(false);
@@ -334,19 +375,18 @@ describe('a seal started before its release is signed (sealEarly)', () => {
     writeFileSync(file, randomBytes(2 * 1024 * 1024));
     releases.sealEarly(file, 8192);
     releases.sealEarly(file, 1400);
-    const rewritten = randomBytes(2 * 1024 * 1024);
-    writeFileSync(file, rewritten);
-    const seal = await releases.get(file, { size: rewritten.length, sha256: await hashFile(file), chunkSize: 8192 });
+    replace(file, randomBytes(2 * 1024 * 1024));
+    const seal = await releases.get(file, await signed(file, 8192));
     await whenDone(seal);
     expect(seal.failure).toBeUndefined();
-    expect(jobs.map((j) => [j.chunkSize, j.sha256 === undefined])).toEqual([[8192, true], [1400, true], [8192, false]]);
+    expect(jobs.map((j) => [j.chunkSize, j.identity === undefined])).toEqual([[8192, true], [1400, true], [8192, false]]);
     releases.dropEarly(file);
     await releases.removed();
     expect(early(dir)).toEqual([]);
     expect(existsSync(seal.path)).toBe(true);
   });
 
-  it('passes its digest back from the sealing thread', async () => {
+  it('passes back from the sealing thread which file it sealed', async () => {
     const thread = new SealThread(new URL('../../dist/server/seal-thread-worker.js', import.meta.url));
     try {
       const dir = tempDir('nxt-sealed-');
@@ -354,7 +394,7 @@ describe('a seal started before its release is signed (sealEarly)', () => {
       const file = join(dir, 'm.mjs');
       writeFileSync(file, randomBytes(3 * 1024 * 1024));
       releases.sealEarly(file, 8192);
-      const seal = await releases.get(file, { size: 3 * 1024 * 1024, sha256: await hashFile(file), chunkSize: 8192 });
+      const seal = await releases.get(file, await signed(file, 8192));
       await whenDone(seal);
       expect(seal.failure).toBeUndefined();
       expect(seal.sealedChunks).toBe(seal.totalChunks);
@@ -378,7 +418,7 @@ describe('sealing in a thread of its own', () => {
       const file = join(dir, 'm.mjs');
       const bytes = randomBytes(3 * 1024 * 1024 + 5);
       writeFileSync(file, bytes);
-      const shape = { size: bytes.length, sha256: await hashFile(file), chunkSize: 8192 };
+      const shape = await signed(file, 8192);
       const fixed = (n: number): Uint8Array => new Uint8Array(n).fill(7);
       const there = await sealRelease(file, shape, join(dir, 'there.chunks'), fixed, thread.seal);
       const here = await sealRelease(file, shape, join(dir, 'here.chunks'), fixed);
@@ -387,11 +427,9 @@ describe('sealing in a thread of its own', () => {
       expect(there.sealedChunks).toBe(there.totalChunks);
       expect(readFileSync(there.path).equals(readFileSync(here.path))).toBe(true);
 
-      writeFileSync(file, randomBytes(bytes.length)); // changed after signing
-      const changed = await sealRelease(file, shape, join(dir, 'changed.chunks'), fixed, thread.seal);
-      await whenDone(changed);
-      expect(changed.failure?.code).toBe('module-changed');
-      expect(existsSync(changed.path)).toBe(false);
+      replace(file, randomBytes(bytes.length)); // changed after signing
+      await expect(sealRelease(file, shape, join(dir, 'changed.chunks'), fixed, thread.seal)).rejects.toMatchObject({ code: 'module-changed' });
+      expect(existsSync(join(dir, 'changed.chunks'))).toBe(false);
     } finally {
       await thread.close();
     }
@@ -402,7 +440,7 @@ describe('sealing in a thread of its own', () => {
     const dir = tempDir('nxt-seal-');
     const file = join(dir, 'm.mjs');
     writeFileSync(file, randomBytes(64 * 1024 * 1024));
-    const shape = { size: 64 * 1024 * 1024, sha256: await hashFile(file), chunkSize: 8192 };
+    const shape = await signed(file, 8192);
     const sealing = sealRelease(file, shape, join(dir, 'a.chunks'), undefined, thread.seal);
     const stopping = thread.close();
     await expect(sealing).rejects.toMatchObject({ code: 'seal-failed', message: expect.stringMatching(/sealing thread stopped/) });
