@@ -24,6 +24,7 @@ import { mismatch, type DeviceFacts } from '../security/compatibility.js';
 import type { ReceiverOptions } from '../transfer/receiver.js';
 import { IncomingTransfer } from '../files/incoming-transfer.js';
 import { GarbagePace } from '../util/garbage.js';
+import { sharedHashThread } from '../files/hash-thread.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import { isStorageError } from '../util/atomic-file.js';
 import { BUILTIN_REF, refOf, type ActiveModule, type Interrupted, type ModuleRef, type ModuleStore } from '../plugin/module-store.js';
@@ -527,7 +528,8 @@ export class ClientAgent extends EventEmitter {
     }
     let incoming: IncomingModule;
     try {
-      incoming = new IncomingModule(manifest, partialPath);
+      // A large module is hashed beside the receiving, in a thread of its own (files/hash-thread.ts).
+      incoming = new IncomingModule(manifest, partialPath, { hashThread: sharedHashThread() });
     } catch (err) {
       return this.refuse(msg.transferId, ResultCode.storage, `cannot store the module: ${errorMessage(err)}`);
     }

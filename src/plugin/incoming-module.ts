@@ -2,14 +2,17 @@
  * A file arriving on disk (a module on a device, an upload on the server): chunks are appended in
  * order to a `.part` file and hashed as they come, so neither side holds the file in memory. The
  * partial file survives a restart; offered the same file again, the receiver resumes after the
- * whole chunks it already holds.
+ * whole chunks it already holds. A large file is hashed by the hashing thread, if the owner has
+ * one (files/hash-thread.ts), from what is on disk as each write lands.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { close, closeSync, constants, fchmodSync, fstatSync, fsync, ftruncateSync, openSync, readSync, rename, renameSync, write, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { NxtError } from '../errors.js';
+import { HashThreadGone, type FollowedFile, type HashThread } from '../files/hash-thread.js';
 import { describeFsError } from '../util/atomic-file.js';
 import { BufferPool } from '../util/buffer-pool.js';
+import { hashFile } from '../util/hash-file.js';
 import type { Manifest } from '../security/manifest.js';
 
 /** What a receiver must know of a file: from a signed manifest, or a session-authenticated offer. */
@@ -32,6 +35,10 @@ const batchPool = new BufferPool(WRITE_BATCH_BYTES, 4);
  *  to its file in place took 2.1–2.3 ms that way, 0.7–1.3 ms at once (medians of 25 pushes). */
 const PLACE_AT_ONCE_BYTES = 64 * 1024;
 
+/** Files from this size on go to the hashing thread, when there is one: below it its messages
+ *  (one a write) cost more than they spare, and a small push's last step must stay quick. */
+const HASH_THREAD_MIN_BYTES = 4 * 1024 * 1024;
+
 const writeAsync = promisify(write);
 const fsyncAsync = promisify(fsync);
 const closeAsync = promisify(close);
@@ -39,7 +46,13 @@ const renameAsync = promisify(rename);
 
 export class IncomingModule {
   private readonly fd: number;
-  private readonly hash: Hash;
+  /** Hashed here, as chunks are appended; or by the hashing thread (`followed`). */
+  private readonly hash: Hash | undefined;
+  private readonly followed: FollowedFile | undefined;
+  /** For the hashing thread: the file's contiguous prefix that is on disk, and writes landed
+   *  beyond it (position → end) while an earlier one was still on its way. */
+  private onDisk = 0;
+  private readonly landed = new Map<number, number>();
   /** Chunks are copied into a batch (the chunks themselves die young); written batches return
    *  to `spare` for reuse, so a transfer of any size allocates at most the in-flight limit. */
   private batch: Buffer | undefined;
@@ -55,7 +68,8 @@ export class IncomingModule {
   readonly heldChunks: number;
   readonly totalChunks: number;
 
-  constructor(readonly manifest: FileShape, readonly partialPath: string) {
+  /** `hashThread`: where a large file is hashed (else here). */
+  constructor(readonly manifest: FileShape, readonly partialPath: string, options: { readonly hashThread?: HashThread } = {}) {
     this.totalChunks = Math.ceil(manifest.size / manifest.chunkSize);
     // Not 'a' (O_APPEND): on Linux that makes every positioned write append, whatever its position.
     // A link planted at this name must not lead the write elsewhere: O_NOFOLLOW refuses a
@@ -78,8 +92,14 @@ export class IncomingModule {
       this.heldChunks = have === manifest.size ? this.totalChunks : Math.floor(have / manifest.chunkSize);
       this.written = Math.min(manifest.size, this.heldChunks * manifest.chunkSize);
       ftruncateSync(this.fd, this.written);
-      this.hash = createHash('sha256');
-      this.hashPrefix(this.written);
+      if (options.hashThread && manifest.size >= HASH_THREAD_MIN_BYTES) {
+        const id = fstatSync(this.fd, { bigint: true });
+        this.followed = options.hashThread.follow(partialPath, `${id.dev}:${id.ino}`);
+        this.landedAt(0, this.written);
+      } else {
+        this.hash = createHash('sha256');
+        this.hashPrefix(this.written);
+      }
     } catch (err) {
       closeSync(this.fd);
       throw err;
@@ -92,7 +112,7 @@ export class IncomingModule {
   }
 
   append(payload: Uint8Array): void {
-    this.hash.update(payload);
+    this.hash?.update(payload);
     // A chunk is at most 64 KiB (the decoders see to it): it always fits an empty batch.
     if (this.pendingBytes + payload.length > WRITE_BATCH_BYTES) this.flush();
     this.batch ??= this.spare.pop() ?? batchPool.take();
@@ -122,6 +142,7 @@ export class IncomingModule {
           if (n === 0) throw Object.assign(new Error('the disk took no more bytes'), { code: 'ENOSPC' });
           off += n;
         }
+        this.landedAt(position, position + length);
       } catch (err) {
         this.writeError ??= err;
       }
@@ -130,9 +151,40 @@ export class IncomingModule {
     }
     this.bytesInFlight += length;
     this.writes = this.writes
-      .then(() => this.writeAll(batch, length, position))
+      .then(async () => {
+        await this.writeAll(batch, length, position);
+        this.landedAt(position, position + length);
+      })
       .catch((err: unknown) => { this.writeError ??= err; })
       .finally(() => { this.bytesInFlight -= length; done(); });
+  }
+
+  /** The write of [position, end) landed: the hashing thread may read as far as the file is now
+   *  whole from its start. */
+  private landedAt(position: number, end: number): void {
+    if (!this.followed) return;
+    if (position !== this.onDisk) {
+      this.landed.set(position, end);
+      return;
+    }
+    this.onDisk = end;
+    for (let next = this.landed.get(this.onDisk); next !== undefined; next = this.landed.get(this.onDisk)) {
+      this.landed.delete(this.onDisk);
+      this.onDisk = next;
+    }
+    this.followed.written(this.onDisk);
+  }
+
+  /** The digest of what was written: hashed here, or by the hashing thread (read back here if
+   *  that thread stopped). */
+  private async digest(): Promise<string> {
+    if (this.hash) return this.hash.digest('hex');
+    try {
+      return await this.followed!.digest(this.manifest.size);
+    } catch (err) {
+      if (!(err instanceof HashThreadGone)) throw err;
+      return hashFile(this.partialPath);
+    }
   }
 
   private async writeAll(buf: Buffer, length: number, position: number): Promise<void> {
@@ -191,7 +243,7 @@ export class IncomingModule {
     durable.catch(() => undefined);
     try {
       if (size !== this.manifest.size) throw new NxtError('size-mismatch', `received ${size} bytes, manifest says ${this.manifest.size}`);
-      const digest = this.hash.digest('hex');
+      const digest = await this.digest();
       if (digest !== this.manifest.sha256) throw new NxtError('hash-mismatch', `sha256 of received bytes is ${digest.slice(0, 16)}…, manifest says ${this.manifest.sha256.slice(0, 16)}…`);
       if (atOnce) renameSync(this.partialPath, finalPath);
       else await renameAsync(this.partialPath, finalPath);
@@ -219,17 +271,20 @@ export class IncomingModule {
   private async closeAsync(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Its digest asked for already, or never to be (a no-op then).
+    this.followed?.drop();
     batchPool.give(this.spare.splice(0));
     await closeAsync(this.fd);
   }
 
   private hashPrefix(length: number): void {
+    const hash = this.hash!;
     const buf = Buffer.allocUnsafe(1024 * 1024);
     let pos = 0;
     while (pos < length) {
       const n = readSync(this.fd, buf, 0, Math.min(buf.length, length - pos), pos);
       if (n <= 0) break;
-      this.hash.update(buf.subarray(0, n));
+      hash.update(buf.subarray(0, n));
       pos += n;
     }
   }

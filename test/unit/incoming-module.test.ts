@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
 import { IncomingTransfer } from '../../src/files/incoming-transfer.js';
+import { HashThread, HashThreadGone } from '../../src/files/hash-thread.js';
 import { IncomingModule } from '../../src/plugin/incoming-module.js';
 import { WIDE_CHUNK_BYTES } from '../../src/protocol/envelope.js';
 import { MAX_EARLY_WIDE_BYTES } from '../../src/transfer/receiver.js';
@@ -92,6 +93,99 @@ describe('a module arriving on disk', () => {
     const err = await m.complete(join(dir, 'x.mjs')).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NxtError);
     expect((err as NxtError).code).toBe('hash-mismatch');
+  });
+});
+
+describe('a large module hashed by the hashing thread', () => {
+  // The thread runs compiled code (npm test builds first): the worker script is dist's.
+  const compiled = new URL('../../dist/files/hash-thread-worker.js', import.meta.url);
+  const identity = (path: string): string => { const st = statSync(path, { bigint: true }); return `${st.dev}:${st.ino}`; };
+
+  it('lands and verifies byte for byte, resumes from the chunks on disk, and refuses bytes that are not the signed ones', async () => {
+    const thread = new HashThread(compiled);
+    try {
+      const { bytes, manifest, dir } = fixture(6 * 1024 * 1024 + 11);
+      const path = join(dir, 'x.part');
+      const first = new IncomingModule(manifest, path, { hashThread: thread });
+      for (let i = 0; i < 2000; i++) first.append(chunk(bytes, i));
+      await first.suspend();
+      expect(thread.files).toBe(0); // let go with the suspended file
+      const second = new IncomingModule(manifest, path, { hashThread: thread });
+      expect(second.heldChunks).toBe(2000);
+      for (let i = 2000; i < second.totalChunks; i++) {
+        second.append(chunk(bytes, i));
+        if (i % 500 === 0) await new Promise((resolve) => setImmediate(resolve)); // writes land meanwhile
+      }
+      await second.complete(join(dir, 'x.mjs'));
+      expect(readFileSync(join(dir, 'x.mjs')).equals(bytes)).toBe(true);
+      expect(thread.running).toBe(true);
+
+      const bad = new IncomingModule({ ...manifest }, join(dir, 'y.part'), { hashThread: thread });
+      for (let i = 0; i < bad.totalChunks; i++) bad.append(i === 3000 ? Buffer.alloc(CHUNK) : chunk(bytes, i));
+      await expect(bad.complete(join(dir, 'y.mjs'))).rejects.toMatchObject({ code: 'hash-mismatch' });
+    } finally {
+      await thread.close();
+    }
+  });
+
+  it('hashes what is on disk, so a file changed under the writer does not pass', async () => {
+    const thread = new HashThread(compiled);
+    try {
+      const { bytes, dir } = fixture(5 * 1024 * 1024);
+      const path = join(dir, 'x.part');
+      writeFileSync(path, bytes.subarray(0, 1024 * 1024));
+      const followed = thread.follow(path, identity(path));
+      followed.written(1024 * 1024);
+      const digest = await followed.digest(1024 * 1024);
+      expect(digest).toBe(createHash('sha256').update(bytes.subarray(0, 1024 * 1024)).digest('hex'));
+      // Another file put in its place before the thread opened it: refused as not the one written.
+      const other = join(dir, 'other');
+      writeFileSync(other, bytes);
+      const swapped = thread.follow(path, identity(other));
+      swapped.written(1024);
+      await expect(swapped.digest(1024)).rejects.toMatchObject({ code: 'storage', message: expect.stringMatching(/no longer the file being written/) });
+      // Said written further than the file goes: the read comes short.
+      const short = thread.follow(other, identity(other));
+      short.written(bytes.length + 4096);
+      await expect(short.digest(bytes.length + 4096)).rejects.toMatchObject({ code: 'storage', message: expect.stringMatching(/short of/) });
+    } finally {
+      await thread.close();
+    }
+  });
+
+  it('is hashed here instead when the thread stops before it answers, and the next file starts another', async () => {
+    const thread = new HashThread(compiled);
+    try {
+      const { bytes, manifest, dir } = fixture(5 * 1024 * 1024 + 1);
+      const m = new IncomingModule(manifest, join(dir, 'x.part'), { hashThread: thread });
+      for (let i = 0; i < m.totalChunks; i++) m.append(chunk(bytes, i));
+      await thread.close();
+      expect(thread.running).toBe(false);
+      await m.complete(join(dir, 'x.mjs'));
+      expect(readFileSync(join(dir, 'x.mjs')).equals(bytes)).toBe(true);
+      // A digest owed by a thread that stops is refused as such.
+      const path = join(dir, 'z');
+      writeFileSync(path, bytes);
+      const followed = thread.follow(path, identity(path));
+      expect(thread.running).toBe(true);
+      const owed = followed.digest(bytes.length);
+      void thread.close();
+      await expect(owed).rejects.toBeInstanceOf(HashThreadGone);
+    } finally {
+      await thread.close();
+    }
+  });
+
+  it('ends once it has followed no file for a while', async () => {
+    const thread = new HashThread(compiled, 50);
+    const { bytes, dir } = fixture(4096);
+    const path = join(dir, 'x');
+    writeFileSync(path, bytes);
+    const followed = thread.follow(path, identity(path));
+    followed.written(bytes.length);
+    await followed.digest(bytes.length);
+    expect(thread.running).toBe(true);
+    await expect.poll(() => thread.running, { timeout: 5000, interval: 20 }).toBe(false);
   });
 });
 
