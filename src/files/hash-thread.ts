@@ -10,8 +10,9 @@
  * while (an idle device keeps no thread for it). If it dies, the digests it owed are refused
  * (`HashThreadGone`): the writer hashes the file itself then.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { NxtError } from '../errors.js';
+import { startHelperThread } from '../util/helper-thread.js';
 
 const WORKER_URL = new URL('./hash-thread-worker.js', import.meta.url);
 /** The thread ends once it has followed no file for this long. */
@@ -115,19 +116,14 @@ export class HashThread {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const worker = new Worker(this.workerUrl);
-    // It must not keep the process alive.
-    worker.unref();
-    worker.on('message', (r: HashReply) => {
+    const worker = startHelperThread<HashReply>(this.workerUrl, (r) => {
       const w = this.waiting.get(r.id);
       if (!w) return;
       this.waiting.delete(r.id);
       if ('digest' in r) w.resolve(r.digest);
       else w.reject(new NxtError('storage', r.error));
       this.idleSoon();
-    });
-    worker.on('error', (err) => this.stopped(worker, err.message));
-    worker.on('exit', (code) => this.stopped(worker, `exit code ${code}`));
+    }, (w, why) => this.stopped(w, why));
     this.worker = worker;
     return worker;
   }

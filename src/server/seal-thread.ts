@@ -11,8 +11,9 @@
  * whatever size, would otherwise wait for. If it dies, the seals it held fail with a clear error
  * and the next seal starts a new one.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { NxtError } from '../errors.js';
+import { startHelperThread } from '../util/helper-thread.js';
 import type { SealJob, Sealer, SealProgress } from './sealed-release.js';
 
 const WORKER_URL = new URL('./seal-thread-worker.js', import.meta.url);
@@ -58,18 +59,14 @@ export class SealThread {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const worker = new Worker(this.workerUrl);
     // It must not keep the process alive: a server that exits stops sealing.
-    worker.unref();
-    worker.on('message', (r: SealReport) => {
+    const worker = startHelperThread<SealReport>(this.workerUrl, (r) => {
       const job = this.pending.get(r.id);
       if (!job) return;
       job.sealed = r.sealed;
       if (r.failure || r.sealed >= job.total) this.pending.delete(r.id);
       job.progress(r.sealed, r.failure ? new NxtError(r.failure.code, r.failure.message) : undefined, r.identity);
-    });
-    worker.on('error', (err) => this.stopped(worker, err.message));
-    worker.on('exit', (code) => this.stopped(worker, `exit code ${code}`));
+    }, (w, why) => this.stopped(w, why));
     this.worker = worker;
     return worker;
   }
