@@ -219,13 +219,16 @@ export class IncomingModule {
    * `finalPath`; `durable` once it is on disk (fsync, ~70 ms for 128 MiB). For a module, whose
    * file is content-addressed and hashed again whenever a start loads it (ModuleStore.start):
    * loading it may overlap the fsync, and only what records it as installed waits for `durable`.
+   * `written`: called once every byte is in the file, before its digest is checked.
    */
-  async place(finalPath: string, durableFirst = false): Promise<{ readonly durable: Promise<void> }> {
+  async place(finalPath: string, durableFirst = false, written?: () => void): Promise<{ readonly durable: Promise<void> }> {
     let size: number;
     const atOnce = this.manifest.size <= PLACE_AT_ONCE_BYTES;
     try {
       this.flush(atOnce);
       await this.settle();
+      // Every byte is in the file, which nothing writes again: `written` may read it now.
+      written?.();
       if (durableFirst) await fsyncAsync(this.fd);
       size = fstatSync(this.fd).size;
       // Read-only from here on: what the plugin thread reads is what was hashed (see ModuleStore).

@@ -6,10 +6,12 @@
  * or rejection ends the thread (the host hears 'error'), process.exit() ends only the thread, a
  * loop that never yields stops the pings, and the heap is capped by the host's resourceLimits.
  */
-import { readlinkSync } from 'node:fs';
+import { existsSync, readlinkSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type vm from 'node:vm';
 import { parentPort } from 'node:worker_threads';
 import { errorMessage } from '../errors.js';
-import { loadModule } from './module-loader.js';
+import { compileModule, loadModule } from './module-loader.js';
 import { checkModuleExports } from './plugin-shape.js';
 import type { HostReply, HostRequest } from './plugin-host.js';
 
@@ -19,6 +21,9 @@ let exports: Record<string, unknown> | undefined;
  *  has its pages mapped. */
 let reserved: Buffer | undefined;
 let mapped = 0;
+/** The coming module, compiled while the agent checked its digest (`compile`), for the load of
+ *  that url. */
+let ahead: { readonly url: string; readonly module: vm.SourceTextModule } | undefined;
 
 // A module may signal other processes, not the agent's (nor its group, nor every process): a
 // signal would end the agent from this thread, which is what the thread is there to prevent.
@@ -46,11 +51,16 @@ function kernelThreadId(): number | undefined {
  *  the benchmark VM a 128 MiB module's read into fresh memory took ~240 ms after its last chunk,
  *  into mapped memory ~10 ms. Without the memory for it now, the load reads into its own. */
 function reserve(bytes: number): void {
-  reserved = undefined;
-  mapped = 0;
+  release();
   try {
     reserved = Buffer.allocUnsafeSlow(bytes);
   } catch { /* no memory for it now */ }
+}
+
+function release(): void {
+  reserved = undefined;
+  mapped = 0;
+  ahead = undefined;
 }
 
 /** The reserve's pages up to `upTo` mapped: a byte written in each. */
@@ -65,12 +75,32 @@ function reply(message: HostReply): void {
   port.postMessage(message);
 }
 
+/** The whole module is on disk at `path`, to become `url` once its digest is checked: read it
+ *  into the reserve and compile it now, running nothing of it. If the message waited behind
+ *  others, the file may be at `url` already (renamed there once verified: nothing else is). If
+ *  it cannot be compiled (a syntax error), the load compiles it as it would have, into the same
+ *  reserve, and says why. */
+function compile(url: string, path: string): void {
+  let ok = false;
+  try {
+    const module = compileModule(url, existsSync(path) ? path : fileURLToPath(url), reserved);
+    if (module !== undefined) {
+      ahead = { url, module };
+      reserved = undefined;
+      ok = true;
+    }
+  } catch { /* left to the load */ }
+  reply({ type: 'compiled', url, ok });
+}
+
 async function load(url: string, selfTest: boolean): Promise<void> {
   let mod: Record<string, unknown>;
   const into = reserved;
+  const early = ahead?.url === url ? ahead.module : undefined;
   reserved = undefined;
+  ahead = undefined;
   try {
-    mod = (await loadModule(url, into)).exports;
+    mod = (await loadModule(url, into, early)).exports;
   } catch (err) {
     return reply({ type: 'failed', code: 'load-failed', message: `module failed to load: ${errorMessage(err)}` });
   }
@@ -138,7 +168,8 @@ port.on('message', (request: HostRequest) => {
     case 'load': void load(request.url, request.selfTest); break;
     case 'reserve': reserve(request.bytes); break;
     case 'map': map(request.upTo); break;
-    case 'release': reserved = undefined; mapped = 0; break;
+    case 'release': release(); break;
+    case 'compile': compile(request.url, request.path); break;
     case 'ping': reply({ type: 'pong', id: request.id }); break;
     case 'health': void health(request.id); break;
     case 'reconfigure': void reconfigure(request.id, request.name, request.path); break;

@@ -1,13 +1,13 @@
 /** The plugin host's watch over a module's thread: a real worker thread, from the compiled code
  *  (npm test builds first; the worker script is dist's). */
 import { constants } from 'node:buffer';
-import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../support/processes.js';
 
-const { PluginHost, dropSpare, prepareSpare, prepareSpareFor, releaseReserve, reserveUpTo, reservesFor, spareThreads } = (await import(new URL('../../dist/plugin/plugin-host.js', import.meta.url).href)) as typeof import('../../src/plugin/plugin-host.js');
+const { PluginHost, compileAhead, dropSpare, prepareSpare, prepareSpareFor, releaseReserve, reserveUpTo, reservesFor, spareThreads } = (await import(new URL('../../dist/plugin/plugin-host.js', import.meta.url).href)) as typeof import('../../src/plugin/plugin-host.js');
 
 /** An idle module watched with `hangMs` (and committed with `committedHangMs`, if given): the
  *  watch's ticks and pings while its thread answered three pings, and its tick. */
@@ -91,6 +91,56 @@ describe('a spare thread told of a large module', () => {
       await host.stop();
       await dropSpare();
     }
+  });
+
+  it('compiles the module on its way ahead of its load, running none of it until the load of its url, which takes that module', async () => {
+    await dropSpare();
+    const dir = tempDir('nxt-host-');
+    const size = 8 * 1024 * 1024;
+    const marker = join(dir, 'evaluated');
+    // As a transfer leaves it: whole at its partial path, to be renamed to its final one.
+    const partial = largeModule(dir, 'incoming.part', size, 7);
+    const text = readFileSync(partial, 'latin1').replace('export default', `import { appendFileSync } from 'node:fs'; appendFileSync(${JSON.stringify(marker)}, Date.now() + '\\n');\nexport default`);
+    writeFileSync(partial, text);
+    const url = pathToFileURL(join(dir, 'large_9_7.mjs')).href;
+    prepareSpareFor(Buffer.byteLength(text));
+    reserveUpTo(Buffer.byteLength(text));
+    expect(await compileAhead(partial, url)).toBe(true);
+    renameSync(partial, join(dir, 'large_9_7.mjs'));
+    // Another module in its place now: the load takes the one compiled ahead, not this file.
+    const later = largeModule(dir, 'other.mjs', 1024, 8);
+    renameSync(later, join(dir, 'large_9_7.mjs'));
+    const asked = Date.now();
+    const host = await PluginHost.load(url, { selfTest: false, sizeBytes: Buffer.byteLength(text) });
+    try {
+      expect(host.product).toEqual({ major: 9, minor: 7, productName: 'bulk' });
+      // Its top level ran once, when its load was asked for, not when it was compiled.
+      const runs = readFileSync(marker, 'utf8').trim().split('\n').map(Number);
+      expect(runs).toHaveLength(1);
+      expect(runs[0]).toBeGreaterThanOrEqual(asked);
+    } finally {
+      await host.stop();
+      await dropSpare();
+    }
+  });
+
+  it('compiles ahead a module already renamed, and loads as before one that is not a module', async () => {
+    await dropSpare();
+    const dir = tempDir('nxt-host-');
+    const size = 8 * 1024 * 1024;
+    const file = largeModule(dir, 'large_9_5.mjs', size, 5);
+    prepareSpareFor(size);
+    // Renamed before the spare got to it: read where it went.
+    expect(await compileAhead(join(dir, 'gone.part'), pathToFileURL(file).href)).toBe(true);
+    const host = await PluginHost.load(pathToFileURL(file).href, { selfTest: false, sizeBytes: size });
+    expect(host.product).toEqual({ major: 9, minor: 5, productName: 'bulk' });
+    await host.stop();
+    const broken = join(dir, 'broken_9_6.mjs');
+    writeFileSync(broken, `${readFileSync(file, 'latin1')}\nexport default 1;\n`);
+    prepareSpareFor(size);
+    expect(await compileAhead(broken, pathToFileURL(broken).href)).toBe(false);
+    await expect(PluginHost.load(pathToFileURL(broken).href, { selfTest: false, sizeBytes: size })).rejects.toMatchObject({ code: 'load-failed', message: expect.stringMatching(/^module failed to load: .*(declared|[Dd]uplicate)/) });
+    await dropSpare();
   });
 
   it('keeps a spare that reserves for a module on its way when the usual spares are restocked, until the reserve is let go', async () => {
