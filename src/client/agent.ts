@@ -28,7 +28,7 @@ import { sharedHashThread } from '../files/hash-thread.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import { isStorageError } from '../util/atomic-file.js';
 import { BUILTIN_REF, refOf, type ActiveModule, type Interrupted, type ModuleRef, type ModuleStore } from '../plugin/module-store.js';
-import { compileAhead, DEFAULT_HOST_LIMITS, dropSpare, PluginHost, prepareSpareFor, releaseReserve, reserveUpTo, type HostLimits } from '../plugin/plugin-host.js';
+import { DEFAULT_HOST_LIMITS, dropSpare, PluginHost, prepareSpareFor, readAhead, releaseReserve, reserveUpTo, type HostLimits } from '../plugin/plugin-host.js';
 import type { Peer } from '../net/endpoint.js';
 import type { ClientChannel } from '../session/client-channel.js';
 import type { JobClient } from './job-client.js';
@@ -772,12 +772,12 @@ export class ClientAgent extends EventEmitter {
     const { manifest } = t;
     let durable: Promise<void>;
     const finalPath = this.options.store.modulePath(manifest.sha256);
-    // Once every byte is written, the plugin thread that reserved for it compiles it (running
-    // nothing of it) while its digest is checked; this transfer's end releases it otherwise.
-    const compile = this.options.policy === 'defer' ? undefined : (): void => { void compileAhead(t.incoming.partialPath, pathToFileURL(finalPath).href); };
+    // Once every byte is written, the plugin thread that reserved for it reads its text (parsing
+    // none of it) while its digest is checked; this transfer's end releases it otherwise.
+    const readText = this.options.policy === 'defer' ? undefined : (): void => { void readAhead(t.incoming.partialPath, pathToFileURL(finalPath).href); };
     try {
       // Verified and in place; its fsync runs on while the module loads (activate waits for it).
-      ({ durable } = await t.incoming.place(finalPath, false, compile));
+      ({ durable } = await t.incoming.place(finalPath, false, readText));
     } catch (err) {
       // Bad bytes are not worth resuming: discard them.
       try { unlinkSync(t.incoming.partialPath); } catch { /* already gone */ }

@@ -227,8 +227,9 @@ export class IncomingModule {
     try {
       this.flush(atOnce);
       await this.settle();
-      // Every byte is in the file, which nothing writes again: `written` may read it now.
-      written?.();
+      // Every byte is in the file, which nothing writes again: `written` may read it now (a
+      // head start for the caller only: its failure is not the file's).
+      try { written?.(); } catch { /* its own business */ }
       if (durableFirst) await fsyncAsync(this.fd);
       size = fstatSync(this.fd).size;
       // Read-only from here on: what the plugin thread reads is what was hashed (see ModuleStore).

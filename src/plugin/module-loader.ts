@@ -82,10 +82,19 @@ async function builtinModule(specifier: string): Promise<vm.Module> {
  *  would: a syntax error, a throw or rejection at its top level, an import that is not there.
  *  `into`: memory to read the module into, if it is large enough (the plugin thread's reserve,
  *  whose pages are mapped already); else the module is read into memory of its own.
- *  `compiled`: the module compiled ahead of its load (compileModule), if it was. */
-export async function loadModule(url: string, into?: Buffer, compiled?: vm.SourceTextModule): Promise<LoadedModule> {
-  const module = compiled ?? compileModule(url, fileURLToPath(url), into);
-  if (module === undefined) return { exports: (await import(url)) as Namespace, via: 'import' };
+ *  `text`: the module's text read ahead of its load (readModuleText), if it was. */
+export async function loadModule(url: string, into?: Buffer, text?: string): Promise<LoadedModule> {
+  if (typeof vm.SourceTextModule !== 'function') return { exports: (await import(url)) as Namespace, via: 'import' };
+  const filename = fileURLToPath(url);
+  const module = new vm.SourceTextModule(text ?? readModuleText(filename, into), {
+    identifier: url,
+    initializeImportMeta(meta) {
+      Object.assign(meta, { url, filename, dirname: dirname(filename), resolve: (specifier: string) => resolveFrom(url, specifier) });
+    },
+    // A dynamic import() in the module, resolved from where the module is (not from this file).
+    // Node takes a namespace here as well as a vm.Module (so its documentation; not its types).
+    importModuleDynamically: (specifier) => import(resolveFrom(url, specifier)) as Promise<never>,
+  });
   try {
     // Called once for each distinct specifier (V8 merges a module's repeated imports of one).
     await module.link((specifier, _referencing, extra) => {
@@ -103,14 +112,12 @@ export async function loadModule(url: string, into?: Buffer, compiled?: vm.Sourc
 }
 
 /**
- * The module that is to be `url`, compiled from the file at `path` (the same file, or the one
- * about to be renamed to it): read, made text, parsed. Nothing of it runs (loadModule links and
- * evaluates it). Undefined without `vm.SourceTextModule` (import() loads it then). Throws a
- * syntax error as import() would reject with it.
+ * The text of the module file at `path`, as loadModule compiles it: read (into `into` if it is
+ * large enough), made a string. Bytes only: nothing parses it here, so it may be read before the
+ * file's digest is checked (the plugin thread does, for a large module: plugin-host.ts,
+ * readAhead); only loadModule, after that check, compiles it.
  */
-export function compileModule(url: string, path: string, into?: Buffer): vm.SourceTextModule | undefined {
-  if (typeof vm.SourceTextModule !== 'function') return undefined;
-  const filename = fileURLToPath(url);
+export function readModuleText(path: string, into?: Buffer): string {
   // Checked before reading: V8 would refuse the text only once Node had copied it (twice the
   // module's size in memory for nothing; 2.2 GB for a 1 GiB module).
   const size = statSync(path).size;
@@ -118,13 +125,5 @@ export function compileModule(url: string, path: string, into?: Buffer): vm.Sour
   // Read at once: this thread has nothing else to do meanwhile, and 128 MiB through libuv's pool,
   // half a MiB a hop, took twice as long.
   const bytes = into !== undefined && into.length >= size ? readInto(path, into.subarray(0, size)) : readFileSync(path);
-  return new vm.SourceTextModule(moduleText(bytes), {
-    identifier: url,
-    initializeImportMeta(meta) {
-      Object.assign(meta, { url, filename, dirname: dirname(filename), resolve: (specifier: string) => resolveFrom(url, specifier) });
-    },
-    // A dynamic import() in the module, resolved from where the module is (not from this file).
-    // Node takes a namespace here as well as a vm.Module (so its documentation; not its types).
-    importModuleDynamically: (specifier) => import(resolveFrom(url, specifier)) as Promise<never>,
-  });
+  return moduleText(bytes);
 }

@@ -8,10 +8,9 @@
  */
 import { existsSync, readlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type vm from 'node:vm';
 import { parentPort } from 'node:worker_threads';
 import { errorMessage } from '../errors.js';
-import { compileModule, loadModule } from './module-loader.js';
+import { loadModule, readModuleText } from './module-loader.js';
 import { checkModuleExports } from './plugin-shape.js';
 import type { HostReply, HostRequest } from './plugin-host.js';
 
@@ -21,9 +20,9 @@ let exports: Record<string, unknown> | undefined;
  *  has its pages mapped. */
 let reserved: Buffer | undefined;
 let mapped = 0;
-/** The coming module, compiled while the agent checked its digest (`compile`), for the load of
- *  that url. */
-let ahead: { readonly url: string; readonly module: vm.SourceTextModule } | undefined;
+/** The coming module's text, read while the agent checked its digest (`readAhead`), for the
+ *  load of that url. */
+let ahead: { readonly url: string; readonly text: string } | undefined;
 
 // A module may signal other processes, not the agent's (nor its group, nor every process): a
 // signal would end the agent from this thread, which is what the thread is there to prevent.
@@ -76,27 +75,23 @@ function reply(message: HostReply): void {
 }
 
 /** The whole module is on disk at `path`, to become `url` once its digest is checked: read it
- *  into the reserve and compile it now, running nothing of it. If the message waited behind
- *  others, the file may be at `url` already (renamed there once verified: nothing else is). If
- *  it cannot be compiled (a syntax error), the load compiles it as it would have, into the same
- *  reserve, and says why. */
-function compile(url: string, path: string): void {
+ *  into the reserve and make its text now (bytes only: nothing parses it before the load). If
+ *  the message waited behind others, the file may be at `url` already (renamed there once
+ *  verified: nothing else is). If it cannot be read, the load reads it as it would have. */
+function readAhead(url: string, path: string): void {
   let ok = false;
   try {
-    const module = compileModule(url, existsSync(path) ? path : fileURLToPath(url), reserved);
-    if (module !== undefined) {
-      ahead = { url, module };
-      reserved = undefined;
-      ok = true;
-    }
+    ahead = { url, text: readModuleText(existsSync(path) ? path : fileURLToPath(url), reserved) };
+    reserved = undefined;
+    ok = true;
   } catch { /* left to the load */ }
-  reply({ type: 'compiled', url, ok });
+  reply({ type: 'read', url, ok });
 }
 
 async function load(url: string, selfTest: boolean): Promise<void> {
   let mod: Record<string, unknown>;
   const into = reserved;
-  const early = ahead?.url === url ? ahead.module : undefined;
+  const early = ahead?.url === url ? ahead.text : undefined;
   reserved = undefined;
   ahead = undefined;
   try {
@@ -169,7 +164,7 @@ port.on('message', (request: HostRequest) => {
     case 'reserve': reserve(request.bytes); break;
     case 'map': map(request.upTo); break;
     case 'release': release(); break;
-    case 'compile': compile(request.url, request.path); break;
+    case 'read': readAhead(request.url, request.path); break;
     case 'ping': reply({ type: 'pong', id: request.id }); break;
     case 'health': void health(request.id); break;
     case 'reconfigure': void reconfigure(request.id, request.name, request.path); break;

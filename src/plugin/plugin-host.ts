@@ -36,7 +36,7 @@ export type HostRequest =
   | { type: 'reserve'; bytes: number }
   | { type: 'map'; upTo: number }
   | { type: 'release' }
-  | { type: 'compile'; url: string; path: string }
+  | { type: 'read'; url: string; path: string }
   | { type: 'ping'; id: number }
   | { type: 'health'; id: number }
   | { type: 'reconfigure'; id: number; name: string; path: string }
@@ -51,8 +51,8 @@ export type HostReply =
   | { type: 'health'; id: number; ok: boolean; message?: string }
   | { type: 'reconfigured'; id: number; ok: boolean; supported: boolean; message?: string }
   | { type: 'status'; id: number; report: unknown }
-  /** The module on its way was compiled ahead (`ok`), or left to its load. */
-  | { type: 'compiled'; url: string; ok: boolean };
+  /** The text of the module on its way was read ahead (`ok`), or left to its load. */
+  | { type: 'read'; url: string; ok: boolean };
 
 /** Why a module was refused or ended: the NxtError codes a host uses. */
 export type HostFailureCode =
@@ -129,7 +129,7 @@ const held = new HeldMemory();
 
 /** The memory a spare reserves for the module on its way (one at a time: the next offer's
  *  replaces it): its bytes in `held`, how far its pages were asked to be mapped, and its text's
- *  bytes once it was compiled ahead (compileAhead). */
+ *  bytes once it was read ahead (readAhead). */
 interface Reservation { readonly thread: Thread; readonly hold: Hold; mapAsked: number; text?: Hold }
 let reservation: Reservation | undefined;
 
@@ -232,27 +232,28 @@ export function reserveUpTo(receivedBytes: number): void {
 /**
  * The module on its way is whole on disk at `path` (or at `url`'s, once renamed there), to become
  * `url` once its digest is checked: the spare that reserved for it reads it into its reserve and
- * compiles it now, beside that check (on the benchmark VM the digest of a 128 MiB module came 30–45 ms after its last chunk,
- * and reading and compiling it took 60–300 ms). Nothing of it runs: only a load of `url` in that
- * thread links and evaluates it; any other end of the transfer releases it (releaseReserve).
+ * makes its text now, beside that check (on the benchmark VM the digest of a 128 MiB module came
+ * 30–45 ms after its last chunk; its text, a copy into fresh memory, took 25–300 ms). Bytes only:
+ * nothing parses the text before the load of `url` in that thread compiles and evaluates it, once
+ * the digest was checked; any other end of the transfer releases it (releaseReserve).
  */
-export function compileAhead(path: string, url: string): Promise<boolean> {
+export function readAhead(path: string, url: string): Promise<boolean> {
   const r = reservation;
   if (r === undefined || r.text !== undefined) return Promise.resolve(false);
   // Its text, beside its bytes, until a load takes the thread (and counts both as its own).
   r.text = held.hold(r.hold.bytes);
   const { worker } = r.thread;
-  // Resolves whether it was compiled ahead (the agent does not wait: its tests do).
+  // Resolves whether it was read ahead (the agent does not wait: its tests do).
   const told = new Promise<boolean>((resolve) => {
     const onReply = (reply: HostReply): void => {
-      if (reply.type !== 'compiled' || reply.url !== url) return;
+      if (reply.type !== 'read' || reply.url !== url) return;
       worker.off('message', onReply);
       resolve(reply.ok);
     };
     worker.on('message', onReply);
     worker.once('exit', () => resolve(false));
   });
-  worker.postMessage({ type: 'compile', url, path } satisfies HostRequest);
+  worker.postMessage({ type: 'read', url, path } satisfies HostRequest);
   return told;
 }
 

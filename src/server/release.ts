@@ -83,7 +83,7 @@ export async function prepareRelease(
   if (!version) {
     throw new NxtError('no-version', `cannot tell the version of ${name}: name it like name_MAJOR_MINOR[_PATCH].mjs or use push ${path} --version X.Y.Z`);
   }
-  const { sha256, identity } = await hashModule(path);
+  const { sha256, identity } = await hashModule(path, size);
   const manifest: Manifest = {
     name, version, size, sha256, chunkSize: options.chunkSize ?? MAX_CHUNK_BYTES, created: options.now.toISOString(),
     expires: new Date(options.now.getTime() + (options.ttlSeconds ?? DEFAULT_MANIFEST_TTL_S) * 1000).toISOString(),
@@ -121,18 +121,23 @@ async function presignedRelease(path: string, size: number, publicKey: Uint8Arra
   }
   const m = signed.manifest;
   if (version !== undefined) throw new NxtError('usage', `${basename(path)} is pre-signed as version ${m.version.major}.${m.version.minor}.${m.version.patch}; --version cannot change it`);
-  const { sha256, identity } = await hashModule(path);
+  const { sha256, identity } = await hashModule(path, size);
   if (m.size !== size || m.sha256 !== sha256) {
     throw new NxtError('bad-presigned', `${basename(path)} does not match its signed manifest (changed after signing?)`);
   }
   return { path, manifest: m, presigned: true, identity, signedFor: () => signed };
 }
 
-async function hashModule(path: string): Promise<{ sha256: string; identity: string }> {
+/** The module's sha256 and identity, hashed while it stayed the file of `size` bytes it was
+ *  when its size was checked. */
+async function hashModule(path: string, size: number): Promise<{ sha256: string; identity: string }> {
+  let hashed;
   try {
-    return await hashSteadyFile(path);
+    hashed = await hashSteadyFile(path);
   } catch (err) {
     if (err instanceof NxtError) throw err;
     throw new NxtError('no-such-file', `cannot read ${path}: ${errorMessage(err)}`, { cause: err });
   }
+  if (hashed.size !== size) throw new NxtError('module-changed', `${path} changed while it was read (${size} bytes, then ${hashed.size}): try again once it is whole`);
+  return hashed;
 }

@@ -42,22 +42,24 @@ export async function hashFile(path: string): Promise<string> {
  * hash would be of a file being written). What a server signs: its sealing then checks that it
  * seals that very file (sealed-release.ts) rather than hashing it a second time.
  */
-export async function hashSteadyFile(path: string): Promise<{ sha256: string; identity: string }> {
-  const { sha256, before, after } = await hashWithIdentities(path);
+export async function hashSteadyFile(path: string): Promise<{ sha256: string; size: number; identity: string }> {
+  const { sha256, size, before, after } = await hashWithIdentities(path);
   if (before !== after) throw new NxtError('module-changed', `${path} changed while it was hashed (is it still being written?): try again once it is whole`);
-  return { sha256, identity: before };
+  return { sha256, size, identity: before };
 }
 
-/** The file's SHA-256, and its identity before the first read and after the last. */
-async function hashWithIdentities(path: string): Promise<{ sha256: string; before: string; after: string }> {
+/** The file's SHA-256 and size (the bytes hashed), and its identity before the first read and
+ *  after the last. */
+async function hashWithIdentities(path: string): Promise<{ sha256: string; size: number; before: string; after: string }> {
   const st = statSync(path);
   if (st.isFile() && st.size <= AT_ONCE_BYTES) {
     const fd = openSync(path, 'r');
     try {
       const before = fstatSync(fd, { bigint: true });
       const bytes = Buffer.allocUnsafe(Number(before.size));
-      const sha256 = createHash('sha256').update(bytes.subarray(0, readFullySync(fd, bytes, 0))).digest('hex');
-      return { sha256, before: identityOf(before), after: fdIdentity(fd) };
+      const size = readFullySync(fd, bytes, 0);
+      const sha256 = createHash('sha256').update(bytes.subarray(0, size)).digest('hex');
+      return { sha256, size, before: identityOf(before), after: fdIdentity(fd) };
     } finally {
       closeSync(fd);
     }
@@ -80,7 +82,7 @@ async function hashWithIdentities(path: string): Promise<{ sha256: string; befor
     }
     // Every read is over (after a failure one may not be: those buffers are dropped).
     readPool.give(bufs);
-    return { sha256: hash.digest('hex'), before, after: await handleIdentity(file) };
+    return { sha256: hash.digest('hex'), size: position, before, after: await handleIdentity(file) };
   } finally {
     await file.close();
   }

@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../support/processes.js';
 
-const { PluginHost, compileAhead, dropSpare, prepareSpare, prepareSpareFor, releaseReserve, reserveUpTo, reservesFor, spareThreads } = (await import(new URL('../../dist/plugin/plugin-host.js', import.meta.url).href)) as typeof import('../../src/plugin/plugin-host.js');
+const { PluginHost, readAhead, dropSpare, prepareSpare, prepareSpareFor, releaseReserve, reserveUpTo, reservesFor, spareThreads } = (await import(new URL('../../dist/plugin/plugin-host.js', import.meta.url).href)) as typeof import('../../src/plugin/plugin-host.js');
 
 /** An idle module watched with `hangMs` (and committed with `committedHangMs`, if given): the
  *  watch's ticks and pings while its thread answered three pings, and its tick. */
@@ -93,7 +93,7 @@ describe('a spare thread told of a large module', () => {
     }
   });
 
-  it('compiles the module on its way ahead of its load, running none of it until the load of its url, which takes that module', async () => {
+  it('reads the text of the module on its way ahead of its load, whose load compiles and runs that text', async () => {
     await dropSpare();
     const dir = tempDir('nxt-host-');
     const size = 8 * 1024 * 1024;
@@ -105,9 +105,9 @@ describe('a spare thread told of a large module', () => {
     const url = pathToFileURL(join(dir, 'large_9_7.mjs')).href;
     prepareSpareFor(Buffer.byteLength(text));
     reserveUpTo(Buffer.byteLength(text));
-    expect(await compileAhead(partial, url)).toBe(true);
+    expect(await readAhead(partial, url)).toBe(true);
     renameSync(partial, join(dir, 'large_9_7.mjs'));
-    // Another module in its place now: the load takes the one compiled ahead, not this file.
+    // Another module in its place now: the load takes the text read ahead, not this file.
     const later = largeModule(dir, 'other.mjs', 1024, 8);
     renameSync(later, join(dir, 'large_9_7.mjs'));
     const asked = Date.now();
@@ -124,21 +124,22 @@ describe('a spare thread told of a large module', () => {
     }
   });
 
-  it('compiles ahead a module already renamed, and loads as before one that is not a module', async () => {
+  it('reads ahead a module already renamed, and refuses at its load one that is not a module', async () => {
     await dropSpare();
     const dir = tempDir('nxt-host-');
     const size = 8 * 1024 * 1024;
     const file = largeModule(dir, 'large_9_5.mjs', size, 5);
     prepareSpareFor(size);
     // Renamed before the spare got to it: read where it went.
-    expect(await compileAhead(join(dir, 'gone.part'), pathToFileURL(file).href)).toBe(true);
+    expect(await readAhead(join(dir, 'gone.part'), pathToFileURL(file).href)).toBe(true);
     const host = await PluginHost.load(pathToFileURL(file).href, { selfTest: false, sizeBytes: size });
     expect(host.product).toEqual({ major: 9, minor: 5, productName: 'bulk' });
     await host.stop();
     const broken = join(dir, 'broken_9_6.mjs');
     writeFileSync(broken, `${readFileSync(file, 'latin1')}\nexport default 1;\n`);
     prepareSpareFor(size);
-    expect(await compileAhead(broken, pathToFileURL(broken).href)).toBe(false);
+    // Its text is read ahead (bytes only): the load finds it is not a module.
+    expect(await readAhead(broken, pathToFileURL(broken).href)).toBe(true);
     await expect(PluginHost.load(pathToFileURL(broken).href, { selfTest: false, sizeBytes: size })).rejects.toMatchObject({ code: 'load-failed', message: expect.stringMatching(/^module failed to load: .*(declared|[Dd]uplicate)/) });
     await dropSpare();
   });
