@@ -37,10 +37,11 @@ export interface FollowedFile {
   drop(): void;
 }
 
-/** The thread stopped before it answered: hash the file some other way. */
+/** The thread has no digest to give (it stopped, or no longer follows the file): hash the file
+ *  some other way. */
 export class HashThreadGone extends NxtError {
-  constructor(why: string) {
-    super('hash-thread', `the hashing thread stopped (${why})`);
+  constructor(message: string) {
+    super('hash-thread', message);
   }
 }
 
@@ -73,9 +74,9 @@ export class HashThread {
     return {
       written: (bytes) => { if (!done) post({ type: 'written', id, upTo: bytes }); },
       digest: (size) => {
-        if (done) return Promise.reject(new HashThreadGone('the file was dropped, or its digest given already'));
+        if (done) return Promise.reject(new HashThreadGone('the hashing thread no longer follows this file (dropped, or its digest given)'));
         end();
-        if (this.worker !== worker) return Promise.reject(new HashThreadGone('before the file was whole'));
+        if (this.worker !== worker) return Promise.reject(new HashThreadGone('the hashing thread stopped before the file was whole'));
         return new Promise<string>((resolve, reject) => {
           this.waiting.set(id, { resolve, reject });
           post({ type: 'digest', id, size });
@@ -135,7 +136,7 @@ export class HashThread {
     this.following.clear();
     for (const [id, w] of [...this.waiting]) {
       this.waiting.delete(id);
-      w.reject(new HashThreadGone(why));
+      w.reject(new HashThreadGone(`the hashing thread stopped (${why})`));
     }
   }
 }
