@@ -313,10 +313,16 @@ describe('the wire', () => {
     expect(out).toMatch(/done: 9\.1 bulk active/);
     await a.waitFor('Major = 9');
     const stats = await server.run('stats', /channel: .*\n/);
-    // Forged registrations were refused cheaply: plain messages outside a session, INITs without
-    // a valid cookie (answered by a cookie at most), and rate-limited handshakes.
+    // Every forged registration is accounted for: read and refused cheaply (a plain message outside
+    // a session; an INIT without a valid cookie, answered by a cookie at most or rate-limited) or,
+    // while the server was busy with the push, dropped by the kernel with the socket's buffer full.
+    // How the two split depends on the machine (a busy 2-core CI runner read about half); the rest
+    // (a few, lost in the loopback's own queue) is why the sum is not exact.
     const count = (name: string): number => Number(stats.match(new RegExp(`${name} (\\d+)`))![1]);
-    expect(count('unauthenticated') + count('bad cookie') + count('cookies sent') + count('rate-limited')).toBeGreaterThan(sent * 0.9);
+    const read = count('unauthenticated') + count('cookies sent') + count('rate-limited');
+    const unread = count('unread, its socket\'s buffer full');
+    expect(read + unread, `sent ${sent}, read ${read}, unread ${unread}`).toBeGreaterThan(sent * 0.9);
+    expect(read).toBeGreaterThan(sent / 4);
     expect(stats).toMatch(/channel: 1 sessions/);
   }, 90_000);
 });
