@@ -9,6 +9,7 @@ import { basename, join } from 'node:path';
 import { compareReleaseVersions, formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import type { Compatibility } from '../security/compatibility.js';
 import type { Store } from '../store/store.js';
+import { syncDir, syncFile } from '../util/atomic-file.js';
 import { PRESIGNED_SUFFIX, type Release } from './release.js';
 
 export interface StoredRelease {
@@ -118,12 +119,23 @@ export class ReleaseStore {
       // for the release.
       const tmp = `${file}.tmp-${process.pid}`;
       await copyFile(release.path, tmp);
+      // On disk before it is recorded, and flushed on the pool: a record that outlives a power
+      // cut must not name a copy that did not; and the record's own flush (the database's, on
+      // the server's main thread) then has no module's worth of data to push out with it. A
+      // 128 MiB copy made that flush ~65 ms, during the push's first chunks: the device's ACKs
+      // went unread past the retransmission timeout in nearly every push (docs/benchmarks.md).
+      await syncFile(tmp);
       renameSync(tmp, file);
     }
     const again = this.find(m);
     if (again) return again; // added meanwhile by a concurrent push of the same release
     const presigned = existsSync(release.path + PRESIGNED_SUFFIX);
-    if (presigned) copyFileSync(release.path + PRESIGNED_SUFFIX, file + PRESIGNED_SUFFIX);
+    if (presigned) {
+      copyFileSync(release.path + PRESIGNED_SUFFIX, file + PRESIGNED_SUFFIX);
+      await syncFile(file + PRESIGNED_SUFFIX);
+    }
+    await syncDir(dir);
+    await syncDir(this.dir);
     const stored: StoredRelease = {
       name: m.name, version: m.version, sha256: m.sha256, size: m.size, file, presigned, storedAt: wallNow.toISOString(), ...(m.for === undefined ? {} : { for: m.for }),
     };

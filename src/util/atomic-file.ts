@@ -1,6 +1,7 @@
 import {
   accessSync, closeSync, constants, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync,
 } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
 
@@ -126,6 +127,26 @@ export function fsyncDir(dir: string): void {
     // Some filesystems refuse fsync on a directory; the rename is still atomic there.
   } finally {
     if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** fsync the file at `path` on libuv's pool, the calling thread free meanwhile: a server's main
+ *  thread stuck in a flush of a large file is one that reads no ACKs. */
+export async function syncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** fsyncDir on libuv's pool. */
+export async function syncDir(dir: string): Promise<void> {
+  try {
+    await syncFile(dir);
+  } catch {
+    // As fsyncDir: some filesystems refuse fsync on a directory; the rename is still atomic there.
   }
 }
 
