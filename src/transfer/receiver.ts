@@ -45,11 +45,13 @@ export interface ReceiverOptions {
  *  16 MiB module until the repair). */
 export const MAX_EARLY_BYTES = 2048 * LARGE_CHUNK_BYTES;
 /** Chunks larger than that (wide ones: a device on the server's host, over loopback) at most
- *  8 MiB, 128 wide chunks: ~40 ms at loopback's rate here, where nothing is late for long. With
- *  270 (17.7 MB) the sender's flight overflowed the device's socket buffer (a 1 GiB push resent
- *  0.9–2.6% of its chunks, against 0–0.7%), and the device, holding what came beyond each gap,
- *  peaked at up to 151 MB. */
-export const MAX_EARLY_WIDE_BYTES = 8 * 1024 * 1024;
+ *  6 MiB, 96 wide chunks: ~20 ms at loopback's rate here, where nothing is late for long. The
+ *  flight must fit the device's socket buffer (8 MiB where the kernel allows 4 MiB: it doubles
+ *  what it grants), in which a 64 KiB datagram counts for ~68 KiB. With 270 (17.7 MB) a 1 GiB
+ *  push resent 0.9–2.6% of its chunks, and the device, holding what came beyond each gap,
+ *  peaked at up to 151 MB; with 128 (8 MiB), 128 MiB pushes resent 0–10% (median 2%) whenever
+ *  the device fell behind; with 96, one chunk in 3 pushes of 18, no slower (docs/benchmarks.md). */
+export const MAX_EARLY_WIDE_BYTES = 6 * 1024 * 1024;
 
 /** The window (chunks held beyond the first missing one) for chunks of `chunkSize` bytes. */
 export function windowFor(chunkSize: number, window = DEFAULT_RECEIVER_OPTIONS.window): number {

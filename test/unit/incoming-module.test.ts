@@ -277,7 +277,7 @@ describe('a transfer\'s window', () => {
   it('holds 2048 chunks of 1400 or 8650 bytes beyond a gap, 128 wide ones (8 MiB)', async () => {
     const dir = tempDir('nxt-incoming-');
     const io = { send: () => undefined, complete: () => undefined, idle: () => undefined };
-    for (const [chunkSize, window] of [[1400, 2048], [8650, 2048], [WIDE_CHUNK_BYTES, 128]] as const) {
+    for (const [chunkSize, window] of [[1400, 2048], [8650, 2048], [WIDE_CHUNK_BYTES, 96]] as const) {
       const size = 4000 * chunkSize;
       const manifest: Manifest = { name: 'm.mjs', version: { major: 1, minor: 0, patch: 0 }, size, chunkSize, created: 'now', expires: '2999-01-01T00:00:00Z', targets: 'all', sha256: '0'.repeat(64) };
       const t = new IncomingTransfer(1, new IncomingModule(manifest, join(dir, `${chunkSize}.part`)), io, new FakeClock());
@@ -291,7 +291,7 @@ describe('a transfer\'s window', () => {
       expect(t.bytesReceived).toBe(chunkSize);
       await t.suspend();
     }
-    expect(MAX_EARLY_WIDE_BYTES).toBe(8 * 1024 * 1024);
+    expect(MAX_EARLY_WIDE_BYTES).toBe(6 * 1024 * 1024);
   });
 });
 
