@@ -2,7 +2,7 @@
  * Turning a module file into a signed release: version from the operator or the file name,
  * size and sha256 from the bytes, a manifest signed with the release key.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
 import { CHUNKS_HEADER_BYTES, chunkEntryBytes, WIDE_CHUNK_BYTES, WIDE_DATAGRAM_BYTES } from '../protocol/envelope.js';
@@ -12,7 +12,9 @@ import { parseReleaseVersion, releaseVersionFromFileName, type ReleaseVersion } 
 import { encodeManifest, MAX_MODULE_BYTES, signManifest, verifyManifest, type Manifest, type SignedManifest } from '../security/manifest.js';
 import type { Signer } from '../security/release-key.js';
 import type { Compatibility } from '../security/compatibility.js';
-import { hashSteadyFile } from '../util/hash-file.js';
+import { HashThread, HashThreadGone } from '../files/hash-thread.js';
+import { fileIdentity, identityOf } from '../util/file-identity.js';
+import { changedWhileHashed, hashSteadyFile } from '../util/hash-file.js';
 
 export interface Release {
   readonly path: string;
@@ -58,7 +60,11 @@ export const PRESIGNED_SUFFIX = '.nxt-signed';
 
 export async function prepareRelease(
   path: string,
-  options: { version?: string; signer?: Signer; publicKey: Uint8Array; now: Date; ttlSeconds?: number; chunkSize?: number; for?: Compatibility },
+  options: {
+    version?: string; signer?: Signer; publicKey: Uint8Array; now: Date; ttlSeconds?: number; chunkSize?: number; for?: Compatibility;
+    /** Where a large module is hashed (tests give their own). */
+    hashThread?: HashThread;
+  },
 ): Promise<Release> {
   let size: number;
   try {
@@ -71,7 +77,7 @@ export async function prepareRelease(
   }
   if (size === 0) throw new NxtError('empty-module', `${path} is empty`);
   if (size > MAX_MODULE_BYTES) throw new NxtError('module-too-large', `${path} is larger than ${MAX_MODULE_BYTES} bytes`);
-  if (existsSync(path + PRESIGNED_SUFFIX)) return presignedRelease(path, size, options.publicKey, options.version);
+  if (existsSync(path + PRESIGNED_SUFFIX)) return presignedRelease(path, size, options.publicKey, options.version, options.hashThread);
   if (!options.signer) {
     throw new NxtError('no-signer', `this server keeps no release key: sign ${basename(path)} offline (nxt-server sign) and put the ${PRESIGNED_SUFFIX} file beside it`);
   }
@@ -83,7 +89,7 @@ export async function prepareRelease(
   if (!version) {
     throw new NxtError('no-version', `cannot tell the version of ${name}: name it like name_MAJOR_MINOR[_PATCH].mjs or use push ${path} --version X.Y.Z`);
   }
-  const { sha256, identity } = await hashModule(path, size);
+  const { sha256, identity } = await hashModule(path, size, options.hashThread);
   const manifest: Manifest = {
     name, version, size, sha256, chunkSize: options.chunkSize ?? MAX_CHUNK_BYTES, created: options.now.toISOString(),
     expires: new Date(options.now.getTime() + (options.ttlSeconds ?? DEFAULT_MANIFEST_TTL_S) * 1000).toISOString(),
@@ -106,7 +112,7 @@ export function encodePresigned(signed: SignedManifest): string {
  * and the file against the manifest before offering it, so a wrong or stale sidecar fails here
  * with a reason instead of on every device.
  */
-async function presignedRelease(path: string, size: number, publicKey: Uint8Array, version: string | undefined): Promise<Release> {
+async function presignedRelease(path: string, size: number, publicKey: Uint8Array, version: string | undefined, hashThread?: HashThread): Promise<Release> {
   const sidecar = path + PRESIGNED_SUFFIX;
   let signed: SignedManifest;
   try {
@@ -121,23 +127,63 @@ async function presignedRelease(path: string, size: number, publicKey: Uint8Arra
   }
   const m = signed.manifest;
   if (version !== undefined) throw new NxtError('usage', `${basename(path)} is pre-signed as version ${m.version.major}.${m.version.minor}.${m.version.patch}; --version cannot change it`);
-  const { sha256, identity } = await hashModule(path, size);
+  const { sha256, identity } = await hashModule(path, size, hashThread);
   if (m.size !== size || m.sha256 !== sha256) {
     throw new NxtError('bad-presigned', `${basename(path)} does not match its signed manifest (changed after signing?)`);
   }
   return { path, manifest: m, presigned: true, identity, signedFor: () => signed };
 }
 
+/** Modules this large are hashed in the hashing thread (files/hash-thread.ts). */
+const HASH_THREAD_MIN_BYTES = 4 * 1024 * 1024;
+/** The server's hashing thread ends after this long without a module to hash: starting one took
+ *  60-90 ms here, more than it saves a push, and pushes come in runs (a device's keeps ending
+ *  after 10 s: it has less memory to spare). */
+const SERVER_HASH_THREAD_IDLE_MS = 10 * 60_000;
+let serverHashThread: HashThread | undefined;
+
 /** The module's sha256 and identity, hashed while it stayed the file of `size` bytes it was
  *  when its size was checked. */
-async function hashModule(path: string, size: number): Promise<{ sha256: string; identity: string }> {
+async function hashModule(path: string, size: number, thread?: HashThread): Promise<{ sha256: string; identity: string }> {
   let hashed;
   try {
-    hashed = await hashSteadyFile(path);
+    const hashing = size < HASH_THREAD_MIN_BYTES ? undefined : thread ?? (serverHashThread ??= new HashThread(undefined, SERVER_HASH_THREAD_IDLE_MS));
+    hashed = (hashing ? await hashInThread(path, hashing) : undefined) ?? await hashSteadyFile(path);
   } catch (err) {
     if (err instanceof NxtError) throw err;
     throw new NxtError('no-such-file', `cannot read ${path}: ${errorMessage(err)}`, { cause: err });
   }
   if (hashed.size !== size) throw new NxtError('module-changed', `${path} changed while it was read (${size} bytes, then ${hashed.size}): try again once it is whole`);
   return hashed;
+}
+
+/**
+ * A large module hashed in the hashing thread, which reads it with blocking reads of its own.
+ * Here, with libuv's pool reading for it while the sealing thread seals the same file, a 128 MiB
+ * module took 120-155 ms to hash (the push's first chunk waits for it: the manifest is signed
+ * with its digest); read where it is hashed, 95-145 ms, and the main thread stays free for the
+ * devices it serves. The same guarantee as hashSteadyFile: the file's identity (util/
+ * file-identity.ts) before the first read and after the last must agree. undefined: no thread
+ * to hash it (hash it here).
+ */
+async function hashInThread(path: string, thread: HashThread): Promise<{ sha256: string; size: number; identity: string } | undefined> {
+  // The thread refuses a link at the name it opens: it is given the file's own name.
+  const real = realpathSync(path);
+  const st = statSync(real, { bigint: true });
+  if (!st.isFile()) return undefined;
+  const identity = identityOf(st);
+  const size = Number(st.size);
+  const followed = thread.follow(real, `${st.dev}:${st.ino}`);
+  let sha256: string;
+  try {
+    followed.written(size);
+    sha256 = await followed.digest(size);
+  } catch (err) {
+    if (err instanceof HashThreadGone) return undefined;
+    // Shorter than it was, or gone: a file still being written is the likely cause.
+    if (fileIdentity(real)?.id !== identity) throw changedWhileHashed(path);
+    throw err;
+  }
+  if (fileIdentity(real)?.id !== identity) throw changedWhileHashed(path);
+  return { sha256, size, identity };
 }

@@ -44,8 +44,13 @@ export async function hashFile(path: string): Promise<string> {
  */
 export async function hashSteadyFile(path: string): Promise<{ sha256: string; size: number; identity: string }> {
   const { sha256, size, before, after } = await hashWithIdentities(path);
-  if (before !== after) throw new NxtError('module-changed', `${path} changed while it was hashed (is it still being written?): try again once it is whole`);
+  if (before !== after) throw changedWhileHashed(path);
   return { sha256, size, identity: before };
+}
+
+/** The error for a file whose identity moved while it was hashed. */
+export function changedWhileHashed(path: string): NxtError {
+  return new NxtError('module-changed', `${path} changed while it was hashed (is it still being written?): try again once it is whole`);
 }
 
 /** The file's SHA-256 and size (the bytes hashed), and its identity before the first read and

@@ -1,5 +1,6 @@
 /** A module file made into a release: checked at once, signed per device only. */
-import { writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import nacl from 'tweetnacl';
 import { describe, expect, it } from 'vitest';
@@ -8,6 +9,8 @@ import { encodeManifest, verifyManifest } from '../../src/security/manifest.js';
 import { chunkSizeFor, prepareRelease, SMALL_CHUNK_BYTES, type Release } from '../../src/server/release.js';
 import { CHUNKS_HEADER_BYTES, chunkEntryBytes, MAX_UDP_PAYLOAD_BYTES, WIDE_CHUNK_BYTES, WIDE_DATAGRAM_BYTES } from '../../src/protocol/envelope.js';
 import { LARGE_CHUNK_BYTES, PIECE_CHUNK_BYTES } from '../../src/net/fragments.js';
+import { HashThread } from '../../src/files/hash-thread.js';
+import { fileIdentity } from '../../src/util/file-identity.js';
 import { tempDir } from '../support/processes.js';
 
 const DEVICE = '0123456789abcdef0123456789abcdef';
@@ -75,3 +78,46 @@ describe('chunkSizeFor', () => {
   });
 });
 
+
+describe('prepareRelease of a large module', () => {
+  // The thread runs compiled code (npm test builds first): the worker script is dist's.
+  const compiled = new URL('../../dist/files/hash-thread-worker.js', import.meta.url);
+  const now = new Date('2026-12-01T00:00:00Z');
+  const bigModule = (): { dir: string; bytes: Buffer; file: string } => {
+    const dir = tempDir('nxt-release-');
+    const bytes = randomBytes(5 * 1024 * 1024);
+    const file = join(dir, 'big_3_0.mjs');
+    writeFileSync(file, bytes);
+    return { dir, bytes, file };
+  };
+
+  it('hashes it in the hashing thread, through a link to it too', async () => {
+    const { dir, bytes, file } = bigModule();
+    symlinkSync(file, join(dir, 'linked_3_0.mjs'));
+    const thread = new HashThread(compiled);
+    try {
+      const signer = countingSigner();
+      const release = await prepareRelease(join(dir, 'linked_3_0.mjs'), { signer, publicKey: signer.publicKey, now, hashThread: thread });
+      expect(thread.running).toBe(true);
+      expect(release.manifest.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+      expect(release.manifest.size).toBe(bytes.length);
+      // What sealing checks: the very file hashed, unchanged.
+      expect(release.identity).toBe(fileIdentity(file)!.id);
+    } finally {
+      await thread.close();
+    }
+  });
+
+  it('hashes it itself when the thread cannot run', async () => {
+    const { bytes, file } = bigModule();
+    const thread = new HashThread(new URL('./no-such-worker.js', compiled));
+    try {
+      const signer = countingSigner();
+      const release = await prepareRelease(file, { signer, publicKey: signer.publicKey, now, hashThread: thread });
+      expect(thread.running).toBe(false);
+      expect(release.manifest.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    } finally {
+      await thread.close();
+    }
+  });
+});
