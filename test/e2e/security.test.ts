@@ -316,8 +316,8 @@ describe('the wire', () => {
     // Every forged registration is accounted for: read and refused cheaply (a plain message outside
     // a session; an INIT without a valid cookie, answered by a cookie at most or rate-limited) or,
     // while the server was busy with the push, dropped by the kernel with the socket's buffer full.
-    // How the two split depends on the machine (a busy 2-core CI runner read about half); the rest
-    // (a few, lost in the loopback's own queue) is why the sum is not exact.
+    // How the two split depends on the machine (a busy 2-core CI runner read about half); a few
+    // go uncounted on the way (about ten in 30,000 here), which is why the sum is not exact.
     const count = (name: string): number => Number(stats.match(new RegExp(`${name} (\\d+)`))![1]);
     const read = count('unauthenticated') + count('cookies sent') + count('rate-limited');
     const unread = count('unread, its socket\'s buffer full');

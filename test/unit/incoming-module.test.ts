@@ -274,7 +274,7 @@ describe('a transfer\'s progress', () => {
 });
 
 describe('a transfer\'s window', () => {
-  it('holds 2048 chunks of 1400 or 8650 bytes beyond a gap, 128 wide ones (8 MiB)', async () => {
+  it('holds 2048 chunks of 1400 or 8650 bytes beyond a gap, 96 wide ones (6 MiB)', async () => {
     const dir = tempDir('nxt-incoming-');
     const io = { send: () => undefined, complete: () => undefined, idle: () => undefined };
     for (const [chunkSize, window] of [[1400, 2048], [8650, 2048], [WIDE_CHUNK_BYTES, 96]] as const) {

@@ -78,7 +78,6 @@ describe('chunkSizeFor', () => {
   });
 });
 
-
 describe('prepareRelease of a large module', () => {
   // The thread runs compiled code (npm test builds first): the worker script is dist's.
   const compiled = new URL('../../dist/files/hash-thread-worker.js', import.meta.url);
