@@ -50,7 +50,7 @@ export const MAX_EARLY_BYTES = 2048 * LARGE_CHUNK_BYTES;
  *  what it grants), in which a 64 KiB datagram counts for ~68 KiB. With 270 (17.7 MB) a 1 GiB
  *  push resent 0.9–2.6% of its chunks, and the device, holding what came beyond each gap,
  *  peaked at up to 151 MB; with 128 (8 MiB), 128 MiB pushes resent 0–10% (median 2%) whenever
- *  the device fell behind; with 96, one chunk in 3 pushes of 18, no slower (docs/benchmarks.md). */
+ *  the device fell behind; with 96, one chunk each in 3 pushes of 18, no slower (docs/benchmarks.md). */
 export const MAX_EARLY_WIDE_BYTES = 6 * 1024 * 1024;
 
 /** The window (chunks held beyond the first missing one) for chunks of `chunkSize` bytes. */
