@@ -11,4 +11,9 @@ case ":${GLIBC_TUNABLES:-}:" in
   *:glibc.malloc.trim_threshold=*) ;;
   *) export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.trim_threshold=67108864" ;;
 esac
-exec node /usr/lib/nxt/server/dist/cli/server.js "$@"
+# V8's young generation at 2 MiB semi-spaces: ~10-14 MB less resident (UpdateServer.sh says why).
+# A --max-semi-space-size of the caller's own (NODE_OPTIONS) wins.
+case " ${NODE_OPTIONS:-} " in
+  *--max-semi-space-size*|*--max_semi_space_size*) exec node /usr/lib/nxt/server/dist/cli/server.js "$@" ;;
+esac
+exec node --max-semi-space-size=2 /usr/lib/nxt/server/dist/cli/server.js "$@"

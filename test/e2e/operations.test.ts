@@ -47,23 +47,40 @@ describe('command line conventions', () => {
 describe('the server\'s launchers', () => {
   // glibc rewrites GLIBC_TUNABLES as it reads it, so a running server's environment cannot show
   // what its launcher set: a stand-in for node, first on the PATH, prints what it was given.
+  const bin = tempDir('nxt-fake-node-');
+  writeFileSync(join(bin, 'node'), '#!/bin/sh\necho "tunables=$GLIBC_TUNABLES"\necho "args=$*"\n', { mode: 0o755 });
+  const launch = ([shell, script]: readonly [string, string], env: { GLIBC_TUNABLES?: string; NODE_OPTIONS?: string } = {}): { tunables: string; args: string } => {
+    const given: NodeJS.ProcessEnv = { ...process.env, PATH: `${bin}:${process.env.PATH}`, NXT_STATE_DIR: join(bin, 'state') };
+    delete given.GLIBC_TUNABLES;
+    delete given.NODE_OPTIONS;
+    const run = spawnSync(shell, [script, '0'], { encoding: 'utf8', timeout: 10_000, env: { ...given, ...env } });
+    expect(run.status, run.stderr).toBe(0);
+    const [tunables, args] = run.stdout.trim().split('\n');
+    return { tunables: tunables!.replace(/^tunables=/, ''), args: args!.replace(/^args=/, '') };
+  };
+  const launchers = [['bash', join(ROOT, 'scripts/UpdateServer.sh')], ['sh', join(ROOT, 'packaging/debian/nxt-server.sh')]] as const;
+
   it('keep the pages glibc frees (a 64 MiB trim threshold) beside the caller\'s tunables, unless the caller set one', () => {
-    const bin = tempDir('nxt-fake-node-');
-    writeFileSync(join(bin, 'node'), '#!/bin/sh\necho "tunables=$GLIBC_TUNABLES"\n', { mode: 0o755 });
-    const launch = ([shell, script]: readonly [string, string], tunables?: string): string => {
-      const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${bin}:${process.env.PATH}`, NXT_STATE_DIR: join(bin, 'state') };
-      if (tunables === undefined) delete env.GLIBC_TUNABLES;
-      else env.GLIBC_TUNABLES = tunables;
-      const run = spawnSync(shell, [script, '0'], { encoding: 'utf8', timeout: 10_000, env });
-      expect(run.status, run.stderr).toBe(0);
-      return run.stdout.trim();
-    };
-    for (const script of [['bash', join(ROOT, 'scripts/UpdateServer.sh')], ['sh', join(ROOT, 'packaging/debian/nxt-server.sh')]] as const) {
-      expect(launch(script)).toBe('tunables=glibc.malloc.trim_threshold=67108864');
-      expect(launch(script, 'glibc.malloc.arena_max=4')).toBe('tunables=glibc.malloc.arena_max=4:glibc.malloc.trim_threshold=67108864');
-      expect(launch(script, 'glibc.malloc.trim_threshold=131072')).toBe('tunables=glibc.malloc.trim_threshold=131072');
+    for (const script of launchers) {
+      expect(launch(script).tunables).toBe('glibc.malloc.trim_threshold=67108864');
+      expect(launch(script, { GLIBC_TUNABLES: 'glibc.malloc.arena_max=4' }).tunables).toBe('glibc.malloc.arena_max=4:glibc.malloc.trim_threshold=67108864');
+      expect(launch(script, { GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=131072' }).tunables).toBe('glibc.malloc.trim_threshold=131072');
     }
     expect(readFileSync(join(ROOT, 'Dockerfile.server'), 'utf8')).toMatch(/^ENV GLIBC_TUNABLES=glibc\.malloc\.trim_threshold=67108864$/m);
+  });
+
+  it('start node with a small young generation (2 MiB semi-spaces), unless the caller\'s NODE_OPTIONS sets its size', () => {
+    for (const script of launchers) {
+      expect(launch(script).args).toMatch(/^--max-semi-space-size=2 \S+\/dist\/cli\/server\.js /);
+      for (const own of ['--max-semi-space-size=8', '--enable-source-maps --max_semi_space_size=8']) {
+        const { args } = launch(script, { NODE_OPTIONS: own });
+        expect(args).toMatch(/^\S+\/dist\/cli\/server\.js /);
+        expect(args).not.toContain('semi');
+      }
+      // Other options of the caller's change nothing.
+      expect(launch(script, { NODE_OPTIONS: '--enable-source-maps' }).args).toMatch(/^--max-semi-space-size=2 /);
+    }
+    expect(readFileSync(join(ROOT, 'Dockerfile.server'), 'utf8')).toMatch(/^ENV NODE_OPTIONS=--max-semi-space-size=2$/m);
   });
 });
 
