@@ -27,6 +27,10 @@ export interface SealReport {
   readonly identity?: string;
 }
 
+/** What the thread is asked: to seal a job, to stop one (it fails as stopped at its next block),
+ *  or to ready itself. */
+export type SealRequest = { readonly id: number; readonly job: SealJob } | { readonly stop: number } | { readonly warm: true };
+
 export class SealThread {
   private worker: Worker | undefined;
   private readonly pending = new Map<number, { readonly total: number; readonly outPath: string; sealed: number; readonly progress: SealProgress }>();
@@ -38,7 +42,9 @@ export class SealThread {
   readonly seal: Sealer = (job: SealJob, progress) => {
     const id = this.nextId++;
     this.pending.set(id, { total: Math.ceil(job.size / job.chunkSize), outPath: job.outPath, sealed: 0, progress });
-    this.thread().postMessage({ id, job });
+    const worker = this.thread();
+    worker.postMessage({ id, job } satisfies SealRequest);
+    return () => { if (this.pending.has(id) && this.worker === worker) worker.postMessage({ stop: id } satisfies SealRequest); };
   };
 
   /** Start the thread now rather than at the first seal, and ready it (its buffers mapped, its
@@ -46,7 +52,7 @@ export class SealThread {
    *  buffers: warmUpSigner, warmHashBuffers). From the hash's start to the first sealed block of
    *  a 16 MiB push, the first after a start took 92–108 ms, later ones 33–45; readied, 57–79. */
   start(): void {
-    this.thread().postMessage({ warm: true });
+    this.thread().postMessage({ warm: true } satisfies SealRequest);
   }
 
   /** Stop the thread: seals still running fail. */

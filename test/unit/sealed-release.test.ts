@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, openSync, closeSync, readdirSync, readFileSync, renameSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, openSync, closeSync, readdirSync, readFileSync, renameSync, truncateSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, chunkEntryBytes, decodeEnvelope, forEachChunk, TAG_BYTES } from '../../src/protocol/envelope.js';
@@ -7,7 +7,7 @@ import { PieceAssembler } from '../../src/files/piece-assembler.js';
 import { LARGE_CHUNK_BYTES, PIECE_CHUNK_BYTES } from '../../src/net/fragments.js';
 import { FIRST_FLIGHT_BYTES, firstFlightChunks } from '../../src/server/push-session.js';
 import { SMALL_CHUNK_BYTES } from '../../src/server/release.js';
-import { blockEntries, SEAL_AT_ONCE_BYTES, sealAll, sealRelease, SealedReleases, smallAtOnce, type ReleaseShape, type SealedRelease, type Sealer, type SealJob } from '../../src/server/sealed-release.js';
+import { blockEntries, SEAL_AT_ONCE_BYTES, sealAll, sealHere, sealRelease, SealedReleases, smallAtOnce, type ReleaseShape, type SealedRelease, type Sealer, type SealJob } from '../../src/server/sealed-release.js';
 import { NxtError } from '../../src/errors.js';
 import { SealedChunkWire } from '../../src/files/sealed-chunk-wire.js';
 import { SealThread } from '../../src/server/seal-thread.js';
@@ -384,6 +384,42 @@ describe('a seal started before its release is signed (sealEarly)', () => {
     await releases.removed();
     expect(early(dir)).toEqual([]);
     expect(existsSync(seal.path)).toBe(true);
+  });
+
+  /** `sealer`, its reports kept: how far each job got, and why it ended. */
+  function watched(sealer: Sealer): { sealer: Sealer; reports: { sealed: number; total: number; failure?: string }[] } {
+    const reports: { sealed: number; total: number; failure?: string }[] = [];
+    return {
+      reports,
+      sealer: (job, progress) => sealer(job, (n, failure, identity) => {
+        reports.push({ sealed: n, total: Math.ceil(job.size / job.chunkSize), ...(failure ? { failure: failure.code } : {}) });
+        progress(n, failure, identity);
+      }),
+    };
+  }
+
+  it('that no push takes is stopped before its next block, here or in the sealing thread, and its file removed', async () => {
+    const thread = new SealThread(new URL('../../dist/server/seal-thread-worker.js', import.meta.url));
+    try {
+      for (const [where, sealer] of [['here', sealHere], ['in the thread', thread.seal]] as const) {
+        const dir = tempDir('nxt-sealed-');
+        const { sealer: watching, reports } = watched(sealer);
+        const releases = new SealedReleases(join(dir, 'sealed'), undefined, 0, watching);
+        // 256 MiB (sparse: read back as zeros, no disk): ~0.5 s of sealing, were it not stopped.
+        const file = join(dir, 'm.mjs');
+        writeFileSync(file, '');
+        truncateSync(file, 256 * 1024 * 1024);
+        releases.sealEarly(file, 65536);
+        releases.dropEarly(file); // its push failed before signing (a bad --version, say)
+        await releases.removed();
+        expect(early(dir), where).toEqual([]);
+        const last = reports.at(-1)!;
+        expect(last.failure, where).toBe('seal-stopped');
+        expect(last.sealed, where).toBeLessThan(last.total / 4);
+      }
+    } finally {
+      await thread.close();
+    }
   });
 
   it('passes back from the sealing thread which file it sealed', async () => {
