@@ -3,14 +3,15 @@
  * automatic catch-up): `releases/<sha256>/<name>` in the state dir (with its `.nxt-signed` file
  * when it was signed offline), and the list in the store.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
-import { copyFile } from 'node:fs/promises';
+import { constants, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFile, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { compareReleaseVersions, formatReleaseVersion, type ReleaseVersion } from '../protocol/release-version.js';
 import type { Compatibility } from '../security/compatibility.js';
 import type { Store } from '../store/store.js';
 import { syncDir, syncFile } from '../util/atomic-file.js';
-import { PRESIGNED_SUFFIX, type Release } from './release.js';
+import { NxtError } from '../errors.js';
+import { encodePresigned, hashModule, PRESIGNED_SUFFIX, type Release } from './release.js';
 
 export interface StoredRelease {
   readonly name: string;
@@ -75,6 +76,7 @@ export class ReleaseStore {
    *  looked (their bytes come from the database when a push needs them: Cluster.copyOf); with
    *  `ready`, only those it accepts (whose bytes are in the database yet). */
   async refresh(ready?: (r: StoredRelease) => Promise<boolean>): Promise<void> {
+    await this.settled();
     for (const r of (await this.store?.releases()) ?? []) {
       if (!this.find(r) && (!ready || await ready(r))) this.adopt(r);
     }
@@ -83,6 +85,7 @@ export class ReleaseStore {
   /** The releases here and, with several nodes, those only others stored since this one started
    *  (their records, from the store). */
   async everywhere(): Promise<StoredRelease[]> {
+    await this.settled();
     const saved = (await this.store?.releases()) ?? [];
     return [...this.releases, ...saved.filter((r) => !this.find(r))];
   }
@@ -104,9 +107,29 @@ export class ReleaseStore {
     if (!o.keepCopy && !this.releases.some((x) => x.sha256 === r.sha256)) rmSync(join(this.dir, r.sha256), { recursive: true, force: true });
   }
 
-  /** Keep a copy of a release being pushed (once per content). The copy runs on libuv's thread
-   *  pool, so a push need not wait for it before its first chunk. */
-  async add(release: Release, wallNow: Date): Promise<StoredRelease> {
+  /** The copies asked for (add), one after another: two pushes of one release do not copy it
+   *  into the same temporary file at once. */
+  private adding: Promise<unknown> = Promise.resolve();
+
+  /** Resolves once every copy asked for so far is kept (or has failed). */
+  async settled(): Promise<void> {
+    await this.adding.catch(() => undefined);
+  }
+
+  /**
+   * Keep a copy of a release (once per content), checked against its manifest's SHA-256 before
+   * it counts: a module rewritten after its push is not kept as the release. `source`: the module
+   * as it was opened when its push began (Server keeps a release once its push is over, when the
+   * operator may have deleted the file). The copy and its check run on libuv's pool and in the
+   * hashing thread.
+   */
+  add(release: Release, wallNow: Date, source?: FileHandle): Promise<StoredRelease> {
+    const adding = this.adding.catch(() => undefined).then(() => this.copy(release, wallNow, source));
+    this.adding = adding;
+    return adding;
+  }
+
+  private async copy(release: Release, wallNow: Date, source: FileHandle | undefined): Promise<StoredRelease> {
     const m = release.manifest;
     const known = this.find(m);
     if (known) return known;
@@ -118,20 +141,32 @@ export class ReleaseStore {
       // Under a temporary name first: a copy cut short (a crash, a full disk) is never taken
       // for the release.
       const tmp = `${file}.tmp-${process.pid}`;
-      await copyFile(release.path, tmp);
-      // On disk before it is recorded, and flushed on the pool: a record that outlives a power
-      // cut must not name a copy that did not; and the record's own flush (the database's, on
-      // the server's main thread) then has no module's worth of data to push out with it. A
-      // 128 MiB copy made that flush ~65 ms, during the push's first chunks: the device's ACKs
-      // went unread past the retransmission timeout in nearly every push (docs/benchmarks.md).
-      await syncFile(tmp);
+      try {
+        // From the file the push opened, deleted since or not (Linux names an open file in
+        // /proc/self/fd); a copy-on-write clone where the filesystem makes one (Btrfs, XFS).
+        const from = source !== undefined && existsSync(`/proc/self/fd/${source.fd}`) ? `/proc/self/fd/${source.fd}` : release.path;
+        await copyFile(from, tmp, constants.COPYFILE_FICLONE);
+        // On disk before it is recorded, and flushed on the pool: a record that outlives a power
+        // cut must not name a copy that did not; and the record's own flush (the database's, on
+        // the server's main thread) then has no module's worth of data to push out with it (a
+        // 128 MiB copy made that flush ~65 ms: docs/benchmarks.md).
+        await syncFile(tmp);
+        const copied = statSync(tmp).size;
+        if (copied !== m.size || (await hashModule(tmp, copied)).sha256 !== m.sha256) {
+          throw new NxtError('module-changed', `${m.name} changed after it was signed: not kept for rollouts (push it again to keep it)`);
+        }
+      } catch (err) {
+        rmSync(tmp, { force: true });
+        throw err;
+      }
       renameSync(tmp, file);
     }
     const again = this.find(m);
     if (again) return again; // added meanwhile by a concurrent push of the same release
-    const presigned = existsSync(release.path + PRESIGNED_SUFFIX);
+    const presigned = release.presigned;
     if (presigned) {
-      copyFileSync(release.path + PRESIGNED_SUFFIX, file + PRESIGNED_SUFFIX);
+      // Its signed manifest as the server checked it (the operator's file may be gone by now).
+      writeFileSync(file + PRESIGNED_SUFFIX, encodePresigned(release.signedFor('', m.chunkSize)), { mode: 0o600 });
       await syncFile(file + PRESIGNED_SUFFIX);
     }
     await syncDir(dir);

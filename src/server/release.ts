@@ -144,7 +144,7 @@ let serverHashThread: HashThread | undefined;
 
 /** The module's sha256 and identity, hashed while it stayed the file of `size` bytes it was
  *  when its size was checked. */
-async function hashModule(path: string, size: number, thread?: HashThread): Promise<{ sha256: string; identity: string }> {
+export async function hashModule(path: string, size: number, thread?: HashThread): Promise<{ sha256: string; identity: string }> {
   let hashed;
   try {
     const hashing = size < HASH_THREAD_MIN_BYTES ? undefined : thread ?? (serverHashThread ??= new HashThread(undefined, SERVER_HASH_THREAD_IDLE_MS));

@@ -470,6 +470,7 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
     run: async () => {
       // What the history's summaries say, with what the server keeps of each: its size, who
       // signed it (this server when pushed, or offline), what it is for.
+      await o.releases.settled(); // the copy of a release just pushed
       const stored = o.releases.list();
       return (await o.history.releases()).map((r) => {
         const kept = stored.find((x) => x.sha256 === r.sha256 && formatReleaseVersion(x.version) === r.version);

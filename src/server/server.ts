@@ -29,6 +29,7 @@ import { routeTo } from '../net/interface-mtu.js';
 import { FRAGMENTED_DATAGRAM, FragmentPolicy, type FragmentDecision } from '../net/fragments.js';
 import { MAX_UDP_PAYLOAD_BYTES } from '../protocol/envelope.js';
 import { existsSync, mkdtempSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeStored, type ReleaseStore, type StoredRelease } from './release-store.js';
@@ -211,6 +212,11 @@ export class NxtServer extends EventEmitter {
   private readonly historyTimer: NodeJS.Timeout | undefined;
   readonly registry: Registry;
   private readonly sessions = new Map<number, PushSession>();
+  /** Releases being pushed or kept here, by sha256, with how many pushes hold each: named in what
+   *  devices report before the copy is kept (a trial that took its agent down). */
+  private readonly inHand = new Map<string, { readonly release: Release; holds: number }>();
+  /** Releases being kept for rollouts (keep): close() waits for them. */
+  private readonly keeping = new Set<Promise<void>>();
   private readonly renewMs: number;
   /** Datagram-size knowledge per client path, kept across pushes (bounded). */
   private readonly paths = new Map<string, KnownPath>();
@@ -536,16 +542,63 @@ export class NxtServer extends EventEmitter {
     return [...here, ...there];
   }
 
+  /**
+   * Push to `clients` here, and keep the release for rollouts (keep). A lone server keeps it once
+   * the push is over, in the background: copied beside the push, the copy took the cores and the
+   * disk the push needed (128 MiB on loopback: ~125 ms longer; copied while the device loaded the
+   * module, no faster; docs/benchmarks.md). The module is opened now, so the copy is of the file
+   * that was signed even if the operator deletes it once `push` returns, and is checked against
+   * the manifest before it counts (ReleaseStore.add). With several nodes it is kept beside the
+   * push, before this returns: the others may roll it out at once.
+   */
+  private async pushHere(release: Release, clients: ClientRecord[]): Promise<PushReport[]> {
+    if (clients.length === 0) return [];
+    const source = this.options.releases ? open(release.path, 'r').catch(() => undefined) : undefined;
+    const beside = this.options.cluster !== undefined ? this.keep(release, source) : undefined;
+    const sha256 = release.manifest.sha256;
+    const held = this.inHand.get(sha256) ?? { release, holds: 0 };
+    held.holds++;
+    this.inHand.set(sha256, held);
+    const letGo = (): void => { if (--held.holds === 0 && this.inHand.get(sha256) === held) this.inHand.delete(sha256); };
+    try {
+      return await this.send(release, clients);
+    } finally {
+      if (beside) {
+        await beside;
+        letGo();
+      } else {
+        void this.keep(release, source).finally(letGo);
+      }
+    }
+  }
+
+  /** Keep a copy of `release` from `source` (the module as its push opened it; none: from its
+   *  path), and share it with the other nodes; warned about, never thrown. `releases`, rollouts
+   *  (ReleaseStore.settled) and close() wait for it. */
+  private keep(release: Release, source: Promise<FileHandle | undefined> | undefined): Promise<void> {
+    const keeping = (async () => {
+      const handle = await source;
+      try {
+        const stored = await this.options.releases?.add(release, this.options.wallClock.wallNow(), handle);
+        await this.options.cluster?.shareRelease(stored ? { ...release, path: stored.file } : release);
+      } finally {
+        await handle?.close().catch(() => undefined);
+      }
+    })().catch((err: unknown) => { this.emit('warning', `could not keep a copy of ${release.manifest.name} for rollouts: ${errorMessage(err)}`); });
+    this.keeping.add(keeping);
+    void keeping.finally(() => this.keeping.delete(keeping));
+    return keeping;
+  }
+
+  /** The name of the release with this content: stored, or being pushed or kept here. */
+  private releaseName(sha256: string): string {
+    return this.options.releases?.list().find((r) => r.sha256 === sha256)?.name ?? this.inHand.get(sha256)?.release.manifest.name ?? 'module';
+  }
+
   /** `retries`: this push went again at once after large chunks failed on the way (at most
    *  twice: datagrams that IP fragments, then pieces, then small chunks). */
-  private async pushHere(release: Release, clients: ClientRecord[], retries = 0): Promise<PushReport[]> {
+  private async send(release: Release, clients: ClientRecord[], retries = 0): Promise<PushReport[]> {
     if (clients.length === 0) return [];
-    // Kept for rollouts while the push runs; done (or warned about) before push() returns.
-    const kept = (async () => {
-      await this.options.releases?.add(release, this.options.wallClock.wallNow());
-      await this.options.cluster?.shareRelease(release);
-    })()
-      .catch((err: unknown) => { this.emit('warning', `could not keep a copy of ${release.manifest.name} for rollouts: ${errorMessage(err)}`); });
     const renumber = (session: PushSession): number => {
       this.sessions.delete(session.transferId);
       const id = this.newTransferId();
@@ -580,7 +633,6 @@ export class NxtServer extends EventEmitter {
     const failed = settled.find((x) => x.status === 'rejected');
     if (failed) {
       abandoned = true;
-      await kept;
       throw failed.reason;
     }
     const sealedBySize = new Map(settled.map((x, i) => [sizes[i]!, (x as PromiseFulfilledResult<SealedRelease>).value]));
@@ -638,7 +690,7 @@ export class NxtServer extends EventEmitter {
         fragmentsGaveOut = timedOut && ipFragments && decision?.change === 'lossy';
         if (decision) this.emit('datagrams', `${shortId(session.client.id)}: ${describeFragmentDecision(decision, session.pieced)}${fragmentsLost || fragmentsGaveOut ? ', this push again at once' : ''}`);
       }
-      if ((blocked || fragmentsLost || fragmentsGaveOut) && retries < 2) return (await this.pushHere(release, [session.client], retries + 1))[0]!;
+      if ((blocked || fragmentsLost || fragmentsGaveOut) && retries < 2) return (await this.send(release, [session.client], retries + 1))[0]!;
       if (outcome.code === ResultCode.ok && outcome.active) session.client.version = outcome.active;
       // Refused as "not newer" by a device that runs this very release: already installed, which
       // is not a failure and raises no alert.
@@ -678,9 +730,7 @@ export class NxtServer extends EventEmitter {
         } satisfies GroupPushReport);
       });
     }
-    const done = await Promise.all(reports);
-    await kept;
-    return done;
+    return Promise.all(reports);
   }
 
   /** Every session, or (one could not be made) none: those made are cancelled and let go, and
@@ -736,6 +786,8 @@ export class NxtServer extends EventEmitter {
     for (const s of this.sessions.values()) s.cancel('server shutting down');
     await this.options.channel.close();
     await this.sealThread?.close();
+    // A copy begun is finished, not cut short.
+    await Promise.allSettled([...this.keeping]);
   }
 
   /** A device says it is stopping: offline now (its pushes in progress fail at their timeout). */
@@ -970,7 +1022,7 @@ export class NxtServer extends EventEmitter {
     const sha256 = Buffer.from(msg.sha256).toString('hex');
     if (msg.committed) client.rolledBack = undefined;
     else client.rolledBack = sha256;
-    const name = this.options.releases?.list().find((r) => r.sha256 === sha256)?.name ?? 'module';
+    const name = this.releaseName(sha256);
     const outcome: TrialOutcome = {
       client, name, committed: msg.committed, code: msg.code, version: msg.version, sha256, active: msg.active, message: msg.message,
     };
