@@ -212,11 +212,9 @@ export class NxtServer extends EventEmitter {
   private readonly historyTimer: NodeJS.Timeout | undefined;
   readonly registry: Registry;
   private readonly sessions = new Map<number, PushSession>();
-  /** Releases being pushed or kept here, by sha256, with how many pushes hold each: named in what
-   *  devices report before the copy is kept (a trial that took its agent down). */
-  private readonly inHand = new Map<string, { readonly release: Release; holds: number }>();
-  /** Releases being kept for rollouts (keep): close() waits for them. */
-  private readonly keeping = new Set<Promise<void>>();
+  /** Releases being kept for rollouts (keep), each under its copy's promise: close() waits for
+   *  them, and what a device reports of one names it meanwhile (releaseName). */
+  private readonly keeping = new Map<Promise<void>, Release>();
   private readonly renewMs: number;
   /** Datagram-size knowledge per client path, kept across pushes (bounded). */
   private readonly paths = new Map<string, KnownPath>();
@@ -555,20 +553,11 @@ export class NxtServer extends EventEmitter {
     if (clients.length === 0) return [];
     const source = this.options.releases ? open(release.path, 'r').catch(() => undefined) : undefined;
     const beside = this.options.cluster !== undefined ? this.keep(release, source) : undefined;
-    const sha256 = release.manifest.sha256;
-    const held = this.inHand.get(sha256) ?? { release, holds: 0 };
-    held.holds++;
-    this.inHand.set(sha256, held);
-    const letGo = (): void => { if (--held.holds === 0 && this.inHand.get(sha256) === held) this.inHand.delete(sha256); };
     try {
       return await this.send(release, clients);
     } finally {
-      if (beside) {
-        await beside;
-        letGo();
-      } else {
-        void this.keep(release, source).finally(letGo);
-      }
+      if (beside) await beside;
+      else void this.keep(release, source);
     }
   }
 
@@ -585,14 +574,17 @@ export class NxtServer extends EventEmitter {
         await handle?.close().catch(() => undefined);
       }
     })().catch((err: unknown) => { this.emit('warning', `could not keep a copy of ${release.manifest.name} for rollouts: ${errorMessage(err)}`); });
-    this.keeping.add(keeping);
+    this.keeping.set(keeping, release);
     void keeping.finally(() => this.keeping.delete(keeping));
     return keeping;
   }
 
-  /** The name of the release with this content: stored, or being pushed or kept here. */
+  /** The name of the release with this content: stored, or being pushed or kept here (a trial
+   *  that took its agent down is reported before its push is over). */
   private releaseName(sha256: string): string {
-    return this.options.releases?.list().find((r) => r.sha256 === sha256)?.name ?? this.inHand.get(sha256)?.release.manifest.name ?? 'module';
+    const inHand = [...this.activeSessions.map((s) => s.release), ...this.keeping.values()];
+    return this.options.releases?.list().find((r) => r.sha256 === sha256)?.name
+      ?? inHand.find((r) => r.manifest.sha256 === sha256)?.manifest.name ?? 'module';
   }
 
   /** `retries`: this push went again at once after large chunks failed on the way (at most
@@ -787,7 +779,7 @@ export class NxtServer extends EventEmitter {
     await this.options.channel.close();
     await this.sealThread?.close();
     // A copy begun is finished, not cut short.
-    await Promise.allSettled([...this.keeping]);
+    await Promise.allSettled([...this.keeping.keys()]);
   }
 
   /** A device says it is stopping: offline now (its pushes in progress fail at their timeout). */
