@@ -4,7 +4,7 @@ import type { LogSink } from '../util/log.js';
 import { formatProductVersion } from '../plugin/plugin-shape.js';
 import { formatReleaseVersion } from '../protocol/release-version.js';
 import { mib } from '../util/format.js';
-import { helpCommand, Repl, type Command } from '../util/repl.js';
+import { helpCommand, Repl, terminalColumns, type Command } from '../util/repl.js';
 import { NxtError } from '../errors.js';
 import type { JobClient } from './job-client.js';
 import type { ClientAgent, DownloadProgress } from './agent.js';
@@ -25,7 +25,7 @@ export function createClientRepl(o: ClientReplOptions): Repl {
   const { agent } = o;
   const say = (line: string): void => { o.output.write(`${line}\n`); };
   const commands: Record<string, Command> = {
-    help: helpCommand(() => commands, say),
+    help: helpCommand(() => commands, say, terminalColumns(o.output)),
     show: {
       usage: 'show version',
       help: 'print the active plugin\'s product version and release',

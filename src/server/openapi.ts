@@ -81,7 +81,7 @@ export function openApiFor(typed: Record<string, AnyTypedCommand>): object {
   for (const [name, c] of Object.entries(typed)) {
     paths[`/api/v1/commands/${name}`] = {
       post: {
-        summary: `${c.help} (the console's \`${c.usage}\`)`,
+        summary: `${c.help.replace(/\n/g, '; ')} (the console's \`${c.usage}\`)`,
         requestBody: { required: true, content: { 'application/json': { schema: c.input } } },
         responses: {
           200: { description: '{"ok": true, "command": NAME, "output": …}: the output, typed (the console prints it as text)' },

@@ -7,7 +7,7 @@ import type { Signer } from '../security/release-key.js';
 import { displayAddress } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import { bar, duration, mib, size, table } from '../util/format.js';
-import { helpCommand, Repl, takeOptions, takeRepeated, type Command } from '../util/repl.js';
+import { helpCommand, Repl, takeOptions, takeRepeated, terminalColumns, type Command } from '../util/repl.js';
 import { callerFile, consoleCommand, schema, type AnyTypedCommand, type RunContext, type TypedCommand } from './typed-command.js';
 import type { DeviceView, RequestView } from './views.js';
 import { describeCompatibility, mismatch, parseFor, type Compatibility, type DeviceFacts } from '../security/compatibility.js';
@@ -259,6 +259,8 @@ export interface CommandContext {
   readonly progress?: (lines: string[]) => void;
   /** Files named must be under this folder (the HTTP API's uploads): RunContext.filesUnder. */
   readonly filesUnder?: string;
+  /** The console's columns, for help (a terminal); default: 80. */
+  readonly columns?: () => number;
 }
 
 
@@ -608,9 +610,11 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
    *  the newest release to every online device behind it. */
   const rollout: TypedCommand<RolloutInput, RolloutOutput> = {
     usage: 'rollout start|status|pause|resume|cancel|latest …',
-    help: 'staged campaigns: rollout start <release> [--to GROUP] [--stages 1,10%,50%,100%] [--success 95%] [--max-failures N|P%] [--window HH:MM-HH:MM] '
-      + 'sends a release (a stored name, X.Y.Z, latest, or a module file) in stages, each begun once enough devices so far committed it, pausing by itself on failures; '
-      + 'rollout status|pause|resume|cancel [ID]; rollout latest pushes the newest release to every online client behind it, at once',
+    help: 'staged campaigns, and the newest release to every device behind it:\n'
+      + 'rollout start <release> [--to GROUP] [--stages 1,10%,50%,100%] [--success 95%] [--max-failures N|P%] [--window HH:MM-HH:MM]: '
+      + 'sends a release (a stored name, X.Y.Z, latest, or a module file) in stages, each begun once enough devices so far committed it, pausing by itself on failures\n'
+      + 'rollout status|pause|resume|cancel [ID]\n'
+      + 'rollout latest: pushes the newest release to every online client behind it, at once',
     input: schema.object({
       action: { type: 'string', enum: ['start', 'status', 'pause', 'resume', 'cancel', 'latest'] },
       id: schema.string({ minLength: 1 }), release: schema.string({ minLength: 1 }), to: schema.string({ minLength: 1 }),
@@ -722,10 +726,14 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
   /** `job`: a maintenance job for each device named, run when it polls. */
   const job: TypedCommand<JobInput, { jobs: { id: number; device: string; kind: JobKindName }[] }> = {
     usage: 'job logs|backup|put|clean|config|config-restore|install|report <all|GROUP|ID> …',
-    help: 'queue a maintenance job; it runs when the device polls (maintenance mode): job logs T [--since TIME] [--until TIME] [--severity S] [--grep RE] [--file NAME], job backup T <config-name>, '
-      + 'job put T <local-file> <remote-name> [--mkdir] (makes the folders), job clean T <logs|config|dropbox[/dir]> [--older-than 7d], '
-      + 'job config T <local-file> <config-name> [--apply] (into the config root, the old one kept; --apply: the plugin takes it or it is put back), job config-restore T <config-name> [--apply], '
-      + 'job install T <local-file> --with NAME (the device runs its own configured installer NAME on the file, e.g. deb: apt-get install -y {file}), '
+    help: 'queue a maintenance job for each device T names (all, a group, an id); it runs when the device polls (maintenance mode):\n'
+      + 'job logs T [--since TIME] [--until TIME] [--severity S] [--grep RE] [--file NAME]\n'
+      + 'job backup T <config-name>\n'
+      + 'job put T <local-file> <remote-name> [--mkdir] (--mkdir makes the folders)\n'
+      + 'job clean T <logs|config|dropbox[/dir]> [--older-than 7d]\n'
+      + 'job config T <local-file> <config-name> [--apply] (into the config root, the old one kept; --apply: the plugin takes it or it is put back)\n'
+      + 'job config-restore T <config-name> [--apply]\n'
+      + 'job install T <local-file> --with NAME (the device runs its own configured installer NAME on the file, e.g. deb: apt-get install -y {file})\n'
       + 'job report T (the device\'s status and error report: see report ID)',
     input: schema.object({
       kind: { type: 'string', enum: ['logs', 'backup', 'put', 'clean', 'config', 'configRestore', 'install', 'report'] },
@@ -1105,7 +1113,7 @@ function lastSeenText(at: string, now: number): string {
 export function serverCommands(o: ServerReplOptions, say: (line: string) => void, context: CommandContext = {}): Record<string, Command> {
   const typed = typedServerCommands(o);
   const commands: Record<string, Command> = {
-    help: helpCommand(() => commands, say),
+    help: helpCommand(() => commands, say, context.columns),
     ...Object.fromEntries(Object.entries(typed).map(([name, c]) => [name, consoleCommand(c, say, context)])),
     exit: {
       usage: 'exit',
@@ -1131,7 +1139,7 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   };
   const repl: Repl = new Repl({
     prompt: 'NxtServer# ', input: o.input, output: o.output, headless: o.headless,
-    onEnd: o.onEnd, onInterrupt: o.onExit, commands: serverCommands(o, say, { bars: terminal, progress: (lines) => { if (shown) shown.showStatus(lines); else for (const l of lines) say(l); } }),
+    onEnd: o.onEnd, onInterrupt: o.onExit, commands: serverCommands(o, say, { bars: terminal, columns: terminal ? terminalColumns(o.output) : undefined, progress: (lines) => { if (shown) shown.showStatus(lines); else for (const l of lines) say(l); } }),
     completeArgs, historyFile: o.historyFile,
   });
   shown = repl;

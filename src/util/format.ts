@@ -37,3 +37,55 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
   const line = (cells: readonly string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
   return [line(headers), ...rows.map(line)];
 }
+
+/**
+ * `text` in lines of at most `width` characters, broken between words (or given as its words,
+ * each kept whole), each line after the first starting with `indent` (the first with
+ * `firstIndent`). A word longer than a line keeps a line of its own rather than being cut.
+ */
+export function wrap(text: string | readonly string[], width: number, indent = '', firstIndent = indent): string[] {
+  const words = typeof text === 'string' ? text.split(/\s+/).filter((w) => w !== '') : text;
+  const lines: string[] = [];
+  let line = firstIndent;
+  let empty = true;
+  for (const word of words) {
+    if (!empty && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = indent;
+      empty = true;
+    }
+    line += empty ? word : ` ${word}`;
+    empty = false;
+  }
+  if (!empty || lines.length === 0) lines.push(line);
+  return lines;
+}
+
+/** `text` on one line of at most `width` characters: cut after a whole word, with "…", if longer. */
+export function clip(text: string, width: number): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  if (flat.length <= width) return flat;
+  const room = flat.slice(0, Math.max(0, width - 1));
+  const cut = room.lastIndexOf(' ');
+  return `${(cut > 0 ? room.slice(0, cut) : room).replace(/[\s,;:(]+$/, '')}…`;
+}
+
+/** A command's usage in the pieces a line may break between: words, but an option in brackets
+ *  ("[--to all|GROUP]") kept whole. */
+export function usageWords(usage: string): string[] {
+  const words: string[] = [];
+  let depth = 0;
+  let word = '';
+  for (const ch of usage) {
+    if (ch === ' ' && depth === 0) {
+      if (word !== '') words.push(word);
+      word = '';
+      continue;
+    }
+    if (ch === '[') depth++;
+    else if (ch === ']' && depth > 0) depth--;
+    word += ch;
+  }
+  if (word !== '') words.push(word);
+  return words;
+}

@@ -10,6 +10,7 @@ import { createInterface, type Interface } from 'node:readline';
 import { Transform, type Readable, type Writable } from 'node:stream';
 import type { Level, LogSink } from './log.js';
 import { NxtError, errorMessage } from '../errors.js';
+import { clip, usageWords, wrap } from './format.js';
 
 export interface Command {
   readonly usage: string;
@@ -190,8 +191,20 @@ export class Repl {
   }
 }
 
-/** `help` (every command) or `help <command>` (one), as a command both consoles share. */
-export function helpCommand(commands: () => Record<string, Command>, say: (line: string) => void): Command {
+/** Columns help text is wrapped to when the console's own width is not known (`ctl`, a pipe). */
+export const HELP_WIDTH = 80;
+
+/** The columns of `output` when it is a terminal (asked each time: it may be resized), else 80. */
+export function terminalColumns(output: Writable): () => number {
+  return () => {
+    const { isTTY, columns } = output as { isTTY?: boolean; columns?: number };
+    return isTTY === true && typeof columns === 'number' && columns >= 40 ? columns : HELP_WIDTH;
+  };
+}
+
+/** `help` (every command) or `help <command>` (one), as a command both consoles share.
+ *  `width`: the console's columns, asked at each call (a terminal may be resized). */
+export function helpCommand(commands: () => Record<string, Command>, say: (line: string) => void, width: () => number = () => HELP_WIDTH): Command {
   return {
     usage: 'help [command]',
     help: 'list the commands, or explain one',
@@ -199,15 +212,32 @@ export function helpCommand(commands: () => Record<string, Command>, say: (line:
       const all = commands();
       const one = args[0] === undefined ? undefined : all[args[0]];
       if (args[0] !== undefined && !one) throw new NxtError('usage', `no command "${args[0]}": type "help" for the list`);
-      say(one ? `${one.usage}\n  ${one.help}` : `commands:\n${helpText(all)}`);
+      say(one ? commandHelp(one, width()) : helpText(all, width()));
     },
   };
 }
 
-export function helpText(commands: Record<string, Command>): string {
-  const entries = Object.values(commands);
-  const width = Math.max(...entries.map((c) => c.usage.length));
-  return entries.map((c) => `  ${c.usage.padEnd(width)}  ${c.help}`).join('\n');
+/** Every command by name, with as much of what it does as fits a line: an overview that reads
+ *  at 80 columns (the whole text of each, with its usage, is `help <command>`). */
+export function helpText(commands: Record<string, Command>, width = HELP_WIDTH): string {
+  const names = Object.keys(commands);
+  const column = Math.max(...names.map((n) => n.length));
+  const summary = (c: Command): string => clip(c.help.split('\n')[0]!.replace(/:$/, ''), width - column - 4);
+  return [
+    'commands ("help <command>" for its arguments and all it does):',
+    ...names.map((n) => `  ${n.padEnd(column)}  ${summary(commands[n]!)}`),
+  ].join('\n');
+}
+
+/** One command: its usage, then what it does, wrapped to `width`. A help text's later lines are
+ *  its forms one by one (`job logs …`, `job backup …`), each set in under the first. */
+export function commandHelp(command: Command, width = HELP_WIDTH): string {
+  const [first = '', ...forms] = command.help.split('\n');
+  return [
+    ...wrap(usageWords(command.usage), width, '    ', ''),
+    ...wrap(first, width, '  '),
+    ...forms.flatMap((f) => wrap(usageWords(f), width, '      ', '    ')),
+  ].join('\n');
 }
 
 /**

@@ -58,8 +58,18 @@ describe('the server console', () => {
   it('lists its commands', async () => {
     const c = await console_();
     const out = await c.type('help');
-    for (const cmd of ['push <file>', 'clients', 'versions', 'rollout start|status|pause|resume|cancel|latest', 'tag <ID> <group>', 'requests', 'status', 'stats', 'exit']) expect(out).toContain(cmd);
-    expect(await c.type('help rollout')).toMatch(/^rollout start\|status\|pause\|resume\|cancel\|latest …\n {2}staged campaigns: rollout start <release>/);
+    for (const cmd of ['push', 'clients', 'versions', 'rollout', 'tag', 'requests', 'status', 'stats', 'exit']) expect(out).toMatch(new RegExp(`^  ${cmd} +\\S`, 'm'));
+    // An overview that reads in 80 columns: a line a command, the rest of its text cut with "…".
+    const listed = out.replace(/NxtServer# $/, '').trimEnd().split('\n');
+    for (const line of listed) expect(line.length).toBeLessThanOrEqual(80);
+    expect(listed.find((l) => l.startsWith('  push '))).toMatch(/sign a plugin module .*…$/);
+    // One command: its usage, then all it says, its forms one by one, in 80 columns.
+    const rollout = await c.type('help rollout');
+    expect(rollout).toMatch(/^rollout start\|status\|pause\|resume\|cancel\|latest …\n {2}staged campaigns.*:\n {4}rollout start <release> \[--to GROUP\]/);
+    expect(rollout).toContain('\n    rollout latest: pushes the newest release');
+    for (const line of rollout.split('\n')) expect(line.length).toBeLessThanOrEqual(80);
+    // A bracketed option is never split across lines.
+    expect(await c.type('help push')).toMatch(/\n {4}\[--for type=T\|product=P\|arch=A\|channel=C\|agent=RANGE …\]\n/);
     expect(await c.type('help nosuch')).toMatch(/no command "nosuch"/);
   });
 
