@@ -25,7 +25,7 @@ import { systemClock, systemWallClock } from '../util/clock.js';
 import { lockDir } from '../util/dir-lock.js';
 import { EXIT_STATUS_HELP, EXIT_USAGE, exitWithError, parsePort, parsePositiveMs, parseSeconds } from './exit-codes.js';
 import { DEFAULT_HOST_LIMITS, prepareSpare, type HostLimits } from '../plugin/plugin-host.js';
-import { lifecycle } from './lifecycle.js';
+import { keepRunningWithoutOutput, lifecycle } from './lifecycle.js';
 import { setupClient } from './client-setup.js';
 import { buildStatusReport, RecentLines } from '../client/status-report.js';
 import { nxtVersion, versionLine } from './version.js';
@@ -294,6 +294,7 @@ program
     }
   });
 
+keepRunningWithoutOutput();
 await program.parseAsync();
 
 /** An IP address as it is; a host name looked up (a Compose service name, a DNS name). */

@@ -18,3 +18,14 @@ export function lifecycle(program: string, closeAll: () => Promise<void>): { sto
     },
   };
 }
+
+/**
+ * Standard output or error closed under a running program (`nxt-server | tee log` with tee
+ * stopped, `nxt-server ctl help | head -3`): Node reports the broken pipe as an 'error' event,
+ * which, unhandled, ends the process with a stack trace. A fleet's server or a device must not
+ * stop because the reader of its log did, nor a ctl command (a push) half-way because its output
+ * is no longer read: what is printed from then on is dropped, and the program goes on.
+ */
+export function keepRunningWithoutOutput(): void {
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
+}

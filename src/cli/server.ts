@@ -5,8 +5,10 @@
  * Node itself takes; everything else loads the whole program (server-program.ts).
  */
 import { enableCompileCache } from './compile-cache.js';
+import { keepRunningWithoutOutput } from './lifecycle.js';
 
 enableCompileCache();
+keepRunningWithoutOutput();
 
 const ctl = parseCtl(process.argv.slice(2));
 if (ctl) {

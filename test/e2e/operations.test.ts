@@ -130,6 +130,37 @@ describe('a headless server (standard input /dev/null, as under systemd)', () =>
   });
 });
 
+describe('output no longer read', () => {
+  // A server run as `nxt-server | tee log`, the tee stopped; `nxt-server ctl help | head -3`.
+  it('stops neither the server, nor a device, nor a ctl command', async () => {
+    const dir = tempDir();
+    const state = join(dir, 'server');
+    const { proc: server, port } = await startServer(state);
+    const client = await startClient('c', port, join(dir, 'c'), join(state, 'release.pub'));
+    server.closeOutput();
+    client.closeOutput();
+    // Both print as the push goes (the server its lines, the device its new version): into
+    // pipes nobody reads. The push still succeeds, and both still answer afterwards.
+    const push = spawnSync('node', [serverJs, 'ctl', '-s', state, 'push', join(ROOT, 'plugins/libfunctional_2_0.mjs')], { encoding: 'utf8', timeout: 20_000 });
+    expect(push.stderr).toBe('');
+    expect(push.status).toBe(0);
+    const versions = spawnSync('node', [serverJs, 'ctl', '-s', state, 'versions'], { encoding: 'utf8', timeout: 20_000 });
+    expect(versions.status).toBe(0);
+    expect(versions.stdout).toMatch(/release 2\.0\.0 +8\.6 nxtgen/);
+    expect(server.alive && client.alive).toBe(true);
+    // ctl's own output into a pipe already closed: the command runs, its status is its own, and
+    // no stack trace. (The read end is closed before ctl starts: no race with its writes.)
+    const closedPipe = 'import os, subprocess, sys\nr, w = os.pipe()\nos.close(r)\np = subprocess.run(sys.argv[1:], stdout=w, stderr=subprocess.PIPE)\nsys.stdout.write(f"{p.returncode}\\n{p.stderr.decode()}")\n';
+    for (const [words, status] of [[['help'], 0], [['push', join(dir, 'missing.mjs')], 1]] as const) {
+      const run = spawnSync('python3', ['-c', closedPipe, 'node', serverJs, 'ctl', '-s', state, ...words], { encoding: 'utf8', timeout: 20_000 });
+      const [code, ...stderr] = run.stdout.split('\n');
+      expect(Number(code), run.stdout).toBe(status);
+      expect(stderr.join('\n')).not.toMatch(/EPIPE|at .*\.js:\d+/);
+    }
+    expect(server.alive).toBe(true);
+  });
+});
+
 describe('a device that trusts another server\'s keys', () => {
   it('is told so within seconds, and both sides say which key is which', async () => {
     const dir = tempDir();

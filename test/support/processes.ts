@@ -77,6 +77,12 @@ export class Proc {
     return this.output.slice(at);
   }
 
+  /** Stop reading what the process prints (a log's reader gone): its writes fail from then on. */
+  closeOutput(): void {
+    this.child.stdout!.destroy();
+    this.child.stderr!.destroy();
+  }
+
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
     if (this.alive) {
       this.child.kill(signal);
