@@ -185,7 +185,13 @@ program.action(async (flags: ServerFlags) => {
       }
       multicast = { sender: await openMulticastSender(group, { ttl, interfaceAddress: opts.multicastInterface, maxDatagram: groupDatagram }), options: { maxMbit, startMbit: Math.min(200, maxMbit) } };
     }
-    const endpoint = await openUdpEndpoint({ port, receiveBufferBytes: SERVER_RECEIVE_BUFFER_BYTES });
+    const endpoint = await openUdpEndpoint({ port, receiveBufferBytes: SERVER_RECEIVE_BUFFER_BYTES }).catch((err: unknown) => {
+      // Said as what to do, not as bind's "EADDRINUSE 0.0.0.0:9000".
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE') throw new NxtError('port-in-use', `UDP port ${port} is in use (another nxt-server, or another program): choose another with --port`, { cause: err });
+      if (code === 'EACCES') throw new NxtError('port-refused', `UDP port ${port} needs privileges this user does not have: choose one above 1023 with --port`, { cause: err });
+      throw err;
+    });
     // Several nodes on one PostgreSQL: join them (a number for the session indexes, a name).
     const cluster = store.engine.kind !== 'postgres' ? undefined : await Cluster.join({
       store, name: opts.nodeName ?? `${hostname()}:${endpoint.port}`, address: `${hostname()}:${endpoint.port}`, wallClock: systemWallClock, stateDir: opts.stateDir,

@@ -44,6 +44,16 @@ describe('command line conventions', () => {
   });
 });
 
+describe('a port another program holds', () => {
+  it('is said as such, with what to do, and exit status 1', async () => {
+    const dir = tempDir();
+    const { port } = await startServer(join(dir, 'first'));
+    const second = runNode([serverJs, '--port', String(port), '--state-dir', join(dir, 'second')]);
+    expect(second.status).toBe(1);
+    expect(second.stderr).toBe(`nxt-server: UDP port ${port} is in use (another nxt-server, or another program): choose another with --port\n`);
+  });
+});
+
 describe('the server\'s launchers', () => {
   // glibc rewrites GLIBC_TUNABLES as it reads it, so a running server's environment cannot show
   // what its launcher set: a stand-in for node, first on the PATH, prints what it was given.
