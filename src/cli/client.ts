@@ -132,6 +132,8 @@ program.action(async (flags: ClientFlags) => {
     prepareSpare(heapMb);
     const { active, warning, interrupted } = await store.loadActive(hostLimits);
     const deferred = await store.loadDeferred();
+    // Files of modules superseded before a restart (or by an agent that kept them all).
+    const pruned = store.prune(systemWallClock.wallNow());
     const server = { address: serverAddress, port };
     const family = isIP(serverAddress) === 6 ? 6 : 4;
     const endpoint = await openUdpEndpoint({ port: 0, host: family === 6 ? '::' : '0.0.0.0' });
@@ -184,6 +186,7 @@ program.action(async (flags: ClientFlags) => {
     mode.note(`nxt client ${idHex} (key ${fingerprint(identity.publicKey)}) → ${serverHost === serverAddress ? serverAddress : `${serverHost} (${serverAddress})`}:${port}, trusting server key ${fingerprint(serverKey)}`);
     mode.note(formatProductVersion(active.product));
     if (deferred) mode.note(`update ${deferred.name} ${formatReleaseVersion(deferred.version)} is verified and waiting: type upgrade to activate it`);
+    if (pruned.length > 0) mode.note(`removed ${pruned.length} module file(s) nothing needs any more from ${store.modulesDir}`);
     const { stop, inputEnded } = lifecycle('client', async () => { repl.close(); await agent.stop(); });
     const repl = createClientRepl({
       agent, jobs, clientIdHex: idHex, input: process.stdin, output: process.stdout, headless: mode.headless, onExit: stop, onEnd: inputEnded,

@@ -938,6 +938,8 @@ export class ClientAgent extends EventEmitter {
     }
     this.endProbation();
     this.supervise(p.host);
+    // The module it replaced, and any before, are needed no more.
+    this.options.store.prune(this.options.wallClock.wallNow());
     const version = formatReleaseVersion(p.manifest.version);
     this.log(`${p.manifest.name} ${version} committed: it ran ${Math.round(this.probationMs / 1000)} s without a fault`);
     this.emit('committed', this.activeModule);
@@ -952,6 +954,8 @@ export class ClientAgent extends EventEmitter {
     let back: ModuleRef;
     try {
       back = this.options.store.rollBack();
+      // The module rolled back is not tried again: its file goes.
+      this.options.store.prune(this.options.wallClock.wallNow());
     } catch (err) {
       // Still a trial on disk: the next start rolls it back anyway.
       this.log(`warning: cannot record the rollback (${errorMessage(err)}); the next start completes it`);

@@ -12,7 +12,7 @@
  * user (who could change the agent itself) can swap the bytes between the check and the plugin
  * thread's read (module-loader.ts).
  */
-import { existsSync, lstatSync, readFileSync, rmSync, statSync, unlinkSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { NxtError, errorMessage } from '../errors.js';
@@ -69,6 +69,9 @@ interface ActiveRecord {
 export const BUILTIN_REF: ModuleRef = { name: 'built-in', version: formatReleaseVersion(BUILTIN_RELEASE) };
 /** Rolled-back modules remembered (the oldest forgotten first). */
 const MAX_REJECTED = 32;
+/** A module file nothing names yet is kept this long after it arrived: it is renamed into
+ *  modules/ once verified, a moment before its trial or its wait for `upgrade` is recorded. */
+export const UNNAMED_MODULE_GRACE_MS = 10 * 60_000;
 
 export function refOf(m: { name: string; version: ReleaseVersion; sha256?: string }): ModuleRef {
   return m.sha256 === undefined ? { name: m.name, version: formatReleaseVersion(m.version) } : { name: m.name, version: formatReleaseVersion(m.version), sha256: m.sha256 };
@@ -205,6 +208,55 @@ export class ModuleStore {
     if (digest !== ref.sha256) throw new NxtError('hash-mismatch', `${path} no longer matches its recorded sha256`);
     const host = await PluginHost.load(pathToFileURL(path).href, { selfTest: false, limits, sizeBytes: statSync(path).size });
     return { version: parseReleaseVersion(ref.version), product: host.product, sha256: ref.sha256, name: ref.name, host };
+  }
+
+  /**
+   * Delete the module files nothing needs any more: every one but the module that runs, the
+   * committed one its trial would go back to, the one kept for `upgrade`, the one being tried,
+   * and one that arrived less than UNNAMED_MODULE_GRACE_MS before `wallNow` (verified, not yet
+   * recorded). Without this a device kept every module it ever received: a 128 MiB module a week
+   * fills a small device's flash within a year. A file that cannot be deleted now is left for
+   * the next time. Returns the files deleted.
+   */
+  prune(wallNow: Date): string[] {
+    let names: string[];
+    let needed: Set<string | undefined>;
+    try {
+      const r = this.record();
+      needed = new Set([r.current.sha256, r.state === 'trial' ? r.previous?.sha256 : undefined, this.deferredSha256(), this.tryingSha256()]);
+      names = readdirSync(this.modulesDir);
+    } catch {
+      // What is needed is not known for sure: nothing is deleted.
+      return [];
+    }
+    const deleted: string[] = [];
+    for (const name of names) {
+      const m = /^([0-9a-f]{64})\.mjs$/.exec(name);
+      if (!m || needed.has(m[1])) continue;
+      const path = join(this.modulesDir, name);
+      try {
+        if (wallNow.getTime() - lstatSync(path).mtimeMs < UNNAMED_MODULE_GRACE_MS) continue;
+        unlinkSync(path);
+        deleted.push(path);
+      } catch { /* gone already, or not deletable now: the next look */ }
+    }
+    return deleted;
+  }
+
+  /** The sha256 deferred.json names, if any. Throws if it cannot be read (then nothing may go). */
+  private deferredSha256(): string | undefined {
+    if (!existsSync(this.deferredPath)) return undefined;
+    const v = JSON.parse(readFileSync(this.deferredPath, 'utf8')) as { sha256?: unknown };
+    if (typeof v.sha256 !== 'string') throw new Error('deferred.json names no module');
+    return v.sha256;
+  }
+
+  /** The sha256 trying.json names, if any. Throws if it cannot be read (then nothing may go). */
+  private tryingSha256(): string | undefined {
+    if (!existsSync(this.tryingPath)) return undefined;
+    const v = JSON.parse(readFileSync(this.tryingPath, 'utf8')) as { sha256?: unknown };
+    if (typeof v.sha256 !== 'string') throw new Error('trying.json names no module');
+    return v.sha256;
   }
 
   /** Remember (or forget) the verified module waiting for `upgrade`, across restarts. */

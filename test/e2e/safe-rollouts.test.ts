@@ -4,7 +4,7 @@
  * previous version, and the server told why; a restart during or after probation does not bring
  * a bad module back.
  */
-import { rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Proc, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
@@ -125,6 +125,34 @@ describe('probation: an activated module commits only after it ran without a fau
     expect(await push(bad)).toMatch(/done: 7\.2 bad active/);
     await server.waitFor(/rolled back m_7_2\.mjs 7\.2\.0 .* it runs 7\.1\.0 again/);
     await runs('7.1');
+  });
+
+  it('keeps only the module files it needs: a commit, a rollback and a start each take the rest away', async () => {
+    const modules = join(dir, 'device', 'modules');
+    const files = (): string[] => readdirSync(modules).sort();
+    // As if the files had arrived an hour ago (one that arrived minutes ago is spared).
+    const age = (): void => { for (const f of files()) utimesSync(join(modules, f), new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000)); };
+    const good = (n: number): string => `export default () => ({ major: 7, minor: ${n}, productName: "good" }); export function healthCheck() { return true; }`;
+    expect(await push(good(1))).toMatch(/done: 7\.1 good active/);
+    await server.waitFor(/client \w+ committed m_7_1\.mjs 7\.1\.0/);
+    const [first] = files();
+    age();
+    expect(await push(good(2))).toMatch(/done: 7\.2 good active/);
+    await server.waitFor(/client \w+ committed m_7_2\.mjs 7\.2\.0/);
+    const kept = files();
+    expect(kept).toHaveLength(1);
+    expect(kept).not.toContain(first);
+    const bad = `setTimeout(() => { throw new Error("late"); }, 300); export default () => ({ major: 7, minor: 3, productName: "bad" });`;
+    expect(await push(bad)).toMatch(/done: 7\.3 bad active/);
+    await server.waitFor(/rolled back m_7_3\.mjs 7\.3\.0 .* it runs 7\.2\.0 again/);
+    // The rolled-back module arrived just now: kept until it is old, then gone at a start.
+    expect(files()).toHaveLength(2);
+    age();
+    await client.stop();
+    client = await startDevice();
+    await client.waitFor(/removed 1 module file\(s\) nothing needs any more/);
+    expect(files()).toEqual(kept);
+    await runs('7.2');
   });
 
   it('killed (-9) during probation, the device comes back on the previous module and tells the server', async () => {
