@@ -517,11 +517,20 @@ export class ClientAgent extends EventEmitter {
     // A module that cannot fit is refused now, not after it has crossed the network: the size
     // is in the signed manifest. What a partial file already holds needs no more room.
     const partialPath = this.options.store.partialPath(manifest.sha256);
-    const free = this.options.store.freeBytes();
+    let free = this.options.store.freeBytes();
     if (free !== undefined) {
       let held = 0;
       try { held = Math.min(manifest.size, statSync(partialPath).size); } catch { /* none yet */ }
       const need = manifest.size - held + SPACE_MARGIN_BYTES;
+      if (free < need) {
+        // Downloads superseded by later offers are kept for a resume, but not at the cost of the
+        // module offered now.
+        const dropped = this.options.store.dropOtherPartials(manifest.sha256);
+        if (dropped.files > 0) {
+          this.log(`removed ${dropped.files} unfinished download(s) of other modules (${dropped.bytes} bytes) to make room for ${manifest.name}`);
+          free = this.options.store.freeBytes() ?? free;
+        }
+      }
       if (free < need) {
         return this.refuse(msg.transferId, ResultCode.storage, `not enough disk space for ${manifest.name}: it needs ${need} bytes, ${free} are free`);
       }

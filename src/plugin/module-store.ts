@@ -243,6 +243,35 @@ export class ModuleStore {
     return deleted;
   }
 
+  /**
+   * Make room for the module `sha256` from the downloads other offers superseded: their partial
+   * files in incoming/ are kept for a resume, but when a newer module does not fit beside them
+   * they go (before, the newer one was refused for want of the space they held). Returns the
+   * files deleted and the bytes they held; one that cannot be deleted is left.
+   */
+  dropOtherPartials(sha256: string): { files: number; bytes: number } {
+    const keep = `${checkHex(sha256)}.part`;
+    let names: string[];
+    try {
+      names = readdirSync(this.incomingDir);
+    } catch {
+      return { files: 0, bytes: 0 };
+    }
+    let files = 0;
+    let bytes = 0;
+    for (const name of names) {
+      if (name === keep || !/^[0-9a-f]{64}\.part$/.test(name)) continue;
+      const path = join(this.incomingDir, name);
+      try {
+        const size = lstatSync(path).size;
+        unlinkSync(path);
+        files++;
+        bytes += size;
+      } catch { /* gone already, or not deletable */ }
+    }
+    return { files, bytes };
+  }
+
   /** The sha256 deferred.json names, if any. Throws if it cannot be read (then nothing may go). */
   private deferredSha256(): string | undefined {
     if (!existsSync(this.deferredPath)) return undefined;

@@ -3,7 +3,7 @@
  * tests say why they skip elsewhere).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
@@ -110,6 +110,19 @@ describe.skipIf(!canMount)('a device whose disk is (nearly) full (tmpfs data dir
     // Space again: a push arrives.
     execFileSync('sh', ['-c', `rm -f ${dir}/ballast-*`]);
     expect(await server.run(`push ${writeModule(work, 'small_4_0.mjs', 64 * 1024)}`, /push finished/)).toMatch(/done: 9\.1 bulk active/);
+  });
+
+  it('drops a download another offer superseded when the module offered now does not fit beside it', async () => {
+    execFileSync('mount', ['-o', 'remount,size=16m', dir]);
+    const trust = join(work, 'server/release.pub');
+    const client = await startClient('c', port, join(dir, 'c'), trust);
+    // What an earlier, larger download left for a resume (its offer superseded): 10 MiB.
+    const stale = join(dir, 'c', 'incoming', `${'ab'.repeat(32)}.part`);
+    writeFileSync(stale, Buffer.alloc(10 * 1024 * 1024, 1));
+    const out = await server.run(`push ${writeModule(work, 'next_3_0.mjs', 8 * 1024 * 1024)}`, /push finished/);
+    expect(out).toMatch(/done: 9\.1 bulk active/);
+    expect(existsSync(stale)).toBe(false);
+    expect(client.output).toMatch(/removed 1 unfinished download\(s\) of other modules \(10485760 bytes\) to make room for next_3_0\.mjs/);
   });
 
   it('ends a transfer as soon as the disk fills, and gives the space back', async () => {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, chmodSync, existsSync, linkSync, mkdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
@@ -250,6 +250,21 @@ describe('module files nothing needs any more', () => {
     writeFileSync(join(dir, 'data', 'deferred.json'), '{"cut sh');
     expect(store.prune(later)).toEqual([]);
     expect(present(m7)).toBe(true);
+  });
+});
+
+describe('downloads other offers superseded', () => {
+  it('are dropped to make room for the module offered now, and only they', () => {
+    const dir = tempDir('nxt-partials-');
+    const store = new ModuleStore(join(dir, 'data'));
+    const sha = (n: number): string => createHash('sha256').update(String(n)).digest('hex');
+    writeFileSync(store.partialPath(sha(1)), Buffer.alloc(1000));
+    writeFileSync(store.partialPath(sha(2)), Buffer.alloc(500));
+    writeFileSync(store.partialPath(sha(3)), Buffer.alloc(200)); // the one offered now, resumed
+    writeFileSync(join(store.incomingDir, 'notes.txt'), 'kept');
+    expect(store.dropOtherPartials(sha(3))).toEqual({ files: 2, bytes: 1500 });
+    expect(readdirSync(store.incomingDir).sort()).toEqual([`${sha(3)}.part`, 'notes.txt'].sort());
+    expect(store.dropOtherPartials(sha(3))).toEqual({ files: 0, bytes: 0 });
   });
 });
 
