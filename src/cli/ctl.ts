@@ -8,11 +8,9 @@
  */
 import { chownSync, copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { envelope, sendControl } from '../server/control-client.js';
+import { CTL_SPOOL_PREFIX, envelope, sendControl } from '../server/control-client.js';
 import { exitWithError } from './exit-codes.js';
 
-/** Where ctl puts copies of the files a command names: a fresh folder in the server's state dir. */
-const SPOOL_PREFIX = 'ctl-spool-';
 /** Which positional word of a command names a local file (push FILE, rollout start FILE,
  *  job put|config|install T FILE …). */
 const FILE_ARGUMENT: Record<string, (positional: string[]) => number | undefined> = {
@@ -30,6 +28,10 @@ export async function runCtl(stateDir: string, words: string[], json = false): P
   const spool = spoolFiles(stateDir, words);
   const request = { words: spool?.words ?? words, cwd: process.cwd() };
   process.once('exit', () => { if (spool) rmSync(spool.dir, { recursive: true, force: true }); });
+  // Interrupted (Ctrl-C, a script's timeout): Node's own end for these signals skips 'exit'
+  // handlers, and left the copy (a module's size) in the server's state dir. The command itself
+  // goes on in the server, as it did.
+  if (spool) for (const [signal, n] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]] as const) process.once(signal, () => process.exit(128 + n));
   try {
     const status = await sendControl(stateDir, request, json
       ? { out: (l) => output.push(l), err: (l) => errors.push(l), data: (v) => data.push(v) }
@@ -70,7 +72,7 @@ function spoolFiles(stateDir: string, words: string[]): { words: string[]; dir: 
   let dir: string | undefined;
   try {
     if (!statSync(file).isFile()) return undefined;
-    dir = mkdtempSync(join(stateDir, SPOOL_PREFIX));
+    dir = mkdtempSync(join(stateDir, CTL_SPOOL_PREFIX));
     const copy = join(dir, basename(file));
     copyFileSync(file, copy);
     // A module signed offline brings its signature.

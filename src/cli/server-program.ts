@@ -372,7 +372,7 @@ program
   .option('--json', 'print one JSON document: {ok, status, command, output, errors, data} (before the command)')
   // Everything from the command on is the command's own (ctl clients --json).
   .passThroughOptions()
-  .addHelpText('after', '\nRelative paths in the command are the caller\'s (ctl sends its working directory).\nExit status: 0 done; 1 the command failed (or a push failed on any device); 2 bad usage.')
+  .addHelpText('after', '\nRelative paths in the command are the caller\'s (ctl sends its working directory).\nExit status: 0 done; 1 the command failed (or a push failed on any device); 2 bad usage;\n130 or 143 interrupted (Ctrl-C, SIGTERM): a push goes on in the server ("cancel" stops it).')
   // Scripts reach runCtl through server.ts without loading this file; this is for `ctl --help`
   // and odd spellings of the flags.
   .action((words: string[], opts: { stateDir: string; json?: boolean }) => runCtl(opts.stateDir, words, opts.json === true));

@@ -15,6 +15,10 @@ import { join } from 'node:path';
 import { NxtError, errorMessage } from '../errors.js';
 
 export const CONTROL_SOCKET = 'ctl.sock';
+/** Where ctl puts copies of the files a command names: a fresh folder in the server's state dir
+ *  with this prefix, deleted as ctl exits (and, left by a ctl that was killed, at the server's
+ *  next start). */
+export const CTL_SPOOL_PREFIX = 'ctl-spool-';
 
 export interface ControlRequest {
   readonly words: string[];

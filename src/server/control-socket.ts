@@ -3,11 +3,11 @@
  * its state dir, with the same commands as the console. The exchange is described in
  * control-client.ts (the script's end). The socket is 0600: only the server's user may use it.
  */
-import { chmodSync, existsSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { runCommandWords, type Command } from '../util/repl.js';
-import { CONTROL_SOCKET, type ControlRequest } from './control-client.js';
+import { CONTROL_SOCKET, CTL_SPOOL_PREFIX, type ControlRequest } from './control-client.js';
 
 export { CONTROL_SOCKET };
 /** A request longer than this is refused (nothing legitimate is that long). */
@@ -29,6 +29,11 @@ export function listenControl(stateDir: string, commandsFor: (out: ControlOutput
   const path = join(stateDir, CONTROL_SOCKET);
   // Left by a server that was killed: the state dir lock says no other server is running.
   if (existsSync(path)) unlinkSync(path);
+  // Copies of files left by a ctl that was killed (-9), or by a machine that stopped under it:
+  // no command will use them (a ctl's command needs this server, which is only now listening).
+  for (const name of readdirSync(stateDir)) {
+    if (name.startsWith(CTL_SPOOL_PREFIX)) rmSync(join(stateDir, name), { recursive: true, force: true });
+  }
   const server = createServer((sock) => {
     let buffered = '';
     sock.setEncoding('utf8');

@@ -1,5 +1,5 @@
 /** Driving a running server from scripts (ctl), and configuration files. */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -65,6 +65,38 @@ describe('nxt-server ctl', () => {
     const envelope = JSON.parse(offline.out) as { ok: boolean; status: number; errors: string[]; output: string[] };
     expect(envelope).toMatchObject({ ok: false, status: 1, command: ['push', 'v3_3_0.mjs', '--to', 'all'] });
     expect(envelope.errors.join('\n')).toMatch(/failed on 1 of 1 device|nothing sent/);
+  });
+
+  it('leaves no copy of a file in the state dir when it is interrupted, nor when it is killed (the next start clears it)', async () => {
+    const dir = tempDir();
+    const state = join(dir, 'server');
+    const { proc: server, port } = await startServer(state, ['--peer-timeout', '3000']);
+    // A device registered, then frozen: each push waits for its peer timeout, time enough to
+    // interrupt ctl in the middle of it.
+    const device = await startClient('a', port, join(dir, 'a'), join(state, 'release.pub'));
+    process.kill(device.pid, 'SIGSTOP');
+    const spools = (): string[] => readdirSync(state).filter((f) => f.startsWith('ctl-spool-'));
+    const startCtl = (): { child: ChildProcess; exited: Promise<number | null> } => {
+      const child = spawn('node', [serverJs, 'ctl', '--state-dir', state, 'push', V2], { stdio: 'ignore' });
+      return { child, exited: new Promise((res) => child.on('exit', (code, signal) => res(code ?? (signal ? -1 : null)))) };
+    };
+    for (const [signal, status] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+      const { child, exited } = startCtl();
+      await expect.poll(spools, { timeout: 10_000, interval: 20 }).toHaveLength(1);
+      child.kill(signal);
+      expect(await exited).toBe(status);
+      expect(spools()).toEqual([]);
+    }
+    // Killed outright, it cannot clean up: the server's next start does.
+    const { child, exited } = startCtl();
+    await expect.poll(spools, { timeout: 10_000, interval: 20 }).toHaveLength(1);
+    child.kill('SIGKILL');
+    await exited;
+    expect(spools()).toHaveLength(1);
+    process.kill(device.pid, 'SIGCONT');
+    await server.stop();
+    await startServer(state);
+    expect(spools()).toEqual([]);
   });
 
   it('--json wraps a command\'s output, errors and data in one document', async () => {
