@@ -32,10 +32,13 @@ export async function runCtl(stateDir: string, words: string[], json = false): P
   // handlers, and left the copy (a module's size) in the server's state dir. The command itself
   // goes on in the server, as it did.
   if (spool) for (const [signal, n] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]] as const) process.once(signal, () => process.exit(128 + n));
+  // The server names the copy where it names the file (an error, a hint): the caller is shown
+  // the file as they gave it.
+  const shown = (line: string): string => (spool ? line.split(spool.copy).join(spool.given) : line);
   try {
     const status = await sendControl(stateDir, request, json
-      ? { out: (l) => output.push(l), err: (l) => errors.push(l), data: (v) => data.push(v) }
-      : { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`), data: () => undefined });
+      ? { out: (l) => output.push(shown(l)), err: (l) => errors.push(shown(l)), data: (v) => data.push(v) }
+      : { out: (l) => process.stdout.write(`${shown(l)}\n`), err: (l) => process.stderr.write(`${shown(l)}\n`), data: () => undefined });
     process.exitCode = status;
     if (json) process.stdout.write(`${JSON.stringify(envelope(words, status, output, errors, data))}\n`);
   } catch (err) {
@@ -55,7 +58,7 @@ export async function runCtl(stateDir: string, words: string[], json = false): P
  * it uses; ctl deletes this one when it exits. Without such a file, or without the right to copy
  * it, the words go as they are (the server resolves them from the caller's directory).
  */
-function spoolFiles(stateDir: string, words: string[]): { words: string[]; dir: string } | undefined {
+function spoolFiles(stateDir: string, words: string[]): { words: string[]; dir: string; copy: string; given: string } | undefined {
   const [command, ...rest] = words;
   const which = command === undefined ? undefined : FILE_ARGUMENT[command];
   if (!which) return undefined;
@@ -84,7 +87,7 @@ function spoolFiles(stateDir: string, words: string[]): { words: string[]; dir: 
     }
     const out = [...words];
     out[at + 1] = copy;
-    return { words: out, dir };
+    return { words: out, dir, copy, given: rest[at]! };
   } catch {
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
     return undefined;

@@ -51,6 +51,11 @@ describe('nxt-server ctl', () => {
     await a.waitFor('Major = 8');
     expect(await ctl(state, 'rollout', 'latest')).toMatchObject({ code: 0, out: expect.stringMatching(/every online client runs v2_2_0\.mjs 2\.0\.0 or newer; nothing sent/) });
     expect(await ctl(state, 'push', join(dir, 'missing.mjs'))).toMatchObject({ code: 1, out: '', err: expect.stringMatching(/error \[no-such-file\]/) });
+    // The server refuses the copy it was handed; the caller is told of the file as they named it.
+    writeFileSync(join(dir, 'empty_4_0.mjs'), '');
+    writeFileSync(join(dir, 'noversion.mjs'), 'export default () => ({ major: 4, minor: 0 });');
+    expect(await ctlIn(dir, state, 'push', 'empty_4_0.mjs')).toMatchObject({ code: 1, err: 'error [empty-module]: empty_4_0.mjs is empty\n' });
+    expect(await ctlIn(dir, state, 'push', 'noversion.mjs')).toMatchObject({ code: 1, err: expect.stringMatching(/or use push noversion\.mjs --version X\.Y\.Z\n$/) });
     expect(await ctl(state, 'bogus')).toMatchObject({ code: 2, out: '', err: expect.stringMatching(/unknown command "bogus"/) });
     expect(await ctl(state, 'push')).toMatchObject({ code: 2, err: expect.stringMatching(/usage: push <file>/) });
     const none = await ctl(join(dir, 'elsewhere'), 'clients');
