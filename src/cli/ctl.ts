@@ -8,7 +8,7 @@
  */
 import { chownSync, copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { CTL_SPOOL_PREFIX, envelope, sendControl } from '../server/control-client.js';
+import { CONTROL_SOCKET, CTL_SPOOL_PREFIX, envelope, sendControl } from '../server/control-client.js';
 import { exitWithError } from './exit-codes.js';
 
 /** Which positional word of a command names a local file (push FILE, rollout start FILE,
@@ -61,7 +61,8 @@ export async function runCtl(stateDir: string, words: string[], json = false): P
 function spoolFiles(stateDir: string, words: string[]): { words: string[]; dir: string; copy: string; given: string } | undefined {
   const [command, ...rest] = words;
   const which = command === undefined ? undefined : FILE_ARGUMENT[command];
-  if (!which) return undefined;
+  // No server here: nothing to copy (the connection says so, without a module's copy first).
+  if (!which || !existsSync(join(stateDir, CONTROL_SOCKET))) return undefined;
   // Positional words: everything but --option value pairs.
   const positions: number[] = [];
   for (let i = 0; i < rest.length; i++) {
