@@ -25,13 +25,17 @@ export async function runCtl(stateDir: string, words: string[], json = false): P
   const output: string[] = [];
   const errors: string[] = [];
   const data: unknown[] = [];
-  const spool = spoolFiles(stateDir, words);
-  const request = { words: spool?.words ?? words, cwd: process.cwd() };
-  process.once('exit', () => { if (spool) rmSync(spool.dir, { recursive: true, force: true }); });
   // Interrupted (Ctrl-C, a script's timeout): Node's own end for these signals skips 'exit'
-  // handlers, and left the copy (a module's size) in the server's state dir. The command itself
-  // goes on in the server, as it did.
-  if (spool) for (const [signal, n] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]] as const) process.once(signal, () => process.exit(128 + n));
+  // handlers, and left the copy (a module's size) in the server's state dir. Taken before the
+  // copy is made, so that a signal during it waits for its handler. The command itself goes on
+  // in the server, as it did.
+  const command = words[0];
+  if (command !== undefined && FILE_ARGUMENT[command]) {
+    for (const [signal, n] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]] as const) process.once(signal, () => process.exit(128 + n));
+  }
+  const spool = spoolFiles(stateDir, words);
+  process.once('exit', () => { if (spool) rmSync(spool.dir, { recursive: true, force: true }); });
+  const request = { words: spool?.words ?? words, cwd: process.cwd() };
   // The server names the copy where it names the file (an error, a hint): the caller is shown
   // the file as they gave it.
   const shown = (line: string): string => (spool ? line.split(spool.copy).join(spool.given) : line);

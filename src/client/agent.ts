@@ -820,6 +820,12 @@ export class ClientAgent extends EventEmitter {
     this.endTransfer(t, outcome.code, outcome.message);
   }
 
+  /** Delete the module files nothing needs any more (ModuleStore.prune), sparing the one kept
+   *  for `upgrade` even where deferred.json could not be written. */
+  private pruneModules(): void {
+    this.options.store.prune(this.options.wallClock.wallNow(), this.deferred ? [this.deferred.manifest.sha256] : []);
+  }
+
   /** Keep a verified module for `upgrade`, which happens by itself after deferMaxMs. */
   private keepForUpgrade(manifest: Manifest): void {
     clearTimeout(this.deferred?.timer);
@@ -948,7 +954,7 @@ export class ClientAgent extends EventEmitter {
     this.endProbation();
     this.supervise(p.host);
     // The module it replaced, and any before, are needed no more.
-    this.options.store.prune(this.options.wallClock.wallNow());
+    this.pruneModules();
     const version = formatReleaseVersion(p.manifest.version);
     this.log(`${p.manifest.name} ${version} committed: it ran ${Math.round(this.probationMs / 1000)} s without a fault`);
     this.emit('committed', this.activeModule);
@@ -964,7 +970,7 @@ export class ClientAgent extends EventEmitter {
     try {
       back = this.options.store.rollBack();
       // The module rolled back is not tried again: its file goes.
-      this.options.store.prune(this.options.wallClock.wallNow());
+      this.pruneModules();
     } catch (err) {
       // Still a trial on disk: the next start rolls it back anyway.
       this.log(`warning: cannot record the rollback (${errorMessage(err)}); the next start completes it`);

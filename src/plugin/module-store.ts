@@ -213,17 +213,18 @@ export class ModuleStore {
   /**
    * Delete the module files nothing needs any more: every one but the module that runs, the
    * committed one its trial would go back to, the one kept for `upgrade`, the one being tried,
-   * and one that arrived less than UNNAMED_MODULE_GRACE_MS before `wallNow` (verified, not yet
-   * recorded). Without this a device kept every module it ever received: a 128 MiB module a week
+   * one that arrived less than UNNAMED_MODULE_GRACE_MS before `wallNow` (verified, not yet
+   * recorded), and those named in `alsoKeep` (a module the agent keeps for `upgrade` in memory
+   * only, deferred.json not written). Without this a device kept every module it ever received: a 128 MiB module a week
    * fills a small device's flash within a year. A file that cannot be deleted now is left for
    * the next time. Returns the files deleted.
    */
-  prune(wallNow: Date): string[] {
+  prune(wallNow: Date, alsoKeep: readonly string[] = []): string[] {
     let names: string[];
     let needed: Set<string | undefined>;
     try {
       const r = this.record();
-      needed = new Set([r.current.sha256, r.state === 'trial' ? r.previous?.sha256 : undefined, this.deferredSha256(), this.tryingSha256()]);
+      needed = new Set([r.current.sha256, r.state === 'trial' ? r.previous?.sha256 : undefined, this.deferredSha256(), this.tryingSha256(), ...alsoKeep]);
       names = readdirSync(this.modulesDir);
     } catch {
       // What is needed is not known for sure: nothing is deleted.

@@ -243,6 +243,9 @@ describe('module files nothing needs any more', () => {
     store.commit();
     store.prune(later);
     expect([m1, m2, m3, m4, m6].map((m) => present(m!))).toEqual([false, true, false, false, true]);
+    // One the agent keeps for upgrade in memory only (its deferred.json not written) stays.
+    store.prune(new Date(later.getTime() + hour), [m6.sha256]);
+    expect([m2, m6].map((m) => present(m!))).toEqual([true, true]);
     store.prune(new Date(later.getTime() + hour));
     expect([m2, m6].map((m) => present(m!))).toEqual([true, false]);
     // A record it cannot read: what is needed is not known, and nothing goes.
