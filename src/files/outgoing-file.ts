@@ -62,7 +62,7 @@ const BLACK_HOLE_TIMEOUTS = 2;
 const BACKLOG_RETRY_MS = 1;
 const MAX_BACKLOG_WAITS = 50;
 /** A timer this late means the process was not running: see onTimer. */
-const STALLED_AFTER_MS = 1_000;
+export const STALLED_AFTER_MS = 1_000;
 
 export class OutgoingFile implements RateSharer {
   readonly done: Promise<SendOutcome>;

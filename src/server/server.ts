@@ -23,6 +23,7 @@ import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord, type S
 import { chunkSizeFor, PRESIGNED_SUFFIX, SMALL_CHUNK_BYTES, type ChunkSizeRelease, type Release } from './release.js';
 import { SealedReleases, smallAtOnce, type SealedRelease } from './sealed-release.js';
 import { SealThread } from './seal-thread.js';
+import { STALLED_AFTER_MS } from '../files/outgoing-file.js';
 import { PathMtu } from '../transfer/path-mtu.js';
 import { Turns } from '../util/turns.js';
 import { routeTo } from '../net/interface-mtu.js';
@@ -198,6 +199,9 @@ export class NxtServer extends EventEmitter {
   private dropsSeen: number | undefined;
   private dropsUnreported = 0;
   private dropsWarnedAt = Number.NEGATIVE_INFINITY;
+  /** When the drops were last looked at: a look this much later than due means the server did
+   *  not run meanwhile (watchStall). */
+  private dropsLookedAt: number;
   private fleetSaveFailing = false;
   private readonly registrySaver: RegistrySaver | undefined;
   /** Multicast pushes whose group pass is under way (for status). */
@@ -250,13 +254,29 @@ export class NxtServer extends EventEmitter {
       this.historyTimer.unref();
     }
     this.dropsSeen = options.channel.receiveDrops();
-    this.dropsTimer = setInterval(() => this.watchDrops(), DROPS_SAMPLE_MS);
+    this.dropsLookedAt = options.clock.now();
+    this.dropsTimer = setInterval(() => { this.watchStall(); this.watchDrops(); }, DROPS_SAMPLE_MS);
     this.dropsTimer.unref();
     const behindAfter = options.behindAfterMs;
     if (options.notifier && behindAfter !== undefined) {
       this.behindTimer = setInterval(() => this.checkBehind(behindAfter), Math.min(30_000, Math.max(100, behindAfter / 4)));
       this.behindTimer.unref();
     }
+  }
+
+  /**
+   * The server did not run for a while (stopped, starved of CPU, its VM paused): its devices'
+   * ACKs may be waiting unread, so no push session may count that time as their silence. Each
+   * session sees this itself when its own timer comes late (OutgoingFile), but one whose timer
+   * was due only near the end of the stall comes nearly on time, and it gave up on a device that
+   * had answered all along (a 4.5 s stop, the e2e test's, with a 3 s peer timeout). This look,
+   * due every second, always comes late after such a stop, and comes first.
+   */
+  private watchStall(): void {
+    const now = this.options.clock.now();
+    const lateMs = now - this.dropsLookedAt - DROPS_SAMPLE_MS;
+    this.dropsLookedAt = now;
+    if (lateMs >= STALLED_AFTER_MS) for (const session of this.sessions.values()) session.excuseSilence();
   }
 
   /**
