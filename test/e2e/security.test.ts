@@ -316,13 +316,15 @@ describe('the wire', () => {
     // Every forged registration is accounted for: read and refused cheaply (a plain message outside
     // a session; an INIT without a valid cookie, answered by a cookie at most or rate-limited) or,
     // while the server was busy with the push, dropped by the kernel with the socket's buffer full.
-    // How the two split depends on the machine (a busy 2-core CI runner read about half); a few
-    // go uncounted on the way (about ten in 30,000 here), which is why the sum is not exact.
+    // How the two split depends on the machine (a busy 2-core CI runner read about half, a VM
+    // where fresh memory is dear, the push slower, a fifth); a few go uncounted on the way (about
+    // ten in 30,000 here), which is why the sum is not exact. A server deaf during a push would
+    // read next to none: a tenth says it kept reading.
     const count = (name: string): number => Number(stats.match(new RegExp(`${name} (\\d+)`))![1]);
     const read = count('unauthenticated') + count('cookies sent') + count('rate-limited');
     const unread = count('unread, its socket\'s buffer full');
     expect(read + unread, `sent ${sent}, read ${read}, unread ${unread}`).toBeGreaterThan(sent * 0.9);
-    expect(read).toBeGreaterThan(sent / 4);
+    expect(read, `sent ${sent}, read ${read}, unread ${unread}`).toBeGreaterThan(sent / 10);
     expect(stats).toMatch(/channel: 1 sessions/);
   }, 90_000);
 });
