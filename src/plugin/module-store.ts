@@ -224,7 +224,7 @@ export class ModuleStore {
     let needed: Set<string | undefined>;
     try {
       const r = this.record();
-      needed = new Set([r.current.sha256, r.state === 'trial' ? r.previous?.sha256 : undefined, this.deferredSha256(), this.tryingSha256(), ...alsoKeep]);
+      needed = new Set([r.current.sha256, r.state === 'trial' ? r.previous?.sha256 : undefined, shaNamedIn(this.deferredPath), shaNamedIn(this.tryingPath), ...alsoKeep]);
       names = readdirSync(this.modulesDir);
     } catch {
       // What is needed is not known for sure: nothing is deleted.
@@ -271,22 +271,6 @@ export class ModuleStore {
       } catch { /* gone already, or not deletable */ }
     }
     return { files, bytes };
-  }
-
-  /** The sha256 deferred.json names, if any. Throws if it cannot be read (then nothing may go). */
-  private deferredSha256(): string | undefined {
-    if (!existsSync(this.deferredPath)) return undefined;
-    const v = JSON.parse(readFileSync(this.deferredPath, 'utf8')) as { sha256?: unknown };
-    if (typeof v.sha256 !== 'string') throw new Error('deferred.json names no module');
-    return v.sha256;
-  }
-
-  /** The sha256 trying.json names, if any. Throws if it cannot be read (then nothing may go). */
-  private tryingSha256(): string | undefined {
-    if (!existsSync(this.tryingPath)) return undefined;
-    const v = JSON.parse(readFileSync(this.tryingPath, 'utf8')) as { sha256?: unknown };
-    if (typeof v.sha256 !== 'string') throw new Error('trying.json names no module');
-    return v.sha256;
   }
 
   /** Remember (or forget) the verified module waiting for `upgrade`, across restarts. */
@@ -352,6 +336,15 @@ export class ModuleStore {
       return { active: await loadBuiltin(), warning: warning ? `${warning}; ${why}` : why, interrupted };
     }
   }
+}
+
+/** The sha256 a state file (deferred.json, trying.json) names, if the file is there. Throws if it
+ *  cannot be read or names none: then what is needed is not known, and prune deletes nothing. */
+function shaNamedIn(path: string): string | undefined {
+  if (!existsSync(path)) return undefined;
+  const v = JSON.parse(readFileSync(path, 'utf8')) as { sha256?: unknown };
+  if (typeof v.sha256 !== 'string') throw new Error(`${path} names no module`);
+  return v.sha256;
 }
 
 /** `rejected` with `sha256` as its newest entry (the oldest forgotten beyond MAX_REJECTED). */

@@ -199,9 +199,9 @@ export class NxtServer extends EventEmitter {
   private dropsSeen: number | undefined;
   private dropsUnreported = 0;
   private dropsWarnedAt = Number.NEGATIVE_INFINITY;
-  /** When the drops were last looked at: a look this much later than due means the server did
-   *  not run meanwhile (watchStall). */
-  private dropsLookedAt: number;
+  /** When the server last looked (every DROPS_SAMPLE_MS: at its socket's drops, and whether it
+   *  stalled): a look much later than due means it did not run meanwhile (watchStall). */
+  private lastLookAt: number;
   private fleetSaveFailing = false;
   private readonly registrySaver: RegistrySaver | undefined;
   /** Multicast pushes whose group pass is under way (for status). */
@@ -254,7 +254,7 @@ export class NxtServer extends EventEmitter {
       this.historyTimer.unref();
     }
     this.dropsSeen = options.channel.receiveDrops();
-    this.dropsLookedAt = options.clock.now();
+    this.lastLookAt = options.clock.now();
     this.dropsTimer = setInterval(() => { this.watchStall(); this.watchDrops(); }, DROPS_SAMPLE_MS);
     this.dropsTimer.unref();
     const behindAfter = options.behindAfterMs;
@@ -274,8 +274,8 @@ export class NxtServer extends EventEmitter {
    */
   private watchStall(): void {
     const now = this.options.clock.now();
-    const lateMs = now - this.dropsLookedAt - DROPS_SAMPLE_MS;
-    this.dropsLookedAt = now;
+    const lateMs = now - this.lastLookAt - DROPS_SAMPLE_MS;
+    this.lastLookAt = now;
     if (lateMs >= STALLED_AFTER_MS) for (const session of this.sessions.values()) session.excuseSilence();
   }
 
