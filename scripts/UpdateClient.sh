@@ -23,22 +23,11 @@ port=$2
 shift 2
 server_key=()
 if [ -n "${NXT_SERVER_KEY:-}" ]; then server_key=(--server-key "$NXT_SERVER_KEY"); fi
-# Large allocations (a module's bytes and text, as the plugin thread reads them) in transparent
-# huge pages where the kernel grants them on request (THP "madvise", as on the benchmark VM;
-# "always" grants them anyway): glibc asks for them for the blocks it maps on their own, and a
-# fixed threshold of 2 MiB keeps every large block one of those (glibc's sliding threshold would
-# serve the next module's from its heap, in 4 KiB pages). On the benchmark VM a 16 MiB push then
-# took ~225 ms rather than ~320 (~1,200 page faults on the device rather than ~8,200), and a
-# 128 MiB one costs ~3,000 page faults rather than ~72,000 (docs/benchmarks.md). glibc 2.35 and
-# later read this; other C libraries ignore it. A value of the caller's own wins, tunable by
-# tunable.
-case ":${GLIBC_TUNABLES:-}:" in
-  *:glibc.malloc.hugetlb=*) ;;
-  *) export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1" ;;
-esac
-case ":${GLIBC_TUNABLES}:" in
-  *:glibc.malloc.mmap_threshold=*) ;;
-  *) export GLIBC_TUNABLES="$GLIBC_TUNABLES:glibc.malloc.mmap_threshold=2097152" ;;
-esac
+# No glibc tunables of ours: a caller's GLIBC_TUNABLES reaches node as given. Until 2026-12-03
+# this asked for transparent huge pages for every block of 2 MiB or more (glibc.malloc.hugetlb=1,
+# glibc.malloc.mmap_threshold=2097152), which halved a large module's page faults on one VM; on
+# a VM that hands free 2 MiB blocks back to its host they fault in cold (~10 ms a MiB) while
+# 4 KiB pages come warm, and a 128 MiB push took ~1.3 s rather than ~1.0 (docs/benchmarks.md,
+# fifteenth session). Where huge pages are cheap, set those two in GLIBC_TUNABLES yourself.
 exec node "$root/dist/cli/client.js" --server "$server" --port "$port" --trust "$trust" "${server_key[@]}" \
   --data-dir "${NXT_DATA_DIR:-$root/state/client}" "$@"

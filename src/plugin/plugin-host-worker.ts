@@ -48,18 +48,34 @@ function kernelThreadId(): number | undefined {
 
 /** Memory for a module of `bytes`, its pages mapped (`map`) while the module still arrives: on
  *  the benchmark VM a 128 MiB module's read into fresh memory took ~240 ms after its last chunk,
- *  into mapped memory ~10 ms. Without the memory for it now, the load reads into its own. */
-function reserve(bytes: number): void {
+ *  into mapped memory ~10 ms. `memory`: an earlier module's reserve the agent kept, mapped
+ *  already. Without the memory for it now, the load reads into its own. */
+function reserve(bytes: number, memory?: ArrayBuffer): void {
   release();
+  if (memory !== undefined && memory.byteLength >= bytes) {
+    reserved = Buffer.from(memory, 0, bytes);
+    mapped = bytes;
+    return;
+  }
   try {
     reserved = Buffer.allocUnsafeSlow(bytes);
   } catch { /* no memory for it now */ }
 }
 
 function release(): void {
+  giveBack(reserved);
   reserved = undefined;
   mapped = 0;
   ahead = undefined;
+}
+
+/** A reserve done with goes back to the agent (moved, not copied), which may keep it for the
+ *  next module (plugin-host.ts, keepReserve). Only once nothing refers to it: a module's text is
+ *  a copy of its bytes (module-loader.ts). */
+function giveBack(memory: Buffer | undefined): void {
+  const buffer = memory?.buffer;
+  if (!(buffer instanceof ArrayBuffer) || buffer.byteLength === 0) return;
+  port.postMessage({ type: 'memory', memory: buffer } satisfies HostReply, [buffer]);
 }
 
 /** The reserve's pages up to `upTo` mapped: a byte written in each. */
@@ -82,6 +98,7 @@ function readAhead(url: string, path: string): void {
   let ok = false;
   try {
     ahead = { url, text: readModuleText(existsSync(path) ? path : fileURLToPath(url), reserved) };
+    giveBack(reserved);
     reserved = undefined;
     ok = true;
   } catch { /* left to the load */ }
@@ -98,6 +115,8 @@ async function load(url: string, selfTest: boolean): Promise<void> {
     mod = (await loadModule(url, into, early)).exports;
   } catch (err) {
     return reply({ type: 'failed', code: 'load-failed', message: `module failed to load: ${errorMessage(err)}` });
+  } finally {
+    giveBack(into);
   }
   let product;
   try {
@@ -161,7 +180,7 @@ async function status(id: number, maxBytes: number): Promise<void> {
 port.on('message', (request: HostRequest) => {
   switch (request.type) {
     case 'load': void load(request.url, request.selfTest); break;
-    case 'reserve': reserve(request.bytes); break;
+    case 'reserve': reserve(request.bytes, request.memory); break;
     case 'map': map(request.upTo); break;
     case 'release': release(); break;
     case 'read': readAhead(request.url, request.path); break;

@@ -33,7 +33,8 @@ export type HostRequest =
   | { type: 'load'; url: string; selfTest: boolean }
   /** Memory for the coming module's bytes; `map` maps its pages up to `upTo` (as the module
    *  arrives); `release` lets it go. */
-  | { type: 'reserve'; bytes: number }
+  /** `memory`: a reserve kept from an earlier module (its pages mapped), at least `bytes` long. */
+  | { type: 'reserve'; bytes: number; memory?: ArrayBuffer }
   | { type: 'map'; upTo: number }
   | { type: 'release' }
   | { type: 'read'; url: string; path: string }
@@ -52,7 +53,10 @@ export type HostReply =
   | { type: 'reconfigured'; id: number; ok: boolean; supported: boolean; message?: string }
   | { type: 'status'; id: number; report: unknown }
   /** The text of the module on its way was read ahead (`ok`), or left to its load. */
-  | { type: 'read'; url: string; ok: boolean };
+  | { type: 'read'; url: string; ok: boolean }
+  /** The reserve, done with (its module's text made, or its transfer stopped): back to the agent,
+   *  which may keep it for the next module (keepReserve). */
+  | { type: 'memory'; memory: ArrayBuffer };
 
 /** Why a module was refused or ended: the NxtError codes a host uses. */
 export type HostFailureCode =
@@ -88,6 +92,8 @@ const MIB = 1024 * 1024;
 const RESERVE_MIN_BYTES = 4 * MIB;
 /** A reserve's pages are mapped this far ahead of the bytes received, this much at a time. */
 const MAP_STEP_BYTES = 4 * MIB;
+/** How long a reserve done with is kept for the next module (keepReserve). */
+export const KEEP_RESERVE_MS = 30_000;
 const WORKER_URL = new URL('./plugin-host-worker.js', import.meta.url);
 /** The plugin thread's own Node options (module-loader.ts): none of the agent's are passed on. */
 const PLUGIN_THREAD_FLAGS = pluginThreadFlags();
@@ -118,6 +124,8 @@ function startThread(heapMb: number): Thread {
     worker.once('error', reject);
     worker.once('exit', () => reject(new Error('the plugin thread ended before it was ready')));
   });
+  // Whichever module it is for by then: a reserve the thread is done with comes back here.
+  worker.on('message', (reply: HostReply) => { if (reply.type === 'memory') keepReserve(reply.memory); });
   const thread: Thread = { worker, heapMb, ready, started: false };
   ready.then(() => { thread.started = true; }, () => undefined);
   return thread;
@@ -130,8 +138,43 @@ const held = new HeldMemory();
 /** The memory a spare reserves for the module on its way (one at a time: the next offer's
  *  replaces it): its bytes in `held`, how far its pages were asked to be mapped, and its text's
  *  bytes once it was read ahead (readAhead). */
-interface Reservation { readonly thread: Thread; readonly hold: Hold; mapAsked: number; text?: Hold }
+interface Reservation { readonly thread: Thread; readonly bytes: number; readonly hold: Hold; mapAsked: number; text?: Hold }
 let reservation: Reservation | undefined;
+
+/**
+ * A reserve its thread is done with, its pages mapped, kept for KEEP_RESERVE_MS for the next
+ * module's reserve. On a VM that hands freed memory back to its host, memory taken again seconds
+ * later faults in as fresh (on the fourteenth and fifteenth sessions' VMs up to ~10 ms a MiB, see
+ * docs/benchmarks.md); kept, a 128 MiB module pushed again within the half-minute (a retry, a
+ * fix, a rollout's next release) maps none of its reserve. Counted in `held` while kept, so no
+ * running module's memory watch takes it for the module's own growth.
+ */
+let kept: { readonly memory: ArrayBuffer; readonly hold: Hold; readonly timer: NodeJS.Timeout } | undefined;
+
+function keepReserve(memory: ArrayBuffer): void {
+  dropKeptReserve();
+  // Not at the expense of the device: kept only while as much again is still available.
+  if (memory.byteLength === 0 || memory.byteLength > availableMemory()) return;
+  const timer = setTimeout(dropKeptReserve, KEEP_RESERVE_MS);
+  timer.unref();
+  kept = { memory, hold: held.hold(memory.byteLength), timer };
+}
+
+/** The kept reserve goes (its garbage, like any, is freed at the agent's next collection). */
+function dropKeptReserve(graceMs?: number): void {
+  if (kept === undefined) return;
+  clearTimeout(kept.timer);
+  kept.hold.release(performance.now(), graceMs);
+  kept = undefined;
+}
+
+/** The kept reserve, for a module of `bytes`, if it is large enough (else it goes). */
+function takeKeptReserve(bytes: number): ArrayBuffer | undefined {
+  const memory = kept !== undefined && kept.memory.byteLength >= bytes ? kept.memory : undefined;
+  // Taken: the reservation's hold counts it from now.
+  dropKeptReserve(memory === undefined ? undefined : 0);
+  return memory;
+}
 
 /** The reservation ends (released, its thread taken or ended): counted a while more, until its
  *  garbage is collected. `graceMs` 0: taken by a load, whose own hold counts it from then. */
@@ -151,7 +194,7 @@ let respare: NodeJS.Immediate | undefined;
 
 function takeThread(heapMb: number, bytes: number): Thread {
   const fit = spares.filter((s) => s.heapMb === heapMb);
-  const reserved = reservation !== undefined && reservation.hold.bytes === bytes ? fit.find((s) => s === reservation?.thread) : undefined;
+  const reserved = reservation !== undefined && reservation.bytes === bytes ? fit.find((s) => s === reservation?.thread) : undefined;
   const taken = reserved ?? fit.find((s) => s.started) ?? fit[0];
   spares = spares.filter((s) => s !== taken);
   if (taken !== undefined && taken === reservation?.thread) endReservation(0);
@@ -205,11 +248,14 @@ export function prepareSpareFor(bytes: number, floorMb = DEFAULT_HOST_LIMITS.hea
   const heapMb = heapFor(bytes, floorMb);
   releaseReserve();
   if (!spares.some((s) => s.heapMb === heapMb)) keepSpares(heapMb, 1);
-  if (!reserve || !reservesFor(bytes, availableMemory())) return;
+  // A kept reserve that fits is memory the device has already.
+  const keptBytes = kept !== undefined && kept.memory.byteLength >= bytes ? kept.memory.byteLength : 0;
+  if (!reserve || !reservesFor(bytes, availableMemory() + keptBytes)) return;
   const spare = spares.find((s) => s.heapMb === heapMb && s.started) ?? spares.find((s) => s.heapMb === heapMb);
   if (!spare) return;
-  reservation = { thread: spare, hold: held.hold(bytes), mapAsked: 0 };
-  spare.worker.postMessage({ type: 'reserve', bytes } satisfies HostRequest);
+  const memory = takeKeptReserve(bytes);
+  reservation = { thread: spare, bytes, hold: held.hold(memory?.byteLength ?? bytes), mapAsked: memory === undefined ? 0 : bytes };
+  spare.worker.postMessage({ type: 'reserve', bytes, memory } satisfies HostRequest, memory === undefined ? [] : [memory]);
   reserveUpTo(0);
 }
 
@@ -223,8 +269,8 @@ export function prepareSpareFor(bytes: number, floorMb = DEFAULT_HOST_LIMITS.hea
 export function reserveUpTo(receivedBytes: number): void {
   const r = reservation;
   if (r === undefined) return;
-  const upTo = Math.min(receivedBytes + MAP_STEP_BYTES, r.hold.bytes);
-  if (upTo <= r.mapAsked || (upTo < r.mapAsked + MAP_STEP_BYTES && upTo < r.hold.bytes)) return;
+  const upTo = Math.min(receivedBytes + MAP_STEP_BYTES, r.bytes);
+  if (upTo <= r.mapAsked || (upTo < r.mapAsked + MAP_STEP_BYTES && upTo < r.bytes)) return;
   r.mapAsked = upTo;
   r.thread.worker.postMessage({ type: 'map', upTo } satisfies HostRequest);
 }
@@ -241,7 +287,7 @@ export function readAhead(path: string, url: string): Promise<boolean> {
   const r = reservation;
   if (r === undefined || r.text !== undefined) return Promise.resolve(false);
   // Its text, beside its bytes, until a load takes the thread (and counts both as its own).
-  r.text = held.hold(r.hold.bytes);
+  r.text = held.hold(r.bytes);
   const { worker } = r.thread;
   // Resolves whether it was read ahead (the agent does not wait: its tests do).
   const told = new Promise<boolean>((resolve) => {
@@ -280,7 +326,12 @@ export function releaseReserve(): void {
 
 /** The spares as they are: heap size, and bytes reserved (0: none). */
 export function spareThreads(): { heapMb: number; reservedBytes: number }[] {
-  return spares.map((s) => ({ heapMb: s.heapMb, reservedBytes: s === reservation?.thread ? reservation.hold.bytes : 0 }));
+  return spares.map((s) => ({ heapMb: s.heapMb, reservedBytes: s === reservation?.thread ? reservation.bytes : 0 }));
+}
+
+/** The size of the reserve kept for the next module (0: none). */
+export function keptReserveBytes(): number {
+  return kept?.memory.byteLength ?? 0;
 }
 
 /** End the spares (the agent is stopping). */
@@ -291,6 +342,7 @@ export async function dropSpare(): Promise<void> {
   const ending = spares;
   spares = [];
   endReservation();
+  dropKeptReserve();
   await Promise.all(ending.map((s) => s.worker.terminate()));
 }
 

@@ -62,38 +62,38 @@ describe('push to registered clients', () => {
   });
 
   // Where the kernel grants transparent huge pages only to memory that asks for them (THP
-  // "madvise", as on this machine kind), a client started by the script has some, unless the
-  // caller's own GLIBC_TUNABLES said otherwise. (glibc rewrites the variable in place as it reads
-  // it, so /proc/PID/environ cannot show what the script set.)
+  // "madvise", as on this machine kind), a client started by the script has none, unless the
+  // caller's GLIBC_TUNABLES asks glibc for them: the script passes it on as given.
   const thpOnRequest = ((): boolean => {
     try { return /\[madvise\]/.test(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8')); } catch { return false; }
   })();
-  it.runIf(thpOnRequest)('is started asking glibc for huge pages (beside the caller\'s own tunables), unless the caller said otherwise', async () => {
+  it.runIf(thpOnRequest)('is started with glibc as the caller left it: huge pages only when the caller\'s GLIBC_TUNABLES asks for them', async () => {
     const hugeKb = (pid: number): number => Number(/AnonHugePages:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1]);
-    const asked = await startClient('a', port, join(dir, 'a'), trust, '127.0.0.1', [], { env: { GLIBC_TUNABLES: 'glibc.malloc.arena_max=4' } });
-    const own = await startClient('b', port, join(dir, 'b'), trust, '127.0.0.1', [], { env: { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' } });
-    expect(await push(V2)).toMatch(/push finished: 2 done, 0 failed/);
+    const plain = await startClient('a', port, join(dir, 'a'), trust);
+    const asked = await startClient('b', port, join(dir, 'b'), trust, '127.0.0.1', [], { env: { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=2097152' } });
+    expect(await push(writeModule(dir, 'bulk_9_1.mjs', 16 * 1024 * 1024, 9, 1))).toMatch(/push finished: 2 done, 0 failed/);
+    expect(hugeKb(plain.pid)).toBe(0);
     expect(hugeKb(asked.pid)).toBeGreaterThan(0);
-    expect(hugeKb(own.pid)).toBe(0);
   });
 
-  // Not only the first large module: with glibc's sliding threshold for mapping blocks of their
-  // own, the next module's bytes and text came from its heap in 4 KiB pages, a page fault each
-  // (over 8,000 for 16 MiB); the script fixes the threshold at 2 MiB, and each comes in huge pages.
-  it.runIf(thpOnRequest)('loads the next large module in huge pages too', async () => {
+  // A large module's reserve (the memory the module is read into, mapped while it arrives) is
+  // kept after its load for the next module, whose load then maps only its text: on a VM that
+  // hands freed memory back to its host, memory taken again costs as much as fresh.
+  it('reads the next large module into the memory the last one was read into', async () => {
     const a = await startClient('a', port, join(dir, 'a'), trust);
+    const size = 64 * 1024 * 1024;
     const faults: number[] = [];
-    for (const minor of [1, 2, 3, 4, 5]) {
+    for (const minor of [1, 2, 3]) {
       const before = minorFaults(a.pid);
       const from = a.output.length;
-      expect(await push(writeModule(dir, `bulk_9_${minor}.mjs`, 16 * 1024 * 1024, 9, minor))).toMatch(/push finished: 1 done, 0 failed/);
+      expect(await push(writeModule(dir, `bulk_9_${minor}.mjs`, size, 9, minor))).toMatch(/push finished: 1 done, 0 failed/);
       await a.waitFor(`Major = 9\nMinor = ${minor}`, 5000, from);
       faults.push(minorFaults(a.pid) - before);
     }
-    // The first push's are not counted (the first blocks of their size are mapped anyway); each
-    // push also starts the next plugin thread (~1,700 faults for a bare worker on this VM).
-    const later = faults.slice(1).sort((x, y) => x - y);
-    expect((later[1]! + later[2]!) / 2, `page faults per push: ${faults.join(', ')}`).toBeLessThan(1.5 * (16 * 1024 * 1024) / 4096);
+    // A fault a 4 KiB page. The first push maps its reserve and its text (44,000–47,000 faults
+    // here); each later one its text, the next plugin thread and what else a push touches
+    // (21,000–26,000 here, 37,000–37,500 when every reserve was fresh memory).
+    expect((faults[1]! + faults[2]!) / 2, `page faults per push: ${faults.join(', ')}`).toBeLessThan(0.68 * faults[0]!);
   });
 
   it('refuses a second client on the same data dir (it would share the first one\'s identity)', async () => {
