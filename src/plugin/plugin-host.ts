@@ -151,10 +151,14 @@ let reservation: Reservation | undefined;
  */
 let kept: { readonly memory: ArrayBuffer; readonly hold: Hold; readonly timer: NodeJS.Timeout } | undefined;
 
-function keepReserve(memory: ArrayBuffer): void {
+function keepReserve(memory: unknown): void {
   dropKeptReserve();
+  // Only memory moved here, which no other thread can write any more: the thread's module runs
+  // there too, and could send a SharedArrayBuffer it keeps a view of, to change the next
+  // module's bytes between their read and their text.
+  if (!(memory instanceof ArrayBuffer) || memory.byteLength === 0) return;
   // Not at the expense of the device: kept only while as much again is still available.
-  if (memory.byteLength === 0 || memory.byteLength > availableMemory()) return;
+  if (memory.byteLength > availableMemory()) return;
   const timer = setTimeout(dropKeptReserve, KEEP_RESERVE_MS);
   timer.unref();
   kept = { memory, hold: held.hold(memory.byteLength), timer };

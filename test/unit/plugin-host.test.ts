@@ -251,4 +251,28 @@ describe('a reserve done with', () => {
     }
     expect(keptReserveBytes()).toBe(0);
   });
+
+  // The module runs in the thread that hands the reserve back, and may post messages of its own.
+  it('is kept only as memory moved to the agent, never as memory a module could still write', async () => {
+    await dropSpare();
+    const dir = tempDir('nxt-host-');
+    const sends = (name: string, memory: string): string => {
+      const file = join(dir, name);
+      writeFileSync(file, "import { parentPort } from 'node:worker_threads';\n"
+        + `const memory = ${memory};\nparentPort.postMessage({ type: 'memory', memory }, memory instanceof ArrayBuffer ? [memory] : []);\n`
+        + "export default () => ({ major: 1, minor: 0, productName: 'sender' });\n");
+      return pathToFileURL(file).href;
+    };
+    try {
+      // Messages arrive in order: by its 'loaded', the agent has read the module's message.
+      const moved = await PluginHost.load(sends('moved.mjs', 'new ArrayBuffer(4 * 1024 * 1024)'), { selfTest: false });
+      expect(keptReserveBytes()).toBe(4 * 1024 * 1024);
+      await moved.stop();
+      const shared = await PluginHost.load(sends('shared.mjs', 'new SharedArrayBuffer(8 * 1024 * 1024)'), { selfTest: false });
+      expect(keptReserveBytes()).toBe(0);
+      await shared.stop();
+    } finally {
+      await dropSpare();
+    }
+  });
 });
