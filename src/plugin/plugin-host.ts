@@ -252,11 +252,15 @@ export function prepareSpareFor(bytes: number, floorMb = DEFAULT_HOST_LIMITS.hea
   const heapMb = heapFor(bytes, floorMb);
   releaseReserve();
   if (!spares.some((s) => s.heapMb === heapMb)) keepSpares(heapMb, 1);
-  // A kept reserve that fits is memory the device has already.
+  // A kept reserve that fits is memory the device has already. It serves this module or goes: a
+  // device taking a module it cannot serve (larger, or with no reserve at all: a 1 GiB module
+  // is longer than V8 compiles) would hold it for nothing meanwhile.
   const keptBytes = kept !== undefined && kept.memory.byteLength >= bytes ? kept.memory.byteLength : 0;
-  if (!reserve || !reservesFor(bytes, availableMemory() + keptBytes)) return;
   const spare = spares.find((s) => s.heapMb === heapMb && s.started) ?? spares.find((s) => s.heapMb === heapMb);
-  if (!spare) return;
+  if (!reserve || !reservesFor(bytes, availableMemory() + keptBytes) || !spare) {
+    dropKeptReserve();
+    return;
+  }
   const memory = takeKeptReserve(bytes);
   reservation = { thread: spare, bytes, hold: held.hold(memory?.byteLength ?? bytes), mapAsked: memory === undefined ? 0 : bytes };
   spare.worker.postMessage({ type: 'reserve', bytes, memory } satisfies HostRequest, memory === undefined ? [] : [memory]);

@@ -246,6 +246,9 @@ describe('a reserve done with', () => {
       expect(keptReserveBytes()).toBe(0);
       releaseReserve();
       expect(await kept()).toBe(2 * size);
+      // One with no reserve at all (it waits for an upgrade): what was kept goes too.
+      prepareSpareFor(size, undefined, { reserve: false });
+      expect(keptReserveBytes()).toBe(0);
     } finally {
       await dropSpare();
     }
