@@ -49,12 +49,12 @@ function kernelThreadId(): number | undefined {
 /** Memory for a module of `bytes`, its pages mapped (`map`) while the module still arrives: on
  *  the benchmark VM a 128 MiB module's read into fresh memory took ~240 ms after its last chunk,
  *  into mapped memory ~10 ms. `memory`: an earlier module's reserve the agent kept, mapped
- *  already. Without the memory for it now, the load reads into its own. */
+ *  already as far as that module got (`map` then touches pages that are there: no faults).
+ *  Without the memory for it now, the load reads into its own. */
 function reserve(bytes: number, memory?: ArrayBuffer): void {
   release();
   if (memory !== undefined && memory.byteLength >= bytes) {
     reserved = Buffer.from(memory, 0, bytes);
-    mapped = bytes;
     return;
   }
   try {

@@ -262,7 +262,7 @@ export function prepareSpareFor(bytes: number, floorMb = DEFAULT_HOST_LIMITS.hea
     return;
   }
   const memory = takeKeptReserve(bytes);
-  reservation = { thread: spare, bytes, hold: held.hold(memory?.byteLength ?? bytes), mapAsked: memory === undefined ? 0 : bytes };
+  reservation = { thread: spare, bytes, hold: held.hold(memory?.byteLength ?? bytes), mapAsked: 0 };
   spare.worker.postMessage({ type: 'reserve', bytes, memory } satisfies HostRequest, memory === undefined ? [] : [memory]);
   reserveUpTo(0);
 }
