@@ -144,7 +144,7 @@ let reservation: Reservation | undefined;
 /**
  * A reserve its thread is done with, its pages mapped, kept for KEEP_RESERVE_MS for the next
  * module's reserve. On a VM that hands freed memory back to its host, memory taken again seconds
- * later faults in as fresh (on the fourteenth and fifteenth sessions' VMs up to ~10 ms a MiB, see
+ * later can fault in as slowly as fresh (on the fourteenth and fifteenth sessions' VMs up to ~10 ms a MiB, see
  * docs/benchmarks.md); kept, a 128 MiB module pushed again within the half-minute (a retry, a
  * fix, a rollout's next release) maps none of its reserve. Counted in `held` while kept, so no
  * running module's memory watch takes it for the module's own growth.
@@ -170,14 +170,6 @@ function dropKeptReserve(graceMs?: number): void {
   clearTimeout(kept.timer);
   kept.hold.release(performance.now(), graceMs);
   kept = undefined;
-}
-
-/** The kept reserve, for a module of `bytes`, if it is large enough (else it goes). */
-function takeKeptReserve(bytes: number): ArrayBuffer | undefined {
-  const memory = kept !== undefined && kept.memory.byteLength >= bytes ? kept.memory : undefined;
-  // Taken: the reservation's hold counts it from now.
-  dropKeptReserve(memory === undefined ? undefined : 0);
-  return memory;
 }
 
 /** The reservation ends (released, its thread taken or ended): counted a while more, until its
@@ -255,13 +247,14 @@ export function prepareSpareFor(bytes: number, floorMb = DEFAULT_HOST_LIMITS.hea
   // A kept reserve that fits is memory the device has already. It serves this module or goes: a
   // device taking a module it cannot serve (larger, or with no reserve at all: a 1 GiB module
   // is longer than V8 compiles) would hold it for nothing meanwhile.
-  const keptBytes = kept !== undefined && kept.memory.byteLength >= bytes ? kept.memory.byteLength : 0;
+  const memory = kept !== undefined && kept.memory.byteLength >= bytes ? kept.memory : undefined;
   const spare = spares.find((s) => s.heapMb === heapMb && s.started) ?? spares.find((s) => s.heapMb === heapMb);
-  if (!reserve || !reservesFor(bytes, availableMemory() + keptBytes) || !spare) {
+  if (!reserve || !reservesFor(bytes, availableMemory() + (memory?.byteLength ?? 0)) || !spare) {
     dropKeptReserve();
     return;
   }
-  const memory = takeKeptReserve(bytes);
+  // Taken: the reservation's hold counts it from now.
+  dropKeptReserve(0);
   reservation = { thread: spare, bytes, hold: held.hold(memory?.byteLength ?? bytes), mapAsked: 0 };
   spare.worker.postMessage({ type: 'reserve', bytes, memory } satisfies HostRequest, memory === undefined ? [] : [memory]);
   reserveUpTo(0);
