@@ -28,7 +28,7 @@ import { sharedHashThread } from '../files/hash-thread.js';
 import { IncomingModule } from '../plugin/incoming-module.js';
 import { isStorageError } from '../util/atomic-file.js';
 import { BUILTIN_REF, refOf, type ActiveModule, type Interrupted, type ModuleRef, type ModuleStore } from '../plugin/module-store.js';
-import { DEFAULT_HOST_LIMITS, dropSpare, PluginHost, prepareSpareFor, readAhead, releaseReserve, reserveUpTo, type HostLimits } from '../plugin/plugin-host.js';
+import { DEFAULT_HOST_LIMITS, dropSpare, PluginHost, prepareSpareFor, readAhead, readUpTo, releaseReserve, reserveUpTo, type HostLimits } from '../plugin/plugin-host.js';
 import type { Peer } from '../net/endpoint.js';
 import type { ClientChannel } from '../session/client-channel.js';
 import type { JobClient } from './job-client.js';
@@ -537,8 +537,15 @@ export class ClientAgent extends EventEmitter {
     }
     let incoming: IncomingModule;
     try {
-      // A large module is hashed beside the receiving, in a thread of its own (files/hash-thread.ts).
-      incoming = new IncomingModule(manifest, partialPath, { hashThread: sharedHashThread() });
+      // A large module is hashed beside the receiving, in a thread of its own (files/hash-thread.ts),
+      // and read into the memory it will load from as its writes land (plugin-host.ts, readUpTo).
+      const onDisk = (bytes: number): void => {
+        // Only the current transfer's (not one suspended, whose last writes still land), and not
+        // from within the constructor (its prefix is read once the reserve is there, below).
+        const t = this.current;
+        if (t !== undefined && t.incoming === incoming && incoming.identity !== undefined) readUpTo(partialPath, incoming.identity, bytes);
+      };
+      incoming = new IncomingModule(manifest, partialPath, { hashThread: sharedHashThread(), onDisk });
     } catch (err) {
       return this.refuse(msg.transferId, ResultCode.storage, `cannot store the module: ${errorMessage(err)}`);
     }
@@ -552,6 +559,8 @@ export class ClientAgent extends EventEmitter {
     // memory it will be read into (not for one that waits for an upgrade); after the answer to
     // the offer, which starting a thread would hold back by ~7 ms.
     prepareSpareFor(manifest.size, this.options.hostLimits?.heapMb, { reserve: this.options.policy !== 'defer' });
+    // What a resumed file holds already.
+    if (incoming.identity !== undefined) readUpTo(partialPath, incoming.identity, incoming.bytesOnDisk);
   }
 
   /**

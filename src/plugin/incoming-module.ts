@@ -67,9 +67,15 @@ export class IncomingModule {
   private suspended: Promise<void> | undefined;
   readonly heldChunks: number;
   readonly totalChunks: number;
+  /** The file's `device:inode`, while the hashing thread follows it (else undefined). */
+  readonly identity: string | undefined;
+  /** Told how far the file is whole on disk from its start, as the hashing thread is. */
+  private readonly onDiskListener: ((bytes: number) => void) | undefined;
 
-  /** `hashThread`: where a large file is hashed (else here). */
-  constructor(readonly manifest: FileShape, readonly partialPath: string, options: { readonly hashThread?: HashThread } = {}) {
+  /** `hashThread`: where a large file is hashed (else here). `onDisk`: for a file the hashing
+   *  thread follows, told each time the file's contiguous prefix on disk grows (and at once,
+   *  for what a resumed file holds already). */
+  constructor(readonly manifest: FileShape, readonly partialPath: string, options: { readonly hashThread?: HashThread; readonly onDisk?: (bytes: number) => void } = {}) {
     this.totalChunks = Math.ceil(manifest.size / manifest.chunkSize);
     // Not 'a' (O_APPEND): on Linux that makes every positioned write append, whatever its position.
     // A link planted at this name must not lead the write elsewhere: O_NOFOLLOW refuses a
@@ -94,7 +100,9 @@ export class IncomingModule {
       ftruncateSync(this.fd, this.written);
       if (options.hashThread && manifest.size >= HASH_THREAD_MIN_BYTES) {
         const id = fstatSync(this.fd, { bigint: true });
-        this.followed = options.hashThread.follow(partialPath, `${id.dev}:${id.ino}`);
+        this.identity = `${id.dev}:${id.ino}`;
+        this.followed = options.hashThread.follow(partialPath, this.identity);
+        this.onDiskListener = options.onDisk;
         this.landedAt(0, this.written);
       } else {
         this.hash = createHash('sha256');
@@ -173,6 +181,12 @@ export class IncomingModule {
       this.onDisk = next;
     }
     this.followed.written(this.onDisk);
+    this.onDiskListener?.(this.onDisk);
+  }
+
+  /** How far the file is whole on disk from its start (for a file the hashing thread follows). */
+  get bytesOnDisk(): number {
+    return this.onDisk;
   }
 
   /** The digest of what was written: hashed here, or by the hashing thread (read back here if

@@ -33,9 +33,16 @@ export function pluginThreadFlags(allowed: ReadonlySet<string> = process.allowed
 
 /** The module's text as V8 should get it: ASCII as Latin-1 (the same characters; Node makes an
  *  external string of a large one), anything else decoded as import() decodes it (UTF-8, a
- *  leading byte-order mark dropped). */
-export function moduleText(bytes: Buffer): string {
-  return isAscii(bytes) ? bytes.toString('latin1') : new TextDecoder().decode(bytes);
+ *  leading byte-order mark dropped). `ascii`: whether the bytes are all ASCII, if that is known. */
+export function moduleText(bytes: Buffer, ascii = isAscii(bytes)): string {
+  return ascii ? bytes.toString('latin1') : new TextDecoder().decode(bytes);
+}
+
+/** Refuses a module longer than V8 compiles: checked before reading, since V8 would refuse the
+ *  text only once Node had copied it (twice the module's size in memory for nothing; 2.2 GB for a
+ *  1 GiB module). */
+export function checkTextLength(size: number): void {
+  if (size > constants.MAX_STRING_LENGTH) throw new RangeError(`it is ${size} bytes, more than the longest text V8 can compile (${constants.MAX_STRING_LENGTH} characters)`);
 }
 
 /** The first `buf.length` bytes of the file at `path`, read into `buf` (fewer if it is shorter). */
@@ -118,10 +125,8 @@ export async function loadModule(url: string, into?: Buffer, text?: string): Pro
  * readAhead); only loadModule, after that check, compiles it.
  */
 export function readModuleText(path: string, into?: Buffer): string {
-  // Checked before reading: V8 would refuse the text only once Node had copied it (twice the
-  // module's size in memory for nothing; 2.2 GB for a 1 GiB module).
   const size = statSync(path).size;
-  if (size > constants.MAX_STRING_LENGTH) throw new RangeError(`it is ${size} bytes, more than the longest text V8 can compile (${constants.MAX_STRING_LENGTH} characters)`);
+  checkTextLength(size);
   // Read at once: this thread has nothing else to do meanwhile, and 128 MiB through libuv's pool,
   // half a MiB a hop, took twice as long.
   const bytes = into !== undefined && into.length >= size ? readInto(path, into.subarray(0, size)) : readFileSync(path);

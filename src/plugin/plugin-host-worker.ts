@@ -6,11 +6,12 @@
  * or rejection ends the thread (the host hears 'error'), process.exit() ends only the thread, a
  * loop that never yields stops the pings, and the heap is capped by the host's resourceLimits.
  */
-import { existsSync, readlinkSync } from 'node:fs';
+import { isAscii } from 'node:buffer';
+import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readlinkSync, readSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parentPort } from 'node:worker_threads';
 import { errorMessage } from '../errors.js';
-import { loadModule, readModuleText } from './module-loader.js';
+import { checkTextLength, loadModule, moduleText, readModuleText } from './module-loader.js';
 import { checkModuleExports } from './plugin-shape.js';
 import type { HostReply, HostRequest } from './plugin-host.js';
 
@@ -20,6 +21,9 @@ let exports: Record<string, unknown> | undefined;
  *  has its pages mapped. */
 let reserved: Buffer | undefined;
 let mapped = 0;
+/** The module's file as it is read into the reserve while it arrives (`take`): its descriptor
+ *  and `device:inode`, how far it was read, and whether all of that is ASCII. */
+let reading: { readonly fd: number; readonly identity: string; at: number; ascii: boolean } | undefined;
 /** The coming module's text, read while the agent checked its digest (`readAhead`), for the
  *  load of that url. */
 let ahead: { readonly url: string; readonly text: string } | undefined;
@@ -63,10 +67,76 @@ function reserve(bytes: number, memory?: ArrayBuffer): void {
 }
 
 function release(): void {
+  stopReading();
   giveBack(reserved);
   reserved = undefined;
   mapped = 0;
   ahead = undefined;
+}
+
+function stopReading(): void {
+  if (reading !== undefined) closeSync(reading.fd);
+  reading = undefined;
+}
+
+/** `device:inode` of a file's stat. */
+function identityOf(st: { dev: bigint; ino: bigint }): string {
+  return `${st.dev}:${st.ino}`;
+}
+
+/** The module's file at `path` (the very one whose identity the agent gave: not a file or link
+ *  planted at its name) is whole up to `upTo`: read it into the reserve that far. Reading
+ *  stops (and the text is read whole after all: readAhead) if it cannot be read. */
+function readUpTo(path: string, identity: string, upTo: number): void {
+  if (reserved === undefined) return;
+  if (reading === undefined) {
+    let fd: number;
+    try {
+      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch {
+      return;
+    }
+    if (identityOf(fstatSync(fd, { bigint: true })) !== identity) {
+      closeSync(fd);
+      return;
+    }
+    reading = { fd, identity, at: 0, ascii: true };
+  } else if (reading.identity !== identity) {
+    return;
+  }
+  const r = reading;
+  const end = Math.min(upTo, reserved.length);
+  try {
+    while (r.at < end) {
+      const n = readSync(r.fd, reserved, r.at, end - r.at, r.at);
+      if (n === 0) break;
+      r.ascii &&= isAscii(reserved.subarray(r.at, r.at + n));
+      r.at += n;
+    }
+  } catch {
+    stopReading();
+    return;
+  }
+  // Its pages are mapped now: read into.
+  mapped = Math.max(mapped, Math.floor(r.at / 4096) * 4096);
+}
+
+/** The module's text from what was read of `file` while it arrived, and the rest of it now;
+ *  undefined when that was not this file (the load reads it whole then). */
+function textFromReading(file: string): string | undefined {
+  const r = reading;
+  if (r === undefined || reserved === undefined) return undefined;
+  let there: string | undefined;
+  try {
+    there = identityOf(lstatSync(file, { bigint: true }));
+  } catch { /* gone meanwhile */ }
+  if (there !== r.identity) return undefined;
+  const size = Number(fstatSync(r.fd, { bigint: true }).size);
+  checkTextLength(size);
+  if (size > reserved.length || size < r.at) return undefined;
+  readUpTo(file, r.identity, size);
+  if (reading !== r || r.at !== size) return undefined;
+  return moduleText(reserved.subarray(0, size), r.ascii);
 }
 
 /** A reserve done with goes back to the agent (moved, not copied), which may keep it for the
@@ -96,17 +166,26 @@ function reply(message: HostReply): void {
  *  verified: nothing else is). If it cannot be read, the load reads it as it would have. */
 function readAhead(url: string, path: string): void {
   let ok = false;
+  let early = 0;
   try {
-    ahead = { url, text: readModuleText(existsSync(path) ? path : fileURLToPath(url), reserved) };
+    const file = existsSync(path) ? path : fileURLToPath(url);
+    early = reading?.at ?? 0;
+    const fromReading = textFromReading(file);
+    if (fromReading === undefined) early = 0;
+    ahead = { url, text: fromReading ?? readModuleText(file, reserved) };
+    stopReading();
     giveBack(reserved);
     reserved = undefined;
     ok = true;
   } catch { /* left to the load */ }
-  reply({ type: 'read', url, ok });
+  stopReading();
+  reply({ type: 'read', url, ok, early });
 }
 
 async function load(url: string, selfTest: boolean): Promise<void> {
   let mod: Record<string, unknown>;
+  // Nothing of the agent's stays open in the thread the module runs in.
+  stopReading();
   const into = reserved;
   const early = ahead?.url === url ? ahead.text : undefined;
   reserved = undefined;
@@ -182,6 +261,7 @@ port.on('message', (request: HostRequest) => {
     case 'load': void load(request.url, request.selfTest); break;
     case 'reserve': reserve(request.bytes, request.memory); break;
     case 'map': map(request.upTo); break;
+    case 'take': readUpTo(request.path, request.identity, request.upTo); break;
     case 'release': release(); break;
     case 'read': readAhead(request.url, request.path); break;
     case 'ping': reply({ type: 'pong', id: request.id }); break;

@@ -36,6 +36,9 @@ export type HostRequest =
   /** `memory`: a reserve kept from an earlier module (its pages mapped), at least `bytes` long. */
   | { type: 'reserve'; bytes: number; memory?: ArrayBuffer }
   | { type: 'map'; upTo: number }
+  /** The module's file, `identity` its `device:inode`, is whole on disk up to `upTo`: read that
+   *  much of it into the reserve (readUpTo). */
+  | { type: 'take'; path: string; identity: string; upTo: number }
   | { type: 'release' }
   | { type: 'read'; url: string; path: string }
   | { type: 'ping'; id: number }
@@ -52,8 +55,9 @@ export type HostReply =
   | { type: 'health'; id: number; ok: boolean; message?: string }
   | { type: 'reconfigured'; id: number; ok: boolean; supported: boolean; message?: string }
   | { type: 'status'; id: number; report: unknown }
-  /** The text of the module on its way was read ahead (`ok`), or left to its load. */
-  | { type: 'read'; url: string; ok: boolean }
+  /** The text of the module on its way was read ahead (`ok`), or left to its load; `early`:
+   *  bytes of it that were read while it arrived (readUpTo), not after. */
+  | { type: 'read'; url: string; ok: boolean; early: number }
   /** The reserve, done with (its module's text made, or its transfer stopped): back to the agent,
    *  which may keep it for the next module (keepReserve). */
   | { type: 'memory'; memory: ArrayBuffer };
@@ -92,6 +96,8 @@ const MIB = 1024 * 1024;
 const RESERVE_MIN_BYTES = 4 * MIB;
 /** A reserve's pages are mapped this far ahead of the bytes received, this much at a time. */
 const MAP_STEP_BYTES = 4 * MIB;
+/** A reserve takes the module's bytes from its file this much at a time (readUpTo). */
+const READ_STEP_BYTES = 4 * MIB;
 /** How long a reserve done with is kept for the next module (keepReserve). */
 export const KEEP_RESERVE_MS = 30_000;
 const WORKER_URL = new URL('./plugin-host-worker.js', import.meta.url);
@@ -138,7 +144,11 @@ const held = new HeldMemory();
 /** The memory a spare reserves for the module on its way (one at a time: the next offer's
  *  replaces it): its bytes in `held`, how far its pages were asked to be mapped, and its text's
  *  bytes once it was read ahead (readAhead). */
-interface Reservation { readonly thread: Thread; readonly bytes: number; readonly hold: Hold; mapAsked: number; text?: Hold }
+interface Reservation {
+  readonly thread: Thread; readonly bytes: number; readonly hold: Hold; mapAsked: number; text?: Hold;
+  /** The file it reads the module from as it arrives (readUpTo): the first one named, only. */
+  file?: { readonly path: string; readonly identity: string; readAsked: number };
+}
 let reservation: Reservation | undefined;
 
 /**
@@ -277,28 +287,55 @@ export function reserveUpTo(receivedBytes: number): void {
 }
 
 /**
+ * The module on its way is whole on disk at `path` from its start up to `bytes` (the agent calls
+ * this as its writes land; `identity`: the file's `device:inode`): the spare that reserved for it
+ * reads that much into its reserve, a step at a time, beside the transfer. After the last chunk
+ * only the text is left to make (readAhead): on the benchmark VM, reading a 128 MiB module from
+ * the page cache and checking it is ASCII took ~35 ms there, with the device's cores otherwise
+ * idle but for the hash. Bytes only, like readAhead's; a reservation reads from one file only
+ * (the first named), and readAhead makes the text from it only if that is still the file there.
+ */
+export function readUpTo(path: string, identity: string, bytes: number): void {
+  const r = reservation;
+  if (r === undefined || r.text !== undefined) return;
+  r.file ??= { path, identity, readAsked: 0 };
+  const f = r.file;
+  if (f.path !== path || f.identity !== identity) return;
+  const upTo = Math.min(bytes, r.bytes);
+  if (upTo <= f.readAsked || (upTo < f.readAsked + READ_STEP_BYTES && upTo < r.bytes)) return;
+  f.readAsked = upTo;
+  r.thread.worker.postMessage({ type: 'take', path, identity, upTo } satisfies HostRequest);
+}
+
+/** Whether a module's text was read ahead of its load, and how many of its bytes were read while
+ *  it arrived (the rest after its last chunk). */
+export interface ReadAhead { readonly ok: boolean; readonly early: number }
+const NOT_READ_AHEAD: ReadAhead = { ok: false, early: 0 };
+
+/**
  * The module on its way is whole on disk at `path` (or at `url`'s, once renamed there), to become
  * `url` once its digest is checked: the spare that reserved for it reads it into its reserve and
  * makes its text now, beside that check (on the benchmark VM the digest of a 128 MiB module came
- * 30–45 ms after its last chunk; its text, a copy into fresh memory, took 25–300 ms). Bytes only:
- * nothing parses the text before the load of `url` in that thread compiles and evaluates it, once
- * the digest was checked; any other end of the transfer releases it (releaseReserve).
+ * 30–45 ms after its last chunk; its text, a copy into fresh memory, took 25–300 ms). What it read
+ * while the module arrived (readUpTo) is not read again. Bytes only: nothing parses the text
+ * before the load of `url` in that thread compiles and evaluates it, once the digest was checked;
+ * any other end of the transfer releases it (releaseReserve).
  */
-export function readAhead(path: string, url: string): Promise<boolean> {
+export function readAhead(path: string, url: string): Promise<ReadAhead> {
   const r = reservation;
-  if (r === undefined || r.text !== undefined) return Promise.resolve(false);
+  if (r === undefined || r.text !== undefined) return Promise.resolve(NOT_READ_AHEAD);
   // Its text, beside its bytes, until a load takes the thread (and counts both as its own).
   r.text = held.hold(r.bytes);
   const { worker } = r.thread;
   // Resolves whether it was read ahead (the agent does not wait: its tests do).
-  const told = new Promise<boolean>((resolve) => {
+  const told = new Promise<ReadAhead>((resolve) => {
     const onReply = (reply: HostReply): void => {
       if (reply.type !== 'read' || reply.url !== url) return;
       worker.off('message', onReply);
-      resolve(reply.ok);
+      resolve({ ok: reply.ok, early: reply.early });
     };
     worker.on('message', onReply);
-    worker.once('exit', () => resolve(false));
+    worker.once('exit', () => resolve(NOT_READ_AHEAD));
   });
   worker.postMessage({ type: 'read', url, path } satisfies HostRequest);
   return told;

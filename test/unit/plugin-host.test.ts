@@ -1,13 +1,13 @@
 /** The plugin host's watch over a module's thread: a real worker thread, from the compiled code
  *  (npm test builds first; the worker script is dist's). */
 import { constants } from 'node:buffer';
-import { closeSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, openSync, readFileSync, renameSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../support/processes.js';
 
-const { PluginHost, readAhead, dropSpare, keptReserveBytes, prepareSpare, prepareSpareFor, releaseReserve, reserveUpTo, reservesFor, spareThreads } = (await import(new URL('../../dist/plugin/plugin-host.js', import.meta.url).href)) as typeof import('../../src/plugin/plugin-host.js');
+const { PluginHost, readAhead, readUpTo, dropSpare, keptReserveBytes, prepareSpare, prepareSpareFor, releaseReserve, reserveUpTo, reservesFor, spareThreads } = (await import(new URL('../../dist/plugin/plugin-host.js', import.meta.url).href)) as typeof import('../../src/plugin/plugin-host.js');
 
 /** An idle module watched with `hangMs` (and committed with `committedHangMs`, if given): the
  *  watch's ticks and pings while its thread answered three pings, and its tick. */
@@ -65,6 +65,17 @@ function largeModule(dir: string, name: string, size: number, minor: number): st
   return file;
 }
 
+/** The module at `url` loads as `product`; then the spares go. */
+async function expectLoaded(url: string, sizeBytes: number, product: object): Promise<void> {
+  const host = await PluginHost.load(url, { selfTest: false, sizeBytes });
+  try {
+    expect(host.product).toEqual(product);
+  } finally {
+    await host.stop();
+    await dropSpare();
+  }
+}
+
 describe('a spare thread told of a large module', () => {
   it('maps the memory the module will be read into before it loads, and loads it from there', async () => {
     const size = 32 * 1024 * 1024;
@@ -105,7 +116,7 @@ describe('a spare thread told of a large module', () => {
     const url = pathToFileURL(join(dir, 'large_9_7.mjs')).href;
     prepareSpareFor(Buffer.byteLength(text));
     reserveUpTo(Buffer.byteLength(text));
-    expect(await readAhead(partial, url)).toBe(true);
+    expect(await readAhead(partial, url)).toMatchObject({ ok: true });
     renameSync(partial, join(dir, 'large_9_7.mjs'));
     // Another module in its place now: the load takes the text read ahead, not this file.
     const later = largeModule(dir, 'other.mjs', 1024, 8);
@@ -124,6 +135,47 @@ describe('a spare thread told of a large module', () => {
     }
   });
 
+  it('reads the module into its reserve as its writes land, and makes its text of those bytes (UTF-8 split between two reads decoded whole)', async () => {
+    await dropSpare();
+    const dir = tempDir('nxt-host-');
+    const text = Buffer.from(`/*${'x'.repeat(5 * 1024 * 1024)}*/\nexport default () => ({ major: 9, minor: 9, productName: 'b\u00fclk' });\n`);
+    // The first write ends inside the two bytes of "ü".
+    const split = text.indexOf(Buffer.from('\u00fc')) + 1;
+    const partial = join(dir, 'incoming.part');
+    writeFileSync(partial, text.subarray(0, split));
+    const st = statSync(partial, { bigint: true });
+    const identity = `${st.dev}:${st.ino}`;
+    prepareSpareFor(text.length);
+    readUpTo(partial, identity, split);
+    appendFileSync(partial, text.subarray(split));
+    readUpTo(partial, identity, text.length);
+    const url = pathToFileURL(join(dir, 'large_9_9.mjs')).href;
+    // All of it read while it "arrived": none after.
+    expect(await readAhead(partial, url)).toEqual({ ok: true, early: text.length });
+    renameSync(partial, fileURLToPath(url));
+    await expectLoaded(url, text.length, { major: 9, minor: 9, productName: 'b\u00fclk' });
+  });
+
+  it('reads into its reserve only the file it was named (not one at its name since), and reads the module whole when that is not the file there', async () => {
+    await dropSpare();
+    const dir = tempDir('nxt-host-');
+    const size = 8 * 1024 * 1024;
+    const partial = largeModule(dir, 'incoming.part', size, 3);
+    const st = statSync(partial, { bigint: true });
+    // Another file's identity: not read.
+    prepareSpareFor(size);
+    readUpTo(partial, `${st.dev}:${st.ino + 1n}`, size);
+    expect(await readAhead(partial, pathToFileURL(join(dir, 'a_9_3.mjs')).href)).toEqual({ ok: true, early: 0 });
+    // Read as it arrived, then another module put at its name: the text is the one there.
+    prepareSpareFor(size);
+    readUpTo(partial, `${st.dev}:${st.ino}`, size / 2);
+    renameSync(largeModule(dir, 'other.part', size, 4), partial);
+    const url = pathToFileURL(join(dir, 'b_9_4.mjs')).href;
+    expect(await readAhead(partial, url)).toEqual({ ok: true, early: 0 });
+    renameSync(partial, fileURLToPath(url));
+    await expectLoaded(url, size, { major: 9, minor: 4, productName: 'bulk' });
+  });
+
   it('reads ahead a module already renamed, and refuses at its load one that is not a module', async () => {
     await dropSpare();
     const dir = tempDir('nxt-host-');
@@ -131,7 +183,7 @@ describe('a spare thread told of a large module', () => {
     const file = largeModule(dir, 'large_9_5.mjs', size, 5);
     prepareSpareFor(size);
     // Renamed before the spare got to it: read where it went.
-    expect(await readAhead(join(dir, 'gone.part'), pathToFileURL(file).href)).toBe(true);
+    expect(await readAhead(join(dir, 'gone.part'), pathToFileURL(file).href)).toMatchObject({ ok: true });
     const host = await PluginHost.load(pathToFileURL(file).href, { selfTest: false, sizeBytes: size });
     expect(host.product).toEqual({ major: 9, minor: 5, productName: 'bulk' });
     await host.stop();
@@ -139,7 +191,7 @@ describe('a spare thread told of a large module', () => {
     writeFileSync(broken, `${readFileSync(file, 'latin1')}\nexport default 1;\n`);
     prepareSpareFor(size);
     // Its text is read ahead (bytes only): the load finds it is not a module.
-    expect(await readAhead(broken, pathToFileURL(broken).href)).toBe(true);
+    expect(await readAhead(broken, pathToFileURL(broken).href)).toMatchObject({ ok: true });
     await expect(PluginHost.load(pathToFileURL(broken).href, { selfTest: false, sizeBytes: size })).rejects.toMatchObject({ code: 'load-failed', message: expect.stringMatching(/^module failed to load: .*(declared|[Dd]uplicate)/) });
     await dropSpare();
   });
@@ -226,7 +278,7 @@ describe('a reserve done with', () => {
       prepareSpareFor(size);
       reserveUpTo(size);
       // Read ahead: the reserve mapped and read, the text made (its own fresh memory).
-      expect(await readAhead(file, pathToFileURL(file).href)).toBe(true);
+      expect(await readAhead(file, pathToFileURL(file).href)).toMatchObject({ ok: true });
       const mapped = faults() - before;
       const host = await PluginHost.load(pathToFileURL(file).href, { selfTest: false, sizeBytes: size });
       expect(host.product).toEqual({ major: 9, minor, productName: 'bulk' });
