@@ -1,10 +1,26 @@
 /** The sealing thread (seal-thread.ts): seals each job it is given, reporting every block. */
+import { getPriority, setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import type { SealReport, SealRequest } from './seal-thread.js';
 import { sealAll, warmSealing } from './sealed-release.js';
 import { GarbagePace } from '../util/garbage.js';
 
 const port = parentPort!;
+
+/**
+ * Sealing runs below the threads that send and receive: it only has to stay ahead of the sending
+ * (on the benchmark VM it seals ~1 GB/s where a push sends ~0.25), and where they want the same
+ * CPU (a two-core machine, the server's devices beside it) they should have it. Alternated
+ * 128 MiB pushes on loopback, 15 a side, twice: medians 1037 → 928 ms and 978 → 942 ms. On Linux
+ * a nice value is the thread's own (`0`: this thread); elsewhere it would be the whole process's,
+ * which stays as it is. Raising it needs no privilege.
+ */
+const SEALING_NICE_STEP = 10;
+if (process.platform === 'linux') {
+  try {
+    setPriority(0, Math.min(19, getPriority(0) + SEALING_NICE_STEP));
+  } catch { /* left as it is */ }
+}
 /** Every block sealed leaves its ciphertexts as garbage (util/garbage.ts). */
 const garbage = new GarbagePace();
 /** The jobs still sealing, to stop by id. */
