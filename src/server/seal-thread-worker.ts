@@ -17,6 +17,9 @@ const port = parentPort!;
  */
 const SEALING_NICE_STEP = 10;
 if (process.platform === 'linux') {
+  // Threads this one starts would take its nice value; it starts none. (libuv's thread pool,
+  // whose threads take the nice value of the thread that started it, is the process's, started
+  // by the main thread's module loader before any worker exists.)
   try {
     setPriority(0, Math.min(19, getPriority(0) + SEALING_NICE_STEP));
   } catch { /* left as it is */ }
