@@ -216,8 +216,8 @@ export class ModuleStore {
    * one that arrived less than UNNAMED_MODULE_GRACE_MS before `wallNow` (verified, not yet
    * recorded), and those named in `alsoKeep` (a module the agent keeps for `upgrade` in memory
    * only, deferred.json not written). Without this a device kept every module it ever
-   * received: a 128 MiB module a week fills a small device's flash within a year. A file that cannot be deleted now is left for
-   * the next time. Returns the files deleted.
+   * received: a 128 MiB module a week fills a small device's flash within a year. A file that
+   * cannot be deleted now is left for the next time. Returns the files deleted.
    */
   prune(wallNow: Date, alsoKeep: readonly string[] = []): string[] {
     let names: string[];

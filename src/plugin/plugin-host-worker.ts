@@ -104,18 +104,21 @@ function readUpTo(path: string, identity: string, upTo: number): void {
   } else if (reading.identity !== identity) {
     return;
   }
-  const r = reading;
-  const end = Math.min(upTo, reserved.length);
+  readOn(reading, reserved, Math.min(upTo, reserved.length));
+}
+
+/** The file `r` reads, on into `into` up to `end` (or its end, if shorter); reading stops if it
+ *  fails. */
+function readOn(r: NonNullable<typeof reading>, into: Buffer, end: number): void {
   try {
     while (r.at < end) {
-      const n = readSync(r.fd, reserved, r.at, end - r.at, r.at);
+      const n = readSync(r.fd, into, r.at, end - r.at, r.at);
       if (n === 0) break;
-      r.ascii &&= isAscii(reserved.subarray(r.at, r.at + n));
+      r.ascii &&= isAscii(into.subarray(r.at, r.at + n));
       r.at += n;
     }
   } catch {
     stopReading();
-    return;
   }
   // Its pages are mapped now: read into.
   mapped = Math.max(mapped, Math.floor(r.at / 4096) * 4096);
@@ -134,7 +137,7 @@ function textFromReading(file: string): string | undefined {
   const size = Number(fstatSync(r.fd, { bigint: true }).size);
   checkTextLength(size);
   if (size > reserved.length || size < r.at) return undefined;
-  readUpTo(file, r.identity, size);
+  readOn(r, reserved, size);
   if (reading !== r || r.at !== size) return undefined;
   return moduleText(reserved.subarray(0, size), r.ascii);
 }
@@ -169,11 +172,10 @@ function readAhead(url: string, path: string): void {
   let early = 0;
   try {
     const file = existsSync(path) ? path : fileURLToPath(url);
-    early = reading?.at ?? 0;
+    const before = reading?.at ?? 0;
     const fromReading = textFromReading(file);
-    if (fromReading === undefined) early = 0;
+    early = fromReading === undefined ? 0 : before;
     ahead = { url, text: fromReading ?? readModuleText(file, reserved) };
-    stopReading();
     giveBack(reserved);
     reserved = undefined;
     ok = true;

@@ -154,8 +154,8 @@ let reservation: Reservation | undefined;
 /**
  * A reserve its thread is done with, its pages mapped, kept for KEEP_RESERVE_MS for the next
  * module's reserve. On a VM that hands freed memory back to its host, memory taken again seconds
- * later can fault in as slowly as fresh (on the fourteenth and fifteenth sessions' VMs up to ~10 ms a MiB, see
- * docs/benchmarks.md); kept, a 128 MiB module pushed again within the half-minute (a retry, a
+ * later can fault in as slowly as fresh (on the fourteenth and fifteenth sessions' VMs up to
+ * ~10 ms a MiB, see docs/benchmarks.md); kept, a 128 MiB module pushed again within the half-minute (a retry, a
  * fix, a rollout's next release) maps none of its reserve. Counted in `held` while kept, so no
  * running module's memory watch takes it for the module's own growth.
  */
