@@ -10,11 +10,10 @@ const port = parentPort!;
 /**
  * Sealing runs below the threads that send and receive: it only has to stay ahead of the sending
  * (on the benchmark VM it sealed 128 MiB in 150–190 ms of its CPU, ~0.7–0.9 GB/s, where a push
- * sends ~0.25), and where they want the same CPU (a two-core machine, the server's devices
- * beside it) they should have it. Alternated
- * 128 MiB pushes on loopback, 15 a side, twice: medians 1037 → 928 ms and 978 → 942 ms. On Linux
- * a nice value is the thread's own (`0`: this thread); elsewhere it would be the whole process's,
- * which stays as it is. Raising it needs no privilege.
+ * sends ~0.25), and where they want the same CPU (a two-core machine, the server's devices beside
+ * it) they should have it. Alternated 128 MiB pushes on loopback, 15 a side, twice: medians 1037
+ * → 928 ms and 978 → 942 ms. On Linux a nice value is the thread's own (`0`: this thread);
+ * elsewhere it would be the whole process's, which stays as it is. Raising it needs no privilege.
  */
 const SEALING_NICE_STEP = 10;
 if (process.platform === 'linux') {

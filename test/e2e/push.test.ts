@@ -4,8 +4,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
-import { getPriority } from 'node:os';
 import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { getPriority } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Proc, ROOT, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
