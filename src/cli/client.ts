@@ -133,7 +133,7 @@ program.action(async (flags: ClientFlags) => {
     const { active, warning, interrupted } = await store.loadActive(hostLimits);
     const deferred = await store.loadDeferred();
     // Files of modules superseded before a restart (or by an agent that kept them all).
-    const pruned = store.prune(systemWallClock.wallNow());
+    const pruned = store.prune();
     const server = { address: serverAddress, port };
     const family = isIP(serverAddress) === 6 ? 6 : 4;
     const endpoint = await openUdpEndpoint({ port: 0, host: family === 6 ? '::' : '0.0.0.0' });

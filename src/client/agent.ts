@@ -829,10 +829,12 @@ export class ClientAgent extends EventEmitter {
     this.endTransfer(t, outcome.code, outcome.message);
   }
 
-  /** Delete the module files nothing needs any more (ModuleStore.prune), sparing the one kept
+  /** Delete the module files nothing needs any more (ModuleStore.prune), sparing those in hand:
+   *  the one a transfer is finishing with (in place, its trial not recorded yet) and the one kept
    *  for `upgrade` even where deferred.json could not be written. */
   private pruneModules(): void {
-    this.options.store.prune(this.options.wallClock.wallNow(), this.deferred ? [this.deferred.manifest.sha256] : []);
+    const inHand = [this.current?.manifest.sha256, this.deferred?.manifest.sha256].filter((x): x is string => x !== undefined);
+    this.options.store.prune(inHand);
   }
 
   /** Keep a verified module for `upgrade`, which happens by itself after deferMaxMs. */
@@ -893,6 +895,9 @@ export class ClientAgent extends EventEmitter {
       // Not awaited: ending a thread takes milliseconds the push need not wait for.
       void replaced.host?.stop().catch(() => undefined);
       this.startProbation(manifest, previous);
+      // The trial it replaced (if it was one) is needed no more: its file goes now, not when
+      // this trial commits, in case another push comes first.
+      this.pruneModules();
       this.updateResult = UpdateResult.success;
       this.emit('activated', this.activeModule);
       const p = host.product;

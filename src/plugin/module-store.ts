@@ -69,9 +69,6 @@ interface ActiveRecord {
 export const BUILTIN_REF: ModuleRef = { name: 'built-in', version: formatReleaseVersion(BUILTIN_RELEASE) };
 /** Rolled-back modules remembered (the oldest forgotten first). */
 const MAX_REJECTED = 32;
-/** A module file nothing names yet is kept this long after it arrived: it is renamed into
- *  modules/ once verified, a moment before its trial or its wait for `upgrade` is recorded. */
-export const UNNAMED_MODULE_GRACE_MS = 10 * 60_000;
 
 export function refOf(m: { name: string; version: ReleaseVersion; sha256?: string }): ModuleRef {
   return m.sha256 === undefined ? { name: m.name, version: formatReleaseVersion(m.version) } : { name: m.name, version: formatReleaseVersion(m.version), sha256: m.sha256 };
@@ -213,13 +210,17 @@ export class ModuleStore {
   /**
    * Delete the module files nothing needs any more: every one but the module that runs, the
    * committed one its trial would go back to, the one kept for `upgrade`, the one being tried,
-   * one that arrived less than UNNAMED_MODULE_GRACE_MS before `wallNow` (verified, not yet
-   * recorded), and those named in `alsoKeep` (a module the agent keeps for `upgrade` in memory
-   * only, deferred.json not written). Without this a device kept every module it ever
-   * received: a 128 MiB module a week fills a small device's flash within a year. A file that
-   * cannot be deleted now is left for the next time. Returns the files deleted.
+   * and those named in `alsoKeep`: what the agent has in hand (a module verified and in place
+   * whose trial or wait for `upgrade` is not recorded yet; one kept for `upgrade` in memory only,
+   * deferred.json not written). Without this a device kept every module it ever received: a
+   * 128 MiB module a week fills a small device's flash within a year. The agent prunes as soon
+   * as a module is active, not minutes later: a trial replaced by a newer module goes at once,
+   * and the page cache's memory its file held is what the next module is written into (on the
+   * benchmark's VMs, memory never touched before cost ~10 times as much to write into:
+   * docs/benchmarks.md, eighteenth session). A file that cannot be deleted now is left for the
+   * next time. Returns the files deleted.
    */
-  prune(wallNow: Date, alsoKeep: readonly string[] = []): string[] {
+  prune(alsoKeep: readonly string[] = []): string[] {
     let names: string[];
     let needed: Set<string | undefined>;
     try {
@@ -236,7 +237,6 @@ export class ModuleStore {
       if (!m || needed.has(m[1])) continue;
       const path = join(this.modulesDir, name);
       try {
-        if (wallNow.getTime() - lstatSync(path).mtimeMs < UNNAMED_MODULE_GRACE_MS) continue;
         unlinkSync(path);
         deleted.push(path);
       } catch { /* gone already, or not deletable now: the next look */ }

@@ -371,9 +371,15 @@ export async function sealAll(job: SealJob, progress: SealProgress, stop?: Abort
  * and shared by every push of that release. Sealed files left by an earlier process are useless
  * (their keys died with it) and are removed at start.
  */
-/** Sealed releases kept on disk: the latest few are what catch-up and re-pushes want; each costs
- *  a module's size in the state dir. */
+/** Sealed releases kept on disk: the latest few are what catch-up and re-pushes want. Each
+ *  costs a module's size in the state dir, so big ones are not kept beside others: beyond
+ *  MAX_KEPT_BYTES in all, only the latest stays. Sealing again is cheap (~1.3 ms of the sealing
+ *  thread a MiB here, and a push sends each block as it is sealed); a sealed file kept for
+ *  nothing is not: besides the disk, its pages stay in the page cache, and the next release's
+ *  file must be written into memory taken afresh. On the benchmark's VMs, memory never touched
+ *  before cost ~10 times as much to write into (docs/benchmarks.md, eighteenth session). */
 const MAX_KEPT = 4;
+const MAX_KEPT_BYTES = 64 * 1024 * 1024;
 /** Files remembered as sealed already (sealEarly skips them): a few more than are kept. */
 const MAX_MADE_OF = 16;
 
@@ -393,13 +399,31 @@ interface EarlySeal {
   readonly seal: Promise<StreamingSeal>;
 }
 
+/** A sealed release in use by a push: its file stays on disk until the push lets go of it,
+ *  however many releases are sealed meanwhile. */
+export interface SealedLease {
+  readonly sealed: Promise<SealedRelease>;
+  /** The push is over (or gave up): once no push uses the file and it is not among those kept,
+   *  it goes. Again is harmless. */
+  release(): void;
+}
+
+/** A sealed release on disk, and the pushes using it. */
+interface Kept {
+  seal: Promise<SealedRelease>;
+  readonly bytes: number;
+  users: number;
+  /** No longer among those kept: removed once no push uses it. */
+  evicted: boolean;
+}
+
 export class SealedReleases {
   /** Most recently used last. */
-  private readonly sealed = new Map<string, Promise<SealedRelease>>();
+  private readonly kept = new Map<string, Kept>();
   private readonly removals = new Set<Promise<void>>();
   /** Early seals not yet taken by a push, by module path and chunk size. */
   private readonly early = new Map<string, EarlySeal>();
-  /** The sealed release (its id in `sealed`) made of a file as it was (identity and chunk size):
+  /** The sealed release (its id in `kept`) made of a file as it was (identity and chunk size):
    *  an early seal of a file pushed before in the same shape is not needed. */
   private readonly madeOf = new Map<string, string>();
   private earlyCount = 0;
@@ -407,10 +431,10 @@ export class SealedReleases {
   constructor(
     private readonly dir: string,
     private readonly random: (n: number) => Uint8Array = randomBytes,
-    /** How long an evicted file stays: a push handed it just before has opened it by then. */
-    private readonly evictAfterMs = 60_000,
     /** Where sealing runs (seal-thread.ts for a thread of its own). */
     private readonly sealer: Sealer = sealHere,
+    /** How many sealed releases are kept at most, and how many bytes of them. */
+    private readonly limits = { count: MAX_KEPT, bytes: MAX_KEPT_BYTES },
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     for (const name of readdirSync(dir)) rmSync(join(dir, name), { force: true, recursive: true });
@@ -428,7 +452,7 @@ export class SealedReleases {
     const file = fileIdentity(modulePath);
     if (file === undefined || file.size <= SEAL_AT_ONCE_BYTES || file.size > MAX_MODULE_BYTES) return;
     const made = this.madeOf.get(`${file.id}|${chunkSize}`);
-    if (made !== undefined && this.sealed.has(made)) return;
+    if (made !== undefined && this.kept.has(made)) return;
     const key = `${modulePath}|${chunkSize}`;
     if (this.early.get(key)?.identity === file.id) return;
     this.discardEarly(key);
@@ -445,27 +469,55 @@ export class SealedReleases {
   }
 
   /** The release of this shape sealed (made now, taken from an early seal, or the one made
-   *  before): `identity` is the file as its signer hashed it (Release.identity). */
-  get(modulePath: string, shape: ReleaseShape): Promise<SealedRelease> {
+   *  before), for a push: `identity` is the file as its signer hashed it (Release.identity). The
+   *  push lets go of it when it is over. */
+  use(modulePath: string, shape: ReleaseShape): SealedLease {
     const id = `${shape.sha256}-${shape.chunkSize}`;
     this.madeOf.set(`${shape.identity}|${shape.chunkSize}`, id);
     if (this.madeOf.size > MAX_MADE_OF) this.madeOf.delete(this.madeOf.keys().next().value!);
-    const known = this.sealed.get(id);
+    const known = this.kept.get(id);
+    let entry = known ?? this.make(id, modulePath, shape);
     if (known) {
-      this.sealed.delete(id);
-      this.sealed.set(id, known);
-      return known.then((s) => {
-        if (!s.failure) return s;
-        // It failed (disk full, file changed) after it started: the next push tries again.
-        if (this.sealed.get(id) === known) this.sealed.delete(id);
-        return this.get(modulePath, shape);
-      });
+      this.kept.delete(id);
+      this.kept.set(id, known);
     }
-    const p = this.takeEarly(modulePath, shape) ?? this.sealAnew(modulePath, shape);
-    this.sealed.set(id, p);
-    p.catch(() => { if (this.sealed.get(id) === p) this.sealed.delete(id); });
+    entry.users++;
     this.evict();
-    return p;
+    let released = false;
+    const sealed = known === undefined ? entry.seal : known.seal.then((s) => {
+      if (!s.failure) return s;
+      // It failed (disk full, file changed) after it started: this push seals it again (or
+      // takes the seal another push made again meanwhile); the failed seal left no file.
+      if (this.kept.get(id) === known) this.kept.delete(id);
+      const again = this.kept.get(id) ?? this.make(id, modulePath, shape);
+      if (!released) {
+        again.users++;
+        this.letGo(known);
+        entry = again;
+      }
+      this.evict();
+      return again.seal;
+    });
+    return {
+      sealed,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.letGo(entry);
+      },
+    };
+  }
+
+  private make(id: string, modulePath: string, shape: ReleaseShape): Kept {
+    const entry: Kept = { seal: this.takeEarly(modulePath, shape) ?? this.sealAnew(modulePath, shape), bytes: shape.size, users: 0, evicted: false };
+    this.kept.set(id, entry);
+    entry.seal.catch(() => { if (this.kept.get(id) === entry) this.kept.delete(id); });
+    return entry;
+  }
+
+  private letGo(entry: Kept): void {
+    entry.users--;
+    if (entry.evicted && entry.users === 0) this.remove(entry);
   }
 
   /** The early seal of this file in this chunk size, now expecting the signed file, if there is
@@ -511,18 +563,23 @@ export class SealedReleases {
     await Promise.all([...this.removals]);
   }
 
-  /** Beyond MAX_KEPT, the least recently used go. A push still sending one reads on through the
-   *  file it has open (unlinking does not take it away); a later push seals it again. */
+  /** Beyond the limits (MAX_KEPT, MAX_KEPT_BYTES), the least recently used go (the latest one
+   *  stays, whatever its size): at once, or when the last push using one lets go of it. */
   private evict(): void {
-    while (this.sealed.size > MAX_KEPT) {
-      const [id, oldest] = this.sealed.entries().next().value!;
-      this.sealed.delete(id);
-      const removal = oldest
-        .then((s) => new Promise<string>((resolve) => { setTimeout(() => resolve(s.path), this.evictAfterMs).unref(); }))
-        .then((path) => unlink(path))
-        .catch(() => undefined);
-      this.removals.add(removal);
-      void removal.finally(() => this.removals.delete(removal));
+    let bytes = 0;
+    for (const k of this.kept.values()) bytes += k.bytes;
+    for (const [id, oldest] of this.kept) {
+      if (this.kept.size <= 1 || (this.kept.size <= this.limits.count && bytes <= this.limits.bytes)) break;
+      this.kept.delete(id);
+      bytes -= oldest.bytes;
+      oldest.evicted = true;
+      if (oldest.users === 0) this.remove(oldest);
     }
+  }
+
+  private remove(entry: Kept): void {
+    const removal = entry.seal.then((s) => unlink(s.path)).catch(() => undefined);
+    this.removals.add(removal);
+    void removal.finally(() => this.removals.delete(removal));
   }
 }

@@ -21,7 +21,7 @@ import type { History } from './history.js';
 import { offerTimeoutFor, PushSession, type PushProgress } from './push-session.js';
 import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS, Registry, type ClientRecord, type SavedClient } from './registry.js';
 import { chunkSizeFor, PRESIGNED_SUFFIX, SMALL_CHUNK_BYTES, type ChunkSizeRelease, type Release } from './release.js';
-import { SealedReleases, smallAtOnce, type SealedRelease } from './sealed-release.js';
+import { SealedReleases, smallAtOnce, type SealedLease, type SealedRelease } from './sealed-release.js';
 import { SealThread } from './seal-thread.js';
 import { STALLED_AFTER_MS } from '../files/outgoing-file.js';
 import { PathMtu } from '../transfer/path-mtu.js';
@@ -618,7 +618,8 @@ export class NxtServer extends EventEmitter {
       return id;
     };
     const m = release.manifest;
-    const { group, groupPieces, paths } = this.plan(release, clients);
+    const plan = this.plan(release, clients);
+    const { group, paths } = plan;
     // The devices sent datagrams that IP fragments (net/fragments.ts); those sent pieces are
     // known once their sessions are made (PushSession.pieced).
     const fragmented = new Set<string>();
@@ -628,10 +629,24 @@ export class NxtServer extends EventEmitter {
     // first blocks are sealed. A release whose sealed file cannot be made fails the push as a
     // whole, with the reason, before any device is offered it; sealing that fails later (a full
     // disk, the module changed after signing) fails each device's session with the reason.
-    const sealing = new Map<number, Promise<SealedRelease>>();
+    // Each sealed file stays on disk until this push lets go of it, below (SealedReleases.use).
+    const leases = new Map<number, SealedLease>();
     for (const { chunkSize } of paths) {
-      if (!sealing.has(chunkSize)) sealing.set(chunkSize, this.sealedReleases().get(release.path, { size: m.size, sha256: m.sha256, chunkSize, identity: release.identity }));
+      if (!leases.has(chunkSize)) leases.set(chunkSize, this.sealedReleases().use(release.path, { size: m.size, sha256: m.sha256, chunkSize, identity: release.identity }));
     }
+    try {
+      return await this.sendSealed(release, retries, plan, fragmented, new Map([...leases].map(([size, lease]) => [size, lease.sealed])), renumber);
+    } finally {
+      for (const lease of leases.values()) lease.release();
+    }
+  }
+
+  /** send(), once the release is being sealed in each chunk size its devices take. */
+  private async sendSealed(
+    release: Release, retries: number, { group, groupPieces, paths }: ReturnType<NxtServer['plan']>, fragmented: Set<string>,
+    sealing: Map<number, Promise<SealedRelease>>, renumber: (session: PushSession) => number,
+  ): Promise<PushReport[]> {
+    const m = release.manifest;
     // One manifest per device, a few milliseconds each, signed on this thread while the sealing
     // thread seals (the thread turns between them); none more once the push is abandoned.
     let abandoned = false;
@@ -994,7 +1009,7 @@ export class NxtServer extends EventEmitter {
   private sealedReleases(): SealedReleases {
     this.sealed ??= new SealedReleases(this.options.stateDir !== undefined
       ? join(this.options.stateDir, 'sealed')
-      : mkdtempSync(join(tmpdir(), 'nxt-sealed-')), undefined, undefined, this.sealThread ? smallAtOnce(this.sealThread.seal) : undefined);
+      : mkdtempSync(join(tmpdir(), 'nxt-sealed-')), undefined, this.sealThread ? smallAtOnce(this.sealThread.seal) : undefined);
     return this.sealed;
   }
 

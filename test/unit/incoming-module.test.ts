@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, chmodSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NxtError } from '../../src/errors.js';
@@ -208,50 +208,43 @@ describe('the module store', () => {
 });
 
 describe('module files nothing needs any more', () => {
-  it('go: all but the running one, its trial\'s way back, the one kept for upgrade, the one being tried, and one just arrived', () => {
+  it('go: all but the running one, its trial\'s way back, the one kept for upgrade, the one being tried, and those in hand', () => {
     const dir = tempDir('nxt-prune-');
     const store = new ModuleStore(join(dir, 'data'));
-    const hour = 3600_000;
-    const t0 = Date.parse('2026-12-03T10:00:00Z');
-    const module = (n: number, arrivedAt: number): Manifest => {
+    const t0 = new Date('2026-12-03T10:00:00Z');
+    const module = (n: number): Manifest => {
       const sha256 = createHash('sha256').update(String(n)).digest('hex');
-      const path = store.modulePath(sha256);
-      writeFileSync(path, `export default () => ({ major: 2, minor: ${n} })\n`);
-      utimesSync(path, arrivedAt / 1000, arrivedAt / 1000);
+      writeFileSync(store.modulePath(sha256), `export default () => ({ major: 2, minor: ${n} })\n`);
       return { name: `m_2_${n}.mjs`, version: { major: 2, minor: n, patch: 0 }, size: 40, chunkSize: CHUNK, created: 'now', expires: '2999-01-01T00:00:00Z', targets: 'all', sha256 };
     };
     const present = (m: Manifest): boolean => existsSync(store.modulePath(m.sha256));
-    const [m1, m2, m3, m4, m5] = [1, 2, 3, 4, 5].map((n) => module(n, t0));
+    const [m1, m2, m3, m4, m5, m6] = [1, 2, 3, 4, 5, 6].map((n) => module(n));
     // m1 committed, then m2 on trial (m1 its way back), m3 kept for upgrade, m4 being tried.
-    store.beginTrial(m1!, new Date(t0));
+    store.beginTrial(m1!, t0);
     store.commit();
-    store.beginTrial(m2!, new Date(t0));
+    store.beginTrial(m2!, t0);
     store.setDeferred(m3);
-    store.beginTrying(m4!, new Date(t0));
-    const later = new Date(t0 + hour);
-    // m5 arrived a moment ago (verified and in place, its trial not yet recorded); other names
-    // in the folder are none of the store's business.
-    const m6 = module(6, later.getTime() - 60_000);
+    store.beginTrying(m4!, t0);
+    // m6 is in the agent's hand (verified and in place, its trial not yet recorded), m5 in no
+    // one's, however new its file; other names in the folder are none of the store's business.
     writeFileSync(join(store.modulesDir, 'notes.txt'), 'kept');
-    expect(store.prune(later).map((p) => p.split('/').pop())).toEqual([`${m5!.sha256}.mjs`]);
+    expect(store.prune([m6!.sha256]).map((p) => p.split('/').pop())).toEqual([`${m5!.sha256}.mjs`]);
     expect([m1, m2, m3, m4, m5, m6].map((m) => present(m!))).toEqual([true, true, true, true, false, true]);
     expect(existsSync(join(store.modulesDir, 'notes.txt'))).toBe(true);
-    // The trial commits, nothing waits for upgrade, nothing is being tried: only m2 and the
-    // newcomer (until it is old) stay.
+    // The trial commits, nothing waits for upgrade, nothing is being tried, m6 is still in hand
+    // (the agent keeps it for upgrade in memory only, its deferred.json not written): m2 and m6 stay.
     store.endTrying();
     store.setDeferred(undefined);
     store.commit();
-    store.prune(later);
+    store.prune([m6!.sha256]);
     expect([m1, m2, m3, m4, m6].map((m) => present(m!))).toEqual([false, true, false, false, true]);
-    // One the agent keeps for upgrade in memory only (its deferred.json not written) stays.
-    store.prune(new Date(later.getTime() + hour), [m6.sha256]);
-    expect([m2, m6].map((m) => present(m!))).toEqual([true, true]);
-    store.prune(new Date(later.getTime() + hour));
+    // Out of hand, it goes.
+    store.prune();
     expect([m2, m6].map((m) => present(m!))).toEqual([true, false]);
     // A record it cannot read: what is needed is not known, and nothing goes.
-    const m7 = module(7, t0);
+    const m7 = module(7);
     writeFileSync(join(dir, 'data', 'deferred.json'), '{"cut sh');
-    expect(store.prune(later)).toEqual([]);
+    expect(store.prune()).toEqual([]);
     expect(present(m7)).toBe(true);
   });
 });

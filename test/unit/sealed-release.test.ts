@@ -280,25 +280,64 @@ describe('sealing one release after another, and several at once', () => {
 });
 
 describe('the sealed releases a server keeps', () => {
-  it('keeps the four most recently used on disk and removes older ones', async () => {
-    const dir = tempDir('nxt-sealed-');
-    const releases = new SealedReleases(join(dir, 'sealed'), undefined, 0);
+  /** A push of it: sealed (or the kept seal), used until sealed whole, let go. */
+  async function sealedOnce(releases: SealedReleases, { file, shape }: { file: string; shape: ReleaseShape }): Promise<SealedRelease> {
+    const lease = releases.use(file, shape);
+    const s = await lease.sealed;
+    await whenDone(s);
+    lease.release();
+    return s;
+  }
+
+  async function shapesOf(dir: string, sizes: number[]): Promise<{ file: string; shape: ReleaseShape }[]> {
     const shapes: { file: string; shape: ReleaseShape }[] = [];
-    for (let i = 0; i < 5; i++) {
+    for (const [i, size] of sizes.entries()) {
       const file = join(dir, `m${i}.mjs`);
-      writeFileSync(file, randomBytes(5000));
-      shapes.push({ file, shape: await signed(file, 1400) });
+      writeFileSync(file, randomBytes(size));
+      shapes.push({ file, shape: await signed(file, 8192) });
     }
-    const seal = async (i: number): Promise<SealedRelease> => {
-      const s = await releases.get(shapes[i]!.file, shapes[i]!.shape);
-      await whenDone(s);
-      return s;
-    };
+    return shapes;
+  }
+
+  it('keeps the four most recently used on disk and removes older ones once no push uses them', async () => {
+    const dir = tempDir('nxt-sealed-');
+    const releases = new SealedReleases(join(dir, 'sealed'));
+    const shapes = await shapesOf(dir, [5000, 5000, 5000, 5000, 5000, 5000]);
+    const seal = (i: number): Promise<SealedRelease> => sealedOnce(releases, shapes[i]!);
     const made = [await seal(0), await seal(1), await seal(2), await seal(3)];
     expect(await seal(0)).toBe(made[0]); // used again (the same seal, not sealed anew): now the most recent
     made.push(await seal(4)); // the fifth: m1, the least recently used, goes
     await releases.removed();
     expect(made.map((s) => existsSync(s.path))).toEqual([true, false, true, true, true]);
+    // One still in use when it is no longer kept stays until its push lets go of it.
+    const inUse = releases.use(shapes[2]!.file, shapes[2]!.shape);
+    const third = await inUse.sealed;
+    expect(third).toBe(made[2]);
+    for (const i of [3, 4, 0, 5]) await seal(i); // m2 is the least recently used again, and goes
+    await releases.removed();
+    expect(existsSync(third.path)).toBe(true);
+    inUse.release();
+    inUse.release(); // again: harmless
+    await releases.removed();
+    expect(existsSync(third.path)).toBe(false);
+    expect(readdirSync(join(dir, 'sealed'))).toHaveLength(4);
+  });
+
+  it('keeps no more bytes of them than its limit (64 MiB), but always the latest', async () => {
+    const dir = tempDir('nxt-sealed-');
+    const MiB = 1024 * 1024;
+    const releases = new SealedReleases(join(dir, 'sealed'), undefined, undefined, { count: 4, bytes: 3 * MiB });
+    const shapes = await shapesOf(dir, [MiB, MiB, 4 * MiB, 5000]);
+    const seal = (i: number): Promise<SealedRelease> => sealedOnce(releases, shapes[i]!);
+    const made = [await seal(0), await seal(1)];
+    await releases.removed();
+    expect(made.map((s) => existsSync(s.path))).toEqual([true, true]);
+    made.push(await seal(2)); // more than the limit alone: the only one kept
+    await releases.removed();
+    expect(made.map((s) => existsSync(s.path))).toEqual([false, false, true]);
+    made.push(await seal(3));
+    await releases.removed();
+    expect(made.map((s) => existsSync(s.path))).toEqual([false, false, false, true]);
   });
 });
 
@@ -322,7 +361,7 @@ describe('a seal started before its release is signed (sealEarly)', () => {
   it('is what the push takes: sealed once, before the file is signed, its last block counted only once the signed file is known to be the sealed one', async () => {
     const dir = tempDir('nxt-sealed-');
     const { sealer, jobs, sealed: sealerDone } = countingSealer();
-    const releases = new SealedReleases(join(dir, 'sealed'), undefined, 0, sealer);
+    const releases = new SealedReleases(join(dir, 'sealed'), undefined, sealer);
     const file = join(dir, 'm.mjs');
     const bytes = randomBytes(3 * 1024 * 1024 + 7);
     writeFileSync(file, bytes);
@@ -332,7 +371,7 @@ describe('a seal started before its release is signed (sealEarly)', () => {
     // The module is hashed and signed meanwhile; the sealer finished before the push asks.
     const shape = await signed(file, 8192);
     await done;
-    const seal = await releases.get(file, shape);
+    const seal = await releases.use(file, shape).sealed;
     expect(jobs).toHaveLength(1);
     expect(seal.failure).toBeUndefined();
     expect(seal.sealedChunks).toBe(seal.totalChunks);
@@ -342,7 +381,7 @@ describe('a seal started before its release is signed (sealEarly)', () => {
     expect(Buffer.concat(out).equals(bytes)).toBe(true);
     // Pushed again, the same file in the same shape is not sealed again, early or not.
     releases.sealEarly(file, 8192);
-    expect(await releases.get(file, shape)).toBe(seal);
+    expect(await releases.use(file, shape).sealed).toBe(seal);
     expect(jobs).toHaveLength(1);
   });
 
@@ -352,14 +391,14 @@ describe('a seal started before its release is signed (sealEarly)', () => {
     let open!: () => void;
     const opened = new Promise<void>((resolve) => { open = resolve; });
     const jobs: SealJob[] = [];
-    const releases = new SealedReleases(join(dir, 'sealed'), undefined, 0, (job, progress) => { jobs.push(job); void opened.then(() => sealAll(job, progress)); });
+    const releases = new SealedReleases(join(dir, 'sealed'), undefined, (job, progress) => { jobs.push(job); void opened.then(() => sealAll(job, progress)); });
     const file = join(dir, 'm.mjs');
     writeFileSync(file, randomBytes(2 * 1024 * 1024));
     const shape = await signed(file, 8192); // what the push signs: the file as the seal started
     releases.sealEarly(file, 8192);
     replace(file, randomBytes(2 * 1024 * 1024));
     open();
-    const seal = await releases.get(file, shape);
+    const seal = await releases.use(file, shape).sealed;
     await whenDone(seal);
     expect(jobs).toHaveLength(1); // the early seal was taken
     expect(seal.failure?.code).toBe('module-changed');
@@ -370,13 +409,13 @@ describe('a seal started before its release is signed (sealEarly)', () => {
   it('is not taken for a file rewritten since it started, nor in another chunk size; what no push took is removed', async () => {
     const dir = tempDir('nxt-sealed-');
     const { sealer, jobs } = countingSealer();
-    const releases = new SealedReleases(join(dir, 'sealed'), undefined, 0, sealer);
+    const releases = new SealedReleases(join(dir, 'sealed'), undefined, sealer);
     const file = join(dir, 'm.mjs');
     writeFileSync(file, randomBytes(2 * 1024 * 1024));
     releases.sealEarly(file, 8192);
     releases.sealEarly(file, 1400);
     replace(file, randomBytes(2 * 1024 * 1024));
-    const seal = await releases.get(file, await signed(file, 8192));
+    const seal = await releases.use(file, await signed(file, 8192)).sealed;
     await whenDone(seal);
     expect(seal.failure).toBeUndefined();
     expect(jobs.map((j) => [j.chunkSize, j.identity === undefined])).toEqual([[8192, true], [1400, true], [8192, false]]);
@@ -404,7 +443,7 @@ describe('a seal started before its release is signed (sealEarly)', () => {
       for (const [where, sealer] of [['here', sealHere], ['in the thread', thread.seal]] as const) {
         const dir = tempDir('nxt-sealed-');
         const { sealer: watching, reports } = watched(sealer);
-        const releases = new SealedReleases(join(dir, 'sealed'), undefined, 0, watching);
+        const releases = new SealedReleases(join(dir, 'sealed'), undefined, watching);
         // 256 MiB (sparse: read back as zeros, no disk): ~0.5 s of sealing, were it not stopped.
         const file = join(dir, 'm.mjs');
         writeFileSync(file, '');
@@ -426,11 +465,11 @@ describe('a seal started before its release is signed (sealEarly)', () => {
     const thread = new SealThread(new URL('../../dist/server/seal-thread-worker.js', import.meta.url));
     try {
       const dir = tempDir('nxt-sealed-');
-      const releases = new SealedReleases(join(dir, 'sealed'), undefined, 0, thread.seal);
+      const releases = new SealedReleases(join(dir, 'sealed'), undefined, thread.seal);
       const file = join(dir, 'm.mjs');
       writeFileSync(file, randomBytes(3 * 1024 * 1024));
       releases.sealEarly(file, 8192);
-      const seal = await releases.get(file, await signed(file, 8192));
+      const seal = await releases.use(file, await signed(file, 8192)).sealed;
       await whenDone(seal);
       expect(seal.failure).toBeUndefined();
       expect(seal.sealedChunks).toBe(seal.totalChunks);
