@@ -485,16 +485,14 @@ export class SealedReleases {
     this.evict();
     let released = false;
     const sealed = known === undefined ? entry.seal : known.seal.then((s) => {
-      if (!s.failure) return s;
+      if (!s.failure || released) return s;
       // It failed (disk full, file changed) after it started: this push seals it again (or
       // takes the seal another push made again meanwhile); the failed seal left no file.
       if (this.kept.get(id) === known) this.kept.delete(id);
       const again = this.kept.get(id) ?? this.make(id, modulePath, shape);
-      if (!released) {
-        again.users++;
-        this.letGo(known);
-        entry = again;
-      }
+      again.users++;
+      this.letGo(known);
+      entry = again;
       this.evict();
       return again.seal;
     });

@@ -127,7 +127,7 @@ describe('probation: an activated module commits only after it ran without a fau
     await runs('7.1');
   });
 
-  it('keeps only the module files it needs: an activation, a commit, a rollback and a start each take the rest away', async () => {
+  it('keeps only the module files it needs: an activation, a commit, a rollback and a start each take the rest away (and the server four sealed releases)', async () => {
     const modules = join(dir, 'device', 'modules');
     const files = (): string[] => readdirSync(modules).sort();
     const good = (n: number): string => `export default () => ({ major: 7, minor: ${n}, productName: "good" }); export function healthCheck() { return true; }`;
@@ -163,6 +163,10 @@ describe('probation: an activated module commits only after it ran without a fau
     await client.waitFor(/removed 1 module file\(s\) nothing needs any more/);
     expect(files()).toEqual(kept);
     await runs('7.3');
+    // The server keeps the four releases sealed most recently; the fifth push's seal took the
+    // place of the first's once no push used it.
+    expect(await push(good(5))).toMatch(/done: 7\.5 good active/);
+    expect(readdirSync(join(dir, 'server', 'sealed'))).toHaveLength(4);
   });
 
   it('killed (-9) during probation, the device comes back on the previous module and tells the server', async () => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, openSync, closeSync, readdirSync, readFileSync, renameSync, truncateSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, openSync, closeSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, chunkEntryBytes, decodeEnvelope, forEachChunk, TAG_BYTES } from '../../src/protocol/envelope.js';
@@ -321,6 +321,33 @@ describe('the sealed releases a server keeps', () => {
     await releases.removed();
     expect(existsSync(third.path)).toBe(false);
     expect(readdirSync(join(dir, 'sealed'))).toHaveLength(4);
+  });
+
+  it('seals again, for the next push, a release whose seal failed after it started', async () => {
+    const dir = tempDir('nxt-sealed-');
+    let jobs = 0;
+    // The first seal makes its file, then fails (a full disk); the others seal.
+    const sealer: Sealer = (job, progress) => {
+      if (++jobs > 1) return sealHere(job, progress);
+      writeFileSync(job.outPath, '');
+      progress(0);
+      setImmediate(() => { rmSync(job.outPath, { force: true }); progress(0, new NxtError('storage', 'the disk accepted no more bytes')); });
+    };
+    const releases = new SealedReleases(join(dir, 'sealed'), undefined, sealer);
+    const [m] = await shapesOf(dir, [3 * 1024 * 1024]);
+    const first = releases.use(m!.file, m!.shape);
+    const failed = await first.sealed;
+    await whenDone(failed);
+    expect(failed.failure?.code).toBe('storage');
+    first.release();
+    const again = await sealedOnce(releases, m!);
+    expect(again).not.toBe(failed);
+    expect(again.failure).toBeUndefined();
+    expect(again.sealedChunks).toBe(again.totalChunks);
+    expect(jobs).toBe(2);
+    // Kept, as any other: the next push takes it as it is.
+    expect(await sealedOnce(releases, m!)).toBe(again);
+    expect(jobs).toBe(2);
   });
 
   it('keeps no more bytes of them than its limit (64 MiB), but always the latest', async () => {
