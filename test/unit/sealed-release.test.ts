@@ -350,7 +350,7 @@ describe('the sealed releases a server keeps', () => {
     expect(jobs).toBe(2);
   });
 
-  it('keeps no more bytes of them than its limit (64 MiB), but always the latest', async () => {
+  it('keeps no more bytes of them than its limit (64 MiB by default), but always the latest', async () => {
     const dir = tempDir('nxt-sealed-');
     const MiB = 1024 * 1024;
     const releases = new SealedReleases(join(dir, 'sealed'), undefined, undefined, { count: 4, bytes: 3 * MiB });
