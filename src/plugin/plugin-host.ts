@@ -60,7 +60,9 @@ export type HostReply =
   | { type: 'read'; url: string; ok: boolean; early: number }
   /** The reserve, done with (its module's text made, or its transfer stopped): back to the agent,
    *  which may keep it for the next module (keepReserve). */
-  | { type: 'memory'; memory: ArrayBuffer };
+  | { type: 'memory'; memory: ArrayBuffer }
+  /** A release asked for is done (its memory, if it had any, came just before). */
+  | { type: 'released' };
 
 /** Why a module was refused or ended: the NxtError codes a host uses. */
 export type HostFailureCode =
@@ -131,7 +133,15 @@ function startThread(heapMb: number): Thread {
     worker.once('exit', () => reject(new Error('the plugin thread ended before it was ready')));
   });
   // Whichever module it is for by then: a reserve the thread is done with comes back here.
-  worker.on('message', (reply: HostReply) => { if (reply.type === 'memory') keepReserve(reply.memory); });
+  worker.on('message', (reply: HostReply) => {
+    if (reply.type === 'memory') keepReserve(reply.memory);
+    else if (reply.type === 'released' && returning?.thread === thread) {
+      const { end } = returning;
+      returning = undefined;
+      if (end) void worker.terminate();
+    }
+  });
+  worker.once('exit', () => { if (returning?.thread === thread) returning = undefined; });
   const thread: Thread = { worker, heapMb, ready, started: false };
   ready.then(() => { thread.started = true; }, () => undefined);
   return thread;
@@ -195,6 +205,17 @@ function endReservation(graceMs?: number): void {
 let spares: Thread[] = [];
 const sparePolicy = new SparePolicy();
 let relaxTimer: NodeJS.Timeout | undefined;
+/** The spare told last to give its reserve back, until it has: a spare no longer wanted
+ *  meanwhile ends only then (`end`), or the memory would end with it and the next module map
+ *  its own afresh (the CPU and the memory no longer wanted can both come at once: a trial's
+ *  restocking right after a transfer stopped). */
+let returning: { thread: Thread; end: boolean } | undefined;
+
+/** A spare no longer wanted ends, once any reserve it was told to give back is back. */
+function endSpare(s: Thread): void {
+  if (returning?.thread === s) returning.end = true;
+  else void s.worker.terminate();
+}
 /** The next spares' start, due once the trial that took a thread has handed back its module. */
 let respare: NodeJS.Immediate | undefined;
 
@@ -222,7 +243,7 @@ function keepSpares(heapMb: number, count: number): void {
   const reserving = spares.find((s) => s === reservation?.thread);
   const fit = spares.filter((s) => s.heapMb === heapMb && s !== reserving);
   const fitCount = Math.max(0, count - (reserving?.heapMb === heapMb ? 1 : 0));
-  for (const s of [...spares.filter((x) => x.heapMb !== heapMb && x !== reserving), ...fit.slice(fitCount)]) void s.worker.terminate();
+  for (const s of [...spares.filter((x) => x.heapMb !== heapMb && x !== reserving), ...fit.slice(fitCount)]) endSpare(s);
   spares = [...(reserving ? [reserving] : []), ...fit.slice(0, fitCount)];
   while (spares.filter((s) => s.heapMb === heapMb).length < count) {
     const s = startThread(heapMb);
@@ -360,6 +381,9 @@ export function releaseReserve(): void {
   const { thread } = reservation;
   endReservation();
   thread.worker.postMessage({ type: 'release' } satisfies HostRequest);
+  // One still owed by another spare no longer wanted: that memory is given up.
+  if (returning !== undefined && returning.thread !== thread && returning.end) void returning.thread.worker.terminate();
+  returning = { thread, end: returning?.thread === thread && returning.end };
 }
 
 /** The spares as they are: heap size, and bytes reserved (0: none). */
@@ -377,8 +401,9 @@ export async function dropSpare(): Promise<void> {
   clearTimeout(relaxTimer);
   clearImmediate(respare);
   respare = undefined;
-  const ending = spares;
+  const ending = [...spares, ...(returning?.end ? [returning.thread] : [])];
   spares = [];
+  returning = undefined;
   endReservation();
   dropKeptReserve();
   await Promise.all(ending.map((s) => s.worker.terminate()));

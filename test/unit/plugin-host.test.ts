@@ -298,6 +298,13 @@ describe('a reserve done with', () => {
       expect(keptReserveBytes()).toBe(0);
       releaseReserve();
       expect(await kept()).toBe(2 * size);
+      // Reserved again, released, and its spare no longer wanted at once (the usual spares asked
+      // for, as after a trial): the thread ends only once the memory is back.
+      prepareSpareFor(2 * size);
+      expect(keptReserveBytes()).toBe(0);
+      releaseReserve();
+      prepareSpare();
+      expect(await kept()).toBe(2 * size);
       // One with no reserve at all (it waits for an upgrade): what was kept goes too.
       prepareSpareFor(size, undefined, { reserve: false });
       expect(keptReserveBytes()).toBe(0);
