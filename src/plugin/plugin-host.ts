@@ -205,10 +205,10 @@ function endReservation(graceMs?: number): void {
 let spares: Thread[] = [];
 const sparePolicy = new SparePolicy();
 let relaxTimer: NodeJS.Timeout | undefined;
-/** The spare told last to give its reserve back, until it has: a spare no longer wanted
- *  meanwhile ends only then (`end`), or the memory would end with it and the next module map
- *  its own afresh (the CPU and the memory no longer wanted can both come at once: a trial's
- *  restocking right after a transfer stopped). */
+/** The spare told last to give its reserve back, until it has. A spare no longer wanted
+ *  meanwhile (the restocking after a trial, or the spare policy relaxing, right after a transfer
+ *  stopped) ends only then (`end`): ended at once, it took the memory with it, and the next
+ *  module mapped its own afresh. */
 let returning: { thread: Thread; end: boolean } | undefined;
 
 /** A spare no longer wanted ends, once any reserve it was told to give back is back. */
