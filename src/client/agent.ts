@@ -833,8 +833,7 @@ export class ClientAgent extends EventEmitter {
    *  the one a transfer is finishing with (in place, its trial not recorded yet) and the one kept
    *  for `upgrade` even where deferred.json could not be written. */
   private pruneModules(): void {
-    const inHand = [this.current?.manifest.sha256, this.deferred?.manifest.sha256].filter((x): x is string => x !== undefined);
-    this.options.store.prune(inHand);
+    this.options.store.prune([this.current?.manifest.sha256, this.deferred?.manifest.sha256]);
   }
 
   /** Keep a verified module for `upgrade`, which happens by itself after deferMaxMs. */

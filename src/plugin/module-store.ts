@@ -220,7 +220,7 @@ export class ModuleStore {
    * docs/benchmarks.md, eighteenth session). A file that cannot be deleted now is left for the
    * next time. Returns the files deleted.
    */
-  prune(alsoKeep: readonly string[] = []): string[] {
+  prune(alsoKeep: readonly (string | undefined)[] = []): string[] {
     let names: string[];
     let needed: Set<string | undefined>;
     try {

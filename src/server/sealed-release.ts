@@ -410,7 +410,7 @@ export interface SealedLease {
 
 /** A sealed release on disk, and the pushes using it. */
 interface Kept {
-  seal: Promise<SealedRelease>;
+  readonly seal: Promise<SealedRelease>;
   readonly bytes: number;
   users: number;
   /** No longer among those kept: removed once no push uses it. */
