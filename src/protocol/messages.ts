@@ -6,6 +6,7 @@
  * bytes, and throws only DecodeError.
  */
 import { DecodeError } from '../errors.js';
+import { peerText } from '../util/peer-text.js';
 import type { ReleaseVersion } from './release-version.js';
 
 export const MAGIC_0 = 0x4e; // 'N'
@@ -502,7 +503,8 @@ class Reader {
   text(len: number, max: number): string {
     if (len > max) throw new DecodeError('too-long', `text of ${len} bytes exceeds ${max}`);
     try {
-      return utf8.decode(this.bytes(len));
+      // Every text on the wire is shown somewhere (the console, logs, alerts): no controls.
+      return peerText(utf8.decode(this.bytes(len)));
     } catch (err) {
       if (err instanceof DecodeError) throw err;
       throw new DecodeError('bad-utf8', 'text is not valid UTF-8');

@@ -13,6 +13,7 @@ import { NxtError } from '../errors.js';
 import { displayAddress, type Peer } from '../net/endpoint.js';
 import type { Store } from '../store/store.js';
 import type { Inventory } from './views.js';
+import { peerText } from '../util/peer-text.js';
 
 export type DeviceState = 'pending' | 'approved' | 'rejected' | 'revoked';
 
@@ -222,7 +223,8 @@ export function parseInventory(json: string): Inventory {
   }
   if (typeof raw !== 'object' || raw === null) return {};
   const r = raw as Record<string, unknown>;
-  const text = (v: unknown): string | undefined => (typeof v === 'string' ? v.slice(0, 64) : undefined);
+  // JSON escapes (\u001b) make controls the wire text had none of: they are not shown either.
+  const text = (v: unknown): string | undefined => (typeof v === 'string' ? peerText(v.slice(0, 64)) : undefined);
   const count = (v: unknown): number | undefined => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined);
   const inv: Record<string, string | number> = {};
   for (const [k, v] of Object.entries({

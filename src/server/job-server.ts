@@ -293,18 +293,26 @@ export class JobServer extends EventEmitter {
   }
 
   private onFileOffer(msg: FileOfferMessage, from: AuthenticatedPeer): void {
-    const known = this.uploads.get(msg.transferId);
-    if (known) { known.transfer.onOffer(); return; }
-    const job = this.o.store.get(msg.jobId);
     const refuse = (why: string): void => {
       this.o.channel.send(encode({ type: 'result', transferId: msg.transferId, code: ResultCode.cancelled, active: NO_VERSION, message: why }), from);
     };
+    const known = this.uploads.get(msg.transferId);
+    if (known?.device === from.clientId) { known.transfer.onOffer(); return; }
+    if (known) { refuse('that transfer id is another device\'s upload'); return; }
+    const job = this.o.store.get(msg.jobId);
     if (!job || job.device !== from.clientId || job.state !== 'sent' || (job.kind !== 'logs' && job.kind !== 'backup' && job.kind !== 'report')) {
       refuse('no upload is expected for this job');
       return;
     }
     if (msg.size > MAX_UPLOAD_BYTES) {
       refuse(`an upload of ${msg.size} bytes is over the server's limit of ${MAX_UPLOAD_BYTES}`);
+      return;
+    }
+    // One upload a job (a device sends one file for it): offers under ever new transfer ids would
+    // each hold a file open here, until the server had none left for anything. A device that
+    // restarted reports its job failed (it does not resume it); the upload it left goes idle.
+    if ([...this.uploads.values()].some((u) => u.job.id === job.id)) {
+      refuse('an upload for this job is under way already');
       return;
     }
     // The device names the file; only its last part, in plain characters, becomes a path here.

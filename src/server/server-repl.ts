@@ -7,6 +7,7 @@ import type { Signer } from '../security/release-key.js';
 import { displayAddress } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import { bar, duration, mib, size, table } from '../util/format.js';
+import { peerText } from '../util/peer-text.js';
 import { helpCommand, Repl, takeOptions, takeRepeated, terminalColumns, type Command } from '../util/repl.js';
 import { callerFile, consoleCommand, schema, type AnyTypedCommand, type RunContext, type TypedCommand } from './typed-command.js';
 import type { DeviceView, RequestView } from './views.js';
@@ -210,8 +211,13 @@ function parseDuration(text: string): number {
   return Number(m[1]) * unit;
 }
 
-/** A status report as lines: its sections, sizes readable, the plugin's part as JSON. */
+/** A status report as lines: its sections, sizes readable, the plugin's part as JSON. The
+ *  device wrote it: its text is shown without controls (peer-text.ts). */
 function describeReport(report: unknown): string[] {
+  return reportLines(report).map(peerText);
+}
+
+function reportLines(report: unknown): string[] {
   if (typeof report !== 'object' || report === null) return [JSON.stringify(report)];
   const lines: string[] = [];
   for (const [key, value] of Object.entries(report as Record<string, unknown>)) {
@@ -864,7 +870,7 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
       pushes: server.activeSessions.map((p) => ({ device: p.client.id, ...p.progress })),
     }),
     print: ({ messages: s, channel: c, clients, pushes }) => [
-      `messages ${s.datagrams}, malformed ${s.malformed}, unexpected ${s.unexpected}, foreign ${s.foreign}, registrations ${s.registrations}, refused ${s.refused}, impersonation ${s.impersonation}; ${clients} clients known`,
+      `messages ${s.datagrams}, malformed ${s.malformed}, unexpected ${s.unexpected}, foreign ${s.foreign}, registrations ${s.registrations}, refused ${s.refused}, impersonation ${s.impersonation}, outcomes ignored ${s.outcomesIgnored}; ${clients} clients known`,
       `channel: ${c.sessions} sessions, ${c.handshakes} handshakes; dropped: unauthenticated ${c.unauthenticated}, malformed ${c.malformed}, bad tag ${c.badTag}, replayed ${c.replayed}, wrong address ${c.wrongAddress}, unknown session ${c.unknownSession}, bad cookie ${c.badCookie}, bad handshake ${c.badHandshake}, replayed handshake ${c.replayedHandshake}, repeated INIT (answered again) ${c.repeatedInit}, revoked key ${c.revokedKey}, rate-limited ${c.rateLimited}; cookies sent ${c.cookiesSent}; unread, its socket's buffer full ${c.socketDrops ?? 'unknown'}`,
       ...pushes.map((g) => `  push to ${shortId(g.device)}: ${g.phase} ${g.acked}/${g.total} chunks, ${g.retransmits} resent, ${g.timeouts} retransmission timeouts`),
     ],

@@ -14,6 +14,7 @@ import type { HandOver } from '../transfer/group-pace.js';
 import { displayAddress } from '../net/endpoint.js';
 import type { AuthenticatedPeer, ServerChannel } from '../session/server-channel.js';
 import { fingerprint } from '../session/identity.js';
+import { KeyedBuckets } from '../session/rate-limit.js';
 import { Devices, parseInventory, type DeviceRecord } from './devices.js';
 import type { Job } from './job-store.js';
 import type { Clock, WallClock } from '../util/clock.js';
@@ -150,6 +151,12 @@ const FORGET_HISTORY_PER_SWEEP = 10_000;
 /** How often the server looks at its socket's count of datagrams dropped unread (Linux). */
 const DROPS_SAMPLE_MS = 1_000;
 const DROPS_WARN_EVERY_MS = 60_000;
+/** Probation outcomes a device may report: 20 at once, then one each 10 s. A device reports one
+ *  per module it tried; each is a record saved (a commit on this thread) and maybe an alert, so
+ *  one misbehaving device could otherwise fill the history and the operator's mailbox. */
+const OUTCOMES_PER_SECOND = 0.1;
+const OUTCOME_BURST = 20;
+const OUTCOME_WARN_EVERY_MS = 60_000;
 
 export interface ServerStats {
   datagrams: number;
@@ -161,6 +168,8 @@ export interface ServerStats {
   refused: number;
   /** REGISTERs naming a client id other than the key of the session they came on. */
   impersonation: number;
+  /** Probation outcomes beyond a device's budget: acknowledged, not recorded. */
+  outcomesIgnored: number;
 }
 
 export interface PushReport {
@@ -190,7 +199,9 @@ interface LastRegister {
  *  device, net/fragments.ts), 'notice' (string: housekeeping done, e.g. old uploads deleted),
  *  'warning' (string). */
 export class NxtServer extends EventEmitter {
-  readonly stats: ServerStats = { datagrams: 0, malformed: 0, unexpected: 0, foreign: 0, registrations: 0, refused: 0, impersonation: 0 };
+  readonly stats: ServerStats = { datagrams: 0, malformed: 0, unexpected: 0, foreign: 0, registrations: 0, refused: 0, impersonation: 0, outcomesIgnored: 0 };
+  private readonly outcomeBudget = new KeyedBuckets(OUTCOMES_PER_SECOND, OUTCOME_BURST, 100_000);
+  private outcomeWarnedAt = Number.NEGATIVE_INFINITY;
   private readonly waiting = new Map<string, LastRegister>();
   private readonly tokenHashes: Buffer[];
   private saveTimer: NodeJS.Timeout | undefined;
@@ -1043,6 +1054,16 @@ export class NxtServer extends EventEmitter {
     const ack = (): void => { this.options.channel.send(encode({ type: 'trialAck', seq: msg.seq }), from); };
     const client = this.registry.get(from.clientId);
     if (!client || client.lastOutcomeSeq === msg.seq) { ack(); return; }
+    const now = this.options.clock.now();
+    if (!this.outcomeBudget.take(client.id, now)) {
+      this.stats.outcomesIgnored++;
+      if (now - this.outcomeWarnedAt >= OUTCOME_WARN_EVERY_MS) {
+        this.outcomeWarnedAt = now;
+        this.emit('warning', `device ${client.id.slice(0, 12)} reports probation outcomes faster than one each ${1 / OUTCOMES_PER_SECOND} s: those beyond are acknowledged and not recorded (${this.stats.outcomesIgnored} so far, all devices)`);
+      }
+      ack();
+      return;
+    }
     client.lastOutcomeSeq = msg.seq;
     client.version = msg.active;
     this.saveFleet(client.id);

@@ -1,16 +1,21 @@
 /**
  * The security issue's checks with real processes and sockets: enrollment (pending, approve,
  * reject, revoke), datagrams tampered with, replayed, or sent from another address, a captured
- * handshake replayed, and a flood of forged registrations during a push.
+ * handshake replayed, a flood of forged registrations during a push, and what an enrolled device
+ * that misbehaves can do (nothing it says is obeyed by the operator's terminal, and its reports
+ * are bounded).
  */
 import dgram from 'node:dgram';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, EnvelopeType, INIT_BYTES, PIECE_HEADER_BYTES, forEachChunk } from '../../src/protocol/envelope.js';
-import { encode } from '../../src/protocol/messages.js';
+import { encode, Enrollment, type JobMessage, type Message, type OfferMessage, type RegisteredMessage, type TrialAckMessage } from '../../src/protocol/messages.js';
+import { ResultCode } from '../../src/protocol/result-codes.js';
 import { Proc, ROOT, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
 import { UdpProxy, bulkChunks, isBulkData, type ProxyRule } from '../support/udp-proxy.js';
 import { writeModule } from '../support/modules.js';
+import { rogueDevice } from '../support/rogue-device.js';
 
 const V2 = join(ROOT, 'plugins/libfunctional_2_0.mjs');
 
@@ -36,6 +41,13 @@ afterEach(async () => {
   await stopAll();
   expect(runningCount()).toBe(0);
 });
+
+/** A server of its own for each test, its state in a new directory. */
+async function freshServer(): Promise<void> {
+  dir = tempDir();
+  ({ proc: server, port } = await startServer(join(dir, 'server')));
+  trust = join(dir, 'server/release.pub');
+}
 
 /** A device behind `proxy` gets release A, then (after `endCapture`) release B, each checked
  *  done; the device. */
@@ -137,11 +149,7 @@ describe('enrollment', () => {
 });
 
 describe('the wire', () => {
-  beforeEach(async () => {
-    dir = tempDir();
-    ({ proc: server, port } = await startServer(join(dir, 'server')));
-    trust = join(dir, 'server/release.pub');
-  });
+  beforeEach(freshServer);
 
   it('drops a datagram with one flipped bit, and the push completes with the right bytes', async () => {
     let flipped = 0;
@@ -327,6 +335,80 @@ describe('the wire', () => {
     expect(read, `sent ${sent}, read ${read}, unread ${unread}`).toBeGreaterThan(sent / 10);
     expect(stats).toMatch(/channel: 1 sessions/);
   }, 90_000);
+});
+
+describe('an enrolled device that misbehaves', () => {
+  beforeEach(freshServer);
+
+  it('cannot write to the operator\'s terminal nor flood the history, and the fleet is served meanwhile', async () => {
+    const a = await startClient('a', port, join(dir, 'a'), trust);
+    const rogue = await rogueDevice(port, join(dir, 'server/identity.pub'));
+    const rogueId = Buffer.from(rogue.clientId).toString('hex').slice(0, 12);
+    // Escape sequences (clear the screen, red) and a line feed with a line of the server's own.
+    const evil = '\x1b[2J\x1b[31m\npush finished: 7 done, 0 failed';
+    rogue.register({ product: { major: 5, minor: 6, productName: 'x\x1b[2J' }, inventory: JSON.stringify({ hostname: `gw${evil}` }) });
+    await rogue.waitFor((m): m is RegisteredMessage => m.type === 'registered' && m.enrollment === Enrollment.approved, 0);
+
+    // 200 probation outcomes, each new, each a rollback that would raise an alert.
+    const version = { major: 9, minor: 9, patch: 0 };
+    const acked = (m: Message): m is TrialAckMessage => m.type === 'trialAck' && rogue.heard.filter((h) => h.type === 'trialAck').length >= 200;
+    const allAcked = rogue.waitFor(acked, 0);
+    for (let seq = 1; seq <= 200; seq++) {
+      rogue.send({ type: 'trialOutcome', seq, committed: false, code: ResultCode.loadFailed, version, sha256: new Uint8Array(32).fill(seq), active: version, message: evil });
+    }
+    await allAcked;
+    const stats = await server.run('stats', /channel: .*\n/);
+    const ignored = Number(/outcomes ignored (\d+)/.exec(stats)?.[1]);
+    // A burst of 20, and one each 10 s after (the test takes seconds: none, or one).
+    expect(ignored).toBeGreaterThanOrEqual(179);
+    expect(ignored).toBeLessThanOrEqual(180);
+    const listed = await server.run(`history ${rogueId} --last 1000 --json`, /(\[\{.*\}\]|\[\])\n/);
+    const history = JSON.parse(/(\[\{.*\}\]|\[\])\n/.exec(listed)![1]!) as { result: string }[];
+    expect(history.filter((e) => e.result.startsWith('rolled back'))).toHaveLength(200 - ignored);
+
+    // A push to all: the real device takes it; the rogue refuses it with the same text.
+    // (A line of its own: the rogue's text, on its result's line, says "push finished" too.)
+    const pushed = server.run(`push ${V2}`, /^push finished: .*$/m);
+    const offer = await rogue.waitFor((m): m is OfferMessage => m.type === 'offer', 0);
+    rogue.send({ type: 'result', transferId: offer.transferId, code: ResultCode.badSignature, active: { major: 1, minor: 0, patch: 0 }, message: evil });
+    const out = await pushed;
+    expect(out).toMatch(/push finished: 1 done, 1 failed/);
+    await a.waitFor('Major = 8');
+    await server.run('clients', /NxtServer# /);
+    await rogue.close();
+
+    // What it said was printed (without the escapes) and never obeyed: no escape reached the
+    // server's output, and no line of it stands alone as one of the server's.
+    expect(server.output).toContain('\ufffd[2J\ufffd[31m push finished: 7 done, 0 failed');
+    expect(server.output).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/);
+    expect(server.output).not.toMatch(/^push finished: 7/m);
+  }, 60_000);
+
+  it('holds one upload open for a job, however many it offers', async () => {
+    const rogue = await rogueDevice(port, join(dir, 'server/identity.pub'));
+    const rogueId = Buffer.from(rogue.clientId).toString('hex').slice(0, 12);
+    rogue.register();
+    await rogue.waitFor((m): m is RegisteredMessage => m.type === 'registered' && m.enrollment === Enrollment.approved, 0);
+    await server.run(`job logs ${rogueId}`, /queued for .*\n/);
+    rogue.send({ type: 'jobPoll', seq: 1 });
+    const job = await rogue.waitFor((m): m is JobMessage => m.type === 'job' && m.jobId > 0, 0);
+    const openFiles = (): number => readdirSync(`/proc/${server.pid}/fd`).length;
+    const before = openFiles();
+    // 300 offers of an upload for the job, each under a transfer id of its own; each is answered
+    // (an ACK to the first, a refusal to the rest).
+    const answered = new Set<number>();
+    const all = rogue.waitFor((m): m is Message => {
+      if ((m.type === 'ack' || m.type === 'result') && m.transferId >= 1000) answered.add(m.transferId);
+      return answered.size === 300;
+    }, 0);
+    for (let i = 0; i < 300; i++) {
+      rogue.send({ type: 'fileOffer', transferId: 1000 + i, jobId: job.jobId, size: 10_000_000, chunkSize: 1400, sha256: new Uint8Array(32), name: `f${i}.log` });
+    }
+    await all;
+    const refused = rogue.heard.filter((m) => m.type === 'result' && /under way already/.test(m.message));
+    expect(refused).toHaveLength(299);
+    expect(openFiles() - before).toBeLessThanOrEqual(2);
+  }, 60_000);
 });
 
 /**

@@ -79,6 +79,15 @@ describe('the wire codec', () => {
     }
   });
 
+  it('decodes a peer\'s text without the controls a terminal would obey', () => {
+    // An enrolled device's RESULT text, once printed raw: it recoloured the console and forged a line.
+    const forged = '\x1b[31mred\x1b[0m\r\npush finished: 9 done, 0 failed\x07 \u202egnp.exe\u0085';
+    const got = decode(encode({ type: 'result', transferId: 9, code: 2, active: v, message: forged }));
+    expect(got).toMatchObject({ message: '\ufffd[31mred\ufffd[0m  push finished: 9 done, 0 failed\ufffd \ufffdgnp.exe\ufffd' });
+    const name = decode(encode({ type: 'fileOffer', transferId: 1, jobId: 2, size: 3, chunkSize: 1400, sha256: new Uint8Array(32), name: 'a\u0000b\tc' }));
+    expect(name).toMatchObject({ name: 'a\ufffdb c' });
+  });
+
   it('decodes random bytes to a message or a DecodeError, never anything else', () => {
     fc.assert(fc.property(fc.uint8Array({ maxLength: 1500 }), (bytes) => {
       try { decode(bytes); } catch (err) { expect(err).toBeInstanceOf(DecodeError); }
