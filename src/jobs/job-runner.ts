@@ -10,6 +10,7 @@ import { NxtError, errorMessage } from '../errors.js';
 import { JobCode, JobKind, type JobCodeValue } from '../protocol/messages.js';
 import { matches, severityRank, type LogFilter } from './log-filter.js';
 import { existingUnder, InvalidJob, newFileUnder, splitRootDir, type Roots } from './roots.js';
+import { boundedRegExp } from '../util/bounded-regexp.js';
 
 export type JobPlan =
   | { readonly then: 'report'; readonly code: JobCodeValue; readonly message: string }
@@ -132,9 +133,9 @@ async function logs(p: Params, roots: Roots, out: string, jobId: number): Promis
   let grep: RegExp | undefined;
   const pattern = text(p, 'grep');
   try {
-    grep = pattern === undefined ? undefined : new RegExp(pattern);
-  } catch {
-    throw new InvalidJob(`"${pattern}" is not a regular expression`);
+    grep = pattern === undefined ? undefined : boundedRegExp(pattern);
+  } catch (err) {
+    throw new InvalidJob(`"${pattern}" is not a regular expression this device runs: ${errorMessage(err)}`);
   }
   const filter: LogFilter = { since: time(p, 'since'), until: time(p, 'until'), severity, grep };
   const file = text(p, 'file');

@@ -1,13 +1,14 @@
 /** The operator's console: `NxtServer# `. */
 import type { Readable, Writable } from 'node:stream';
 import type { LogSink } from '../util/log.js';
-import { NxtError } from '../errors.js';
+import { errorMessage, NxtError } from '../errors.js';
 import { compareReleaseVersions, formatReleaseVersion } from '../protocol/release-version.js';
 import type { Signer } from '../security/release-key.js';
 import { displayAddress } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import { bar, duration, mib, size, table } from '../util/format.js';
 import { peerText } from '../util/peer-text.js';
+import { boundedRegExp } from '../util/bounded-regexp.js';
 import { helpCommand, Repl, takeOptions, takeRepeated, terminalColumns, type Command } from '../util/repl.js';
 import { callerFile, consoleCommand, schema, type AnyTypedCommand, type RunContext, type TypedCommand } from './typed-command.js';
 import type { DeviceView, RequestView } from './views.js';
@@ -789,7 +790,7 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
         case 'logs': {
           for (const t of ['since', 'until'] as const) if (input[t] !== undefined && Number.isNaN(Date.parse(input[t]!))) throw new NxtError('usage', `--${t} "${input[t]}" is not a time (like 2026-11-23T10:00:00Z)`);
           if (input.severity !== undefined && severityRank(input.severity) < 0) throw new NxtError('usage', `unknown severity "${input.severity}" (debug, info, notice, warning, error, critical, alert, emergency)`);
-          if (input.grep !== undefined) { try { new RegExp(input.grep); } catch { throw new NxtError('usage', `--grep "${input.grep}" is not a regular expression`); } }
+          if (input.grep !== undefined) { try { boundedRegExp(input.grep); } catch (err) { throw new NxtError('usage', `--grep "${input.grep}": ${errorMessage(err)}`); } }
           if (input.logFile !== undefined) checked(() => checkName(input.logFile!));
           params = { since: input.since, until: input.until, severity: input.severity, grep: input.grep, file: input.logFile };
           break;

@@ -146,7 +146,7 @@ describe('maintenance jobs', () => {
     expect(statSync(outside).mode & 0o200).toBe(0o200); // not made read-only either
   });
 
-  it('refuses names that leave the roots when they are queued, and links that lead out on the device, touching nothing outside', async () => {
+  it('refuses names that leave the roots (and a --grep that could hang a device) when they are queued, and links that lead out on the device, touching nothing outside', async () => {
     const { server, id, roots, dir } = await setup();
     const outside = join(dir, 'outside');
     mkdirSync(outside);
@@ -158,6 +158,8 @@ describe('maintenance jobs', () => {
     expect(await refused(`put ${id} ${join(dir, 'server/release.pub')} ../outside/planted`)).toMatch(/error \[usage\]: .*leaves its root/);
     expect(await refused(`clean ${id} logs/../../outside`)).toMatch(/error \[usage\]: .*leaves its root/);
     expect(await refused(`clean ${id} etc`)).toMatch(/error \[usage\]: "etc" must start with a root/);
+    // A pattern that only a backtracking engine runs (and so might run for hours on the device).
+    expect(await refused(`logs ${id} --grep (?<=x)a`)).toMatch(/error \[usage\]: --grep "\(\?<=x\)a": .*cannot be matched in linear time/);
     expect(await server.run('jobs', /no jobs\n/)).toMatch(/no jobs/); // none of them was queued
     // A link inside a root that leads out is the device's to find.
     symlinkSync(join(outside, 'keep'), join(roots.config, 'innocent.conf'));

@@ -65,6 +65,23 @@ describe('the job runner', () => {
     expect(readFileSync(plan.path, 'utf8')).toBe('2026-11-23T10:00:00Z ERROR kept one\n2026-11-23T10:20:00Z CRIT kept two\n');
   });
 
+  it('runs any --grep in linear time, and refuses one that only backtracking could run', async () => {
+    const { roots, work } = device();
+    // Against a backtracking engine `(a+)+$` takes ~2^32 steps on this line (minutes): the
+    // device's agent, which runs its jobs, would hang with it.
+    writeFileSync(join(roots.logs, 'app.log'), ['2026-11-23T10:00:00Z ERROR aaaa', `2026-11-23T10:00:01Z ERROR ${'a'.repeat(32)}b`].join('\n'));
+    const started = performance.now();
+    const plan = await runJob(JobKind.logs, JSON.stringify({ file: 'app.log', grep: '(a+)+$' }), roots, work, 8, Date.now());
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(plan).toMatchObject({ then: 'upload', message: '1 of 2 lines from 1 file(s)' });
+    if (plan.then !== 'upload') throw new Error('no upload');
+    expect(readFileSync(plan.path, 'utf8')).toBe('2026-11-23T10:00:00Z ERROR aaaa\n');
+    for (const grep of ['(a)\\1', '(?<=x)a', 'a(?!b)']) {
+      const refused = await runJob(JobKind.logs, JSON.stringify({ file: 'app.log', grep }), roots, work, 9, Date.now());
+      expect(refused, grep).toMatchObject({ then: 'report', code: JobCode.invalidJob, message: expect.stringMatching(/linear time/) });
+    }
+  });
+
   it('backs up a config file as it is, and refuses one outside the config root', async () => {
     const { roots, work } = device();
     writeFileSync(join(roots.config, 'app.conf'), 'a=1\n');

@@ -1,0 +1,34 @@
+/**
+ * A regular expression typed by someone else (an operator's `--grep`, run on every device's
+ * logs) that cannot hang the thread that runs it. V8's regular expressions backtrack: `(a|b)*c`
+ * against one long line without a `c`, or `(a+)+$` against forty a's and a b, runs for hours,
+ * and the device's agent (which runs its jobs) with it: no pushes, no renewals.
+ *
+ * V8 also has a linear-time engine (the one behind the `l` flag). Switched on here, with the
+ * fallback to it for any expression that backtracks more than V8's threshold (50,000 steps),
+ * an expression runs as fast as usual and at worst in time linear in its input. The linear
+ * engine does not take backreferences, lookaround, or (in Node 20) case-insensitive matching,
+ * so such a pattern is refused rather than left to backtrack: the `l` flag's check says which.
+ */
+import v8 from 'node:v8';
+
+let enabled = false;
+
+/** `pattern` as a RegExp that never runs longer than linear time; throws a SyntaxError that says
+ *  why when it is not a regular expression, or not one the linear engine can run. */
+export function boundedRegExp(pattern: string): RegExp {
+  if (!enabled) {
+    // Both flags are read as expressions are compiled and run, so setting them now, before the
+    // first such expression, is in time (Node 20 to 24).
+    v8.setFlagsFromString('--enable-experimental-regexp-engine');
+    v8.setFlagsFromString('--enable-experimental-regexp-engine-on-excessive-backtracks');
+    enabled = true;
+  }
+  const plain = new RegExp(pattern); // a SyntaxError if it is not one at all
+  try {
+    new RegExp(pattern, 'l');
+  } catch {
+    throw new SyntaxError(`/${pattern}/ cannot be matched in linear time (backreferences and lookaround are not supported here)`);
+  }
+  return plain;
+}
