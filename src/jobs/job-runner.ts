@@ -3,12 +3,12 @@
  * (clean, or any refusal) or leaves a file to upload (logs, backup) or to receive (put); the agent
  * moves those files with the same transfer as modules.
  */
-import { createReadStream, createWriteStream, existsSync, lstatSync, mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+import { createWriteStream, existsSync, lstatSync, mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { NxtError, errorMessage } from '../errors.js';
 import { JobCode, JobKind, type JobCodeValue } from '../protocol/messages.js';
 import { matches, severityRank, type LogFilter } from './log-filter.js';
+import { logLines, MAX_LINE_BYTES } from './log-lines.js';
 import { existingUnder, InvalidJob, newFileUnder, splitRootDir, type Roots } from './roots.js';
 import { boundedRegExp } from '../util/bounded-regexp.js';
 
@@ -144,18 +144,21 @@ async function logs(p: Params, roots: Roots, out: string, jobId: number): Promis
   const sink = createWriteStream(out, { mode: 0o600 });
   let kept = 0;
   let read = 0;
+  let cut = 0;
   try {
     for (const f of files) {
       if (!statSync(f).isFile()) throw new NxtError('no-such-file', `${basename(f)} is not a file`);
-      for await (const line of createInterface({ input: createReadStream(f), crlfDelay: Infinity })) {
+      for await (const line of logLines(f)) {
         read++;
-        if (matches(line, filter)) { kept++; if (!sink.write(`${line}\n`)) await new Promise<void>((r) => sink.once('drain', () => r())); }
+        if (line.cut) cut++;
+        if (matches(line.text, filter)) { kept++; if (!sink.write(`${line.text}\n`)) await new Promise<void>((r) => sink.once('drain', () => r())); }
       }
     }
   } finally {
     await new Promise<void>((resolve, reject) => sink.end((err?: Error | null) => (err ? reject(err) : resolve())));
   }
-  return { then: 'upload', path: out, name: `logs-job-${jobId}.txt`, message: `${kept} of ${read} lines from ${files.length} file(s)`, temporary: true };
+  const cutNote = cut === 0 ? '' : `; ${cut} line(s) longer than ${MAX_LINE_BYTES / 1024} KiB cut there`;
+  return { then: 'upload', path: out, name: `logs-job-${jobId}.txt`, message: `${kept} of ${read} lines from ${files.length} file(s)${cutNote}`, temporary: true };
 }
 
 function clean(p: Params, roots: Roots, now: number): JobPlan {

@@ -65,6 +65,15 @@ describe('the job runner', () => {
     expect(readFileSync(plan.path, 'utf8')).toBe('2026-11-23T10:00:00Z ERROR kept one\n2026-11-23T10:20:00Z CRIT kept two\n');
   });
 
+  it('cuts a log line longer than 64 KiB there and says so (a file without line ends is no longer one string)', async () => {
+    const { roots, work } = device();
+    writeFileSync(join(roots.logs, 'app.log'), `2026-11-23T10:00:00Z ERROR disk ${'x'.repeat(100_000)}\n2026-11-23T10:00:01Z ERROR disk full\n`);
+    const plan = await runJob(JobKind.logs, JSON.stringify({ grep: 'disk' }), roots, work, 10, Date.now());
+    expect(plan).toMatchObject({ then: 'upload', message: '2 of 2 lines from 1 file(s); 1 line(s) longer than 64 KiB cut there' });
+    if (plan.then !== 'upload') throw new Error('no upload');
+    expect(readFileSync(plan.path, 'utf8').split('\n').map((l) => l.length)).toEqual([64 * 1024, 36, 0]);
+  });
+
   it('runs any --grep in linear time, and refuses one that only backtracking could run', async () => {
     const { roots, work } = device();
     // Against a backtracking engine `(a+)+$` takes ~2^32 steps on this line (minutes): the
