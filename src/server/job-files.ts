@@ -12,6 +12,11 @@
  */
 import type { Job } from './job-store.js';
 
+/** A status report (`job report`) is some KiB of JSON (its plugin's part at most 16 KiB). The
+ *  console and the API parse the newest one whole on the server's main thread (`report`,
+ *  `clients --where`): one a device made a GiB could stall the server, or exhaust its heap. */
+export const MAX_REPORT_BYTES = 1024 * 1024;
+
 /** How long an unneeded copy is kept after it was last touched. */
 export const JOB_FILE_GRACE_MS = 10 * 60_000;
 /** How often the copies are looked over. */

@@ -20,7 +20,7 @@ import type { Peer } from '../net/endpoint.js';
 import type { Clock, WallClock } from '../util/clock.js';
 import type { SenderOptions } from '../transfer/sender.js';
 import type { Job, JobStore } from './job-store.js';
-import { DAY_MS, JOB_FILE_SWEEP_MS, jobFilesToDelete, jobsToForget, uploadsToDelete, type UploadDir } from './job-files.js';
+import { DAY_MS, JOB_FILE_SWEEP_MS, MAX_REPORT_BYTES, jobFilesToDelete, jobsToForget, uploadsToDelete, type UploadDir } from './job-files.js';
 import type { Notifier } from './notifier.js';
 
 export const JOB_RESULT_NAMES: Record<number, string> = {
@@ -304,8 +304,9 @@ export class JobServer extends EventEmitter {
       refuse('no upload is expected for this job');
       return;
     }
-    if (msg.size > MAX_UPLOAD_BYTES) {
-      refuse(`an upload of ${msg.size} bytes is over the server's limit of ${MAX_UPLOAD_BYTES}`);
+    const limit = job.kind === 'report' ? MAX_REPORT_BYTES : MAX_UPLOAD_BYTES;
+    if (msg.size > limit) {
+      refuse(`an upload of ${msg.size} bytes is over the server's limit of ${limit} for a ${job.kind} job`);
       return;
     }
     // One upload a job (a device sends one file for it): offers under ever new transfer ids would

@@ -9,6 +9,7 @@ import type { Clock, WallClock } from '../util/clock.js';
 import { bar, duration, mib, size, table } from '../util/format.js';
 import { peerText } from '../util/peer-text.js';
 import { boundedRegExp } from '../util/bounded-regexp.js';
+import { MAX_REPORT_BYTES } from './job-files.js';
 import { helpCommand, Repl, takeOptions, takeRepeated, terminalColumns, type Command } from '../util/repl.js';
 import { callerFile, consoleCommand, schema, type AnyTypedCommand, type RunContext, type TypedCommand } from './typed-command.js';
 import type { DeviceView, RequestView } from './views.js';
@@ -281,6 +282,8 @@ export function typedServerCommands(o: ServerReplOptions): Record<string, AnyTyp
     const done = o.jobs?.store.listFor(device).filter((j) => j.kind === 'report' && j.file !== undefined) ?? [];
     for (const j of done.reverse()) {
       try {
+        // Reports stored before they were limited may be larger: those are left unread.
+        if (statSync(j.file!).size > MAX_REPORT_BYTES) continue;
         return { report: JSON.parse(readFileSync(j.file!, 'utf8')) as unknown, job: j.id, at: j.updatedAt };
       } catch { /* removed or damaged: an older one */ }
     }

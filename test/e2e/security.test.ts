@@ -10,12 +10,12 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CHUNK_ENTRY_HEADER_BYTES, CHUNKS_HEADER_BYTES, EnvelopeType, INIT_BYTES, PIECE_HEADER_BYTES, forEachChunk } from '../../src/protocol/envelope.js';
-import { encode, Enrollment, type JobMessage, type Message, type OfferMessage, type RegisteredMessage, type TrialAckMessage } from '../../src/protocol/messages.js';
+import { encode, Enrollment, type JobMessage, type Message, type OfferMessage, type RegisteredMessage, type ResultMessage, type TrialAckMessage } from '../../src/protocol/messages.js';
 import { ResultCode } from '../../src/protocol/result-codes.js';
 import { Proc, ROOT, runningCount, startClient, startServer, stopAll, tempDir } from '../support/processes.js';
 import { UdpProxy, bulkChunks, isBulkData, type ProxyRule } from '../support/udp-proxy.js';
 import { writeModule } from '../support/modules.js';
-import { rogueDevice } from '../support/rogue-device.js';
+import { rogueDevice, type RogueDevice } from '../support/rogue-device.js';
 
 const V2 = join(ROOT, 'plugins/libfunctional_2_0.mjs');
 
@@ -384,14 +384,26 @@ describe('an enrolled device that misbehaves', () => {
     expect(server.output).not.toMatch(/^push finished: 7/m);
   }, 60_000);
 
-  it('holds one upload open for a job, however many it offers', async () => {
+  /** A rogue device, approved, that has polled for the job `job …` queued for it: the job. */
+  async function rogueWithJob(job: string): Promise<{ rogue: RogueDevice; job: JobMessage }> {
     const rogue = await rogueDevice(port, join(dir, 'server/identity.pub'));
     const rogueId = Buffer.from(rogue.clientId).toString('hex').slice(0, 12);
     rogue.register();
     await rogue.waitFor((m): m is RegisteredMessage => m.type === 'registered' && m.enrollment === Enrollment.approved, 0);
-    await server.run(`job logs ${rogueId}`, /queued for .*\n/);
+    await server.run(`job ${job.replace('ID', rogueId)}`, /queued for .*\n/);
     rogue.send({ type: 'jobPoll', seq: 1 });
-    const job = await rogue.waitFor((m): m is JobMessage => m.type === 'job' && m.jobId > 0, 0);
+    return { rogue, job: await rogue.waitFor((m): m is JobMessage => m.type === 'job' && m.jobId > 0, 0) };
+  }
+
+  it('cannot upload a status report the server would have to parse for seconds', async () => {
+    const { rogue, job } = await rogueWithJob('report ID');
+    rogue.send({ type: 'fileOffer', transferId: 77, jobId: job.jobId, size: 2 * 1024 * 1024, chunkSize: 1400, sha256: new Uint8Array(32), name: 'report.json' });
+    const refused = await rogue.waitFor((m): m is ResultMessage => m.type === 'result' && m.transferId === 77, 0);
+    expect(refused.message).toBe('an upload of 2097152 bytes is over the server\'s limit of 1048576 for a report job');
+  });
+
+  it('holds one upload open for a job, however many it offers', async () => {
+    const { rogue, job } = await rogueWithJob('logs ID');
     const openFiles = (): number => readdirSync(`/proc/${server.pid}/fd`).length;
     const before = openFiles();
     // 300 offers of an upload for the job, each under a transfer id of its own; each is answered
