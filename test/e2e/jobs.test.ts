@@ -159,7 +159,7 @@ describe('maintenance jobs', () => {
     expect(await refused(`clean ${id} logs/../../outside`)).toMatch(/error \[usage\]: .*leaves its root/);
     expect(await refused(`clean ${id} etc`)).toMatch(/error \[usage\]: "etc" must start with a root/);
     // A pattern that only a backtracking engine runs (and so might run for hours on the device).
-    expect(await refused(`logs ${id} --grep (?<=x)a`)).toMatch(/error \[usage\]: --grep "\(\?<=x\)a": .*cannot be matched in linear time/);
+    expect(await refused(`logs ${id} --grep a(?!b)`)).toMatch(/error \[usage\]: --grep "a\(\?!b\)": .*cannot be matched in linear time/);
     expect(await server.run('jobs', /no jobs\n/)).toMatch(/no jobs/); // none of them was queued
     // A link inside a root that leads out is the device's to find.
     symlinkSync(join(outside, 'keep'), join(roots.config, 'innocent.conf'));

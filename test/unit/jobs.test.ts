@@ -85,7 +85,8 @@ describe('the job runner', () => {
     expect(plan).toMatchObject({ then: 'upload', message: '1 of 2 lines from 1 file(s)' });
     if (plan.then !== 'upload') throw new Error('no upload');
     expect(readFileSync(plan.path, 'utf8')).toBe('2026-11-23T10:00:00Z ERROR aaaa\n');
-    for (const grep of ['(a)\\1', '(?<=x)a', 'a(?!b)']) {
+    // (Node 24 runs lookbehind in linear time, Node 20 does not: it is not asked here.)
+    for (const grep of ['(a)\\1', '(?<x>a)\\k<x>', 'a(?!b)']) {
       const refused = await runJob(JobKind.logs, JSON.stringify({ file: 'app.log', grep }), roots, work, 9, Date.now());
       expect(refused, grep).toMatchObject({ then: 'report', code: JobCode.invalidJob, message: expect.stringMatching(/linear time/) });
     }
