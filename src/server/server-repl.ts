@@ -10,6 +10,7 @@ import { bar, duration, mib, size, table } from '../util/format.js';
 import { peerText } from '../util/peer-text.js';
 import { boundedRegExp } from '../util/bounded-regexp.js';
 import { MAX_REPORT_BYTES } from './job-files.js';
+import { QuietLines } from './quiet-lines.js';
 import { helpCommand, Repl, takeOptions, takeRepeated, terminalColumns, type Command } from '../util/repl.js';
 import { callerFile, consoleCommand, schema, type AnyTypedCommand, type RunContext, type TypedCommand } from './typed-command.js';
 import type { DeviceView, RequestView } from './views.js';
@@ -104,6 +105,8 @@ function describeLimit(l: Limit): string {
 /** Above this many clients, progress is one summary line rather than a line per client. */
 const PROGRESS_DETAIL_CLIENTS = 5;
 const PROGRESS_EVERY_MS = 1000;
+/** A device's comings and goings: at most a line each this often (quiet-lines.ts). */
+const FLEET_LINES_EVERY_MS = 10_000;
 
 /**
  * Push progress every second: per device (percent, rate, time left, resends) — on a terminal as
@@ -1162,8 +1165,20 @@ export function createServerRepl(o: ServerReplOptions): Repl {
   server.on('notice', (line: string) => repl.print(line));
   o.rollouts?.on('event', (c: Campaign, e: CampaignEvent) => repl.print(describeCampaignEvent(c, e)));
   o.rollouts?.on('warning', (w: string) => repl.print(`warning: ${w}`, 'warn'));
-  server.on('client-gone', (c: ClientRecord) => repl.print(`client ${shortId(c.id)} went offline (it said goodbye)`));
-  server.on('client-back', (c: ClientRecord) => repl.print(`client ${shortId(c.id)} is back from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
+  const quiet = new QuietLines(FLEET_LINES_EVERY_MS);
+  let quietTimer: NodeJS.Timeout | undefined;
+  const showDue = (): void => {
+    quietTimer = undefined;
+    for (const line of quiet.due(o.clock.now())) repl.print(line);
+    if (quiet.size > 0) quietTimer = setTimeout(showDue, FLEET_LINES_EVERY_MS).unref();
+  };
+  const fleetLine = (c: ClientRecord, line: string): void => {
+    const now = quiet.offer(c.id, line, o.clock.now());
+    if (now !== undefined) repl.print(now);
+    quietTimer ??= setTimeout(showDue, FLEET_LINES_EVERY_MS).unref();
+  };
+  server.on('client-gone', (c: ClientRecord) => fleetLine(c, `client ${shortId(c.id)} went offline (it said goodbye)`));
+  server.on('client-back', (c: ClientRecord) => fleetLine(c, `client ${shortId(c.id)} is back from ${displayAddress(c.peer)} (release ${formatReleaseVersion(c.version)})`));
   server.on('auto-update', (c: ClientRecord, r: StoredRelease) => repl.print(`client ${shortId(c.id)} runs ${formatReleaseVersion(c.version)}: updating it to ${describeStored(r)} (--auto-update)`));
   server.on('report-queued', (j: Job) => repl.print(`job ${j.id} (report) queued for ${shortId(j.device)}: its report is due (--report-every)`));
   server.on('job-result', (j: Job) => repl.print(`job ${j.id} (${kindLabel(j.kind)}) on ${shortId(j.device)}: ${j.result}${j.message ? ` — ${j.message}` : ''}${j.file ? ` → ${j.file}` : ''}`));
