@@ -17,6 +17,8 @@ export interface RogueDevice {
   /** Every message the server sent it, in order. */
   readonly heard: Message[];
   send(message: Message): void;
+  /** Bytes as they are, sealed: a message cut short or with bits flipped, say. */
+  sendBytes(bytes: Uint8Array): void;
   /** Resolves with the first message from now on (or heard already, after `from`) that `match` accepts. */
   waitFor<T extends Message>(match: (m: Message) => m is T, from?: number): Promise<T>;
   register(fields?: Partial<RegisterMessage>): void;
@@ -47,6 +49,7 @@ export async function rogueDevice(port: number, identityPub: string): Promise<Ro
   return {
     clientId, heard,
     send: (message) => channel.send(encode(message)),
+    sendBytes: (bytes) => channel.send(bytes),
     waitFor: <T extends Message>(match: (m: Message) => m is T, from = heard.length) => new Promise<T>((resolve) => {
       const look = (): void => {
         const hit = heard.slice(from).find(match);
