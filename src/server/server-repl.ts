@@ -1173,8 +1173,8 @@ export function createServerRepl(o: ServerReplOptions): Repl {
     if (quiet.size > 0) quietTimer = setTimeout(showDue, FLEET_LINES_EVERY_MS).unref();
   };
   const fleetLine = (c: ClientRecord, line: string): void => {
-    const now = quiet.offer(c.id, line, o.clock.now());
-    if (now !== undefined) repl.print(now);
+    const shown = quiet.offer(c.id, line, o.clock.now());
+    if (shown !== undefined) repl.print(shown);
     quietTimer ??= setTimeout(showDue, FLEET_LINES_EVERY_MS).unref();
   };
   server.on('client-gone', (c: ClientRecord) => fleetLine(c, `client ${shortId(c.id)} went offline (it said goodbye)`));
