@@ -23,7 +23,7 @@ import { IDENTITY_PUBLIC_FILE, fingerprint, loadOrCreateIdentity, readIdentityPu
 import { readStateFile, writeFileAtomic } from '../util/atomic-file.js';
 import { systemClock, systemWallClock } from '../util/clock.js';
 import { lockDir } from '../util/dir-lock.js';
-import { EXIT_STATUS_HELP, EXIT_USAGE, exitWithError, parsePort, parsePositiveMs, parseSeconds } from './exit-codes.js';
+import { EXIT_STATUS_HELP, EXIT_USAGE, exitWithError, parsePort, parsePositiveMs, parseSeconds, timerMs } from './exit-codes.js';
 import { DEFAULT_HOST_LIMITS, prepareSpare, type HostLimits } from '../plugin/plugin-host.js';
 import { keepRunningWithoutOutput, lifecycle } from './lifecycle.js';
 import { setupClient } from './client-setup.js';
@@ -105,10 +105,11 @@ program.action(async (flags: ClientFlags) => {
     if (port === 0) throw new NxtError('usage', 'the server port cannot be 0');
     const maxModuleBytes = Number(opts.maxModuleBytes);
     if (!/^\d+$/.test(opts.maxModuleBytes) || maxModuleBytes < 1) throw new NxtError('usage', `--max-module-bytes "${opts.maxModuleBytes}" is not a positive number of bytes`);
-    const rekeyAfterMs = parsePositiveMs(opts.rekeyAfter);
-    const deferMaxMs = opts.deferMax === undefined ? undefined : parsePositiveMs(opts.deferMax);
-    const pollMs = parsePositiveMs(opts.poll);
-    const maintenanceEveryMs = opts.maintenanceEvery === undefined ? undefined : parsePositiveMs(opts.maintenanceEvery) * 1000;
+    const rekeyAfterMs = timerMs('--rekey-after', parsePositiveMs(opts.rekeyAfter));
+    const deferMaxMs = opts.deferMax === undefined ? undefined : timerMs('--defer-max', parsePositiveMs(opts.deferMax));
+    const pollMs = timerMs('--poll', parsePositiveMs(opts.poll));
+    const maintenanceEveryMs = opts.maintenanceEvery === undefined ? undefined : timerMs('--maintenance-every', parsePositiveMs(opts.maintenanceEvery) * 1000);
+    const probationMs = timerMs('--probation', parseSeconds('--probation', opts.probation) * 1000);
     const mode = await consoleMode('nxt-client', opts);
     for (const [flag, value] of [['--device-type', opts.deviceType], ['--channel', opts.channel]] as const) {
       if (value !== undefined && !FORMATS.name.check(value)) throw new NxtError('usage', `${flag} "${value}" must be ${FORMATS.name.says}`);
@@ -121,11 +122,10 @@ program.action(async (flags: ClientFlags) => {
     const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
     const { keys: identity } = loadOrCreateIdentity(opts.dataDir, random);
     const clientId = clientIdOf(identity.publicKey);
-    const probationMs = parseSeconds('--probation', opts.probation) * 1000;
     const heapMb = Number(opts.moduleMemory);
     if (!/^\d+$/.test(String(opts.moduleMemory)) || heapMb < 16) throw new NxtError('usage', `--module-memory "${opts.moduleMemory}" must be a whole number of MiB, at least 16`);
     const hostLimits: Partial<HostLimits> = {
-      loadTimeoutMs: parsePositiveMs(String(opts.trialTimeout)), heapMb, rssGrowthMb: 2 * heapMb,
+      loadTimeoutMs: timerMs('--trial-timeout', parsePositiveMs(String(opts.trialTimeout))), heapMb, rssGrowthMb: 2 * heapMb,
       // A thread silent for this long is hung; never longer than the probation it guards.
       hangMs: Math.min(DEFAULT_HOST_LIMITS.hangMs, Math.max(500, probationMs / 2)),
     };
@@ -154,7 +154,7 @@ program.action(async (flags: ClientFlags) => {
       if (!m) throw new NxtError('usage', `--installer "${flag}": expected NAME=COMMAND, e.g. deb="apt-get install -y {file}"`);
       installers[m[1]!] = m[2]!;
     }
-    const installTimeoutMs = parseSeconds('--install-timeout', opts.installTimeout) * 1000;
+    const installTimeoutMs = timerMs('--install-timeout', parseSeconds('--install-timeout', opts.installTimeout) * 1000);
     // --report-every: the inventory says a report is due once that long has passed since the last.
     const reportEveryMs = opts.reportEvery === undefined ? undefined : parseSeconds('--report-every', String(opts.reportEvery)) * 1000;
     let lastReportAt = Number.NEGATIVE_INFINITY;

@@ -51,6 +51,16 @@ export function parseSeconds(flag: string, text: string): number {
   return n;
 }
 
+/** The longest a Node timer waits: 2^31 − 1 ms, about 24.9 days. A longer delay is not refused by Node
+ *  but fires after 1 ms (with only a warning): a probation of 30 days would commit at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** `ms`, checked to be a delay a timer can wait (`flag` names it in the error). */
+export function timerMs(flag: string, ms: number, max = MAX_TIMER_MS): number {
+  if (ms > max) throw new NxtError('usage', `${flag} is ${ms} ms: at most ${max} ms (${(max / 86_400_000).toFixed(1)} days)`);
+  return ms;
+}
+
 export function parsePositiveMs(text: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || n < 1) throw new NxtError('usage', `"${text}" is not a positive number of milliseconds`);

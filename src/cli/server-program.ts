@@ -37,7 +37,7 @@ import { systemClock, systemWallClock } from '../util/clock.js';
 import { lockDir } from '../util/dir-lock.js';
 import { ensureDir, writeFileAtomic } from '../util/atomic-file.js';
 import { warmHashBuffers } from '../util/hash-file.js';
-import { EXIT_STATUS_HELP, EXIT_USAGE, exitWithError, parseHostPort, parsePort, parsePositiveMs } from './exit-codes.js';
+import { EXIT_STATUS_HELP, EXIT_USAGE, exitWithError, parseHostPort, parsePort, parsePositiveMs, timerMs } from './exit-codes.js';
 import { lifecycle } from './lifecycle.js';
 import { nxtVersion, versionLine } from './version.js';
 import { CONSOLE_MODE_HELP, consoleMode } from './console-mode.js';
@@ -63,7 +63,7 @@ const program = new Command('nxt-server')
   .addOption(new Option('--node-name <name>', 'this node\'s name among several sharing one PostgreSQL database (default: host name and UDP port)').env('NXT_NODE_NAME'))
   .addOption(new Option('--database <url>', 'where the fleet\'s state lives: postgres://USER@HOST/DB (several nodes may share it) or sqlite:PATH; default: nxt.db in the state dir').env('NXT_DATABASE'))
   .option('--peer-timeout <ms>', 'fail a push to a client silent this long', '10000')
-  .option('--renew <ms>', 'how often clients renew their registration', '10000')
+  .option('--renew <ms>', 'how often clients renew their registration (at most a day: 86400000)', '10000')
   .option('--manifest-ttl <seconds>', 'how long a signed push stays installable; clients refuse it after that', String(DEFAULT_MANIFEST_TTL_S))
   .addOption(new Option('-c, --config <file>', 'settings file (JSON, keys as the long options in camelCase; flags win)').env('NXT_SERVER_CONFIG'))
   .option('--max-handshakes <per-second>', 'session handshakes accepted per second, all clients together (each costs about 0.4 ms of one core, as measured on the test machine)', String(DEFAULT_LIMITS.handshakesPerSecond))
@@ -136,14 +136,16 @@ program.action(async (flags: ServerFlags) => {
     const port = parsePort(opts.port);
     const handshakesPerSecond = Number(opts.maxHandshakes);
     if (!/^\d+$/.test(opts.maxHandshakes) || handshakesPerSecond < 1) throw new NxtError('usage', `--max-handshakes "${opts.maxHandshakes}" is not a positive whole number`);
-    const peerTimeoutMs = parsePositiveMs(opts.peerTimeout);
+    const peerTimeoutMs = timerMs('--peer-timeout', parsePositiveMs(opts.peerTimeout));
     const maxDatagram = opts.maxDatagram === undefined ? undefined : Number(opts.maxDatagram);
     if (maxDatagram !== undefined && (!/^\d+$/.test(opts.maxDatagram!) || maxDatagram < MIN_DATAGRAM || maxDatagram > MAX_UDP_PAYLOAD_BYTES)) {
       throw new NxtError('usage', `--max-datagram "${opts.maxDatagram}" must be a whole number of bytes from ${MIN_DATAGRAM} to ${MAX_UDP_PAYLOAD_BYTES}`);
     }
     const maxRateMbit = opts.maxRate === undefined ? undefined
       : parseMaxRateMbit(String(opts.maxRate), `--max-rate "${opts.maxRate}" must be ${MIN_RATE_MBIT}-${MAX_RATE_MBIT} Mbit/s`);
-    const renewMs = parsePositiveMs(opts.renew);
+    // At most a day: devices renew at least daily, and their lease (3 renewals and a second) must
+    // fit the wire's 32 bits.
+    const renewMs = timerMs('--renew', parsePositiveMs(opts.renew), DAY_MS);
     if (!/^\d+$/.test(opts.manifestTtl)) throw new NxtError('usage', `--manifest-ttl "${opts.manifestTtl}" is not a number of seconds`);
     const manifestTtlSeconds = Number(opts.manifestTtl);
     if ((opts.smtp === undefined) !== (opts.notifyEmail === undefined)) throw new NxtError('usage', 'email alerts need both --smtp and --notify-email');
@@ -152,7 +154,7 @@ program.action(async (flags: ServerFlags) => {
       if (value !== undefined && !FORMATS[format].check(value)) throw new NxtError('usage', `${flag} "${value}" is not ${FORMATS[format].says}`);
     }
     if (opts.behindAfter !== undefined && !/^\d+$/.test(opts.behindAfter)) throw new NxtError('usage', `--behind-after "${opts.behindAfter}" is not a number of seconds`);
-    const notifyRetryMs = parsePositiveMs(opts.notifyRetry);
+    const notifyRetryMs = timerMs('--notify-retry', parsePositiveMs(opts.notifyRetry));
     const keepUploadsMs = keepMs('--keep-uploads', opts.keepUploads);
     const keepJobsMs = keepMs('--keep-jobs', opts.keepJobs);
     const keepHistoryMs = keepMs('--keep-history', opts.keepHistory);

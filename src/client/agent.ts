@@ -187,9 +187,15 @@ const RECONFIGURE_TIMEOUT_MS = 10_000;
  * restart a whole renewal period of silence before any of them finds out.
  */
 export function renewalDelay(renewMs: number, random: number): number {
-  return renewMs * (1 - RENEW_JITTER * random);
+  // Within 0.1 s and a day whatever the server says: a timer longer than ~24.9 days fires at
+  // once, and a server that said so (misconfigured, or not ours) would have this device
+  // register again every millisecond.
+  return Math.min(MAX_RENEW_MS, Math.max(MIN_RENEW_MS, renewMs * (1 - RENEW_JITTER * random)));
 }
 const RENEW_JITTER = 0.25;
+/** A device renews at least daily and at most ten times a second, whatever its server says. */
+const MIN_RENEW_MS = 100;
+const MAX_RENEW_MS = 86_400_000;
 
 /** Events: 'registered' (approved and in the fleet), 'renewed' (every answered registration,
  *  with the server's renewal interval), 'enrollment' ('pending' | 'rejected': the
@@ -363,7 +369,7 @@ export class ClientAgent extends EventEmitter {
     this.unanswered = 0;
     this.registerDelay = this.timing.registerRetryMs;
     clearTimeout(this.registerTimer);
-    this.registerTimer = setTimeout(() => this.sendRegister(), Math.max(100, renewalDelay(renewMs, Math.random())));
+    this.registerTimer = setTimeout(() => this.sendRegister(), renewalDelay(renewMs, Math.random()));
     this.registerTimer.unref();
     if (this.registered) this.emit('renewed', renewMs);
     if (this.registered && first) {

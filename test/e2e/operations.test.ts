@@ -41,6 +41,14 @@ describe('command line conventions', () => {
       expect(badRate.status).toBe(2);
       expect(badRate.stderr).toContain(`--max-rate "${rate}" must be 0.1-100000 Mbit/s`);
     }
+    // A delay longer than a timer can wait (Node's would fire after 1 ms: a probation of a month
+    // would commit at once), or a renewal rarer than daily.
+    const longRenew = runNode([serverJs, '--port', '0', '--state-dir', join(dir, 's'), '--renew', '90000000']);
+    expect(longRenew.status).toBe(2);
+    expect(longRenew.stderr).toContain('--renew is 90000000 ms: at most 86400000 ms (1.0 days)');
+    const longProbation = runNode([clientJs, '--server', '127.0.0.1', '--port', '9', '--trust', join(dir, 'none.pub'), '--data-dir', join(dir, 'c'), '--probation', '3000000']);
+    expect(longProbation.status).toBe(2);
+    expect(longProbation.stderr).toContain('--probation is 3000000000 ms: at most 2147483647 ms (24.9 days)');
   });
 });
 
