@@ -51,8 +51,9 @@ export function parseSeconds(flag: string, text: string): number {
   return n;
 }
 
-/** The longest a Node timer waits: 2^31 − 1 ms, about 24.9 days. A longer delay is not refused by Node
- *  but fires after 1 ms (with only a warning): a probation of 30 days would commit at once. */
+/** The longest a Node timer waits: 2^31 − 1 ms, about 24.9 days. Node does not refuse a longer
+ *  delay but fires it after 1 ms (with only a warning): a probation of 30 days would commit at
+ *  once. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** `ms`, checked to be a delay a timer can wait (`flag` names it in the error). */

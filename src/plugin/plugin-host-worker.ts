@@ -264,7 +264,7 @@ port.on('message', (request: HostRequest) => {
     case 'reserve': reserve(request.bytes, request.memory); break;
     case 'map': map(request.upTo); break;
     case 'take': readUpTo(request.path, request.identity, request.upTo); break;
-    case 'release': release(); reply({ type: 'released' }); break;
+    case 'release': release(); reply({ type: 'released', id: request.id }); break;
     case 'read': readAhead(request.url, request.path); break;
     case 'ping': reply({ type: 'pong', id: request.id }); break;
     case 'health': void health(request.id); break;

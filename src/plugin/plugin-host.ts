@@ -39,7 +39,8 @@ export type HostRequest =
   /** The module's file, `identity` its `device:inode`, is whole on disk up to `upTo`: read that
    *  much of it into the reserve (readUpTo). */
   | { type: 'take'; path: string; identity: string; upTo: number }
-  | { type: 'release' }
+  /** `id`: echoed by its 'released', so that an answer to an earlier release is not taken for it. */
+  | { type: 'release'; id: number }
   | { type: 'read'; url: string; path: string }
   | { type: 'ping'; id: number }
   | { type: 'health'; id: number }
@@ -61,8 +62,8 @@ export type HostReply =
   /** The reserve, done with (its module's text made, or its transfer stopped): back to the agent,
    *  which may keep it for the next module (keepReserve). */
   | { type: 'memory'; memory: ArrayBuffer }
-  /** A release asked for is done (its memory, if it had any, came just before). */
-  | { type: 'released' };
+  /** The release `id` asked for is done (its memory, if it had any, came just before). */
+  | { type: 'released'; id: number };
 
 /** Why a module was refused or ended: the NxtError codes a host uses. */
 export type HostFailureCode =
@@ -135,7 +136,7 @@ function startThread(heapMb: number): Thread {
   // Whichever module it is for by then: a reserve the thread is done with comes back here.
   worker.on('message', (reply: HostReply) => {
     if (reply.type === 'memory') keepReserve(reply.memory);
-    else if (reply.type === 'released' && returning?.thread === thread) {
+    else if (reply.type === 'released' && returning?.thread === thread && returning.id === reply.id) {
       const { end } = returning;
       returning = undefined;
       if (end) void worker.terminate();
@@ -209,7 +210,9 @@ let relaxTimer: NodeJS.Timeout | undefined;
  *  meanwhile (the restocking after a trial, or the spare policy relaxing, right after a transfer
  *  stopped) ends only then (`end`): ended at once, it took the memory with it, and the next
  *  module mapped its own afresh. */
-let returning: { thread: Thread; end: boolean } | undefined;
+let returning: { thread: Thread; end: boolean; id: number } | undefined;
+/** The last release asked of a spare. */
+let releaseId = 0;
 
 /** A spare no longer wanted ends, once any reserve it was told to give back is back. */
 function endSpare(s: Thread): void {
@@ -380,10 +383,13 @@ export function releaseReserve(): void {
   if (reservation === undefined) return;
   const { thread } = reservation;
   endReservation();
-  thread.worker.postMessage({ type: 'release' } satisfies HostRequest);
+  const id = ++releaseId;
+  thread.worker.postMessage({ type: 'release', id } satisfies HostRequest);
   // One still owed by another spare no longer wanted: that memory is given up.
   if (returning !== undefined && returning.thread !== thread && returning.end) void returning.thread.worker.terminate();
-  returning = { thread, end: returning?.thread === thread && returning.end };
+  // Only this release's answer ends it: the answer to the same spare's release before may still
+  // be on its way, and taken for this one, it ended the spare before this memory came back.
+  returning = { thread, end: returning?.thread === thread && returning.end, id };
 }
 
 /** The spares as they are: heap size, and bytes reserved (0: none). */
