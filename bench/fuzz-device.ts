@@ -100,10 +100,10 @@ const started = performance.now();
 const blast = setInterval(() => {
   learn();
   for (let i = 0; i < args.rate / 100; i++) {
-    let bytes = encode(messages[pick(kinds)]!());
-    if (random() < 0.1) { bytes = Buffer.from(bytes); const at = 4 + int(Math.max(1, bytes.length - 4)); bytes[at] = (bytes[at] ?? 0) ^ (1 << int(8)); }
-    if (random() < 0.05) bytes = bytes.subarray(0, int(bytes.length));
-    rogue.sendBytes(bytes);
+    let frame = encode(messages[pick(kinds)]!());
+    if (random() < 0.1) { frame = Buffer.from(frame); const at = 4 + int(Math.max(1, frame.length - 4)); frame[at] = (frame[at] ?? 0) ^ (1 << int(8)); }
+    if (random() < 0.05) frame = frame.subarray(0, int(frame.length));
+    rogue.sendBytes(frame);
     sent++;
   }
 }, 10);

@@ -136,7 +136,7 @@ function startThread(heapMb: number): Thread {
   // Whichever module it is for by then: a reserve the thread is done with comes back here.
   worker.on('message', (reply: HostReply) => {
     if (reply.type === 'memory') keepReserve(reply.memory);
-    else if (reply.type === 'released' && returning?.thread === thread && returning.id === reply.id) {
+    else if (reply.type === 'released' && returning?.id === reply.id) {
       const { end } = returning;
       returning = undefined;
       if (end) void worker.terminate();
@@ -211,7 +211,7 @@ let relaxTimer: NodeJS.Timeout | undefined;
  *  stopped) ends only then (`end`): ended at once, it took the memory with it, and the next
  *  module mapped its own afresh. */
 let returning: { thread: Thread; end: boolean; id: number } | undefined;
-/** The last release asked of a spare. */
+/** The last release asked of a spare: ids are unique across spares, so an answer names its spare too. */
 let releaseId = 0;
 
 /** A spare no longer wanted ends, once any reserve it was told to give back is back. */
